@@ -1,0 +1,640 @@
+/**
+ * The CommitLog: every message of every topic appended to one log of fixed-size files.
+ *
+ * Write path (docs/design/mmap.md):
+ * - flush 'async': records are encoded straight into the shared map (the page cache), so a
+ *   process crash loses nothing; a background flusher fdatasyncs every `flushIntervalMs` when at
+ *   least `flushLeastPages` pages are dirty, and unconditionally every `flushThoroughIntervalMs`.
+ * - flush 'sync': records are encoded into staging chunks on the heap and reach the file through
+ *   pwrite, then fdatasync (group commit). Every put waiting in the same tick shares one flush.
+ *   Readers see staged bytes at once (from the chunk) and committed ones through the map.
+ *
+ * Appends are synchronous on the fast path; a roll to a new file (or a full staging area) makes
+ * later appends queue behind it in order, so records stay in call order and a batch is contiguous.
+ */
+import type { StoreCheckpoint } from './checkpoint.js'
+import { StoreError, ioError } from './errors.js'
+import type { FileIO } from './file-io.js'
+import {
+  END_FILE_MIN_BLANK_LENGTH,
+  checkRecord,
+  encodeBlank,
+  encodeRecord,
+  hostHexPrefix,
+  offsetHex,
+  offsetToFileName,
+  takesQueueOffset,
+  type Host,
+  type PreparedMessage,
+} from './format.js'
+import type { MappedFile } from './mapped-file.js'
+import { MappedFileQueue } from './mapped-file-queue.js'
+
+export const OS_PAGE_BYTES = 4096
+/** Size of a staging chunk (sync flush); a larger record gets a chunk of its own size. */
+export const STAGE_CHUNK_BYTES = 1024 * 1024
+const STAGE_POOL_MAX = 8
+
+export type FlushMode = 'sync' | 'async'
+
+export interface CommitLogOptions {
+  io: FileIO
+  dir: string
+  fileSizeBytes: number
+  flush: FlushMode
+  storeHost: Host
+  maxRecordBytes: number
+  flushIntervalMs: number
+  flushLeastPages: number
+  flushThoroughIntervalMs: number
+  syncFlushTimeoutMs: number
+  stagingLimitBytes: number
+  checkCrcOnRecover: boolean
+  onCorruption: 'fail' | 'truncate'
+  checkpoint: StoreCheckpoint
+  now: () => number
+}
+
+export interface TopicState {
+  readonly topic: string
+  readonly bytes: Buffer
+  /** Next queue offset per queue id. */
+  readonly queueOffsets: number[]
+}
+
+export interface AppendResult {
+  physicalOffset: number
+  queueOffset: number
+  storeTimestamp: number
+  size: number
+  msgId: string
+}
+
+export interface RecoveryReport {
+  cleanShutdown: boolean
+  /** Offset the checkpoint vouched for as durable; damage below it is corruption. */
+  durableOffset: number
+  /** Where the CRC-checked scan started. */
+  scanFromOffset: number
+  /** End of the last valid record: the new write position. */
+  endOffset: number
+  recordsScanned: number
+  /** Set when a torn or garbage tail was cut. */
+  truncated?: { atOffset: number; reason: string; validDataFollowed: boolean }
+  filesDeleted: number
+}
+
+interface StageChunk {
+  buf: Buffer
+  file: MappedFile
+  /** File position of buf[0]. */
+  fileStart: number
+  length: number
+  committed: number
+  /** An end-of-file blank: once committed, the whole file counts as written. */
+  fillsFile: boolean
+}
+
+interface FlushWaiter {
+  end: number
+  deadline: number
+  resolve: (flushed: boolean) => void
+  reject: (err: unknown) => void
+}
+
+export class CommitLog {
+  readonly queue: MappedFileQueue
+  readonly topics = new Map<string, TopicState>()
+  /** Physical offsets: appended, handed to the OS, on disk. */
+  wroteOffset = 0
+  committedOffset = 0
+  flushedOffset = 0
+  /** Store time of the newest appended record. */
+  lastStoreTimestamp = 0
+
+  private readonly hostPrefix: string
+  private blocked: Promise<unknown> | undefined
+  private failure: StoreError | undefined
+  private closed = false
+
+  private readonly chunks: StageChunk[] = []
+  private readonly chunkPool: Buffer[] = []
+  private stagedBytes = 0
+  private committing: Promise<void> | undefined
+
+  private waiters: FlushWaiter[] = []
+  private waitersHead = 0
+  private flushScheduled = false
+  private flushing: Promise<void> | undefined
+  private timer: NodeJS.Timeout | undefined
+  private lastThoroughFlush = 0
+  private lastCheckpointSync = 0
+
+  constructor(readonly options: CommitLogOptions) {
+    this.queue = new MappedFileQueue(options.io, options.dir, options.fileSizeBytes, options.flush === 'async')
+    this.hostPrefix = hostHexPrefix(options.storeHost)
+  }
+
+  get fileSizeBytes(): number {
+    return this.options.fileSizeBytes
+  }
+
+  /** Offset of the first byte still held, or 0 when empty. */
+  get minOffset(): number {
+    return this.queue.first?.fileFromOffset ?? 0
+  }
+
+  topicState(topic: string, bytes: Buffer): TopicState {
+    let st = this.topics.get(topic)
+    if (!st) {
+      st = { topic, bytes, queueOffsets: [] }
+      this.topics.set(topic, st)
+    }
+    return st
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Append
+
+  /** Appends `ms` contiguously, in one file; `total` is the sum of their sizes. */
+  append(ms: PreparedMessage[], states: TopicState[], total: number): AppendResult[] | Promise<AppendResult[]> {
+    if (this.failure) throw this.failure
+    if (this.closed) throw new StoreError('NOT_OPEN', 'store is closed')
+    if (this.blocked === undefined && this.stagedBytes < this.options.stagingLimitBytes) {
+      const r = this.tryWrite(ms, states, total)
+      if (r) return r
+    }
+    return this.appendQueued(ms, states, total)
+  }
+
+  private appendQueued(ms: PreparedMessage[], states: TopicState[], total: number): Promise<AppendResult[]> {
+    const run = async (): Promise<AppendResult[]> => {
+      for (;;) {
+        if (this.failure) throw this.failure
+        if (this.closed) throw new StoreError('NOT_OPEN', 'store is closed')
+        if (this.stagedBytes >= this.options.stagingLimitBytes) {
+          await this.commit(this.wroteOffset)
+          continue
+        }
+        const r = this.tryWrite(ms, states, total)
+        if (r) return r
+        await this.roll()
+      }
+    }
+    const previous = this.blocked ?? Promise.resolve()
+    const result = previous.then(run, run)
+    const tail: Promise<unknown> = result.then(
+      () => undefined,
+      () => undefined,
+    )
+    this.blocked = tail
+    void tail.then(() => {
+      if (this.blocked === tail) this.blocked = undefined
+    })
+    return result
+  }
+
+  private tryWrite(ms: PreparedMessage[], states: TopicState[], total: number): AppendResult[] | undefined {
+    const file = this.queue.last
+    if (!file || file.wrotePosition + total + END_FILE_MIN_BLANK_LENGTH > file.fileSize) return undefined
+    let target: Buffer
+    let at: number
+    if (this.options.flush === 'async') {
+      target = file.view
+      at = file.wrotePosition
+    } else {
+      const chunk = this.chunkFor(file, total)
+      target = chunk.buf
+      at = chunk.length
+      chunk.length += total
+      this.stagedBytes += total
+    }
+    const now = this.options.now()
+    const host = this.options.storeHost
+    const results: AppendResult[] = new Array(ms.length)
+    let position = file.wrotePosition
+    for (let i = 0; i < ms.length; i++) {
+      const m = ms[i]!
+      const st = states[i]!
+      const physicalOffset = file.fileFromOffset + position
+      let queueOffset = 0
+      if (takesQueueOffset(m.sysFlag)) {
+        queueOffset = st.queueOffsets[m.queueId] ?? 0
+        st.queueOffsets[m.queueId] = queueOffset + 1
+      }
+      encodeRecord(target, at, m, queueOffset, physicalOffset, now, host)
+      results[i] = { physicalOffset, queueOffset, storeTimestamp: now, size: m.totalSize, msgId: this.hostPrefix + offsetHex(physicalOffset) }
+      at += m.totalSize
+      position += m.totalSize
+    }
+    file.wrotePosition = position
+    if (this.options.flush === 'async') file.committedPosition = position
+    this.wroteOffset = file.fileFromOffset + position
+    if (this.options.flush === 'async') this.committedOffset = this.wroteOffset
+    this.lastStoreTimestamp = now
+    return results
+  }
+
+  private chunkFor(file: MappedFile, bytes: number): StageChunk {
+    const last = this.chunks[this.chunks.length - 1]
+    if (last && !last.fillsFile && last.file === file && last.length + bytes <= last.buf.length && last.fileStart + last.length === file.wrotePosition) return last
+    // A fully committed last chunk of this file can be restarted in place.
+    if (last && !last.fillsFile && last.file === file && last.committed === last.length && bytes <= last.buf.length && !this.committing) {
+      last.fileStart = file.wrotePosition
+      last.length = 0
+      last.committed = 0
+      return last
+    }
+    const size = Math.max(STAGE_CHUNK_BYTES, bytes)
+    const buf = size === STAGE_CHUNK_BYTES && this.chunkPool.length > 0 ? this.chunkPool.pop()! : Buffer.allocUnsafe(size)
+    const chunk: StageChunk = { buf, file, fileStart: file.wrotePosition, length: 0, committed: 0, fillsFile: false }
+    this.chunks.push(chunk)
+    return chunk
+  }
+
+  /** Ends the current file with a BLANK record and makes the next file current. */
+  private async roll(): Promise<void> {
+    const old = this.queue.last
+    const next = await this.queue.createNext()
+    if (old && old.wrotePosition < old.fileSize) {
+      const remaining = old.fileSize - old.wrotePosition
+      if (this.options.flush === 'async') {
+        encodeBlank(old.view, old.wrotePosition, remaining)
+        old.committedPosition = old.fileSize
+      } else {
+        const buf = Buffer.allocUnsafe(END_FILE_MIN_BLANK_LENGTH)
+        encodeBlank(buf, 0, remaining)
+        this.chunks.push({ buf, file: old, fileStart: old.wrotePosition, length: END_FILE_MIN_BLANK_LENGTH, committed: 0, fillsFile: true })
+        this.stagedBytes += END_FILE_MIN_BLANK_LENGTH
+      }
+      old.wrotePosition = old.fileSize
+    }
+    this.wroteOffset = next.fileFromOffset
+    if (this.options.flush === 'async') this.committedOffset = this.wroteOffset
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Commit (sync mode: staged chunks to the OS) and flush
+
+  /** Hands staged bytes to the OS until `committedOffset >= upTo` (or nothing is left). */
+  commit(upTo: number): Promise<void> {
+    if (this.options.flush === 'async') return Promise.resolve()
+    if (this.committing) return this.committing.then(() => (this.committedOffset < upTo ? this.commit(upTo) : undefined))
+    if (this.chunks.length === 0 || this.committedOffset >= upTo) return Promise.resolve()
+    const p = this.doCommit(upTo).finally(() => {
+      this.committing = undefined
+    })
+    this.committing = p
+    return p
+  }
+
+  private async doCommit(upTo: number): Promise<void> {
+    while (this.committedOffset < upTo) {
+      const c = this.chunks[0]
+      if (!c) break
+      if (c.committed < c.length) {
+        const from = c.committed
+        const length = c.length - from
+        try {
+          await c.file.file.write(c.buf, from, length, c.fileStart + from)
+        } catch (err) {
+          throw this.fail(ioError(`writing ${c.file.fileName}`, err))
+        }
+        c.committed = from + length
+        this.stagedBytes -= length
+        c.file.committedPosition = c.fileStart + c.committed
+      }
+      if (c.fillsFile) c.file.committedPosition = c.file.fileSize
+      this.committedOffset = c.file.fileFromOffset + c.file.committedPosition
+      if (c.committed < c.length) continue
+      if (c.fillsFile || this.chunks.length > 1) {
+        this.chunks.shift()
+        if (c.buf.length === STAGE_CHUNK_BYTES && this.chunkPool.length < STAGE_POOL_MAX) this.chunkPool.push(c.buf)
+      } else {
+        break
+      }
+    }
+  }
+
+  /**
+   * Makes everything committed so far durable: fdatasync of each file with unflushed bytes,
+   * oldest first. Returns the new flushed offset.
+   */
+  private async syncUpTo(target: number): Promise<void> {
+    if (target <= this.flushedOffset) return
+    let file = this.queue.findFile(this.flushedOffset) ?? this.queue.first
+    while (file && file.fileFromOffset < target) {
+      const upTo = Math.min(file.committedPosition, target - file.fileFromOffset)
+      if (upTo > file.flushedPosition) {
+        try {
+          await file.file.datasync()
+        } catch (err) {
+          throw this.fail(new StoreError('FLUSH_FAILED', `fdatasync of ${file.fileName} failed; unflushed data may be lost`, { cause: err }))
+        }
+        file.flushedPosition = upTo
+      }
+      file = this.queue.findFile(file.fileFromOffset + file.fileSize)
+    }
+    this.flushedOffset = Math.max(this.flushedOffset, target)
+  }
+
+  /** Commits and flushes everything appended so far. */
+  flush(): Promise<void> {
+    const run = async (): Promise<void> => {
+      const upTo = this.wroteOffset
+      const storeTimestamp = this.lastStoreTimestamp
+      await this.commit(upTo)
+      const target = Math.min(upTo, this.committedOffset)
+      await this.syncUpTo(target)
+      this.afterFlush(storeTimestamp)
+    }
+    const p = (this.flushing ?? Promise.resolve()).then(run)
+    const settled = p.catch(() => undefined)
+    this.flushing = settled
+    void settled.then(() => {
+      if (this.flushing === settled) this.flushing = undefined
+    })
+    return p
+  }
+
+  private afterFlush(storeTimestamp: number): void {
+    this.resolveWaiters()
+    if (this.waitersHead < this.waiters.length && !this.flushScheduled) {
+      this.flushScheduled = true
+      setImmediate(() => this.groupCommit())
+    }
+    const cp = this.options.checkpoint.values
+    if (this.flushedOffset > cp.physicalFlushedOffset) {
+      cp.physicalFlushedOffset = this.flushedOffset
+      if (storeTimestamp > 0) cp.physicMsgTimestamp = storeTimestamp
+      const now = this.options.now()
+      if (now - this.lastCheckpointSync >= 1000) {
+        this.lastCheckpointSync = now
+        this.options.checkpoint.flush().catch(() => undefined)
+      } else {
+        this.options.checkpoint.write().catch(() => undefined)
+      }
+    }
+  }
+
+  /** Resolves true once [.., end) is durable, false after `syncFlushTimeoutMs`. */
+  waitFlushed(end: number): Promise<boolean> {
+    if (end <= this.flushedOffset) return Promise.resolve(true)
+    if (this.failure) return Promise.reject(this.failure)
+    return new Promise<boolean>((resolve, reject) => {
+      this.waiters.push({ end, deadline: this.options.now() + this.options.syncFlushTimeoutMs, resolve, reject })
+      if (!this.flushScheduled) {
+        this.flushScheduled = true
+        // Let every producer resumed in this tick append before the flush starts: one fdatasync
+        // then covers them all (group commit).
+        setImmediate(() => this.groupCommit())
+      }
+    })
+  }
+
+  private groupCommit(): void {
+    this.flushScheduled = false
+    // A flush under way reschedules when it ends (afterFlush), so one flush covers the next group.
+    if (this.flushing || this.waitersHead >= this.waiters.length) return
+    this.flush().catch(() => undefined)
+  }
+
+  private resolveWaiters(): void {
+    const flushed = this.flushedOffset
+    let head = this.waitersHead
+    const ws = this.waiters
+    while (head < ws.length && ws[head]!.end <= flushed) ws[head++]!.resolve(true)
+    this.compactWaiters(head)
+  }
+
+  private compactWaiters(head: number): void {
+    if (head >= this.waiters.length) {
+      this.waiters = []
+      this.waitersHead = 0
+    } else if (head > 1024 && head * 2 > this.waiters.length) {
+      this.waiters = this.waiters.slice(head)
+      this.waitersHead = 0
+    } else {
+      this.waitersHead = head
+    }
+  }
+
+  private expireWaiters(now: number): void {
+    let head = this.waitersHead
+    const ws = this.waiters
+    while (head < ws.length && ws[head]!.deadline <= now) ws[head++]!.resolve(false)
+    this.compactWaiters(head)
+  }
+
+  private fail(err: StoreError): StoreError {
+    if (!this.failure) {
+      this.failure = err
+      const ws = this.waiters
+      for (let i = this.waitersHead; i < ws.length; i++) ws[i]!.reject(err)
+      this.waiters = []
+      this.waitersHead = 0
+    }
+    return this.failure
+  }
+
+  get failed(): StoreError | undefined {
+    return this.failure
+  }
+
+  /** Starts the background services: async flusher or sync-flush timeout sweeper. */
+  start(): void {
+    const o = this.options
+    this.lastThoroughFlush = o.now()
+    const tick = o.flush === 'async' ? o.flushIntervalMs : 100
+    this.timer = setInterval(() => {
+      const now = o.now()
+      if (o.flush === 'sync') {
+        this.expireWaiters(now)
+        return
+      }
+      if (this.flushing || this.failure) return
+      const dirty = this.committedOffset - this.flushedOffset
+      const thorough = now - this.lastThoroughFlush >= o.flushThoroughIntervalMs
+      if (dirty >= o.flushLeastPages * OS_PAGE_BYTES || (thorough && dirty > 0)) {
+        if (thorough) this.lastThoroughFlush = now
+        this.flush().catch(() => undefined)
+      }
+    }, tick)
+    this.timer.unref()
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Read
+
+  /** The buffer and position holding the record that starts at `physicalOffset`, if any. */
+  recordAt(physicalOffset: number): { buf: Buffer; at: number; limit: number } | undefined {
+    if (physicalOffset < 0 || physicalOffset >= this.wroteOffset) return undefined
+    const file = this.queue.findFile(physicalOffset)
+    if (!file) return undefined
+    const pos = physicalOffset - file.fileFromOffset
+    if (pos < file.committedPosition) return { buf: file.view, at: pos, limit: file.committedPosition }
+    for (const c of this.chunks) {
+      if (c.file === file && pos >= c.fileStart && pos < c.fileStart + c.length) return { buf: c.buf, at: pos - c.fileStart, limit: c.length }
+    }
+    return undefined
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Recovery
+
+  /**
+   * Opens the files and finds the end of valid data. Files before the one holding the
+   * checkpoint's durable offset are walked record by record (structure only); from there on every
+   * record is checked (size, magic, recomputed length, own offset, body CRC). A bad record below
+   * the durable offset is corruption (CORRUPT_RECORD, nothing changed); at or above it, it is a
+   * torn tail: cut there, garbage after the cut zeroed, later files deleted.
+   */
+  async recover(cleanShutdown: boolean): Promise<RecoveryReport> {
+    await this.queue.load()
+    const o = this.options
+    const files = this.queue.files
+    const durableOffset = o.checkpoint.values.physicalFlushedOffset
+    const report: RecoveryReport = { cleanShutdown, durableOffset, scanFromOffset: 0, endOffset: 0, recordsScanned: 0, filesDeleted: 0 }
+    if (files.length === 0) {
+      if (durableOffset > 0) {
+        throw new StoreError('CORRUPT_FILE', `checkpoint says ${durableOffset} bytes of CommitLog are durable but ${o.dir} holds no data file`, { details: { durableOffset } })
+      }
+      return report
+    }
+    const first = files[0]!
+    let startIndex = 0
+    if (durableOffset > first.fileFromOffset) startIndex = Math.min(files.length - 1, Math.floor((durableOffset - first.fileFromOffset) / o.fileSizeBytes))
+    if (cleanShutdown) startIndex = Math.min(startIndex, files.length - 1)
+
+    // Files below the durable offset: structure walk to rebuild queue offsets.
+    for (let i = 0; i < startIndex; i++) {
+      const f = files[i]!
+      let pos = 0
+      for (;;) {
+        const r = checkRecord(f.view, pos, f.fileSize, f.fileFromOffset + pos, o.maxRecordBytes, false)
+        if (r.kind === 'record') {
+          this.noteRecovered(r.topic, r.queueId, r.queueOffset, r.sysFlag, r.storeTimestamp)
+          pos += r.size
+          report.recordsScanned++
+          continue
+        }
+        if (r.kind === 'blank') break
+        throw new StoreError('CORRUPT_RECORD', `CommitLog corrupt at offset ${f.fileFromOffset + pos} (${r.kind === 'bad' ? r.reason : 'file ends without a blank marker'}), below the durable offset ${durableOffset}`, {
+          details: { physicalOffset: f.fileFromOffset + pos, file: f.fileName },
+        })
+      }
+      f.wrotePosition = f.committedPosition = f.flushedPosition = f.fileSize
+    }
+
+    // From the durable point on: full check.
+    let index = startIndex
+    let file = files[index]!
+    let pos = 0
+    report.scanFromOffset = file.fileFromOffset
+    for (;;) {
+      const physical = file.fileFromOffset + pos
+      const r = checkRecord(file.view, pos, file.fileSize, physical, o.maxRecordBytes, o.checkCrcOnRecover)
+      if (r.kind === 'record') {
+        this.noteRecovered(r.topic, r.queueId, r.queueOffset, r.sysFlag, r.storeTimestamp)
+        pos += r.size
+        report.recordsScanned++
+        continue
+      }
+      if (r.kind === 'blank') {
+        file.wrotePosition = file.committedPosition = file.flushedPosition = file.fileSize
+        if (index + 1 >= files.length) {
+          pos = file.fileSize
+          break
+        }
+        file = files[++index]!
+        pos = 0
+        continue
+      }
+      if (physical < durableOffset) {
+        const reason = r.kind === 'bad' ? r.reason : 'data ends early'
+        if (o.onCorruption !== 'truncate') {
+          throw new StoreError('CORRUPT_RECORD', `CommitLog corrupt at offset ${physical} (${reason}), below the durable offset ${durableOffset}; open with onCorruption: 'truncate' to cut the log there`, {
+            details: { physicalOffset: physical, file: file.fileName, reason, durableOffset },
+          })
+        }
+      }
+      if (r.kind === 'bad' || physical < durableOffset) {
+        report.truncated = { atOffset: physical, reason: r.kind === 'bad' ? r.reason : 'data ends early', validDataFollowed: this.validDataAfter(index, pos) }
+      }
+      break
+    }
+
+    // Cut.
+    file.wrotePosition = file.committedPosition = file.flushedPosition = pos
+    report.endOffset = file.fileFromOffset + pos
+    if (!cleanShutdown || report.truncated) await this.zeroTail(file, pos)
+    report.filesDeleted = await this.queue.deleteAfter(file)
+    this.wroteOffset = this.committedOffset = this.flushedOffset = report.endOffset
+    const cp = o.checkpoint.values
+    cp.physicalFlushedOffset = report.endOffset
+    if (this.lastStoreTimestamp > 0) cp.physicMsgTimestamp = this.lastStoreTimestamp
+    await o.checkpoint.flush()
+    return report
+  }
+
+  private noteRecovered(topic: string, queueId: number, queueOffset: number, sysFlag: number, storeTimestamp: number): void {
+    if (storeTimestamp > this.lastStoreTimestamp) this.lastStoreTimestamp = storeTimestamp
+    if (!takesQueueOffset(sysFlag)) return
+    const st = this.topicState(topic, Buffer.from(topic, 'utf8'))
+    const next = queueOffset + 1
+    if ((st.queueOffsets[queueId] ?? 0) < next) st.queueOffsets[queueId] = next
+  }
+
+  /** Whether a valid record starts anywhere we can cheaply look after a bad spot: for the report. */
+  private validDataAfter(index: number, pos: number): boolean {
+    const files = this.queue.files
+    const f = files[index]!
+    const o = this.options
+    // The record right after, if the bad one's size field is plausible.
+    if (f.fileSize - pos >= 8) {
+      const size = f.view.readInt32BE(pos)
+      if (size > 0 && pos + size < f.fileSize) {
+        const r = checkRecord(f.view, pos + size, f.fileSize, f.fileFromOffset + pos + size, o.maxRecordBytes, true)
+        if (r.kind === 'record') return true
+      }
+    }
+    const next = files[index + 1]
+    if (next) return checkRecord(next.view, 0, next.fileSize, next.fileFromOffset, o.maxRecordBytes, true).kind === 'record'
+    return false
+  }
+
+  /** Zeroes any non-zero bytes in [from, end of file), so no stale record can reappear later. */
+  private async zeroTail(file: MappedFile, from: number): Promise<void> {
+    const step = 64 * 1024
+    const zeros = Buffer.alloc(step)
+    let wrote = false
+    for (let at = from; at < file.fileSize; at += step) {
+      const end = Math.min(at + step, file.fileSize)
+      if (file.view.compare(zeros, 0, end - at, at, end) === 0) continue
+      await file.file.write(zeros, 0, end - at, at)
+      wrote = true
+    }
+    if (wrote) await file.file.datasync()
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return
+    if (this.timer) clearInterval(this.timer)
+    this.timer = undefined
+    try {
+      await this.blocked
+      if (!this.failure) await this.flush()
+    } finally {
+      this.closed = true
+      const ws = this.waiters
+      for (let i = this.waitersHead; i < ws.length; i++) ws[i]!.resolve(this.flushedOffset >= ws[i]!.end)
+      this.waiters = []
+      this.waitersHead = 0
+      await this.queue.close()
+    }
+  }
+
+  describeFile(offset: number): string {
+    return offsetToFileName(offset - (offset % this.options.fileSizeBytes))
+  }
+}

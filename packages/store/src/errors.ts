@@ -1,0 +1,60 @@
+/**
+ * Every failure the store reports on purpose is a StoreError with a stable `code`.
+ * Callers match on `code`; messages may change between versions.
+ *
+ * | code                 | when                                                                |
+ * | -------------------- | ------------------------------------------------------------------- |
+ * | MESSAGE_TOO_LARGE    | body over `maxMessageSizeBytes`, or the whole record over its limit |
+ * | PROPERTIES_TOO_LONG  | encoded properties over 32,767 bytes (RocketMQ's short length)      |
+ * | INVALID_PROPERTY     | a property name or value contains 0x01/0x02, or a name is empty     |
+ * | TOPIC_INVALID        | topic empty, too long, or outside `^[%|a-zA-Z0-9_-]+$`              |
+ * | INVALID_ARGUMENT     | a queue id, offset or option out of range                           |
+ * | NOT_OPEN             | the store is closing or closed                                      |
+ * | DISK_FULL            | the OS answered ENOSPC (or EDQUOT); nothing partial was kept        |
+ * | IO_ERROR             | any other OS error on a data file                                   |
+ * | FLUSH_FAILED         | fdatasync failed: durability of unflushed data is unknown; the      |
+ * |                      | store refuses further writes until reopened                         |
+ * | CORRUPT_RECORD       | recovery met a bad record in the region the checkpoint says is      |
+ * |                      | durable; nothing was truncated                                      |
+ * | CORRUPT_FILE         | a data file has the wrong size or an unparsable name                |
+ * | LOCKED               | another live process holds the store directory                      |
+ */
+export type StoreErrorCode =
+  | 'MESSAGE_TOO_LARGE'
+  | 'PROPERTIES_TOO_LONG'
+  | 'INVALID_PROPERTY'
+  | 'TOPIC_INVALID'
+  | 'INVALID_ARGUMENT'
+  | 'NOT_OPEN'
+  | 'DISK_FULL'
+  | 'IO_ERROR'
+  | 'FLUSH_FAILED'
+  | 'CORRUPT_RECORD'
+  | 'CORRUPT_FILE'
+  | 'LOCKED'
+
+export class StoreError extends Error {
+  readonly code: StoreErrorCode
+  /** Extra facts for the caller: offsets, paths, sizes. */
+  readonly details: Record<string, unknown>
+
+  constructor(code: StoreErrorCode, message: string, options: { cause?: unknown; details?: Record<string, unknown> } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+    this.name = 'StoreError'
+    this.code = code
+    this.details = options.details ?? {}
+  }
+}
+
+/** Wraps an OS error from a data file into DISK_FULL or IO_ERROR. */
+export function ioError(what: string, err: unknown): StoreError {
+  if (err instanceof StoreError) return err
+  const osCode = (err as NodeJS.ErrnoException | undefined)?.code
+  if (osCode === 'ENOSPC' || osCode === 'EDQUOT') {
+    return new StoreError('DISK_FULL', `disk full while ${what}`, { cause: err, details: { osCode } })
+  }
+  return new StoreError('IO_ERROR', `${what} failed: ${(err as Error)?.message ?? String(err)}`, {
+    cause: err,
+    details: { osCode },
+  })
+}

@@ -1,0 +1,246 @@
+/**
+ * Every byte the store reads or writes goes through this interface, so tests can swap in a
+ * simulated disk (sim-file-io.ts) that tears writes, forgets unflushed bytes and runs out of space.
+ *
+ * Design (docs/design/mmap.md): data files are preallocated with zeros through the file
+ * descriptor, then mapped shared. Writes reach the file either through the map (async flush) or
+ * through pwrite (sync flush, where pwrite + fdatasync measured three times faster than dirtying
+ * the map and syncing it); durability is always fdatasync on the descriptor, on the thread pool.
+ */
+import { createRequire } from 'node:module'
+import * as fs from 'node:fs'
+import * as fsp from 'node:fs/promises'
+import * as path from 'node:path'
+import * as v8 from 'node:v8'
+import * as vm from 'node:vm'
+
+export interface DataFile {
+  readonly path: string
+  readonly size: number
+  /** Maps the whole file shared; writable only if asked. The view is valid until `close()`. */
+  map(writable: boolean): Buffer
+  /** pwrite of `length` bytes of `source` from `sourceOffset` at `position`; loops on short writes. */
+  write(source: Buffer, sourceOffset: number, length: number, position: number): Promise<void>
+  /** fdatasync. */
+  datasync(): Promise<void>
+  /** Drops the mapping's pages from this process (the file keeps them) and closes the descriptor. */
+  close(): Promise<void>
+}
+
+export interface FileIO {
+  mkdirp(dir: string): Promise<void>
+  /** Entry names, or [] when the directory does not exist. */
+  list(dir: string): Promise<string[]>
+  /** Size in bytes, or undefined when the file does not exist. */
+  size(file: string): Promise<number | undefined>
+  exists(file: string): Promise<boolean>
+  /** Removes a file; a missing file is not an error. */
+  remove(file: string): Promise<void>
+  rename(from: string, to: string): Promise<void>
+  /** fsync of a directory, so created, renamed and removed entries survive a power loss. */
+  syncDir(dir: string): Promise<void>
+  readFile(file: string): Promise<Buffer | undefined>
+  /** Writes `data` to a temp file, syncs it, renames it over `file`, syncs the directory. */
+  writeFileAtomic(file: string, data: Buffer): Promise<void>
+  /**
+   * Creates `file` holding `size` zero bytes on disk (written, not sparse, so later writes cannot
+   * hit ENOSPC and fdatasync has no block allocation to journal), durably: temp name, sync, rename.
+   */
+  allocate(file: string, size: number): Promise<void>
+  /** Opens an existing file for reading and writing. */
+  open(file: string): Promise<DataFile>
+  /** Lets go of address space held by mappings that were closed (see docs/design/mmap.md). */
+  reclaim(): void
+}
+
+// ---------------------------------------------------------------------------------------------
+
+interface MmapIo {
+  map(size: number, protection: number, flags: number, fd: number, offset?: number, advise?: number): Buffer
+  advise(buffer: Buffer, offset: number, length: number, advise: number): void
+  PROT_READ: number
+  PROT_WRITE: number
+  MAP_SHARED: number
+  MADV_DONTNEED: number
+}
+
+const require = createRequire(import.meta.url)
+let mmapModule: MmapIo | undefined
+function mmapIo(): MmapIo {
+  mmapModule ??= require('@riaskov/mmap-io') as MmapIo
+  return mmapModule
+}
+
+/** @riaskov/mmap-io takes sizes as a C int. */
+export const MAX_MAP_BYTES = 2 ** 31 - 1
+const ZERO_CHUNK_BYTES = 4 * 1024 * 1024
+let zeroChunk: Buffer | undefined
+
+class NodeDataFile implements DataFile {
+  private view: Buffer | undefined
+  private closed = false
+
+  constructor(
+    readonly path: string,
+    readonly size: number,
+    private readonly handle: fsp.FileHandle,
+  ) {}
+
+  map(writable: boolean): Buffer {
+    if (this.view) return this.view
+    if (this.size > MAX_MAP_BYTES) throw new RangeError(`cannot map ${this.size} bytes (limit ${MAX_MAP_BYTES})`)
+    const m = mmapIo()
+    const prot = writable ? m.PROT_READ | m.PROT_WRITE : m.PROT_READ
+    this.view = m.map(this.size, prot, m.MAP_SHARED, this.handle.fd, 0)
+    return this.view
+  }
+
+  async write(source: Buffer, sourceOffset: number, length: number, position: number): Promise<void> {
+    let done = 0
+    while (done < length) {
+      const { bytesWritten } = await this.handle.write(source, sourceOffset + done, length - done, position + done)
+      if (bytesWritten <= 0) throw Object.assign(new Error(`short write to ${this.path}`), { code: 'EIO' })
+      done += bytesWritten
+    }
+  }
+
+  datasync(): Promise<void> {
+    return this.handle.datasync()
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    if (this.view) {
+      // The mapping itself goes when the Buffer is collected; drop its pages now so a closed
+      // file costs no resident memory meanwhile.
+      try {
+        mmapIo().advise(this.view, 0, this.view.length, mmapIo().MADV_DONTNEED)
+      } catch {
+        // advisory only
+      }
+      this.view = undefined
+      pendingUnmaps++
+    }
+    await this.handle.close()
+  }
+}
+
+let pendingUnmaps = 0
+let forceGc: (() => void) | undefined | null
+
+/**
+ * Runs a full GC so that mappings of closed files are unmapped (and deleted files stop pinning
+ * disk space). Only when some mapping was closed since the last call.
+ */
+export function reclaimMappings(): void {
+  if (pendingUnmaps === 0) return
+  pendingUnmaps = 0
+  if (forceGc === undefined) {
+    try {
+      v8.setFlagsFromString('--expose-gc')
+      forceGc = vm.runInNewContext('gc') as () => void
+    } catch {
+      forceGc = null
+    }
+  }
+  forceGc?.()
+}
+
+export class NodeFileIO implements FileIO {
+  async mkdirp(dir: string): Promise<void> {
+    await fsp.mkdir(dir, { recursive: true })
+  }
+
+  async list(dir: string): Promise<string[]> {
+    try {
+      return await fsp.readdir(dir)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return []
+      throw err
+    }
+  }
+
+  async size(file: string): Promise<number | undefined> {
+    try {
+      return (await fsp.stat(file)).size
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+      throw err
+    }
+  }
+
+  async exists(file: string): Promise<boolean> {
+    return (await this.size(file)) !== undefined
+  }
+
+  async remove(file: string): Promise<void> {
+    await fsp.rm(file, { force: true })
+  }
+
+  async rename(from: string, to: string): Promise<void> {
+    await fsp.rename(from, to)
+  }
+
+  async syncDir(dir: string): Promise<void> {
+    const handle = await fsp.open(dir, fs.constants.O_RDONLY)
+    try {
+      await handle.sync()
+    } finally {
+      await handle.close()
+    }
+  }
+
+  async readFile(file: string): Promise<Buffer | undefined> {
+    try {
+      return await fsp.readFile(file)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+      throw err
+    }
+  }
+
+  async writeFileAtomic(file: string, data: Buffer): Promise<void> {
+    const tmp = `${file}.tmp`
+    const handle = await fsp.open(tmp, 'w')
+    try {
+      await handle.writeFile(data)
+      await handle.datasync()
+    } finally {
+      await handle.close()
+    }
+    await fsp.rename(tmp, file)
+    await this.syncDir(path.dirname(file))
+  }
+
+  async allocate(file: string, size: number): Promise<void> {
+    const tmp = `${file}.tmp`
+    zeroChunk ??= Buffer.alloc(ZERO_CHUNK_BYTES)
+    const handle = await fsp.open(tmp, 'w')
+    try {
+      for (let at = 0; at < size; at += ZERO_CHUNK_BYTES) {
+        const n = Math.min(ZERO_CHUNK_BYTES, size - at)
+        let done = 0
+        while (done < n) done += (await handle.write(zeroChunk, done, n - done, at + done)).bytesWritten
+      }
+      await handle.datasync()
+    } catch (err) {
+      await handle.close().catch(() => {})
+      await fsp.rm(tmp, { force: true })
+      throw err
+    }
+    await handle.close()
+    await fsp.rename(tmp, file)
+    await this.syncDir(path.dirname(file))
+  }
+
+  async open(file: string): Promise<DataFile> {
+    const handle = await fsp.open(file, 'r+')
+    const { size } = await handle.stat()
+    return new NodeDataFile(file, size, handle)
+  }
+
+  reclaim(): void {
+    reclaimMappings()
+  }
+}

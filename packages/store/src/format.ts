@@ -1,0 +1,486 @@
+/**
+ * On-disk formats and their constants, byte-compatible with Apache RocketMQ 4.x.
+ * Facts: docs/design/storage-format.md (which draws every byte) and RocketMQ's
+ * MessageExtEncoder / CommitLog / MessageDecoder. Integers are big-endian.
+ *
+ * Stored message (one CommitLog record), offsets for IPv4 born and store hosts:
+ *
+ *  0 TOTALSIZE 4 | 4 MAGICCODE 4 | 8 BODYCRC 4 | 12 QUEUEID 4 | 16 FLAG 4 | 20 QUEUEOFFSET 8
+ * 28 PHYSICALOFFSET 8 | 36 SYSFLAG 4 | 40 BORNTIMESTAMP 8 | 48 BORNHOST 8 (ip 4 + port 4)
+ * 56 STORETIMESTAMP 8 | 64 STOREHOST 8 | 72 RECONSUMETIMES 4 | 76 PREPARED_TX_OFFSET 8
+ * 84 BODYLEN 4 | 88 BODY n | TOPICLEN 1 (V1) or 2 (V2) | TOPIC t | PROPLEN 2 | PROPERTIES p
+ *
+ * Each IPv6 host (SYSFLAG 0x10 born, 0x20 store) is 12 bytes longer and shifts what follows.
+ * End-of-file blank: [remaining bytes 4][BLANK_MAGIC_CODE 4], then the rest of the file is unused.
+ */
+import { bodyCrc } from './crc.js'
+
+export const MESSAGE_MAGIC_CODE_V1 = 0xdaa320a7 | 0 // -626843481
+export const MESSAGE_MAGIC_CODE_V2 = 0xdaa320ab | 0 // -626843477
+export const BLANK_MAGIC_CODE = 0xcbd43194 | 0 // -875286124
+/** Bytes of the end-of-file marker: size and magic. A record must leave room for it. */
+export const END_FILE_MIN_BLANK_LENGTH = 8
+
+export const RECORD = {
+  totalSize: 0,
+  magicCode: 4,
+  bodyCrc: 8,
+  queueId: 12,
+  flag: 16,
+  queueOffset: 20,
+  physicalOffset: 28,
+  sysFlag: 36,
+  bornTimestamp: 40,
+  bornHost: 48,
+  /** Valid only when the born host is IPv4. */
+  storeTimestamp: 56,
+  storeHost: 64,
+  reconsumeTimes: 72,
+  preparedTransactionOffset: 76,
+  bodyLength: 84,
+  body: 88,
+} as const
+
+/** Record bytes that do not depend on body, topic or properties, V1 magic, IPv4 hosts. */
+export const RECORD_FIXED_BYTES_V1 = 91
+/** IPv6 adds 12 bytes per host. */
+export const IPV6_EXTRA_BYTES = 12
+
+export const SYSFLAG = {
+  COMPRESSED: 0x1,
+  MULTI_TAGS: 0x2,
+  TRANSACTION_NOT_TYPE: 0,
+  TRANSACTION_PREPARED_TYPE: 0x4,
+  TRANSACTION_COMMIT_TYPE: 0x8,
+  TRANSACTION_ROLLBACK_TYPE: 0xc,
+  TRANSACTION_MASK: 0xc,
+  BORNHOST_V6: 0x10,
+  STOREHOST_V6: 0x20,
+} as const
+
+export const PROPERTY_NAME_VALUE_SEPARATOR = '\u0001'
+export const PROPERTY_SEPARATOR = '\u0002'
+export const PROPERTY = {
+  KEYS: 'KEYS',
+  TAGS: 'TAGS',
+  UNIQ_KEY: 'UNIQ_KEY',
+  WAIT: 'WAIT',
+} as const
+/** The properties length is a Java short. */
+export const MAX_PROPERTIES_BYTES = 32767
+
+/** RocketMQ's maxMessageSize default (4 MiB); the whole record may exceed it by 64 KiB. */
+export const DEFAULT_MAX_MESSAGE_SIZE_BYTES = 4 * 1024 * 1024
+export const RECORD_OVERHEAD_ALLOWANCE_BYTES = 64 * 1024
+
+export const TOPIC_MAX_LENGTH = 127
+/** Retry and dead-letter topics may reach 255 characters and are stored with the V2 magic. */
+export const TOPIC_MAX_LENGTH_V2 = 255
+export const TOPIC_PATTERN = /^[%|a-zA-Z0-9_-]+$/
+
+const TWO_POW_32 = 4294967296
+
+export function writeU64(target: Buffer, at: number, value: number): void {
+  target.writeUInt32BE(Math.floor(value / TWO_POW_32) >>> 0, at)
+  target.writeUInt32BE(value >>> 0, at + 4)
+}
+
+/** Signed 64-bit read, exact up to 2^53 in magnitude. */
+export function readI64(source: Buffer, at: number): number {
+  return source.readInt32BE(at) * TWO_POW_32 + source.readUInt32BE(at + 4)
+}
+
+/** Signed 64-bit write of a safe integer (two's complement for negatives). */
+export function writeI64(target: Buffer, at: number, value: number): void {
+  const hi = Math.floor(value / TWO_POW_32)
+  target.writeInt32BE(hi | 0, at)
+  target.writeUInt32BE((value - hi * TWO_POW_32) >>> 0, at + 4)
+}
+
+/** Java's String.hashCode: UTF-16 code units, 32-bit overflow. RocketMQ's tag hash. */
+export function javaStringHashCode(s: string): number {
+  let h = 0
+  for (let i = 0; i < s.length; i++) h = (Math.imul(31, h) + s.charCodeAt(i)) | 0
+  return h
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hosts: "a.b.c.d:port" <-> (ip as uint32, port)
+
+export interface Host {
+  /** IPv4 address as an unsigned 32-bit integer. */
+  ip: number
+  port: number
+}
+
+export function parseHost(text: string): Host | undefined {
+  const colon = text.lastIndexOf(':')
+  if (colon <= 0) return undefined
+  const port = Number(text.slice(colon + 1))
+  const parts = text.slice(0, colon).split('.')
+  if (parts.length !== 4 || !Number.isInteger(port) || port < 0 || port > 65535) return undefined
+  let ip = 0
+  for (const p of parts) {
+    if (!/^\d{1,3}$/.test(p)) return undefined
+    const n = Number(p)
+    if (n > 255) return undefined
+    ip = ip * 256 + n
+  }
+  return { ip, port }
+}
+
+export function formatHost(address: Buffer, port: number): string {
+  if (address.length === 4) return `${address[0]}.${address[1]}.${address[2]}.${address[3]}:${port}`
+  const groups: string[] = []
+  for (let i = 0; i < 16; i += 2) groups.push(address.readUInt16BE(i).toString(16))
+  return `[${groups.join(':')}]:${port}`
+}
+
+// ---------------------------------------------------------------------------------------------
+// Properties: name 0x01 value 0x02, repeated
+
+export function encodeProperties(properties: Record<string, string>): string {
+  let out = ''
+  for (const name in properties) {
+    const value = properties[name]
+    if (value === undefined || value === null) continue
+    out += name + PROPERTY_NAME_VALUE_SEPARATOR + value + PROPERTY_SEPARATOR
+  }
+  return out
+}
+
+/** RocketMQ's string2messageProperties: segments shorter than 3 chars or without a name and a value are ignored. */
+export function decodeProperties(text: string): Record<string, string> {
+  const map: Record<string, string> = {}
+  const len = text.length
+  let index = 0
+  while (index < len) {
+    let next = text.indexOf(PROPERTY_SEPARATOR, index)
+    if (next < 0) next = len
+    if (next - index >= 3) {
+      const sep = text.indexOf(PROPERTY_NAME_VALUE_SEPARATOR, index)
+      if (sep > index && sep < next - 1) map[text.slice(index, sep)] = text.slice(sep + 1, next)
+    }
+    index = next + 1
+  }
+  return map
+}
+
+// ---------------------------------------------------------------------------------------------
+// Message ids: store ip + port + physical offset, uppercase hex (32 chars for IPv4)
+
+const HEX = '0123456789ABCDEF'
+
+export function hostHexPrefix(host: Host): string {
+  return (host.ip >>> 0).toString(16).toUpperCase().padStart(8, '0') + (host.port >>> 0).toString(16).toUpperCase().padStart(8, '0')
+}
+
+export function offsetHex(physicalOffset: number): string {
+  const hi = Math.floor(physicalOffset / TWO_POW_32)
+  const lo = physicalOffset >>> 0
+  let s = ''
+  for (let shift = 28; shift >= 0; shift -= 4) s += HEX[(hi >>> shift) & 15]
+  for (let shift = 28; shift >= 0; shift -= 4) s += HEX[(lo >>> shift) & 15]
+  return s
+}
+
+export function createMessageId(host: Host, physicalOffset: number): string {
+  return hostHexPrefix(host) + offsetHex(physicalOffset)
+}
+
+export interface DecodedMessageId {
+  host: string
+  physicalOffset: number
+}
+
+/** Decodes an offset message id (32 hex chars: IPv4, 56: IPv6); undefined if it is not one. */
+export function decodeMessageId(msgId: string): DecodedMessageId | undefined {
+  if ((msgId.length !== 32 && msgId.length !== 56) || !/^[0-9A-Fa-f]+$/.test(msgId)) return undefined
+  const bytes = Buffer.from(msgId, 'hex')
+  const ipLength = bytes.length === 16 ? 4 : 16
+  const address = bytes.subarray(0, ipLength)
+  const port = bytes.readInt32BE(ipLength)
+  return { host: formatHost(Buffer.from(address), port), physicalOffset: readI64(bytes, ipLength + 4) }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding
+
+/** A message validated and measured, ready to be written at any physical offset. */
+export interface PreparedMessage {
+  topic: string
+  topicBytes: Buffer
+  queueId: number
+  flag: number
+  sysFlag: number
+  bornTimestamp: number
+  bornHost: Host
+  reconsumeTimes: number
+  preparedTransactionOffset: number
+  body: Uint8Array
+  bodyCrc: number
+  properties: string
+  propertiesBytes: number
+  totalSize: number
+  magicCode: number
+}
+
+/** Whether a record of this sysFlag takes a queue offset (RocketMQ: not for prepared / rollback). */
+export function takesQueueOffset(sysFlag: number): boolean {
+  const tx = sysFlag & SYSFLAG.TRANSACTION_MASK
+  return tx === SYSFLAG.TRANSACTION_NOT_TYPE || tx === SYSFLAG.TRANSACTION_COMMIT_TYPE
+}
+
+export function recordSize(bodyBytes: number, topicBytes: number, propertiesBytes: number, magicCode: number): number {
+  return RECORD_FIXED_BYTES_V1 + (magicCode === MESSAGE_MAGIC_CODE_V2 ? 1 : 0) + bodyBytes + topicBytes + propertiesBytes
+}
+
+export function prepareRecord(
+  fields: Omit<PreparedMessage, 'bodyCrc' | 'propertiesBytes' | 'totalSize' | 'magicCode'>,
+): PreparedMessage {
+  const propertiesBytes = fields.properties.length === 0 ? 0 : Buffer.byteLength(fields.properties)
+  const magicCode = fields.topicBytes.length > TOPIC_MAX_LENGTH ? MESSAGE_MAGIC_CODE_V2 : MESSAGE_MAGIC_CODE_V1
+  return {
+    ...fields,
+    bodyCrc: bodyCrc(fields.body),
+    propertiesBytes,
+    magicCode,
+    totalSize: recordSize(fields.body.length, fields.topicBytes.length, propertiesBytes, magicCode),
+  }
+}
+
+/**
+ * Writes `m` at `target[at]` as it will sit at `physicalOffset`. The caller has checked that
+ * `m.totalSize` bytes fit.
+ */
+export function encodeRecord(
+  target: Buffer,
+  at: number,
+  m: PreparedMessage,
+  queueOffset: number,
+  physicalOffset: number,
+  storeTimestamp: number,
+  storeHost: Host,
+): void {
+  target.writeInt32BE(m.totalSize, at + RECORD.totalSize)
+  target.writeInt32BE(m.magicCode, at + RECORD.magicCode)
+  target.writeInt32BE(m.bodyCrc, at + RECORD.bodyCrc)
+  target.writeInt32BE(m.queueId, at + RECORD.queueId)
+  target.writeInt32BE(m.flag, at + RECORD.flag)
+  writeU64(target, at + RECORD.queueOffset, queueOffset)
+  writeU64(target, at + RECORD.physicalOffset, physicalOffset)
+  target.writeInt32BE(m.sysFlag, at + RECORD.sysFlag)
+  writeU64(target, at + RECORD.bornTimestamp, m.bornTimestamp)
+  target.writeUInt32BE(m.bornHost.ip, at + RECORD.bornHost)
+  target.writeInt32BE(m.bornHost.port, at + RECORD.bornHost + 4)
+  writeU64(target, at + RECORD.storeTimestamp, storeTimestamp)
+  target.writeUInt32BE(storeHost.ip, at + RECORD.storeHost)
+  target.writeInt32BE(storeHost.port, at + RECORD.storeHost + 4)
+  target.writeInt32BE(m.reconsumeTimes, at + RECORD.reconsumeTimes)
+  writeI64(target, at + RECORD.preparedTransactionOffset, m.preparedTransactionOffset)
+  const bodyLength = m.body.length
+  target.writeInt32BE(bodyLength, at + RECORD.bodyLength)
+  target.set(m.body, at + RECORD.body)
+  let pos = at + RECORD.body + bodyLength
+  const topicLength = m.topicBytes.length
+  if (m.magicCode === MESSAGE_MAGIC_CODE_V2) {
+    target.writeInt16BE(topicLength, pos)
+    pos += 2
+  } else {
+    target[pos++] = topicLength
+  }
+  m.topicBytes.copy(target, pos)
+  pos += topicLength
+  target.writeInt16BE(m.propertiesBytes, pos)
+  pos += 2
+  if (m.propertiesBytes > 0) target.write(m.properties, pos, m.propertiesBytes, 'utf8')
+}
+
+export function encodeBlank(target: Buffer, at: number, remainingBytes: number): void {
+  target.writeInt32BE(remainingBytes, at)
+  target.writeInt32BE(BLANK_MAGIC_CODE, at + 4)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding and checking
+
+export interface StoredMessage {
+  topic: string
+  queueId: number
+  queueOffset: number
+  physicalOffset: number
+  storeSize: number
+  body: Buffer
+  bodyCrc: number
+  flag: number
+  sysFlag: number
+  bornTimestamp: number
+  bornHost: string
+  storeTimestamp: number
+  storeHost: string
+  reconsumeTimes: number
+  preparedTransactionOffset: number
+  /** Every property as stored, TAGS and KEYS included. */
+  properties: Record<string, string>
+  tags: string | undefined
+  keys: string[]
+  msgId: string
+}
+
+interface Layout {
+  bornHostBytes: number
+  storeTimestamp: number
+  storeHost: number
+  storeHostBytes: number
+  reconsumeTimes: number
+  preparedTransactionOffset: number
+  bodyLength: number
+  body: number
+}
+
+function layout(sysFlag: number): Layout {
+  const bornHostBytes = sysFlag & SYSFLAG.BORNHOST_V6 ? 20 : 8
+  const storeHostBytes = sysFlag & SYSFLAG.STOREHOST_V6 ? 20 : 8
+  const storeTimestamp = RECORD.bornHost + bornHostBytes
+  const storeHost = storeTimestamp + 8
+  const reconsumeTimes = storeHost + storeHostBytes
+  const preparedTransactionOffset = reconsumeTimes + 4
+  const bodyLength = preparedTransactionOffset + 8
+  return { bornHostBytes, storeTimestamp, storeHost, storeHostBytes, reconsumeTimes, preparedTransactionOffset, bodyLength, body: bodyLength + 4 }
+}
+
+const LAYOUT_V4 = layout(0)
+
+/** Store timestamp of the record at `at` (handles an IPv6 born host). */
+export function readStoreTimestamp(source: Buffer, at: number): number {
+  const sysFlag = source.readInt32BE(at + RECORD.sysFlag)
+  const l = sysFlag & SYSFLAG.BORNHOST_V6 ? layout(sysFlag) : LAYOUT_V4
+  return readI64(source, at + l.storeTimestamp)
+}
+
+/**
+ * Decodes the record at `source[at]`. The body is copied unless `copyBody` is false, in which
+ * case it is a view into `source` and lives only as long as `source` does.
+ */
+export function decodeRecord(source: Buffer, at: number, copyBody = true): StoredMessage {
+  const totalSize = source.readInt32BE(at + RECORD.totalSize)
+  const magic = source.readInt32BE(at + RECORD.magicCode)
+  const sysFlag = source.readInt32BE(at + RECORD.sysFlag)
+  const l = sysFlag & (SYSFLAG.BORNHOST_V6 | SYSFLAG.STOREHOST_V6) ? layout(sysFlag) : LAYOUT_V4
+  const bornIpBytes = l.bornHostBytes - 4
+  const storeIpBytes = l.storeHostBytes - 4
+  const bornHost = formatHost(Buffer.from(source.subarray(at + RECORD.bornHost, at + RECORD.bornHost + bornIpBytes)), source.readInt32BE(at + RECORD.bornHost + bornIpBytes))
+  const storeIp = source.subarray(at + l.storeHost, at + l.storeHost + storeIpBytes)
+  const storePort = source.readInt32BE(at + l.storeHost + storeIpBytes)
+  const storeHost = formatHost(Buffer.from(storeIp), storePort)
+  const physicalOffset = readI64(source, at + RECORD.physicalOffset)
+  const bodyLength = source.readInt32BE(at + l.bodyLength)
+  const bodyStart = at + l.body
+  const bodyView = source.subarray(bodyStart, bodyStart + bodyLength)
+  let pos = bodyStart + bodyLength
+  let topicLength: number
+  if (magic === MESSAGE_MAGIC_CODE_V2) {
+    topicLength = source.readInt16BE(pos)
+    pos += 2
+  } else {
+    topicLength = source[pos]!
+    pos += 1
+  }
+  const topic = source.toString('utf8', pos, pos + topicLength)
+  pos += topicLength
+  const propertiesLength = source.readInt16BE(pos)
+  pos += 2
+  const properties = propertiesLength > 0 ? decodeProperties(source.toString('utf8', pos, pos + propertiesLength)) : {}
+  const keysText = properties[PROPERTY.KEYS]
+  const msgIdHex = Buffer.concat([storeIp, source.subarray(at + l.storeHost + storeIpBytes, at + l.storeHost + storeIpBytes + 4)]).toString('hex').toUpperCase()
+  return {
+    topic,
+    queueId: source.readInt32BE(at + RECORD.queueId),
+    queueOffset: readI64(source, at + RECORD.queueOffset),
+    physicalOffset,
+    storeSize: totalSize,
+    body: copyBody ? Buffer.from(bodyView) : bodyView,
+    bodyCrc: source.readInt32BE(at + RECORD.bodyCrc),
+    flag: source.readInt32BE(at + RECORD.flag),
+    sysFlag,
+    bornTimestamp: readI64(source, at + RECORD.bornTimestamp),
+    bornHost,
+    storeTimestamp: readI64(source, at + l.storeTimestamp),
+    storeHost,
+    reconsumeTimes: source.readInt32BE(at + l.reconsumeTimes),
+    preparedTransactionOffset: readI64(source, at + l.preparedTransactionOffset),
+    properties,
+    tags: properties[PROPERTY.TAGS],
+    keys: keysText ? keysText.split(' ').filter((k) => k.length > 0) : [],
+    msgId: msgIdHex + offsetHex(physicalOffset),
+  }
+}
+
+/** What recovery finds at a position. */
+export type RecordCheck =
+  | { kind: 'record'; size: number; queueId: number; queueOffset: number; sysFlag: number; storeTimestamp: number; topic: string }
+  | { kind: 'blank' }
+  | { kind: 'end' }
+  | { kind: 'bad'; reason: string }
+
+/**
+ * Validates the record at `source[at]`, which must sit at `physicalOffset` and end before
+ * `limit`: size, magic, recomputed length, own physical offset and (if `verifyCrc`) body CRC.
+ */
+export function checkRecord(source: Buffer, at: number, limit: number, physicalOffset: number, maxRecordBytes: number, verifyCrc: boolean): RecordCheck {
+  if (limit - at < 8) return { kind: 'end' }
+  const totalSize = source.readInt32BE(at)
+  const magic = source.readInt32BE(at + 4)
+  if (magic === BLANK_MAGIC_CODE) {
+    return totalSize === limit - at ? { kind: 'blank' } : { kind: 'bad', reason: `blank marker claims ${totalSize} bytes, ${limit - at} remain` }
+  }
+  if (totalSize === 0 && magic === 0) return { kind: 'end' }
+  if (magic !== MESSAGE_MAGIC_CODE_V1 && magic !== MESSAGE_MAGIC_CODE_V2) return { kind: 'bad', reason: `bad magic code 0x${(magic >>> 0).toString(16)}` }
+  if (totalSize < RECORD_FIXED_BYTES_V1 || totalSize > maxRecordBytes) return { kind: 'bad', reason: `bad total size ${totalSize}` }
+  if (totalSize > limit - at) return { kind: 'bad', reason: `record of ${totalSize} bytes runs past the end of the file` }
+  const sysFlag = source.readInt32BE(at + RECORD.sysFlag)
+  const l = sysFlag & (SYSFLAG.BORNHOST_V6 | SYSFLAG.STOREHOST_V6) ? layout(sysFlag) : LAYOUT_V4
+  const end = at + totalSize
+  if (at + l.body > end) return { kind: 'bad', reason: 'record shorter than its header' }
+  const bodyLength = source.readInt32BE(at + l.bodyLength)
+  if (bodyLength < 0 || at + l.body + bodyLength + 1 > end) return { kind: 'bad', reason: `bad body length ${bodyLength}` }
+  let pos = at + l.body + bodyLength
+  let topicLength: number
+  if (magic === MESSAGE_MAGIC_CODE_V2) {
+    if (pos + 2 > end) return { kind: 'bad', reason: 'truncated topic length' }
+    topicLength = source.readInt16BE(pos)
+    pos += 2
+  } else {
+    topicLength = source[pos]!
+    pos += 1
+  }
+  if (topicLength <= 0 || pos + topicLength + 2 > end) return { kind: 'bad', reason: `bad topic length ${topicLength}` }
+  const topicAt = pos
+  pos += topicLength
+  const propertiesLength = source.readInt16BE(pos)
+  pos += 2
+  if (propertiesLength < 0 || pos + propertiesLength !== end) return { kind: 'bad', reason: 'recomputed length differs from total size' }
+  const storedOffset = readI64(source, at + RECORD.physicalOffset)
+  if (storedOffset !== physicalOffset) return { kind: 'bad', reason: `record says physical offset ${storedOffset}` }
+  if (verifyCrc) {
+    const expected = source.readInt32BE(at + RECORD.bodyCrc)
+    const actual = bodyCrc(source.subarray(at + l.body, at + l.body + bodyLength))
+    if (expected !== actual) return { kind: 'bad', reason: `body CRC ${actual} differs from stored ${expected}` }
+  }
+  return {
+    kind: 'record',
+    size: totalSize,
+    queueId: source.readInt32BE(at + RECORD.queueId),
+    queueOffset: readI64(source, at + RECORD.queueOffset),
+    sysFlag,
+    storeTimestamp: readI64(source, at + l.storeTimestamp),
+    topic: source.toString('utf8', topicAt, topicAt + topicLength),
+  }
+}
+
+/** Name of a data file: its start offset as 20 zero-padded decimal digits. */
+export function offsetToFileName(offset: number): string {
+  return String(offset).padStart(20, '0')
+}
+
+export const DATA_FILE_NAME_PATTERN = /^\d{20}$/

@@ -1,0 +1,18 @@
+/**
+ * @mqts/store: an embeddable, RocketMQ-compatible message store.
+ *
+ * ```ts
+ * const store = await MessageStore.open({ dir, flush: 'sync' })
+ * const r = await store.put({ topic: 'orders', queueId: 0, body: Buffer.from('hi') })
+ * const m = await store.lookup(r.physicalOffset)
+ * await store.close()
+ * ```
+ */
+export { MessageStore, STORE_PATHS, DEFAULT_COMMIT_LOG_FILE_SIZE_BYTES } from './message-store.js'
+export type { MessageStoreOptions, PutMessage, PutResult, PutStatus, StoreStatus } from './message-store.js'
+export type { RecoveryReport, FlushMode } from './commit-log.js'
+export type { StoredMessage, DecodedMessageId } from './format.js'
+export { decodeMessageId, javaStringHashCode } from './format.js'
+export { StoreError } from './errors.js'
+export type { StoreErrorCode } from './errors.js'
+export { crc32Implementation } from './crc.js'

@@ -1,0 +1,11 @@
+/** For sibling packages, tests and benchmarks; not a stable API. */
+export * from './format.js'
+export * from './crc.js'
+export * from './errors.js'
+export * from './file-io.js'
+export * from './sim-file-io.js'
+export * from './checkpoint.js'
+export * from './mapped-file.js'
+export * from './mapped-file-queue.js'
+export * from './commit-log.js'
+export * from './message-store.js'

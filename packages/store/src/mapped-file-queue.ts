@@ -1,0 +1,150 @@
+import * as path from 'node:path'
+import { StoreError, ioError } from './errors.js'
+import type { FileIO } from './file-io.js'
+import { DATA_FILE_NAME_PATTERN, offsetToFileName } from './format.js'
+import { MappedFile } from './mapped-file.js'
+
+/**
+ * The ordered data files of one log, all `fileSize` bytes, each named by its start offset.
+ * The file after the last one is allocated ahead in the background (zero-filled and synced), so a
+ * roll normally finds it ready and does not stall appends.
+ */
+export class MappedFileQueue {
+  files: MappedFile[] = []
+  private ahead: { offset: number; promise: Promise<MappedFile>; failed: unknown } | undefined
+  private closed = false
+
+  constructor(
+    readonly io: FileIO,
+    readonly dir: string,
+    readonly fileSize: number,
+    private readonly writableMap: boolean,
+  ) {}
+
+  /** Opens every data file; removes leftovers of interrupted allocations. */
+  async load(): Promise<void> {
+    await this.io.mkdirp(this.dir)
+    const names = await this.io.list(this.dir)
+    const offsets: number[] = []
+    for (const name of names) {
+      if (name.endsWith('.tmp')) {
+        await this.io.remove(path.join(this.dir, name))
+        continue
+      }
+      if (!DATA_FILE_NAME_PATTERN.test(name)) continue
+      const offset = Number(name)
+      if (!Number.isSafeInteger(offset) || offset % this.fileSize !== 0) {
+        throw new StoreError('CORRUPT_FILE', `data file ${name} in ${this.dir} does not start at a multiple of the file size ${this.fileSize}`, { details: { file: name } })
+      }
+      const size = await this.io.size(path.join(this.dir, name))
+      if (size !== this.fileSize) {
+        throw new StoreError('CORRUPT_FILE', `data file ${name} in ${this.dir} has ${size} bytes, expected ${this.fileSize} (was the file size option changed?)`, {
+          details: { file: name, size, expected: this.fileSize },
+        })
+      }
+      offsets.push(offset)
+    }
+    offsets.sort((a, b) => a - b)
+    for (let i = 1; i < offsets.length; i++) {
+      if (offsets[i] !== offsets[i - 1]! + this.fileSize) {
+        throw new StoreError('CORRUPT_FILE', `data files in ${this.dir} are not contiguous: ${offsetToFileName(offsets[i - 1]!)} then ${offsetToFileName(offsets[i]!)}`)
+      }
+    }
+    for (const offset of offsets) this.files.push(await MappedFile.open(this.io, this.dir, offset, this.writableMap))
+  }
+
+  get first(): MappedFile | undefined {
+    return this.files[0]
+  }
+
+  get last(): MappedFile | undefined {
+    return this.files[this.files.length - 1]
+  }
+
+  /** The file holding `offset`, if any. */
+  findFile(offset: number): MappedFile | undefined {
+    const first = this.files[0]
+    if (!first || offset < first.fileFromOffset) return undefined
+    return this.files[Math.floor((offset - first.fileFromOffset) / this.fileSize)]
+  }
+
+  private nextOffset(): number {
+    const last = this.last
+    return last ? last.fileFromOffset + this.fileSize : 0
+  }
+
+  /** Starts allocating the file after the last one, if not already under way. */
+  prepareNext(): void {
+    if (this.closed) return
+    const offset = this.nextOffset()
+    if (this.ahead && this.ahead.offset === offset && this.ahead.failed === undefined) return
+    const file = path.join(this.dir, offsetToFileName(offset))
+    const entry: { offset: number; promise: Promise<MappedFile>; failed: unknown } = {
+      offset,
+      failed: undefined,
+      promise: (async () => {
+        await this.io.allocate(file, this.fileSize)
+        return MappedFile.open(this.io, this.dir, offset, this.writableMap)
+      })(),
+    }
+    entry.promise.catch((err: unknown) => {
+      entry.failed = err ?? new Error('allocation failed')
+    })
+    this.ahead = entry
+  }
+
+  /** The file after the last one, appended to the queue; waits for its allocation if needed. */
+  async createNext(): Promise<MappedFile> {
+    if (this.closed) throw new StoreError('NOT_OPEN', 'store is closed')
+    const offset = this.nextOffset()
+    if (!this.ahead || this.ahead.offset !== offset || this.ahead.failed !== undefined) {
+      this.ahead = undefined
+      this.prepareNext()
+    }
+    const entry = this.ahead!
+    let mapped: MappedFile
+    try {
+      mapped = await entry.promise
+    } catch (err) {
+      if (this.ahead === entry) this.ahead = undefined
+      throw ioError(`creating data file ${offsetToFileName(offset)}`, err)
+    }
+    if (this.closed) {
+      await mapped.close()
+      throw new StoreError('NOT_OPEN', 'store is closed')
+    }
+    this.ahead = undefined
+    this.files.push(mapped)
+    this.prepareNext()
+    return mapped
+  }
+
+  /** Closes and deletes every file after `keep` (all files when `keep` is undefined). */
+  async deleteAfter(keep: MappedFile | undefined): Promise<number> {
+    const index = keep ? this.files.indexOf(keep) : -1
+    const doomed = this.files.splice(index + 1)
+    for (const f of doomed) {
+      await f.close()
+      await this.io.remove(f.path)
+    }
+    if (doomed.length > 0) {
+      await this.io.syncDir(this.dir)
+      this.io.reclaim()
+    }
+    return doomed.length
+  }
+
+  async close(): Promise<void> {
+    this.closed = true
+    const ahead = this.ahead
+    this.ahead = undefined
+    if (ahead) {
+      // An allocation in flight finishes into a complete, empty file; keep it for next time.
+      const f = await ahead.promise.catch(() => undefined)
+      await f?.close()
+    }
+    for (const f of this.files) await f.close()
+    this.files = []
+    this.io.reclaim()
+  }
+}

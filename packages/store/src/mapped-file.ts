@@ -1,0 +1,51 @@
+import * as path from 'node:path'
+import type { DataFile, FileIO } from './file-io.js'
+import { offsetToFileName } from './format.js'
+
+/**
+ * One fixed-size data file, named by the offset of its first byte, mapped shared.
+ * Positions are relative to the file: bytes [0, wrotePosition) are appended, [0,
+ * committedPosition) have reached the OS (page cache), [0, flushedPosition) are on disk.
+ */
+export class MappedFile {
+  wrotePosition = 0
+  committedPosition = 0
+  flushedPosition = 0
+
+  private constructor(
+    readonly fileFromOffset: number,
+    readonly file: DataFile,
+    /** The mapping. Valid until close(); never hand it out beyond a call that holds the file open. */
+    readonly view: Buffer,
+  ) {}
+
+  get fileSize(): number {
+    return this.file.size
+  }
+
+  get fileName(): string {
+    return path.basename(this.file.path)
+  }
+
+  get path(): string {
+    return this.file.path
+  }
+
+  static async open(io: FileIO, dir: string, fileFromOffset: number, writableMap: boolean): Promise<MappedFile> {
+    const file = await io.open(path.join(dir, offsetToFileName(fileFromOffset)))
+    try {
+      return new MappedFile(fileFromOffset, file, file.map(writableMap))
+    } catch (err) {
+      await file.close()
+      throw err
+    }
+  }
+
+  isFull(): boolean {
+    return this.wrotePosition >= this.fileSize
+  }
+
+  close(): Promise<void> {
+    return this.file.close()
+  }
+}

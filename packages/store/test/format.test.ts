@@ -1,0 +1,175 @@
+// Checks the stored-message codec byte for byte against RocketMQ's layout: field offsets, the
+// 91-byte fixed overhead, properties with unusual characters, V2 topics, message ids, CRC.
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { crc32 } from '../src/crc.js'
+import {
+  BLANK_MAGIC_CODE,
+  MESSAGE_MAGIC_CODE_V1,
+  MESSAGE_MAGIC_CODE_V2,
+  RECORD,
+  RECORD_FIXED_BYTES_V1,
+  checkRecord,
+  createMessageId,
+  decodeMessageId,
+  decodeProperties,
+  decodeRecord,
+  encodeBlank,
+  encodeProperties,
+  encodeRecord,
+  javaStringHashCode,
+  offsetToFileName,
+  parseHost,
+  prepareRecord,
+  readI64,
+  writeI64,
+  type PreparedMessage,
+} from '../src/format.js'
+
+function prepared(overrides: Partial<Parameters<typeof prepareRecord>[0]> = {}): PreparedMessage {
+  const topic = overrides.topic ?? 'TopicTest'
+  return prepareRecord({
+    topic,
+    topicBytes: Buffer.from(topic),
+    queueId: 3,
+    flag: 7,
+    sysFlag: 0,
+    bornTimestamp: 1_700_000_000_123,
+    bornHost: parseHost('10.1.2.3:45678')!,
+    reconsumeTimes: 2,
+    preparedTransactionOffset: 0,
+    body: Buffer.from('hello world'),
+    properties: encodeProperties({ TAGS: 'TagA', KEYS: 'k1 k2' }),
+    ...overrides,
+  })
+}
+
+test('magic codes match RocketMQ', () => {
+  assert.equal(MESSAGE_MAGIC_CODE_V1, -626843481)
+  assert.equal(MESSAGE_MAGIC_CODE_V2, -626843477)
+  assert.equal(BLANK_MAGIC_CODE, -875286124)
+})
+
+test('record field offsets are contiguous and the fixed overhead is 91 bytes', () => {
+  const sizes: Record<keyof typeof RECORD, number> = {
+    totalSize: 4, magicCode: 4, bodyCrc: 4, queueId: 4, flag: 4, queueOffset: 8, physicalOffset: 8, sysFlag: 4,
+    bornTimestamp: 8, bornHost: 8, storeTimestamp: 8, storeHost: 8, reconsumeTimes: 4, preparedTransactionOffset: 8, bodyLength: 4, body: 0,
+  }
+  let at = 0
+  for (const [field, offset] of Object.entries(RECORD)) {
+    assert.equal(offset, at, `${field} offset`)
+    at += sizes[field as keyof typeof RECORD]
+  }
+  assert.equal(at + 1 + 2, RECORD_FIXED_BYTES_V1)
+  const m = prepared({ body: Buffer.alloc(0), properties: '' })
+  assert.equal(m.totalSize, 91 + 'TopicTest'.length)
+})
+
+test('encode writes every field where RocketMQ reads it', () => {
+  const m = prepared()
+  const buf = Buffer.alloc(m.totalSize + 10)
+  encodeRecord(buf, 5, m, 42, 1_234_567_890_123, 1_700_000_000_999, parseHost('192.168.0.1:10911')!)
+  const r = buf.subarray(5)
+  assert.equal(r.readInt32BE(0), m.totalSize)
+  assert.equal(r.readInt32BE(4), MESSAGE_MAGIC_CODE_V1)
+  assert.equal(r.readInt32BE(8), crc32(Buffer.from('hello world')) & 0x7fffffff)
+  assert.equal(r.readInt32BE(12), 3)
+  assert.equal(r.readInt32BE(16), 7)
+  assert.equal(readI64(r, 20), 42)
+  assert.equal(readI64(r, 28), 1_234_567_890_123)
+  assert.equal(r.readInt32BE(36), 0)
+  assert.equal(readI64(r, 40), 1_700_000_000_123)
+  assert.deepEqual([...r.subarray(48, 52)], [10, 1, 2, 3])
+  assert.equal(r.readInt32BE(52), 45678)
+  assert.equal(readI64(r, 56), 1_700_000_000_999)
+  assert.deepEqual([...r.subarray(64, 68)], [192, 168, 0, 1])
+  assert.equal(r.readInt32BE(68), 10911)
+  assert.equal(r.readInt32BE(72), 2)
+  assert.equal(readI64(r, 76), 0)
+  assert.equal(r.readInt32BE(84), 11)
+  assert.equal(r.toString('utf8', 88, 99), 'hello world')
+  assert.equal(r[99], 9)
+  assert.equal(r.toString('utf8', 100, 109), 'TopicTest')
+  const propsLength = r.readInt16BE(109)
+  assert.equal(r.toString('utf8', 111, 111 + propsLength), 'TAGS\u0001TagA\u0002KEYS\u0001k1 k2\u0002')
+  assert.equal(111 + propsLength, m.totalSize)
+})
+
+test('decode(encode(x)) round trips, including IDs and hosts', () => {
+  const m = prepared()
+  const buf = Buffer.alloc(m.totalSize)
+  encodeRecord(buf, 0, m, 9, 65536, 1_700_000_001_000, parseHost('127.0.0.1:10911')!)
+  const d = decodeRecord(buf, 0)
+  assert.equal(d.topic, 'TopicTest')
+  assert.equal(d.queueId, 3)
+  assert.equal(d.queueOffset, 9)
+  assert.equal(d.physicalOffset, 65536)
+  assert.equal(d.body.toString(), 'hello world')
+  assert.equal(d.tags, 'TagA')
+  assert.deepEqual(d.keys, ['k1', 'k2'])
+  assert.equal(d.bornHost, '10.1.2.3:45678')
+  assert.equal(d.storeHost, '127.0.0.1:10911')
+  assert.equal(d.msgId, '7F00000100002A9F0000000000010000')
+  assert.equal(d.msgId, createMessageId(parseHost('127.0.0.1:10911')!, 65536))
+  assert.deepEqual(decodeMessageId(d.msgId), { host: '127.0.0.1:10911', physicalOffset: 65536 })
+  assert.equal(d.storeSize, m.totalSize)
+  assert.equal(checkRecord(buf, 0, buf.length, 65536, 1 << 20, true).kind, 'record')
+})
+
+test('properties with unusual characters round trip', () => {
+  const props = { 'name=with;odd:chars': 'välue ✓ 🚀 "quoted" \\ back', '中文': '日本語テキスト', a: '=', tab: '\t\n\r' }
+  const text = encodeProperties(props)
+  assert.deepEqual(decodeProperties(text), props)
+  const m = prepared({ properties: text })
+  const buf = Buffer.alloc(m.totalSize)
+  encodeRecord(buf, 0, m, 0, 0, 1, parseHost('127.0.0.1:1')!)
+  assert.deepEqual(decodeRecord(buf, 0).properties, props)
+})
+
+test('property parser ignores malformed segments as RocketMQ does', () => {
+  assert.deepEqual(decodeProperties('a\u0001b\u0002'), { a: 'b' })
+  assert.deepEqual(decodeProperties('\u0001x\u0002ab\u0002k\u0001\u0002ok\u0001yes'), { ok: 'yes' })
+  assert.deepEqual(decodeProperties(''), {})
+})
+
+test('topics over 127 characters use the V2 magic with a 2-byte length', () => {
+  const topic = '%RETRY%' + 'g'.repeat(200)
+  const m = prepared({ topic, topicBytes: Buffer.from(topic) })
+  assert.equal(m.magicCode, MESSAGE_MAGIC_CODE_V2)
+  const buf = Buffer.alloc(m.totalSize)
+  encodeRecord(buf, 0, m, 0, 0, 1, parseHost('127.0.0.1:1')!)
+  assert.equal(decodeRecord(buf, 0).topic, topic)
+  assert.equal(checkRecord(buf, 0, buf.length, 0, 1 << 20, true).kind, 'record')
+})
+
+test('checkRecord rejects bad CRC, wrong own offset, bad size, and sees blanks and zeros', () => {
+  const m = prepared()
+  const buf = Buffer.alloc(m.totalSize + 16)
+  encodeRecord(buf, 0, m, 0, 100, 1, parseHost('127.0.0.1:1')!)
+  assert.equal(checkRecord(buf, 0, buf.length, 101, 1 << 20, true).kind, 'bad')
+  const flipped = Buffer.from(buf)
+  flipped[90]! ^= 0xff
+  assert.equal(checkRecord(flipped, 0, buf.length, 100, 1 << 20, true).kind, 'bad')
+  assert.equal(checkRecord(flipped, 0, buf.length, 100, 1 << 20, false).kind, 'record')
+  const sized = Buffer.from(buf)
+  sized.writeInt32BE(m.totalSize + 1, 0)
+  assert.equal(checkRecord(sized, 0, buf.length, 100, 1 << 20, false).kind, 'bad')
+  assert.equal(checkRecord(buf, m.totalSize, buf.length, 100 + m.totalSize, 1 << 20, true).kind, 'end')
+  encodeBlank(buf, m.totalSize, 16)
+  assert.equal(checkRecord(buf, m.totalSize, buf.length, 100 + m.totalSize, 1 << 20, true).kind, 'blank')
+})
+
+test('64-bit helpers, file names and Java hashCode', () => {
+  const b = Buffer.alloc(8)
+  for (const v of [0, 1, 2 ** 32, 2 ** 53 - 1, -1, -(2 ** 40)]) {
+    writeI64(b, 0, v)
+    assert.equal(readI64(b, 0), v)
+    assert.equal(b.readBigInt64BE(0), BigInt(v))
+  }
+  assert.equal(offsetToFileName(1073741824), '00000000001073741824')
+  assert.equal(javaStringHashCode('TagA'), 2598919)
+  assert.equal(javaStringHashCode(''), 0)
+  // "polygenelubricants".hashCode() == Integer.MIN_VALUE in Java
+  assert.equal(javaStringHashCode('polygenelubricants'), -2147483648)
+  assert.equal(crc32(Buffer.from('123456789')), 0xcbf43926)
+})

@@ -1,0 +1,18 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import * as path from 'node:path'
+import { MessageStore, type MessageStoreOptions } from '../src/index.js'
+
+/** A fresh temp directory, removed by the returned cleanup. */
+export async function tempDir(prefix = 'mqts-store-'): Promise<{ dir: string; cleanup: () => Promise<void> }> {
+  const dir = await mkdtemp(path.join(tmpdir(), prefix))
+  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) }
+}
+
+/** Closes `store` and opens the same directory again with the same (or overridden) options. */
+export async function reopen(store: MessageStore, options: MessageStoreOptions, overrides: Partial<MessageStoreOptions> = {}): Promise<MessageStore> {
+  await store.close()
+  return MessageStore.open({ ...options, ...overrides })
+}
+
+export const SMALL_FILE = 64 * 1024

@@ -1,0 +1,169 @@
+// MessageStore on real files: put/lookup, rolling across many 64 KiB files with BLANK
+// markers, putBatch contiguity, reopen after a clean close, typed errors, and the directory layout.
+import assert from 'node:assert/strict'
+import { readdir, stat } from 'node:fs/promises'
+import * as path from 'node:path'
+import { test } from 'node:test'
+import { MessageStore, StoreError } from '../src/index.js'
+import { BLANK_MAGIC_CODE } from '../src/format.js'
+import { SMALL_FILE, reopen, tempDir } from './helpers.js'
+
+async function expectCode(p: Promise<unknown>, code: string): Promise<void> {
+  await assert.rejects(p, (err: unknown) => err instanceof StoreError && err.code === code)
+}
+
+for (const flush of ['async', 'sync'] as const) {
+  test(`${flush}: put then lookup returns the message; layout is RocketMQ's`, { timeout: 30_000 }, async () => {
+    const { dir, cleanup } = await tempDir()
+    const store = await MessageStore.open({ dir, flush, commitLogFileSize: SMALL_FILE })
+    try {
+      const r = await store.put({ topic: 'orders', queueId: 2, body: Buffer.from('order 4711'), tags: 'TagA', keys: ['4711', 'vip'], properties: { region: 'eu-west' } })
+      assert.equal(r.status, 'PUT_OK')
+      assert.equal(r.physicalOffset, 0)
+      assert.equal(r.queueOffset, 0)
+      assert.match(r.msgId, /^7F00000100002A9F0{16}$/)
+      const m = await store.lookup(r.physicalOffset)
+      assert.equal(m.topic, 'orders')
+      assert.equal(m.queueId, 2)
+      assert.equal(m.queueOffset, 0)
+      assert.equal(m.body.toString(), 'order 4711')
+      assert.equal(m.tags, 'TagA')
+      assert.deepEqual(m.keys, ['4711', 'vip'])
+      assert.equal(m.properties.region, 'eu-west')
+      assert.equal(m.msgId, r.msgId)
+      assert.equal(m.storeTimestamp, r.storeTimestamp)
+      assert.deepEqual(await store.viewMessage(r.msgId), m)
+      const names = await readdir(dir)
+      for (const n of ['commitlog', 'consumequeue', 'index', 'config', 'checkpoint', 'abort', 'lock']) assert.ok(names.includes(n), n)
+      assert.equal((await stat(path.join(dir, 'commitlog', '00000000000000000000'))).size, SMALL_FILE)
+      assert.equal((await stat(path.join(dir, 'checkpoint'))).size, 4096)
+    } finally {
+      await store.close()
+      await cleanup()
+    }
+    assert.equal(store.status, 'closed')
+  })
+
+  test(`${flush}: rolls across many small files, writes BLANK, queue offsets stay dense`, { timeout: 60_000 }, async () => {
+    const { dir, cleanup } = await tempDir()
+    const options = { dir, flush, commitLogFileSize: SMALL_FILE }
+    let store = await MessageStore.open(options)
+    try {
+      const puts: { offset: number; queue: number; queueOffset: number; body: string }[] = []
+      const next = [0, 0, 0]
+      const pending: Promise<void>[] = []
+      for (let i = 0; i < 1500; i++) {
+        const queue = i % 3
+        const body = `message-${i}-`.padEnd(100 + ((i * 37) % 700), 'x')
+        pending.push(
+          store.put({ topic: 'roll', queueId: queue, body }).then((r) => {
+            puts.push({ offset: r.physicalOffset, queue, queueOffset: r.queueOffset, body })
+          }),
+        )
+        if (pending.length >= 32) await Promise.all(pending.splice(0))
+      }
+      await Promise.all(pending)
+      puts.sort((a, b) => a.offset - b.offset)
+      for (const p of puts) assert.equal(p.queueOffset, next[p.queue]!++)
+      assert.ok(store.maxPhysicalOffset > 10 * SMALL_FILE, 'rolled over at least 10 files')
+      for (const p of puts) {
+        // no record straddles a file
+        assert.equal(Math.floor(p.offset / SMALL_FILE), Math.floor((p.offset + p.body.length + 100) / SMALL_FILE))
+      }
+      const files = (await readdir(path.join(dir, 'commitlog'))).filter((n) => /^\d{20}$/.test(n)).sort()
+      assert.ok(files.length > 10)
+      files.forEach((n, i) => assert.equal(Number(n), i * SMALL_FILE))
+      store = await reopen(store, options)
+      assert.equal(store.recovery.cleanShutdown, true)
+      assert.equal(store.recovery.truncated, undefined)
+      for (const p of puts) {
+        const m = await store.lookup(p.offset)
+        assert.equal(m.body.toString(), p.body)
+        assert.equal(m.queueId, p.queue)
+        assert.equal(m.queueOffset, p.queueOffset)
+      }
+      // A blank marker ends the first file.
+      const firstEnd = puts.filter((p) => p.offset < SMALL_FILE).at(-1)!
+      const raw = await import('node:fs/promises').then((f) => f.readFile(path.join(dir, 'commitlog', files[0]!)))
+      const blankAt = firstEnd.offset + (await store.lookup(firstEnd.offset)).storeSize
+      assert.equal(raw.readInt32BE(blankAt + 4), BLANK_MAGIC_CODE)
+      assert.equal(raw.readInt32BE(blankAt), SMALL_FILE - blankAt)
+      // Offsets continue after reopen.
+      const after = await store.put({ topic: 'roll', queueId: 1, body: 'after' })
+      assert.equal(after.queueOffset, next[1])
+      assert.ok(after.physicalOffset >= puts.at(-1)!.offset)
+    } finally {
+      await store.close()
+      await cleanup()
+    }
+  })
+
+  test(`${flush}: putBatch is contiguous with consecutive queue offsets`, { timeout: 30_000 }, async () => {
+    const { dir, cleanup } = await tempDir()
+    const store = await MessageStore.open({ dir, flush, commitLogFileSize: SMALL_FILE })
+    try {
+      await store.put({ topic: 'b', queueId: 0, body: 'x'.repeat(63_000) })
+      const batch = Array.from({ length: 32 }, (_, i) => ({ topic: 'b', queueId: 0, body: `batch-${i}`, keys: `k${i}` }))
+      const rs = await store.putBatch(batch)
+      assert.equal(rs.length, 32)
+      rs.forEach((r, i) => {
+        assert.equal(r.queueOffset, i + 1)
+        if (i > 0) assert.equal(r.physicalOffset, rs[i - 1]!.physicalOffset + rs[i - 1]!.size)
+      })
+      // it did not fit after the 63 KB message, so the whole batch moved to the next file
+      assert.equal(rs[0]!.physicalOffset, SMALL_FILE)
+      for (let i = 0; i < 32; i++) assert.equal((await store.lookup(rs[i]!.physicalOffset)).body.toString(), `batch-${i}`)
+      assert.deepEqual(await store.putBatch([]), [])
+    } finally {
+      await store.close()
+      await cleanup()
+    }
+  })
+}
+
+test('bad input gets typed errors and changes nothing', { timeout: 30_000 }, async () => {
+  const { dir, cleanup } = await tempDir()
+  const store = await MessageStore.open({ dir, commitLogFileSize: SMALL_FILE, maxMessageSize: 1024 })
+  try {
+    await expectCode(store.put({ topic: 'bad topic', queueId: 0, body: 'x' }), 'TOPIC_INVALID')
+    await expectCode(store.put({ topic: '', queueId: 0, body: 'x' }), 'TOPIC_INVALID')
+    await expectCode(store.put({ topic: 't'.repeat(128), queueId: 0, body: 'x' }), 'TOPIC_INVALID')
+    await expectCode(store.put({ topic: 't', queueId: -1, body: 'x' }), 'INVALID_ARGUMENT')
+    await expectCode(store.put({ topic: 't', queueId: 1.5, body: 'x' }), 'INVALID_ARGUMENT')
+    await expectCode(store.put({ topic: 't', queueId: 0, body: Buffer.alloc(1025) }), 'MESSAGE_TOO_LARGE')
+    await expectCode(store.put({ topic: 't', queueId: 0, body: 'x', properties: { a: 'b\u0001c' } }), 'INVALID_PROPERTY')
+    await expectCode(store.put({ topic: 't', queueId: 0, body: 'x', properties: { a: '' } }), 'INVALID_PROPERTY')
+    await expectCode(store.put({ topic: 't', queueId: 0, body: 'x', keys: ['a b'] }), 'INVALID_PROPERTY')
+    await expectCode(store.put({ topic: 't', queueId: 0, body: 'x', properties: { big: 'v'.repeat(40_000) } }), 'PROPERTIES_TOO_LONG')
+    await expectCode(store.putBatch([{ topic: 't', queueId: 0, body: 'ok' }, { topic: 'no way', queueId: 0, body: 'x' }]), 'TOPIC_INVALID')
+    await expectCode(store.lookup(12345), 'INVALID_ARGUMENT')
+    await expectCode(store.viewMessage('nothex'), 'INVALID_ARGUMENT')
+    assert.equal(store.maxPhysicalOffset, 0, 'nothing was written')
+    const ok = await store.put({ topic: 't', queueId: 0, body: Buffer.alloc(1024) })
+    assert.equal(ok.queueOffset, 0)
+    await expectCode(store.lookup(ok.physicalOffset + 1), 'INVALID_ARGUMENT')
+    await expectCode(MessageStore.open({ dir }), 'LOCKED')
+  } finally {
+    await store.close()
+    await cleanup()
+  }
+  await expectCode(store.put({ topic: 't', queueId: 0, body: 'x' }), 'NOT_OPEN')
+  await expectCode(store.lookup(0), 'NOT_OPEN')
+  await store.close() // idempotent
+})
+
+test('a retry topic of 200 characters is stored with the V2 magic and read back', { timeout: 30_000 }, async () => {
+  const { dir, cleanup } = await tempDir()
+  const options = { dir, commitLogFileSize: SMALL_FILE }
+  let store = await MessageStore.open(options)
+  try {
+    const topic = '%RETRY%' + 'g'.repeat(193)
+    const r = await store.put({ topic, queueId: 0, body: 'retry me' })
+    store = await reopen(store, options)
+    assert.equal((await store.lookup(r.physicalOffset)).topic, topic)
+    assert.equal(store.maxQueueOffset(topic, 0), 1)
+  } finally {
+    await store.close()
+    await cleanup()
+  }
+})
