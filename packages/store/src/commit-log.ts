@@ -17,6 +17,8 @@ import { StoreError, ioError } from './errors.js'
 import type { FileIO } from './file-io.js'
 import {
   END_FILE_MIN_BLANK_LENGTH,
+  MESSAGE_MAGIC_CODE_V1,
+  MESSAGE_MAGIC_CODE_V2,
   checkRecord,
   encodeBlank,
   encodeRecord,
@@ -80,7 +82,7 @@ export interface RecoveryReport {
   endOffset: number
   recordsScanned: number
   /** Set when a torn or garbage tail was cut. */
-  truncated?: { atOffset: number; reason: string; validDataFollowed: boolean }
+  truncated?: { atOffset: number; reason: string; validDataFollowed: boolean; belowDurableOffset: boolean }
   filesDeleted: number
 }
 
@@ -485,9 +487,11 @@ export class CommitLog {
   /**
    * Opens the files and finds the end of valid data. Files before the one holding the
    * checkpoint's durable offset are walked record by record (structure only); from there on every
-   * record is checked (size, magic, recomputed length, own offset, body CRC). A bad record below
-   * the durable offset is corruption (CORRUPT_RECORD, nothing changed); at or above it, it is a
-   * torn tail: cut there, garbage after the cut zeroed, later files deleted.
+   * record is checked (size, magic, recomputed length, own offset, body CRC). The first bad record
+   * ends the log (a torn tail: cut there, garbage after the cut zeroed, later files deleted, the
+   * cut reported in `truncated`), except when valid records follow it below the durable offset:
+   * that is corruption in the middle of acknowledged data and fails with CORRUPT_RECORD, changing
+   * nothing, unless onCorruption is 'truncate'. docs/design/recovery.md has the table.
    */
   async recover(cleanShutdown: boolean): Promise<RecoveryReport> {
     await this.queue.load()
@@ -550,17 +554,17 @@ export class CommitLog {
         pos = 0
         continue
       }
-      if (physical < durableOffset) {
-        const reason = r.kind === 'bad' ? r.reason : 'data ends early'
-        if (o.onCorruption !== 'truncate') {
-          throw new StoreError('CORRUPT_RECORD', `CommitLog corrupt at offset ${physical} (${reason}), below the durable offset ${durableOffset}; open with onCorruption: 'truncate' to cut the log there`, {
-            details: { physicalOffset: physical, file: file.fileName, reason, durableOffset },
-          })
-        }
+      const reason = r.kind === 'bad' ? r.reason : 'data ends before the durable offset'
+      if (r.kind === 'end' && physical >= durableOffset) break
+      // Damage with valid records after it is corruption in the middle of the log; below the
+      // durable offset those records were acknowledged, so cutting would lose them: refuse.
+      const validDataFollowed = this.validDataAfter(index, pos)
+      if (validDataFollowed && physical < durableOffset && o.onCorruption !== 'truncate') {
+        throw new StoreError('CORRUPT_RECORD', `CommitLog corrupt at offset ${physical} (${reason}) with valid records after it, below the durable offset ${durableOffset}; open with onCorruption: 'truncate' to cut the log there`, {
+          details: { physicalOffset: physical, file: file.fileName, reason, durableOffset },
+        })
       }
-      if (r.kind === 'bad' || physical < durableOffset) {
-        report.truncated = { atOffset: physical, reason: r.kind === 'bad' ? r.reason : 'data ends early', validDataFollowed: this.validDataAfter(index, pos) }
-      }
+      report.truncated = { atOffset: physical, reason, validDataFollowed, belowDurableOffset: physical < durableOffset }
       break
     }
 
@@ -585,17 +589,27 @@ export class CommitLog {
     if ((st.queueOffsets[queueId] ?? 0) < next) st.queueOffsets[queueId] = next
   }
 
-  /** Whether a valid record starts anywhere we can cheaply look after a bad spot: for the report. */
+  /**
+   * Whether any valid record starts after a bad spot at `pos` of file `index`: the record right
+   * after it if its size field is plausible, any position in the rest of the file where a message
+   * magic code sits under a record that checks out at its own offset, or the next file's first.
+   */
   private validDataAfter(index: number, pos: number): boolean {
     const files = this.queue.files
     const f = files[index]!
     const o = this.options
-    // The record right after, if the bad one's size field is plausible.
+    const checks = (at: number): boolean => checkRecord(f.view, at, f.fileSize, f.fileFromOffset + at, o.maxRecordBytes, true).kind === 'record'
     if (f.fileSize - pos >= 8) {
       const size = f.view.readInt32BE(pos)
-      if (size > 0 && pos + size < f.fileSize) {
-        const r = checkRecord(f.view, pos + size, f.fileSize, f.fileFromOffset + pos + size, o.maxRecordBytes, true)
-        if (r.kind === 'record') return true
+      if (size > 0 && pos + size < f.fileSize && checks(pos + size)) return true
+    }
+    const magic = Buffer.alloc(4)
+    for (const code of [MESSAGE_MAGIC_CODE_V1, MESSAGE_MAGIC_CODE_V2]) {
+      magic.writeInt32BE(code)
+      let at = f.view.indexOf(magic, pos + 5)
+      while (at >= 0) {
+        if (checks(at - 4)) return true
+        at = f.view.indexOf(magic, at + 1)
       }
     }
     const next = files[index + 1]

@@ -41,9 +41,9 @@ export class SimFileIO implements FileIO {
   readonly files = new Map<string, SimEntry>()
   readonly dirs = new Set<string>()
   capacityBytes: number
-  /** Armed faults: the next N writes / datasyncs fail with the given code. */
-  failWrites: { code: string; count: number } | undefined
-  failDatasyncs: { code: string; count: number } | undefined
+  /** Armed faults: the next N writes / datasyncs (of paths containing `pathIncludes`) fail with `code`. */
+  failWrites: { code: string; count: number; pathIncludes?: string } | undefined
+  failDatasyncs: { code: string; count: number; pathIncludes?: string } | undefined
 
   constructor(options: SimFileIOOptions = {}) {
     this.capacityBytes = options.capacityBytes ?? Number.POSITIVE_INFINITY
@@ -117,7 +117,7 @@ export class SimFileIO implements FileIO {
       size: entry.volatile.length,
       map: () => entry.volatile,
       async write(source, sourceOffset, length, position) {
-        if (io.failWrites && io.failWrites.count > 0) {
+        if (io.failWrites && io.failWrites.count > 0 && p.includes(io.failWrites.pathIncludes ?? '')) {
           io.failWrites.count--
           throw osError(io.failWrites.code, `write ${p}`)
         }
@@ -125,7 +125,7 @@ export class SimFileIO implements FileIO {
         source.copy(entry.volatile, position, sourceOffset, sourceOffset + length)
       },
       async datasync() {
-        if (io.failDatasyncs && io.failDatasyncs.count > 0) {
+        if (io.failDatasyncs && io.failDatasyncs.count > 0 && p.includes(io.failDatasyncs.pathIncludes ?? '')) {
           io.failDatasyncs.count--
           throw osError(io.failDatasyncs.code, `fdatasync ${p}`)
         }
