@@ -33,6 +33,8 @@ import type { MappedFile } from './mapped-file.js'
 import { MappedFileQueue } from './mapped-file-queue.js'
 
 export const OS_PAGE_BYTES = 4096
+/** Async flush: how far ahead of the write position the map is kept pre-faulted. */
+export const PREFAULT_AHEAD_BYTES = 4 * 1024 * 1024
 /** Size of a staging chunk (sync flush); a larger record gets a chunk of its own size. */
 export const STAGE_CHUNK_BYTES = 1024 * 1024
 const STAGE_POOL_MAX = 8
@@ -131,6 +133,9 @@ export class CommitLog {
   private timer: NodeJS.Timeout | undefined
   private lastThoroughFlush = 0
   private lastCheckpointSync = 0
+  /** Async flush: the active file is pre-faulted up to here. */
+  private prefaultFile: MappedFile | undefined
+  private prefaultedTo = 0
 
   constructor(readonly options: CommitLogOptions) {
     this.queue = new MappedFileQueue(options.io, options.dir, options.fileSizeBytes, options.flush === 'async')
@@ -230,7 +235,10 @@ export class CommitLog {
       position += m.totalSize
     }
     file.wrotePosition = position
-    if (this.options.flush === 'async') file.committedPosition = position
+    if (this.options.flush === 'async') {
+      file.committedPosition = position
+      if (position + PREFAULT_AHEAD_BYTES / 2 > this.prefaultedTo || this.prefaultFile !== file) this.prefault(file)
+    }
     this.wroteOffset = file.fileFromOffset + position
     if (this.options.flush === 'async') this.committedOffset = this.wroteOffset
     this.lastStoreTimestamp = now
@@ -252,6 +260,21 @@ export class CommitLog {
     const chunk: StageChunk = { buf, file, fileStart: file.wrotePosition, length: 0, committed: 0, fillsFile: false }
     this.chunks.push(chunk)
     return chunk
+  }
+
+  /**
+   * Keeps the next PREFAULT_AHEAD_BYTES of the active file faulted in, a few MiB at a time: pages
+   * the writer is about to dirty anyway, so it costs no extra I/O and appends take no page faults.
+   */
+  private prefault(file: MappedFile): void {
+    if (this.prefaultFile !== file) {
+      this.prefaultFile = file
+      this.prefaultedTo = file.wrotePosition
+    }
+    const from = Math.max(this.prefaultedTo, file.wrotePosition)
+    const to = Math.min(file.fileSize, file.wrotePosition + PREFAULT_AHEAD_BYTES)
+    if (to > from && file.file.prefault(from, to - from)) this.prefaultedTo = to
+    else this.prefaultedTo = to // unsupported: do not retry on every append
   }
 
   /** Ends the current file with a BLANK record and makes the next file current. */

@@ -240,12 +240,23 @@ export function prepareRecord(
 ): PreparedMessage {
   const propertiesBytes = fields.properties.length === 0 ? 0 : Buffer.byteLength(fields.properties)
   const magicCode = fields.topicBytes.length > TOPIC_MAX_LENGTH ? MESSAGE_MAGIC_CODE_V2 : MESSAGE_MAGIC_CODE_V1
+  // One literal with a fixed field order keeps every PreparedMessage the same hidden class.
   return {
-    ...fields,
+    topic: fields.topic,
+    topicBytes: fields.topicBytes,
+    queueId: fields.queueId,
+    flag: fields.flag,
+    sysFlag: fields.sysFlag,
+    bornTimestamp: fields.bornTimestamp,
+    bornHost: fields.bornHost,
+    reconsumeTimes: fields.reconsumeTimes,
+    preparedTransactionOffset: fields.preparedTransactionOffset,
+    body: fields.body,
     bodyCrc: bodyCrc(fields.body),
+    properties: fields.properties,
     propertiesBytes,
-    magicCode,
     totalSize: recordSize(fields.body.length, fields.topicBytes.length, propertiesBytes, magicCode),
+    magicCode,
   }
 }
 

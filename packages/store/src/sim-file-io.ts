@@ -131,6 +131,7 @@ export class SimFileIO implements FileIO {
         }
         entry.volatile.copy(entry.durable)
       },
+      prefault: () => true,
       async close() {},
     }
   }
