@@ -19,7 +19,13 @@ async function crashCopy(from: string, to: string): Promise<void> {
     const src = path.join(from, name.name)
     const dst = path.join(to, name.name)
     if (name.isDirectory()) await crashCopy(src, dst)
-    else await copyFile(src, dst)
+    else {
+      // A background allocation may rename its temp file while we copy: as in a crash, the
+      // copy then simply lacks it.
+      await copyFile(src, dst).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw err
+      })
+    }
   }
 }
 
