@@ -1,0 +1,399 @@
+/**
+ * Embedded store throughput with 1 KiB bodies, each figure next to the raw limit of the
+ * mechanism underneath it, measured in the same run:
+ * - flush 'async' appends go into a shared map: compared with Buffer.copy of the same record
+ *   bytes into a pre-faulted shared map of a file of the same size.
+ * - flush 'sync' puts wait for group commit (pwrite + fdatasync): compared with a loop of pwrite
+ *   of 64 KiB / 256 KiB / 1 MiB + fdatasync into a preallocated file.
+ */
+import { randomBytes } from 'node:crypto'
+import * as fs from 'node:fs'
+import * as fsp from 'node:fs/promises'
+import { createRequire } from 'node:module'
+import * as path from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { fileURLToPath } from 'node:url'
+import * as v8 from 'node:v8'
+import * as vm from 'node:vm'
+import { MessageStore, type PutMessage } from '@mqts/store'
+import { MESSAGE_MAGIC_CODE_V1, STORE_PATHS, offsetToFileName, recordSize } from '@mqts/store/internal'
+import { TempDirs, compare, formatBytes, formatNumber, isMain, isQuick, printEnvironment, printResults, sleep, type BenchResult, type RunOptions } from './lib/report.js'
+
+const BODY_BYTES = 1024
+const TOPIC = 'BenchTopic'
+const RECORD_BYTES = recordSize(BODY_BYTES, Buffer.byteLength(TOPIC, 'latin1'), 0, MESSAGE_MAGIC_CODE_V1)
+const BATCH = 32
+const PRODUCERS = [64, 256, 1024] as const
+const FLUSH_BYTES: Record<(typeof PRODUCERS)[number], number> = { 64: 64 * 1024, 256: 256 * 1024, 1024: 1024 * 1024 }
+const MiB = 1024 * 1024
+
+const TARGET_ASYNC_SINGLE = 0.1
+const TARGET_ASYNC_BATCH = 0.2
+const TARGET_SYNC_64 = 0.5
+
+interface Budget {
+  fileSize: number
+  /** Measurement window per row, ms. */
+  measureMs: number
+  warmupMs: number
+  baselineMs: number
+  /** Size of the preallocated file the pwrite + fdatasync baseline cycles through. */
+  baselineFileSize: number
+}
+
+function budget(quick: boolean): Budget {
+  return quick
+    ? { fileSize: 64 * MiB, measureMs: 350, warmupMs: 80, baselineMs: 300, baselineFileSize: 16 * MiB }
+    : { fileSize: 1024 * MiB, measureMs: 2500, warmupMs: 300, baselineMs: 2000, baselineFileSize: 256 * MiB }
+}
+
+const log = (line: string): void => console.log(`  .. ${line}`)
+
+// ---------------------------------------------------------------------------------------------
+// Raw limits
+
+interface MmapIo {
+  map(size: number, protection: number, flags: number, fd: number, offset?: number): Buffer
+  advise(buffer: Buffer, offset: number, length: number, advise: number): void
+}
+
+const PROT_READ_WRITE = 3
+const MAP_SHARED = 1
+const MADV_DONTNEED = 4
+const MADV_POPULATE_WRITE = 23
+const PAGE = 4096
+
+function loadMmapIo(): MmapIo {
+  try {
+    return createRequire(import.meta.url)('@riaskov/mmap-io') as MmapIo
+  } catch {
+    // Not hoisted next to bench: take the store's own copy.
+    return createRequire(fileURLToPath(import.meta.resolve('@mqts/store')))('@riaskov/mmap-io') as MmapIo
+  }
+}
+
+let gcFn: (() => void) | undefined | null
+/** A full GC, so unreferenced mappings are unmapped before the next phase. */
+function collectGarbage(): void {
+  if (gcFn === undefined) {
+    try {
+      v8.setFlagsFromString('--expose-gc')
+      gcFn = vm.runInNewContext('gc') as () => void
+    } catch {
+      gcFn = null
+    }
+  }
+  gcFn?.()
+}
+
+/** Writes `size` zero bytes through the descriptor (not sparse) and syncs, like the store's allocate. */
+async function zeroFill(file: string, size: number): Promise<void> {
+  const chunk = Buffer.alloc(4 * MiB)
+  const fh = await fsp.open(file, 'w')
+  try {
+    for (let at = 0; at < size; at += chunk.length) {
+      const n = Math.min(chunk.length, size - at)
+      let done = 0
+      while (done < n) done += (await fh.write(chunk, done, n - done, at + done)).bytesWritten
+    }
+    await fh.datasync()
+  } finally {
+    await fh.close()
+  }
+}
+
+/** Buffer.copy of one record's bytes after another into a pre-faulted shared map; msgs/s. */
+async function rawMmapCopy(dir: string, b: Budget): Promise<{ msgsPerSec: number; prefault: string }> {
+  const mmap = loadMmapIo()
+  const file = path.join(dir, 'raw-mmap')
+  await zeroFill(file, b.fileSize)
+  const fd = fs.openSync(file, 'r+')
+  let view: Buffer | undefined
+  try {
+    view = mmap.map(b.fileSize, PROT_READ_WRITE, MAP_SHARED, fd, 0)
+    let prefault = 'madvise(MADV_POPULATE_WRITE)'
+    try {
+      mmap.advise(view, 0, view.length, MADV_POPULATE_WRITE)
+    } catch {
+      prefault = 'touched every page'
+      for (let at = 0; at < view.length; at += PAGE) view[at] = 0
+    }
+    const record = randomBytes(RECORD_BYTES)
+    const size = view.length
+    const copyLoop = (ms: number): number => {
+      let pos = 0
+      let n = 0
+      const start = performance.now()
+      const deadline = start + ms
+      for (;;) {
+        for (let i = 0; i < 4096; i++) {
+          record.copy(view!, pos)
+          pos += RECORD_BYTES
+          if (pos + RECORD_BYTES > size) pos = 0
+        }
+        n += 4096
+        const now = performance.now()
+        if (now >= deadline) return (n * 1000) / (now - start)
+      }
+    }
+    copyLoop(b.warmupMs)
+    return { msgsPerSec: copyLoop(b.measureMs), prefault }
+  } finally {
+    if (view) {
+      try {
+        mmap.advise(view, 0, view.length, MADV_DONTNEED)
+      } catch {
+        // advisory
+      }
+    }
+    view = undefined
+    fs.closeSync(fd)
+    await fsp.rm(file, { force: true })
+    collectGarbage()
+  }
+}
+
+interface SyncBaseline {
+  flushBytes: number
+  flushesPerSec: number
+  /** `flushBytes / 1 KiB` messages per flush. */
+  msgsPerSec: number
+}
+
+/** pwrite of `flushBytes` + fdatasync in a loop, cycling through a preallocated file. */
+function rawPwriteSync(fd: number, fileSize: number, flushBytes: number, ms: number): SyncBaseline {
+  const data = randomBytes(flushBytes)
+  let pos = 0
+  let n = 0
+  const start = performance.now()
+  let now = start
+  do {
+    let done = 0
+    while (done < flushBytes) done += fs.writeSync(fd, data, done, flushBytes - done, pos + done)
+    fs.fdatasyncSync(fd)
+    pos += flushBytes
+    if (pos + flushBytes > fileSize) pos = 0
+    n++
+    now = performance.now()
+  } while (now - start < ms)
+  const flushesPerSec = (n * 1000) / (now - start)
+  return { flushBytes, flushesPerSec, msgsPerSec: (flushesPerSec * flushBytes) / BODY_BYTES }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Store
+
+function message(queueId = 0): PutMessage {
+  return { topic: TOPIC, queueId, body: randomBytes(BODY_BYTES) }
+}
+
+/** Waits until the file after the current last one has been allocated, so measurements do not start under it. */
+async function settle(store: MessageStore, fileSize: number, timeoutMs = 120_000): Promise<void> {
+  const last = store.commitLog.queue.last
+  if (!last) return
+  const dir = path.join(store.dir, STORE_PATHS.commitLog)
+  const next = offsetToFileName(last.fileFromOffset + fileSize)
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    const names = await fsp.readdir(dir)
+    if (names.includes(next) && !names.some((n) => n.endsWith('.tmp'))) return
+    await sleep(20)
+  }
+  log(`next data file ${next} still not allocated after ${timeoutMs} ms; measuring anyway`)
+}
+
+async function openStore(dirs: TempDirs, flush: 'sync' | 'async', b: Budget): Promise<MessageStore> {
+  const dir = await dirs.make(`store-${flush}`)
+  const t0 = performance.now()
+  const store = await MessageStore.open({ dir, flush, commitLogFileSize: b.fileSize })
+  const t1 = performance.now()
+  await settle(store, b.fileSize)
+  log(`flush '${flush}': open took ${formatNumber(t1 - t0, 0)} ms (allocates a ${formatBytes(b.fileSize)} file), next file ready ${formatNumber(performance.now() - t1, 0)} ms later`)
+  return store
+}
+
+/** A block of appends slower than this waited on something (a roll to a file still being allocated). */
+const STALL_MS = 20
+
+interface LoopRun {
+  msgsPerSec: number
+  stalls: number
+  stallMs: number
+  /** Rate over the blocks that did not stall. */
+  msgsPerSecWithoutStalls: number
+}
+
+/** Runs `block` (which appends `perBlock` messages) until `ms` have passed, timing each block. */
+async function timedBlocks(ms: number, perBlock: number, block: () => Promise<void>): Promise<LoopRun> {
+  let n = 0
+  let stalls = 0
+  let stallMs = 0
+  const start = performance.now()
+  const deadline = start + ms
+  let last = start
+  for (;;) {
+    await block()
+    n += perBlock
+    const now = performance.now()
+    if (now - last > STALL_MS) {
+      stalls++
+      stallMs += now - last
+    }
+    last = now
+    if (now >= deadline) {
+      const elapsed = now - start
+      return { msgsPerSec: (n * 1000) / elapsed, stalls, stallMs, msgsPerSecWithoutStalls: ((n - stalls * perBlock) * 1000) / (elapsed - stallMs) }
+    }
+  }
+}
+
+/** `await store.put()` in a loop for `ms`. */
+function putLoop(store: MessageStore, ms: number): Promise<LoopRun> {
+  const m = message()
+  return timedBlocks(ms, 256, async () => {
+    for (let i = 0; i < 256; i++) await store.put(m)
+  })
+}
+
+/** `await store.putBatch()` of BATCH messages in a loop for `ms`. */
+function batchLoop(store: MessageStore, ms: number): Promise<LoopRun> {
+  const batch = Array.from({ length: BATCH }, (_, i) => message(i % 8))
+  return timedBlocks(ms, 8 * BATCH, async () => {
+    for (let i = 0; i < 8; i++) await store.putBatch(batch)
+  })
+}
+
+/** The row for an async loop, plus an informational row without roll stalls when there were any. */
+function asyncRows(name: string, r: LoopRun, raw: number, rawName: string, target: number): BenchResult[] {
+  const row = compare({ name, value: r.msgsPerSec, unit: 'msgs/s', mbPerSec: mb(r.msgsPerSec) }, rawName, raw, target)
+  if (r.stalls === 0) return [row]
+  row.note = `${r.stalls} stall(s) > ${STALL_MS} ms, ${formatNumber(r.stallMs, 0)} ms in all`
+  const without = compare({ name: `  ${name.trim()}, stalls excluded`, value: r.msgsPerSecWithoutStalls, unit: 'msgs/s', mbPerSec: mb(r.msgsPerSecWithoutStalls) }, rawName, raw)
+  without.note = 'informational: append path alone'
+  return [row, without]
+}
+
+interface ProducerRun {
+  msgsPerSec: number
+  timeouts: number
+  p50: number
+  p99: number
+}
+
+/** `producers` concurrent loops of `await store.put()` for `ms`; throughput counted up to the stop. */
+async function producersLoop(store: MessageStore, producers: number, ms: number): Promise<ProducerRun> {
+  const m = message()
+  let stop = false
+  let count = 0
+  let timeouts = 0
+  const latencies: number[] = []
+  const start = performance.now()
+  const worker = async (): Promise<void> => {
+    while (!stop) {
+      const t = performance.now()
+      const r = await store.put(m)
+      if (stop) break
+      latencies.push(performance.now() - t)
+      if (r.status !== 'PUT_OK') timeouts++
+      count++
+    }
+  }
+  const workers = Array.from({ length: producers }, worker)
+  const failed = Promise.all(workers).then(() => undefined)
+  await Promise.race([sleep(ms), failed])
+  stop = true
+  const elapsed = performance.now() - start
+  const counted = count
+  await failed
+  latencies.sort((a, b) => a - b)
+  const q = (p: number): number => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] ?? NaN
+  return { msgsPerSec: (counted * 1000) / elapsed, timeouts, p50: q(0.5), p99: q(0.99) }
+}
+
+const mb = (msgsPerSec: number): number => (msgsPerSec * RECORD_BYTES) / 1e6
+
+// ---------------------------------------------------------------------------------------------
+
+export async function run(opts: RunOptions): Promise<BenchResult[]> {
+  const b = budget(opts.quick)
+  const dirs = new TempDirs()
+  const stores: MessageStore[] = []
+  const rows: BenchResult[] = []
+  try {
+    // Raw limit for the mapped append path.
+    const rawDir = await dirs.make('raw')
+    const raw = await rawMmapCopy(rawDir, b)
+    const rawName = 'raw mmap copy'
+    rows.push({ name: rawName, value: raw.msgsPerSec, unit: 'msgs/s', mbPerSec: mb(raw.msgsPerSec), note: `${RECORD_BYTES} B records, ${formatBytes(b.fileSize)} map, ${raw.prefault}` })
+    log(`raw mmap copy: ${formatNumber(raw.msgsPerSec)} msgs/s`)
+
+    // flush 'async'.
+    const asyncStore = await openStore(dirs, 'async', b)
+    stores.push(asyncStore)
+    await putLoop(asyncStore, b.warmupMs)
+    await settle(asyncStore, b.fileSize)
+    const single = await putLoop(asyncStore, b.measureMs)
+    rows.push(...asyncRows('async put x1', single, raw.msgsPerSec, rawName, TARGET_ASYNC_SINGLE))
+    log(`async put: ${formatNumber(single.msgsPerSec)} msgs/s (${single.stalls} stalls, ${formatNumber(single.stallMs, 0)} ms)`)
+    await batchLoop(asyncStore, b.warmupMs)
+    await settle(asyncStore, b.fileSize)
+    const batch = await batchLoop(asyncStore, b.measureMs)
+    rows.push(...asyncRows(`async putBatch x${BATCH}`, batch, raw.msgsPerSec, rawName, TARGET_ASYNC_BATCH))
+    log(`async putBatch: ${formatNumber(batch.msgsPerSec)} msgs/s (${batch.stalls} stalls, ${formatNumber(batch.stallMs, 0)} ms)`)
+    const files = asyncStore.commitLog.queue.files.length
+    const c0 = performance.now()
+    await asyncStore.close()
+    stores.splice(stores.indexOf(asyncStore), 1)
+    log(`flush 'async': wrote ${formatBytes(asyncStore.maxPhysicalOffset)} over ${files} file(s); close took ${formatNumber(performance.now() - c0, 0)} ms`)
+    await fsp.rm(asyncStore.dir, { recursive: true, force: true })
+
+    // flush 'sync', each producer count right after its own pwrite + fdatasync baseline.
+    const syncStore = await openStore(dirs, 'sync', b)
+    stores.push(syncStore)
+    const baseDir = await dirs.make('pwrite')
+    const baseFile = path.join(baseDir, 'baseline')
+    await zeroFill(baseFile, b.baselineFileSize)
+    const fd = fs.openSync(baseFile, 'r+')
+    try {
+      await producersLoop(syncStore, PRODUCERS[0], b.warmupMs)
+      let base64 = 0
+      for (const producers of PRODUCERS) {
+        const flushBytes = FLUSH_BYTES[producers]
+        const base = rawPwriteSync(fd, b.baselineFileSize, flushBytes, b.baselineMs)
+        if (producers === 64) base64 = base.msgsPerSec
+        const baseName = `raw pwrite ${formatBytes(flushBytes)} + fdatasync`
+        rows.push({ name: baseName, value: base.msgsPerSec, unit: 'msgs/s', mbPerSec: (base.flushesPerSec * flushBytes) / 1e6, note: `${formatNumber(base.flushesPerSec)} flushes/s, ${flushBytes / BODY_BYTES} msgs per flush` })
+        log(`${baseName}: ${formatNumber(base.flushesPerSec)} flushes/s`)
+        const r = await producersLoop(syncStore, producers, b.measureMs)
+        const row = compare({ name: `sync put, ${producers} producers`, value: r.msgsPerSec, unit: 'msgs/s', mbPerSec: mb(r.msgsPerSec) }, baseName, base.msgsPerSec, producers === 64 ? TARGET_SYNC_64 : undefined)
+        const extra = producers === 64 ? '' : `, ${((r.msgsPerSec / base64) * 100).toFixed(0)}% of 64 KiB baseline`
+        row.note = `p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms${r.timeouts > 0 ? `, ${r.timeouts} FLUSH_DISK_TIMEOUT` : ''}${extra}`
+        rows.push(row)
+        log(`sync put, ${producers} producers: ${formatNumber(r.msgsPerSec)} msgs/s`)
+      }
+    } finally {
+      fs.closeSync(fd)
+    }
+    await syncStore.close()
+    stores.splice(stores.indexOf(syncStore), 1)
+    return rows
+  } finally {
+    for (const s of stores) await s.close().catch((err: unknown) => console.error(`closing store ${s.dir}: ${String(err)}`))
+    await dirs.cleanup()
+  }
+}
+
+if (isMain(import.meta.url)) {
+  const quick = isQuick()
+  const b = budget(quick)
+  printEnvironment('Store benchmark', {
+    mode: quick ? 'quick' : 'full',
+    flush: "'async' and 'sync' (fresh store dir each)",
+    body: `${BODY_BYTES} B, record ${RECORD_BYTES} B, topic ${TOPIC}`,
+    commitLogFileSize: formatBytes(b.fileSize),
+    window: `${b.measureMs} ms per store row, ${b.baselineMs} ms per pwrite baseline`,
+    MB: '10^6 bytes of records (baselines: bytes written)',
+  })
+  const rows = await run({ quick })
+  printResults('Store throughput (ratio = msgs/s vs the baseline named)', rows)
+}

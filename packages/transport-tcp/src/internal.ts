@@ -1,0 +1,4 @@
+/** For sibling packages, tests and benchmarks; not a stable API. */
+export * from './tcp-connection.js'
+export * from './tcp-server.js'
+export * from './tcp-client.js'

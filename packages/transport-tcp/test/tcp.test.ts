@@ -1,0 +1,232 @@
+// TCP specifics: the exact public API from the issue, the default in-flight limit (64 → SYSTEM_BUSY),
+// oversize and malformed frames closing only the offending connection, frames written to the socket
+// in odd chunks, write coalescing, back-pressure from a peer that stops reading, timeouts that leave
+// nothing behind, and graceful stop with raw peers.
+import assert from 'node:assert/strict'
+import * as net from 'node:net'
+import { test } from 'node:test'
+import { RemotingCommand, ResponseCode, SerializeType, TransportError, encodeFrame, seededRandom, seedFromEnv } from '@mqts/transport/internal'
+import { TcpRemotingClient, TcpRemotingServer } from '../src/index.js'
+import type { TcpConnection } from '../src/internal.js'
+import { quiet, rawConnect, recordingLogger, sleep, until } from './helpers.js'
+
+const T = { timeout: 20_000 }
+
+async function startServer(options: ConstructorParameters<typeof TcpRemotingServer>[0] = {}): Promise<{ server: TcpRemotingServer; port: number; address: string }> {
+  const server = new TcpRemotingServer({ host: '127.0.0.1', port: 0, logger: quiet, ...options })
+  server.registerProcessor(1, (request) => RemotingCommand.createResponse(ResponseCode.SUCCESS, 'ok', { id: request.extFields.id ?? '' }, request.body))
+  server.registerProcessor(2, async (request) => {
+    await sleep(Number(request.extFields.delayMs ?? 100))
+    return RemotingCommand.createResponse(ResponseCode.SUCCESS)
+  })
+  await server.start()
+  const { port } = server.address()
+  return { server, port, address: `127.0.0.1:${port}` }
+}
+
+test('the documented API works end to end', T, async () => {
+  const code = 310
+  const extFields = { a: 'producerGroup', b: 'TopicTest' }
+  const body = Buffer.from('payload')
+  const server = new TcpRemotingServer({ host: '127.0.0.1', port: 0, logger: quiet })
+  server.registerProcessor(code, async (request, channel) => {
+    assert.equal(channel.closed, false)
+    return RemotingCommand.createResponse(0, 'ok', request.extFields, request.body)
+  })
+  await server.start()
+  const { port } = server.address()
+  const addr = `127.0.0.1:${port}`
+  const client = new TcpRemotingClient({ logger: quiet })
+  const response = await client.invoke(addr, RemotingCommand.createRequest(code, extFields, body), 3000)
+  assert.equal(response.code, 0)
+  assert.equal(response.remark, 'ok')
+  assert.deepEqual(response.extFields, extFields)
+  assert.ok(response.body.equals(body))
+  await client.invokeOneway(addr, RemotingCommand.createRequest(code, extFields, body))
+  await client.close()
+  await server.stop()
+})
+
+test('default in-flight limit is 64 per connection: the rest get SYSTEM_BUSY', T, async () => {
+  const { server, address } = await startServer()
+  const client = new TcpRemotingClient({ logger: quiet })
+  try {
+    await client.channel(address)
+    const responses = await Promise.all(Array.from({ length: 100 }, () => client.invoke(address, RemotingCommand.createRequest(2, { delayMs: '200' }), 5000)))
+    const busy = responses.filter((r) => r.code === ResponseCode.SYSTEM_BUSY).length
+    const ok = responses.filter((r) => r.code === ResponseCode.SUCCESS).length
+    assert.equal(ok, 64)
+    assert.equal(busy, 36)
+  } finally {
+    await client.close()
+    await server.stop()
+  }
+})
+
+test('an oversize length closes only that connection, with a logged reason; others keep working', T, async () => {
+  const log = recordingLogger()
+  const { server, port, address } = await startServer({ logger: log, maxFrameBytes: 64 * 1024 })
+  const client = new TcpRemotingClient({ logger: quiet })
+  try {
+    assert.equal((await client.invoke(address, RemotingCommand.createRequest(1), 3000)).code, 0)
+    const raw = await rawConnect(port)
+    const header = Buffer.alloc(8)
+    header.writeInt32BE(17 * 1024 * 1024, 0)
+    raw.socket.write(header)
+    await raw.closed
+    assert.ok(log.lines.some((l) => /closing connection from .*exceeds/.test(l)), log.lines.join('\n'))
+    assert.equal((await client.invoke(address, RemotingCommand.createRequest(1), 3000)).code, 0)
+    await until(() => server.channels().length === 1)
+  } finally {
+    await client.close()
+    await server.stop()
+  }
+})
+
+test('malformed frames (negative length, bad header length, unknown type, bad JSON) each close their connection', T, async () => {
+  const log = recordingLogger()
+  const { server, port, address } = await startServer({ logger: log })
+  const client = new TcpRemotingClient({ logger: quiet })
+  const word = (n: number) => {
+    const b = Buffer.alloc(4)
+    b.writeInt32BE(n)
+    return b
+  }
+  const bad = [
+    word(-7),
+    Buffer.concat([word(8), word(50), word(0)]),
+    Buffer.concat([word(6), word((9 << 24) | 2), Buffer.from('{}')]),
+    Buffer.concat([word(9), word(5), Buffer.from('{"co:')]),
+  ]
+  try {
+    for (const frame of bad) {
+      const raw = await rawConnect(port)
+      // A good frame first: it is answered before the bad one closes the connection.
+      raw.socket.write(Buffer.concat([encodeFrame(RemotingCommand.createRequest(1, { id: 'before' })), frame]))
+      await raw.closed
+      assert.equal(raw.received.length, 1)
+      assert.equal(raw.received[0]!.extFields.id, 'before')
+    }
+    assert.equal(log.lines.length, bad.length)
+    assert.equal((await client.invoke(address, RemotingCommand.createRequest(1), 3000)).code, 0)
+  } finally {
+    await client.close()
+    await server.stop()
+  }
+})
+
+test('frames written in random chunks (down to single bytes) are all answered in order', T, async () => {
+  const seed = seedFromEnv()
+  const rng = seededRandom(seed)
+  const { server, port } = await startServer()
+  try {
+    const raw = await rawConnect(port)
+    const requests = Array.from({ length: 30 }, (_, i) =>
+      Object.assign(RemotingCommand.createRequest(1, { id: String(i) }, Buffer.alloc(i * 37, i)), { serializeType: i % 2 ? SerializeType.ROCKETMQ : SerializeType.JSON }),
+    )
+    const stream = Buffer.concat(requests.map((r) => encodeFrame(r)))
+    for (let at = 0; at < stream.length; ) {
+      const n = Math.min(stream.length - at, rng() < 0.3 ? 1 : 1 + Math.floor(rng() * 300))
+      raw.socket.write(stream.subarray(at, at + n))
+      at += n
+      if (rng() < 0.05) await sleep(1)
+    }
+    await until(() => raw.received.length === requests.length)
+    raw.received.forEach((r, i) => {
+      assert.equal(r.opaque, requests[i]!.opaque, `seed ${seed}`)
+      assert.equal(r.serializeType, requests[i]!.serializeType)
+      assert.equal(r.body.length, i * 37)
+    })
+    raw.socket.destroy()
+  } finally {
+    await server.stop()
+  }
+})
+
+test('frames queued in one tick leave in one socket write', T, async () => {
+  const { server, address } = await startServer()
+  const client = new TcpRemotingClient({ logger: quiet })
+  try {
+    const connection = (await client.channel(address)) as unknown as TcpConnection & { socket: net.Socket }
+    const socket = (connection as unknown as { socket: net.Socket }).socket
+    let writes = 0
+    const original = socket.write.bind(socket) as (...args: unknown[]) => boolean
+    ;(socket as unknown as { write: (...args: unknown[]) => boolean }).write = (...args: unknown[]) => {
+      writes++
+      return original(...args)
+    }
+    const calls = Array.from({ length: 50 }, (_, i) => client.invoke(address, RemotingCommand.createRequest(1, { id: String(i) }), 3000))
+    const responses = await Promise.all(calls)
+    responses.forEach((r, i) => assert.equal(r.extFields.id, String(i)))
+    assert.equal(writes, 1)
+  } finally {
+    await client.close()
+    await server.stop()
+  }
+})
+
+test('a peer that stops reading makes senders wait; the buffer stays bounded; reading resumes them', T, async () => {
+  const sockets: net.Socket[] = []
+  const stalled = net.createServer((s) => {
+    s.pause()
+    sockets.push(s)
+  })
+  await new Promise<void>((resolve) => stalled.listen(0, '127.0.0.1', resolve))
+  const address = `127.0.0.1:${(stalled.address() as net.AddressInfo).port}`
+  const bound = 256 * 1024
+  const client = new TcpRemotingClient({ logger: quiet, maxBufferedWriteBytes: bound })
+  try {
+    const connection = (await client.channel(address)) as unknown as TcpConnection
+    const body = Buffer.alloc(64 * 1024)
+    let resolved = 0
+    const sends = Array.from({ length: 300 }, () => client.invokeOneway(address, RemotingCommand.createRequest(1, {}, body)).then(() => void resolved++))
+    await sleep(300)
+    assert.ok(resolved < 300, `all ${resolved} sends resolved although the peer reads nothing`)
+    assert.ok(connection.waitingFrames > 0)
+    assert.ok(connection.bufferedBytes() <= bound + body.length + 1024, `buffered ${connection.bufferedBytes()}`)
+    await until(() => sockets.length === 1)
+    sockets[0]!.resume()
+    await Promise.all(sends)
+    assert.equal(resolved, 300)
+  } finally {
+    await client.close()
+    for (const s of sockets) s.destroy()
+    await new Promise<void>((resolve) => stalled.close(() => resolve()))
+  }
+})
+
+test('thousands of timed-out requests leave no pending entries and the connection keeps working', T, async () => {
+  const { server, address } = await startServer({ maxInFlightPerConnection: 5000 })
+  const client = new TcpRemotingClient({ logger: quiet })
+  try {
+    const connection = (await client.channel(address)) as unknown as TcpConnection
+    const results = await Promise.allSettled(Array.from({ length: 2000 }, () => client.invoke(address, RemotingCommand.createRequest(2, { delayMs: '300' }), 20)))
+    assert.ok(results.every((r) => r.status === 'rejected' && r.reason instanceof TransportError && r.reason.code === 'TIMEOUT'))
+    assert.equal(connection.pendingCount, 0)
+    assert.equal((await client.invoke(address, RemotingCommand.createRequest(1), 3000)).code, 0)
+  } finally {
+    await client.close()
+    await server.stop()
+  }
+})
+
+test('graceful stop answers in-flight requests of raw peers, then closes them', T, async () => {
+  const { server, port } = await startServer()
+  const raw = await rawConnect(port)
+  raw.socket.write(encodeFrame(RemotingCommand.createRequest(2, { delayMs: '150' })))
+  await until(() => server.channels().some((c) => c.inFlight === 1))
+  const begin = Date.now()
+  await server.stop({ timeoutMs: 2000 })
+  await raw.closed
+  assert.equal(raw.received.length, 1)
+  assert.equal(raw.received[0]!.code, ResponseCode.SUCCESS)
+  assert.ok(Date.now() - begin < 1500)
+  await assert.rejects(new TcpRemotingClient({ logger: quiet }).invoke(`127.0.0.1:${port}`, RemotingCommand.createRequest(1), 500), (e: unknown) => e instanceof TransportError && e.code === 'CONNECT_FAILED')
+})
+
+test('addresses that are not host:port fail with BAD_ADDRESS', T, async () => {
+  const client = new TcpRemotingClient({ logger: quiet, connectTimeoutMs: 200 })
+  await assert.rejects(client.invoke('nonsense', RemotingCommand.createRequest(1), 100), (e: unknown) => e instanceof TransportError && e.code === 'BAD_ADDRESS')
+  await assert.rejects(client.invoke('127.0.0.1:99999', RemotingCommand.createRequest(1), 100), (e: unknown) => e instanceof TransportError && e.code === 'BAD_ADDRESS')
+  await client.close()
+})

@@ -1,0 +1,131 @@
+/**
+ * RemotingCommand: one request or response on the wire. The same shape carries both; `flag`
+ * tells them apart and `opaque` pairs a response with its request.
+ */
+import { CURRENT_VERSION, LanguageCode } from './codes.js'
+
+/** Header serialization, the high byte of the frame's second word. */
+export const SerializeType = {
+  JSON: 0,
+  ROCKETMQ: 1,
+} as const
+export type SerializeType = (typeof SerializeType)[keyof typeof SerializeType]
+
+/** Bits of `flag`. */
+export const COMMAND_FLAG = {
+  RESPONSE: 1 << 0,
+  ONEWAY: 1 << 1,
+} as const
+
+/**
+ * Default `language`. RocketMQ's own components send JAVA and some Java broker code paths
+ * branch on it, so JAVA keeps a Java broker on its usual path.
+ */
+export const DEFAULT_LANGUAGE: number = LanguageCode.JAVA
+
+const EMPTY_BODY = Buffer.alloc(0)
+
+let opaqueCounter = 0
+
+/** Next request id of this process: starts at 0 and wraps within int32 like Java's AtomicInteger. */
+export function nextOpaque(): number {
+  const opaque = opaqueCounter
+  opaqueCounter = (opaqueCounter + 1) | 0
+  return opaque
+}
+
+export interface RemotingCommandInit {
+  code: number
+  language?: number
+  version?: number
+  opaque?: number
+  flag?: number
+  remark?: string | null
+  extFields?: Record<string, string>
+  body?: Buffer | Uint8Array | string
+  serializeType?: SerializeType
+}
+
+export class RemotingCommand {
+  code: number
+  language: number
+  version: number
+  opaque: number
+  flag: number
+  /** Error text; null when absent (the JSON header then omits it). */
+  remark: string | null
+  extFields: Record<string, string>
+  body: Buffer
+  /**
+   * Header serialization this command arrived with, or should be sent with. Undefined means the
+   * connection's default. A response goes out in its request's serialization.
+   */
+  serializeType: SerializeType | undefined
+
+  constructor(init: RemotingCommandInit) {
+    this.code = init.code
+    this.language = init.language ?? DEFAULT_LANGUAGE
+    this.version = init.version ?? CURRENT_VERSION
+    this.opaque = init.opaque ?? 0
+    this.flag = init.flag ?? 0
+    this.remark = init.remark ?? null
+    this.extFields = init.extFields ?? {}
+    this.body = toBuffer(init.body)
+    this.serializeType = init.serializeType
+  }
+
+  /** A request with a fresh opaque from the process-wide counter. */
+  static createRequest(code: number, extFields?: Record<string, string>, body?: Buffer | Uint8Array | string): RemotingCommand {
+    return new RemotingCommand({ code, opaque: nextOpaque(), extFields: extFields ? { ...extFields } : {}, body })
+  }
+
+  /** A response; the server fills in `opaque` and the serialization from the request it answers. */
+  static createResponse(code: number, remark?: string | null, extFields?: Record<string, string>, body?: Buffer | Uint8Array | string): RemotingCommand {
+    return new RemotingCommand({ code, flag: COMMAND_FLAG.RESPONSE, remark: remark ?? null, extFields: extFields ? { ...extFields } : {}, body })
+  }
+
+  get isResponse(): boolean {
+    return (this.flag & COMMAND_FLAG.RESPONSE) !== 0
+  }
+
+  get isOneway(): boolean {
+    return (this.flag & COMMAND_FLAG.ONEWAY) !== 0
+  }
+
+  markResponse(): this {
+    this.flag |= COMMAND_FLAG.RESPONSE
+    return this
+  }
+
+  markOneway(): this {
+    this.flag |= COMMAND_FLAG.ONEWAY
+    return this
+  }
+
+  /** A deep copy; the body bytes are copied too. */
+  clone(): RemotingCommand {
+    return new RemotingCommand({
+      code: this.code,
+      language: this.language,
+      version: this.version,
+      opaque: this.opaque,
+      flag: this.flag,
+      remark: this.remark,
+      extFields: { ...this.extFields },
+      body: Buffer.from(this.body),
+      serializeType: this.serializeType,
+    })
+  }
+
+  toString(): string {
+    const kind = this.isResponse ? 'response' : this.isOneway ? 'oneway' : 'request'
+    return `RemotingCommand(${kind} code=${this.code} opaque=${this.opaque} remark=${JSON.stringify(this.remark)} body=${this.body.length}B)`
+  }
+}
+
+function toBuffer(body: Buffer | Uint8Array | string | undefined): Buffer {
+  if (body === undefined) return EMPTY_BODY
+  if (typeof body === 'string') return Buffer.from(body, 'utf8')
+  if (Buffer.isBuffer(body)) return body
+  return Buffer.from(body.buffer, body.byteOffset, body.byteLength)
+}

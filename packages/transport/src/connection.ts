@@ -1,0 +1,336 @@
+/**
+ * The transport-independent half of a connection: request/response correlation by opaque,
+ * per-request timeouts, dispatch of incoming requests to processors with in-flight limits,
+ * system responses, and idle detection. A transport subclass supplies only frame I/O.
+ */
+import { ResponseCode } from './codes.js'
+import { DEFAULT_MAX_FRAME_BYTES, encodeFrameParts } from './codec.js'
+import { COMMAND_FLAG, RemotingCommand, SerializeType } from './command.js'
+import { TransportError, type TransportErrorCode } from './errors.js'
+import { DEFAULT_CONNECTION_LIMITS, consoleLogger, type Channel, type ConnectionOptions, type Logger, type RequestProcessor } from './remoting.js'
+
+export interface ResolvedConnectionOptions {
+  maxFrameBytes: number
+  maxInFlightPerConnection: number
+  maxOnewayInFlightPerConnection: number
+  maxPendingPerConnection: number
+  idleMs: number
+  serializeType: SerializeType
+  logger: Logger
+}
+
+export function resolveConnectionOptions(options: ConnectionOptions = {}): ResolvedConnectionOptions {
+  const r: ResolvedConnectionOptions = {
+    maxFrameBytes: options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
+    maxInFlightPerConnection: options.maxInFlightPerConnection ?? DEFAULT_CONNECTION_LIMITS.maxInFlightPerConnection,
+    maxOnewayInFlightPerConnection: options.maxOnewayInFlightPerConnection ?? DEFAULT_CONNECTION_LIMITS.maxOnewayInFlightPerConnection,
+    maxPendingPerConnection: options.maxPendingPerConnection ?? DEFAULT_CONNECTION_LIMITS.maxPendingPerConnection,
+    idleMs: options.idleMs ?? DEFAULT_CONNECTION_LIMITS.idleMs,
+    serializeType: options.serializeType ?? SerializeType.JSON,
+    logger: options.logger ?? consoleLogger,
+  }
+  if (!(r.maxFrameBytes >= 64)) throw new RangeError(`maxFrameBytes must be >= 64, got ${r.maxFrameBytes}`)
+  if (!(r.maxInFlightPerConnection >= 1)) throw new RangeError('maxInFlightPerConnection must be >= 1')
+  if (!(r.maxOnewayInFlightPerConnection >= 1)) throw new RangeError('maxOnewayInFlightPerConnection must be >= 1')
+  if (!(r.maxPendingPerConnection >= 1)) throw new RangeError('maxPendingPerConnection must be >= 1')
+  if (!(r.idleMs >= 0)) throw new RangeError('idleMs must be >= 0')
+  return r
+}
+
+/** Processors by request code, shared by every connection of a server or client. */
+export class ProcessorTable {
+  private readonly table = new Map<number, RequestProcessor>()
+  defaultProcessor: RequestProcessor | undefined
+
+  register(code: number, processor: RequestProcessor): void {
+    if (!Number.isInteger(code)) throw new TypeError(`request code must be an integer, got ${code}`)
+    this.table.set(code, processor)
+  }
+
+  get(code: number): RequestProcessor | undefined {
+    return this.table.get(code) ?? this.defaultProcessor
+  }
+}
+
+/** What a connection needs from the server or client that owns it. */
+export interface ConnectionOwner {
+  readonly processors: ProcessorTable
+  readonly options: ResolvedConnectionOptions
+  /** False while stopping: new requests are answered SYSTEM_BUSY. */
+  acceptingRequests(): boolean
+  connectionClosed(connection: RemotingConnection, reason: string): void
+  connectionIdle(connection: RemotingConnection): void
+  connectionError(connection: RemotingConnection, error: Error): void
+}
+
+interface PendingRequest {
+  resolve(response: RemotingCommand): void
+  reject(error: TransportError): void
+  timer: NodeJS.Timeout
+}
+
+let connectionCounter = 0
+
+export abstract class RemotingConnection implements Channel {
+  readonly id: string
+  private readonly pending = new Map<number, PendingRequest>()
+  private inFlightRequests = 0
+  private inFlightOneway = 0
+  private closeReason: string | undefined
+  private idleTimer: NodeJS.Timeout | undefined
+  private lastActivityMs = Date.now()
+  private drainedWaiters: (() => void)[] = []
+
+  constructor(
+    protected readonly owner: ConnectionOwner,
+    readonly localAddress: string,
+    readonly remoteAddress: string,
+  ) {
+    this.id = `${remoteAddress}#${++connectionCounter}`
+    this.armIdleTimer(owner.options.idleMs)
+  }
+
+  /**
+   * Queues one encoded frame. Returns a promise only when the connection's write buffer is over
+   * its bound; the caller then waits, which is how back-pressure reaches senders.
+   */
+  protected abstract writeFrame(parts: Buffer[]): void | Promise<void>
+  /** Flushes what is queued and releases the underlying I/O. Called once. */
+  protected abstract closeTransport(): void
+
+  get closed(): boolean {
+    return this.closeReason !== undefined
+  }
+
+  get inFlight(): number {
+    return this.inFlightRequests + this.inFlightOneway
+  }
+
+  /** Requests sent on this connection still waiting for a response. */
+  get pendingCount(): number {
+    return this.pending.size
+  }
+
+  invoke(request: RemotingCommand, timeoutMs: number): Promise<RemotingCommand> {
+    if (this.closeReason !== undefined) return Promise.reject(this.closedError('SEND_FAILED'))
+    if (this.pending.size >= this.owner.options.maxPendingPerConnection) {
+      return Promise.reject(new TransportError('TOO_MANY_REQUESTS', `${this.pending.size} requests outstanding on ${this.remoteAddress}`, { details: { address: this.remoteAddress } }))
+    }
+    const opaque = request.opaque
+    if (this.pending.has(opaque)) {
+      return Promise.reject(new TransportError('SEND_FAILED', `opaque ${opaque} is already outstanding on ${this.remoteAddress}; create a new request`))
+    }
+    request.flag &= ~(COMMAND_FLAG.RESPONSE | COMMAND_FLAG.ONEWAY)
+    let parts: Buffer[]
+    try {
+      parts = encodeFrameParts(request, this.owner.options.serializeType, this.owner.options.maxFrameBytes)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    return new Promise<RemotingCommand>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        if (this.pending.get(opaque)?.timer !== timer) return
+        this.pending.delete(opaque)
+        reject(new TransportError('TIMEOUT', `no response from ${this.remoteAddress} within ${timeoutMs} ms (code ${request.code}, opaque ${opaque})`, { details: { address: this.remoteAddress, opaque, timeoutMs } }))
+      }, timeoutMs)
+      this.pending.set(opaque, { resolve, reject, timer })
+      this.touch()
+      let written: void | Promise<void>
+      try {
+        written = this.writeFrame(parts)
+      } catch (err) {
+        this.failPending(opaque, err)
+        return
+      }
+      if (written) written.catch((err) => this.failPending(opaque, err))
+    })
+  }
+
+  invokeOneway(request: RemotingCommand): Promise<void> {
+    if (this.closeReason !== undefined) return Promise.reject(this.closedError('SEND_FAILED'))
+    request.flag = (request.flag & ~COMMAND_FLAG.RESPONSE) | COMMAND_FLAG.ONEWAY
+    try {
+      const parts = encodeFrameParts(request, this.owner.options.serializeType, this.owner.options.maxFrameBytes)
+      this.touch()
+      return this.writeFrame(parts) ?? Promise.resolve()
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
+  respond(request: RemotingCommand, response: RemotingCommand): Promise<void> {
+    if (request.isOneway) return Promise.resolve()
+    if (this.closeReason !== undefined) {
+      this.owner.options.logger.debug?.('response dropped: connection closed', { remote: this.remoteAddress, opaque: request.opaque })
+      return Promise.resolve()
+    }
+    response.opaque = request.opaque
+    response.flag |= COMMAND_FLAG.RESPONSE
+    response.flag &= ~COMMAND_FLAG.ONEWAY
+    response.serializeType = request.serializeType ?? response.serializeType
+    let parts: Buffer[]
+    try {
+      parts = encodeFrameParts(response, this.owner.options.serializeType, this.owner.options.maxFrameBytes)
+    } catch (err) {
+      // The handler's answer cannot be sent (too large, code out of range); tell the requester why.
+      const fallback = RemotingCommand.createResponse(ResponseCode.SYSTEM_ERROR, (err as Error).message)
+      fallback.opaque = request.opaque
+      fallback.serializeType = request.serializeType
+      parts = encodeFrameParts(fallback, this.owner.options.serializeType, this.owner.options.maxFrameBytes)
+    }
+    this.touch()
+    try {
+      return this.writeFrame(parts) ?? Promise.resolve()
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
+  close(reason = 'closed locally'): void {
+    this.shutdown(reason, 'CONNECTION_LOST')
+  }
+
+  /** Resolves once no incoming request is being processed. */
+  whenDrained(): Promise<void> {
+    if (this.inFlight === 0) return Promise.resolve()
+    return new Promise((resolve) => this.drainedWaiters.push(resolve))
+  }
+
+  /**
+   * Closes the connection: outstanding requests fail with `code`, the transport is flushed and
+   * released, the owner is told. Idempotent.
+   */
+  shutdown(reason: string, code: TransportErrorCode = 'CONNECTION_LOST'): void {
+    if (this.closeReason !== undefined) return
+    this.closeReason = reason
+    if (this.idleTimer) clearTimeout(this.idleTimer)
+    const pending = [...this.pending.values()]
+    this.pending.clear()
+    for (const p of pending) {
+      clearTimeout(p.timer)
+      p.reject(this.closedError(code))
+    }
+    try {
+      this.closeTransport()
+    } finally {
+      this.owner.connectionClosed(this, reason)
+    }
+  }
+
+  /** For subclasses: a decoded command arrived. */
+  protected handleCommand(cmd: RemotingCommand): void {
+    if (this.closeReason !== undefined) return
+    this.lastActivityMs = Date.now()
+    if (cmd.isResponse) {
+      const p = this.pending.get(cmd.opaque)
+      if (!p) {
+        this.owner.options.logger.warn('response without a waiting request dropped (late or unknown opaque)', { remote: this.remoteAddress, opaque: cmd.opaque, code: cmd.code })
+        return
+      }
+      this.pending.delete(cmd.opaque)
+      clearTimeout(p.timer)
+      p.resolve(cmd)
+      return
+    }
+    this.handleRequest(cmd)
+  }
+
+  protected touch(): void {
+    this.lastActivityMs = Date.now()
+  }
+
+  private handleRequest(request: RemotingCommand): void {
+    const oneway = request.isOneway
+    const opts = this.owner.options
+    if (!this.owner.acceptingRequests()) {
+      if (!oneway) void this.respond(request, RemotingCommand.createResponse(ResponseCode.SYSTEM_BUSY, '[STOPPING] remoting endpoint is shutting down')).catch(() => {})
+      return
+    }
+    if (oneway) {
+      if (this.inFlightOneway >= opts.maxOnewayInFlightPerConnection) {
+        opts.logger.warn('oneway request dropped: too many in flight', { remote: this.remoteAddress, code: request.code, limit: opts.maxOnewayInFlightPerConnection })
+        return
+      }
+      this.inFlightOneway++
+    } else {
+      if (this.inFlightRequests >= opts.maxInFlightPerConnection) {
+        void this.respond(
+          request,
+          RemotingCommand.createResponse(ResponseCode.SYSTEM_BUSY, `[OVERLOAD] ${this.inFlightRequests} requests in flight on this connection, limit ${opts.maxInFlightPerConnection}`),
+        ).catch(() => {})
+        return
+      }
+      this.inFlightRequests++
+    }
+    const processor = this.owner.processors.get(request.code)
+    if (!processor) {
+      this.finishRequest(request, RemotingCommand.createResponse(ResponseCode.REQUEST_CODE_NOT_SUPPORTED, ` request type ${request.code} not supported`))
+      return
+    }
+    let result: ReturnType<RequestProcessor>
+    try {
+      result = processor(request, this)
+    } catch (err) {
+      this.finishRequest(request, this.errorResponse(request, err))
+      return
+    }
+    if (result !== undefined && result !== null && typeof (result as Promise<unknown>).then === 'function') {
+      ;(result as Promise<RemotingCommand | void>).then(
+        (response) => this.finishRequest(request, response ?? undefined),
+        (err) => this.finishRequest(request, this.errorResponse(request, err)),
+      )
+    } else {
+      this.finishRequest(request, (result as RemotingCommand | void) ?? undefined)
+    }
+  }
+
+  private errorResponse(request: RemotingCommand, err: unknown): RemotingCommand {
+    const message = err instanceof Error ? err.message : String(err)
+    this.owner.options.logger.debug?.('processor failed', { remote: this.remoteAddress, code: request.code, error: message })
+    return RemotingCommand.createResponse(ResponseCode.SYSTEM_ERROR, message)
+  }
+
+  private finishRequest(request: RemotingCommand, response: RemotingCommand | undefined): void {
+    if (response !== undefined && !request.isOneway) {
+      if (!(response instanceof RemotingCommand)) {
+        response = RemotingCommand.createResponse(ResponseCode.SYSTEM_ERROR, 'processor returned something other than a RemotingCommand')
+      }
+      void this.respond(request, response).catch((err) => this.owner.connectionError(this, err as Error))
+    }
+    if (request.isOneway) this.inFlightOneway--
+    else this.inFlightRequests--
+    if (this.inFlight === 0 && this.drainedWaiters.length > 0) {
+      const waiters = this.drainedWaiters
+      this.drainedWaiters = []
+      for (const w of waiters) w()
+    }
+  }
+
+  private failPending(opaque: number, err: unknown): void {
+    const p = this.pending.get(opaque)
+    if (!p) return
+    this.pending.delete(opaque)
+    clearTimeout(p.timer)
+    p.reject(err instanceof TransportError ? err : new TransportError('SEND_FAILED', `send to ${this.remoteAddress} failed: ${(err as Error)?.message}`, { cause: err }))
+  }
+
+  private closedError(code: TransportErrorCode): TransportError {
+    return new TransportError(code, `connection to ${this.remoteAddress} closed: ${this.closeReason}`, { details: { address: this.remoteAddress } })
+  }
+
+  private armIdleTimer(delayMs: number): void {
+    if (this.owner.options.idleMs <= 0) return
+    this.idleTimer = setTimeout(() => {
+      if (this.closeReason !== undefined) return
+      const quietMs = Date.now() - this.lastActivityMs
+      const idleMs = this.owner.options.idleMs
+      // Outstanding work in either direction means the connection is busy, not idle.
+      if (quietMs >= idleMs && this.pending.size === 0 && this.inFlight === 0) {
+        this.owner.connectionIdle(this)
+        return
+      }
+      this.armIdleTimer(quietMs >= idleMs ? idleMs : idleMs - quietMs)
+    }, delayMs)
+    this.idleTimer.unref()
+  }
+}

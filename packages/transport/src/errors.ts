@@ -1,0 +1,58 @@
+/**
+ * Every failure the transport reports on purpose is a TransportError with a stable `code`.
+ * Callers match on `code`; messages may change between versions. `retriable` says whether the
+ * same call may succeed if repeated (possibly on a fresh connection).
+ *
+ * | code             | retriable | when                                                           |
+ * | ---------------- | --------- | -------------------------------------------------------------- |
+ * | TIMEOUT          | yes       | no response within the caller's timeout; the request may or    |
+ * |                  |           | may not have been processed                                    |
+ * | CONNECT_FAILED   | yes       | could not open a connection to the address                     |
+ * | SEND_FAILED      | yes       | the connection broke before the frame was written              |
+ * | CONNECTION_LOST  | yes       | the connection closed while a response was outstanding         |
+ * | TOO_MANY_REQUESTS| yes       | the connection already has its limit of outstanding requests   |
+ * | CLOSED           | no        | the client or server is stopping or stopped                    |
+ * | FRAME_TOO_LARGE  | no        | an encoded or received frame exceeds `maxFrameBytes`           |
+ * | BAD_FRAME        | no        | received bytes are not a valid frame (length, header type,     |
+ * |                  |           | JSON, binary header bounds)                                    |
+ * | ENCODE_FAILED    | no        | a command cannot be represented (e.g. code > 32767 in ROCKETMQ)|
+ * | BAD_ADDRESS      | no        | an address is not `host:port` (or `mem:name`)                  |
+ */
+export type TransportErrorCode =
+  | 'TIMEOUT'
+  | 'CONNECT_FAILED'
+  | 'SEND_FAILED'
+  | 'CONNECTION_LOST'
+  | 'TOO_MANY_REQUESTS'
+  | 'CLOSED'
+  | 'FRAME_TOO_LARGE'
+  | 'BAD_FRAME'
+  | 'ENCODE_FAILED'
+  | 'BAD_ADDRESS'
+
+const RETRIABLE: ReadonlySet<TransportErrorCode> = new Set<TransportErrorCode>([
+  'TIMEOUT',
+  'CONNECT_FAILED',
+  'SEND_FAILED',
+  'CONNECTION_LOST',
+  'TOO_MANY_REQUESTS',
+])
+
+export class TransportError extends Error {
+  readonly code: TransportErrorCode
+  readonly retriable: boolean
+  /** Extra facts for the caller: address, opaque, sizes. */
+  readonly details: Record<string, unknown>
+
+  constructor(code: TransportErrorCode, message: string, options: { cause?: unknown; details?: Record<string, unknown> } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+    this.name = 'TransportError'
+    this.code = code
+    this.retriable = RETRIABLE.has(code)
+    this.details = options.details ?? {}
+  }
+}
+
+export function isTransportError(err: unknown, code?: TransportErrorCode): err is TransportError {
+  return err instanceof TransportError && (code === undefined || err.code === code)
+}

@@ -1,0 +1,11 @@
+/** For sibling packages (transports), tests and benchmarks; not a stable API. */
+export * from './codes.js'
+export * from './command.js'
+export * from './codec.js'
+export * from './errors.js'
+export * from './remoting.js'
+export * from './connection.js'
+export * from './endpoint.js'
+export * from './in-memory.js'
+export * from './conformance.js'
+export * from './testing.js'

@@ -1,0 +1,226 @@
+// The frame codec against hand-written golden frames (test/fixtures), both header serializations
+// in both directions, seeded round-trip properties (SEED= replays), a stream split at every byte
+// boundary, and typed errors for every kind of malformed frame.
+import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
+import { test } from 'node:test'
+import { fileURLToPath } from 'node:url'
+import {
+  BINARY_HEADER,
+  FrameDecoder,
+  LanguageCode,
+  RemotingCommand,
+  SerializeType,
+  TransportError,
+  decodeFrame,
+  encodeBinaryHeader,
+  encodeFrame,
+  encodeFrameParts,
+  INLINE_BODY_BYTES,
+  observable,
+  randomCommand,
+  seedFromEnv,
+  seededRandom,
+  type TransportErrorCode,
+} from '../src/internal.js'
+
+const SEED = seedFromEnv()
+console.log(`codec properties: SEED=${SEED}`)
+
+/** Reads a fixture: `hex ..` and `utf8 ..` lines, `#` comments. */
+function fixture(name: string): Buffer {
+  const path = fileURLToPath(new URL(`../../test/fixtures/${name}`, import.meta.url))
+  const parts: Buffer[] = []
+  for (const raw of readFileSync(path, 'utf8').split('\n')) {
+    if (raw.startsWith('utf8 ')) parts.push(Buffer.from(raw.slice(5), 'utf8'))
+    else if (raw.startsWith('hex ')) parts.push(Buffer.from(raw.slice(4).replace(/#.*$/, '').replace(/\s+/g, ''), 'hex'))
+  }
+  return Buffer.concat(parts)
+}
+
+function expectCode(fn: () => unknown, code: TransportErrorCode): void {
+  assert.throws(fn, (err: unknown) => err instanceof TransportError && err.code === code)
+}
+
+test('ROCKETMQ header offsets are contiguous', { timeout: 5_000 }, () => {
+  const sizes = { code: 2, language: 1, version: 2, opaque: 4, flag: 4, remarkLength: 4 }
+  let at = 0
+  for (const [field, size] of Object.entries(sizes)) {
+    assert.equal(BINARY_HEADER[field as keyof typeof sizes], at, field)
+    at += size
+  }
+  assert.equal(at, BINARY_HEADER.fixedBytes)
+})
+
+test('golden JSON request frame: encode and decode', { timeout: 5_000 }, () => {
+  const golden = fixture('json-request.frame.txt')
+  const cmd = new RemotingCommand({ code: 10, opaque: 1, extFields: { a: 'b' }, body: 'hi', language: LanguageCode.JAVA, version: 479 })
+  assert.equal(encodeFrame(cmd).toString('hex'), golden.toString('hex'))
+  const decoded = decodeFrame(golden)
+  assert.deepEqual(observable(decoded), observable(new RemotingCommand({ ...cmd, serializeType: SerializeType.JSON })))
+  assert.equal(decoded.isResponse, false)
+})
+
+test('golden ROCKETMQ oneway frame: encode and decode', { timeout: 5_000 }, () => {
+  const golden = fixture('rocketmq-oneway.frame.txt')
+  const cmd = new RemotingCommand({
+    code: 310, language: LanguageCode.NODE_JS, version: 479, opaque: 7, flag: 2, remark: 'é',
+    extFields: { b: 'TopicTest' }, body: Buffer.from([1, 2, 3]), serializeType: SerializeType.ROCKETMQ,
+  })
+  assert.equal(encodeFrame(cmd).toString('hex'), golden.toString('hex'))
+  const decoded = decodeFrame(golden)
+  assert.deepEqual(observable(decoded), observable(cmd))
+  assert.equal(decoded.isOneway, true)
+})
+
+test('golden ROCKETMQ response frame: null remark, no extFields, no body', { timeout: 5_000 }, () => {
+  const golden = fixture('rocketmq-response.frame.txt')
+  const decoded = decodeFrame(golden)
+  assert.equal(decoded.code, 1)
+  assert.equal(decoded.opaque, 42)
+  assert.equal(decoded.version, 401)
+  assert.equal(decoded.remark, null)
+  assert.equal(decoded.isResponse, true)
+  assert.deepEqual(decoded.extFields, {})
+  assert.equal(decoded.body.length, 0)
+  assert.equal(encodeFrame(decoded).toString('hex'), golden.toString('hex'))
+})
+
+test('JSON decoding: any key order, unknown keys, numeric or unknown language, missing optional keys', { timeout: 5_000 }, () => {
+  const frame = (json: string) => {
+    const h = Buffer.from(json)
+    const b = Buffer.alloc(8 + h.length)
+    b.writeInt32BE(4 + h.length, 0)
+    b.writeInt32BE(h.length, 4)
+    h.copy(b, 8)
+    return b
+  }
+  const a = decodeFrame(frame('{"version":1,"extra":{"x":[1]},"opaque":5,"language":9,"code":3,"flag":1,"remark":"r","extFields":{"n":12,"t":true,"z":null}}'))
+  assert.deepEqual([a.code, a.language, a.opaque, a.flag, a.remark, a.version], [3, LanguageCode.GO, 5, 1, 'r', 1])
+  assert.deepEqual(a.extFields, { n: '12', t: 'true' })
+  const b = decodeFrame(frame('{"code":7,"language":"COBOL"}'))
+  assert.deepEqual([b.code, b.language, b.opaque, b.flag, b.remark], [7, LanguageCode.OTHER, 0, 0, null])
+  const c = decodeFrame(frame('{"code":7,"extFields":{"__proto__":"x"}}'))
+  assert.equal(Object.getPrototypeOf(c.extFields), Object.prototype)
+  assert.equal(c.extFields['__proto__'], 'x')
+  expectCode(() => decodeFrame(frame('{"language":"JAVA"}')), 'BAD_FRAME')
+  expectCode(() => decodeFrame(frame('{"code":"10"}')), 'BAD_FRAME')
+  expectCode(() => decodeFrame(frame('{"code":1,"extFields":{"a":{}}}')), 'BAD_FRAME')
+  expectCode(() => decodeFrame(frame('[1,2]')), 'BAD_FRAME')
+  expectCode(() => decodeFrame(frame('{"code":1')), 'BAD_FRAME')
+})
+
+test('JSON carries codes beyond a short; ROCKETMQ refuses them with ENCODE_FAILED', { timeout: 5_000 }, () => {
+  const pop = new RemotingCommand({ code: 200050 })
+  assert.equal(decodeFrame(encodeFrame(pop)).code, 200050)
+  expectCode(() => encodeBinaryHeader(pop), 'ENCODE_FAILED')
+  expectCode(() => encodeFrame(pop, SerializeType.ROCKETMQ), 'ENCODE_FAILED')
+})
+
+test('ROCKETMQ: empty remark travels as null; empty extFields values stay empty strings', { timeout: 5_000 }, () => {
+  const cmd = new RemotingCommand({ code: 1, remark: '', extFields: { k: '' }, serializeType: SerializeType.ROCKETMQ })
+  const d = decodeFrame(encodeFrame(cmd))
+  assert.equal(d.remark, null)
+  assert.deepEqual(d.extFields, { k: '' })
+})
+
+test('large bodies are not copied into the header buffer; small ones are', { timeout: 5_000 }, () => {
+  const small = encodeFrameParts(RemotingCommand.createRequest(1, {}, Buffer.alloc(INLINE_BODY_BYTES)))
+  assert.equal(small.length, 1)
+  const bigBody = Buffer.alloc(INLINE_BODY_BYTES + 1, 9)
+  const big = encodeFrameParts(RemotingCommand.createRequest(1, {}, bigBody))
+  assert.equal(big.length, 2)
+  assert.equal(big[1], bigBody)
+  assert.ok(decodeFrame(Buffer.concat(big)).body.equals(bigBody))
+})
+
+test('round trip: random commands in both serializations decode to what was encoded', { timeout: 20_000 }, () => {
+  const rng = seededRandom(SEED)
+  for (let i = 0; i < 3000; i++) {
+    const type = i % 2 === 0 ? SerializeType.JSON : SerializeType.ROCKETMQ
+    const cmd = randomCommand(rng, type, i % 100 === 0 ? 200_000 : 512)
+    const frame = encodeFrame(cmd)
+    assert.equal(frame.readInt32BE(0), frame.length - 4)
+    assert.equal(frame.readUInt8(4), type)
+    assert.deepEqual(observable(decodeFrame(frame)), observable(cmd), `seed ${SEED} case ${i}`)
+  }
+})
+
+test('a stream split at every byte boundary decodes identically', { timeout: 30_000 }, () => {
+  const rng = seededRandom(SEED ^ 0x5eed)
+  const commands = Array.from({ length: 12 }, (_, i) => randomCommand(rng, i % 2 === 0 ? SerializeType.JSON : SerializeType.ROCKETMQ, 300))
+  const stream = Buffer.concat(commands.map((c) => encodeFrame(c)))
+  const expected = commands.map(observable)
+  const decodeChunks = (chunks: Buffer[]) => {
+    const decoder = new FrameDecoder()
+    const out: Record<string, unknown>[] = []
+    for (const chunk of chunks) decoder.push(chunk, (cmd) => out.push(observable(cmd)))
+    assert.equal(decoder.pendingBytes, 0)
+    return out
+  }
+  for (let cut = 0; cut <= stream.length; cut++) {
+    assert.deepEqual(decodeChunks([stream.subarray(0, cut), stream.subarray(cut)]), expected, `cut at ${cut}`)
+  }
+  const bytes = Array.from({ length: stream.length }, (_, i) => stream.subarray(i, i + 1))
+  assert.deepEqual(decodeChunks(bytes), expected, 'one byte at a time')
+  for (let round = 0; round < 200; round++) {
+    const chunks: Buffer[] = []
+    for (let at = 0; at < stream.length; ) {
+      const n = Math.min(stream.length - at, 1 + Math.floor(rng() * 700))
+      chunks.push(stream.subarray(at, at + n))
+      at += n
+    }
+    assert.deepEqual(decodeChunks(chunks), expected, `random split round ${round}, seed ${SEED}`)
+  }
+})
+
+test('a 4 MiB frame arriving in 1 KiB chunks is joined once', { timeout: 10_000 }, () => {
+  const body = Buffer.alloc(4 * 1024 * 1024, 3)
+  const frame = encodeFrame(RemotingCommand.createRequest(1, {}, body))
+  const decoder = new FrameDecoder()
+  let got: RemotingCommand | undefined
+  const begin = performance.now()
+  for (let at = 0; at < frame.length; at += 1024) decoder.push(frame.subarray(at, at + 1024), (c) => (got = c))
+  assert.ok(got?.body.equals(body))
+  assert.ok(performance.now() - begin < 2000, 'linear, not quadratic')
+})
+
+test('malformed frames fail with typed errors', { timeout: 5_000 }, () => {
+  const word = (n: number) => {
+    const b = Buffer.alloc(4)
+    b.writeInt32BE(n)
+    return b
+  }
+  const decode = (buf: Buffer, max?: number) => new FrameDecoder(max).push(buf, () => {})
+  expectCode(() => decode(word(-1)), 'BAD_FRAME')
+  expectCode(() => decode(word(3)), 'BAD_FRAME')
+  expectCode(() => decode(word(16 * 1024 * 1024)), 'FRAME_TOO_LARGE')
+  expectCode(() => decode(word(1000), 512), 'FRAME_TOO_LARGE')
+  // header length larger than the frame
+  expectCode(() => decode(Buffer.concat([word(8), word(100), word(0)])), 'BAD_FRAME')
+  // unknown serialize type 2
+  expectCode(() => decode(Buffer.concat([word(6), word((2 << 24) | 2), Buffer.from('{}')])), 'BAD_FRAME')
+  // invalid JSON
+  expectCode(() => decode(Buffer.concat([word(7), word(3), Buffer.from('{x}')])), 'BAD_FRAME')
+  // ROCKETMQ header shorter than its fixed part
+  expectCode(() => decode(Buffer.concat([word(8), word((1 << 24) | 4), word(0)])), 'BAD_FRAME')
+  // ROCKETMQ remark length past the header
+  const bin = encodeBinaryHeader(new RemotingCommand({ code: 1, remark: 'abc' }))
+  bin.writeInt32BE(1000, BINARY_HEADER.remarkLength)
+  expectCode(() => decode(Buffer.concat([word(4 + bin.length), word((1 << 24) | bin.length), bin])), 'BAD_FRAME')
+  // a failed decoder stays failed
+  const d = new FrameDecoder()
+  expectCode(() => d.push(word(-5), () => {}), 'BAD_FRAME')
+  expectCode(() => d.push(encodeFrame(RemotingCommand.createRequest(1)), () => {}), 'BAD_FRAME')
+})
+
+test('opaque counter increases per request and responses copy nothing by themselves', { timeout: 5_000 }, () => {
+  const a = RemotingCommand.createRequest(1)
+  const b = RemotingCommand.createRequest(1)
+  assert.equal(b.opaque, (a.opaque + 1) | 0)
+  const r = RemotingCommand.createResponse(0, 'ok')
+  assert.equal(r.isResponse, true)
+  assert.equal(r.isOneway, false)
+  assert.equal(a.isResponse, false)
+  assert.equal(a.markOneway().isOneway, true)
+})
