@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url'
 import * as v8 from 'node:v8'
 import * as vm from 'node:vm'
 import { MessageStore, type PutMessage } from '@mqts/store'
-import { MESSAGE_MAGIC_CODE_V1, STORE_PATHS, offsetToFileName, recordSize } from '@mqts/store/internal'
+import { MESSAGE_MAGIC_CODE_V1, recordSize } from '@mqts/store/internal'
 import { TempDirs, compare, formatBytes, formatNumber, isMain, isQuick, printEnvironment, printResults, sleep, type BenchResult, type RunOptions } from './lib/report.js'
 
 const BODY_BYTES = 1024
@@ -187,19 +187,11 @@ function message(queueId = 0): PutMessage {
   return { topic: TOPIC, queueId, body: randomBytes(BODY_BYTES) }
 }
 
-/** Waits until the file after the current last one has been allocated, so measurements do not start under it. */
-async function settle(store: MessageStore, fileSize: number, timeoutMs = 120_000): Promise<void> {
-  const last = store.commitLog.queue.last
-  if (!last) return
-  const dir = path.join(store.dir, STORE_PATHS.commitLog)
-  const next = offsetToFileName(last.fileFromOffset + fileSize)
-  const deadline = Date.now() + timeoutMs
-  while (Date.now() < deadline) {
-    const names = await fsp.readdir(dir)
-    if (names.includes(next) && !names.some((n) => n.endsWith('.tmp'))) return
-    await sleep(20)
-  }
-  log(`next data file ${next} still not allocated after ${timeoutMs} ms; measuring anyway`)
+/** Waits until the store's background allocation and page-cache warm-up are done, so a measurement does not start under them. */
+async function settle(store: MessageStore, timeoutMs = 120_000): Promise<void> {
+  const idle = store.commitLog.queue.whenIdle()
+  const timedOut = await Promise.race([idle.then(() => false), sleep(timeoutMs).then(() => true)])
+  if (timedOut) log(`background allocation still busy after ${timeoutMs} ms; measuring anyway`)
 }
 
 async function openStore(dirs: TempDirs, flush: 'sync' | 'async', b: Budget): Promise<MessageStore> {
@@ -207,7 +199,7 @@ async function openStore(dirs: TempDirs, flush: 'sync' | 'async', b: Budget): Pr
   const t0 = performance.now()
   const store = await MessageStore.open({ dir, flush, commitLogFileSize: b.fileSize })
   const t1 = performance.now()
-  await settle(store, b.fileSize)
+  await settle(store)
   log(`flush '${flush}': open took ${formatNumber(t1 - t0, 0)} ms (allocates a ${formatBytes(b.fileSize)} file), next file ready ${formatNumber(performance.now() - t1, 0)} ms later`)
   return store
 }

@@ -3,11 +3,14 @@
  *
  * Write path (docs/design/mmap.md):
  * - flush 'async': records are encoded straight into the shared map (the page cache), so a
- *   process crash loses nothing; a background flusher fdatasyncs every `flushIntervalMs` when at
- *   least `flushLeastPages` pages are dirty, and unconditionally every `flushThoroughIntervalMs`.
- * - flush 'sync': records are encoded into staging chunks on the heap and reach the file through
- *   pwrite, then fdatasync (group commit). Every put waiting in the same tick shares one flush.
- *   Readers see staged bytes at once (from the chunk) and committed ones through the map.
+ *   process crash loses nothing. Files are sparse; every range is prefaulted (blocks reserved)
+ *   before a byte is written through the map, so a full disk is an error, never a SIGBUS. A
+ *   background flusher fdatasyncs every `flushIntervalMs` when at least `flushLeastPages` pages
+ *   are dirty, and unconditionally every `flushThoroughIntervalMs`.
+ * - flush 'sync': records are encoded into staging chunks on the heap and reach the (zero-filled)
+ *   file through O_DSYNC pwrite: group commit, with up to `syncFlushConcurrency` writes in flight
+ *   so the next group forms while the previous one is on its way to disk. Readers see staged
+ *   bytes at once (from the chunk) and committed ones through the map.
  *
  * Appends are synchronous on the fast path; a roll to a new file (or a full staging area) makes
  * later appends queue behind it in order, so records stay in call order and a batch is contiguous.
@@ -20,6 +23,7 @@ import {
   MESSAGE_MAGIC_CODE_V1,
   MESSAGE_MAGIC_CODE_V2,
   checkRecord,
+  dataViewOf,
   encodeBlank,
   encodeRecord,
   hostHexPrefix,
@@ -53,6 +57,8 @@ export interface CommitLogOptions {
   flushThoroughIntervalMs: number
   syncFlushTimeoutMs: number
   stagingLimitBytes: number
+  /** Sync flush: durable writes in flight at once. */
+  syncFlushConcurrency: number
   checkCrcOnRecover: boolean
   onCorruption: 'fail' | 'truncate'
   checkpoint: StoreCheckpoint
@@ -66,12 +72,15 @@ export interface TopicState {
   readonly queueOffsets: number[]
 }
 
+/** What an append returns; the same object becomes the caller's put result. */
 export interface AppendResult {
+  /** PUT_OK, or FLUSH_DISK_TIMEOUT when a sync flush did not confirm it in time (still stored). */
+  status: 'PUT_OK' | 'FLUSH_DISK_TIMEOUT'
+  msgId: string
   physicalOffset: number
   queueOffset: number
   storeTimestamp: number
   size: number
-  msgId: string
 }
 
 export interface RecoveryReport {
@@ -91,19 +100,36 @@ export interface RecoveryReport {
 interface StageChunk {
   buf: Buffer
   file: MappedFile
+  dv: DataView
   /** File position of buf[0]. */
   fileStart: number
   length: number
+  /** Bytes handed to a durable write, and bytes whose write completed. */
+  issued: number
   committed: number
   /** An end-of-file blank: once committed, the whole file counts as written. */
   fillsFile: boolean
 }
 
+interface InflightWrite {
+  chunk: StageChunk
+  from: number
+  to: number
+  done: boolean
+}
+
 interface FlushWaiter {
   end: number
   deadline: number
-  resolve: (flushed: boolean) => void
+  /** Resolved with `value`; on timeout `value`'s results are marked FLUSH_DISK_TIMEOUT first. */
+  value: unknown
+  resolve: (value: any) => void
   reject: (err: unknown) => void
+}
+
+function markTimedOut(value: unknown): void {
+  if (Array.isArray(value)) for (const r of value as AppendResult[]) r.status = 'FLUSH_DISK_TIMEOUT'
+  else if (value !== null && typeof value === 'object') (value as AppendResult).status = 'FLUSH_DISK_TIMEOUT'
 }
 
 export class CommitLog {
@@ -117,28 +143,31 @@ export class CommitLog {
   lastStoreTimestamp = 0
 
   private readonly hostPrefix: string
+  private readonly async: boolean
   private blocked: Promise<unknown> | undefined
   private failure: StoreError | undefined
   private closed = false
 
+  // Sync flush: staged chunks and the durable writes in flight, in issue order.
   private readonly chunks: StageChunk[] = []
   private readonly chunkPool: Buffer[] = []
   private stagedBytes = 0
-  private committing: Promise<void> | undefined
+  private readonly inflight: InflightWrite[] = []
+  private pumpScheduled = false
 
   private waiters: FlushWaiter[] = []
   private waitersHead = 0
-  private flushScheduled = false
   private flushing: Promise<void> | undefined
   private timer: NodeJS.Timeout | undefined
   private lastThoroughFlush = 0
   private lastCheckpointSync = 0
-  /** Async flush: the active file is pre-faulted up to here. */
+  /** Async flush: the active file is prefaulted up to here. */
   private prefaultFile: MappedFile | undefined
   private prefaultedTo = 0
 
   constructor(readonly options: CommitLogOptions) {
-    this.queue = new MappedFileQueue(options.io, options.dir, options.fileSizeBytes, options.flush === 'async')
+    this.async = options.flush === 'async'
+    this.queue = new MappedFileQueue(options.io, options.dir, options.fileSizeBytes, this.async, this.async && options.io.canPrefault())
     this.hostPrefix = hostHexPrefix(options.storeHost)
   }
 
@@ -149,6 +178,10 @@ export class CommitLog {
   /** Offset of the first byte still held, or 0 when empty. */
   get minOffset(): number {
     return this.queue.first?.fileFromOffset ?? 0
+  }
+
+  get failed(): StoreError | undefined {
+    return this.failure
   }
 
   topicState(topic: string, bytes: Buffer): TopicState {
@@ -180,7 +213,7 @@ export class CommitLog {
         if (this.failure) throw this.failure
         if (this.closed) throw new StoreError('NOT_OPEN', 'store is closed')
         if (this.stagedBytes >= this.options.stagingLimitBytes) {
-          await this.commit(this.wroteOffset)
+          await this.waitDurable(this.wroteOffset, Number.POSITIVE_INFINITY, true)
           continue
         }
         const r = this.tryWrite(ms, states, total)
@@ -205,13 +238,20 @@ export class CommitLog {
     const file = this.queue.last
     if (!file || file.wrotePosition + total + END_FILE_MIN_BLANK_LENGTH > file.fileSize) return undefined
     let target: Buffer
+    let dv: DataView
     let at: number
-    if (this.options.flush === 'async') {
+    if (this.async) {
+      // Never write a byte through the map that was not prefaulted: on a sparse file that is
+      // where a full disk shows up, as an error here instead of a SIGBUS later.
+      const end = file.wrotePosition + total
+      if (this.prefaultFile !== file || end > this.prefaultedTo) this.prefault(file, end)
       target = file.view
+      dv = file.dataView
       at = file.wrotePosition
     } else {
       const chunk = this.chunkFor(file, total)
       target = chunk.buf
+      dv = chunk.dv
       at = chunk.length
       chunk.length += total
       this.stagedBytes += total
@@ -229,52 +269,65 @@ export class CommitLog {
         queueOffset = st.queueOffsets[m.queueId] ?? 0
         st.queueOffsets[m.queueId] = queueOffset + 1
       }
-      encodeRecord(target, at, m, queueOffset, physicalOffset, now, host)
-      results[i] = { physicalOffset, queueOffset, storeTimestamp: now, size: m.totalSize, msgId: this.hostPrefix + offsetHex(physicalOffset) }
+      encodeRecord(target, at, m, queueOffset, physicalOffset, now, host, dv)
+      results[i] = { status: 'PUT_OK', msgId: this.hostPrefix + offsetHex(physicalOffset), physicalOffset, queueOffset, storeTimestamp: now, size: m.totalSize }
       at += m.totalSize
       position += m.totalSize
     }
     file.wrotePosition = position
-    if (this.options.flush === 'async') {
-      file.committedPosition = position
-      if (position + PREFAULT_AHEAD_BYTES / 2 > this.prefaultedTo || this.prefaultFile !== file) this.prefault(file)
-    }
     this.wroteOffset = file.fileFromOffset + position
-    if (this.options.flush === 'async') this.committedOffset = this.wroteOffset
     this.lastStoreTimestamp = now
+    if (this.async) {
+      file.committedPosition = position
+      this.committedOffset = this.wroteOffset
+      if (position + PREFAULT_AHEAD_BYTES / 2 > this.prefaultedTo) {
+        try {
+          this.prefault(file, position)
+        } catch {
+          // Reported by the guard above when a write actually needs the range.
+        }
+      }
+    }
     return results
   }
 
-  private chunkFor(file: MappedFile, bytes: number): StageChunk {
-    const last = this.chunks[this.chunks.length - 1]
-    if (last && !last.fillsFile && last.file === file && last.length + bytes <= last.buf.length && last.fileStart + last.length === file.wrotePosition) return last
-    // A fully committed last chunk of this file can be restarted in place.
-    if (last && !last.fillsFile && last.file === file && last.committed === last.length && bytes <= last.buf.length && !this.committing) {
-      last.fileStart = file.wrotePosition
-      last.length = 0
-      last.committed = 0
-      return last
-    }
-    const size = Math.max(STAGE_CHUNK_BYTES, bytes)
-    const buf = size === STAGE_CHUNK_BYTES && this.chunkPool.length > 0 ? this.chunkPool.pop()! : Buffer.allocUnsafe(size)
-    const chunk: StageChunk = { buf, file, fileStart: file.wrotePosition, length: 0, committed: 0, fillsFile: false }
-    this.chunks.push(chunk)
-    return chunk
-  }
-
   /**
-   * Keeps the next PREFAULT_AHEAD_BYTES of the active file faulted in, a few MiB at a time: pages
-   * the writer is about to dirty anyway, so it costs no extra I/O and appends take no page faults.
+   * Prefaults the active file from where it was prefaulted to at least `needEnd`, and
+   * PREFAULT_AHEAD_BYTES past the write position: pages the writer is about to dirty anyway, so
+   * it costs no extra I/O and appends take no page faults. Throws DISK_FULL if the OS cannot.
    */
-  private prefault(file: MappedFile): void {
+  private prefault(file: MappedFile, needEnd: number): void {
     if (this.prefaultFile !== file) {
       this.prefaultFile = file
       this.prefaultedTo = file.wrotePosition
     }
     const from = Math.max(this.prefaultedTo, file.wrotePosition)
-    const to = Math.min(file.fileSize, file.wrotePosition + PREFAULT_AHEAD_BYTES)
-    if (to > from && file.file.prefault(from, to - from)) this.prefaultedTo = to
-    else this.prefaultedTo = to // unsupported: do not retry on every append
+    const to = Math.min(file.fileSize, Math.max(needEnd, file.wrotePosition + PREFAULT_AHEAD_BYTES))
+    if (to <= from) return
+    try {
+      file.file.prefault(from, to - from)
+    } catch (err) {
+      throw ioError(`reserving space in ${file.fileName}`, err)
+    }
+    this.prefaultedTo = to
+  }
+
+  private chunkFor(file: MappedFile, bytes: number): StageChunk {
+    const last = this.chunks[this.chunks.length - 1]
+    if (last && !last.fillsFile && last.file === file) {
+      if (last.length + bytes <= last.buf.length && last.fileStart + last.length === file.wrotePosition) return last
+      // A chunk with nothing in flight or pending can restart in place.
+      if (last.committed === last.length && last.issued === last.length && bytes <= last.buf.length) {
+        last.fileStart = file.wrotePosition
+        last.length = last.issued = last.committed = 0
+        return last
+      }
+    }
+    const size = Math.max(STAGE_CHUNK_BYTES, bytes)
+    const buf = size === STAGE_CHUNK_BYTES && this.chunkPool.length > 0 ? this.chunkPool.pop()! : Buffer.allocUnsafe(size)
+    const chunk: StageChunk = { buf, dv: dataViewOf(buf), file, fileStart: file.wrotePosition, length: 0, issued: 0, committed: 0, fillsFile: false }
+    this.chunks.push(chunk)
+    return chunk
   }
 
   /** Ends the current file with a BLANK record and makes the next file current. */
@@ -283,95 +336,120 @@ export class CommitLog {
     const next = await this.queue.createNext()
     if (old && old.wrotePosition < old.fileSize) {
       const remaining = old.fileSize - old.wrotePosition
-      if (this.options.flush === 'async') {
+      if (this.async) {
+        this.prefault(old, old.wrotePosition + END_FILE_MIN_BLANK_LENGTH)
         encodeBlank(old.view, old.wrotePosition, remaining)
         old.committedPosition = old.fileSize
       } else {
         const buf = Buffer.allocUnsafe(END_FILE_MIN_BLANK_LENGTH)
         encodeBlank(buf, 0, remaining)
-        this.chunks.push({ buf, file: old, fileStart: old.wrotePosition, length: END_FILE_MIN_BLANK_LENGTH, committed: 0, fillsFile: true })
+        this.chunks.push({ buf, dv: dataViewOf(buf), file: old, fileStart: old.wrotePosition, length: END_FILE_MIN_BLANK_LENGTH, issued: 0, committed: 0, fillsFile: true })
         this.stagedBytes += END_FILE_MIN_BLANK_LENGTH
       }
       old.wrotePosition = old.fileSize
     }
     this.wroteOffset = next.fileFromOffset
-    if (this.options.flush === 'async') this.committedOffset = this.wroteOffset
+    if (this.async) {
+      this.committedOffset = this.wroteOffset
+      this.prefault(next, 0)
+    }
   }
 
   // -------------------------------------------------------------------------------------------
-  // Commit (sync mode: staged chunks to the OS) and flush
+  // Sync flush: durable writes of staged chunks
 
-  /** Hands staged bytes to the OS until `committedOffset >= upTo` (or nothing is left). */
-  commit(upTo: number): Promise<void> {
-    if (this.options.flush === 'async') return Promise.resolve()
-    if (this.committing) return this.committing.then(() => (this.committedOffset < upTo ? this.commit(upTo) : undefined))
-    if (this.chunks.length === 0 || this.committedOffset >= upTo) return Promise.resolve()
-    const p = this.doCommit(upTo).finally(() => {
-      this.committing = undefined
-    })
-    this.committing = p
-    return p
+  /** Issues durable writes for staged bytes, up to `syncFlushConcurrency` in flight. */
+  private pump(): void {
+    this.pumpScheduled = false
+    while (this.inflight.length < this.options.syncFlushConcurrency && !this.failure) {
+      let chunk: StageChunk | undefined
+      for (const c of this.chunks) {
+        if (c.issued < c.length) {
+          chunk = c
+          break
+        }
+      }
+      if (!chunk) return
+      const write: InflightWrite = { chunk, from: chunk.issued, to: chunk.length, done: false }
+      chunk.issued = chunk.length
+      this.inflight.push(write)
+      chunk.file.file.writeDurable(chunk.buf, write.from, write.to - write.from, chunk.fileStart + write.from).then(
+        () => {
+          write.done = true
+          this.retire()
+        },
+        (err: unknown) => {
+          const code = (err as NodeJS.ErrnoException)?.code
+          this.fail(
+            code === 'ENOSPC' || code === 'EDQUOT'
+              ? ioError(`writing ${chunk.file.fileName}`, err)
+              : new StoreError('FLUSH_FAILED', `durable write to ${chunk.file.fileName} failed; unflushed data may be lost`, { cause: err }),
+          )
+        },
+      )
+    }
   }
 
-  private async doCommit(upTo: number): Promise<void> {
-    while (this.committedOffset < upTo) {
-      const c = this.chunks[0]
-      if (!c) break
-      if (c.committed < c.length) {
-        const from = c.committed
-        const length = c.length - from
-        try {
-          await c.file.file.write(c.buf, from, length, c.fileStart + from)
-        } catch (err) {
-          throw this.fail(ioError(`writing ${c.file.fileName}`, err))
-        }
-        c.committed = from + length
-        this.stagedBytes -= length
-        c.file.committedPosition = c.fileStart + c.committed
-      }
-      if (c.fillsFile) c.file.committedPosition = c.file.fileSize
-      this.committedOffset = c.file.fileFromOffset + c.file.committedPosition
-      if (c.committed < c.length) continue
-      if (c.fillsFile || this.chunks.length > 1) {
-        this.chunks.shift()
+  /** Groups the puts of this tick: the write starts once every resumed producer has appended. */
+  private schedulePump(): void {
+    if (this.pumpScheduled || this.inflight.length >= this.options.syncFlushConcurrency) return
+    this.pumpScheduled = true
+    setImmediate(() => this.pump())
+  }
+
+  /** Completed writes, in issue order, advance the committed and flushed offsets. */
+  private retire(): void {
+    const q = this.inflight
+    while (q.length > 0 && q[0]!.done) {
+      const w = q.shift()!
+      const c = w.chunk
+      c.committed = w.to
+      this.stagedBytes -= w.to - w.from
+      const file = c.file
+      file.committedPosition = c.fillsFile && c.committed === c.length ? file.fileSize : c.fileStart + c.committed
+      file.flushedPosition = file.committedPosition
+      this.committedOffset = this.flushedOffset = file.fileFromOffset + file.committedPosition
+      if (c.committed === c.length && c.issued === c.length && (c.fillsFile || c !== this.chunks[this.chunks.length - 1])) {
+        const i = this.chunks.indexOf(c)
+        if (i >= 0) this.chunks.splice(i, 1)
         if (c.buf.length === STAGE_CHUNK_BYTES && this.chunkPool.length < STAGE_POOL_MAX) this.chunkPool.push(c.buf)
-      } else {
-        break
       }
     }
+    this.resolveWaiters()
+    if (this.waitersHead < this.waiters.length) this.schedulePump()
   }
 
-  /**
-   * Makes everything committed so far durable: fdatasync of each file with unflushed bytes,
-   * oldest first. Returns the new flushed offset.
-   */
-  private async syncUpTo(target: number): Promise<void> {
-    if (target <= this.flushedOffset) return
-    let file = this.queue.findFile(this.flushedOffset) ?? this.queue.first
-    while (file && file.fileFromOffset < target) {
-      const upTo = Math.min(file.committedPosition, target - file.fileFromOffset)
-      if (upTo > file.flushedPosition) {
-        try {
-          await file.file.datasync()
-        } catch (err) {
-          throw this.fail(new StoreError('FLUSH_FAILED', `fdatasync of ${file.fileName} failed; unflushed data may be lost`, { cause: err }))
-        }
-        file.flushedPosition = upTo
-      }
-      file = this.queue.findFile(file.fileFromOffset + file.fileSize)
-    }
-    this.flushedOffset = Math.max(this.flushedOffset, target)
-  }
+  // -------------------------------------------------------------------------------------------
+  // Flush
 
-  /** Commits and flushes everything appended so far. */
+  /** Makes everything appended so far durable. */
   flush(): Promise<void> {
+    if (!this.async) {
+      return this.waitDurable(this.wroteOffset, Number.POSITIVE_INFINITY, true).then(() => {
+        if (this.failure) throw this.failure
+      })
+    }
     const run = async (): Promise<void> => {
-      const upTo = this.wroteOffset
+      const target = this.committedOffset
       const storeTimestamp = this.lastStoreTimestamp
-      await this.commit(upTo)
-      const target = Math.min(upTo, this.committedOffset)
-      await this.syncUpTo(target)
-      this.afterFlush(storeTimestamp)
+      if (target > this.flushedOffset) {
+        let file = this.queue.findFile(this.flushedOffset) ?? this.queue.first
+        while (file && file.fileFromOffset < target) {
+          const upTo = Math.min(file.committedPosition, target - file.fileFromOffset)
+          if (upTo > file.flushedPosition) {
+            try {
+              await file.file.datasync()
+            } catch (err) {
+              throw this.fail(new StoreError('FLUSH_FAILED', `fdatasync of ${file.fileName} failed; unflushed data may be lost`, { cause: err }))
+            }
+            file.flushedPosition = upTo
+          }
+          file = this.queue.findFile(file.fileFromOffset + file.fileSize)
+        }
+        this.flushedOffset = Math.max(this.flushedOffset, target)
+      }
+      this.resolveWaiters()
+      this.updateCheckpoint(storeTimestamp)
     }
     const p = (this.flushing ?? Promise.resolve()).then(run)
     const settled = p.catch(() => undefined)
@@ -382,53 +460,48 @@ export class CommitLog {
     return p
   }
 
-  private afterFlush(storeTimestamp: number): void {
-    this.resolveWaiters()
-    if (this.waitersHead < this.waiters.length && !this.flushScheduled) {
-      this.flushScheduled = true
-      setImmediate(() => this.groupCommit())
-    }
+  /** Records the flushed offset in the checkpoint: written at once, synced at most every second. */
+  private updateCheckpoint(storeTimestamp: number): void {
     const cp = this.options.checkpoint.values
-    if (this.flushedOffset > cp.physicalFlushedOffset) {
-      cp.physicalFlushedOffset = this.flushedOffset
-      if (storeTimestamp > 0) cp.physicMsgTimestamp = storeTimestamp
-      const now = this.options.now()
-      if (now - this.lastCheckpointSync >= 1000) {
-        this.lastCheckpointSync = now
-        this.options.checkpoint.flush().catch(() => undefined)
-      } else {
-        this.options.checkpoint.write().catch(() => undefined)
-      }
+    if (this.flushedOffset <= cp.physicalFlushedOffset) return
+    cp.physicalFlushedOffset = this.flushedOffset
+    if (storeTimestamp > 0) cp.physicMsgTimestamp = storeTimestamp
+    const now = this.options.now()
+    if (now - this.lastCheckpointSync >= 1000) {
+      this.lastCheckpointSync = now
+      this.options.checkpoint.flush().catch(() => undefined)
+    } else {
+      this.options.checkpoint.write().catch(() => undefined)
     }
   }
 
-  /** Resolves true once [.., end) is durable, false after `syncFlushTimeoutMs`. */
-  waitFlushed(end: number): Promise<boolean> {
-    if (end <= this.flushedOffset) return Promise.resolve(true)
-    if (this.failure) return Promise.reject(this.failure)
-    return new Promise<boolean>((resolve, reject) => {
-      this.waiters.push({ end, deadline: this.options.now() + this.options.syncFlushTimeoutMs, resolve, reject })
-      if (!this.flushScheduled) {
-        this.flushScheduled = true
-        // Let every producer resumed in this tick append before the flush starts: one fdatasync
-        // then covers them all (group commit).
-        setImmediate(() => this.groupCommit())
-      }
-    })
+  /**
+   * Resolves with `results` once the last of them is durable; after `syncFlushTimeoutMs` with
+   * their status set to FLUSH_DISK_TIMEOUT.
+   */
+  waitFlushed<T extends AppendResult | AppendResult[]>(results: T): Promise<T> {
+    const last = Array.isArray(results) ? results[results.length - 1]! : (results as AppendResult)
+    return this.waitDurable(last.physicalOffset + last.size, this.options.now() + this.options.syncFlushTimeoutMs, results)
   }
 
-  private groupCommit(): void {
-    this.flushScheduled = false
-    // A flush under way reschedules when it ends (afterFlush), so one flush covers the next group.
-    if (this.flushing || this.waitersHead >= this.waiters.length) return
-    this.flush().catch(() => undefined)
+  private waitDurable<T>(end: number, deadline: number, value: T): Promise<T> {
+    if (end <= this.flushedOffset) return Promise.resolve(value)
+    if (this.failure) return Promise.reject(this.failure)
+    return new Promise<T>((resolve, reject) => {
+      this.waiters.push({ end, deadline, value, resolve, reject })
+      if (this.async) this.flush().catch(() => undefined)
+      else this.schedulePump()
+    })
   }
 
   private resolveWaiters(): void {
     const flushed = this.flushedOffset
     let head = this.waitersHead
     const ws = this.waiters
-    while (head < ws.length && ws[head]!.end <= flushed) ws[head++]!.resolve(true)
+    while (head < ws.length && ws[head]!.end <= flushed) {
+      const w = ws[head++]!
+      w.resolve(w.value)
+    }
     this.compactWaiters(head)
   }
 
@@ -444,11 +517,23 @@ export class CommitLog {
     }
   }
 
+  /** Puts past their deadline resolve false (FLUSH_DISK_TIMEOUT); internal waits never expire. */
   private expireWaiters(now: number): void {
-    let head = this.waitersHead
     const ws = this.waiters
-    while (head < ws.length && ws[head]!.deadline <= now) ws[head++]!.resolve(false)
-    this.compactWaiters(head)
+    let expired = false
+    for (let i = this.waitersHead; i < ws.length; i++) {
+      const w = ws[i]!
+      if (w.deadline <= now) {
+        markTimedOut(w.value)
+        w.resolve(w.value)
+        expired = true
+      }
+    }
+    if (expired) {
+      const live = ws.slice(this.waitersHead).filter((w) => w.deadline > now)
+      this.waiters = live
+      this.waitersHead = 0
+    }
   }
 
   private fail(err: StoreError): StoreError {
@@ -462,19 +547,16 @@ export class CommitLog {
     return this.failure
   }
 
-  get failed(): StoreError | undefined {
-    return this.failure
-  }
-
-  /** Starts the background services: async flusher or sync-flush timeout sweeper. */
+  /** Starts the background services: async flusher, or sync-flush timeouts and checkpoint. */
   start(): void {
     const o = this.options
     this.lastThoroughFlush = o.now()
-    const tick = o.flush === 'async' ? o.flushIntervalMs : 100
+    const tick = this.async ? o.flushIntervalMs : 100
     this.timer = setInterval(() => {
       const now = o.now()
-      if (o.flush === 'sync') {
-        this.expireWaiters(now)
+      if (!this.async) {
+        if (this.waitersHead < this.waiters.length && this.waiters[this.waitersHead]!.deadline <= now + tick) this.expireWaiters(now)
+        this.updateCheckpoint(this.lastStoreTimestamp)
         return
       }
       if (this.flushing || this.failure) return
@@ -660,13 +742,22 @@ export class CommitLog {
     this.timer = undefined
     try {
       await this.blocked
-      if (!this.failure) await this.flush()
+      if (!this.failure) {
+        await this.flush()
+        this.updateCheckpoint(this.lastStoreTimestamp)
+      }
     } finally {
       this.closed = true
       const ws = this.waiters
-      for (let i = this.waitersHead; i < ws.length; i++) ws[i]!.resolve(this.flushedOffset >= ws[i]!.end)
+      for (let i = this.waitersHead; i < ws.length; i++) {
+        const w = ws[i]!
+        if (this.flushedOffset < w.end) markTimedOut(w.value)
+        w.resolve(w.value)
+      }
       this.waiters = []
       this.waitersHead = 0
+      // Durable writes still in flight (after a failure) must finish before their files close.
+      while (this.inflight.some((w) => !w.done) && this.failure === undefined) await new Promise((r) => setImmediate(r))
       await this.queue.close()
     }
   }

@@ -51,7 +51,7 @@ export function ioError(what: string, err: unknown): StoreError {
   if (err instanceof StoreError) return err
   const osCode = (err as NodeJS.ErrnoException | undefined)?.code
   if (osCode === 'ENOSPC' || osCode === 'EDQUOT') {
-    return new StoreError('DISK_FULL', `disk full while ${what}`, { cause: err, details: { osCode } })
+    return new StoreError('DISK_FULL', `disk full while ${what} (${(err as Error)?.message ?? osCode})`, { cause: err, details: { osCode } })
   }
   return new StoreError('IO_ERROR', `${what} failed: ${(err as Error)?.message ?? String(err)}`, {
     cause: err,

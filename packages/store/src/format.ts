@@ -260,9 +260,14 @@ export function prepareRecord(
   }
 }
 
+/** A DataView over exactly the bytes of `b`: its setters are much cheaper than Buffer's write*BE. */
+export function dataViewOf(b: Buffer): DataView {
+  return new DataView(b.buffer, b.byteOffset, b.byteLength)
+}
+
 /**
  * Writes `m` at `target[at]` as it will sit at `physicalOffset`. The caller has checked that
- * `m.totalSize` bytes fit.
+ * `m.totalSize` bytes fit. `dv` must view the same bytes as `target` (see dataViewOf).
  */
 export function encodeRecord(
   target: Buffer,
@@ -272,37 +277,46 @@ export function encodeRecord(
   physicalOffset: number,
   storeTimestamp: number,
   storeHost: Host,
+  dv: DataView = dataViewOf(target),
 ): void {
-  target.writeInt32BE(m.totalSize, at + RECORD.totalSize)
-  target.writeInt32BE(m.magicCode, at + RECORD.magicCode)
-  target.writeInt32BE(m.bodyCrc, at + RECORD.bodyCrc)
-  target.writeInt32BE(m.queueId, at + RECORD.queueId)
-  target.writeInt32BE(m.flag, at + RECORD.flag)
-  writeU64(target, at + RECORD.queueOffset, queueOffset)
-  writeU64(target, at + RECORD.physicalOffset, physicalOffset)
-  target.writeInt32BE(m.sysFlag, at + RECORD.sysFlag)
-  writeU64(target, at + RECORD.bornTimestamp, m.bornTimestamp)
-  target.writeUInt32BE(m.bornHost.ip, at + RECORD.bornHost)
-  target.writeInt32BE(m.bornHost.port, at + RECORD.bornHost + 4)
-  writeU64(target, at + RECORD.storeTimestamp, storeTimestamp)
-  target.writeUInt32BE(storeHost.ip, at + RECORD.storeHost)
-  target.writeInt32BE(storeHost.port, at + RECORD.storeHost + 4)
-  target.writeInt32BE(m.reconsumeTimes, at + RECORD.reconsumeTimes)
-  writeI64(target, at + RECORD.preparedTransactionOffset, m.preparedTransactionOffset)
+  dv.setInt32(at + RECORD.totalSize, m.totalSize)
+  dv.setInt32(at + RECORD.magicCode, m.magicCode)
+  dv.setInt32(at + RECORD.bodyCrc, m.bodyCrc)
+  dv.setInt32(at + RECORD.queueId, m.queueId)
+  dv.setInt32(at + RECORD.flag, m.flag)
+  dv.setUint32(at + RECORD.queueOffset, Math.floor(queueOffset / TWO_POW_32))
+  dv.setUint32(at + RECORD.queueOffset + 4, queueOffset >>> 0)
+  dv.setUint32(at + RECORD.physicalOffset, Math.floor(physicalOffset / TWO_POW_32))
+  dv.setUint32(at + RECORD.physicalOffset + 4, physicalOffset >>> 0)
+  dv.setInt32(at + RECORD.sysFlag, m.sysFlag)
+  dv.setUint32(at + RECORD.bornTimestamp, Math.floor(m.bornTimestamp / TWO_POW_32))
+  dv.setUint32(at + RECORD.bornTimestamp + 4, m.bornTimestamp >>> 0)
+  dv.setUint32(at + RECORD.bornHost, m.bornHost.ip)
+  dv.setInt32(at + RECORD.bornHost + 4, m.bornHost.port)
+  dv.setUint32(at + RECORD.storeTimestamp, Math.floor(storeTimestamp / TWO_POW_32))
+  dv.setUint32(at + RECORD.storeTimestamp + 4, storeTimestamp >>> 0)
+  dv.setUint32(at + RECORD.storeHost, storeHost.ip)
+  dv.setInt32(at + RECORD.storeHost + 4, storeHost.port)
+  dv.setInt32(at + RECORD.reconsumeTimes, m.reconsumeTimes)
+  const ptx = m.preparedTransactionOffset
+  const ptxHi = Math.floor(ptx / TWO_POW_32)
+  dv.setInt32(at + RECORD.preparedTransactionOffset, ptxHi | 0)
+  dv.setUint32(at + RECORD.preparedTransactionOffset + 4, (ptx - ptxHi * TWO_POW_32) >>> 0)
   const bodyLength = m.body.length
-  target.writeInt32BE(bodyLength, at + RECORD.bodyLength)
+  dv.setInt32(at + RECORD.bodyLength, bodyLength)
   target.set(m.body, at + RECORD.body)
   let pos = at + RECORD.body + bodyLength
   const topicLength = m.topicBytes.length
   if (m.magicCode === MESSAGE_MAGIC_CODE_V2) {
-    target.writeInt16BE(topicLength, pos)
+    dv.setInt16(pos, topicLength)
     pos += 2
   } else {
     target[pos++] = topicLength
   }
-  m.topicBytes.copy(target, pos)
+  if (topicLength <= 32) for (let i = 0; i < topicLength; i++) target[pos + i] = m.topicBytes[i]!
+  else m.topicBytes.copy(target, pos)
   pos += topicLength
-  target.writeInt16BE(m.propertiesBytes, pos)
+  dv.setInt16(pos, m.propertiesBytes)
   pos += 2
   if (m.propertiesBytes > 0) target.write(m.properties, pos, m.propertiesBytes, 'utf8')
 }

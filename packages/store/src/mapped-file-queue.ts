@@ -6,19 +6,24 @@ import { MappedFile } from './mapped-file.js'
 
 /**
  * The ordered data files of one log, all `fileSize` bytes, each named by its start offset.
- * The file after the last one is allocated ahead in the background (zero-filled and synced), so a
- * roll normally finds it ready and does not stall appends.
+ * The file after the last one is allocated ahead in the background, so a roll normally finds it
+ * ready and does not stall appends.
  */
 export class MappedFileQueue {
   files: MappedFile[] = []
   private ahead: { offset: number; promise: Promise<MappedFile>; failed: unknown } | undefined
   private closed = false
+  private readonly abort = new AbortController()
+  /** Background page-cache warm-ups of sparse files, one at a time, in order. */
+  private warming: Promise<void> = Promise.resolve()
 
   constructor(
     readonly io: FileIO,
     readonly dir: string,
     readonly fileSize: number,
     private readonly writableMap: boolean,
+    /** Sparse files for a writer that prefaults (async flush); zero-filled otherwise. */
+    private readonly sparse: boolean,
   ) {}
 
   /** Opens every data file; removes leftovers of interrupted allocations. */
@@ -83,14 +88,32 @@ export class MappedFileQueue {
       offset,
       failed: undefined,
       promise: (async () => {
-        await this.io.allocate(file, this.fileSize)
-        return MappedFile.open(this.io, this.dir, offset, this.writableMap)
+        await this.io.allocate(file, this.fileSize, { zeroFill: !this.sparse, signal: this.abort.signal })
+        const mapped = await MappedFile.open(this.io, this.dir, offset, this.writableMap)
+        this.warm(mapped, 0)
+        return mapped
       })(),
     }
     entry.promise.catch((err: unknown) => {
       entry.failed = err ?? new Error('allocation failed')
     })
     this.ahead = entry
+  }
+
+  /**
+   * Queues a background read of `file` from `from` to its end (sparse files only): its pages are
+   * then in the page cache before the writer prefaults them. Not awaited by anyone; a roll never
+   * waits for it.
+   */
+  warm(file: MappedFile, from: number): void {
+    if (!this.sparse || this.closed) return
+    this.warming = this.warming.then(() => (this.closed ? undefined : file.file.warm(from, file.fileSize - from, this.abort.signal))).catch(() => undefined)
+  }
+
+  /** Resolves when background allocation and warm-up have nothing left to do (benchmarks, tests). */
+  async whenIdle(): Promise<void> {
+    await this.ahead?.promise.catch(() => undefined)
+    await this.warming
   }
 
   /** The file after the last one, appended to the queue; waits for its allocation if needed. */
@@ -138,11 +161,13 @@ export class MappedFileQueue {
     this.closed = true
     const ahead = this.ahead
     this.ahead = undefined
+    // Stop a zero fill or warm-up under way (a temp file is removed); a finished file is kept.
+    this.abort.abort()
     if (ahead) {
-      // An allocation in flight finishes into a complete, empty file; keep it for next time.
       const f = await ahead.promise.catch(() => undefined)
       await f?.close()
     }
+    await this.warming
     for (const f of this.files) await f.close()
     this.files = []
     this.io.reclaim()

@@ -1,6 +1,6 @@
 import * as path from 'node:path'
 import type { DataFile, FileIO } from './file-io.js'
-import { offsetToFileName } from './format.js'
+import { dataViewOf, offsetToFileName } from './format.js'
 
 /**
  * One fixed-size data file, named by the offset of its first byte, mapped shared.
@@ -11,13 +11,17 @@ export class MappedFile {
   wrotePosition = 0
   committedPosition = 0
   flushedPosition = 0
+  /** DataView over the map, for encoding record headers in place. */
+  readonly dataView: DataView
 
   private constructor(
     readonly fileFromOffset: number,
     readonly file: DataFile,
     /** The mapping. Valid until close(); never hand it out beyond a call that holds the file open. */
     readonly view: Buffer,
-  ) {}
+  ) {
+    this.dataView = dataViewOf(view)
+  }
 
   get fileSize(): number {
     return this.file.size

@@ -61,6 +61,8 @@ export interface MessageStoreOptions {
   syncFlushTimeoutMs?: number
   /** Sync flush: bound on bytes appended but not yet handed to the OS; appends wait beyond it. */
   stagingLimitBytes?: number
+  /** Sync flush: durable writes in flight at once (default 2): the next group forms meanwhile. */
+  syncFlushConcurrency?: number
   /** Verify body CRCs while recovering (RocketMQ's checkCRCOnRecover, default true). */
   checkCrcOnRecover?: boolean
   /** Damage below the checkpoint's durable offset: 'fail' to open (default) or 'truncate'. */
@@ -89,17 +91,10 @@ export interface PutMessage {
   preparedTransactionOffset?: number
 }
 
-export type PutStatus = 'PUT_OK' | 'FLUSH_DISK_TIMEOUT'
+export type PutStatus = AppendResult['status']
 
-export interface PutResult {
-  status: PutStatus
-  msgId: string
-  physicalOffset: number
-  queueOffset: number
-  storeTimestamp: number
-  /** Bytes the record takes in the CommitLog. */
-  size: number
-}
+/** status, msgId, physicalOffset, queueOffset, storeTimestamp, and size (bytes in the CommitLog). */
+export type PutResult = AppendResult
 
 export type StoreStatus = 'opening' | 'open' | 'closing' | 'closed'
 
@@ -152,6 +147,7 @@ export class MessageStore {
       flushThoroughIntervalMs: options.flushThoroughIntervalMs ?? 10_000,
       syncFlushTimeoutMs: options.syncFlushTimeoutMs ?? 5000,
       stagingLimitBytes: options.stagingLimitBytes ?? 64 * 1024 * 1024,
+      syncFlushConcurrency: options.syncFlushConcurrency ?? 2,
       checkCrcOnRecover: options.checkCrcOnRecover ?? true,
       onCorruption: options.onCorruption ?? 'fail',
       checkpoint,
@@ -184,8 +180,10 @@ export class MessageStore {
       const cleanShutdown = !(await io.exists(abortFile))
       store.recovery = await store.commitLog.recover(cleanShutdown)
       await io.writeFileAtomic(abortFile, Buffer.from(String(process.pid)))
-      if (!store.commitLog.queue.last) await store.commitLog.queue.createNext()
-      store.commitLog.queue.prepareNext()
+      const queue = store.commitLog.queue
+      if (!queue.last) await queue.createNext()
+      else queue.warm(queue.last, queue.last.wrotePosition)
+      queue.prepareNext()
       store.commitLog.start()
       store.status = 'open'
       return store
@@ -306,9 +304,7 @@ export class MessageStore {
   }
 
   private finish(results: AppendResult[]): PutResult[] | Promise<PutResult[]> {
-    if (this.flushMode === 'async') return results.map((r) => toPutResult(r, 'PUT_OK'))
-    const last = results[results.length - 1]!
-    return this.commitLog.waitFlushed(last.physicalOffset + last.size).then((durable) => results.map((r) => toPutResult(r, durable ? 'PUT_OK' : 'FLUSH_DISK_TIMEOUT')))
+    return this.flushMode === 'async' ? results : this.commitLog.waitFlushed(results)
   }
 
   /** Appends one message. With flush 'sync' it resolves once the message is on disk. */
@@ -320,10 +316,9 @@ export class MessageStore {
       const appended = this.commitLog.append([prepared], states, prepared.totalSize)
       if (Array.isArray(appended)) {
         const r = appended[0]!
-        if (this.flushMode === 'async') return Promise.resolve(toPutResult(r, 'PUT_OK'))
-        return this.commitLog.waitFlushed(r.physicalOffset + r.size).then((durable) => toPutResult(r, durable ? 'PUT_OK' : 'FLUSH_DISK_TIMEOUT'))
+        return this.flushMode === 'async' ? Promise.resolve(r) : this.commitLog.waitFlushed(r)
       }
-      return appended.then((rs) => this.finish(rs)).then((rs) => rs[0]!)
+      return appended.then((rs) => (this.flushMode === 'async' ? rs[0]! : this.commitLog.waitFlushed(rs[0]!)))
     } catch (err) {
       return Promise.reject(err)
     }
@@ -421,8 +416,4 @@ export class MessageStore {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close()
   }
-}
-
-function toPutResult(r: AppendResult, status: PutStatus): PutResult {
-  return { status, msgId: r.msgId, physicalOffset: r.physicalOffset, queueOffset: r.queueOffset, storeTimestamp: r.storeTimestamp, size: r.size }
 }

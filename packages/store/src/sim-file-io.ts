@@ -102,6 +102,10 @@ export class SimFileIO implements FileIO {
     this.files.set(path.resolve(file), { volatile: Buffer.from(data), durable: Buffer.from(data) })
   }
 
+  canPrefault(): boolean {
+    return true
+  }
+
   async allocate(file: string, size: number): Promise<void> {
     if (this.usedBytes() + size > this.capacityBytes) throw osError('ENOSPC', `allocate ${file}`)
     this.files.set(path.resolve(file), { volatile: Buffer.alloc(size), durable: Buffer.alloc(size) })
@@ -112,18 +116,19 @@ export class SimFileIO implements FileIO {
     const entry = this.files.get(p)
     if (!entry) throw osError('ENOENT', file)
     const io = this
+    const write = async (source: Buffer, sourceOffset: number, length: number, position: number): Promise<void> => {
+      if (io.failWrites && io.failWrites.count > 0 && p.includes(io.failWrites.pathIncludes ?? '')) {
+        io.failWrites.count--
+        throw osError(io.failWrites.code, `write ${p}`)
+      }
+      if (position + length > entry.volatile.length) throw osError('EFBIG', `write past end of ${p}`)
+      source.copy(entry.volatile, position, sourceOffset, sourceOffset + length)
+    }
     return {
       path: p,
       size: entry.volatile.length,
       map: () => entry.volatile,
-      async write(source, sourceOffset, length, position) {
-        if (io.failWrites && io.failWrites.count > 0 && p.includes(io.failWrites.pathIncludes ?? '')) {
-          io.failWrites.count--
-          throw osError(io.failWrites.code, `write ${p}`)
-        }
-        if (position + length > entry.volatile.length) throw osError('EFBIG', `write past end of ${p}`)
-        source.copy(entry.volatile, position, sourceOffset, sourceOffset + length)
-      },
+      write,
       async datasync() {
         if (io.failDatasyncs && io.failDatasyncs.count > 0 && p.includes(io.failDatasyncs.pathIncludes ?? '')) {
           io.failDatasyncs.count--
@@ -131,7 +136,16 @@ export class SimFileIO implements FileIO {
         }
         entry.volatile.copy(entry.durable)
       },
+      async writeDurable(source, sourceOffset, length, position) {
+        if (io.failDatasyncs && io.failDatasyncs.count > 0 && p.includes(io.failDatasyncs.pathIncludes ?? '')) {
+          io.failDatasyncs.count--
+          throw osError(io.failDatasyncs.code, `O_DSYNC write ${p}`)
+        }
+        await write(source, sourceOffset, length, position)
+        source.copy(entry.durable, position, sourceOffset, sourceOffset + length)
+      },
       prefault: () => true,
+      async warm() {},
       async close() {},
     }
   }
