@@ -42,6 +42,8 @@ export const PREFAULT_AHEAD_BYTES = 4 * 1024 * 1024
 /** Size of a staging chunk (sync flush); a larger record gets a chunk of its own size. */
 export const STAGE_CHUNK_BYTES = 1024 * 1024
 const STAGE_POOL_MAX = 8
+/** Sync flush: a group is split across free write slots, but not into writes smaller than this. */
+const SYNC_WRITE_MIN_BYTES = 16 * 1024
 
 export type FlushMode = 'sync' | 'async'
 
@@ -358,10 +360,20 @@ export class CommitLog {
   // -------------------------------------------------------------------------------------------
   // Sync flush: durable writes of staged chunks
 
-  /** Issues durable writes for staged bytes, up to `syncFlushConcurrency` in flight. */
+  /**
+   * Issues durable writes for staged bytes, up to `syncFlushConcurrency` in flight. The bytes
+   * staged now are split across the free slots, so producers fall into groups that alternate:
+   * while one group's write is on its way to disk, the group resumed before it appends the next.
+   */
   private pump(): void {
     this.pumpScheduled = false
-    while (this.inflight.length < this.options.syncFlushConcurrency && !this.failure) {
+    const max = this.options.syncFlushConcurrency
+    let unissued = 0
+    for (const c of this.chunks) unissued += c.length - c.issued
+    if (unissued === 0 || this.failure) return
+    const slots = max - this.inflight.length
+    const share = Math.max(SYNC_WRITE_MIN_BYTES, Math.ceil(unissued / Math.max(1, slots)))
+    while (this.inflight.length < max) {
       let chunk: StageChunk | undefined
       for (const c of this.chunks) {
         if (c.issued < c.length) {
@@ -370,8 +382,9 @@ export class CommitLog {
         }
       }
       if (!chunk) return
-      const write: InflightWrite = { chunk, from: chunk.issued, to: chunk.length, done: false }
-      chunk.issued = chunk.length
+      const to = this.inflight.length + 1 < max ? Math.min(chunk.length, chunk.issued + share) : chunk.length
+      const write: InflightWrite = { chunk, from: chunk.issued, to, done: false }
+      chunk.issued = to
       this.inflight.push(write)
       chunk.file.file.writeDurable(chunk.buf, write.from, write.to - write.from, chunk.fileStart + write.from).then(
         () => {

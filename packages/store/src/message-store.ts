@@ -61,7 +61,7 @@ export interface MessageStoreOptions {
   syncFlushTimeoutMs?: number
   /** Sync flush: bound on bytes appended but not yet handed to the OS; appends wait beyond it. */
   stagingLimitBytes?: number
-  /** Sync flush: durable writes in flight at once (default 2): the next group forms meanwhile. */
+  /** Sync flush: durable writes in flight at once (default 1; more helps on devices that overlap writes). */
   syncFlushConcurrency?: number
   /** Verify body CRCs while recovering (RocketMQ's checkCRCOnRecover, default true). */
   checkCrcOnRecover?: boolean
@@ -147,7 +147,7 @@ export class MessageStore {
       flushThoroughIntervalMs: options.flushThoroughIntervalMs ?? 10_000,
       syncFlushTimeoutMs: options.syncFlushTimeoutMs ?? 5000,
       stagingLimitBytes: options.stagingLimitBytes ?? 64 * 1024 * 1024,
-      syncFlushConcurrency: options.syncFlushConcurrency ?? 2,
+      syncFlushConcurrency: options.syncFlushConcurrency ?? 1,
       checkCrcOnRecover: options.checkCrcOnRecover ?? true,
       onCorruption: options.onCorruption ?? 'fail',
       checkpoint,
@@ -238,7 +238,7 @@ export class MessageStore {
     return host
   }
 
-  private prepare(m: PutMessage, states: TopicState[]): PreparedMessage {
+  private prepare(m: PutMessage, states: TopicState[], now: number): PreparedMessage {
     if (m === null || typeof m !== 'object') throw new StoreError('INVALID_ARGUMENT', 'message must be an object')
     const st = this.topicFor(m.topic)
     const queueId = m.queueId
@@ -258,7 +258,7 @@ export class MessageStore {
       queueId,
       flag: m.flag ?? 0,
       sysFlag: m.sysFlag ?? 0,
-      bornTimestamp: m.bornTimestamp ?? Date.now(),
+      bornTimestamp: m.bornTimestamp ?? now,
       bornHost: this.bornHost(m.bornHost),
       reconsumeTimes: m.reconsumeTimes ?? 0,
       preparedTransactionOffset: m.preparedTransactionOffset ?? 0,
@@ -312,7 +312,7 @@ export class MessageStore {
     if (this.status !== 'open') return Promise.reject(this.notOpen())
     try {
       const states: TopicState[] = []
-      const prepared = this.prepare(message, states)
+      const prepared = this.prepare(message, states, Date.now())
       const appended = this.commitLog.append([prepared], states, prepared.totalSize)
       if (Array.isArray(appended)) {
         const r = appended[0]!
@@ -332,8 +332,9 @@ export class MessageStore {
     const states: TopicState[] = []
     const prepared: PreparedMessage[] = new Array(messages.length)
     let total = 0
+    const now = Date.now()
     for (let i = 0; i < messages.length; i++) {
-      const p = this.prepare(messages[i]!, states)
+      const p = this.prepare(messages[i]!, states, now)
       prepared[i] = p
       total += p.totalSize
     }
