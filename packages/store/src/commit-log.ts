@@ -771,6 +771,10 @@ export class CommitLog {
       this.waitersHead = 0
       // Durable writes still in flight (after a failure) must finish before their files close.
       while (this.inflight.some((w) => !w.done) && this.failure === undefined) await new Promise((r) => setImmediate(r))
+      // Drop every reference to the files so their mappings can be collected (unmapped).
+      this.prefaultFile = undefined
+      this.chunks.length = 0
+      this.chunkPool.length = 0
       await this.queue.close()
     }
   }

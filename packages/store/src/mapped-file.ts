@@ -2,6 +2,8 @@ import * as path from 'node:path'
 import type { DataFile, FileIO } from './file-io.js'
 import { dataViewOf, offsetToFileName } from './format.js'
 
+const EMPTY = Buffer.alloc(0)
+
 /**
  * One fixed-size data file, named by the offset of its first byte, mapped shared.
  * Positions are relative to the file: bytes [0, wrotePosition) are appended, [0,
@@ -12,13 +14,13 @@ export class MappedFile {
   committedPosition = 0
   flushedPosition = 0
   /** DataView over the map, for encoding record headers in place. */
-  readonly dataView: DataView
+  dataView: DataView
 
   private constructor(
     readonly fileFromOffset: number,
     readonly file: DataFile,
     /** The mapping. Valid until close(); never hand it out beyond a call that holds the file open. */
-    readonly view: Buffer,
+    public view: Buffer,
   ) {
     this.dataView = dataViewOf(view)
   }
@@ -49,7 +51,10 @@ export class MappedFile {
     return this.wrotePosition >= this.fileSize
   }
 
+  /** Closes the file and drops every reference to the mapping, so the GC can unmap it. */
   close(): Promise<void> {
+    this.view = EMPTY
+    this.dataView = dataViewOf(EMPTY)
     return this.file.close()
   }
 }

@@ -6,7 +6,7 @@
 import * as path from 'node:path'
 import { StoreCheckpoint } from './checkpoint.js'
 import { CommitLog, type AppendResult, type FlushMode, type RecoveryReport, type TopicState } from './commit-log.js'
-import { StoreError } from './errors.js'
+import { StoreError, ioError } from './errors.js'
 import { NodeFileIO, type FileIO } from './file-io.js'
 import {
   DEFAULT_MAX_MESSAGE_SIZE_BYTES,
@@ -192,7 +192,7 @@ export class MessageStore {
       await checkpoint?.close().catch(() => undefined)
       await io.remove(path.join(dir, STORE_PATHS.lock)).catch(() => undefined)
       openDirs.delete(dir)
-      throw err
+      throw ioError(`opening store ${dir}`, err)
     }
   }
 
@@ -408,6 +408,7 @@ export class MessageStore {
       } finally {
         openDirs.delete(this.dir)
         this.status = 'closed'
+        this.io.reclaim()
       }
       if (failed !== undefined) throw failed
     })()
