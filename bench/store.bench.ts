@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url'
 import * as v8 from 'node:v8'
 import * as vm from 'node:vm'
 import { MessageStore, type PutMessage } from '@mqts/store'
-import { MESSAGE_MAGIC_CODE_V1, recordSize } from '@mqts/store/internal'
+import { MESSAGE_MAGIC_CODE_V1, NodeFileIO, recordSize } from '@mqts/store/internal'
 import { TempDirs, compare, formatBytes, formatNumber, isMain, isQuick, printEnvironment, printResults, sleep, type BenchResult, type RunOptions } from './lib/report.js'
 
 const BODY_BYTES = 1024
@@ -88,20 +88,9 @@ function collectGarbage(): void {
   gcFn?.()
 }
 
-/** Writes `size` zero bytes through the descriptor (not sparse) and syncs, like the store's allocate. */
-async function zeroFill(file: string, size: number): Promise<void> {
-  const chunk = Buffer.alloc(4 * MiB)
-  const fh = await fsp.open(file, 'w')
-  try {
-    for (let at = 0; at < size; at += chunk.length) {
-      const n = Math.min(chunk.length, size - at)
-      let done = 0
-      while (done < n) done += (await fh.write(chunk, done, n - done, at + done)).bytesWritten
-    }
-    await fh.datasync()
-  } finally {
-    await fh.close()
-  }
+/** Writes `size` zero bytes through the descriptor (not sparse) and syncs: the store's own allocation. */
+function zeroFill(file: string, size: number): Promise<void> {
+  return new NodeFileIO().allocate(file, size, { zeroFill: true })
 }
 
 /** Buffer.copy of one record's bytes after another into a pre-faulted shared map; msgs/s. */
