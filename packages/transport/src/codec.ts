@@ -81,6 +81,11 @@ export function encodeJsonHeader(cmd: RemotingCommand): Buffer {
 }
 
 export function decodeJsonHeader(header: Buffer): RemotingCommand {
+  return decodeCanonicalJsonHeader(header) ?? decodeJsonHeaderGeneric(header)
+}
+
+/** Decodes any JSON header through JSON.parse; the reference for decodeCanonicalJsonHeader. */
+export function decodeJsonHeaderGeneric(header: Buffer): RemotingCommand {
   let parsed: unknown
   try {
     parsed = JSON.parse(header.toString('utf8'))
@@ -104,6 +109,124 @@ export function decodeJsonHeader(header: Buffer): RemotingCommand {
   cmd.extFields = jsonExtFields(h.extFields)
   cmd.serializeType = SerializeType.JSON
   return cmd
+}
+
+// Canonical JSON headers: the exact text encodeJsonHeaderText (and fastjson) writes, read
+// straight from the bytes. Anything else (other key order, whitespace, escapes, non-ASCII,
+// numbers that are not plain int32s, a "__proto__" key) returns undefined and goes to JSON.parse,
+// so the result is always what decodeJsonHeaderGeneric would give.
+
+const LIT_CODE = Buffer.from('{"code":', 'latin1')
+const LIT_EXT = Buffer.from(',"extFields":{', 'latin1')
+const LIT_FLAG = Buffer.from(',"flag":', 'latin1')
+const LIT_LANGUAGE = Buffer.from(',"language":', 'latin1')
+const LIT_OPAQUE = Buffer.from(',"opaque":', 'latin1')
+const LIT_REMARK = Buffer.from(',"remark":', 'latin1')
+const LIT_VERSION = Buffer.from(',"serializeTypeCurrentRPC":"JSON","version":', 'latin1')
+const QUOTE = 0x22
+const BACKSLASH = 0x5c
+
+/** Read position of the canonical decoder; module state keeps the helpers allocation-free. */
+let canonAt = 0
+
+function canonLiteral(h: Buffer, lit: Buffer): boolean {
+  const at = canonAt
+  const n = lit.length
+  if (at + n > h.length) return false
+  for (let i = 0; i < n; i++) if (h[at + i] !== lit[i]) return false
+  canonAt = at + n
+  return true
+}
+
+/** An int32 in JSON's integer form; NaN for anything else, including -0. */
+function canonInt(h: Buffer): number {
+  let at = canonAt
+  const end = h.length
+  const negative = at < end && h[at] === 0x2d
+  if (negative) at++
+  const start = at
+  let v = 0
+  while (at < end) {
+    const c = h[at]!
+    if (c < 0x30 || c > 0x39) break
+    v = v * 10 + (c - 0x30)
+    at++
+  }
+  const digits = at - start
+  if (digits === 0 || digits > 10 || (digits > 1 && h[start] === 0x30)) return NaN
+  if (negative) {
+    if (v === 0) return NaN
+    v = -v
+  }
+  if (v < -0x80000000 || v > 0x7fffffff) return NaN
+  canonAt = at
+  return v
+}
+
+/** A string of printable ASCII without escapes, whose JSON value is its bytes as they are. */
+function canonString(h: Buffer): string | undefined {
+  let at = canonAt
+  const end = h.length
+  if (at >= end || h[at] !== QUOTE) return undefined
+  const start = ++at
+  while (at < end) {
+    const c = h[at]!
+    if (c === QUOTE) {
+      canonAt = at + 1
+      return h.toString('latin1', start, at)
+    }
+    if (c < 0x20 || c > 0x7e || c === BACKSLASH) return undefined
+    at++
+  }
+  return undefined
+}
+
+/** Decodes a header in the canonical layout, or returns undefined for JSON.parse to handle. */
+export function decodeCanonicalJsonHeader(h: Buffer): RemotingCommand | undefined {
+  canonAt = 0
+  if (!canonLiteral(h, LIT_CODE)) return undefined
+  const code = canonInt(h)
+  if (code !== code || !canonLiteral(h, LIT_EXT)) return undefined
+  const extFields: Record<string, string> = {}
+  if (h[canonAt] === 0x7d) {
+    canonAt++
+  } else {
+    for (;;) {
+      const key = canonString(h)
+      if (key === undefined || key === '__proto__' || h[canonAt] !== 0x3a) return undefined
+      canonAt++
+      const value = canonString(h)
+      if (value === undefined) return undefined
+      extFields[key] = value
+      const c = h[canonAt++]
+      if (c === 0x7d) break
+      if (c !== 0x2c) return undefined
+    }
+  }
+  if (!canonLiteral(h, LIT_FLAG)) return undefined
+  const flag = canonInt(h)
+  if (flag !== flag || !canonLiteral(h, LIT_LANGUAGE)) return undefined
+  let language: number | undefined
+  if (h[canonAt] === QUOTE) {
+    const name = canonString(h)
+    if (name === undefined) return undefined
+    language = parseLanguage(name)
+  } else {
+    language = parseLanguage(canonInt(h))
+  }
+  if (language === undefined || !canonLiteral(h, LIT_OPAQUE)) return undefined
+  const opaque = canonInt(h)
+  if (opaque !== opaque) return undefined
+  let remark: string | null = null
+  if (canonLiteral(h, LIT_REMARK)) {
+    const text = canonString(h)
+    if (text === undefined) return undefined
+    remark = text
+  }
+  if (!canonLiteral(h, LIT_VERSION)) return undefined
+  const version = canonInt(h)
+  if (version !== version || canonAt !== h.length - 1 || h[canonAt] !== 0x7d) return undefined
+  return new RemotingCommand({ code, language, version, opaque, flag, remark, extFields, serializeType: SerializeType.JSON })
 }
 
 function jsonInt(value: unknown, name: string, fallback: number | undefined): number {
@@ -342,11 +465,22 @@ export class FrameDecoder {
       this.buffered += chunk.length
       if (this.frameBytes < 0 && this.buffered >= 4) this.frameBytes = checkLength(this.peekLength(), this.maxFrameBytes) + 4
       if (this.frameBytes >= 0 && this.buffered >= this.frameBytes) {
-        const joined = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.buffered)
+        // Only the last chunk can run past the pending frame. Join just the frame's bytes and
+        // decode the rest of the chunk in place, instead of copying the whole chunk along.
+        const frameBytes = this.frameBytes
+        const fromChunk = frameBytes - (this.buffered - chunk.length)
+        let frame: Buffer
+        if (this.chunks.length === 1) {
+          frame = chunk.subarray(0, frameBytes)
+        } else {
+          this.chunks[this.chunks.length - 1] = chunk.subarray(0, fromChunk)
+          frame = Buffer.concat(this.chunks, frameBytes)
+        }
         this.chunks.length = 0
         this.buffered = 0
         this.frameBytes = -1
-        this.drain(joined, onCommand)
+        this.drain(frame, onCommand)
+        if (fromChunk < chunk.length) this.drain(chunk.subarray(fromChunk), onCommand)
       }
     } catch (err) {
       this.failed = true

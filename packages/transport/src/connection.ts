@@ -66,7 +66,10 @@ export interface ConnectionOwner {
 interface PendingRequest {
   resolve(response: RemotingCommand): void
   reject(error: TransportError): void
-  timer: NodeJS.Timeout
+  /** performance.now() at which the request times out. */
+  deadline: number
+  timeoutMs: number
+  code: number
 }
 
 let connectionCounter = 0
@@ -80,6 +83,15 @@ export abstract class RemotingConnection implements Channel {
   private idleTimer: NodeJS.Timeout | undefined
   private lastActivityMs = Date.now()
   private drainedWaiters: (() => void)[] = []
+  /**
+   * One timer per connection for every request's timeout, armed for the earliest deadline it
+   * knows of. A timer per request costs a setTimeout/clearTimeout pair per round trip; this one
+   * is only re-armed when a request is due sooner, and is unref'd while nothing is pending so it
+   * never keeps the process alive on its own.
+   */
+  private timeoutTimer: NodeJS.Timeout | undefined
+  private timeoutAt = Infinity
+  private readonly sweepBound = () => this.sweepTimeouts()
 
   constructor(
     protected readonly owner: ConnectionOwner,
@@ -127,13 +139,13 @@ export abstract class RemotingConnection implements Channel {
     } catch (err) {
       return Promise.reject(err)
     }
+    const code = request.code
     return new Promise<RemotingCommand>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        if (this.pending.get(opaque)?.timer !== timer) return
-        this.pending.delete(opaque)
-        reject(new TransportError('TIMEOUT', `no response from ${this.remoteAddress} within ${timeoutMs} ms (code ${request.code}, opaque ${opaque})`, { details: { address: this.remoteAddress, opaque, timeoutMs } }))
-      }, timeoutMs)
-      this.pending.set(opaque, { resolve, reject, timer })
+      // The delay setTimeout would use: out-of-range and non-numeric timeouts become 1 ms.
+      const delayMs = timeoutMs >= 1 && timeoutMs <= 0x7fffffff ? timeoutMs : 1
+      const deadline = performance.now() + delayMs
+      this.pending.set(opaque, { resolve, reject, deadline, timeoutMs, code })
+      this.armTimeout(deadline)
       this.touch()
       let written: void | Promise<void>
       try {
@@ -204,12 +216,12 @@ export abstract class RemotingConnection implements Channel {
     if (this.closeReason !== undefined) return
     this.closeReason = reason
     if (this.idleTimer) clearTimeout(this.idleTimer)
+    if (this.timeoutTimer) clearTimeout(this.timeoutTimer)
+    this.timeoutTimer = undefined
+    this.timeoutAt = Infinity
     const pending = [...this.pending.values()]
     this.pending.clear()
-    for (const p of pending) {
-      clearTimeout(p.timer)
-      p.reject(this.closedError(code))
-    }
+    for (const p of pending) p.reject(this.closedError(code))
     try {
       this.closeTransport()
     } finally {
@@ -228,7 +240,7 @@ export abstract class RemotingConnection implements Channel {
         return
       }
       this.pending.delete(cmd.opaque)
-      clearTimeout(p.timer)
+      if (this.pending.size === 0) this.timeoutTimer?.unref()
       p.resolve(cmd)
       return
     }
@@ -310,12 +322,47 @@ export abstract class RemotingConnection implements Channel {
     const p = this.pending.get(opaque)
     if (!p) return
     this.pending.delete(opaque)
-    clearTimeout(p.timer)
+    if (this.pending.size === 0) this.timeoutTimer?.unref()
     p.reject(err instanceof TransportError ? err : new TransportError('SEND_FAILED', `send to ${this.remoteAddress} failed: ${(err as Error)?.message}`, { cause: err }))
   }
 
   private closedError(code: TransportErrorCode): TransportError {
     return new TransportError(code, `connection to ${this.remoteAddress} closed: ${this.closeReason}`, { details: { address: this.remoteAddress } })
+  }
+
+  private armTimeout(deadline: number): void {
+    const timer = this.timeoutTimer
+    if (timer !== undefined && deadline >= this.timeoutAt) {
+      if (this.pending.size === 1) timer.ref()
+      return
+    }
+    if (timer !== undefined) clearTimeout(timer)
+    this.timeoutAt = deadline
+    this.timeoutTimer = setTimeout(this.sweepBound, Math.max(0, Math.ceil(deadline - performance.now())))
+  }
+
+  /** Rejects every request past its deadline, then re-arms for the earliest one left. */
+  private sweepTimeouts(): void {
+    this.timeoutTimer = undefined
+    this.timeoutAt = Infinity
+    if (this.closeReason !== undefined) return
+    const now = performance.now()
+    let next = Infinity
+    let expired: [number, PendingRequest][] | undefined
+    for (const entry of this.pending) {
+      const deadline = entry[1].deadline
+      if (deadline <= now) (expired ??= []).push(entry)
+      else if (deadline < next) next = deadline
+    }
+    if (expired !== undefined) {
+      for (const [opaque] of expired) this.pending.delete(opaque)
+      for (const [opaque, p] of expired) {
+        const timeoutMs = p.timeoutMs
+        p.reject(new TransportError('TIMEOUT', `no response from ${this.remoteAddress} within ${timeoutMs} ms (code ${p.code}, opaque ${opaque})`, { details: { address: this.remoteAddress, opaque, timeoutMs } }))
+      }
+    }
+    // A rejection handler may have sent new requests and armed the timer already.
+    if (next !== Infinity && this.closeReason === undefined) this.armTimeout(next)
   }
 
   private armIdleTimer(delayMs: number): void {

@@ -12,7 +12,11 @@ import {
   RemotingCommand,
   SerializeType,
   TransportError,
+  decodeCanonicalJsonHeader,
   decodeFrame,
+  decodeJsonHeader,
+  decodeJsonHeaderGeneric,
+  encodeJsonHeader,
   encodeBinaryHeader,
   encodeFrame,
   encodeFrameParts,
@@ -223,4 +227,72 @@ test('opaque counter increases per request and responses copy nothing by themsel
   assert.equal(r.isOneway, false)
   assert.equal(a.isResponse, false)
   assert.equal(a.markOneway().isOneway, true)
+})
+
+test('canonical JSON fast path decodes exactly what JSON.parse does, and defers everything else', { timeout: 20_000 }, () => {
+  const rng = seededRandom(SEED + 7)
+  const same = (text: string, expectFast: boolean) => {
+    const header = Buffer.from(text, 'utf8')
+    const fast = decodeCanonicalJsonHeader(header)
+    assert.equal(fast !== undefined, expectFast, text)
+    let generic: RemotingCommand | undefined
+    let genericError: unknown
+    try {
+      generic = decodeJsonHeaderGeneric(header)
+    } catch (err) {
+      genericError = err
+    }
+    if (fast !== undefined) {
+      assert.equal(genericError, undefined, text)
+      assert.deepEqual(observable(fast), observable(generic!), text)
+      assert.deepEqual(Object.keys(fast.extFields), Object.keys(generic!.extFields), text)
+      assert.equal(Object.getPrototypeOf(fast.extFields), Object.getPrototypeOf(generic!.extFields), text)
+      assert.equal(fast.serializeType, SerializeType.JSON)
+    }
+    // The public entry point behaves like JSON.parse either way.
+    if (genericError !== undefined) assert.throws(() => decodeJsonHeader(header), (err: unknown) => err instanceof TransportError && err.code === (genericError as TransportError).code)
+    else assert.deepEqual(observable(decodeJsonHeader(header)), observable(generic!), text)
+  }
+  let fastCount = 0
+  for (let i = 0; i < 2000; i++) {
+    const cmd = randomCommand(rng, SerializeType.JSON, 0)
+    const text = encodeJsonHeader(cmd).toString('utf8')
+    // Encoder output takes the fast path exactly when every string is plain printable ASCII.
+    const plain = /^[\x20-\x7e]*$/.test(text) && !text.includes('\\') && !text.includes('"__proto__"')
+    if (plain) fastCount++
+    same(text, plain)
+  }
+  assert.ok(fastCount > 100, `only ${fastCount} plain headers generated`)
+  const base = (ext: string, extra = '') => `{"code":10,"extFields":${ext},"flag":0,"language":"JAVA","opaque":5,${extra}"serializeTypeCurrentRPC":"JSON","version":475}`
+  same(base('{}'), true)
+  same(base('{"a":"1","a":"2","2":"x","1":"y","":""}'), true)
+  same(base('{"k":"v"}', '"remark":"",'), true)
+  same(base('{"k":"v"}', '"remark":"ok / fine",'), true)
+  same(base('{"__proto__":"x"}'), false)
+  same(base('{"k":"caf\u00e9"}'), false)
+  same(base('{"k":"café"}'), false)
+  same(base('{"k":"a\\"b"}'), false)
+  same(base('{"k":1}'), false)
+  same(base('{"k":null}'), false)
+  same(base('{ "k":"v"}'), false)
+  same(base('{}', '"remark":null,'), false)
+  same(base('{}', '"remark":"tab\there",'), false)
+  same(base('{}') + ' ', false)
+  same(base('{}').replace('"language":"JAVA"', '"language":0'), true)
+  same(base('{}').replace('"language":"JAVA"', '"language":"NOT_A_LANGUAGE"'), true)
+  same(base('{}').replace('"language":"JAVA"', '"language":300'), false)
+  same(base('{}').replace('"language":"JAVA"', '"language":null'), false)
+  same(base('{}').replace('"code":10', '"code":-0'), false)
+  same(base('{}').replace('"code":10', '"code":-2147483648'), true)
+  same(base('{}').replace('"code":10', '"code":2147483647'), true)
+  same(base('{}').replace('"code":10', '"code":2147483648'), false)
+  same(base('{}').replace('"code":10', '"code":10.0'), false)
+  same(base('{}').replace('"code":10', '"code":1e1'), false)
+  same(base('{}').replace('"code":10', '"code":010'), false)
+  same(base('{}').replace('"code":10', '"code":-'), false)
+  same(base('{}').replace('"version":475', '"version":475,"extra":1'), false)
+  same(base('{}').replace('"flag":0,', ''), false)
+  same('{"extFields":{},"code":10,"flag":0,"language":"JAVA","opaque":5,"serializeTypeCurrentRPC":"JSON","version":475}', false)
+  same(base('{}').slice(0, -1), false)
+  for (let cut = 0; cut < base('{"k":"v"}').length; cut++) same(base('{"k":"v"}').slice(0, cut), false)
 })
