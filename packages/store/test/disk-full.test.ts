@@ -8,7 +8,14 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import * as path from 'node:path'
 import { test } from 'node:test'
+import * as v8 from 'node:v8'
+import * as vm from 'node:vm'
 import { MessageStore, StoreError, type PutResult } from '../src/index.js'
+
+function fullGc(): void {
+  v8.setFlagsFromString('--expose-gc')
+  ;(vm.runInNewContext('gc') as () => void)()
+}
 
 for (const flush of ['async', 'sync'] as const) {
   test(`${flush}: a real full disk fails the put with DISK_FULL and loses nothing`, { timeout: 30_000 }, async (t) => {
@@ -48,11 +55,12 @@ for (const flush of ['async', 'sync'] as const) {
       // Closed files are unmapped by the GC (docs/design/mmap.md): close() ran one, and V8 may
       // release the memory a moment later, so a busy mount is retried briefly before a lazy one.
       let unmounted = false
-      for (let i = 0; i < 20 && !unmounted; i++) {
+      for (let i = 0; i < 40 && !unmounted; i++) {
         try {
           execFileSync('umount', [mountPoint], { stdio: 'ignore' })
           unmounted = true
         } catch {
+          fullGc()
           await new Promise((r) => setTimeout(r, 50))
         }
       }
