@@ -28,7 +28,6 @@ import {
   encodeRecord,
   hostHexPrefix,
   offsetHex,
-  offsetToFileName,
   takesQueueOffset,
   type Host,
   type PreparedMessage,
@@ -626,7 +625,6 @@ export class CommitLog {
     const first = files[0]!
     let startIndex = 0
     if (durableOffset > first.fileFromOffset) startIndex = Math.min(files.length - 1, Math.floor((durableOffset - first.fileFromOffset) / o.fileSizeBytes))
-    if (cleanShutdown) startIndex = Math.min(startIndex, files.length - 1)
 
     // Files below the durable offset: structure walk to rebuild queue offsets.
     for (let i = 0; i < startIndex; i++) {
@@ -777,9 +775,5 @@ export class CommitLog {
       this.chunkPool.length = 0
       await this.queue.close()
     }
-  }
-
-  describeFile(offset: number): string {
-    return offsetToFileName(offset - (offset % this.options.fileSizeBytes))
   }
 }

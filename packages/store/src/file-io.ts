@@ -223,7 +223,24 @@ class NodeDataFile implements DataFile {
 }
 
 let pendingUnmaps = 0
-let forceGc: (() => void) | undefined | null
+let gcFunction: (() => void) | undefined | null
+
+/**
+ * Runs a full GC (exposing it at run time once), so Buffers of closed mappings are collected and
+ * unmapped. False when the runtime refuses.
+ */
+export function forceGc(): boolean {
+  if (gcFunction === undefined) {
+    try {
+      v8.setFlagsFromString('--expose-gc')
+      gcFunction = vm.runInNewContext('gc') as () => void
+    } catch {
+      gcFunction = null
+    }
+  }
+  gcFunction?.()
+  return gcFunction !== null
+}
 
 /**
  * Runs a full GC so that mappings of closed files are unmapped (and deleted files stop pinning
@@ -232,15 +249,7 @@ let forceGc: (() => void) | undefined | null
 export function reclaimMappings(): void {
   if (pendingUnmaps === 0) return
   pendingUnmaps = 0
-  if (forceGc === undefined) {
-    try {
-      v8.setFlagsFromString('--expose-gc')
-      forceGc = vm.runInNewContext('gc') as () => void
-    } catch {
-      forceGc = null
-    }
-  }
-  forceGc?.()
+  forceGc()
 }
 
 export class NodeFileIO implements FileIO {

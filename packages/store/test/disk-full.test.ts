@@ -8,14 +8,8 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import * as path from 'node:path'
 import { test } from 'node:test'
-import * as v8 from 'node:v8'
-import * as vm from 'node:vm'
 import { MessageStore, StoreError, type PutResult } from '../src/index.js'
-
-function fullGc(): void {
-  v8.setFlagsFromString('--expose-gc')
-  ;(vm.runInNewContext('gc') as () => void)()
-}
+import { forceGc } from '../src/file-io.js'
 
 for (const flush of ['async', 'sync'] as const) {
   test(`${flush}: a real full disk fails the put with DISK_FULL and loses nothing`, { timeout: 30_000 }, async (t) => {
@@ -60,7 +54,7 @@ for (const flush of ['async', 'sync'] as const) {
           execFileSync('umount', [mountPoint], { stdio: 'ignore' })
           unmounted = true
         } catch {
-          fullGc()
+          forceGc()
           await new Promise((r) => setTimeout(r, 50))
         }
       }

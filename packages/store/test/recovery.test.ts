@@ -3,7 +3,7 @@
 // keeps every message acknowledged under sync flush; ENOSPC and fdatasync failures are typed.
 // Seeds are printed; SEED=<n> replays the simulated crash cases.
 import assert from 'node:assert/strict'
-import { copyFile, mkdir, open, readdir, readFile } from 'node:fs/promises'
+import { copyFile, mkdir, open, readdir, readFile, rm } from 'node:fs/promises'
 import * as path from 'node:path'
 import { test } from 'node:test'
 import { MessageStore, StoreError, type PutResult } from '../src/index.js'
@@ -73,13 +73,9 @@ for (const damage of ['zeros', 'garbage'] as const) {
     } finally {
       await store.close()
       await cleanup()
-      await tempDirCleanup(crashed)
+      await rm(crashed, { recursive: true, force: true })
     }
   })
-}
-
-async function tempDirCleanup(dir: string): Promise<void> {
-  await import('node:fs/promises').then((f) => f.rm(dir, { recursive: true, force: true }))
 }
 
 test('a damaged last record after a clean close is cut and reported', { timeout: 30_000 }, async () => {

@@ -1,7 +1,7 @@
 // MessageStore on real files: put/lookup, rolling across many 64 KiB files with BLANK
 // markers, putBatch contiguity, reopen after a clean close, typed errors, and the directory layout.
 import assert from 'node:assert/strict'
-import { readdir, stat } from 'node:fs/promises'
+import { readFile, readdir, stat } from 'node:fs/promises'
 import * as path from 'node:path'
 import { test } from 'node:test'
 import { MessageStore, StoreError } from '../src/index.js'
@@ -84,7 +84,7 @@ for (const flush of ['async', 'sync'] as const) {
       }
       // A blank marker ends the first file.
       const firstEnd = puts.filter((p) => p.offset < SMALL_FILE).at(-1)!
-      const raw = await import('node:fs/promises').then((f) => f.readFile(path.join(dir, 'commitlog', files[0]!)))
+      const raw = await readFile(path.join(dir, 'commitlog', files[0]!))
       const blankAt = firstEnd.offset + (await store.lookup(firstEnd.offset)).storeSize
       assert.equal(raw.readInt32BE(blankAt + 4), BLANK_MAGIC_CODE)
       assert.equal(raw.readInt32BE(blankAt), SMALL_FILE - blankAt)
