@@ -13,10 +13,8 @@ import { createRequire } from 'node:module'
 import * as path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
-import * as v8 from 'node:v8'
-import * as vm from 'node:vm'
 import { MessageStore, type PutMessage } from '@mqts/store'
-import { MESSAGE_MAGIC_CODE_V1, NodeFileIO, recordSize } from '@mqts/store/internal'
+import { MESSAGE_MAGIC_CODE_V1, NodeFileIO, forceGc, recordSize } from '@mqts/store/internal'
 import { TempDirs, compare, formatBytes, formatNumber, isMain, isQuick, printEnvironment, printResults, sleep, type BenchResult, type RunOptions } from './lib/report.js'
 
 const BODY_BYTES = 1024
@@ -74,18 +72,9 @@ function loadMmapIo(): MmapIo {
   }
 }
 
-let gcFn: (() => void) | undefined | null
 /** A full GC, so unreferenced mappings are unmapped before the next phase. */
 function collectGarbage(): void {
-  if (gcFn === undefined) {
-    try {
-      v8.setFlagsFromString('--expose-gc')
-      gcFn = vm.runInNewContext('gc') as () => void
-    } catch {
-      gcFn = null
-    }
-  }
-  gcFn?.()
+  forceGc()
 }
 
 /** Writes `size` zero bytes through the descriptor (not sparse) and syncs: the store's own allocation. */
@@ -180,8 +169,10 @@ function message(queueId = 0): PutMessage {
 
 /** Waits until the store's background allocation and page-cache warm-up are done, so a measurement does not start under them. */
 async function settle(store: MessageStore, timeoutMs = 120_000): Promise<void> {
-  const idle = store.commitLog.queue.whenIdle()
-  const timedOut = await Promise.race([idle.then(() => false), sleep(timeoutMs).then(() => true)])
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), timeoutMs)))
+  const timedOut = await Promise.race([store.commitLog.queue.whenIdle().then(() => false), timeout])
+  clearTimeout(timer) // a pending timer would keep the process alive after the run
   if (timedOut) log(`background allocation still busy after ${timeoutMs} ms; measuring anyway`)
 }
 
