@@ -5,7 +5,7 @@ import { readI64, writeI64 } from './format.js'
  * The `checkpoint` file, 4096 bytes, RocketMQ's StoreCheckpoint layout (big-endian longs):
  *
  * | 0 physicMsgTimestamp | 8 logicsMsgTimestamp | 16 indexMsgTimestamp | 24 masterFlushedOffset
- * | 32 confirmPhyOffset | 40 physicalFlushedOffset (mqts) |
+ * | 32 confirmPhyOffset | 40 physicalFlushedOffset (mqts) | 48 logicsFlushedOffset (mqts) |
  *
  * physicalFlushedOffset is our addition (RocketMQ ignores bytes past 40): a CommitLog offset known
  * to be on disk. It is written only after the fdatasync that made it true, so it is a lower bound
@@ -18,7 +18,8 @@ export const CHECKPOINT = {
   masterFlushedOffset: 24,
   confirmPhyOffset: 32,
   physicalFlushedOffset: 40,
-  usedBytes: 48,
+  logicsFlushedOffset: 48,
+  usedBytes: 56,
   fileBytes: 4096,
 } as const
 
@@ -29,6 +30,7 @@ export interface CheckpointValues {
   masterFlushedOffset: number
   confirmPhyOffset: number
   physicalFlushedOffset: number
+  logicsFlushedOffset: number
 }
 
 export function encodeCheckpoint(target: Buffer, v: CheckpointValues): void {
@@ -38,6 +40,7 @@ export function encodeCheckpoint(target: Buffer, v: CheckpointValues): void {
   writeI64(target, CHECKPOINT.masterFlushedOffset, v.masterFlushedOffset)
   writeI64(target, CHECKPOINT.confirmPhyOffset, v.confirmPhyOffset)
   writeI64(target, CHECKPOINT.physicalFlushedOffset, v.physicalFlushedOffset)
+  writeI64(target, CHECKPOINT.logicsFlushedOffset, v.logicsFlushedOffset)
 }
 
 export function decodeCheckpoint(source: Buffer): CheckpointValues {
@@ -48,6 +51,7 @@ export function decodeCheckpoint(source: Buffer): CheckpointValues {
     masterFlushedOffset: readI64(source, CHECKPOINT.masterFlushedOffset),
     confirmPhyOffset: readI64(source, CHECKPOINT.confirmPhyOffset),
     physicalFlushedOffset: readI64(source, CHECKPOINT.physicalFlushedOffset),
+    logicsFlushedOffset: readI64(source, CHECKPOINT.logicsFlushedOffset),
   }
 }
 

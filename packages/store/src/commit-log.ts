@@ -142,6 +142,8 @@ export class CommitLog {
   flushedOffset = 0
   /** Store time of the newest appended record. */
   lastStoreTimestamp = 0
+  /** Called whenever the committed offset moves (the dispatcher follows it). */
+  onCommitted: (() => void) | undefined
 
   private readonly hostPrefix: string
   private readonly async: boolean
@@ -288,6 +290,7 @@ export class CommitLog {
           // Reported by the guard above when a write actually needs the range.
         }
       }
+      this.onCommitted?.()
     }
     return results
   }
@@ -353,6 +356,7 @@ export class CommitLog {
     if (this.async) {
       this.committedOffset = this.wroteOffset
       this.prefault(next, 0)
+      this.onCommitted?.()
     }
   }
 
@@ -427,6 +431,7 @@ export class CommitLog {
         if (c.buf.length === STAGE_CHUNK_BYTES && this.chunkPool.length < STAGE_POOL_MAX) this.chunkPool.push(c.buf)
       }
     }
+    this.onCommitted?.()
     this.resolveWaiters()
     if (this.waitersHead < this.waiters.length) this.schedulePump()
   }
@@ -583,6 +588,27 @@ export class CommitLog {
   }
 
   // -------------------------------------------------------------------------------------------
+  // Retention
+
+  /**
+   * Closes and deletes the oldest data file. Refused for the file being written and for a file
+   * holding bytes not yet dispatched (`dispatchedOffset`).
+   */
+  async deleteFirstFile(dispatchedOffset: number): Promise<boolean> {
+    const files = this.queue.files
+    const first = files[0]
+    if (!first || files.length < 2) return false
+    if (first.fileFromOffset + first.fileSize > Math.min(dispatchedOffset, this.flushedOffset)) return false
+    files.shift()
+    if (this.prefaultFile === first) this.prefaultFile = undefined
+    await first.close()
+    await this.options.io.remove(first.path)
+    await this.options.io.syncDir(this.options.dir)
+    this.options.io.reclaim()
+    return true
+  }
+
+  // -------------------------------------------------------------------------------------------
   // Read
 
   /** The buffer and position holding the record that starts at `physicalOffset`, if any. */
@@ -626,23 +652,10 @@ export class CommitLog {
     let startIndex = 0
     if (durableOffset > first.fileFromOffset) startIndex = Math.min(files.length - 1, Math.floor((durableOffset - first.fileFromOffset) / o.fileSizeBytes))
 
-    // Files below the durable offset: structure walk to rebuild queue offsets.
+    // Files below the durable offset are trusted as written (RocketMQ does the same); the queue
+    // offsets of their records come from the ConsumeQueues, which recovery re-dispatches.
     for (let i = 0; i < startIndex; i++) {
       const f = files[i]!
-      let pos = 0
-      for (;;) {
-        const r = checkRecord(f.view, pos, f.fileSize, f.fileFromOffset + pos, o.maxRecordBytes, false)
-        if (r.kind === 'record') {
-          this.noteRecovered(r.topic, r.queueId, r.queueOffset, r.sysFlag, r.storeTimestamp)
-          pos += r.size
-          report.recordsScanned++
-          continue
-        }
-        if (r.kind === 'blank') break
-        throw new StoreError('CORRUPT_RECORD', `CommitLog corrupt at offset ${f.fileFromOffset + pos} (${r.kind === 'bad' ? r.reason : 'file ends without a blank marker'}), below the durable offset ${durableOffset}`, {
-          details: { physicalOffset: f.fileFromOffset + pos, file: f.fileName },
-        })
-      }
       f.wrotePosition = f.committedPosition = f.flushedPosition = f.fileSize
     }
 
@@ -747,7 +760,8 @@ export class CommitLog {
     if (wrote) await file.file.datasync()
   }
 
-  async close(): Promise<void> {
+  /** Drains appends, flushes, then (after `beforeRelease`, which may still read) closes the files. */
+  async close(beforeRelease?: () => Promise<void>): Promise<void> {
     if (this.closed) return
     if (this.timer) clearInterval(this.timer)
     this.timer = undefined
@@ -769,6 +783,7 @@ export class CommitLog {
       this.waitersHead = 0
       // Durable writes still in flight (after a failure) must finish before their files close.
       while (this.inflight.some((w) => !w.done) && this.failure === undefined) await new Promise((r) => setImmediate(r))
+      if (beforeRelease) await beforeRelease().catch(() => undefined)
       // Drop every reference to the files so their mappings can be collected (unmapped).
       this.prefaultFile = undefined
       this.chunks.length = 0

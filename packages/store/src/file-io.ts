@@ -20,6 +20,11 @@ export interface DataFile {
   readonly size: number
   /** Maps the whole file shared; writable only if asked. The view is valid until `close()`. */
   map(writable: boolean): Buffer
+  /**
+   * pread into `target` (fewer bytes only at the end of the file). Unlike a read through the map
+   * it never allocates: on tmpfs a read fault on a hole takes a page, and SIGBUS when none is left.
+   */
+  read(target: Buffer, targetOffset: number, length: number, position: number): Promise<number>
   /** pwrite of `length` bytes of `source` from `sourceOffset` at `position`; loops on short writes. */
   write(source: Buffer, sourceOffset: number, length: number, position: number): Promise<void>
   /** fdatasync. */
@@ -74,6 +79,10 @@ export interface FileIO {
   open(file: string): Promise<DataFile>
   /** Lets go of address space held by mappings that were closed (see docs/design/mmap.md). */
   reclaim(): void
+  /** Last modification time in ms, or undefined when the file does not exist. */
+  modifiedMs(file: string): Promise<number | undefined>
+  /** Size and free space of the file system holding `dir`. */
+  diskUsage(dir: string): Promise<{ totalBytes: number; freeBytes: number }>
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -146,6 +155,16 @@ class NodeDataFile implements DataFile {
     const prot = writable ? m.PROT_READ | m.PROT_WRITE : m.PROT_READ
     this.view = m.map(this.size, prot, m.MAP_SHARED, this.handle.fd, 0)
     return this.view
+  }
+
+  async read(target: Buffer, targetOffset: number, length: number, position: number): Promise<number> {
+    let done = 0
+    while (done < length) {
+      const { bytesRead } = await this.handle.read(target, targetOffset + done, length - done, position + done)
+      if (bytesRead <= 0) break
+      done += bytesRead
+    }
+    return done
   }
 
   async write(source: Buffer, sourceOffset: number, length: number, position: number): Promise<void> {
@@ -356,5 +375,19 @@ export class NodeFileIO implements FileIO {
 
   reclaim(): void {
     reclaimMappings()
+  }
+
+  async modifiedMs(file: string): Promise<number | undefined> {
+    try {
+      return (await fsp.stat(file)).mtimeMs
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+      throw err
+    }
+  }
+
+  async diskUsage(dir: string): Promise<{ totalBytes: number; freeBytes: number }> {
+    const s = await fsp.statfs(dir)
+    return { totalBytes: s.blocks * s.bsize, freeBytes: s.bavail * s.bsize }
   }
 }

@@ -512,3 +512,164 @@ export function offsetToFileName(offset: number): string {
 }
 
 export const DATA_FILE_NAME_PATTERN = /^\d{20}$/
+
+// ---------------------------------------------------------------------------------------------
+// Dispatch view of a record: what the ConsumeQueue and the index need, read without decoding
+// the whole record (RocketMQ's DispatchRequest).
+
+export interface DispatchRequest {
+  topic: string
+  queueId: number
+  physicalOffset: number
+  size: number
+  /** Java String.hashCode of the TAGS property; 0 without tags. */
+  tagsCode: number
+  storeTimestamp: number
+  queueOffset: number
+  sysFlag: number
+  /** The KEYS property (space-separated) and UNIQ_KEY; read only when asked for. */
+  keys: string | undefined
+  uniqKey: string | undefined
+}
+
+const NAME_TAGS = Buffer.from(PROPERTY.TAGS, 'latin1')
+const NAME_KEYS = Buffer.from(PROPERTY.KEYS, 'latin1')
+const NAME_UNIQ_KEY = Buffer.from(PROPERTY.UNIQ_KEY, 'latin1')
+const SEP_NAME_VALUE = 1
+const SEP_PROPERTY = 2
+
+function nameIs(source: Buffer, at: number, length: number, name: Buffer): boolean {
+  if (length !== name.length) return false
+  for (let i = 0; i < length; i++) if (source[at + i] !== name[i]) return false
+  return true
+}
+
+/** Java String.hashCode of the UTF-8 bytes [from, to), without building a string when ASCII. */
+export function javaHashOfUtf8(source: Buffer, from: number, to: number): number {
+  let h = 0
+  for (let i = from; i < to; i++) {
+    const c = source[i]!
+    if (c >= 0x80) return javaStringHashCode(source.toString('utf8', from, to))
+    h = (Math.imul(31, h) + c) | 0
+  }
+  return h
+}
+
+/** Topic strings by their bytes, so dispatch does not decode the same topic over and over. */
+const topicCache = new Map<number, string>()
+const TOPIC_CACHE_MAX = 4096
+
+function topicAt(source: Buffer, at: number, length: number): string {
+  let h = length
+  for (let i = 0; i < length; i++) h = (Math.imul(h, 31) + source[at + i]!) | 0
+  const cached = topicCache.get(h)
+  if (cached !== undefined && cached.length === length) {
+    let same = true
+    for (let i = 0; i < length; i++) {
+      if (cached.charCodeAt(i) !== source[at + i]) {
+        same = false
+        break
+      }
+    }
+    if (same) return cached
+  }
+  const topic = source.toString('utf8', at, at + length)
+  if (topicCache.size >= TOPIC_CACHE_MAX) topicCache.clear()
+  topicCache.set(h, topic)
+  return topic
+}
+
+/**
+ * Fills `out` from the message record at `source[at]` (already known to be a message record,
+ * not a BLANK). `withKeys` also extracts KEYS and UNIQ_KEY. No CRC check, as RocketMQ's reput.
+ */
+export function readDispatchRequest(source: Buffer, at: number, withKeys: boolean, out: DispatchRequest): void {
+  const totalSize = source.readInt32BE(at)
+  const magic = source.readInt32BE(at + RECORD.magicCode)
+  const sysFlag = source.readInt32BE(at + RECORD.sysFlag)
+  const l = sysFlag & (SYSFLAG.BORNHOST_V6 | SYSFLAG.STOREHOST_V6) ? layout(sysFlag) : LAYOUT_V4
+  const bodyLength = source.readInt32BE(at + l.bodyLength)
+  let pos = at + l.body + bodyLength
+  let topicLength: number
+  if (magic === MESSAGE_MAGIC_CODE_V2) {
+    topicLength = source.readInt16BE(pos)
+    pos += 2
+  } else {
+    topicLength = source[pos]!
+    pos += 1
+  }
+  out.topic = topicAt(source, pos, topicLength)
+  pos += topicLength
+  const propertiesLength = source.readInt16BE(pos)
+  pos += 2
+  out.queueId = source.readInt32BE(at + RECORD.queueId)
+  out.queueOffset = readI64(source, at + RECORD.queueOffset)
+  out.physicalOffset = readI64(source, at + RECORD.physicalOffset)
+  out.size = totalSize
+  out.sysFlag = sysFlag
+  out.storeTimestamp = readI64(source, at + l.storeTimestamp)
+  out.tagsCode = 0
+  out.keys = undefined
+  out.uniqKey = undefined
+  const end = pos + propertiesLength
+  while (pos < end) {
+    let sep = pos
+    while (sep < end && source[sep] !== SEP_NAME_VALUE && source[sep] !== SEP_PROPERTY) sep++
+    if (sep >= end || source[sep] !== SEP_NAME_VALUE) {
+      pos = sep + 1
+      continue
+    }
+    let valueEnd = sep + 1
+    while (valueEnd < end && source[valueEnd] !== SEP_PROPERTY) valueEnd++
+    const nameLength = sep - pos
+    if (valueEnd > sep + 1) {
+      if (nameIs(source, pos, nameLength, NAME_TAGS)) out.tagsCode = javaHashOfUtf8(source, sep + 1, valueEnd)
+      else if (withKeys && nameIs(source, pos, nameLength, NAME_KEYS)) out.keys = source.toString('utf8', sep + 1, valueEnd)
+      else if (withKeys && nameIs(source, pos, nameLength, NAME_UNIQ_KEY)) out.uniqKey = source.toString('utf8', sep + 1, valueEnd)
+    }
+    pos = valueEnd + 1
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ConsumeQueue unit, 20 bytes, big-endian:
+//   | physicalOffset (8) | size (4) | tagsCode (8) |
+// Unit n of a queue sits at byte n * 20 of the queue's logical space; files are named by the
+// 20-digit logical byte offset of their first unit.
+
+export const CQ_UNIT = { physicalOffset: 0, size: 8, tagsCode: 12, bytes: 20 } as const
+/** RocketMQ's mapedFileSizeConsumeQueue: 300,000 units (6,000,000 bytes) per file. */
+export const DEFAULT_CQ_UNITS_PER_FILE = 300_000
+/** Filler unit of a queue that starts in the middle of a file: [0, Integer.MAX_VALUE, 0]. */
+export const CQ_FILLER_SIZE = 0x7fffffff
+
+export interface CqUnit {
+  physicalOffset: number
+  size: number
+  tagsCode: number
+}
+
+export function encodeCqUnit(target: DataView, at: number, physicalOffset: number, size: number, tagsCode: number): void {
+  target.setUint32(at + CQ_UNIT.physicalOffset, Math.floor(physicalOffset / TWO_POW_32))
+  target.setUint32(at + CQ_UNIT.physicalOffset + 4, physicalOffset >>> 0)
+  target.setInt32(at + CQ_UNIT.size, size)
+  // tagsCode is an int hash sign-extended to a long.
+  target.setInt32(at + CQ_UNIT.tagsCode, tagsCode < 0 ? -1 : Math.floor(tagsCode / TWO_POW_32))
+  target.setUint32(at + CQ_UNIT.tagsCode + 4, tagsCode >>> 0)
+}
+
+export function cqUnitPhysicalOffset(source: DataView, at: number): number {
+  return source.getInt32(at + CQ_UNIT.physicalOffset) * TWO_POW_32 + source.getUint32(at + CQ_UNIT.physicalOffset + 4)
+}
+
+export function cqUnitSize(source: DataView, at: number): number {
+  return source.getInt32(at + CQ_UNIT.size)
+}
+
+export function cqUnitTagsCode(source: DataView, at: number): number {
+  return source.getInt32(at + CQ_UNIT.tagsCode) * TWO_POW_32 + source.getUint32(at + CQ_UNIT.tagsCode + 4)
+}
+
+export function decodeCqUnit(source: DataView, at: number): CqUnit {
+  return { physicalOffset: cqUnitPhysicalOffset(source, at), size: cqUnitSize(source, at), tagsCode: cqUnitTagsCode(source, at) }
+}

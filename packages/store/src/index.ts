@@ -9,7 +9,21 @@
  * ```
  */
 export { MessageStore, STORE_PATHS, DEFAULT_COMMIT_LOG_FILE_SIZE_BYTES } from './message-store.js'
-export type { MessageStoreOptions, PutMessage, PutResult, PutStatus, StoreStatus } from './message-store.js'
+export type {
+  MessageStoreOptions,
+  PutMessage,
+  PutResult,
+  PutStatus,
+  StoreStatus,
+  GetMessageRequest,
+  GetMessageResult,
+  GetMessageStatus,
+  MessageArrivedListener,
+} from './message-store.js'
+export type { RetentionOptions, RetentionResult } from './retention.js'
+export { DEFAULT_RETENTION } from './retention.js'
+export type { DispatchRequest } from './format.js'
+export type { DispatchListener } from './dispatcher.js'
 export type { RecoveryReport, FlushMode } from './commit-log.js'
 export type { StoredMessage, DecodedMessageId } from './format.js'
 export { decodeMessageId, javaStringHashCode } from './format.js'

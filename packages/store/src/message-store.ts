@@ -6,9 +6,17 @@
 import * as path from 'node:path'
 import { StoreCheckpoint } from './checkpoint.js'
 import { CommitLog, type AppendResult, type FlushMode, type RecoveryReport, type TopicState } from './commit-log.js'
+import { ConsumeQueueSet, DEFAULT_MAX_OPEN_CQ_FILES, type ConsumeQueue } from './consume-queue.js'
+import { CONSUMER_OFFSET_FILE, ConsumerOffsetManager, DEFAULT_PERSIST_CONSUMER_OFFSET_INTERVAL_MS } from './consumer-offsets.js'
+import { Dispatcher, type DispatchListener } from './dispatcher.js'
 import { StoreError, ioError } from './errors.js'
 import { NodeFileIO, type FileIO } from './file-io.js'
+import { RetentionService, type RetentionOptions, type RetentionResult } from './retention.js'
 import {
+  CQ_FILLER_SIZE,
+  DEFAULT_CQ_UNITS_PER_FILE,
+  javaStringHashCode,
+  readStoreTimestamp,
   DEFAULT_MAX_MESSAGE_SIZE_BYTES,
   END_FILE_MIN_BLANK_LENGTH,
   MAX_PROPERTIES_BYTES,
@@ -25,6 +33,7 @@ import {
   parseHost,
   prepareRecord,
   type Host,
+  takesQueueOffset,
   type PreparedMessage,
   type StoredMessage,
 } from './format.js'
@@ -69,8 +78,20 @@ export interface MessageStoreOptions {
   onCorruption?: 'fail' | 'truncate'
   /** Disk access; tests pass a simulated one. */
   fileIO?: FileIO
-  /** Clock, for tests. */
+  /** Clock, for tests: store timestamps and retention ages. */
   now?: () => number
+  /** Units per ConsumeQueue file; default 300,000 (6,000,000-byte files, as RocketMQ). */
+  consumeQueueUnitsPerFile?: number
+  /** Bound on ConsumeQueue files mapped at once, over all queues; default 1024. */
+  maxOpenConsumeQueueFiles?: number
+  /** How often ConsumeQueues are synced to disk (RocketMQ: 1000 ms). */
+  flushConsumeQueueIntervalMs?: number
+  /** How often consumer offsets are persisted (RocketMQ: 5000 ms). */
+  persistConsumerOffsetIntervalMs?: number
+  /** Bytes `get` returns at most (the first message always goes): RocketMQ's 256 KiB. */
+  maxTransferBytes?: number
+  /** Retention: fileReservedTimeHours (72), deleteWhen ("04"), disk ratios, check interval. */
+  retention?: Partial<RetentionOptions>
 }
 
 export interface PutMessage {
@@ -98,6 +119,53 @@ export type PutResult = AppendResult
 
 export type StoreStatus = 'opening' | 'open' | 'closing' | 'closed'
 
+/** RocketMQ's GetMessageStatus values that a read can answer. */
+export type GetMessageStatus =
+  | 'FOUND'
+  | 'NO_MATCHED_MESSAGE'
+  | 'NO_MESSAGE_IN_QUEUE'
+  | 'OFFSET_TOO_SMALL'
+  | 'OFFSET_OVERFLOW_ONE'
+  | 'OFFSET_OVERFLOW_BADLY'
+  | 'OFFSET_FOUND_NULL'
+  | 'MESSAGE_WAS_REMOVING'
+
+export interface GetMessageRequest {
+  /** Consumer group, for the caller's bookkeeping (offsets are committed separately). */
+  group?: string
+  topic: string
+  queueId: number
+  /** Queue offset to read from. */
+  offset: number
+  /** At most this many messages (default 32). */
+  maxMessages?: number
+  /** Only messages with one of these tags; undefined, [] or ['*'] for all. */
+  tags?: readonly string[]
+  /** Overrides the store's maxTransferBytes for this read. */
+  maxBytes?: number
+}
+
+export interface GetMessageResult {
+  status: GetMessageStatus
+  /**
+   * Decoded messages. Each `body` is a view into the CommitLog's mapping, not a copy: treat it as
+   * read-only. It stays valid for as long as you hold it, even after the store is closed or the
+   * file deleted (the mapping lives until the last view is collected), so holding many views
+   * pins memory and, for deleted files, disk space: copy what you keep for long.
+   */
+  messages: StoredMessage[]
+  /** Where the next read of this queue should start. */
+  nextOffset: number
+  minOffset: number
+  maxOffset: number
+}
+
+export type MessageArrivedListener = (topic: string, queueId: number, maxOffset: number) => void
+
+const DEFAULT_MAX_TRANSFER_BYTES = 256 * 1024
+/** Units a read scans at most beyond maxMessages (RocketMQ: max(16000 bytes, 20 x maxMsgNums)). */
+const MIN_UNITS_SCANNED = 800
+
 const DEFAULT_BORN_HOST: Host = { ip: 0x7f000001, port: 0 }
 const openDirs = new Set<string>()
 
@@ -120,10 +188,20 @@ export class MessageStore {
   recovery!: RecoveryReport
   readonly commitLog: CommitLog
 
+  readonly consumeQueues: ConsumeQueueSet
+  readonly dispatcher: Dispatcher
+  readonly consumerOffsets: ConsumerOffsetManager
+  readonly retention: RetentionService
+
   private readonly io: FileIO
   private readonly bornHostCache = new Map<string, Host>()
   private checkpoint!: StoreCheckpoint
   private closing: Promise<void> | undefined
+  private readonly now: () => number
+  private readonly maxTransferBytes: number
+  private readonly arrivalListeners = new Set<MessageArrivedListener>()
+  private readonly timers: NodeJS.Timeout[] = []
+  private cqFlushing: Promise<void> | undefined
 
   private constructor(options: MessageStoreOptions, io: FileIO, checkpoint: StoreCheckpoint) {
     this.dir = path.resolve(options.dir)
@@ -153,6 +231,31 @@ export class MessageStore {
       checkpoint,
       now: options.now ?? Date.now,
     })
+    this.now = options.now ?? Date.now
+    this.maxTransferBytes = options.maxTransferBytes ?? DEFAULT_MAX_TRANSFER_BYTES
+    const units = options.consumeQueueUnitsPerFile ?? DEFAULT_CQ_UNITS_PER_FILE
+    if (!Number.isInteger(units) || units < 2 || units * 20 > 2 ** 31 - 1) throw new StoreError('INVALID_ARGUMENT', `consumeQueueUnitsPerFile must be an integer from 2 to ${Math.floor((2 ** 31 - 1) / 20)}, got ${units}`)
+    this.consumeQueues = new ConsumeQueueSet({
+      io,
+      dir: path.join(this.dir, STORE_PATHS.consumeQueue),
+      unitsPerFile: units,
+      maxOpenFiles: options.maxOpenConsumeQueueFiles ?? DEFAULT_MAX_OPEN_CQ_FILES,
+    })
+    const cqs = this.consumeQueues
+    const buildConsumeQueue: DispatchListener = {
+      name: 'ConsumeQueue',
+      wantsKeys: false,
+      dispatch: (req) => {
+        if (!takesQueueOffset(req.sysFlag)) return
+        return cqs.findOrCreate(req.topic, req.queueId).put(req.queueOffset, req.physicalOffset, req.size, req.tagsCode)
+      },
+    }
+    this.dispatcher = new Dispatcher(this.commitLog, [buildConsumeQueue], () => this.notifyArrivals())
+    this.consumerOffsets = new ConsumerOffsetManager(io, path.join(this.dir, STORE_PATHS.config, CONSUMER_OFFSET_FILE), this.now)
+    this.retention = new RetentionService(
+      { commitLog: this.commitLog, consumeQueues: cqs, dispatcher: this.dispatcher, io, dir: this.dir, now: this.now, afterDelete: [] },
+      options.retention ?? {},
+    )
   }
 
   /** Opens (creating if needed) the store in `options.dir`, recovering after a crash. */
@@ -179,20 +282,116 @@ export class MessageStore {
       const abortFile = path.join(dir, STORE_PATHS.abort)
       const cleanShutdown = !(await io.exists(abortFile))
       store.recovery = await store.commitLog.recover(cleanShutdown)
+      await store.recoverConsumeQueues(cleanShutdown)
+      await store.consumerOffsets.load()
       await io.writeFileAtomic(abortFile, Buffer.from(String(process.pid)))
       const queue = store.commitLog.queue
       if (!queue.last) await queue.createNext()
       else queue.warm(queue.last, queue.last.wrotePosition)
       queue.prepareNext()
       store.commitLog.start()
+      store.commitLog.onCommitted = () => void store!.dispatcher.kick()?.catch(() => undefined)
+      store.startServices(options)
       store.status = 'open'
       return store
     } catch (err) {
-      if (store) await store.commitLog.queue.close().catch(() => undefined)
+      if (store) {
+        for (const t of store.timers) clearInterval(t)
+        await store.commitLog.queue.close().catch(() => undefined)
+        await store.consumeQueues.close().catch(() => undefined)
+      }
       await checkpoint?.close().catch(() => undefined)
       await io.remove(path.join(dir, STORE_PATHS.lock)).catch(() => undefined)
       openDirs.delete(dir)
       throw ioError(`opening store ${dir}`, err)
+    }
+  }
+
+  /**
+   * Makes the ConsumeQueues agree with the recovered CommitLog: units past its end go, and every
+   * record from the point the checkpoint says all queues were durable (or from the start, when
+   * the queues are missing or damaged) is re-dispatched. Queue offsets for new appends then
+   * continue from the queues. docs/design/consume-queue.md.
+   */
+  private async recoverConsumeQueues(clean: boolean): Promise<void> {
+    const cqs = this.consumeQueues
+    const log = this.commitLog
+    const intact = await cqs.load(clean)
+    const end = log.committedOffset
+    const min = log.minOffset
+    let any = false
+    for (const cq of cqs.all()) {
+      any = true
+      await cq.truncatePhysical(end)
+      await cq.correctMinOffset(min)
+    }
+    let from = this.checkpoint.values.logicsFlushedOffset
+    if (!intact || (!any && end > min) || from < min || from > end) from = min
+    this.dispatcher.reputOffset = Math.min(from, end)
+    await this.dispatcher.drain()
+    for (const cq of cqs.all()) {
+      const st = log.topicState(cq.topic, Buffer.from(cq.topic, 'utf8'))
+      if ((st.queueOffsets[cq.queueId] ?? 0) < cq.maxOffset) st.queueOffsets[cq.queueId] = cq.maxOffset
+    }
+    await cqs.flush()
+    this.checkpoint.values.logicsFlushedOffset = this.dispatcher.reputOffset
+    await this.checkpoint.flush()
+  }
+
+  private startServices(options: MessageStoreOptions): void {
+    const every = (ms: number, fn: () => Promise<unknown>): void => {
+      let busy = false
+      const t = setInterval(() => {
+        if (busy || this.status !== 'open') return
+        busy = true
+        fn()
+          .catch(() => undefined)
+          .finally(() => {
+            busy = false
+          })
+      }, ms)
+      t.unref()
+      this.timers.push(t)
+    }
+    every(options.flushConsumeQueueIntervalMs ?? 1000, async () => {
+      // A dispatch that stopped on an error (a full disk, say) is retried here.
+      if (this.dispatcher.lastError) void this.dispatcher.kick()?.catch(() => undefined)
+      await this.flushConsumeQueues()
+    })
+    every(options.persistConsumerOffsetIntervalMs ?? DEFAULT_PERSIST_CONSUMER_OFFSET_INTERVAL_MS, () => this.consumerOffsets.persist())
+    every(this.retention.options.cleanResourceIntervalMs, () => this.retention.run())
+  }
+
+  /** Syncs the ConsumeQueues, then records in the checkpoint how far they are durable. */
+  private flushConsumeQueues(): Promise<void> {
+    if (this.cqFlushing) return this.cqFlushing
+    this.cqFlushing = (async () => {
+      try {
+        const upTo = this.dispatcher.reputOffset
+        await this.consumeQueues.flush()
+        const cp = this.checkpoint.values
+        if (upTo > cp.logicsFlushedOffset) {
+          cp.logicsFlushedOffset = upTo
+          cp.logicsMsgTimestamp = this.commitLog.lastStoreTimestamp
+          await this.checkpoint.flush()
+        }
+      } finally {
+        this.cqFlushing = undefined
+      }
+    })()
+    return this.cqFlushing
+  }
+
+  private notifyArrivals(): void {
+    if (this.arrivalListeners.size === 0) return
+    for (const cq of this.consumeQueues.takeTouched()) {
+      for (const l of this.arrivalListeners) {
+        try {
+          l(cq.topic, cq.queueId, cq.maxOffset)
+        } catch {
+          // A listener's failure is its own.
+        }
+      }
     }
   }
 
@@ -371,6 +570,204 @@ export class MessageStore {
     return this.commitLog.topics.get(topic)?.queueOffsets[queueId] ?? 0
   }
 
+  // -------------------------------------------------------------------------------------------
+  // Read path
+
+  private queueArgs(topic: unknown, queueId: unknown): void {
+    if (typeof topic !== 'string' || topic.length === 0) throw new StoreError('TOPIC_INVALID', 'topic must be a non-empty string')
+    if (!Number.isInteger(queueId) || (queueId as number) < 0 || (queueId as number) > 0x7fffffff) throw new StoreError('INVALID_ARGUMENT', `queueId must be a non-negative int, got ${String(queueId)}`)
+  }
+
+  /**
+   * Reads up to `maxMessages` messages of one queue from `offset`, as RocketMQ's getMessage:
+   * filtered by tag (hash first, then the real tag), stopping at `maxTransferBytes` (the first
+   * message always goes), never past the end of the ConsumeQueue file holding `offset`.
+   */
+  async get(request: GetMessageRequest): Promise<GetMessageResult> {
+    if (this.status !== 'open') throw this.notOpen()
+    if (request === null || typeof request !== 'object') throw new StoreError('INVALID_ARGUMENT', 'get takes a request object')
+    const { topic, queueId, offset } = request
+    this.queueArgs(topic, queueId)
+    if (!Number.isSafeInteger(offset) || offset < 0) throw new StoreError('INVALID_ARGUMENT', `offset must be a non-negative integer, got ${String(offset)}`)
+    const maxMessages = request.maxMessages ?? 32
+    if (!Number.isInteger(maxMessages) || maxMessages < 1) throw new StoreError('INVALID_ARGUMENT', `maxMessages must be a positive integer, got ${String(maxMessages)}`)
+    const maxBytes = request.maxBytes ?? this.maxTransferBytes
+    let codes: Set<number> | undefined
+    let tagSet: Set<string> | undefined
+    if (request.tags !== undefined && request.tags !== null) {
+      if (!Array.isArray(request.tags)) throw new StoreError('INVALID_ARGUMENT', 'tags must be an array of strings')
+      const tags = request.tags.map((t) => String(t).trim()).filter((t) => t.length > 0)
+      if (tags.length > 0 && !tags.includes('*')) {
+        tagSet = new Set(tags)
+        codes = new Set(tags.map(javaStringHashCode))
+      }
+    }
+    const cq = this.consumeQueues.find(topic, queueId)
+    const minOffset = cq?.minOffset ?? 0
+    const maxOffset = cq?.maxOffset ?? 0
+    const result = (status: GetMessageStatus, nextOffset: number, messages: StoredMessage[] = []): GetMessageResult => ({ status, messages, nextOffset, minOffset, maxOffset })
+    if (!cq || maxOffset === 0) return result('NO_MESSAGE_IN_QUEUE', 0)
+    if (offset < minOffset) return result('OFFSET_TOO_SMALL', minOffset)
+    if (offset === maxOffset) return result('OFFSET_OVERFLOW_ONE', offset)
+    if (offset > maxOffset) return result('OFFSET_OVERFLOW_BADLY', minOffset === 0 ? 0 : maxOffset)
+    let seg = cq.segmentFor(offset, false)
+    if (seg instanceof Promise) seg = await seg
+    if (!seg || this.status !== 'open') return result('OFFSET_FOUND_NULL', cq.rollNextFile(offset))
+    const fileEnd = cq.rollNextFile(offset)
+    const stop = Math.min(cq.maxOffset, fileEnd, offset + Math.max(MIN_UNITS_SCANNED, maxMessages))
+    const dv = seg.dv
+    const log = this.commitLog
+    const logMin = log.minOffset
+    const messages: StoredMessage[] = []
+    let status: GetMessageStatus = 'NO_MATCHED_MESSAGE'
+    let bytes = 0
+    let unit = offset
+    for (; unit < stop; unit++) {
+      const at = unit * 20 - seg.start
+      const size = dv.getInt32(at + 8)
+      if (size === CQ_FILLER_SIZE) continue
+      const physicalOffset = dv.getInt32(at) * 4294967296 + dv.getUint32(at + 4)
+      if (codes !== undefined) {
+        const tagsCode = dv.getInt32(at + 12) * 4294967296 + dv.getUint32(at + 16)
+        if (!codes.has(tagsCode)) {
+          continue
+        }
+      }
+      if (messages.length > 0 && (messages.length >= maxMessages || bytes + size > maxBytes)) break
+      if (physicalOffset < logMin) {
+        if (messages.length === 0) status = 'MESSAGE_WAS_REMOVING'
+        continue
+      }
+      const where = log.recordAt(physicalOffset)
+      if (!where) {
+        if (messages.length === 0) status = 'MESSAGE_WAS_REMOVING'
+        continue
+      }
+      const m = decodeRecord(where.buf, where.at, false)
+      if (tagSet !== undefined && (m.tags === undefined || !tagSet.has(m.tags))) continue
+      messages.push(m)
+      bytes += size
+      status = 'FOUND'
+    }
+    return result(status, unit, messages)
+  }
+
+  /** First queue offset still readable in (topic, queueId); 0 for an unknown queue. */
+  minOffset(topic: string, queueId: number): number {
+    return this.consumeQueues.find(topic, queueId)?.minOffset ?? 0
+  }
+
+  /** Queue offset after the last dispatched message of (topic, queueId); 0 for an unknown queue. */
+  maxOffset(topic: string, queueId: number): number {
+    return this.consumeQueues.find(topic, queueId)?.maxOffset ?? 0
+  }
+
+  private async storeTimeAt(cq: ConsumeQueue, unit: number): Promise<number | undefined> {
+    const u = await cq.unitAt(unit)
+    if (!u || u.size === CQ_FILLER_SIZE) return undefined
+    const where = this.commitLog.recordAt(u.physicalOffset)
+    return where ? readStoreTimestamp(where.buf, where.at) : undefined
+  }
+
+  /**
+   * The first queue offset whose message was stored at or after `timestampMs` (binary search on
+   * store time); maxOffset when every message is older, minOffset when every one is newer.
+   */
+  async offsetByTime(topic: string, queueId: number, timestampMs: number): Promise<number> {
+    if (this.status !== 'open') throw this.notOpen()
+    this.queueArgs(topic, queueId)
+    if (typeof timestampMs !== 'number' || Number.isNaN(timestampMs)) throw new StoreError('INVALID_ARGUMENT', `timestampMs must be a number, got ${String(timestampMs)}`)
+    const cq = this.consumeQueues.find(topic, queueId)
+    if (!cq) return 0
+    let lo = cq.minOffset
+    let hi = cq.maxOffset
+    while (lo < hi) {
+      const mid = Math.floor((lo + hi) / 2)
+      const t = await this.storeTimeAt(cq, mid)
+      if (t === undefined || t < timestampMs) lo = mid + 1
+      else hi = mid
+    }
+    return lo
+  }
+
+  /** Store time of the oldest readable message of (topic, queueId), or -1 when there is none. */
+  async earliestMessageTime(topic: string, queueId: number): Promise<number> {
+    if (this.status !== 'open') throw this.notOpen()
+    this.queueArgs(topic, queueId)
+    const cq = this.consumeQueues.find(topic, queueId)
+    if (!cq) return -1
+    for (let unit = cq.minOffset; unit < cq.maxOffset; unit++) {
+      const t = await this.storeTimeAt(cq, unit)
+      if (t !== undefined) return t
+    }
+    return -1
+  }
+
+  /**
+   * Calls `listener(topic, queueId, maxOffset)` after new messages of a queue are dispatched
+   * (for long polling). Returns a function that removes it.
+   */
+  onMessageArrived(listener: MessageArrivedListener): () => void {
+    if (typeof listener !== 'function') throw new StoreError('INVALID_ARGUMENT', 'listener must be a function')
+    this.arrivalListeners.add(listener)
+    this.consumeQueues.tracking = true
+    return () => {
+      this.arrivalListeners.delete(listener)
+      this.consumeQueues.tracking = this.arrivalListeners.size > 0
+    }
+  }
+
+  /** Bytes of CommitLog not yet dispatched to the ConsumeQueues. */
+  get dispatchLagBytes(): number {
+    return this.dispatcher.lagBytes
+  }
+
+  /** Resolves once everything appended so far is readable through `get`. */
+  async whenDispatched(): Promise<void> {
+    if (this.status !== 'open') throw this.notOpen()
+    if (this.flushMode === 'sync') await this.commitLog.flush()
+    await this.dispatcher.drain()
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Consumer offsets
+
+  /** Records that `group` will next read `offset` of (topic, queueId); persisted periodically. */
+  commitOffset(group: string, topic: string, queueId: number, offset: number): void {
+    if (this.status !== 'open') throw this.notOpen()
+    if (typeof group !== 'string' || group.length === 0 || group.includes('@')) throw new StoreError('INVALID_ARGUMENT', `group must be a non-empty string without '@', got ${JSON.stringify(group)}`)
+    this.queueArgs(topic, queueId)
+    if (topic.includes('@')) throw new StoreError('TOPIC_INVALID', `topic must not contain '@'`)
+    if (!Number.isSafeInteger(offset) || offset < 0) throw new StoreError('INVALID_ARGUMENT', `offset must be a non-negative integer, got ${String(offset)}`)
+    this.consumerOffsets.commit(group, topic, queueId, offset)
+  }
+
+  /** The offset `group` committed for (topic, queueId), or -1 when it never did. */
+  committedOffset(group: string, topic: string, queueId: number): number {
+    if (this.status !== 'open') throw this.notOpen()
+    return this.consumerOffsets.get(group, topic, queueId)
+  }
+
+  /** Writes consumer offsets now (they are also written periodically and on close). */
+  async persistConsumerOffsets(): Promise<void> {
+    if (this.status !== 'open') throw this.notOpen()
+    await this.consumerOffsets.persist()
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Retention
+
+  /**
+   * Runs one retention pass now (it also runs every `cleanResourceIntervalMs`): deletes expired
+   * CommitLog files if it is a deleteWhen hour or the disk is over diskMaxUsedSpaceRatio (any
+   * file, expired or not, over diskSpaceCleanForciblyRatio), then the ConsumeQueue files that
+   * point only below the CommitLog's new minimum. `manual` deletes expired files at any hour.
+   */
+  async deleteExpiredFiles(options: { manual?: boolean } = {}): Promise<RetentionResult> {
+    if (this.status !== 'open') throw this.notOpen()
+    return this.retention.run(options.manual ?? false)
+  }
+
   /** CommitLog offsets: first byte held, end of appended data, end of durable data. */
   get minPhysicalOffset(): number {
     return this.commitLog.minOffset
@@ -393,12 +790,27 @@ export class MessageStore {
     if (this.closing) return this.closing
     this.status = 'closing'
     this.closing = (async () => {
+      for (const t of this.timers) clearInterval(t)
       let failed: unknown
       try {
-        await this.commitLog.close()
+        await this.commitLog.close(async () => {
+          try {
+            await this.dispatcher.drain()
+            await this.cqFlushing
+            await this.flushConsumeQueues()
+          } catch (err) {
+            failed ??= err
+          }
+        })
       } catch (err) {
-        failed = err
+        failed ??= err
       }
+      try {
+        await this.consumerOffsets.persist()
+      } catch (err) {
+        failed ??= err
+      }
+      await this.consumeQueues.close().catch(() => undefined)
       try {
         await this.checkpoint.flush()
         await this.checkpoint.close()

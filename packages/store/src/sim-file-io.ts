@@ -27,6 +27,7 @@ export function mulberry32(seed: number): () => number {
 interface SimEntry {
   volatile: Buffer
   durable: Buffer
+  modifiedMs?: number
 }
 
 function osError(code: string, what: string): NodeJS.ErrnoException {
@@ -35,6 +36,8 @@ function osError(code: string, what: string): NodeJS.ErrnoException {
 
 export interface SimFileIOOptions {
   capacityBytes?: number
+  /** Clock for modification times; default Date.now. */
+  clock?: () => number
 }
 
 export class SimFileIO implements FileIO {
@@ -45,8 +48,11 @@ export class SimFileIO implements FileIO {
   failWrites: { code: string; count: number; pathIncludes?: string } | undefined
   failDatasyncs: { code: string; count: number; pathIncludes?: string } | undefined
 
+  clock: () => number
+
   constructor(options: SimFileIOOptions = {}) {
     this.capacityBytes = options.capacityBytes ?? Number.POSITIVE_INFINITY
+    this.clock = options.clock ?? Date.now
   }
 
   usedBytes(): number {
@@ -99,7 +105,7 @@ export class SimFileIO implements FileIO {
   }
 
   async writeFileAtomic(file: string, data: Buffer): Promise<void> {
-    this.files.set(path.resolve(file), { volatile: Buffer.from(data), durable: Buffer.from(data) })
+    this.files.set(path.resolve(file), { volatile: Buffer.from(data), durable: Buffer.from(data), modifiedMs: this.clock() })
   }
 
   canPrefault(): boolean {
@@ -108,7 +114,7 @@ export class SimFileIO implements FileIO {
 
   async allocate(file: string, size: number): Promise<void> {
     if (this.usedBytes() + size > this.capacityBytes) throw osError('ENOSPC', `allocate ${file}`)
-    this.files.set(path.resolve(file), { volatile: Buffer.alloc(size), durable: Buffer.alloc(size) })
+    this.files.set(path.resolve(file), { volatile: Buffer.alloc(size), durable: Buffer.alloc(size), modifiedMs: this.clock() })
   }
 
   async open(file: string): Promise<DataFile> {
@@ -123,11 +129,17 @@ export class SimFileIO implements FileIO {
       }
       if (position + length > entry.volatile.length) throw osError('EFBIG', `write past end of ${p}`)
       source.copy(entry.volatile, position, sourceOffset, sourceOffset + length)
+      entry.modifiedMs = io.clock()
     }
     return {
       path: p,
       size: entry.volatile.length,
       map: () => entry.volatile,
+      async read(target, targetOffset, length, position) {
+        const n = Math.max(0, Math.min(length, entry.volatile.length - position))
+        entry.volatile.copy(target, targetOffset, position, position + n)
+        return n
+      },
       write,
       async datasync() {
         if (io.failDatasyncs && io.failDatasyncs.count > 0 && p.includes(io.failDatasyncs.pathIncludes ?? '')) {
@@ -152,10 +164,26 @@ export class SimFileIO implements FileIO {
 
   reclaim(): void {}
 
+  async modifiedMs(file: string): Promise<number | undefined> {
+    const e = this.files.get(path.resolve(file))
+    return e ? (e.modifiedMs ?? 0) : undefined
+  }
+
+  /** Sets a file's modification time (retention tests). */
+  touch(file: string, modifiedMs: number): void {
+    const e = this.files.get(path.resolve(file))
+    if (e) e.modifiedMs = modifiedMs
+  }
+
+  async diskUsage(): Promise<{ totalBytes: number; freeBytes: number }> {
+    const total = Number.isFinite(this.capacityBytes) ? this.capacityBytes : Number.MAX_SAFE_INTEGER
+    return { totalBytes: total, freeBytes: Math.max(0, total - this.usedBytes()) }
+  }
+
   /** The disk as a power loss at this instant leaves it, decided by `seed`. */
   crash(seed: number): SimFileIO {
     const rnd = mulberry32(seed)
-    const next = new SimFileIO({ capacityBytes: this.capacityBytes })
+    const next = new SimFileIO({ capacityBytes: this.capacityBytes, clock: this.clock })
     for (const d of this.dirs) next.dirs.add(d)
     for (const [p, e] of this.files) {
       const image = Buffer.from(e.durable)
@@ -169,16 +197,16 @@ export class SimFileIO implements FileIO {
           e.volatile.copy(image, at, at, cut)
         }
       }
-      next.files.set(p, { volatile: image, durable: Buffer.from(image) })
+      next.files.set(p, { volatile: image, durable: Buffer.from(image), modifiedMs: e.modifiedMs })
     }
     return next
   }
 
   /** The disk as a process crash (kill -9) leaves it: everything written is kept. */
   processCrash(): SimFileIO {
-    const next = new SimFileIO({ capacityBytes: this.capacityBytes })
+    const next = new SimFileIO({ capacityBytes: this.capacityBytes, clock: this.clock })
     for (const d of this.dirs) next.dirs.add(d)
-    for (const [p, e] of this.files) next.files.set(p, { volatile: Buffer.from(e.volatile), durable: Buffer.from(e.durable) })
+    for (const [p, e] of this.files) next.files.set(p, { volatile: Buffer.from(e.volatile), durable: Buffer.from(e.durable), modifiedMs: e.modifiedMs })
     return next
   }
 }

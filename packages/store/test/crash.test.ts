@@ -3,16 +3,19 @@
 // checks that every acknowledged message is present and intact at its offsets, queue offsets are
 // dense, and nothing follows the tail. Cycles alternate flush 'sync' and 'async' (an async ack is
 // in the page cache, which a process kill does not lose). CRASH_CYCLES (default 30) sets the
-// number of cycles; SEED replays the kill timings.
+// number of cycles; SEED replays the kill timings. After each reopen every acknowledged message is
+// also read back through the ConsumeQueue (`get` at the queue offset its put returned), and the
+// recovered ConsumeQueues must equal a fresh rebuild from the CommitLog alone.
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
+import { cp, rm } from 'node:fs/promises'
 import * as path from 'node:path'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { MessageStore } from '../src/index.js'
 import { mulberry32 } from '../src/sim-file-io.js'
-import { expectedBody } from './fixtures/crash-body.js'
-import { tempDir } from './helpers.js'
+import { CQ_UNITS_PER_FILE, expectedBody } from './fixtures/crash-body.js'
+import { queueUnits, tempDir } from './helpers.js'
 
 const CYCLES = Number(process.env.CRASH_CYCLES ?? 30)
 const SEED = process.env.SEED ? Number(process.env.SEED) : Date.now() % 1_000_000
@@ -70,7 +73,9 @@ test(`crash loop: ${CYCLES} SIGKILL cycles lose no acknowledged message (seed ${
       const killAfterMs = 5 + Math.floor(rnd() * 250)
       const { acks } = await runAndKill(dir, flush, cycle, killAfterMs)
       all.push(...acks)
-      const store = await MessageStore.open({ dir, commitLogFileSize: FILE_SIZE })
+      const options = { dir, commitLogFileSize: FILE_SIZE, consumeQueueUnitsPerFile: CQ_UNITS_PER_FILE }
+      const store = await MessageStore.open(options)
+      let recovered: string[][]
       try {
         assert.equal(store.recovery.cleanShutdown, false, 'the kill left the abort marker')
         for (const a of all) {
@@ -96,9 +101,32 @@ test(`crash loop: ${CYCLES} SIGKILL cycles lose no acknowledged message (seed ${
           offset += m.storeSize
         }
         assert.equal(offset, store.maxPhysicalOffset)
-        for (const [q, n] of next) assert.equal(store.maxQueueOffset('crash', q), n)
+        for (const [q, n] of next) {
+          assert.equal(store.maxQueueOffset('crash', q), n)
+          assert.equal(store.maxOffset('crash', q), n, `cycle ${cycle} seed ${SEED}: ConsumeQueue ${q} ends where the CommitLog says`)
+        }
+        // Every acknowledged message through the read path, at the queue offset its put returned.
+        for (const a of all) {
+          const r = await store.get({ topic: 'crash', queueId: a.queueId, offset: a.queueOffset, maxMessages: 1 })
+          assert.equal(r.status, 'FOUND', `cycle ${cycle} seed ${SEED}: get ${a.id}`)
+          assert.equal(r.messages[0]!.physicalOffset, a.offset, `cycle ${cycle} seed ${SEED}: get ${a.id}`)
+        }
+        recovered = []
+        for (let q = 0; q < 4; q++) recovered.push(await queueUnits(store, 'crash', q))
       } finally {
         await store.close()
+      }
+      // The recovered ConsumeQueues equal a rebuild from the CommitLog alone.
+      const copy = `${dir}-rebuild`
+      await rm(copy, { recursive: true, force: true })
+      await cp(dir, copy, { recursive: true })
+      await rm(path.join(copy, 'consumequeue'), { recursive: true, force: true })
+      const rebuilt = await MessageStore.open({ ...options, dir: copy })
+      try {
+        for (let q = 0; q < 4; q++) assert.deepEqual(await queueUnits(rebuilt, 'crash', q), recovered[q], `cycle ${cycle} seed ${SEED}: queue ${q} equals its rebuild`)
+      } finally {
+        await rebuilt.close()
+        await rm(copy, { recursive: true, force: true })
       }
     }
     t.diagnostic(`acknowledged ${all.length} messages over ${CYCLES} cycles, log ${all.at(-1)?.offset ?? 0} bytes`)

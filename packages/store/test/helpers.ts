@@ -16,3 +16,15 @@ export async function reopen(store: MessageStore, options: MessageStoreOptions, 
 }
 
 export const SMALL_FILE = 64 * 1024
+
+/** Every unit of a ConsumeQueue from minOffset to maxOffset, as "physicalOffset/size/tagsCode". */
+export async function queueUnits(store: MessageStore, topic: string, queueId: number): Promise<string[]> {
+  const cq = store.consumeQueues.find(topic, queueId)
+  if (!cq) return []
+  const out: string[] = [`min ${cq.minOffset} max ${cq.maxOffset}`]
+  for (let u = cq.minOffset; u < cq.maxOffset; u++) {
+    const unit = await cq.unitAt(u)
+    out.push(unit ? `${unit.physicalOffset}/${unit.size}/${unit.tagsCode}` : 'missing')
+  }
+  return out
+}

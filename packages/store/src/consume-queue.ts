@@ -1,0 +1,575 @@
+/**
+ * ConsumeQueues: per (topic, queueId), the 20-byte units (physical offset, size, tags code) of the
+ * queue's messages, in queue-offset order, in files of `unitsPerFile` units under
+ * `consumequeue/<topic>/<queueId>/`, each named by the 20-digit logical byte offset of its first
+ * unit (RocketMQ's layout). They are derived data: the dispatcher builds them from the CommitLog,
+ * and recovery makes them agree with it (docs/design/consume-queue.md).
+ *
+ * Files are mapped shared and written through the map. On a platform that can prefault
+ * (MADV_POPULATE_WRITE) they are sparse and every range is reserved before it is written, so a
+ * full disk is an error, never a SIGBUS; elsewhere they are zero-filled at creation. The mapped
+ * files held open at once are bounded by an LRU over all queues, so 10,000 idle queues cost no
+ * mapping and no descriptor.
+ */
+import * as path from 'node:path'
+import { LRUCache } from 'lru-cache'
+import { StoreError, ioError } from './errors.js'
+import type { DataFile, FileIO } from './file-io.js'
+import {
+  CQ_FILLER_SIZE,
+  CQ_UNIT,
+  DATA_FILE_NAME_PATTERN,
+  TOPIC_PATTERN,
+  cqUnitPhysicalOffset,
+  cqUnitSize,
+  cqUnitTagsCode,
+  dataViewOf,
+  encodeCqUnit,
+  offsetToFileName,
+} from './format.js'
+
+/** Bytes of a ConsumeQueue file reserved (prefaulted) ahead of the writer at a time. */
+export const CQ_PREFAULT_BYTES = 8 * 1024
+/** After an unclean shutdown, bytes past a queue's end checked for stale units (see recover). */
+export const CQ_STALE_WINDOW_BYTES = 1024 * 1024
+export const DEFAULT_MAX_OPEN_CQ_FILES = 1024
+
+interface Segment {
+  readonly path: string
+  /** Logical byte offset of the file's first unit. */
+  readonly start: number
+  file: DataFile
+  view: Buffer
+  dv: DataView
+  prefaultedTo: number
+  dirty: boolean
+}
+
+export interface ConsumeQueueSetOptions {
+  io: FileIO
+  dir: string
+  unitsPerFile: number
+  maxOpenFiles: number
+}
+
+/** A segment now, or once it has been opened. */
+type Maybe<T> = T | Promise<T>
+
+export class ConsumeQueue {
+  /** Logical byte offsets of the files, ascending. */
+  fileStarts: number[] = []
+  /** First readable unit, and the unit after the last one. */
+  minOffset = 0
+  maxOffset = 0
+  /** CommitLog end (offset + size) of the last unit. */
+  maxPhysicalEnd = 0
+  /** For arrival notifications: already in the set's touched list. */
+  touched = false
+
+  constructor(
+    readonly set: ConsumeQueueSet,
+    readonly topic: string,
+    readonly queueId: number,
+    readonly dir: string,
+  ) {}
+
+  private fileStartOf(unit: number): number {
+    const fileSize = this.set.fileSize
+    return Math.floor((unit * CQ_UNIT.bytes) / fileSize) * fileSize
+  }
+
+  private pathOf(start: number): string {
+    return path.join(this.dir, offsetToFileName(start))
+  }
+
+  /** The open segment holding `unit`, or undefined when no file holds it. */
+  segmentFor(unit: number, create: boolean): Maybe<Segment | undefined> {
+    const start = this.fileStartOf(unit)
+    const p = this.pathOf(start)
+    const cached = this.set.segments.get(p)
+    if (cached) return cached
+    const known = this.fileStarts.length > 0 && start >= this.fileStarts[0]! && start <= this.fileStarts[this.fileStarts.length - 1]!
+    if (!known && !create) return undefined
+    return this.set.openSegment(this, p, start, !known)
+  }
+
+  /** Records a created file; files are created in order, so it goes last. */
+  noteFile(start: number): void {
+    const starts = this.fileStarts
+    if (starts.length === 0 || starts[starts.length - 1]! < start) starts.push(start)
+    else if (!starts.includes(start)) {
+      starts.push(start)
+      starts.sort((a, b) => a - b)
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Write
+
+  /**
+   * Puts the unit of queue offset `unit`. Idempotent: a unit already there with the same content
+   * is left alone; different content below the end truncates the queue there first (recovery
+   * after a power loss can leave stale units). A gap is filled with filler units, as RocketMQ
+   * does for a queue whose first unit is not at the start of a file.
+   */
+  put(unit: number, physicalOffset: number, size: number, tagsCode: number): Maybe<void> {
+    if (unit < this.maxOffset) {
+      if (unit < this.minOffset) return
+      const seg = this.segmentFor(unit, false)
+      if (seg instanceof Promise) return seg.then((s) => this.replace(s, unit, physicalOffset, size, tagsCode))
+      return this.replace(seg, unit, physicalOffset, size, tagsCode)
+    }
+    if (unit > this.maxOffset) {
+      const empty = this.minOffset === this.maxOffset
+      if (this.fileStarts.length === 0) this.minOffset = this.maxOffset = this.fileStartOf(unit) / CQ_UNIT.bytes
+      // A queue whose earlier messages are gone from the CommitLog starts with fillers.
+      return this.fillTo(unit).then(() => {
+        if (empty) this.minOffset = unit
+        return this.put(unit, physicalOffset, size, tagsCode)
+      })
+    }
+    const seg = this.segmentFor(unit, true)
+    if (seg instanceof Promise) return seg.then((s) => this.write(s!, unit, physicalOffset, size, tagsCode))
+    this.write(seg!, unit, physicalOffset, size, tagsCode)
+  }
+
+  private replace(seg: Segment | undefined, unit: number, physicalOffset: number, size: number, tagsCode: number): Maybe<void> {
+    if (seg) {
+      const at = unit * CQ_UNIT.bytes - seg.start
+      if (cqUnitPhysicalOffset(seg.dv, at) === physicalOffset && cqUnitSize(seg.dv, at) === size && cqUnitTagsCode(seg.dv, at) === tagsCode) return
+    }
+    return this.truncateTo(unit).then(() => this.put(unit, physicalOffset, size, tagsCode))
+  }
+
+  private async fillTo(unit: number): Promise<void> {
+    while (this.maxOffset < unit) {
+      const seg = await this.segmentFor(this.maxOffset, true)
+      const at = this.maxOffset * CQ_UNIT.bytes - seg!.start
+      this.set.reserve(seg!, at + CQ_UNIT.bytes)
+      encodeCqUnit(seg!.dv, at, 0, CQ_FILLER_SIZE, 0)
+      seg!.dirty = true
+      this.maxOffset++
+    }
+  }
+
+  private write(seg: Segment, unit: number, physicalOffset: number, size: number, tagsCode: number): void {
+    const at = unit * CQ_UNIT.bytes - seg.start
+    if (at + CQ_UNIT.bytes > seg.prefaultedTo) this.set.reserve(seg, at + CQ_UNIT.bytes)
+    encodeCqUnit(seg.dv, at, physicalOffset, size, tagsCode)
+    seg.dirty = true
+    this.maxOffset = unit + 1
+    this.maxPhysicalEnd = physicalOffset + size
+    if (!this.touched && this.set.tracking) {
+      this.touched = true
+      this.set.touched.push(this)
+    }
+  }
+
+  /** Removes units [unit, maxOffset): zeroes them and deletes files wholly past the new end. */
+  async truncateTo(unit: number): Promise<void> {
+    if (unit >= this.maxOffset) return
+    unit = Math.max(unit, this.minOffset)
+    for (let u = unit; u < this.maxOffset; ) {
+      const seg = await this.segmentFor(u, false)
+      const fileEndUnit = (this.fileStartOf(u) + this.set.fileSize) / CQ_UNIT.bytes
+      const to = Math.min(this.maxOffset, fileEndUnit)
+      if (seg) {
+        seg.view.fill(0, u * CQ_UNIT.bytes - seg.start, to * CQ_UNIT.bytes - seg.start)
+        seg.dirty = true
+      }
+      u = to
+    }
+    // Files that now hold nothing go (but a queue keeps its first file).
+    const keepFrom = this.fileStartOf(unit)
+    while (this.fileStarts.length > 1 && this.fileStarts[this.fileStarts.length - 1]! > keepFrom) {
+      await this.set.removeFile(this.pathOf(this.fileStarts.pop()!))
+    }
+    this.maxOffset = unit
+    this.maxPhysicalEnd = 0
+    if (unit > this.minOffset) {
+      const seg = await this.segmentFor(unit - 1, false)
+      if (seg) {
+        const at = (unit - 1) * CQ_UNIT.bytes - seg.start
+        const size = cqUnitSize(seg.dv, at)
+        if (size !== CQ_FILLER_SIZE) this.maxPhysicalEnd = cqUnitPhysicalOffset(seg.dv, at) + size
+      }
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Recovery
+
+  /**
+   * Finds the end of the queue from its files. After a clean shutdown the units are a dense
+   * prefix of the last file (binary search). After a crash the last file is scanned unit by unit
+   * (size > 0, offsets not decreasing); anything non-zero in the next CQ_STALE_WINDOW_BYTES is
+   * zeroed, so a stale unit left by a torn page cannot later join the queue. Returns false when
+   * the files cannot be trusted at all (a gap): the caller rebuilds the queue.
+   *
+   * Reads go through pread, not the map: on tmpfs a read fault on a hole allocates a page.
+   */
+  async recover(clean: boolean, fileStarts: number[]): Promise<boolean> {
+    this.fileStarts = fileStarts
+    const fileSize = this.set.fileSize
+    for (let i = 1; i < fileStarts.length; i++) if (fileStarts[i] !== fileStarts[i - 1]! + fileSize) return false
+    if (fileStarts.length === 0) return true
+    const unitBuf = Buffer.alloc(CQ_UNIT.bytes)
+    const unitDv = dataViewOf(unitBuf)
+    const sizeAt = async (seg: Segment, n: number): Promise<number> => {
+      unitBuf.fill(0)
+      await seg.file.read(unitBuf, 0, CQ_UNIT.bytes, n * CQ_UNIT.bytes)
+      return cqUnitSize(unitDv, 0)
+    }
+    // Trailing files without a first unit were created but never written.
+    for (;;) {
+      const last = fileStarts[fileStarts.length - 1]!
+      const seg = await this.segmentFor(last / CQ_UNIT.bytes, false)
+      if (!seg) return false
+      if ((await sizeAt(seg, 0)) !== 0 || fileStarts.length === 1) break
+      fileStarts.pop()
+      await this.set.removeFile(seg.path)
+    }
+    const lastStart = fileStarts[fileStarts.length - 1]!
+    const seg = (await this.segmentFor(lastStart / CQ_UNIT.bytes, false))!
+    const units = fileSize / CQ_UNIT.bytes
+    let n: number
+    if (clean) {
+      let lo = 0
+      let hi = units
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1
+        if ((await sizeAt(seg, mid)) !== 0) lo = mid + 1
+        else hi = mid
+      }
+      n = lo
+    } else {
+      n = 0
+      let lastPhysical = -1
+      const chunk = Buffer.alloc(64 * 1024 - ((64 * 1024) % CQ_UNIT.bytes))
+      const dv = dataViewOf(chunk)
+      scan: for (let base = 0; base < units; ) {
+        const got = await seg.file.read(chunk, 0, Math.min(chunk.length, (units - base) * CQ_UNIT.bytes), base * CQ_UNIT.bytes)
+        const count = Math.floor(got / CQ_UNIT.bytes)
+        if (count === 0) break
+        for (let i = 0; i < count; i++) {
+          const at = i * CQ_UNIT.bytes
+          const size = cqUnitSize(dv, at)
+          if (size <= 0) break scan
+          const physical = cqUnitPhysicalOffset(dv, at)
+          if (size !== CQ_FILLER_SIZE) {
+            if (physical < 0 || physical < lastPhysical) break scan
+            lastPhysical = physical
+          }
+          n++
+        }
+        base += count
+      }
+      await this.zeroStale(seg, n * CQ_UNIT.bytes, Math.min(fileSize, n * CQ_UNIT.bytes + CQ_STALE_WINDOW_BYTES))
+    }
+    this.minOffset = fileStarts[0]! / CQ_UNIT.bytes
+    this.maxOffset = lastStart / CQ_UNIT.bytes + n
+    this.maxPhysicalEnd = 0
+    if (n > 0) {
+      unitBuf.fill(0)
+      await seg.file.read(unitBuf, 0, CQ_UNIT.bytes, (n - 1) * CQ_UNIT.bytes)
+      const size = cqUnitSize(unitDv, 0)
+      if (size !== CQ_FILLER_SIZE) this.maxPhysicalEnd = cqUnitPhysicalOffset(unitDv, 0) + size
+    }
+    return true
+  }
+
+  /** Zeroes, through the map, the pages of [from, to) that hold non-zero bytes (so they exist). */
+  private async zeroStale(seg: Segment, from: number, to: number): Promise<void> {
+    const page = 4096
+    const buf = Buffer.alloc(page)
+    for (let at = from; at < to; ) {
+      const end = Math.min(to, at - (at % page) + page)
+      const got = await seg.file.read(buf, 0, end - at, at)
+      if (buf.subarray(0, got).some((b) => b !== 0)) {
+        seg.view.fill(0, at, end)
+        seg.dirty = true
+      }
+      at = end
+    }
+  }
+
+  /** Drops the units that point past the end of the CommitLog. */
+  async truncatePhysical(commitLogEnd: number): Promise<void> {
+    let unit = this.maxOffset
+    while (unit > this.minOffset) {
+      const seg = await this.segmentFor(unit - 1, false)
+      if (!seg) break
+      const at = (unit - 1) * CQ_UNIT.bytes - seg.start
+      const size = cqUnitSize(seg.dv, at)
+      if (size !== CQ_FILLER_SIZE && cqUnitPhysicalOffset(seg.dv, at) + size <= commitLogEnd) break
+      unit--
+    }
+    if (unit < this.maxOffset) await this.truncateTo(unit)
+  }
+
+  /**
+   * Moves minOffset to the first unit that points at or past `commitLogMin` (RocketMQ's
+   * correctMinOffset): units are in CommitLog order, fillers only lead, so a binary search does.
+   */
+  async correctMinOffset(commitLogMin: number): Promise<void> {
+    let lo = this.minOffset
+    let hi = this.maxOffset
+    while (lo < hi) {
+      const mid = Math.floor((lo + hi) / 2)
+      const seg = await this.segmentFor(mid, false)
+      let below = true
+      if (seg) {
+        const at = mid * CQ_UNIT.bytes - seg.start
+        const size = cqUnitSize(seg.dv, at)
+        below = size === CQ_FILLER_SIZE || cqUnitPhysicalOffset(seg.dv, at) < commitLogMin
+      }
+      if (below) lo = mid + 1
+      else hi = mid
+    }
+    this.minOffset = lo
+  }
+
+  /**
+   * Deletes files whose every unit points below `commitLogMin`, never the last file. Returns
+   * the number deleted.
+   */
+  async deleteBelow(commitLogMin: number): Promise<number> {
+    let deleted = 0
+    const units = this.set.fileSize / CQ_UNIT.bytes
+    while (this.fileStarts.length > 1) {
+      const start = this.fileStarts[0]!
+      const lastUnit = start / CQ_UNIT.bytes + units - 1
+      const seg = await this.segmentFor(lastUnit, false)
+      if (seg) {
+        const at = lastUnit * CQ_UNIT.bytes - seg.start
+        if (cqUnitPhysicalOffset(seg.dv, at) + cqUnitSize(seg.dv, at) > commitLogMin) break
+      }
+      this.fileStarts.shift()
+      await this.set.removeFile(this.pathOf(start))
+      deleted++
+    }
+    if (this.fileStarts.length > 0) this.minOffset = Math.max(this.minOffset, this.fileStarts[0]! / CQ_UNIT.bytes)
+    await this.correctMinOffset(commitLogMin)
+    return deleted
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Read
+
+  /** Unit `unit` (undefined when outside the queue or its file is gone). */
+  async unitAt(unit: number): Promise<{ physicalOffset: number; size: number; tagsCode: number } | undefined> {
+    if (unit < this.minOffset || unit >= this.maxOffset) return undefined
+    const seg = await this.segmentFor(unit, false)
+    if (!seg) return undefined
+    const at = unit * CQ_UNIT.bytes - seg.start
+    return { physicalOffset: cqUnitPhysicalOffset(seg.dv, at), size: cqUnitSize(seg.dv, at), tagsCode: cqUnitTagsCode(seg.dv, at) }
+  }
+
+  /** First unit of the file after the one holding `unit` (RocketMQ's rollNextFile). */
+  rollNextFile(unit: number): number {
+    return (this.fileStartOf(unit) + this.set.fileSize) / CQ_UNIT.bytes
+  }
+}
+
+/** Every ConsumeQueue of a store, and the bounded set of their open files. */
+export class ConsumeQueueSet {
+  readonly fileSize: number
+  readonly queues = new Map<string, Map<number, ConsumeQueue>>()
+  readonly segments: LRUCache<string, Segment>
+  /** Queues written since the last `takeTouched()`, when arrivals are tracked. */
+  touched: ConsumeQueue[] = []
+  tracking = false
+  private readonly sparse: boolean
+  private readonly closing = new Set<Promise<void>>()
+  private readonly opening = new Map<string, Promise<Segment>>()
+
+  constructor(readonly options: ConsumeQueueSetOptions) {
+    this.fileSize = options.unitsPerFile * CQ_UNIT.bytes
+    this.sparse = options.io.canPrefault()
+    this.segments = new LRUCache<string, Segment>({
+      max: Math.max(2, options.maxOpenFiles),
+      dispose: (seg) => this.release(seg),
+    })
+  }
+
+  find(topic: string, queueId: number): ConsumeQueue | undefined {
+    return this.queues.get(topic)?.get(queueId)
+  }
+
+  findOrCreate(topic: string, queueId: number): ConsumeQueue {
+    let byId = this.queues.get(topic)
+    if (!byId) {
+      byId = new Map()
+      this.queues.set(topic, byId)
+    }
+    let cq = byId.get(queueId)
+    if (!cq) {
+      cq = new ConsumeQueue(this, topic, queueId, path.join(this.options.dir, topic, String(queueId)))
+      byId.set(queueId, cq)
+    }
+    return cq
+  }
+
+  *all(): IterableIterator<ConsumeQueue> {
+    for (const byId of this.queues.values()) yield* byId.values()
+  }
+
+  takeTouched(): ConsumeQueue[] {
+    const t = this.touched
+    this.touched = []
+    for (const cq of t) cq.touched = false
+    return t
+  }
+
+  /** Opens (creating if asked) the file at `p`, keeping it in the LRU. */
+  openSegment(cq: ConsumeQueue, p: string, start: number, create: boolean): Promise<Segment> {
+    let pending = this.opening.get(p)
+    if (pending) return pending
+    pending = (async () => {
+      const io = this.options.io
+      try {
+        if (create) {
+          await io.mkdirp(cq.dir)
+          if ((await io.size(p)) === undefined) await io.allocate(p, this.fileSize, { zeroFill: !this.sparse })
+          cq.noteFile(start)
+        }
+        const file = await io.open(p)
+        if (file.size !== this.fileSize) {
+          await file.close()
+          throw new StoreError('CORRUPT_FILE', `ConsumeQueue file ${p} has ${file.size} bytes, expected ${this.fileSize}`, { details: { file: p } })
+        }
+        const view = file.map(true)
+        const seg: Segment = { path: p, start, file, view, dv: dataViewOf(view), prefaultedTo: this.sparse ? 0 : this.fileSize, dirty: false }
+        this.segments.set(p, seg)
+        return seg
+      } catch (err) {
+        throw ioError(`opening ConsumeQueue file ${p}`, err)
+      } finally {
+        this.opening.delete(p)
+      }
+    })()
+    this.opening.set(p, pending)
+    return pending
+  }
+
+  /** Reserves the blocks of [.., end) of a sparse segment (CQ_PREFAULT_BYTES at a time). */
+  reserve(seg: Segment, end: number): void {
+    if (end <= seg.prefaultedTo) return
+    const from = seg.prefaultedTo
+    const to = Math.min(this.fileSize, Math.max(end, from + CQ_PREFAULT_BYTES))
+    try {
+      seg.file.prefault(from, to - from)
+    } catch (err) {
+      throw ioError(`reserving space in ConsumeQueue file ${seg.path}`, err)
+    }
+    seg.prefaultedTo = to
+  }
+
+  /**
+   * An evicted (or removed) segment: synced if dirty, then closed, in the background. Its view
+   * stays usable by whoever still holds the segment (the mapping lives until the Buffer is
+   * collected); the descriptor and the resident pages go now.
+   */
+  private release(seg: Segment): void {
+    const p = (async () => {
+      try {
+        if (seg.dirty) {
+          seg.dirty = false
+          await seg.file.datasync()
+        }
+      } finally {
+        await seg.file.close()
+      }
+    })()
+    const tracked = p.catch(() => undefined)
+    this.closing.add(tracked)
+    void tracked.then(() => this.closing.delete(tracked))
+  }
+
+  async removeFile(p: string): Promise<void> {
+    const seg = this.segments.peek(p)
+    if (seg) {
+      seg.dirty = false
+      this.segments.delete(p)
+    }
+    await Promise.all(this.closing)
+    await this.options.io.remove(p)
+  }
+
+  /** fdatasyncs every dirty open file, and waits for evicted ones to be synced and closed. */
+  async flush(): Promise<void> {
+    const dirty: Segment[] = []
+    for (const seg of this.segments.values()) {
+      if (seg.dirty) {
+        seg.dirty = false
+        dirty.push(seg)
+      }
+    }
+    try {
+      for (const seg of dirty) await seg.file.datasync()
+    } catch (err) {
+      for (const seg of dirty) seg.dirty = true
+      throw new StoreError('FLUSH_FAILED', 'fdatasync of a ConsumeQueue file failed', { cause: err })
+    }
+    await Promise.all(this.closing)
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Load
+
+  /**
+   * Finds every queue under the root and recovers it (see ConsumeQueue.recover). Returns false
+   * when some queue had to be dropped: the caller must then re-dispatch the whole CommitLog.
+   */
+  async load(clean: boolean): Promise<boolean> {
+    const io = this.options.io
+    await io.mkdirp(this.options.dir)
+    let intact = true
+    for (const topic of await io.list(this.options.dir)) {
+      if (!TOPIC_PATTERN.test(topic)) continue
+      const topicDir = path.join(this.options.dir, topic)
+      for (const id of await io.list(topicDir)) {
+        if (!/^\d+$/.test(id)) continue
+        const queueId = Number(id)
+        const dir = path.join(topicDir, id)
+        const starts: number[] = []
+        for (const name of await io.list(dir)) {
+          const file = path.join(dir, name)
+          if (name.endsWith('.tmp')) {
+            await io.remove(file)
+            continue
+          }
+          if (!DATA_FILE_NAME_PATTERN.test(name)) continue
+          const start = Number(name)
+          if (start % this.fileSize !== 0 || (await io.size(file)) !== this.fileSize) {
+            starts.length = 0
+            intact = false
+            break
+          }
+          starts.push(start)
+        }
+        starts.sort((a, b) => a - b)
+        const cq = this.findOrCreate(topic, queueId)
+        if (!(await cq.recover(clean, starts).catch(() => false))) {
+          intact = false
+          await this.dropQueue(cq)
+        }
+      }
+    }
+    return intact
+  }
+
+  /** Deletes a queue's files and forgets its contents (it is rebuilt by re-dispatch). */
+  async dropQueue(cq: ConsumeQueue): Promise<void> {
+    const io = this.options.io
+    for (const name of await io.list(cq.dir)) await this.removeFile(path.join(cq.dir, name))
+    cq.fileStarts = []
+    cq.minOffset = cq.maxOffset = cq.maxPhysicalEnd = 0
+  }
+
+  async close(): Promise<void> {
+    await this.flush().catch(() => undefined)
+    this.segments.clear()
+    await Promise.all(this.closing)
+  }
+}

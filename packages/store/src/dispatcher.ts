@@ -1,0 +1,174 @@
+/**
+ * The dispatcher follows the CommitLog (RocketMQ's ReputMessageService): from `reputOffset` up to
+ * the CommitLog's committed offset it reads each record's dispatch view and hands it to every
+ * listener in order (the ConsumeQueue builder first, then the index). Listeners run
+ * synchronously and may return a promise when they must open a file; the dispatcher then waits
+ * for it before the next record, so every listener sees records in CommitLog order exactly once
+ * per pass. A listener must be idempotent: recovery replays records it may have seen.
+ *
+ * It is kicked after every commit, so in the common case a record is dispatched before the put
+ * that wrote it returns; a kick while a pass runs just extends the pass.
+ */
+import { StoreError } from './errors.js'
+import type { CommitLog } from './commit-log.js'
+import { BLANK_MAGIC_CODE, MESSAGE_MAGIC_CODE_V1, MESSAGE_MAGIC_CODE_V2, readDispatchRequest, type DispatchRequest } from './format.js'
+
+export interface DispatchListener {
+  readonly name: string
+  /** Whether the listener reads `keys` and `uniqKey` (costs a string decode per record). */
+  readonly wantsKeys: boolean
+  dispatch(request: DispatchRequest): void | Promise<void>
+}
+
+export class Dispatcher {
+  /** CommitLog offset of the next record to dispatch. */
+  reputOffset = 0
+  /** Set when a pass stopped on an error; the next kick retries. */
+  lastError: StoreError | undefined
+  private running: Promise<void> | undefined
+  private again = false
+  private readonly request: DispatchRequest = {
+    topic: '',
+    queueId: 0,
+    physicalOffset: 0,
+    size: 0,
+    tagsCode: 0,
+    storeTimestamp: 0,
+    queueOffset: 0,
+    sysFlag: 0,
+    keys: undefined,
+    uniqKey: undefined,
+  }
+  private wantsKeys = false
+
+  constructor(
+    private readonly commitLog: CommitLog,
+    private readonly listeners: DispatchListener[],
+    /** Called after each pass that dispatched something. */
+    private readonly onPassDone: () => void,
+  ) {
+    this.wantsKeys = listeners.some((l) => l.wantsKeys)
+  }
+
+  addListener(listener: DispatchListener): void {
+    this.listeners.push(listener)
+    this.wantsKeys ||= listener.wantsKeys
+  }
+
+  /** How far the dispatcher trails the CommitLog, in bytes. */
+  get lagBytes(): number {
+    return Math.max(0, this.commitLog.committedOffset - this.reputOffset)
+  }
+
+  /** Dispatches everything committed; returns the pass (resolved at once when nothing ran async). */
+  kick(): Promise<void> | undefined {
+    if (this.running) {
+      this.again = true
+      return this.running
+    }
+    if (this.reputOffset >= this.commitLog.committedOffset) return undefined
+    const pass = this.pass()
+    if (pass) {
+      this.running = pass.finally(() => {
+        this.running = undefined
+        if (this.again) {
+          this.again = false
+          void this.kick()?.catch(() => undefined)
+        }
+      })
+      return this.running
+    }
+    return undefined
+  }
+
+  /** Resolves once everything committed when called (and since) is dispatched. */
+  async drain(): Promise<void> {
+    for (;;) {
+      const p = this.kick()
+      if (p) await p
+      if (this.lastError) throw this.lastError
+      if (this.reputOffset >= this.commitLog.committedOffset) return
+    }
+  }
+
+  /**
+   * One pass: synchronous until a listener returns a promise; then continues asynchronously.
+   * Returns undefined when it finished synchronously.
+   */
+  private pass(): Promise<void> | undefined {
+    const log = this.commitLog
+    const listeners = this.listeners
+    const req = this.request
+    let dispatched = false
+    this.lastError = undefined
+    try {
+      for (;;) {
+        const limit = log.committedOffset
+        if (this.reputOffset >= limit) break
+        const file = log.queue.findFile(this.reputOffset)
+        if (!file) {
+          // Below the first file (deleted by retention): start at the first one.
+          const first = log.queue.first
+          if (first && this.reputOffset < first.fileFromOffset) {
+            this.reputOffset = first.fileFromOffset
+            continue
+          }
+          break
+        }
+        const pos = this.reputOffset - file.fileFromOffset
+        const view = file.view
+        const end = Math.min(file.committedPosition, limit - file.fileFromOffset)
+        if (pos >= end) {
+          if (file.committedPosition >= file.fileSize) {
+            this.reputOffset = file.fileFromOffset + file.fileSize
+            continue
+          }
+          break
+        }
+        const magic = view.readInt32BE(pos + 4)
+        if (magic === BLANK_MAGIC_CODE) {
+          this.reputOffset = file.fileFromOffset + file.fileSize
+          continue
+        }
+        const size = view.readInt32BE(pos)
+        if ((magic !== MESSAGE_MAGIC_CODE_V1 && magic !== MESSAGE_MAGIC_CODE_V2) || size <= 0 || pos + size > end) {
+          throw new StoreError('CORRUPT_RECORD', `dispatch found no valid record at CommitLog offset ${this.reputOffset}`, { details: { physicalOffset: this.reputOffset } })
+        }
+        readDispatchRequest(view, pos, this.wantsKeys, req)
+        for (let i = 0; i < listeners.length; i++) {
+          const r = listeners[i]!.dispatch(req)
+          if (r) {
+            // Finish this record's remaining listeners asynchronously, then go on.
+            return this.continueAsync(r, i, dispatched)
+          }
+        }
+        dispatched = true
+        this.reputOffset += size
+      }
+    } catch (err) {
+      this.lastError = err instanceof StoreError ? err : new StoreError('IO_ERROR', `dispatch failed at CommitLog offset ${this.reputOffset}`, { cause: err })
+    }
+    if (dispatched) this.onPassDone()
+    return undefined
+  }
+
+  private async continueAsync(pending: Promise<void>, index: number, dispatchedBefore: boolean): Promise<void> {
+    try {
+      await pending
+      // The request object is reused; re-read it, since another pass may not run meanwhile.
+      const req = this.request
+      for (let i = index + 1; i < this.listeners.length; i++) {
+        const r = this.listeners[i]!.dispatch(req)
+        if (r) await r
+      }
+      this.reputOffset += req.size
+    } catch (err) {
+      this.lastError = err instanceof StoreError ? err : new StoreError('IO_ERROR', `dispatch failed at CommitLog offset ${this.reputOffset}`, { cause: err })
+      if (dispatchedBefore) this.onPassDone()
+      return
+    }
+    this.onPassDone()
+    const next = this.pass()
+    if (next) await next
+  }
+}
