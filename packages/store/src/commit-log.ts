@@ -598,7 +598,7 @@ export class CommitLog {
     const files = this.queue.files
     const first = files[0]
     if (!first || files.length < 2) return false
-    if (first.fileFromOffset + first.fileSize > Math.min(dispatchedOffset, this.flushedOffset)) return false
+    if (first.fileFromOffset + first.fileSize > dispatchedOffset) return false
     files.shift()
     if (this.prefaultFile === first) this.prefaultFile = undefined
     await first.close()

@@ -549,6 +549,8 @@ export class ConsumeQueueSet {
           starts.push(start)
         }
         starts.sort((a, b) => a - b)
+        // A queue folder without files lost them: rebuild (its offsets cannot be known otherwise).
+        if (starts.length === 0) intact = false
         const cq = this.findOrCreate(topic, queueId)
         if (!(await cq.recover(clean, starts).catch(() => false))) {
           intact = false

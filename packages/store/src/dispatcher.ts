@@ -13,6 +13,9 @@ import { StoreError } from './errors.js'
 import type { CommitLog } from './commit-log.js'
 import { BLANK_MAGIC_CODE, MESSAGE_MAGIC_CODE_V1, MESSAGE_MAGIC_CODE_V2, readDispatchRequest, type DispatchRequest } from './format.js'
 
+/** After a failed pass, appends do not retry dispatch more often than this (the timer does). */
+export const RETRY_AFTER_ERROR_MS = 1000
+
 export interface DispatchListener {
   readonly name: string
   /** Whether the listener reads `keys` and `uniqKey` (costs a string decode per record). */
@@ -25,6 +28,7 @@ export class Dispatcher {
   reputOffset = 0
   /** Set when a pass stopped on an error; the next kick retries. */
   lastError: StoreError | undefined
+  private lastErrorAt = 0
   private running: Promise<void> | undefined
   private again = false
   private readonly request: DispatchRequest = {
@@ -60,34 +64,58 @@ export class Dispatcher {
     return Math.max(0, this.commitLog.committedOffset - this.reputOffset)
   }
 
-  /** Dispatches everything committed; returns the pass (resolved at once when nothing ran async). */
-  kick(): Promise<void> | undefined {
+  /**
+   * Dispatches everything committed; returns the pass (undefined when it finished synchronously
+   * or there was nothing to do). After an error, a new attempt is made only once
+   * RETRY_AFTER_ERROR_MS has passed, unless `force`.
+   */
+  kick(force = false): Promise<void> | undefined {
     if (this.running) {
       this.again = true
       return this.running
     }
     if (this.reputOffset >= this.commitLog.committedOffset) return undefined
+    if (this.lastError && !force && Date.now() - this.lastErrorAt < RETRY_AFTER_ERROR_MS) return undefined
     const pass = this.pass()
     if (pass) {
       this.running = pass.finally(() => {
         this.running = undefined
-        if (this.again) {
+        if (this.again && !this.lastError) {
           this.again = false
           void this.kick()?.catch(() => undefined)
         }
+        this.again = false
       })
       return this.running
     }
     return undefined
   }
 
-  /** Resolves once everything committed when called (and since) is dispatched. */
-  async drain(): Promise<void> {
-    for (;;) {
+  /**
+   * Resolves once the dispatcher has passed CommitLog offset `end` (or stopped on an error: the
+   * record is stored all the same, and the next pass retries).
+   */
+  async waitFor(end: number): Promise<void> {
+    while (this.reputOffset < end) {
       const p = this.kick()
+      if (!p) return
+      await p.catch(() => undefined)
+      if (this.lastError) return
+    }
+  }
+
+  /** Resolves once everything committed is dispatched; throws the error that stopped it. */
+  async drain(): Promise<void> {
+    let attempts = 0
+    for (;;) {
+      if (this.running) await this.running
+      if (this.reputOffset >= this.commitLog.committedOffset) return
+      if (this.lastError && attempts++ > 0) throw this.lastError
+      const before = this.reputOffset
+      const p = this.kick(true)
       if (p) await p
       if (this.lastError) throw this.lastError
-      if (this.reputOffset >= this.commitLog.committedOffset) return
+      if (this.reputOffset === before && !p) return
     }
   }
 
@@ -100,7 +128,6 @@ export class Dispatcher {
     const listeners = this.listeners
     const req = this.request
     let dispatched = false
-    this.lastError = undefined
     try {
       for (;;) {
         const limit = log.committedOffset
@@ -143,13 +170,19 @@ export class Dispatcher {
           }
         }
         dispatched = true
+        this.lastError = undefined
         this.reputOffset += size
       }
     } catch (err) {
-      this.lastError = err instanceof StoreError ? err : new StoreError('IO_ERROR', `dispatch failed at CommitLog offset ${this.reputOffset}`, { cause: err })
+      this.setError(err)
     }
     if (dispatched) this.onPassDone()
     return undefined
+  }
+
+  private setError(err: unknown): void {
+    this.lastError = err instanceof StoreError ? err : new StoreError('IO_ERROR', `dispatch failed at CommitLog offset ${this.reputOffset}`, { cause: err })
+    this.lastErrorAt = Date.now()
   }
 
   private async continueAsync(pending: Promise<void>, index: number, dispatchedBefore: boolean): Promise<void> {
@@ -161,9 +194,10 @@ export class Dispatcher {
         const r = this.listeners[i]!.dispatch(req)
         if (r) await r
       }
+      this.lastError = undefined
       this.reputOffset += req.size
     } catch (err) {
-      this.lastError = err instanceof StoreError ? err : new StoreError('IO_ERROR', `dispatch failed at CommitLog offset ${this.reputOffset}`, { cause: err })
+      this.setError(err)
       if (dispatchedBefore) this.onPassDone()
       return
     }

@@ -355,7 +355,7 @@ export class MessageStore {
     }
     every(options.flushConsumeQueueIntervalMs ?? 1000, async () => {
       // A dispatch that stopped on an error (a full disk, say) is retried here.
-      if (this.dispatcher.lastError) void this.dispatcher.kick()?.catch(() => undefined)
+      if (this.dispatcher.lastError) void this.dispatcher.kick(true)?.catch(() => undefined)
       await this.flushConsumeQueues()
     })
     every(options.persistConsumerOffsetIntervalMs ?? DEFAULT_PERSIST_CONSUMER_OFFSET_INTERVAL_MS, () => this.consumerOffsets.persist())
@@ -502,8 +502,23 @@ export class MessageStore {
     return out
   }
 
-  private finish(results: AppendResult[]): PutResult[] | Promise<PutResult[]> {
-    return this.flushMode === 'async' ? results : this.commitLog.waitFlushed(results)
+  /**
+   * A put resolves once its message is readable through `get`: dispatch normally happens inside
+   * the append, and waits only when a ConsumeQueue file had to be created or opened.
+   */
+  private readable<T extends AppendResult | AppendResult[]>(results: T): T | Promise<T> {
+    const last = Array.isArray(results) ? results[results.length - 1]! : (results as AppendResult)
+    const end = last.physicalOffset + last.size
+    if (this.dispatcher.reputOffset >= end) return results
+    return this.dispatcher.waitFor(end).then(() => results)
+  }
+
+  private async finishOne(r: AppendResult): Promise<PutResult> {
+    return this.readable(this.flushMode === 'async' ? r : await this.commitLog.waitFlushed(r))
+  }
+
+  private async finish(results: AppendResult[]): Promise<PutResult[]> {
+    return this.readable(this.flushMode === 'async' ? results : await this.commitLog.waitFlushed(results))
   }
 
   /** Appends one message. With flush 'sync' it resolves once the message is on disk. */
@@ -515,9 +530,10 @@ export class MessageStore {
       const appended = this.commitLog.append([prepared], states, prepared.totalSize)
       if (Array.isArray(appended)) {
         const r = appended[0]!
-        return this.flushMode === 'async' ? Promise.resolve(r) : this.commitLog.waitFlushed(r)
+        if (this.flushMode === 'async') return Promise.resolve(this.readable(r))
+        return this.commitLog.waitFlushed(r).then((x) => this.readable(x))
       }
-      return appended.then((rs) => (this.flushMode === 'async' ? rs[0]! : this.commitLog.waitFlushed(rs[0]!)))
+      return appended.then((rs) => this.finishOne(rs[0]!))
     } catch (err) {
       return Promise.reject(err)
     }
@@ -610,8 +626,14 @@ export class MessageStore {
     if (offset < minOffset) return result('OFFSET_TOO_SMALL', minOffset)
     if (offset === maxOffset) return result('OFFSET_OVERFLOW_ONE', offset)
     if (offset > maxOffset) return result('OFFSET_OVERFLOW_BADLY', minOffset === 0 ? 0 : maxOffset)
-    let seg = cq.segmentFor(offset, false)
-    if (seg instanceof Promise) seg = await seg
+    let seg: Awaited<ReturnType<ConsumeQueue['segmentFor']>>
+    try {
+      const s = cq.segmentFor(offset, false)
+      seg = s instanceof Promise ? await s : s
+    } catch {
+      // The file holding `offset` cannot be opened (removed underneath us): skip to the next.
+      seg = undefined
+    }
     if (!seg || this.status !== 'open') return result('OFFSET_FOUND_NULL', cq.rollNextFile(offset))
     const fileEnd = cq.rollNextFile(offset)
     const stop = Math.min(cq.maxOffset, fileEnd, offset + Math.max(MIN_UNITS_SCANNED, maxMessages))
@@ -792,14 +814,17 @@ export class MessageStore {
     this.closing = (async () => {
       for (const t of this.timers) clearInterval(t)
       let failed: unknown
+      // ConsumeQueues are derived data: if they cannot be completed now (a full disk), close
+      // still succeeds, and the kept abort marker makes the next open re-dispatch.
+      let derivedIncomplete = false
       try {
         await this.commitLog.close(async () => {
           try {
             await this.dispatcher.drain()
             await this.cqFlushing
             await this.flushConsumeQueues()
-          } catch (err) {
-            failed ??= err
+          } catch {
+            derivedIncomplete = true
           }
         })
       } catch (err) {
@@ -815,7 +840,7 @@ export class MessageStore {
         await this.checkpoint.flush()
         await this.checkpoint.close()
         // A failed flush means the next open must recover as after a crash.
-        if (failed === undefined && !this.commitLog.failed) await this.io.remove(path.join(this.dir, STORE_PATHS.abort))
+        if (failed === undefined && !derivedIncomplete && !this.commitLog.failed) await this.io.remove(path.join(this.dir, STORE_PATHS.abort))
         await this.io.remove(path.join(this.dir, STORE_PATHS.lock))
       } finally {
         openDirs.delete(this.dir)
