@@ -28,6 +28,8 @@ const MiB = 1024 * 1024
 const TARGET_ASYNC_SINGLE = 0.1
 const TARGET_ASYNC_BATCH = 0.2
 const TARGET_SYNC_64 = 0.5
+/** Sequential consume (get, batches of 32) at no less than the async single-put rate. */
+const TARGET_CONSUME = 1.0
 
 interface Budget {
   fileSize: number
@@ -221,12 +223,61 @@ async function timedBlocks(ms: number, perBlock: number, block: () => Promise<vo
   }
 }
 
+/** Largest dispatch lag (bytes of CommitLog not yet in the ConsumeQueues) seen after an append. */
+let maxLagBytes = 0
+
 /** `await store.put()` in a loop for `ms`. */
 function putLoop(store: MessageStore, ms: number): Promise<LoopRun> {
   const m = message()
   return timedBlocks(ms, 256, async () => {
-    for (let i = 0; i < 256; i++) await store.put(m)
+    for (let i = 0; i < 256; i++) {
+      await store.put(m)
+      const lag = store.dispatchLagBytes
+      if (lag > maxLagBytes) maxLagBytes = lag
+    }
   })
+}
+
+/** Reads queue 0 from its start with get (batches of BATCH) for `ms` or to its end. */
+async function consumeSequential(store: MessageStore, ms: number): Promise<{ msgsPerSec: number; messages: number; bytes: number }> {
+  let offset = store.minOffset(TOPIC, 0)
+  const end = store.maxOffset(TOPIC, 0)
+  let messages = 0
+  let bytes = 0
+  const start = performance.now()
+  const deadline = start + ms
+  while (offset < end) {
+    const r = await store.get({ topic: TOPIC, queueId: 0, offset, maxMessages: BATCH })
+    if (r.status !== 'FOUND') throw new Error(`get at ${offset}: ${r.status}`)
+    for (const m of r.messages) bytes += m.body.length
+    messages += r.messages.length
+    offset = r.nextOffset
+    if ((messages & 1023) < BATCH && performance.now() >= deadline) break
+  }
+  return { msgsPerSec: (messages * 1000) / (performance.now() - start), messages, bytes }
+}
+
+/** Single-message gets at random offsets of queue 0 for `ms`. */
+async function consumeRandom(store: MessageStore, ms: number): Promise<{ msgsPerSec: number; p50: number; p99: number }> {
+  const min = store.minOffset(TOPIC, 0)
+  const span = store.maxOffset(TOPIC, 0) - min
+  const latencies: number[] = []
+  const start = performance.now()
+  const deadline = start + ms
+  let n = 0
+  let seed = 12345
+  while (performance.now() < deadline) {
+    for (let i = 0; i < 256; i++) {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0
+      const t = performance.now()
+      const r = await store.get({ topic: TOPIC, queueId: 0, offset: min + (seed % span), maxMessages: 1 })
+      latencies.push(performance.now() - t)
+      if (r.messages.length !== 1) throw new Error(`random get: ${r.status}`)
+      n++
+    }
+  }
+  latencies.sort((a, b) => a - b)
+  return { msgsPerSec: (n * 1000) / (performance.now() - start), p50: latencies[Math.floor(latencies.length / 2)]! * 1000, p99: latencies[Math.floor(latencies.length * 0.99)]! * 1000 }
 }
 
 /** `await store.putBatch()` of BATCH messages in a loop for `ms`. */
@@ -314,6 +365,18 @@ export async function run(opts: RunOptions): Promise<BenchResult[]> {
     const batch = await batchLoop(asyncStore, b.asyncMeasureMs)
     rows.push(...asyncRows(`async putBatch x${BATCH}`, batch, raw.msgsPerSec, rawName, TARGET_ASYNC_BATCH))
     log(`async putBatch: ${formatNumber(batch.msgsPerSec)} msgs/s (${batch.stalls} stalls, ${formatNumber(batch.stallMs, 0)} ms)`)
+    rows.push({ name: 'dispatch lag during async puts', value: maxLagBytes, unit: 'bytes max', note: 'ConsumeQueue trails the CommitLog by this much at most after a put returns' })
+
+    // Consume what was appended: queue 0 holds the single-put run and a share of the batches.
+    await asyncStore.whenDispatched()
+    await consumeSequential(asyncStore, b.warmupMs)
+    const seq = await consumeSequential(asyncStore, b.measureMs)
+    rows.push(compare({ name: `consume get x${BATCH}, sequential`, value: seq.msgsPerSec, unit: 'msgs/s', mbPerSec: mb(seq.msgsPerSec), note: `${formatNumber(seq.messages)} messages, bodies are views of the map` }, 'async put x1', single.msgsPerSec, TARGET_CONSUME))
+    log(`consume sequential: ${formatNumber(seq.msgsPerSec)} msgs/s`)
+    const rnd = await consumeRandom(asyncStore, b.measureMs)
+    rows.push(compare({ name: 'consume get x1, random offset', value: rnd.msgsPerSec, unit: 'msgs/s', mbPerSec: mb(rnd.msgsPerSec), note: `p50 ${rnd.p50.toFixed(1)} µs, p99 ${rnd.p99.toFixed(1)} µs` }, 'async put x1', single.msgsPerSec))
+    log(`consume random: ${formatNumber(rnd.msgsPerSec)} msgs/s`)
+
     const files = asyncStore.commitLog.queue.files.length
     const c0 = performance.now()
     await asyncStore.close()

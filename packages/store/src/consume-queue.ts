@@ -43,7 +43,12 @@ interface Segment {
   dv: DataView
   prefaultedTo: number
   dirty: boolean
+  /** Set when the LRU let go of it: the queue must look it up again. */
+  evicted: boolean
 }
+
+/** A queue's write segment is re-touched in the LRU every this many units. */
+const LRU_TOUCH_UNITS = 1024
 
 export interface ConsumeQueueSetOptions {
   io: FileIO
@@ -65,6 +70,9 @@ export class ConsumeQueue {
   maxPhysicalEnd = 0
   /** For arrival notifications: already in the set's touched list. */
   touched = false
+  /** The segment last written, while the LRU holds it (the append fast path). */
+  private writeSeg: Segment | undefined
+  private writesSinceTouch = 0
 
   constructor(
     readonly set: ConsumeQueueSet,
@@ -128,8 +136,21 @@ export class ConsumeQueue {
         return this.put(unit, physicalOffset, size, tagsCode)
       })
     }
+    const ws = this.writeSeg
+    if (ws !== undefined && !ws.evicted) {
+      const at = unit * CQ_UNIT.bytes - ws.start
+      if (at >= 0 && at < this.set.fileSize) {
+        if (++this.writesSinceTouch >= LRU_TOUCH_UNITS) {
+          this.writesSinceTouch = 0
+          this.set.segments.get(ws.path)
+        }
+        this.write(ws, unit, physicalOffset, size, tagsCode)
+        return
+      }
+    }
     const seg = this.segmentFor(unit, true)
-    if (seg instanceof Promise) return seg.then((s) => this.write(s!, unit, physicalOffset, size, tagsCode))
+    if (seg instanceof Promise) return seg.then((s) => this.write((this.writeSeg = s!), unit, physicalOffset, size, tagsCode))
+    this.writeSeg = seg!
     this.write(seg!, unit, physicalOffset, size, tagsCode)
   }
 
@@ -439,7 +460,7 @@ export class ConsumeQueueSet {
           throw new StoreError('CORRUPT_FILE', `ConsumeQueue file ${p} has ${file.size} bytes, expected ${this.fileSize}`, { details: { file: p } })
         }
         const view = file.map(true)
-        const seg: Segment = { path: p, start, file, view, dv: dataViewOf(view), prefaultedTo: this.sparse ? 0 : this.fileSize, dirty: false }
+        const seg: Segment = { path: p, start, file, view, dv: dataViewOf(view), prefaultedTo: this.sparse ? 0 : this.fileSize, dirty: false, evicted: false }
         this.segments.set(p, seg)
         return seg
       } catch (err) {
@@ -471,6 +492,7 @@ export class ConsumeQueueSet {
    * collected); the descriptor and the resident pages go now.
    */
   private release(seg: Segment): void {
+    seg.evicted = true
     const p = (async () => {
       try {
         if (seg.dirty) {

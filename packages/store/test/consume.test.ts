@@ -363,3 +363,18 @@ for (const seed of [1, 2, 3, 4, 5, 6]) {
     }
   })
 }
+
+test('async flush: messages are readable through get before they are flushed', { timeout: 30_000 }, async () => {
+  const { dir, cleanup } = await tempDir()
+  try {
+    const store = await MessageStore.open({ dir, flushIntervalMs: 60_000, flushThoroughIntervalMs: 600_000 })
+    const r = await store.put({ topic: 'unflushed', queueId: 0, body: 'not on disk yet' })
+    assert.ok(store.flushedPhysicalOffset < r.physicalOffset + r.size, 'nothing flushed yet')
+    const got = await store.get({ topic: 'unflushed', queueId: 0, offset: 0 })
+    assert.equal(got.status, 'FOUND')
+    assert.equal(got.messages[0]!.body.toString(), 'not on disk yet')
+    await store.close()
+  } finally {
+    await cleanup()
+  }
+})
