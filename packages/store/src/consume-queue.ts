@@ -28,15 +28,48 @@ import {
   offsetToFileName,
 } from './format.js'
 
+/**
+ * Zeroes (with pwrite, never a map fault) the 4 KiB pages of [from, to) that hold non-zero
+ * bytes: such pages exist on disk, so this needs no new space.
+ */
+async function zeroStale(file: DataFile, from: number, to: number): Promise<void> {
+  const page = 4096
+  const buf = Buffer.alloc(page)
+  let wrote = false
+  for (let at = from; at < to; ) {
+    const end = Math.min(to, at - (at % page) + page)
+    const got = await file.read(buf, 0, end - at, at)
+    if (buf.subarray(0, got).some((b) => b !== 0)) {
+      buf.fill(0)
+      await file.write(buf, 0, end - at, at)
+      wrote = true
+    }
+    at = end
+  }
+  if (wrote) await file.datasync()
+}
+
 /** Bytes of a ConsumeQueue file reserved (prefaulted) ahead of the writer at a time. */
 export const CQ_PREFAULT_BYTES = 8 * 1024
 /** After an unclean shutdown, bytes past a queue's end checked for stale units (see recover). */
 export const CQ_STALE_WINDOW_BYTES = 1024 * 1024
 export const DEFAULT_MAX_OPEN_CQ_FILES = 1024
+let zeroPage: Buffer | undefined
 
+/**
+ * ConsumeQueue files are mapped in windows of this many bytes (a multiple of 20 and of the page
+ * size), not whole: V8 counts every mapped byte as external memory and collects garbage more
+ * often the more there is, so thousands of whole 6 MB maps cost a full GC every few opens.
+ */
+export const CQ_MAP_WINDOW_BYTES = 20 * 4096 * 4
+
+/** An open, mapped window of a ConsumeQueue file. */
 interface Segment {
+  /** LRU key: file path and window start. */
+  readonly key: string
   readonly path: string
-  /** Logical byte offset of the file's first unit. */
+  /** Logical byte offsets of the file's first unit and of the window's first unit. */
+  readonly fileStart: number
   readonly start: number
   file: DataFile
   view: Buffer
@@ -71,7 +104,7 @@ export class ConsumeQueue {
   /** For arrival notifications: already in the set's touched list. */
   touched = false
   /** The segment last written, while the LRU holds it (the append fast path). */
-  private writeSeg: Segment | undefined
+  writeSeg: Segment | undefined
   private writesSinceTouch = 0
 
   constructor(
@@ -90,15 +123,18 @@ export class ConsumeQueue {
     return path.join(this.dir, offsetToFileName(start))
   }
 
-  /** The open segment holding `unit`, or undefined when no file holds it. */
+  /** The open window holding `unit`, or undefined when no file holds it. */
   segmentFor(unit: number, create: boolean): Maybe<Segment | undefined> {
-    const start = this.fileStartOf(unit)
-    const p = this.pathOf(start)
-    const cached = this.set.segments.get(p)
+    const fileStart = this.fileStartOf(unit)
+    const window = this.set.windowBytes
+    const start = fileStart + Math.floor((unit * CQ_UNIT.bytes - fileStart) / window) * window
+    const p = this.pathOf(fileStart)
+    const key = `${p}@${start - fileStart}`
+    const cached = this.set.segments.get(key)
     if (cached) return cached
-    const known = this.fileStarts.length > 0 && start >= this.fileStarts[0]! && start <= this.fileStarts[this.fileStarts.length - 1]!
+    const known = this.fileStarts.length > 0 && fileStart >= this.fileStarts[0]! && fileStart <= this.fileStarts[this.fileStarts.length - 1]!
     if (!known && !create) return undefined
-    return this.set.openSegment(this, p, start, !known)
+    return this.set.openSegment(this, key, p, fileStart, start, !known)
   }
 
   /** Records a created file; files are created in order, so it goes last. */
@@ -139,7 +175,7 @@ export class ConsumeQueue {
     const ws = this.writeSeg
     if (ws !== undefined && !ws.evicted) {
       const at = unit * CQ_UNIT.bytes - ws.start
-      if (at >= 0 && at < this.set.fileSize) {
+      if (at >= 0 && at < ws.view.length) {
         if (++this.writesSinceTouch >= LRU_TOUCH_UNITS) {
           this.writesSinceTouch = 0
           this.set.segments.get(ws.path)
@@ -192,12 +228,13 @@ export class ConsumeQueue {
     unit = Math.max(unit, this.minOffset)
     for (let u = unit; u < this.maxOffset; ) {
       const seg = await this.segmentFor(u, false)
-      const fileEndUnit = (this.fileStartOf(u) + this.set.fileSize) / CQ_UNIT.bytes
-      const to = Math.min(this.maxOffset, fileEndUnit)
-      if (seg) {
-        seg.view.fill(0, u * CQ_UNIT.bytes - seg.start, to * CQ_UNIT.bytes - seg.start)
-        seg.dirty = true
+      if (!seg) {
+        u = this.rollNextFile(u)
+        continue
       }
+      const to = Math.min(this.maxOffset, (seg.start + seg.view.length) / CQ_UNIT.bytes)
+      seg.view.fill(0, u * CQ_UNIT.bytes - seg.start, to * CQ_UNIT.bytes - seg.start)
+      seg.dirty = true
       u = to
     }
     // Files that now hold nothing go (but a queue keeps its first file).
@@ -229,89 +266,90 @@ export class ConsumeQueue {
    *
    * Reads go through pread, not the map: on tmpfs a read fault on a hole allocates a page.
    */
-  async recover(clean: boolean, fileStarts: number[]): Promise<boolean> {
+  async recover(clean: boolean, fileStarts: number[], commitLogEnd: number, commitLogMin: number): Promise<boolean> {
     this.fileStarts = fileStarts
     const fileSize = this.set.fileSize
     for (let i = 1; i < fileStarts.length; i++) if (fileStarts[i] !== fileStarts[i - 1]! + fileSize) return false
     if (fileStarts.length === 0) return true
+    const io = this.set.options.io
     const unitBuf = Buffer.alloc(CQ_UNIT.bytes)
     const unitDv = dataViewOf(unitBuf)
-    const sizeAt = async (seg: Segment, n: number): Promise<number> => {
+    const readUnit = async (file: DataFile, n: number): Promise<void> => {
       unitBuf.fill(0)
-      await seg.file.read(unitBuf, 0, CQ_UNIT.bytes, n * CQ_UNIT.bytes)
-      return cqUnitSize(unitDv, 0)
+      await file.read(unitBuf, 0, CQ_UNIT.bytes, n * CQ_UNIT.bytes)
     }
     // Trailing files without a first unit were created but never written.
+    let file: DataFile
     for (;;) {
       const last = fileStarts[fileStarts.length - 1]!
-      const seg = await this.segmentFor(last / CQ_UNIT.bytes, false)
-      if (!seg) return false
-      if ((await sizeAt(seg, 0)) !== 0 || fileStarts.length === 1) break
+      file = await io.open(this.pathOf(last))
+      await readUnit(file, 0)
+      if (cqUnitSize(unitDv, 0) !== 0 || fileStarts.length === 1) break
+      await file.close()
       fileStarts.pop()
-      await this.set.removeFile(seg.path)
+      await this.set.removeFile(this.pathOf(last))
     }
     const lastStart = fileStarts[fileStarts.length - 1]!
-    const seg = (await this.segmentFor(lastStart / CQ_UNIT.bytes, false))!
     const units = fileSize / CQ_UNIT.bytes
     let n: number
-    if (clean) {
-      let lo = 0
-      let hi = units
-      while (lo < hi) {
-        const mid = (lo + hi) >>> 1
-        if ((await sizeAt(seg, mid)) !== 0) lo = mid + 1
-        else hi = mid
-      }
-      n = lo
-    } else {
-      n = 0
-      let lastPhysical = -1
-      const chunk = Buffer.alloc(64 * 1024 - ((64 * 1024) % CQ_UNIT.bytes))
-      const dv = dataViewOf(chunk)
-      scan: for (let base = 0; base < units; ) {
-        const got = await seg.file.read(chunk, 0, Math.min(chunk.length, (units - base) * CQ_UNIT.bytes), base * CQ_UNIT.bytes)
-        const count = Math.floor(got / CQ_UNIT.bytes)
-        if (count === 0) break
-        for (let i = 0; i < count; i++) {
-          const at = i * CQ_UNIT.bytes
-          const size = cqUnitSize(dv, at)
-          if (size <= 0) break scan
-          const physical = cqUnitPhysicalOffset(dv, at)
-          if (size !== CQ_FILLER_SIZE) {
-            if (physical < 0 || physical < lastPhysical) break scan
-            lastPhysical = physical
-          }
-          n++
+    try {
+      if (clean) {
+        let lo = 0
+        let hi = units
+        while (lo < hi) {
+          const mid = (lo + hi) >>> 1
+          await readUnit(file, mid)
+          if (cqUnitSize(unitDv, 0) !== 0) lo = mid + 1
+          else hi = mid
         }
-        base += count
+        n = lo
+      } else {
+        n = 0
+        let lastPhysical = -1
+        const chunk = Buffer.alloc(64 * 1024 - ((64 * 1024) % CQ_UNIT.bytes))
+        const dv = dataViewOf(chunk)
+        scan: for (let base = 0; base < units; ) {
+          const got = await file.read(chunk, 0, Math.min(chunk.length, (units - base) * CQ_UNIT.bytes), base * CQ_UNIT.bytes)
+          const count = Math.floor(got / CQ_UNIT.bytes)
+          if (count === 0) break
+          for (let i = 0; i < count; i++) {
+            const at = i * CQ_UNIT.bytes
+            const size = cqUnitSize(dv, at)
+            if (size <= 0) break scan
+            const physical = cqUnitPhysicalOffset(dv, at)
+            if (size !== CQ_FILLER_SIZE) {
+              if (physical < 0 || physical < lastPhysical) break scan
+              lastPhysical = physical
+            }
+            n++
+          }
+          base += count
+        }
+        await zeroStale(file, n * CQ_UNIT.bytes, Math.min(fileSize, n * CQ_UNIT.bytes + CQ_STALE_WINDOW_BYTES))
       }
-      await this.zeroStale(seg, n * CQ_UNIT.bytes, Math.min(fileSize, n * CQ_UNIT.bytes + CQ_STALE_WINDOW_BYTES))
+      this.minOffset = fileStarts[0]! / CQ_UNIT.bytes
+      this.maxOffset = lastStart / CQ_UNIT.bytes + n
+      this.maxPhysicalEnd = 0
+      if (n > 0) {
+        await readUnit(file, n - 1)
+        const size = cqUnitSize(unitDv, 0)
+        if (size !== CQ_FILLER_SIZE) this.maxPhysicalEnd = cqUnitPhysicalOffset(unitDv, 0) + size
+      }
+    } finally {
+      await file.close()
     }
-    this.minOffset = fileStarts[0]! / CQ_UNIT.bytes
-    this.maxOffset = lastStart / CQ_UNIT.bytes + n
-    this.maxPhysicalEnd = 0
-    if (n > 0) {
-      unitBuf.fill(0)
-      await seg.file.read(unitBuf, 0, CQ_UNIT.bytes, (n - 1) * CQ_UNIT.bytes)
-      const size = cqUnitSize(unitDv, 0)
-      if (size !== CQ_FILLER_SIZE) this.maxPhysicalEnd = cqUnitPhysicalOffset(unitDv, 0) + size
+    // Units past the CommitLog's end, or a minimum below its start, take the mapped path.
+    if (this.maxPhysicalEnd > commitLogEnd || (this.maxPhysicalEnd === 0 && this.maxOffset > this.minOffset)) await this.truncatePhysical(commitLogEnd)
+    if (this.maxOffset > this.minOffset) {
+      const first = await io.open(this.pathOf(fileStarts[0]!))
+      try {
+        await readUnit(first, 0)
+      } finally {
+        await first.close()
+      }
+      if (cqUnitSize(unitDv, 0) === CQ_FILLER_SIZE || cqUnitPhysicalOffset(unitDv, 0) < commitLogMin) await this.correctMinOffset(commitLogMin)
     }
     return true
-  }
-
-  /** Zeroes, through the map, the pages of [from, to) that hold non-zero bytes (so they exist). */
-  private async zeroStale(seg: Segment, from: number, to: number): Promise<void> {
-    const page = 4096
-    const buf = Buffer.alloc(page)
-    for (let at = from; at < to; ) {
-      const end = Math.min(to, at - (at % page) + page)
-      const got = await seg.file.read(buf, 0, end - at, at)
-      if (buf.subarray(0, got).some((b) => b !== 0)) {
-        seg.view.fill(0, at, end)
-        seg.dirty = true
-      }
-      at = end
-    }
   }
 
   /** Drops the units that point past the end of the CommitLog. */
@@ -395,6 +433,7 @@ export class ConsumeQueue {
 /** Every ConsumeQueue of a store, and the bounded set of their open files. */
 export class ConsumeQueueSet {
   readonly fileSize: number
+  readonly windowBytes: number
   readonly queues = new Map<string, Map<number, ConsumeQueue>>()
   readonly segments: LRUCache<string, Segment>
   /** Queues written since the last `takeTouched()`, when arrivals are tracked. */
@@ -403,9 +442,12 @@ export class ConsumeQueueSet {
   private readonly sparse: boolean
   private readonly closing = new Set<Promise<void>>()
   private readonly opening = new Map<string, Promise<Segment>>()
+  /** Directories with entries created since the last flush (synced before the flush completes). */
+  private readonly dirsToSync = new Set<string>()
 
   constructor(readonly options: ConsumeQueueSetOptions) {
     this.fileSize = options.unitsPerFile * CQ_UNIT.bytes
+    this.windowBytes = CQ_MAP_WINDOW_BYTES
     this.sparse = options.io.canPrefault()
     this.segments = new LRUCache<string, Segment>({
       max: Math.max(2, options.maxOpenFiles),
@@ -442,44 +484,62 @@ export class ConsumeQueueSet {
     return t
   }
 
-  /** Opens (creating if asked) the file at `p`, keeping it in the LRU. */
-  openSegment(cq: ConsumeQueue, p: string, start: number, create: boolean): Promise<Segment> {
-    let pending = this.opening.get(p)
+  /** Opens (creating if asked) the file at `p` and maps the window at `start`, keeping it in the LRU. */
+  openSegment(cq: ConsumeQueue, key: string, p: string, fileStart: number, start: number, create: boolean): Promise<Segment> {
+    let pending = this.opening.get(key)
     if (pending) return pending
     pending = (async () => {
       const io = this.options.io
+      let fresh = false
       try {
         if (create) {
           await io.mkdirp(cq.dir)
-          if ((await io.size(p)) === undefined) await io.allocate(p, this.fileSize, { zeroFill: !this.sparse })
-          cq.noteFile(start)
+          if ((await io.size(p)) === undefined) {
+            // Not synced here (a new queue must not stall dispatch for two fsyncs): flush() syncs
+            // the directories before the checkpoint may count on the file.
+            await io.allocate(p, this.fileSize, { zeroFill: !this.sparse, durable: false })
+            fresh = true
+            this.dirsToSync.add(cq.dir)
+            this.dirsToSync.add(path.dirname(cq.dir))
+            this.dirsToSync.add(this.options.dir)
+          }
+          cq.noteFile(fileStart)
         }
         const file = await io.open(p)
         if (file.size !== this.fileSize) {
           await file.close()
           throw new StoreError('CORRUPT_FILE', `ConsumeQueue file ${p} has ${file.size} bytes, expected ${this.fileSize}`, { details: { file: p } })
         }
-        const view = file.map(true)
-        const seg: Segment = { path: p, start, file, view, dv: dataViewOf(view), prefaultedTo: this.sparse ? 0 : this.fileSize, dirty: false, evicted: false }
-        this.segments.set(p, seg)
+        const length = Math.min(this.windowBytes, this.fileSize - (start - fileStart))
+        let prefaultedTo = this.sparse ? 0 : length
+        if (fresh && this.sparse && start === fileStart) {
+          // The first write fault on a new file costs milliseconds on the main thread (ext4
+          // allocates and journals); a pwrite of the first range does it on the thread pool.
+          prefaultedTo = Math.min(length, CQ_PREFAULT_BYTES)
+          zeroPage ??= Buffer.alloc(CQ_PREFAULT_BYTES)
+          await file.write(zeroPage, 0, prefaultedTo, 0)
+        }
+        const view = file.map(true, start - fileStart, length)
+        const seg: Segment = { key, path: p, fileStart, start, file, view, dv: dataViewOf(view), prefaultedTo, dirty: false, evicted: false }
+        this.segments.set(key, seg)
         return seg
       } catch (err) {
         throw ioError(`opening ConsumeQueue file ${p}`, err)
       } finally {
-        this.opening.delete(p)
+        this.opening.delete(key)
       }
     })()
-    this.opening.set(p, pending)
+    this.opening.set(key, pending)
     return pending
   }
 
-  /** Reserves the blocks of [.., end) of a sparse segment (CQ_PREFAULT_BYTES at a time). */
+  /** Reserves the blocks of [.., end) of a sparse window (CQ_PREFAULT_BYTES at a time); `end` is window-relative. */
   reserve(seg: Segment, end: number): void {
     if (end <= seg.prefaultedTo) return
     const from = seg.prefaultedTo
-    const to = Math.min(this.fileSize, Math.max(end, from + CQ_PREFAULT_BYTES))
+    const to = Math.min(seg.view.length, Math.max(end, from + CQ_PREFAULT_BYTES))
     try {
-      seg.file.prefault(from, to - from)
+      seg.file.prefault(seg.start - seg.fileStart + from, to - from)
     } catch (err) {
       throw ioError(`reserving space in ConsumeQueue file ${seg.path}`, err)
     }
@@ -509,10 +569,11 @@ export class ConsumeQueueSet {
   }
 
   async removeFile(p: string): Promise<void> {
-    const seg = this.segments.peek(p)
-    if (seg) {
-      seg.dirty = false
-      this.segments.delete(p)
+    for (const [key, seg] of [...this.segments.entries()]) {
+      if (seg.path === p) {
+        seg.dirty = false
+        this.segments.delete(key)
+      }
     }
     await Promise.all(this.closing)
     await this.options.io.remove(p)
@@ -534,6 +595,14 @@ export class ConsumeQueueSet {
       throw new StoreError('FLUSH_FAILED', 'fdatasync of a ConsumeQueue file failed', { cause: err })
     }
     await Promise.all(this.closing)
+    const dirs = [...this.dirsToSync]
+    this.dirsToSync.clear()
+    try {
+      for (const d of dirs) await this.options.io.syncDir(d)
+    } catch (err) {
+      for (const d of dirs) this.dirsToSync.add(d)
+      throw new StoreError('FLUSH_FAILED', 'syncing a ConsumeQueue directory failed', { cause: err })
+    }
   }
 
   // -------------------------------------------------------------------------------------------
@@ -543,43 +612,51 @@ export class ConsumeQueueSet {
    * Finds every queue under the root and recovers it (see ConsumeQueue.recover). Returns false
    * when some queue had to be dropped: the caller must then re-dispatch the whole CommitLog.
    */
-  async load(clean: boolean): Promise<boolean> {
+  async load(clean: boolean, commitLogEnd: number, commitLogMin: number): Promise<boolean> {
     const io = this.options.io
     await io.mkdirp(this.options.dir)
     let intact = true
+    const found: Array<{ topic: string; queueId: number; dir: string }> = []
     for (const topic of await io.list(this.options.dir)) {
       if (!TOPIC_PATTERN.test(topic)) continue
       const topicDir = path.join(this.options.dir, topic)
       for (const id of await io.list(topicDir)) {
-        if (!/^\d+$/.test(id)) continue
-        const queueId = Number(id)
-        const dir = path.join(topicDir, id)
-        const starts: number[] = []
-        for (const name of await io.list(dir)) {
-          const file = path.join(dir, name)
-          if (name.endsWith('.tmp')) {
-            await io.remove(file)
-            continue
-          }
-          if (!DATA_FILE_NAME_PATTERN.test(name)) continue
-          const start = Number(name)
-          if (start % this.fileSize !== 0 || (await io.size(file)) !== this.fileSize) {
-            starts.length = 0
-            intact = false
-            break
-          }
-          starts.push(start)
-        }
-        starts.sort((a, b) => a - b)
-        // A queue folder without files lost them: rebuild (its offsets cannot be known otherwise).
-        if (starts.length === 0) intact = false
-        const cq = this.findOrCreate(topic, queueId)
-        if (!(await cq.recover(clean, starts).catch(() => false))) {
-          intact = false
-          await this.dropQueue(cq)
-        }
+        if (/^\d+$/.test(id)) found.push({ topic, queueId: Number(id), dir: path.join(topicDir, id) })
       }
     }
+    const recoverOne = async ({ topic, queueId, dir }: { topic: string; queueId: number; dir: string }): Promise<void> => {
+      const starts: number[] = []
+      let sound = true
+      for (const name of await io.list(dir)) {
+        const file = path.join(dir, name)
+        if (name.endsWith('.tmp')) {
+          await io.remove(file)
+          continue
+        }
+        if (!DATA_FILE_NAME_PATTERN.test(name)) continue
+        const start = Number(name)
+        if (start % this.fileSize !== 0 || (await io.size(file)) !== this.fileSize) {
+          sound = false
+          break
+        }
+        starts.push(start)
+      }
+      starts.sort((a, b) => a - b)
+      // A queue folder without files lost them: rebuild (its offsets cannot be known otherwise).
+      if (starts.length === 0) sound = false
+      const cq = this.findOrCreate(topic, queueId)
+      if (sound) sound = await cq.recover(clean, starts, commitLogEnd, commitLogMin).catch(() => false)
+      if (!sound) {
+        intact = false
+        await this.dropQueue(cq)
+      }
+    }
+    // Queues recover concurrently: each is a handful of small preads.
+    let next = 0
+    const worker = async (): Promise<void> => {
+      while (next < found.length) await recoverOne(found[next++]!)
+    }
+    await Promise.all(Array.from({ length: Math.min(16, found.length) }, worker))
     return intact
   }
 
@@ -593,6 +670,8 @@ export class ConsumeQueueSet {
 
   async close(): Promise<void> {
     await this.flush().catch(() => undefined)
+    // Drop every reference to a mapping, so the GC can unmap them (docs/design/mmap.md).
+    for (const cq of this.all()) cq.writeSeg = undefined
     this.segments.clear()
     await Promise.all(this.closing)
   }

@@ -18,8 +18,11 @@ import * as vm from 'node:vm'
 export interface DataFile {
   readonly path: string
   readonly size: number
-  /** Maps the whole file shared; writable only if asked. The view is valid until `close()`. */
-  map(writable: boolean): Buffer
+  /**
+   * Maps the file shared (or `length` bytes from `offset`, page-aligned); writable only if asked.
+   * The view is valid until `close()`. One mapping per DataFile.
+   */
+  map(writable: boolean, offset?: number, length?: number): Buffer
   /**
    * pread into `target` (fewer bytes only at the end of the file). Unlike a read through the map
    * it never allocates: on tmpfs a read fault on a hole takes a page, and SIGBUS when none is left.
@@ -71,8 +74,10 @@ export interface FileIO {
    * `zeroFill`: the zeros are written, so later pwrites cannot hit ENOSPC and fdatasync has no
    * block allocation to journal. Otherwise the file is sparse: only a writer that prefaults
    * every range before writing it through the map may use it. `signal` stops a zero fill early.
+   * `durable: false` skips the syncs (the caller syncs the directory later, before it relies on
+   * the file): for derived files created on the hot path.
    */
-  allocate(file: string, size: number, options?: { zeroFill?: boolean; signal?: AbortSignal }): Promise<void>
+  allocate(file: string, size: number, options?: { zeroFill?: boolean; signal?: AbortSignal; durable?: boolean }): Promise<void>
   /** Whether DataFile.prefault works here (Linux 5.14+), so sparse files are safe to map-write. */
   canPrefault(): boolean
   /** Opens an existing file for reading and writing. */
@@ -139,6 +144,8 @@ let zeroChunk: Buffer | undefined
 
 class NodeDataFile implements DataFile {
   private view: Buffer | undefined
+  /** File offset of view[0]. */
+  private mapOffset = 0
   private closed = false
   private dsync: Promise<fsp.FileHandle> | undefined
 
@@ -148,12 +155,14 @@ class NodeDataFile implements DataFile {
     private readonly handle: fsp.FileHandle,
   ) {}
 
-  map(writable: boolean): Buffer {
+  map(writable: boolean, offset = 0, length = this.size - offset): Buffer {
     if (this.view) return this.view
-    if (this.size > MAX_MAP_BYTES) throw new RangeError(`cannot map ${this.size} bytes (limit ${MAX_MAP_BYTES})`)
+    if (length > MAX_MAP_BYTES) throw new RangeError(`cannot map ${length} bytes (limit ${MAX_MAP_BYTES})`)
+    if (offset % PAGE_BYTES !== 0) throw new RangeError(`map offset ${offset} is not page-aligned`)
     const m = mmapIo()
     const prot = writable ? m.PROT_READ | m.PROT_WRITE : m.PROT_READ
-    this.view = m.map(this.size, prot, m.MAP_SHARED, this.handle.fd, 0)
+    this.view = m.map(length, prot, m.MAP_SHARED, this.handle.fd, offset)
+    this.mapOffset = offset
     return this.view
   }
 
@@ -203,11 +212,11 @@ class NodeDataFile implements DataFile {
 
   prefault(offset: number, length: number): boolean {
     if (!this.view || !canPopulateWrite()) return false
-    const end = Math.min(this.size, offset + length)
+    const end = Math.min(this.mapOffset + this.view.length, offset + length)
     if (end <= offset) return true
     const start = offset - (offset % PAGE_BYTES) // madvise wants a page-aligned start
     try {
-      mmapIo().advise(this.view, start, end - start, MADV_POPULATE_WRITE)
+      mmapIo().advise(this.view, start - this.mapOffset, end - start, MADV_POPULATE_WRITE)
     } catch (err) {
       // mmap-io reports "madvise() failed, <errno>". EFAULT/ENOMEM/ENOSPC here mean the fault
       // could not be served, on a sparse file almost always for want of space.
@@ -337,7 +346,8 @@ export class NodeFileIO implements FileIO {
     await this.syncDir(path.dirname(file))
   }
 
-  async allocate(file: string, size: number, options: { zeroFill?: boolean; signal?: AbortSignal } = {}): Promise<void> {
+  async allocate(file: string, size: number, options: { zeroFill?: boolean; signal?: AbortSignal; durable?: boolean } = {}): Promise<void> {
+    const durable = options.durable ?? true
     const tmp = `${file}.tmp`
     const handle = await fsp.open(tmp, 'w')
     try {
@@ -352,7 +362,7 @@ export class NodeFileIO implements FileIO {
       } else {
         await handle.truncate(size)
       }
-      await handle.datasync()
+      if (durable) await handle.datasync()
     } catch (err) {
       await handle.close().catch(() => {})
       await fsp.rm(tmp, { force: true })
@@ -360,7 +370,7 @@ export class NodeFileIO implements FileIO {
     }
     await handle.close()
     await fsp.rename(tmp, file)
-    await this.syncDir(path.dirname(file))
+    if (durable) await this.syncDir(path.dirname(file))
   }
 
   canPrefault(): boolean {

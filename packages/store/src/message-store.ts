@@ -316,15 +316,10 @@ export class MessageStore {
   private async recoverConsumeQueues(clean: boolean): Promise<void> {
     const cqs = this.consumeQueues
     const log = this.commitLog
-    const intact = await cqs.load(clean)
     const end = log.committedOffset
     const min = log.minOffset
-    let any = false
-    for (const cq of cqs.all()) {
-      any = true
-      await cq.truncatePhysical(end)
-      await cq.correctMinOffset(min)
-    }
+    const intact = await cqs.load(clean, end, min)
+    const any = !cqs.all().next().done
     let from = this.checkpoint.values.logicsFlushedOffset
     if (!intact || (!any && end > min) || from < min || from > end) from = min
     this.dispatcher.reputOffset = Math.min(from, end)
@@ -637,39 +632,50 @@ export class MessageStore {
     if (!seg || this.status !== 'open') return result('OFFSET_FOUND_NULL', cq.rollNextFile(offset))
     const fileEnd = cq.rollNextFile(offset)
     const stop = Math.min(cq.maxOffset, fileEnd, offset + Math.max(MIN_UNITS_SCANNED, maxMessages))
-    const dv = seg.dv
     const log = this.commitLog
     const logMin = log.minOffset
     const messages: StoredMessage[] = []
     let status: GetMessageStatus = 'NO_MATCHED_MESSAGE'
     let bytes = 0
     let unit = offset
-    for (; unit < stop; unit++) {
-      const at = unit * 20 - seg.start
-      const size = dv.getInt32(at + 8)
-      if (size === CQ_FILLER_SIZE) continue
-      const physicalOffset = dv.getInt32(at) * 4294967296 + dv.getUint32(at + 4)
-      if (codes !== undefined) {
-        const tagsCode = dv.getInt32(at + 12) * 4294967296 + dv.getUint32(at + 16)
-        if (!codes.has(tagsCode)) {
+    // A file is mapped in windows; a read goes on into the next window of the same file.
+    scan: for (;;) {
+      const dv = seg.dv
+      const windowEnd = Math.min(stop, (seg.start + seg.view.length) / 20)
+      for (; unit < windowEnd; unit++) {
+        const at = unit * 20 - seg.start
+        const size = dv.getInt32(at + 8)
+        if (size === CQ_FILLER_SIZE) continue
+        const physicalOffset = dv.getInt32(at) * 4294967296 + dv.getUint32(at + 4)
+        if (codes !== undefined) {
+          const tagsCode = dv.getInt32(at + 12) * 4294967296 + dv.getUint32(at + 16)
+          if (!codes.has(tagsCode)) continue
+        }
+        if (messages.length > 0 && (messages.length >= maxMessages || bytes + size > maxBytes)) break scan
+        if (physicalOffset < logMin) {
+          if (messages.length === 0) status = 'MESSAGE_WAS_REMOVING'
           continue
         }
+        const where = log.recordAt(physicalOffset)
+        if (!where) {
+          if (messages.length === 0) status = 'MESSAGE_WAS_REMOVING'
+          continue
+        }
+        const m = decodeRecord(where.buf, where.at, false)
+        if (tagSet !== undefined && (m.tags === undefined || !tagSet.has(m.tags))) continue
+        messages.push(m)
+        bytes += size
+        status = 'FOUND'
       }
-      if (messages.length > 0 && (messages.length >= maxMessages || bytes + size > maxBytes)) break
-      if (physicalOffset < logMin) {
-        if (messages.length === 0) status = 'MESSAGE_WAS_REMOVING'
-        continue
+      if (unit >= stop) break
+      try {
+        const next = cq.segmentFor(unit, false)
+        const s = next instanceof Promise ? await next : next
+        if (!s || this.status !== 'open') break
+        seg = s
+      } catch {
+        break
       }
-      const where = log.recordAt(physicalOffset)
-      if (!where) {
-        if (messages.length === 0) status = 'MESSAGE_WAS_REMOVING'
-        continue
-      }
-      const m = decodeRecord(where.buf, where.at, false)
-      if (tagSet !== undefined && (m.tags === undefined || !tagSet.has(m.tags))) continue
-      messages.push(m)
-      bytes += size
-      status = 'FOUND'
     }
     return result(status, unit, messages)
   }

@@ -134,7 +134,7 @@ export class SimFileIO implements FileIO {
     return {
       path: p,
       size: entry.volatile.length,
-      map: () => entry.volatile,
+      map: (_writable, offset = 0, length = entry.volatile.length - offset) => entry.volatile.subarray(offset, offset + length),
       async read(target, targetOffset, length, position) {
         const n = Math.max(0, Math.min(length, entry.volatile.length - position))
         entry.volatile.copy(target, targetOffset, position, position + n)
