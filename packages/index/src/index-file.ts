@@ -154,6 +154,33 @@ export class IndexFile implements IndexHeader {
     return f
   }
 
+  /**
+   * For a file that is not the last one (complete, written long before): its newest entry is the
+   * header's end and heads its slot. Returns the reason when not. Two small reads, no mapping.
+   */
+  checkNewestEntry(): string | undefined {
+    const n = this.indexCount - 1
+    if (n < FIRST_ENTRY) return undefined
+    const bytes = Buffer.alloc(INDEX_ENTRY.bytes + INDEX_SLOT_BYTES)
+    const fd = fs.openSync(this.path, 'r')
+    let keyHash: number
+    try {
+      fs.readSync(fd, bytes, 0, INDEX_ENTRY.bytes, this.entriesStart + n * INDEX_ENTRY.bytes)
+      keyHash = bytes.readInt32BE(INDEX_ENTRY.keyHash)
+      if (keyHash >= 0) fs.readSync(fd, bytes, INDEX_ENTRY.bytes, INDEX_SLOT_BYTES, INDEX_HEADER.bytes + (keyHash % this.maxHashSlotNum) * INDEX_SLOT_BYTES)
+    } finally {
+      fs.closeSync(fd)
+    }
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+    const phyOffset = readI64(view, INDEX_ENTRY.phyOffset)
+    const prev = view.getInt32(INDEX_ENTRY.prevIndex)
+    const head = view.getInt32(INDEX_ENTRY.bytes)
+    if (keyHash < 0 || phyOffset !== this.endPhyOffset || prev < 0 || prev >= n || head !== n) {
+      return `newest entry ${n} does not match the header (phyOffset ${phyOffset}, header end ${this.endPhyOffset}, slot head ${head})`
+    }
+    return undefined
+  }
+
   attach(mapping: Mapping): void {
     this.mapping = mapping
     this.view = mapping.view

@@ -163,7 +163,9 @@ export class IndexService {
           ? loaded
           : prev && loaded.indexCount > 1 && loaded.beginPhyOffset < prev.endPhyOffset
             ? `begins at ${loaded.beginPhyOffset}, before the previous file ends (${prev.endPhyOffset})`
-            : undefined
+            : i < names.length - 1 // the last file is checked by the rollback below, torn puts and all
+              ? loaded.checkNewestEntry()
+              : undefined
       if (problem !== undefined) {
         // This file and every later one go; the records from the previous file's last one on
         // are indexed again (rolling that record back makes the cut exact).

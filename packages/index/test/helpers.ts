@@ -57,3 +57,13 @@ export function hits(idx: IndexService, i: number, topic = 'T'): [number, number
   const count = (key: string): number => idx.query(topic, key, { maxNum: 1000 }).filter((o) => o === at).length
   return [count(`u${i}`), count(`k${i}`)]
 }
+
+/**
+ * Drops `idx` as a killed process would: no flush, mappings released (their dirty pages stay in
+ * the page cache, exactly what survives a SIGKILL).
+ */
+export function crash(idx: IndexService): void {
+  const raw = idx as unknown as { releaseAll(): void; status: string }
+  raw.releaseAll()
+  raw.status = 'closed'
+}
