@@ -27,6 +27,9 @@ import {
 } from './format.js'
 import { Mapping, createSparseFile } from './mapping.js'
 
+const scratch = Buffer.alloc(INDEX_ENTRY.bytes)
+const scratchView = new DataView(scratch.buffer, scratch.byteOffset, scratch.byteLength)
+
 /** Entries reserved ahead of the writer at a time (1 MiB of entries). */
 const RESERVE_AHEAD_BYTES = 1024 * 1024
 
@@ -276,6 +279,34 @@ export class IndexFile implements IndexHeader {
       const prev = v.getInt32(at + INDEX_ENTRY.prevIndex)
       if (prev <= 0 || prev > count || prev === n || time < begin) break
       n = prev
+    }
+  }
+
+  /**
+   * `select` for a file that is not mapped: the same walk with pread. Used while too many
+   * released mappings wait for their unmap (mapping.ts).
+   */
+  selectUnmapped(out: number[], keyHash: number, maxNum: number, begin: number, end: number): void {
+    const count = this.indexCount
+    if (count <= FIRST_ENTRY) return
+    const b = scratch
+    const fd = fs.openSync(this.path, 'r')
+    try {
+      fs.readSync(fd, b, 0, INDEX_SLOT_BYTES, INDEX_HEADER.bytes + (keyHash % this.maxHashSlotNum) * INDEX_SLOT_BYTES)
+      let n = b.readInt32BE(0)
+      if (n <= 0 || n > count) return
+      while (out.length < maxNum) {
+        fs.readSync(fd, b, 0, INDEX_ENTRY.bytes, this.entriesStart + n * INDEX_ENTRY.bytes)
+        const timeDiff = b.readInt32BE(INDEX_ENTRY.timeDiff)
+        if (timeDiff < 0) break
+        const time = this.beginTimestamp + timeDiff * 1000
+        if (b.readInt32BE(INDEX_ENTRY.keyHash) === keyHash && time >= begin && time <= end) out.push(readI64(scratchView, INDEX_ENTRY.phyOffset))
+        const prev = b.readInt32BE(INDEX_ENTRY.prevIndex)
+        if (prev <= 0 || prev > count || prev === n || time < begin) break
+        n = prev
+      }
+    } finally {
+      fs.closeSync(fd)
     }
   }
 

@@ -18,7 +18,7 @@ import { readCheckpoint, writeCheckpoint, writeCheckpointSync } from './checkpoi
 import { IndexError, ioError } from './errors.js'
 import { INDEX_DEFAULTS, fileNameOf, indexFileSize, isIndexFileName, javaHashContinue, positiveHash, indexKeyHash, timeOfFileName, topicHashPrefix } from './format.js'
 import { IndexFile, type IndexFileInfo } from './index-file.js'
-import { MAX_MAP_BYTES, Mapping, datasyncPath, reclaimMappings, syncDirSync } from './mapping.js'
+import { MAX_BACKLOG, MAX_MAP_BYTES, Mapping, datasyncPath, mappingBacklog, reclaimMappings, syncDirSync } from './mapping.js'
 
 export interface IndexServiceOptions {
   /** The index directory (the store's `index/`); created if missing. */
@@ -426,16 +426,19 @@ export class IndexService {
     for (let i = this.list.length - 1; i >= 0; i--) {
       const f = this.list[i]!
       if (f.isTimeMatched(begin, end)) {
-        if (!f.isMapped) {
-          try {
+        try {
+          if (f.isMapped) {
+            if (i < this.writerIndex) this.mapped.get(f.name)
+            f.select(out, keyHash, maxNum, begin, end)
+          } else if (mappingBacklog() >= MAX_BACKLOG) {
+            f.selectUnmapped(out, keyHash, maxNum, begin, end)
+          } else {
             this.attach(f)
-          } catch (err) {
-            throw ioError(`mapping index file ${f.path}`, err)
+            f.select(out, keyHash, maxNum, begin, end)
           }
-        } else if (i < this.writerIndex) {
-          this.mapped.get(f.name)
+        } catch (err) {
+          throw ioError(`reading index file ${f.path}`, err)
         }
-        f.select(out, keyHash, maxNum, begin, end)
       }
       if (f.beginTimestamp < begin || out.length >= maxNum) break
     }

@@ -65,7 +65,19 @@ export function canPopulateWrite(): boolean {
   return populateWriteWorks
 }
 
-let pendingUnmaps = 0
+/**
+ * Released mappings not unmapped yet. The unmap happens in a finalizer that runs on the event
+ * loop after the GC collected the Buffer, so a synchronous burst of queries over more files than
+ * stay mapped would let released mappings pile up (the kernel's map count limit, 65,530 by
+ * default, then fails mmap with ENOMEM). Every GC_EVERY releases a GC runs; past MAX_BACKLOG the
+ * service reads unmapped files with pread instead of mapping them, until the event loop turns.
+ */
+let backlog = 0
+export const GC_EVERY_RELEASES = 256
+export const MAX_BACKLOG = 4096
+const unmapped = new FinalizationRegistry<{ released: boolean }>((state) => {
+  if (state.released) backlog--
+})
 let gcFunction: (() => void) | undefined | null
 
 /** Runs a full GC (exposing it at run time once). False when the runtime refuses. */
@@ -82,18 +94,21 @@ export function forceGc(): boolean {
   return gcFunction !== null
 }
 
-/** A full GC, only when some mapping was released since the last call. */
+/** A full GC when some released mapping is still waiting for one. */
 export function reclaimMappings(): void {
-  if (pendingUnmaps === 0) return
-  pendingUnmaps = 0
-  forceGc()
+  if (backlog > 0) forceGc()
+}
+
+/** Released mappings whose unmap has not run yet. */
+export function mappingBacklog(): number {
+  return backlog
 }
 
 /** One index file opened read-write and mapped whole, shared. */
 export class Mapping {
   readonly buffer: Buffer
   readonly view: DataView
-  private released = false
+  private readonly state = { released: false }
 
   private constructor(
     readonly file: string,
@@ -103,6 +118,7 @@ export class Mapping {
     const m = mmapIo()
     this.buffer = m.map(size, m.PROT_READ | m.PROT_WRITE, m.MAP_SHARED, fd, 0)
     this.view = new DataView(this.buffer.buffer, this.buffer.byteOffset, this.buffer.byteLength)
+    unmapped.register(this.buffer, this.state)
   }
 
   /** Opens and maps an existing file; throws the OS error. */
@@ -157,19 +173,20 @@ export class Mapping {
 
   /** Drops the pages from this process, closes the descriptor and leaves the Buffer to the GC. */
   release(): void {
-    if (this.released) return
-    this.released = true
+    if (this.state.released) return
+    this.state.released = true
+    backlog++
     try {
       mmapIo().advise(this.buffer, 0, this.size, mmapIo().MADV_DONTNEED)
     } catch {
       // advisory only
     }
-    pendingUnmaps++
     try {
       fs.closeSync(this.fd)
     } catch {
       // already closed
     }
+    if (backlog % GC_EVERY_RELEASES === 0) forceGc()
   }
 }
 
