@@ -155,6 +155,15 @@ export class IndexService {
 
   private load(names: string[]): void {
     let cut = Number.POSITIVE_INFINITY
+    // A bad file and every later one go; the records from the previous file's last one on are
+    // indexed again (rolling that record back makes the cut exact, its keys may straddle).
+    const dropFrom = (i: number, problem: string, later: string[] = []): void => {
+      const gone = [...this.list.slice(i).map((f) => f.name), ...later]
+      for (const name of gone) this.recoveryReport.deletedFiles.push({ name, reason: name === gone[0] ? problem : 'after a bad file' })
+      this.deleteFilesSync(gone)
+      this.list.length = i
+      cut = Math.min(cut, i > 0 ? this.list[i - 1]!.endPhyOffset : 0)
+    }
     for (let i = 0; i < names.length; i++) {
       const loaded = IndexFile.load(this.dir, names[i]!, this.slots, this.entries)
       const prev = this.list.at(-1)
@@ -163,18 +172,27 @@ export class IndexService {
           ? loaded
           : prev && loaded.indexCount > 1 && loaded.beginPhyOffset < prev.endPhyOffset
             ? `begins at ${loaded.beginPhyOffset}, before the previous file ends (${prev.endPhyOffset})`
-            : i < names.length - 1 // the last file is checked by the rollback below, torn puts and all
-              ? loaded.checkNewestEntry()
-              : undefined
+            : undefined
       if (problem !== undefined) {
-        // This file and every later one go; the records from the previous file's last one on
-        // are indexed again (rolling that record back makes the cut exact).
-        for (const name of names.slice(i)) this.recoveryReport.deletedFiles.push({ name, reason: name === names[i] ? problem : 'after a bad file' })
-        this.deleteFilesSync(names.slice(i))
-        cut = prev ? prev.endPhyOffset : 0
+        dropFrom(i, problem, names.slice(i))
         break
       }
       this.list.push(loaded as IndexFile)
+    }
+    // An empty last file holds nothing, but a put that created it may have been cut short in the
+    // file before it: drop it, so that file is the last one and gets the last file's checks.
+    for (let last = this.list.at(-1); last && last.indexCount <= 1; last = this.list.at(-1)) {
+      this.recoveryReport.deletedFiles.push({ name: last.name, reason: 'empty' })
+      this.deleteFilesSync([last.name])
+      this.list.pop()
+    }
+    // Files before the last were complete long ago: their newest entry must match the header.
+    for (let i = 0; i < this.list.length - 1; i++) {
+      const problem = this.list[i]!.checkNewestEntry()
+      if (problem !== undefined) {
+        dropFrom(i, problem)
+        break
+      }
     }
     this.writerIndex = this.list.length - 1
     const writer = this.writer

@@ -274,3 +274,33 @@ test('no checkpoint yet (crash before the first flush): clean=false rebuilds eve
     await cleanup()
   }
 })
+
+test('a kill while a record straddles into a new, still empty file: the empty file goes, the record is redone', T, async () => {
+  const { dir, cleanup } = await tempDir()
+  let idx = await openTiny(dir)
+  try {
+    // 98 one-key records leave room for one entry; the next record has three keys.
+    for (let i = 0; i < 98; i++) idx.put({ topic: 'T', keys: [], uniqKey: `u${i}`, phyOffset: i * 100, size: 100, storeTimestamp: 0 })
+    await idx.flush()
+    const straddling = { topic: 'T', keys: ['a', 'b', 'c'], phyOffset: 9800, size: 100, storeTimestamp: 0 }
+    idx.put(straddling)
+    const [, second] = idx.files
+    assert.equal(second!.indexCount, 3)
+    crash(idx)
+    // As if killed after the first key: the new file was created but got nothing.
+    const file = path.join(indexDir(dir), second!.name)
+    overwrite(file, 0, Buffer.alloc(indexFileSize(TINY.maxHashSlotNum, TINY.maxIndexNum)))
+    idx = await openTiny(dir)
+    assert.deepEqual(idx.recoveryReport.deletedFiles, [{ name: second!.name, reason: 'empty' }])
+    assert.equal(idx.indexedUpTo, 9800)
+    idx.recover(9900, false)
+    assert.equal(idx.indexedUpTo, 9800)
+    assert.deepEqual(idx.query('T', 'a'), [])
+    idx.put(straddling)
+    for (const k of ['a', 'b', 'c']) assert.deepEqual(idx.query('T', k), [9800])
+    for (let i = 0; i < 98; i++) assert.deepEqual(idx.query('T', `u${i}`), [i * 100])
+  } finally {
+    await idx.close()
+    await cleanup()
+  }
+})
