@@ -18,7 +18,7 @@ import { readCheckpoint, writeCheckpoint, writeCheckpointSync } from './checkpoi
 import { IndexError, ioError } from './errors.js'
 import { INDEX_DEFAULTS, fileNameOf, indexFileSize, isIndexFileName, javaHashContinue, positiveHash, indexKeyHash, timeOfFileName, topicHashPrefix } from './format.js'
 import { IndexFile, type IndexFileInfo } from './index-file.js'
-import { MAX_BACKLOG, MAX_MAP_BYTES, Mapping, datasyncPath, mappingBacklog, reclaimMappings, syncDirSync } from './mapping.js'
+import { MAX_BACKLOG, MAX_MAP_BYTES, Mapping, datasyncPath, mappingBacklog, reclaimMappings, reclaimMappingsSoon, syncDirSync } from './mapping.js'
 
 export interface IndexServiceOptions {
   /** The index directory (the store's `index/`); created if missing. */
@@ -408,7 +408,7 @@ export class IndexService {
         f.detach()
         fs.rmSync(f.path, { force: true })
       }
-      reclaimMappings()
+      reclaimMappingsSoon()
       throw ioError(`creating an index file in ${this.dir}`, err)
     }
     this.list.push(...created)

@@ -99,6 +99,22 @@ export function reclaimMappings(): void {
   if (backlog > 0) forceGc()
 }
 
+let reclaimScheduled = false
+
+/**
+ * `reclaimMappings()` on the next turn of the event loop. A GC run right where a mapping was
+ * dropped may still find it reachable from the frame that made it (measured: a file whose
+ * creation failed kept its blocks until a later GC).
+ */
+export function reclaimMappingsSoon(): void {
+  if (reclaimScheduled) return
+  reclaimScheduled = true
+  setImmediate(() => {
+    reclaimScheduled = false
+    reclaimMappings()
+  }).unref()
+}
+
 /** Released mappings whose unmap has not run yet. */
 export function mappingBacklog(): number {
   return backlog
