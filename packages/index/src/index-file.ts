@@ -361,8 +361,12 @@ export class IndexFile implements IndexHeader {
         const head = v.getInt32(slotAt)
         if (head !== n) return { ok: false, reason: `entry ${n}: its slot points at ${head}` }
       }
-      v.setInt32(slotAt, prev > 0 && prev < n ? prev : 0)
+      // indexCount first: a kill right after it leaves what a torn put leaves (an entry past the
+      // end heading its slot), which the next open undoes; then the slot, then the bytes.
       if (prev === 0 && this.hashSlotCount > 0) this.hashSlotCount--
+      v.setInt32(INDEX_HEADER.indexCount, n)
+      v.setInt32(INDEX_HEADER.hashSlotCount, this.hashSlotCount)
+      v.setInt32(slotAt, prev > 0 && prev < n ? prev : 0)
       this.zeroEntry(n)
       above = phyOffset
       removed++
@@ -396,6 +400,11 @@ export class IndexFile implements IndexHeader {
       if (head < 0 || head >= count) return `slot ${s} points at entry ${head}, indexCount is ${count}`
     }
     return undefined
+  }
+
+  /** Recomputes the end fields from the newest entry (a kill may have cut a put short before them). */
+  refreshEnd(): void {
+    this.fixEnd(false)
   }
 
   /** Recomputes the end fields from the newest entry and writes the header. */

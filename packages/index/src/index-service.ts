@@ -200,6 +200,7 @@ export class IndexService {
     if (writer) {
       this.attach(writer)
       if (writer.repairTornPut()) this.recoveryReport.repairedTornPut = true
+      writer.refreshEnd()
       // Entries at or past D were written after the last flush: the newest record may have
       // lost some keys, and where it ends is not recorded; re-index it.
       const newest = writer.newestPhyOffset()
