@@ -30,6 +30,9 @@ import { Mapping, createSparseFile } from './mapping.js'
 const scratch = Buffer.alloc(INDEX_ENTRY.bytes)
 const scratchView = new DataView(scratch.buffer, scratch.byteOffset, scratch.byteLength)
 
+/** Read size when warming a spare file's slot table. */
+const WARM_CHUNK_BYTES = 4 * 1024 * 1024
+
 /** Entries reserved ahead of the writer at a time (1 MiB of entries). */
 const RESERVE_AHEAD_BYTES = 1024 * 1024
 
@@ -64,15 +67,19 @@ export class IndexFile implements IndexHeader {
 
   private constructor(
     readonly dir: string,
-    readonly name: string,
+    private _name: string,
     readonly maxHashSlotNum: number,
     readonly maxIndexNum: number,
   ) {
     this.entriesStart = entryPosition(maxHashSlotNum, 0)
   }
 
+  get name(): string {
+    return this._name
+  }
+
   get path(): string {
-    return path.join(this.dir, this.name)
+    return path.join(this.dir, this._name)
   }
 
   get size(): number {
@@ -128,6 +135,55 @@ export class IndexFile implements IndexHeader {
       throw err
     }
     return f
+  }
+
+  /**
+   * Prepares a spare file off the put path: created sparse under `tmpName` (a `.tmp` name, so a
+   * crash leaves nothing that open keeps), its slot table read through the descriptor on the
+   * thread pool (the holes come into the page cache as zero pages), then mapped and reserved,
+   * which is cheap once the pages are cached. `activate` gives it its real name later.
+   */
+  static async prepare(dir: string, tmpName: string, maxHashSlotNum: number, maxIndexNum: number): Promise<IndexFile> {
+    const f = new IndexFile(dir, tmpName, maxHashSlotNum, maxIndexNum)
+    const handle = await fs.promises.open(f.path, 'w+')
+    try {
+      await handle.truncate(f.size)
+      const chunk = Buffer.allocUnsafe(Math.min(WARM_CHUNK_BYTES, f.entriesStart))
+      for (let at = 0; at < f.entriesStart; at += chunk.length) {
+        await handle.read(chunk, 0, Math.min(chunk.length, f.entriesStart - at), at)
+      }
+    } catch (err) {
+      await handle.close().catch(() => {})
+      await fs.promises.rm(f.path, { force: true })
+      throw err
+    }
+    await handle.close()
+    try {
+      f.attach(Mapping.open(f.path, f.size))
+      f.mapping!.reserve(0, f.entriesStart)
+      f.reservedUpTo = f.entriesStart
+    } catch (err) {
+      f.detach()
+      fs.rmSync(f.path, { force: true })
+      throw err
+    }
+    return f
+  }
+
+  /** Renames a prepared file to `name` and seeds its header as `create` does. */
+  activate(name: string, seedPhyOffset: number, seedTimestamp: number): void {
+    const from = this.path
+    fs.renameSync(from, path.join(this.dir, name))
+    this._name = name
+    if (seedPhyOffset > 0) this.beginPhyOffset = this.endPhyOffset = seedPhyOffset
+    if (seedTimestamp > 0) this.beginTimestamp = this.endTimestamp = seedTimestamp
+    encodeHeader(this.view!, this)
+    this.dirty = true
+  }
+
+  /** Whether every entry is reserved already: the file will be full soon. */
+  get reservedToEnd(): boolean {
+    return this.reservedUpTo >= this.size
   }
 
   /**
@@ -207,6 +263,12 @@ export class IndexFile implements IndexHeader {
   prepareForWriting(): void {
     this.mapping!.reserve(0, this.entriesStart)
     this.reservedUpTo = this.entriesStart
+  }
+
+  /** Whether the next `count` entries fit and are reserved already (the put's fast path). */
+  canTake(count: number): boolean {
+    const end = this.indexCount + count
+    return end <= this.maxIndexNum && this.entriesStart + end * INDEX_ENTRY.bytes <= this.reservedUpTo
   }
 
   /** Reserves space for the next `count` entries (throws the OS error: ENOSPC). */

@@ -68,6 +68,11 @@ export interface IndexRecoveryReport {
 }
 
 const TEMP_SUFFIX = '.tmp'
+let spareCount = 0
+/** A temp name for a spare file, unique in this process (open removes leftovers of any). */
+function spareName(): string {
+  return `spare-${process.pid}-${++spareCount}${TEMP_SUFFIX}`
+}
 
 export class IndexService {
   status: IndexStatus = 'open'
@@ -84,6 +89,9 @@ export class IndexService {
   private readonly slots: number
   private readonly entries: number
   private dirDirty = false
+  /** The next file, made ahead in the background (under a temp name until it is used). */
+  private spare: IndexFile | undefined
+  private preparing: Promise<void> | undefined
   private flushing: Promise<void> = Promise.resolve()
   /** Hash of the last topic seen + '#', so a run of puts to one topic hashes it once. */
   private lastTopic = ''
@@ -346,7 +354,8 @@ export class IndexService {
     let count = uniqKey ? 1 : 0
     for (let i = 0; i < keys.length; i++) if (keys[i]!.length > 0) count++
     if (count > 0) {
-      this.reserve(count)
+      const w = this.writer
+      if (w === undefined || !w.canTake(count)) this.reserve(count)
       const topic = record.topic
       if (topic !== this.lastTopic) {
         this.lastTopicPrefix = topicHashPrefix(topic)
@@ -389,6 +398,7 @@ export class IndexService {
         const here = Math.min(need, w.room)
         w.reserveEntries(here)
         need -= here
+        if (w.reservedToEnd) this.prepareSpare()
       }
     } catch (err) {
       throw ioError(`reserving space in index file ${w!.path}`, err)
@@ -398,7 +408,10 @@ export class IndexService {
     try {
       while (need > 0) {
         const last = created.at(-1) ?? this.list.at(-1)
-        const f = IndexFile.create(this.dir, this.nextFileName(last?.name), this.slots, this.entries, last?.endPhyOffset ?? 0, last?.endTimestamp ?? 0)
+        const name = this.nextFileName(last?.name)
+        const seedPhyOffset = last?.endPhyOffset ?? 0
+        const seedTimestamp = last?.endTimestamp ?? 0
+        const f = this.takeSpare(name, seedPhyOffset, seedTimestamp) ?? IndexFile.create(this.dir, name, this.slots, this.entries, seedPhyOffset, seedTimestamp)
         created.push(f)
         const here = Math.min(need, f.room)
         f.reserveEntries(here)
@@ -416,6 +429,47 @@ export class IndexService {
     this.dirDirty = true
     if (!w) this.writerIndex = this.list.length - created.length
     else if (w.isFull) this.advanceWriter()
+    if (this.list.at(-1)!.reservedToEnd) this.prepareSpare()
+  }
+
+  /** The spare file under `name`, seeded, or undefined when there is none (or it failed). */
+  private takeSpare(name: string, seedPhyOffset: number, seedTimestamp: number): IndexFile | undefined {
+    const f = this.spare
+    if (!f) return undefined
+    this.spare = undefined
+    try {
+      f.activate(name, seedPhyOffset, seedTimestamp)
+      return f
+    } catch {
+      this.discard(f)
+      return undefined
+    }
+  }
+
+  /**
+   * Starts making the next file in the background when the current one is about to fill up, so
+   * the put that rolls over finds it ready. Failure is not reported here: the put that needs a
+   * file then creates one itself and reports the error.
+   */
+  private prepareSpare(): void {
+    if (this.spare || this.preparing || this.status !== 'open') return
+    this.preparing = IndexFile.prepare(this.dir, spareName(), this.slots, this.entries)
+      .then(
+        (f) => {
+          if (this.status === 'open' && !this.spare) this.spare = f
+          else this.discard(f)
+        },
+        () => {},
+      )
+      .finally(() => {
+        this.preparing = undefined
+      })
+  }
+
+  private discard(f: IndexFile): void {
+    f.detach()
+    fs.rmSync(f.path, { force: true })
+    reclaimMappingsSoon()
   }
 
   /** `yyyyMMddHHmmssSSS` of now, moved 1 ms past the newest file's name when not after it. */
@@ -537,6 +591,9 @@ export class IndexService {
       await this.flushNow()
     } finally {
       this.status = 'closed'
+      await this.preparing
+      if (this.spare) this.discard(this.spare)
+      this.spare = undefined
       this.releaseAll()
     }
   }

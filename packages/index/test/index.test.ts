@@ -158,7 +158,7 @@ test('deleteBelow removes files whose entries all point below the offset, never 
     assert.deepEqual(idx.files, files.slice(1))
     assert.equal(await idx.deleteBelow(Number.MAX_SAFE_INTEGER), 2)
     assert.deepEqual(idx.files, files.slice(3))
-    assert.deepEqual(await readdir(path.join(dir, 'index')), [files[3]!.name])
+    assert.deepEqual((await readdir(path.join(dir, 'index'))).filter((n) => !n.endsWith('.tmp')), [files[3]!.name])
     assert.deepEqual(hits(idx, 199), [1, 1])
     assert.deepEqual(hits(idx, 0), [0, 0])
     idx.put(record(200))
@@ -238,6 +238,33 @@ test('flush writes the checkpoint that a reopen starts from', T, async () => {
     await idx.close()
     idx = await IndexService.open({ dir, ...TINY })
     assert.equal(idx.indexedUpTo, 30 * RECORD_BYTES)
+  } finally {
+    await idx.close()
+    await cleanup()
+  }
+})
+
+test('the next file is prepared in the background and used by the put that rolls over', T, async () => {
+  const { dir, cleanup } = await tempDir()
+  const indexDir = path.join(dir, 'index')
+  let idx = await openTiny(dir)
+  try {
+    idx.put(record(0))
+    // The tiny file is reserved whole at once, so its successor is started right away.
+    await new Promise((r) => setTimeout(r, 50))
+    const spare = (await readdir(indexDir)).filter((n) => n.endsWith('.tmp'))
+    assert.equal(spare.length, 1)
+    for (let i = 1; i < 70; i++) idx.put(record(i))
+    assert.equal(idx.files.length, 2)
+    assert.ok(!(await readdir(indexDir)).includes(spare[0]!), 'the spare became the second file')
+    for (let i = 0; i < 70; i++) assert.deepEqual(hits(idx, i), hasKeys(i) ? [1, 1] : [0, 0])
+    const second = idx.files[1]!
+    assert.equal(second.beginPhyOffset, idx.files[0]!.endPhyOffset)
+    idx = await reopen(idx, dir)
+    assert.deepEqual(idx.files[1], second)
+    for (let i = 0; i < 70; i++) assert.deepEqual(hits(idx, i), hasKeys(i) ? [1, 1] : [0, 0])
+    await idx.close()
+    assert.deepEqual((await readdir(indexDir)).filter((n) => n.endsWith('.tmp')), [], 'close removes an unused spare')
   } finally {
     await idx.close()
     await cleanup()
