@@ -67,6 +67,31 @@ function randomInts(seed: number): () => number {
   }
 }
 
+/**
+ * The slowest single put over `total` keys into files of `maxIndexNum` entries, yielding to the
+ * event loop every 10,000 puts as a dispatcher does: the puts that roll over to a new file.
+ */
+async function worstPut(dir: string, total: number, maxIndexNum: number): Promise<{ worstUs: number; files: number }> {
+  const idx = await IndexService.open({ dir, maxIndexNum })
+  const oneKey = ['']
+  const record = { topic: TOPIC, keys: oneKey, phyOffset: 0, size: RECORD_BYTES, storeTimestamp: Date.UTC(2026, 0, 1) }
+  let worst = 0n
+  try {
+    for (let m = 0; m < total; m++) {
+      oneKey[0] = `order-${m}`
+      record.phyOffset = m * RECORD_BYTES
+      const t0 = process.hrtime.bigint()
+      idx.put(record)
+      const dt = process.hrtime.bigint() - t0
+      if (dt > worst && m > 0) worst = dt
+      if (m % 10_000 === 0) await new Promise((r) => setImmediate(r))
+    }
+    return { worstUs: Number(worst) / 1000, files: idx.files.length }
+  } finally {
+    await idx.close()
+  }
+}
+
 export async function run(opts: RunOptions): Promise<BenchResult[]> {
   const total = opts.quick ? 1_000_000 : 10_000_000
   const dirs = new TempDirs()
@@ -137,6 +162,10 @@ export async function run(opts: RunOptions): Promise<BenchResult[]> {
     rows.push({ name: 'memory: RSS growth', value: (rss - rssBefore) / 2 ** 20, unit: 'MiB', note: `RSS ${formatBytes(rss)} after the build (mapped index pages count)` })
     rows.push({ name: 'memory: index files, allocated', value: bytes.allocated / 2 ** 20, unit: 'MiB', note: `apparent ${formatBytes(bytes.apparent)}, ${idx.files.length} file(s)` })
     await idx.close()
+
+    const small = opts.quick ? 250_000 : 1_000_000
+    const roll = await worstPut(await dirs.make('index-roll'), small * 3 - 10, small)
+    rows.push({ name: 'roll over: slowest single put', value: roll.worstUs, unit: 'µs', note: `${formatNumber(small)}-entry files, ${roll.files} files; the next file is prepared in the background` })
   } finally {
     await dirs.cleanup()
   }

@@ -145,12 +145,14 @@ export class IndexFile implements IndexHeader {
    */
   static async prepare(dir: string, tmpName: string, maxHashSlotNum: number, maxIndexNum: number): Promise<IndexFile> {
     const f = new IndexFile(dir, tmpName, maxHashSlotNum, maxIndexNum)
+    // The slot table and the first entries the writer will reserve.
+    const warmEnd = Math.min(f.size, f.entriesStart + RESERVE_AHEAD_BYTES)
     const handle = await fs.promises.open(f.path, 'w+')
     try {
       await handle.truncate(f.size)
-      const chunk = Buffer.allocUnsafe(Math.min(WARM_CHUNK_BYTES, f.entriesStart))
-      for (let at = 0; at < f.entriesStart; at += chunk.length) {
-        await handle.read(chunk, 0, Math.min(chunk.length, f.entriesStart - at), at)
+      const chunk = Buffer.allocUnsafe(Math.min(WARM_CHUNK_BYTES, warmEnd))
+      for (let at = 0; at < warmEnd; at += chunk.length) {
+        await handle.read(chunk, 0, Math.min(chunk.length, warmEnd - at), at)
       }
     } catch (err) {
       await handle.close().catch(() => {})
@@ -160,8 +162,8 @@ export class IndexFile implements IndexHeader {
     await handle.close()
     try {
       f.attach(Mapping.open(f.path, f.size))
-      f.mapping!.reserve(0, f.entriesStart)
-      f.reservedUpTo = f.entriesStart
+      f.mapping!.reserve(0, warmEnd)
+      f.reservedUpTo = warmEnd
     } catch (err) {
       f.detach()
       fs.rmSync(f.path, { force: true })

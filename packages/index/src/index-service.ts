@@ -429,7 +429,8 @@ export class IndexService {
     this.dirDirty = true
     if (!w) this.writerIndex = this.list.length - created.length
     else if (w.isFull) this.advanceWriter()
-    if (this.list.at(-1)!.reservedToEnd) this.prepareSpare()
+    // As RocketMQ's AllocateMappedFileService does, the next file is made as soon as this one is.
+    this.prepareSpare()
   }
 
   /** The spare file under `name`, seeded, or undefined when there is none (or it failed). */
@@ -447,8 +448,8 @@ export class IndexService {
   }
 
   /**
-   * Starts making the next file in the background when the current one is about to fill up, so
-   * the put that rolls over finds it ready. Failure is not reported here: the put that needs a
+   * Starts making the next file in the background (when a file was created, or the current one
+   * is about to fill up), so the put that rolls over finds it ready. Failure is not reported here: the put that needs a
    * file then creates one itself and reports the error.
    */
   private prepareSpare(): void {
