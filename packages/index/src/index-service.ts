@@ -398,7 +398,7 @@ export class IndexService {
         const here = Math.min(need, w.room)
         w.reserveEntries(here)
         need -= here
-        if (w.reservedToEnd) this.prepareSpare()
+        if (w.reservedToEnd) setImmediate(() => this.prepareSpare())
       }
     } catch (err) {
       throw ioError(`reserving space in index file ${w!.path}`, err)
@@ -429,8 +429,9 @@ export class IndexService {
     this.dirDirty = true
     if (!w) this.writerIndex = this.list.length - created.length
     else if (w.isFull) this.advanceWriter()
-    // As RocketMQ's AllocateMappedFileService does, the next file is made as soon as this one is.
-    this.prepareSpare()
+    // As RocketMQ's AllocateMappedFileService does, the next file is made as soon as this one is
+    // (starting it costs a few hundred µs, so not inside this put).
+    setImmediate(() => this.prepareSpare())
   }
 
   /** The spare file under `name`, seeded, or undefined when there is none (or it failed). */
