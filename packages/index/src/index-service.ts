@@ -145,6 +145,7 @@ export class IndexService {
       service.releaseAll()
       throw ioError(`loading index files in ${dir}`, err)
     }
+    setImmediate(() => service.prepareSpare())
     return service
   }
 
