@@ -75,7 +75,7 @@ function spareName(): string {
 }
 
 export class IndexService {
-  status: IndexStatus = 'open'
+  private _status: IndexStatus = 'open'
   /** Accumulated since open. */
   readonly recoveryReport: IndexRecoveryReport = { removedEntries: 0, deletedFiles: [], repairedTornPut: false }
   private _indexedUpTo = 0
@@ -147,6 +147,11 @@ export class IndexService {
     }
     setImmediate(() => service.prepareSpare())
     return service
+  }
+
+  /** 'open' → 'closing' → 'closed'. */
+  get status(): IndexStatus {
+    return this._status
   }
 
   /** CommitLog offset just past the last indexed record (0 for an empty index). */
@@ -450,9 +455,9 @@ export class IndexService {
   }
 
   /**
-   * Starts making the next file in the background (when a file was created, or the current one
-   * is about to fill up), so the put that rolls over finds it ready. Failure is not reported here: the put that needs a
-   * file then creates one itself and reports the error.
+   * Starts making the next file in the background (after open, after a file was created, or when
+   * the current one is about to fill up), so the put that rolls over finds it ready. A failure is
+   * not reported here: the put that needs a file then creates one itself and reports the error.
    */
   private prepareSpare(): void {
     if (this.spare || this.preparing || this.status !== 'open') return
@@ -588,12 +593,12 @@ export class IndexService {
   /** Flushes, then lets go of every mapping. Idempotent. */
   async close(): Promise<void> {
     if (this.status !== 'open') return
-    this.status = 'closing'
+    this._status = 'closing'
     try {
       await this.flushing
       await this.flushNow()
     } finally {
-      this.status = 'closed'
+      this._status = 'closed'
       await this.preparing
       if (this.spare) this.discard(this.spare)
       this.spare = undefined

@@ -63,7 +63,7 @@ export function hits(idx: IndexService, i: number, topic = 'T'): [number, number
  * the page cache, exactly what survives a SIGKILL).
  */
 export function crash(idx: IndexService): void {
-  const raw = idx as unknown as { releaseAll(): void; status: string }
+  const raw = idx as unknown as { releaseAll(): void; _status: string }
   raw.releaseAll()
-  raw.status = 'closed'
+  raw._status = 'closed'
 }
