@@ -93,6 +93,8 @@ export class IndexService {
   private spare: IndexFile | undefined
   private preparing: Promise<void> | undefined
   private flushing: Promise<void> = Promise.resolve()
+  /** Bumped by every rollback, so a flush that began before one does not raise the checkpoint. */
+  private rollbacks = 0
   /** Hash of the last topic seen + '#', so a run of puts to one topic hashes it once. */
   private lastTopic = ''
   private lastTopicPrefix = topicHashPrefix('')
@@ -231,7 +233,8 @@ export class IndexService {
    * Makes the index consistent with a CommitLog that ends at `commitLogEnd` (a record boundary):
    * entries at or past it disappear exactly. `clean` false (after a crash): entries past the
    * checkpoint go too, everything read is validated, and a file found inconsistent is deleted
-   * with every later one. Afterwards re-dispatch from `indexedUpTo`.
+   * with every later one. Afterwards re-dispatch from `indexedUpTo`. Meant for start-up, before
+   * dispatch resumes: a flush still running then does not raise the checkpoint again.
    */
   recover(commitLogEnd: number, clean: boolean): void {
     this.assertOpen()
@@ -247,6 +250,7 @@ export class IndexService {
    * record. Lowers indexedUpTo (and the checkpoint, durably) to the cut.
    */
   private rollbackTo(cut: number, checkSlots: boolean): void {
+    this.rollbacks++
     try {
       for (let i = this.list.length - 1; i >= 0; i--) {
         const f = this.list[i]!
@@ -539,6 +543,7 @@ export class IndexService {
 
   private async flushNow(): Promise<void> {
     const upTo = this._indexedUpTo
+    const rollbacks = this.rollbacks
     const dirty = this.list.filter((f) => f.dirty)
     for (const f of dirty) f.dirty = false
     try {
@@ -554,7 +559,7 @@ export class IndexService {
         this.dirDirty = false
         syncDirSync(this.dir)
       }
-      if (upTo !== this.durableUpTo) {
+      if (upTo !== this.durableUpTo && rollbacks === this.rollbacks) {
         await writeCheckpoint(this.dir, upTo)
         this.durableUpTo = upTo
       }
