@@ -263,7 +263,7 @@ export class IndexFile implements IndexHeader {
 
   /** Makes a loaded file the one written to: its header and slot table get their space first. */
   prepareForWriting(): void {
-    this.mapping!.reserve(0, this.entriesStart)
+    this.mapping!.reserve(0, this.entriesStart, true)
     this.reservedUpTo = this.entriesStart
   }
 

@@ -42,6 +42,11 @@ const ZERO_CHUNK_BYTES = 1024 * 1024
 let populateWriteWorks: boolean | undefined
 let zeroChunk: Buffer | undefined
 
+/** Tests: take the path of a kernel without MADV_POPULATE_WRITE (`undefined` probes again). */
+export function setPopulateWriteForTests(works: boolean | undefined): void {
+  populateWriteWorks = works
+}
+
 /** Probes MADV_POPULATE_WRITE once on a scratch mapping. */
 export function canPopulateWrite(): boolean {
   if (populateWriteWorks !== undefined) return populateWriteWorks
@@ -151,10 +156,10 @@ export class Mapping {
 
   /**
    * Reserves [offset, offset + length) for writes through the map: faults the pages in writable
-   * (which allocates the file's blocks), or writes zeros there when the kernel cannot. Throws the
-   * OS error, ENOSPC on a full disk.
+   * (which allocates the file's blocks), or writes zeros there when the kernel cannot, unless the
+   * range `holdsData`. Throws the OS error, ENOSPC on a full disk.
    */
-  reserve(offset: number, length: number): void {
+  reserve(offset: number, length: number, holdsData = false): void {
     const end = Math.min(this.size, offset + length)
     if (end <= offset) return
     if (canPopulateWrite()) {
@@ -172,7 +177,8 @@ export class Mapping {
       return
     }
     // Without MADV_POPULATE_WRITE: allocate the blocks with zeros where nothing was written yet.
-    // Callers only reserve ranges past everything they wrote, so the zeros overwrite nothing.
+    // A range that holds data (`holdsData`) got its blocks when it was first reserved.
+    if (holdsData) return
     zeroChunk ??= Buffer.alloc(ZERO_CHUNK_BYTES)
     for (let at = offset; at < end; ) {
       const n = Math.min(ZERO_CHUNK_BYTES, end - at)

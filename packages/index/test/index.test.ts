@@ -271,3 +271,22 @@ test('the next file is prepared in the background and used by the put that rolls
     await cleanup()
   }
 })
+
+test('without MADV_POPULATE_WRITE space is reserved with zeros, never over indexed data', T, async () => {
+  const { setPopulateWriteForTests } = await import('../src/internal.js')
+  const { dir, cleanup } = await tempDir()
+  setPopulateWriteForTests(false)
+  let idx = await openTiny(dir)
+  try {
+    for (let i = 0; i < 150; i++) idx.put(record(i))
+    await new Promise((r) => setTimeout(r, 30)) // let a spare be made this way too
+    idx = await reopen(idx, dir)
+    idx.recover(150 * RECORD_BYTES, true)
+    for (let i = 150; i < 300; i++) idx.put(record(i))
+    for (let i = 0; i < 300; i++) assert.deepEqual(hits(idx, i), hasKeys(i) ? [1, 1] : [0, 0], `record ${i}`)
+  } finally {
+    await idx.close()
+    setPopulateWriteForTests(undefined)
+    await cleanup()
+  }
+})
