@@ -9,10 +9,12 @@
  * | DISK_FULL        | the OS answered ENOSPC (or EDQUOT) creating or reserving file space;      |
  * |                  | nothing of the put was written, indexedUpTo did not move                  |
  * | IO_ERROR         | any other OS error on an index file or the checkpoint                     |
- * | CORRUPT_FILE     | a file is inconsistent where it cannot be repaired by a rebuild (recovery |
- * |                  | itself never throws it: it deletes bad files and lowers indexedUpTo)      |
+ *
+ * A damaged index file is not an error: the index is derived data, so recovery deletes what it
+ * cannot trust, lowers indexedUpTo for the store to re-index from, and lists what it deleted in
+ * `recoveryReport`.
  */
-export type IndexErrorCode = 'INVALID_ARGUMENT' | 'NOT_OPEN' | 'DISK_FULL' | 'IO_ERROR' | 'CORRUPT_FILE'
+export type IndexErrorCode = 'INVALID_ARGUMENT' | 'NOT_OPEN' | 'DISK_FULL' | 'IO_ERROR'
 
 export class IndexError extends Error {
   readonly code: IndexErrorCode
