@@ -290,3 +290,41 @@ test('without MADV_POPULATE_WRITE space is reserved with zeros, never over index
     await cleanup()
   }
 })
+
+test('older files are mapped on demand, at most maxOpenFiles of them; pread reads give the same answers', T, async () => {
+  const { indexKeyHash } = await import('../src/internal.js')
+  const { dir, cleanup } = await tempDir()
+  const idx = await openTiny(dir, { maxOpenFiles: 2 })
+  try {
+    for (let i = 0; i < 400; i++) idx.put({ topic: 'T', keys: [`k${i}`, 'hot'], phyOffset: i * 100, size: 100, storeTimestamp: T0 + i * 1000 })
+    const list = (idx as unknown as { list: import('../src/internal.js').IndexFile[] }).list
+    assert.ok(list.length >= 8)
+    for (let i = 0; i < 400; i += 7) assert.deepEqual(idx.query('T', `k${i}`), [i * 100])
+    const mapped = list.filter((f) => f.isMapped).length
+    assert.ok(mapped <= 3, `${mapped} files mapped: the writer and at most 2 others`)
+    const hash = indexKeyHash('T', 'hot')
+    for (const f of list) {
+      const viaMap: number[] = []
+      const viaRead: number[] = []
+      if (!f.isMapped) idx.query('T', 'hot', { begin: f.beginTimestamp, end: f.endTimestamp, maxNum: 1000 }) // maps it
+      f.select(viaMap, hash, 1000, 0, Number.MAX_SAFE_INTEGER)
+      f.selectUnmapped(viaRead, hash, 1000, 0, Number.MAX_SAFE_INTEGER)
+      assert.deepEqual(viaRead, viaMap)
+      assert.ok(viaMap.length > 0)
+    }
+  } finally {
+    await idx.close()
+    await cleanup()
+  }
+})
+
+test('an unusable directory is an IO_ERROR', T, async () => {
+  const { dir, cleanup } = await tempDir()
+  try {
+    const file = path.join(dir, 'not-a-dir')
+    await writeFile(file, 'x')
+    await assert.rejects(IndexService.open({ dir: file, ...TINY }), (e: unknown) => e instanceof IndexError && e.code === 'IO_ERROR')
+  } finally {
+    await cleanup()
+  }
+})
