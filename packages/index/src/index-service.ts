@@ -48,7 +48,7 @@ export interface IndexRecord {
 }
 
 export interface QueryOptions {
-  /** Most offsets returned, default 32. */
+  /** Most offsets returned, default 32; not capped here (RocketMQ caps it at maxMsgsNumBatch, 64). */
   maxNum?: number
   /** Store-time window in ms, inclusive; default everything. Index times have 1 s granularity. */
   begin?: number
