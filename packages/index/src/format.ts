@@ -183,7 +183,7 @@ export function javaHashContinue(h: number, s: string): number {
 
 /** Java `String.hashCode()` of `topic + "#"`, the prefix every key of a topic shares. */
 export function topicHashPrefix(topic: string): number {
-  return (Math.imul(31, javaHashContinue(0, topic)) + 0x23) | 0
+  return javaHashContinue(javaHashContinue(0, topic), KEY_SEPARATOR)
 }
 
 /** RocketMQ's indexKeyHashMethod: |hash|, and 0 for Integer.MIN_VALUE (whose abs overflows). */

@@ -257,10 +257,6 @@ export class IndexFile implements IndexHeader {
     return m
   }
 
-  get currentMapping(): Mapping | undefined {
-    return this.mapping
-  }
-
   /** Makes a loaded file the one written to: its header and slot table get their space first. */
   prepareForWriting(): void {
     this.mapping!.reserve(0, this.entriesStart, true)

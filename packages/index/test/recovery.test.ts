@@ -9,7 +9,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { test } from 'node:test'
 import { IndexService } from '../src/index.js'
-import { INDEX_HEADER, entryPosition, indexFileSize } from '../src/internal.js'
+import { INDEX_HEADER, entryPosition, indexFileSize, slotPosition } from '../src/internal.js'
 import { RECORD_BYTES, TINY, crash, fakeClock, hasKeys, hits, openTiny, record, tempDir } from './helpers.js'
 
 const T = { timeout: 10_000 }
@@ -134,7 +134,7 @@ test('a put cut short between its slot and indexCount writes is undone at open',
     const probe = await openTiny(dir)
     const s = (await import('../src/internal.js')).indexKeyHash('T', 'k0')
     await probe.close()
-    const slotAt = INDEX_HEADER.bytes + (s % TINY.maxHashSlotNum) * 4
+    const slotAt = slotPosition(s % TINY.maxHashSlotNum)
     const buf = fs.readFileSync(file)
     const oldHead = buf.readInt32BE(slotAt)
     const n = info.indexCount
