@@ -17,6 +17,7 @@ interface Module {
 const MODULES: Module[] = [
   { name: 'crc', file: './crc.bench.js' },
   { name: 'store', file: './store.bench.js' },
+  { name: 'index', file: './index.bench.js' },
   { name: 'transport', file: './transport.bench.js', optional: true },
 ]
 

@@ -1,0 +1,90 @@
+/**
+ * The index checkpoint, `checkpoint` in the index directory: how far the index is durable.
+ *
+ * ```
+ * | magic "MQIX" (4) | version (4) | durableIndexedUpTo (8) | crc32 of the first 16 bytes (4) |
+ *   0                  4             8                        16                            20
+ * ```
+ *
+ * durableIndexedUpTo (D) is a CommitLog offset: every record below it was indexed and those
+ * entries were synced before the checkpoint was written. It is replaced whole (temp file, sync,
+ * rename, directory sync), so it is either the old or the new value; a missing or damaged one
+ * reads as 0 (rebuild everything).
+ */
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { crc32 } from 'node:zlib'
+import { readI64 } from './format.js'
+import { syncDirSync } from './mapping.js'
+
+export const CHECKPOINT_FILE = 'checkpoint'
+export const INDEX_CHECKPOINT = { magic: 0, version: 4, durableIndexedUpTo: 8, crc: 16, bytes: 20 } as const
+const MAGIC = 0x4d515849
+const VERSION = 1
+
+export function encodeCheckpoint(durableIndexedUpTo: number): Buffer {
+  const b = Buffer.alloc(INDEX_CHECKPOINT.bytes)
+  b.writeUInt32BE(MAGIC, INDEX_CHECKPOINT.magic)
+  b.writeUInt32BE(VERSION, INDEX_CHECKPOINT.version)
+  b.writeUInt32BE(Math.floor(durableIndexedUpTo / 2 ** 32), INDEX_CHECKPOINT.durableIndexedUpTo)
+  b.writeUInt32BE(durableIndexedUpTo >>> 0, INDEX_CHECKPOINT.durableIndexedUpTo + 4)
+  b.writeUInt32BE(crc32(b.subarray(0, INDEX_CHECKPOINT.crc)), INDEX_CHECKPOINT.crc)
+  return b
+}
+
+/** The durable offset, or undefined when the bytes are not a valid checkpoint. */
+export function decodeCheckpoint(b: Buffer): number | undefined {
+  if (b.length !== INDEX_CHECKPOINT.bytes) return undefined
+  if (b.readUInt32BE(INDEX_CHECKPOINT.magic) !== MAGIC || b.readUInt32BE(INDEX_CHECKPOINT.version) !== VERSION) return undefined
+  if (b.readUInt32BE(INDEX_CHECKPOINT.crc) !== crc32(b.subarray(0, INDEX_CHECKPOINT.crc))) return undefined
+  const d = readI64(new DataView(b.buffer, b.byteOffset, b.byteLength), INDEX_CHECKPOINT.durableIndexedUpTo)
+  return d >= 0 && Number.isSafeInteger(d) ? d : undefined
+}
+
+/** Reads the checkpoint of `dir`: 0 when it is missing or damaged. */
+export function readCheckpoint(dir: string): number {
+  let bytes: Buffer
+  try {
+    bytes = fs.readFileSync(path.join(dir, CHECKPOINT_FILE))
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0
+    throw err
+  }
+  return decodeCheckpoint(bytes) ?? 0
+}
+
+/** Replaces the checkpoint durably (blocking; it is 20 bytes and rare). */
+export function writeCheckpointSync(dir: string, durableIndexedUpTo: number): void {
+  const file = path.join(dir, CHECKPOINT_FILE)
+  const tmp = `${file}.tmp`
+  const fd = fs.openSync(tmp, 'w')
+  try {
+    fs.writeSync(fd, encodeCheckpoint(durableIndexedUpTo), 0, INDEX_CHECKPOINT.bytes, 0)
+    fs.fdatasyncSync(fd)
+  } finally {
+    fs.closeSync(fd)
+  }
+  fs.renameSync(tmp, file)
+  syncDirSync(dir)
+}
+
+/** The same on the thread pool. */
+export async function writeCheckpoint(dir: string, durableIndexedUpTo: number): Promise<void> {
+  const fsp = fs.promises
+  const file = path.join(dir, CHECKPOINT_FILE)
+  const tmp = `${file}.tmp`
+  const handle = await fsp.open(tmp, 'w')
+  try {
+    await handle.writeFile(encodeCheckpoint(durableIndexedUpTo))
+    await handle.datasync()
+  } finally {
+    await handle.close()
+  }
+  await fsp.rename(tmp, file)
+  const dirHandle = await fsp.open(dir, fs.constants.O_RDONLY)
+  try {
+    await dirHandle.sync()
+  } finally {
+    await dirHandle.close()
+  }
+}

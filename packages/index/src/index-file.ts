@@ -1,0 +1,494 @@
+/**
+ * One IndexFile (format.ts): a hash table of entry chains, appended to by the service.
+ *
+ * The header lives in fields here and is written into the map on every put, so the file in the
+ * page cache is always complete: a killed process leaves a file that needs at most one torn put
+ * undone (see `repairTornPut`). A put writes, in order: the entry, the slot, indexCount,
+ * hashSlotCount, then the end (and, first time, begin) fields.
+ *
+ * The mapping is attached and detached by the service, which bounds how many files are mapped;
+ * everything but puts, queries and rollbacks works from the header fields alone.
+ */
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import {
+  FIRST_ENTRY,
+  INDEX_ENTRY,
+  INDEX_HEADER,
+  INDEX_SLOT_BYTES,
+  decodeHeader,
+  encodeHeader,
+  entryPosition,
+  indexFileSize,
+  readI64,
+  timeDiffSeconds,
+  writeU64,
+  type IndexHeader,
+} from './format.js'
+import { Mapping, createSparseFile } from './mapping.js'
+
+const scratch = Buffer.alloc(INDEX_ENTRY.bytes)
+const scratchView = new DataView(scratch.buffer, scratch.byteOffset, scratch.byteLength)
+
+/** Read size when warming a spare file's slot table. */
+const WARM_CHUNK_BYTES = 4 * 1024 * 1024
+
+/** Entries reserved ahead of the writer at a time (1 MiB of entries). */
+const RESERVE_AHEAD_BYTES = 1024 * 1024
+
+export interface IndexFileInfo {
+  name: string
+  beginTimestamp: number
+  endTimestamp: number
+  beginPhyOffset: number
+  endPhyOffset: number
+  indexCount: number
+  hashSlotCount: number
+}
+
+/** Outcome of a rollback: how many entries went, or why the file cannot be trusted. */
+export type RollbackResult = { ok: true; removed: number } | { ok: false; reason: string }
+
+export class IndexFile implements IndexHeader {
+  beginTimestamp = 0
+  endTimestamp = 0
+  beginPhyOffset = 0
+  endPhyOffset = 0
+  hashSlotCount = 0
+  indexCount = FIRST_ENTRY
+  /** Pages were dirtied since the last sync. */
+  dirty = false
+
+  private mapping: Mapping | undefined
+  private view: DataView | undefined
+  /** Entries from here on are not reserved yet (byte position; writer only). */
+  private reservedUpTo = 0
+  private readonly entriesStart: number
+
+  private constructor(
+    readonly dir: string,
+    private _name: string,
+    readonly maxHashSlotNum: number,
+    readonly maxIndexNum: number,
+  ) {
+    this.entriesStart = entryPosition(maxHashSlotNum, 0)
+  }
+
+  get name(): string {
+    return this._name
+  }
+
+  get path(): string {
+    return path.join(this.dir, this._name)
+  }
+
+  get size(): number {
+    return indexFileSize(this.maxHashSlotNum, this.maxIndexNum)
+  }
+
+  get isFull(): boolean {
+    return this.indexCount >= this.maxIndexNum
+  }
+
+  /** Entries that still fit. */
+  get room(): number {
+    return this.maxIndexNum - this.indexCount
+  }
+
+  get isMapped(): boolean {
+    return this.mapping !== undefined
+  }
+
+  info(): IndexFileInfo {
+    return {
+      name: this.name,
+      beginTimestamp: this.beginTimestamp,
+      endTimestamp: this.endTimestamp,
+      beginPhyOffset: this.beginPhyOffset,
+      endPhyOffset: this.endPhyOffset,
+      indexCount: this.indexCount,
+      hashSlotCount: this.hashSlotCount,
+    }
+  }
+
+  /**
+   * Creates a new sparse file, maps it, reserves its header and slot table, and seeds the header
+   * with the previous file's end (as RocketMQ does), so time and offset filters work before the
+   * first put. Throws the OS error (ENOSPC when the slot table cannot get space).
+   */
+  static create(dir: string, name: string, maxHashSlotNum: number, maxIndexNum: number, seedPhyOffset: number, seedTimestamp: number): IndexFile {
+    const f = new IndexFile(dir, name, maxHashSlotNum, maxIndexNum)
+    createSparseFile(f.path, f.size)
+    try {
+      f.attach(Mapping.open(f.path, f.size))
+      // Faulting the slot table in now keeps random slot writes free of page faults, and makes
+      // sure a full disk shows up here rather than as a signal during a put.
+      f.mapping!.reserve(0, f.entriesStart)
+      f.reservedUpTo = f.entriesStart
+      if (seedPhyOffset > 0) f.beginPhyOffset = f.endPhyOffset = seedPhyOffset
+      if (seedTimestamp > 0) f.beginTimestamp = f.endTimestamp = seedTimestamp
+      encodeHeader(f.view!, f)
+      f.dirty = true
+    } catch (err) {
+      f.detach()
+      fs.rmSync(f.path, { force: true })
+      throw err
+    }
+    return f
+  }
+
+  /**
+   * Prepares a spare file off the put path: created sparse under `tmpName` (a `.tmp` name, so a
+   * crash leaves nothing that open keeps), its slot table read through the descriptor on the
+   * thread pool (the holes come into the page cache as zero pages), then mapped and reserved,
+   * which is cheap once the pages are cached. `activate` gives it its real name later.
+   */
+  static async prepare(dir: string, tmpName: string, maxHashSlotNum: number, maxIndexNum: number): Promise<IndexFile> {
+    const f = new IndexFile(dir, tmpName, maxHashSlotNum, maxIndexNum)
+    // The slot table and the first entries the writer will reserve.
+    const warmEnd = Math.min(f.size, f.entriesStart + RESERVE_AHEAD_BYTES)
+    const handle = await fs.promises.open(f.path, 'w+')
+    try {
+      await handle.truncate(f.size)
+      const chunk = Buffer.allocUnsafe(Math.min(WARM_CHUNK_BYTES, warmEnd))
+      for (let at = 0; at < warmEnd; at += chunk.length) {
+        await handle.read(chunk, 0, Math.min(chunk.length, warmEnd - at), at)
+      }
+    } catch (err) {
+      await handle.close().catch(() => {})
+      await fs.promises.rm(f.path, { force: true })
+      throw err
+    }
+    await handle.close()
+    try {
+      f.attach(Mapping.open(f.path, f.size))
+      f.mapping!.reserve(0, warmEnd)
+      f.reservedUpTo = warmEnd
+    } catch (err) {
+      f.detach()
+      fs.rmSync(f.path, { force: true })
+      throw err
+    }
+    return f
+  }
+
+  /** Renames a prepared file to `name` and seeds its header as `create` does. */
+  activate(name: string, seedPhyOffset: number, seedTimestamp: number): void {
+    const from = this.path
+    fs.renameSync(from, path.join(this.dir, name))
+    this._name = name
+    if (seedPhyOffset > 0) this.beginPhyOffset = this.endPhyOffset = seedPhyOffset
+    if (seedTimestamp > 0) this.beginTimestamp = this.endTimestamp = seedTimestamp
+    encodeHeader(this.view!, this)
+    this.dirty = true
+  }
+
+  /** Whether every entry is reserved already: the file will be full soon. */
+  get reservedToEnd(): boolean {
+    return this.reservedUpTo >= this.size
+  }
+
+  /**
+   * Reads and checks the header of an existing file (without mapping it). Returns the reason
+   * instead when the file cannot be used: wrong size or a header that does not make sense.
+   */
+  static load(dir: string, name: string, maxHashSlotNum: number, maxIndexNum: number): IndexFile | string {
+    const f = new IndexFile(dir, name, maxHashSlotNum, maxIndexNum)
+    const fd = fs.openSync(f.path, 'r')
+    const bytes = Buffer.alloc(INDEX_HEADER.bytes)
+    let size: number
+    try {
+      size = fs.fstatSync(fd).size
+      if (size === f.size) fs.readSync(fd, bytes, 0, bytes.length, 0)
+    } finally {
+      fs.closeSync(fd)
+    }
+    if (size !== f.size) return `size ${size}, expected ${f.size}`
+    const h = decodeHeader(new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength))
+    // A header never written (all zeros) is an empty file.
+    if (h.indexCount === 0 && h.endPhyOffset === 0 && h.hashSlotCount === 0) h.indexCount = FIRST_ENTRY
+    if (h.indexCount < FIRST_ENTRY || h.indexCount > maxIndexNum) return `indexCount ${h.indexCount} out of [1, ${maxIndexNum}]`
+    if (h.hashSlotCount < 0) return `hashSlotCount ${h.hashSlotCount} negative`
+    if (h.beginPhyOffset < 0 || h.endPhyOffset < h.beginPhyOffset) return `phyOffsets [${h.beginPhyOffset}, ${h.endPhyOffset}] out of order`
+    if (h.beginTimestamp < 0 || h.endTimestamp < 0) return `negative timestamps`
+    Object.assign(f, h)
+    return f
+  }
+
+  /**
+   * For a file that is not the last one (complete, written long before): its newest entry is the
+   * header's end and heads its slot. Returns the reason when not. Two small reads, no mapping.
+   */
+  checkNewestEntry(): string | undefined {
+    const n = this.indexCount - 1
+    if (n < FIRST_ENTRY) return undefined
+    const bytes = Buffer.alloc(INDEX_ENTRY.bytes + INDEX_SLOT_BYTES)
+    const fd = fs.openSync(this.path, 'r')
+    let keyHash: number
+    try {
+      fs.readSync(fd, bytes, 0, INDEX_ENTRY.bytes, this.entriesStart + n * INDEX_ENTRY.bytes)
+      keyHash = bytes.readInt32BE(INDEX_ENTRY.keyHash)
+      if (keyHash >= 0) fs.readSync(fd, bytes, INDEX_ENTRY.bytes, INDEX_SLOT_BYTES, INDEX_HEADER.bytes + (keyHash % this.maxHashSlotNum) * INDEX_SLOT_BYTES)
+    } finally {
+      fs.closeSync(fd)
+    }
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+    const phyOffset = readI64(view, INDEX_ENTRY.phyOffset)
+    const prev = view.getInt32(INDEX_ENTRY.prevIndex)
+    const head = view.getInt32(INDEX_ENTRY.bytes)
+    if (keyHash < 0 || phyOffset !== this.endPhyOffset || prev < 0 || prev >= n || head !== n) {
+      return `newest entry ${n} does not match the header (phyOffset ${phyOffset}, header end ${this.endPhyOffset}, slot head ${head})`
+    }
+    return undefined
+  }
+
+  attach(mapping: Mapping): void {
+    this.mapping = mapping
+    this.view = mapping.view
+  }
+
+  /** Lets go of the mapping (the service decides when). */
+  detach(): Mapping | undefined {
+    const m = this.mapping
+    this.mapping = undefined
+    this.view = undefined
+    this.reservedUpTo = 0
+    m?.release()
+    return m
+  }
+
+  /** Makes a loaded file the one written to: its header and slot table get their space first. */
+  prepareForWriting(): void {
+    this.mapping!.reserve(0, this.entriesStart, true)
+    this.reservedUpTo = this.entriesStart
+  }
+
+  /** Whether the next `count` entries fit and are reserved already (the put's fast path). */
+  canTake(count: number): boolean {
+    const end = this.indexCount + count
+    return end <= this.maxIndexNum && this.entriesStart + end * INDEX_ENTRY.bytes <= this.reservedUpTo
+  }
+
+  /** Reserves space for the next `count` entries (throws the OS error: ENOSPC). */
+  reserveEntries(count: number): void {
+    const end = this.entriesStart + (this.indexCount + count) * INDEX_ENTRY.bytes
+    if (end <= this.reservedUpTo) return
+    const from = Math.max(this.reservedUpTo, this.entriesStart + this.indexCount * INDEX_ENTRY.bytes)
+    const to = Math.min(this.size, Math.max(end, from + RESERVE_AHEAD_BYTES))
+    this.mapping!.reserve(from, to - from)
+    this.reservedUpTo = to
+  }
+
+  /** Appends one entry. The caller checked there is room and reserved it. */
+  putKey(keyHash: number, phyOffset: number, storeTimestamp: number): void {
+    const v = this.view!
+    const n = this.indexCount
+    const slotAt = INDEX_HEADER.bytes + (keyHash % this.maxHashSlotNum) * INDEX_SLOT_BYTES
+    let prev = v.getInt32(slotAt)
+    if (prev <= 0 || prev >= n) prev = 0
+    if (n <= FIRST_ENTRY) {
+      // Set the beginning first, so the first entry's timeDiff is 0 rather than the time since
+      // the seed (RocketMQ computes it against the seed and then moves the beginning).
+      this.beginPhyOffset = phyOffset
+      this.beginTimestamp = storeTimestamp
+      writeU64(v, INDEX_HEADER.beginPhyOffset, phyOffset)
+      writeU64(v, INDEX_HEADER.beginTimestamp, storeTimestamp)
+    }
+    const at = this.entriesStart + n * INDEX_ENTRY.bytes
+    v.setInt32(at, keyHash)
+    writeU64(v, at + INDEX_ENTRY.phyOffset, phyOffset)
+    v.setInt32(at + INDEX_ENTRY.timeDiff, timeDiffSeconds(this.beginTimestamp, storeTimestamp))
+    v.setInt32(at + INDEX_ENTRY.prevIndex, prev)
+    v.setInt32(slotAt, n)
+    this.indexCount = n + 1
+    v.setInt32(INDEX_HEADER.indexCount, n + 1)
+    if (prev === 0) v.setInt32(INDEX_HEADER.hashSlotCount, ++this.hashSlotCount)
+    this.endPhyOffset = phyOffset
+    this.endTimestamp = storeTimestamp
+    writeU64(v, INDEX_HEADER.endPhyOffset, phyOffset)
+    writeU64(v, INDEX_HEADER.endTimestamp, storeTimestamp)
+    this.dirty = true
+  }
+
+  /** RocketMQ's isTimeMatched: [begin, end] overlaps the file's time range. */
+  isTimeMatched(begin: number, end: number): boolean {
+    return (
+      (begin < this.beginTimestamp && end > this.endTimestamp) ||
+      (begin >= this.beginTimestamp && begin <= this.endTimestamp) ||
+      (end >= this.beginTimestamp && end <= this.endTimestamp)
+    )
+  }
+
+  /**
+   * Adds to `out` the phyOffsets of entries with `keyHash` stored within [begin, end], newest
+   * first, until `out` holds maxNum. RocketMQ's stop rules: the chain ends at prev <= 0, prev >
+   * indexCount, prev == current, or an entry older than `begin`.
+   */
+  select(out: number[], keyHash: number, maxNum: number, begin: number, end: number): void {
+    const v = this.view!
+    const count = this.indexCount
+    if (count <= FIRST_ENTRY) return
+    let n = v.getInt32(INDEX_HEADER.bytes + (keyHash % this.maxHashSlotNum) * INDEX_SLOT_BYTES)
+    if (n <= 0 || n > count) return
+    while (out.length < maxNum) {
+      const at = this.entriesStart + n * INDEX_ENTRY.bytes
+      const timeDiff = v.getInt32(at + INDEX_ENTRY.timeDiff)
+      if (timeDiff < 0) break
+      const time = this.beginTimestamp + timeDiff * 1000
+      if (v.getInt32(at) === keyHash && time >= begin && time <= end) out.push(readI64(v, at + INDEX_ENTRY.phyOffset))
+      const prev = v.getInt32(at + INDEX_ENTRY.prevIndex)
+      if (prev <= 0 || prev > count || prev === n || time < begin) break
+      n = prev
+    }
+  }
+
+  /**
+   * `select` for a file that is not mapped: the same walk with pread. Used while too many
+   * released mappings wait for their unmap (mapping.ts).
+   */
+  selectUnmapped(out: number[], keyHash: number, maxNum: number, begin: number, end: number): void {
+    const count = this.indexCount
+    if (count <= FIRST_ENTRY) return
+    const b = scratch
+    const fd = fs.openSync(this.path, 'r')
+    try {
+      fs.readSync(fd, b, 0, INDEX_SLOT_BYTES, INDEX_HEADER.bytes + (keyHash % this.maxHashSlotNum) * INDEX_SLOT_BYTES)
+      let n = b.readInt32BE(0)
+      if (n <= 0 || n > count) return
+      while (out.length < maxNum) {
+        fs.readSync(fd, b, 0, INDEX_ENTRY.bytes, this.entriesStart + n * INDEX_ENTRY.bytes)
+        const timeDiff = b.readInt32BE(INDEX_ENTRY.timeDiff)
+        if (timeDiff < 0) break
+        const time = this.beginTimestamp + timeDiff * 1000
+        if (b.readInt32BE(INDEX_ENTRY.keyHash) === keyHash && time >= begin && time <= end) out.push(readI64(scratchView, INDEX_ENTRY.phyOffset))
+        const prev = b.readInt32BE(INDEX_ENTRY.prevIndex)
+        if (prev <= 0 || prev > count || prev === n || time < begin) break
+        n = prev
+      }
+    } finally {
+      fs.closeSync(fd)
+    }
+  }
+
+  /** phyOffset of the newest entry, or -1 when the file has none. */
+  newestPhyOffset(): number {
+    if (this.indexCount <= FIRST_ENTRY) return -1
+    return readI64(this.view!, this.entriesStart + (this.indexCount - 1) * INDEX_ENTRY.bytes + INDEX_ENTRY.phyOffset)
+  }
+
+  /**
+   * Undoes a put cut short between its slot write and its indexCount write: the entry just past
+   * the end is complete (it was written first) and its slot points at it. Returns whether it did.
+   */
+  repairTornPut(): boolean {
+    const v = this.view!
+    const n = this.indexCount
+    if (n >= this.maxIndexNum) return false
+    const at = this.entriesStart + n * INDEX_ENTRY.bytes
+    const keyHash = v.getInt32(at)
+    if (keyHash < 0) return false
+    const slotAt = INDEX_HEADER.bytes + (keyHash % this.maxHashSlotNum) * INDEX_SLOT_BYTES
+    if (v.getInt32(slotAt) !== n) return false
+    const prev = v.getInt32(at + INDEX_ENTRY.prevIndex)
+    v.setInt32(slotAt, prev > 0 && prev < n ? prev : 0)
+    this.zeroEntry(n)
+    this.dirty = true
+    return true
+  }
+
+  /**
+   * Removes, newest first, every entry with phyOffset >= cut: each one's slot goes back to its
+   * prevIndex. With `validate`, what is read must be consistent (slot head is the entry being
+   * removed, prevIndex below it, phyOffsets not increasing, and the entry left on top heads its
+   * slot); otherwise nothing more is changed and the reason is returned.
+   */
+  rollback(cut: number, validate: boolean): RollbackResult {
+    const v = this.view!
+    let n = this.indexCount - 1
+    let removed = 0
+    let above = Number.POSITIVE_INFINITY
+    for (; n >= FIRST_ENTRY; n--) {
+      const at = this.entriesStart + n * INDEX_ENTRY.bytes
+      const keyHash = v.getInt32(at)
+      const phyOffset = readI64(v, at + INDEX_ENTRY.phyOffset)
+      if (phyOffset < cut) break
+      const prev = v.getInt32(at + INDEX_ENTRY.prevIndex)
+      const slotAt = INDEX_HEADER.bytes + ((keyHash < 0 ? 0 : keyHash) % this.maxHashSlotNum) * INDEX_SLOT_BYTES
+      if (validate) {
+        if (keyHash < 0) return { ok: false, reason: `entry ${n}: negative keyHash ${keyHash}` }
+        if (prev < 0 || prev >= n) return { ok: false, reason: `entry ${n}: prevIndex ${prev} out of [0, ${n})` }
+        if (phyOffset > above) return { ok: false, reason: `entry ${n}: phyOffset ${phyOffset} above the next entry's ${above}` }
+        const head = v.getInt32(slotAt)
+        if (head !== n) return { ok: false, reason: `entry ${n}: its slot points at ${head}` }
+      }
+      // indexCount first: a kill right after it leaves what a torn put leaves (an entry past the
+      // end heading its slot), which the next open undoes; then the slot, then the bytes.
+      if (prev === 0 && this.hashSlotCount > 0) this.hashSlotCount--
+      v.setInt32(INDEX_HEADER.indexCount, n)
+      v.setInt32(INDEX_HEADER.hashSlotCount, this.hashSlotCount)
+      v.setInt32(slotAt, prev > 0 && prev < n ? prev : 0)
+      this.zeroEntry(n)
+      above = phyOffset
+      removed++
+    }
+    if (validate && n >= FIRST_ENTRY) {
+      const at = this.entriesStart + n * INDEX_ENTRY.bytes
+      const keyHash = v.getInt32(at)
+      const phyOffset = readI64(v, at + INDEX_ENTRY.phyOffset)
+      const prev = v.getInt32(at + INDEX_ENTRY.prevIndex)
+      if (keyHash < 0 || phyOffset < this.beginPhyOffset || prev < 0 || prev >= n) {
+        return { ok: false, reason: `entry ${n} (newest kept) is not a valid entry` }
+      }
+      const head = v.getInt32(INDEX_HEADER.bytes + (keyHash % this.maxHashSlotNum) * INDEX_SLOT_BYTES)
+      if (head !== n) return { ok: false, reason: `entry ${n} (newest kept): its slot points at ${head}` }
+    }
+    this.indexCount = n + 1
+    this.fixEnd(removed > 0)
+    this.dirty = true
+    return { ok: true, removed }
+  }
+
+  /**
+   * Every slot must point below indexCount once rollback is done; a slot pointing further means a
+   * put whose entry did not reach the disk (power loss). Returns the reason when one does.
+   */
+  checkSlots(): string | undefined {
+    const v = this.view!
+    const count = this.indexCount
+    for (let s = 0; s < this.maxHashSlotNum; s++) {
+      const head = v.getInt32(INDEX_HEADER.bytes + s * INDEX_SLOT_BYTES)
+      if (head < 0 || head >= count) return `slot ${s} points at entry ${head}, indexCount is ${count}`
+    }
+    return undefined
+  }
+
+  /** Recomputes the end fields from the newest entry (a kill may have cut a put short before them). */
+  refreshEnd(): void {
+    this.fixEnd(false)
+  }
+
+  /** Recomputes the end fields from the newest entry and writes the header. */
+  private fixEnd(removedSome: boolean): void {
+    const v = this.view!
+    if (this.indexCount > FIRST_ENTRY) {
+      const at = this.entriesStart + (this.indexCount - 1) * INDEX_ENTRY.bytes
+      this.endPhyOffset = readI64(v, at + INDEX_ENTRY.phyOffset)
+      if (this.beginTimestamp > 0) {
+        // The entry keeps whole seconds: its store time is in [low, low + 999].
+        const low = this.beginTimestamp + v.getInt32(at + INDEX_ENTRY.timeDiff) * 1000
+        if (removedSome || this.endTimestamp < low || this.endTimestamp > low + 999) {
+          this.endTimestamp = Math.min(Math.max(this.endTimestamp, low), low + 999)
+        }
+      }
+    } else {
+      this.endPhyOffset = this.beginPhyOffset
+      this.endTimestamp = this.beginTimestamp
+    }
+    encodeHeader(v, this)
+  }
+
+  private zeroEntry(n: number): void {
+    const at = this.entriesStart + n * INDEX_ENTRY.bytes
+    this.mapping!.buffer.fill(0, at, at + INDEX_ENTRY.bytes)
+  }
+}

@@ -1,0 +1,116 @@
+// Real crash test: a child process indexes a simulated CommitLog and prints the durable
+// indexedUpTo after each flush; the parent kills it with SIGKILL at a random moment, reopens the
+// index and recovers it, alternating two ways:
+// - recover(lastPrinted, clean=false), as after a crash where the CommitLog ends at what was
+//   acknowledged: indexedUpTo is exactly that end;
+// - recover(far end, clean=true), trusting the page cache: indexedUpTo is at least the last
+//   printed value.
+// Either way every record below indexedUpTo is found exactly once for each key and none at or
+// past it, and the next cycle's child re-dispatches from there. INDEX_CRASH_CYCLES (default 8) sets the
+// number of cycles; SEED replays the kill timings.
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import * as path from 'node:path'
+import { test } from 'node:test'
+import { fileURLToPath } from 'node:url'
+import { IndexService } from '../src/index.js'
+import { CRASH_GEOMETRY, CRASH_RECORD_BYTES, CRASH_RECORD_LIMIT, crashKeys } from './fixtures/crash-records.js'
+import { tempDir } from './helpers.js'
+
+const CYCLES = Number(process.env.INDEX_CRASH_CYCLES ?? 8)
+const SEED = process.env.SEED ? Number(process.env.SEED) : Date.now() % 1_000_000
+const WRITER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'crash-writer.js')
+
+function mulberry32(seed: number): () => number {
+  let s = seed >>> 0
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0
+    let t = s
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+/**
+ * Runs the writer and kills it `killAfterMs` after it is ready (or, with `afterFirstFlush`, after
+ * its first flush); returns the last durable offset printed.
+ */
+function runAndKill(args: string[], killAfterMs: number, afterFirstFlush: boolean): Promise<{ durable: number | undefined; finished: boolean; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [WRITER, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let durable: number | undefined
+    let finished = false
+    let buffered = ''
+    let stderr = ''
+    let timer: NodeJS.Timeout | undefined
+    const guard = setTimeout(() => child.kill('SIGKILL'), 15_000)
+    child.stdout.setEncoding('utf8')
+    child.stdout.on('data', (chunk: string) => {
+      buffered += chunk
+      let nl: number
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        const [word, value] = buffered.slice(0, nl).split(' ')
+        buffered = buffered.slice(nl + 1)
+        if (word === 'ready' && !afterFirstFlush) timer = setTimeout(() => child.kill('SIGKILL'), killAfterMs)
+        else if (word === 'durable') {
+          if (afterFirstFlush && durable === undefined) timer = setTimeout(() => child.kill('SIGKILL'), killAfterMs)
+          durable = Number(value)
+        }
+        else if (word === 'done') finished = true
+      }
+    })
+    child.stderr.setEncoding('utf8')
+    child.stderr.on('data', (chunk: string) => (stderr += chunk))
+    child.on('error', reject)
+    child.on('exit', () => {
+      clearTimeout(guard)
+      clearTimeout(timer)
+      resolve({ durable, finished, stderr })
+    })
+  })
+}
+
+function verify(idx: IndexService, cycle: number): void {
+  const upTo = idx.indexedUpTo
+  const firstAbsent = Math.ceil(upTo / CRASH_RECORD_BYTES)
+  for (let i = 0; i < Math.min(CRASH_RECORD_LIMIT, firstAbsent + 200); i++) {
+    const at = i * CRASH_RECORD_BYTES
+    for (const key of crashKeys(i)) {
+      const found = idx.query('Crash', key, { maxNum: 64 }).filter((o) => o === at).length
+      assert.equal(found, at < upTo ? 1 : 0, `cycle ${cycle} (seed ${SEED}): record ${i} key ${key}, indexedUpTo ${upTo}`)
+    }
+  }
+}
+
+test(`kill -9 at random moments, recover, every durable key found exactly once (seed ${SEED})`, { timeout: 60_000 }, async () => {
+  const { dir, cleanup } = await tempDir('mqts-index-crash-')
+  const random = mulberry32(SEED)
+  let upTo = 0
+  try {
+    for (let cycle = 0; cycle < CYCLES; cycle++) {
+      // Even cycles may die before their first flush; odd ones always make progress.
+      const run = await runAndKill([dir, String(upTo), 'clean', String(SEED + cycle)], 5 + Math.floor(random() * 120), cycle % 2 === 1)
+      assert.equal(run.stderr, '', `writer failed in cycle ${cycle}`)
+      const printed = run.durable ?? upTo
+      const idx = await IndexService.open({ dir, ...CRASH_GEOMETRY })
+      try {
+        if (cycle % 2 === 0) {
+          idx.recover(printed, false)
+          assert.equal(idx.indexedUpTo, printed, `cycle ${cycle}: recover(printed, false)`)
+        } else {
+          idx.recover(CRASH_RECORD_LIMIT * CRASH_RECORD_BYTES, true)
+          assert.ok(idx.indexedUpTo >= printed, `cycle ${cycle}: ${idx.indexedUpTo} >= ${printed}`)
+        }
+        verify(idx, cycle)
+        upTo = idx.indexedUpTo
+      } finally {
+        await idx.close()
+      }
+      if (run.finished) break
+    }
+    assert.ok(upTo > 0, 'the writer indexed something')
+  } finally {
+    await cleanup()
+  }
+})

@@ -1,0 +1,306 @@
+// Recovery: rolling entries back to a CommitLog end after truncation (exact: later re-dispatch
+// finds every record exactly once and slot chains still work), rolling back past the checkpoint
+// after a crash, undoing a put cut short by a kill, and damaged files (garbage, bad header, wrong
+// size, entries that never reached the disk) leading to their deletion and a lower indexedUpTo
+// from which the store rebuilds. Crashes are simulated in-process by abandoning the index without
+// a flush (its pages stay in the page cache, as after SIGKILL); crash.test.ts kills a real process.
+import assert from 'node:assert/strict'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { test } from 'node:test'
+import { IndexService } from '../src/index.js'
+import { INDEX_HEADER, entryPosition, indexFileSize, slotPosition } from '../src/internal.js'
+import { RECORD_BYTES, TINY, crash, fakeClock, hasKeys, hits, openTiny, record, tempDir } from './helpers.js'
+
+const T = { timeout: 10_000 }
+const N_HOT = 'hot'
+
+/** Every record below `upTo` is found exactly once, none from `upTo` to `to`. */
+function assertExactly(idx: IndexService, upTo: number, to: number): void {
+  for (let i = 0; i < to; i++) {
+    const expected: [number, number] = i * RECORD_BYTES < upTo && hasKeys(i) ? [1, 1] : [0, 0]
+    assert.deepEqual(hits(idx, i), expected, `record ${i} (indexedUpTo ${upTo})`)
+  }
+}
+
+/** Re-dispatches the simulated CommitLog from indexedUpTo to record `to`, as the store would. */
+function redispatch(idx: IndexService, to: number): void {
+  for (let i = Math.ceil(idx.indexedUpTo / RECORD_BYTES); i < to; i++) idx.put(record(i))
+}
+
+function indexDir(dir: string): string {
+  return path.join(dir, 'index')
+}
+
+function overwrite(file: string, position: number, bytes: Buffer): void {
+  const fd = fs.openSync(file, 'r+')
+  try {
+    fs.writeSync(fd, bytes, 0, bytes.length, position)
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+test('recover after the CommitLog end was cut: later entries go, earlier ones and chains stay', T, async () => {
+  const { dir, cleanup } = await tempDir()
+  let idx = await openTiny(dir)
+  try {
+    for (let i = 0; i < 150; i++) idx.put({ ...record(i), keys: hasKeys(i) ? [`k${i}`, N_HOT] : [] })
+    await idx.close()
+    idx = await openTiny(dir)
+    const filesBefore = idx.files.length
+    // Cut inside the second file: the third file is emptied and deleted.
+    idx.recover(97 * RECORD_BYTES, true)
+    assert.equal(idx.indexedUpTo, 97 * RECORD_BYTES)
+    assert.ok(idx.files.length < filesBefore)
+    assert.ok(idx.files.at(-1)!.endPhyOffset < 97 * RECORD_BYTES)
+    assertExactly(idx, 97 * RECORD_BYTES, 150)
+    const hotBefore = idx.query('T', N_HOT, { maxNum: 1000 })
+    assert.equal(hotBefore[0], 96 * RECORD_BYTES)
+    // Recover again with the same end: nothing changes.
+    const files = idx.files
+    idx.recover(97 * RECORD_BYTES, true)
+    assert.deepEqual(idx.files, files)
+    // The CommitLog grows again (other content, same offsets): re-dispatch, everything exact.
+    for (let i = 97; i < 160; i++) idx.put({ ...record(i), keys: hasKeys(i) ? [`k${i}`, N_HOT] : [] })
+    assertExactly(idx, 160 * RECORD_BYTES, 160)
+    const hot = idx.query('T', N_HOT, { maxNum: 1000 })
+    assert.deepEqual(hot, Array.from({ length: 160 }, (_, i) => 159 - i).filter(hasKeys).map((i) => i * RECORD_BYTES))
+  } finally {
+    await idx.close()
+    await cleanup()
+  }
+})
+
+test('crash after a flush: clean=false rolls back past the checkpoint, clean=true keeps what the pages hold', T, async () => {
+  for (const clean of [false, true]) {
+    const { dir, cleanup } = await tempDir()
+    let idx = await openTiny(dir)
+    try {
+      for (let i = 0; i < 60; i++) idx.put(record(i))
+      await idx.flush()
+      for (let i = 60; i < 130; i++) idx.put(record(i))
+      crash(idx)
+      idx = await openTiny(dir)
+      // The newest record (129) is past the checkpoint and might have lost keys: always redone.
+      assert.equal(idx.indexedUpTo, 129 * RECORD_BYTES)
+      idx.recover(130 * RECORD_BYTES, clean)
+      assert.equal(idx.indexedUpTo, clean ? 129 * RECORD_BYTES : 60 * RECORD_BYTES)
+      assertExactly(idx, idx.indexedUpTo, 130)
+      redispatch(idx, 140)
+      assertExactly(idx, 140 * RECORD_BYTES, 140)
+    } finally {
+      await idx.close()
+      await cleanup()
+    }
+  }
+})
+
+test('a crash in the middle of a record with several keys: the record is indexed again, once', T, async () => {
+  const { dir, cleanup } = await tempDir()
+  let idx = await openTiny(dir)
+  try {
+    for (let i = 0; i < 10; i++) idx.put(record(i))
+    await idx.flush()
+    idx.put({ topic: 'T', keys: ['a', 'b', 'c'], phyOffset: 1000, size: 100, storeTimestamp: 0 })
+    crash(idx)
+    // Simulate the kill landing after key "b": wipe entry "c" and point its slot back.
+    const file = path.join(indexDir(dir), idx.files.at(-1)!.name)
+    const { indexCount } = idx.files.at(-1)!
+    idx = await openTiny(dir)
+    assert.equal(idx.indexedUpTo, 1000)
+    assert.deepEqual(idx.query('T', 'a'), [])
+    assert.ok(indexCount > 1 && fs.existsSync(file))
+    idx.recover(1100, false)
+    idx.put({ topic: 'T', keys: ['a', 'b', 'c'], phyOffset: 1000, size: 100, storeTimestamp: 0 })
+    for (const k of ['a', 'b', 'c']) assert.deepEqual(idx.query('T', k), [1000])
+  } finally {
+    await idx.close()
+    await cleanup()
+  }
+})
+
+test('a put cut short between its slot and indexCount writes is undone at open', T, async () => {
+  const { dir, cleanup } = await tempDir()
+  let idx = await openTiny(dir)
+  try {
+    for (let i = 0; i < 20; i++) idx.put(record(i))
+    await idx.flush()
+    const info = idx.files.at(-1)!
+    crash(idx)
+    // Write what the torn put had written: entry n = indexCount for key "k0" (already in slot s,
+    // chained behind the real entries), then the slot pointing at it; indexCount not bumped.
+    const file = path.join(indexDir(dir), info.name)
+    const probe = await openTiny(dir)
+    const s = (await import('../src/internal.js')).indexKeyHash('T', 'k0')
+    await probe.close()
+    const slotAt = slotPosition(s % TINY.maxHashSlotNum)
+    const buf = fs.readFileSync(file)
+    const oldHead = buf.readInt32BE(slotAt)
+    const n = info.indexCount
+    const entry = Buffer.alloc(20)
+    entry.writeInt32BE(s, 0)
+    entry.writeUInt32BE(0, 4)
+    entry.writeUInt32BE(99_999, 8)
+    entry.writeInt32BE(0, 12)
+    entry.writeInt32BE(oldHead, 16)
+    overwrite(file, entryPosition(TINY.maxHashSlotNum, n), entry)
+    const head = Buffer.alloc(4)
+    head.writeInt32BE(n, 0)
+    overwrite(file, slotAt, head)
+    idx = await openTiny(dir)
+    assert.equal(idx.recoveryReport.repairedTornPut, true)
+    idx.recover(20 * RECORD_BYTES, false)
+    assert.equal(idx.indexedUpTo, 20 * RECORD_BYTES)
+    assert.deepEqual(idx.query('T', 'k0'), [0])
+    redispatch(idx, 40)
+    assertExactly(idx, 40 * RECORD_BYTES, 40)
+  } finally {
+    await idx.close()
+    await cleanup()
+  }
+})
+
+/** Builds 4 files of records 0..199 (flushed, closed); returns their names and end offsets. */
+async function fourFiles(dir: string): Promise<{ names: string[]; ends: number[] }> {
+  const idx = await openTiny(dir)
+  for (let i = 0; i < 200; i++) idx.put(record(i))
+  const files = idx.files
+  await idx.close()
+  assert.equal(files.length, 4)
+  return { names: files.map((f) => f.name), ends: files.map((f) => f.endPhyOffset) }
+}
+
+const damages: { name: string; damage: (file: string) => void }[] = [
+  {
+    name: 'garbage over the entries',
+    damage: (file) => overwrite(file, entryPosition(TINY.maxHashSlotNum, 1), Buffer.alloc(20 * (TINY.maxIndexNum - 1), 0xa7)),
+  },
+  { name: 'garbage over the header', damage: (file) => overwrite(file, 0, Buffer.alloc(40, 0xff)) },
+  { name: 'a truncated file', damage: (file) => fs.truncateSync(file, 1000) },
+  { name: 'a file grown by a byte', damage: (file) => fs.appendFileSync(file, Buffer.alloc(1)) },
+]
+
+for (const { name, damage } of damages) {
+  for (const which of [3, 1]) {
+    test(`${name} in file ${which + 1} of 4: it and later files are deleted, the store rebuilds from there`, T, async () => {
+      const { dir, cleanup } = await tempDir()
+      let idx: IndexService | undefined
+      try {
+        const { names, ends } = await fourFiles(dir)
+        damage(path.join(indexDir(dir), names[which]!))
+        idx = await openTiny(dir)
+        idx.recover(200 * RECORD_BYTES, false)
+        // The cut is the previous file's last record, rolled back and indexed again.
+        assert.equal(idx.indexedUpTo, ends[which - 1])
+        assert.deepEqual(idx.files.map((f) => f.name), names.slice(0, which))
+        assert.ok(idx.recoveryReport.deletedFiles.some((d) => d.name === names[which]))
+        assertExactly(idx, idx.indexedUpTo, 200)
+        redispatch(idx, 210)
+        assertExactly(idx, 210 * RECORD_BYTES, 210)
+      } finally {
+        await idx?.close()
+        await cleanup()
+      }
+    })
+  }
+}
+
+test('power loss: entries past the checkpoint never reached the disk but the slots did', T, async () => {
+  const { dir, cleanup } = await tempDir()
+  let idx = await openTiny(dir)
+  try {
+    for (let i = 0; i < 105; i++) idx.put(record(i))
+    await idx.flush()
+    const flushed = idx.files.at(-1)!
+    for (let i = 105; i < 115; i++) idx.put(record(i))
+    const last = idx.files.at(-1)!
+    assert.equal(last.name, flushed.name)
+    crash(idx)
+    // The entry page lost everything written after the flush; header and slots kept theirs.
+    const file = path.join(indexDir(dir), last.name)
+    const from = entryPosition(TINY.maxHashSlotNum, flushed.indexCount)
+    overwrite(file, from, Buffer.alloc(indexFileSize(TINY.maxHashSlotNum, TINY.maxIndexNum) - from))
+    idx = await openTiny(dir)
+    idx.recover(115 * RECORD_BYTES, false)
+    assert.ok(idx.indexedUpTo <= 105 * RECORD_BYTES)
+    assertExactly(idx, idx.indexedUpTo, 115)
+    redispatch(idx, 115)
+    assertExactly(idx, 115 * RECORD_BYTES, 115)
+  } finally {
+    await idx.close()
+    await cleanup()
+  }
+})
+
+test('power loss: the header went back to the checkpoint but slots point past it', T, async () => {
+  const { dir, cleanup } = await tempDir()
+  let idx = await openTiny(dir)
+  try {
+    for (let i = 0; i < 105; i++) idx.put(record(i))
+    await idx.flush()
+    const flushed = idx.files.at(-1)!
+    const file = path.join(indexDir(dir), flushed.name)
+    const header = fs.readFileSync(file).subarray(0, INDEX_HEADER.bytes)
+    for (let i = 105; i < 115; i++) idx.put(record(i))
+    crash(idx)
+    overwrite(file, 0, header)
+    idx = await openTiny(dir)
+    idx.recover(115 * RECORD_BYTES, false)
+    assert.ok(idx.indexedUpTo <= 105 * RECORD_BYTES)
+    assertExactly(idx, idx.indexedUpTo, 115)
+    redispatch(idx, 115)
+    assertExactly(idx, 115 * RECORD_BYTES, 115)
+  } finally {
+    await idx.close()
+    await cleanup()
+  }
+})
+
+test('no checkpoint yet (crash before the first flush): clean=false rebuilds everything', T, async () => {
+  const { dir, cleanup } = await tempDir()
+  let idx = await IndexService.open({ dir, ...TINY, now: fakeClock() })
+  try {
+    for (let i = 0; i < 150; i++) idx.put(record(i))
+    crash(idx)
+    idx = await IndexService.open({ dir, ...TINY, now: fakeClock() })
+    idx.recover(150 * RECORD_BYTES, false)
+    assert.equal(idx.indexedUpTo, 0)
+    assert.deepEqual(idx.files, [])
+    redispatch(idx, 150)
+    assertExactly(idx, 150 * RECORD_BYTES, 150)
+  } finally {
+    await idx.close()
+    await cleanup()
+  }
+})
+
+test('a kill while a record straddles into a new, still empty file: the empty file goes, the record is redone', T, async () => {
+  const { dir, cleanup } = await tempDir()
+  let idx = await openTiny(dir)
+  try {
+    // 98 one-key records leave room for one entry; the next record has three keys.
+    for (let i = 0; i < 98; i++) idx.put({ topic: 'T', keys: [], uniqKey: `u${i}`, phyOffset: i * 100, size: 100, storeTimestamp: 0 })
+    await idx.flush()
+    const straddling = { topic: 'T', keys: ['a', 'b', 'c'], phyOffset: 9800, size: 100, storeTimestamp: 0 }
+    idx.put(straddling)
+    const [, second] = idx.files
+    assert.equal(second!.indexCount, 3)
+    crash(idx)
+    // As if killed after the first key: the new file was created but got nothing.
+    const file = path.join(indexDir(dir), second!.name)
+    overwrite(file, 0, Buffer.alloc(indexFileSize(TINY.maxHashSlotNum, TINY.maxIndexNum)))
+    idx = await openTiny(dir)
+    assert.deepEqual(idx.recoveryReport.deletedFiles, [{ name: second!.name, reason: 'empty' }])
+    assert.equal(idx.indexedUpTo, 9800)
+    idx.recover(9900, false)
+    assert.equal(idx.indexedUpTo, 9800)
+    assert.deepEqual(idx.query('T', 'a'), [])
+    idx.put(straddling)
+    for (const k of ['a', 'b', 'c']) assert.deepEqual(idx.query('T', k), [9800])
+    for (let i = 0; i < 98; i++) assert.deepEqual(idx.query('T', `u${i}`), [i * 100])
+  } finally {
+    await idx.close()
+    await cleanup()
+  }
+})
