@@ -4,6 +4,7 @@
  * (lock, abort marker, checkpoint, recovery).
  */
 import * as path from 'node:path'
+import { IndexService } from '@mqts/index'
 import { StoreCheckpoint } from './checkpoint.js'
 import { CommitLog, type AppendResult, type FlushMode, type RecoveryReport, type TopicState } from './commit-log.js'
 import { ConsumeQueueSet, DEFAULT_MAX_OPEN_CQ_FILES, type ConsumeQueue } from './consume-queue.js'
@@ -34,6 +35,7 @@ import {
   prepareRecord,
   type Host,
   takesQueueOffset,
+  SYSFLAG,
   type PreparedMessage,
   type StoredMessage,
 } from './format.js'
@@ -92,6 +94,19 @@ export interface MessageStoreOptions {
   maxTransferBytes?: number
   /** Retention: fileReservedTimeHours (72), deleteWhen ("04"), disk ratios, check interval. */
   retention?: Partial<RetentionOptions>
+  /** The key index (`index/`, RocketMQ's IndexFile): on by default (messageIndexEnable). */
+  messageIndexEnable?: boolean
+  /** Index file geometry: slots (5,000,000) and entries (20,000,000) per file. */
+  maxHashSlotNum?: number
+  maxIndexNum?: number
+}
+
+export interface QueryByKeyOptions {
+  /** Most messages returned (default 32). */
+  maxNum?: number
+  /** Store-time window in ms, inclusive (index times have 1 s granularity). */
+  begin?: number
+  end?: number
 }
 
 export interface PutMessage {
@@ -192,6 +207,8 @@ export class MessageStore {
   readonly dispatcher: Dispatcher
   readonly consumerOffsets: ConsumerOffsetManager
   readonly retention: RetentionService
+  /** The key index, unless disabled with messageIndexEnable: false. */
+  index: IndexService | undefined
 
   private readonly io: FileIO
   private readonly bornHostCache = new Map<string, Host>()
@@ -282,6 +299,17 @@ export class MessageStore {
       const abortFile = path.join(dir, STORE_PATHS.abort)
       const cleanShutdown = !(await io.exists(abortFile))
       store.recovery = await store.commitLog.recover(cleanShutdown)
+      if (options.messageIndexEnable ?? true) {
+        store.index = await IndexService.open({
+          dir: path.join(dir, STORE_PATHS.index),
+          maxHashSlotNum: options.maxHashSlotNum,
+          maxIndexNum: options.maxIndexNum,
+          now: options.now,
+        })
+        store.index.recover(store.commitLog.committedOffset, cleanShutdown)
+        store.dispatcher.addListener(store.indexListener(store.index))
+        store.retention.addAfterDelete((min) => store!.index!.deleteBelow(min))
+      }
       await store.recoverConsumeQueues(cleanShutdown)
       await store.consumerOffsets.load()
       await io.writeFileAtomic(abortFile, Buffer.from(String(process.pid)))
@@ -299,6 +327,7 @@ export class MessageStore {
         for (const t of store.timers) clearInterval(t)
         await store.commitLog.queue.close().catch(() => undefined)
         await store.consumeQueues.close().catch(() => undefined)
+        await store.index?.close().catch(() => undefined)
       }
       await checkpoint?.close().catch(() => undefined)
       await io.remove(path.join(dir, STORE_PATHS.lock)).catch(() => undefined)
@@ -322,6 +351,8 @@ export class MessageStore {
     const any = !cqs.all().next().done
     let from = this.checkpoint.values.logicsFlushedOffset
     if (!intact || (!any && end > min) || from < min || from > end) from = min
+    // The index may be further behind (deleted, or rebuilt after damage).
+    if (this.index) from = Math.min(from, Math.max(min, this.index.indexedUpTo))
     this.dispatcher.reputOffset = Math.min(from, end)
     await this.dispatcher.drain()
     for (const cq of cqs.all()) {
@@ -329,8 +360,29 @@ export class MessageStore {
       if ((st.queueOffsets[cq.queueId] ?? 0) < cq.maxOffset) st.queueOffsets[cq.queueId] = cq.maxOffset
     }
     await cqs.flush()
+    await this.index?.flush()
     this.checkpoint.values.logicsFlushedOffset = this.dispatcher.reputOffset
     await this.checkpoint.flush()
+  }
+
+  /** Feeds the index: every KEYS token and the UNIQ_KEY, as `topic#key`; not rollback records. */
+  private indexListener(index: IndexService): DispatchListener {
+    const record = { topic: '', keys: [] as string[], uniqKey: undefined as string | undefined, phyOffset: 0, size: 0, storeTimestamp: 0 }
+    const none: string[] = []
+    return {
+      name: 'Index',
+      wantsKeys: true,
+      dispatch: (req) => {
+        if ((req.sysFlag & SYSFLAG.TRANSACTION_MASK) === SYSFLAG.TRANSACTION_ROLLBACK_TYPE) return
+        record.topic = req.topic
+        record.keys = req.keys === undefined ? none : req.keys.split(' ')
+        record.uniqKey = req.uniqKey
+        record.phyOffset = req.physicalOffset
+        record.size = req.size
+        record.storeTimestamp = req.storeTimestamp
+        index.put(record)
+      },
+    }
   }
 
   private startServices(options: MessageStoreOptions): void {
@@ -364,6 +416,10 @@ export class MessageStore {
       try {
         const upTo = this.dispatcher.reputOffset
         await this.consumeQueues.flush()
+        if (this.index) {
+          await this.index.flush()
+          this.checkpoint.values.indexMsgTimestamp = this.commitLog.lastStoreTimestamp
+        }
         const cp = this.checkpoint.values
         if (upTo > cp.logicsFlushedOffset) {
           cp.logicsFlushedOffset = upTo
@@ -567,6 +623,41 @@ export class MessageStore {
     const check = checkRecord(where.buf, where.at, where.limit, physicalOffset, this.maxRecordBytes, false)
     if (check.kind !== 'record') throw new StoreError('INVALID_ARGUMENT', `no message starts at physical offset ${physicalOffset}`, { details: { physicalOffset } })
     return decodeRecord(where.buf, where.at, true)
+  }
+
+  /**
+   * Messages of `topic` whose KEYS (any space-separated key) or UNIQ_KEY equal `key`, newest
+   * first, at most `maxNum`, stored within [begin, end]. Hash collisions are filtered by the real
+   * key. Bodies are copies. Needs the index (messageIndexEnable, the default).
+   */
+  async queryByKey(topic: string, key: string, options: QueryByKeyOptions = {}): Promise<StoredMessage[]> {
+    if (this.status !== 'open') throw this.notOpen()
+    if (!this.index) throw new StoreError('INVALID_ARGUMENT', 'the key index is disabled (messageIndexEnable: false)')
+    if (typeof topic !== 'string' || topic.length === 0) throw new StoreError('TOPIC_INVALID', 'topic must be a non-empty string')
+    if (typeof key !== 'string' || key.length === 0) throw new StoreError('INVALID_ARGUMENT', 'key must be a non-empty string')
+    const maxNum = options.maxNum ?? 32
+    if (!Number.isInteger(maxNum) || maxNum < 1) throw new StoreError('INVALID_ARGUMENT', `maxNum must be a positive integer, got ${String(maxNum)}`)
+    const begin = options.begin ?? 0
+    const end = options.end ?? this.now()
+    const found: StoredMessage[] = []
+    const min = this.commitLog.minOffset
+    // Ask for more than maxNum, then for more again, while collisions are filtered out.
+    for (let ask = maxNum; ; ask *= 4) {
+      const offsets = this.index.query(topic, key, { maxNum: ask, begin, end })
+      found.length = 0
+      for (const offset of offsets) {
+        if (offset < min) continue
+        const where = this.commitLog.recordAt(offset)
+        if (!where) continue
+        const m = decodeRecord(where.buf, where.at, true)
+        if (m.topic !== topic) continue
+        if (!m.keys.includes(key) && m.properties[PROPERTY.UNIQ_KEY] !== key) continue
+        if (m.storeTimestamp < begin || m.storeTimestamp > end) continue
+        found.push(m)
+        if (found.length >= maxNum) return found
+      }
+      if (offsets.length < ask) return found
+    }
   }
 
   /** Decodes an offset message id and returns its message. */
@@ -842,6 +933,7 @@ export class MessageStore {
         failed ??= err
       }
       await this.consumeQueues.close().catch(() => undefined)
+      if (this.index) await this.index.close().catch(() => (derivedIncomplete = true))
       try {
         await this.checkpoint.flush()
         await this.checkpoint.close()

@@ -94,6 +94,10 @@ export class RetentionService {
     )
   }
 
+  addAfterDelete(fn: (minPhysicalOffset: number) => Promise<unknown>): void {
+    this.ctx.afterDelete.push(fn)
+  }
+
   /** One pass; concurrent calls share it. */
   run(manual = false): Promise<RetentionResult> {
     if (this.running) return this.running

@@ -111,6 +111,11 @@ test(`crash loop: ${CYCLES} SIGKILL cycles lose no acknowledged message (seed ${
           assert.equal(r.status, 'FOUND', `cycle ${cycle} seed ${SEED}: get ${a.id}`)
           assert.equal(r.messages[0]!.physicalOffset, a.offset, `cycle ${cycle} seed ${SEED}: get ${a.id}`)
         }
+        // And by key, through the index (a sample: every acknowledged message of this cycle's last 50).
+        for (const a of all.slice(-50)) {
+          const byKey = await store.queryByKey('crash', a.id)
+          assert.deepEqual(byKey.map((m) => m.physicalOffset), [a.offset], `cycle ${cycle} seed ${SEED}: queryByKey ${a.id}`)
+        }
         recovered = []
         for (let q = 0; q < 4; q++) recovered.push(await queueUnits(store, 'crash', q))
       } finally {
