@@ -11,6 +11,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { IndexService, INDEX_DEFAULTS, indexFileSize } from '@mqts/index'
+import { MessageStore } from '@mqts/store'
 import { forceGc } from '@mqts/index/internal'
 import { TempDirs, formatBytes, formatNumber, isMain, isQuick, printEnvironment, printResults, type BenchResult, type RunOptions } from './lib/report.js'
 
@@ -20,6 +21,8 @@ const RECORD_BYTES = 320
 const CHUNK = 1_000_000
 const QUERIES = 200_000
 const TARGET_P99_US = 100
+/** Appends with the index on at no less than this share of the same appends with it off. */
+const TARGET_APPEND_RATIO = 0.8
 const log = (line: string): void => console.log(`  .. ${line}`)
 
 function percentile(sorted: BigInt64Array | Float64Array, p: number): number {
@@ -92,6 +95,35 @@ async function rollOver(dir: string, total: number, maxIndexNum: number): Promis
     return { rollUs, otherWorstUs: Number(other) / 1000, files: idx.files.length }
   } finally {
     await idx.close()
+  }
+}
+
+/**
+ * `await store.put()` of 1 KiB messages with one key each into a fresh async store, index on or
+ * off; msgs/s over the timed part (after the store's file is allocated and warmed).
+ */
+async function appendRun(dirs: TempDirs, indexOn: boolean, count: number, keys: string[]): Promise<number> {
+  const dir = await dirs.make(`append-${indexOn ? 'on' : 'off'}`)
+  const store = await MessageStore.open({ dir, commitLogFileSize: 1024 * 1024 * 1024, messageIndexEnable: indexOn })
+  try {
+    await store.commitLog.queue.whenIdle()
+    const body = Buffer.alloc(1024, 7)
+    const m = { topic: TOPIC, queueId: 0, body, keys: '' }
+    // Untimed warm-up: JIT, and the first touch of the files' pages (the index's slot table).
+    const warm = Math.floor(count / 4)
+    for (let i = 0; i < warm; i++) {
+      m.keys = keys[i]!
+      await store.put(m)
+    }
+    const start = performance.now()
+    for (let i = warm; i < count + warm; i++) {
+      m.keys = keys[i]!
+      await store.put(m)
+    }
+    return (count * 1000) / (performance.now() - start)
+  } finally {
+    await store.close()
+    await fs.promises.rm(dir, { recursive: true, force: true })
   }
 }
 
@@ -174,6 +206,31 @@ export async function run(opts: RunOptions): Promise<BenchResult[]> {
     rows.push({ name: 'memory: RSS growth', value: (rss - rssBefore) / 2 ** 20, unit: 'MiB', note: `RSS ${formatBytes(rss)} after the build (mapped index pages count)` })
     rows.push({ name: 'memory: index files, allocated', value: bytes.allocated / 2 ** 20, unit: 'MiB', note: `apparent ${formatBytes(bytes.apparent)}: ${idx.files.length} file(s) in use and the next one made ahead` })
     await idx.close()
+
+    // Effect on appends: the same puts into a store with the index off and on, alternated.
+    const appends = opts.quick ? 200_000 : 500_000
+    const appendKeys = Array.from({ length: appends + appends / 4 }, (_, i) => `order-${i}`)
+    const off: number[] = []
+    const on: number[] = []
+    for (let round = 0; round < 3; round++) {
+      off.push(await appendRun(dirs, false, appends, appendKeys))
+      on.push(await appendRun(dirs, true, appends, appendKeys))
+      log(`append round ${round}: index off ${formatNumber(off.at(-1)!)} msgs/s, on ${formatNumber(on.at(-1)!)} msgs/s`)
+    }
+    const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+    const offRate = median(off)
+    const onRate = median(on)
+    rows.push({ name: 'store put x1, index off', value: offRate, unit: 'msgs/s', note: `1 KiB body, one key, async flush; median of 3 runs of ${formatNumber(appends)} after ${formatNumber(appends / 4)} untimed` })
+    rows.push({
+      name: 'store put x1, index on',
+      value: onRate,
+      unit: 'msgs/s',
+      baseline: 'store put x1, index off',
+      ratio: onRate / offRate,
+      target: TARGET_APPEND_RATIO,
+      pass: onRate / offRate >= TARGET_APPEND_RATIO,
+      note: `median of 3 runs; each run ${on.map((x) => formatNumber(x)).join(' / ')} vs ${off.map((x) => formatNumber(x)).join(' / ')}`,
+    })
 
     const small = opts.quick ? 250_000 : 1_000_000
     const roll = await rollOver(await dirs.make('index-roll'), small * 3 - 10, small)

@@ -369,13 +369,19 @@ export class MessageStore {
   private indexListener(index: IndexService): DispatchListener {
     const record = { topic: '', keys: [] as string[], uniqKey: undefined as string | undefined, phyOffset: 0, size: 0, storeTimestamp: 0 }
     const none: string[] = []
+    const one: string[] = ['']
     return {
       name: 'Index',
       wantsKeys: true,
       dispatch: (req) => {
         if ((req.sysFlag & SYSFLAG.TRANSACTION_MASK) === SYSFLAG.TRANSACTION_ROLLBACK_TYPE) return
         record.topic = req.topic
-        record.keys = req.keys === undefined ? none : req.keys.split(' ')
+        const keys = req.keys
+        if (keys === undefined) record.keys = none
+        else if (keys.indexOf(' ') < 0) {
+          one[0] = keys
+          record.keys = one
+        } else record.keys = keys.split(' ')
         record.uniqKey = req.uniqKey
         record.phyOffset = req.physicalOffset
         record.size = req.size
