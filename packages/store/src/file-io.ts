@@ -14,6 +14,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import * as v8 from 'node:v8'
 import * as vm from 'node:vm'
+import { ThreadDurableWriter, type DurableWriter, type DurableWriterEvents, type WriterFaults } from './durable-writer.js'
 
 export interface DataFile {
   readonly path: string
@@ -74,6 +75,11 @@ export interface FileIO {
   open(file: string): Promise<DataFile>
   /** Lets go of address space held by mappings that were closed (see docs/design/mmap.md). */
   reclaim(): void
+  /**
+   * Optional: a writer that makes sync-flush writes durable off the main thread. Without one the
+   * CommitLog uses DataFile.writeDurable (the thread pool).
+   */
+  durableWriter?(events: DurableWriterEvents): DurableWriter
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -252,7 +258,21 @@ export function reclaimMappings(): void {
   forceGc()
 }
 
+export interface NodeFileIOOptions {
+  /** Sync flush through a dedicated writer thread (default true); false: the thread pool. */
+  writerThread?: boolean
+  /** Tests: make the writer thread fail a write or fdatasync. */
+  writerFaults?: WriterFaults
+}
+
 export class NodeFileIO implements FileIO {
+  readonly durableWriter: ((events: DurableWriterEvents) => DurableWriter) | undefined
+
+  constructor(options: NodeFileIOOptions = {}) {
+    const faults = options.writerFaults
+    this.durableWriter = (options.writerThread ?? true) ? (events) => new ThreadDurableWriter(events, faults ? { faults } : {}) : undefined
+  }
+
   async mkdirp(dir: string): Promise<void> {
     await fsp.mkdir(dir, { recursive: true })
   }
