@@ -417,7 +417,7 @@ export class CommitLog {
       if (c.issued >= c.length) continue
       const from = c.issued
       try {
-        if (!writer.submit(c.file.file, c.buf, from, c.length - from, c.fileStart + from)) return
+        if (!writer.submit(c.file.file, c.buf, from, c.length - from, c.fileStart + from)) break
       } catch (err) {
         this.fail(ioError(`writing ${c.file.fileName}`, err))
         return
@@ -425,6 +425,7 @@ export class CommitLog {
       c.issued = c.length
       this.inflight.push({ chunk: c, from, to: c.length, done: false })
     }
+    writer.start()
   }
 
   private writeFailed(chunk: StageChunk, err: unknown): void {
@@ -438,7 +439,7 @@ export class CommitLog {
 
   /** Groups the puts of this tick: the write starts once every resumed producer has appended. */
   private schedulePump(): void {
-    if (this.pumpScheduled || (!this.writer && this.inflight.length >= this.options.syncFlushConcurrency)) return
+    if (this.pumpScheduled || this.inflight.length >= this.options.syncFlushConcurrency) return
     this.pumpScheduled = true
     setImmediate(this.runPump)
   }

@@ -111,17 +111,15 @@ function writeFileRun(from: number, to: number): number {
 
 function publish(done: number): void {
   Atomics.store(ctl, CTL.DONE, done)
-  Atomics.add(ctl, CTL.EVENTS, 1)
-  Atomics.notify(ctl, CTL.EVENTS)
+  port.postMessage(0)
 }
 
 function fail(err: unknown): void {
   const e = err as NodeJS.ErrnoException
   const failure: WriterFailure = { code: e?.code, errno: e?.errno, syscall: e?.syscall, message: String(e?.message ?? err) }
+  // Posted before FAILED is set, so a main thread that sees FAILED finds the message.
   port.postMessage({ t: 'failure', ...failure })
   Atomics.store(ctl, CTL.FAILED, 1)
-  Atomics.add(ctl, CTL.EVENTS, 1)
-  Atomics.notify(ctl, CTL.EVENTS)
 }
 
 let done = 0
@@ -137,6 +135,7 @@ for (;;) {
   try {
     while (done !== submitted) {
       done = writeFileRun(done, submitted)
+      Atomics.add(ctl, CTL.WRITES, 1)
       publish(done)
     }
   } catch (err) {

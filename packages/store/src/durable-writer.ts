@@ -3,20 +3,18 @@
  * durable writes of the CommitLog (docs/design/mmap.md, "Sync flush: the writer thread").
  *
  * - Staged records live in SharedArrayBuffer chunks: the main thread encodes into them, the
- *   writer thread reads them in place (no copy, no libuv thread-pool hop).
+ *   writer thread reads them in place (no copy, no libuv thread-pool queue).
  * - A write request is five Int32 slots in a shared ring (buffer id, file id, offset, length,
- *   position). The main thread fills a slot, bumps SUBMITTED and wakes the thread.
- * - The thread takes every request submitted so far, writes each run that is contiguous in a
- *   file with one pwrite/pwritev, then fdatasyncs that file (the same calls as the raw baseline),
- *   publishes DONE and bumps EVENTS. It starts the next group the moment one finishes, with
- *   whatever was appended meanwhile: group commit without a timer.
- * - The main thread waits for EVENTS with Atomics.waitAsync; requests complete in submission order.
- * - A failure is posted on a MessagePort before FAILED is set, so the main thread reads it
- *   synchronously (receiveMessageOnPort) and fails everything not yet done. The thread then does
- *   nothing until it is stopped.
+ *   position). The main thread fills slots, then start() publishes SUBMITTED and wakes the
+ *   thread (WAKE + Atomics.notify), so requests made together are written together.
+ * - The thread takes every request published, writes each run that is contiguous in a file with
+ *   one pwrite/pwritev, fdatasyncs that file (the calls of the raw baseline), stores DONE and
+ *   posts a message. The main thread handles completions as MessagePort events.
+ * - A failure is posted before FAILED is set; the main thread fails everything not yet done and
+ *   the thread writes nothing more until it is stopped.
  *
- * Wake-ups use counters (WAKE, EVENTS) that change on every signal, so none can be lost between
- * a check and a wait.
+ * The thread sleeps on a counter (WAKE) that changes on every signal, so no wake-up is lost
+ * between its check for work and its wait.
  */
 import * as fs from 'node:fs'
 import { MessageChannel, Worker, receiveMessageOnPort, type MessagePort } from 'node:worker_threads'
@@ -34,8 +32,8 @@ export const CTL = {
   STOP: 3,
   /** Set by the writer thread after posting a failure. */
   FAILED: 4,
-  /** Bumped by the writer thread on every publication of DONE or FAILED. */
-  EVENTS: 5,
+  /** Durable writes (pwrite(s) + fdatasync of one file) made so far (writer thread). */
+  WRITES: 5,
 } as const
 export const CTL_HEADER_INTS = 8
 export const SLOT_INTS = 5
@@ -84,16 +82,16 @@ export interface DurableWriter {
   /**
    * Queues a durable write of source[sourceOffset, +length) at `position` of `file`; `source`
    * must come from allocate(). False when the queue is full: submit again after a completion.
+   * Nothing starts before start(), so submissions made together are written together.
    */
   submit(file: DataFile, source: Buffer, sourceOffset: number, length: number, position: number): boolean
+  /** Starts writing what was submitted. */
+  start(): void
   /** Every submission for `file` has completed and none will follow: drop what is held for it. */
   release(file: DataFile): void
   /** Stops the writer once the submissions made so far are done (or failed). */
   close(): Promise<void>
 }
-
-type WaitAsync = (ta: Int32Array, index: number, value: number) => { async: false; value: string } | { async: true; value: Promise<string> }
-const waitAsync = (Atomics as unknown as { waitAsync: WaitAsync }).waitAsync
 
 export interface ThreadDurableWriterOptions {
   faults?: WriterFaults
@@ -106,8 +104,6 @@ export class ThreadDurableWriter implements DurableWriter {
   /** Counters as the thread sees them: Int32, wrapping; compare through `(a - b) | 0`. */
   private submitted = 0
   private done = 0
-  private events = 0
-  private waiting = false
   private referenced = false
   private closed = false
   private failed = false
@@ -116,11 +112,8 @@ export class ThreadDurableWriter implements DurableWriter {
   private readonly bufferIds = new WeakMap<ArrayBufferLike, number>()
   private readonly files = new Map<DataFile, { id: number; fd: number }>()
   private readonly exited: Promise<void>
+  private failure: WriterFailure | undefined
   private hasExited = false
-  private readonly onWake = (): void => {
-    this.waiting = false
-    this.progress()
-  }
 
   constructor(
     private readonly handler: DurableWriterEvents,
@@ -129,6 +122,13 @@ export class ThreadDurableWriter implements DurableWriter {
     this.ctl = new Int32Array(new SharedArrayBuffer((CTL_HEADER_INTS + RING_SLOTS * SLOT_INTS) * 4))
     const { port1, port2 } = new MessageChannel()
     this.port = port1
+    // Completions arrive as messages: each is handled in its own callback, so the puts it
+    // resolves run (and append the next group) before the next loop phase submits it.
+    port1.on('message', (msg: { t?: string } & WriterFailure) => {
+      if (msg.t === 'failure') this.failure = msg
+      this.progress()
+    })
+    port1.unref()
     this.worker = new Worker(new URL('./durable-writer-worker.js', import.meta.url), {
       workerData: { ctl: this.ctl.buffer, port: port2, faults: options.faults },
       transferList: [port2],
@@ -182,16 +182,20 @@ export class ThreadDurableWriter implements DurableWriter {
     ctl[at + 3] = length
     ctl[at + 4] = position
     this.submitted = (this.submitted + 1) | 0
+    return true
+  }
+
+  start(): void {
+    const ctl = this.ctl
+    if (Atomics.load(ctl, CTL.SUBMITTED) === this.submitted) return
     Atomics.store(ctl, CTL.SUBMITTED, this.submitted)
     Atomics.add(ctl, CTL.WAKE, 1)
     Atomics.notify(ctl, CTL.WAKE)
     if (!this.referenced) {
       // Keeps the process alive while a put waits for its write.
       this.referenced = true
-      this.worker.ref()
+      this.port.ref()
     }
-    if (!this.waiting) this.watch()
-    return true
   }
 
   release(file: DataFile): void {
@@ -224,33 +228,25 @@ export class ThreadDurableWriter implements DurableWriter {
     this.port.close()
   }
 
-  private post(msg: WriterMessage): void {
-    this.port.postMessage(msg)
+  /** Durable writes the thread has made (one per file per group). */
+  get writes(): number {
+    return Atomics.load(this.ctl, CTL.WRITES)
   }
 
-  private watch(): void {
-    const r = waitAsync(this.ctl, CTL.EVENTS, this.events)
-    if (r.async) {
-      this.waiting = true
-      void r.value.then(this.onWake)
-    } else {
-      // Changed since we last looked: handle it now, off this call stack.
-      this.waiting = true
-      queueMicrotask(this.onWake)
-    }
+  private post(msg: WriterMessage): void {
+    this.port.postMessage(msg)
   }
 
   /** Reads what the thread published; reports completions, then a failure. */
   private progress(): void {
     const ctl = this.ctl
-    this.events = Atomics.load(ctl, CTL.EVENTS)
     const done = Atomics.load(ctl, CTL.DONE)
     if (done !== this.done) {
       const count = (done - this.done) | 0
       this.done = done
       this.handler.onDone(count)
     }
-    if (Atomics.load(ctl, CTL.FAILED) !== 0 && !this.failed) {
+    if ((this.failure !== undefined || Atomics.load(ctl, CTL.FAILED) !== 0) && !this.failed) {
       this.failed = true
       const msg = this.receiveFailure()
       const err = Object.assign(new Error(msg.message), { code: msg.code, errno: msg.errno, syscall: msg.syscall }) as NodeJS.ErrnoException
@@ -258,11 +254,11 @@ export class ThreadDurableWriter implements DurableWriter {
       this.handler.onError(err)
       return
     }
-    if (this.done !== this.submitted && !this.failed) this.watch()
-    else this.unreference()
+    if (this.done === this.submitted) this.unreference()
   }
 
   private receiveFailure(): WriterFailure {
+    if (this.failure) return this.failure
     for (;;) {
       const m = receiveMessageOnPort(this.port)
       if (!m) return { code: 'EIO', errno: undefined, syscall: undefined, message: 'durable writer thread failed' }
@@ -274,7 +270,7 @@ export class ThreadDurableWriter implements DurableWriter {
   private unreference(): void {
     if (this.referenced && !this.closed) {
       this.referenced = false
-      this.worker.unref()
+      this.port.unref()
     }
   }
 

@@ -14,7 +14,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import * as v8 from 'node:v8'
 import * as vm from 'node:vm'
-import { ThreadDurableWriter, type DurableWriter, type DurableWriterEvents, type WriterFaults } from './durable-writer.js'
+import { ThreadDurableWriter, type DurableWriter, type DurableWriterEvents, type ThreadDurableWriterOptions, type WriterFaults } from './durable-writer.js'
 
 export interface DataFile {
   readonly path: string
@@ -269,8 +269,9 @@ export class NodeFileIO implements FileIO {
   readonly durableWriter: ((events: DurableWriterEvents) => DurableWriter) | undefined
 
   constructor(options: NodeFileIOOptions = {}) {
-    const faults = options.writerFaults
-    this.durableWriter = (options.writerThread ?? true) ? (events) => new ThreadDurableWriter(events, faults ? { faults } : {}) : undefined
+    const writerOptions: ThreadDurableWriterOptions = {}
+    if (options.writerFaults) writerOptions.faults = options.writerFaults
+    this.durableWriter = (options.writerThread ?? true) ? (events) => new ThreadDurableWriter(events, writerOptions) : undefined
   }
 
   async mkdirp(dir: string): Promise<void> {
