@@ -8,12 +8,13 @@
  *   background flusher fdatasyncs every `flushIntervalMs` when at least `flushLeastPages` pages
  *   are dirty, and unconditionally every `flushThoroughIntervalMs`.
  * - flush 'sync': records are encoded into staging chunks and reach the (zero-filled) file by
- *   group commit. When the FileIO provides a DurableWriter (Node: a writer thread, see
- *   durable-writer.ts) the chunks are shared memory and every group is handed to it at once; it
- *   writes whatever was appended while the previous group was on its way to disk. Otherwise the
- *   chunks are on the heap and go through O_DSYNC pwrite on the thread pool, with up to
- *   `syncFlushConcurrency` writes in flight. Readers see staged bytes at once (from the chunk)
- *   and committed ones through the map.
+ *   group commit, up to `syncFlushConcurrency` groups in flight (default 1: the next group is
+ *   handed over once the previous one is durable, with everything appended meanwhile, so a fixed
+ *   set of producers stays one group instead of splitting into smaller alternating ones). When
+ *   the FileIO provides a DurableWriter (Node: a dedicated writer thread, durable-writer.ts) the
+ *   chunks are shared memory it writes from in place; otherwise they are on the heap and go
+ *   through O_DSYNC pwrite on the libuv thread pool. Readers see staged bytes at once (from the
+ *   chunk) and committed ones through the map.
  *
  * Appends are synchronous on the fast path; a roll to a new file (or a full staging area) makes
  * later appends queue behind it in order, so records stay in call order and a batch is contiguous.
