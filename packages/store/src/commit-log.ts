@@ -7,16 +7,21 @@
  *   before a byte is written through the map, so a full disk is an error, never a SIGBUS. A
  *   background flusher fdatasyncs every `flushIntervalMs` when at least `flushLeastPages` pages
  *   are dirty, and unconditionally every `flushThoroughIntervalMs`.
- * - flush 'sync': records are encoded into staging chunks on the heap and reach the (zero-filled)
- *   file through O_DSYNC pwrite: group commit, with up to `syncFlushConcurrency` writes in flight
- *   so the next group forms while the previous one is on its way to disk. Readers see staged
- *   bytes at once (from the chunk) and committed ones through the map.
+ * - flush 'sync': records are encoded into staging chunks and reach the (zero-filled) file by
+ *   group commit, up to `syncFlushConcurrency` groups in flight (default 1: the next group is
+ *   handed over once the previous one is durable, with everything appended meanwhile, so a fixed
+ *   set of producers stays one group instead of splitting into smaller alternating ones). When
+ *   the FileIO provides a DurableWriter (Node: a dedicated writer thread, durable-writer.ts) the
+ *   chunks are shared memory it writes from in place; otherwise they are on the heap and go
+ *   through O_DSYNC pwrite on the libuv thread pool. Readers see staged bytes at once (from the
+ *   chunk) and committed ones through the map.
  *
  * Appends are synchronous on the fast path; a roll to a new file (or a full staging area) makes
  * later appends queue behind it in order, so records stay in call order and a batch is contiguous.
  */
 import type { StoreCheckpoint } from './checkpoint.js'
 import { StoreError, ioError } from './errors.js'
+import type { DurableWriter } from './durable-writer.js'
 import type { FileIO } from './file-io.js'
 import {
   END_FILE_MIN_BLANK_LENGTH,
@@ -58,7 +63,7 @@ export interface CommitLogOptions {
   flushThoroughIntervalMs: number
   syncFlushTimeoutMs: number
   stagingLimitBytes: number
-  /** Sync flush: durable writes in flight at once. */
+  /** Sync flush without a DurableWriter: durable writes in flight at once (thread pool). */
   syncFlushConcurrency: number
   checkCrcOnRecover: boolean
   onCorruption: 'fail' | 'truncate'
@@ -157,6 +162,9 @@ export class CommitLog {
   private stagedBytes = 0
   private readonly inflight: InflightWrite[] = []
   private pumpScheduled = false
+  /** Sync flush: the FileIO's writer (created by start()), else writes go through the thread pool. */
+  private writer: DurableWriter | undefined
+  private readonly runPump = (): void => this.pump()
 
   private waiters: FlushWaiter[] = []
   private waitersHead = 0
@@ -328,10 +336,14 @@ export class CommitLog {
       }
     }
     const size = Math.max(STAGE_CHUNK_BYTES, bytes)
-    const buf = size === STAGE_CHUNK_BYTES && this.chunkPool.length > 0 ? this.chunkPool.pop()! : Buffer.allocUnsafe(size)
+    const buf = size === STAGE_CHUNK_BYTES && this.chunkPool.length > 0 ? this.chunkPool.pop()! : this.allocateStage(size)
     const chunk: StageChunk = { buf, dv: dataViewOf(buf), file, fileStart: file.wrotePosition, length: 0, issued: 0, committed: 0, fillsFile: false }
     this.chunks.push(chunk)
     return chunk
+  }
+
+  private allocateStage(size: number): Buffer {
+    return this.writer ? this.writer.allocate(size) : Buffer.allocUnsafe(size)
   }
 
   /** Ends the current file with a BLANK record and makes the next file current. */
@@ -345,7 +357,7 @@ export class CommitLog {
         encodeBlank(old.view, old.wrotePosition, remaining)
         old.committedPosition = old.fileSize
       } else {
-        const buf = Buffer.allocUnsafe(END_FILE_MIN_BLANK_LENGTH)
+        const buf = this.allocateStage(END_FILE_MIN_BLANK_LENGTH)
         encodeBlank(buf, 0, remaining)
         this.chunks.push({ buf, dv: dataViewOf(buf), file: old, fileStart: old.wrotePosition, length: END_FILE_MIN_BLANK_LENGTH, issued: 0, committed: 0, fillsFile: true })
         this.stagedBytes += END_FILE_MIN_BLANK_LENGTH
@@ -370,6 +382,7 @@ export class CommitLog {
    */
   private pump(): void {
     this.pumpScheduled = false
+    if (this.writer) return this.submitStaged(this.writer)
     const max = this.options.syncFlushConcurrency
     let unissued = 0
     for (const c of this.chunks) unissued += c.length - c.issued
@@ -394,23 +407,60 @@ export class CommitLog {
           write.done = true
           this.retire()
         },
-        (err: unknown) => {
-          const code = (err as NodeJS.ErrnoException)?.code
-          this.fail(
-            code === 'ENOSPC' || code === 'EDQUOT'
-              ? ioError(`writing ${chunk.file.fileName}`, err)
-              : new StoreError('FLUSH_FAILED', `durable write to ${chunk.file.fileName} failed; unflushed data may be lost`, { cause: err }),
-          )
-        },
+        (err: unknown) => this.writeFailed(chunk, err),
       )
     }
+  }
+
+  /**
+   * Hands every staged byte not yet handed over to the writer, one submission per chunk; the
+   * writer takes all that is pending whenever it starts a write.
+   */
+  private submitStaged(writer: DurableWriter): void {
+    if (this.failure) return
+    for (const c of this.chunks) {
+      if (c.issued >= c.length) continue
+      const from = c.issued
+      try {
+        if (!writer.submit(c.file.file, c.buf, from, c.length - from, c.fileStart + from)) break
+      } catch (err) {
+        this.fail(ioError(`writing ${c.file.fileName}`, err))
+        return
+      }
+      c.issued = c.length
+      this.inflight.push({ chunk: c, from, to: c.length, done: false })
+    }
+    writer.start()
+  }
+
+  private writeFailed(chunk: StageChunk, err: unknown): void {
+    const code = (err as NodeJS.ErrnoException)?.code
+    this.fail(
+      code === 'ENOSPC' || code === 'EDQUOT'
+        ? ioError(`writing ${chunk.file.fileName}`, err)
+        : new StoreError('FLUSH_FAILED', `durable write to ${chunk.file.fileName} failed; unflushed data may be lost`, { cause: err }),
+    )
   }
 
   /** Groups the puts of this tick: the write starts once every resumed producer has appended. */
   private schedulePump(): void {
     if (this.pumpScheduled || this.inflight.length >= this.options.syncFlushConcurrency) return
     this.pumpScheduled = true
-    setImmediate(() => this.pump())
+    setImmediate(this.runPump)
+  }
+
+  /** The writer finished the oldest `count` submissions. */
+  private writerDone(count: number): void {
+    const q = this.inflight
+    for (let i = 0; i < count && i < q.length; i++) q[i]!.done = true
+    this.retire()
+  }
+
+  /** The writer failed the oldest submission not yet done; nothing after it was written. */
+  private writerFailed(err: NodeJS.ErrnoException): void {
+    const w = this.inflight.find((x) => !x.done)
+    if (w) this.writeFailed(w.chunk, err)
+    else this.fail(new StoreError('FLUSH_FAILED', `durable writer failed: ${err.message}`, { cause: err }))
   }
 
   /** Completed writes, in issue order, advance the committed and flushed offsets. */
@@ -429,6 +479,9 @@ export class CommitLog {
         const i = this.chunks.indexOf(c)
         if (i >= 0) this.chunks.splice(i, 1)
         if (c.buf.length === STAGE_CHUNK_BYTES && this.chunkPool.length < STAGE_POOL_MAX) this.chunkPool.push(c.buf)
+        else this.writer?.free(c.buf)
+        // The blank that ends a file is its last write.
+        if (c.fillsFile) this.writer?.release(file.file)
       }
     }
     this.onCommitted?.()
@@ -567,6 +620,9 @@ export class CommitLog {
   /** Starts the background services: async flusher, or sync-flush timeouts and checkpoint. */
   start(): void {
     const o = this.options
+    if (!this.async && o.io.durableWriter && !this.writer) {
+      this.writer = o.io.durableWriter({ onDone: (n) => this.writerDone(n), onError: (err) => this.writerFailed(err) })
+    }
     this.lastThoroughFlush = o.now()
     const tick = this.async ? o.flushIntervalMs : 100
     this.timer = setInterval(() => {
@@ -788,7 +844,13 @@ export class CommitLog {
       this.prefaultFile = undefined
       this.chunks.length = 0
       this.chunkPool.length = 0
-      await this.queue.close()
+      const writer = this.writer
+      this.writer = undefined
+      try {
+        await writer?.close()
+      } finally {
+        await this.queue.close()
+      }
     }
   }
 }

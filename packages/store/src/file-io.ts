@@ -14,6 +14,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import * as v8 from 'node:v8'
 import * as vm from 'node:vm'
+import { ThreadDurableWriter, type DurableWriter, type DurableWriterEvents, type ThreadDurableWriterOptions, type WriterFaults } from './durable-writer.js'
 
 export interface DataFile {
   readonly path: string
@@ -88,6 +89,11 @@ export interface FileIO {
   modifiedMs(file: string): Promise<number | undefined>
   /** Size and free space of the file system holding `dir`. */
   diskUsage(dir: string): Promise<{ totalBytes: number; freeBytes: number }>
+  /**
+   * Optional: a writer that makes sync-flush writes durable off the main thread. Without one the
+   * CommitLog uses DataFile.writeDurable (the thread pool).
+   */
+  durableWriter?(events: DurableWriterEvents): DurableWriter
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -280,7 +286,22 @@ export function reclaimMappings(): void {
   forceGc()
 }
 
+export interface NodeFileIOOptions {
+  /** Sync flush through a dedicated writer thread (default true); false: the thread pool. */
+  writerThread?: boolean
+  /** Tests: make the writer thread fail a write or fdatasync. */
+  writerFaults?: WriterFaults
+}
+
 export class NodeFileIO implements FileIO {
+  readonly durableWriter: ((events: DurableWriterEvents) => DurableWriter) | undefined
+
+  constructor(options: NodeFileIOOptions = {}) {
+    const writerOptions: ThreadDurableWriterOptions = {}
+    if (options.writerFaults) writerOptions.faults = options.writerFaults
+    this.durableWriter = (options.writerThread ?? true) ? (events) => new ThreadDurableWriter(events, writerOptions) : undefined
+  }
+
   async mkdirp(dir: string): Promise<void> {
     await fsp.mkdir(dir, { recursive: true })
   }

@@ -1,0 +1,152 @@
+/**
+ * The writer thread of ThreadDurableWriter (durable-writer.ts has the protocol). It loops:
+ * wait for requests, write every request submitted so far (one pwrite or pwritev per run that is
+ * contiguous in a file, then fdatasync of that file), publish DONE, and wake the main thread.
+ */
+import * as fs from 'node:fs'
+import { receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads'
+import { CTL, CTL_HEADER_INTS, RING_SLOTS, SLOT_INTS, type WriterFailure, type WriterFaults, type WriterMessage } from './durable-writer.js'
+
+const { ctl: sab, port, faults } = workerData as { ctl: SharedArrayBuffer; port: MessagePort; faults: WriterFaults | undefined }
+const ctl = new Int32Array(sab)
+const buffers = new Map<number, Buffer>()
+const fds = new Map<number, number>()
+const calls = { write: 0, fdatasync: 0 }
+
+function drainMessages(): void {
+  for (;;) {
+    const m = receiveMessageOnPort(port)
+    if (!m) return
+    const msg = m.message as WriterMessage
+    switch (msg.t) {
+      case 'buf':
+        buffers.set(msg.id, Buffer.from(msg.sab))
+        break
+      case 'free':
+        buffers.delete(msg.id)
+        break
+      case 'file':
+        fds.set(msg.id, msg.fd)
+        break
+      case 'forget':
+        fds.delete(msg.id)
+        break
+    }
+  }
+}
+
+function injected(on: 'write' | 'fdatasync'): void {
+  if (!faults) return
+  if (++calls[on] === faults.failCall && faults.on === on) {
+    throw Object.assign(new Error(`${faults.code}: injected ${on} failure`), { code: faults.code, syscall: on })
+  }
+}
+
+/** pwritev of `parts` at `position`, looping on short writes. */
+function writeAll(fd: number, parts: Buffer[], position: number): void {
+  injected('write')
+  if (parts.length === 1) {
+    const b = parts[0]!
+    let done = 0
+    while (done < b.length) {
+      const n = fs.writeSync(fd, b, done, b.length - done, position + done)
+      if (n <= 0) throw Object.assign(new Error('short write'), { code: 'EIO', syscall: 'write' })
+      done += n
+    }
+    return
+  }
+  let total = 0
+  for (const b of parts) total += b.length
+  const n = fs.writevSync(fd, parts, position)
+  if (n === total) return
+  if (n <= 0) throw Object.assign(new Error('short write'), { code: 'EIO', syscall: 'writev' })
+  // Short: finish piece by piece.
+  let skip = n
+  let at = position + n
+  for (const b of parts) {
+    if (skip >= b.length) {
+      skip -= b.length
+      continue
+    }
+    const rest = b.subarray(skip)
+    skip = 0
+    writeAll(fd, [rest], at)
+    at += rest.length
+  }
+}
+
+function slot(i: number, field: number): number {
+  return ctl[CTL_HEADER_INTS + ((i >>> 0) % RING_SLOTS) * SLOT_INTS + field]!
+}
+
+/** Writes requests [from, to) (all for the file of `from` up to the first other file); returns where it stopped. */
+function writeFileRun(from: number, to: number): number {
+  const fileId = slot(from, 1)
+  const fd = fds.get(fileId)
+  if (fd === undefined) throw Object.assign(new Error(`unknown file ${fileId}`), { code: 'EBADF' })
+  let i = from
+  while (i !== to && slot(i, 1) === fileId) {
+    // One run: requests contiguous in the file.
+    const parts: Buffer[] = []
+    const position = slot(i, 4)
+    let end = position
+    while (i !== to && slot(i, 1) === fileId && slot(i, 4) === end) {
+      const buf = buffers.get(slot(i, 0))
+      if (!buf) throw Object.assign(new Error(`unknown buffer ${slot(i, 0)}`), { code: 'EFAULT' })
+      const offset = slot(i, 2)
+      const length = slot(i, 3)
+      const last = parts[parts.length - 1]
+      // Adjacent bytes of the same buffer become one piece.
+      if (last && last.buffer === buf.buffer && last.byteOffset + last.length === offset) parts[parts.length - 1] = buf.subarray(last.byteOffset, offset + length)
+      else parts.push(buf.subarray(offset, offset + length))
+      end += length
+      i = (i + 1) | 0
+    }
+    writeAll(fd, parts, position)
+  }
+  injected('fdatasync')
+  fs.fdatasyncSync(fd)
+  return i
+}
+
+function publish(done: number): void {
+  Atomics.store(ctl, CTL.DONE, done)
+  port.postMessage(0)
+}
+
+function fail(err: unknown): void {
+  const e = err as NodeJS.ErrnoException
+  const failure: WriterFailure = { code: e?.code, errno: e?.errno, syscall: e?.syscall, message: String(e?.message ?? err) }
+  // Posted before FAILED is set, so a main thread that sees FAILED finds the message.
+  port.postMessage({ t: 'failure', ...failure })
+  Atomics.store(ctl, CTL.FAILED, 1)
+}
+
+let done = 0
+for (;;) {
+  const wake = Atomics.load(ctl, CTL.WAKE)
+  if (Atomics.load(ctl, CTL.STOP) !== 0 && Atomics.load(ctl, CTL.SUBMITTED) === done) break
+  const submitted = Atomics.load(ctl, CTL.SUBMITTED)
+  if (submitted === done) {
+    Atomics.wait(ctl, CTL.WAKE, wake)
+    continue
+  }
+  drainMessages()
+  try {
+    while (done !== submitted) {
+      done = writeFileRun(done, submitted)
+      Atomics.add(ctl, CTL.WRITES, 1)
+      publish(done)
+    }
+  } catch (err) {
+    fail(err)
+    // Nothing more is written; wait to be stopped.
+    for (;;) {
+      const w = Atomics.load(ctl, CTL.WAKE)
+      if (Atomics.load(ctl, CTL.STOP) !== 0) break
+      Atomics.wait(ctl, CTL.WAKE, w)
+    }
+    break
+  }
+}
+port.close()

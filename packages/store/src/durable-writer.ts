@@ -1,0 +1,283 @@
+/**
+ * Sync flush off the main thread: a dedicated writer thread (worker_threads) that owns the
+ * durable writes of the CommitLog (docs/design/mmap.md, "Sync flush: the writer thread").
+ *
+ * - Staged records live in SharedArrayBuffer chunks: the main thread encodes into them, the
+ *   writer thread reads them in place (no copy, no libuv thread-pool queue).
+ * - A write request is five Int32 slots in a shared ring (buffer id, file id, offset, length,
+ *   position). The main thread fills slots, then start() publishes SUBMITTED and wakes the
+ *   thread (WAKE + Atomics.notify), so requests made together are written together.
+ * - The thread takes every request published, writes each run that is contiguous in a file with
+ *   one pwrite/pwritev, fdatasyncs that file (the calls of the raw baseline), stores DONE and
+ *   posts a message. The main thread handles completions as MessagePort events.
+ * - A failure is posted before FAILED is set; the main thread fails everything not yet done and
+ *   the thread writes nothing more until it is stopped.
+ *
+ * The thread sleeps on a counter (WAKE) that changes on every signal, so no wake-up is lost
+ * between its check for work and its wait.
+ */
+import * as fs from 'node:fs'
+import { MessageChannel, Worker, receiveMessageOnPort, type MessagePort } from 'node:worker_threads'
+import type { DataFile } from './file-io.js'
+
+/** Control words (Int32 indexes) of the shared ring. */
+export const CTL = {
+  /** Requests submitted (main thread). */
+  SUBMITTED: 0,
+  /** Requests durable (writer thread). */
+  DONE: 1,
+  /** Bumped by the main thread to wake the writer thread. */
+  WAKE: 2,
+  /** Set by the main thread: finish and exit. */
+  STOP: 3,
+  /** Set by the writer thread after posting a failure. */
+  FAILED: 4,
+  /** Durable writes (pwrite(s) + fdatasync of one file) made so far (writer thread). */
+  WRITES: 5,
+} as const
+export const CTL_HEADER_INTS = 8
+export const SLOT_INTS = 5
+export const RING_SLOTS = 4096
+
+/** Messages from the main thread to the writer thread. */
+export type WriterMessage =
+  | { t: 'buf'; id: number; sab: SharedArrayBuffer }
+  | { t: 'free'; id: number }
+  | { t: 'file'; id: number; fd: number; path: string }
+  | { t: 'forget'; id: number }
+
+/** What the writer thread reports when a write or fdatasync fails. */
+export interface WriterFailure {
+  code: string | undefined
+  errno: number | undefined
+  syscall: string | undefined
+  message: string
+}
+
+/** Test hook: make the writer thread fail a syscall, as the OS would. */
+export interface WriterFaults {
+  /** Fail the nth (1-based) call of kind `on` the thread makes. */
+  failCall: number
+  /** Which call fails. */
+  on: 'write' | 'fdatasync'
+  code: string
+}
+
+export interface DurableWriterEvents {
+  /** The oldest `count` submissions not yet reported are durable (they complete in order). */
+  onDone(count: number): void
+  /** The oldest submission not reported done failed; no later one will be written. */
+  onError(err: NodeJS.ErrnoException): void
+}
+
+/**
+ * Makes staged bytes durable off the main thread. Submissions complete in the order they were
+ * made; each is reported through DurableWriterEvents.
+ */
+export interface DurableWriter {
+  /** A staging buffer this writer can write from; contents are unspecified. */
+  allocate(size: number): Buffer
+  /** A buffer from allocate() that will not be submitted again. */
+  free(buf: Buffer): void
+  /**
+   * Queues a durable write of source[sourceOffset, +length) at `position` of `file`; `source`
+   * must come from allocate(). False when the queue is full: submit again after a completion.
+   * Nothing starts before start(), so submissions made together are written together.
+   */
+  submit(file: DataFile, source: Buffer, sourceOffset: number, length: number, position: number): boolean
+  /** Starts writing what was submitted. */
+  start(): void
+  /** Every submission for `file` has completed and none will follow: drop what is held for it. */
+  release(file: DataFile): void
+  /** Stops the writer once the submissions made so far are done (or failed). */
+  close(): Promise<void>
+}
+
+export interface ThreadDurableWriterOptions {
+  faults?: WriterFaults
+}
+
+export class ThreadDurableWriter implements DurableWriter {
+  private readonly ctl: Int32Array
+  private readonly worker: Worker
+  private readonly port: MessagePort
+  /** Counters as the thread sees them: Int32, wrapping; compare through `(a - b) | 0`. */
+  private submitted = 0
+  private done = 0
+  private referenced = false
+  private closed = false
+  private failed = false
+  private nextBufferId = 1
+  private nextFileId = 1
+  private readonly bufferIds = new WeakMap<ArrayBufferLike, number>()
+  private readonly files = new Map<DataFile, { id: number; fd: number }>()
+  private readonly exited: Promise<void>
+  private failure: WriterFailure | undefined
+  private hasExited = false
+
+  constructor(
+    private readonly handler: DurableWriterEvents,
+    options: ThreadDurableWriterOptions = {},
+  ) {
+    this.ctl = new Int32Array(new SharedArrayBuffer((CTL_HEADER_INTS + RING_SLOTS * SLOT_INTS) * 4))
+    const { port1, port2 } = new MessageChannel()
+    this.port = port1
+    // Completions arrive as messages: each is handled in its own callback, so the puts it
+    // resolves run (and append the next group) before the next loop phase submits it.
+    port1.on('message', (msg: { t?: string } & WriterFailure) => {
+      if (msg.t === 'failure') this.failure = msg
+      this.progress()
+    })
+    port1.unref()
+    this.worker = new Worker(new URL('./durable-writer-worker.js', import.meta.url), {
+      workerData: { ctl: this.ctl.buffer, port: port2, faults: options.faults },
+      transferList: [port2],
+      name: 'mqts-durable-writer',
+      // The thread only makes fs calls; the parent's flags (some, like --input-type, are refused
+      // in a worker) are not needed.
+      execArgv: [],
+    })
+    this.worker.unref()
+    this.exited = new Promise((resolve) =>
+      this.worker.once('exit', () => {
+        this.hasExited = true
+        resolve()
+      }),
+    )
+    this.worker.on('error', (err) => this.crashed(err))
+    this.worker.once('exit', (code) => this.crashed(new Error(`durable writer thread exited with code ${code}`)))
+  }
+
+  allocate(size: number): Buffer {
+    const sab = new SharedArrayBuffer(size)
+    const id = this.nextBufferId++
+    this.bufferIds.set(sab, id)
+    this.post({ t: 'buf', id, sab })
+    return Buffer.from(sab)
+  }
+
+  free(buf: Buffer): void {
+    const id = this.bufferIds.get(buf.buffer)
+    if (id === undefined || this.closed) return
+    this.bufferIds.delete(buf.buffer)
+    this.post({ t: 'free', id })
+  }
+
+  submit(file: DataFile, source: Buffer, sourceOffset: number, length: number, position: number): boolean {
+    if (this.closed || this.failed) throw Object.assign(new Error('durable writer is stopped'), { code: 'EBADF' })
+    if (((this.submitted - this.done) | 0) >= RING_SLOTS) return false
+    const bufferId = this.bufferIds.get(source.buffer)
+    if (bufferId === undefined) throw new TypeError('submit() takes buffers from allocate()')
+    let f = this.files.get(file)
+    if (!f) {
+      f = { id: this.nextFileId++, fd: fs.openSync(file.path, fs.constants.O_RDWR) }
+      this.files.set(file, f)
+      this.post({ t: 'file', id: f.id, fd: f.fd, path: file.path })
+    }
+    const ctl = this.ctl
+    const at = CTL_HEADER_INTS + ((this.submitted >>> 0) % RING_SLOTS) * SLOT_INTS
+    ctl[at] = bufferId
+    ctl[at + 1] = f.id
+    ctl[at + 2] = source.byteOffset + sourceOffset
+    ctl[at + 3] = length
+    ctl[at + 4] = position
+    this.submitted = (this.submitted + 1) | 0
+    return true
+  }
+
+  start(): void {
+    const ctl = this.ctl
+    if (Atomics.load(ctl, CTL.SUBMITTED) === this.submitted) return
+    Atomics.store(ctl, CTL.SUBMITTED, this.submitted)
+    Atomics.add(ctl, CTL.WAKE, 1)
+    Atomics.notify(ctl, CTL.WAKE)
+    if (!this.referenced) {
+      // Keeps the process alive while a put waits for its write.
+      this.referenced = true
+      this.port.ref()
+    }
+  }
+
+  release(file: DataFile): void {
+    const f = this.files.get(file)
+    if (!f) return
+    this.files.delete(file)
+    // Called only once every submission for the file completed: the thread is done with it.
+    this.post({ t: 'forget', id: f.id })
+    fs.closeSync(f.fd)
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    Atomics.store(this.ctl, CTL.STOP, 1)
+    Atomics.add(this.ctl, CTL.WAKE, 1)
+    Atomics.notify(this.ctl, CTL.WAKE)
+    this.worker.ref()
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, 10_000)))
+    await Promise.race([this.exited, late])
+    clearTimeout(timer)
+    if (this.hasExited) {
+      for (const f of this.files.values()) fs.closeSync(f.fd)
+    } else {
+      // Stuck in a syscall for 10 s: abandoned, its descriptors left open rather than reused under it.
+      await this.worker.terminate()
+    }
+    this.files.clear()
+    this.port.close()
+  }
+
+  /** Durable writes the thread has made (one per file per group). */
+  get writes(): number {
+    return Atomics.load(this.ctl, CTL.WRITES)
+  }
+
+  private post(msg: WriterMessage): void {
+    this.port.postMessage(msg)
+  }
+
+  /** Reads what the thread published; reports completions, then a failure. */
+  private progress(): void {
+    const ctl = this.ctl
+    const done = Atomics.load(ctl, CTL.DONE)
+    if (done !== this.done) {
+      const count = (done - this.done) | 0
+      this.done = done
+      this.handler.onDone(count)
+    }
+    if ((this.failure !== undefined || Atomics.load(ctl, CTL.FAILED) !== 0) && !this.failed) {
+      this.failed = true
+      const msg = this.receiveFailure()
+      const err = Object.assign(new Error(msg.message), { code: msg.code, errno: msg.errno, syscall: msg.syscall }) as NodeJS.ErrnoException
+      this.unreference()
+      this.handler.onError(err)
+      return
+    }
+    if (this.done === this.submitted) this.unreference()
+  }
+
+  private receiveFailure(): WriterFailure {
+    if (this.failure) return this.failure
+    for (;;) {
+      const m = receiveMessageOnPort(this.port)
+      if (!m) return { code: 'EIO', errno: undefined, syscall: undefined, message: 'durable writer thread failed' }
+      const msg = m.message as { t?: string } & WriterFailure
+      if (msg.t === 'failure') return msg
+    }
+  }
+
+  private unreference(): void {
+    if (this.referenced && !this.closed) {
+      this.referenced = false
+      this.port.unref()
+    }
+  }
+
+  private crashed(err: Error): void {
+    if (this.closed || this.failed) return
+    this.failed = true
+    this.unreference()
+    this.handler.onError(Object.assign(err, { code: (err as NodeJS.ErrnoException).code ?? 'EIO' }))
+  }
+}
