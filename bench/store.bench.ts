@@ -337,6 +337,44 @@ async function producersLoop(store: MessageStore, producers: number, ms: number)
 
 const mb = (msgsPerSec: number): number => (msgsPerSec * RECORD_BYTES) / 1e6
 
+/**
+ * Many queues: one message into each of `queues` new queues, then one read from each, with the
+ * default bound of open ConsumeQueue files (1024): descriptors and memory stay bounded.
+ */
+async function manyQueues(dirs: TempDirs, queues: number): Promise<BenchResult[]> {
+  const dir = await dirs.make('many-queues')
+  const fdCount = (): number => fs.readdirSync('/proc/self/fd').length
+  const fds0 = fdCount()
+  const store = await MessageStore.open({ dir, commitLogFileSize: 64 * MiB })
+  try {
+    const body = Buffer.alloc(100)
+    let t = performance.now()
+    for (let q = 0; q < queues; q++) await store.put({ topic: `Many${q % 100}`, queueId: Math.floor(q / 100), body })
+    const createMs = performance.now() - t
+    t = performance.now()
+    for (let q = 0; q < queues; q++) {
+      const r = await store.get({ topic: `Many${q % 100}`, queueId: Math.floor(q / 100), offset: 0 })
+      if (r.messages.length !== 1) throw new Error(`queue ${q}: ${r.status}`)
+    }
+    const readMs = performance.now() - t
+    const fds = fdCount() - fds0
+    const rss = process.memoryUsage().rss
+    const open = store.consumeQueues.segments.size
+    await store.close()
+    t = performance.now()
+    const again = await MessageStore.open({ dir, commitLogFileSize: 64 * MiB })
+    const reopenMs = performance.now() - t
+    await again.close()
+    return [
+      { name: `${formatNumber(queues)} new queues: put x1 each`, value: (queues * 1000) / createMs, unit: 'queues/s', note: `${formatNumber((createMs * 1000) / queues, 0)} µs per new queue (creates its ConsumeQueue file)` },
+      { name: `${formatNumber(queues)} queues: get x1 each`, value: (queues * 1000) / readMs, unit: 'queues/s', note: `${open} ConsumeQueue windows mapped (bound 1024), +${fds} descriptors, RSS ${formatBytes(rss)}` },
+      { name: `${formatNumber(queues)} queues: reopen`, value: reopenMs, unit: 'ms', note: 'clean shutdown: every queue recovered by pread' },
+    ]
+  } finally {
+    if (store.status !== 'closed') await store.close()
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 
 export async function run(opts: RunOptions): Promise<BenchResult[]> {
@@ -413,6 +451,8 @@ export async function run(opts: RunOptions): Promise<BenchResult[]> {
     }
     await syncStore.close()
     stores.splice(stores.indexOf(syncStore), 1)
+
+    rows.push(...(await manyQueues(dirs, opts.quick ? 2000 : 10_000)))
     return rows
   } finally {
     for (const s of stores) await s.close().catch((err: unknown) => console.error(`closing store ${s.dir}: ${String(err)}`))
