@@ -144,6 +144,7 @@ export class Dispatcher {
         }
         const pos = this.reputOffset - file.fileFromOffset
         const view = file.view
+        const dv = file.dataView
         const end = Math.min(file.committedPosition, limit - file.fileFromOffset)
         if (pos >= end) {
           if (file.committedPosition >= file.fileSize) {
@@ -152,16 +153,16 @@ export class Dispatcher {
           }
           break
         }
-        const magic = view.readInt32BE(pos + 4)
+        const magic = dv.getInt32(pos + 4)
         if (magic === BLANK_MAGIC_CODE) {
           this.reputOffset = file.fileFromOffset + file.fileSize
           continue
         }
-        const size = view.readInt32BE(pos)
+        const size = dv.getInt32(pos)
         if ((magic !== MESSAGE_MAGIC_CODE_V1 && magic !== MESSAGE_MAGIC_CODE_V2) || size <= 0 || pos + size > end) {
           throw new StoreError('CORRUPT_RECORD', `dispatch found no valid record at CommitLog offset ${this.reputOffset}`, { details: { physicalOffset: this.reputOffset } })
         }
-        readDispatchRequest(view, pos, this.wantsKeys, req)
+        readDispatchRequest(view, dv, pos, this.wantsKeys, req)
         for (let i = 0; i < listeners.length; i++) {
           const r = listeners[i]!.dispatch(req)
           if (r) {

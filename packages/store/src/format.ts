@@ -559,7 +559,25 @@ export function javaHashOfUtf8(source: Buffer, from: number, to: number): number
 const topicCache = new Map<number, string>()
 const TOPIC_CACHE_MAX = 4096
 
+let lastTopic = ''
+
 function topicAt(source: Buffer, at: number, length: number): string {
+  const last = lastTopic
+  if (last.length === length) {
+    let same = true
+    for (let i = 0; i < length; i++) {
+      if (last.charCodeAt(i) !== source[at + i]) {
+        same = false
+        break
+      }
+    }
+    if (same) return last
+  }
+  lastTopic = topicAtSlow(source, at, length)
+  return lastTopic
+}
+
+function topicAtSlow(source: Buffer, at: number, length: number): string {
   let h = length
   for (let i = 0; i < length; i++) h = (Math.imul(h, 31) + source[at + i]!) | 0
   const cached = topicCache.get(h)
@@ -583,16 +601,16 @@ function topicAt(source: Buffer, at: number, length: number): string {
  * Fills `out` from the message record at `source[at]` (already known to be a message record,
  * not a BLANK). `withKeys` also extracts KEYS and UNIQ_KEY. No CRC check, as RocketMQ's reput.
  */
-export function readDispatchRequest(source: Buffer, at: number, withKeys: boolean, out: DispatchRequest): void {
-  const totalSize = source.readInt32BE(at)
-  const magic = source.readInt32BE(at + RECORD.magicCode)
-  const sysFlag = source.readInt32BE(at + RECORD.sysFlag)
+export function readDispatchRequest(source: Buffer, dv: DataView, at: number, withKeys: boolean, out: DispatchRequest): void {
+  const totalSize = dv.getInt32(at)
+  const magic = dv.getInt32(at + RECORD.magicCode)
+  const sysFlag = dv.getInt32(at + RECORD.sysFlag)
   const l = sysFlag & (SYSFLAG.BORNHOST_V6 | SYSFLAG.STOREHOST_V6) ? layout(sysFlag) : LAYOUT_V4
-  const bodyLength = source.readInt32BE(at + l.bodyLength)
+  const bodyLength = dv.getInt32(at + l.bodyLength)
   let pos = at + l.body + bodyLength
   let topicLength: number
   if (magic === MESSAGE_MAGIC_CODE_V2) {
-    topicLength = source.readInt16BE(pos)
+    topicLength = dv.getInt16(pos)
     pos += 2
   } else {
     topicLength = source[pos]!
@@ -600,14 +618,14 @@ export function readDispatchRequest(source: Buffer, at: number, withKeys: boolea
   }
   out.topic = topicAt(source, pos, topicLength)
   pos += topicLength
-  const propertiesLength = source.readInt16BE(pos)
+  const propertiesLength = dv.getInt16(pos)
   pos += 2
-  out.queueId = source.readInt32BE(at + RECORD.queueId)
-  out.queueOffset = readI64(source, at + RECORD.queueOffset)
-  out.physicalOffset = readI64(source, at + RECORD.physicalOffset)
+  out.queueId = dv.getInt32(at + RECORD.queueId)
+  out.queueOffset = dv.getInt32(at + RECORD.queueOffset) * TWO_POW_32 + dv.getUint32(at + RECORD.queueOffset + 4)
+  out.physicalOffset = dv.getInt32(at + RECORD.physicalOffset) * TWO_POW_32 + dv.getUint32(at + RECORD.physicalOffset + 4)
   out.size = totalSize
   out.sysFlag = sysFlag
-  out.storeTimestamp = readI64(source, at + l.storeTimestamp)
+  out.storeTimestamp = dv.getInt32(at + l.storeTimestamp) * TWO_POW_32 + dv.getUint32(at + l.storeTimestamp + 4)
   out.tagsCode = 0
   out.keys = undefined
   out.uniqKey = undefined
