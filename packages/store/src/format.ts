@@ -561,39 +561,25 @@ const TOPIC_CACHE_MAX = 4096
 
 let lastTopic = ''
 
-function topicAt(source: Buffer, at: number, length: number): string {
-  const last = lastTopic
-  if (last.length === length) {
-    let same = true
-    for (let i = 0; i < length; i++) {
-      if (last.charCodeAt(i) !== source[at + i]) {
-        same = false
-        break
-      }
-    }
-    if (same) return last
-  }
-  lastTopic = topicAtSlow(source, at, length)
-  return lastTopic
+/** Whether `text` (ASCII, as topics are) equals the bytes [at, at + length). */
+function sameAscii(text: string, source: Buffer, at: number, length: number): boolean {
+  if (text.length !== length) return false
+  for (let i = 0; i < length; i++) if (text.charCodeAt(i) !== source[at + i]) return false
+  return true
 }
 
-function topicAtSlow(source: Buffer, at: number, length: number): string {
+/** The topic string at [at, at + length): the previous one, a cached one, or a new decode. */
+function topicAt(source: Buffer, at: number, length: number): string {
+  if (sameAscii(lastTopic, source, at, length)) return lastTopic
   let h = length
   for (let i = 0; i < length; i++) h = (Math.imul(h, 31) + source[at + i]!) | 0
-  const cached = topicCache.get(h)
-  if (cached !== undefined && cached.length === length) {
-    let same = true
-    for (let i = 0; i < length; i++) {
-      if (cached.charCodeAt(i) !== source[at + i]) {
-        same = false
-        break
-      }
-    }
-    if (same) return cached
+  let topic = topicCache.get(h)
+  if (topic === undefined || !sameAscii(topic, source, at, length)) {
+    topic = source.toString('utf8', at, at + length)
+    if (topicCache.size >= TOPIC_CACHE_MAX) topicCache.clear()
+    topicCache.set(h, topic)
   }
-  const topic = source.toString('utf8', at, at + length)
-  if (topicCache.size >= TOPIC_CACHE_MAX) topicCache.clear()
-  topicCache.set(h, topic)
+  lastTopic = topic
   return topic
 }
 
