@@ -668,14 +668,14 @@ export class CommitLog {
   // Read
 
   /** The buffer and position holding the record that starts at `physicalOffset`, if any. */
-  recordAt(physicalOffset: number): { buf: Buffer; at: number; limit: number } | undefined {
+  recordAt(physicalOffset: number): { buf: Buffer; dv: DataView; at: number; limit: number } | undefined {
     if (physicalOffset < 0 || physicalOffset >= this.wroteOffset) return undefined
     const file = this.queue.findFile(physicalOffset)
     if (!file) return undefined
     const pos = physicalOffset - file.fileFromOffset
-    if (pos < file.committedPosition) return { buf: file.view, at: pos, limit: file.committedPosition }
+    if (pos < file.committedPosition) return { buf: file.view, dv: file.dataView, at: pos, limit: file.committedPosition }
     for (const c of this.chunks) {
-      if (c.file === file && pos >= c.fileStart && pos < c.fileStart + c.length) return { buf: c.buf, at: pos - c.fileStart, limit: c.length }
+      if (c.file === file && pos >= c.fileStart && pos < c.fileStart + c.length) return { buf: c.buf, dv: c.dv, at: pos - c.fileStart, limit: c.length }
     }
     return undefined
   }

@@ -390,57 +390,121 @@ export function readStoreTimestamp(source: Buffer, at: number): number {
  * Decodes the record at `source[at]`. The body is copied unless `copyBody` is false, in which
  * case it is a view into `source` and lives only as long as `source` does.
  */
-export function decodeRecord(source: Buffer, at: number, copyBody = true): StoredMessage {
-  const totalSize = source.readInt32BE(at + RECORD.totalSize)
-  const magic = source.readInt32BE(at + RECORD.magicCode)
-  const sysFlag = source.readInt32BE(at + RECORD.sysFlag)
-  const l = sysFlag & (SYSFLAG.BORNHOST_V6 | SYSFLAG.STOREHOST_V6) ? layout(sysFlag) : LAYOUT_V4
+const hostStrings = new Map<number, string>()
+const hostPrefixes = new Map<number, string>()
+const HOST_CACHE_MAX = 1024
+
+/** "a.b.c.d:port" of an IPv4 host, cached (a store sees few distinct hosts). */
+/** Remembers the last host it formatted: records alternate between few born and store hosts. */
+function lastHostMemo(): (ip: number, port: number) => string {
+  let lastIp = -1
+  let lastPort = -1
+  let last = ''
+  return (ip, port) => {
+    if (ip !== lastIp || port !== lastPort) {
+      lastIp = ip
+      lastPort = port
+      last = ipv4HostStringCached(ip, port)
+    }
+    return last
+  }
+}
+const bornHostString = lastHostMemo()
+const storeHostString = lastHostMemo()
+
+function ipv4HostStringCached(ip: number, port: number): string {
+  if (port < 0 || port > 0xffff) return `${ip >>> 24}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}:${port}`
+  const key = ip * 65536 + port
+  let text = hostStrings.get(key)
+  if (text === undefined) {
+    if (hostStrings.size >= HOST_CACHE_MAX) hostStrings.clear()
+    text = `${ip >>> 24}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}:${port}`
+    hostStrings.set(key, text)
+  }
+  return text
+}
+
+/** Message id prefix (ip and port, hex) of an IPv4 store host, cached. */
+function ipv4HostPrefix(ip: number, port: number): string {
+  if (port < 0 || port > 0xffff) return hostHexPrefix({ ip, port })
+  const key = ip * 65536 + port
+  let text = hostPrefixes.get(key)
+  if (text === undefined) {
+    if (hostPrefixes.size >= HOST_CACHE_MAX) hostPrefixes.clear()
+    text = hostHexPrefix({ ip, port })
+    hostPrefixes.set(key, text)
+  }
+  return text
+}
+
+/**
+ * Decodes the record at `source[at]`. The body is copied unless `copyBody` is false, in which
+ * case it is a view into `source` and lives only as long as `source` does. `dv` is a DataView of
+ * `source` when the caller has one.
+ */
+export function decodeRecord(source: Buffer, at: number, copyBody = true, dv: DataView = dataViewOf(source)): StoredMessage {
+  const totalSize = dv.getInt32(at + RECORD.totalSize)
+  const magic = dv.getInt32(at + RECORD.magicCode)
+  const sysFlag = dv.getInt32(at + RECORD.sysFlag)
+  const v6 = (sysFlag & (SYSFLAG.BORNHOST_V6 | SYSFLAG.STOREHOST_V6)) !== 0
+  const l = v6 ? layout(sysFlag) : LAYOUT_V4
   const bornIpBytes = l.bornHostBytes - 4
   const storeIpBytes = l.storeHostBytes - 4
-  const bornHost = formatHost(Buffer.from(source.subarray(at + RECORD.bornHost, at + RECORD.bornHost + bornIpBytes)), source.readInt32BE(at + RECORD.bornHost + bornIpBytes))
-  const storeIp = source.subarray(at + l.storeHost, at + l.storeHost + storeIpBytes)
-  const storePort = source.readInt32BE(at + l.storeHost + storeIpBytes)
-  const storeHost = formatHost(Buffer.from(storeIp), storePort)
-  const physicalOffset = readI64(source, at + RECORD.physicalOffset)
-  const bodyLength = source.readInt32BE(at + l.bodyLength)
+  const bornPort = dv.getInt32(at + RECORD.bornHost + bornIpBytes)
+  const storePort = dv.getInt32(at + l.storeHost + storeIpBytes)
+  let bornHost: string
+  let storeHost: string
+  let idPrefix: string
+  if (bornIpBytes === 4) bornHost = bornHostString(dv.getUint32(at + RECORD.bornHost), bornPort)
+  else bornHost = formatHost(source.subarray(at + RECORD.bornHost, at + RECORD.bornHost + bornIpBytes), bornPort)
+  if (storeIpBytes === 4) {
+    const ip = dv.getUint32(at + l.storeHost)
+    storeHost = storeHostString(ip, storePort)
+    idPrefix = ipv4HostPrefix(ip, storePort)
+  } else {
+    const storeIp = source.subarray(at + l.storeHost, at + l.storeHost + storeIpBytes)
+    storeHost = formatHost(storeIp, storePort)
+    idPrefix = Buffer.concat([storeIp, source.subarray(at + l.storeHost + storeIpBytes, at + l.storeHost + storeIpBytes + 4)]).toString('hex').toUpperCase()
+  }
+  const physicalOffset = dv.getInt32(at + RECORD.physicalOffset) * TWO_POW_32 + dv.getUint32(at + RECORD.physicalOffset + 4)
+  const bodyLength = dv.getInt32(at + l.bodyLength)
   const bodyStart = at + l.body
   const bodyView = source.subarray(bodyStart, bodyStart + bodyLength)
   let pos = bodyStart + bodyLength
   let topicLength: number
   if (magic === MESSAGE_MAGIC_CODE_V2) {
-    topicLength = source.readInt16BE(pos)
+    topicLength = dv.getInt16(pos)
     pos += 2
   } else {
     topicLength = source[pos]!
     pos += 1
   }
-  const topic = source.toString('utf8', pos, pos + topicLength)
+  const topic = topicAt(source, pos, topicLength)
   pos += topicLength
-  const propertiesLength = source.readInt16BE(pos)
+  const propertiesLength = dv.getInt16(pos)
   pos += 2
   const properties = propertiesLength > 0 ? decodeProperties(source.toString('utf8', pos, pos + propertiesLength)) : {}
   const keysText = properties[PROPERTY.KEYS]
-  const msgIdHex = Buffer.concat([storeIp, source.subarray(at + l.storeHost + storeIpBytes, at + l.storeHost + storeIpBytes + 4)]).toString('hex').toUpperCase()
   return {
     topic,
-    queueId: source.readInt32BE(at + RECORD.queueId),
-    queueOffset: readI64(source, at + RECORD.queueOffset),
+    queueId: dv.getInt32(at + RECORD.queueId),
+    queueOffset: dv.getInt32(at + RECORD.queueOffset) * TWO_POW_32 + dv.getUint32(at + RECORD.queueOffset + 4),
     physicalOffset,
     storeSize: totalSize,
     body: copyBody ? Buffer.from(bodyView) : bodyView,
-    bodyCrc: source.readInt32BE(at + RECORD.bodyCrc),
-    flag: source.readInt32BE(at + RECORD.flag),
+    bodyCrc: dv.getInt32(at + RECORD.bodyCrc),
+    flag: dv.getInt32(at + RECORD.flag),
     sysFlag,
-    bornTimestamp: readI64(source, at + RECORD.bornTimestamp),
+    bornTimestamp: dv.getInt32(at + RECORD.bornTimestamp) * TWO_POW_32 + dv.getUint32(at + RECORD.bornTimestamp + 4),
     bornHost,
-    storeTimestamp: readI64(source, at + l.storeTimestamp),
+    storeTimestamp: dv.getInt32(at + l.storeTimestamp) * TWO_POW_32 + dv.getUint32(at + l.storeTimestamp + 4),
     storeHost,
-    reconsumeTimes: source.readInt32BE(at + l.reconsumeTimes),
-    preparedTransactionOffset: readI64(source, at + l.preparedTransactionOffset),
+    reconsumeTimes: dv.getInt32(at + l.reconsumeTimes),
+    preparedTransactionOffset: dv.getInt32(at + l.preparedTransactionOffset) * TWO_POW_32 + dv.getUint32(at + l.preparedTransactionOffset + 4),
     properties,
     tags: properties[PROPERTY.TAGS],
     keys: keysText ? keysText.split(' ').filter((k) => k.length > 0) : [],
-    msgId: msgIdHex + offsetHex(physicalOffset),
+    msgId: idPrefix + offsetHex(physicalOffset),
   }
 }
 

@@ -628,7 +628,7 @@ export class MessageStore {
     // Staged chunk positions differ from file positions; check the record against its own offset.
     const check = checkRecord(where.buf, where.at, where.limit, physicalOffset, this.maxRecordBytes, false)
     if (check.kind !== 'record') throw new StoreError('INVALID_ARGUMENT', `no message starts at physical offset ${physicalOffset}`, { details: { physicalOffset } })
-    return decodeRecord(where.buf, where.at, true)
+    return decodeRecord(where.buf, where.at, true, where.dv)
   }
 
   /**
@@ -655,7 +655,7 @@ export class MessageStore {
         if (offset < min) continue
         const where = this.commitLog.recordAt(offset)
         if (!where) continue
-        const m = decodeRecord(where.buf, where.at, true)
+        const m = decodeRecord(where.buf, where.at, true, where.dv)
         if (m.topic !== topic) continue
         if (!m.keys.includes(key) && m.properties[PROPERTY.UNIQ_KEY] !== key) continue
         if (m.storeTimestamp < begin || m.storeTimestamp > end) continue
@@ -758,7 +758,7 @@ export class MessageStore {
           if (messages.length === 0) status = 'MESSAGE_WAS_REMOVING'
           continue
         }
-        const m = decodeRecord(where.buf, where.at, false)
+        const m = decodeRecord(where.buf, where.at, false, where.dv)
         if (tagSet !== undefined && (m.tags === undefined || !tagSet.has(m.tags))) continue
         messages.push(m)
         bytes += size
