@@ -42,6 +42,8 @@ export class TcpConnection extends RemotingConnection {
   private queue: Buffer[] = []
   private queuedBytes = 0
   private flushScheduled = false
+  /** Inside onData: frames queued now (responses of synchronous processors) leave when it ends. */
+  private reading = false
   private spaceWaiters: { parts: Buffer[]; resolve: () => void; reject: (err: Error) => void }[] = []
   private readonly flushBound = () => this.flush()
   private readonly commandBound = (cmd: RemotingCommand) => this.handleCommand(cmd)
@@ -153,14 +155,14 @@ export class TcpConnection extends RemotingConnection {
   }
 
   private scheduleFlush(): void {
-    if (!this.flushScheduled) {
-      this.flushScheduled = true
-      process.nextTick(this.flushBound)
-    }
+    if (this.flushScheduled) return
+    this.flushScheduled = true
+    if (!this.reading) process.nextTick(this.flushBound)
   }
 
   private onData(chunk: Buffer): void {
     this.touch()
+    this.reading = true
     try {
       this.decoder.push(chunk, this.commandBound)
     } catch (err) {
@@ -168,11 +170,27 @@ export class TcpConnection extends RemotingConnection {
       this.owner.options.logger.warn(`closing connection from ${this.remoteAddress}: ${message}`, { code: (err as TransportError).code })
       this.shutdown(`bad frame: ${message}`, 'CONNECTION_LOST')
       this.socket.destroy()
+    } finally {
+      this.reading = false
     }
+    // Everything the chunk's frames produced leaves in one write, without waiting for a tick.
+    if (this.flushScheduled) this.flush()
   }
 
   private flush(): void {
     this.flushScheduled = false
+    if (this.queue.length === 0) {
+      // The usual case: nothing but one run of slab bytes, written as one view of them.
+      const run = this.runSlab
+      if (run === undefined) return
+      this.runSlab = undefined
+      this.queuedBytes = 0
+      if (this.socket.destroyed) return
+      this.touch()
+      this.socket.write(run.subarray(this.runStart, this.runEnd))
+      if (this.spaceWaiters.length > 0) this.releaseWaiters()
+      return
+    }
     this.closeRun()
     const queue = this.queue
     if (queue.length === 0) return

@@ -74,6 +74,8 @@ interface PendingRequest {
 }
 
 let connectionCounter = 0
+/** Idle checks per idleMs; see armIdleTimer. */
+const IDLE_CHECKS = 8
 const RESOLVED: Promise<void> = Promise.resolve()
 
 export abstract class RemotingConnection implements Channel {
@@ -83,7 +85,10 @@ export abstract class RemotingConnection implements Channel {
   private inFlightOneway = 0
   private closeReason: string | undefined
   private idleTimer: NodeJS.Timeout | undefined
+  /** When the idle timer last saw traffic (or the connection opened). */
   private lastActivityMs = Date.now()
+  /** Traffic since the idle timer last looked; set per read or write without reading the clock. */
+  private active = false
   private drainedWaiters: (() => void)[] = []
   /**
    * One timer per connection for every request's timeout, armed for the earliest deadline it
@@ -103,7 +108,7 @@ export abstract class RemotingConnection implements Channel {
     readonly remoteAddress: string,
   ) {
     this.id = `${remoteAddress}#${++connectionCounter}`
-    this.armIdleTimer(owner.options.idleMs)
+    this.armIdleTimer()
   }
 
   /**
@@ -235,9 +240,9 @@ export abstract class RemotingConnection implements Channel {
     this.handleRequest(cmd)
   }
 
-  /** For subclasses: bytes were sent or received. Once per read or write, not per frame. */
+  /** For subclasses: bytes were sent or received. */
   protected touch(): void {
-    this.lastActivityMs = Date.now()
+    this.active = true
   }
 
   private prepareFrame(cmd: RemotingCommand): void {
@@ -396,19 +401,31 @@ export abstract class RemotingConnection implements Channel {
     if (next !== Infinity && this.closeReason === undefined) this.armTimeout(next)
   }
 
-  private armIdleTimer(delayMs: number): void {
-    if (this.owner.options.idleMs <= 0) return
-    this.idleTimer = setTimeout(() => {
-      if (this.closeReason !== undefined) return
-      const quietMs = Date.now() - this.lastActivityMs
-      const idleMs = this.owner.options.idleMs
-      // Outstanding work in either direction means the connection is busy, not idle.
-      if (quietMs >= idleMs && this.pending.size === 0 && this.inFlight === 0) {
-        this.owner.connectionIdle(this)
-        return
-      }
-      this.armIdleTimer(quietMs >= idleMs ? idleMs : idleMs - quietMs)
-    }, delayMs)
+  /**
+   * Looks for idleness IDLE_CHECKS times per idleMs. Traffic seen at a look is taken to have
+   * happened then, which is at most one period late: quiet time is never overestimated, and an
+   * idle connection is reported between idleMs and idleMs + idleMs / IDLE_CHECKS after its last
+   * traffic. This keeps the clock off the per-frame path.
+   */
+  private armIdleTimer(): void {
+    const idleMs = this.owner.options.idleMs
+    if (idleMs <= 0) return
+    this.idleTimer = setTimeout(() => this.checkIdle(), Math.max(1, Math.ceil(idleMs / IDLE_CHECKS)))
     this.idleTimer.unref()
+  }
+
+  private checkIdle(): void {
+    if (this.closeReason !== undefined) return
+    const now = Date.now()
+    if (this.active) {
+      this.active = false
+      this.lastActivityMs = now
+    }
+    // Outstanding work in either direction means the connection is busy, not idle.
+    if (now - this.lastActivityMs >= this.owner.options.idleMs && this.pending.size === 0 && this.inFlight === 0) {
+      this.owner.connectionIdle(this)
+      return
+    }
+    this.idleTimer!.refresh()
   }
 }
