@@ -1,8 +1,9 @@
 /**
  * One TCP connection: incremental frame decoding on the read side; on the write side, frames are
  * encoded straight into a write slab shared by every connection, frames queued within one tick
- * leave in a single write (one contiguous run of the slab, or a writev when large bodies or other
- * connections' frames split it), and senders wait once `maxBufferedWriteBytes` are buffered.
+ * (or while one read is processed) leave in a single write (one contiguous run of the slab, or a
+ * writev when large bodies or other connections' frames split it), and senders wait once
+ * `maxBufferedWriteBytes` are buffered.
  */
 import type { Socket } from 'node:net'
 import { FrameDecoder, RemotingConnection, TransportError, type ConnectionOwner, type FrameEncoder, type RemotingCommand } from '@mqts/transport/internal'
