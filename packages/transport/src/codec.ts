@@ -402,7 +402,8 @@ const HEADER_BINARY = 3
  * length, the header word, the header and, unless `separateBody` is set, the body. A large body is
  * left in `separateBody`, to be written after the head without being copied.
  *
- * The prepared frame refers to the command until the next prepare(); write it before then.
+ * The prepared frame refers to the command until writeHead(); write it before the next prepare().
+ * Read `separateBody` before writeHead(), which lets go of it.
  */
 export class FrameEncoder {
   /** Total frame bytes, length field included. */
@@ -504,7 +505,10 @@ export class FrameEncoder {
         target.set(this.binary, p)
     }
     if (this.separateBody === undefined && this.body.length > 0) target.set(this.body, at + FRAME.header + headerLength)
+    // Hold nothing of the command once written: an idle connection's encoder keeps no body alive.
     this.cmd = undefined
+    this.body = EMPTY_BUFFER
+    this.separateBody = undefined
     this.text = ''
     this.binary = EMPTY_BUFFER
   }
