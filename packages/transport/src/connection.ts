@@ -74,6 +74,14 @@ interface PendingRequest {
 }
 
 let connectionCounter = 0
+
+// A promise's resolve and reject, taken by an executor that is not a new closure per request.
+let capturedResolve: (response: RemotingCommand) => void = () => {}
+let capturedReject: (error: TransportError) => void = () => {}
+function captureSettlers(resolve: (response: RemotingCommand) => void, reject: (error: TransportError) => void): void {
+  capturedResolve = resolve
+  capturedReject = reject
+}
 /** Idle checks per idleMs; see armIdleTimer. */
 const IDLE_CHECKS = 8
 const RESOLVED: Promise<void> = Promise.resolve()
@@ -158,9 +166,8 @@ export abstract class RemotingConnection implements Channel {
     // The delay setTimeout would use: out-of-range and non-numeric timeouts become 1 ms.
     const delayMs = timeoutMs >= 1 && timeoutMs <= 0x7fffffff ? timeoutMs : 1
     const deadline = performance.now() + delayMs
-    const response = new Promise<RemotingCommand>((resolve, reject) => {
-      this.pending.set(opaque, { resolve, reject, deadline, timeoutMs, code })
-    })
+    const response = new Promise<RemotingCommand>(captureSettlers)
+    this.pending.set(opaque, { resolve: capturedResolve, reject: capturedReject, deadline, timeoutMs, code })
     this.armTimeout(deadline)
     let written: void | Promise<void>
     try {
