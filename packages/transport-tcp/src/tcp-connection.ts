@@ -48,6 +48,8 @@ export class TcpConnection extends RemotingConnection {
   private spaceWaiters: { parts: Buffer[]; resolve: () => void; reject: (err: Error) => void }[] = []
   private readonly flushBound = () => this.flush()
   private readonly commandBound = (cmd: RemotingCommand) => this.handleCommand(cmd)
+  /** The socket holds the process open while connected, and pending requests end with it. */
+  protected override readonly timeoutTimerHoldsProcess = false
   /**
    * This connection's frames queued since the last flush that sit back to back in `runSlab`,
    * from runStart to runEnd; they join `queue` as one view when something else must follow them.

@@ -106,6 +106,12 @@ export abstract class RemotingConnection implements Channel {
    */
   private timeoutTimer: NodeJS.Timeout | undefined
   private timeoutAt = Infinity
+  /**
+   * Whether the timeout timer holds the process open while requests are pending. A transport
+   * whose own handle already does (a connected socket) sets this false, which saves a ref/unref
+   * pair per round trip.
+   */
+  protected readonly timeoutTimerHoldsProcess: boolean = true
   private readonly sweepBound = () => this.sweepTimeouts()
   /** Encodes every outgoing frame of this connection; see prepareFrame and writePrepared. */
   private readonly encoder = new FrameEncoder()
@@ -376,12 +382,13 @@ export abstract class RemotingConnection implements Channel {
   private armTimeout(deadline: number): void {
     const timer = this.timeoutTimer
     if (timer !== undefined && deadline >= this.timeoutAt) {
-      if (this.pending.size === 1) timer.ref()
+      if (this.pending.size === 1 && this.timeoutTimerHoldsProcess) timer.ref()
       return
     }
     if (timer !== undefined) clearTimeout(timer)
     this.timeoutAt = deadline
     this.timeoutTimer = setTimeout(this.sweepBound, Math.max(0, Math.ceil(deadline - performance.now())))
+    if (!this.timeoutTimerHoldsProcess) this.timeoutTimer.unref()
   }
 
   /** Rejects every request past its deadline, then re-arms for the earliest one left. */
