@@ -1,13 +1,14 @@
 // TCP specifics: the exact public API from the issue, the default in-flight limit (64 → SYSTEM_BUSY),
 // oversize and malformed frames closing only the offending connection, frames written to the socket
-// in odd chunks, write coalescing, back-pressure from a peer that stops reading, timeouts that leave
-// nothing behind, and graceful stop with raw peers.
+// in odd chunks, write coalescing, frames of several connections interleaved in the shared write
+// slab, back-pressure from a peer that stops reading, timeouts that leave nothing behind, and
+// graceful stop with raw peers.
 import assert from 'node:assert/strict'
 import * as net from 'node:net'
 import { test } from 'node:test'
-import { RemotingCommand, ResponseCode, SerializeType, TransportError, encodeFrame, seededRandom, seedFromEnv } from '@mqts/transport/internal'
+import { INLINE_BODY_BYTES, RemotingCommand, ResponseCode, SerializeType, TransportError, encodeFrame, randomBytes, randomInt, seededRandom, seedFromEnv } from '@mqts/transport/internal'
 import { TcpRemotingClient, TcpRemotingServer } from '../src/index.js'
-import type { TcpConnection } from '../src/internal.js'
+import { WRITE_SLAB_BYTES, type TcpConnection } from '../src/internal.js'
 import { quiet, rawConnect, recordingLogger, sleep, until } from './helpers.js'
 
 const T = { timeout: 20_000 }
@@ -161,6 +162,38 @@ test('frames queued in one tick leave in one socket write', T, async () => {
     assert.equal(writes, 1)
   } finally {
     await client.close()
+    await server.stop()
+  }
+})
+
+test('frames of several connections interleaved in the write slab, with large bodies and slab roll-overs, all arrive intact', T, async () => {
+  const { server, address } = await startServer({ maxInFlightPerConnection: 5000 })
+  const clients = Array.from({ length: 3 }, (_, i) => new TcpRemotingClient({ logger: quiet, serializeType: i === 1 ? SerializeType.ROCKETMQ : SerializeType.JSON }))
+  const seed = seedFromEnv()
+  const rng = seededRandom(seed)
+  try {
+    for (let round = 0; round < 20; round++) {
+      // Each round queues frames of every client in one tick; a few bodies are large (written
+      // beside the slab) and together they overrun a slab more than once.
+      const calls: Promise<void>[] = []
+      let bytes = 0
+      for (let i = 0; bytes < 3 * WRITE_SLAB_BYTES; i++) {
+        const client = clients[randomInt(rng, 0, clients.length - 1)]!
+        const size = rng() < 0.05 ? INLINE_BODY_BYTES + randomInt(rng, 1, 4096) : randomInt(rng, 0, 2048)
+        bytes += size
+        const body = randomBytes(rng, size)
+        const id = `${round}-${i}`
+        calls.push(
+          client.invoke(address, RemotingCommand.createRequest(1, { id }, body), 5000).then((response) => {
+            assert.equal(response.extFields.id, id, `seed ${seed}`)
+            assert.ok(response.body.equals(body), `seed ${seed}: body of ${id}`)
+          }),
+        )
+      }
+      await Promise.all(calls)
+    }
+  } finally {
+    for (const c of clients) await c.close()
     await server.stop()
   }
 })

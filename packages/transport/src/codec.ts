@@ -23,7 +23,7 @@
  * A zero-length extFields value decodes as '' (RocketMQ decodes it as null, which a
  * string-to-string map cannot hold).
  */
-import { languageName, parseLanguage } from './codes.js'
+import { LanguageCode, languageName, parseLanguage } from './codes.js'
 import { RemotingCommand, SerializeType } from './command.js'
 import { TransportError } from './errors.js'
 
@@ -50,6 +50,7 @@ export const BINARY_HEADER = {
 export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
 export const MAX_HEADER_BYTES = 0xffffff
 const SERIALIZE_TYPE_NAMES = ['JSON', 'ROCKETMQ'] as const
+const EMPTY_BUFFER = Buffer.alloc(0)
 
 /**
  * Bodies at most this long are copied next to the header so a frame is one buffer; longer ones
@@ -116,32 +117,52 @@ export function decodeJsonHeaderGeneric(header: Buffer): RemotingCommand {
 // numbers that are not plain int32s, a "__proto__" key) returns undefined and goes to JSON.parse,
 // so the result is always what decodeJsonHeaderGeneric would give.
 
-const LIT_CODE = Buffer.from('{"code":', 'latin1')
-const LIT_EXT = Buffer.from(',"extFields":{', 'latin1')
-const LIT_FLAG = Buffer.from(',"flag":', 'latin1')
-const LIT_LANGUAGE = Buffer.from(',"language":', 'latin1')
-const LIT_OPAQUE = Buffer.from(',"opaque":', 'latin1')
-const LIT_REMARK = Buffer.from(',"remark":', 'latin1')
-const LIT_VERSION = Buffer.from(',"serializeTypeCurrentRPC":"JSON","version":', 'latin1')
+/** A fixed part of the canonical layout, also as little-endian 32-bit words to compare four bytes at a time. */
+interface Literal {
+  length: number
+  bytes: Buffer
+  words: Int32Array
+}
+
+function literal(text: string): Literal {
+  const bytes = Buffer.from(text, 'latin1')
+  const words = new Int32Array(bytes.length >> 2)
+  for (let i = 0; i < words.length; i++) words[i] = bytes[4 * i]! | (bytes[4 * i + 1]! << 8) | (bytes[4 * i + 2]! << 16) | (bytes[4 * i + 3]! << 24)
+  return { length: bytes.length, bytes, words }
+}
+
+const LIT_CODE = literal('{"code":')
+const LIT_EXT = literal(',"extFields":{')
+const LIT_FLAG = literal(',"flag":')
+const LIT_LANGUAGE = literal(',"language":')
+const LIT_OPAQUE = literal(',"opaque":')
+const LIT_REMARK = literal(',"remark":')
+const LIT_VERSION = literal(',"serializeTypeCurrentRPC":"JSON","version":')
+const LIT_JAVA = literal('"JAVA"')
 const QUOTE = 0x22
 const BACKSLASH = 0x5c
 
-/** Read position of the canonical decoder; module state keeps the helpers allocation-free. */
-let canonAt = 0
+/** Where the last canonInt or canonString stopped; module state keeps the helpers allocation-free. */
+let canonEnd = 0
 
-function canonLiteral(h: Buffer, lit: Buffer): boolean {
-  const at = canonAt
+/** Whether `lit` is at `at` (before `end`). */
+function canonLiteral(h: Buffer, at: number, end: number, lit: Literal): boolean {
   const n = lit.length
-  if (at + n > h.length) return false
-  for (let i = 0; i < n; i++) if (h[at + i] !== lit[i]) return false
-  canonAt = at + n
+  if (at + n > end) return false
+  // Four bytes per comparison: this runs over most of every header.
+  const words = lit.words
+  const nWords = words.length
+  for (let i = 0; i < nWords; i++) {
+    const p = at + 4 * i
+    if ((h[p]! | (h[p + 1]! << 8) | (h[p + 2]! << 16) | (h[p + 3]! << 24)) !== words[i]) return false
+  }
+  const bytes = lit.bytes
+  for (let i = nWords * 4; i < n; i++) if (h[at + i] !== bytes[i]) return false
   return true
 }
 
-/** An int32 in JSON's integer form; NaN for anything else, including -0. */
-function canonInt(h: Buffer): number {
-  let at = canonAt
-  const end = h.length
+/** An int32 in JSON's integer form at `at`; NaN for anything else, including -0. */
+function canonInt(h: Buffer, at: number, end: number): number {
   const negative = at < end && h[at] === 0x2d
   if (negative) at++
   const start = at
@@ -159,73 +180,91 @@ function canonInt(h: Buffer): number {
     v = -v
   }
   if (v < -0x80000000 || v > 0x7fffffff) return NaN
-  canonAt = at
+  canonEnd = at
   return v
 }
 
-/** A string of printable ASCII without escapes, whose JSON value is its bytes as they are. */
-function canonString(h: Buffer): string | undefined {
-  let at = canonAt
-  const end = h.length
-  if (at >= end || h[at] !== QUOTE) return undefined
-  const start = ++at
+/** The end of a string of printable ASCII without escapes at `at` (its closing quote), or -1. */
+function canonStringEnd(h: Buffer, at: number, end: number): number {
+  if (at >= end || h[at] !== QUOTE) return -1
+  at++
   while (at < end) {
     const c = h[at]!
-    if (c === QUOTE) {
-      canonAt = at + 1
-      return h.toString('latin1', start, at)
-    }
-    if (c < 0x20 || c > 0x7e || c === BACKSLASH) return undefined
+    if (c === QUOTE) return at
+    if (c < 0x20 || c > 0x7e || c === BACKSLASH) return -1
     at++
   }
-  return undefined
+  return -1
 }
 
 /** Decodes a header in the canonical layout, or returns undefined for JSON.parse to handle. */
 export function decodeCanonicalJsonHeader(h: Buffer): RemotingCommand | undefined {
-  canonAt = 0
-  if (!canonLiteral(h, LIT_CODE)) return undefined
-  const code = canonInt(h)
-  if (code !== code || !canonLiteral(h, LIT_EXT)) return undefined
+  return decodeCanonicalJsonHeaderAt(h, 0, h.length)
+}
+
+/** decodeCanonicalJsonHeader for the header at h[start, end). */
+export function decodeCanonicalJsonHeaderAt(h: Buffer, start: number, end: number): RemotingCommand | undefined {
+  let at = start
+  if (!canonLiteral(h, at, end, LIT_CODE)) return undefined
+  const code = canonInt(h, at + LIT_CODE.length, end)
+  if (code !== code) return undefined
+  at = canonEnd
+  if (!canonLiteral(h, at, end, LIT_EXT)) return undefined
+  at += LIT_EXT.length
   const extFields: Record<string, string> = {}
-  if (h[canonAt] === 0x7d) {
-    canonAt++
+  if (at < end && h[at] === 0x7d) {
+    at++
   } else {
     for (;;) {
-      const key = canonString(h)
-      if (key === undefined || key === '__proto__' || h[canonAt] !== 0x3a) return undefined
-      canonAt++
-      const value = canonString(h)
-      if (value === undefined) return undefined
-      extFields[key] = value
-      const c = h[canonAt++]
+      const keyEnd = canonStringEnd(h, at, end)
+      if (keyEnd < 0 || keyEnd + 1 >= end || h[keyEnd + 1] !== 0x3a) return undefined
+      const key = h.toString('latin1', at + 1, keyEnd)
+      if (key === '__proto__') return undefined
+      at = keyEnd + 2
+      const valueEnd = canonStringEnd(h, at, end)
+      if (valueEnd < 0) return undefined
+      extFields[key] = h.toString('latin1', at + 1, valueEnd)
+      at = valueEnd + 1
+      if (at >= end) return undefined
+      const c = h[at++]
       if (c === 0x7d) break
       if (c !== 0x2c) return undefined
     }
   }
-  if (!canonLiteral(h, LIT_FLAG)) return undefined
-  const flag = canonInt(h)
-  if (flag !== flag || !canonLiteral(h, LIT_LANGUAGE)) return undefined
+  if (!canonLiteral(h, at, end, LIT_FLAG)) return undefined
+  const flag = canonInt(h, at + LIT_FLAG.length, end)
+  if (flag !== flag) return undefined
+  at = canonEnd
+  if (!canonLiteral(h, at, end, LIT_LANGUAGE)) return undefined
+  at += LIT_LANGUAGE.length
   let language: number | undefined
-  if (h[canonAt] === QUOTE) {
-    const name = canonString(h)
-    if (name === undefined) return undefined
-    language = parseLanguage(name)
+  if (canonLiteral(h, at, end, LIT_JAVA)) {
+    language = LanguageCode.JAVA
+    at += LIT_JAVA.length
+  } else if (h[at] === QUOTE) {
+    const nameEnd = canonStringEnd(h, at, end)
+    if (nameEnd < 0) return undefined
+    language = parseLanguage(h.toString('latin1', at + 1, nameEnd))
+    at = nameEnd + 1
   } else {
-    language = parseLanguage(canonInt(h))
+    language = parseLanguage(canonInt(h, at, end))
+    at = canonEnd
   }
-  if (language === undefined || !canonLiteral(h, LIT_OPAQUE)) return undefined
-  const opaque = canonInt(h)
+  if (language === undefined || !canonLiteral(h, at, end, LIT_OPAQUE)) return undefined
+  const opaque = canonInt(h, at + LIT_OPAQUE.length, end)
   if (opaque !== opaque) return undefined
+  at = canonEnd
   let remark: string | null = null
-  if (canonLiteral(h, LIT_REMARK)) {
-    const text = canonString(h)
-    if (text === undefined) return undefined
-    remark = text
+  if (canonLiteral(h, at, end, LIT_REMARK)) {
+    at += LIT_REMARK.length
+    const remarkEnd = canonStringEnd(h, at, end)
+    if (remarkEnd < 0) return undefined
+    remark = h.toString('latin1', at + 1, remarkEnd)
+    at = remarkEnd + 1
   }
-  if (!canonLiteral(h, LIT_VERSION)) return undefined
-  const version = canonInt(h)
-  if (version !== version || canonAt !== h.length - 1 || h[canonAt] !== 0x7d) return undefined
+  if (!canonLiteral(h, at, end, LIT_VERSION)) return undefined
+  const version = canonInt(h, at + LIT_VERSION.length, end)
+  if (version !== version || canonEnd !== end - 1 || h[canonEnd] !== 0x7d) return undefined
   return new RemotingCommand({ code, language, version, opaque, flag, remark, extFields, serializeType: SerializeType.JSON })
 }
 
@@ -313,36 +352,40 @@ export function encodeBinaryHeader(cmd: RemotingCommand): Buffer {
 }
 
 export function decodeBinaryHeader(header: Buffer): RemotingCommand {
-  const end = header.length
-  if (end < BINARY_HEADER.fixedBytes) throw new TransportError('BAD_FRAME', `ROCKETMQ header of ${end} bytes is shorter than its fixed part`)
-  const code = header.readInt16BE(BINARY_HEADER.code)
-  const language = header.readUInt8(BINARY_HEADER.language)
-  const version = header.readInt16BE(BINARY_HEADER.version)
-  const opaque = header.readInt32BE(BINARY_HEADER.opaque)
-  const flag = header.readInt32BE(BINARY_HEADER.flag)
-  let at = BINARY_HEADER.remarkLength
-  const remarkLength = header.readInt32BE(at)
+  return decodeBinaryHeaderAt(header, 0, header.length)
+}
+
+/** decodeBinaryHeader for the header at h[start, end). */
+export function decodeBinaryHeaderAt(h: Buffer, start: number, end: number): RemotingCommand {
+  if (end - start < BINARY_HEADER.fixedBytes) throw new TransportError('BAD_FRAME', `ROCKETMQ header of ${end - start} bytes is shorter than its fixed part`)
+  const code = h.readInt16BE(start + BINARY_HEADER.code)
+  const language = h[start + BINARY_HEADER.language]!
+  const version = h.readInt16BE(start + BINARY_HEADER.version)
+  const opaque = h.readInt32BE(start + BINARY_HEADER.opaque)
+  const flag = h.readInt32BE(start + BINARY_HEADER.flag)
+  let at = start + BINARY_HEADER.remarkLength
+  const remarkLength = h.readInt32BE(at)
   at += 4
   if (remarkLength < 0 || remarkLength > end - at) throw new TransportError('BAD_FRAME', `ROCKETMQ remark length ${remarkLength} out of bounds`)
-  const remark = remarkLength === 0 ? null : header.toString('utf8', at, at + remarkLength)
+  const remark = remarkLength === 0 ? null : h.toString('utf8', at, at + remarkLength)
   at += remarkLength
   if (end - at < 4) throw new TransportError('BAD_FRAME', 'ROCKETMQ header ends before extFields length')
-  const extLength = header.readInt32BE(at)
+  const extLength = h.readInt32BE(at)
   at += 4
   if (extLength !== end - at) throw new TransportError('BAD_FRAME', `ROCKETMQ extFields length ${extLength} does not match the ${end - at} bytes left`)
   const extFields: Record<string, string> = {}
   while (at < end) {
     if (end - at < 2) throw new TransportError('BAD_FRAME', 'ROCKETMQ extFields entry truncated at key length')
-    const keyLength = header.readInt16BE(at)
+    const keyLength = h.readInt16BE(at)
     at += 2
     if (keyLength < 0 || keyLength > end - at) throw new TransportError('BAD_FRAME', `ROCKETMQ extFields key length ${keyLength} out of bounds`)
-    const key = header.toString('utf8', at, at + keyLength)
+    const key = h.toString('utf8', at, at + keyLength)
     at += keyLength
     if (end - at < 4) throw new TransportError('BAD_FRAME', 'ROCKETMQ extFields entry truncated at value length')
-    const valueLength = header.readInt32BE(at)
+    const valueLength = h.readInt32BE(at)
     at += 4
     if (valueLength < 0 || valueLength > end - at) throw new TransportError('BAD_FRAME', `ROCKETMQ extFields value length ${valueLength} out of bounds`)
-    setField(extFields, key, header.toString('utf8', at, at + valueLength))
+    setField(extFields, key, h.toString('utf8', at, at + valueLength))
     at += valueLength
   }
   return new RemotingCommand({ code, language, version, opaque, flag, remark, extFields, serializeType: SerializeType.ROCKETMQ })
@@ -351,39 +394,255 @@ export function decodeBinaryHeader(header: Buffer): RemotingCommand {
 // ---------------------------------------------------------------------------------------------
 // Frames
 
+/** JSON header shapes an encoder remembers; see FrameEncoder. */
+export const JSON_SHAPE_CACHE_SIZE = 8
+
+/**
+ * A JSON header without remark and extFields, minus its opaque: `prefix` runs up to and
+ * including `"opaque":`, `suffix` is the rest. Such headers (heartbeats, plain responses) differ
+ * only in opaque, so their bytes are built once.
+ */
+interface JsonShape {
+  code: number
+  flag: number
+  language: number
+  version: number
+  prefix: Uint8Array
+  suffix: Uint8Array
+}
+
+const HEADER_JSON_SHAPE = 0
+const HEADER_JSON_TEXT = 1
+const HEADER_BINARY_FIXED = 2
+const HEADER_BINARY = 3
+
+/**
+ * Encodes frames into buffers the caller provides, in two steps so that nothing is written
+ * unless the whole frame can be: `prepare(cmd)` checks and measures the frame (and throws
+ * ENCODE_FAILED or FRAME_TOO_LARGE), then `writeHead(target, at)` writes `headBytes` bytes: the
+ * length, the header word, the header and, unless `separateBody` is set, the body. A large body is
+ * left in `separateBody`, to be written after the head without being copied.
+ *
+ * The prepared frame refers to the command until writeHead(); write it before the next prepare().
+ * Read `separateBody` before writeHead(), which lets go of it.
+ */
+export class FrameEncoder {
+  /** Total frame bytes, length field included. */
+  frameBytes = 0
+  /** Bytes writeHead() writes. */
+  headBytes = 0
+  /** A body too large to copy next to the header, or undefined. */
+  separateBody: Buffer | undefined = undefined
+  private kind = HEADER_JSON_SHAPE
+  private typeByte = 0
+  private headerLength = 0
+  private body: Buffer = EMPTY_BUFFER
+  private cmd: RemotingCommand | undefined = undefined
+  private shape: JsonShape | undefined = undefined
+  private opaque = 0
+  private opaqueDigits = 0
+  private text = ''
+  private binary: Buffer = EMPTY_BUFFER
+  private readonly shapes: JsonShape[] = []
+  private nextShape = 0
+
+  /** Checks and measures `cmd`'s frame; returns frameBytes. */
+  prepare(cmd: RemotingCommand, defaultSerializeType: SerializeType = SerializeType.JSON, maxFrameBytes = DEFAULT_MAX_FRAME_BYTES): number {
+    const type = cmd.serializeType ?? defaultSerializeType
+    let headerLength: number
+    if (type === SerializeType.ROCKETMQ) {
+      if (isEmptyMap(cmd.extFields) && (cmd.remark === null || cmd.remark === '') && fitsInt32Write(cmd.opaque) && fitsInt32Write(cmd.flag)) {
+        checkBinaryShorts(cmd)
+        this.kind = HEADER_BINARY_FIXED
+        headerLength = BINARY_HEADER.fixedBytes + 4
+      } else {
+        this.binary = encodeBinaryHeader(cmd)
+        this.kind = HEADER_BINARY
+        headerLength = this.binary.length
+      }
+    } else if (cmd.remark === null && isEmptyMap(cmd.extFields)) {
+      const shape = this.jsonShape(cmd)
+      const opaque = cmd.opaque | 0
+      this.kind = HEADER_JSON_SHAPE
+      this.shape = shape
+      this.opaque = opaque
+      this.opaqueDigits = decimalDigits(opaque)
+      headerLength = shape.prefix.length + this.opaqueDigits + shape.suffix.length
+    } else {
+      this.text = encodeJsonHeaderText(cmd)
+      this.kind = HEADER_JSON_TEXT
+      headerLength = Buffer.byteLength(this.text, 'utf8')
+    }
+    if (headerLength > MAX_HEADER_BYTES) throw new TransportError('FRAME_TOO_LARGE', `header of ${headerLength} bytes exceeds 24-bit length`)
+    const body = cmd.body
+    const frameBytes = FRAME.prefixBytes + headerLength + body.length
+    if (frameBytes > maxFrameBytes) {
+      throw new TransportError('FRAME_TOO_LARGE', `frame of ${frameBytes} bytes exceeds ${maxFrameBytes}`, { details: { frameBytes, maxFrameBytes } })
+    }
+    this.cmd = cmd
+    this.typeByte = type & 0xff
+    this.headerLength = headerLength
+    this.body = body
+    this.frameBytes = frameBytes
+    if (body.length <= INLINE_BODY_BYTES) {
+      this.headBytes = frameBytes
+      this.separateBody = undefined
+    } else {
+      this.headBytes = FRAME.prefixBytes + headerLength
+      this.separateBody = body
+    }
+    return frameBytes
+  }
+
+  /** Writes the prepared frame's head at target[at, at + headBytes). */
+  writeHead(target: Buffer, at: number): void {
+    const length = this.frameBytes - 4
+    target[at] = length >>> 24
+    target[at + 1] = length >>> 16
+    target[at + 2] = length >>> 8
+    target[at + 3] = length
+    const headerLength = this.headerLength
+    target[at + 4] = this.typeByte
+    target[at + 5] = headerLength >>> 16
+    target[at + 6] = headerLength >>> 8
+    target[at + 7] = headerLength
+    let p = at + FRAME.header
+    switch (this.kind) {
+      case HEADER_JSON_SHAPE: {
+        const shape = this.shape!
+        target.set(shape.prefix, p)
+        p += shape.prefix.length
+        writeDecimal(target, p, this.opaque, this.opaqueDigits)
+        target.set(shape.suffix, p + this.opaqueDigits)
+        break
+      }
+      case HEADER_JSON_TEXT:
+        target.write(this.text, p, headerLength, 'utf8')
+        break
+      case HEADER_BINARY_FIXED:
+        writeBinaryFixed(target, p, this.cmd!)
+        break
+      default:
+        target.set(this.binary, p)
+    }
+    if (this.separateBody === undefined && this.body.length > 0) target.set(this.body, at + FRAME.header + headerLength)
+    // Hold nothing of the command once written: an idle connection's encoder keeps no body alive.
+    this.cmd = undefined
+    this.body = EMPTY_BUFFER
+    this.separateBody = undefined
+    this.text = ''
+    this.binary = EMPTY_BUFFER
+  }
+
+  /** The prepared frame as one new buffer, or a head buffer and the large body. */
+  toParts(): Buffer[] {
+    const head = Buffer.allocUnsafe(this.headBytes)
+    const body = this.separateBody
+    this.writeHead(head, 0)
+    return body === undefined ? [head] : [head, body]
+  }
+
+  private jsonShape(cmd: RemotingCommand): JsonShape {
+    const { code, flag, language, version } = cmd
+    const shapes = this.shapes
+    for (let i = 0; i < shapes.length; i++) {
+      const s = shapes[i]!
+      if (s.code === code && s.flag === flag && s.language === language && s.version === version) return s
+    }
+    // Built by encodeJsonHeaderText itself, so both paths always write the same bytes.
+    const model = new RemotingCommand({ code: 0 })
+    model.code = code
+    model.flag = flag
+    model.language = language
+    model.version = version
+    const marker = encodeJsonHeaderText(model)
+    const at = marker.indexOf(',"serializeTypeCurrentRPC":')
+    const prefix = Buffer.from(marker.slice(0, at - 1), 'latin1')
+    const shape: JsonShape = { code, flag, language, version, prefix, suffix: Buffer.from(marker.slice(at), 'latin1') }
+    if (shapes.length < JSON_SHAPE_CACHE_SIZE) shapes.push(shape)
+    else shapes[this.nextShape] = shape
+    this.nextShape = (this.nextShape + 1) % JSON_SHAPE_CACHE_SIZE
+    return shape
+  }
+}
+
+/** True when encoding `map` writes no entries (no enumerable keys at all). */
+function isEmptyMap(map: Record<string, string> | null | undefined): boolean {
+  for (const _ in map) return false
+  return true
+}
+
+function checkBinaryShorts(cmd: RemotingCommand): void {
+  if (cmd.code < -0x8000 || cmd.code > 0x7fff) {
+    throw new TransportError('ENCODE_FAILED', `code ${cmd.code} does not fit the ROCKETMQ header's short`, { details: { code: cmd.code } })
+  }
+  if (cmd.version < -0x8000 || cmd.version > 0x7fff) {
+    throw new TransportError('ENCODE_FAILED', `version ${cmd.version} does not fit the ROCKETMQ header's short`)
+  }
+}
+
+/** The ROCKETMQ header of a command without remark and extFields: the fixed part and two zero lengths. */
+function writeBinaryFixed(target: Buffer, at: number, cmd: RemotingCommand): void {
+  // Byte stores as Buffer's writeInt16BE/writeInt32BE make them; prepare() did their range checks.
+  const { code, version, opaque, flag } = cmd
+  target[at] = code >>> 8
+  target[at + 1] = code
+  target[at + 2] = cmd.language & 0xff
+  target[at + 3] = version >>> 8
+  target[at + 4] = version
+  target[at + 5] = opaque >>> 24
+  target[at + 6] = opaque >>> 16
+  target[at + 7] = opaque >>> 8
+  target[at + 8] = opaque
+  target[at + 9] = flag >>> 24
+  target[at + 10] = flag >>> 16
+  target[at + 11] = flag >>> 8
+  target[at + 12] = flag
+  // remarkLength and extLength: both 0
+  for (let i = BINARY_HEADER.remarkLength; i < BINARY_HEADER.fixedBytes + 4; i++) target[at + i] = 0
+}
+
+/** Whether Buffer's writeInt32BE accepts `v` (it rejects only values outside int32's range). */
+function fitsInt32Write(v: number): boolean {
+  return !(v > 0x7fffffff || v < -0x80000000)
+}
+
+/** Characters of an int32 in decimal, sign included. */
+function decimalDigits(v: number): number {
+  let n = 1
+  if (v < 0) {
+    n = 2
+    v = -v
+  }
+  while (v >= 10) {
+    v = Math.floor(v / 10)
+    n++
+  }
+  return n
+}
+
+function writeDecimal(target: Buffer, at: number, v: number, digits: number): void {
+  let end = at + digits
+  if (v < 0) {
+    target[at] = 0x2d
+    v = -v
+  }
+  do {
+    const q = Math.floor(v / 10)
+    target[--end] = 0x30 + (v - q * 10)
+    v = q
+  } while (v > 0)
+}
+
+const sharedEncoder = new FrameEncoder()
+
 /**
  * Encodes `cmd` as one frame, as one buffer or (for a large body) a prefix+header buffer and the
  * body itself, ready for writev. `serializeType` applies when the command names none.
  */
 export function encodeFrameParts(cmd: RemotingCommand, defaultSerializeType: SerializeType = SerializeType.JSON, maxFrameBytes = DEFAULT_MAX_FRAME_BYTES): Buffer[] {
-  const type = cmd.serializeType ?? defaultSerializeType
-  let headerText: string | undefined
-  let headerBinary: Buffer | undefined
-  let headerLength: number
-  if (type === SerializeType.ROCKETMQ) {
-    headerBinary = encodeBinaryHeader(cmd)
-    headerLength = headerBinary.length
-  } else {
-    headerText = encodeJsonHeaderText(cmd)
-    headerLength = Buffer.byteLength(headerText, 'utf8')
-  }
-  if (headerLength > MAX_HEADER_BYTES) throw new TransportError('FRAME_TOO_LARGE', `header of ${headerLength} bytes exceeds 24-bit length`)
-  const body = cmd.body
-  const frameBytes = FRAME.prefixBytes + headerLength + body.length
-  if (frameBytes > maxFrameBytes) {
-    throw new TransportError('FRAME_TOO_LARGE', `frame of ${frameBytes} bytes exceeds ${maxFrameBytes}`, { details: { frameBytes, maxFrameBytes } })
-  }
-  const inline = body.length <= INLINE_BODY_BYTES
-  const head = Buffer.allocUnsafe(FRAME.prefixBytes + headerLength + (inline ? body.length : 0))
-  head.writeInt32BE(frameBytes - 4, FRAME.length)
-  head.writeInt32BE(((type & 0xff) << 24) | headerLength, FRAME.headerWord)
-  if (headerText !== undefined) head.write(headerText, FRAME.header, headerLength, 'utf8')
-  else headerBinary!.copy(head, FRAME.header)
-  if (inline) {
-    if (body.length > 0) body.copy(head, FRAME.header + headerLength)
-    return [head]
-  }
-  return [head, body]
+  sharedEncoder.prepare(cmd, defaultSerializeType, maxFrameBytes)
+  return sharedEncoder.toParts()
 }
 
 /** Encodes `cmd` as one contiguous frame. */
@@ -397,19 +656,25 @@ export function encodeFrame(cmd: RemotingCommand, defaultSerializeType: Serializ
  * `content`, not a copy.
  */
 export function decodeFrameContent(content: Buffer): RemotingCommand {
-  if (content.length < 4) throw new TransportError('BAD_FRAME', `frame of ${content.length} bytes has no header word`)
-  const word = content.readUInt32BE(0)
+  return decodeFrameContentAt(content, 0, content.length)
+}
+
+/** decodeFrameContent for the content at buf[start, end), without a view per frame. */
+export function decodeFrameContentAt(buf: Buffer, start: number, end: number): RemotingCommand {
+  if (end - start < 4) throw new TransportError('BAD_FRAME', `frame of ${end - start} bytes has no header word`)
+  const word = buf.readUInt32BE(start)
   const type = word >>> 24
   const headerLength = word & 0xffffff
-  if (headerLength > content.length - 4) {
-    throw new TransportError('BAD_FRAME', `header length ${headerLength} exceeds the frame's ${content.length - 4} bytes`)
+  const headerStart = start + 4
+  const headerEnd = headerStart + headerLength
+  if (headerEnd > end) {
+    throw new TransportError('BAD_FRAME', `header length ${headerLength} exceeds the frame's ${end - headerStart} bytes`)
   }
-  const header = content.subarray(4, 4 + headerLength)
   let cmd: RemotingCommand
-  if (type === SerializeType.JSON) cmd = decodeJsonHeader(header)
-  else if (type === SerializeType.ROCKETMQ) cmd = decodeBinaryHeader(header)
+  if (type === SerializeType.JSON) cmd = decodeCanonicalJsonHeaderAt(buf, headerStart, headerEnd) ?? decodeJsonHeaderGeneric(buf.subarray(headerStart, headerEnd))
+  else if (type === SerializeType.ROCKETMQ) cmd = decodeBinaryHeaderAt(buf, headerStart, headerEnd)
   else throw new TransportError('BAD_FRAME', `unknown serialize type ${type}`)
-  cmd.body = content.subarray(4 + headerLength)
+  cmd.body = headerEnd === end ? EMPTY_BUFFER : buf.subarray(headerEnd, end)
   return cmd
 }
 
@@ -495,7 +760,7 @@ export class FrameDecoder {
     while (buf.length - at >= 4) {
       const length = checkLength(buf.readInt32BE(at), this.maxFrameBytes)
       if (buf.length - at - 4 < length) break
-      const cmd = decodeFrameContent(buf.subarray(at + 4, at + 4 + length))
+      const cmd = decodeFrameContentAt(buf, at + 4, at + 4 + length)
       at += 4 + length
       onCommand(cmd)
     }

@@ -321,6 +321,25 @@ export function remotingConformanceSuite(name: string, factory: ConformanceFacto
       })
     })
 
+    test('traffic keeps a connection from going idle; once quiet it goes idle after about idleMs', TIMEOUT, async () => {
+      await withHarness({ server: { idleMs: 100 } }, async ({ server, client, address }) => {
+        let idleAt = 0
+        server.on('idle', () => (idleAt = Date.now()))
+        // Requests every 30 ms for 400 ms: never 100 ms without traffic.
+        for (let i = 0; i < 13; i++) {
+          await client.invoke(address, RemotingCommand.createRequest(ECHO), 3000)
+          await sleep(30)
+        }
+        assert.equal(idleAt, 0, 'went idle while in use')
+        const quietFrom = Date.now()
+        await until(() => idleAt !== 0, 3000)
+        const quietMs = idleAt - quietFrom
+        // The last response arrived up to 30 ms before quietFrom; allow timer slack above.
+        assert.ok(quietMs >= 100 - 30 - 5, `idle after only ${quietMs} ms`)
+        assert.ok(quietMs < 250, `idle only after ${quietMs} ms`)
+      })
+    })
+
     test('connecting to a dead address fails with retriable CONNECT_FAILED', TIMEOUT, async () => {
       await withHarness({}, async ({ client, deadAddress }) => {
         const err = await rejectsWith(client.invoke(deadAddress, RemotingCommand.createRequest(ECHO), 3000), 'CONNECT_FAILED')

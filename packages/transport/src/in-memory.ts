@@ -29,6 +29,7 @@ class MemConnection extends RemotingConnection {
     if (this.closed) throw new TransportError('SEND_FAILED', 'connection closed')
     // Copy so the receiver owns its bytes, as it would after a socket.
     const frame = parts.length === 1 ? Buffer.from(parts[0]!) : Buffer.concat(parts)
+    this.touch()
     this.peer.enqueue(frame)
     if (this.peer.inboxBytes > this.highWaterBytes) return new Promise((resolve) => this.peer.spaceWaiters.push(resolve))
   }
@@ -58,6 +59,7 @@ class MemConnection extends RemotingConnection {
     const frames = this.inbox
     this.inbox = []
     this.inboxBytes = 0
+    if (frames.length > 0 && !this.closed) this.touch()
     for (const frame of frames) {
       if (this.closed) break
       let cmd

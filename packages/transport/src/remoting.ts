@@ -66,7 +66,10 @@ export interface ConnectionOptions {
   maxOnewayInFlightPerConnection?: number
   /** Requests this side may have outstanding per connection; beyond it TOO_MANY_REQUESTS. Default 65535. */
   maxPendingPerConnection?: number
-  /** A connection without traffic for this long emits `idle` and is closed; 0 disables. Default 120 s. */
+  /**
+   * A connection without traffic for this long emits `idle` and is closed, at most idleMs / 8 later
+   * (it is checked eight times per idleMs); 0 disables. Default 120 s.
+   */
   idleMs?: number
   /** Header serialization for requests that name none. Default JSON. */
   serializeType?: SerializeType

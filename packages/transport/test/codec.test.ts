@@ -13,6 +13,7 @@ import {
   SerializeType,
   TransportError,
   decodeCanonicalJsonHeader,
+  decodeCanonicalJsonHeaderAt,
   decodeFrame,
   decodeJsonHeader,
   decodeJsonHeaderGeneric,
@@ -20,9 +21,13 @@ import {
   encodeBinaryHeader,
   encodeFrame,
   encodeFrameParts,
+  encodeJsonHeaderText,
+  FrameEncoder,
   INLINE_BODY_BYTES,
+  JSON_SHAPE_CACHE_SIZE,
   observable,
   randomCommand,
+  randomInt,
   seedFromEnv,
   seededRandom,
   type TransportErrorCode,
@@ -136,6 +141,68 @@ test('large bodies are not copied into the header buffer; small ones are', { tim
   assert.equal(big.length, 2)
   assert.equal(big[1], bigBody)
   assert.ok(decodeFrame(Buffer.concat(big)).body.equals(bigBody))
+})
+
+/** The frame built the plain way: header bytes from the header encoders, then length, word, header, body. */
+function referenceFrame(cmd: RemotingCommand, type: SerializeType): Buffer {
+  const header = type === SerializeType.ROCKETMQ ? encodeBinaryHeader(cmd) : Buffer.from(encodeJsonHeaderText(cmd), 'utf8')
+  const prefix = Buffer.alloc(8)
+  prefix.writeInt32BE(4 + header.length + cmd.body.length, 0)
+  prefix.writeInt32BE((type << 24) | header.length, 4)
+  return Buffer.concat([prefix, header, cmd.body])
+}
+
+test('FrameEncoder writes the reference bytes at any offset, through cached shapes and fixed binary headers', { timeout: 20_000 }, () => {
+  const rng = seededRandom(SEED + 11)
+  const encoder = new FrameEncoder()
+  const target = Buffer.alloc(64 * 1024)
+  const opaques = [0, 1, 9, 10, 99, 100, -1, -9, -10, 2147483647, -2147483648, 123456789]
+  for (let i = 0; i < 4000; i++) {
+    const type = i % 2 === 0 ? SerializeType.JSON : SerializeType.ROCKETMQ
+    const cmd = randomCommand(rng, type, i % 50 === 0 ? INLINE_BODY_BYTES + 100 : 300)
+    // Most commands get the shapes the fast paths take: no remark, no extFields, few codes.
+    if (i % 4 !== 0) {
+      cmd.remark = null
+      cmd.extFields = {}
+      cmd.code = i % (JSON_SHAPE_CACHE_SIZE + 3)
+      cmd.opaque = opaques[i % opaques.length]!
+    }
+    const expected = referenceFrame(cmd, type)
+    assert.equal(encoder.prepare(cmd), expected.length)
+    assert.equal(encoder.frameBytes, expected.length)
+    const at = randomInt(rng, 0, 100)
+    const canary = randomInt(rng, 0, 255)
+    target.fill(canary, 0, at + encoder.headBytes + 1)
+    const separate = encoder.separateBody
+    encoder.writeHead(target, at)
+    const written = separate === undefined ? target.subarray(at, at + encoder.headBytes) : Buffer.concat([target.subarray(at, at + encoder.headBytes), separate])
+    assert.ok(written.equals(expected), `seed ${SEED} case ${i}`)
+    assert.equal(target[at + encoder.headBytes], canary, 'writes past its head')
+    assert.equal(separate === undefined, cmd.body.length <= INLINE_BODY_BYTES)
+    encoder.prepare(cmd)
+    assert.ok(Buffer.concat(encoder.toParts()).equals(expected))
+  }
+})
+
+test('FrameEncoder refuses what the header encoders refuse, before writing anything', { timeout: 5_000 }, () => {
+  const encoder = new FrameEncoder()
+  const bad = [
+    new RemotingCommand({ code: 40000, serializeType: SerializeType.ROCKETMQ }),
+    new RemotingCommand({ code: 1, version: -40000, serializeType: SerializeType.ROCKETMQ }),
+    new RemotingCommand({ code: 1, opaque: 2 ** 31, serializeType: SerializeType.ROCKETMQ }),
+    new RemotingCommand({ code: 1, flag: -(2 ** 31) - 1, serializeType: SerializeType.ROCKETMQ }),
+  ]
+  for (const cmd of bad) {
+    let expected: unknown
+    try {
+      encodeBinaryHeader(cmd)
+    } catch (err) {
+      expected = err
+    }
+    assert.ok(expected !== undefined)
+    assert.throws(() => encoder.prepare(cmd), (err: unknown) => (err as Error).constructor === (expected as Error).constructor && (err as TransportError).code === (expected as TransportError).code)
+  }
+  expectCode(() => encoder.prepare(RemotingCommand.createRequest(1, {}, Buffer.alloc(100)), SerializeType.JSON, 64), 'FRAME_TOO_LARGE')
 })
 
 test('round trip: random commands in both serializations decode to what was encoded', { timeout: 20_000 }, () => {
@@ -295,4 +362,11 @@ test('canonical JSON fast path decodes exactly what JSON.parse does, and defers 
   same('{"extFields":{},"code":10,"flag":0,"language":"JAVA","opaque":5,"serializeTypeCurrentRPC":"JSON","version":475}', false)
   same(base('{}').slice(0, -1), false)
   for (let cut = 0; cut < base('{"k":"v"}').length; cut++) same(base('{"k":"v"}').slice(0, cut), false)
+  // Within a larger buffer the decoder stops at the header's end, even where the bytes after it
+  // would complete a header.
+  for (const text of [base('{"k":"v"}', '"remark":"r",'), base('{}')]) {
+    const whole = Buffer.from(`xx${text}yy`, 'latin1')
+    assert.deepEqual(observable(decodeCanonicalJsonHeaderAt(whole, 2, 2 + text.length)!), observable(decodeJsonHeaderGeneric(Buffer.from(text))))
+    for (let cut = 0; cut < text.length; cut++) assert.equal(decodeCanonicalJsonHeaderAt(whole, 2, 2 + cut), undefined, `cut at ${cut}`)
+  }
 })
