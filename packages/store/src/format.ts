@@ -77,6 +77,9 @@ export const TOPIC_MAX_LENGTH = 127
 /** Retry and dead-letter topics may reach 255 characters and are stored with the V2 magic. */
 export const TOPIC_MAX_LENGTH_V2 = 255
 export const TOPIC_PATTERN = /^[%|a-zA-Z0-9_-]+$/
+/** TOPIC_BYTE[b] is 1 when byte b may appear in a topic. */
+const TOPIC_BYTE = new Uint8Array(256)
+for (const c of '%|_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ') TOPIC_BYTE[c.charCodeAt(0)] = 1
 
 const TWO_POW_32 = 4294967296
 
@@ -554,6 +557,10 @@ export function checkRecord(source: Buffer, at: number, limit: number, physicalO
   if (propertiesLength < 0 || pos + propertiesLength !== end) return { kind: 'bad', reason: 'recomputed length differs from total size' }
   const storedOffset = readI64(source, at + RECORD.physicalOffset)
   if (storedOffset !== physicalOffset) return { kind: 'bad', reason: `record says physical offset ${storedOffset}` }
+  // The body CRC does not cover the topic: a torn sector there must not pass as a record.
+  for (let i = topicAt; i < topicAt + topicLength; i++) {
+    if (!TOPIC_BYTE[source[i]!]) return { kind: 'bad', reason: `topic byte 0x${source[i]!.toString(16)} outside [%|a-zA-Z0-9_-]` }
+  }
   if (verifyCrc) {
     const expected = source.readInt32BE(at + RECORD.bodyCrc)
     const actual = bodyCrc(source.subarray(at + l.body, at + l.body + bodyLength))

@@ -124,8 +124,8 @@ export function languageName(code: number): LanguageName | undefined {
 export function parseLanguage(value: unknown): number | undefined {
   if (typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= 255) return value
   if (typeof value === 'string') {
-    const code = (LanguageCode as Record<string, number>)[value]
-    return code ?? LanguageCode.OTHER
+    // Own properties only: "constructor" or "toString" must not resolve to Object.prototype's.
+    return Object.hasOwn(LanguageCode, value) ? (LanguageCode as Record<string, number>)[value]! : LanguageCode.OTHER
   }
   return undefined
 }

@@ -109,6 +109,9 @@ test('JSON decoding: any key order, unknown keys, numeric or unknown language, m
   assert.deepEqual(a.extFields, { n: '12', t: 'true' })
   const b = decodeFrame(frame('{"code":7,"language":"COBOL"}'))
   assert.deepEqual([b.code, b.language, b.opaque, b.flag, b.remark], [7, LanguageCode.OTHER, 0, 0, null])
+  for (const name of ['constructor', 'toString', '__proto__', 'hasOwnProperty']) {
+    assert.equal(decodeFrame(frame(`{"code":7,"language":"${name}"}`)).language, LanguageCode.OTHER, `language "${name}"`)
+  }
   const c = decodeFrame(frame('{"code":7,"extFields":{"__proto__":"x"}}'))
   assert.equal(Object.getPrototypeOf(c.extFields), Object.prototype)
   assert.equal(c.extFields['__proto__'], 'x')
