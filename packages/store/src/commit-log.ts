@@ -149,6 +149,11 @@ export class CommitLog {
   lastStoreTimestamp = 0
   /** Called whenever the committed offset moves (the dispatcher follows it). */
   onCommitted: (() => void) | undefined
+  /**
+   * Async flush: called instead of onCommitted right after records were written (committed) into
+   * the map, with what was written, so the dispatcher need not read them back.
+   */
+  onAppended: ((ms: PreparedMessage[], states: TopicState[], results: AppendResult[]) => void) | undefined
 
   private readonly hostPrefix: string
   private readonly async: boolean
@@ -298,7 +303,8 @@ export class CommitLog {
           // Reported by the guard above when a write actually needs the range.
         }
       }
-      this.onCommitted?.()
+      if (this.onAppended) this.onAppended(ms, states, results)
+      else this.onCommitted?.()
     }
     return results
   }

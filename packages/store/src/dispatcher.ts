@@ -10,8 +10,8 @@
  * that wrote it returns; a kick while a pass runs just extends the pass.
  */
 import { StoreError } from './errors.js'
-import type { CommitLog } from './commit-log.js'
-import { BLANK_MAGIC_CODE, MESSAGE_MAGIC_CODE_V1, MESSAGE_MAGIC_CODE_V2, readDispatchRequest, type DispatchRequest } from './format.js'
+import type { AppendResult, CommitLog, TopicState } from './commit-log.js'
+import { BLANK_MAGIC_CODE, MESSAGE_MAGIC_CODE_V1, MESSAGE_MAGIC_CODE_V2, readDispatchRequest, type DispatchRequest, type PreparedMessage } from './format.js'
 
 /** After a failed pass, appends do not retry dispatch more often than this (the timer does). */
 export const RETRY_AFTER_ERROR_MS = 1000
@@ -89,6 +89,51 @@ export class Dispatcher {
       return this.running
     }
     return undefined
+  }
+
+  /**
+   * Records just written (and committed) by an append: when the dispatcher is idle and exactly at
+   * the first of them, they are dispatched from what the append knew, without reading them back
+   * (the same requests a pass would build). Otherwise a normal pass follows the log.
+   */
+  appended(ms: readonly PreparedMessage[], states: readonly TopicState[], results: readonly AppendResult[]): void {
+    if (this.running || this.lastError || results.length === 0 || results[0]!.physicalOffset !== this.reputOffset) {
+      void this.kick()?.catch(() => undefined)
+      return
+    }
+    const req = this.request
+    const listeners = this.listeners
+    for (let i = 0; i < ms.length; i++) {
+      const m = ms[i]!
+      const r = results[i]!
+      req.topic = states[i]!.topic
+      req.queueId = m.queueId
+      req.physicalOffset = r.physicalOffset
+      req.size = r.size
+      req.tagsCode = m.tagsCode
+      req.storeTimestamp = r.storeTimestamp
+      req.queueOffset = r.queueOffset
+      req.sysFlag = m.sysFlag
+      req.keys = m.keys
+      req.uniqKey = m.uniqKey
+      for (let k = 0; k < listeners.length; k++) {
+        const p = listeners[k]!.dispatch(req)
+        if (p) {
+          // A listener must open a file: finish this record and the rest through the log.
+          this.running = this.continueAsync(p, k, i > 0).finally(() => {
+            this.running = undefined
+            if (this.again && !this.lastError) {
+              this.again = false
+              void this.kick()?.catch(() => undefined)
+            }
+            this.again = false
+          })
+          return
+        }
+      }
+      this.reputOffset = r.physicalOffset + r.size
+    }
+    this.onPassDone()
   }
 
   /**

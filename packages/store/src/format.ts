@@ -229,6 +229,10 @@ export interface PreparedMessage {
   propertiesBytes: number
   totalSize: number
   magicCode: number
+  /** What dispatch needs, known before encoding: Java hash of TAGS (0 without), KEYS, UNIQ_KEY. */
+  tagsCode: number
+  keys: string | undefined
+  uniqKey: string | undefined
 }
 
 /** Whether a record of this sysFlag takes a queue offset (RocketMQ: not for prepared / rollback). */
@@ -242,7 +246,8 @@ export function recordSize(bodyBytes: number, topicBytes: number, propertiesByte
 }
 
 export function prepareRecord(
-  fields: Omit<PreparedMessage, 'bodyCrc' | 'propertiesBytes' | 'totalSize' | 'magicCode'>,
+  fields: Omit<PreparedMessage, 'bodyCrc' | 'propertiesBytes' | 'totalSize' | 'magicCode' | 'tagsCode' | 'keys' | 'uniqKey'> &
+    Partial<Pick<PreparedMessage, 'tagsCode' | 'keys' | 'uniqKey'>>,
 ): PreparedMessage {
   const propertiesBytes = fields.properties.length === 0 ? 0 : Buffer.byteLength(fields.properties)
   const magicCode = fields.topicBytes.length > TOPIC_MAX_LENGTH ? MESSAGE_MAGIC_CODE_V2 : MESSAGE_MAGIC_CODE_V1
@@ -263,6 +268,9 @@ export function prepareRecord(
     propertiesBytes,
     totalSize: recordSize(fields.body.length, fields.topicBytes.length, propertiesBytes, magicCode),
     magicCode,
+    tagsCode: fields.tagsCode ?? 0,
+    keys: fields.keys,
+    uniqKey: fields.uniqKey,
   }
 }
 

@@ -319,6 +319,7 @@ export class MessageStore {
       queue.prepareNext()
       store.commitLog.start()
       store.commitLog.onCommitted = () => void store!.dispatcher.kick()?.catch(() => undefined)
+      store.commitLog.onAppended = (ms, states, results) => store!.dispatcher.appended(ms, states, results)
       store.startServices(options)
       store.status = 'open'
       return store
@@ -507,7 +508,17 @@ export class MessageStore {
       throw new StoreError('MESSAGE_TOO_LARGE', `body of ${body.length} bytes exceeds maxMessageSize ${this.maxMessageSize}`, { details: { bytes: body.length, limit: this.maxMessageSize } })
     }
     let properties = ''
-    if (m.keys !== undefined || m.tags !== undefined || m.properties !== undefined) properties = this.encodeProperties(m)
+    let tagsCode = 0
+    let keys: string | undefined
+    let uniqKey: string | undefined
+    if (m.keys !== undefined || m.tags !== undefined || m.properties !== undefined) {
+      properties = this.encodeProperties(m)
+      const tags = m.tags ?? m.properties?.[PROPERTY.TAGS]
+      if (tags !== undefined) tagsCode = javaStringHashCode(tags)
+      keys = m.keys !== undefined ? (Array.isArray(m.keys) ? m.keys.join(' ') : (m.keys as string)) : m.properties?.[PROPERTY.KEYS]
+      if (keys === '') keys = undefined
+      uniqKey = m.properties?.[PROPERTY.UNIQ_KEY]
+    }
     const prepared = prepareRecord({
       topic: st.topic,
       topicBytes: st.bytes,
@@ -520,6 +531,9 @@ export class MessageStore {
       preparedTransactionOffset: m.preparedTransactionOffset ?? 0,
       body,
       properties,
+      tagsCode,
+      keys,
+      uniqKey,
     })
     if (prepared.propertiesBytes > MAX_PROPERTIES_BYTES) {
       throw new StoreError('PROPERTIES_TOO_LONG', `properties take ${prepared.propertiesBytes} bytes, the limit is ${MAX_PROPERTIES_BYTES}`)

@@ -65,8 +65,10 @@ test('consumer offsets: persisted periodically, a crash loses at most one interv
   }
 })
 
+/** Sets the modification time of every CommitLog data file (not a background allocation's temp file). */
 async function setAge(dir: string, hoursAgo: number, now: number): Promise<void> {
   for (const name of await readdir(path.join(dir, 'commitlog'))) {
+    if (!/^\d{20}$/.test(name)) continue
     const t = (now - hoursAgo * HOUR) / 1000
     await utimes(path.join(dir, 'commitlog', name), t, t)
   }
