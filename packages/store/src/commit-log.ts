@@ -148,7 +148,7 @@ export class CommitLog {
   /** Store time of the newest appended record. */
   lastStoreTimestamp = 0
   /** Called whenever the committed offset moves (the dispatcher follows it). */
-  onCommitted: (() => void) | undefined
+  onCommitted: (() => Promise<void> | undefined) | undefined
   /**
    * Async flush: called instead of onCommitted right after records were written (committed) into
    * the map, with what was written, so the dispatcher need not read them back.
@@ -490,8 +490,13 @@ export class CommitLog {
         if (c.fillsFile) this.writer?.release(file.file)
       }
     }
-    this.onCommitted?.()
-    this.resolveWaiters()
+    // Sync flush: puts resolve once their records are dispatched too (readable with get); that
+    // is at once unless the dispatcher had to open a file.
+    const dispatching = this.onCommitted?.()
+    if (dispatching) {
+      const resolve = (): void => this.resolveWaiters()
+      dispatching.then(resolve, resolve)
+    } else this.resolveWaiters()
     if (this.waitersHead < this.waiters.length) this.schedulePump()
   }
 

@@ -318,7 +318,14 @@ export class MessageStore {
       else queue.warm(queue.last, queue.last.wrotePosition)
       queue.prepareNext()
       store.commitLog.start()
-      store.commitLog.onCommitted = () => void store!.dispatcher.kick()?.catch(() => undefined)
+      store.commitLog.onCommitted = () => {
+        const d = store!.dispatcher
+        const end = store!.commitLog.committedOffset
+        const pass = d.kick()
+        if (d.reputOffset >= end) return undefined
+        void pass?.catch(() => undefined)
+        return d.waitFor(end)
+      }
       store.commitLog.onAppended = (ms, states, results) => store!.dispatcher.appended(ms, states, results)
       store.startServices(options)
       store.status = 'open'
@@ -602,7 +609,8 @@ export class MessageStore {
       if (Array.isArray(appended)) {
         const r = appended[0]!
         if (this.flushMode === 'async') return Promise.resolve(this.readable(r))
-        return this.commitLog.waitFlushed(r).then((x) => this.readable(x))
+        // Sync: waiters are resolved only after the records they wait for were dispatched.
+        return this.commitLog.waitFlushed(r)
       }
       return appended.then((rs) => this.finishOne(rs[0]!))
     } catch (err) {
