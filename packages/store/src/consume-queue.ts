@@ -86,6 +86,8 @@ interface Segment {
   dirty: boolean
   /** Set when the LRU let go of it: the queue must look it up again. */
   evicted: boolean
+  /** The window after this one was asked for ahead of time. */
+  nextOpened: boolean
 }
 
 /** A queue's write segment is re-touched in the LRU every this many units. */
@@ -219,7 +221,16 @@ export class ConsumeQueue {
 
   private write(seg: Segment, unit: number, physicalOffset: number, size: number, tagsCode: number): void {
     const at = unit * CQ_UNIT.bytes - seg.start
-    if (at + CQ_UNIT.bytes > seg.prefaultedTo) this.set.reserve(seg, at + CQ_UNIT.bytes)
+    if (at + CQ_UNIT.bytes > seg.prefaultedTo) {
+      this.set.reserve(seg, at + CQ_UNIT.bytes)
+      // Past half the window: open the next one (creating the next file if need be) in the
+      // background, so the append that crosses over does not wait for the thread pool.
+      if (at * 2 >= seg.view.length && !seg.nextOpened) {
+        seg.nextOpened = true
+        const next = this.segmentFor((seg.start + seg.view.length) / CQ_UNIT.bytes, true)
+        if (next instanceof Promise) next.catch(() => undefined)
+      }
+    }
     encodeCqUnit(seg.dv, at, physicalOffset, size, tagsCode)
     seg.dirty = true
     this.maxOffset = unit + 1
@@ -528,7 +539,7 @@ export class ConsumeQueueSet {
           await file.write(zeroPage, 0, prefaultedTo, 0)
         }
         const view = file.map(true, start - fileStart, length)
-        const seg: Segment = { key, path: p, fileStart, start, file, view, dv: dataViewOf(view), prefaultedTo, reserveStep: CQ_PREFAULT_BYTES, dirty: false, evicted: false }
+        const seg: Segment = { key, path: p, fileStart, start, file, view, dv: dataViewOf(view), prefaultedTo, reserveStep: CQ_PREFAULT_BYTES, dirty: false, evicted: false, nextOpened: false }
         this.segments.set(key, seg)
         return seg
       } catch (err) {
