@@ -74,6 +74,8 @@ interface Segment {
   /** LRU key: file path and window start. */
   readonly key: string
   readonly path: string
+  /** The descriptor, shared by the windows of one file mapped through it; closed with the last. */
+  readonly shared: { refs: number }
   /** Logical byte offsets of the file's first unit and of the window's first unit. */
   readonly fileStart: number
   readonly start: number
@@ -144,6 +146,9 @@ export class ConsumeQueue {
     if (cached) return cached
     const known = this.fileStarts.length > 0 && fileStart >= this.fileStarts[0]! && fileStart <= this.fileStarts[this.fileStarts.length - 1]!
     if (!known && !create) return undefined
+    // Another window of the file being written: map it through the same descriptor, at once.
+    const ws = this.writeSeg
+    if (known && ws !== undefined && !ws.evicted && ws.fileStart === fileStart) return this.set.mapSibling(ws, key, start)
     return this.set.openSegment(this, key, p, fileStart, start, !known)
   }
 
@@ -539,7 +544,7 @@ export class ConsumeQueueSet {
           await file.write(zeroPage, 0, prefaultedTo, 0)
         }
         const view = file.map(true, start - fileStart, length)
-        const seg: Segment = { key, path: p, fileStart, start, file, view, dv: dataViewOf(view), prefaultedTo, reserveStep: CQ_PREFAULT_BYTES, dirty: false, evicted: false, nextOpened: false }
+        const seg: Segment = { key, path: p, shared: { refs: 1 }, fileStart, start, file, view, dv: dataViewOf(view), prefaultedTo, reserveStep: CQ_PREFAULT_BYTES, dirty: false, evicted: false, nextOpened: false }
         this.segments.set(key, seg)
         return seg
       } catch (err) {
@@ -552,6 +557,35 @@ export class ConsumeQueueSet {
     return pending
   }
 
+  /** A window of the same file as `sibling`, mapped through its descriptor (synchronously). */
+  mapSibling(sibling: Segment, key: string, start: number): Segment {
+    const length = Math.min(this.windowBytes, this.fileSize - (start - sibling.fileStart))
+    let view: Buffer
+    try {
+      view = sibling.file.mapMore(true, start - sibling.fileStart, length)
+    } catch (err) {
+      throw ioError(`mapping ConsumeQueue file ${sibling.path}`, err)
+    }
+    sibling.shared.refs++
+    const seg: Segment = {
+      key,
+      path: sibling.path,
+      shared: sibling.shared,
+      fileStart: sibling.fileStart,
+      start,
+      file: sibling.file,
+      view,
+      dv: dataViewOf(view),
+      prefaultedTo: this.sparse ? 0 : length,
+      reserveStep: CQ_PREFAULT_BYTES,
+      dirty: false,
+      evicted: false,
+      nextOpened: false,
+    }
+    this.segments.set(key, seg)
+    return seg
+  }
+
   /** Reserves the blocks of [.., end) of a sparse window (CQ_PREFAULT_BYTES at a time); `end` is window-relative. */
   reserve(seg: Segment, end: number): void {
     if (end <= seg.prefaultedTo) return
@@ -559,7 +593,7 @@ export class ConsumeQueueSet {
     const to = Math.min(seg.view.length, Math.max(end, from + seg.reserveStep))
     if (seg.reserveStep < CQ_PREFAULT_MAX_BYTES) seg.reserveStep *= 2
     try {
-      seg.file.prefault(seg.start - seg.fileStart + from, to - from)
+      seg.file.prefaultView(seg.view, from, to - from)
     } catch (err) {
       throw ioError(`reserving space in ConsumeQueue file ${seg.path}`, err)
     }
@@ -580,7 +614,7 @@ export class ConsumeQueueSet {
           await seg.file.datasync()
         }
       } finally {
-        await seg.file.close()
+        if (--seg.shared.refs === 0) await seg.file.close()
       }
     })()
     const tracked = p.catch(() => undefined)

@@ -25,6 +25,13 @@ export interface DataFile {
    */
   map(writable: boolean, offset?: number, length?: number): Buffer
   /**
+   * Another mapping of [offset, offset + length) through the same descriptor, made at once (no
+   * thread-pool round trip). Valid until `close()`, like the first.
+   */
+  mapMore(writable: boolean, offset: number, length: number): Buffer
+  /** As prefault, for [from, from + length) of a mapping made by mapMore (view-relative). */
+  prefaultView(view: Buffer, from: number, length: number): boolean
+  /**
    * pread into `target` (fewer bytes only at the end of the file). Unlike a read through the map
    * it never allocates: on tmpfs a read fault on a hole takes a page, and SIGBUS when none is left.
    */
@@ -152,6 +159,8 @@ class NodeDataFile implements DataFile {
   private view: Buffer | undefined
   /** File offset of view[0]. */
   private mapOffset = 0
+  /** Mappings made by mapMore. */
+  private moreViews: Buffer[] | undefined
   private closed = false
   private dsync: Promise<fsp.FileHandle> | undefined
 
@@ -170,6 +179,15 @@ class NodeDataFile implements DataFile {
     this.view = m.map(length, prot, m.MAP_SHARED, this.handle.fd, offset)
     this.mapOffset = offset
     return this.view
+  }
+
+  mapMore(writable: boolean, offset: number, length: number): Buffer {
+    if (this.closed) throw new Error(`${this.path} is closed`)
+    if (offset % PAGE_BYTES !== 0) throw new RangeError(`map offset ${offset} is not page-aligned`)
+    const m = mmapIo()
+    const view = m.map(length, writable ? m.PROT_READ | m.PROT_WRITE : m.PROT_READ, m.MAP_SHARED, this.handle.fd, offset)
+    ;(this.moreViews ??= []).push(view)
+    return view
   }
 
   async read(target: Buffer, targetOffset: number, length: number, position: number): Promise<number> {
@@ -217,12 +235,18 @@ class NodeDataFile implements DataFile {
   }
 
   prefault(offset: number, length: number): boolean {
-    if (!this.view || !canPopulateWrite()) return false
-    const end = Math.min(this.mapOffset + this.view.length, offset + length)
+    if (!this.view) return false
+    return this.prefaultView(this.view, offset - this.mapOffset, length)
+  }
+
+  prefaultView(view: Buffer, from: number, length: number): boolean {
+    if (!canPopulateWrite()) return false
+    const offset = from
+    const end = Math.min(view.length, offset + length)
     if (end <= offset) return true
     const start = offset - (offset % PAGE_BYTES) // madvise wants a page-aligned start
     try {
-      mmapIo().advise(this.view, start - this.mapOffset, end - start, MADV_POPULATE_WRITE)
+      mmapIo().advise(view, start, end - start, MADV_POPULATE_WRITE)
     } catch (err) {
       // mmap-io reports "madvise() failed, <errno>". EFAULT/ENOMEM/ENOSPC here mean the fault
       // could not be served, on a sparse file almost always for want of space.
@@ -249,6 +273,15 @@ class NodeDataFile implements DataFile {
       this.view = undefined
       pendingUnmaps++
     }
+    for (const view of this.moreViews ?? []) {
+      try {
+        mmapIo().advise(view, 0, view.length, mmapIo().MADV_DONTNEED)
+      } catch {
+        // advisory only
+      }
+      pendingUnmaps++
+    }
+    this.moreViews = undefined
     const dsync = this.dsync
     this.dsync = undefined
     if (dsync) await (await dsync.catch(() => undefined))?.close()

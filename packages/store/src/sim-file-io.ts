@@ -135,6 +135,7 @@ export class SimFileIO implements FileIO {
       path: p,
       size: entry.volatile.length,
       map: (_writable, offset = 0, length = entry.volatile.length - offset) => entry.volatile.subarray(offset, offset + length),
+      mapMore: (_writable, offset, length) => entry.volatile.subarray(offset, offset + length),
       async read(target, targetOffset, length, position) {
         const n = Math.max(0, Math.min(length, entry.volatile.length - position))
         entry.volatile.copy(target, targetOffset, position, position + n)
@@ -157,6 +158,7 @@ export class SimFileIO implements FileIO {
         source.copy(entry.durable, position, sourceOffset, sourceOffset + length)
       },
       prefault: () => true,
+      prefaultView: () => true,
       async warm() {},
       async close() {},
     }
