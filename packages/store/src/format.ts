@@ -477,19 +477,13 @@ export function decodeRecord(source: Buffer, at: number, copyBody = true, dv: Da
     storeHost = formatHost(storeIp, storePort)
     idPrefix = Buffer.concat([storeIp, source.subarray(at + l.storeHost + storeIpBytes, at + l.storeHost + storeIpBytes + 4)]).toString('hex').toUpperCase()
   }
-  const physicalOffset = dv.getInt32(at + RECORD.physicalOffset) * TWO_POW_32 + dv.getUint32(at + RECORD.physicalOffset + 4)
+  const physicalOffset = dvI64(dv, at + RECORD.physicalOffset)
   const bodyLength = dv.getInt32(at + l.bodyLength)
   const bodyStart = at + l.body
   const bodyView = source.subarray(bodyStart, bodyStart + bodyLength)
   let pos = bodyStart + bodyLength
-  let topicLength: number
-  if (magic === MESSAGE_MAGIC_CODE_V2) {
-    topicLength = dv.getInt16(pos)
-    pos += 2
-  } else {
-    topicLength = source[pos]!
-    pos += 1
-  }
+  const topicLength = magic === MESSAGE_MAGIC_CODE_V2 ? dv.getInt16(pos) : source[pos]!
+  pos += topicLengthBytes(magic)
   const topic = topicAt(source, pos, topicLength)
   pos += topicLength
   const propertiesLength = dv.getInt16(pos)
@@ -499,19 +493,19 @@ export function decodeRecord(source: Buffer, at: number, copyBody = true, dv: Da
   return {
     topic,
     queueId: dv.getInt32(at + RECORD.queueId),
-    queueOffset: dv.getInt32(at + RECORD.queueOffset) * TWO_POW_32 + dv.getUint32(at + RECORD.queueOffset + 4),
+    queueOffset: dvI64(dv, at + RECORD.queueOffset),
     physicalOffset,
     storeSize: totalSize,
     body: copyBody ? Buffer.from(bodyView) : bodyView,
     bodyCrc: dv.getInt32(at + RECORD.bodyCrc),
     flag: dv.getInt32(at + RECORD.flag),
     sysFlag,
-    bornTimestamp: dv.getInt32(at + RECORD.bornTimestamp) * TWO_POW_32 + dv.getUint32(at + RECORD.bornTimestamp + 4),
+    bornTimestamp: dvI64(dv, at + RECORD.bornTimestamp),
     bornHost,
-    storeTimestamp: dv.getInt32(at + l.storeTimestamp) * TWO_POW_32 + dv.getUint32(at + l.storeTimestamp + 4),
+    storeTimestamp: dvI64(dv, at + l.storeTimestamp),
     storeHost,
     reconsumeTimes: dv.getInt32(at + l.reconsumeTimes),
-    preparedTransactionOffset: dv.getInt32(at + l.preparedTransactionOffset) * TWO_POW_32 + dv.getUint32(at + l.preparedTransactionOffset + 4),
+    preparedTransactionOffset: dvI64(dv, at + l.preparedTransactionOffset),
     properties,
     tags: properties[PROPERTY.TAGS],
     keys: keysText ? keysText.split(' ').filter((k) => k.length > 0) : [],
@@ -634,6 +628,16 @@ export function javaHashOfUtf8(source: Buffer, from: number, to: number): number
   return h
 }
 
+/** Bytes of the topic length field: 2 with the V2 magic, else 1. */
+function topicLengthBytes(magic: number): number {
+  return magic === MESSAGE_MAGIC_CODE_V2 ? 2 : 1
+}
+
+/** Signed 64-bit read through a DataView, exact up to 2^53 in magnitude. */
+function dvI64(dv: DataView, at: number): number {
+  return dv.getInt32(at) * TWO_POW_32 + dv.getUint32(at + 4)
+}
+
 /** Topic strings by their bytes, so dispatch does not decode the same topic over and over. */
 const topicCache = new Map<number, string>()
 const TOPIC_CACHE_MAX = 4096
@@ -673,24 +677,18 @@ export function readDispatchRequest(source: Buffer, dv: DataView, at: number, wi
   const l = sysFlag & (SYSFLAG.BORNHOST_V6 | SYSFLAG.STOREHOST_V6) ? layout(sysFlag) : LAYOUT_V4
   const bodyLength = dv.getInt32(at + l.bodyLength)
   let pos = at + l.body + bodyLength
-  let topicLength: number
-  if (magic === MESSAGE_MAGIC_CODE_V2) {
-    topicLength = dv.getInt16(pos)
-    pos += 2
-  } else {
-    topicLength = source[pos]!
-    pos += 1
-  }
+  const topicLength = magic === MESSAGE_MAGIC_CODE_V2 ? dv.getInt16(pos) : source[pos]!
+  pos += topicLengthBytes(magic)
   out.topic = topicAt(source, pos, topicLength)
   pos += topicLength
   const propertiesLength = dv.getInt16(pos)
   pos += 2
   out.queueId = dv.getInt32(at + RECORD.queueId)
-  out.queueOffset = dv.getInt32(at + RECORD.queueOffset) * TWO_POW_32 + dv.getUint32(at + RECORD.queueOffset + 4)
-  out.physicalOffset = dv.getInt32(at + RECORD.physicalOffset) * TWO_POW_32 + dv.getUint32(at + RECORD.physicalOffset + 4)
+  out.queueOffset = dvI64(dv, at + RECORD.queueOffset)
+  out.physicalOffset = dvI64(dv, at + RECORD.physicalOffset)
   out.size = totalSize
   out.sysFlag = sysFlag
-  out.storeTimestamp = dv.getInt32(at + l.storeTimestamp) * TWO_POW_32 + dv.getUint32(at + l.storeTimestamp + 4)
+  out.storeTimestamp = dvI64(dv, at + l.storeTimestamp)
   out.tagsCode = 0
   out.keys = undefined
   out.uniqKey = undefined
