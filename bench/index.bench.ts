@@ -12,6 +12,7 @@ import * as path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { IndexService, INDEX_DEFAULTS, indexFileSize } from '@mqts/index'
 import { MessageStore } from '@mqts/store'
+import { mulberry32 } from '@mqts/store/internal'
 import { forceGc } from '@mqts/index/internal'
 import { TempDirs, formatBytes, formatNumber, isMain, isQuick, printEnvironment, printResults, type BenchResult, type RunOptions } from './lib/report.js'
 
@@ -58,16 +59,10 @@ function filesBytes(dir: string): { apparent: number; allocated: number } {
   return { apparent, allocated }
 }
 
-/** A deterministic pseudo-random sequence (mulberry32). */
+/** A deterministic sequence of uint32s (the store's seeded mulberry32). */
 function randomInts(seed: number): () => number {
-  let s = seed >>> 0
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0
-    let t = s
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return (t ^ (t >>> 14)) >>> 0
-  }
+  const next = mulberry32(seed)
+  return () => next() * 4294967296
 }
 
 /**

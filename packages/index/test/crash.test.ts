@@ -15,22 +15,11 @@ import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { IndexService } from '../src/index.js'
 import { CRASH_GEOMETRY, CRASH_RECORD_BYTES, CRASH_RECORD_LIMIT, crashKeys } from './fixtures/crash-records.js'
-import { tempDir } from './helpers.js'
+import { tempDir, mulberry32 } from './helpers.js'
 
 const CYCLES = Number(process.env.INDEX_CRASH_CYCLES ?? 8)
 const SEED = process.env.SEED ? Number(process.env.SEED) : Date.now() % 1_000_000
 const WRITER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'crash-writer.js')
-
-function mulberry32(seed: number): () => number {
-  let s = seed >>> 0
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0
-    let t = s
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 /**
  * Runs the writer and kills it `killAfterMs` after it is ready (or, with `afterFirstFlush`, after

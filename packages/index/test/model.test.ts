@@ -8,23 +8,12 @@ import * as path from 'node:path'
 import { test } from 'node:test'
 import { IndexService } from '../src/index.js'
 import { indexKeyHash } from '../src/internal.js'
-import { tempDir } from './helpers.js'
+import { tempDir, mulberry32 } from './helpers.js'
 
 const SEED = process.env.SEED ? Number(process.env.SEED) : Date.now() % 1_000_000
 const GEOMETRY = { maxHashSlotNum: 16, maxIndexNum: 50 }
 const KEYS = Array.from({ length: 24 }, (_, i) => `key-${i}`).concat(['Aa', 'BB']) // "Aa" and "BB" share a hash
 const TOPICS = ['T', 'U']
-
-function mulberry32(seed: number): () => number {
-  let s = seed >>> 0
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0
-    let t = s
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 interface Entry {
   hash: number

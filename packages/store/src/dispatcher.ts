@@ -77,18 +77,20 @@ export class Dispatcher {
     if (this.reputOffset >= this.commitLog.committedOffset) return undefined
     if (this.lastError && !force && Date.now() - this.lastErrorAt < RETRY_AFTER_ERROR_MS) return undefined
     const pass = this.pass()
-    if (pass) {
-      this.running = pass.finally(() => {
-        this.running = undefined
-        if (this.again && !this.lastError) {
-          this.again = false
-          void this.kick()?.catch(() => undefined)
-        }
+    return pass ? this.track(pass) : undefined
+  }
+
+  /** Marks an asynchronous pass as running; when it ends, kicks again if appends came meanwhile. */
+  private track(pass: Promise<void>): Promise<void> {
+    this.running = pass.finally(() => {
+      this.running = undefined
+      if (this.again && !this.lastError) {
         this.again = false
-      })
-      return this.running
-    }
-    return undefined
+        void this.kick()?.catch(() => undefined)
+      }
+      this.again = false
+    })
+    return this.running
   }
 
   /**
@@ -120,14 +122,7 @@ export class Dispatcher {
         const p = listeners[k]!.dispatch(req)
         if (p) {
           // A listener must open a file: finish this record and the rest through the log.
-          this.running = this.continueAsync(p, k, i > 0).finally(() => {
-            this.running = undefined
-            if (this.again && !this.lastError) {
-              this.again = false
-              void this.kick()?.catch(() => undefined)
-            }
-            this.again = false
-          })
+          void this.track(this.continueAsync(p, k, i > 0))
           return
         }
       }

@@ -15,6 +15,10 @@ import { NodeFileIO, type FileIO } from './file-io.js'
 import { RetentionService, type RetentionOptions, type RetentionResult } from './retention.js'
 import {
   CQ_FILLER_SIZE,
+  CQ_UNIT,
+  cqUnitPhysicalOffset,
+  cqUnitSize,
+  cqUnitTagsCode,
   DEFAULT_CQ_UNITS_PER_FILE,
   javaStringHashCode,
   readStoreTimestamp,
@@ -251,7 +255,7 @@ export class MessageStore {
     this.now = options.now ?? Date.now
     this.maxTransferBytes = options.maxTransferBytes ?? DEFAULT_MAX_TRANSFER_BYTES
     const units = options.consumeQueueUnitsPerFile ?? DEFAULT_CQ_UNITS_PER_FILE
-    if (!Number.isInteger(units) || units < 2 || units * 20 > 2 ** 31 - 1) throw new StoreError('INVALID_ARGUMENT', `consumeQueueUnitsPerFile must be an integer from 2 to ${Math.floor((2 ** 31 - 1) / 20)}, got ${units}`)
+    if (!Number.isInteger(units) || units < 2 || units * CQ_UNIT.bytes > 2 ** 31 - 1) throw new StoreError('INVALID_ARGUMENT', `consumeQueueUnitsPerFile must be an integer from 2 to ${Math.floor((2 ** 31 - 1) / CQ_UNIT.bytes)}, got ${units}`)
     this.consumeQueues = new ConsumeQueueSet({
       io,
       dir: path.join(this.dir, STORE_PATHS.consumeQueue),
@@ -760,16 +764,13 @@ export class MessageStore {
     // A file is mapped in windows; a read goes on into the next window of the same file.
     scan: for (;;) {
       const dv = seg.dv
-      const windowEnd = Math.min(stop, (seg.start + seg.view.length) / 20)
+      const windowEnd = Math.min(stop, (seg.start + seg.view.length) / CQ_UNIT.bytes)
       for (; unit < windowEnd; unit++) {
-        const at = unit * 20 - seg.start
-        const size = dv.getInt32(at + 8)
+        const at = unit * CQ_UNIT.bytes - seg.start
+        const size = cqUnitSize(dv, at)
         if (size === CQ_FILLER_SIZE) continue
-        const physicalOffset = dv.getInt32(at) * 4294967296 + dv.getUint32(at + 4)
-        if (codes !== undefined) {
-          const tagsCode = dv.getInt32(at + 12) * 4294967296 + dv.getUint32(at + 16)
-          if (!codes.has(tagsCode)) continue
-        }
+        const physicalOffset = cqUnitPhysicalOffset(dv, at)
+        if (codes !== undefined && !codes.has(cqUnitTagsCode(dv, at))) continue
         if (messages.length > 0 && (messages.length >= maxMessages || bytes + size > maxBytes)) break scan
         if (physicalOffset < logMin) {
           if (messages.length === 0) status = 'MESSAGE_WAS_REMOVING'
