@@ -31,8 +31,7 @@ import {
   dataViewOf,
   encodeBlank,
   encodeRecord,
-  hostHexPrefix,
-  offsetHex,
+  MessageIdEncoder,
   takesQueueOffset,
   type Host,
   type PreparedMessage,
@@ -43,6 +42,16 @@ import { MappedFileQueue } from './mapped-file-queue.js'
 export const OS_PAGE_BYTES = 4096
 /** Async flush: how far ahead of the write position the map is kept pre-faulted. */
 export const PREFAULT_AHEAD_BYTES = 4 * 1024 * 1024
+/**
+ * Async flush with background prefault: faulted in on the thread pool this much at a time, while
+ * the writer is within PREFAULT_AHEAD_BYTES. The writer faults in a range itself (at least
+ * PREFAULT_MIN_BYTES) only when it catches up.
+ */
+export const PREFAULT_CHUNK_BYTES = 2 * 1024 * 1024
+export const PREFAULT_BACKGROUND_AHEAD_BYTES = 16 * 1024 * 1024
+const PREFAULT_MIN_BYTES = 16 * 1024
+/** After a failed background prefault (a full disk), the next one waits this long. */
+const PREFAULT_RETRY_MS = 1000
 /** Size of a staging chunk (sync flush); a larger record gets a chunk of its own size. */
 export const STAGE_CHUNK_BYTES = 1024 * 1024
 const STAGE_POOL_MAX = 8
@@ -155,7 +164,7 @@ export class CommitLog {
    */
   onAppended: ((ms: PreparedMessage[], states: TopicState[], results: AppendResult[]) => void) | undefined
 
-  private readonly hostPrefix: string
+  private readonly ids: MessageIdEncoder
   private readonly async: boolean
   private blocked: Promise<unknown> | undefined
   private failure: StoreError | undefined
@@ -177,14 +186,16 @@ export class CommitLog {
   private timer: NodeJS.Timeout | undefined
   private lastThoroughFlush = 0
   private lastCheckpointSync = 0
-  /** Async flush: the active file is prefaulted up to here. */
-  private prefaultFile: MappedFile | undefined
-  private prefaultedTo = 0
+  /** Async flush: ranges of the active file are faulted in on the thread pool, ahead of the writer. */
+  private readonly backgroundPrefault: boolean
+  private prefaultRetryAt = 0
 
   constructor(readonly options: CommitLogOptions) {
     this.async = options.flush === 'async'
-    this.queue = new MappedFileQueue(options.io, options.dir, options.fileSizeBytes, this.async, this.async && options.io.canPrefault())
-    this.hostPrefix = hostHexPrefix(options.storeHost)
+    const sparse = this.async && options.io.canPrefault()
+    this.backgroundPrefault = sparse && options.io.canPrefaultInBackground()
+    this.queue = new MappedFileQueue(options.io, options.dir, options.fileSizeBytes, this.async, sparse, this.backgroundPrefault ? PREFAULT_AHEAD_BYTES : 0)
+    this.ids = new MessageIdEncoder(options.storeHost)
   }
 
   get fileSizeBytes(): number {
@@ -260,7 +271,10 @@ export class CommitLog {
       // Never write a byte through the map that was not prefaulted: on a sparse file that is
       // where a full disk shows up, as an error here instead of a SIGBUS later.
       const end = file.wrotePosition + total
-      if (this.prefaultFile !== file || end > this.prefaultedTo) this.prefault(file, end)
+      if (end > file.prefaultedTo) {
+        if (this.backgroundPrefault) file.collectPrefault()
+        if (end > file.prefaultedTo) this.prefault(file, end)
+      }
       target = file.view
       dv = file.dataView
       at = file.wrotePosition
@@ -286,7 +300,7 @@ export class CommitLog {
         st.queueOffsets[m.queueId] = queueOffset + 1
       }
       encodeRecord(target, at, m, queueOffset, physicalOffset, now, host, dv)
-      results[i] = { status: 'PUT_OK', msgId: this.hostPrefix + offsetHex(physicalOffset), physicalOffset, queueOffset, storeTimestamp: now, size: m.totalSize }
+      results[i] = { status: 'PUT_OK', msgId: this.ids.encode(physicalOffset), physicalOffset, queueOffset, storeTimestamp: now, size: m.totalSize }
       at += m.totalSize
       position += m.totalSize
     }
@@ -296,7 +310,9 @@ export class CommitLog {
     if (this.async) {
       file.committedPosition = position
       this.committedOffset = this.wroteOffset
-      if (position + PREFAULT_AHEAD_BYTES / 2 > this.prefaultedTo) {
+      if (this.backgroundPrefault) {
+        if (position + PREFAULT_BACKGROUND_AHEAD_BYTES > file.prefaultedTo) this.prefaultAhead(file)
+      } else if (position + PREFAULT_AHEAD_BYTES / 2 > file.prefaultedTo) {
         try {
           this.prefault(file, position)
         } catch {
@@ -310,24 +326,41 @@ export class CommitLog {
   }
 
   /**
-   * Prefaults the active file from where it was prefaulted to at least `needEnd`, and
-   * PREFAULT_AHEAD_BYTES past the write position: pages the writer is about to dirty anyway, so
-   * it costs no extra I/O and appends take no page faults. Throws DISK_FULL if the OS cannot.
+   * Prefaults `file` from where it was prefaulted to at least `needEnd`, here: PREFAULT_AHEAD_BYTES
+   * past the write position (pages the writer is about to dirty anyway, so it costs no extra I/O
+   * and appends take no page faults), or only what is needed when the thread pool works ahead.
+   * Throws DISK_FULL if the OS cannot.
    */
   private prefault(file: MappedFile, needEnd: number): void {
-    if (this.prefaultFile !== file) {
-      this.prefaultFile = file
-      this.prefaultedTo = file.wrotePosition
-    }
-    const from = Math.max(this.prefaultedTo, file.wrotePosition)
-    const to = Math.min(file.fileSize, Math.max(needEnd, file.wrotePosition + PREFAULT_AHEAD_BYTES))
+    const from = Math.max(file.prefaultedTo, file.wrotePosition)
+    const ahead = this.backgroundPrefault ? Math.max(needEnd, from + PREFAULT_MIN_BYTES) : file.wrotePosition + PREFAULT_AHEAD_BYTES
+    const to = Math.min(file.fileSize, Math.max(needEnd, ahead))
     if (to <= from) return
     try {
       file.file.prefault(from, to - from)
     } catch (err) {
       throw ioError(`reserving space in ${file.fileName}`, err)
     }
-    this.prefaultedTo = to
+    file.prefaultedTo = to
+  }
+
+  /**
+   * Faults the next PREFAULT_CHUNK_BYTES of `file` in on the thread pool, unless a range is still
+   * under way. Faulting in writes no byte, so the writer may use the map meanwhile (and fault a
+   * range in itself if it catches up). A failure (full disk) is left for the writer's own
+   * prefault to report when it needs the range; the background retries after PREFAULT_RETRY_MS.
+   */
+  private prefaultAhead(file: MappedFile): void {
+    const state = file.collectPrefault()
+    if (state.failed) this.prefaultRetryAt = Date.now() + PREFAULT_RETRY_MS
+    if (!state.idle || this.closed || this.failure) return
+    if (this.prefaultRetryAt !== 0) {
+      if (Date.now() < this.prefaultRetryAt) return
+      this.prefaultRetryAt = 0
+    }
+    const from = Math.max(file.prefaultedTo, file.wrotePosition)
+    const to = Math.min(file.fileSize, from + PREFAULT_CHUNK_BYTES)
+    if (to > from) file.prefaultInBackground(from, to)
   }
 
   private chunkFor(file: MappedFile, bytes: number): StageChunk {
@@ -373,7 +406,8 @@ export class CommitLog {
     this.wroteOffset = next.fileFromOffset
     if (this.async) {
       this.committedOffset = this.wroteOffset
-      this.prefault(next, 0)
+      if (this.backgroundPrefault) this.prefaultAhead(next)
+      else this.prefault(next, 0)
       this.onCommitted?.()
     }
   }
@@ -635,6 +669,8 @@ export class CommitLog {
       this.writer = o.io.durableWriter({ onDone: (n) => this.writerDone(n), onError: (err) => this.writerFailed(err) })
     }
     this.lastThoroughFlush = o.now()
+    const last = this.queue.last
+    if (this.backgroundPrefault && last) this.prefaultAhead(last)
     const tick = this.async ? o.flushIntervalMs : 100
     this.timer = setInterval(() => {
       const now = o.now()
@@ -667,7 +703,6 @@ export class CommitLog {
     if (!first || files.length < 2) return false
     if (first.fileFromOffset + first.fileSize > dispatchedOffset) return false
     files.shift()
-    if (this.prefaultFile === first) this.prefaultFile = undefined
     await first.close()
     await this.options.io.remove(first.path)
     await this.options.io.syncDir(this.options.dir)
@@ -850,9 +885,10 @@ export class CommitLog {
       this.waitersHead = 0
       // Durable writes still in flight (after a failure) must finish before their files close.
       while (this.inflight.some((w) => !w.done) && this.failure === undefined) await new Promise((r) => setImmediate(r))
+      // A background prefault holds the map of a file about to close.
+      for (const f of this.queue.files) await f.prefaulting
       if (beforeRelease) await beforeRelease().catch(() => undefined)
       // Drop every reference to the files so their mappings can be collected (unmapped).
-      this.prefaultFile = undefined
       this.chunks.length = 0
       this.chunkPool.length = 0
       const writer = this.writer

@@ -32,6 +32,16 @@ export interface DataFile {
   /** As prefault, for [from, from + length) of a mapping made by mapMore (view-relative). */
   prefaultView(view: Buffer, from: number, length: number): boolean
   /**
+   * As prefaultView (`view` is this file's map or one made by mapMore), on the thread pool: the
+   * page allocation and block reservation cost the caller's thread nothing. Faulting in changes
+   * no byte, so the caller may keep writing the view meanwhile. Resolves false when it cannot be
+   * done in the background here (see FileIO.canPrefaultInBackground); rejects with the OS error.
+   * `progress` (Int32Array over a SharedArrayBuffer) gets from + length in [0] the moment the
+   * range is faulted in, or the errno in [1]: a caller that keeps the event loop busy (a loop of
+   * awaits on resolved promises) polls it, since the promise settles only when the loop turns.
+   */
+  prefaultViewAsync(view: Buffer, from: number, length: number, progress?: Int32Array): Promise<boolean>
+  /**
    * pread into `target` (fewer bytes only at the end of the file). Unlike a read through the map
    * it never allocates: on tmpfs a read fault on a hole takes a page, and SIGBUS when none is left.
    */
@@ -88,6 +98,8 @@ export interface FileIO {
   allocate(file: string, size: number, options?: { zeroFill?: boolean; signal?: AbortSignal; durable?: boolean }): Promise<void>
   /** Whether DataFile.prefault works here (Linux 5.14+), so sparse files are safe to map-write. */
   canPrefault(): boolean
+  /** Whether DataFile.prefaultViewAsync works here (the native helper was built). */
+  canPrefaultInBackground(): boolean
   /** Opens an existing file for reading and writing. */
   open(file: string): Promise<DataFile>
   /** Lets go of address space held by mappings that were closed (see docs/design/mmap.md). */
@@ -154,6 +166,27 @@ function canPopulateWrite(): boolean {
   return populateWriteWorks
 }
 let zeroChunk: Buffer | undefined
+
+interface PopulateAddon {
+  populate(view: Buffer, offset: number, length: number, progress?: Int32Array): Promise<void>
+}
+let populateAddon: PopulateAddon | null | undefined
+
+/**
+ * The native helper (native/populate.c, built by node-gyp at install) that runs
+ * MADV_POPULATE_WRITE on the thread pool; null when it was not built or cannot work here.
+ */
+function backgroundPopulate(): PopulateAddon | null {
+  if (populateAddon !== undefined) return populateAddon
+  populateAddon = null
+  if (!canPopulateWrite() || process.env.MQTS_NO_NATIVE_POPULATE) return null
+  try {
+    populateAddon = require('../../build/Release/mqts_populate.node') as PopulateAddon
+  } catch {
+    populateAddon = null
+  }
+  return populateAddon
+}
 
 class NodeDataFile implements DataFile {
   private view: Buffer | undefined
@@ -255,6 +288,27 @@ class NodeDataFile implements DataFile {
         code: errno === 12 ? 'ENOMEM' : errno === 22 ? 'EINVAL' : 'ENOSPC',
         errno,
       })
+    }
+    return true
+  }
+
+  async prefaultViewAsync(view: Buffer, from: number, length: number, progress?: Int32Array): Promise<boolean> {
+    const addon = backgroundPopulate()
+    if (!addon) return false
+    const end = Math.min(view.length, from + length)
+    if (end <= from) {
+      if (progress) Atomics.store(progress, 0, Math.max(Atomics.load(progress, 0), from))
+      return true
+    }
+    try {
+      await addon.populate(view, from, end - from, progress)
+    } catch (err) {
+      // The pool thread set progress[1] already; an error before it ran did not.
+      if (progress && Atomics.load(progress, 1) === 0) Atomics.store(progress, 1, (err as NodeJS.ErrnoException).errno ?? 22)
+      if (err instanceof RangeError) throw err
+      const e = err as NodeJS.ErrnoException
+      const code = e.code === 'ENOMEM' || e.code === 'EINVAL' ? e.code : 'ENOSPC'
+      throw Object.assign(new Error(`cannot fault in ${this.path} [${from}, ${end}): ${e.message}`), { code, errno: e.errno })
     }
     return true
   }
@@ -429,6 +483,10 @@ export class NodeFileIO implements FileIO {
 
   canPrefault(): boolean {
     return canPopulateWrite()
+  }
+
+  canPrefaultInBackground(): boolean {
+    return backgroundPopulate() !== null
   }
 
   async open(file: string): Promise<DataFile> {

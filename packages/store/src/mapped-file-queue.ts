@@ -24,6 +24,12 @@ export class MappedFileQueue {
     private readonly writableMap: boolean,
     /** Sparse files for a writer that prefaults (async flush); zero-filled otherwise. */
     private readonly sparse: boolean,
+    /**
+     * Sparse files faulted in on the thread pool (DataFile.prefaultViewAsync): a new file gets its
+     * first `prefaultFirstBytes` so before it is handed out, and no page-cache warm-up (the
+     * writer's background prefault does the same work, once, just ahead of it).
+     */
+    private readonly prefaultFirstBytes = 0,
   ) {}
 
   /** Opens every data file; removes leftovers of interrupted allocations. */
@@ -90,7 +96,10 @@ export class MappedFileQueue {
       promise: (async () => {
         await this.io.allocate(file, this.fileSize, { zeroFill: !this.sparse, signal: this.abort.signal })
         const mapped = await MappedFile.open(this.io, this.dir, offset, this.writableMap)
+        // Its first range is faulted in before the writer gets there (a failure, a full disk, is
+        // left for the writer's prefault to report).
         this.warm(mapped, 0)
+        if (this.prefaultFirstBytes > 0) mapped.prefaultInBackground(0, Math.min(this.fileSize, this.prefaultFirstBytes))
         return mapped
       })(),
     }

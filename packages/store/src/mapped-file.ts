@@ -3,6 +3,9 @@ import type { DataFile, FileIO } from './file-io.js'
 import { dataViewOf, offsetToFileName } from './format.js'
 
 const EMPTY = Buffer.alloc(0)
+const IDLE = Object.freeze({ idle: true, failed: false })
+const BUSY = Object.freeze({ idle: false, failed: false })
+const FAILED = Object.freeze({ idle: true, failed: true })
 
 /**
  * One fixed-size data file, named by the offset of its first byte, mapped shared.
@@ -13,6 +16,15 @@ export class MappedFile {
   wrotePosition = 0
   committedPosition = 0
   flushedPosition = 0
+  /** Async flush, sparse file: [0, prefaultedTo) is faulted into the map, safe to write through it. */
+  prefaultedTo = 0
+  /**
+   * Background prefault (DataFile.prefaultViewAsync) of this file: the range end asked for last,
+   * its progress cells ([0] end faulted in, [1] errno), and the call's promise.
+   */
+  prefaultAskedTo = 0
+  readonly prefaultProgress = new Int32Array(new SharedArrayBuffer(8))
+  prefaulting: Promise<unknown> | undefined
   /** DataView over the map, for encoding record headers in place. */
   dataView: DataView
 
@@ -45,6 +57,37 @@ export class MappedFile {
       await file.close()
       throw err
     }
+  }
+
+  /**
+   * Starts faulting [from, to) in on the thread pool (the previous range must be done). A failure
+   * shows in prefaultProgress[1].
+   */
+  prefaultInBackground(from: number, to: number): void {
+    const progress = this.prefaultProgress
+    this.prefaultAskedTo = to
+    this.prefaulting = this.file.prefaultViewAsync(this.view, from, to - from, progress).then(
+      (done) => {
+        // Not possible here after all: count it as a failure, so the writer prefaults itself.
+        if (!done && Atomics.load(progress, 0) < to) Atomics.store(progress, 1, 95)
+      },
+      () => undefined,
+    )
+  }
+
+  /**
+   * Takes in what the background finished: true when it is idle (a failure is reported once,
+   * as `failed`, and cleared).
+   */
+  collectPrefault(): { idle: boolean; failed: boolean } {
+    const done = this.prefaultProgress[0]!
+    if (done > this.prefaultedTo) this.prefaultedTo = done
+    if (this.prefaultProgress[1] !== 0) {
+      this.prefaultProgress[1] = 0
+      this.prefaultAskedTo = 0
+      return FAILED
+    }
+    return done >= this.prefaultAskedTo ? IDLE : BUSY
   }
 
   isFull(): boolean {

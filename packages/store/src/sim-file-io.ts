@@ -112,6 +112,10 @@ export class SimFileIO implements FileIO {
     return true
   }
 
+  canPrefaultInBackground(): boolean {
+    return true
+  }
+
   async allocate(file: string, size: number): Promise<void> {
     if (this.usedBytes() + size > this.capacityBytes) throw osError('ENOSPC', `allocate ${file}`)
     this.files.set(path.resolve(file), { volatile: Buffer.alloc(size), durable: Buffer.alloc(size), modifiedMs: this.clock() })
@@ -159,6 +163,10 @@ export class SimFileIO implements FileIO {
       },
       prefault: () => true,
       prefaultView: () => true,
+      async prefaultViewAsync(_view, from, length, progress) {
+        if (progress) Atomics.store(progress, 0, from + length)
+        return true
+      },
       async warm() {},
       async close() {},
     }

@@ -7,6 +7,7 @@ import {
   BLANK_MAGIC_CODE,
   MESSAGE_MAGIC_CODE_V1,
   MESSAGE_MAGIC_CODE_V2,
+  MessageIdEncoder,
   RECORD,
   RECORD_FIXED_BYTES_V1,
   checkRecord,
@@ -114,6 +115,16 @@ test('decode(encode(x)) round trips, including IDs and hosts', () => {
   assert.deepEqual(decodeMessageId(d.msgId), { host: '127.0.0.1:10911', physicalOffset: 65536 })
   assert.equal(d.storeSize, m.totalSize)
   assert.equal(checkRecord(buf, 0, buf.length, 65536, 1 << 20, true).kind, 'record')
+})
+
+test('the append-path id encoder gives the same ids as createMessageId, across the 32-bit boundary', () => {
+  const host = parseHost('192.168.7.201:10911')!
+  const enc = new MessageIdEncoder(host)
+  const offsets = [0, 1, 0xffff, 0x10000, 0xabcdef, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 0x1234_5678, 2 ** 40 + 5, 7, 2 ** 53 - 1]
+  for (const o of offsets) {
+    assert.equal(enc.encode(o), createMessageId(host, o), `offset ${o}`)
+    assert.deepEqual(decodeMessageId(enc.encode(o)), { host: '192.168.7.201:10911', physicalOffset: o })
+  }
 })
 
 test('properties with unusual characters round trip', () => {

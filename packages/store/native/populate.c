@@ -1,0 +1,166 @@
+/*
+ * populate(buffer, offset, length, progress?): Promise<void>
+ *
+ * Faults [offset, offset + length) of a shared writable file mapping in, writable
+ * (madvise MADV_POPULATE_WRITE, Linux 5.14+), on the libuv thread pool instead of the caller's
+ * thread. Populating changes no byte, so it may run while the caller writes the same mapping.
+ * The Buffer is referenced until the work completes, so the mapping cannot be collected (and
+ * unmapped) under it. Rejects with an Error whose `code` is the errno name.
+ *
+ * `progress`, an Int32Array over a SharedArrayBuffer: the pool thread stores offset + length in
+ * progress[0] when the range is faulted in, or the errno in progress[1] when it failed, at once.
+ * The promise settles only when the event loop next runs its completions, which a caller busy
+ * in a loop of resolved promises may not let happen for a long time; progress it can poll.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <node_api.h>
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+typedef struct {
+  napi_async_work work;
+  napi_ref buffer;
+  napi_deferred deferred;
+  napi_ref progress_ref;
+  int32_t *progress;
+  int32_t end;
+  char *addr;
+  size_t length;
+  int err;
+} job_t;
+
+static const char *errno_code(int err) {
+  switch (err) {
+    case ENOSPC: return "ENOSPC";
+    case ENOMEM: return "ENOMEM";
+    case EFAULT: return "EFAULT";
+    case EINVAL: return "EINVAL";
+    case EIO: return "EIO";
+    case EDQUOT: return "EDQUOT";
+    case EINTR: return "EINTR";
+    case EAGAIN: return "EAGAIN";
+    case EPERM: return "EPERM";
+    case EHWPOISON: return "EHWPOISON";
+    default: return "EUNKNOWN";
+  }
+}
+
+static void execute(napi_env env, void *data) {
+  job_t *job = (job_t *)data;
+  (void)env;
+  job->err = 0;
+  for (;;) {
+    if (madvise(job->addr, job->length, MADV_POPULATE_WRITE) == 0) {
+      if (job->progress) __atomic_store_n(&job->progress[0], job->end, __ATOMIC_RELEASE);
+      return;
+    }
+    if (errno != EINTR) break;
+  }
+  job->err = errno;
+  if (job->progress) __atomic_store_n(&job->progress[1], job->err, __ATOMIC_RELEASE);
+}
+
+static void complete(napi_env env, napi_status status, void *data) {
+  job_t *job = (job_t *)data;
+  napi_value result;
+  if (status == napi_ok && job->err == 0) {
+    napi_get_undefined(env, &result);
+    napi_resolve_deferred(env, job->deferred, result);
+  } else {
+    int err = status == napi_ok ? job->err : ECANCELED;
+    const char *code = status == napi_ok ? errno_code(err) : "ECANCELED";
+    char text[160];
+    snprintf(text, sizeof text, "madvise(MADV_POPULATE_WRITE) failed: %s (%s)", strerror(err), code);
+    napi_value message, code_value, errno_value, error;
+    napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &message);
+    napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &code_value);
+    napi_create_int32(env, err, &errno_value);
+    napi_create_error(env, NULL, message, &error);
+    napi_set_named_property(env, error, "code", code_value);
+    napi_set_named_property(env, error, "errno", errno_value);
+    napi_reject_deferred(env, job->deferred, error);
+  }
+  napi_delete_reference(env, job->buffer);
+  if (job->progress_ref) napi_delete_reference(env, job->progress_ref);
+  napi_delete_async_work(env, job->work);
+  free(job);
+}
+
+static napi_value throw_range(napi_env env, const char *text) {
+  napi_throw_range_error(env, NULL, text);
+  return NULL;
+}
+
+static napi_value populate(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3) return throw_range(env, "populate(buffer, offset, length, progress?)");
+  bool is_buffer = false;
+  napi_is_buffer(env, argv[0], &is_buffer);
+  if (!is_buffer) return throw_range(env, "populate: buffer must be a Buffer");
+  void *data;
+  size_t size;
+  if (napi_get_buffer_info(env, argv[0], &data, &size) != napi_ok) return throw_range(env, "populate: cannot read the buffer");
+  int64_t offset, length;
+  if (napi_get_value_int64(env, argv[1], &offset) != napi_ok || napi_get_value_int64(env, argv[2], &length) != napi_ok) return throw_range(env, "populate: offset and length must be numbers");
+  if (offset < 0 || length < 0 || (uint64_t)offset + (uint64_t)length > size) return throw_range(env, "populate: range outside the buffer");
+  int32_t *progress = NULL;
+  if (argc > 3) {
+    napi_valuetype type;
+    napi_typeof(env, argv[3], &type);
+    if (type != napi_undefined) {
+      bool is_typedarray = false;
+      napi_is_typedarray(env, argv[3], &is_typedarray);
+      napi_typedarray_type kind;
+      size_t count;
+      void *pdata;
+      napi_value arraybuffer;
+      size_t byte_offset;
+      if (!is_typedarray || napi_get_typedarray_info(env, argv[3], &kind, &count, &pdata, &arraybuffer, &byte_offset) != napi_ok || kind != napi_int32_array || count < 2) {
+        return throw_range(env, "populate: progress must be an Int32Array of at least 2 elements");
+      }
+      if (offset + length > INT32_MAX) return throw_range(env, "populate: range end does not fit progress");
+      progress = (int32_t *)pdata;
+    }
+  }
+  uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+  uintptr_t start = (uintptr_t)data + (uintptr_t)offset;
+  uintptr_t aligned = start - (start % page);
+
+  job_t *job = (job_t *)calloc(1, sizeof(job_t));
+  if (!job) return throw_range(env, "populate: out of memory");
+  job->addr = (char *)aligned;
+  job->length = (size_t)length + (size_t)(start - aligned);
+  job->progress = progress;
+  job->end = (int32_t)(offset + length);
+  if (progress) napi_create_reference(env, argv[3], 1, &job->progress_ref);
+  napi_value promise, name;
+  napi_create_promise(env, &job->deferred, &promise);
+  napi_create_reference(env, argv[0], 1, &job->buffer);
+  napi_create_string_utf8(env, "mqts.populate", NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(env, NULL, name, execute, complete, job, &job->work);
+  if (napi_queue_async_work(env, job->work) != napi_ok) {
+    napi_delete_async_work(env, job->work);
+    napi_delete_reference(env, job->buffer);
+    if (job->progress_ref) napi_delete_reference(env, job->progress_ref);
+    free(job);
+    return throw_range(env, "populate: cannot queue work");
+  }
+  return promise;
+}
+
+NAPI_MODULE_INIT() {
+  napi_value fn;
+  napi_create_function(env, "populate", NAPI_AUTO_LENGTH, populate, NULL, &fn);
+  napi_set_named_property(env, exports, "populate", fn);
+  return exports;
+}
