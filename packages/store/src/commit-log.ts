@@ -55,6 +55,8 @@ const PREFAULT_RETRY_MS = 1000
 /** Size of a staging chunk (sync flush); a larger record gets a chunk of its own size. */
 export const STAGE_CHUNK_BYTES = 1024 * 1024
 const STAGE_POOL_MAX = 8
+/** Sync flush with the writer thread: microtask levels a group waits for before it is handed over (see schedulePump). */
+const PUMP_MICROTASK_HOPS = 3
 /** Sync flush: a group is split across free write slots, but not into writes smaller than this. */
 const SYNC_WRITE_MIN_BYTES = 16 * 1024
 
@@ -482,11 +484,22 @@ export class CommitLog {
     )
   }
 
-  /** Groups the puts of this tick: the write starts once every resumed producer has appended. */
+  /**
+   * Groups the puts of this tick: the write starts once every resumed producer has appended.
+   * With the writer thread, after the microtasks queued now and PUMP_MICROTASK_HOPS more levels
+   * of them (producers resumed by one completion, through a few awaits of their own); a put made
+   * while a write is under way joins the next group in the thread's ring anyway. Through the
+   * thread pool, on the next loop turn (setImmediate), so producers fall into alternating groups.
+   */
   private schedulePump(): void {
     if (this.pumpScheduled || this.inflight.length >= this.options.syncFlushConcurrency) return
     this.pumpScheduled = true
-    setImmediate(this.runPump)
+    if (this.writer) this.pumpAfterMicrotasks(PUMP_MICROTASK_HOPS)
+    else setImmediate(this.runPump)
+  }
+
+  private pumpAfterMicrotasks(hops: number): void {
+    queueMicrotask(hops > 0 ? () => this.pumpAfterMicrotasks(hops - 1) : this.runPump)
   }
 
   /** The writer finished the oldest `count` submissions. */

@@ -7,7 +7,7 @@ import * as fs from 'node:fs'
 import { receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads'
 import { CTL, CTL_HEADER_INTS, RING_SLOTS, SLOT_INTS, type WriterFailure, type WriterFaults, type WriterMessage } from './durable-writer.js'
 
-const { ctl: sab, port, faults } = workerData as { ctl: SharedArrayBuffer; port: MessagePort; faults: WriterFaults | undefined }
+const { ctl: sab, port, faults, spinMicros } = workerData as { ctl: SharedArrayBuffer; port: MessagePort; faults: WriterFaults | undefined; spinMicros: number }
 const ctl = new Int32Array(sab)
 const buffers = new Map<number, Buffer>()
 const fds = new Map<number, number>()
@@ -122,15 +122,32 @@ function fail(err: unknown): void {
   Atomics.store(ctl, CTL.FAILED, 1)
 }
 
+/** Polls for a submission past `done` for up to spinMicros; true when one came. */
+function spinFor(done: number): boolean {
+  if (spinMicros <= 0) return false
+  const until = performance.now() + spinMicros / 1000
+  do {
+    if (Atomics.load(ctl, CTL.SUBMITTED) !== done || Atomics.load(ctl, CTL.STOP) !== 0) return true
+  } while (performance.now() < until)
+  return false
+}
+
 let done = 0
+let wroteLast = false
 for (;;) {
   const wake = Atomics.load(ctl, CTL.WAKE)
   if (Atomics.load(ctl, CTL.STOP) !== 0 && Atomics.load(ctl, CTL.SUBMITTED) === done) break
   const submitted = Atomics.load(ctl, CTL.SUBMITTED)
   if (submitted === done) {
+    // Right after a write the next group is usually on its way: poll before sleeping.
+    if (wroteLast) {
+      wroteLast = false
+      if (spinFor(done)) continue
+    }
     Atomics.wait(ctl, CTL.WAKE, wake)
     continue
   }
+  wroteLast = true
   drainMessages()
   try {
     while (done !== submitted) {

@@ -378,6 +378,8 @@ export interface NodeFileIOOptions {
   writerThread?: boolean
   /** Tests: make the writer thread fail a write or fdatasync. */
   writerFaults?: WriterFaults
+  /** How long the writer thread polls for the next group after a write (DEFAULT_WRITER_SPIN_MICROS). */
+  writerSpinMicros?: number
 }
 
 export class NodeFileIO implements FileIO {
@@ -386,6 +388,7 @@ export class NodeFileIO implements FileIO {
   constructor(options: NodeFileIOOptions = {}) {
     const writerOptions: ThreadDurableWriterOptions = {}
     if (options.writerFaults) writerOptions.faults = options.writerFaults
+    if (options.writerSpinMicros !== undefined) writerOptions.spinMicros = options.writerSpinMicros
     this.durableWriter = (options.writerThread ?? true) ? (events) => new ThreadDurableWriter(events, writerOptions) : undefined
   }
 

@@ -33,6 +33,35 @@ test('writer thread: 500 concurrent puts across file rolls are durable, dense an
   }
 })
 
+for (const spinMicros of [0, 5_000]) {
+  test(`writer thread polling ${spinMicros} µs after a write: producers in a loop are grouped, durable and in order`, { timeout: 30_000 }, async () => {
+    const { dir, cleanup } = await tempDir()
+    const store = await MessageStore.open({ dir, flush: 'sync', commitLogFileSize: SMALL_FILE, fileIO: new NodeFileIO({ writerSpinMicros: spinMicros }) })
+    try {
+      const acked: PutResult[][] = Array.from({ length: 16 }, () => [])
+      // 16 producers, each awaiting its put before the next (as the benchmark's producers do).
+      await Promise.all(
+        acked.map(async (mine, p) => {
+          for (let i = 0; i < 40; i++) mine.push(await store.put({ topic: 'spin', queueId: p % 2, body: Buffer.alloc(200, (p * 40 + i) & 0xff) }))
+        }),
+      )
+      const writes = (store.commitLog as unknown as { writer: { writes: number } }).writer.writes
+      assert.ok(writes < 16 * 40, `puts of resumed producers share durable writes (${writes} writes for ${16 * 40} puts)`)
+      assert.equal(store.commitLog.flushedOffset, store.commitLog.wroteOffset)
+      for (const [p, mine] of acked.entries()) {
+        for (const [i, r] of mine.entries()) {
+          assert.equal(r.status, 'PUT_OK')
+          assert.equal((await store.lookup(r.physicalOffset)).body[0], (p * 40 + i) & 0xff)
+          if (i > 0) assert.ok(r.physicalOffset > mine[i - 1]!.physicalOffset)
+        }
+      }
+    } finally {
+      await store.close()
+      await cleanup()
+    }
+  })
+}
+
 const failures: { faults: WriterFaults; code: string }[] = [
   { faults: { on: 'fdatasync', failCall: 3, code: 'EIO' }, code: 'FLUSH_FAILED' },
   { faults: { on: 'write', failCall: 3, code: 'EIO' }, code: 'FLUSH_FAILED' },
