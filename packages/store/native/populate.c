@@ -158,9 +158,30 @@ static napi_value populate(napi_env env, napi_callback_info info) {
   return promise;
 }
 
+/*
+ * copy(target, targetStart, source, sourceStart, length): memmove between two Buffers. V8 copies
+ * into a SharedArrayBuffer with relaxed atomic word moves (TypedArray#set and Buffer#copy both),
+ * several times slower than memmove for a 1 KiB body; sync flush stages records in shared memory.
+ */
+static napi_value copy(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 5) return throw_range(env, "copy(target, targetStart, source, sourceStart, length)");
+  void *target, *source;
+  size_t target_size, source_size;
+  int64_t target_start, source_start, length;
+  if (napi_get_buffer_info(env, argv[0], &target, &target_size) != napi_ok || napi_get_buffer_info(env, argv[2], &source, &source_size) != napi_ok) return throw_range(env, "copy: target and source must be Buffers");
+  if (napi_get_value_int64(env, argv[1], &target_start) != napi_ok || napi_get_value_int64(env, argv[3], &source_start) != napi_ok || napi_get_value_int64(env, argv[4], &length) != napi_ok) return throw_range(env, "copy: offsets and length must be numbers");
+  if (target_start < 0 || source_start < 0 || length < 0 || (uint64_t)target_start + (uint64_t)length > target_size || (uint64_t)source_start + (uint64_t)length > source_size) return throw_range(env, "copy: range outside a buffer");
+  memmove((char *)target + target_start, (const char *)source + source_start, (size_t)length);
+  return NULL;
+}
+
 NAPI_MODULE_INIT() {
   napi_value fn;
   napi_create_function(env, "populate", NAPI_AUTO_LENGTH, populate, NULL, &fn);
   napi_set_named_property(env, exports, "populate", fn);
+  napi_create_function(env, "copy", NAPI_AUTO_LENGTH, copy, NULL, &fn);
+  napi_set_named_property(env, exports, "copy", fn);
   return exports;
 }

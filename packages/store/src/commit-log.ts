@@ -33,6 +33,7 @@ import {
   encodeRecord,
   MessageIdEncoder,
   takesQueueOffset,
+  type BodyCopier,
   type Host,
   type PreparedMessage,
 } from './format.js'
@@ -180,6 +181,8 @@ export class CommitLog {
   private pumpScheduled = false
   /** Sync flush: the FileIO's writer (created by start()), else writes go through the thread pool. */
   private writer: DurableWriter | undefined
+  /** Sync flush with the writer: copies bodies into its shared-memory chunks (DurableWriter.copier). */
+  private stageCopier: BodyCopier | undefined
   private readonly runPump = (): void => this.pump()
 
   private waiters: FlushWaiter[] = []
@@ -269,6 +272,7 @@ export class CommitLog {
     let target: Buffer
     let dv: DataView
     let at: number
+    let copyBody: BodyCopier | undefined
     if (this.async) {
       // Never write a byte through the map that was not prefaulted: on a sparse file that is
       // where a full disk shows up, as an error here instead of a SIGBUS later.
@@ -282,6 +286,7 @@ export class CommitLog {
       at = file.wrotePosition
     } else {
       const chunk = this.chunkFor(file, total)
+      copyBody = this.stageCopier
       target = chunk.buf
       dv = chunk.dv
       at = chunk.length
@@ -301,7 +306,7 @@ export class CommitLog {
         queueOffset = st.queueOffsets[m.queueId] ?? 0
         st.queueOffsets[m.queueId] = queueOffset + 1
       }
-      encodeRecord(target, at, m, queueOffset, physicalOffset, now, host, dv)
+      encodeRecord(target, at, m, queueOffset, physicalOffset, now, host, dv, copyBody)
       results[i] = { status: 'PUT_OK', msgId: this.ids.encode(physicalOffset), physicalOffset, queueOffset, storeTimestamp: now, size: m.totalSize }
       at += m.totalSize
       position += m.totalSize
@@ -609,7 +614,8 @@ export class CommitLog {
    */
   waitFlushed<T extends AppendResult | AppendResult[]>(results: T): Promise<T> {
     const last = Array.isArray(results) ? results[results.length - 1]! : (results as AppendResult)
-    return this.waitDurable(last.physicalOffset + last.size, this.options.now() + this.options.syncFlushTimeoutMs, results)
+    // Appended just now: its store time is the clock's reading (one read less per put).
+    return this.waitDurable(last.physicalOffset + last.size, last.storeTimestamp + this.options.syncFlushTimeoutMs, results)
   }
 
   private waitDurable<T>(end: number, deadline: number, value: T): Promise<T> {
@@ -680,6 +686,7 @@ export class CommitLog {
     const o = this.options
     if (!this.async && o.io.durableWriter && !this.writer) {
       this.writer = o.io.durableWriter({ onDone: (n) => this.writerDone(n), onError: (err) => this.writerFailed(err) })
+      this.stageCopier = this.writer.copier
     }
     this.lastThoroughFlush = o.now()
     const last = this.queue.last

@@ -305,6 +305,9 @@ export function dataViewOf(b: Buffer): DataView {
   return new DataView(b.buffer, b.byteOffset, b.byteLength)
 }
 
+/** memmove of source[sourceStart, +length) to target[targetStart]. */
+export type BodyCopier = (target: Buffer, targetStart: number, source: Uint8Array, sourceStart: number, length: number) => void
+
 /**
  * Writes `m` at `target[at]` as it will sit at `physicalOffset`. The caller has checked that
  * `m.totalSize` bytes fit. `dv` must view the same bytes as `target` (see dataViewOf).
@@ -318,6 +321,8 @@ export function encodeRecord(
   storeTimestamp: number,
   storeHost: Host,
   dv: DataView = dataViewOf(target),
+  /** Copies the body instead of TypedArray#set (for a target in shared memory, see file-io). */
+  copyBody?: BodyCopier,
 ): void {
   dv.setInt32(at + RECORD.totalSize, m.totalSize)
   dv.setInt32(at + RECORD.magicCode, m.magicCode)
@@ -344,7 +349,8 @@ export function encodeRecord(
   dv.setUint32(at + RECORD.preparedTransactionOffset + 4, (ptx - ptxHi * TWO_POW_32) >>> 0)
   const bodyLength = m.body.length
   dv.setInt32(at + RECORD.bodyLength, bodyLength)
-  target.set(m.body, at + RECORD.body)
+  if (copyBody === undefined) target.set(m.body, at + RECORD.body)
+  else copyBody(target, at + RECORD.body, m.body, 0, bodyLength)
   let pos = at + RECORD.body + bodyLength
   const topicLength = m.topicBytes.length
   if (m.magicCode === MESSAGE_MAGIC_CODE_V2) {

@@ -1,14 +1,14 @@
-// The native helper (native/populate.c) that faults CommitLog ranges in on the thread pool: it is
-// built at install on Linux, reports progress through shared memory at once, changes no byte of
-// the mapping while the caller writes it, and reports errors; the async CommitLog written through
-// it keeps every message.
+// The native helper (native/populate.c): it is built at install on Linux; its background prefault
+// reports progress through shared memory at once, changes no byte of the mapping while the caller
+// writes it, and reports errors; its copy into shared memory (sync-flush staging) moves exactly
+// the bytes asked for. Stores written through both keep every message.
 import assert from 'node:assert/strict'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import * as path from 'node:path'
 import { test } from 'node:test'
 import { MessageStore } from '../src/index.js'
-import { NodeFileIO } from '../src/file-io.js'
+import { NodeFileIO, sharedMemoryCopier } from '../src/file-io.js'
 
 const io = new NodeFileIO()
 
@@ -59,6 +59,37 @@ test('prefaultViewAsync faults a range in, reports progress before the promise s
     assert.notEqual(bad[1], 0, 'the failure shows in the progress cells')
   } finally {
     await f.close()
+    await rm(dir, { recursive: true, force: true })
+  }
+})
+
+test('the native copy into shared memory moves the bytes asked for and refuses ranges outside either buffer', () => {
+  const copy = sharedMemoryCopier()
+  if (!copy) {
+    assert.equal(io.canPrefault(), false, 'the native helper is missing where it should have been built')
+    return
+  }
+  const target = Buffer.from(new SharedArrayBuffer(64))
+  const source = new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8])
+  copy(target, 10, source, 2, 5)
+  assert.deepEqual([...target.subarray(9, 16)], [0, 3, 4, 5, 6, 7, 0])
+  assert.throws(() => copy(target, 60, source, 0, 8), RangeError)
+  assert.throws(() => copy(target, 0, source, 4, 5), RangeError)
+  assert.throws(() => copy(target, -1, source, 0, 1), RangeError)
+})
+
+test('sync store through the writer thread stores Buffer and Uint8Array bodies byte for byte', { timeout: 30_000 }, async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'mqts-sharedcopy-'))
+  try {
+    const store = await MessageStore.open({ dir, flush: 'sync', commitLogFileSize: 256 * 1024, messageIndexEnable: false })
+    try {
+      const bodies = Array.from({ length: 50 }, (_, i) => (i % 2 ? new Uint8Array(Buffer.alloc(100 + i * 37, i)) : Buffer.alloc(100 + i * 37, i)))
+      const rs = await Promise.all(bodies.map((body, i) => store.put({ topic: 'copy', queueId: i % 3, body })))
+      for (const [i, r] of rs.entries()) assert.deepEqual((await store.lookup(r.physicalOffset)).body, Buffer.from(bodies[i]!))
+    } finally {
+      await store.close()
+    }
+  } finally {
     await rm(dir, { recursive: true, force: true })
   }
 })
