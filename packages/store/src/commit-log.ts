@@ -58,6 +58,18 @@ export const STAGE_CHUNK_BYTES = 1024 * 1024
 const STAGE_POOL_MAX = 8
 /** Sync flush with the writer thread: microtask levels a group waits for before it is handed over (see schedulePump). */
 const PUMP_MICROTASK_HOPS = 3
+/**
+ * Sync flush with the writer thread: groups handed over and not yet durable, at most. Two let
+ * the producers of one group append the next while the other is on its way to disk.
+ */
+const WRITER_GROUPS_IN_FLIGHT = 2
+/**
+ * Sync flush with the writer thread idle: once this much is staged it is handed over at once,
+ * without waiting for the rest of the resumed producers (they form the second group). Producers
+ * then fall into two groups that alternate, and the disk is not idle while one group's puts
+ * resolve and append again.
+ */
+export const SYNC_EARLY_GROUP_BYTES = 32 * 1024
 /** Sync flush: a group is split across free write slots, but not into writes smaller than this. */
 const SYNC_WRITE_MIN_BYTES = 16 * 1024
 
@@ -134,6 +146,8 @@ interface InflightWrite {
   from: number
   to: number
   done: boolean
+  /** The last submission of a group handed to the writer thread at once (see writerGroups). */
+  endsGroup?: boolean
 }
 
 interface FlushWaiter {
@@ -178,6 +192,9 @@ export class CommitLog {
   private readonly chunkPool: Buffer[] = []
   private stagedBytes = 0
   private readonly inflight: InflightWrite[] = []
+  /** Sync flush with the writer thread: groups handed over and not yet durable, and bytes staged but not handed over. */
+  private writerGroups = 0
+  private unissuedBytes = 0
   private pumpScheduled = false
   /** Sync flush: the FileIO's writer (created by start()), else writes go through the thread pool. */
   private writer: DurableWriter | undefined
@@ -292,6 +309,7 @@ export class CommitLog {
       at = chunk.length
       chunk.length += total
       this.stagedBytes += total
+      if (this.writer) this.unissuedBytes += total
     }
     const now = this.options.now()
     const host = this.options.storeHost
@@ -328,6 +346,8 @@ export class CommitLog {
       }
       if (this.onAppended) this.onAppended(ms, states, results)
       else this.onCommitted?.()
+    } else if (this.writer && this.writerGroups === 0 && this.unissuedBytes >= SYNC_EARLY_GROUP_BYTES) {
+      this.submitStaged(this.writer)
     }
     return results
   }
@@ -407,6 +427,7 @@ export class CommitLog {
         encodeBlank(buf, 0, remaining)
         this.chunks.push({ buf, dv: dataViewOf(buf), file: old, fileStart: old.wrotePosition, length: END_FILE_MIN_BLANK_LENGTH, issued: 0, committed: 0, fillsFile: true })
         this.stagedBytes += END_FILE_MIN_BLANK_LENGTH
+        if (this.writer) this.unissuedBytes += END_FILE_MIN_BLANK_LENGTH
       }
       old.wrotePosition = old.fileSize
     }
@@ -465,6 +486,7 @@ export class CommitLog {
    */
   private submitStaged(writer: DurableWriter): void {
     if (this.failure) return
+    let last: InflightWrite | undefined
     for (const c of this.chunks) {
       if (c.issued >= c.length) continue
       const from = c.issued
@@ -475,7 +497,13 @@ export class CommitLog {
         return
       }
       c.issued = c.length
-      this.inflight.push({ chunk: c, from, to: c.length, done: false })
+      this.unissuedBytes -= c.length - from
+      last = { chunk: c, from, to: c.length, done: false }
+      this.inflight.push(last)
+    }
+    if (last) {
+      last.endsGroup = true
+      this.writerGroups++
     }
     writer.start()
   }
@@ -497,10 +525,16 @@ export class CommitLog {
    * thread pool, on the next loop turn (setImmediate), so producers fall into alternating groups.
    */
   private schedulePump(): void {
-    if (this.pumpScheduled || this.inflight.length >= this.options.syncFlushConcurrency) return
+    if (this.pumpScheduled) return
+    if (this.writer) {
+      if (this.writerGroups >= WRITER_GROUPS_IN_FLIGHT) return
+      this.pumpScheduled = true
+      this.pumpAfterMicrotasks(PUMP_MICROTASK_HOPS)
+      return
+    }
+    if (this.inflight.length >= this.options.syncFlushConcurrency) return
     this.pumpScheduled = true
-    if (this.writer) this.pumpAfterMicrotasks(PUMP_MICROTASK_HOPS)
-    else setImmediate(this.runPump)
+    setImmediate(this.runPump)
   }
 
   private pumpAfterMicrotasks(hops: number): void {
@@ -526,6 +560,7 @@ export class CommitLog {
     const q = this.inflight
     while (q.length > 0 && q[0]!.done) {
       const w = q.shift()!
+      if (w.endsGroup) this.writerGroups--
       const c = w.chunk
       c.committed = w.to
       this.stagedBytes -= w.to - w.from
