@@ -68,6 +68,12 @@ let zeroPage: Buffer | undefined
  * often the more there is, so thousands of whole 6 MB maps cost a full GC every few opens.
  */
 export const CQ_MAP_WINDOW_BYTES = 20 * 4096 * 4
+/**
+ * With background reservation, the next range of a window is asked for once the writer is within
+ * half the next step of the reserved end (at most this much): an idle queue reserves no more
+ * than without it, a busy one never waits for a fault.
+ */
+export const CQ_RESERVE_AHEAD_BYTES = 32 * 1024
 
 /** An open, mapped window of a ConsumeQueue file. */
 interface Segment {
@@ -85,6 +91,14 @@ interface Segment {
   prefaultedTo: number
   /** Size of the next reservation (grows, see CQ_PREFAULT_BYTES). */
   reserveStep: number
+  /**
+   * Background reservation (FileIO.canPrefaultInBackground): progress cells of the range asked
+   * for last ([0] its end once faulted in, [1] errno), that end, and the call (a closing window
+   * waits for it).
+   */
+  bgProgress: Int32Array | undefined
+  bgAskedTo: number
+  bgPending: Promise<unknown> | undefined
   dirty: boolean
   /** Set when the LRU let go of it: the queue must look it up again. */
   evicted: boolean
@@ -226,6 +240,7 @@ export class ConsumeQueue {
 
   private write(seg: Segment, unit: number, physicalOffset: number, size: number, tagsCode: number): void {
     const at = unit * CQ_UNIT.bytes - seg.start
+    if (at + Math.min(CQ_RESERVE_AHEAD_BYTES, seg.reserveStep >>> 1) > seg.prefaultedTo && this.set.background) this.set.reserveAhead(seg, at)
     if (at + CQ_UNIT.bytes > seg.prefaultedTo) {
       this.set.reserve(seg, at + CQ_UNIT.bytes)
       // Past half the window: open the next one (creating the next file if need be) in the
@@ -464,6 +479,9 @@ export class ConsumeQueueSet {
   touched: ConsumeQueue[] = []
   tracking = false
   private readonly sparse: boolean
+  /** Sparse windows are reserved ahead of the writer on the thread pool (DataFile.prefaultViewAsync). */
+  readonly background: boolean
+  private reserveRetryAt = 0
   private readonly closing = new Set<Promise<void>>()
   private readonly opening = new Map<string, Promise<Segment>>()
   /** Directories with entries created since the last flush (synced before the flush completes). */
@@ -473,6 +491,7 @@ export class ConsumeQueueSet {
     this.fileSize = options.unitsPerFile * CQ_UNIT.bytes
     this.windowBytes = CQ_MAP_WINDOW_BYTES
     this.sparse = options.io.canPrefault()
+    this.background = this.sparse && options.io.canPrefaultInBackground()
     this.segments = new LRUCache<string, Segment>({
       max: Math.max(2, options.maxOpenFiles),
       dispose: (seg) => this.release(seg),
@@ -544,7 +563,24 @@ export class ConsumeQueueSet {
           await file.write(zeroPage, 0, prefaultedTo, 0)
         }
         const view = file.map(true, start - fileStart, length)
-        const seg: Segment = { key, path: p, shared: { refs: 1 }, fileStart, start, file, view, dv: dataViewOf(view), prefaultedTo, reserveStep: CQ_PREFAULT_BYTES, dirty: false, evicted: false, nextOpened: false }
+        const seg: Segment = {
+          key,
+          path: p,
+          shared: { refs: 1 },
+          fileStart,
+          start,
+          file,
+          view,
+          dv: dataViewOf(view),
+          prefaultedTo,
+          reserveStep: CQ_PREFAULT_BYTES,
+          bgProgress: undefined,
+          bgAskedTo: 0,
+          bgPending: undefined,
+          dirty: false,
+          evicted: false,
+          nextOpened: false,
+        }
         this.segments.set(key, seg)
         return seg
       } catch (err) {
@@ -578,6 +614,9 @@ export class ConsumeQueueSet {
       dv: dataViewOf(view),
       prefaultedTo: this.sparse ? 0 : length,
       reserveStep: CQ_PREFAULT_BYTES,
+      bgProgress: undefined,
+      bgAskedTo: 0,
+      bgPending: undefined,
       dirty: false,
       evicted: false,
       nextOpened: false,
@@ -586,12 +625,61 @@ export class ConsumeQueueSet {
     return seg
   }
 
+  /**
+   * Takes in what the background reserved of `seg`, and asks for the next range (reserveStep,
+   * growing as in reserve) when none is under way and the writer, at `at`, is within reach of the
+   * reserved end (see CQ_RESERVE_AHEAD_BYTES). Faulting in writes no byte, so the writer may keep
+   * writing the window meanwhile.
+   */
+  reserveAhead(seg: Segment, at: number): void {
+    if (this.collectReserved(seg) || seg.prefaultedTo >= seg.view.length || seg.evicted) return
+    if (at + Math.min(CQ_RESERVE_AHEAD_BYTES, seg.reserveStep >>> 1) <= seg.prefaultedTo) return
+    if (this.reserveRetryAt !== 0) {
+      if (Date.now() < this.reserveRetryAt) return
+      this.reserveRetryAt = 0
+    }
+    const cells = (seg.bgProgress ??= new Int32Array(new SharedArrayBuffer(8)))
+    const from = seg.prefaultedTo
+    const to = Math.min(seg.view.length, from + seg.reserveStep)
+    if (seg.reserveStep < CQ_PREFAULT_MAX_BYTES) seg.reserveStep *= 2
+    seg.bgAskedTo = to
+    seg.bgPending = seg.file.prefaultViewAsync(seg.view, from, to - from, cells).then(
+      (done) => {
+        if (!done && cells[0]! < to) cells[1] = 95
+      },
+      () => undefined,
+    )
+  }
+
+  /**
+   * Moves `seg.prefaultedTo` up to what the background finished; true while a range is still
+   * under way. A failure (full disk) is left for the writer's own reserve to report when it needs
+   * the range; the background waits a second before it asks again.
+   */
+  private collectReserved(seg: Segment): boolean {
+    const cells = seg.bgProgress
+    if (cells === undefined) return false
+    const done = cells[0]!
+    if (done > seg.prefaultedTo) seg.prefaultedTo = done
+    if (cells[1] !== 0) {
+      cells[1] = 0
+      seg.bgAskedTo = 0
+      this.reserveRetryAt = Date.now() + 1000
+      return false
+    }
+    return done < seg.bgAskedTo
+  }
+
   /** Reserves the blocks of [.., end) of a sparse window (CQ_PREFAULT_BYTES at a time); `end` is window-relative. */
   reserve(seg: Segment, end: number): void {
     if (end <= seg.prefaultedTo) return
+    // The background may have just finished it; while it is still under way, take only the
+    // pages needed now (its range is not reserved twice).
+    const busy = this.background && this.collectReserved(seg)
+    if (end <= seg.prefaultedTo) return
     const from = seg.prefaultedTo
-    const to = Math.min(seg.view.length, Math.max(end, from + seg.reserveStep))
-    if (seg.reserveStep < CQ_PREFAULT_MAX_BYTES) seg.reserveStep *= 2
+    const to = busy ? Math.min(seg.view.length, end + 4095 - ((end + 4095) % 4096)) : Math.min(seg.view.length, Math.max(end, from + seg.reserveStep))
+    if (!busy && seg.reserveStep < CQ_PREFAULT_MAX_BYTES) seg.reserveStep *= 2
     try {
       seg.file.prefaultView(seg.view, from, to - from)
     } catch (err) {
@@ -609,6 +697,7 @@ export class ConsumeQueueSet {
     seg.evicted = true
     const p = (async () => {
       try {
+        await seg.bgPending
         if (seg.dirty) {
           seg.dirty = false
           await seg.file.datasync()
