@@ -59,17 +59,11 @@ const STAGE_POOL_MAX = 8
 /** Sync flush with the writer thread: microtask levels a group waits for before it is handed over (see schedulePump). */
 const PUMP_MICROTASK_HOPS = 3
 /**
- * Sync flush with the writer thread: groups handed over and not yet durable, at most. Two let
- * the producers of one group append the next while the other is on its way to disk.
+ * Sync flush with the writer thread: groups handed over and not yet durable, at most. With two,
+ * puts that missed a group (resumed through more awaits than PUMP_MICROTASK_HOPS, or arriving
+ * from elsewhere) are handed over at once and written right after it, instead of waiting for it.
  */
 const WRITER_GROUPS_IN_FLIGHT = 2
-/**
- * Sync flush with the writer thread idle: once this much is staged it is handed over at once,
- * without waiting for the rest of the resumed producers (they form the second group). Producers
- * then fall into two groups that alternate, and the disk is not idle while one group's puts
- * resolve and append again.
- */
-export const SYNC_EARLY_GROUP_BYTES = 32 * 1024
 /** Sync flush: a group is split across free write slots, but not into writes smaller than this. */
 const SYNC_WRITE_MIN_BYTES = 16 * 1024
 
@@ -192,9 +186,8 @@ export class CommitLog {
   private readonly chunkPool: Buffer[] = []
   private stagedBytes = 0
   private readonly inflight: InflightWrite[] = []
-  /** Sync flush with the writer thread: groups handed over and not yet durable, and bytes staged but not handed over. */
+  /** Sync flush with the writer thread: groups handed over and not yet durable. */
   private writerGroups = 0
-  private unissuedBytes = 0
   private pumpScheduled = false
   /** Sync flush: the FileIO's writer (created by start()), else writes go through the thread pool. */
   private writer: DurableWriter | undefined
@@ -309,7 +302,6 @@ export class CommitLog {
       at = chunk.length
       chunk.length += total
       this.stagedBytes += total
-      if (this.writer) this.unissuedBytes += total
     }
     const now = this.options.now()
     const host = this.options.storeHost
@@ -346,8 +338,6 @@ export class CommitLog {
       }
       if (this.onAppended) this.onAppended(ms, states, results)
       else this.onCommitted?.()
-    } else if (this.writer && this.writerGroups === 0 && this.unissuedBytes >= SYNC_EARLY_GROUP_BYTES) {
-      this.submitStaged(this.writer)
     }
     return results
   }
@@ -427,7 +417,6 @@ export class CommitLog {
         encodeBlank(buf, 0, remaining)
         this.chunks.push({ buf, dv: dataViewOf(buf), file: old, fileStart: old.wrotePosition, length: END_FILE_MIN_BLANK_LENGTH, issued: 0, committed: 0, fillsFile: true })
         this.stagedBytes += END_FILE_MIN_BLANK_LENGTH
-        if (this.writer) this.unissuedBytes += END_FILE_MIN_BLANK_LENGTH
       }
       old.wrotePosition = old.fileSize
     }
@@ -497,7 +486,6 @@ export class CommitLog {
         return
       }
       c.issued = c.length
-      this.unissuedBytes -= c.length - from
       last = { chunk: c, from, to: c.length, done: false }
       this.inflight.push(last)
     }

@@ -207,7 +207,7 @@ export class ConsumeQueue {
       if (at >= 0 && at < ws.view.length) {
         if (++this.writesSinceTouch >= LRU_TOUCH_UNITS) {
           this.writesSinceTouch = 0
-          this.set.segments.get(ws.path)
+          this.set.segments.get(ws.key)
         }
         this.write(ws, unit, physicalOffset, size, tagsCode)
         return
