@@ -106,6 +106,28 @@ interface Segment {
   nextOpened: boolean
 }
 
+/** A newly mapped window: nothing reserved past `prefaultedTo`, nothing written yet. */
+function newSegment(key: string, path: string, shared: { refs: number }, fileStart: number, start: number, file: DataFile, view: Buffer, prefaultedTo: number): Segment {
+  return {
+    key,
+    path,
+    shared,
+    fileStart,
+    start,
+    file,
+    view,
+    dv: dataViewOf(view),
+    prefaultedTo,
+    reserveStep: CQ_PREFAULT_BYTES,
+    bgProgress: undefined,
+    bgAskedTo: 0,
+    bgPending: undefined,
+    dirty: false,
+    evicted: false,
+    nextOpened: false,
+  }
+}
+
 /** A queue's write segment is re-touched in the LRU every this many units. */
 const LRU_TOUCH_UNITS = 1024
 
@@ -563,24 +585,7 @@ export class ConsumeQueueSet {
           await file.write(zeroPage, 0, prefaultedTo, 0)
         }
         const view = file.map(true, start - fileStart, length)
-        const seg: Segment = {
-          key,
-          path: p,
-          shared: { refs: 1 },
-          fileStart,
-          start,
-          file,
-          view,
-          dv: dataViewOf(view),
-          prefaultedTo,
-          reserveStep: CQ_PREFAULT_BYTES,
-          bgProgress: undefined,
-          bgAskedTo: 0,
-          bgPending: undefined,
-          dirty: false,
-          evicted: false,
-          nextOpened: false,
-        }
+        const seg = newSegment(key, p, { refs: 1 }, fileStart, start, file, view, prefaultedTo)
         this.segments.set(key, seg)
         return seg
       } catch (err) {
@@ -603,24 +608,7 @@ export class ConsumeQueueSet {
       throw ioError(`mapping ConsumeQueue file ${sibling.path}`, err)
     }
     sibling.shared.refs++
-    const seg: Segment = {
-      key,
-      path: sibling.path,
-      shared: sibling.shared,
-      fileStart: sibling.fileStart,
-      start,
-      file: sibling.file,
-      view,
-      dv: dataViewOf(view),
-      prefaultedTo: this.sparse ? 0 : length,
-      reserveStep: CQ_PREFAULT_BYTES,
-      bgProgress: undefined,
-      bgAskedTo: 0,
-      bgPending: undefined,
-      dirty: false,
-      evicted: false,
-      nextOpened: false,
-    }
+    const seg = newSegment(key, sibling.path, sibling.shared, sibling.fileStart, start, sibling.file, view, this.sparse ? 0 : length)
     this.segments.set(key, seg)
     return seg
   }
