@@ -41,12 +41,14 @@ import type { MappedFile } from './mapped-file.js'
 import { MappedFileQueue } from './mapped-file-queue.js'
 
 export const OS_PAGE_BYTES = 4096
-/** Async flush: how far ahead of the write position the map is kept pre-faulted. */
+/** Async flush without background prefault: how far ahead of the write position the writer keeps the map prefaulted. */
 export const PREFAULT_AHEAD_BYTES = 4 * 1024 * 1024
 /**
- * Async flush with background prefault: faulted in on the thread pool this much at a time, while
- * the writer is within PREFAULT_AHEAD_BYTES. The writer faults in a range itself (at least
- * PREFAULT_MIN_BYTES) only when it catches up.
+ * Async flush with background prefault (FileIO.canPrefaultInBackground): the thread pool faults
+ * the map in PREFAULT_CHUNK_BYTES at a time, one range at a time, until it is
+ * PREFAULT_BACKGROUND_AHEAD_BYTES past the write position. The writer faults in a range itself
+ * (at least PREFAULT_MIN_BYTES) only when it catches up. A new file gets its first
+ * PREFAULT_AHEAD_BYTES before it is handed out.
  */
 export const PREFAULT_CHUNK_BYTES = 2 * 1024 * 1024
 export const PREFAULT_BACKGROUND_AHEAD_BYTES = 16 * 1024 * 1024

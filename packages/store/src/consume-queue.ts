@@ -14,7 +14,7 @@
 import * as path from 'node:path'
 import { LRUCache } from 'lru-cache'
 import { StoreError, ioError } from './errors.js'
-import type { DataFile, FileIO } from './file-io.js'
+import { PREFAULT_UNSUPPORTED_ERRNO, type DataFile, type FileIO } from './file-io.js'
 import {
   CQ_FILLER_SIZE,
   CQ_UNIT,
@@ -633,7 +633,7 @@ export class ConsumeQueueSet {
     seg.bgAskedTo = to
     seg.bgPending = seg.file.prefaultViewAsync(seg.view, from, to - from, cells).then(
       (done) => {
-        if (!done && cells[0]! < to) cells[1] = 95
+        if (!done && cells[0]! < to) cells[1] = PREFAULT_UNSUPPORTED_ERRNO
       },
       () => undefined,
     )

@@ -167,6 +167,12 @@ function canPopulateWrite(): boolean {
 }
 let zeroChunk: Buffer | undefined
 
+/**
+ * errno a background prefault reports in its progress cells when it could not run at all (no
+ * helper after all): EOPNOTSUPP. The writer then faults the range in itself.
+ */
+export const PREFAULT_UNSUPPORTED_ERRNO = 95
+
 interface PopulateAddon {
   populate(view: Buffer, offset: number, length: number, progress?: Int32Array): Promise<void>
   copy(target: Buffer, targetStart: number, source: Uint8Array, sourceStart: number, length: number): void

@@ -26,8 +26,8 @@ export class MappedFileQueue {
     private readonly sparse: boolean,
     /**
      * Sparse files faulted in on the thread pool (DataFile.prefaultViewAsync): a new file gets its
-     * first `prefaultFirstBytes` so before it is handed out, and no page-cache warm-up (the
-     * writer's background prefault does the same work, once, just ahead of it).
+     * first `prefaultFirstBytes` so before it is handed out (after that, the writer's background
+     * prefault keeps ahead of it).
      */
     private readonly prefaultFirstBytes = 0,
   ) {}

@@ -1,5 +1,5 @@
 import * as path from 'node:path'
-import type { DataFile, FileIO } from './file-io.js'
+import { PREFAULT_UNSUPPORTED_ERRNO, type DataFile, type FileIO } from './file-io.js'
 import { dataViewOf, offsetToFileName } from './format.js'
 
 const EMPTY = Buffer.alloc(0)
@@ -69,7 +69,7 @@ export class MappedFile {
     this.prefaulting = this.file.prefaultViewAsync(this.view, from, to - from, progress).then(
       (done) => {
         // Not possible here after all: count it as a failure, so the writer prefaults itself.
-        if (!done && Atomics.load(progress, 0) < to) Atomics.store(progress, 1, 95)
+        if (!done && Atomics.load(progress, 0) < to) Atomics.store(progress, 1, PREFAULT_UNSUPPORTED_ERRNO)
       },
       () => undefined,
     )
