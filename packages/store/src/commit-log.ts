@@ -930,8 +930,6 @@ export class CommitLog {
       this.waitersHead = 0
       // Durable writes still in flight (after a failure) must finish before their files close.
       while (this.inflight.some((w) => !w.done) && this.failure === undefined) await new Promise((r) => setImmediate(r))
-      // A background prefault holds the map of a file about to close.
-      for (const f of this.queue.files) await f.prefaulting
       if (beforeRelease) await beforeRelease().catch(() => undefined)
       // Drop every reference to the files so their mappings can be collected (unmapped).
       this.chunks.length = 0

@@ -174,10 +174,15 @@ export class MappedFileQueue {
     this.abort.abort()
     if (ahead) {
       const f = await ahead.promise.catch(() => undefined)
+      // Its first range may still be faulting in; the map must not be dropped under it.
+      await f?.prefaulting
       await f?.close()
     }
     await this.warming
-    for (const f of this.files) await f.close()
+    for (const f of this.files) {
+      await f.prefaulting
+      await f.close()
+    }
     this.files = []
     this.io.reclaim()
   }
