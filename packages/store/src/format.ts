@@ -275,28 +275,63 @@ export function prepareRecord(
   fields: Omit<PreparedMessage, 'bodyCrc' | 'propertiesBytes' | 'totalSize' | 'magicCode' | 'tagsCode' | 'keys' | 'uniqKey'> &
     Partial<Pick<PreparedMessage, 'tagsCode' | 'keys' | 'uniqKey'>>,
 ): PreparedMessage {
-  const propertiesBytes = fields.properties.length === 0 ? 0 : Buffer.byteLength(fields.properties)
-  const magicCode = fields.topicBytes.length > TOPIC_MAX_LENGTH ? MESSAGE_MAGIC_CODE_V2 : MESSAGE_MAGIC_CODE_V1
+  return prepareRecordOf(
+    fields.topic,
+    fields.topicBytes,
+    fields.queueId,
+    fields.flag,
+    fields.sysFlag,
+    fields.bornTimestamp,
+    fields.bornHost,
+    fields.reconsumeTimes,
+    fields.preparedTransactionOffset,
+    fields.body,
+    fields.properties,
+    fields.tagsCode ?? 0,
+    fields.keys,
+    fields.uniqKey,
+  )
+}
+
+/** prepareRecord with positional fields (the append path: no intermediate object per message). */
+export function prepareRecordOf(
+  topic: string,
+  topicBytes: Buffer,
+  queueId: number,
+  flag: number,
+  sysFlag: number,
+  bornTimestamp: number,
+  bornHost: Host,
+  reconsumeTimes: number,
+  preparedTransactionOffset: number,
+  body: Uint8Array,
+  properties: string,
+  tagsCode: number,
+  keys: string | undefined,
+  uniqKey: string | undefined,
+): PreparedMessage {
+  const propertiesBytes = properties.length === 0 ? 0 : Buffer.byteLength(properties)
+  const magicCode = topicBytes.length > TOPIC_MAX_LENGTH ? MESSAGE_MAGIC_CODE_V2 : MESSAGE_MAGIC_CODE_V1
   // One literal with a fixed field order keeps every PreparedMessage the same hidden class.
   return {
-    topic: fields.topic,
-    topicBytes: fields.topicBytes,
-    queueId: fields.queueId,
-    flag: fields.flag,
-    sysFlag: fields.sysFlag,
-    bornTimestamp: fields.bornTimestamp,
-    bornHost: fields.bornHost,
-    reconsumeTimes: fields.reconsumeTimes,
-    preparedTransactionOffset: fields.preparedTransactionOffset,
-    body: fields.body,
-    bodyCrc: bodyCrc(fields.body),
-    properties: fields.properties,
+    topic,
+    topicBytes,
+    queueId,
+    flag,
+    sysFlag,
+    bornTimestamp,
+    bornHost,
+    reconsumeTimes,
+    preparedTransactionOffset,
+    body,
+    bodyCrc: bodyCrc(body),
+    properties,
     propertiesBytes,
-    totalSize: recordSize(fields.body.length, fields.topicBytes.length, propertiesBytes, magicCode),
+    totalSize: recordSize(body.length, topicBytes.length, propertiesBytes, magicCode),
     magicCode,
-    tagsCode: fields.tagsCode ?? 0,
-    keys: fields.keys,
-    uniqKey: fields.uniqKey,
+    tagsCode,
+    keys,
+    uniqKey,
   }
 }
 

@@ -36,7 +36,7 @@ import {
   decodeMessageId,
   decodeRecord,
   parseHost,
-  prepareRecord,
+  prepareRecordOf,
   type Host,
   takesQueueOffset,
   SYSFLAG,
@@ -530,22 +530,22 @@ export class MessageStore {
       if (keys === '') keys = undefined
       uniqKey = m.properties?.[PROPERTY.UNIQ_KEY]
     }
-    const prepared = prepareRecord({
-      topic: st.topic,
-      topicBytes: st.bytes,
+    const prepared = prepareRecordOf(
+      st.topic,
+      st.bytes,
       queueId,
-      flag: m.flag ?? 0,
-      sysFlag: m.sysFlag ?? 0,
-      bornTimestamp: m.bornTimestamp ?? now,
-      bornHost: this.bornHost(m.bornHost),
-      reconsumeTimes: m.reconsumeTimes ?? 0,
-      preparedTransactionOffset: m.preparedTransactionOffset ?? 0,
+      m.flag ?? 0,
+      m.sysFlag ?? 0,
+      m.bornTimestamp ?? now,
+      this.bornHost(m.bornHost),
+      m.reconsumeTimes ?? 0,
+      m.preparedTransactionOffset ?? 0,
       body,
       properties,
       tagsCode,
       keys,
       uniqKey,
-    })
+    )
     if (prepared.propertiesBytes > MAX_PROPERTIES_BYTES) {
       throw new StoreError('PROPERTIES_TOO_LONG', `properties take ${prepared.propertiesBytes} bytes, the limit is ${MAX_PROPERTIES_BYTES}`)
     }
