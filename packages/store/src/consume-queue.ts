@@ -506,6 +506,8 @@ export class ConsumeQueueSet {
   private reserveRetryAt = 0
   private readonly closing = new Set<Promise<void>>()
   private readonly opening = new Map<string, Promise<Segment>>()
+  private lastTopic: string | undefined
+  private lastById: Map<number, ConsumeQueue> | undefined
   /** Directories with entries created since the last flush (synced before the flush completes). */
   private readonly dirsToSync = new Set<string>()
 
@@ -525,11 +527,15 @@ export class ConsumeQueueSet {
   }
 
   findOrCreate(topic: string, queueId: number): ConsumeQueue {
-    let byId = this.queues.get(topic)
+    // Dispatch mostly sees one topic after another: its queues without the topic lookup (topics
+    // are never removed from the map, so the remembered one cannot go stale).
+    let byId = topic === this.lastTopic ? this.lastById : this.queues.get(topic)
     if (!byId) {
       byId = new Map()
       this.queues.set(topic, byId)
     }
+    this.lastTopic = topic
+    this.lastById = byId
     let cq = byId.get(queueId)
     if (!cq) {
       cq = new ConsumeQueue(this, topic, queueId, path.join(this.options.dir, topic, String(queueId)))
