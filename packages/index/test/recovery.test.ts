@@ -28,6 +28,21 @@ function redispatch(idx: IndexService, to: number): void {
   for (let i = Math.ceil(idx.indexedUpTo / RECORD_BYTES); i < to; i++) idx.put(record(i))
 }
 
+/**
+ * After a recovery that may have rolled back: exactly the records below indexedUpTo of the
+ * `written` ones are found; re-dispatching up to record `to` finds exactly those.
+ */
+function assertRolledBackThenCaughtUp(idx: IndexService, written: number, to: number): void {
+  assertExactly(idx, idx.indexedUpTo, written)
+  catchUp(idx, to)
+}
+
+/** Re-dispatches up to record `to`; then exactly the records below it are found. */
+function catchUp(idx: IndexService, to: number): void {
+  redispatch(idx, to)
+  assertExactly(idx, to * RECORD_BYTES, to)
+}
+
 function indexDir(dir: string): string {
   return path.join(dir, 'index')
 }
@@ -86,9 +101,7 @@ test('crash after a flush: clean=false rolls back past the checkpoint, clean=tru
       assert.equal(idx.indexedUpTo, 129 * RECORD_BYTES)
       idx.recover(130 * RECORD_BYTES, clean)
       assert.equal(idx.indexedUpTo, clean ? 129 * RECORD_BYTES : 60 * RECORD_BYTES)
-      assertExactly(idx, idx.indexedUpTo, 130)
-      redispatch(idx, 140)
-      assertExactly(idx, 140 * RECORD_BYTES, 140)
+      assertRolledBackThenCaughtUp(idx, 130, 140)
     } finally {
       await idx.close()
       await cleanup()
@@ -153,8 +166,7 @@ test('a put cut short between its slot and indexCount writes is undone at open',
     idx.recover(20 * RECORD_BYTES, false)
     assert.equal(idx.indexedUpTo, 20 * RECORD_BYTES)
     assert.deepEqual(idx.query('T', 'k0'), [0])
-    redispatch(idx, 40)
-    assertExactly(idx, 40 * RECORD_BYTES, 40)
+    catchUp(idx, 40)
   } finally {
     await idx.close()
     await cleanup()
@@ -195,9 +207,7 @@ for (const { name, damage } of damages) {
         assert.equal(idx.indexedUpTo, ends[which - 1])
         assert.deepEqual(idx.files.map((f) => f.name), names.slice(0, which))
         assert.ok(idx.recoveryReport.deletedFiles.some((d) => d.name === names[which]))
-        assertExactly(idx, idx.indexedUpTo, 200)
-        redispatch(idx, 210)
-        assertExactly(idx, 210 * RECORD_BYTES, 210)
+        assertRolledBackThenCaughtUp(idx, 200, 210)
       } finally {
         await idx?.close()
         await cleanup()
@@ -224,9 +234,7 @@ test('power loss: entries past the checkpoint never reached the disk but the slo
     idx = await openTiny(dir)
     idx.recover(115 * RECORD_BYTES, false)
     assert.ok(idx.indexedUpTo <= 105 * RECORD_BYTES)
-    assertExactly(idx, idx.indexedUpTo, 115)
-    redispatch(idx, 115)
-    assertExactly(idx, 115 * RECORD_BYTES, 115)
+    assertRolledBackThenCaughtUp(idx, 115, 115)
   } finally {
     await idx.close()
     await cleanup()
@@ -248,9 +256,7 @@ test('power loss: the header went back to the checkpoint but slots point past it
     idx = await openTiny(dir)
     idx.recover(115 * RECORD_BYTES, false)
     assert.ok(idx.indexedUpTo <= 105 * RECORD_BYTES)
-    assertExactly(idx, idx.indexedUpTo, 115)
-    redispatch(idx, 115)
-    assertExactly(idx, 115 * RECORD_BYTES, 115)
+    assertRolledBackThenCaughtUp(idx, 115, 115)
   } finally {
     await idx.close()
     await cleanup()
@@ -267,8 +273,7 @@ test('no checkpoint yet (crash before the first flush): clean=false rebuilds eve
     idx.recover(150 * RECORD_BYTES, false)
     assert.equal(idx.indexedUpTo, 0)
     assert.deepEqual(idx.files, [])
-    redispatch(idx, 150)
-    assertExactly(idx, 150 * RECORD_BYTES, 150)
+    catchUp(idx, 150)
   } finally {
     await idx.close()
     await cleanup()

@@ -379,7 +379,7 @@ export class CommitLog {
     }
     const from = Math.max(file.prefaultedTo, file.wrotePosition)
     const to = Math.min(file.fileSize, from + PREFAULT_CHUNK_BYTES)
-    if (to > from) file.prefaultInBackground(from, to)
+    if (to > from) file.background.start(file.file, file.view, from, to)
   }
 
   private chunkFor(file: MappedFile, bytes: number): StageChunk {

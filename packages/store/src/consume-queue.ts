@@ -14,7 +14,7 @@
 import * as path from 'node:path'
 import { LRUCache } from 'lru-cache'
 import { StoreError, ioError } from './errors.js'
-import { PREFAULT_UNSUPPORTED_ERRNO, type DataFile, type FileIO } from './file-io.js'
+import { BackgroundPrefault, type DataFile, type FileIO } from './file-io.js'
 import {
   CQ_FILLER_SIZE,
   CQ_UNIT,
@@ -91,14 +91,8 @@ interface Segment {
   prefaultedTo: number
   /** Size of the next reservation (grows, see CQ_PREFAULT_BYTES). */
   reserveStep: number
-  /**
-   * Background reservation (FileIO.canPrefaultInBackground): progress cells of the range asked
-   * for last ([0] its end once faulted in, [1] errno), that end, and the call (a closing window
-   * waits for it).
-   */
-  bgProgress: Int32Array | undefined
-  bgAskedTo: number
-  bgPending: Promise<unknown> | undefined
+  /** Background reservation (FileIO.canPrefaultInBackground), made on first use. */
+  bg: BackgroundPrefault | undefined
   dirty: boolean
   /** Set when the LRU let go of it: the queue must look it up again. */
   evicted: boolean
@@ -119,9 +113,7 @@ function newSegment(key: string, path: string, shared: { refs: number }, fileSta
     dv: dataViewOf(view),
     prefaultedTo,
     reserveStep: CQ_PREFAULT_BYTES,
-    bgProgress: undefined,
-    bgAskedTo: 0,
-    bgPending: undefined,
+    bg: undefined,
     dirty: false,
     evicted: false,
     nextOpened: false,
@@ -632,17 +624,10 @@ export class ConsumeQueueSet {
       if (Date.now() < this.reserveRetryAt) return
       this.reserveRetryAt = 0
     }
-    const cells = (seg.bgProgress ??= new Int32Array(new SharedArrayBuffer(8)))
     const from = seg.prefaultedTo
     const to = Math.min(seg.view.length, from + seg.reserveStep)
     if (seg.reserveStep < CQ_PREFAULT_MAX_BYTES) seg.reserveStep *= 2
-    seg.bgAskedTo = to
-    seg.bgPending = seg.file.prefaultViewAsync(seg.view, from, to - from, cells).then(
-      (done) => {
-        if (!done && cells[0]! < to) cells[1] = PREFAULT_UNSUPPORTED_ERRNO
-      },
-      () => undefined,
-    )
+    ;(seg.bg ??= new BackgroundPrefault()).start(seg.file, seg.view, from, to)
   }
 
   /**
@@ -651,17 +636,14 @@ export class ConsumeQueueSet {
    * the range; the background waits a second before it asks again.
    */
   private collectReserved(seg: Segment): boolean {
-    const cells = seg.bgProgress
-    if (cells === undefined) return false
-    const done = cells[0]!
-    if (done > seg.prefaultedTo) seg.prefaultedTo = done
-    if (cells[1] !== 0) {
-      cells[1] = 0
-      seg.bgAskedTo = 0
+    const bg = seg.bg
+    if (bg === undefined) return false
+    if (bg.doneTo > seg.prefaultedTo) seg.prefaultedTo = bg.doneTo
+    if (bg.takeFailure()) {
       this.reserveRetryAt = Date.now() + 1000
       return false
     }
-    return done < seg.bgAskedTo
+    return bg.busy
   }
 
   /** Reserves the blocks of [.., end) of a sparse window (CQ_PREFAULT_BYTES at a time); `end` is window-relative. */
@@ -691,7 +673,7 @@ export class ConsumeQueueSet {
     seg.evicted = true
     const p = (async () => {
       try {
-        await seg.bgPending
+        await seg.bg?.pending
         if (seg.dirty) {
           seg.dirty = false
           await seg.file.datasync()

@@ -171,7 +171,7 @@ let zeroChunk: Buffer | undefined
  * errno a background prefault reports in its progress cells when it could not run at all (no
  * helper after all): EOPNOTSUPP. The writer then faults the range in itself.
  */
-export const PREFAULT_UNSUPPORTED_ERRNO = 95
+const PREFAULT_UNSUPPORTED_ERRNO = 95
 
 interface PopulateAddon {
   populate(view: Buffer, offset: number, length: number, progress?: Int32Array): Promise<void>
@@ -199,16 +199,52 @@ function native(): PopulateAddon | null {
 export function sharedMemoryCopier(): ((target: Buffer, targetStart: number, source: Uint8Array, sourceStart: number, length: number) => void) | undefined {
   return native()?.copy
 }
-let populateAddon: PopulateAddon | null | undefined
+/** The native helper when MADV_POPULATE_WRITE works here (it runs it on the thread pool), else null. */
+function backgroundPopulate(): PopulateAddon | null {
+  return canPopulateWrite() ? native() : null
+}
 
 /**
- * The native helper (native/populate.c, built by node-gyp at install) that runs
- * MADV_POPULATE_WRITE on the thread pool; null when it was not built or cannot work here.
+ * One range at a time of a map faulted in on the thread pool (DataFile.prefaultViewAsync), its
+ * progress read from shared memory: the CommitLog's files and the ConsumeQueue windows keep one
+ * each to stay ahead of their writer.
  */
-function backgroundPopulate(): PopulateAddon | null {
-  if (populateAddon !== undefined) return populateAddon
-  populateAddon = canPopulateWrite() ? native() : null
-  return populateAddon
+export class BackgroundPrefault {
+  private readonly cells = new Int32Array(new SharedArrayBuffer(8))
+  private askedTo = 0
+  /** Settles when the range under way is done (a closing file waits for it). */
+  pending: Promise<unknown> | undefined
+
+  /** Starts faulting [from, to) of `view` in; the previous range must be done (not busy). */
+  start(file: DataFile, view: Buffer, from: number, to: number): void {
+    const cells = this.cells
+    this.askedTo = to
+    this.pending = file.prefaultViewAsync(view, from, to - from, cells).then(
+      (done) => {
+        // Not possible here after all: count it as a failure, so the writer prefaults itself.
+        if (!done && Atomics.load(cells, 0) < to) Atomics.store(cells, 1, PREFAULT_UNSUPPORTED_ERRNO)
+      },
+      () => undefined,
+    )
+  }
+
+  /** End of the last range faulted in (view-relative; 0 before the first). */
+  get doneTo(): number {
+    return this.cells[0]!
+  }
+
+  /** Whether the range asked for last is still under way. */
+  get busy(): boolean {
+    return this.cells[0]! < this.askedTo && this.cells[1] === 0
+  }
+
+  /** True once after a range failed (a full disk): the failure is cleared, the next range may start. */
+  takeFailure(): boolean {
+    if (this.cells[1] === 0) return false
+    this.cells[1] = 0
+    this.askedTo = 0
+    return true
+  }
 }
 
 class NodeDataFile implements DataFile {
@@ -405,6 +441,16 @@ export interface NodeFileIOOptions {
   writerSpinMicros?: number
 }
 
+/** stat, or undefined when the file does not exist. */
+async function statOrUndefined(file: string): Promise<fs.Stats | undefined> {
+  try {
+    return await fsp.stat(file)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw err
+  }
+}
+
 export class NodeFileIO implements FileIO {
   readonly durableWriter: ((events: DurableWriterEvents) => DurableWriter) | undefined
 
@@ -429,12 +475,7 @@ export class NodeFileIO implements FileIO {
   }
 
   async size(file: string): Promise<number | undefined> {
-    try {
-      return (await fsp.stat(file)).size
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
-      throw err
-    }
+    return (await statOrUndefined(file))?.size
   }
 
   async exists(file: string): Promise<boolean> {
@@ -526,12 +567,7 @@ export class NodeFileIO implements FileIO {
   }
 
   async modifiedMs(file: string): Promise<number | undefined> {
-    try {
-      return (await fsp.stat(file)).mtimeMs
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
-      throw err
-    }
+    return (await statOrUndefined(file))?.mtimeMs
   }
 
   async diskUsage(dir: string): Promise<{ totalBytes: number; freeBytes: number }> {

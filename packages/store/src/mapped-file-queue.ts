@@ -99,7 +99,7 @@ export class MappedFileQueue {
         // Its first range is faulted in before the writer gets there (a failure, a full disk, is
         // left for the writer's prefault to report).
         this.warm(mapped, 0)
-        if (this.prefaultFirstBytes > 0) mapped.prefaultInBackground(0, Math.min(this.fileSize, this.prefaultFirstBytes))
+        if (this.prefaultFirstBytes > 0) mapped.background.start(mapped.file, mapped.view, 0, Math.min(this.fileSize, this.prefaultFirstBytes))
         return mapped
       })(),
     }
@@ -175,12 +175,12 @@ export class MappedFileQueue {
     if (ahead) {
       const f = await ahead.promise.catch(() => undefined)
       // Its first range may still be faulting in; the map must not be dropped under it.
-      await f?.prefaulting
+      await f?.background.pending
       await f?.close()
     }
     await this.warming
     for (const f of this.files) {
-      await f.prefaulting
+      await f.background.pending
       await f.close()
     }
     this.files = []

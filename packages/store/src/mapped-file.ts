@@ -1,5 +1,5 @@
 import * as path from 'node:path'
-import { PREFAULT_UNSUPPORTED_ERRNO, type DataFile, type FileIO } from './file-io.js'
+import { BackgroundPrefault, type DataFile, type FileIO } from './file-io.js'
 import { dataViewOf, offsetToFileName } from './format.js'
 
 const EMPTY = Buffer.alloc(0)
@@ -18,13 +18,8 @@ export class MappedFile {
   flushedPosition = 0
   /** Async flush, sparse file: [0, prefaultedTo) is faulted into the map, safe to write through it. */
   prefaultedTo = 0
-  /**
-   * Background prefault (DataFile.prefaultViewAsync) of this file: the range end asked for last,
-   * its progress cells ([0] end faulted in, [1] errno), and the call's promise.
-   */
-  prefaultAskedTo = 0
-  readonly prefaultProgress = new Int32Array(new SharedArrayBuffer(8))
-  prefaulting: Promise<unknown> | undefined
+  /** Background prefault of this file (async flush with the native helper). */
+  readonly background = new BackgroundPrefault()
   /** DataView over the map, for encoding record headers in place. */
   dataView: DataView
 
@@ -60,34 +55,14 @@ export class MappedFile {
   }
 
   /**
-   * Starts faulting [from, to) in on the thread pool (the previous range must be done). A failure
-   * shows in prefaultProgress[1].
-   */
-  prefaultInBackground(from: number, to: number): void {
-    const progress = this.prefaultProgress
-    this.prefaultAskedTo = to
-    this.prefaulting = this.file.prefaultViewAsync(this.view, from, to - from, progress).then(
-      (done) => {
-        // Not possible here after all: count it as a failure, so the writer prefaults itself.
-        if (!done && Atomics.load(progress, 0) < to) Atomics.store(progress, 1, PREFAULT_UNSUPPORTED_ERRNO)
-      },
-      () => undefined,
-    )
-  }
-
-  /**
-   * Takes in what the background finished: true when it is idle (a failure is reported once,
-   * as `failed`, and cleared).
+   * Takes in what the background prefault finished: whether it is idle, and whether its last
+   * range failed (reported once).
    */
   collectPrefault(): { idle: boolean; failed: boolean } {
-    const done = this.prefaultProgress[0]!
-    if (done > this.prefaultedTo) this.prefaultedTo = done
-    if (this.prefaultProgress[1] !== 0) {
-      this.prefaultProgress[1] = 0
-      this.prefaultAskedTo = 0
-      return FAILED
-    }
-    return done >= this.prefaultAskedTo ? IDLE : BUSY
+    const bg = this.background
+    if (bg.doneTo > this.prefaultedTo) this.prefaultedTo = bg.doneTo
+    if (bg.takeFailure()) return FAILED
+    return bg.busy ? BUSY : IDLE
   }
 
   isFull(): boolean {
