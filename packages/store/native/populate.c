@@ -22,6 +22,8 @@
 #include <unistd.h>
 #include <node_api.h>
 
+#include "crc32.h"
+
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
@@ -177,11 +179,79 @@ static napi_value copy(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * crc32(buffer, start, length): CRC-32 of buffer[start, start + length), unsigned.
+ */
+static napi_value crc32(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3) return throw_range(env, "crc32(buffer, start, length)");
+  void *data;
+  size_t size;
+  int64_t start, length;
+  if (napi_get_buffer_info(env, argv[0], &data, &size) != napi_ok) return throw_range(env, "crc32: buffer must be a Buffer");
+  if (napi_get_value_int64(env, argv[1], &start) != napi_ok || napi_get_value_int64(env, argv[2], &length) != napi_ok) return throw_range(env, "crc32: start and length must be numbers");
+  if (start < 0 || length < 0 || (uint64_t)start + (uint64_t)length > size) return throw_range(env, "crc32: range outside the buffer");
+  napi_value result;
+  napi_create_uint32(env, crc32_ieee((const uint8_t *)data + start, (size_t)length), &result);
+  return result;
+}
+
+/*
+ * bodyCrcs(target, list, count): for each of `count` triples (crcAt, bodyAt, bodyLength) of the
+ * Float64Array `list`, stores the CRC-32 of target[bodyAt, bodyAt + bodyLength), masked to 31 bits
+ * (RocketMQ's UtilAll.crc32), big-endian at target[crcAt]. Every range is checked before any
+ * byte is written.
+ */
+static napi_value body_crcs(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3) return throw_range(env, "bodyCrcs(target, list, count)");
+  void *data;
+  size_t size;
+  if (napi_get_buffer_info(env, argv[0], &data, &size) != napi_ok) return throw_range(env, "bodyCrcs: target must be a Buffer");
+  bool is_typedarray = false;
+  napi_is_typedarray(env, argv[1], &is_typedarray);
+  napi_typedarray_type kind;
+  size_t elements;
+  void *list_data;
+  napi_value arraybuffer;
+  size_t byte_offset;
+  if (!is_typedarray || napi_get_typedarray_info(env, argv[1], &kind, &elements, &list_data, &arraybuffer, &byte_offset) != napi_ok || kind != napi_float64_array) {
+    return throw_range(env, "bodyCrcs: list must be a Float64Array");
+  }
+  int64_t count;
+  if (napi_get_value_int64(env, argv[2], &count) != napi_ok || count < 0 || (uint64_t)count * 3 > elements) return throw_range(env, "bodyCrcs: count outside the list");
+  const double *list = (const double *)list_data;
+  for (int64_t i = 0; i < count; i++) {
+    double crc_at = list[3 * i], body_at = list[3 * i + 1], length = list[3 * i + 2];
+    if (!(crc_at >= 0 && body_at >= 0 && length >= 0) || crc_at + 4 > (double)size || body_at + length > (double)size) return throw_range(env, "bodyCrcs: range outside the target");
+  }
+  uint8_t *base = (uint8_t *)data;
+  for (int64_t i = 0; i < count; i++) {
+    uint32_t crc = crc32_ieee(base + (size_t)list[3 * i + 1], (size_t)list[3 * i + 2]) & 0x7fffffffu;
+    uint8_t *out = base + (size_t)list[3 * i];
+    out[0] = (uint8_t)(crc >> 24);
+    out[1] = (uint8_t)(crc >> 16);
+    out[2] = (uint8_t)(crc >> 8);
+    out[3] = (uint8_t)crc;
+  }
+  return NULL;
+}
+
 NAPI_MODULE_INIT() {
+  crc32_init();
   napi_value fn;
   napi_create_function(env, "populate", NAPI_AUTO_LENGTH, populate, NULL, &fn);
   napi_set_named_property(env, exports, "populate", fn);
   napi_create_function(env, "copy", NAPI_AUTO_LENGTH, copy, NULL, &fn);
   napi_set_named_property(env, exports, "copy", fn);
+  napi_create_function(env, "crc32", NAPI_AUTO_LENGTH, crc32, NULL, &fn);
+  napi_set_named_property(env, exports, "crc32", fn);
+  napi_create_function(env, "bodyCrcs", NAPI_AUTO_LENGTH, body_crcs, NULL, &fn);
+  napi_set_named_property(env, exports, "bodyCrcs", fn);
+  napi_value accelerated;
+  napi_get_boolean(env, crc32_accelerated() != 0, &accelerated);
+  napi_set_named_property(env, exports, "crc32Accelerated", accelerated);
   return exports;
 }

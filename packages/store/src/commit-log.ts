@@ -21,6 +21,7 @@
  */
 import type { StoreCheckpoint } from './checkpoint.js'
 import { StoreError, ioError } from './errors.js'
+import { bodyCrcBatch } from './crc.js'
 import type { DurableWriter } from './durable-writer.js'
 import type { FileIO } from './file-io.js'
 import {
@@ -155,6 +156,15 @@ interface FlushWaiter {
   reject: (err: unknown) => void
 }
 
+const settled = (): void => undefined
+/** The waiter whose promise is being created (see waitDurable). */
+let pendingWaiter: FlushWaiter | undefined
+function captureSettlers(resolve: (value: any) => void, reject: (err: unknown) => void): void {
+  pendingWaiter!.resolve = resolve
+  pendingWaiter!.reject = reject
+  pendingWaiter = undefined
+}
+
 function markTimedOut(value: unknown): void {
   if (Array.isArray(value)) for (const r of value as AppendResult[]) r.status = 'FLUSH_DISK_TIMEOUT'
   else if (value !== null && typeof value === 'object') (value as AppendResult).status = 'FLUSH_DISK_TIMEOUT'
@@ -196,6 +206,8 @@ export class CommitLog {
   /** Sync flush with the writer: copies bodies into its shared-memory chunks (DurableWriter.copier). */
   private stageCopier: BodyCopier | undefined
   private readonly runPump = (): void => this.pump()
+  /** Body CRCs left pending at prepare time, computed per append (see defersBodyCrc). */
+  private readonly bodyCrcs = bodyCrcBatch()
 
   private waiters: FlushWaiter[] = []
   private waitersHead = 0
@@ -213,6 +225,14 @@ export class CommitLog {
     this.backgroundPrefault = sparse && options.io.canPrefaultInBackground()
     this.queue = new MappedFileQueue(options.io, options.dir, options.fileSizeBytes, this.async, sparse, this.backgroundPrefault ? PREFAULT_AHEAD_BYTES : 0)
     this.ids = new MessageIdEncoder(options.storeHost)
+  }
+
+  /**
+   * Whether messages may be prepared with BODY_CRC_PENDING: the append then computes all their
+   * body CRCs in one native call after copying the bodies.
+   */
+  get defersBodyCrc(): boolean {
+    return this.bodyCrcs !== undefined
   }
 
   get fileSizeBytes(): number {
@@ -307,6 +327,8 @@ export class CommitLog {
     }
     const now = this.options.now()
     const host = this.options.storeHost
+    const crcs = this.bodyCrcs
+    crcs?.reset()
     const results: AppendResult[] = new Array(ms.length)
     let position = file.wrotePosition
     for (let i = 0; i < ms.length; i++) {
@@ -318,11 +340,12 @@ export class CommitLog {
         queueOffset = st.queueOffsets[m.queueId] ?? 0
         st.queueOffsets[m.queueId] = queueOffset + 1
       }
-      encodeRecord(target, at, m, queueOffset, physicalOffset, now, host, dv, copyBody)
+      encodeRecord(target, at, m, queueOffset, physicalOffset, now, host, dv, copyBody, crcs)
       results[i] = { status: 'PUT_OK', msgId: this.ids.encode(physicalOffset), physicalOffset, queueOffset, storeTimestamp: now, size: m.totalSize }
       at += m.totalSize
       position += m.totalSize
     }
+    crcs?.writeTo(target)
     file.wrotePosition = position
     this.wroteOffset = file.fileFromOffset + position
     this.lastStoreTimestamp = now
@@ -646,11 +669,14 @@ export class CommitLog {
   private waitDurable<T>(end: number, deadline: number, value: T): Promise<T> {
     if (end <= this.flushedOffset) return Promise.resolve(value)
     if (this.failure) return Promise.reject(this.failure)
-    return new Promise<T>((resolve, reject) => {
-      this.waiters.push({ end, deadline, value, resolve, reject })
-      if (this.async) this.flush().catch(() => undefined)
-      else this.schedulePump()
-    })
+    const waiter: FlushWaiter = { end, deadline, value, resolve: settled, reject: settled }
+    pendingWaiter = waiter
+    // One shared executor: no closure per put.
+    const promise = new Promise<T>(captureSettlers)
+    this.waiters.push(waiter)
+    if (this.async) this.flush().catch(() => undefined)
+    else this.schedulePump()
+    return promise
   }
 
   private resolveWaiters(): void {

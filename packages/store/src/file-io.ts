@@ -14,6 +14,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import * as v8 from 'node:v8'
 import * as vm from 'node:vm'
+import { native, type NativeHelper } from './native.js'
 import { ThreadDurableWriter, type DurableWriter, type DurableWriterEvents, type ThreadDurableWriterOptions, type WriterFaults } from './durable-writer.js'
 
 export interface DataFile {
@@ -173,24 +174,6 @@ let zeroChunk: Buffer | undefined
  */
 const PREFAULT_UNSUPPORTED_ERRNO = 95
 
-interface PopulateAddon {
-  populate(view: Buffer, offset: number, length: number, progress?: Int32Array): Promise<void>
-  copy(target: Buffer, targetStart: number, source: Uint8Array, sourceStart: number, length: number): void
-}
-let nativeAddon: PopulateAddon | null | undefined
-
-/** The native helper (native/populate.c, built by node-gyp at install), or null. */
-function native(): PopulateAddon | null {
-  if (nativeAddon === undefined) {
-    try {
-      nativeAddon = require('../../build/Release/mqts_populate.node') as PopulateAddon
-    } catch {
-      nativeAddon = null
-    }
-  }
-  return nativeAddon
-}
-
 /**
  * A memmove of bytes into a Buffer over a SharedArrayBuffer (the sync-flush staging chunks):
  * V8 copies into shared memory with relaxed atomic moves, about 2.5x slower for a 1 KiB body
@@ -200,7 +183,7 @@ export function sharedMemoryCopier(): ((target: Buffer, targetStart: number, sou
   return native()?.copy
 }
 /** The native helper when MADV_POPULATE_WRITE works here (it runs it on the thread pool), else null. */
-function backgroundPopulate(): PopulateAddon | null {
+function backgroundPopulate(): NativeHelper | null {
   return canPopulateWrite() ? native() : null
 }
 

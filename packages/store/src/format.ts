@@ -13,7 +13,7 @@
  * Each IPv6 host (SYSFLAG 0x10 born, 0x20 store) is 12 bytes longer and shifts what follows.
  * End-of-file blank: [remaining bytes 4][BLANK_MAGIC_CODE 4], then the rest of the file is unused.
  */
-import { bodyCrc } from './crc.js'
+import { bodyCrc, type BodyCrcBatch } from './crc.js'
 
 export const MESSAGE_MAGIC_CODE_V1 = 0xdaa320a7 | 0 // -626843481
 export const MESSAGE_MAGIC_CODE_V2 = 0xdaa320ab | 0 // -626843477
@@ -238,6 +238,9 @@ export function decodeMessageId(msgId: string): DecodedMessageId | undefined {
 // ---------------------------------------------------------------------------------------------
 // Encoding
 
+/** PreparedMessage.bodyCrc of a message whose CRC is computed when it is encoded (BodyCrcBatch). */
+export const BODY_CRC_PENDING = -1
+
 /** A message validated and measured, ready to be written at any physical offset. */
 export interface PreparedMessage {
   topic: string
@@ -309,6 +312,8 @@ export function prepareRecordOf(
   tagsCode: number,
   keys: string | undefined,
   uniqKey: string | undefined,
+  /** Leave the body CRC to the append (BODY_CRC_PENDING), which computes a whole batch at once. */
+  crcPending = false,
 ): PreparedMessage {
   const propertiesBytes = properties.length === 0 ? 0 : Buffer.byteLength(properties)
   const magicCode = topicBytes.length > TOPIC_MAX_LENGTH ? MESSAGE_MAGIC_CODE_V2 : MESSAGE_MAGIC_CODE_V1
@@ -324,7 +329,7 @@ export function prepareRecordOf(
     reconsumeTimes,
     preparedTransactionOffset,
     body,
-    bodyCrc: bodyCrc(body),
+    bodyCrc: crcPending ? BODY_CRC_PENDING : bodyCrc(body),
     properties,
     propertiesBytes,
     totalSize: recordSize(body.length, topicBytes.length, propertiesBytes, magicCode),
@@ -358,10 +363,21 @@ export function encodeRecord(
   dv: DataView = dataViewOf(target),
   /** Copies the body instead of TypedArray#set (for a target in shared memory, see file-io). */
   copyBody?: BodyCopier,
+  /** Takes the body CRC of a BODY_CRC_PENDING message, to be computed after the copy. */
+  crcs?: BodyCrcBatch,
 ): void {
+  const bodyLength = m.body.length
+  let crc = m.bodyCrc
+  if (crc === BODY_CRC_PENDING) {
+    if (crcs === undefined) crc = bodyCrc(m.body)
+    else {
+      crcs.add(at + RECORD.bodyCrc, at + RECORD.body, bodyLength)
+      crc = 0
+    }
+  }
   dv.setInt32(at + RECORD.totalSize, m.totalSize)
   dv.setInt32(at + RECORD.magicCode, m.magicCode)
-  dv.setInt32(at + RECORD.bodyCrc, m.bodyCrc)
+  dv.setInt32(at + RECORD.bodyCrc, crc)
   dv.setInt32(at + RECORD.queueId, m.queueId)
   dv.setInt32(at + RECORD.flag, m.flag)
   dv.setUint32(at + RECORD.queueOffset, Math.floor(queueOffset / TWO_POW_32))
@@ -382,7 +398,6 @@ export function encodeRecord(
   const ptxHi = Math.floor(ptx / TWO_POW_32)
   dv.setInt32(at + RECORD.preparedTransactionOffset, ptxHi | 0)
   dv.setUint32(at + RECORD.preparedTransactionOffset + 4, (ptx - ptxHi * TWO_POW_32) >>> 0)
-  const bodyLength = m.body.length
   dv.setInt32(at + RECORD.bodyLength, bodyLength)
   if (copyBody === undefined) target.set(m.body, at + RECORD.body)
   else copyBody(target, at + RECORD.body, m.body, 0, bodyLength)

@@ -209,6 +209,10 @@ export class MessageStore {
 
   readonly consumeQueues: ConsumeQueueSet
   readonly dispatcher: Dispatcher
+  /** Body CRCs are computed by the append, a batch at a time (CommitLog.defersBodyCrc). */
+  private readonly crcPending: boolean
+  /** The topic of the message prepare() returned last (saves an array per put). */
+  private preparedState: TopicState | undefined
   readonly consumerOffsets: ConsumerOffsetManager
   readonly retention: RetentionService
   /** The key index, unless disabled with messageIndexEnable: false. */
@@ -272,6 +276,7 @@ export class MessageStore {
       },
     }
     this.dispatcher = new Dispatcher(this.commitLog, [buildConsumeQueue], () => this.notifyArrivals())
+    this.crcPending = this.commitLog.defersBodyCrc
     this.consumerOffsets = new ConsumerOffsetManager(io, path.join(this.dir, STORE_PATHS.config, CONSUMER_OFFSET_FILE), this.now)
     this.retention = new RetentionService(
       { commitLog: this.commitLog, consumeQueues: cqs, dispatcher: this.dispatcher, io, dir: this.dir, now: this.now, afterDelete: [] },
@@ -506,7 +511,8 @@ export class MessageStore {
     return host
   }
 
-  private prepare(m: PutMessage, states: TopicState[], now: number): PreparedMessage {
+  /** Validates and measures `m`; its topic's state is left in `preparedState`. */
+  private prepare(m: PutMessage, now: number): PreparedMessage {
     if (m === null || typeof m !== 'object') throw new StoreError('INVALID_ARGUMENT', 'message must be an object')
     const st = this.topicFor(m.topic)
     const queueId = m.queueId
@@ -545,6 +551,7 @@ export class MessageStore {
       tagsCode,
       keys,
       uniqKey,
+      this.crcPending,
     )
     if (prepared.propertiesBytes > MAX_PROPERTIES_BYTES) {
       throw new StoreError('PROPERTIES_TOO_LONG', `properties take ${prepared.propertiesBytes} bytes, the limit is ${MAX_PROPERTIES_BYTES}`)
@@ -552,7 +559,7 @@ export class MessageStore {
     if (prepared.totalSize > this.maxRecordBytes) {
       throw new StoreError('MESSAGE_TOO_LARGE', `record of ${prepared.totalSize} bytes exceeds the limit of ${this.maxRecordBytes}`, { details: { bytes: prepared.totalSize, limit: this.maxRecordBytes } })
     }
-    states.push(st)
+    this.preparedState = st
     return prepared
   }
 
@@ -607,9 +614,8 @@ export class MessageStore {
   put(message: PutMessage): Promise<PutResult> {
     if (this.status !== 'open') return Promise.reject(this.notOpen())
     try {
-      const states: TopicState[] = []
-      const prepared = this.prepare(message, states, Date.now())
-      const appended = this.commitLog.append([prepared], states, prepared.totalSize)
+      const prepared = this.prepare(message, Date.now())
+      const appended = this.commitLog.append([prepared], [this.preparedState!], prepared.totalSize)
       if (Array.isArray(appended)) {
         const r = appended[0]!
         if (this.flushMode === 'async') return Promise.resolve(this.readable(r))
@@ -627,12 +633,13 @@ export class MessageStore {
     if (this.status !== 'open') throw this.notOpen()
     if (!Array.isArray(messages)) throw new StoreError('INVALID_ARGUMENT', 'putBatch takes an array of messages')
     if (messages.length === 0) return []
-    const states: TopicState[] = []
+    const states: TopicState[] = new Array(messages.length)
     const prepared: PreparedMessage[] = new Array(messages.length)
     let total = 0
     const now = Date.now()
     for (let i = 0; i < messages.length; i++) {
-      const p = this.prepare(messages[i]!, states, now)
+      const p = this.prepare(messages[i]!, now)
+      states[i] = this.preparedState!
       prepared[i] = p
       total += p.totalSize
     }
