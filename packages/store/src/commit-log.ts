@@ -328,24 +328,31 @@ export class CommitLog {
     const now = this.options.now()
     const host = this.options.storeHost
     const crcs = this.bodyCrcs
-    crcs?.reset()
+    const mark = crcs ? crcs.pending : 0
     const results: AppendResult[] = new Array(ms.length)
     let position = file.wrotePosition
-    for (let i = 0; i < ms.length; i++) {
-      const m = ms[i]!
-      const st = states[i]!
-      const physicalOffset = file.fileFromOffset + position
-      let queueOffset = 0
-      if (takesQueueOffset(m.sysFlag)) {
-        queueOffset = st.queueOffsets[m.queueId] ?? 0
-        st.queueOffsets[m.queueId] = queueOffset + 1
+    try {
+      for (let i = 0; i < ms.length; i++) {
+        const m = ms[i]!
+        const st = states[i]!
+        const physicalOffset = file.fileFromOffset + position
+        let queueOffset = 0
+        if (takesQueueOffset(m.sysFlag)) {
+          queueOffset = st.queueOffsets[m.queueId] ?? 0
+          st.queueOffsets[m.queueId] = queueOffset + 1
+        }
+        encodeRecord(target, at, m, queueOffset, physicalOffset, now, host, dv, copyBody, crcs)
+        results[i] = { status: 'PUT_OK', msgId: this.ids.encode(physicalOffset), physicalOffset, queueOffset, storeTimestamp: now, size: m.totalSize }
+        at += m.totalSize
+        position += m.totalSize
       }
-      encodeRecord(target, at, m, queueOffset, physicalOffset, now, host, dv, copyBody, crcs)
-      results[i] = { status: 'PUT_OK', msgId: this.ids.encode(physicalOffset), physicalOffset, queueOffset, storeTimestamp: now, size: m.totalSize }
-      at += m.totalSize
-      position += m.totalSize
+    } catch (err) {
+      crcs?.truncate(mark)
+      throw err
     }
-    crcs?.writeTo(target)
+    // Async: readable through the map from now on. Sync: the group's CRCs are computed when it
+    // is handed to the disk (pump) or read (recordAt).
+    if (this.async) crcs?.flush()
     file.wrotePosition = position
     this.wroteOffset = file.fileFromOffset + position
     this.lastStoreTimestamp = now
@@ -464,6 +471,7 @@ export class CommitLog {
    */
   private pump(): void {
     this.pumpScheduled = false
+    this.bodyCrcs?.flush()
     if (this.writer) return this.submitStaged(this.writer)
     const max = this.options.syncFlushConcurrency
     let unissued = 0
@@ -791,6 +799,7 @@ export class CommitLog {
     if (!file) return undefined
     const pos = physicalOffset - file.fileFromOffset
     if (pos < file.committedPosition) return { buf: file.view, dv: file.dataView, at: pos, limit: file.committedPosition }
+    this.bodyCrcs?.flush()
     for (const c of this.chunks) {
       if (c.file === file && pos >= c.fileStart && pos < c.fileStart + c.length) return { buf: c.buf, dv: c.dv, at: pos - c.fileStart, limit: c.length }
     }

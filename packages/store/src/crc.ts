@@ -47,23 +47,36 @@ export function bodyCrc(data: Uint8Array): number {
 }
 
 /**
- * Body CRCs of records just encoded into one buffer, computed together by one call of the native
- * helper once the bodies are in place: one crossing into native code per append instead of one
- * per message. `bodyCrcBatch()` gives one only where the helper runs its accelerated CRC.
+ * Body CRCs of records just encoded, computed together by one call of the native helper once
+ * the bodies are in place: one crossing into native code per append (async flush) or per group
+ * handed to the disk (sync flush) instead of one per message. Ranges of one target buffer
+ * accumulate; adding a range of another target first writes those pending. Whoever reads or
+ * writes out the records must call flush() first. `bodyCrcBatch()` gives one only where the
+ * helper runs its accelerated CRC.
  */
 export class BodyCrcBatch {
   private list = new Float64Array(3 * 64)
   private count = 0
+  private target: Buffer | undefined
 
   constructor(private readonly fill: (target: Buffer, list: Float64Array, count: number) => void) {}
 
-  /** Forgets ranges added and not written (an append that failed half way). */
-  reset(): void {
-    this.count = 0
+  /** Ranges pending (a mark for truncate). */
+  get pending(): number {
+    return this.count
+  }
+
+  /** Forgets the ranges added after `mark` (an append that failed half way). */
+  truncate(mark: number): void {
+    if (mark < this.count) this.count = mark
   }
 
   /** The body at target[bodyAt, bodyAt + length) gets its masked CRC stored at target[crcAt]. */
-  add(crcAt: number, bodyAt: number, length: number): void {
+  add(target: Buffer, crcAt: number, bodyAt: number, length: number): void {
+    if (target !== this.target) {
+      if (this.count > 0) this.flush()
+      this.target = target
+    }
     let i = 3 * this.count
     if (i + 3 > this.list.length) {
       const grown = new Float64Array(this.list.length * 2)
@@ -77,12 +90,15 @@ export class BodyCrcBatch {
     this.count++
   }
 
-  /** Computes and stores every CRC added since the last call, in `target`. */
-  writeTo(target: Buffer): void {
+  /** Computes and stores every CRC pending. */
+  flush(): void {
+    const target = this.target
+    // Holds no reference once done: a target may be a file's mapping, released when collected.
+    this.target = undefined
     if (this.count === 0) return
     const count = this.count
     this.count = 0
-    this.fill(target, this.list, count)
+    this.fill(target!, this.list, count)
   }
 }
 

@@ -371,7 +371,7 @@ export function encodeRecord(
   if (crc === BODY_CRC_PENDING) {
     if (crcs === undefined) crc = bodyCrc(m.body)
     else {
-      crcs.add(at + RECORD.bodyCrc, at + RECORD.body, bodyLength)
+      crcs.add(target, at + RECORD.bodyCrc, at + RECORD.body, bodyLength)
       crc = 0
     }
   }

@@ -64,18 +64,28 @@ test('bodyCrcs stores each masked CRC big-endian and refuses any range outside t
   assert.deepEqual(target, before, 'nothing written by a refused call')
 })
 
-test('BodyCrcBatch grows past its first list, forgets ranges on reset, and encodeRecord computes a pending CRC itself without one', () => {
-  const written: number[][] = []
-  const batch = new BodyCrcBatch((_target, list, count) => written.push(Array.from(list.subarray(0, 3 * count))))
-  for (let i = 0; i < 200; i++) batch.add(i, i + 1, i + 2)
-  batch.writeTo(Buffer.alloc(0))
+test('BodyCrcBatch grows past its first list, writes pending ranges before switching targets, forgets truncated ones, and encodeRecord computes a pending CRC itself without one', () => {
+  const written: { target: Buffer; ranges: number[] }[] = []
+  const batch = new BodyCrcBatch((target, list, count) => written.push({ target, ranges: Array.from(list.subarray(0, 3 * count)) }))
+  const a = Buffer.alloc(1)
+  const b = Buffer.alloc(1)
+  for (let i = 0; i < 200; i++) batch.add(a, i, i + 1, i + 2)
+  assert.equal(written.length, 0, 'nothing computed before a flush')
+  batch.flush()
   assert.equal(written.length, 1)
-  assert.equal(written[0]!.length, 600)
-  assert.deepEqual(written[0]!.slice(597), [199, 200, 201])
-  batch.add(1, 2, 3)
-  batch.reset()
-  batch.writeTo(Buffer.alloc(0))
-  assert.equal(written.length, 1, 'nothing left to write after reset')
+  assert.equal(written[0]!.target, a)
+  assert.equal(written[0]!.ranges.length, 600)
+  assert.deepEqual(written[0]!.ranges.slice(597), [199, 200, 201])
+  batch.add(a, 1, 2, 3)
+  batch.add(b, 4, 5, 6)
+  assert.deepEqual(written[1], { target: a, ranges: [1, 2, 3] }, 'ranges of the previous target are written first')
+  const mark = batch.pending
+  batch.add(b, 7, 8, 9)
+  batch.truncate(mark)
+  batch.flush()
+  assert.deepEqual(written[2], { target: b, ranges: [4, 5, 6] }, 'the truncated range is gone')
+  batch.flush()
+  assert.equal(written.length, 3, 'nothing left after a flush')
 
   const host = { ip: 0x7f000001, port: 10911 }
   const m = prepareRecord({
