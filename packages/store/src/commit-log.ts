@@ -147,6 +147,15 @@ interface InflightWrite {
   endsGroup?: boolean
 }
 
+/** Sync flush: an append's records as it wrote them, kept until they are durable. */
+interface AppendedFacts {
+  ms: PreparedMessage[]
+  states: TopicState[]
+  results: AppendResult[]
+  /** CommitLog offset just past the append's last record. */
+  end: number
+}
+
 interface FlushWaiter {
   end: number
   deadline: number
@@ -182,8 +191,9 @@ export class CommitLog {
   /** Called whenever the committed offset moves (the dispatcher follows it). */
   onCommitted: (() => Promise<void> | undefined) | undefined
   /**
-   * Async flush: called instead of onCommitted right after records were written (committed) into
-   * the map, with what was written, so the dispatcher need not read them back.
+   * What was written, so the dispatcher need not read it back. Async flush: called instead of
+   * onCommitted right after records were written (committed) into the map. Sync flush: called
+   * once they are durable, in log order, before onCommitted.
    */
   onAppended: ((ms: PreparedMessage[], states: TopicState[], results: AppendResult[]) => void) | undefined
 
@@ -208,6 +218,12 @@ export class CommitLog {
   private readonly runPump = (): void => this.pump()
   /** Body CRCs left pending at prepare time, computed per append (see defersBodyCrc). */
   private readonly bodyCrcs = bodyCrcBatch()
+  /**
+   * Sync flush: what each append knew about its records, in log order, until they are durable;
+   * they are then dispatched from it (onAppended) instead of being read back.
+   */
+  private appendedFacts: AppendedFacts[] = []
+  private appendedFactsHead = 0
 
   private waiters: FlushWaiter[] = []
   private waitersHead = 0
@@ -353,6 +369,7 @@ export class CommitLog {
     // Async: readable through the map from now on. Sync: the group's CRCs are computed when it
     // is handed to the disk (pump) or read (recordAt).
     if (this.async) crcs?.flush()
+    else if (this.onAppended) this.appendedFacts.push({ ms, states, results, end: file.fileFromOffset + position })
     file.wrotePosition = position
     this.wroteOffset = file.fileFromOffset + position
     this.lastStoreTimestamp = now
@@ -599,7 +616,23 @@ export class CommitLog {
       }
     }
     // Sync flush: puts resolve once their records are dispatched too (readable with get); that
-    // is at once unless the dispatcher had to open a file.
+    // is at once unless the dispatcher had to open a file. Records are dispatched from what their
+    // append knew; onCommitted then finds nothing left, or follows the log where that could not
+    // be used (the first records of a new file, a dispatch that must open a file).
+    const facts = this.appendedFacts
+    let head = this.appendedFactsHead
+    if (head < facts.length && this.onAppended) {
+      const committed = this.committedOffset
+      while (head < facts.length && facts[head]!.end <= committed) {
+        const f = facts[head++]!
+        this.onAppended(f.ms, f.states, f.results)
+      }
+      if (head >= facts.length) {
+        this.appendedFacts = []
+        head = 0
+      }
+      this.appendedFactsHead = head
+    }
     const dispatching = this.onCommitted?.()
     if (dispatching) {
       const resolve = (): void => this.resolveWaiters()
@@ -732,6 +765,8 @@ export class CommitLog {
   private fail(err: StoreError): StoreError {
     if (!this.failure) {
       this.failure = err
+      this.appendedFacts = []
+      this.appendedFactsHead = 0
       const ws = this.waiters
       for (let i = this.waitersHead; i < ws.length; i++) ws[i]!.reject(err)
       this.waiters = []
