@@ -41,12 +41,17 @@ interface Budget {
   baselineMs: number
   /** Size of the preallocated file the pwrite + fdatasync baseline cycles through. */
   baselineFileSize: number
+  /**
+   * Sync rows: the baseline and the store take turns this many times (each window split as
+   * many ways), so a disk that drifts over seconds weighs on both sides of the ratio alike.
+   */
+  syncRounds: number
 }
 
 function budget(quick: boolean): Budget {
   return quick
-    ? { fileSize: 64 * MiB, measureMs: 350, asyncMeasureMs: 200, warmupMs: 80, baselineMs: 300, baselineFileSize: 16 * MiB }
-    : { fileSize: 1024 * MiB, measureMs: 2500, asyncMeasureMs: 700, warmupMs: 300, baselineMs: 2000, baselineFileSize: 256 * MiB }
+    ? { fileSize: 64 * MiB, measureMs: 350, asyncMeasureMs: 200, warmupMs: 80, baselineMs: 300, baselineFileSize: 16 * MiB, syncRounds: 1 }
+    : { fileSize: 1024 * MiB, measureMs: 2500, asyncMeasureMs: 700, warmupMs: 300, baselineMs: 2000, baselineFileSize: 256 * MiB, syncRounds: 5 }
 }
 
 const log = (line: string): void => console.log(`  .. ${line}`)
@@ -137,15 +142,13 @@ async function rawMmapCopy(dir: string, b: Budget): Promise<{ msgsPerSec: number
 
 interface SyncBaseline {
   flushBytes: number
-  flushesPerSec: number
-  /** `flushBytes / 1 KiB` messages per flush. */
-  msgsPerSec: number
+  flushes: number
+  elapsedMs: number
 }
 
-/** pwrite of `flushBytes` + fdatasync in a loop, cycling through a preallocated file. */
-function rawPwriteSync(fd: number, fileSize: number, flushBytes: number, ms: number): SyncBaseline {
+/** pwrite of `flushBytes` + fdatasync in a loop for `ms`, cycling through a preallocated file from `pos`. */
+function rawPwriteSync(fd: number, fileSize: number, flushBytes: number, ms: number, pos = 0): SyncBaseline & { pos: number } {
   const data = randomBytes(flushBytes)
-  let pos = 0
   let n = 0
   const start = performance.now()
   let now = start
@@ -158,8 +161,7 @@ function rawPwriteSync(fd: number, fileSize: number, flushBytes: number, ms: num
     n++
     now = performance.now()
   } while (now - start < ms)
-  const flushesPerSec = (n * 1000) / (now - start)
-  return { flushBytes, flushesPerSec, msgsPerSec: (flushesPerSec * flushBytes) / BODY_BYTES }
+  return { flushBytes, flushes: n, elapsedMs: now - start, pos }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -299,10 +301,11 @@ function asyncRows(name: string, r: LoopRun, raw: number, rawName: string, targe
 }
 
 interface ProducerRun {
-  msgsPerSec: number
+  count: number
+  elapsedMs: number
   timeouts: number
-  p50: number
-  p99: number
+  /** Put latencies, ms. */
+  latencies: number[]
 }
 
 /** `producers` concurrent loops of `await store.put()` for `ms`; throughput counted up to the stop. */
@@ -327,12 +330,49 @@ async function producersLoop(store: MessageStore, producers: number, ms: number)
   const failed = Promise.all(workers).then(() => undefined)
   await Promise.race([sleep(ms), failed])
   stop = true
-  const elapsed = performance.now() - start
+  const elapsedMs = performance.now() - start
   const counted = count
   await failed
-  latencies.sort((a, b) => a - b)
+  return { count: counted, elapsedMs, timeouts, latencies }
+}
+
+interface SyncComparison {
+  flushesPerSec: number
+  /** Baseline: `flushBytes / 1 KiB` messages per flush. */
+  baseMsgsPerSec: number
+  msgsPerSec: number
+  timeouts: number
+  p50: number
+  p99: number
+}
+
+/**
+ * The pwrite + fdatasync baseline and `producers` concurrent puts, taking turns `rounds` times;
+ * each side's rate is over all its windows.
+ */
+async function syncComparison(store: MessageStore, fd: number, b: Budget, producers: number, flushBytes: number): Promise<SyncComparison> {
+  let flushes = 0
+  let baseMs = 0
+  let count = 0
+  let storeMs = 0
+  let timeouts = 0
+  let pos = 0
+  const latencies: number[] = []
+  for (let round = 0; round < b.syncRounds; round++) {
+    const base = rawPwriteSync(fd, b.baselineFileSize, flushBytes, b.baselineMs / b.syncRounds, pos)
+    pos = base.pos
+    flushes += base.flushes
+    baseMs += base.elapsedMs
+    const r = await producersLoop(store, producers, b.measureMs / b.syncRounds)
+    count += r.count
+    storeMs += r.elapsedMs
+    timeouts += r.timeouts
+    for (const l of r.latencies) latencies.push(l)
+  }
+  latencies.sort((x, y) => x - y)
   const q = (p: number): number => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] ?? NaN
-  return { msgsPerSec: (counted * 1000) / elapsed, timeouts, p50: q(0.5), p99: q(0.99) }
+  const flushesPerSec = (flushes * 1000) / baseMs
+  return { flushesPerSec, baseMsgsPerSec: (flushesPerSec * flushBytes) / BODY_BYTES, msgsPerSec: (count * 1000) / storeMs, timeouts, p50: q(0.5), p99: q(0.99) }
 }
 
 const mb = (msgsPerSec: number): number => (msgsPerSec * RECORD_BYTES) / 1e6
@@ -422,7 +462,7 @@ export async function run(opts: RunOptions): Promise<BenchResult[]> {
     log(`flush 'async': wrote ${formatBytes(asyncStore.maxPhysicalOffset)} over ${files} file(s); close took ${formatNumber(performance.now() - c0, 0)} ms`)
     await fsp.rm(asyncStore.dir, { recursive: true, force: true })
 
-    // flush 'sync', each producer count right after its own pwrite + fdatasync baseline.
+    // flush 'sync': for each producer count, the store and its own pwrite + fdatasync baseline take turns.
     const syncStore = await openStore(dirs, 'sync', b)
     stores.push(syncStore)
     const baseDir = await dirs.make('pwrite')
@@ -434,13 +474,12 @@ export async function run(opts: RunOptions): Promise<BenchResult[]> {
       let base64 = 0
       for (const producers of PRODUCERS) {
         const flushBytes = FLUSH_BYTES[producers]
-        const base = rawPwriteSync(fd, b.baselineFileSize, flushBytes, b.baselineMs)
-        if (producers === 64) base64 = base.msgsPerSec
+        const r = await syncComparison(syncStore, fd, b, producers, flushBytes)
+        if (producers === 64) base64 = r.baseMsgsPerSec
         const baseName = `raw pwrite ${formatBytes(flushBytes)} + fdatasync`
-        rows.push({ name: baseName, value: base.msgsPerSec, unit: 'msgs/s', mbPerSec: (base.flushesPerSec * flushBytes) / 1e6, note: `${formatNumber(base.flushesPerSec)} flushes/s, ${flushBytes / BODY_BYTES} msgs per flush` })
-        log(`${baseName}: ${formatNumber(base.flushesPerSec)} flushes/s`)
-        const r = await producersLoop(syncStore, producers, b.measureMs)
-        const row = compare({ name: `sync put, ${producers} producers`, value: r.msgsPerSec, unit: 'msgs/s', mbPerSec: mb(r.msgsPerSec) }, baseName, base.msgsPerSec, producers === 64 ? TARGET_SYNC_64 : undefined)
+        rows.push({ name: baseName, value: r.baseMsgsPerSec, unit: 'msgs/s', mbPerSec: (r.flushesPerSec * flushBytes) / 1e6, note: `${formatNumber(r.flushesPerSec)} flushes/s, ${flushBytes / BODY_BYTES} msgs per flush` })
+        log(`${baseName}: ${formatNumber(r.flushesPerSec)} flushes/s`)
+        const row = compare({ name: `sync put, ${producers} producers`, value: r.msgsPerSec, unit: 'msgs/s', mbPerSec: mb(r.msgsPerSec) }, baseName, r.baseMsgsPerSec, producers === 64 ? TARGET_SYNC_64 : undefined)
         const extra = producers === 64 ? '' : `, ${((r.msgsPerSec / base64) * 100).toFixed(0)}% of 64 KiB baseline`
         row.note = `p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms${r.timeouts > 0 ? `, ${r.timeouts} FLUSH_DISK_TIMEOUT` : ''}${extra}`
         rows.push(row)
@@ -468,7 +507,7 @@ if (isMain(import.meta.url)) {
     flush: "'async' and 'sync' (fresh store dir each)",
     body: `${BODY_BYTES} B, record ${RECORD_BYTES} B, topic ${TOPIC}`,
     commitLogFileSize: formatBytes(b.fileSize),
-    window: `${b.asyncMeasureMs} ms per async row (inside pre-warmed pages), ${b.measureMs} ms per sync row, ${b.baselineMs} ms per pwrite baseline`,
+    window: `${b.asyncMeasureMs} ms per async row (inside pre-warmed pages), ${b.measureMs} ms per sync row and ${b.baselineMs} ms per pwrite baseline, taking ${b.syncRounds} turn(s) each`,
     MB: '10^6 bytes of records (baselines: bytes written)',
   })
   const rows = await run({ quick })

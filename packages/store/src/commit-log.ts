@@ -67,6 +67,12 @@ const PUMP_MICROTASK_HOPS = 3
  * from elsewhere) are handed over at once and written right after it, instead of waiting for it.
  */
 const WRITER_GROUPS_IN_FLIGHT = 2
+/**
+ * Sync flush with the writer thread: while a group is appended, every this many bytes staged are
+ * handed to the thread to write into the page cache ahead of the group's end, so only the tail is
+ * left to write before its fdatasync.
+ */
+const WRITE_AHEAD_BYTES = 16 * 1024
 /** Sync flush: a group is split across free write slots, but not into writes smaller than this. */
 const SYNC_WRITE_MIN_BYTES = 16 * 1024
 
@@ -210,6 +216,10 @@ export class CommitLog {
   private readonly inflight: InflightWrite[] = []
   /** Sync flush with the writer thread: groups handed over and not yet durable. */
   private writerGroups = 0
+  /** Sync flush with the writer thread: the last submission of the group being appended. */
+  private groupTail: InflightWrite | undefined
+  /** Sync flush with the writer thread: bytes staged and not yet submitted (see WRITE_AHEAD_BYTES). */
+  private unsubmittedBytes = 0
   private pumpScheduled = false
   /** Sync flush: the FileIO's writer (created by start()), else writes go through the thread pool. */
   private writer: DurableWriter | undefined
@@ -340,6 +350,7 @@ export class CommitLog {
       at = chunk.length
       chunk.length += total
       this.stagedBytes += total
+      this.unsubmittedBytes += total
     }
     const now = this.options.now()
     const host = this.options.storeHost
@@ -369,7 +380,10 @@ export class CommitLog {
     // Async: readable through the map from now on. Sync: the group's CRCs are computed when it
     // is handed to the disk (pump) or read (recordAt).
     if (this.async) crcs?.flush()
-    else if (this.onAppended) this.appendedFacts.push({ ms, states, results, end: file.fileFromOffset + position })
+    else {
+      if (this.onAppended) this.appendedFacts.push({ ms, states, results, end: file.fileFromOffset + position })
+      if (this.unsubmittedBytes >= WRITE_AHEAD_BYTES && this.writer) this.submitStaged(this.writer, false)
+    }
     file.wrotePosition = position
     this.wroteOffset = file.fileFromOffset + position
     this.lastStoreTimestamp = now
@@ -523,9 +537,10 @@ export class CommitLog {
    * Hands every staged byte not yet handed over to the writer, one submission per chunk; the
    * writer takes all that is pending whenever it starts a write.
    */
-  private submitStaged(writer: DurableWriter): void {
+  private submitStaged(writer: DurableWriter, endGroup = true): void {
     if (this.failure) return
-    let last: InflightWrite | undefined
+    this.bodyCrcs?.flush()
+    this.unsubmittedBytes = 0
     for (const c of this.chunks) {
       if (c.issued >= c.length) continue
       const from = c.issued
@@ -536,11 +551,13 @@ export class CommitLog {
         return
       }
       c.issued = c.length
-      last = { chunk: c, from, to: c.length, done: false }
-      this.inflight.push(last)
+      this.groupTail = { chunk: c, from, to: c.length, done: false }
+      this.inflight.push(this.groupTail)
     }
-    if (last) {
-      last.endsGroup = true
+    if (!endGroup) return writer.writeAhead()
+    if (this.groupTail) {
+      this.groupTail.endsGroup = true
+      this.groupTail = undefined
       this.writerGroups++
     }
     writer.start()

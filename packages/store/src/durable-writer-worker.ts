@@ -1,7 +1,9 @@
 /**
  * The writer thread of ThreadDurableWriter (durable-writer.ts has the protocol). It loops:
- * wait for requests, write every request submitted so far (one pwrite or pwritev per run that is
- * contiguous in a file, then fdatasync of that file), publish DONE, and wake the main thread.
+ * wait for requests; write every request published so far (one pwrite or pwritev per run that is
+ * contiguous in a file), whether only written ahead (WRITABLE) or submitted to be made durable
+ * (SUBMITTED); once submitted ones are written, fdatasync each file they wrote to, publish DONE
+ * and wake the main thread.
  */
 import * as fs from 'node:fs'
 import { receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads'
@@ -79,14 +81,13 @@ function slot(i: number, field: number): number {
   return ctl[CTL_HEADER_INTS + ((i >>> 0) % RING_SLOTS) * SLOT_INTS + field]!
 }
 
-/** Writes requests [from, to) (all for the file of `from` up to the first other file); returns where it stopped. */
-function writeFileRun(from: number, to: number): number {
-  const fileId = slot(from, 1)
-  const fd = fds.get(fileId)
-  if (fd === undefined) throw Object.assign(new Error(`unknown file ${fileId}`), { code: 'EBADF' })
+/** Writes requests [from, to): one pwrite or pwritev per run contiguous in a file. */
+function writeRange(from: number, to: number): void {
   let i = from
-  while (i !== to && slot(i, 1) === fileId) {
-    // One run: requests contiguous in the file.
+  while (i !== to) {
+    const fileId = slot(i, 1)
+    const fd = fds.get(fileId)
+    if (fd === undefined) throw Object.assign(new Error(`unknown file ${fileId}`), { code: 'EBADF' })
     const parts: Buffer[] = []
     const position = slot(i, 4)
     let end = position
@@ -96,7 +97,6 @@ function writeFileRun(from: number, to: number): number {
       const offset = slot(i, 2)
       const length = slot(i, 3)
       const last = parts[parts.length - 1]
-      // Adjacent bytes of the same buffer become one piece.
       if (last && last.buffer === buf.buffer && last.byteOffset + last.length === offset) parts[parts.length - 1] = buf.subarray(last.byteOffset, offset + length)
       else parts.push(buf.subarray(offset, offset + length))
       end += length
@@ -104,9 +104,23 @@ function writeFileRun(from: number, to: number): number {
     }
     writeAll(fd, parts, position)
   }
-  injected('fdatasync')
-  fs.fdatasyncSync(fd)
-  return i
+}
+
+/** fdatasync of every file that requests [from, to) wrote to, once each. */
+function syncFiles(from: number, to: number): void {
+  let previous = -1
+  const synced: number[] = []
+  for (let i = from; i !== to; i = (i + 1) | 0) {
+    const fileId = slot(i, 1)
+    if (fileId === previous || synced.includes(fileId)) continue
+    previous = fileId
+    synced.push(fileId)
+    const fd = fds.get(fileId)
+    if (fd === undefined) throw Object.assign(new Error(`unknown file ${fileId}`), { code: 'EBADF' })
+    injected('fdatasync')
+    fs.fdatasyncSync(fd)
+    Atomics.add(ctl, CTL.WRITES, 1)
+  }
 }
 
 function publish(done: number): void {
@@ -122,27 +136,33 @@ function fail(err: unknown): void {
   Atomics.store(ctl, CTL.FAILED, 1)
 }
 
-/** Polls for a submission past `done` for up to spinMicros; true when one came. */
-function spinFor(done: number): boolean {
+/** Polls for work (a request to sync past `done`, or to write past `written`) for up to spinMicros; true when some came. */
+function spinFor(done: number, written: number): boolean {
   if (spinMicros <= 0) return false
   const until = performance.now() + spinMicros / 1000
   do {
-    if (Atomics.load(ctl, CTL.SUBMITTED) !== done || Atomics.load(ctl, CTL.STOP) !== 0) return true
+    if (Atomics.load(ctl, CTL.SUBMITTED) !== done || Atomics.load(ctl, CTL.WRITABLE) !== written || Atomics.load(ctl, CTL.STOP) !== 0) return true
   } while (performance.now() < until)
   return false
 }
 
+/** Requests durable (synced and reported). */
 let done = 0
+/** Requests written (pwrite), synced or not: `done` up to `written` are in the page cache only. */
+let written = 0
 let wroteLast = false
 for (;;) {
   const wake = Atomics.load(ctl, CTL.WAKE)
   if (Atomics.load(ctl, CTL.STOP) !== 0 && Atomics.load(ctl, CTL.SUBMITTED) === done) break
+  // SUBMITTED before WRITABLE: the main thread publishes WRITABLE first, so writable is never
+  // behind submitted here.
   const submitted = Atomics.load(ctl, CTL.SUBMITTED)
-  if (submitted === done) {
+  const writable = Atomics.load(ctl, CTL.WRITABLE)
+  if (submitted === done && writable === written) {
     // Right after a write the next group is usually on its way: poll before sleeping.
     if (wroteLast) {
       wroteLast = false
-      if (spinFor(done)) continue
+      if (spinFor(done, written)) continue
     }
     Atomics.wait(ctl, CTL.WAKE, wake)
     continue
@@ -150,9 +170,13 @@ for (;;) {
   wroteLast = true
   drainMessages()
   try {
-    while (done !== submitted) {
-      done = writeFileRun(done, submitted)
-      Atomics.add(ctl, CTL.WRITES, 1)
+    if (writable !== written) {
+      writeRange(written, writable)
+      written = writable
+    }
+    if (submitted !== done) {
+      syncFiles(done, submitted)
+      done = submitted
       publish(done)
     }
   } catch (err) {

@@ -8,8 +8,12 @@
  *   position). The main thread fills slots, then start() publishes SUBMITTED and wakes the
  *   thread (WAKE + Atomics.notify), so requests made together are written together.
  * - The thread takes every request published, writes each run that is contiguous in a file with
- *   one pwrite/pwritev, fdatasyncs that file (the calls of the raw baseline), stores DONE and
- *   posts a message. The main thread handles completions as MessagePort events.
+ *   one pwrite/pwritev, fdatasyncs each file written (the calls of the raw baseline), stores DONE
+ *   and posts a message. The main thread handles completions as MessagePort events.
+ * - Write-ahead: while a group is still being appended, the main thread may publish what is
+ *   staged so far in WRITABLE (writeAhead(), no wake-up); a thread that is polling for the group
+ *   writes it into the page cache at once, so when the group is submitted only its tail is left
+ *   to write before the fdatasync.
  * - A failure is posted before FAILED is set; the main thread fails everything not yet done and
  *   the thread writes nothing more until it is stopped.
  *
@@ -36,6 +40,8 @@ export const CTL = {
   FAILED: 4,
   /** Durable writes (pwrite(s) + fdatasync of one file) made so far (writer thread). */
   WRITES: 5,
+  /** Requests the thread may write ahead, not yet to be made durable (main thread; >= SUBMITTED). */
+  WRITABLE: 6,
 } as const
 export const CTL_HEADER_INTS = 8
 export const SLOT_INTS = 5
@@ -95,7 +101,12 @@ export interface DurableWriter {
    * Nothing starts before start(), so submissions made together are written together.
    */
   submit(file: DataFile, source: Buffer, sourceOffset: number, length: number, position: number): boolean
-  /** Starts writing what was submitted. */
+  /**
+   * Lets the writer write what was submitted so far ahead of start(), into the page cache only
+   * (no durability, no completion): a thread already busy or polling takes it at once.
+   */
+  writeAhead(): void
+  /** Starts writing what was submitted, and makes it durable. */
   start(): void
   /** Every submission for `file` has completed and none will follow: drop what is held for it. */
   release(file: DataFile): void
@@ -201,9 +212,15 @@ export class ThreadDurableWriter implements DurableWriter {
     return true
   }
 
+  writeAhead(): void {
+    Atomics.store(this.ctl, CTL.WRITABLE, this.submitted)
+  }
+
   start(): void {
     const ctl = this.ctl
     if (Atomics.load(ctl, CTL.SUBMITTED) === this.submitted) return
+    // WRITABLE first: the thread reads SUBMITTED, then WRITABLE, and relies on WRITABLE >= SUBMITTED.
+    Atomics.store(ctl, CTL.WRITABLE, this.submitted)
     Atomics.store(ctl, CTL.SUBMITTED, this.submitted)
     Atomics.add(ctl, CTL.WAKE, 1)
     Atomics.notify(ctl, CTL.WAKE)

@@ -8,7 +8,7 @@ import * as path from 'node:path'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { MessageStore, StoreError, type PutResult } from '../src/index.js'
-import { NodeFileIO, type WriterFaults } from '../src/internal.js'
+import { NodeFileIO, ThreadDurableWriter, type WriterFaults } from '../src/internal.js'
 import { SMALL_FILE, reopen, tempDir } from './helpers.js'
 
 test('writer thread: 500 concurrent puts across file rolls are durable, dense and survive a reopen', { timeout: 30_000 }, async () => {
@@ -61,6 +61,53 @@ for (const spinMicros of [0, 5_000]) {
     }
   })
 }
+
+test('writer thread: bytes handed over with writeAhead reach the file before their group ends, and are reported durable only with it', { timeout: 30_000 }, async () => {
+  const { dir, cleanup } = await tempDir()
+  const io = new NodeFileIO()
+  const file = path.join(dir, 'data')
+  await io.allocate(file, 1 << 20)
+  const f = await io.open(file)
+  let completed = 0
+  let failure: Error | undefined
+  // Polls 10 s after a write, so the write-ahead below finds it polling.
+  const writer = new ThreadDurableWriter({ onDone: (n) => (completed += n), onError: (err) => (failure = err) }, { spinMicros: 10_000_000 })
+  const until = async (what: string, ok: () => boolean | Promise<boolean>): Promise<void> => {
+    for (let i = 0; i < 2000 && !(await ok()); i++) await new Promise((r) => setTimeout(r, 1))
+    assert.ok(await ok(), what)
+  }
+  const onDisk = async (position: number, length: number, byte: number): Promise<boolean> => {
+    const b = Buffer.alloc(length)
+    await f.read(b, 0, length, position)
+    return b.every((x) => x === byte)
+  }
+  try {
+    const buf = writer.allocate(64 * 1024)
+    buf.fill(1, 0, 4096)
+    assert.ok(writer.submit(f, buf, 0, 4096, 0))
+    writer.start()
+    await until('the first group completes', () => completed === 1)
+
+    buf.fill(2, 4096, 4096 + 20_000)
+    assert.ok(writer.submit(f, buf, 4096, 20_000, 4096))
+    writer.writeAhead()
+    await until('written ahead into the file', () => onDisk(4096, 20_000, 2))
+    await new Promise((r) => setTimeout(r, 20))
+    assert.equal(completed, 1, 'a write-ahead is not reported durable')
+
+    buf.fill(3, 4096 + 20_000, 4096 + 30_000)
+    assert.ok(writer.submit(f, buf, 4096 + 20_000, 10_000, 4096 + 20_000))
+    writer.start()
+    await until('the group with its written-ahead part completes', () => completed === 3)
+    assert.ok(await onDisk(4096 + 20_000, 10_000, 3))
+    assert.equal(writer.writes, 2, 'one fdatasync per group')
+    assert.equal(failure, undefined)
+  } finally {
+    await writer.close()
+    await f.close()
+    await cleanup()
+  }
+})
 
 const failures: { faults: WriterFaults; code: string }[] = [
   { faults: { on: 'fdatasync', failCall: 3, code: 'EIO' }, code: 'FLUSH_FAILED' },
