@@ -102,6 +102,12 @@ static napi_value throw_range(napi_env env, const char *text) {
   return NULL;
 }
 
+/* Reads (start, length) from two JS numbers: true when both are non-negative and within `size`. */
+static bool read_range(napi_env env, napi_value start_value, napi_value length_value, size_t size, int64_t *start, int64_t *length) {
+  return napi_get_value_int64(env, start_value, start) == napi_ok && napi_get_value_int64(env, length_value, length) == napi_ok && *start >= 0 && *length >= 0 &&
+         (uint64_t)*start + (uint64_t)*length <= size;
+}
+
 static napi_value populate(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
@@ -113,8 +119,7 @@ static napi_value populate(napi_env env, napi_callback_info info) {
   size_t size;
   if (napi_get_buffer_info(env, argv[0], &data, &size) != napi_ok) return throw_range(env, "populate: cannot read the buffer");
   int64_t offset, length;
-  if (napi_get_value_int64(env, argv[1], &offset) != napi_ok || napi_get_value_int64(env, argv[2], &length) != napi_ok) return throw_range(env, "populate: offset and length must be numbers");
-  if (offset < 0 || length < 0 || (uint64_t)offset + (uint64_t)length > size) return throw_range(env, "populate: range outside the buffer");
+  if (!read_range(env, argv[1], argv[2], size, &offset, &length)) return throw_range(env, "populate: offset and length must be numbers within the buffer");
   int32_t *progress = NULL;
   if (argc > 3) {
     napi_valuetype type;
@@ -173,8 +178,9 @@ static napi_value copy(napi_env env, napi_callback_info info) {
   size_t target_size, source_size;
   int64_t target_start, source_start, length;
   if (napi_get_buffer_info(env, argv[0], &target, &target_size) != napi_ok || napi_get_buffer_info(env, argv[2], &source, &source_size) != napi_ok) return throw_range(env, "copy: target and source must be Buffers");
-  if (napi_get_value_int64(env, argv[1], &target_start) != napi_ok || napi_get_value_int64(env, argv[3], &source_start) != napi_ok || napi_get_value_int64(env, argv[4], &length) != napi_ok) return throw_range(env, "copy: offsets and length must be numbers");
-  if (target_start < 0 || source_start < 0 || length < 0 || (uint64_t)target_start + (uint64_t)length > target_size || (uint64_t)source_start + (uint64_t)length > source_size) return throw_range(env, "copy: range outside a buffer");
+  if (!read_range(env, argv[1], argv[4], target_size, &target_start, &length) || !read_range(env, argv[3], argv[4], source_size, &source_start, &length)) {
+    return throw_range(env, "copy: offsets and length must be numbers within the buffers");
+  }
   memmove((char *)target + target_start, (const char *)source + source_start, (size_t)length);
   return NULL;
 }
@@ -190,8 +196,7 @@ static napi_value crc32(napi_env env, napi_callback_info info) {
   size_t size;
   int64_t start, length;
   if (napi_get_buffer_info(env, argv[0], &data, &size) != napi_ok) return throw_range(env, "crc32: buffer must be a Buffer");
-  if (napi_get_value_int64(env, argv[1], &start) != napi_ok || napi_get_value_int64(env, argv[2], &length) != napi_ok) return throw_range(env, "crc32: start and length must be numbers");
-  if (start < 0 || length < 0 || (uint64_t)start + (uint64_t)length > size) return throw_range(env, "crc32: range outside the buffer");
+  if (!read_range(env, argv[1], argv[2], size, &start, &length)) return throw_range(env, "crc32: start and length must be numbers within the buffer");
   napi_value result;
   napi_create_uint32(env, crc32_ieee((const uint8_t *)data + start, (size_t)length), &result);
   return result;
