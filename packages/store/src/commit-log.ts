@@ -336,7 +336,7 @@ export class CommitLog {
       // where a full disk shows up, as an error here instead of a SIGBUS later.
       const end = file.wrotePosition + total
       if (end > file.prefaultedTo) {
-        if (this.backgroundPrefault) file.collectPrefault()
+        if (this.backgroundPrefault) file.background.collect(file)
         if (end > file.prefaultedTo) this.prefault(file, end)
       }
       target = file.view
@@ -431,9 +431,9 @@ export class CommitLog {
    * prefault to report when it needs the range; the background retries after PREFAULT_RETRY_MS.
    */
   private prefaultAhead(file: MappedFile): void {
-    const state = file.collectPrefault()
-    if (state.failed) this.prefaultRetryAt = Date.now() + PREFAULT_RETRY_MS
-    if (!state.idle || this.closed || this.failure) return
+    const state = file.background.collect(file)
+    if (state === 'failed') this.prefaultRetryAt = Date.now() + PREFAULT_RETRY_MS
+    if (state === 'busy' || this.closed || this.failure) return
     if (this.prefaultRetryAt !== 0) {
       if (Date.now() < this.prefaultRetryAt) return
       this.prefaultRetryAt = 0
@@ -502,8 +502,8 @@ export class CommitLog {
    */
   private pump(): void {
     this.pumpScheduled = false
-    this.bodyCrcs?.flush()
     if (this.writer) return this.submitStaged(this.writer)
+    this.bodyCrcs?.flush()
     const max = this.options.syncFlushConcurrency
     let unissued = 0
     for (const c of this.chunks) unissued += c.length - c.issued

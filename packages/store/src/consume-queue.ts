@@ -636,14 +636,9 @@ export class ConsumeQueueSet {
    * the range; the background waits a second before it asks again.
    */
   private collectReserved(seg: Segment): boolean {
-    const bg = seg.bg
-    if (bg === undefined) return false
-    if (bg.doneTo > seg.prefaultedTo) seg.prefaultedTo = bg.doneTo
-    if (bg.takeFailure()) {
-      this.reserveRetryAt = Date.now() + 1000
-      return false
-    }
-    return bg.busy
+    const state = seg.bg?.collect(seg)
+    if (state === 'failed') this.reserveRetryAt = Date.now() + 1000
+    return state === 'busy'
   }
 
   /** Reserves the blocks of [.., end) of a sparse window (CQ_PREFAULT_BYTES at a time); `end` is window-relative. */

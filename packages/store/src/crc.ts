@@ -16,10 +16,13 @@ type Crc32 = (data: Uint8Array) => number
 
 const require = createRequire(import.meta.url)
 
+/** crc32Implementation when our native helper computes the CRC. */
+const NATIVE_CRC = 'mqts native (PCLMULQDQ)'
+
 function pick(): { name: string; fn: Crc32 } {
   const helper = native()
   if (helper?.crc32Accelerated && helper.crc32(Buffer.from('123456789'), 0, 9) === 0xcbf43926) {
-    return { name: 'mqts native (PCLMULQDQ)', fn: (d) => helper.crc32(d, 0, d.length) }
+    return { name: NATIVE_CRC, fn: (d) => helper.crc32(d, 0, d.length) }
   }
   try {
     const mod = require('@node-rs/crc32') as { crc32: (d: Uint8Array, initial?: number) => number }
@@ -104,7 +107,5 @@ export class BodyCrcBatch {
 
 /** A BodyCrcBatch when the native helper computes CRCs fastest here, else undefined. */
 export function bodyCrcBatch(): BodyCrcBatch | undefined {
-  const helper = native()
-  if (!helper?.crc32Accelerated || chosen.name !== 'mqts native (PCLMULQDQ)') return undefined
-  return new BodyCrcBatch(helper.bodyCrcs)
+  return chosen.name === NATIVE_CRC ? new BodyCrcBatch(native()!.bodyCrcs) : undefined
 }

@@ -108,12 +108,10 @@ function writeRange(from: number, to: number): void {
 
 /** fdatasync of every file that requests [from, to) wrote to, once each. */
 function syncFiles(from: number, to: number): void {
-  let previous = -1
   const synced: number[] = []
   for (let i = from; i !== to; i = (i + 1) | 0) {
     const fileId = slot(i, 1)
-    if (fileId === previous || synced.includes(fileId)) continue
-    previous = fileId
+    if (synced.includes(fileId)) continue
     synced.push(fileId)
     const fd = fds.get(fileId)
     if (fd === undefined) throw Object.assign(new Error(`unknown file ${fileId}`), { code: 'EBADF' })

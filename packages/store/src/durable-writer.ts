@@ -25,6 +25,7 @@
 import * as fs from 'node:fs'
 import { MessageChannel, Worker, receiveMessageOnPort, type MessagePort } from 'node:worker_threads'
 import type { DataFile } from './file-io.js'
+import type { BodyCopier } from './format.js'
 
 /** Control words (Int32 indexes) of the shared ring. */
 export const CTL = {
@@ -92,7 +93,7 @@ export interface DurableWriter {
   /** A staging buffer this writer can write from; contents are unspecified. */
   allocate(size: number): Buffer
   /** A copy into buffers from allocate() faster than TypedArray#set, when there is one. */
-  readonly copier?: ((target: Buffer, targetStart: number, source: Uint8Array, sourceStart: number, length: number) => void) | undefined
+  readonly copier?: BodyCopier | undefined
   /** A buffer from allocate() that will not be submitted again. */
   free(buf: Buffer): void
   /**

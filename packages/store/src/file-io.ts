@@ -14,6 +14,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import * as v8 from 'node:v8'
 import * as vm from 'node:vm'
+import type { BodyCopier } from './format.js'
 import { native, type NativeHelper } from './native.js'
 import { ThreadDurableWriter, type DurableWriter, type DurableWriterEvents, type ThreadDurableWriterOptions, type WriterFaults } from './durable-writer.js'
 
@@ -179,7 +180,7 @@ const PREFAULT_UNSUPPORTED_ERRNO = 95
  * V8 copies into shared memory with relaxed atomic moves, about 2.5x slower for a 1 KiB body
  * here. Undefined without the native helper (TypedArray#set is used then).
  */
-export function sharedMemoryCopier(): ((target: Buffer, targetStart: number, source: Uint8Array, sourceStart: number, length: number) => void) | undefined {
+export function sharedMemoryCopier(): BodyCopier | undefined {
   return native()?.copy
 }
 /** The native helper when MADV_POPULATE_WRITE works here (it runs it on the thread pool), else null. */
@@ -212,17 +213,28 @@ export class BackgroundPrefault {
   }
 
   /** End of the last range faulted in (view-relative; 0 before the first). */
-  get doneTo(): number {
+  private get doneTo(): number {
     return this.cells[0]!
   }
 
   /** Whether the range asked for last is still under way. */
-  get busy(): boolean {
+  private get busy(): boolean {
     return this.cells[0]! < this.askedTo && this.cells[1] === 0
   }
 
+  /**
+   * Moves `owner.prefaultedTo` up to what was faulted in, and says whether a range is still under
+   * way ('busy'), the last one failed ('failed', reported once: a full disk; the next range may
+   * start) or none is under way ('idle').
+   */
+  collect(owner: { prefaultedTo: number }): 'idle' | 'busy' | 'failed' {
+    if (this.doneTo > owner.prefaultedTo) owner.prefaultedTo = this.doneTo
+    if (this.takeFailure()) return 'failed'
+    return this.busy ? 'busy' : 'idle'
+  }
+
   /** True once after a range failed (a full disk): the failure is cleared, the next range may start. */
-  takeFailure(): boolean {
+  private takeFailure(): boolean {
     if (this.cells[1] === 0) return false
     this.cells[1] = 0
     this.askedTo = 0

@@ -3,9 +3,6 @@ import { BackgroundPrefault, type DataFile, type FileIO } from './file-io.js'
 import { dataViewOf, offsetToFileName } from './format.js'
 
 const EMPTY = Buffer.alloc(0)
-const IDLE = Object.freeze({ idle: true, failed: false })
-const BUSY = Object.freeze({ idle: false, failed: false })
-const FAILED = Object.freeze({ idle: true, failed: true })
 
 /**
  * One fixed-size data file, named by the offset of its first byte, mapped shared.
@@ -52,17 +49,6 @@ export class MappedFile {
       await file.close()
       throw err
     }
-  }
-
-  /**
-   * Takes in what the background prefault finished: whether it is idle, and whether its last
-   * range failed (reported once).
-   */
-  collectPrefault(): { idle: boolean; failed: boolean } {
-    const bg = this.background
-    if (bg.doneTo > this.prefaultedTo) this.prefaultedTo = bg.doneTo
-    if (bg.takeFailure()) return FAILED
-    return bg.busy ? BUSY : IDLE
   }
 
   isFull(): boolean {
