@@ -40,7 +40,8 @@ function drainMessages(): void {
 function injected(on: 'write' | 'fdatasync'): void {
   if (!faults) return
   if (++calls[on] === faults.failCall && faults.on === on) {
-    throw Object.assign(new Error(`${faults.code}: injected ${on} failure`), { code: faults.code, syscall: on })
+    if (faults.delayMs) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, faults.delayMs)
+    if (faults.code) throw Object.assign(new Error(`${faults.code}: injected ${on} failure`), { code: faults.code, syscall: on })
   }
 }
 

@@ -434,6 +434,8 @@ export interface NodeFileIOOptions {
   writerFaults?: WriterFaults
   /** How long the writer thread polls for the next group after a write (DEFAULT_WRITER_SPIN_MICROS). */
   writerSpinMicros?: number
+  /** How long the main thread polls for a completion, on every loop turn (DEFAULT_COMPLETION_POLL_MICROS); 0: not at all. */
+  completionPollMicros?: number
 }
 
 /** stat, or undefined when the file does not exist. */
@@ -453,6 +455,7 @@ export class NodeFileIO implements FileIO {
     const writerOptions: ThreadDurableWriterOptions = { copier: sharedMemoryCopier() }
     if (options.writerFaults) writerOptions.faults = options.writerFaults
     if (options.writerSpinMicros !== undefined) writerOptions.spinMicros = options.writerSpinMicros
+    if (options.completionPollMicros !== undefined) writerOptions.pollMicros = options.completionPollMicros
     this.durableWriter = (options.writerThread ?? true) ? (events) => new ThreadDurableWriter(events, writerOptions) : undefined
   }
 

@@ -33,10 +33,17 @@ test('writer thread: 500 concurrent puts across file rolls are durable, dense an
   }
 })
 
-for (const spinMicros of [0, 5_000]) {
-  test(`writer thread polling ${spinMicros} µs after a write: producers in a loop are grouped, durable and in order`, { timeout: 30_000 }, async () => {
+const polls = [
+  { spinMicros: 0, pollMicros: 0 },
+  { spinMicros: 5_000, pollMicros: 0 },
+  { spinMicros: 0, pollMicros: 50_000 },
+  { spinMicros: 5_000, pollMicros: undefined },
+]
+for (const { spinMicros, pollMicros } of polls) {
+  test(`writer thread polling ${spinMicros} µs after a write, main thread ${pollMicros ?? 'default'} µs for completions: producers in a loop are grouped, durable and in order`, { timeout: 30_000 }, async () => {
     const { dir, cleanup } = await tempDir()
-    const store = await MessageStore.open({ dir, flush: 'sync', commitLogFileSize: SMALL_FILE, fileIO: new NodeFileIO({ writerSpinMicros: spinMicros }) })
+    const fileIO = new NodeFileIO({ writerSpinMicros: spinMicros, completionPollMicros: pollMicros })
+    const store = await MessageStore.open({ dir, flush: 'sync', commitLogFileSize: SMALL_FILE, fileIO })
     try {
       const acked: PutResult[][] = Array.from({ length: 16 }, () => [])
       // 16 producers, each awaiting its put before the next (as the benchmark's producers do).
@@ -45,8 +52,10 @@ for (const spinMicros of [0, 5_000]) {
           for (let i = 0; i < 40; i++) mine.push(await store.put({ topic: 'spin', queueId: p % 2, body: Buffer.alloc(200, (p * 40 + i) & 0xff) }))
         }),
       )
-      const writes = (store.commitLog as unknown as { writer: { writes: number } }).writer.writes
+      const { writes, completionsPolled } = (store.commitLog as unknown as { writer: ThreadDurableWriter }).writer
       assert.ok(writes < 16 * 40, `puts of resumed producers share durable writes (${writes} writes for ${16 * 40} puts)`)
+      if (pollMicros === 0) assert.equal(completionsPolled, 0, 'no polling when it is off')
+      else assert.ok(completionsPolled > 0, 'the main thread found completions by polling')
       assert.equal(store.commitLog.flushedOffset, store.commitLog.wroteOffset)
       for (const [p, mine] of acked.entries()) {
         for (const [i, r] of mine.entries()) {
@@ -101,6 +110,48 @@ test('writer thread: bytes handed over with writeAhead reach the file before the
     await until('the group with its written-ahead part completes', () => completed === 3)
     assert.ok(await onDisk(4096 + 20_000, 10_000, 3))
     assert.equal(writer.writes, 2, 'one fdatasync per group')
+    assert.equal(failure, undefined)
+  } finally {
+    await writer.close()
+    await f.close()
+    await cleanup()
+  }
+})
+
+test('writer thread: the main thread stops polling for a completion after its budget and gets it from the message', { timeout: 30_000 }, async () => {
+  const { dir, cleanup } = await tempDir()
+  const io = new NodeFileIO()
+  const file = path.join(dir, 'data')
+  await io.allocate(file, 1 << 20)
+  const f = await io.open(file)
+  let completed = 0
+  let failure: Error | undefined
+  // The second fdatasync takes 300 ms: far past the 20 ms poll budget.
+  const faults: WriterFaults = { on: 'fdatasync', failCall: 2, delayMs: 300 }
+  const writer = new ThreadDurableWriter({ onDone: (n) => (completed += n), onError: (err) => (failure = err) }, { pollMicros: 20_000, faults })
+  const turns = async (n: number): Promise<void> => {
+    for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r))
+  }
+  try {
+    const buf = writer.allocate(8192)
+    buf.fill(7)
+    assert.ok(writer.submit(f, buf, 0, 4096, 0))
+    writer.start()
+    for (let i = 0; i < 2000 && completed === 0; i++) await new Promise((r) => setTimeout(r, 1))
+    assert.equal(completed, 1)
+
+    assert.ok(writer.submit(f, buf, 4096, 4096, 4096))
+    writer.start()
+    const t0 = performance.now()
+    await turns(3)
+    assert.ok(writer.pollingForCompletions, 'polls while the write is under way')
+    while (performance.now() - t0 < 100) await new Promise((r) => setTimeout(r, 5))
+    await turns(3)
+    assert.equal(completed, 1, 'the slow fdatasync is still under way')
+    assert.equal(writer.pollingForCompletions, false, 'stopped polling after its budget')
+    for (let i = 0; i < 2000 && completed === 1; i++) await new Promise((r) => setTimeout(r, 1))
+    assert.equal(completed, 2, 'the completion came with the message')
+    assert.ok(performance.now() - t0 >= 250)
     assert.equal(failure, undefined)
   } finally {
     await writer.close()
