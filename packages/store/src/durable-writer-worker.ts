@@ -3,7 +3,7 @@
  * wait for requests; write every request published so far (one pwrite or pwritev per run that is
  * contiguous in a file), whether only written ahead (WRITABLE) or submitted to be made durable
  * (SUBMITTED); once submitted ones are written, fdatasync each file they wrote to, publish DONE
- * and wake the main thread.
+ * and wake the main thread unless it is polling DONE.
  */
 import * as fs from 'node:fs'
 import { receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads'
@@ -124,7 +124,7 @@ function syncFiles(from: number, to: number): void {
 
 function publish(done: number): void {
   Atomics.store(ctl, CTL.DONE, done)
-  port.postMessage(0)
+  if (Atomics.load(ctl, CTL.POLLING) === 0) port.postMessage(0)
 }
 
 function fail(err: unknown): void {

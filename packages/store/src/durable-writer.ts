@@ -9,7 +9,8 @@
  *   thread (WAKE + Atomics.notify), so requests made together are written together.
  * - The thread takes every request published, writes each run that is contiguous in a file with
  *   one pwrite/pwritev, fdatasyncs each file written (the calls of the raw baseline), stores DONE
- *   and posts a message. The main thread handles completions as MessagePort events.
+ *   and, unless the main thread is polling DONE (POLLING), posts a message. The main thread
+ *   handles completions as MessagePort events or finds them on its poll.
  * - Write-ahead: while a group is still being appended, the main thread may publish what is
  *   staged so far in WRITABLE (writeAhead(), no wake-up); a thread that is polling for the group
  *   writes it into the page cache at once, so when the group is submitted only its tail is left
@@ -49,6 +50,12 @@ export const CTL = {
   WRITES: 5,
   /** Requests the thread may write ahead, not yet to be made durable (main thread; >= SUBMITTED). */
   WRITABLE: 6,
+  /**
+   * 1 while the main thread polls DONE (main thread): the thread then posts no message for a
+   * completion. Stored before the main thread's last check of DONE when it stops, and read by
+   * the thread after it stores DONE, so one of the two always sees the other.
+   */
+  POLLING: 7,
 } as const
 export const CTL_HEADER_INTS = 8
 export const SLOT_INTS = 5
@@ -253,6 +260,7 @@ export class ThreadDurableWriter implements DurableWriter {
       this.pollSince = performance.now()
       if (!this.polling) {
         this.polling = true
+        Atomics.store(ctl, CTL.POLLING, 1)
         setImmediate(this.pollTurn)
       }
     }
@@ -310,19 +318,19 @@ export class ThreadDurableWriter implements DurableWriter {
 
   /** One poll turn: reports what is done; schedules the next turn while some is outstanding, within the budget. */
   private readonly pollTurn = (): void => {
-    this.polling = false
-    if (this.closed || this.failed) return
     const before = this.done
-    this.progress()
-    if (this.done === this.submitted || this.failed) return
+    if (!this.closed && !this.failed) this.progress()
+    if (this.done !== before) this.polledCompletions++
     const now = performance.now()
-    if (this.done !== before) {
-      this.polledCompletions++
-      this.pollSince = now
+    if (this.done !== before) this.pollSince = now
+    if (this.done !== this.submitted && !this.failed && !this.closed && (now - this.pollSince) * 1000 < this.pollMicros) {
+      setImmediate(this.pollTurn)
+      return
     }
-    if ((now - this.pollSince) * 1000 >= this.pollMicros) return
-    this.polling = true
-    setImmediate(this.pollTurn)
+    // Stop: from here the thread posts completions; one it stored before seeing this is taken now.
+    this.polling = false
+    Atomics.store(this.ctl, CTL.POLLING, 0)
+    if (!this.closed && !this.failed && Atomics.load(this.ctl, CTL.DONE) !== this.done) this.progress()
   }
 
   private post(msg: WriterMessage): void {
