@@ -146,6 +146,8 @@ export class ConsumeQueue {
   /** The segment last written, while the LRU holds it (the append fast path). */
   writeSeg: Segment | undefined
   private writesSinceTouch = 0
+  /** Start of the next file already opened ahead (see openNext). */
+  private openedAheadFile = 0
 
   constructor(
     readonly set: ConsumeQueueSet,
@@ -255,16 +257,8 @@ export class ConsumeQueue {
   private write(seg: Segment, unit: number, physicalOffset: number, size: number, tagsCode: number): void {
     const at = unit * CQ_UNIT.bytes - seg.start
     if (at + Math.min(CQ_RESERVE_AHEAD_BYTES, seg.reserveStep >>> 1) > seg.prefaultedTo && this.set.background) this.set.reserveAhead(seg, at)
-    if (at + CQ_UNIT.bytes > seg.prefaultedTo) {
-      this.set.reserve(seg, at + CQ_UNIT.bytes)
-      // Past half the window: open the next one (creating the next file if need be) in the
-      // background, so the append that crosses over does not wait for the thread pool.
-      if (at * 2 >= seg.view.length && !seg.nextOpened) {
-        seg.nextOpened = true
-        const next = this.segmentFor((seg.start + seg.view.length) / CQ_UNIT.bytes, true)
-        if (next instanceof Promise) next.catch(() => undefined)
-      }
-    }
+    if (at + CQ_UNIT.bytes > seg.prefaultedTo) this.set.reserve(seg, at + CQ_UNIT.bytes)
+    if (!seg.nextOpened && at * 2 >= seg.view.length) this.openNext(seg)
     encodeCqUnit(seg.dv, at, physicalOffset, size, tagsCode)
     seg.dirty = true
     this.maxOffset = unit + 1
@@ -273,6 +267,40 @@ export class ConsumeQueue {
       this.touched = true
       this.set.touched.push(this)
     }
+  }
+
+  /**
+   * Past half of `seg`: opens the window after it in the background and has the start of it
+   * reserved (in steps as large as this queue takes now), so the write that crosses over waits
+   * neither for the thread pool nor for the first faults of a new window (a new file's cost
+   * milliseconds). Past the middle of a file the next file is created and opened as well:
+   * creating one takes tens of ms (93 ms measured with 8 queues rolling at once while the pool
+   * faults in the CommitLog), more than a busy queue spends in a window.
+   */
+  private openNext(seg: Segment): void {
+    seg.nextOpened = true
+    const fileEnd = seg.fileStart + this.set.fileSize
+    this.openAhead(seg.start + seg.view.length, seg.reserveStep)
+    if (this.openedAheadFile < fileEnd && (seg.start - seg.fileStart) * 2 >= this.set.fileSize) {
+      this.openedAheadFile = fileEnd
+      this.openAhead(fileEnd, seg.reserveStep)
+    }
+  }
+
+  private openAhead(start: number, reserveStep: number): void {
+    const reserve = (next: Segment | undefined): void => {
+      if (!next || next.evicted || !this.set.background) return
+      if (next.reserveStep < reserveStep) next.reserveStep = reserveStep
+      this.set.reserveAhead(next, 0)
+    }
+    let next: Maybe<Segment | undefined>
+    try {
+      next = this.segmentFor(start / CQ_UNIT.bytes, true)
+    } catch {
+      return // the write that needs it reports the failure
+    }
+    if (next instanceof Promise) next.then(reserve, () => undefined)
+    else reserve(next)
   }
 
   /** Removes units [unit, maxOffset): zeroes them and deletes files wholly past the new end. */

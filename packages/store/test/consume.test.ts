@@ -378,3 +378,27 @@ test('async flush: messages are readable through get before they are flushed', {
     await cleanup()
   }
 })
+
+test('a busy ConsumeQueue creates its next file once past the middle of the current one, before any unit goes there', { timeout: 30_000 }, async () => {
+  const { dir, cleanup } = await tempDir()
+  const units = 200
+  const store = await MessageStore.open({ dir, commitLogFileSize: 1024 * 1024, consumeQueueUnitsPerFile: units })
+  try {
+    const queueDir = path.join(dir, 'consumequeue', 'ahead', '0')
+    const files = async (): Promise<string[]> => (await readdir(queueDir)).filter((f) => /^\d{20}$/.test(f)).sort()
+    for (let i = 0; i < units / 2 - 10; i++) await store.put({ topic: 'ahead', queueId: 0, body: `m${i}` })
+    assert.deepEqual(await files(), ['00000000000000000000'], 'before the middle: one file')
+    for (let i = units / 2 - 10; i < units / 2 + 10; i++) await store.put({ topic: 'ahead', queueId: 0, body: `m${i}` })
+    const second = String(units * CQ_UNIT.bytes).padStart(20, '0')
+    for (let i = 0; i < 500 && !(await files()).includes(second); i++) await new Promise((r) => setTimeout(r, 2))
+    assert.deepEqual(await files(), ['00000000000000000000', second], 'past the middle: the next file is there')
+    assert.equal(store.maxOffset('ahead', 0), units / 2 + 10)
+    for (let i = units / 2 + 10; i < units * 2 + 5; i++) await store.put({ topic: 'ahead', queueId: 0, body: `m${i}` })
+    const all = await readAll(store, 'ahead', 0)
+    assert.deepEqual(all.map((m) => m.body), Array.from({ length: units * 2 + 5 }, (_, i) => `m${i}`))
+    assert.equal((await files()).length, 3)
+  } finally {
+    await store.close()
+    await cleanup()
+  }
+})
