@@ -8,7 +8,7 @@ import * as path from 'node:path'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { MessageStore, StoreError, type PutResult } from '../src/index.js'
-import { NodeFileIO, ThreadDurableWriter, type WriterFaults } from '../src/internal.js'
+import { NodeFileIO, ThreadDurableWriter, type DataFile, type ThreadDurableWriterOptions, type WriterFaults } from '../src/internal.js'
 import { SMALL_FILE, reopen, tempDir } from './helpers.js'
 
 test('writer thread: 500 concurrent puts across file rolls are durable, dense and survive a reopen', { timeout: 30_000 }, async () => {
@@ -71,16 +71,26 @@ for (const { spinMicros, pollMicros } of polls) {
   })
 }
 
-test('writer thread: bytes handed over with writeAhead reach the file before their group ends, and are reported durable only with it', { timeout: 30_000 }, async () => {
+/** A ThreadDurableWriter over a new 1 MiB file; `events` counts its completions and keeps its failure. */
+async function writerOnFile(options: ThreadDurableWriterOptions): Promise<{ f: DataFile; writer: ThreadDurableWriter; events: { completed: number; failure: Error | undefined }; close: () => Promise<void> }> {
   const { dir, cleanup } = await tempDir()
   const io = new NodeFileIO()
   const file = path.join(dir, 'data')
   await io.allocate(file, 1 << 20)
   const f = await io.open(file)
-  let completed = 0
-  let failure: Error | undefined
+  const events = { completed: 0, failure: undefined as Error | undefined }
+  const writer = new ThreadDurableWriter({ onDone: (n) => (events.completed += n), onError: (err) => (events.failure = err) }, options)
+  const close = async (): Promise<void> => {
+    await writer.close()
+    await f.close()
+    await cleanup()
+  }
+  return { f, writer, events, close }
+}
+
+test('writer thread: bytes handed over with writeAhead reach the file before their group ends, and are reported durable only with it', { timeout: 30_000 }, async () => {
   // Polls 10 s after a write, so the write-ahead below finds it polling.
-  const writer = new ThreadDurableWriter({ onDone: (n) => (completed += n), onError: (err) => (failure = err) }, { spinMicros: 10_000_000 })
+  const { f, writer, events, close } = await writerOnFile({ spinMicros: 10_000_000 })
   const until = async (what: string, ok: () => boolean | Promise<boolean>): Promise<void> => {
     for (let i = 0; i < 2000 && !(await ok()); i++) await new Promise((r) => setTimeout(r, 1))
     assert.ok(await ok(), what)
@@ -95,40 +105,31 @@ test('writer thread: bytes handed over with writeAhead reach the file before the
     buf.fill(1, 0, 4096)
     assert.ok(writer.submit(f, buf, 0, 4096, 0))
     writer.start()
-    await until('the first group completes', () => completed === 1)
+    await until('the first group completes', () => events.completed === 1)
 
     buf.fill(2, 4096, 4096 + 20_000)
     assert.ok(writer.submit(f, buf, 4096, 20_000, 4096))
     writer.writeAhead()
     await until('written ahead into the file', () => onDisk(4096, 20_000, 2))
     await new Promise((r) => setTimeout(r, 20))
-    assert.equal(completed, 1, 'a write-ahead is not reported durable')
+    assert.equal(events.completed, 1, 'a write-ahead is not reported durable')
 
     buf.fill(3, 4096 + 20_000, 4096 + 30_000)
     assert.ok(writer.submit(f, buf, 4096 + 20_000, 10_000, 4096 + 20_000))
     writer.start()
-    await until('the group with its written-ahead part completes', () => completed === 3)
+    await until('the group with its written-ahead part completes', () => events.completed === 3)
     assert.ok(await onDisk(4096 + 20_000, 10_000, 3))
     assert.equal(writer.writes, 2, 'one fdatasync per group')
-    assert.equal(failure, undefined)
+    assert.equal(events.failure, undefined)
   } finally {
-    await writer.close()
-    await f.close()
-    await cleanup()
+    await close()
   }
 })
 
 test('writer thread: the main thread stops polling for a completion after its budget and gets it from the message', { timeout: 30_000 }, async () => {
-  const { dir, cleanup } = await tempDir()
-  const io = new NodeFileIO()
-  const file = path.join(dir, 'data')
-  await io.allocate(file, 1 << 20)
-  const f = await io.open(file)
-  let completed = 0
-  let failure: Error | undefined
   // The second fdatasync takes 300 ms: far past the 20 ms poll budget.
   const faults: WriterFaults = { on: 'fdatasync', failCall: 2, delayMs: 300 }
-  const writer = new ThreadDurableWriter({ onDone: (n) => (completed += n), onError: (err) => (failure = err) }, { pollMicros: 20_000, faults })
+  const { f, writer, events, close } = await writerOnFile({ pollMicros: 20_000, faults })
   const turns = async (n: number): Promise<void> => {
     for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r))
   }
@@ -137,8 +138,8 @@ test('writer thread: the main thread stops polling for a completion after its bu
     buf.fill(7)
     assert.ok(writer.submit(f, buf, 0, 4096, 0))
     writer.start()
-    for (let i = 0; i < 2000 && completed === 0; i++) await new Promise((r) => setTimeout(r, 1))
-    assert.equal(completed, 1)
+    for (let i = 0; i < 2000 && events.completed === 0; i++) await new Promise((r) => setTimeout(r, 1))
+    assert.equal(events.completed, 1)
 
     assert.ok(writer.submit(f, buf, 4096, 4096, 4096))
     writer.start()
@@ -147,16 +148,14 @@ test('writer thread: the main thread stops polling for a completion after its bu
     assert.ok(writer.pollingForCompletions, 'polls while the write is under way')
     while (performance.now() - t0 < 100) await new Promise((r) => setTimeout(r, 5))
     await turns(3)
-    assert.equal(completed, 1, 'the slow fdatasync is still under way')
+    assert.equal(events.completed, 1, 'the slow fdatasync is still under way')
     assert.equal(writer.pollingForCompletions, false, 'stopped polling after its budget')
-    for (let i = 0; i < 2000 && completed === 1; i++) await new Promise((r) => setTimeout(r, 1))
-    assert.equal(completed, 2, 'the completion came with the message')
+    for (let i = 0; i < 2000 && events.completed === 1; i++) await new Promise((r) => setTimeout(r, 1))
+    assert.equal(events.completed, 2, 'the completion came with the message')
     assert.ok(performance.now() - t0 >= 250)
-    assert.equal(failure, undefined)
+    assert.equal(events.failure, undefined)
   } finally {
-    await writer.close()
-    await f.close()
-    await cleanup()
+    await close()
   }
 })
 
