@@ -320,9 +320,11 @@ export class ThreadDurableWriter implements DurableWriter {
   private readonly pollTurn = (): void => {
     const before = this.done
     if (!this.closed && !this.failed) this.progress()
-    if (this.done !== before) this.polledCompletions++
     const now = performance.now()
-    if (this.done !== before) this.pollSince = now
+    if (this.done !== before) {
+      this.polledCompletions++
+      this.pollSince = now
+    }
     if (this.done !== this.submitted && !this.failed && !this.closed && (now - this.pollSince) * 1000 < this.pollMicros) {
       setImmediate(this.pollTurn)
       return
