@@ -18,6 +18,8 @@
  * | ENCODE_FAILED    | no        | a command cannot be represented (e.g. code > 32767 in ROCKETMQ)|
  * | BAD_ADDRESS      | no        | an address is not `host:port` (or `mem:name`)                  |
  */
+import { CodedError, type CodedErrorOptions } from '@mqts/common'
+
 export type TransportErrorCode =
   | 'TIMEOUT'
   | 'CONNECT_FAILED'
@@ -38,18 +40,12 @@ const RETRIABLE: ReadonlySet<TransportErrorCode> = new Set<TransportErrorCode>([
   'TOO_MANY_REQUESTS',
 ])
 
-export class TransportError extends Error {
-  readonly code: TransportErrorCode
+export class TransportError extends CodedError<TransportErrorCode> {
   readonly retriable: boolean
-  /** Extra facts for the caller: address, opaque, sizes. */
-  readonly details: Record<string, unknown>
 
-  constructor(code: TransportErrorCode, message: string, options: { cause?: unknown; details?: Record<string, unknown> } = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause })
-    this.name = 'TransportError'
-    this.code = code
+  constructor(code: TransportErrorCode, message: string, options: CodedErrorOptions = {}) {
+    super(code, message, options)
     this.retriable = RETRIABLE.has(code)
-    this.details = options.details ?? {}
   }
 }
 

@@ -1,29 +1,9 @@
 /** Seeded randomness and command generators for property and fuzz tests. */
+import { randomBytes, randomInt } from '@mqts/common'
 import { LanguageCode } from './codes.js'
 import { RemotingCommand, SerializeType } from './command.js'
 
-/** A seeded PRNG (mulberry32): same seed, same sequence. Returns floats in [0, 1). */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-
-/** SEED from the environment to replay a run, otherwise a fresh one. */
-export function seedFromEnv(): number {
-  const fromEnv = process.env.SEED
-  if (fromEnv !== undefined && fromEnv !== '') return Number(fromEnv) >>> 0
-  return (Date.now() ^ (process.pid << 8)) >>> 0
-}
-
-export function randomInt(rng: () => number, min: number, max: number): number {
-  return min + Math.floor(rng() * (max - min + 1))
-}
+export { randomBytes, randomInt, seedFromEnv, seededRandom } from '@mqts/common'
 
 const ALPHABET = ['a', 'Z', '0', ' ', '=', '\u0001', 'é', '✓', 'ключ', '😀', '"', '\\', '\n', '%RETRY%']
 
@@ -32,12 +12,6 @@ export function randomString(rng: () => number, maxParts: number): string {
   const n = randomInt(rng, 0, maxParts)
   for (let i = 0; i < n; i++) s += ALPHABET[randomInt(rng, 0, ALPHABET.length - 1)]!
   return s
-}
-
-export function randomBytes(rng: () => number, length: number): Buffer {
-  const b = Buffer.allocUnsafe(length)
-  for (let i = 0; i < length; i++) b[i] = Math.floor(rng() * 256)
-  return b
 }
 
 /** A command valid in the given serialization (ROCKETMQ needs short codes and versions). */
