@@ -37,7 +37,8 @@ test(`model check: random puts, cuts, reopens and retention (seed ${SEED})`, { t
     for (const topic of TOPICS) {
       for (const key of KEYS) {
         const hash = indexKeyHash(topic, key)
-        const expected = entries.filter((e) => e.hash === hash && e.phyOffset >= minOffset).map((e) => e.phyOffset).reverse()
+        // Each record once, however many of its keys share the hash.
+        const expected = [...new Set(entries.filter((e) => e.hash === hash && e.phyOffset >= minOffset).map((e) => e.phyOffset).reverse())]
         const got = idx.query(topic, key, { maxNum: 10_000 }).filter((o) => o >= minOffset)
         assert.deepEqual(got, expected, `seed ${SEED} step ${step} (${op}): ${topic}#${key}`)
       }
