@@ -610,8 +610,14 @@ export class IndexService {
         syncDirSync(this.dir)
       }
       if (upTo !== this.durableUpTo && rollbacks === this.rollbacks) {
-        await writeCheckpoint(this.dir, upTo)
-        this.durableUpTo = upTo
+        // A rollback may run while the checkpoint is written: checked again just before the
+        // rename, and durableUpTo follows the file at once, so a rollback after it sees the
+        // higher value and writes its lower one.
+        await writeCheckpoint(this.dir, upTo, () => {
+          if (rollbacks !== this.rollbacks) return false
+          this.durableUpTo = upTo
+          return true
+        })
       }
     } catch (err) {
       for (const f of dirty) if (this.list.includes(f)) f.dirty = true
@@ -650,8 +656,8 @@ export class IndexService {
     if (this.status !== 'open') return
     this._status = 'closing'
     try {
-      await this.flushing
-      await this.flushNow()
+      // In the same chain as every flush: checkpoint writes never overlap.
+      await this.flush()
     } finally {
       this._status = 'closed'
       await this.preparing
