@@ -120,6 +120,8 @@ export class IndexFile implements IndexHeader {
 
   private mapping: Mapping | undefined
   private view: DataView | undefined
+  /** Query reads through the mapping. */
+  private entries: MappedEntries | undefined
   /** Entries from here on are not reserved yet (byte position; writer only). */
   private reservedUpTo = 0
   private readonly entriesStart: number
@@ -304,6 +306,7 @@ export class IndexFile implements IndexHeader {
   attach(mapping: Mapping): void {
     this.mapping = mapping
     this.view = mapping.view
+    this.entries = new MappedEntries(mapping.view, this.entriesStart)
   }
 
   /** Lets go of the mapping (the service decides when). */
@@ -311,6 +314,7 @@ export class IndexFile implements IndexHeader {
     const m = this.mapping
     this.mapping = undefined
     this.view = undefined
+    this.entries = undefined
     this.reservedUpTo = 0
     m?.release()
     return m
@@ -386,7 +390,7 @@ export class IndexFile implements IndexHeader {
    * Damaged bytes cannot make it loop or invent offsets outside the file (see `collect`).
    */
   select(out: number[], keyHash: number, maxNum: number, begin: number, end: number): void {
-    this.collect(new MappedEntries(this.view!, this.entriesStart), out, keyHash, maxNum, begin, end)
+    this.collect(this.entries!, out, keyHash, maxNum, begin, end)
   }
 
   /**
