@@ -53,10 +53,16 @@ export function readCheckpoint(dir: string): number {
   return decodeCheckpoint(bytes) ?? 0
 }
 
+/**
+ * Temp files of the two writers. Each has its own: recovery's synchronous write may run while a
+ * flush's asynchronous one is between its open and its rename (open removes both names).
+ */
+const SYNC_TEMP = `${CHECKPOINT_FILE}.tmp`
+const FLUSH_TEMP = `${CHECKPOINT_FILE}.flush.tmp`
+
 /** Replaces the checkpoint durably (blocking; it is 20 bytes and rare). */
 export function writeCheckpointSync(dir: string, durableIndexedUpTo: number): void {
-  const file = path.join(dir, CHECKPOINT_FILE)
-  const tmp = `${file}.tmp`
+  const tmp = path.join(dir, SYNC_TEMP)
   const fd = fs.openSync(tmp, 'w')
   try {
     fs.writeSync(fd, encodeCheckpoint(durableIndexedUpTo), 0, INDEX_CHECKPOINT.bytes, 0)
@@ -64,15 +70,19 @@ export function writeCheckpointSync(dir: string, durableIndexedUpTo: number): vo
   } finally {
     fs.closeSync(fd)
   }
-  fs.renameSync(tmp, file)
+  fs.renameSync(tmp, path.join(dir, CHECKPOINT_FILE))
   syncDirSync(dir)
 }
 
-/** The same on the thread pool. */
-export async function writeCheckpoint(dir: string, durableIndexedUpTo: number): Promise<void> {
+/**
+ * The same on the thread pool, for flushes. The value is written and synced to a temp file
+ * asynchronously; then `mayReplace()` is asked and, when it answers true, the temp file is
+ * renamed over the checkpoint in the same synchronous step, so nothing (a rollback) can run
+ * between the caller's last check and the rename. Returns whether the checkpoint was replaced.
+ */
+export async function writeCheckpoint(dir: string, durableIndexedUpTo: number, mayReplace: () => boolean = () => true): Promise<boolean> {
   const fsp = fs.promises
-  const file = path.join(dir, CHECKPOINT_FILE)
-  const tmp = `${file}.tmp`
+  const tmp = path.join(dir, FLUSH_TEMP)
   const handle = await fsp.open(tmp, 'w')
   try {
     await handle.writeFile(encodeCheckpoint(durableIndexedUpTo))
@@ -80,11 +90,16 @@ export async function writeCheckpoint(dir: string, durableIndexedUpTo: number): 
   } finally {
     await handle.close()
   }
-  await fsp.rename(tmp, file)
+  if (!mayReplace()) {
+    await fsp.rm(tmp, { force: true })
+    return false
+  }
+  fs.renameSync(tmp, path.join(dir, CHECKPOINT_FILE))
   const dirHandle = await fsp.open(dir, fs.constants.O_RDONLY)
   try {
     await dirHandle.sync()
   } finally {
     await dirHandle.close()
   }
+  return true
 }

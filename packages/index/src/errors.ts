@@ -4,7 +4,8 @@
  *
  * | code             | when                                                                     |
  * | ---------------- | ------------------------------------------------------------------------ |
- * | INVALID_ARGUMENT | an option or argument out of range (sizes, offsets, maxNum)               |
+ * | INVALID_ARGUMENT | an option or argument out of range or of the wrong type (sizes, a        |
+ * |                  | record's fields, query options); checked before anything is written      |
  * | NOT_OPEN         | the index is closed                                                       |
  * | DISK_FULL        | the OS answered ENOSPC (or EDQUOT) creating or reserving file space;      |
  * |                  | nothing of the put was written, indexedUpTo did not move                  |

@@ -21,14 +21,71 @@ import {
   entryPosition,
   indexFileSize,
   readI64,
+  slotPosition,
   timeDiffSeconds,
   writeU64,
   type IndexHeader,
 } from './format.js'
 import { Mapping, createSparseFile } from './mapping.js'
 
-const scratch = Buffer.alloc(INDEX_ENTRY.bytes)
-const scratchView = new DataView(scratch.buffer, scratch.byteOffset, scratch.byteLength)
+/** Entries read at once when a query scans an unmapped file (64 KiB). */
+const SCAN_CHUNK_ENTRIES = 3276
+
+/** Where a query reads a file's slots and entries: the map, or pread through a descriptor. */
+interface EntrySource {
+  /** The bytes `entry` made readable. */
+  readonly view: DataView
+  /** The value of the slot at byte position `position` of the file. */
+  slot(position: number): number
+  /** Makes entry `n` readable in `view` and returns where it starts; `scanning`: lower entries come next. */
+  entry(n: number, scanning: boolean): number
+}
+
+class MappedEntries implements EntrySource {
+  constructor(
+    readonly view: DataView,
+    private readonly entriesStart: number,
+  ) {}
+
+  slot(position: number): number {
+    return this.view.getInt32(position)
+  }
+
+  entry(n: number): number {
+    return this.entriesStart + n * INDEX_ENTRY.bytes
+  }
+}
+
+/** Reads one entry per step of a walk, and a chunk of entries at a time when scanning. */
+class ReadEntries implements EntrySource {
+  private static readonly buffer = Buffer.alloc(SCAN_CHUNK_ENTRIES * INDEX_ENTRY.bytes)
+  readonly view = new DataView(ReadEntries.buffer.buffer, ReadEntries.buffer.byteOffset, ReadEntries.buffer.byteLength)
+  /** Entries [first, first + held) are in the buffer. */
+  private first = 0
+  private held = 0
+
+  constructor(
+    private readonly fd: number,
+    private readonly entriesStart: number,
+  ) {}
+
+  slot(position: number): number {
+    this.held = 0
+    fs.readSync(this.fd, ReadEntries.buffer, 0, INDEX_SLOT_BYTES, position)
+    return ReadEntries.buffer.readInt32BE(0)
+  }
+
+  entry(n: number, scanning: boolean): number {
+    if (n < this.first || n >= this.first + this.held) {
+      const first = scanning ? Math.max(FIRST_ENTRY, n - SCAN_CHUNK_ENTRIES + 1) : n
+      const bytes = (n - first + 1) * INDEX_ENTRY.bytes
+      fs.readSync(this.fd, ReadEntries.buffer, 0, bytes, this.entriesStart + first * INDEX_ENTRY.bytes)
+      this.first = first
+      this.held = n - first + 1
+    }
+    return (n - this.first) * INDEX_ENTRY.bytes
+  }
+}
 
 /** Read size when warming a spare file's slot table. */
 const WARM_CHUNK_BYTES = 4 * 1024 * 1024
@@ -58,9 +115,13 @@ export class IndexFile implements IndexHeader {
   indexCount = FIRST_ENTRY
   /** Pages were dirtied since the last sync. */
   dirty = false
+  /** The first inconsistency a query met in this file (the query worked around it). */
+  damage: string | undefined
 
   private mapping: Mapping | undefined
   private view: DataView | undefined
+  /** Query reads through the mapping. */
+  private entries: MappedEntries | undefined
   /** Entries from here on are not reserved yet (byte position; writer only). */
   private reservedUpTo = 0
   private readonly entriesStart: number
@@ -245,6 +306,7 @@ export class IndexFile implements IndexHeader {
   attach(mapping: Mapping): void {
     this.mapping = mapping
     this.view = mapping.view
+    this.entries = new MappedEntries(mapping.view, this.entriesStart)
   }
 
   /** Lets go of the mapping (the service decides when). */
@@ -252,6 +314,7 @@ export class IndexFile implements IndexHeader {
     const m = this.mapping
     this.mapping = undefined
     this.view = undefined
+    this.entries = undefined
     this.reservedUpTo = 0
     m?.release()
     return m
@@ -321,25 +384,13 @@ export class IndexFile implements IndexHeader {
 
   /**
    * Adds to `out` the phyOffsets of entries with `keyHash` stored within [begin, end], newest
-   * first, until `out` holds maxNum. RocketMQ's stop rules: the chain ends at prev <= 0, prev >
-   * indexCount, prev == current, or an entry older than `begin`.
+   * first, until `out` holds maxNum. RocketMQ's walk: the chain from the key's slot, stopping at
+   * prevIndex 0 or at an entry older than `begin`; entries of one record (a repeated key, keys
+   * sharing a hash, a record straddling two files) are adjacent in it and come back once.
+   * Damaged bytes cannot make it loop or invent offsets outside the file (see `collect`).
    */
   select(out: number[], keyHash: number, maxNum: number, begin: number, end: number): void {
-    const v = this.view!
-    const count = this.indexCount
-    if (count <= FIRST_ENTRY) return
-    let n = v.getInt32(INDEX_HEADER.bytes + (keyHash % this.maxHashSlotNum) * INDEX_SLOT_BYTES)
-    if (n <= 0 || n > count) return
-    while (out.length < maxNum) {
-      const at = this.entriesStart + n * INDEX_ENTRY.bytes
-      const timeDiff = v.getInt32(at + INDEX_ENTRY.timeDiff)
-      if (timeDiff < 0) break
-      const time = this.beginTimestamp + timeDiff * 1000
-      if (v.getInt32(at) === keyHash && time >= begin && time <= end) out.push(readI64(v, at + INDEX_ENTRY.phyOffset))
-      const prev = v.getInt32(at + INDEX_ENTRY.prevIndex)
-      if (prev <= 0 || prev > count || prev === n || time < begin) break
-      n = prev
-    }
+    this.collect(this.entries!, out, keyHash, maxNum, begin, end)
   }
 
   /**
@@ -347,27 +398,70 @@ export class IndexFile implements IndexHeader {
    * released mappings wait for their unmap (mapping.ts).
    */
   selectUnmapped(out: number[], keyHash: number, maxNum: number, begin: number, end: number): void {
-    const count = this.indexCount
-    if (count <= FIRST_ENTRY) return
-    const b = scratch
+    if (this.indexCount <= FIRST_ENTRY) return
     const fd = fs.openSync(this.path, 'r')
     try {
-      fs.readSync(fd, b, 0, INDEX_SLOT_BYTES, INDEX_HEADER.bytes + (keyHash % this.maxHashSlotNum) * INDEX_SLOT_BYTES)
-      let n = b.readInt32BE(0)
-      if (n <= 0 || n > count) return
-      while (out.length < maxNum) {
-        fs.readSync(fd, b, 0, INDEX_ENTRY.bytes, this.entriesStart + n * INDEX_ENTRY.bytes)
-        const timeDiff = b.readInt32BE(INDEX_ENTRY.timeDiff)
-        if (timeDiff < 0) break
-        const time = this.beginTimestamp + timeDiff * 1000
-        if (b.readInt32BE(INDEX_ENTRY.keyHash) === keyHash && time >= begin && time <= end) out.push(readI64(scratchView, INDEX_ENTRY.phyOffset))
-        const prev = b.readInt32BE(INDEX_ENTRY.prevIndex)
-        if (prev <= 0 || prev > count || prev === n || time < begin) break
-        n = prev
-      }
+      this.collect(new ReadEntries(fd, this.entriesStart), out, keyHash, maxNum, begin, end)
     } finally {
       fs.closeSync(fd)
     }
+  }
+
+  /**
+   * The walk behind `select`. A valid chain only ever links to an older entry of the same slot
+   * (a put links to the slot's head, which is below it), so the walk checks exactly that: every
+   * step goes strictly down, which bounds it by indexCount whatever the bytes say, and every entry
+   * reached belongs to the slot. When a check fails (a flipped bit in a prevIndex, a keyHash or a
+   * slot), the rest of the chain cannot be trusted: the entries below the last good one are
+   * scanned one by one instead, so damage costs time, not answers. An offset outside the file's
+   * [beginPhyOffset, endPhyOffset] is never returned. The first damage found is kept in `damage`.
+   */
+  private collect(r: EntrySource, out: number[], keyHash: number, maxNum: number, begin: number, end: number): void {
+    const count = this.indexCount
+    if (count <= FIRST_ENTRY || out.length >= maxNum) return
+    const slot = keyHash % this.maxHashSlotNum
+    let n = r.slot(slotPosition(slot))
+    if (n === 0) return
+    /** The newest entry not yet looked at by a scan: everything from here on was walked. */
+    let below = count
+    let problem: string | undefined
+    if (n < FIRST_ENTRY || n >= count) problem = `slot ${slot} points at entry ${n}, indexCount is ${count}`
+    while (problem === undefined && out.length < maxNum) {
+      const v = r.view
+      const at = r.entry(n, false)
+      const hash = v.getInt32(at + INDEX_ENTRY.keyHash)
+      const timeDiff = v.getInt32(at + INDEX_ENTRY.timeDiff)
+      if (hash < 0 || hash % this.maxHashSlotNum !== slot || timeDiff < 0) {
+        problem = `entry ${n} in the chain of slot ${slot}: keyHash ${hash}, timeDiff ${timeDiff}`
+        break
+      }
+      below = n
+      const time = this.beginTimestamp + timeDiff * 1000
+      if (hash === keyHash && time >= begin && time <= end) this.offer(out, readI64(v, at + INDEX_ENTRY.phyOffset))
+      const prev = v.getInt32(at + INDEX_ENTRY.prevIndex)
+      if (prev === 0 || time < begin) return
+      if (prev < FIRST_ENTRY || prev >= n) problem = `entry ${n}: prevIndex ${prev} out of [0, ${n})`
+      n = prev
+    }
+    if (problem === undefined) return
+    this.damage ??= problem
+    for (let m = below - 1; m >= FIRST_ENTRY && out.length < maxNum; m--) {
+      const v = r.view
+      const at = r.entry(m, true)
+      if (v.getInt32(at + INDEX_ENTRY.keyHash) !== keyHash) continue
+      const timeDiff = v.getInt32(at + INDEX_ENTRY.timeDiff)
+      const time = this.beginTimestamp + timeDiff * 1000
+      if (timeDiff >= 0 && time >= begin && time <= end) this.offer(out, readI64(v, at + INDEX_ENTRY.phyOffset))
+    }
+  }
+
+  /** Adds a found offset unless it lies outside this file's range or repeats the last one found. */
+  private offer(out: number[], phyOffset: number): void {
+    if (phyOffset < this.beginPhyOffset || phyOffset > this.endPhyOffset) {
+      this.damage ??= `an entry points at ${phyOffset}, outside [${this.beginPhyOffset}, ${this.endPhyOffset}]`
+      return
+    }
+    if (out.length === 0 || out[out.length - 1] !== phyOffset) out.push(phyOffset)
   }
 
   /** phyOffset of the newest entry, or -1 when the file has none. */

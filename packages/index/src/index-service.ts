@@ -74,8 +74,43 @@ function spareName(): string {
   return `spare-${process.pid}-${++spareCount}${TEMP_SUFFIX}`
 }
 
+/** A value as an error message shows it. */
+function shown(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v)
+  if (v === null || typeof v !== 'object') return String(v)
+  return Array.isArray(v) ? 'an array' : 'an object'
+}
+
+function invalid(what: string, rule: string, got: unknown): IndexError {
+  return new IndexError('INVALID_ARGUMENT', `${what} must be ${rule}, got ${shown(got)}`)
+}
+
+/**
+ * Checks a record as `put` needs it and returns how many entries it takes (the UNIQ_KEY and each
+ * non-empty key). A NaN or negative store time would make entries invisible to time windows (and
+ * a negative one fails the header check at the next open), a fractional offset is no record.
+ */
+function checkedKeyCount(record: IndexRecord): number {
+  if (record === null || typeof record !== 'object') throw invalid('an index record', 'an object', record)
+  const { topic, keys, uniqKey, phyOffset, size, storeTimestamp } = record
+  if (typeof topic !== 'string' || topic.length === 0) throw invalid('topic', 'a non-empty string', topic)
+  if (!Number.isSafeInteger(phyOffset) || phyOffset < 0) throw invalid('phyOffset', 'a non-negative integer', phyOffset)
+  if (!Number.isSafeInteger(size) || size <= 0 || !Number.isSafeInteger(phyOffset + size)) throw invalid(`size of the record at ${phyOffset}`, 'a positive integer', size)
+  if (!Number.isSafeInteger(storeTimestamp) || storeTimestamp < 0) throw invalid('storeTimestamp', 'a non-negative integer (ms since the epoch)', storeTimestamp)
+  if (!Array.isArray(keys)) throw invalid('keys', 'an array of strings', keys)
+  if (uniqKey !== undefined && typeof uniqKey !== 'string') throw invalid('uniqKey', 'a string or undefined', uniqKey)
+  let count = uniqKey ? 1 : 0
+  for (let i = 0; i < keys.length; i++) {
+    const key: unknown = keys[i]
+    if (typeof key !== 'string') throw invalid(`keys[${i}]`, 'a string', key)
+    if (key.length > 0) count++
+  }
+  return count
+}
+
 export class IndexService {
   private _status: IndexStatus = 'open'
+  private readonly damageFound: { name: string; reason: string }[] = []
   /** Accumulated since open. */
   readonly recoveryReport: IndexRecoveryReport = { removedEntries: 0, deletedFiles: [], repairedTornPut: false }
   private _indexedUpTo = 0
@@ -353,16 +388,13 @@ export class IndexService {
    */
   put(record: IndexRecord): void {
     if (this.status !== 'open') throw this.notOpen()
+    // Everything is checked before a file is created or an entry written.
+    const count = checkedKeyCount(record)
     const phyOffset = record.phyOffset
     if (phyOffset < this._indexedUpTo) return
     const size = record.size
-    if (!(phyOffset >= 0 && size > 0 && Number.isSafeInteger(phyOffset + size))) {
-      throw new IndexError('INVALID_ARGUMENT', `record at ${phyOffset} of ${size} bytes`)
-    }
     const keys = record.keys
     const uniqKey = record.uniqKey
-    let count = uniqKey ? 1 : 0
-    for (let i = 0; i < keys.length; i++) if (keys[i]!.length > 0) count++
     if (count > 0) {
       const w = this.writer
       if (w === undefined || !w.canTake(count)) this.reserve(count)
@@ -501,16 +533,23 @@ export class IndexService {
    */
   query(topic: string, key: string, options: QueryOptions = {}): number[] {
     if (this.status !== 'open') throw this.notOpen()
+    if (typeof topic !== 'string') throw invalid('topic', 'a string', topic)
+    if (typeof key !== 'string') throw invalid('key', 'a string', key)
+    if (options === null || typeof options !== 'object') throw invalid('query options', 'an object', options)
     const maxNum = options.maxNum ?? INDEX_DEFAULTS.maxNum
     const begin = options.begin ?? 0
     const end = options.end ?? Number.MAX_SAFE_INTEGER
-    if (!Number.isSafeInteger(maxNum) || maxNum < 1) throw new IndexError('INVALID_ARGUMENT', `maxNum ${maxNum} must be a positive integer`)
+    if (!Number.isSafeInteger(maxNum) || maxNum < 1) throw invalid('maxNum', 'a positive integer', maxNum)
+    if (typeof begin !== 'number' || Number.isNaN(begin)) throw invalid('begin', 'a number (ms since the epoch)', begin)
+    if (typeof end !== 'number' || Number.isNaN(end)) throw invalid('end', 'a number (ms since the epoch)', end)
     if (!(begin <= end)) throw new IndexError('INVALID_ARGUMENT', `time window [${begin}, ${end}] is empty`)
     const keyHash = indexKeyHash(topic, key)
     const out: number[] = []
+    let damaged = false
     for (let i = this.list.length - 1; i >= 0; i--) {
       const f = this.list[i]!
       if (f.isTimeMatched(begin, end)) {
+        const known = f.damage
         try {
           if (f.isMapped) {
             if (i < this.writerIndex) this.mapped.get(f.name)
@@ -524,10 +563,21 @@ export class IndexService {
         } catch (err) {
           throw ioError(`reading index file ${f.path}`, err)
         }
+        if (f.damage !== undefined) {
+          damaged = true
+          if (known === undefined) this.damageFound.push({ name: f.name, reason: f.damage })
+        }
       }
       if (f.beginTimestamp < begin || out.length >= maxNum) break
     }
-    return out
+    // Intact files return a record once (its entries are adjacent in a chain); past damage, order
+    // is not guaranteed, so repeats are dropped here.
+    return damaged ? [...new Set(out)] : out
+  }
+
+  /** Files in which queries met damaged bytes (and worked around them), with the first problem. */
+  get damage(): readonly { name: string; reason: string }[] {
+    return this.damageFound
   }
 
   // -------------------------------------------------------------------------------------------
@@ -560,8 +610,14 @@ export class IndexService {
         syncDirSync(this.dir)
       }
       if (upTo !== this.durableUpTo && rollbacks === this.rollbacks) {
-        await writeCheckpoint(this.dir, upTo)
-        this.durableUpTo = upTo
+        // A rollback may run while the checkpoint is written: checked again just before the
+        // rename, and durableUpTo follows the file at once, so a rollback after it sees the
+        // higher value and writes its lower one.
+        await writeCheckpoint(this.dir, upTo, () => {
+          if (rollbacks !== this.rollbacks) return false
+          this.durableUpTo = upTo
+          return true
+        })
       }
     } catch (err) {
       for (const f of dirty) if (this.list.includes(f)) f.dirty = true
@@ -600,8 +656,8 @@ export class IndexService {
     if (this.status !== 'open') return
     this._status = 'closing'
     try {
-      await this.flushing
-      await this.flushNow()
+      // In the same chain as every flush: checkpoint writes never overlap.
+      await this.flush()
     } finally {
       this._status = 'closed'
       await this.preparing

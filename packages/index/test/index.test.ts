@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import { readdir, rm, writeFile } from 'node:fs/promises'
 import * as path from 'node:path'
 import { test } from 'node:test'
-import { IndexError, IndexService } from '../src/index.js'
+import { IndexError, IndexService, type IndexRecord, type QueryOptions } from '../src/index.js'
 import { RECORD_BYTES, T0, TINY, fakeClock, hasKeys, hits, openTiny, record, reopen, tempDir } from './helpers.js'
 
 const T = { timeout: 10_000 }
@@ -83,6 +83,85 @@ test('time windows and maxNum: newest first, bounded, filtered by store time', T
     assert.deepEqual(idx.query('T', 'order', { begin: T0 + 3 * 60_000, end: T0 + 5 * 60_000, maxNum: 2 }), [500, 400])
     assert.throws(() => idx.query('T', 'order', { maxNum: 0 }), (e: unknown) => e instanceof IndexError && e.code === 'INVALID_ARGUMENT')
     assert.throws(() => idx.query('T', 'order', { begin: 5, end: 4 }), (e: unknown) => e instanceof IndexError && e.code === 'INVALID_ARGUMENT')
+  } finally {
+    await idx.close()
+    await cleanup()
+  }
+})
+
+test('a record repeating a key, or whose keys share a hash, comes back once; maxNum counts records', T, async () => {
+  const { dir, cleanup } = await tempDir()
+  const idx = await openTiny(dir)
+  try {
+    // "Aa" and "BB" share a hash; the UNIQ_KEY equals a key; a key is listed twice.
+    for (let i = 0; i < 5; i++) idx.put({ topic: 'T', keys: ['Aa', 'BB', 'Aa'], uniqKey: 'Aa', phyOffset: i * 10, size: 10, storeTimestamp: T0 })
+    assert.deepEqual(idx.query('T', 'Aa'), [40, 30, 20, 10, 0])
+    assert.deepEqual(idx.query('T', 'BB', { maxNum: 2 }), [40, 30])
+    // A record whose keys straddle two files (99 entries a file): its offset once.
+    for (let i = 0; i < 30; i++) idx.put({ topic: 'T', keys: ['a', 'b', 'c'], phyOffset: 100 + i * 10, size: 10, storeTimestamp: T0 })
+    idx.put({ topic: 'T', keys: Array.from({ length: 8 }, () => 'dup'), phyOffset: 1000, size: 10, storeTimestamp: T0 })
+    assert.equal(idx.files.length, 2, 'the record straddles two files')
+    assert.deepEqual(idx.query('T', 'dup'), [1000])
+  } finally {
+    await idx.close()
+    await cleanup()
+  }
+})
+
+test('put checks the whole record before creating or writing anything', T, async () => {
+  const { dir, cleanup } = await tempDir()
+  const idx = await openTiny(dir)
+  try {
+    const good = { topic: 'T', keys: ['k'], phyOffset: 0, size: 10, storeTimestamp: T0 }
+    const bad: [string, Record<string, unknown>][] = [
+      ['storeTimestamp NaN', { storeTimestamp: Number.NaN }],
+      ['negative storeTimestamp', { storeTimestamp: -1 }],
+      ['fractional storeTimestamp', { storeTimestamp: 1.5 }],
+      ['fractional phyOffset', { phyOffset: 0.5 }],
+      ['negative phyOffset', { phyOffset: -10 }],
+      ['fractional size', { size: 2.5 }],
+      ['topic undefined', { topic: undefined }],
+      ['topic not a string', { topic: 7 }],
+      ['keys null', { keys: null }],
+      ['keys a string', { keys: 'k' }],
+      ['a key not a string', { keys: ['k', 3] }],
+      ['uniqKey not a string', { uniqKey: 5 }],
+    ]
+    for (const [what, change] of bad) {
+      assert.throws(
+        () => idx.put({ ...good, ...change } as unknown as IndexRecord),
+        (e: unknown) => e instanceof IndexError && e.code === 'INVALID_ARGUMENT' && /got|received|must/.test(e.message),
+        what,
+      )
+      assert.deepEqual(idx.files, [], `${what}: no file created`)
+      assert.equal(idx.indexedUpTo, 0, what)
+    }
+    assert.deepEqual((await readdir(path.join(dir, 'index'))).filter((n) => /^\d{17}$/.test(n)), [])
+    idx.put(good)
+    assert.deepEqual(idx.query('T', 'k'), [0])
+  } finally {
+    await idx.close()
+    await cleanup()
+  }
+})
+
+test('query checks its arguments: topic, key and the time window are typed', T, async () => {
+  const { dir, cleanup } = await tempDir()
+  const idx = await openTiny(dir)
+  try {
+    idx.put(record(0))
+    const invalid = (e: unknown): boolean => e instanceof IndexError && e.code === 'INVALID_ARGUMENT'
+    for (const [topic, key, options] of [
+      [undefined, 'k0', {}],
+      ['T', null, {}],
+      ['T', 'k0', { begin: Number.NaN }],
+      ['T', 'k0', { end: 'x' }],
+      ['T', 'k0', { begin: '0' }],
+      ['T', 'k0', { maxNum: 1.5 }],
+      ['T', 'k0', null],
+    ] as const) {
+      assert.throws(() => idx.query(topic as unknown as string, key as unknown as string, options as unknown as QueryOptions), invalid, `${String(topic)} ${String(key)} ${JSON.stringify(options)}`)
+    }
   } finally {
     await idx.close()
     await cleanup()

@@ -309,3 +309,51 @@ test('a kill while a record straddles into a new, still empty file: the empty fi
     await cleanup()
   }
 })
+
+test('a rollback while a flush writes the checkpoint: the checkpoint never claims more than indexedUpTo', T, async () => {
+  const { readCheckpoint } = await import('../src/internal.js')
+  const promises = fs.promises
+  const realOpen = promises.open
+  // The rollback lands while the flush has its checkpoint temp file open, or at its directory sync.
+  for (const moment of ['temp file', 'directory sync'] as const) {
+    const { dir, cleanup } = await tempDir()
+    let idx = await openTiny(dir)
+    let armed = false
+    let rolledBack = false
+    promises.open = (async (...args: Parameters<typeof realOpen>) => {
+      const handle = await realOpen(...args)
+      const name = String(args[0])
+      const hit = moment === 'temp file' ? path.basename(name).startsWith('checkpoint') && name.endsWith('.tmp') : name === indexDir(dir)
+      if (hit && armed && !rolledBack) {
+        rolledBack = true
+        idx.recover(5 * RECORD_BYTES, true)
+      }
+      return handle
+    }) as typeof realOpen
+    try {
+      for (let i = 0; i < 8; i++) idx.put(record(i))
+      await idx.flush()
+      for (let i = 8; i < 10; i++) idx.put(record(i))
+      // Flushes 1000 while the CommitLog turns out to end at 500.
+      armed = true
+      const flush = idx.flush()
+      await assert.doesNotReject(flush, moment)
+      assert.ok(rolledBack, moment)
+      promises.open = realOpen
+      assert.equal(idx.indexedUpTo, 5 * RECORD_BYTES, moment)
+      assert.ok(readCheckpoint(indexDir(dir)) <= idx.indexedUpTo, `${moment}: checkpoint ${readCheckpoint(indexDir(dir))}, indexedUpTo ${idx.indexedUpTo}`)
+      // After a kill the index starts again from at most 500, so the store re-indexes from there.
+      crash(idx)
+      idx = await openTiny(dir)
+      idx.recover(10 * RECORD_BYTES, false)
+      assert.ok(idx.indexedUpTo <= 5 * RECORD_BYTES, `${moment}: reopened at ${idx.indexedUpTo}`)
+      catchUp(idx, 10)
+      await idx.flush()
+      assert.equal(readCheckpoint(indexDir(dir)), 10 * RECORD_BYTES, moment)
+    } finally {
+      promises.open = realOpen
+      await idx.close()
+      await cleanup()
+    }
+  }
+})

@@ -4,7 +4,7 @@
  * (lock, abort marker, checkpoint, recovery).
  */
 import * as path from 'node:path'
-import { IndexService } from '@mqts/index'
+import { IndexError, IndexService } from '@mqts/index'
 import { StoreCheckpoint } from './checkpoint.js'
 import { CommitLog, type AppendResult, type FlushMode, type RecoveryReport, type TopicState } from './commit-log.js'
 import { ConsumeQueueSet, DEFAULT_MAX_OPEN_CQ_FILES, type ConsumeQueue } from './consume-queue.js'
@@ -666,37 +666,72 @@ export class MessageStore {
 
   /**
    * Messages of `topic` whose KEYS (any space-separated key) or UNIQ_KEY equal `key`, newest
-   * first, at most `maxNum`, stored within [begin, end]. Hash collisions are filtered by the real
-   * key. Bodies are copies. Needs the index (messageIndexEnable, the default).
+   * first, each once, at most `maxNum`, stored within [begin, end]. Hash collisions are filtered by
+   * the real key. Bodies are copies. Needs the index (messageIndexEnable, the default).
    */
   async queryByKey(topic: string, key: string, options: QueryByKeyOptions = {}): Promise<StoredMessage[]> {
     if (this.status !== 'open') throw this.notOpen()
     if (!this.index) throw new StoreError('INVALID_ARGUMENT', 'the key index is disabled (messageIndexEnable: false)')
-    if (typeof topic !== 'string' || topic.length === 0) throw new StoreError('TOPIC_INVALID', 'topic must be a non-empty string')
-    if (typeof key !== 'string' || key.length === 0) throw new StoreError('INVALID_ARGUMENT', 'key must be a non-empty string')
-    const maxNum = options.maxNum ?? 32
-    if (!Number.isInteger(maxNum) || maxNum < 1) throw new StoreError('INVALID_ARGUMENT', `maxNum must be a positive integer, got ${String(maxNum)}`)
-    const begin = options.begin ?? 0
-    const end = options.end ?? this.now()
+    if (typeof topic !== 'string' || topic.length === 0) throw new StoreError('TOPIC_INVALID', `topic must be a non-empty string, got ${shownValue(topic)}`)
+    if (typeof key !== 'string' || key.length === 0) throw new StoreError('INVALID_ARGUMENT', `key must be a non-empty string, got ${shownValue(key)}`)
+    const { maxNum, begin, end } = this.keyQueryWindow(options)
     const found: StoredMessage[] = []
-    const min = this.commitLog.minOffset
+    const seen = new Set<number>()
     // Ask for more than maxNum, then for more again, while collisions are filtered out.
-    for (let ask = maxNum; ; ask *= 4) {
-      const offsets = this.index.query(topic, key, { maxNum: ask, begin, end })
+    for (let ask = maxNum; ; ask = Math.min(ask * 4, Number.MAX_SAFE_INTEGER)) {
+      const offsets = this.queryIndex(this.index, topic, key, ask, begin, end)
       found.length = 0
+      seen.clear()
       for (const offset of offsets) {
-        if (offset < min) continue
-        const where = this.commitLog.recordAt(offset)
-        if (!where) continue
-        const m = decodeRecord(where.buf, where.at, true, where.dv)
-        if (m.topic !== topic) continue
-        if (!m.keys.includes(key) && m.properties[PROPERTY.UNIQ_KEY] !== key) continue
-        if (m.storeTimestamp < begin || m.storeTimestamp > end) continue
+        if (seen.has(offset)) continue
+        seen.add(offset)
+        const m = this.keyMatchAt(offset, topic, key, begin, end)
+        if (!m) continue
         found.push(m)
         if (found.length >= maxNum) return found
       }
-      if (offsets.length < ask) return found
+      if (offsets.length < ask || ask === Number.MAX_SAFE_INTEGER) return found
     }
+  }
+
+  /** queryByKey's options checked, with their defaults. */
+  private keyQueryWindow(options: QueryByKeyOptions): { maxNum: number; begin: number; end: number } {
+    if (options === null || typeof options !== 'object') throw new StoreError('INVALID_ARGUMENT', `queryByKey options must be an object, got ${shownValue(options)}`)
+    const maxNum = options.maxNum ?? 32
+    const begin = options.begin ?? 0
+    const end = options.end ?? this.now()
+    if (!Number.isSafeInteger(maxNum) || maxNum < 1) throw new StoreError('INVALID_ARGUMENT', `maxNum must be a positive integer, got ${shownValue(maxNum)}`)
+    if (!Number.isSafeInteger(begin)) throw new StoreError('INVALID_ARGUMENT', `begin must be a store time in ms since the epoch (an integer), got ${shownValue(begin)}`)
+    if (!Number.isSafeInteger(end)) throw new StoreError('INVALID_ARGUMENT', `end must be a store time in ms since the epoch (an integer), got ${shownValue(end)}`)
+    if (begin > end) throw new StoreError('INVALID_ARGUMENT', `the time window is empty: begin ${begin} is after end ${end}`)
+    return { maxNum, begin, end }
+  }
+
+  /** The index's offsets for a key; its errors become StoreErrors with the same code. */
+  private queryIndex(index: IndexService, topic: string, key: string, maxNum: number, begin: number, end: number): number[] {
+    try {
+      return index.query(topic, key, { maxNum, begin, end })
+    } catch (err) {
+      if (err instanceof IndexError) throw new StoreError(err.code, `key index: ${err.message}`, { cause: err, details: err.details })
+      throw ioError('querying the key index', err)
+    }
+  }
+
+  /**
+   * The message at `offset` when it is one of `topic` with `key` stored within [begin, end]. The
+   * offset comes from the index, which is derived data: damaged bytes there can name an offset
+   * outside the log or inside a record, so it is checked as a record at that very offset first.
+   */
+  private keyMatchAt(offset: number, topic: string, key: string, begin: number, end: number): StoredMessage | undefined {
+    if (offset < this.commitLog.minOffset) return undefined
+    const where = this.commitLog.recordAt(offset)
+    if (!where) return undefined
+    if (checkRecord(where.buf, where.at, where.limit, offset, this.maxRecordBytes, false).kind !== 'record') return undefined
+    const m = decodeRecord(where.buf, where.at, true, where.dv)
+    if (m.topic !== topic) return undefined
+    if (!m.keys.includes(key) && m.properties[PROPERTY.UNIQ_KEY] !== key) return undefined
+    if (m.storeTimestamp < begin || m.storeTimestamp > end) return undefined
+    return m
   }
 
   /** Decodes an offset message id and returns its message. */
@@ -989,4 +1024,11 @@ export class MessageStore {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close()
   }
+}
+
+/** A received value as an error message shows it. */
+function shownValue(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v)
+  if (v === null || typeof v !== 'object') return String(v)
+  return Array.isArray(v) ? 'an array' : 'an object'
 }
