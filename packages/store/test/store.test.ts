@@ -1,10 +1,10 @@
 // MessageStore on real files: put/lookup, rolling across many 64 KiB files with BLANK
 // markers, putBatch contiguity, reopen after a clean close, typed errors, and the directory layout.
 import assert from 'node:assert/strict'
-import { readFile, readdir, stat } from 'node:fs/promises'
+import { readFile, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import * as path from 'node:path'
 import { test } from 'node:test'
-import { MessageStore, StoreError } from '../src/index.js'
+import { MessageStore, StoreError, decodeMessageId } from '../src/index.js'
 import { BLANK_MAGIC_CODE } from '../src/format.js'
 import { SMALL_FILE, reopen, tempDir } from './helpers.js'
 
@@ -167,3 +167,104 @@ test('a retry topic of 200 characters is stored with the V2 magic and read back'
     await cleanup()
   }
 })
+
+test('a put with sysFlag 0x10 or 0x20 and IPv4 hosts is readable with lookup and get, and the store reopens', { timeout: 30_000 }, async () => {
+  const { dir, cleanup } = await tempDir()
+  const options = { dir, commitLogFileSize: SMALL_FILE }
+  let store = await MessageStore.open(options)
+  try {
+    const rs = [await store.put({ topic: 't', queueId: 0, body: 'a', sysFlag: 0x10 }), await store.put({ topic: 't', queueId: 0, body: 'b', sysFlag: 0x20 })]
+    rs.push(await store.put({ topic: 't', queueId: 0, body: 'c' }))
+    const read = async (): Promise<void> => {
+      for (const [i, r] of rs.entries()) {
+        const m = await store.lookup(r.physicalOffset)
+        assert.equal(m.body.toString(), 'abc'[i])
+        assert.equal(m.sysFlag, 0, 'the host bits say what is encoded: IPv4')
+      }
+      const got = await store.get({ topic: 't', queueId: 0, offset: 0 })
+      assert.deepEqual(got.messages.map((m) => m.body.toString()), ['a', 'b', 'c'])
+    }
+    await read()
+    store = await reopen(store, options)
+    await read()
+  } finally {
+    await store.close()
+    await cleanup()
+  }
+})
+
+/** What a put of `input` must read back as: sysFlag as stored, hosts as formatted. */
+interface HostCase {
+  input: { sysFlag?: number; bornHost?: string; queueId: number }
+  sysFlag: number
+  bornHost: string
+}
+
+for (const flush of ['async', 'sync'] as const) {
+  for (const storeHost of ['127.0.0.1:10911', '[2001:db8::7]:10911']) {
+    const v6Store = storeHost.startsWith('[')
+    test(`${flush}, store host ${storeHost}: sysFlag host bits follow the hosts encoded; IPv6 records read back after reopen and crash recovery`, { timeout: 60_000 }, async () => {
+      const { dir, cleanup } = await tempDir()
+      const options = { dir, flush, commitLogFileSize: SMALL_FILE, storeHost }
+      const storeBit = v6Store ? 0x20 : 0
+      const cases: HostCase[] = [
+        // The caller's 0x10/0x20 say nothing about what is encoded: replaced by the real layout.
+        { input: { sysFlag: 0x10, queueId: 0 }, sysFlag: storeBit, bornHost: '127.0.0.1:0' },
+        { input: { sysFlag: 0x20, queueId: 0 }, sysFlag: storeBit, bornHost: '127.0.0.1:0' },
+        { input: { sysFlag: 0x30 | 0x2, queueId: 1 }, sysFlag: storeBit | 0x2, bornHost: '127.0.0.1:0' },
+        { input: { bornHost: '[::1]:5000', queueId: 0 }, sysFlag: storeBit | 0x10, bornHost: '[::1]:5000' },
+        { input: { bornHost: '[FE80:0:0:0:1:0:0:2]:65535', sysFlag: 0x1, queueId: 1 }, sysFlag: storeBit | 0x10 | 0x1, bornHost: '[fe80::1:0:0:2]:65535' },
+        { input: { bornHost: '[::ffff:10.0.0.1]:7', sysFlag: 0x8, queueId: 0 }, sysFlag: storeBit | 0x10 | 0x8, bornHost: '[::ffff:10.0.0.1]:7' },
+        { input: { bornHost: '10.1.2.3:45678', sysFlag: 0x10, queueId: 1 }, sysFlag: storeBit, bornHost: '10.1.2.3:45678' },
+      ]
+      let store = await MessageStore.open(options)
+      try {
+        const written: { offset: number; msgId: string; body: string; c: HostCase }[] = []
+        for (const [i, c] of cases.entries()) {
+          const body = `host case ${i}`
+          const r = await store.put({ topic: 'hosts', body, tags: 'T', keys: [`k${i}`], ...c.input })
+          assert.equal(r.status, 'PUT_OK')
+          written.push({ offset: r.physicalOffset, msgId: r.msgId, body, c })
+        }
+        const batch = await store.putBatch(cases.map((c, i) => ({ topic: 'hosts', body: `batch case ${i}`, tags: 'T', ...c.input })))
+        batch.forEach((r, i) => written.push({ offset: r.physicalOffset, msgId: r.msgId, body: `batch case ${i}`, c: cases[i]! }))
+        const check = async (when: string): Promise<void> => {
+          for (const w of written) {
+            assert.equal(w.msgId.length, v6Store ? 56 : 32, `${when}: offset message id of ${w.body}`)
+            const m = await store.lookup(w.offset)
+            assert.equal(m.body.toString(), w.body, when)
+            assert.equal(m.sysFlag, w.c.sysFlag, `${when}: sysFlag of ${w.body}`)
+            assert.equal(m.bornHost, w.c.bornHost, `${when}: bornHost of ${w.body}`)
+            assert.equal(m.storeHost, v6Store ? '[2001:db8::7]:10911' : storeHost, when)
+            assert.equal(m.msgId, w.msgId, when)
+            assert.equal((await store.viewMessage(w.msgId)).body.toString(), w.body, when)
+            assert.deepEqual(decodeMessageId(w.msgId), { host: m.storeHost, physicalOffset: w.offset })
+          }
+          for (const queueId of [0, 1]) {
+            const got = await store.get({ topic: 'hosts', queueId, offset: 0, tags: ['T'] })
+            const expected = written.filter((w) => w.c.input.queueId === queueId)
+            assert.equal(got.status, 'FOUND', when)
+            assert.deepEqual(got.messages.map((m) => m.body.toString()), expected.map((w) => w.body), `${when}: queue ${queueId}`)
+            assert.deepEqual(got.messages.map((m) => m.bornHost), expected.map((w) => w.c.bornHost), when)
+          }
+          assert.equal((await store.queryByKey('hosts', 'k3')).length, 1, when)
+        }
+        await check('written')
+        store = await reopen(store, options)
+        assert.equal(store.recovery.cleanShutdown, true)
+        await check('after a clean reopen')
+        // As after a crash: recovery checks every record (CRC included) and re-dispatches them all.
+        await store.close()
+        await writeFile(path.join(dir, 'abort'), '1')
+        await rm(path.join(dir, 'consumequeue'), { recursive: true })
+        await rm(path.join(dir, 'index'), { recursive: true })
+        store = await MessageStore.open(options)
+        assert.equal(store.recovery.cleanShutdown, false)
+        await check('after crash recovery')
+      } finally {
+        await store.close()
+        await cleanup()
+      }
+    })
+  }
+}
