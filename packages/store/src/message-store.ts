@@ -845,7 +845,7 @@ export class MessageStore {
   async offsetByTime(topic: string, queueId: number, timestampMs: number): Promise<number> {
     if (this.status !== 'open') throw this.notOpen()
     this.queueArgs(topic, queueId)
-    if (typeof timestampMs !== 'number' || Number.isNaN(timestampMs)) throw new StoreError('INVALID_ARGUMENT', `timestampMs must be a number, got ${String(timestampMs)}`)
+    if (typeof timestampMs !== 'number' || Number.isNaN(timestampMs)) throw new StoreError('INVALID_ARGUMENT', `timestampMs must be a number, got ${describe(timestampMs)}`)
     const cq = this.consumeQueues.find(topic, queueId)
     if (!cq) return 0
     let lo = cq.minOffset
@@ -904,10 +904,10 @@ export class MessageStore {
   /** Records that `group` will next read `offset` of (topic, queueId); persisted periodically. */
   commitOffset(group: string, topic: string, queueId: number, offset: number): void {
     if (this.status !== 'open') throw this.notOpen()
-    if (typeof group !== 'string' || group.length === 0 || group.includes('@')) throw new StoreError('INVALID_ARGUMENT', `group must be a non-empty string without '@', got ${JSON.stringify(group)}`)
+    if (typeof group !== 'string' || group.length === 0 || group.includes('@')) throw new StoreError('INVALID_ARGUMENT', `group must be a non-empty string without '@', got ${describe(group)}`)
     this.queueArgs(topic, queueId)
     if (topic.includes('@')) throw new StoreError('TOPIC_INVALID', `topic must not contain '@'`)
-    if (!Number.isSafeInteger(offset) || offset < 0) throw new StoreError('INVALID_ARGUMENT', `offset must be a non-negative integer, got ${String(offset)}`)
+    checkOffset('offset', offset)
     this.consumerOffsets.commit(group, topic, queueId, offset)
   }
 
