@@ -118,6 +118,8 @@ export function checkSysFlag(value: unknown): number {
  */
 export function keysProperty(keys: unknown): string | undefined {
   if (typeof keys === 'string') {
+    // One key, the common case, is stored as given.
+    if (keys.length > 0 && keys.indexOf(' ') < 0) return keys
     const tokens = keys.split(' ').filter((k) => k.length > 0)
     if (tokens.length === 0) fail('INVALID_PROPERTY', `keys must hold at least one key, got ${describe(keys)}`, keys)
     return tokens.join(' ')
