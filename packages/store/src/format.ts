@@ -10,10 +10,13 @@
  * 56 STORETIMESTAMP 8 | 64 STOREHOST 8 | 72 RECONSUMETIMES 4 | 76 PREPARED_TX_OFFSET 8
  * 84 BODYLEN 4 | 88 BODY n | TOPICLEN 1 (V1) or 2 (V2) | TOPIC t | PROPLEN 2 | PROPERTIES p
  *
- * Each IPv6 host (SYSFLAG 0x10 born, 0x20 store) is 12 bytes longer and shifts what follows.
+ * Each IPv6 host (SYSFLAG 0x10 born, 0x20 store) is 16 address bytes + 4 port bytes, 12 more
+ * than IPv4, and shifts what follows; the two bits always say what the record holds.
  * End-of-file blank: [remaining bytes 4][BLANK_MAGIC_CODE 4], then the rest of the file is unused.
  */
+import { isIPv6 } from 'node:net'
 import { bodyCrc, type BodyCrcBatch } from './crc.js'
+import { StoreError } from './errors.js'
 
 export const MESSAGE_MAGIC_CODE_V1 = 0xdaa320a7 | 0 // -626843481
 export const MESSAGE_MAGIC_CODE_V2 = 0xdaa320ab | 0 // -626843477
@@ -43,8 +46,11 @@ export const RECORD = {
 
 /** Record bytes that do not depend on body, topic or properties, V1 magic, IPv4 hosts. */
 export const RECORD_FIXED_BYTES_V1 = 91
+/** Bytes of a host in a record: address and port (an int). */
+export const HOST_BYTES_IPV4 = 4 + 4
+export const HOST_BYTES_IPV6 = 16 + 4
 /** IPv6 adds 12 bytes per host. */
-export const IPV6_EXTRA_BYTES = 12
+export const IPV6_EXTRA_BYTES = HOST_BYTES_IPV6 - HOST_BYTES_IPV4
 
 export const SYSFLAG = {
   COMPRESSED: 0x1,
@@ -56,7 +62,30 @@ export const SYSFLAG = {
   TRANSACTION_MASK: 0xc,
   BORNHOST_V6: 0x10,
   STOREHOST_V6: 0x20,
+  /** The layout bits: set by the codec from the hosts it encodes, never taken from a caller. */
+  HOST_V6_MASK: 0x30,
+  /** RocketMQ 5.x, not supported by this store: a body to unwrap, an inner batch (one queue entry for many). */
+  NEED_UNWRAP: 0x40,
+  INNER_BATCH: 0x80,
+  /** RocketMQ 5.x compression type of a COMPRESSED body (bits 8-10): 1 LZ4, 2 ZSTD, 3 ZLIB. */
+  COMPRESSION_TYPE_MASK: 0x700,
+  COMPRESSION_LZ4_TYPE: 0x100,
+  COMPRESSION_ZSTD_TYPE: 0x200,
+  COMPRESSION_ZLIB_TYPE: 0x300,
 } as const
+
+/**
+ * Bits a put may carry: RocketMQ 4.x's (compressed, multi tags, the transaction type, the two
+ * host bits) and the compression types a 5.x client sets with COMPRESSED (the store never reads
+ * a body, so it keeps them for the reader). Everything else is refused.
+ */
+export const SYSFLAG_ACCEPTED_MASK =
+  SYSFLAG.COMPRESSED | SYSFLAG.MULTI_TAGS | SYSFLAG.TRANSACTION_MASK | SYSFLAG.HOST_V6_MASK | SYSFLAG.COMPRESSION_ZLIB_TYPE
+
+/** `sysFlag` with its layout bits replaced by what encoding `bornHost` and `storeHost` writes. */
+export function withHostFlags(sysFlag: number, bornHost: Host, storeHost: Host): number {
+  return (sysFlag & ~SYSFLAG.HOST_V6_MASK) | (bornHost.ipv6 ? SYSFLAG.BORNHOST_V6 : 0) | (storeHost.ipv6 ? SYSFLAG.STOREHOST_V6 : 0)
+}
 
 export const PROPERTY_NAME_VALUE_SEPARATOR = '\u0001'
 export const PROPERTY_SEPARATOR = '\u0002'
@@ -108,20 +137,22 @@ export function javaStringHashCode(s: string): number {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Hosts: "a.b.c.d:port" <-> (ip as uint32, port)
+// Hosts: "a.b.c.d:port" or "[ipv6]:port" <-> address bytes and port
 
 export interface Host {
-  /** IPv4 address as an unsigned 32-bit integer. */
+  /** IPv4 address as an unsigned 32-bit integer; 0 for an IPv6 host. */
   ip: number
   port: number
+  /** The 16 address bytes of an IPv6 host; undefined for IPv4. */
+  ipv6?: Buffer | undefined
 }
 
-export function parseHost(text: string): Host | undefined {
-  const colon = text.lastIndexOf(':')
-  if (colon <= 0) return undefined
-  const port = Number(text.slice(colon + 1))
-  const parts = text.slice(0, colon).split('.')
-  if (parts.length !== 4 || !Number.isInteger(port) || port < 0 || port > 65535) return undefined
+export const MAX_PORT = 65535
+
+/** "a.b.c.d" as an unsigned 32-bit integer, or undefined. */
+function parseIpv4(text: string): number | undefined {
+  const parts = text.split('.')
+  if (parts.length !== 4) return undefined
   let ip = 0
   for (const p of parts) {
     if (!/^\d{1,3}$/.test(p)) return undefined
@@ -129,14 +160,78 @@ export function parseHost(text: string): Host | undefined {
     if (n > 255) return undefined
     ip = ip * 256 + n
   }
-  return { ip, port }
+  return ip
+}
+
+/** The 16 bytes of an IPv6 address in any RFC 4291 text form (no zone id), or undefined. */
+function parseIpv6(text: string): Buffer | undefined {
+  if (!isIPv6(text) || text.includes('%')) return undefined
+  const groups = (part: string): number[] | undefined => {
+    if (part.length === 0) return []
+    const out: number[] = []
+    for (const g of part.split(':')) {
+      if (g.includes('.')) {
+        const ip = parseIpv4(g)
+        if (ip === undefined) return undefined
+        out.push(Math.floor(ip / 65536), ip & 0xffff)
+      } else out.push(parseInt(g, 16))
+    }
+    return out
+  }
+  const gap = text.indexOf('::')
+  const head = groups(gap < 0 ? text : text.slice(0, gap))
+  const tail = gap < 0 ? [] : groups(text.slice(gap + 2))
+  if (head === undefined || tail === undefined || head.length + tail.length > 8) return undefined
+  const all = [...head, ...new Array<number>(8 - head.length - tail.length).fill(0), ...tail]
+  const bytes = Buffer.alloc(16)
+  all.forEach((g, i) => bytes.writeUInt16BE(g, i * 2))
+  return bytes
+}
+
+/** Parses "a.b.c.d:port" or "[ipv6]:port" (port 0 to 65535); undefined if it is neither. */
+export function parseHost(text: string): Host | undefined {
+  if (typeof text !== 'string') return undefined
+  const colon = text.lastIndexOf(':')
+  if (colon <= 0 || !/^\d{1,5}$/.test(text.slice(colon + 1))) return undefined
+  const port = Number(text.slice(colon + 1))
+  if (port > MAX_PORT) return undefined
+  const address = text.slice(0, colon)
+  if (address.startsWith('[') && address.endsWith(']')) {
+    const ipv6 = parseIpv6(address.slice(1, -1))
+    return ipv6 === undefined ? undefined : { ip: 0, port, ipv6 }
+  }
+  const ip = parseIpv4(address)
+  return ip === undefined ? undefined : { ip, port, ipv6: undefined }
+}
+
+/** RFC 5952 text of 16 address bytes: lowercase, the longest run of zero groups as "::". */
+function formatIpv6(address: Buffer): string {
+  const g: number[] = []
+  for (let i = 0; i < 16; i += 2) g.push(address.readUInt16BE(i))
+  if (g.slice(0, 5).every((x) => x === 0) && g[5] === 0xffff) return `::ffff:${address[12]}.${address[13]}.${address[14]}.${address[15]}`
+  let bestAt = -1
+  let bestLength = 1
+  for (let i = 0; i < 8; ) {
+    let j = i
+    while (j < 8 && g[j] === 0) j++
+    if (j - i > bestLength) {
+      bestAt = i
+      bestLength = j - i
+    }
+    i = j === i ? i + 1 : j
+  }
+  const hex = (from: number, to: number): string => g.slice(from, to).map((x) => x.toString(16)).join(':')
+  return bestAt < 0 ? hex(0, 8) : `${hex(0, bestAt)}::${hex(bestAt + bestLength, 8)}`
 }
 
 export function formatHost(address: Buffer, port: number): string {
   if (address.length === 4) return `${address[0]}.${address[1]}.${address[2]}.${address[3]}:${port}`
-  const groups: string[] = []
-  for (let i = 0; i < 16; i += 2) groups.push(address.readUInt16BE(i).toString(16))
-  return `[${groups.join(':')}]:${port}`
+  return `[${formatIpv6(address)}]:${port}`
+}
+
+/** Bytes `host` takes in a record. */
+export function hostBytes(host: Host): number {
+  return host.ipv6 ? HOST_BYTES_IPV6 : HOST_BYTES_IPV4
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -174,8 +269,10 @@ export function decodeProperties(text: string): Record<string, string> {
 
 const HEX = '0123456789ABCDEF'
 
+/** The host part of an offset message id: address (4 or 16 bytes) and port (an int), uppercase hex. */
 export function hostHexPrefix(host: Host): string {
-  return (host.ip >>> 0).toString(16).toUpperCase().padStart(8, '0') + (host.port >>> 0).toString(16).toUpperCase().padStart(8, '0')
+  const address = host.ipv6 ? host.ipv6.toString('hex').toUpperCase() : (host.ip >>> 0).toString(16).toUpperCase().padStart(8, '0')
+  return address + (host.port >>> 0).toString(16).toUpperCase().padStart(8, '0')
 }
 
 const HEX_BYTE: string[] = Array.from({ length: 256 }, (_, i) => HEX[i >>> 4]! + HEX[i & 15]!)
@@ -190,6 +287,7 @@ export function offsetHex(physicalOffset: number): string {
   )
 }
 
+/** RocketMQ's offset message id: 32 hex digits for an IPv4 store host, 56 for IPv6 (16 + 4 + 8 bytes). */
 export function createMessageId(host: Host, physicalOffset: number): string {
   return hostHexPrefix(host) + offsetHex(physicalOffset)
 }
@@ -270,8 +368,11 @@ export function takesQueueOffset(sysFlag: number): boolean {
   return tx === SYSFLAG.TRANSACTION_NOT_TYPE || tx === SYSFLAG.TRANSACTION_COMMIT_TYPE
 }
 
-export function recordSize(bodyBytes: number, topicBytes: number, propertiesBytes: number, magicCode: number): number {
-  return RECORD_FIXED_BYTES_V1 + (magicCode === MESSAGE_MAGIC_CODE_V2 ? 1 : 0) + bodyBytes + topicBytes + propertiesBytes
+/** Bytes of a record (RocketMQ's calMsgLength): the host bits of `sysFlag` say which hosts are IPv6. */
+export function recordSize(bodyBytes: number, topicBytes: number, propertiesBytes: number, magicCode: number, sysFlag = 0): number {
+  const v6 = sysFlag & SYSFLAG.HOST_V6_MASK
+  const hosts = v6 === 0 ? 0 : ((v6 & SYSFLAG.BORNHOST_V6 ? 1 : 0) + (v6 & SYSFLAG.STOREHOST_V6 ? 1 : 0)) * IPV6_EXTRA_BYTES
+  return RECORD_FIXED_BYTES_V1 + (magicCode === MESSAGE_MAGIC_CODE_V2 ? 1 : 0) + hosts + bodyBytes + topicBytes + propertiesBytes
 }
 
 export function prepareRecord(
@@ -296,7 +397,10 @@ export function prepareRecord(
   )
 }
 
-/** prepareRecord with positional fields (the append path: no intermediate object per message). */
+/**
+ * prepareRecord with positional fields (the append path: no intermediate object per message).
+ * `sysFlag` must carry the host bits of what will be encoded (withHostFlags), which size the record.
+ */
 export function prepareRecordOf(
   topic: string,
   topicBytes: Buffer,
@@ -332,7 +436,7 @@ export function prepareRecordOf(
     bodyCrc: crcPending ? BODY_CRC_PENDING : bodyCrc(body),
     properties,
     propertiesBytes,
-    totalSize: recordSize(body.length, topicBytes.length, propertiesBytes, magicCode),
+    totalSize: recordSize(body.length, topicBytes.length, propertiesBytes, magicCode, sysFlag),
     magicCode,
     tagsCode,
     keys,
@@ -367,11 +471,18 @@ export function encodeRecord(
   crcs?: BodyCrcBatch,
 ): void {
   const bodyLength = m.body.length
+  const sysFlag = m.sysFlag
+  // The layout bits must say what is written here, or the record cannot be read back.
+  const v6 = (m.bornHost.ipv6 ? SYSFLAG.BORNHOST_V6 : 0) | (storeHost.ipv6 ? SYSFLAG.STOREHOST_V6 : 0)
+  if ((sysFlag & SYSFLAG.HOST_V6_MASK) !== v6) {
+    throw new StoreError('INVALID_ARGUMENT', `sysFlag 0x${sysFlag.toString(16)} does not match its hosts (IPv6 bits 0x${v6.toString(16)}): prepare it with withHostFlags`)
+  }
+  const l = layoutOf(v6)
   let crc = m.bodyCrc
   if (crc === BODY_CRC_PENDING) {
     if (crcs === undefined) crc = bodyCrc(m.body)
     else {
-      crcs.add(target, at + RECORD.bodyCrc, at + RECORD.body, bodyLength)
+      crcs.add(target, at + RECORD.bodyCrc, at + l.body, bodyLength)
       crc = 0
     }
   }
@@ -384,24 +495,22 @@ export function encodeRecord(
   dv.setUint32(at + RECORD.queueOffset + 4, queueOffset >>> 0)
   dv.setUint32(at + RECORD.physicalOffset, Math.floor(physicalOffset / TWO_POW_32))
   dv.setUint32(at + RECORD.physicalOffset + 4, physicalOffset >>> 0)
-  dv.setInt32(at + RECORD.sysFlag, m.sysFlag)
+  dv.setInt32(at + RECORD.sysFlag, sysFlag)
   dv.setUint32(at + RECORD.bornTimestamp, Math.floor(m.bornTimestamp / TWO_POW_32))
   dv.setUint32(at + RECORD.bornTimestamp + 4, m.bornTimestamp >>> 0)
-  dv.setUint32(at + RECORD.bornHost, m.bornHost.ip)
-  dv.setInt32(at + RECORD.bornHost + 4, m.bornHost.port)
-  dv.setUint32(at + RECORD.storeTimestamp, Math.floor(storeTimestamp / TWO_POW_32))
-  dv.setUint32(at + RECORD.storeTimestamp + 4, storeTimestamp >>> 0)
-  dv.setUint32(at + RECORD.storeHost, storeHost.ip)
-  dv.setInt32(at + RECORD.storeHost + 4, storeHost.port)
-  dv.setInt32(at + RECORD.reconsumeTimes, m.reconsumeTimes)
+  writeHost(target, dv, at + RECORD.bornHost, m.bornHost)
+  dv.setUint32(at + l.storeTimestamp, Math.floor(storeTimestamp / TWO_POW_32))
+  dv.setUint32(at + l.storeTimestamp + 4, storeTimestamp >>> 0)
+  writeHost(target, dv, at + l.storeHost, storeHost)
+  dv.setInt32(at + l.reconsumeTimes, m.reconsumeTimes)
   const ptx = m.preparedTransactionOffset
   const ptxHi = Math.floor(ptx / TWO_POW_32)
-  dv.setInt32(at + RECORD.preparedTransactionOffset, ptxHi | 0)
-  dv.setUint32(at + RECORD.preparedTransactionOffset + 4, (ptx - ptxHi * TWO_POW_32) >>> 0)
-  dv.setInt32(at + RECORD.bodyLength, bodyLength)
-  if (copyBody === undefined) target.set(m.body, at + RECORD.body)
-  else copyBody(target, at + RECORD.body, m.body, 0, bodyLength)
-  let pos = at + RECORD.body + bodyLength
+  dv.setInt32(at + l.preparedTransactionOffset, ptxHi | 0)
+  dv.setUint32(at + l.preparedTransactionOffset + 4, (ptx - ptxHi * TWO_POW_32) >>> 0)
+  dv.setInt32(at + l.bodyLength, bodyLength)
+  if (copyBody === undefined) target.set(m.body, at + l.body)
+  else copyBody(target, at + l.body, m.body, 0, bodyLength)
+  let pos = at + l.body + bodyLength
   const topicLength = m.topicBytes.length
   if (m.magicCode === MESSAGE_MAGIC_CODE_V2) {
     dv.setInt16(pos, topicLength)
@@ -415,6 +524,18 @@ export function encodeRecord(
   dv.setInt16(pos, m.propertiesBytes)
   pos += 2
   if (m.propertiesBytes > 0) target.write(m.properties, pos, m.propertiesBytes, 'utf8')
+}
+
+/** Address (4 or 16 bytes) then port (an int), as RocketMQ's socketAddress2ByteBuffer. */
+function writeHost(target: Buffer, dv: DataView, at: number, host: Host): void {
+  const ipv6 = host.ipv6
+  if (ipv6 === undefined) {
+    dv.setUint32(at, host.ip)
+    dv.setInt32(at + 4, host.port)
+  } else {
+    target.set(ipv6, at)
+    dv.setInt32(at + 16, host.port)
+  }
 }
 
 export function encodeBlank(target: Buffer, at: number, remainingBytes: number): void {
@@ -460,8 +581,8 @@ interface Layout {
 }
 
 function layout(sysFlag: number): Layout {
-  const bornHostBytes = sysFlag & SYSFLAG.BORNHOST_V6 ? 20 : 8
-  const storeHostBytes = sysFlag & SYSFLAG.STOREHOST_V6 ? 20 : 8
+  const bornHostBytes = sysFlag & SYSFLAG.BORNHOST_V6 ? HOST_BYTES_IPV6 : HOST_BYTES_IPV4
+  const storeHostBytes = sysFlag & SYSFLAG.STOREHOST_V6 ? HOST_BYTES_IPV6 : HOST_BYTES_IPV4
   const storeTimestamp = RECORD.bornHost + bornHostBytes
   const storeHost = storeTimestamp + 8
   const reconsumeTimes = storeHost + storeHostBytes
@@ -470,13 +591,18 @@ function layout(sysFlag: number): Layout {
   return { bornHostBytes, storeTimestamp, storeHost, storeHostBytes, reconsumeTimes, preparedTransactionOffset, bodyLength, body: bodyLength + 4 }
 }
 
-const LAYOUT_V4 = layout(0)
+/** The four layouts, by the host bits of sysFlag (bit 4 born, bit 5 store). */
+const LAYOUTS: readonly Layout[] = [0, SYSFLAG.BORNHOST_V6, SYSFLAG.STOREHOST_V6, SYSFLAG.HOST_V6_MASK].map(layout)
+
+/** Field offsets of a record with this sysFlag. */
+function layoutOf(sysFlag: number): Layout {
+  return LAYOUTS[(sysFlag & SYSFLAG.HOST_V6_MASK) >>> 4]!
+}
 
 /** Store timestamp of the record at `at` (handles an IPv6 born host). */
 export function readStoreTimestamp(source: Buffer, at: number): number {
   const sysFlag = source.readInt32BE(at + RECORD.sysFlag)
-  const l = sysFlag & SYSFLAG.BORNHOST_V6 ? layout(sysFlag) : LAYOUT_V4
-  return readI64(source, at + l.storeTimestamp)
+  return readI64(source, at + layoutOf(sysFlag).storeTimestamp)
 }
 
 /**
@@ -539,8 +665,7 @@ export function decodeRecord(source: Buffer, at: number, copyBody = true, dv: Da
   const totalSize = dv.getInt32(at + RECORD.totalSize)
   const magic = dv.getInt32(at + RECORD.magicCode)
   const sysFlag = dv.getInt32(at + RECORD.sysFlag)
-  const v6 = (sysFlag & (SYSFLAG.BORNHOST_V6 | SYSFLAG.STOREHOST_V6)) !== 0
-  const l = v6 ? layout(sysFlag) : LAYOUT_V4
+  const l = layoutOf(sysFlag)
   const bornIpBytes = l.bornHostBytes - 4
   const storeIpBytes = l.storeHostBytes - 4
   const bornPort = dv.getInt32(at + RECORD.bornHost + bornIpBytes)
@@ -618,7 +743,7 @@ export function checkRecord(source: Buffer, at: number, limit: number, physicalO
   if (totalSize < RECORD_FIXED_BYTES_V1 || totalSize > maxRecordBytes) return { kind: 'bad', reason: `bad total size ${totalSize}` }
   if (totalSize > limit - at) return { kind: 'bad', reason: `record of ${totalSize} bytes runs past the end of the file` }
   const sysFlag = source.readInt32BE(at + RECORD.sysFlag)
-  const l = sysFlag & (SYSFLAG.BORNHOST_V6 | SYSFLAG.STOREHOST_V6) ? layout(sysFlag) : LAYOUT_V4
+  const l = layoutOf(sysFlag)
   const end = at + totalSize
   if (at + l.body > end) return { kind: 'bad', reason: 'record shorter than its header' }
   const bodyLength = source.readInt32BE(at + l.bodyLength)
@@ -756,7 +881,7 @@ export function readDispatchRequest(source: Buffer, dv: DataView, at: number, wi
   const totalSize = dv.getInt32(at)
   const magic = dv.getInt32(at + RECORD.magicCode)
   const sysFlag = dv.getInt32(at + RECORD.sysFlag)
-  const l = sysFlag & (SYSFLAG.BORNHOST_V6 | SYSFLAG.STOREHOST_V6) ? layout(sysFlag) : LAYOUT_V4
+  const l = layoutOf(sysFlag)
   const bodyLength = dv.getInt32(at + l.bodyLength)
   let pos = at + l.body + bodyLength
   const topicLength = magic === MESSAGE_MAGIC_CODE_V2 ? dv.getInt16(pos) : source[pos]!

@@ -26,8 +26,6 @@ import {
   END_FILE_MIN_BLANK_LENGTH,
   MAX_PROPERTIES_BYTES,
   PROPERTY,
-  PROPERTY_NAME_VALUE_SEPARATOR,
-  PROPERTY_SEPARATOR,
   RECORD_OVERHEAD_ALLOWANCE_BYTES,
   TOPIC_MAX_LENGTH,
   TOPIC_MAX_LENGTH_V2,
@@ -42,7 +40,20 @@ import {
   SYSFLAG,
   type PreparedMessage,
   type StoredMessage,
+  withHostFlags,
 } from './format.js'
+import {
+  DEFAULT_MAX_QUEUES_PER_TOPIC,
+  MAX_QUEUE_ID,
+  checkInt,
+  checkOffset,
+  checkPutQueueId,
+  checkQueueId,
+  checkSysFlag,
+  describe,
+  encodePutProperties,
+  keysProperty,
+} from './put-input.js'
 
 /** RocketMQ's store layout under the root directory. */
 export const STORE_PATHS = {
@@ -66,8 +77,10 @@ export interface MessageStoreOptions {
   commitLogFileSize?: number
   /** Largest body accepted; default 4 MiB. */
   maxMessageSize?: number
-  /** Address stored in every record and in message ids; default 127.0.0.1:10911. */
+  /** Address stored in every record and in message ids, "a.b.c.d:port" or "[ipv6]:port"; default 127.0.0.1:10911. */
   storeHost?: string
+  /** A put's queueId must be below this (default 1024): a stray id must not create a queue directory. */
+  maxQueuesPerTopic?: number
   /** Async flush: interval, least dirty pages, and the interval after which any dirt is flushed. */
   flushIntervalMs?: number
   flushLeastPages?: number
@@ -119,13 +132,23 @@ export interface PutMessage {
   body: Buffer | Uint8Array | string
   /** Stored as the TAGS property. */
   tags?: string
-  /** Stored space-separated as the KEYS property. */
+  /**
+   * Stored space-separated as the KEYS property: a string is RocketMQ's own form ("k1 k2" is two
+   * keys); in an array each element is one key and may not contain a space.
+   */
   keys?: string | string[]
+  /** A plain object of non-empty string values. */
   properties?: Record<string, string>
+  /** Java int. */
   flag?: number
+  /**
+   * RocketMQ's sysFlag: 0x1 COMPRESSED, 0x2 MULTI_TAGS, 0xc transaction type, 0x300 compression type
+   * (with COMPRESSED). The IPv6 host bits 0x10 / 0x20 are set by the store from the hosts it
+   * writes, whatever is passed here; any other bit is refused with INVALID_ARGUMENT.
+   */
   sysFlag?: number
   bornTimestamp?: number
-  /** "ip:port", IPv4; default 127.0.0.1:0. */
+  /** "a.b.c.d:port" or "[ipv6]:port"; default 127.0.0.1:0. */
   bornHost?: string
   reconsumeTimes?: number
   preparedTransactionOffset?: number
@@ -185,7 +208,7 @@ const DEFAULT_MAX_TRANSFER_BYTES = 256 * 1024
 /** Units a read scans at most beyond maxMessages (RocketMQ: max(16000 bytes, 20 x maxMsgNums)). */
 const MIN_UNITS_SCANNED = 800
 
-const DEFAULT_BORN_HOST: Host = { ip: 0x7f000001, port: 0 }
+const DEFAULT_BORN_HOST: Host = { ip: 0x7f000001, port: 0, ipv6: undefined }
 const openDirs = new Set<string>()
 
 function isProcessAlive(pid: number): boolean {
@@ -220,6 +243,8 @@ export class MessageStore {
 
   private readonly io: FileIO
   private readonly bornHostCache = new Map<string, Host>()
+  private readonly storeHost: Host
+  private readonly maxQueuesPerTopic: number
   private checkpoint!: StoreCheckpoint
   private closing: Promise<void> | undefined
   private readonly now: () => number
@@ -237,7 +262,13 @@ export class MessageStore {
     this.maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE_BYTES
     this.maxRecordBytes = Math.min(this.maxMessageSize + RECORD_OVERHEAD_ALLOWANCE_BYTES, fileSize - END_FILE_MIN_BLANK_LENGTH)
     const storeHost = parseHost(options.storeHost ?? '127.0.0.1:10911')
-    if (!storeHost) throw new StoreError('INVALID_ARGUMENT', `storeHost must be "a.b.c.d:port", got ${options.storeHost}`)
+    if (!storeHost) throw new StoreError('INVALID_ARGUMENT', `storeHost must be "a.b.c.d:port" or "[ipv6]:port", got ${describe(options.storeHost)}`)
+    this.storeHost = storeHost
+    const maxQueues = options.maxQueuesPerTopic ?? DEFAULT_MAX_QUEUES_PER_TOPIC
+    if (!Number.isInteger(maxQueues) || maxQueues < 1 || maxQueues > MAX_QUEUE_ID + 1) {
+      throw new StoreError('INVALID_ARGUMENT', `maxQueuesPerTopic must be an integer from 1 to 2^31, got ${describe(maxQueues)}`)
+    }
+    this.maxQueuesPerTopic = maxQueues
     this.commitLog = new CommitLog({
       io,
       dir: path.join(this.dir, STORE_PATHS.commitLog),
@@ -492,19 +523,20 @@ export class MessageStore {
       const known = this.commitLog.topics.get(topic)
       if (known) return known
     }
-    if (typeof topic !== 'string' || topic.length === 0) throw new StoreError('TOPIC_INVALID', 'topic must be a non-empty string')
+    if (typeof topic !== 'string' || topic.length === 0) throw new StoreError('TOPIC_INVALID', `topic must be a non-empty string, got ${describe(topic)}`)
     if (!TOPIC_PATTERN.test(topic)) throw new StoreError('TOPIC_INVALID', `topic "${topic}" has characters outside [%|a-zA-Z0-9_-]`)
     const limit = topic.startsWith('%RETRY%') || topic.startsWith('%DLQ%') ? TOPIC_MAX_LENGTH_V2 : TOPIC_MAX_LENGTH
     if (topic.length > limit) throw new StoreError('TOPIC_INVALID', `topic is ${topic.length} characters, the limit is ${limit}`)
     return this.commitLog.topicState(topic, Buffer.from(topic, 'latin1'))
   }
 
-  private bornHost(text: string | undefined): Host {
+  private bornHost(text: unknown): Host {
     if (text === undefined) return DEFAULT_BORN_HOST
+    if (typeof text !== 'string') throw new StoreError('INVALID_ARGUMENT', `bornHost must be "a.b.c.d:port" or "[ipv6]:port", got ${describe(text)}`)
     let host = this.bornHostCache.get(text)
     if (!host) {
       host = parseHost(text)
-      if (!host) throw new StoreError('INVALID_ARGUMENT', `bornHost must be "a.b.c.d:port", got ${text}`)
+      if (!host) throw new StoreError('INVALID_ARGUMENT', `bornHost must be "a.b.c.d:port" or "[ipv6]:port", got ${describe(text)}`)
       if (this.bornHostCache.size > 4096) this.bornHostCache.clear()
       this.bornHostCache.set(text, host)
     }
@@ -513,14 +545,13 @@ export class MessageStore {
 
   /** Validates and measures `m`; its topic's state is left in `preparedState`. */
   private prepare(m: PutMessage, now: number): PreparedMessage {
-    if (m === null || typeof m !== 'object') throw new StoreError('INVALID_ARGUMENT', 'message must be an object')
+    if (m === null || typeof m !== 'object' || Array.isArray(m)) throw new StoreError('INVALID_ARGUMENT', `a message must be an object, got ${describe(m)}`)
     const st = this.topicFor(m.topic)
-    const queueId = m.queueId
-    if (!Number.isInteger(queueId) || queueId < 0 || queueId > 0x7fffffff) throw new StoreError('INVALID_ARGUMENT', `queueId must be a non-negative int, got ${String(queueId)}`)
+    const queueId = checkPutQueueId(m.queueId, this.maxQueuesPerTopic)
     let body: Uint8Array
     if (m.body instanceof Uint8Array) body = m.body
     else if (typeof m.body === 'string') body = Buffer.from(m.body, 'utf8')
-    else throw new StoreError('INVALID_ARGUMENT', 'body must be a Buffer, Uint8Array or string')
+    else throw new StoreError('INVALID_ARGUMENT', `body must be a Buffer, Uint8Array or string, got ${describe(m.body)}`)
     if (body.length > this.maxMessageSize) {
       throw new StoreError('MESSAGE_TOO_LARGE', `body of ${body.length} bytes exceeds maxMessageSize ${this.maxMessageSize}`, { details: { bytes: body.length, limit: this.maxMessageSize } })
     }
@@ -529,23 +560,27 @@ export class MessageStore {
     let keys: string | undefined
     let uniqKey: string | undefined
     if (m.keys !== undefined || m.tags !== undefined || m.properties !== undefined) {
-      properties = this.encodeProperties(m)
-      const tags = m.tags ?? m.properties?.[PROPERTY.TAGS]
+      const givenKeys = m.keys === undefined ? undefined : keysProperty(m.keys)
+      properties = encodePutProperties(givenKeys, m)
+      // Checked by encodePutProperties: a plain object of non-empty strings.
+      const props = m.properties
+      const tags = m.tags ?? props?.[PROPERTY.TAGS]
       if (tags !== undefined) tagsCode = javaStringHashCode(tags)
-      keys = m.keys !== undefined ? (Array.isArray(m.keys) ? m.keys.join(' ') : (m.keys as string)) : m.properties?.[PROPERTY.KEYS]
-      if (keys === '') keys = undefined
-      uniqKey = m.properties?.[PROPERTY.UNIQ_KEY]
+      keys = m.keys !== undefined ? givenKeys : props?.[PROPERTY.KEYS]
+      uniqKey = props?.[PROPERTY.UNIQ_KEY]
     }
+    const bornHost = this.bornHost(m.bornHost)
     const prepared = prepareRecordOf(
       st.topic,
       st.bytes,
       queueId,
-      m.flag ?? 0,
-      m.sysFlag ?? 0,
-      m.bornTimestamp ?? now,
-      this.bornHost(m.bornHost),
-      m.reconsumeTimes ?? 0,
-      m.preparedTransactionOffset ?? 0,
+      m.flag === undefined ? 0 : checkInt('flag', m.flag),
+      // The host bits follow the hosts written, whatever the caller's sysFlag says (checkSysFlag).
+      withHostFlags(checkSysFlag(m.sysFlag), bornHost, this.storeHost),
+      m.bornTimestamp === undefined ? now : checkOffset('bornTimestamp', m.bornTimestamp),
+      bornHost,
+      m.reconsumeTimes === undefined ? 0 : checkInt('reconsumeTimes', m.reconsumeTimes, 0),
+      m.preparedTransactionOffset === undefined ? 0 : checkOffset('preparedTransactionOffset', m.preparedTransactionOffset),
       body,
       properties,
       tagsCode,
@@ -561,34 +596,6 @@ export class MessageStore {
     }
     this.preparedState = st
     return prepared
-  }
-
-  private encodeProperties(m: PutMessage): string {
-    let out = ''
-    const add = (name: string, value: unknown): void => {
-      if (typeof value !== 'string' || value.length === 0) throw new StoreError('INVALID_PROPERTY', `property ${name} must be a non-empty string`)
-      if (name.length === 0) throw new StoreError('INVALID_PROPERTY', 'property names must not be empty')
-      if (name.includes(PROPERTY_NAME_VALUE_SEPARATOR) || name.includes(PROPERTY_SEPARATOR) || value.includes(PROPERTY_NAME_VALUE_SEPARATOR) || value.includes(PROPERTY_SEPARATOR)) {
-        throw new StoreError('INVALID_PROPERTY', `property ${JSON.stringify(name)} contains a 0x01 or 0x02 separator`)
-      }
-      out += name + PROPERTY_NAME_VALUE_SEPARATOR + value + PROPERTY_SEPARATOR
-    }
-    if (m.keys !== undefined) {
-      const keys = Array.isArray(m.keys) ? m.keys : [m.keys]
-      for (const k of keys) {
-        if (typeof k !== 'string' || k.length === 0 || k.includes(' ')) throw new StoreError('INVALID_PROPERTY', `each key must be a non-empty string without spaces, got ${JSON.stringify(k)}`)
-      }
-      if (keys.length > 0) add(PROPERTY.KEYS, keys.join(' '))
-    }
-    if (m.tags !== undefined) add(PROPERTY.TAGS, m.tags)
-    if (m.properties !== undefined) {
-      for (const name of Object.keys(m.properties)) {
-        if (name === PROPERTY.KEYS && m.keys !== undefined) continue
-        if (name === PROPERTY.TAGS && m.tags !== undefined) continue
-        add(name, m.properties[name])
-      }
-    }
-    return out
   }
 
   /**
@@ -631,7 +638,7 @@ export class MessageStore {
   /** Appends messages contiguously in one file, with one flush wait. All or nothing. */
   async putBatch(messages: PutMessage[]): Promise<PutResult[]> {
     if (this.status !== 'open') throw this.notOpen()
-    if (!Array.isArray(messages)) throw new StoreError('INVALID_ARGUMENT', 'putBatch takes an array of messages')
+    if (!Array.isArray(messages)) throw new StoreError('INVALID_ARGUMENT', `putBatch takes an array of messages, got ${describe(messages)}`)
     if (messages.length === 0) return []
     const states: TopicState[] = new Array(messages.length)
     const prepared: PreparedMessage[] = new Array(messages.length)
@@ -653,14 +660,17 @@ export class MessageStore {
   /** The message stored at `physicalOffset`, decoded (body copied). */
   async lookup(physicalOffset: number): Promise<StoredMessage> {
     if (this.status !== 'open') throw this.notOpen()
-    if (!Number.isSafeInteger(physicalOffset) || physicalOffset < 0) throw new StoreError('INVALID_ARGUMENT', `bad physical offset ${physicalOffset}`)
+    checkOffset('physicalOffset', physicalOffset)
     const where = this.commitLog.recordAt(physicalOffset)
     if (!where) {
       throw new StoreError('INVALID_ARGUMENT', `no message at physical offset ${physicalOffset} (store holds ${this.commitLog.minOffset} to ${this.commitLog.wroteOffset})`, { details: { physicalOffset } })
     }
     // Staged chunk positions differ from file positions; check the record against its own offset.
     const check = checkRecord(where.buf, where.at, where.limit, physicalOffset, this.maxRecordBytes, false)
-    if (check.kind !== 'record') throw new StoreError('INVALID_ARGUMENT', `no message starts at physical offset ${physicalOffset}`, { details: { physicalOffset } })
+    if (check.kind !== 'record') {
+      const reason = check.kind === 'bad' ? check.reason : check.kind === 'blank' ? 'the end-of-file blank starts there' : 'nothing was written there'
+      throw new StoreError('INVALID_ARGUMENT', `no message starts at physical offset ${physicalOffset} (${reason})`, { details: { physicalOffset } })
+    }
     return decodeRecord(where.buf, where.at, true, where.dv)
   }
 
@@ -736,8 +746,8 @@ export class MessageStore {
 
   /** Decodes an offset message id and returns its message. */
   async viewMessage(msgId: string): Promise<StoredMessage> {
-    const id = decodeMessageId(msgId)
-    if (!id) throw new StoreError('INVALID_ARGUMENT', `not an offset message id: ${msgId}`)
+    const id = typeof msgId === 'string' ? decodeMessageId(msgId) : undefined
+    if (!id) throw new StoreError('INVALID_ARGUMENT', `msgId must be an offset message id (32 hex digits, 56 for an IPv6 store host), got ${describe(msgId)}`)
     return this.lookup(id.physicalOffset)
   }
 
@@ -750,8 +760,8 @@ export class MessageStore {
   // Read path
 
   private queueArgs(topic: unknown, queueId: unknown): void {
-    if (typeof topic !== 'string' || topic.length === 0) throw new StoreError('TOPIC_INVALID', 'topic must be a non-empty string')
-    if (!Number.isInteger(queueId) || (queueId as number) < 0 || (queueId as number) > 0x7fffffff) throw new StoreError('INVALID_ARGUMENT', `queueId must be a non-negative int, got ${String(queueId)}`)
+    if (typeof topic !== 'string' || topic.length === 0) throw new StoreError('TOPIC_INVALID', `topic must be a non-empty string, got ${describe(topic)}`)
+    checkQueueId(queueId)
   }
 
   /**
@@ -761,18 +771,22 @@ export class MessageStore {
    */
   async get(request: GetMessageRequest): Promise<GetMessageResult> {
     if (this.status !== 'open') throw this.notOpen()
-    if (request === null || typeof request !== 'object') throw new StoreError('INVALID_ARGUMENT', 'get takes a request object')
+    if (request === null || typeof request !== 'object') throw new StoreError('INVALID_ARGUMENT', `get takes a request object, got ${describe(request)}`)
     const { topic, queueId, offset } = request
     this.queueArgs(topic, queueId)
-    if (!Number.isSafeInteger(offset) || offset < 0) throw new StoreError('INVALID_ARGUMENT', `offset must be a non-negative integer, got ${String(offset)}`)
+    checkOffset('offset', offset)
     const maxMessages = request.maxMessages ?? 32
-    if (!Number.isInteger(maxMessages) || maxMessages < 1) throw new StoreError('INVALID_ARGUMENT', `maxMessages must be a positive integer, got ${String(maxMessages)}`)
+    if (!Number.isInteger(maxMessages) || maxMessages < 1) throw new StoreError('INVALID_ARGUMENT', `maxMessages must be a positive integer, got ${describe(maxMessages)}`)
     const maxBytes = request.maxBytes ?? this.maxTransferBytes
+    if (!Number.isInteger(maxBytes) || maxBytes < 1) throw new StoreError('INVALID_ARGUMENT', `maxBytes must be a positive integer, got ${describe(maxBytes)}`)
+    if (request.group !== undefined && typeof request.group !== 'string') throw new StoreError('INVALID_ARGUMENT', `group must be a string, got ${describe(request.group)}`)
     let codes: Set<number> | undefined
     let tagSet: Set<string> | undefined
     if (request.tags !== undefined && request.tags !== null) {
-      if (!Array.isArray(request.tags)) throw new StoreError('INVALID_ARGUMENT', 'tags must be an array of strings')
-      const tags = request.tags.map((t) => String(t).trim()).filter((t) => t.length > 0)
+      if (!Array.isArray(request.tags)) throw new StoreError('INVALID_ARGUMENT', `tags must be an array of strings, got ${describe(request.tags)}`)
+      const bad = request.tags.findIndex((t) => typeof t !== 'string')
+      if (bad >= 0) throw new StoreError('INVALID_ARGUMENT', `tags[${bad}] must be a string, got ${describe(request.tags[bad])}`)
+      const tags = request.tags.map((t) => t.trim()).filter((t) => t.length > 0)
       if (tags.length > 0 && !tags.includes('*')) {
         tagSet = new Set(tags)
         codes = new Set(tags.map(javaStringHashCode))
@@ -866,7 +880,7 @@ export class MessageStore {
   async offsetByTime(topic: string, queueId: number, timestampMs: number): Promise<number> {
     if (this.status !== 'open') throw this.notOpen()
     this.queueArgs(topic, queueId)
-    if (typeof timestampMs !== 'number' || Number.isNaN(timestampMs)) throw new StoreError('INVALID_ARGUMENT', `timestampMs must be a number, got ${String(timestampMs)}`)
+    if (typeof timestampMs !== 'number' || Number.isNaN(timestampMs)) throw new StoreError('INVALID_ARGUMENT', `timestampMs must be a number, got ${describe(timestampMs)}`)
     const cq = this.consumeQueues.find(topic, queueId)
     if (!cq) return 0
     let lo = cq.minOffset
@@ -925,10 +939,10 @@ export class MessageStore {
   /** Records that `group` will next read `offset` of (topic, queueId); persisted periodically. */
   commitOffset(group: string, topic: string, queueId: number, offset: number): void {
     if (this.status !== 'open') throw this.notOpen()
-    if (typeof group !== 'string' || group.length === 0 || group.includes('@')) throw new StoreError('INVALID_ARGUMENT', `group must be a non-empty string without '@', got ${JSON.stringify(group)}`)
+    if (typeof group !== 'string' || group.length === 0 || group.includes('@')) throw new StoreError('INVALID_ARGUMENT', `group must be a non-empty string without '@', got ${describe(group)}`)
     this.queueArgs(topic, queueId)
     if (topic.includes('@')) throw new StoreError('TOPIC_INVALID', `topic must not contain '@'`)
-    if (!Number.isSafeInteger(offset) || offset < 0) throw new StoreError('INVALID_ARGUMENT', `offset must be a non-negative integer, got ${String(offset)}`)
+    checkOffset('offset', offset)
     this.consumerOffsets.commit(group, topic, queueId, offset)
   }
 

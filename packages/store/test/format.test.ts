@@ -1,7 +1,10 @@
 // Checks the stored-message codec byte for byte against RocketMQ's layout: field offsets, the
-// 91-byte fixed overhead, properties with unusual characters, V2 topics, message ids, CRC.
+// 91-byte fixed overhead, properties with unusual characters, V2 topics, message ids, CRC, and a
+// golden IPv6 record (test/fixtures) in both directions with every reader of a record.
 import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
 import { test } from 'node:test'
+import { fileURLToPath } from 'node:url'
 import { crc32 } from '../src/crc.js'
 import {
   BLANK_MAGIC_CODE,
@@ -11,21 +14,32 @@ import {
   RECORD,
   RECORD_FIXED_BYTES_V1,
   checkRecord,
+  SYSFLAG,
+  SYSFLAG_ACCEPTED_MASK,
   createMessageId,
+  dataViewOf,
   decodeMessageId,
   decodeProperties,
   decodeRecord,
   encodeBlank,
   encodeProperties,
   encodeRecord,
+  formatHost,
   javaStringHashCode,
   offsetToFileName,
   parseHost,
   prepareRecord,
+  readDispatchRequest,
   readI64,
+  readStoreTimestamp,
+  recordSize,
+  withHostFlags,
   writeI64,
+  type DispatchRequest,
+  type Host,
   type PreparedMessage,
 } from '../src/format.js'
+import { StoreError } from '../src/errors.js'
 
 function prepared(overrides: Partial<Parameters<typeof prepareRecord>[0]> = {}): PreparedMessage {
   const topic = overrides.topic ?? 'TopicTest'
@@ -183,4 +197,130 @@ test('64-bit helpers, file names and Java hashCode', () => {
   // "polygenelubricants".hashCode() == Integer.MIN_VALUE in Java
   assert.equal(javaStringHashCode('polygenelubricants'), -2147483648)
   assert.equal(crc32(Buffer.from('123456789')), 0xcbf43926)
+})
+
+/** Bytes of a fixture: `hex` lines, comments after '#'. */
+function fixture(name: string): Buffer {
+  const file = fileURLToPath(new URL(`../../test/fixtures/${name}`, import.meta.url))
+  const parts: Buffer[] = []
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    if (line.startsWith('hex ')) parts.push(Buffer.from(line.slice(4).replace(/#.*$/, '').replace(/\s+/g, ''), 'hex'))
+  }
+  return Buffer.concat(parts)
+}
+
+function ipv6Record(): { m: PreparedMessage; storeHost: Host } {
+  const bornHost = parseHost('[2001:db8::1]:45678')!
+  const storeHost = parseHost('[::1]:10911')!
+  const m = prepared({ sysFlag: withHostFlags(SYSFLAG.MULTI_TAGS, bornHost, storeHost), bornHost, properties: encodeProperties({ TAGS: 'TagA' }) })
+  return { m, storeHost }
+}
+
+test('golden: a record with IPv6 born and store hosts is the bytes RocketMQ 4.x writes, and reads back', () => {
+  const golden = fixture('record-ipv6.hex.txt')
+  const { m, storeHost } = ipv6Record()
+  assert.equal(m.sysFlag, 0x32)
+  assert.equal(m.totalSize, golden.length)
+  assert.equal(m.totalSize, recordSize(11, 9, 10, MESSAGE_MAGIC_CODE_V1, 0x32))
+  const buf = Buffer.alloc(m.totalSize)
+  encodeRecord(buf, 0, m, 42, 4096, 1_700_000_000_999, storeHost)
+  assert.equal(buf.toString('hex'), golden.toString('hex'))
+
+  const d = decodeRecord(golden, 0)
+  assert.equal(d.sysFlag, 0x32)
+  assert.equal(d.bornHost, '[2001:db8::1]:45678')
+  assert.equal(d.storeHost, '[::1]:10911')
+  assert.equal(d.bornTimestamp, 1_700_000_000_123)
+  assert.equal(d.storeTimestamp, 1_700_000_000_999)
+  assert.equal(d.reconsumeTimes, 2)
+  assert.equal(d.body.toString(), 'hello world')
+  assert.equal(d.topic, 'TopicTest')
+  assert.equal(d.tags, 'TagA')
+  // RocketMQ's createMessageId: store address (16) + port (4) + offset (8), uppercase hex.
+  assert.equal(d.msgId, '00000000000000000000000000000001' + '00002A9F' + '0000000000001000')
+  assert.equal(d.msgId, createMessageId(storeHost, 4096))
+  assert.equal(new MessageIdEncoder(storeHost).encode(4096), d.msgId)
+  assert.deepEqual(decodeMessageId(d.msgId), { host: '[::1]:10911', physicalOffset: 4096 })
+  assert.equal(readStoreTimestamp(golden, 0), 1_700_000_000_999)
+
+  const check = checkRecord(golden, 0, golden.length, 4096, 1 << 20, true)
+  assert.deepEqual(check, { kind: 'record', size: 145, queueId: 3, queueOffset: 42, sysFlag: 0x32, storeTimestamp: 1_700_000_000_999, topic: 'TopicTest' })
+  const req = {} as DispatchRequest
+  readDispatchRequest(golden, dataViewOf(golden), 0, true, req)
+  assert.deepEqual(
+    { ...req },
+    { topic: 'TopicTest', queueId: 3, queueOffset: 42, physicalOffset: 4096, size: 145, sysFlag: 0x32, storeTimestamp: 1_700_000_000_999, tagsCode: javaStringHashCode('TagA'), keys: undefined, uniqKey: undefined },
+  )
+})
+
+test('each host of a record may be IPv6 on its own: sizes, offsets and every reader agree', () => {
+  const hosts = { v4: parseHost('10.0.0.9:1')!, v6: parseHost('[fe80::9]:2')! }
+  for (const born of ['v4', 'v6'] as const) {
+    for (const store of ['v4', 'v6'] as const) {
+      const bornHost = hosts[born]
+      const storeHost = hosts[store]
+      const m = prepared({ sysFlag: withHostFlags(0x30 | 0x1, bornHost, storeHost), bornHost })
+      const v6 = (born === 'v6' ? 0x10 : 0) | (store === 'v6' ? 0x20 : 0)
+      assert.equal(m.sysFlag, 0x1 | v6, `${born}/${store}`)
+      assert.equal(m.totalSize, prepared().totalSize + (born === 'v6' ? 12 : 0) + (store === 'v6' ? 12 : 0))
+      const buf = Buffer.alloc(m.totalSize + 8)
+      encodeRecord(buf, 8, m, 5, 777, 1_700_000_000_500, storeHost)
+      const d = decodeRecord(buf, 8)
+      assert.equal(d.bornHost, born === 'v6' ? '[fe80::9]:2' : '10.0.0.9:1')
+      assert.equal(d.storeHost, store === 'v6' ? '[fe80::9]:2' : '10.0.0.9:1')
+      assert.equal(d.msgId.length, store === 'v6' ? 56 : 32)
+      assert.equal(d.msgId, createMessageId(storeHost, 777))
+      assert.equal(d.body.toString(), 'hello world')
+      assert.deepEqual(d.keys, ['k1', 'k2'])
+      assert.equal(d.storeTimestamp, 1_700_000_000_500)
+      assert.equal(readStoreTimestamp(buf, 8), 1_700_000_000_500)
+      assert.equal(checkRecord(buf, 8, buf.length, 777, 1 << 20, true).kind, 'record')
+      // A record whose host bits lie about its layout is refused, not misread.
+      const lying = Buffer.from(buf)
+      lying.writeInt32BE(m.sysFlag ^ 0x10, 8 + RECORD.sysFlag)
+      assert.equal(checkRecord(lying, 8, buf.length, 777, 1 << 20, false).kind, 'bad')
+    }
+  }
+})
+
+test('encodeRecord refuses a sysFlag whose host bits disagree with the hosts', () => {
+  const m = prepared({ sysFlag: SYSFLAG.BORNHOST_V6 })
+  assert.throws(() => encodeRecord(Buffer.alloc(m.totalSize), 0, m, 0, 0, 1, parseHost('127.0.0.1:1')!), (err: unknown) => err instanceof StoreError && err.code === 'INVALID_ARGUMENT')
+  const v4 = prepared()
+  assert.throws(() => encodeRecord(Buffer.alloc(v4.totalSize + 12), 0, v4, 0, 0, 1, parseHost('[::1]:1')!), (err: unknown) => err instanceof StoreError && err.code === 'INVALID_ARGUMENT')
+})
+
+test('hosts: IPv4 and bracketed IPv6 text forms parse and print in RFC 5952 form; anything else is refused', () => {
+  const cases: [string, string][] = [
+    ['127.0.0.1:10911', '127.0.0.1:10911'],
+    ['[::1]:10911', '[::1]:10911'],
+    ['[::]:0', '[::]:0'],
+    ['[2001:DB8:0:0:1:0:0:1]:65535', '[2001:db8::1:0:0:1]:65535'],
+    ['[2001:db8:0:0:0:0:2:1]:1', '[2001:db8::2:1]:1'],
+    ['[1:0:0:2:0:0:0:3]:1', '[1:0:0:2::3]:1'],
+    ['[1:2:3:4:5:6:7:8]:1', '[1:2:3:4:5:6:7:8]:1'],
+    ['[1:0:2:3:4:5:6:7]:1', '[1:0:2:3:4:5:6:7]:1'],
+    ['[::ffff:192.168.0.1]:80', '[::ffff:192.168.0.1]:80'],
+    ['[64:ff9b::192.0.2.33]:80', '[64:ff9b::c000:221]:80'],
+  ]
+  for (const [text, printed] of cases) {
+    const host = parseHost(text)
+    assert.ok(host, text)
+    const address = host.ipv6 ?? Buffer.from([host.ip >>> 24, (host.ip >>> 16) & 255, (host.ip >>> 8) & 255, host.ip & 255])
+    assert.equal(formatHost(address, host.port), printed, text)
+    assert.deepEqual(parseHost(printed), host, printed)
+  }
+  for (const bad of ['', ':1', '1.2.3.4', '1.2.3.4:', '1.2.3.4:65536', '1.2.3.4:-1', '1.2.3.4:0x10', '1.2.3.4: 5', '1.2.3.256:1', '1.2.3:1', 'host:1', '::1:10911', '[::1]', '[::1]:', '[1::2::3]:1', '[fe80::1%eth0]:1', '[1:2:3:4:5:6:7:8:9]:1', '[12345::]:1']) {
+    assert.equal(parseHost(bad), undefined, JSON.stringify(bad))
+  }
+})
+
+test('sysFlag: the bits accepted are RocketMQ 4.x\'s and the 5.x compression types; withHostFlags sets only the host bits', () => {
+  assert.equal(SYSFLAG_ACCEPTED_MASK, 0x33f)
+  const v4 = parseHost('1.2.3.4:5')!
+  const v6 = parseHost('[::2]:5')!
+  assert.equal(withHostFlags(0x3f, v4, v4), 0x0f)
+  assert.equal(withHostFlags(0x0, v6, v4), 0x10)
+  assert.equal(withHostFlags(0x1, v4, v6), 0x21)
+  assert.equal(withHostFlags(0x301, v6, v6), 0x331)
 })

@@ -1,10 +1,10 @@
 // MessageStore on real files: put/lookup, rolling across many 64 KiB files with BLANK
 // markers, putBatch contiguity, reopen after a clean close, typed errors, and the directory layout.
 import assert from 'node:assert/strict'
-import { readFile, readdir, stat } from 'node:fs/promises'
+import { readFile, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import * as path from 'node:path'
 import { test } from 'node:test'
-import { MessageStore, StoreError } from '../src/index.js'
+import { MessageStore, StoreError, decodeMessageId } from '../src/index.js'
 import { BLANK_MAGIC_CODE } from '../src/format.js'
 import { SMALL_FILE, reopen, tempDir } from './helpers.js'
 
@@ -166,4 +166,228 @@ test('a retry topic of 200 characters is stored with the V2 magic and read back'
     await store.close()
     await cleanup()
   }
+})
+
+test('a put with sysFlag 0x10 or 0x20 and IPv4 hosts is readable with lookup and get, and the store reopens', { timeout: 30_000 }, async () => {
+  const { dir, cleanup } = await tempDir()
+  const options = { dir, commitLogFileSize: SMALL_FILE }
+  let store = await MessageStore.open(options)
+  try {
+    const rs = [await store.put({ topic: 't', queueId: 0, body: 'a', sysFlag: 0x10 }), await store.put({ topic: 't', queueId: 0, body: 'b', sysFlag: 0x20 })]
+    rs.push(await store.put({ topic: 't', queueId: 0, body: 'c' }))
+    const read = async (): Promise<void> => {
+      for (const [i, r] of rs.entries()) {
+        const m = await store.lookup(r.physicalOffset)
+        assert.equal(m.body.toString(), 'abc'[i])
+        assert.equal(m.sysFlag, 0, 'the host bits say what is encoded: IPv4')
+      }
+      const got = await store.get({ topic: 't', queueId: 0, offset: 0 })
+      assert.deepEqual(got.messages.map((m) => m.body.toString()), ['a', 'b', 'c'])
+    }
+    await read()
+    store = await reopen(store, options)
+    await read()
+  } finally {
+    await store.close()
+    await cleanup()
+  }
+})
+
+/** What a put of `input` must read back as: sysFlag as stored, hosts as formatted. */
+interface HostCase {
+  input: { sysFlag?: number; bornHost?: string; queueId: number }
+  sysFlag: number
+  bornHost: string
+}
+
+for (const flush of ['async', 'sync'] as const) {
+  for (const storeHost of ['127.0.0.1:10911', '[2001:db8::7]:10911']) {
+    const v6Store = storeHost.startsWith('[')
+    test(`${flush}, store host ${storeHost}: sysFlag host bits follow the hosts encoded; IPv6 records read back after reopen and crash recovery`, { timeout: 60_000 }, async () => {
+      const { dir, cleanup } = await tempDir()
+      const options = { dir, flush, commitLogFileSize: SMALL_FILE, storeHost }
+      const storeBit = v6Store ? 0x20 : 0
+      const cases: HostCase[] = [
+        // The caller's 0x10/0x20 say nothing about what is encoded: replaced by the real layout.
+        { input: { sysFlag: 0x10, queueId: 0 }, sysFlag: storeBit, bornHost: '127.0.0.1:0' },
+        { input: { sysFlag: 0x20, queueId: 0 }, sysFlag: storeBit, bornHost: '127.0.0.1:0' },
+        { input: { sysFlag: 0x30 | 0x2, queueId: 1 }, sysFlag: storeBit | 0x2, bornHost: '127.0.0.1:0' },
+        { input: { bornHost: '[::1]:5000', queueId: 0 }, sysFlag: storeBit | 0x10, bornHost: '[::1]:5000' },
+        { input: { bornHost: '[FE80:0:0:0:1:0:0:2]:65535', sysFlag: 0x1, queueId: 1 }, sysFlag: storeBit | 0x10 | 0x1, bornHost: '[fe80::1:0:0:2]:65535' },
+        { input: { bornHost: '[::ffff:10.0.0.1]:7', sysFlag: 0x8, queueId: 0 }, sysFlag: storeBit | 0x10 | 0x8, bornHost: '[::ffff:10.0.0.1]:7' },
+        { input: { bornHost: '10.1.2.3:45678', sysFlag: 0x10, queueId: 1 }, sysFlag: storeBit, bornHost: '10.1.2.3:45678' },
+      ]
+      let store = await MessageStore.open(options)
+      try {
+        const written: { offset: number; msgId: string; body: string; c: HostCase }[] = []
+        for (const [i, c] of cases.entries()) {
+          const body = `host case ${i}`
+          const r = await store.put({ topic: 'hosts', body, tags: 'T', keys: [`k${i}`], ...c.input })
+          assert.equal(r.status, 'PUT_OK')
+          written.push({ offset: r.physicalOffset, msgId: r.msgId, body, c })
+        }
+        const batch = await store.putBatch(cases.map((c, i) => ({ topic: 'hosts', body: `batch case ${i}`, tags: 'T', ...c.input })))
+        batch.forEach((r, i) => written.push({ offset: r.physicalOffset, msgId: r.msgId, body: `batch case ${i}`, c: cases[i]! }))
+        const check = async (when: string): Promise<void> => {
+          for (const w of written) {
+            assert.equal(w.msgId.length, v6Store ? 56 : 32, `${when}: offset message id of ${w.body}`)
+            const m = await store.lookup(w.offset)
+            assert.equal(m.body.toString(), w.body, when)
+            assert.equal(m.sysFlag, w.c.sysFlag, `${when}: sysFlag of ${w.body}`)
+            assert.equal(m.bornHost, w.c.bornHost, `${when}: bornHost of ${w.body}`)
+            assert.equal(m.storeHost, v6Store ? '[2001:db8::7]:10911' : storeHost, when)
+            assert.equal(m.msgId, w.msgId, when)
+            assert.equal((await store.viewMessage(w.msgId)).body.toString(), w.body, when)
+            assert.deepEqual(decodeMessageId(w.msgId), { host: m.storeHost, physicalOffset: w.offset })
+          }
+          for (const queueId of [0, 1]) {
+            const got = await store.get({ topic: 'hosts', queueId, offset: 0, tags: ['T'] })
+            const expected = written.filter((w) => w.c.input.queueId === queueId)
+            assert.equal(got.status, 'FOUND', when)
+            assert.deepEqual(got.messages.map((m) => m.body.toString()), expected.map((w) => w.body), `${when}: queue ${queueId}`)
+            assert.deepEqual(got.messages.map((m) => m.bornHost), expected.map((w) => w.c.bornHost), when)
+          }
+          assert.equal((await store.queryByKey('hosts', 'k3')).length, 1, when)
+        }
+        await check('written')
+        store = await reopen(store, options)
+        assert.equal(store.recovery.cleanShutdown, true)
+        await check('after a clean reopen')
+        // As after a crash: recovery checks every record (CRC included) and re-dispatches them all.
+        await store.close()
+        await writeFile(path.join(dir, 'abort'), '1')
+        await rm(path.join(dir, 'consumequeue'), { recursive: true })
+        await rm(path.join(dir, 'index'), { recursive: true })
+        store = await MessageStore.open(options)
+        assert.equal(store.recovery.cleanShutdown, false)
+        await check('after crash recovery')
+      } finally {
+        await store.close()
+        await cleanup()
+      }
+    })
+  }
+}
+
+/** Rejects with a StoreError of `code` whose message matches `message`. */
+async function expectError(p: Promise<unknown>, code: string, message: RegExp): Promise<void> {
+  await assert.rejects(p, (err: unknown) => {
+    assert.ok(err instanceof StoreError, `a StoreError, got ${String(err)}`)
+    assert.equal(err.code, code, err.message)
+    assert.match(err.message, message)
+    return true
+  })
+}
+
+test('put input errors are StoreErrors that say what is wrong and show what was received', { timeout: 30_000 }, async () => {
+  const { dir, cleanup } = await tempDir()
+  const store = await MessageStore.open({ dir, commitLogFileSize: SMALL_FILE })
+  // The compiler would refuse most of these; JavaScript callers and the wire do not.
+  const put = (m: Record<string, unknown>): Promise<unknown> => store.put({ topic: 't', queueId: 0, body: 'x', ...m } as never)
+  try {
+    await expectError(put({ properties: null }), 'INVALID_ARGUMENT', /properties must be a plain object of string values, got null/)
+    await expectError(put({ properties: ['a'] }), 'INVALID_ARGUMENT', /got an array of 1/)
+    await expectError(put({ properties: new Map([['a', 'b']]) }), 'INVALID_ARGUMENT', /got a Map/)
+    await expectError(put({ properties: 'a=b' }), 'INVALID_ARGUMENT', /got the string "a=b"/)
+    await expectError(put({ properties: { a: 1 } }), 'INVALID_PROPERTY', /property "a" must be a non-empty string, got 1/)
+    await expectError(put({ properties: { a: undefined } }), 'INVALID_PROPERTY', /property "a" must be a non-empty string, got undefined/)
+    await expectError(put({ properties: { a: null } }), 'INVALID_PROPERTY', /got null/)
+    await expectError(put({ tags: 5 }), 'INVALID_PROPERTY', /property "TAGS" must be a non-empty string, got 5/)
+    await expectError(put({ keys: 7 }), 'INVALID_PROPERTY', /keys must be a string \(space-separated keys\) or an array of strings, got 7/)
+    await expectError(put({ keys: '   ' }), 'INVALID_PROPERTY', /keys must hold at least one key, got the string " {3}"/)
+    await expectError(put({ keys: ['ok', 'a b'] }), 'INVALID_PROPERTY', /keys\[1\] must be a non-empty string without spaces .*got the string "a b"/)
+    await expectError(put({ keys: ['ok', null] }), 'INVALID_PROPERTY', /keys\[1\] .*got null/)
+    await expectError(put({ queueId: '0' }), 'INVALID_ARGUMENT', /queueId must be an integer from 0 to 1023, got the string "0"/)
+    await expectError(put({ queueId: 1e9 }), 'INVALID_ARGUMENT', /queueId 1000000000 is not below maxQueuesPerTopic \(1024\)/)
+    await expectError(put({ queueId: 1024 }), 'INVALID_ARGUMENT', /not below maxQueuesPerTopic/)
+    await expectError(put({ queueId: NaN }), 'INVALID_ARGUMENT', /got NaN/)
+    await expectError(put({ topic: 5 }), 'TOPIC_INVALID', /topic must be a non-empty string, got 5/)
+    await expectError(put({ body: 12 }), 'INVALID_ARGUMENT', /body must be a Buffer, Uint8Array or string, got 12/)
+    await expectError(put({ body: null }), 'INVALID_ARGUMENT', /got null/)
+    await expectError(put({ bornHost: '::1:80' }), 'INVALID_ARGUMENT', /bornHost must be "a.b.c.d:port" or "\[ipv6\]:port", got the string "::1:80"/)
+    await expectError(put({ bornHost: 80 }), 'INVALID_ARGUMENT', /bornHost .* got 80/)
+    await expectError(put({ flag: 'x' }), 'INVALID_ARGUMENT', /flag must be an int \(-2\^31 to 2\^31-1\), got the string "x"/)
+    await expectError(put({ flag: 2 ** 31 }), 'INVALID_ARGUMENT', /flag must be an int/)
+    await expectError(put({ reconsumeTimes: -1 }), 'INVALID_ARGUMENT', /reconsumeTimes must be an integer from 0 to 2\^31-1, got -1/)
+    await expectError(put({ bornTimestamp: NaN }), 'INVALID_ARGUMENT', /bornTimestamp must be an integer, got NaN/)
+    await expectError(put({ bornTimestamp: '1' }), 'INVALID_ARGUMENT', /bornTimestamp must be a number, got the string "1"/)
+    await expectError(put({ preparedTransactionOffset: 2 ** 60 }), 'INVALID_ARGUMENT', /preparedTransactionOffset 1152921504606847000 is beyond 2\^53-1/)
+    await expectError(store.putBatch(null as never), 'INVALID_ARGUMENT', /putBatch takes an array of messages, got null/)
+    await expectError(store.putBatch([null] as never), 'INVALID_ARGUMENT', /a message must be an object, got null/)
+    // sysFlag: bits RocketMQ 4.x does not define are refused; 0x10 / 0x20 are the store's to set.
+    await expectError(put({ sysFlag: 0x40 }), 'INVALID_ARGUMENT', /sysFlag 0x40 has RocketMQ 5.x bits/)
+    await expectError(put({ sysFlag: 0x81 }), 'INVALID_ARGUMENT', /INNER_BATCH/)
+    await expectError(put({ sysFlag: 0x401 }), 'INVALID_ARGUMENT', /sysFlag 0x401 has unknown bits 0x400/)
+    await expectError(put({ sysFlag: 1 << 20 }), 'INVALID_ARGUMENT', /unknown bits 0x100000/)
+    await expectError(put({ sysFlag: -1 }), 'INVALID_ARGUMENT', /sysFlag 0xffffffff has/)
+    await expectError(put({ sysFlag: 0x100 }), 'INVALID_ARGUMENT', /compression type \(bits 8-9\) without COMPRESSED/)
+    await expectError(put({ sysFlag: 1.5 }), 'INVALID_ARGUMENT', /sysFlag must be an int .*got 1.5/)
+    await expectError(put({ sysFlag: '1' }), 'INVALID_ARGUMENT', /got the string "1"/)
+    assert.equal(store.maxPhysicalOffset, 0, 'nothing was written')
+    assert.deepEqual(await readdir(path.join(dir, 'consumequeue')), [], 'no queue directory was made')
+    const zlib = await store.put({ topic: 't', queueId: 0, body: 'x', sysFlag: 0x301 | 0x10 })
+    assert.equal((await store.lookup(zlib.physicalOffset)).sysFlag, 0x301)
+    assert.equal((await store.put({ topic: 't', queueId: 1023, body: 'x' })).queueOffset, 0)
+  } finally {
+    await store.close()
+    await cleanup()
+  }
+})
+
+test('get, lookup and viewMessage argument errors say what is wrong', { timeout: 30_000 }, async () => {
+  const { dir, cleanup } = await tempDir()
+  const store = await MessageStore.open({ dir, commitLogFileSize: SMALL_FILE })
+  const get = (r: Record<string, unknown>): Promise<unknown> => store.get({ topic: 't', queueId: 0, offset: 0, ...r } as never)
+  try {
+    await store.put({ topic: 't', queueId: 0, body: 'x' })
+    await expectError(get({ offset: 1e18 }), 'INVALID_ARGUMENT', /offset 1000000000000000000 is beyond 2\^53-1 \(Number.MAX_SAFE_INTEGER\)/)
+    await expectError(get({ offset: -1 }), 'INVALID_ARGUMENT', /offset must not be negative, got -1/)
+    await expectError(get({ offset: 1.5 }), 'INVALID_ARGUMENT', /offset must be an integer, got 1.5/)
+    await expectError(get({ offset: '0' }), 'INVALID_ARGUMENT', /offset must be a number, got the string "0"/)
+    await expectError(get({ offset: undefined }), 'INVALID_ARGUMENT', /offset must be a number, got undefined/)
+    await expectError(get({ queueId: '0' }), 'INVALID_ARGUMENT', /queueId must be an integer from 0 to 2\^31-1, got the string "0"/)
+    await expectError(get({ topic: null }), 'TOPIC_INVALID', /got null/)
+    await expectError(get({ maxMessages: '3' }), 'INVALID_ARGUMENT', /maxMessages must be a positive integer, got the string "3"/)
+    await expectError(get({ maxBytes: 'x' }), 'INVALID_ARGUMENT', /maxBytes must be a positive integer, got the string "x"/)
+    await expectError(get({ tags: 'TagA' }), 'INVALID_ARGUMENT', /tags must be an array of strings, got the string "TagA"/)
+    await expectError(get({ tags: ['a', 5] }), 'INVALID_ARGUMENT', /tags\[1\] must be a string, got 5/)
+    await expectError(get({ group: 5 }), 'INVALID_ARGUMENT', /group must be a string, got 5/)
+    await expectError(store.get(null as never), 'INVALID_ARGUMENT', /get takes a request object, got null/)
+    await expectError(store.lookup(1e18), 'INVALID_ARGUMENT', /physicalOffset 1000000000000000000 is beyond 2\^53-1/)
+    await expectError(store.lookup('0' as never), 'INVALID_ARGUMENT', /physicalOffset must be a number, got the string "0"/)
+    await expectError(store.lookup(1), 'INVALID_ARGUMENT', /no message starts at physical offset 1 \(/)
+    await expectError(store.lookup(1 << 20), 'INVALID_ARGUMENT', /no message at physical offset 1048576/)
+    await expectError(store.viewMessage(undefined as never), 'INVALID_ARGUMENT', /msgId must be an offset message id .*got undefined/)
+    await expectError(store.viewMessage('zz'), 'INVALID_ARGUMENT', /got the string "zz"/)
+    // A read of a queue no put may create answers as an unknown queue.
+    assert.equal((await get({ queueId: 5000 }) as { status: string }).status, 'NO_MESSAGE_IN_QUEUE')
+  } finally {
+    await store.close()
+    await cleanup()
+  }
+})
+
+test('keys as one string are RocketMQ\'s space-separated KEYS; maxQueuesPerTopic bounds queue ids', { timeout: 30_000 }, async () => {
+  const { dir, cleanup } = await tempDir()
+  const options = { dir, commitLogFileSize: SMALL_FILE, maxQueuesPerTopic: 4 }
+  let store = await MessageStore.open(options)
+  try {
+    const r = await store.put({ topic: 't', queueId: 3, body: 'x', keys: 'k1 k2' })
+    const spaced = await store.put({ topic: 't', queueId: 3, body: 'y', keys: ' k3  k4 ' })
+    assert.deepEqual((await store.lookup(r.physicalOffset)).keys, ['k1', 'k2'])
+    assert.equal((await store.lookup(spaced.physicalOffset)).properties.KEYS, 'k3 k4', 'runs of spaces separate, as one')
+    for (const key of ['k1', 'k2']) assert.deepEqual((await store.queryByKey('t', key)).map((m) => m.body.toString()), ['x'], key)
+    assert.deepEqual((await store.queryByKey('t', 'k4')).map((m) => m.body.toString()), ['y'])
+    await expectError(store.put({ topic: 't', queueId: 4, body: 'x' }), 'INVALID_ARGUMENT', /queueId 4 is not below maxQueuesPerTopic \(4\)/)
+    store = await reopen(store, options)
+    assert.deepEqual((await store.queryByKey('t', 'k2')).map((m) => m.body.toString()), ['x'])
+  } finally {
+    await store.close()
+    await cleanup()
+  }
+  for (const bad of [0, 1.5, 2 ** 31 + 1, '8']) {
+    await expectError(MessageStore.open({ dir, maxQueuesPerTopic: bad as number }), 'INVALID_ARGUMENT', /maxQueuesPerTopic must be an integer from 1 to 2\^31/)
+  }
+  await expectError(MessageStore.open({ dir, storeHost: 'localhost:1' }), 'INVALID_ARGUMENT', /storeHost must be "a.b.c.d:port" or "\[ipv6\]:port", got the string "localhost:1"/)
+  await cleanup()
 })
