@@ -598,9 +598,27 @@ export class MessageStore {
   private readable<T extends AppendResult | AppendResult[]>(results: T): T | Promise<T> {
     const last = Array.isArray(results) ? results[results.length - 1]! : (results as AppendResult)
     const end = last.physicalOffset + last.size
-    if (this.dispatcher.reputOffset >= end) return results
-    return this.dispatcher.waitFor(end).then(() => results)
+    const d = this.dispatcher
+    if (d.reputOffset >= end) return results
+    if (d.lastError && !d.busy) return this.notReadable(results, last, d.lastError)
+    return d.waitFor(end).then(() => (d.reputOffset < end && d.lastError ? this.notReadable(results, last, d.lastError) : results))
   }
+
+  /**
+   * A put whose records were stored but could not be dispatched (a ConsumeQueue or the index
+   * could not grow on a full disk) is not acknowledged: PUT_OK promises a message readable with
+   * `get`. It fails with the dispatch's error (DISK_FULL). Its records stay in the CommitLog, which
+   * must stay contiguous: the dispatcher retries them (every flushConsumeQueueIntervalMs, and on
+   * the next open), so such a message becomes readable once space returns, at the queue offset it
+   * took, and a producer that retries it stores it twice (at-least-once, as a send timeout does).
+   * A put already answered FLUSH_DISK_TIMEOUT keeps that answer.
+   */
+  private notReadable<T>(results: T, last: AppendResult, cause: StoreError): T {
+    if (last.status !== 'PUT_OK') return results
+    throw new StoreError(cause.code, `message stored at CommitLog offset ${last.physicalOffset} but not readable: ${cause.message}`, { cause, details: { ...cause.details, physicalOffset: last.physicalOffset } })
+  }
+
+  private readonly readableOne = (r: AppendResult): AppendResult | Promise<AppendResult> => this.readable(r)
 
   private async finishOne(r: AppendResult): Promise<PutResult> {
     return this.readable(this.flushMode === 'async' ? r : await this.commitLog.waitFlushed(r))
@@ -619,8 +637,9 @@ export class MessageStore {
       if (Array.isArray(appended)) {
         const r = appended[0]!
         if (this.flushMode === 'async') return Promise.resolve(this.readable(r))
-        // Sync: waiters are resolved only after the records they wait for were dispatched.
-        return this.commitLog.waitFlushed(r)
+        // Sync: waiters are resolved only after the records they wait for were dispatched (or
+        // their dispatch failed: readable rejects the put then).
+        return this.commitLog.waitFlushed(r).then(this.readableOne)
       }
       return appended.then((rs) => this.finishOne(rs[0]!))
     } catch (err) {
@@ -940,42 +959,60 @@ export class MessageStore {
     await this.commitLog.flush()
   }
 
-  /** Drains pending appends, flushes, writes the checkpoint and marks a clean shutdown. Idempotent. */
+  /**
+   * Drains pending appends, flushes, writes the checkpoint and marks a clean shutdown. Idempotent.
+   *
+   * The abort marker goes exactly when the data files agree with the checkpoint: the CommitLog,
+   * the ConsumeQueues and the index synced (a dispatch stopped by a full disk does not count: the
+   * checkpoint says how far the queues go, and the next open re-dispatches the rest). A close
+   * that resolves has removed it; one that could not sync rejects with the first error (typed:
+   * DISK_FULL for ENOSPC) and leaves it, so the next open recovers as after a crash. Consumer
+   * offsets that cannot be written reject the close too, but keep no marker: they are not data
+   * the recovery could rebuild.
+   */
   close(): Promise<void> {
     if (this.closing) return this.closing
     this.status = 'closing'
     this.closing = (async () => {
       for (const t of this.timers) clearInterval(t)
-      let failed: unknown
-      // ConsumeQueues are derived data: if they cannot be completed now (a full disk), close
-      // still succeeds, and the kept abort marker makes the next open re-dispatch.
-      let derivedIncomplete = false
+      let failed: StoreError | undefined
+      let durable = true
+      const fail = (what: string, err: unknown, dataLeft: boolean): void => {
+        failed ??= ioError(what, err)
+        if (dataLeft) durable = false
+      }
       try {
         await this.commitLog.close(async () => {
+          // A dispatch stopped by a full disk leaves records for the next open to dispatch.
+          await this.dispatcher.drain().catch(() => undefined)
+          await this.cqFlushing?.catch(() => undefined)
           try {
-            await this.dispatcher.drain()
-            await this.cqFlushing
             await this.flushConsumeQueues()
-          } catch {
-            derivedIncomplete = true
+          } catch (err) {
+            fail('syncing the ConsumeQueues', err, true)
           }
         })
       } catch (err) {
-        failed ??= err
+        fail('closing the CommitLog', err, true)
       }
       try {
         await this.consumerOffsets.persist()
       } catch (err) {
-        failed ??= err
+        fail('persisting consumer offsets', err, false)
       }
-      await this.consumeQueues.close().catch(() => undefined)
-      if (this.index) await this.index.close().catch(() => (derivedIncomplete = true))
+      await this.consumeQueues.close().catch((err) => fail('closing the ConsumeQueues', err, true))
+      if (this.index) await this.index.close().catch((err) => fail('closing the index', err, true))
       try {
-        await this.checkpoint.flush()
-        await this.checkpoint.close()
-        // A failed flush means the next open must recover as after a crash.
-        if (failed === undefined && !derivedIncomplete && !this.commitLog.failed) await this.io.remove(path.join(this.dir, STORE_PATHS.abort))
-        await this.io.remove(path.join(this.dir, STORE_PATHS.lock))
+        try {
+          await this.checkpoint.flush()
+          await this.checkpoint.close()
+        } catch (err) {
+          fail('writing the checkpoint', err, true)
+        }
+        // A CommitLog that failed an fdatasync earlier: what it holds past the checkpoint is unsure.
+        if (this.commitLog.failed) fail('closing the CommitLog', this.commitLog.failed, true)
+        if (durable) await this.io.remove(path.join(this.dir, STORE_PATHS.abort)).catch((err) => fail('removing the abort marker', err, true))
+        await this.io.remove(path.join(this.dir, STORE_PATHS.lock)).catch(() => undefined)
       } finally {
         openDirs.delete(this.dir)
         this.status = 'closed'

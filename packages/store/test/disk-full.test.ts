@@ -10,6 +10,7 @@ import * as path from 'node:path'
 import { test } from 'node:test'
 import { MessageStore, StoreError, type PutResult } from '../src/index.js'
 import { forceGc } from '../src/file-io.js'
+import { SimFileIO } from '../src/internal.js'
 
 for (const flush of ['async', 'sync'] as const) {
   test(`${flush}: a real full disk fails the put with DISK_FULL and loses nothing`, { timeout: 30_000 }, async (t) => {
@@ -62,6 +63,53 @@ for (const flush of ['async', 'sync'] as const) {
       if (!unmounted) execFileSync('umount', ['-l', mountPoint], { stdio: 'ignore' })
       await rm(mountPoint, { recursive: true, force: true })
       assert.ok(unmounted, 'every mapping of the closed store was released')
+    }
+  })
+}
+
+for (const flush of ['async', 'sync'] as const) {
+  test(`${flush}: while ConsumeQueues cannot grow, a put answers DISK_FULL, never PUT_OK for a message get cannot read (simulated disk)`, { timeout: 30_000 }, async () => {
+    // Room for the two CommitLog files (the one written and the one made ahead) and a few
+    // ConsumeQueue files of 1,000 bytes: new queues soon find no space for their first file.
+    const io = new SimFileIO({ capacityBytes: 2 * 256 * 1024 + 16 * 1024 })
+    const options = { dir: '/sim/cq-full', fileIO: io, flush, commitLogFileSize: 256 * 1024, consumeQueueUnitsPerFile: 50, messageIndexEnable: false }
+    const store = await MessageStore.open(options)
+    const acked: Array<PutResult & { queueId: number }> = []
+    const attempts = new Map<number, number>()
+    let refused = 0
+    try {
+      for (let i = 0; i < 200; i++) {
+        const queueId = i % 64
+        attempts.set(queueId, (attempts.get(queueId) ?? 0) + 1)
+        try {
+          acked.push({ ...(await store.put({ topic: 'cqfull', queueId, body: `m${i}` })), queueId })
+        } catch (err) {
+          assert.ok(err instanceof StoreError && err.code === 'DISK_FULL', `expected DISK_FULL, got ${String(err)}`)
+          refused++
+        }
+      }
+      assert.ok(refused > 0, 'the disk filled up')
+      assert.ok(acked.length > 0)
+      for (const r of acked) {
+        const got = await store.get({ topic: 'cqfull', queueId: r.queueId, offset: r.queueOffset, maxMessages: 1 })
+        assert.equal(got.status, 'FOUND', `acknowledged message at queue offset ${r.queueOffset} is readable`)
+        assert.equal(got.messages[0]!.physicalOffset, r.physicalOffset)
+      }
+      // Space returns: the records kept in the log are dispatched, and puts work again.
+      io.capacityBytes = Number.POSITIVE_INFINITY
+      await store.whenDispatched()
+      for (const [queueId, n] of attempts) assert.equal(store.maxOffset('cqfull', queueId), n, 'every stored record is dispatched once space returns')
+      const after = await store.put({ topic: 'cqfull', queueId: 63, body: 'after' })
+      assert.equal((await store.get({ topic: 'cqfull', queueId: 63, offset: after.queueOffset })).messages[0]!.body.toString(), 'after')
+    } finally {
+      await store.close()
+    }
+    const again = await MessageStore.open({ ...options, fileIO: io.processCrash() })
+    try {
+      assert.equal(again.recovery.cleanShutdown, true)
+      for (const r of acked) assert.equal((await again.lookup(r.physicalOffset)).queueOffset, r.queueOffset)
+    } finally {
+      await again.close()
     }
   })
 }
