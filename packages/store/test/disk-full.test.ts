@@ -4,13 +4,13 @@
 // acknowledged message stays readable, and the store reopens with all of them.
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, open, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import * as path from 'node:path'
-import { test } from 'node:test'
+import { test, type TestContext } from 'node:test'
 import { MessageStore, StoreError, type PutResult } from '../src/index.js'
 import { forceGc } from '../src/file-io.js'
-import { SimFileIO } from '../src/internal.js'
+import { SimFileIO, type DataFile, type FileIO } from '../src/internal.js'
 
 for (const flush of ['async', 'sync'] as const) {
   test(`${flush}: a real full disk fails the put with DISK_FULL and loses nothing`, { timeout: 30_000 }, async (t) => {
@@ -113,3 +113,107 @@ for (const flush of ['async', 'sync'] as const) {
     }
   })
 }
+
+/**
+ * Runs `fn` on a fresh tmpfs of `size` (mount's syntax: '2m'), mounted only when running as
+ * root; unmounted after, waiting briefly for the GC to unmap closed files (docs/design/mmap.md).
+ */
+async function onTmpfs(t: TestContext, size: string, fn: (mountPoint: string) => Promise<void>): Promise<void> {
+  if (process.getuid?.() !== 0) return t.skip('needs root to mount a small tmpfs')
+  const mountPoint = await mkdtemp(path.join(tmpdir(), 'mqts-fullfs-'))
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', mountPoint], { stdio: 'ignore' })
+  } catch {
+    await rm(mountPoint, { recursive: true, force: true })
+    return t.skip('cannot mount a tmpfs here')
+  }
+  try {
+    await fn(mountPoint)
+  } finally {
+    let unmounted = false
+    for (let i = 0; i < 40 && !unmounted; i++) {
+      try {
+        execFileSync('umount', [mountPoint], { stdio: 'ignore' })
+        unmounted = true
+      } catch {
+        forceGc()
+        await new Promise((r) => setTimeout(r, 50))
+      }
+    }
+    if (!unmounted) execFileSync('umount', ['-l', mountPoint], { stdio: 'ignore' })
+    await rm(mountPoint, { recursive: true, force: true })
+  }
+}
+
+/** Writes a file of 4 KiB pages until the file system has no page left; returns its path. */
+async function fillUp(dir: string): Promise<string> {
+  const file = path.join(dir, 'filler')
+  const handle = await open(file, 'w')
+  try {
+    const page = Buffer.alloc(4096, 1)
+    for (;;) await handle.write(page)
+  } catch (err) {
+    assert.equal((err as NodeJS.ErrnoException).code, 'ENOSPC')
+  } finally {
+    await handle.close()
+  }
+  return file
+}
+
+test('on a real full disk persistConsumerOffsets and close reject with DISK_FULL, and a close whose data is synced leaves no abort marker', { timeout: 30_000 }, async (t) => {
+  await onTmpfs(t, '2m', async (mountPoint) => {
+    const options = { dir: path.join(mountPoint, 'store'), commitLogFileSize: 256 * 1024, messageIndexEnable: false }
+    const store = await MessageStore.open(options)
+    let closed = false
+    try {
+      await store.put({ topic: 'offs', queueId: 0, body: 'one' })
+      store.commitOffset('g', 'offs', 0, 1)
+      await store.persistConsumerOffsets()
+      const filler = await fillUp(mountPoint)
+      store.commitOffset('g', 'offs', 0, 2)
+      await assert.rejects(store.persistConsumerOffsets(), (e: unknown) => e instanceof StoreError && e.code === 'DISK_FULL')
+      closed = true
+      await assert.rejects(store.close(), (e: unknown) => e instanceof StoreError && e.code === 'DISK_FULL')
+      assert.equal(await stat(path.join(options.dir, 'abort')).then(() => true, () => false), false, 'the data was synced: no crash recovery next time')
+      await rm(filler)
+    } finally {
+      if (!closed) await store.close().catch(() => undefined)
+    }
+    const again = await MessageStore.open(options)
+    try {
+      assert.equal(again.recovery.cleanShutdown, true)
+      assert.equal(again.committedOffset('g', 'offs', 0), 1, 'the offset persisted before the disk filled')
+    } finally {
+      await again.close()
+    }
+  })
+})
+
+test('a ConsumeQueue file whose first write fails with ENOSPC is closed at once', { timeout: 30_000 }, async () => {
+  const sim = new SimFileIO()
+  const held = new Map<string, number>()
+  // The simulated disk, counting the descriptors held per file.
+  const io: FileIO = Object.assign(Object.create(sim) as SimFileIO, {
+    open: async (file: string): Promise<DataFile> => {
+      const f = await sim.open(file)
+      held.set(f.path, (held.get(f.path) ?? 0) + 1)
+      return {
+        ...f,
+        close: async () => {
+          held.set(f.path, held.get(f.path)! - 1)
+          await f.close()
+        },
+      }
+    },
+  })
+  const store = await MessageStore.open({ dir: '/sim/cq-enospc', fileIO: io, commitLogFileSize: 256 * 1024, consumeQueueUnitsPerFile: 50, messageIndexEnable: false })
+  try {
+    await store.put({ topic: 'enospc', queueId: 0, body: 'first' })
+    sim.failWrites = { code: 'ENOSPC', count: 1, pathIncludes: path.join('consumequeue', 'enospc', '1') }
+    await assert.rejects(store.put({ topic: 'enospc', queueId: 1, body: 'no room' }), (e: unknown) => e instanceof StoreError && e.code === 'DISK_FULL')
+    const leaked = [...held].filter(([p, n]) => p.includes(path.join('consumequeue', 'enospc', '1')) && n > 0)
+    assert.deepEqual(leaked, [], 'no descriptor of the failed file is left open')
+  } finally {
+    await store.close()
+  }
+})
