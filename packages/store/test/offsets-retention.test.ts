@@ -193,7 +193,7 @@ test('diskUsedRatio is computed as df does: used / (used + available), blocks re
   const io = new SimFileIO()
   const gib = 1024 ** 3
   io.diskUsage = async () => ({ totalBytes: 100 * gib, usedBytes: 23 * gib, freeBytes: 30.4 * gib })
-  const store = await MessageStore.open({ dir: '/sim/df', fileIO: io, commitLogFileSize: SMALL_FILE, now: () => new Date().setHours(10, 0, 0, 0) })
+  const store = await MessageStore.open({ dir: '/sim/df', fileIO: io, commitLogFileSize: SMALL_FILE, messageIndexEnable: false, now: () => new Date().setHours(10, 0, 0, 0) })
   try {
     const r = await store.deleteExpiredFiles()
     assert.equal(r.trigger, 'idle', 'a disk df shows 43% used is not over diskMaxUsedSpaceRatio')
