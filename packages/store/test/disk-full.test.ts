@@ -80,11 +80,13 @@ for (const flush of ['async', 'sync'] as const) {
     try {
       for (let i = 0; i < 200; i++) {
         const queueId = i % 64
-        attempts.set(queueId, (attempts.get(queueId) ?? 0) + 1)
         try {
           acked.push({ ...(await store.put({ topic: 'cqfull', queueId, body: `m${i}` })), queueId })
+          attempts.set(queueId, (attempts.get(queueId) ?? 0) + 1)
         } catch (err) {
           assert.ok(err instanceof StoreError && err.code === 'DISK_FULL', `expected DISK_FULL, got ${String(err)}`)
+          // Stored but not dispatched (it says where), or refused before anything was written.
+          if (err.details.physicalOffset !== undefined) attempts.set(queueId, (attempts.get(queueId) ?? 0) + 1)
           refused++
         }
       }
@@ -216,4 +218,51 @@ test('a ConsumeQueue file whose first write fails with ENOSPC is closed at once'
   } finally {
     await store.close()
   }
+})
+
+test('on a 16 MiB disk the default index geometry is refused at open with the options to change; a smaller one indexes, reads and reopens full', { timeout: 60_000 }, async (t) => {
+  await onTmpfs(t, '16m', async (mountPoint) => {
+    const dir = path.join(mountPoint, 'store')
+    await assert.rejects(MessageStore.open({ dir }), (e: unknown) => {
+      assert.ok(e instanceof StoreError && e.code === 'DISK_FULL', `got ${String(e)}`)
+      for (const option of ['maxHashSlotNum', 'maxIndexNum', 'messageIndexEnable']) assert.match(e.message, new RegExp(option))
+      return true
+    })
+    const options = { dir, commitLogFileSize: 1024 * 1024, maxHashSlotNum: 10_000, maxIndexNum: 40_000 }
+    let store = await MessageStore.open(options)
+    const acked: Array<{ queueId: number; key: string; physicalOffset: number; queueOffset: number }> = []
+    let full = 0
+    try {
+      for (let i = 0; i < 40_000 && full < 20; i++) {
+        const queueId = i % 8
+        try {
+          const r = await store.put({ topic: 'small', queueId, body: Buffer.alloc(500, i & 0xff), keys: `key-${i}` })
+          acked.push({ queueId, key: `key-${i}`, physicalOffset: r.physicalOffset, queueOffset: r.queueOffset })
+        } catch (err) {
+          assert.ok(err instanceof StoreError && err.code === 'DISK_FULL', `expected DISK_FULL, got ${String(err)}`)
+          full++
+        }
+      }
+      assert.ok(full > 0, 'the disk filled up')
+      assert.ok(acked.length > 1000)
+      const check = async (s: MessageStore): Promise<void> => {
+        for (const [i, a] of acked.entries()) {
+          if (i % 97 !== 0 && i !== acked.length - 1) continue
+          const got = await s.get({ topic: 'small', queueId: a.queueId, offset: a.queueOffset, maxMessages: 1 })
+          assert.equal(got.messages[0]?.physicalOffset, a.physicalOffset, `queue ${a.queueId} offset ${a.queueOffset} readable`)
+          assert.deepEqual((await s.queryByKey('small', a.key)).map((m) => m.physicalOffset), [a.physicalOffset])
+        }
+      }
+      await check(store)
+      await store.close().catch((err: unknown) => assert.ok(err instanceof StoreError && err.code === 'DISK_FULL', `close: ${String(err)}`))
+      // Reopens on the full disk (twice: the first open's own flushes find no room either).
+      for (let round = 0; round < 2; round++) {
+        store = await MessageStore.open(options)
+        await check(store)
+        await store.close().catch((err: unknown) => assert.ok(err instanceof StoreError && err.code === 'DISK_FULL', `close: ${String(err)}`))
+      }
+    } finally {
+      await store.close().catch(() => undefined)
+    }
+  })
 })
