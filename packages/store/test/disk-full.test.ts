@@ -266,3 +266,47 @@ test('on a 16 MiB disk the default index geometry is refused at open with the op
     }
   })
 })
+
+test('a store whose records could not be dispatched for lack of space reopens on the still full disk, refuses appends until they are, then continues their queue offsets (simulated disk)', { timeout: 30_000 }, async () => {
+  // The simulated disk, with no room for new ConsumeQueue files while `cqFull`.
+  const sim = new SimFileIO()
+  let cqFull = false
+  const io: FileIO = Object.assign(Object.create(sim) as SimFileIO, {
+    allocate: async (file: string, size: number): Promise<void> => {
+      if (cqFull && file.includes('consumequeue')) throw Object.assign(new Error(`ENOSPC: allocate ${file}`), { code: 'ENOSPC' })
+      return sim.allocate(file, size)
+    },
+  })
+  const options = { dir: '/sim/cq-backlog', fileIO: io, commitLogFileSize: 256 * 1024, consumeQueueUnitsPerFile: 50, messageIndexEnable: false, flushConsumeQueueIntervalMs: 20 }
+  let store = await MessageStore.open(options)
+  let stored = 0
+  try {
+    await store.put({ topic: 'backlog', queueId: 0, body: 'first' })
+    stored++
+    // Queue 1 gets no file: its message is stored, not dispatched, and not acknowledged.
+    cqFull = true
+    await assert.rejects(store.put({ topic: 'backlog', queueId: 1, body: 'stuck' }), (e: unknown) => e instanceof StoreError && e.code === 'DISK_FULL' && e.details.physicalOffset !== undefined)
+    await assert.rejects(store.put({ topic: 'backlog', queueId: 1, body: 'refused' }), (e: unknown) => e instanceof StoreError && e.code === 'DISK_FULL' && e.details.physicalOffset === undefined)
+  } finally {
+    await store.close()
+  }
+  store = await MessageStore.open(options)
+  try {
+    assert.equal(store.recovery.cleanShutdown, true)
+    await assert.rejects(store.put({ topic: 'backlog', queueId: 1, body: 'still refused' }), (e: unknown) => e instanceof StoreError && e.code === 'DISK_FULL')
+    assert.equal(store.maxOffset('backlog', 1), 0)
+    cqFull = false
+    let r: PutResult | undefined
+    for (let i = 0; i < 200 && !r; i++) {
+      r = await store.put({ topic: 'backlog', queueId: 1, body: 'after' }).catch(() => undefined)
+      if (!r) await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    assert.ok(r, 'appends resume once space returns')
+    assert.equal(r.queueOffset, 1, "the stored message kept queue offset 0; the next put takes 1")
+    const got = await store.get({ topic: 'backlog', queueId: 1, offset: 0 })
+    assert.deepEqual(got.messages.map((m) => m.body.toString()), ['stuck', 'after'])
+    assert.equal(stored, 1)
+  } finally {
+    await store.close()
+  }
+})
