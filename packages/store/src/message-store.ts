@@ -319,13 +319,14 @@ export class MessageStore {
       const cleanShutdown = !(await io.exists(abortFile))
       store.recovery = await store.commitLog.recover(cleanShutdown)
       if (options.messageIndexEnable ?? true) {
+        // Before the index starts (it makes its spare file in the background at once).
+        if (!store.commitLog.queue.last) await MessageStore.checkIndexFits(path.join(dir, STORE_PATHS.index), options)
         store.index = await IndexService.open({
           dir: path.join(dir, STORE_PATHS.index),
           maxHashSlotNum: options.maxHashSlotNum,
           maxIndexNum: options.maxIndexNum,
           now: options.now,
         })
-        if (store.index.files.length === 0 && !store.commitLog.queue.last) await MessageStore.checkIndexFits(path.join(dir, STORE_PATHS.index), options)
         store.index.recover(store.commitLog.committedOffset, cleanShutdown)
         store.dispatcher.addListener(store.indexListener(store.index))
         store.retention.addAfterDelete((min) => store!.index!.deleteBelow(min))
@@ -419,8 +420,8 @@ export class MessageStore {
    * whole when it is made (20 MB with the default 5,000,000 slots), with its first entries, and a
    * spare file like it is made ahead. When two such reservations do not fit in the space the disk
    * has free, puts would soon be stored but not indexed: refuse to open and say which options
-   * size the index instead. Only checked for a new store (no CommitLog file, no index file), so
-   * a store that opened once reopens however full its disk has become.
+   * size the index instead. Only checked for a new store (no CommitLog file), so a store that
+   * opened once reopens however full its disk has become.
    */
   private static async checkIndexFits(indexDir: string, options: MessageStoreOptions): Promise<void> {
     const slots = options.maxHashSlotNum ?? INDEX_DEFAULTS.maxHashSlotNum
