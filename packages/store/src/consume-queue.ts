@@ -49,6 +49,10 @@ async function zeroStale(file: DataFile, from: number, to: number): Promise<void
   if (wrote) await file.datasync()
 }
 
+function flushFailed(what: string, err: unknown): StoreError {
+  return new StoreError('FLUSH_FAILED', what, { cause: err, details: { osCode: (err as NodeJS.ErrnoException | undefined)?.code } })
+}
+
 /**
  * Bytes of a ConsumeQueue window reserved (prefaulted) ahead of the writer: the first reservation
  * of a window, doubled at each next one up to CQ_PREFAULT_MAX_BYTES. Faulting in holes costs
@@ -603,14 +607,21 @@ export class ConsumeQueueSet {
         }
         const length = Math.min(this.windowBytes, this.fileSize - (start - fileStart))
         let prefaultedTo = this.sparse ? 0 : length
-        if (fresh && this.sparse && start === fileStart) {
-          // The first write fault on a new file costs milliseconds on the main thread (ext4
-          // allocates and journals); a pwrite of the first range does it on the thread pool.
-          prefaultedTo = Math.min(length, CQ_PREFAULT_BYTES)
-          zeroPage ??= Buffer.alloc(CQ_PREFAULT_BYTES)
-          await file.write(zeroPage, 0, prefaultedTo, 0)
+        let view: Buffer
+        try {
+          if (fresh && this.sparse && start === fileStart) {
+            // The first write fault on a new file costs milliseconds on the main thread (ext4
+            // allocates and journals); a pwrite of the first range does it on the thread pool.
+            prefaultedTo = Math.min(length, CQ_PREFAULT_BYTES)
+            zeroPage ??= Buffer.alloc(CQ_PREFAULT_BYTES)
+            await file.write(zeroPage, 0, prefaultedTo, 0)
+          }
+          view = file.map(true, start - fileStart, length)
+        } catch (err) {
+          // A full disk fails the first write: the descriptor goes now, not at garbage collection.
+          await file.close().catch(() => undefined)
+          throw err
         }
-        const view = file.map(true, start - fileStart, length)
         const seg = newSegment(key, p, { refs: 1 }, fileStart, start, file, view, prefaultedTo)
         this.segments.set(key, seg)
         return seg
@@ -721,21 +732,32 @@ export class ConsumeQueueSet {
     await this.options.io.remove(p)
   }
 
-  /** fdatasyncs every dirty open file, and waits for evicted ones to be synced and closed. */
+  /**
+   * fdatasyncs every dirty open file, and waits for evicted ones to be synced and closed. Each
+   * file taken is pinned (a reference on its descriptor) until its sync is done: windows opened
+   * meanwhile (ahead of a writer, or by a re-dispatch) may evict it from the LRU, and its release
+   * must not close the descriptor under the sync; the last of the two to let go closes it.
+   */
   async flush(): Promise<void> {
     const dirty: Segment[] = []
     for (const seg of this.segments.values()) {
       if (seg.dirty) {
         seg.dirty = false
+        seg.shared.refs++
         dirty.push(seg)
       }
     }
-    try {
-      for (const seg of dirty) await seg.file.datasync()
-    } catch (err) {
-      for (const seg of dirty) seg.dirty = true
-      throw new StoreError('FLUSH_FAILED', 'fdatasync of a ConsumeQueue file failed', { cause: err })
+    let failure: unknown
+    for (const seg of dirty) {
+      try {
+        if (failure === undefined) await seg.file.datasync()
+      } catch (err) {
+        failure = err
+      }
+      if (failure !== undefined) seg.dirty = true
+      await this.unpin(seg)
     }
+    if (failure !== undefined) throw flushFailed('fdatasync of a ConsumeQueue file failed', failure)
     await Promise.all(this.closing)
     const dirs = [...this.dirsToSync]
     this.dirsToSync.clear()
@@ -743,7 +765,27 @@ export class ConsumeQueueSet {
       for (const d of dirs) await this.options.io.syncDir(d)
     } catch (err) {
       for (const d of dirs) this.dirsToSync.add(d)
-      throw new StoreError('FLUSH_FAILED', 'syncing a ConsumeQueue directory failed', { cause: err })
+      throw flushFailed('syncing a ConsumeQueue directory failed', err)
+    }
+  }
+
+  /**
+   * Lets go of a flush's pin on `seg`'s descriptor. If the LRU released the segment meanwhile,
+   * its own release skipped the sync (the flush had cleared `dirty`) or it is still dirty from a
+   * failed sync: a dirty evicted segment is synced here, and the descriptor closed when no
+   * window holds it any more.
+   */
+  private async unpin(seg: Segment): Promise<void> {
+    if (--seg.shared.refs > 0) return
+    try {
+      if (seg.dirty) {
+        seg.dirty = false
+        await seg.file.datasync()
+      }
+    } catch {
+      // Reported by the flush that found it dirty.
+    } finally {
+      await seg.file.close().catch(() => undefined)
     }
   }
 

@@ -9,7 +9,7 @@
  * content is kept as `consumerOffset.json.bak` and read when the main file cannot be parsed, as
  * RocketMQ's ConfigManager does. A crash loses at most the commits since the last persist.
  */
-import { StoreError } from './errors.js'
+import { ioError } from './errors.js'
 import type { FileIO } from './file-io.js'
 
 export const CONSUMER_OFFSET_FILE = 'consumerOffset.json'
@@ -135,7 +135,8 @@ export class ConsumerOffsetManager {
         await this.io.writeFileAtomic(this.file, Buffer.from(text, 'utf8'))
         this.persisted = counter
       } catch (err) {
-        throw new StoreError('IO_ERROR', `persisting consumer offsets to ${this.file} failed`, { cause: err })
+        // ENOSPC answers DISK_FULL: the offsets in memory are kept and written by the next persist.
+        throw ioError(`persisting consumer offsets to ${this.file}`, err)
       } finally {
         this.persisting = undefined
       }

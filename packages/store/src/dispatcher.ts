@@ -16,6 +16,20 @@ import { BLANK_MAGIC_CODE, MESSAGE_MAGIC_CODE_V1, MESSAGE_MAGIC_CODE_V2, readDis
 /** After a failed pass, appends do not retry dispatch more often than this (the timer does). */
 export const RETRY_AFTER_ERROR_MS = 1000
 
+/**
+ * The error a failed dispatch reports: a StoreError as it is; a full disk met by another
+ * package's listener (the index's IndexError with code DISK_FULL) as DISK_FULL; else IO_ERROR.
+ */
+export function dispatchError(err: unknown, physicalOffset: number): StoreError {
+  if (err instanceof StoreError) return err
+  const code = (err as { code?: unknown } | undefined)?.code
+  const message = (err as Error | undefined)?.message ?? String(err)
+  if (code === 'DISK_FULL' || code === 'ENOSPC' || code === 'EDQUOT') {
+    return new StoreError('DISK_FULL', `disk full while dispatching the record at CommitLog offset ${physicalOffset} (${message})`, { cause: err, details: { physicalOffset } })
+  }
+  return new StoreError('IO_ERROR', `dispatch failed at CommitLog offset ${physicalOffset}: ${message}`, { cause: err, details: { physicalOffset } })
+}
+
 export interface DispatchListener {
   readonly name: string
   /** Whether the listener reads `keys` and `uniqKey` (costs a string decode per record). */
@@ -57,6 +71,11 @@ export class Dispatcher {
   addListener(listener: DispatchListener): void {
     this.listeners.push(listener)
     this.wantsKeys ||= listener.wantsKeys
+  }
+
+  /** Whether a pass is under way (it may yet get past a record that failed before). */
+  get busy(): boolean {
+    return this.running !== undefined
   }
 
   /** How far the dispatcher trails the CommitLog, in bytes. */
@@ -119,7 +138,16 @@ export class Dispatcher {
       req.keys = m.keys
       req.uniqKey = m.uniqKey
       for (let k = 0; k < listeners.length; k++) {
-        const p = listeners[k]!.dispatch(req)
+        let p: void | Promise<void>
+        try {
+          p = listeners[k]!.dispatch(req)
+        } catch (err) {
+          // A queue that cannot grow (a full disk): the record stays in the log, undispatched;
+          // the puts waiting on it learn it from lastError (MessageStore.readable).
+          this.setError(err)
+          if (i > 0) this.onPassDone()
+          return
+        }
         if (p) {
           // A listener must open a file: finish this record and the rest through the log.
           void this.track(this.continueAsync(p, k, i > 0))
@@ -222,7 +250,7 @@ export class Dispatcher {
   }
 
   private setError(err: unknown): void {
-    this.lastError = err instanceof StoreError ? err : new StoreError('IO_ERROR', `dispatch failed at CommitLog offset ${this.reputOffset}`, { cause: err })
+    this.lastError = dispatchError(err, this.reputOffset)
     this.lastErrorAt = Date.now()
   }
 

@@ -50,7 +50,8 @@ export class StoreError extends Error {
 export function ioError(what: string, err: unknown): StoreError {
   if (err instanceof StoreError) return err
   const osCode = (err as NodeJS.ErrnoException | undefined)?.code
-  if (osCode === 'ENOSPC' || osCode === 'EDQUOT') {
+  // DISK_FULL: the index's IndexError for ENOSPC.
+  if (osCode === 'ENOSPC' || osCode === 'EDQUOT' || osCode === 'DISK_FULL') {
     return new StoreError('DISK_FULL', `disk full while ${what} (${(err as Error)?.message ?? osCode})`, { cause: err, details: { osCode } })
   }
   return new StoreError('IO_ERROR', `${what} failed: ${(err as Error)?.message ?? String(err)}`, {

@@ -74,6 +74,12 @@ export interface DataFile {
   close(): Promise<void>
 }
 
+export interface DiskUsage {
+  totalBytes: number
+  usedBytes: number
+  freeBytes: number
+}
+
 export interface FileIO {
   mkdirp(dir: string): Promise<void>
   /** Entry names, or [] when the directory does not exist. */
@@ -108,8 +114,11 @@ export interface FileIO {
   reclaim(): void
   /** Last modification time in ms, or undefined when the file does not exist. */
   modifiedMs(file: string): Promise<number | undefined>
-  /** Size and free space of the file system holding `dir`. */
-  diskUsage(dir: string): Promise<{ totalBytes: number; freeBytes: number }>
+  /**
+   * The file system holding `dir`, as `df` sees it: `usedBytes` in use (blocks less free blocks),
+   * `freeBytes` available to this process (reserved blocks excluded), `totalBytes` its size.
+   */
+  diskUsage(dir: string): Promise<DiskUsage>
   /**
    * Optional: a writer that makes sync-flush writes durable off the main thread. Without one the
    * CommitLog uses DataFile.writeDurable (the thread pool).
@@ -568,8 +577,8 @@ export class NodeFileIO implements FileIO {
     return (await statOrUndefined(file))?.mtimeMs
   }
 
-  async diskUsage(dir: string): Promise<{ totalBytes: number; freeBytes: number }> {
+  async diskUsage(dir: string): Promise<DiskUsage> {
     const s = await fsp.statfs(dir)
-    return { totalBytes: s.blocks * s.bsize, freeBytes: s.bavail * s.bsize }
+    return { totalBytes: s.blocks * s.bsize, usedBytes: (s.blocks - s.bfree) * s.bsize, freeBytes: s.bavail * s.bsize }
   }
 }

@@ -4,7 +4,8 @@
  * (lock, abort marker, checkpoint, recovery).
  */
 import * as path from 'node:path'
-import { IndexError, IndexService } from '@mqts/index'
+import * as fsp from 'node:fs/promises'
+import { INDEX_DEFAULTS, IndexError, IndexService, indexFileSize } from '@mqts/index'
 import { StoreCheckpoint } from './checkpoint.js'
 import { CommitLog, type AppendResult, type FlushMode, type RecoveryReport, type TopicState } from './commit-log.js'
 import { ConsumeQueueSet, DEFAULT_MAX_OPEN_CQ_FILES, type ConsumeQueue } from './consume-queue.js'
@@ -67,6 +68,13 @@ export const STORE_PATHS = {
 } as const
 
 export const DEFAULT_COMMIT_LOG_FILE_SIZE_BYTES = 1024 * 1024 * 1024
+
+/** An index entry's bytes (RocketMQ's IndexFile: hash, offset, time diff, previous). */
+const INDEX_ENTRY_BYTES = 20
+/** Entries the index reserves with a new file: 1 MiB of them (packages/index, RESERVE_AHEAD_BYTES). */
+const INDEX_FIRST_ENTRIES_RESERVED_BYTES = 1024 * 1024
+/** The index file being written and the spare made ahead of it. */
+const INDEX_FILES_RESERVED_AT_ONCE = 2
 
 export interface MessageStoreOptions {
   /** Root directory; created if missing. */
@@ -252,6 +260,8 @@ export class MessageStore {
   private readonly arrivalListeners = new Set<MessageArrivedListener>()
   private readonly timers: NodeJS.Timeout[] = []
   private cqFlushing: Promise<void> | undefined
+  /** Open could not finish re-dispatching (a full disk): queue offsets wait for it (dispatchCaughtUp). */
+  private queueOffsetsBehind = false
 
   private constructor(options: MessageStoreOptions, io: FileIO, checkpoint: StoreCheckpoint) {
     this.dir = path.resolve(options.dir)
@@ -340,6 +350,8 @@ export class MessageStore {
       const cleanShutdown = !(await io.exists(abortFile))
       store.recovery = await store.commitLog.recover(cleanShutdown)
       if (options.messageIndexEnable ?? true) {
+        // Before the index starts (it makes its spare file in the background at once).
+        if (!store.commitLog.queue.last) await MessageStore.checkIndexFits(path.join(dir, STORE_PATHS.index), options)
         store.index = await IndexService.open({
           dir: path.join(dir, STORE_PATHS.index),
           maxHashSlotNum: options.maxHashSlotNum,
@@ -352,7 +364,7 @@ export class MessageStore {
       }
       await store.recoverConsumeQueues(cleanShutdown)
       await store.consumerOffsets.load()
-      await io.writeFileAtomic(abortFile, Buffer.from(String(process.pid)))
+      await MessageStore.markOpen(io, abortFile, cleanShutdown)
       const queue = store.commitLog.queue
       if (!queue.last) await queue.createNext()
       else queue.warm(queue.last, queue.last.wrotePosition)
@@ -402,15 +414,66 @@ export class MessageStore {
     // The index may be further behind (deleted, or rebuilt after damage).
     if (this.index) from = Math.min(from, Math.max(min, this.index.indexedUpTo))
     this.dispatcher.reputOffset = Math.min(from, end)
-    await this.dispatcher.drain()
-    for (const cq of cqs.all()) {
+    try {
+      await this.dispatcher.drain()
+    } catch (err) {
+      // A full disk must not keep a store from opening: it opens readable, refuses appends until
+      // the re-dispatch (retried every flushConsumeQueueIntervalMs) is done and queue offsets are
+      // known again, and the checkpoint below records only what was dispatched.
+      if (!(err instanceof StoreError && err.code === 'DISK_FULL')) throw err
+      this.queueOffsetsBehind = true
+    }
+    this.syncQueueOffsets()
+    try {
+      await cqs.flush()
+      await this.index?.flush()
+    } catch (err) {
+      // On a full disk the index checkpoint cannot be replaced: the store checkpoint keeps its
+      // older logicsFlushedOffset, so the next open re-dispatches from there.
+      if (ioError('flushing the recovered ConsumeQueues and index', err).code !== 'DISK_FULL') throw err
+      return
+    }
+    this.checkpoint.values.logicsFlushedOffset = this.dispatcher.reputOffset
+    await this.checkpoint.flush()
+  }
+
+  /** New appends continue each queue from its ConsumeQueue (recovery may not have read its records). */
+  private syncQueueOffsets(): void {
+    const log = this.commitLog
+    for (const cq of this.consumeQueues.all()) {
       const st = log.topicState(cq.topic, Buffer.from(cq.topic, 'utf8'))
       if ((st.queueOffsets[cq.queueId] ?? 0) < cq.maxOffset) st.queueOffsets[cq.queueId] = cq.maxOffset
     }
-    await cqs.flush()
-    await this.index?.flush()
-    this.checkpoint.values.logicsFlushedOffset = this.dispatcher.reputOffset
-    await this.checkpoint.flush()
+  }
+
+  /**
+   * Before the index makes its first file: the header and hash slot table of a file are reserved
+   * whole when it is made (20 MB with the default 5,000,000 slots), with its first entries, and a
+   * spare file like it is made ahead. When two such reservations do not fit in the space the disk
+   * has free, puts would soon be stored but not indexed: refuse to open and say which options
+   * size the index instead. Only checked for a new store (no CommitLog file), so a store that
+   * opened once reopens however full its disk has become.
+   */
+  private static async checkIndexFits(indexDir: string, options: MessageStoreOptions): Promise<void> {
+    const slots = options.maxHashSlotNum ?? INDEX_DEFAULTS.maxHashSlotNum
+    const entries = options.maxIndexNum ?? INDEX_DEFAULTS.maxIndexNum
+    const perFile = indexFileSize(slots, 0) + Math.min(entries * INDEX_ENTRY_BYTES, INDEX_FIRST_ENTRIES_RESERVED_BYTES)
+    const needed = INDEX_FILES_RESERVED_AT_ONCE * perFile
+    // The index writes through node:fs, not the store's FileIO: ask the disk it is on.
+    let free: number
+    try {
+      const s = await fsp.statfs(indexDir)
+      free = s.bavail * s.bsize
+    } catch {
+      return
+    }
+    if (needed <= free) return
+    throw new StoreError(
+      'DISK_FULL',
+      `the key index needs ${needed} bytes (${INDEX_FILES_RESERVED_AT_ONCE} files of ${slots} hash slots and their first entries) and the disk holding ${indexDir} has ${free} bytes free: ` +
+        `lower maxHashSlotNum (and maxIndexNum), or open with messageIndexEnable: false`,
+      { details: { neededBytes: needed, freeBytes: free, maxHashSlotNum: slots, maxIndexNum: entries } },
+    )
   }
 
   /** Feeds the index: every KEYS token and the UNIQ_KEY, as `topic#key`; not rollback records. */
@@ -497,6 +560,21 @@ export class MessageStore {
           // A listener's failure is its own.
         }
       }
+    }
+  }
+
+  /**
+   * Writes the abort marker (removed by a clean close). One left by an unclean close is kept as
+   * it is. On a full disk the marker is made empty: an empty file takes no data block, and only
+   * its existence matters (the pid in it is for people).
+   */
+  private static async markOpen(io: FileIO, abortFile: string, cleanShutdown: boolean): Promise<void> {
+    if (!cleanShutdown) return
+    try {
+      await io.writeFileAtomic(abortFile, Buffer.from(String(process.pid)))
+    } catch (err) {
+      if (ioError('writing the abort marker', err).code !== 'DISK_FULL') throw err
+      await io.writeFileAtomic(abortFile, Buffer.alloc(0))
     }
   }
 
@@ -605,9 +683,50 @@ export class MessageStore {
   private readable<T extends AppendResult | AppendResult[]>(results: T): T | Promise<T> {
     const last = Array.isArray(results) ? results[results.length - 1]! : (results as AppendResult)
     const end = last.physicalOffset + last.size
-    if (this.dispatcher.reputOffset >= end) return results
-    return this.dispatcher.waitFor(end).then(() => results)
+    const d = this.dispatcher
+    if (d.reputOffset >= end) return results
+    if (d.lastError && !d.busy) return this.notReadable(results, last, d.lastError)
+    return d.waitFor(end).then(() => (d.reputOffset < end && d.lastError ? this.notReadable(results, last, d.lastError) : results))
   }
+
+  /**
+   * A put whose records were stored but could not be dispatched (a ConsumeQueue or the index
+   * could not grow on a full disk) is not acknowledged: PUT_OK promises a message readable with
+   * `get`. It fails with the dispatch's error (DISK_FULL). Its records stay in the CommitLog, which
+   * must stay contiguous: the dispatcher retries them (every flushConsumeQueueIntervalMs, and on
+   * the next open), so such a message becomes readable once space returns, at the queue offset it
+   * took, and a producer that retries it stores it twice (at-least-once, as a send timeout does).
+   * A put already answered FLUSH_DISK_TIMEOUT keeps that answer.
+   */
+  private notReadable<T>(results: T, last: AppendResult, cause: StoreError): T {
+    if (last.status !== 'PUT_OK') return results
+    throw new StoreError(cause.code, `message stored at CommitLog offset ${last.physicalOffset} but not readable: ${cause.message}`, { cause, details: { ...cause.details, physicalOffset: last.physicalOffset } })
+  }
+
+  /**
+   * While dispatch is stopped (a ConsumeQueue or the index could not grow), appends are refused
+   * before anything is written: their records could not be acknowledged anyway (see readable),
+   * and after a reopen that could not finish re-dispatching, queue offsets are only known once it
+   * has. A retry (at most every RETRY_AFTER_ERROR_MS) that gets through lets appends go again.
+   */
+  private dispatchCaughtUp(): boolean {
+    const d = this.dispatcher
+    if (d.lastError !== undefined) void d.kick()?.catch(() => undefined)
+    if (d.lastError !== undefined || d.reputOffset < this.commitLog.committedOffset) return false
+    if (this.queueOffsetsBehind) {
+      this.queueOffsetsBehind = false
+      this.syncQueueOffsets()
+    }
+    return true
+  }
+
+  private dispatchStopped(): StoreError {
+    const cause = this.dispatcher.lastError
+    const why = cause ? cause.message : 'records recovered at open are still being dispatched'
+    return new StoreError(cause?.code ?? 'DISK_FULL', `put refused, nothing stored: dispatch to the ConsumeQueues and the index is stopped (${why}); it resumes once space returns`, { cause })
+  }
+
+  private readonly readableOne = (r: AppendResult): AppendResult | Promise<AppendResult> => this.readable(r)
 
   private async finishOne(r: AppendResult): Promise<PutResult> {
     return this.readable(this.flushMode === 'async' ? r : await this.commitLog.waitFlushed(r))
@@ -620,14 +739,16 @@ export class MessageStore {
   /** Appends one message. With flush 'sync' it resolves once the message is on disk. */
   put(message: PutMessage): Promise<PutResult> {
     if (this.status !== 'open') return Promise.reject(this.notOpen())
+    if ((this.dispatcher.lastError !== undefined || this.queueOffsetsBehind) && !this.dispatchCaughtUp()) return Promise.reject(this.dispatchStopped())
     try {
       const prepared = this.prepare(message, Date.now())
       const appended = this.commitLog.append([prepared], [this.preparedState!], prepared.totalSize)
       if (Array.isArray(appended)) {
         const r = appended[0]!
         if (this.flushMode === 'async') return Promise.resolve(this.readable(r))
-        // Sync: waiters are resolved only after the records they wait for were dispatched.
-        return this.commitLog.waitFlushed(r)
+        // Sync: waiters are resolved only after the records they wait for were dispatched (or
+        // their dispatch failed: readable rejects the put then).
+        return this.commitLog.waitFlushed(r).then(this.readableOne)
       }
       return appended.then((rs) => this.finishOne(rs[0]!))
     } catch (err) {
@@ -640,6 +761,7 @@ export class MessageStore {
     if (this.status !== 'open') throw this.notOpen()
     if (!Array.isArray(messages)) throw new StoreError('INVALID_ARGUMENT', `putBatch takes an array of messages, got ${describe(messages)}`)
     if (messages.length === 0) return []
+    if ((this.dispatcher.lastError !== undefined || this.queueOffsetsBehind) && !this.dispatchCaughtUp()) throw this.dispatchStopped()
     const states: TopicState[] = new Array(messages.length)
     const prepared: PreparedMessage[] = new Array(messages.length)
     let total = 0
@@ -989,42 +1111,60 @@ export class MessageStore {
     await this.commitLog.flush()
   }
 
-  /** Drains pending appends, flushes, writes the checkpoint and marks a clean shutdown. Idempotent. */
+  /**
+   * Drains pending appends, flushes, writes the checkpoint and marks a clean shutdown. Idempotent.
+   *
+   * The abort marker goes exactly when the data files agree with the checkpoint: the CommitLog,
+   * the ConsumeQueues and the index synced (a dispatch stopped by a full disk does not count: the
+   * checkpoint says how far the queues go, and the next open re-dispatches the rest). A close
+   * that resolves has removed it; one that could not sync rejects with the first error (typed:
+   * DISK_FULL for ENOSPC) and leaves it, so the next open recovers as after a crash. Consumer
+   * offsets that cannot be written reject the close too, but keep no marker: they are not data
+   * the recovery could rebuild.
+   */
   close(): Promise<void> {
     if (this.closing) return this.closing
     this.status = 'closing'
     this.closing = (async () => {
       for (const t of this.timers) clearInterval(t)
-      let failed: unknown
-      // ConsumeQueues are derived data: if they cannot be completed now (a full disk), close
-      // still succeeds, and the kept abort marker makes the next open re-dispatch.
-      let derivedIncomplete = false
+      let failed: StoreError | undefined
+      let durable = true
+      const fail = (what: string, err: unknown, dataLeft: boolean): void => {
+        failed ??= ioError(what, err)
+        if (dataLeft) durable = false
+      }
       try {
         await this.commitLog.close(async () => {
+          // A dispatch stopped by a full disk leaves records for the next open to dispatch.
+          await this.dispatcher.drain().catch(() => undefined)
+          await this.cqFlushing?.catch(() => undefined)
           try {
-            await this.dispatcher.drain()
-            await this.cqFlushing
             await this.flushConsumeQueues()
-          } catch {
-            derivedIncomplete = true
+          } catch (err) {
+            fail('syncing the ConsumeQueues', err, true)
           }
         })
       } catch (err) {
-        failed ??= err
+        fail('closing the CommitLog', err, true)
       }
       try {
         await this.consumerOffsets.persist()
       } catch (err) {
-        failed ??= err
+        fail('persisting consumer offsets', err, false)
       }
-      await this.consumeQueues.close().catch(() => undefined)
-      if (this.index) await this.index.close().catch(() => (derivedIncomplete = true))
+      await this.consumeQueues.close().catch((err) => fail('closing the ConsumeQueues', err, true))
+      if (this.index) await this.index.close().catch((err) => fail('closing the index', err, true))
       try {
-        await this.checkpoint.flush()
-        await this.checkpoint.close()
-        // A failed flush means the next open must recover as after a crash.
-        if (failed === undefined && !derivedIncomplete && !this.commitLog.failed) await this.io.remove(path.join(this.dir, STORE_PATHS.abort))
-        await this.io.remove(path.join(this.dir, STORE_PATHS.lock))
+        try {
+          await this.checkpoint.flush()
+          await this.checkpoint.close()
+        } catch (err) {
+          fail('writing the checkpoint', err, true)
+        }
+        // A CommitLog that failed an fdatasync earlier: what it holds past the checkpoint is unsure.
+        if (this.commitLog.failed) fail('closing the CommitLog', this.commitLog.failed, true)
+        if (durable) await this.io.remove(path.join(this.dir, STORE_PATHS.abort)).catch((err) => fail('removing the abort marker', err, true))
+        await this.io.remove(path.join(this.dir, STORE_PATHS.lock)).catch(() => undefined)
       } finally {
         openDirs.delete(this.dir)
         this.status = 'closed'

@@ -17,7 +17,7 @@ import type { CommitLog } from './commit-log.js'
 import type { ConsumeQueueSet } from './consume-queue.js'
 import type { Dispatcher } from './dispatcher.js'
 import { StoreError } from './errors.js'
-import type { FileIO } from './file-io.js'
+import type { DiskUsage, FileIO } from './file-io.js'
 
 export interface RetentionOptions {
   /** Age after which a CommitLog file may be deleted (RocketMQ's fileReservedTime, 72 h). */
@@ -64,6 +64,16 @@ export interface RetentionContext {
   afterDelete: Array<(minPhysicalOffset: number) => Promise<unknown>>
 }
 
+/**
+ * Percent of a file system in use, as `df` shows it: used / (used + available). Blocks reserved
+ * for root (or held back by a quota) count neither as used nor as available, so a disk whose
+ * reserve is large is not reported fuller than `df` says (total - available over total would).
+ */
+export function diskUsedRatio(usage: DiskUsage): number {
+  const { usedBytes, freeBytes } = usage
+  return usedBytes + freeBytes > 0 ? (usedBytes / (usedBytes + freeBytes)) * 100 : 0
+}
+
 export class RetentionService {
   readonly options: RetentionOptions
   private readonly hours: Set<number>
@@ -107,10 +117,10 @@ export class RetentionService {
     return this.running
   }
 
+  /** Percent of the disk in use, as `df` computes it (see diskUsedRatio). */
   private async usedRatio(): Promise<number> {
     try {
-      const { totalBytes, freeBytes } = await this.ctx.io.diskUsage(this.ctx.dir)
-      return totalBytes > 0 ? ((totalBytes - freeBytes) / totalBytes) * 100 : 0
+      return diskUsedRatio(await this.ctx.io.diskUsage(this.ctx.dir))
     } catch {
       return 0
     }

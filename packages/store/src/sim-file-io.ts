@@ -185,9 +185,10 @@ export class SimFileIO implements FileIO {
     if (e) e.modifiedMs = modifiedMs
   }
 
-  async diskUsage(): Promise<{ totalBytes: number; freeBytes: number }> {
+  async diskUsage(): Promise<{ totalBytes: number; usedBytes: number; freeBytes: number }> {
     const total = Number.isFinite(this.capacityBytes) ? this.capacityBytes : Number.MAX_SAFE_INTEGER
-    return { totalBytes: total, freeBytes: Math.max(0, total - this.usedBytes()) }
+    const used = this.usedBytes()
+    return { totalBytes: total, usedBytes: used, freeBytes: Math.max(0, total - used) }
   }
 
   /** The disk as a power loss at this instant leaves it, decided by `seed`. */

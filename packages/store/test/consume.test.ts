@@ -402,3 +402,34 @@ test('a busy ConsumeQueue creates its next file once past the middle of the curr
     await cleanup()
   }
 })
+
+test('reopen after deleting consumequeue/ with more ConsumeQueue files than maxOpenConsumeQueueFiles: rebuilt, and a clean close leaves no abort marker', { timeout: 60_000 }, async () => {
+  const { dir, cleanup } = await tempDir()
+  // 8 queues x 50 files of 2 units through an LRU of 16: the rebuild evicts files while the
+  // recovery's flush (and the windows opened ahead) still hold them.
+  const options: MessageStoreOptions = { dir, commitLogFileSize: 1024 * 1024, consumeQueueUnitsPerFile: 2, maxOpenConsumeQueueFiles: 16, messageIndexEnable: false }
+  try {
+    let store = await MessageStore.open(options)
+    for (let n = 0; n < 100; n += 10) {
+      const batch = []
+      for (let q = 0; q < 8; q++) for (let i = n; i < n + 10; i++) batch.push({ topic: 'lru', queueId: q, body: `q${q}n${i}` })
+      await store.putBatch(batch)
+    }
+    await store.close()
+    assert.ok((await readdir(path.join(dir, 'consumequeue', 'lru', '0'))).length >= 50)
+    for (let round = 0; round < 3; round++) {
+      await rm(path.join(dir, 'consumequeue'), { recursive: true })
+      store = await MessageStore.open(options)
+      assert.equal(store.recovery.cleanShutdown, true)
+      for (let q = 0; q < 8; q++) {
+        assert.equal(store.maxOffset('lru', q), 100)
+        const r = await store.get({ topic: 'lru', queueId: q, offset: 99 })
+        assert.equal(r.messages[0]!.body.toString(), `q${q}n99`)
+      }
+      await store.close()
+      assert.equal(await stat(path.join(dir, 'abort')).then(() => true, () => false), false, 'a clean close removes the abort marker')
+    }
+  } finally {
+    await cleanup()
+  }
+})

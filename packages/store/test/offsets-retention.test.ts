@@ -1,6 +1,7 @@
 // Consumer offsets (persisted in RocketMQ's consumerOffset.json shape, atomically, with a backup)
 // and retention driven by an injected clock and a simulated disk, never by sleeping.
 import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
 import { readFile, readdir, utimes, writeFile } from 'node:fs/promises'
 import * as path from 'node:path'
 import { test } from 'node:test'
@@ -184,5 +185,45 @@ test('retention on a full disk: over 75% expired files go at any hour, over 85% 
     assert.ok(files > 0)
   } finally {
     await store.close()
+  }
+})
+
+test('diskUsedRatio is computed as df does: used / (used + available), blocks reserved for root count as neither', { timeout: 30_000 }, async () => {
+  // The numbers of the report: 23% used by df, 69.6% by total - available over total.
+  const io = new SimFileIO()
+  const gib = 1024 ** 3
+  io.diskUsage = async () => ({ totalBytes: 100 * gib, usedBytes: 23 * gib, freeBytes: 30.4 * gib })
+  const store = await MessageStore.open({ dir: '/sim/df', fileIO: io, commitLogFileSize: SMALL_FILE, messageIndexEnable: false, now: () => new Date().setHours(10, 0, 0, 0) })
+  try {
+    const r = await store.deleteExpiredFiles()
+    assert.equal(r.trigger, 'idle', 'a disk df shows 43% used is not over diskMaxUsedSpaceRatio')
+    assert.ok(Math.abs(r.diskUsedRatio - (23 / 53.4) * 100) < 1e-9, `got ${r.diskUsedRatio}`)
+  } finally {
+    await store.close()
+  }
+})
+
+test('diskUsedRatio of a real directory agrees with df', { timeout: 30_000 }, async (t) => {
+  const { dir, cleanup } = await tempDir()
+  try {
+    let df: string
+    try {
+      df = execFileSync('df', ['-P', '-k', dir], { encoding: 'utf8' })
+    } catch {
+      return t.skip('no df here')
+    }
+    // "Filesystem 1024-blocks Used Available Capacity Mounted-on": Capacity is used / (used + available), rounded up.
+    const fields = df.trim().split('\n').at(-1)!.trim().split(/\s+/)
+    const capacity = Number(fields[4]!.replace('%', ''))
+    const store = await MessageStore.open({ dir, commitLogFileSize: SMALL_FILE, messageIndexEnable: false })
+    try {
+      const r = await store.deleteExpiredFiles()
+      // Other writers share the disk: allow a point either side of df's rounded-up figure.
+      assert.ok(r.diskUsedRatio > capacity - 2 && r.diskUsedRatio <= capacity + 1, `store says ${r.diskUsedRatio.toFixed(2)}%, df says ${capacity}%`)
+    } finally {
+      await store.close()
+    }
+  } finally {
+    await cleanup()
   }
 })
