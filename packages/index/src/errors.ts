@@ -15,27 +15,18 @@
  * cannot trust, lowers indexedUpTo for the store to re-index from, and lists what it deleted in
  * `recoveryReport`.
  */
+import { CodedError, isDiskFull, messageOf, osErrorCode } from '@mqts/common'
+
 export type IndexErrorCode = 'INVALID_ARGUMENT' | 'NOT_OPEN' | 'DISK_FULL' | 'IO_ERROR'
 
-export class IndexError extends Error {
-  readonly code: IndexErrorCode
-  /** Extra facts for the caller: offsets, paths, sizes. */
-  readonly details: Record<string, unknown>
-
-  constructor(code: IndexErrorCode, message: string, options: { cause?: unknown; details?: Record<string, unknown> } = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause })
-    this.name = 'IndexError'
-    this.code = code
-    this.details = options.details ?? {}
-  }
-}
+export class IndexError extends CodedError<IndexErrorCode> {}
 
 /** Wraps an OS error into DISK_FULL or IO_ERROR. */
 export function ioError(what: string, err: unknown, details: Record<string, unknown> = {}): IndexError {
   if (err instanceof IndexError) return err
-  const osCode = (err as NodeJS.ErrnoException | undefined)?.code
-  const message = (err as Error | undefined)?.message ?? String(err)
-  if (osCode === 'ENOSPC' || osCode === 'EDQUOT') {
+  const osCode = osErrorCode(err)
+  const message = messageOf(err)
+  if (isDiskFull(err)) {
     return new IndexError('DISK_FULL', `disk full while ${what} (${message})`, { cause: err, details: { ...details, osCode } })
   }
   return new IndexError('IO_ERROR', `${what} failed: ${message}`, { cause: err, details: { ...details, osCode } })

@@ -26,6 +26,8 @@
  * `yyyyMMddHHmmssSSS` (UTC here; RocketMQ uses local time, which can go backwards at a DST change).
  */
 
+import { javaHashContinue, javaStringHashCode, readI64View as readI64, writeU64View as writeU64 } from '@mqts/common'
+
 /** Header field offsets and size. */
 export const INDEX_HEADER = {
   beginTimestamp: 0,
@@ -81,21 +83,8 @@ export function entryPosition(maxHashSlotNum: number, n: number): number {
   return INDEX_HEADER.bytes + maxHashSlotNum * INDEX_SLOT_BYTES + n * INDEX_ENTRY.bytes
 }
 
-// ---------------------------------------------------------------------------------------------
-// 64-bit integers. Offsets and timestamps stay below 2^53, so they travel as two 32-bit halves
-// (no BigInt on the hot path).
-
-const TWO_32 = 2 ** 32
-
-export function writeU64(view: DataView, at: number, value: number): void {
-  view.setUint32(at, Math.floor(value / TWO_32))
-  view.setUint32(at + 4, value >>> 0)
-}
-
-/** Reads a signed long; values outside ±2^53 lose precision (only corrupt files have them). */
-export function readI64(view: DataView, at: number): number {
-  return view.getInt32(at) * TWO_32 + view.getUint32(at + 4)
-}
+// 64-bit fields are big-endian Java longs, as two 32-bit halves (@mqts/common).
+export { readI64, writeU64, javaHashContinue, javaStringHashCode }
 
 // ---------------------------------------------------------------------------------------------
 // Header and entry codecs
@@ -161,25 +150,8 @@ export function timeDiffSeconds(beginTimestamp: number, storeTimestamp: number):
 }
 
 // ---------------------------------------------------------------------------------------------
-// Key hashing: Java's String.hashCode (s[0]*31^(n-1) + ... + s[n-1], int overflow), over UTF-16
-// code units like Java. h*31 + c composes, so "<topic>#<key>" hashes without building the string.
-
-/** Java `String.hashCode()`. */
-export function javaStringHashCode(s: string): number {
-  return javaHashContinue(0, s)
-}
-
-/**
- * Continues a Java string hash `h` over the characters of `s`, two at a time
- * (h × 31² + a × 31 + b: a shorter dependency chain; every term is exact in a double before `| 0`).
- */
-export function javaHashContinue(h: number, s: string): number {
-  const n = s.length
-  let i = 0
-  for (; i + 1 < n; i += 2) h = (Math.imul(961, h) + s.charCodeAt(i) * 31 + s.charCodeAt(i + 1)) | 0
-  if (i < n) h = (Math.imul(31, h) + s.charCodeAt(i)) | 0
-  return h
-}
+// Key hashing: Java's String.hashCode over UTF-16 code units (@mqts/common); h*31 + c composes,
+// so "<topic>#<key>" hashes without building the string.
 
 /** Java `String.hashCode()` of `topic + "#"`, the prefix every key of a topic shares. */
 export function topicHashPrefix(topic: string): number {

@@ -9,66 +9,13 @@
  * MADV_POPULATE_WRITE (Linux 5.14+) or, without it, with a pwrite of zeros, so a full disk is an
  * ENOSPC error from that call and never a SIGBUS.
  */
-import { createRequire } from 'node:module'
 import * as fs from 'node:fs'
-import * as os from 'node:os'
-import * as path from 'node:path'
-import * as v8 from 'node:v8'
-import * as vm from 'node:vm'
+import { MADV_POPULATE_WRITE, MAX_MAP_BYTES, PAGE_BYTES, canPopulateWrite, forceGc, mmapErrno, mmapIo } from '@mqts/common'
 
-interface MmapIo {
-  map(size: number, protection: number, flags: number, fd: number, offset?: number, advise?: number): Buffer
-  advise(buffer: Buffer, offset: number, length: number, advise: number): void
-  PROT_READ: number
-  PROT_WRITE: number
-  MAP_SHARED: number
-  MADV_DONTNEED: number
-}
+export { MAX_MAP_BYTES, PAGE_BYTES, canPopulateWrite, forceGc, setPopulateWriteForTests } from '@mqts/common'
 
-const require = createRequire(import.meta.url)
-let mmapModule: MmapIo | undefined
-function mmapIo(): MmapIo {
-  mmapModule ??= require('@riaskov/mmap-io') as MmapIo
-  return mmapModule
-}
-
-/** @riaskov/mmap-io takes sizes as a C int. */
-export const MAX_MAP_BYTES = 2 ** 31 - 1
-/** Linux madvise advice (5.14+): fault pages in writable, as a write would. */
-const MADV_POPULATE_WRITE = 23
-export const PAGE_BYTES = 4096
 const ZERO_CHUNK_BYTES = 1024 * 1024
-
-let populateWriteWorks: boolean | undefined
 let zeroChunk: Buffer | undefined
-
-/** Tests: take the path of a kernel without MADV_POPULATE_WRITE (`undefined` probes again). */
-export function setPopulateWriteForTests(works: boolean | undefined): void {
-  populateWriteWorks = works
-}
-
-/** Probes MADV_POPULATE_WRITE once on a scratch mapping. */
-export function canPopulateWrite(): boolean {
-  if (populateWriteWorks !== undefined) return populateWriteWorks
-  populateWriteWorks = false
-  if (process.platform !== 'linux') return false
-  const probe = path.join(os.tmpdir(), `mqts-index-probe-${process.pid}-${Date.now()}`)
-  let fd: number | undefined
-  try {
-    fd = fs.openSync(probe, 'w+')
-    fs.ftruncateSync(fd, PAGE_BYTES)
-    const m = mmapIo()
-    const view = m.map(PAGE_BYTES, m.PROT_READ | m.PROT_WRITE, m.MAP_SHARED, fd, 0)
-    m.advise(view, 0, PAGE_BYTES, MADV_POPULATE_WRITE)
-    populateWriteWorks = true
-  } catch {
-    populateWriteWorks = false
-  } finally {
-    if (fd !== undefined) fs.closeSync(fd)
-    fs.rmSync(probe, { force: true })
-  }
-  return populateWriteWorks
-}
 
 /**
  * Released mappings not unmapped yet. The unmap happens in a finalizer that runs on the event
@@ -83,22 +30,6 @@ export const MAX_BACKLOG = 4096
 const unmapped = new FinalizationRegistry<{ released: boolean }>((state) => {
   if (state.released) backlog--
 })
-let gcFunction: (() => void) | undefined | null
-
-/** Runs a full GC (exposing it at run time once). False when the runtime refuses. */
-export function forceGc(): boolean {
-  if (gcFunction === undefined) {
-    try {
-      v8.setFlagsFromString('--expose-gc')
-      gcFunction = vm.runInNewContext('gc') as () => void
-    } catch {
-      gcFunction = null
-    }
-  }
-  gcFunction?.()
-  return gcFunction !== null
-}
-
 /** A full GC when some released mapping is still waiting for one. */
 export function reclaimMappings(): void {
   if (backlog > 0) forceGc()
@@ -168,7 +99,7 @@ export class Mapping {
         mmapIo().advise(this.buffer, start, end - start, MADV_POPULATE_WRITE)
       } catch (err) {
         // mmap-io reports "madvise() failed, <errno>"; EFAULT/ENOSPC here mean no space.
-        const errno = Number(/(\d+)\s*$/.exec(String((err as Error).message))?.[1])
+        const errno = mmapErrno(err)
         throw Object.assign(new Error(`cannot reserve ${this.file} [${offset}, ${end}): ${(err as Error).message}`), {
           code: errno === 12 ? 'ENOMEM' : errno === 22 ? 'EINVAL' : 'ENOSPC',
           errno,

@@ -19,6 +19,8 @@
  * | CORRUPT_FILE         | a data file has the wrong size or an unparsable name                |
  * | LOCKED               | another live process holds the store directory                      |
  */
+import { CodedError, isDiskFull, messageOf, osErrorCode } from '@mqts/common'
+
 export type StoreErrorCode =
   | 'MESSAGE_TOO_LARGE'
   | 'PROPERTIES_TOO_LONG'
@@ -33,29 +35,15 @@ export type StoreErrorCode =
   | 'CORRUPT_FILE'
   | 'LOCKED'
 
-export class StoreError extends Error {
-  readonly code: StoreErrorCode
-  /** Extra facts for the caller: offsets, paths, sizes. */
-  readonly details: Record<string, unknown>
-
-  constructor(code: StoreErrorCode, message: string, options: { cause?: unknown; details?: Record<string, unknown> } = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause })
-    this.name = 'StoreError'
-    this.code = code
-    this.details = options.details ?? {}
-  }
-}
+export class StoreError extends CodedError<StoreErrorCode> {}
 
 /** Wraps an OS error from a data file into DISK_FULL or IO_ERROR. */
 export function ioError(what: string, err: unknown): StoreError {
   if (err instanceof StoreError) return err
-  const osCode = (err as NodeJS.ErrnoException | undefined)?.code
+  const osCode = osErrorCode(err)
   // DISK_FULL: the index's IndexError for ENOSPC.
-  if (osCode === 'ENOSPC' || osCode === 'EDQUOT' || osCode === 'DISK_FULL') {
-    return new StoreError('DISK_FULL', `disk full while ${what} (${(err as Error)?.message ?? osCode})`, { cause: err, details: { osCode } })
+  if (isDiskFull(err) || osCode === 'DISK_FULL') {
+    return new StoreError('DISK_FULL', `disk full while ${what} (${messageOf(err)})`, { cause: err, details: { osCode } })
   }
-  return new StoreError('IO_ERROR', `${what} failed: ${(err as Error)?.message ?? String(err)}`, {
-    cause: err,
-    details: { osCode },
-  })
+  return new StoreError('IO_ERROR', `${what} failed: ${messageOf(err)}`, { cause: err, details: { osCode } })
 }
