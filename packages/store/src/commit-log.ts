@@ -171,6 +171,37 @@ interface FlushWaiter {
   reject: (err: unknown) => void
 }
 
+/** Recovery reads the tail after the cut in chunks of this size (through the descriptor). */
+const ZERO_SCAN_CHUNK_BYTES = 1024 * 1024
+const ZERO_PAGE_RUN = Buffer.alloc(64 * 1024)
+
+function isZero(buf: Buffer, from: number, to: number): boolean {
+  for (let at = from; at < to; at += ZERO_PAGE_RUN.length) {
+    const end = Math.min(to, at + ZERO_PAGE_RUN.length)
+    if (buf.compare(ZERO_PAGE_RUN, 0, end - at, at, end) !== 0) return false
+  }
+  return true
+}
+
+/**
+ * The runs of OS pages in `buf[0, length)` (file position `filePos` at buf[0]) holding a non-zero
+ * byte, as file positions [start, end), clipped to the buffer.
+ */
+function nonZeroPages(buf: Buffer, length: number, filePos: number): Array<[number, number]> {
+  const runs: Array<[number, number]> = []
+  let at = 0
+  while (at < length) {
+    const pageEnd = Math.min(length, (Math.floor((filePos + at) / OS_PAGE_BYTES) + 1) * OS_PAGE_BYTES - filePos)
+    if (!isZero(buf, at, pageEnd)) {
+      const last = runs[runs.length - 1]
+      if (last && last[1] === filePos + at) last[1] = filePos + pageEnd
+      else runs.push([filePos + at, filePos + pageEnd])
+    }
+    at = pageEnd
+  }
+  return runs
+}
+
 const settled = (): void => undefined
 /** The waiter whose promise is being created (see waitDurable). */
 let pendingWaiter: FlushWaiter | undefined
@@ -934,7 +965,11 @@ export class CommitLog {
     // Cut.
     file.wrotePosition = file.committedPosition = file.flushedPosition = pos
     report.endOffset = file.fileFromOffset + pos
-    if (!cleanShutdown || report.truncated) await this.zeroTail(file, pos)
+    const zeroed = (!cleanShutdown || report.truncated !== undefined) && (await this.zeroTail(file, pos))
+    // The scan read the page cache: after a kill it accepts bytes that were written but never
+    // synced. They become durable here, before the checkpoint says they are (a clean close
+    // synced everything it wrote).
+    if (!cleanShutdown || zeroed) await this.syncRecovered(startIndex, index)
     report.filesDeleted = await this.queue.deleteAfter(file)
     this.wroteOffset = this.committedOffset = this.flushedOffset = report.endOffset
     const cp = o.checkpoint.values
@@ -942,6 +977,19 @@ export class CommitLog {
     if (this.lastStoreTimestamp > 0) cp.physicMsgTimestamp = this.lastStoreTimestamp
     await o.checkpoint.flush()
     return report
+  }
+
+  /** fdatasyncs the files recovery accepted bytes from, `from` to `to` (indexes in the queue). */
+  private async syncRecovered(from: number, to: number): Promise<void> {
+    const files = this.queue.files
+    for (let i = from; i <= to && i < files.length; i++) {
+      const f = files[i]!
+      try {
+        await f.file.datasync()
+      } catch (err) {
+        throw new StoreError('FLUSH_FAILED', `fdatasync of ${f.fileName} failed while recovering; the recovered data is not known to be durable`, { cause: err })
+      }
+    }
   }
 
   private noteRecovered(topic: string, queueId: number, queueOffset: number, sysFlag: number, storeTimestamp: number): void {
@@ -980,18 +1028,29 @@ export class CommitLog {
     return false
   }
 
-  /** Zeroes any non-zero bytes in [from, end of file), so no stale record can reappear later. */
-  private async zeroTail(file: MappedFile, from: number): Promise<void> {
-    const step = 64 * 1024
-    const zeros = Buffer.alloc(step)
+  /**
+   * Zeroes any non-zero bytes in [from, end of file), so no stale record can reappear later, and
+   * says whether it wrote any (the caller syncs the file). Everything goes through the descriptor,
+   * never the map: on tmpfs a read of a hole through a shared map takes a page (SIGBUS when none
+   * is left, and a whole sparse tail allocated when there is room), while pread of a hole takes
+   * none. Zeros are written only over pages that hold data, so zeroing needs no new space.
+   */
+  private async zeroTail(file: MappedFile, from: number): Promise<boolean> {
+    const size = file.fileSize
+    const chunk = Buffer.allocUnsafe(Math.min(ZERO_SCAN_CHUNK_BYTES, Math.max(OS_PAGE_BYTES, size - from)))
     let wrote = false
-    for (let at = from; at < file.fileSize; at += step) {
-      const end = Math.min(at + step, file.fileSize)
-      if (file.view.compare(zeros, 0, end - at, at, end) === 0) continue
-      await file.file.write(zeros, 0, end - at, at)
-      wrote = true
+    for (let at = from; at < size; ) {
+      const n = await file.file.read(chunk, 0, Math.min(chunk.length, size - at), at)
+      if (n <= 0) break
+      if (!isZero(chunk, 0, n)) {
+        for (const [start, end] of nonZeroPages(chunk, n, at)) {
+          for (let p = start; p < end; p += ZERO_PAGE_RUN.length) await file.file.write(ZERO_PAGE_RUN, 0, Math.min(ZERO_PAGE_RUN.length, end - p), p)
+          wrote = true
+        }
+      }
+      at += n
     }
-    if (wrote) await file.file.datasync()
+    return wrote
   }
 
   /** Drains appends, flushes, then (after `beforeRelease`, which may still read) closes the files. */
