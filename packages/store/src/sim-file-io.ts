@@ -61,6 +61,8 @@ export class SimFileIO implements FileIO {
   readonly durableFiles = new Map<string, SimEntry>()
   readonly durableDirs = new Set<string>()
   private pending: PendingOp[] = []
+  /** Called after each directory operation (create, remove, rename, mkdir), before any sync: tests take a crash() there. */
+  onDirectoryOp: ((kind: PendingOp['kind'], path: string) => void) | undefined
   capacityBytes: number
   /** Armed faults: the next N writes / datasyncs (of paths containing `pathIncludes`) fail with `code`. */
   failWrites: { code: string; count: number; pathIncludes?: string } | undefined
@@ -90,6 +92,7 @@ export class SimFileIO implements FileIO {
         break
       }
       this.pending.push({ dir: parent, kind: 'mkdir', path: d })
+      this.onDirectoryOp?.('mkdir', d)
       if (options.durable ?? true) await this.syncDir(parent)
       d = parent
     }
@@ -114,6 +117,7 @@ export class SimFileIO implements FileIO {
     const p = path.resolve(file)
     if (!this.files.delete(p)) return
     this.pending.push({ dir: path.dirname(p), kind: 'remove', path: p })
+    this.onDirectoryOp?.('remove', p)
   }
 
   async rename(from: string, to: string): Promise<void> {
@@ -124,6 +128,7 @@ export class SimFileIO implements FileIO {
     this.files.delete(f)
     this.files.set(t, e)
     this.pending.push({ dir: path.dirname(t), kind: 'rename', path: f, to: t })
+    this.onDirectoryOp?.('rename', t)
   }
 
   /** Makes the pending operations on `dir`'s entries durable, in order. */
@@ -142,6 +147,7 @@ export class SimFileIO implements FileIO {
     const p = path.resolve(file)
     this.files.set(p, entry)
     this.pending.push({ dir: path.dirname(p), kind: 'create', path: p, entry })
+    this.onDirectoryOp?.('create', p)
     if (durable) void this.syncDir(path.dirname(p))
   }
 

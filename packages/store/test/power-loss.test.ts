@@ -3,9 +3,12 @@
 // must neither lose an acknowledged message nor make the store refuse to open.
 // POWER_LOSS_SEEDS (default 25) runs per flush mode; SEED=<n> replays from that base seed.
 import assert from 'node:assert/strict'
+import * as path from 'node:path'
 import { test } from 'node:test'
+import { NodeFileIO } from '../src/file-io.js'
 import { MessageStore, type MessageStoreOptions } from '../src/index.js'
 import { SimFileIO, mulberry32 } from '../src/sim-file-io.js'
+import { tempDir } from './helpers.js'
 
 const BASE_SEED = process.env.SEED ? Number(process.env.SEED) : Date.now() % 1_000_000
 const SEEDS = process.env.POWER_LOSS_SEEDS ? Number(process.env.POWER_LOSS_SEEDS) : 25
@@ -137,3 +140,59 @@ for (const flush of ['sync', 'async'] as const) {
     }
   })
 }
+
+test('a power loss while recovery deletes later files leaves them contiguous: the store opens', { timeout: 30_000 }, async () => {
+  const io = new SimFileIO()
+  const fileSize = 16 * 1024
+  const options: MessageStoreOptions = { dir: SIM_DIR, flush: 'sync', commitLogFileSize: fileSize, messageIndexEnable: false, onCorruption: 'truncate' }
+  const store = await MessageStore.open({ ...options, fileIO: io })
+  const puts = []
+  while (puts.length === 0 || puts.at(-1)!.physicalOffset < 4 * fileSize) puts.push(await store.put({ topic: 't', queueId: 0, body: Buffer.alloc(900, 7) }))
+  await store.close()
+  // Garbage in a record of the first file, and a zeroed checkpoint (nothing vouched durable): the
+  // open cuts there and deletes the later files (at least four).
+  const first = io.files.get(`${SIM_DIR}/commitlog/${'0'.padStart(20, '0')}`)!
+  const at = puts[3]!.physicalOffset + 300
+  for (const image of [first.volatile, first.durable]) image.fill(0x5a, at, at + 16)
+  const checkpoint = io.files.get(`${SIM_DIR}/checkpoint`)!
+  for (const image of [checkpoint.volatile, checkpoint.durable]) image.fill(0)
+  for (let seed = 0; seed < 16; seed++) {
+    const disk = io.processCrash()
+    let lost: SimFileIO | undefined
+    let removes = 0
+    disk.onDirectoryOp = (kind, p) => {
+      if (kind === 'remove' && p.includes('commitlog') && ++removes === 3) lost = disk.crash(seed)
+    }
+    const cut = await MessageStore.open({ ...options, fileIO: disk })
+    assert.equal(cut.recovery.truncated?.atOffset, puts[3]!.physicalOffset)
+    await cut.close()
+    assert.ok(lost, 'the power loss was taken during the deletions')
+    const again = await MessageStore.open({ ...options, fileIO: lost })
+    try {
+      assert.equal(again.maxPhysicalOffset, puts[3]!.physicalOffset, `seed ${seed}`)
+    } finally {
+      await again.close()
+    }
+  }
+})
+
+test('mkdirp syncs the parent of every directory it creates, unless told durable: false', { timeout: 30_000 }, async () => {
+  const { dir, cleanup } = await tempDir()
+  try {
+    const synced: string[] = []
+    const io = new (class extends NodeFileIO {
+      override async syncDir(d: string): Promise<void> {
+        synced.push(path.relative(dir, d) || '.')
+        await super.syncDir(d)
+      }
+    })()
+    await io.mkdirp(path.join(dir, 'a', 'b', 'c'))
+    assert.deepEqual(synced.sort(), ['.', 'a', path.join('a', 'b')])
+    synced.length = 0
+    await io.mkdirp(path.join(dir, 'a', 'b', 'c'))
+    await io.mkdirp(path.join(dir, 'x', 'y'), { durable: false })
+    assert.deepEqual(synced, [], 'nothing new, or not asked')
+  } finally {
+    await cleanup()
+  }
+})
