@@ -952,7 +952,7 @@ export class CommitLog {
       if (r.kind === 'end' && physical >= durableOffset) break
       // Damage with valid records after it is corruption in the middle of the log; below the
       // durable offset those records were acknowledged, so cutting would lose them: refuse.
-      const validDataFollowed = this.validDataAfter(index, pos)
+      const validDataFollowed = await this.validDataAfter(index, pos)
       if (validDataFollowed && physical < durableOffset && o.onCorruption !== 'truncate') {
         throw new StoreError('CORRUPT_RECORD', `CommitLog corrupt at offset ${physical} (${reason}) with valid records after it, below the durable offset ${durableOffset}; open with onCorruption: 'truncate' to cut the log there`, {
           details: { physicalOffset: physical, file: file.fileName, reason, durableOffset },
@@ -1004,28 +1004,44 @@ export class CommitLog {
    * Whether any valid record starts after a bad spot at `pos` of file `index`: the record right
    * after it if its size field is plausible, any position in the rest of the file where a message
    * magic code sits under a record that checks out at its own offset, or the next file's first.
+   * Reads through the descriptor, not the map: the rest of the file may be a sparse tail (see
+   * zeroTail).
    */
-  private validDataAfter(index: number, pos: number): boolean {
+  private async validDataAfter(index: number, pos: number): Promise<boolean> {
     const files = this.queue.files
     const f = files[index]!
     const o = this.options
-    const checks = (at: number): boolean => checkRecord(f.view, at, f.fileSize, f.fileFromOffset + at, o.maxRecordBytes, true).kind === 'record'
-    if (f.fileSize - pos >= 8) {
-      const size = f.view.readInt32BE(pos)
-      if (size > 0 && pos + size < f.fileSize && checks(pos + size)) return true
+    const recordAt = async (file: MappedFile, at: number): Promise<boolean> => {
+      if (at < 0 || file.fileSize - at < 8) return false
+      const copy = Buffer.allocUnsafe(Math.min(o.maxRecordBytes, file.fileSize - at))
+      const n = await file.file.read(copy, 0, copy.length, at)
+      return checkRecord(copy, 0, n, file.fileFromOffset + at, o.maxRecordBytes, true).kind === 'record'
     }
-    const magic = Buffer.alloc(4)
-    for (const code of [MESSAGE_MAGIC_CODE_V1, MESSAGE_MAGIC_CODE_V2]) {
-      magic.writeInt32BE(code)
-      let at = f.view.indexOf(magic, pos + 5)
-      while (at >= 0) {
-        if (checks(at - 4)) return true
-        at = f.view.indexOf(magic, at + 1)
+    const head = Buffer.alloc(4)
+    if (f.fileSize - pos >= 8 && (await f.file.read(head, 0, 4, pos)) === 4) {
+      const size = head.readInt32BE(0)
+      if (size > 0 && pos + size < f.fileSize && (await recordAt(f, pos + size))) return true
+    }
+    const magics = [MESSAGE_MAGIC_CODE_V1, MESSAGE_MAGIC_CODE_V2].map((code) => {
+      const b = Buffer.alloc(4)
+      b.writeInt32BE(code)
+      return b
+    })
+    // Chunks overlap by 3 bytes, so a magic code across a chunk boundary is found once.
+    const chunk = Buffer.allocUnsafe(Math.min(ZERO_SCAN_CHUNK_BYTES, Math.max(8, f.fileSize - pos)))
+    for (let start = pos + 5; start < f.fileSize; start += chunk.length - 3) {
+      const n = await f.file.read(chunk, 0, Math.min(chunk.length, f.fileSize - start), start)
+      if (n < 4) break
+      const view = chunk.subarray(0, n)
+      for (const magic of magics) {
+        for (let at = view.indexOf(magic); at >= 0; at = view.indexOf(magic, at + 1)) {
+          if (await recordAt(f, start + at - 4)) return true
+        }
       }
+      if (n < chunk.length) break
     }
     const next = files[index + 1]
-    if (next) return checkRecord(next.view, 0, next.fileSize, next.fileFromOffset, o.maxRecordBytes, true).kind === 'record'
-    return false
+    return next !== undefined && (await recordAt(next, 0))
   }
 
   /**
