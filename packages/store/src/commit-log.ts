@@ -128,6 +128,11 @@ export interface RecoveryReport {
   /** Set when a torn or garbage tail was cut. */
   truncated?: { atOffset: number; reason: string; validDataFollowed: boolean; belowDurableOffset: boolean }
   filesDeleted: number
+  /**
+   * Set when the checkpoint failed its CRC: nothing it said was trusted (the scan started at the
+   * first file, durableOffset 0) and every queue was re-dispatched.
+   */
+  checkpointDamaged?: boolean
 }
 
 interface StageChunk {
@@ -907,6 +912,7 @@ export class CommitLog {
     const files = this.queue.files
     const durableOffset = o.checkpoint.values.physicalFlushedOffset
     const report: RecoveryReport = { cleanShutdown, durableOffset, scanFromOffset: 0, endOffset: 0, recordsScanned: 0, filesDeleted: 0 }
+    if (o.checkpoint.damaged) report.checkpointDamaged = true
     if (files.length === 0) {
       if (durableOffset > 0) {
         throw new StoreError('CORRUPT_FILE', `checkpoint says ${durableOffset} bytes of CommitLog are durable but ${o.dir} holds no data file`, { details: { durableOffset } })

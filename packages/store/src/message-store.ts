@@ -306,7 +306,8 @@ export class MessageStore {
       checkpoint = await StoreCheckpoint.open(io, path.join(dir, STORE_PATHS.checkpoint))
       store = new MessageStore(options, io, checkpoint)
       const abortFile = path.join(dir, STORE_PATHS.abort)
-      const cleanShutdown = !(await io.exists(abortFile))
+      // A checkpoint that fails its CRC vouches for nothing: recover as after a crash.
+      const cleanShutdown = !(await io.exists(abortFile)) && !checkpoint.damaged
       store.recovery = await store.commitLog.recover(cleanShutdown)
       if (options.messageIndexEnable ?? true) {
         store.index = await IndexService.open({
