@@ -12,6 +12,7 @@ import { CONSUMER_OFFSET_FILE, ConsumerOffsetManager, DEFAULT_PERSIST_CONSUMER_O
 import { Dispatcher, type DispatchListener } from './dispatcher.js'
 import { StoreError, ioError } from './errors.js'
 import { NodeFileIO, type FileIO } from './file-io.js'
+import { acquireStoreLock } from './lock.js'
 import { RetentionService, type RetentionOptions, type RetentionResult } from './retention.js'
 import {
   CQ_FILLER_SIZE,
@@ -187,15 +188,6 @@ const MIN_UNITS_SCANNED = 800
 
 const DEFAULT_BORN_HOST: Host = { ip: 0x7f000001, port: 0 }
 const openDirs = new Set<string>()
-
-function isProcessAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
 
 export class MessageStore {
   status: StoreStatus = 'opening'
@@ -470,16 +462,8 @@ export class MessageStore {
     }
   }
 
-  private static async lock(io: FileIO, dir: string): Promise<void> {
-    const lockFile = path.join(dir, STORE_PATHS.lock)
-    const held = await io.readFile(lockFile)
-    if (held) {
-      const pid = Number(held.toString('utf8').trim())
-      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isProcessAlive(pid)) {
-        throw new StoreError('LOCKED', `store ${dir} is in use by process ${pid}`, { details: { pid } })
-      }
-    }
-    await io.writeFileAtomic(lockFile, Buffer.from(String(process.pid)))
+  private static lock(io: FileIO, dir: string): Promise<void> {
+    return acquireStoreLock(io, dir, path.join(dir, STORE_PATHS.lock))
   }
 
   // -------------------------------------------------------------------------------------------
