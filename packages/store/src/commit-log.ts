@@ -179,6 +179,8 @@ interface FlushWaiter {
 /** Recovery reads the tail after the cut in chunks of this size (through the descriptor). */
 const ZERO_SCAN_CHUNK_BYTES = 1024 * 1024
 const ZERO_PAGE_RUN = Buffer.alloc(64 * 1024)
+/** What the recovery scan finds past a file's last non-zero byte. */
+const ZEROS = { kind: 'end' } as const
 
 function isZero(buf: Buffer, from: number, to: number): boolean {
   for (let at = from; at < to; at += ZERO_PAGE_RUN.length) {
@@ -934,10 +936,13 @@ export class CommitLog {
     let index = startIndex
     let file = files[index]!
     let pos = 0
+    // After a crash a file may end in a sparse tail; past its last non-zero byte (found through
+    // the descriptor) the scan reads nothing through the map (see zeroTail).
+    let dataEnd = cleanShutdown ? file.fileSize : await this.dataEnd(file)
     report.scanFromOffset = file.fileFromOffset
     for (;;) {
       const physical = file.fileFromOffset + pos
-      const r = checkRecord(file.view, pos, file.fileSize, physical, o.maxRecordBytes, o.checkCrcOnRecover)
+      const r = pos >= dataEnd ? ZEROS : checkRecord(file.view, pos, file.fileSize, physical, o.maxRecordBytes, o.checkCrcOnRecover)
       if (r.kind === 'record') {
         this.noteRecovered(r.topic, r.queueId, r.queueOffset, r.sysFlag, r.storeTimestamp)
         pos += r.size
@@ -952,6 +957,7 @@ export class CommitLog {
         }
         file = files[++index]!
         pos = 0
+        dataEnd = cleanShutdown ? file.fileSize : await this.dataEnd(file)
         continue
       }
       const reason = r.kind === 'bad' ? r.reason : 'data ends before the durable offset'
@@ -971,7 +977,7 @@ export class CommitLog {
     // Cut.
     file.wrotePosition = file.committedPosition = file.flushedPosition = pos
     report.endOffset = file.fileFromOffset + pos
-    const zeroed = (!cleanShutdown || report.truncated !== undefined) && (await this.zeroTail(file, pos))
+    const zeroed = (!cleanShutdown || report.truncated !== undefined) && (await this.zeroTail(file, pos, Math.max(pos, dataEnd)))
     // The scan read the page cache: after a kill it accepts bytes that were written but never
     // synced. They become durable here, before the checkpoint says they are (a clean close
     // synced everything it wrote).
@@ -1051,14 +1057,15 @@ export class CommitLog {
   }
 
   /**
-   * Zeroes any non-zero bytes in [from, end of file), so no stale record can reappear later, and
+   * Zeroes any non-zero bytes in [from, to) (`to`: the file's last non-zero byte, or its end), so
+   * no stale record can reappear later, and
    * says whether it wrote any (the caller syncs the file). Everything goes through the descriptor,
    * never the map: on tmpfs a read of a hole through a shared map takes a page (SIGBUS when none
    * is left, and a whole sparse tail allocated when there is room), while pread of a hole takes
    * none. Zeros are written only over pages that hold data, so zeroing needs no new space.
    */
-  private async zeroTail(file: MappedFile, from: number): Promise<boolean> {
-    const size = file.fileSize
+  private async zeroTail(file: MappedFile, from: number, to: number): Promise<boolean> {
+    const size = to
     const chunk = Buffer.allocUnsafe(Math.min(ZERO_SCAN_CHUNK_BYTES, Math.max(OS_PAGE_BYTES, size - from)))
     let wrote = false
     for (let at = from; at < size; ) {
@@ -1073,6 +1080,20 @@ export class CommitLog {
       at += n
     }
     return wrote
+  }
+
+  /** The offset just past the last non-zero byte of `file` (0 if none), read backwards by pread. */
+  private async dataEnd(file: MappedFile): Promise<number> {
+    const chunk = Buffer.allocUnsafe(Math.min(ZERO_SCAN_CHUNK_BYTES, file.fileSize))
+    for (let end = file.fileSize; end > 0; ) {
+      const start = Math.max(0, end - chunk.length)
+      const n = await file.file.read(chunk, 0, end - start, start)
+      if (!isZero(chunk, 0, n)) {
+        for (let i = n - 1; i >= 0; i--) if (chunk[i] !== 0) return start + i + 1
+      }
+      end = start
+    }
+    return 0
   }
 
   /** Drains appends, flushes, then (after `beforeRelease`, which may still read) closes the files. */
