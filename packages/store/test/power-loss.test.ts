@@ -1,7 +1,7 @@
 // Kill, reopen, then power loss, on the simulated disk: what the first recovery accepted and served
 // must be durable before the checkpoint says so, and a power loss during or after that recovery
 // must neither lose an acknowledged message nor make the store refuse to open.
-// POWER_LOSS_SEEDS (default 25) runs per flush mode; SEED=<n> replays from that base seed.
+// POWER_LOSS_SEEDS (default 20) runs per flush mode; SEED=<n> replays from that base seed.
 import assert from 'node:assert/strict'
 import * as path from 'node:path'
 import { test } from 'node:test'
@@ -11,7 +11,7 @@ import { SimFileIO, mulberry32 } from '../src/sim-file-io.js'
 import { tempDir } from './helpers.js'
 
 const BASE_SEED = process.env.SEED ? Number(process.env.SEED) : Date.now() % 1_000_000
-const SEEDS = process.env.POWER_LOSS_SEEDS ? Number(process.env.POWER_LOSS_SEEDS) : 25
+const SEEDS = process.env.POWER_LOSS_SEEDS ? Number(process.env.POWER_LOSS_SEEDS) : 20
 const SIM_DIR = '/sim/power-loss'
 
 interface Seen {
