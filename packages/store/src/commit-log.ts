@@ -128,6 +128,11 @@ export interface RecoveryReport {
   /** Set when a torn or garbage tail was cut. */
   truncated?: { atOffset: number; reason: string; validDataFollowed: boolean; belowDurableOffset: boolean }
   filesDeleted: number
+  /**
+   * Set when the checkpoint failed its CRC: nothing it said was trusted (the scan started at the
+   * first file, durableOffset 0) and every queue was re-dispatched.
+   */
+  checkpointDamaged?: boolean
 }
 
 interface StageChunk {
@@ -169,6 +174,39 @@ interface FlushWaiter {
   value: unknown
   resolve: (value: any) => void
   reject: (err: unknown) => void
+}
+
+/** Recovery reads the tail after the cut in chunks of this size (through the descriptor). */
+const ZERO_SCAN_CHUNK_BYTES = 1024 * 1024
+const ZERO_PAGE_RUN = Buffer.alloc(64 * 1024)
+/** What the recovery scan finds past a file's last non-zero byte. */
+const ZEROS = { kind: 'end' } as const
+
+function isZero(buf: Buffer, from: number, to: number): boolean {
+  for (let at = from; at < to; at += ZERO_PAGE_RUN.length) {
+    const end = Math.min(to, at + ZERO_PAGE_RUN.length)
+    if (buf.compare(ZERO_PAGE_RUN, 0, end - at, at, end) !== 0) return false
+  }
+  return true
+}
+
+/**
+ * The runs of OS pages in `buf[0, length)` (file position `filePos` at buf[0]) holding a non-zero
+ * byte, as file positions [start, end), clipped to the buffer.
+ */
+function nonZeroPages(buf: Buffer, length: number, filePos: number): Array<[number, number]> {
+  const runs: Array<[number, number]> = []
+  let at = 0
+  while (at < length) {
+    const pageEnd = Math.min(length, (Math.floor((filePos + at) / OS_PAGE_BYTES) + 1) * OS_PAGE_BYTES - filePos)
+    if (!isZero(buf, at, pageEnd)) {
+      const last = runs[runs.length - 1]
+      if (last && last[1] === filePos + at) last[1] = filePos + pageEnd
+      else runs.push([filePos + at, filePos + pageEnd])
+    }
+    at = pageEnd
+  }
+  return runs
 }
 
 const settled = (): void => undefined
@@ -876,6 +914,7 @@ export class CommitLog {
     const files = this.queue.files
     const durableOffset = o.checkpoint.values.physicalFlushedOffset
     const report: RecoveryReport = { cleanShutdown, durableOffset, scanFromOffset: 0, endOffset: 0, recordsScanned: 0, filesDeleted: 0 }
+    if (o.checkpoint.damaged) report.checkpointDamaged = true
     if (files.length === 0) {
       if (durableOffset > 0) {
         throw new StoreError('CORRUPT_FILE', `checkpoint says ${durableOffset} bytes of CommitLog are durable but ${o.dir} holds no data file`, { details: { durableOffset } })
@@ -897,10 +936,13 @@ export class CommitLog {
     let index = startIndex
     let file = files[index]!
     let pos = 0
+    // After a crash a file may end in a sparse tail; past its last non-zero byte (found through
+    // the descriptor) the scan reads nothing through the map (see zeroTail).
+    let dataEnd = cleanShutdown ? file.fileSize : await this.dataEnd(file)
     report.scanFromOffset = file.fileFromOffset
     for (;;) {
       const physical = file.fileFromOffset + pos
-      const r = checkRecord(file.view, pos, file.fileSize, physical, o.maxRecordBytes, o.checkCrcOnRecover)
+      const r = pos >= dataEnd ? ZEROS : checkRecord(file.view, pos, file.fileSize, physical, o.maxRecordBytes, o.checkCrcOnRecover)
       if (r.kind === 'record') {
         this.noteRecovered(r.topic, r.queueId, r.queueOffset, r.sysFlag, r.storeTimestamp)
         pos += r.size
@@ -915,13 +957,14 @@ export class CommitLog {
         }
         file = files[++index]!
         pos = 0
+        dataEnd = cleanShutdown ? file.fileSize : await this.dataEnd(file)
         continue
       }
       const reason = r.kind === 'bad' ? r.reason : 'data ends before the durable offset'
       if (r.kind === 'end' && physical >= durableOffset) break
       // Damage with valid records after it is corruption in the middle of the log; below the
       // durable offset those records were acknowledged, so cutting would lose them: refuse.
-      const validDataFollowed = this.validDataAfter(index, pos)
+      const validDataFollowed = await this.validDataAfter(index, pos)
       if (validDataFollowed && physical < durableOffset && o.onCorruption !== 'truncate') {
         throw new StoreError('CORRUPT_RECORD', `CommitLog corrupt at offset ${physical} (${reason}) with valid records after it, below the durable offset ${durableOffset}; open with onCorruption: 'truncate' to cut the log there`, {
           details: { physicalOffset: physical, file: file.fileName, reason, durableOffset },
@@ -934,7 +977,11 @@ export class CommitLog {
     // Cut.
     file.wrotePosition = file.committedPosition = file.flushedPosition = pos
     report.endOffset = file.fileFromOffset + pos
-    if (!cleanShutdown || report.truncated) await this.zeroTail(file, pos)
+    const zeroed = (!cleanShutdown || report.truncated !== undefined) && (await this.zeroTail(file, pos, Math.max(pos, dataEnd)))
+    // The scan read the page cache: after a kill it accepts bytes that were written but never
+    // synced. They become durable here, before the checkpoint says they are (a clean close
+    // synced everything it wrote).
+    if (!cleanShutdown || zeroed) await this.syncRecovered(startIndex, index)
     report.filesDeleted = await this.queue.deleteAfter(file)
     this.wroteOffset = this.committedOffset = this.flushedOffset = report.endOffset
     const cp = o.checkpoint.values
@@ -942,6 +989,19 @@ export class CommitLog {
     if (this.lastStoreTimestamp > 0) cp.physicMsgTimestamp = this.lastStoreTimestamp
     await o.checkpoint.flush()
     return report
+  }
+
+  /** fdatasyncs the files recovery accepted bytes from, `from` to `to` (indexes in the queue). */
+  private async syncRecovered(from: number, to: number): Promise<void> {
+    const files = this.queue.files
+    for (let i = from; i <= to && i < files.length; i++) {
+      const f = files[i]!
+      try {
+        await f.file.datasync()
+      } catch (err) {
+        throw new StoreError('FLUSH_FAILED', `fdatasync of ${f.fileName} failed while recovering; the recovered data is not known to be durable`, { cause: err })
+      }
+    }
   }
 
   private noteRecovered(topic: string, queueId: number, queueOffset: number, sysFlag: number, storeTimestamp: number): void {
@@ -956,42 +1016,84 @@ export class CommitLog {
    * Whether any valid record starts after a bad spot at `pos` of file `index`: the record right
    * after it if its size field is plausible, any position in the rest of the file where a message
    * magic code sits under a record that checks out at its own offset, or the next file's first.
+   * Reads through the descriptor, not the map: the rest of the file may be a sparse tail (see
+   * zeroTail).
    */
-  private validDataAfter(index: number, pos: number): boolean {
+  private async validDataAfter(index: number, pos: number): Promise<boolean> {
     const files = this.queue.files
     const f = files[index]!
     const o = this.options
-    const checks = (at: number): boolean => checkRecord(f.view, at, f.fileSize, f.fileFromOffset + at, o.maxRecordBytes, true).kind === 'record'
-    if (f.fileSize - pos >= 8) {
-      const size = f.view.readInt32BE(pos)
-      if (size > 0 && pos + size < f.fileSize && checks(pos + size)) return true
+    const recordAt = async (file: MappedFile, at: number): Promise<boolean> => {
+      if (at < 0 || file.fileSize - at < 8) return false
+      const copy = Buffer.allocUnsafe(Math.min(o.maxRecordBytes, file.fileSize - at))
+      const n = await file.file.read(copy, 0, copy.length, at)
+      return checkRecord(copy, 0, n, file.fileFromOffset + at, o.maxRecordBytes, true).kind === 'record'
     }
-    const magic = Buffer.alloc(4)
-    for (const code of [MESSAGE_MAGIC_CODE_V1, MESSAGE_MAGIC_CODE_V2]) {
-      magic.writeInt32BE(code)
-      let at = f.view.indexOf(magic, pos + 5)
-      while (at >= 0) {
-        if (checks(at - 4)) return true
-        at = f.view.indexOf(magic, at + 1)
+    const head = Buffer.alloc(4)
+    if (f.fileSize - pos >= 8 && (await f.file.read(head, 0, 4, pos)) === 4) {
+      const size = head.readInt32BE(0)
+      if (size > 0 && pos + size < f.fileSize && (await recordAt(f, pos + size))) return true
+    }
+    const magics = [MESSAGE_MAGIC_CODE_V1, MESSAGE_MAGIC_CODE_V2].map((code) => {
+      const b = Buffer.alloc(4)
+      b.writeInt32BE(code)
+      return b
+    })
+    // Chunks overlap by 3 bytes, so a magic code across a chunk boundary is found once.
+    const chunk = Buffer.allocUnsafe(Math.min(ZERO_SCAN_CHUNK_BYTES, Math.max(8, f.fileSize - pos)))
+    for (let start = pos + 5; start < f.fileSize; start += chunk.length - 3) {
+      const n = await f.file.read(chunk, 0, Math.min(chunk.length, f.fileSize - start), start)
+      if (n < 4) break
+      const view = chunk.subarray(0, n)
+      for (const magic of magics) {
+        for (let at = view.indexOf(magic); at >= 0; at = view.indexOf(magic, at + 1)) {
+          if (await recordAt(f, start + at - 4)) return true
+        }
       }
+      if (n < chunk.length) break
     }
     const next = files[index + 1]
-    if (next) return checkRecord(next.view, 0, next.fileSize, next.fileFromOffset, o.maxRecordBytes, true).kind === 'record'
-    return false
+    return next !== undefined && (await recordAt(next, 0))
   }
 
-  /** Zeroes any non-zero bytes in [from, end of file), so no stale record can reappear later. */
-  private async zeroTail(file: MappedFile, from: number): Promise<void> {
-    const step = 64 * 1024
-    const zeros = Buffer.alloc(step)
+  /**
+   * Zeroes any non-zero bytes in [from, to) (`to`: the file's last non-zero byte, or its end), so
+   * no stale record can reappear later, and
+   * says whether it wrote any (the caller syncs the file). Everything goes through the descriptor,
+   * never the map: on tmpfs a read of a hole through a shared map takes a page (SIGBUS when none
+   * is left, and a whole sparse tail allocated when there is room), while pread of a hole takes
+   * none. Zeros are written only over pages that hold data, so zeroing needs no new space.
+   */
+  private async zeroTail(file: MappedFile, from: number, to: number): Promise<boolean> {
+    const size = to
+    const chunk = Buffer.allocUnsafe(Math.min(ZERO_SCAN_CHUNK_BYTES, Math.max(OS_PAGE_BYTES, size - from)))
     let wrote = false
-    for (let at = from; at < file.fileSize; at += step) {
-      const end = Math.min(at + step, file.fileSize)
-      if (file.view.compare(zeros, 0, end - at, at, end) === 0) continue
-      await file.file.write(zeros, 0, end - at, at)
-      wrote = true
+    for (let at = from; at < size; ) {
+      const n = await file.file.read(chunk, 0, Math.min(chunk.length, size - at), at)
+      if (n <= 0) break
+      if (!isZero(chunk, 0, n)) {
+        for (const [start, end] of nonZeroPages(chunk, n, at)) {
+          for (let p = start; p < end; p += ZERO_PAGE_RUN.length) await file.file.write(ZERO_PAGE_RUN, 0, Math.min(ZERO_PAGE_RUN.length, end - p), p)
+          wrote = true
+        }
+      }
+      at += n
     }
-    if (wrote) await file.file.datasync()
+    return wrote
+  }
+
+  /** The offset just past the last non-zero byte of `file` (0 if none), read backwards by pread. */
+  private async dataEnd(file: MappedFile): Promise<number> {
+    const chunk = Buffer.allocUnsafe(Math.min(ZERO_SCAN_CHUNK_BYTES, file.fileSize))
+    for (let end = file.fileSize; end > 0; ) {
+      const start = Math.max(0, end - chunk.length)
+      const n = await file.file.read(chunk, 0, end - start, start)
+      if (!isZero(chunk, 0, n)) {
+        for (let i = n - 1; i >= 0; i--) if (chunk[i] !== 0) return start + i + 1
+      }
+      end = start
+    }
+    return 0
   }
 
   /** Drains appends, flushes, then (after `beforeRelease`, which may still read) closes the files. */

@@ -588,7 +588,8 @@ export class ConsumeQueueSet {
       let fresh = false
       try {
         if (create) {
-          await io.mkdirp(cq.dir)
+          // Not synced here either: flush() syncs these directories with the file's.
+          await io.mkdirp(cq.dir, { durable: false })
           if ((await io.size(p)) === undefined) {
             // Not synced here (a new queue must not stall dispatch for two fsyncs): flush() syncs
             // the directories before the checkpoint may count on the file.

@@ -81,7 +81,12 @@ export interface DiskUsage {
 }
 
 export interface FileIO {
-  mkdirp(dir: string): Promise<void>
+  /**
+   * Creates `dir` and any missing parents. Durably unless `durable: false`: the parent of each new
+   * directory is synced, so the new entries survive a power loss (the caller that skips it syncs
+   * those parents itself before it relies on them).
+   */
+  mkdirp(dir: string, options?: { durable?: boolean }): Promise<void>
   /** Entry names, or [] when the directory does not exist. */
   list(dir: string): Promise<string[]>
   /** Size in bytes, or undefined when the file does not exist. */
@@ -468,8 +473,15 @@ export class NodeFileIO implements FileIO {
     this.durableWriter = (options.writerThread ?? true) ? (events) => new ThreadDurableWriter(events, writerOptions) : undefined
   }
 
-  async mkdirp(dir: string): Promise<void> {
-    await fsp.mkdir(dir, { recursive: true })
+  async mkdirp(dir: string, options: { durable?: boolean } = {}): Promise<void> {
+    const target = path.resolve(dir)
+    const firstCreated = await fsp.mkdir(target, { recursive: true })
+    if (firstCreated === undefined || options.durable === false) return
+    // A new directory's entry lives in its parent: sync each parent, deepest first.
+    for (let d = target; ; d = path.dirname(d)) {
+      await this.syncDir(path.dirname(d))
+      if (d === firstCreated || path.dirname(d) === d) break
+    }
   }
 
   async list(dir: string): Promise<string[]> {

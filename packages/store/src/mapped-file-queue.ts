@@ -151,18 +151,20 @@ export class MappedFileQueue {
     return mapped
   }
 
-  /** Closes and deletes every file after `keep` (all files when `keep` is undefined). */
+  /**
+   * Closes and deletes every file after `keep` (all files when `keep` is undefined), the last one
+   * first, syncing the directory after each: a power loss part way leaves the files contiguous
+   * (load refuses a gap), only shorter.
+   */
   async deleteAfter(keep: MappedFile | undefined): Promise<number> {
     const index = keep ? this.files.indexOf(keep) : -1
     const doomed = this.files.splice(index + 1)
-    for (const f of doomed) {
+    for (const f of doomed.reverse()) {
       await f.close()
       await this.io.remove(f.path)
-    }
-    if (doomed.length > 0) {
       await this.io.syncDir(this.dir)
-      this.io.reclaim()
     }
+    if (doomed.length > 0) this.io.reclaim()
     return doomed.length
   }
 

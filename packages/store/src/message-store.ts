@@ -13,6 +13,7 @@ import { CONSUMER_OFFSET_FILE, ConsumerOffsetManager, DEFAULT_PERSIST_CONSUMER_O
 import { Dispatcher, type DispatchListener } from './dispatcher.js'
 import { StoreError, ioError } from './errors.js'
 import { NodeFileIO, type FileIO } from './file-io.js'
+import { acquireStoreLock } from './lock.js'
 import { RetentionService, type RetentionOptions, type RetentionResult } from './retention.js'
 import {
   CQ_FILLER_SIZE,
@@ -219,15 +220,6 @@ const MIN_UNITS_SCANNED = 800
 const DEFAULT_BORN_HOST: Host = { ip: 0x7f000001, port: 0, ipv6: undefined }
 const openDirs = new Set<string>()
 
-function isProcessAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
-
 export class MessageStore {
   status: StoreStatus = 'opening'
   readonly dir: string
@@ -347,7 +339,8 @@ export class MessageStore {
       checkpoint = await StoreCheckpoint.open(io, path.join(dir, STORE_PATHS.checkpoint))
       store = new MessageStore(options, io, checkpoint)
       const abortFile = path.join(dir, STORE_PATHS.abort)
-      const cleanShutdown = !(await io.exists(abortFile))
+      // A checkpoint that fails its CRC vouches for nothing: recover as after a crash.
+      const cleanShutdown = !(await io.exists(abortFile)) && !checkpoint.damaged
       store.recovery = await store.commitLog.recover(cleanShutdown)
       if (options.messageIndexEnable ?? true) {
         // Before the index starts (it makes its spare file in the background at once).
@@ -578,16 +571,8 @@ export class MessageStore {
     }
   }
 
-  private static async lock(io: FileIO, dir: string): Promise<void> {
-    const lockFile = path.join(dir, STORE_PATHS.lock)
-    const held = await io.readFile(lockFile)
-    if (held) {
-      const pid = Number(held.toString('utf8').trim())
-      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isProcessAlive(pid)) {
-        throw new StoreError('LOCKED', `store ${dir} is in use by process ${pid}`, { details: { pid } })
-      }
-    }
-    await io.writeFileAtomic(lockFile, Buffer.from(String(process.pid)))
+  private static lock(io: FileIO, dir: string): Promise<void> {
+    return acquireStoreLock(io, dir, path.join(dir, STORE_PATHS.lock))
   }
 
   // -------------------------------------------------------------------------------------------

@@ -4,7 +4,13 @@
  *   and `durable` (what survives a power loss). fdatasync copies volatile to durable.
  * - `crash()` returns the disk as a power loss leaves it: every 512-byte sector that differs from
  *   its durable image independently keeps its new bytes, keeps its old bytes, or is torn
- *   (a random prefix new). Directory operations and allocate() are durable when they return.
+ *   (a random prefix new).
+ * - Directory entries live twice too: a file created, removed or renamed (and a directory made by
+ *   `mkdirp(dir, { durable: false })`) is durable only once its directory is synced (syncDir).
+ *   At a power loss each directory keeps a random prefix of its unsynced operations, in order.
+ *   allocate(), writeFileAtomic() and mkdirp() sync what they create unless told `durable: false`.
+ * - `processCrash()` (kill -9) keeps every written byte and entry but nothing becomes durable, so
+ *   a later `crash()` of the returned disk is a power loss after the kill.
  * - Space is finite when `capacityBytes` is set: allocate() past it fails with ENOSPC.
  * - Faults can be armed: the next writes or datasyncs fail with a given OS code.
  */
@@ -30,6 +36,13 @@ interface SimEntry {
   modifiedMs?: number
 }
 
+/** A directory operation not yet made durable by a sync of `dir`. */
+type PendingOp =
+  | { dir: string; kind: 'create'; path: string; entry: SimEntry }
+  | { dir: string; kind: 'remove'; path: string }
+  | { dir: string; kind: 'rename'; path: string; to: string }
+  | { dir: string; kind: 'mkdir'; path: string }
+
 function osError(code: string, what: string): NodeJS.ErrnoException {
   return Object.assign(new Error(`${code}: ${what}`), { code })
 }
@@ -41,8 +54,15 @@ export interface SimFileIOOptions {
 }
 
 export class SimFileIO implements FileIO {
+  /** The namespace as the running system sees it. */
   readonly files = new Map<string, SimEntry>()
   readonly dirs = new Set<string>()
+  /** The namespace a power loss falls back to, and the operations not yet synced into it. */
+  readonly durableFiles = new Map<string, SimEntry>()
+  readonly durableDirs = new Set<string>()
+  private pending: PendingOp[] = []
+  /** Called after each directory operation (create, remove, rename, mkdir), before any sync: tests take a crash() there. */
+  onDirectoryOp: ((kind: PendingOp['kind'], path: string) => void) | undefined
   capacityBytes: number
   /** Armed faults: the next N writes / datasyncs (of paths containing `pathIncludes`) fail with `code`. */
   failWrites: { code: string; count: number; pathIncludes?: string } | undefined
@@ -61,12 +81,19 @@ export class SimFileIO implements FileIO {
     return used
   }
 
-  async mkdirp(dir: string): Promise<void> {
+  async mkdirp(dir: string, options: { durable?: boolean } = {}): Promise<void> {
     let d = path.resolve(dir)
     while (!this.dirs.has(d)) {
       this.dirs.add(d)
       const parent = path.dirname(d)
-      if (parent === d) break
+      // The root (and a directory never made here) exists durably.
+      if (parent === d) {
+        this.durableDirs.add(d)
+        break
+      }
+      this.pending.push({ dir: parent, kind: 'mkdir', path: d })
+      this.onDirectoryOp?.('mkdir', d)
+      if (options.durable ?? true) await this.syncDir(parent)
       d = parent
     }
   }
@@ -87,17 +114,42 @@ export class SimFileIO implements FileIO {
   }
 
   async remove(file: string): Promise<void> {
-    this.files.delete(path.resolve(file))
+    const p = path.resolve(file)
+    if (!this.files.delete(p)) return
+    this.pending.push({ dir: path.dirname(p), kind: 'remove', path: p })
+    this.onDirectoryOp?.('remove', p)
   }
 
   async rename(from: string, to: string): Promise<void> {
-    const e = this.files.get(path.resolve(from))
+    const f = path.resolve(from)
+    const t = path.resolve(to)
+    const e = this.files.get(f)
     if (!e) throw osError('ENOENT', from)
-    this.files.delete(path.resolve(from))
-    this.files.set(path.resolve(to), e)
+    this.files.delete(f)
+    this.files.set(t, e)
+    this.pending.push({ dir: path.dirname(t), kind: 'rename', path: f, to: t })
+    this.onDirectoryOp?.('rename', t)
   }
 
-  async syncDir(): Promise<void> {}
+  /** Makes the pending operations on `dir`'s entries durable, in order. */
+  async syncDir(dir: string): Promise<void> {
+    const d = path.resolve(dir)
+    const rest: PendingOp[] = []
+    for (const op of this.pending) {
+      if (op.dir === d) applyOp(this.durableFiles, this.durableDirs, op)
+      else rest.push(op)
+    }
+    this.pending = rest
+  }
+
+  /** Adds `file` to the namespace; durable at once unless `durable` is false. */
+  private createEntry(file: string, entry: SimEntry, durable: boolean): void {
+    const p = path.resolve(file)
+    this.files.set(p, entry)
+    this.pending.push({ dir: path.dirname(p), kind: 'create', path: p, entry })
+    this.onDirectoryOp?.('create', p)
+    if (durable) void this.syncDir(path.dirname(p))
+  }
 
   async readFile(file: string): Promise<Buffer | undefined> {
     const e = this.files.get(path.resolve(file))
@@ -105,7 +157,7 @@ export class SimFileIO implements FileIO {
   }
 
   async writeFileAtomic(file: string, data: Buffer): Promise<void> {
-    this.files.set(path.resolve(file), { volatile: Buffer.from(data), durable: Buffer.from(data), modifiedMs: this.clock() })
+    this.createEntry(file, { volatile: Buffer.from(data), durable: Buffer.from(data), modifiedMs: this.clock() }, true)
   }
 
   canPrefault(): boolean {
@@ -116,9 +168,9 @@ export class SimFileIO implements FileIO {
     return true
   }
 
-  async allocate(file: string, size: number): Promise<void> {
+  async allocate(file: string, size: number, options: { durable?: boolean } = {}): Promise<void> {
     if (this.usedBytes() + size > this.capacityBytes) throw osError('ENOSPC', `allocate ${file}`)
-    this.files.set(path.resolve(file), { volatile: Buffer.alloc(size), durable: Buffer.alloc(size), modifiedMs: this.clock() })
+    this.createEntry(file, { volatile: Buffer.alloc(size), durable: Buffer.alloc(size), modifiedMs: this.clock() }, options.durable ?? true)
   }
 
   async open(file: string): Promise<DataFile> {
@@ -159,6 +211,9 @@ export class SimFileIO implements FileIO {
           throw osError(io.failDatasyncs.code, `O_DSYNC write ${p}`)
         }
         await write(source, sourceOffset, length, position)
+        // Written, not yet on disk: a process crash (processCrash) in between keeps the bytes
+        // in the page cache only, as a kill during an O_DSYNC write or a write-then-fdatasync does.
+        await new Promise((resolve) => setImmediate(resolve))
         source.copy(entry.durable, position, sourceOffset, sourceOffset + length)
       },
       prefault: () => true,
@@ -191,33 +246,108 @@ export class SimFileIO implements FileIO {
     return { totalBytes: total, usedBytes: used, freeBytes: Math.max(0, total - used) }
   }
 
-  /** The disk as a power loss at this instant leaves it, decided by `seed`. */
+  /**
+   * The disk as a power loss at this instant leaves it, decided by `seed`: each directory keeps a
+   * random prefix of its unsynced operations; each surviving file keeps its synced bytes, and
+   * every sector written since its last sync keeps its new bytes, keeps its old ones, or is torn.
+   */
   crash(seed: number): SimFileIO {
     const rnd = mulberry32(seed)
+    const files = new Map(this.durableFiles)
+    const dirs = new Set(this.durableDirs)
+    const byDir = new Map<string, PendingOp[]>()
+    for (const op of this.pending) {
+      const list = byDir.get(op.dir) ?? []
+      list.push(op)
+      byDir.set(op.dir, list)
+    }
+    for (const ops of byDir.values()) {
+      const kept = Math.floor(rnd() * (ops.length + 1))
+      for (const op of ops.slice(0, kept)) applyOp(files, dirs, op)
+    }
     const next = new SimFileIO({ capacityBytes: this.capacityBytes, clock: this.clock })
-    for (const d of this.dirs) next.dirs.add(d)
-    for (const [p, e] of this.files) {
-      const image = Buffer.from(e.durable)
-      for (let at = 0; at < image.length; at += SECTOR_BYTES) {
-        const end = Math.min(at + SECTOR_BYTES, image.length)
-        if (e.volatile.compare(e.durable, at, end, at, end) === 0) continue
-        const roll = rnd()
-        if (roll < 0.45) e.volatile.copy(image, at, at, end)
-        else if (roll < 0.6) {
-          const cut = at + Math.floor(rnd() * (end - at))
-          e.volatile.copy(image, at, at, cut)
-        }
+    const reachable = (p: string): boolean => {
+      for (let d = path.dirname(p); ; d = path.dirname(d)) {
+        if (!dirs.has(d)) return false
+        if (path.dirname(d) === d) return true
       }
-      next.files.set(p, { volatile: image, durable: Buffer.from(image), modifiedMs: e.modifiedMs })
+    }
+    for (const d of dirs) {
+      if (path.dirname(d) !== d && !reachable(d)) continue
+      next.dirs.add(d)
+      next.durableDirs.add(d)
+    }
+    const images = new Map<SimEntry, SimEntry>()
+    for (const [p, e] of files) {
+      if (!reachable(p)) continue
+      let copy = images.get(e)
+      if (!copy) {
+        const image = tornImage(e, rnd)
+        copy = { volatile: image, durable: Buffer.from(image), modifiedMs: e.modifiedMs }
+        images.set(e, copy)
+      }
+      next.files.set(p, copy)
+      next.durableFiles.set(p, copy)
     }
     return next
   }
 
-  /** The disk as a process crash (kill -9) leaves it: everything written is kept. */
+  /**
+   * The disk as a process crash (kill -9) leaves it: everything written is kept and readable,
+   * and what was not synced stays unsynced (a later crash() may still lose it).
+   */
   processCrash(): SimFileIO {
     const next = new SimFileIO({ capacityBytes: this.capacityBytes, clock: this.clock })
+    const copies = new Map<SimEntry, SimEntry>()
+    const copyOf = (e: SimEntry): SimEntry => {
+      let c = copies.get(e)
+      if (!c) {
+        c = { volatile: Buffer.from(e.volatile), durable: Buffer.from(e.durable), modifiedMs: e.modifiedMs }
+        copies.set(e, c)
+      }
+      return c
+    }
     for (const d of this.dirs) next.dirs.add(d)
-    for (const [p, e] of this.files) next.files.set(p, { volatile: Buffer.from(e.volatile), durable: Buffer.from(e.durable), modifiedMs: e.modifiedMs })
+    for (const d of this.durableDirs) next.durableDirs.add(d)
+    for (const [p, e] of this.files) next.files.set(p, copyOf(e))
+    for (const [p, e] of this.durableFiles) next.durableFiles.set(p, copyOf(e))
+    next.pending = this.pending.map((op) => (op.kind === 'create' ? { ...op, entry: copyOf(op.entry) } : { ...op }))
     return next
   }
+}
+
+function applyOp(files: Map<string, SimEntry>, dirs: Set<string>, op: PendingOp): void {
+  switch (op.kind) {
+    case 'create':
+      files.set(op.path, op.entry)
+      break
+    case 'remove':
+      files.delete(op.path)
+      break
+    case 'rename': {
+      const e = files.get(op.path)
+      files.delete(op.path)
+      if (e) files.set(op.to, e)
+      break
+    }
+    case 'mkdir':
+      dirs.add(op.path)
+      break
+  }
+}
+
+/** A file's bytes after a power loss: its durable image, with each unsynced sector kept, lost or torn. */
+function tornImage(e: SimEntry, rnd: () => number): Buffer {
+  const image = Buffer.from(e.durable)
+  for (let at = 0; at < image.length; at += SECTOR_BYTES) {
+    const end = Math.min(at + SECTOR_BYTES, image.length)
+    if (e.volatile.compare(e.durable, at, end, at, end) === 0) continue
+    const roll = rnd()
+    if (roll < 0.45) e.volatile.copy(image, at, at, end)
+    else if (roll < 0.6) {
+      const cut = at + Math.floor(rnd() * (end - at))
+      e.volatile.copy(image, at, at, cut)
+    }
+  }
+  return image
 }

@@ -319,7 +319,8 @@ for (const seed of [1, 2, 3, 4, 5, 6]) {
   test(`sim power loss (seed ${seed}): every acknowledged message is reachable through get; queues equal a rebuild`, { timeout: 30_000 }, async () => {
     let io = new SimFileIO()
     const dir = '/sim/store'
-    const base: MessageStoreOptions = { dir, flush: 'sync', commitLogFileSize: SMALL_FILE, consumeQueueUnitsPerFile: CQ_UNITS, flushConsumeQueueIntervalMs: 5 }
+    // No index: it keeps its files on the real disk, where another run's /sim/store/index may be.
+    const base: MessageStoreOptions = { dir, flush: 'sync', commitLogFileSize: SMALL_FILE, consumeQueueUnitsPerFile: CQ_UNITS, flushConsumeQueueIntervalMs: 5, messageIndexEnable: false }
     let store = await MessageStore.open({ ...base, fileIO: io })
     const acked: PutResult[] = []
     const queueOf = new Map<number, number>()

@@ -145,13 +145,16 @@ test('a data file of the wrong size fails to open with CORRUPT_FILE', { timeout:
 // Simulated power loss
 
 const SIM_DIR = '/sim/store'
+// The index keeps its files on the real disk (it does not use FileIO yet): off in the simulated
+// tests, which would otherwise share a real /sim/store/index with every other run on the machine.
+const NO_INDEX = { messageIndexEnable: false } as const
 
 for (let round = 0; round < 12; round++) {
   const seed = BASE_SEED + round
   test(`sim power loss, sync flush, seed ${seed}: every acknowledged message survives`, { timeout: 30_000 }, async () => {
     const rnd = mulberry32(seed)
     const io = new SimFileIO()
-    const options = { dir: SIM_DIR, flush: 'sync' as const, commitLogFileSize: 16 * 1024, fileIO: io }
+    const options = { dir: SIM_DIR, flush: 'sync' as const, commitLogFileSize: 16 * 1024, fileIO: io, ...NO_INDEX }
     const store = await MessageStore.open(options)
     const acked: PutResult[] = []
     const bodies = new Map<number, string>()
@@ -201,7 +204,7 @@ test(`sim power loss, async flush: the recovered log is a valid prefix holding a
   for (let round = 0; round < 10; round++) {
     const seed = BASE_SEED * 31 + round
     const io = new SimFileIO()
-    const options = { dir: SIM_DIR, commitLogFileSize: 16 * 1024, fileIO: io, flushIntervalMs: 5, flushLeastPages: 1 }
+    const options = { dir: SIM_DIR, commitLogFileSize: 16 * 1024, fileIO: io, flushIntervalMs: 5, flushLeastPages: 1, ...NO_INDEX }
     const store = await MessageStore.open(options)
     const puts: PutResult[] = []
     const rnd = mulberry32(seed)
@@ -257,7 +260,7 @@ test('disk full: the put fails with DISK_FULL, the store stays readable and reco
   // Room for four CommitLog files and two ConsumeQueue files (a put is acknowledged only once its
   // ConsumeQueue unit is written: a queue file that cannot be made fails the put too).
   const io = new SimFileIO({ capacityBytes: 4 * 16 * 1024 + 4096 + 2 * 100 * 20 })
-  const store = await MessageStore.open({ dir: SIM_DIR, flush: 'sync', commitLogFileSize: 16 * 1024, consumeQueueUnitsPerFile: 100, fileIO: io })
+  const store = await MessageStore.open({ dir: SIM_DIR, flush: 'sync', commitLogFileSize: 16 * 1024, consumeQueueUnitsPerFile: 100, fileIO: io, ...NO_INDEX })
   try {
     const ok: PutResult[] = []
     let error: unknown
@@ -282,7 +285,7 @@ test('disk full: the put fails with DISK_FULL, the store stays readable and reco
 
 test('a failed fdatasync fails the waiting puts with FLUSH_FAILED and refuses further writes', { timeout: 30_000 }, async () => {
   const io = new SimFileIO()
-  const store = await MessageStore.open({ dir: SIM_DIR, flush: 'sync', commitLogFileSize: 16 * 1024, fileIO: io })
+  const store = await MessageStore.open({ dir: SIM_DIR, flush: 'sync', commitLogFileSize: 16 * 1024, fileIO: io, ...NO_INDEX })
   await store.put({ topic: 'f', queueId: 0, body: 'fine' })
   io.failDatasyncs = { code: 'EIO', count: 1, pathIncludes: 'commitlog' }
   await assert.rejects(store.put({ topic: 'f', queueId: 0, body: 'lost?' }), (e: unknown) => e instanceof StoreError && e.code === 'FLUSH_FAILED')
