@@ -17,7 +17,7 @@ const built = path.join(root, 'examples', 'dist', 'src')
 const expected: Record<string, RegExp> = {
   'embedded.ts': /^PUT_OK 2 order 4711 4711\n$/,
   'consuming.ts': /^(arrived orders 0 \d\n)+0 TagA a TagA order\n2 TagB a TagB order\n$/,
-  'index.ts': /^200 0\n$/,
+  'key-index.ts': /^200 0\n$/,
   'transport.ts': /^0 ok 34\n$/,
 }
 
