@@ -8,7 +8,7 @@ import * as path from 'node:path'
 import { test } from 'node:test'
 import { MessageStore, StoreError, type PutResult } from '../src/index.js'
 import { SimFileIO, mulberry32 } from '../src/sim-file-io.js'
-import { SMALL_FILE, tempDir } from './helpers.js'
+import { SMALL_FILE, simDir, tempDir } from './helpers.js'
 
 const BASE_SEED = process.env.SEED ? Number(process.env.SEED) : Date.now() % 1_000_000
 
@@ -144,14 +144,12 @@ test('a data file of the wrong size fails to open with CORRUPT_FILE', { timeout:
 // ----------------------------------------------------------------------------------------------
 // Simulated power loss
 
-const SIM_DIR = '/sim/store'
-
 for (let round = 0; round < 12; round++) {
   const seed = BASE_SEED + round
-  test(`sim power loss, sync flush, seed ${seed}: every acknowledged message survives`, { timeout: 30_000 }, async () => {
+  test(`sim power loss, sync flush, seed ${seed}: every acknowledged message survives`, { timeout: 30_000 }, async (t) => {
     const rnd = mulberry32(seed)
     const io = new SimFileIO()
-    const options = { dir: SIM_DIR, flush: 'sync' as const, commitLogFileSize: 16 * 1024, fileIO: io }
+    const options = { dir: await simDir(t), flush: 'sync' as const, commitLogFileSize: 16 * 1024, fileIO: io }
     const store = await MessageStore.open(options)
     const acked: PutResult[] = []
     const bodies = new Map<number, string>()
@@ -197,11 +195,12 @@ for (let round = 0; round < 12; round++) {
   })
 }
 
-test(`sim power loss, async flush: the recovered log is a valid prefix holding all flushed data (seed ${BASE_SEED})`, { timeout: 30_000 }, async () => {
+test(`sim power loss, async flush: the recovered log is a valid prefix holding all flushed data (seed ${BASE_SEED})`, { timeout: 30_000 }, async (t) => {
+  const dir = await simDir(t)
   for (let round = 0; round < 10; round++) {
     const seed = BASE_SEED * 31 + round
     const io = new SimFileIO()
-    const options = { dir: SIM_DIR, commitLogFileSize: 16 * 1024, fileIO: io, flushIntervalMs: 5, flushLeastPages: 1 }
+    const options = { dir: path.join(dir, `round-${round}`), commitLogFileSize: 16 * 1024, fileIO: io, flushIntervalMs: 5, flushLeastPages: 1 }
     const store = await MessageStore.open(options)
     const puts: PutResult[] = []
     const rnd = mulberry32(seed)
@@ -253,9 +252,9 @@ async function assertDense(store: MessageStore): Promise<void> {
   }
 }
 
-test('disk full: the put fails with DISK_FULL, the store stays readable and recovers when space returns', { timeout: 30_000 }, async () => {
+test('disk full: the put fails with DISK_FULL, the store stays readable and recovers when space returns', { timeout: 30_000 }, async (t) => {
   const io = new SimFileIO({ capacityBytes: 4 * 16 * 1024 + 4096 })
-  const store = await MessageStore.open({ dir: SIM_DIR, flush: 'sync', commitLogFileSize: 16 * 1024, fileIO: io })
+  const store = await MessageStore.open({ dir: await simDir(t), flush: 'sync', commitLogFileSize: 16 * 1024, fileIO: io })
   try {
     const ok: PutResult[] = []
     let error: unknown
@@ -278,9 +277,9 @@ test('disk full: the put fails with DISK_FULL, the store stays readable and reco
   }
 })
 
-test('a failed fdatasync fails the waiting puts with FLUSH_FAILED and refuses further writes', { timeout: 30_000 }, async () => {
+test('a failed fdatasync fails the waiting puts with FLUSH_FAILED and refuses further writes', { timeout: 30_000 }, async (t) => {
   const io = new SimFileIO()
-  const store = await MessageStore.open({ dir: SIM_DIR, flush: 'sync', commitLogFileSize: 16 * 1024, fileIO: io })
+  const store = await MessageStore.open({ dir: await simDir(t), flush: 'sync', commitLogFileSize: 16 * 1024, fileIO: io })
   await store.put({ topic: 'f', queueId: 0, body: 'fine' })
   io.failDatasyncs = { code: 'EIO', count: 1, pathIncludes: 'commitlog' }
   await assert.rejects(store.put({ topic: 'f', queueId: 0, body: 'lost?' }), (e: unknown) => e instanceof StoreError && e.code === 'FLUSH_FAILED')
