@@ -24,8 +24,8 @@ async function settled(progress: Int32Array): Promise<void> {
   for (let i = 0; i < 2000 && progress[0] === 0 && progress[1] === 0; i++) await new Promise((r) => setTimeout(r, 1))
 }
 
-test('the native prefault helper is built wherever MADV_POPULATE_WRITE works', () => {
-  if (!io.canPrefault()) return
+test('the native prefault helper is built wherever MADV_POPULATE_WRITE works', (t) => {
+  if (!io.canPrefault()) return t.skip('MADV_POPULATE_WRITE does not work here')
   assert.equal(io.canPrefaultInBackground(), true, 'native/populate.c should have been built by npm ci (node-gyp)')
 })
 
@@ -63,11 +63,11 @@ test('prefaultViewAsync faults a range in, reports progress before the promise s
   }
 })
 
-test('the native copy into shared memory moves the bytes asked for and refuses ranges outside either buffer', () => {
+test('the native copy into shared memory moves the bytes asked for and refuses ranges outside either buffer', (t) => {
   const copy = sharedMemoryCopier()
   if (!copy) {
     assert.equal(io.canPrefault(), false, 'the native helper is missing where it should have been built')
-    return
+    return t.skip('native helper not built here')
   }
   const target = Buffer.from(new SharedArrayBuffer(64))
   const source = new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8])

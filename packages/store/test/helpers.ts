@@ -1,6 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import * as path from 'node:path'
+import type { TestContext } from 'node:test'
 import { MessageStore, type MessageStoreOptions } from '../src/index.js'
 
 /** A fresh temp directory, removed by the returned cleanup. */
@@ -27,4 +28,16 @@ export async function queueUnits(store: MessageStore, topic: string, queueId: nu
     out.push(unit ? `${unit.physicalOffset}/${unit.size}/${unit.tagsCode}` : 'missing')
   }
   return out
+}
+
+/**
+ * A directory of its own for a store on the simulated disk, removed after the test. The key index
+ * keeps real files there (it does not go through FileIO), so a fixed path shared by test files
+ * running at once (or by other checkouts on the machine) would let their indexes trample one
+ * another.
+ */
+export async function simDir(t: TestContext): Promise<string> {
+  const { dir, cleanup } = await tempDir('mqts-sim-')
+  t.after(cleanup)
+  return dir
 }

@@ -19,8 +19,8 @@ const require = createRequire(import.meta.url)
 const pureJs = require('crc-32') as { buf: (d: Uint8Array) => number }
 const helper = native()
 
-test('the native CRC is the one in use wherever it is accelerated', () => {
-  if (!helper?.crc32Accelerated) return
+test('the native CRC is the one in use wherever it is accelerated', (t) => {
+  if (!helper?.crc32Accelerated) return t.skip(helper ? 'the CPU lacks PCLMULQDQ' : 'native helper not built here')
   assert.equal(crc32Implementation, 'mqts native (PCLMULQDQ)')
   assert.ok(bodyCrcBatch(), 'appends compute body CRCs a batch at a time')
 })

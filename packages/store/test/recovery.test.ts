@@ -8,7 +8,7 @@ import * as path from 'node:path'
 import { test } from 'node:test'
 import { MessageStore, StoreError, type PutResult } from '../src/index.js'
 import { SimFileIO, mulberry32 } from '../src/sim-file-io.js'
-import { SMALL_FILE, tempDir } from './helpers.js'
+import { SMALL_FILE, simDir, tempDir } from './helpers.js'
 
 const BASE_SEED = process.env.SEED ? Number(process.env.SEED) : Date.now() % 1_000_000
 
@@ -144,17 +144,16 @@ test('a data file of the wrong size fails to open with CORRUPT_FILE', { timeout:
 // ----------------------------------------------------------------------------------------------
 // Simulated power loss
 
-const SIM_DIR = '/sim/store'
 // The index keeps its files on the real disk (it does not use FileIO yet): off in the simulated
-// tests, which would otherwise share a real /sim/store/index with every other run on the machine.
+// power-loss tests, where it would outlive the simulated power loss.
 const NO_INDEX = { messageIndexEnable: false } as const
 
 for (let round = 0; round < 12; round++) {
   const seed = BASE_SEED + round
-  test(`sim power loss, sync flush, seed ${seed}: every acknowledged message survives`, { timeout: 30_000 }, async () => {
+  test(`sim power loss, sync flush, seed ${seed}: every acknowledged message survives`, { timeout: 30_000 }, async (t) => {
     const rnd = mulberry32(seed)
     const io = new SimFileIO()
-    const options = { dir: SIM_DIR, flush: 'sync' as const, commitLogFileSize: 16 * 1024, fileIO: io, ...NO_INDEX }
+    const options = { dir: await simDir(t), flush: 'sync' as const, commitLogFileSize: 16 * 1024, fileIO: io, ...NO_INDEX }
     const store = await MessageStore.open(options)
     const acked: PutResult[] = []
     const bodies = new Map<number, string>()
@@ -200,11 +199,12 @@ for (let round = 0; round < 12; round++) {
   })
 }
 
-test(`sim power loss, async flush: the recovered log is a valid prefix holding all flushed data (seed ${BASE_SEED})`, { timeout: 30_000 }, async () => {
+test(`sim power loss, async flush: the recovered log is a valid prefix holding all flushed data (seed ${BASE_SEED})`, { timeout: 30_000 }, async (t) => {
+  const dir = await simDir(t)
   for (let round = 0; round < 10; round++) {
     const seed = BASE_SEED * 31 + round
     const io = new SimFileIO()
-    const options = { dir: SIM_DIR, commitLogFileSize: 16 * 1024, fileIO: io, flushIntervalMs: 5, flushLeastPages: 1, ...NO_INDEX }
+    const options = { dir: path.join(dir, `round-${round}`), commitLogFileSize: 16 * 1024, fileIO: io, flushIntervalMs: 5, flushLeastPages: 1, ...NO_INDEX }
     const store = await MessageStore.open(options)
     const puts: PutResult[] = []
     const rnd = mulberry32(seed)
@@ -256,11 +256,11 @@ async function assertDense(store: MessageStore): Promise<void> {
   }
 }
 
-test('disk full: the put fails with DISK_FULL, the store stays readable and recovers when space returns', { timeout: 30_000 }, async () => {
+test('disk full: the put fails with DISK_FULL, the store stays readable and recovers when space returns', { timeout: 30_000 }, async (t) => {
   // Room for four CommitLog files and two ConsumeQueue files (a put is acknowledged only once its
   // ConsumeQueue unit is written: a queue file that cannot be made fails the put too).
   const io = new SimFileIO({ capacityBytes: 4 * 16 * 1024 + 4096 + 2 * 100 * 20 })
-  const store = await MessageStore.open({ dir: SIM_DIR, flush: 'sync', commitLogFileSize: 16 * 1024, consumeQueueUnitsPerFile: 100, fileIO: io, ...NO_INDEX })
+  const store = await MessageStore.open({ dir: await simDir(t), flush: 'sync', commitLogFileSize: 16 * 1024, consumeQueueUnitsPerFile: 100, fileIO: io, ...NO_INDEX })
   try {
     const ok: PutResult[] = []
     let error: unknown
@@ -283,9 +283,10 @@ test('disk full: the put fails with DISK_FULL, the store stays readable and reco
   }
 })
 
-test('a failed fdatasync fails the waiting puts with FLUSH_FAILED and refuses further writes', { timeout: 30_000 }, async () => {
+test('a failed fdatasync fails the waiting puts with FLUSH_FAILED and refuses further writes', { timeout: 30_000 }, async (t) => {
   const io = new SimFileIO()
-  const store = await MessageStore.open({ dir: SIM_DIR, flush: 'sync', commitLogFileSize: 16 * 1024, fileIO: io, ...NO_INDEX })
+  const dir = await simDir(t)
+  const store = await MessageStore.open({ dir, flush: 'sync', commitLogFileSize: 16 * 1024, fileIO: io, ...NO_INDEX })
   await store.put({ topic: 'f', queueId: 0, body: 'fine' })
   io.failDatasyncs = { code: 'EIO', count: 1, pathIncludes: 'commitlog' }
   await assert.rejects(store.put({ topic: 'f', queueId: 0, body: 'lost?' }), (e: unknown) => e instanceof StoreError && e.code === 'FLUSH_FAILED')
@@ -293,5 +294,5 @@ test('a failed fdatasync fails the waiting puts with FLUSH_FAILED and refuses fu
   assert.equal((await store.lookup(0)).body.toString(), 'fine')
   // What the log holds past the failed sync is unsure: close says so and keeps the abort marker.
   await assert.rejects(store.close(), (e: unknown) => e instanceof StoreError && e.code === 'FLUSH_FAILED')
-  assert.equal(await io.exists(path.join(SIM_DIR, 'abort')), true)
+  assert.equal(await io.exists(path.join(dir, 'abort')), true)
 })
