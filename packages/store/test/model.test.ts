@@ -13,33 +13,17 @@
 // The seed and disk of each run are in the test name; `SEED=<n>` replays that run alone (with
 // STORE_MODEL_STEPS at least the step that failed, and STORE_MODEL_DISK=real for the real-disk
 // run). STORE_MODEL_STEPS (default 2400) is the number of steps of the simulated runs together.
-// Inputs that hit known defects are generated only when their COVER flag is on:
-// `STORE_MODEL_COVER=all` (or a comma list of flag names) turns them on to check a fix.
+// Inputs that once broke the store are generated like any other: sysFlag host bits with IPv4 and
+// IPv6 born hosts (the store sets those bits from the hosts) and bits RocketMQ does not define
+// (refused), keys sharing one index hash, reopens after deleting consumequeue/ with more queue
+// files than may stay open, and calls that must fail with a StoreError.
 import assert from 'node:assert/strict'
 import { cpSync, renameSync, rmSync } from 'node:fs'
 import * as path from 'node:path'
 import { test } from 'node:test'
-import { indexKeyHash } from '@mqts/index/internal'
 import { MessageStore, StoreError, javaStringHashCode, type MessageStoreOptions, type PutMessage, type PutResult, type StoredMessage } from '../src/index.js'
 import { PROPERTY, SimFileIO, mulberry32 } from '../src/internal.js'
 import { tempDir } from './helpers.js'
-
-/** Inputs that hit known defects, each off until its fix lands (the number is the issue's). */
-const COVER: Record<string, boolean> = {
-  /** Defect 1: sysFlag bits 0x10 / 0x20 (IPv6 born / store host) and bits no layout defines. */
-  ipv6SysFlag: false,
-  /** Defect 2: reopen after deleting consumequeue/ with more ConsumeQueue files than maxOpenConsumeQueueFiles. */
-  manyCqFilesOnRebuild: false,
-  /** Defect 3: one message under one key hash twice ('Aa' with 'BB', a repeated key, UNIQ_KEY equal to a key). */
-  duplicateKeyHashes: false,
-  /** Defect 4: calls that throw something other than StoreError (properties: null, begin: NaN, end: 'x'). */
-  untypedErrors: false,
-}
-for (const name of (process.env.STORE_MODEL_COVER ?? '').split(',').filter(Boolean)) {
-  if (name === 'all') for (const k of Object.keys(COVER)) COVER[k] = true
-  else if (name in COVER) COVER[name] = true
-  else throw new Error(`STORE_MODEL_COVER: no flag ${name} (flags: ${Object.keys(COVER).join(', ')})`)
-}
 
 type Disk = 'simulated' | 'real'
 const STEPS = Number(process.env.STORE_MODEL_STEPS ?? 2400)
@@ -63,8 +47,13 @@ const KEYS = ['Aa', 'BB', 'k1', 'k2', 'k3', 'order-7', 'key.é', 'x']
 const GROUPS = ['g0', 'g1']
 /** sysFlag values every store must take: compressed, multi-tags, the transaction types. */
 const SYSFLAGS = [0, 0, 0, 0x1, 0x2, 0x3, 0x4, 0x8, 0xc, 0x9]
-/** Defect 1. */
-const SYSFLAGS_DEFECT_1 = [0x10, 0x20, 0x30, 0x40, 0x100]
+/** Host layout bits a caller may pass: the store replaces them with what its hosts need. */
+const SYSFLAGS_HOST_BITS = [0x10, 0x20, 0x30, 0x13]
+/** Bits RocketMQ 4.x does not define (and a compression type without COMPRESSED): refused. */
+const SYSFLAGS_REFUSED = [0x40, 0x80, 0x100, 0x400]
+const BORNHOST_V6 = 0x10
+const HOST_V6_MASK = 0x30
+const BORN_HOSTS_V6 = ['[::1]:4242', '[2001:db8::7]:10911']
 const TRANSACTION_MASK = 0xc
 const PREPARED = 0x4
 const ROLLBACK = 0xc
@@ -133,24 +122,11 @@ function isStoreError(code: string): (e: unknown) => boolean {
 // ---------------------------------------------------------------------------------------------
 // Generators
 
-/** Keys and UNIQ_KEY of one message; unless COVER.duplicateKeyHashes, no two with one index hash. */
-function keysFor(run: Run, topic: string): { keys: string[]; uniqKey: string | undefined } {
+/** Keys and UNIQ_KEY of one message: repeated ones, ones sharing an index hash ('Aa', 'BB'). */
+function keysFor(run: Run): { keys: string[]; uniqKey: string | undefined } {
   const keys: string[] = []
   for (let n = int(run, 0, 3); n > 0; n--) keys.push(pick(run, KEYS))
-  let uniqKey: string | undefined = chance(run, 0.3) ? (chance(run, 0.2) ? pick(run, KEYS) : `U${Math.floor(run.rnd() * 1e9).toString(16)}`) : undefined
-  if (!COVER.duplicateKeyHashes) {
-    const seen = new Set<number>()
-    const distinct = (k: string): boolean => {
-      const h = indexKeyHash(topic, k)
-      if (seen.has(h)) return false
-      seen.add(h)
-      return true
-    }
-    const kept = keys.filter(distinct)
-    keys.length = 0
-    keys.push(...kept)
-    if (uniqKey !== undefined && !distinct(uniqKey)) uniqKey = undefined
-  }
+  const uniqKey: string | undefined = chance(run, 0.3) ? (chance(run, 0.2) ? pick(run, KEYS) : `U${Math.floor(run.rnd() * 1e9).toString(16)}`) : undefined
   return { keys, uniqKey }
 }
 
@@ -167,17 +143,21 @@ function messageFor(run: Run): { put: PutMessage; model: Omit<Model, 'queueOffse
   const queueId = int(run, 0, QUEUES - 1)
   const body = bodyFor(run)
   const tags = chance(run, 0.7) ? pick(run, TAGS) : undefined
-  const { keys, uniqKey } = keysFor(run, topic)
+  const { keys, uniqKey } = keysFor(run)
   const extra: Record<string, string> = {}
   if (chance(run, 0.3)) extra[`p${int(run, 0, 3)}`] = pick(run, ['v', 'a value with spaces', 'ünï', '=:;,', 'x'.repeat(int(run, 1, 300))])
   if (uniqKey !== undefined) extra[PROPERTY.UNIQ_KEY] = uniqKey
-  const sysFlag = COVER.ipv6SysFlag && chance(run, 0.1) ? pick(run, SYSFLAGS_DEFECT_1) : pick(run, SYSFLAGS)
+  const askedSysFlag = chance(run, 0.1) ? pick(run, SYSFLAGS_HOST_BITS) : pick(run, SYSFLAGS)
+  const bornHost = chance(run, 0.15) ? pick(run, BORN_HOSTS_V6) : undefined
+  // The store's own host is IPv4 here: only the born host can set a layout bit.
+  const sysFlag = (askedSysFlag & ~HOST_V6_MASK) | (bornHost ? BORNHOST_V6 : 0)
   const flag = chance(run, 0.2) ? int(run, 0, 0x7fffffff) : 0
   const put: PutMessage = { topic, queueId, body: chance(run, 0.5) ? body : new Uint8Array(body) }
   if (tags !== undefined) put.tags = tags
   if (keys.length > 0) put.keys = chance(run, 0.5) || keys.length > 1 ? keys : keys[0]!
   if (Object.keys(extra).length > 0) put.properties = { ...extra }
-  if (sysFlag !== 0) put.sysFlag = sysFlag
+  if (askedSysFlag !== 0) put.sysFlag = askedSysFlag
+  if (bornHost !== undefined) put.bornHost = bornHost
   if (flag !== 0) put.flag = flag
   return { put, model: { topic, queueId, body, tags, keys, uniqKey, extra, sysFlag, flag } }
 }
@@ -456,8 +436,9 @@ async function stepInvalid(run: Run): Promise<string> {
     const x = pick(run, run.messages)
     cases.push(['lookup inside a record', () => s.lookup(x.physicalOffset + 1), 'INVALID_ARGUMENT'])
   }
-  if (COVER.untypedErrors) {
-    // Defect 4.
+  {
+    const refused = pick(run, SYSFLAGS_REFUSED)
+    cases.push([`sysFlag 0x${refused.toString(16)}`, () => s.put({ topic: 'orders', queueId: 0, body: 'x', sysFlag: refused }), 'INVALID_ARGUMENT'])
     cases.push(['properties: null', () => s.put({ topic: 'orders', queueId: 0, body: 'x', properties: null as unknown as Record<string, string> }), 'INVALID_ARGUMENT'])
     cases.push(['queryByKey begin NaN', () => s.queryByKey('orders', 'k1', { begin: NaN }), 'INVALID_ARGUMENT'])
     cases.push(["queryByKey end 'x'", () => s.queryByKey('orders', 'k1', { end: 'x' as unknown as number }), 'INVALID_ARGUMENT'])
@@ -585,9 +566,9 @@ async function modelRun(seed: number, disk: Disk, steps: number): Promise<{ mess
     flush: chance(run, 0.5) ? 'sync' : 'async',
     commitLogFileSize: pick(run, [4096, 8192, 16384]),
     consumeQueueUnitsPerFile: pick(run, [2, 3, 5, 8]),
-    // Defect 2: above any file count of the run (under one message a step, two units a file at
-    // least) unless it is covered.
-    maxOpenConsumeQueueFiles: COVER.manyCqFilesOnRebuild ? pick(run, [4, 16]) : steps + 1024,
+    // Few enough that a rebuild after deleting consumequeue/ evicts files while it flushes them,
+    // or more than the run makes.
+    maxOpenConsumeQueueFiles: pick(run, [4, 16, steps + 1024]),
     maxHashSlotNum: pick(run, [16, 64]),
     maxIndexNum: pick(run, [256, 1024]),
     now: () => run.clock,
@@ -628,6 +609,6 @@ async function modelRun(seed: number, disk: Disk, steps: number): Promise<{ mess
 for (const { seed, disk, steps } of RUNS) {
   test(`model check of the store's API: random puts, batches, gets, key queries, reopens and kills (seed ${seed}, ${steps} steps, ${disk} disk)`, { timeout: 60_000 + steps * 200 }, async (t) => {
     const { messages, reopens } = await modelRun(seed, disk, steps)
-    t.diagnostic(`${messages} messages acknowledged, ${reopens} reopens; known defects covered: ${Object.keys(COVER).filter((k) => COVER[k]).join(', ') || 'none'}`)
+    t.diagnostic(`${messages} messages acknowledged, ${reopens} reopens`)
   })
 }
