@@ -80,6 +80,13 @@ export interface MessageStoreOptions {
   syncFlushConcurrency?: number
   /** Verify body CRCs while recovering (RocketMQ's checkCRCOnRecover, default true). */
   checkCrcOnRecover?: boolean
+  /**
+   * Open checks every record from the start of the CommitLog file holding the checkpoint's
+   * durable offset, also after a clean shutdown (default false: a clean open reads no record, a
+   * crash recovery checks from the durable offset on). Finds damage below the durable offset in
+   * that file, at the cost of reading up to one file at every open.
+   */
+  verifyOnOpen?: boolean
   /** Damage below the checkpoint's durable offset: 'fail' to open (default) or 'truncate'. */
   onCorruption?: 'fail' | 'truncate'
   /** Disk access; tests pass a simulated one. */
@@ -252,6 +259,7 @@ export class MessageStore {
       stagingLimitBytes: options.stagingLimitBytes ?? 64 * 1024 * 1024,
       syncFlushConcurrency: options.syncFlushConcurrency ?? 1,
       checkCrcOnRecover: options.checkCrcOnRecover ?? true,
+      verifyOnOpen: options.verifyOnOpen ?? false,
       onCorruption: options.onCorruption ?? 'fail',
       checkpoint,
       now: options.now ?? Date.now,
