@@ -331,7 +331,7 @@ export class MessageStore {
       await store.consumerOffsets.load()
       await io.writeFileAtomic(abortFile, Buffer.from(String(process.pid)))
       const queue = store.commitLog.queue
-      if (!queue.last) await queue.createNext()
+      if (!queue.last) await queue.createFirst()
       else queue.warm(queue.last, queue.last.wrotePosition)
       queue.prepareNext()
       store.commitLog.start()

@@ -2,7 +2,7 @@
 // the log), a crash recovery checks only what the checkpoint's durable offset does not cover,
 // and that offset is always a record boundary, also when a sync flush splits a group's write.
 import assert from 'node:assert/strict'
-import { copyFile, mkdir, readdir, readFile, rm } from 'node:fs/promises'
+import { copyFile, mkdir, readdir, readFile, rm, stat } from 'node:fs/promises'
 import * as path from 'node:path'
 import { test } from 'node:test'
 import { MessageStore, type PutResult } from '../src/index.js'
@@ -138,5 +138,29 @@ test('sync flush through the thread pool splits a group only between records: th
     for (const d of seen) assert.ok(boundaries.has(d), `flushed offset ${d} is a record boundary`)
   } finally {
     await store.close()
+  }
+})
+
+test('a new sync-flush store opens without zero-filling its first file; the file after it is filled ahead', { timeout: 60_000 }, async () => {
+  const { dir, cleanup } = await tempDir()
+  const size = 32 * 1024 * 1024
+  try {
+    let store = await MessageStore.open({ dir, flush: 'sync', commitLogFileSize: size })
+    const first = path.join(dir, 'commitlog', '00000000000000000000')
+    const allocated = (await stat(first)).blocks * 512
+    assert.ok(allocated < size / 4, `the first file is sparse at open (${allocated} of ${size} bytes allocated)`)
+    const puts = await putMany(store, 200)
+    await store.commitLog.queue.whenIdle()
+    const second = path.join(dir, 'commitlog', String(size).padStart(20, '0'))
+    assert.equal((await stat(second)).blocks * 512 >= size, true, 'the next file is zero-filled ahead')
+    await store.close()
+    store = await MessageStore.open({ dir, flush: 'sync', commitLogFileSize: size })
+    try {
+      await assertReadable(store, puts)
+    } finally {
+      await store.close()
+    }
+  } finally {
+    await cleanup()
   }
 })
