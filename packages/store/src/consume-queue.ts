@@ -17,6 +17,8 @@ import { StoreError, ioError } from './errors.js'
 import { BackgroundPrefault, type DataFile, type FileIO } from './file-io.js'
 import {
   CQ_FILLER_SIZE,
+  CQ_SUMMARY_FILE,
+  CQ_SUMMARY_VERSION,
   CQ_UNIT,
   DATA_FILE_NAME_PATTERN,
   TOPIC_PATTERN,
@@ -766,10 +768,24 @@ export class ConsumeQueueSet {
         if (/^\d+$/.test(id)) found.push({ topic, queueId: Number(id), dir: path.join(topicDir, id) })
       }
     }
+    // After a clean close the summary holds every queue's offsets: a queue whose folder lists
+    // the files it names is taken from it without reading a file.
+    const summary = clean ? await this.readSummary(commitLogEnd, commitLogMin) : undefined
     const recoverOne = async ({ topic, queueId, dir }: { topic: string; queueId: number; dir: string }): Promise<void> => {
       const starts: number[] = []
       let sound = true
-      for (const name of await io.list(dir)) {
+      const names = await io.list(dir)
+      const known = summary?.get(summaryKey(topic, queueId))
+      if (known && sameStarts(names, known.fileStarts)) {
+        summary!.delete(summaryKey(topic, queueId))
+        const cq = this.findOrCreate(topic, queueId)
+        cq.fileStarts = known.fileStarts
+        cq.minOffset = known.minOffset
+        cq.maxOffset = known.maxOffset
+        cq.maxPhysicalEnd = known.maxPhysicalEnd
+        return
+      }
+      for (const name of names) {
         const file = path.join(dir, name)
         if (name.endsWith('.tmp')) {
           await io.remove(file)
@@ -799,7 +815,55 @@ export class ConsumeQueueSet {
       while (next < found.length) await recoverOne(found[next++]!)
     }
     await Promise.all(Array.from({ length: Math.min(16, found.length) }, worker))
+    // A queue the summary names whose folder is gone lost its files: rebuild.
+    if (summary && summary.size > 0) intact = false
     return intact
+  }
+
+  /**
+   * Writes the summary (CQ_SUMMARY_FILE) of every queue, after a clean close flushed them:
+   * `commitLogEnd` and `commitLogMin` are the CommitLog's as the next open will find them.
+   */
+  async saveSummary(commitLogEnd: number, commitLogMin: number): Promise<void> {
+    const queues: unknown[] = []
+    for (const cq of this.all()) {
+      // Files created ahead and not yet written are left out: a folder that still lists one
+      // takes the reading path, which removes it.
+      const starts = cq.fileStarts.filter((start, i) => i === 0 || start < cq.maxOffset * CQ_UNIT.bytes)
+      if (starts.length > 0) queues.push([cq.topic, cq.queueId, cq.minOffset, cq.maxOffset, cq.maxPhysicalEnd, starts])
+    }
+    const body = { version: CQ_SUMMARY_VERSION, commitLogEnd, commitLogMin, fileSize: this.fileSize, queues }
+    await this.options.io.writeFileAtomic(path.join(this.options.dir, CQ_SUMMARY_FILE), Buffer.from(JSON.stringify(body)))
+  }
+
+  /**
+   * The summary a clean close left, if it describes this CommitLog (same end, start and file
+   * size: a later run that appended, or closed without writing one, makes it stale), by queue.
+   * Removed once read, so it is used by one open only.
+   */
+  private async readSummary(commitLogEnd: number, commitLogMin: number): Promise<Map<string, QueueSummary> | undefined> {
+    const file = path.join(this.options.dir, CQ_SUMMARY_FILE)
+    const raw = await this.options.io.readFile(file).catch(() => undefined)
+    if (!raw) return undefined
+    await this.options.io.remove(file)
+    let body: { version?: unknown; commitLogEnd?: unknown; commitLogMin?: unknown; fileSize?: unknown; queues?: unknown }
+    try {
+      body = JSON.parse(raw.toString('utf8'))
+    } catch {
+      return undefined
+    }
+    if (body.version !== CQ_SUMMARY_VERSION || body.commitLogEnd !== commitLogEnd || body.commitLogMin !== commitLogMin || body.fileSize !== this.fileSize || !Array.isArray(body.queues)) return undefined
+    const out = new Map<string, QueueSummary>()
+    for (const q of body.queues as unknown[]) {
+      if (!Array.isArray(q) || q.length !== 6) return undefined
+      const [topic, queueId, minOffset, maxOffset, maxPhysicalEnd, fileStarts] = q as [unknown, unknown, unknown, unknown, unknown, unknown]
+      const ints = [queueId, minOffset, maxOffset, maxPhysicalEnd]
+      if (typeof topic !== 'string' || !ints.every((v) => Number.isSafeInteger(v) && (v as number) >= 0)) return undefined
+      if (!Array.isArray(fileStarts) || !fileStarts.every((v) => Number.isSafeInteger(v) && v % this.fileSize === 0)) return undefined
+      if ((maxPhysicalEnd as number) > commitLogEnd) return undefined
+      out.set(summaryKey(topic, queueId as number), { minOffset: minOffset as number, maxOffset: maxOffset as number, maxPhysicalEnd: maxPhysicalEnd as number, fileStarts: fileStarts as number[] })
+    }
+    return out
   }
 
   /** Deletes a queue's files and forgets its contents (it is rebuilt by re-dispatch). */
@@ -817,4 +881,22 @@ export class ConsumeQueueSet {
     this.segments.clear()
     await Promise.all(this.closing)
   }
+}
+
+interface QueueSummary {
+  minOffset: number
+  maxOffset: number
+  maxPhysicalEnd: number
+  fileStarts: number[]
+}
+
+function summaryKey(topic: string, queueId: number): string {
+  return `${topic}/${queueId}`
+}
+
+/** Whether a queue folder's listing holds exactly the data files `starts` names (no temp file). */
+function sameStarts(names: string[], starts: number[]): boolean {
+  if (names.length !== starts.length || starts.length === 0) return false
+  const want = new Set(starts.map(offsetToFileName))
+  return names.every((n) => want.has(n))
 }

@@ -805,6 +805,14 @@ export const CQ_UNIT = { physicalOffset: 0, size: 8, tagsCode: 12, bytes: 20 } a
 export const DEFAULT_CQ_UNITS_PER_FILE = 300_000
 /** Filler unit of a queue that starts in the middle of a file: [0, Integer.MAX_VALUE, 0]. */
 export const CQ_FILLER_SIZE = 0x7fffffff
+/**
+ * Written into the ConsumeQueue root at a clean close: each queue's files and offsets, so the
+ * next open need not read its files. JSON: { version, commitLogEnd, commitLogMin, fileSize,
+ * queues: [[topic, queueId, minOffset, maxOffset, maxPhysicalEnd, fileStarts]] }. The dot keeps
+ * it out of the topic folders' name pattern.
+ */
+export const CQ_SUMMARY_FILE = '.clean-summary.json'
+export const CQ_SUMMARY_VERSION = 1
 
 export interface CqUnit {
   physicalOffset: number

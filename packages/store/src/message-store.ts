@@ -954,6 +954,8 @@ export class MessageStore {
     this.status = 'closing'
     this.closing = (async () => {
       for (const t of this.timers) clearInterval(t)
+      // Where the CommitLog starts, as the next open will find it (the files are closed below).
+      const commitLogMin = this.commitLog.minOffset
       let failed: unknown
       // ConsumeQueues are derived data: if they cannot be completed now (a full disk), close
       // still succeeds, and the kept abort marker makes the next open re-dispatch.
@@ -977,6 +979,10 @@ export class MessageStore {
         failed ??= err
       }
       await this.consumeQueues.close().catch(() => undefined)
+      // The next open takes the queues' offsets from this summary instead of reading their files.
+      if (failed === undefined && !derivedIncomplete && !this.commitLog.failed) {
+        await this.consumeQueues.saveSummary(this.commitLog.flushedOffset, commitLogMin).catch(() => (derivedIncomplete = true))
+      }
       if (this.index) await this.index.close().catch(() => (derivedIncomplete = true))
       try {
         await this.checkpoint.flush()

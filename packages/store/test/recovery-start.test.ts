@@ -6,6 +6,7 @@ import { copyFile, mkdir, readdir, readFile, rm, stat } from 'node:fs/promises'
 import * as path from 'node:path'
 import { test } from 'node:test'
 import { MessageStore, type PutResult } from '../src/index.js'
+import { NodeFileIO, type DataFile } from '../src/file-io.js'
 import { SimFileIO } from '../src/sim-file-io.js'
 import { tempDir } from './helpers.js'
 
@@ -157,6 +158,75 @@ test('a new sync-flush store opens without zero-filling its first file; the file
     store = await MessageStore.open({ dir, flush: 'sync', commitLogFileSize: size })
     try {
       await assertReadable(store, puts)
+    } finally {
+      await store.close()
+    }
+  } finally {
+    await cleanup()
+  }
+})
+
+/** Counts the ConsumeQueue files opened. */
+class CountingIO extends NodeFileIO {
+  cqOpens = 0
+  override async open(file: string): Promise<DataFile> {
+    if (file.includes(`${path.sep}consumequeue${path.sep}`)) this.cqOpens++
+    return super.open(file)
+  }
+}
+
+test('a reopen after a clean close takes the ConsumeQueues from the close summary without opening their files', { timeout: 60_000 }, async () => {
+  const { dir, cleanup } = await tempDir()
+  try {
+    const options = { dir, commitLogFileSize: FILE }
+    let store = await MessageStore.open(options)
+    for (let q = 0; q < 40; q++) await store.put({ topic: `T${q % 4}`, queueId: Math.floor(q / 4), body: `m${q}` })
+    await store.put({ topic: 'T0', queueId: 0, body: 'second' })
+    await store.close()
+    const io = new CountingIO()
+    store = await MessageStore.open({ ...options, fileIO: io })
+    try {
+      assert.equal(io.cqOpens, 0, 'no ConsumeQueue file opened at open')
+      assert.equal(store.maxOffset('T0', 0), 2)
+      assert.equal(store.maxOffset('T3', 9), 1)
+      const got = await store.get({ topic: 'T0', queueId: 0, offset: 0, maxMessages: 8 })
+      assert.deepEqual(got.messages.map((m) => m.body.toString()), ['m0', 'second'])
+      const next = await store.put({ topic: 'T0', queueId: 0, body: 'third' })
+      assert.equal(next.queueOffset, 2)
+      // Appended since: after a crash the summary is not trusted (it was removed when read).
+      await crashCopy(dir, `${dir}-crashed`)
+    } finally {
+      await store.close()
+    }
+    const io2 = new CountingIO()
+    const crashed = await MessageStore.open({ dir: `${dir}-crashed`, commitLogFileSize: FILE, fileIO: io2 })
+    try {
+      assert.equal(crashed.recovery.cleanShutdown, false)
+      assert.ok(io2.cqOpens > 0, 'crash recovery reads the queues')
+      assert.equal(crashed.maxOffset('T0', 0), 3)
+    } finally {
+      await crashed.close()
+      await rm(`${dir}-crashed`, { recursive: true, force: true })
+    }
+  } finally {
+    await cleanup()
+  }
+})
+
+test('a queue folder deleted after a clean close is rebuilt at the next open', { timeout: 60_000 }, async () => {
+  const { dir, cleanup } = await tempDir()
+  try {
+    const options = { dir, commitLogFileSize: FILE }
+    let store = await MessageStore.open(options)
+    const puts: PutResult[] = []
+    for (let i = 0; i < 30; i++) puts.push(await store.put({ topic: 'Q', queueId: i % 3, body: `m${i}` }))
+    await store.close()
+    await rm(path.join(dir, 'consumequeue', 'Q', '1'), { recursive: true })
+    store = await MessageStore.open(options)
+    try {
+      assert.equal(store.maxOffset('Q', 1), 10)
+      const got = await store.get({ topic: 'Q', queueId: 1, offset: 0, maxMessages: 32 })
+      assert.deepEqual(got.messages.map((m) => m.physicalOffset), puts.filter((_, i) => i % 3 === 1).map((p) => p.physicalOffset))
     } finally {
       await store.close()
     }
