@@ -1008,7 +1008,7 @@ export class CommitLog {
   private noteRecovered(topic: string, queueId: number, queueOffset: number, sysFlag: number, storeTimestamp: number): void {
     if (storeTimestamp > this.lastStoreTimestamp) this.lastStoreTimestamp = storeTimestamp
     if (!takesQueueOffset(sysFlag)) return
-    const st = this.topicState(topic, Buffer.from(topic, 'utf8'))
+    const st = this.topics.get(topic) ?? this.topicState(topic, Buffer.from(topic, 'utf8'))
     const next = queueOffset + 1
     if ((st.queueOffsets[queueId] ?? 0) < next) st.queueOffsets[queueId] = next
   }

@@ -36,19 +36,27 @@ import {
  */
 async function zeroStale(file: DataFile, from: number, to: number): Promise<void> {
   const page = 4096
-  const buf = Buffer.alloc(page)
+  // One pread for the whole window (a pread per page was a thread-pool round trip each: 256
+  // per queue at every crash recovery), then a pwrite of zeros per page that is not zero.
+  const buf = Buffer.alloc(to - from)
+  const got = await file.read(buf, 0, to - from, from)
   let wrote = false
-  for (let at = from; at < to; ) {
-    const end = Math.min(to, at - (at % page) + page)
-    const got = await file.read(buf, 0, end - at, at)
-    if (buf.subarray(0, got).some((b) => b !== 0)) {
-      buf.fill(0)
-      await file.write(buf, 0, end - at, at)
+  for (let at = from; at < from + got; ) {
+    const end = Math.min(from + got, at - (at % page) + page)
+    if (!isZero(buf, at - from, end - from)) {
+      await file.write(ZERO_PAGE, 0, end - at, at)
       wrote = true
     }
     at = end
   }
   if (wrote) await file.datasync()
+}
+
+const ZERO_PAGE = Buffer.alloc(4096)
+
+/** Whether buf[from, to) is all zeros (at most a page): one memcmp. */
+function isZero(buf: Buffer, from: number, to: number): boolean {
+  return buf.compare(ZERO_PAGE, 0, to - from, from, to) === 0
 }
 
 /**
@@ -147,6 +155,8 @@ export class ConsumeQueue {
   touched = false
   /** The segment last written, while the LRU holds it (the append fast path). */
   writeSeg: Segment | undefined
+  /** The window of the last unit put again below maxOffset (re-dispatch); dropped at close. */
+  replaceSeg: Segment | undefined
   private writesSinceTouch = 0
   /** Start of the next file already opened ahead (see openNext). */
   private openedAheadFile = 0
@@ -206,8 +216,20 @@ export class ConsumeQueue {
   put(unit: number, physicalOffset: number, size: number, tagsCode: number): Maybe<void> {
     if (unit < this.maxOffset) {
       if (unit < this.minOffset) return
+      // Re-dispatch after a crash puts every unit again: the window of the last one is kept.
+      const rs = this.replaceSeg
+      if (rs !== undefined && !rs.evicted) {
+        const at = unit * CQ_UNIT.bytes - rs.start
+        if (at >= 0 && at < rs.view.length) return this.replace(rs, unit, physicalOffset, size, tagsCode)
+      }
       const seg = this.segmentFor(unit, false)
-      if (seg instanceof Promise) return seg.then((s) => this.replace(s, unit, physicalOffset, size, tagsCode))
+      if (seg instanceof Promise) {
+        return seg.then((s) => {
+          this.replaceSeg = s
+          return this.replace(s, unit, physicalOffset, size, tagsCode)
+        })
+      }
+      this.replaceSeg = seg
       return this.replace(seg, unit, physicalOffset, size, tagsCode)
     }
     if (unit > this.maxOffset) {
@@ -877,7 +899,7 @@ export class ConsumeQueueSet {
   async close(): Promise<void> {
     await this.flush().catch(() => undefined)
     // Drop every reference to a mapping, so the GC can unmap them (docs/design/mmap.md).
-    for (const cq of this.all()) cq.writeSeg = undefined
+    for (const cq of this.all()) cq.writeSeg = cq.replaceSeg = undefined
     this.segments.clear()
     await Promise.all(this.closing)
   }

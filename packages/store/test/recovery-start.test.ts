@@ -121,7 +121,7 @@ test('crash recovery checks only the records after the checkpoint and rebuilds t
 
 test('sync flush through the thread pool splits a group only between records: the durable offset stays a record boundary', { timeout: 30_000 }, async () => {
   const io = new SimFileIO()
-  const store = await MessageStore.open({ dir: '/sim/split', fileIO: io, flush: 'sync', syncFlushConcurrency: 4, commitLogFileSize: 4 * 1024 * 1024 })
+  const store = await MessageStore.open({ dir: '/sim/split', fileIO: io, messageIndexEnable: false, flush: 'sync', syncFlushConcurrency: 4, commitLogFileSize: 4 * 1024 * 1024 })
   try {
     const seen = new Set<number>()
     const follow = store.commitLog.onCommitted
