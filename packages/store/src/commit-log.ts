@@ -953,6 +953,8 @@ export class CommitLog {
       }
     }
     report.bytesScanned = file.fileFromOffset + pos - report.scanFromOffset
+    // A clean close leaves the next file allocated ahead, unwritten: it stays the next file.
+    if (start.atEnd) await this.adoptEmptyNext(index)
 
     // Cut.
     file.wrotePosition = file.committedPosition = file.flushedPosition = pos
@@ -961,10 +963,25 @@ export class CommitLog {
     report.filesDeleted = await this.queue.deleteAfter(file)
     this.wroteOffset = this.committedOffset = this.flushedOffset = report.endOffset
     const cp = o.checkpoint.values
+    // A clean open that found the log ending where the checkpoint says changes nothing to sync.
+    const unchanged = start.atEnd && report.filesDeleted === 0 && cp.physicalFlushedOffset === report.endOffset && cp.physicMsgTimestamp === this.lastStoreTimestamp
     cp.physicalFlushedOffset = report.endOffset
     if (this.lastStoreTimestamp > 0) cp.physicMsgTimestamp = this.lastStoreTimestamp
-    await o.checkpoint.flush()
+    if (!unchanged) await o.checkpoint.flush()
     return report
+  }
+
+  /**
+   * Clean open: when the only file after the one the log ends in starts with zeros (pread, not
+   * the map), it is the next file a clean close left allocated ahead: kept as the next file.
+   */
+  private async adoptEmptyNext(index: number): Promise<void> {
+    const files = this.queue.files
+    if (index !== files.length - 2) return
+    const next = files[index + 1]!
+    const head = Buffer.alloc(8)
+    const got = await next.file.read(head, 0, 8, 0)
+    if (got === 8 && head.readInt32BE(0) === 0 && head.readInt32BE(4) === 0) this.queue.adoptNext(next)
   }
 
   /**

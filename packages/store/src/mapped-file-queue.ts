@@ -169,6 +169,20 @@ export class MappedFileQueue {
     return mapped
   }
 
+  /**
+   * Takes the file after `last` back as the next file (the one a clean close left allocated
+   * ahead and unwritten) instead of deleting it: a reopen then neither unlinks it nor allocates
+   * it again. The caller has checked that nothing was written into it.
+   */
+  adoptNext(file: MappedFile): void {
+    const i = this.files.indexOf(file)
+    if (i !== this.files.length - 1 || i === 0) throw new Error('adoptNext takes the last of several files')
+    this.files.pop()
+    this.ahead = { offset: file.fileFromOffset, promise: Promise.resolve(file), failed: undefined }
+    this.warm(file, 0)
+    if (this.prefaultFirstBytes > 0) file.background.start(file.file, file.view, 0, Math.min(this.fileSize, this.prefaultFirstBytes))
+  }
+
   /** Closes and deletes every file after `keep` (all files when `keep` is undefined). */
   async deleteAfter(keep: MappedFile | undefined): Promise<number> {
     const index = keep ? this.files.indexOf(keep) : -1

@@ -381,9 +381,11 @@ export class MessageStore {
     this.dispatcher.reputOffset = Math.min(from, end)
     await this.dispatcher.drain()
     for (const cq of cqs.all()) {
-      const st = log.topicState(cq.topic, Buffer.from(cq.topic, 'utf8'))
+      const st = log.topics.get(cq.topic) ?? log.topicState(cq.topic, Buffer.from(cq.topic, 'utf8'))
       if ((st.queueOffsets[cq.queueId] ?? 0) < cq.maxOffset) st.queueOffsets[cq.queueId] = cq.maxOffset
     }
+    // A clean open with nothing to re-dispatch has nothing to sync either.
+    if (clean && intact && from === end && this.checkpoint.values.logicsFlushedOffset === end) return
     await cqs.flush()
     await this.index?.flush()
     this.checkpoint.values.logicsFlushedOffset = this.dispatcher.reputOffset
