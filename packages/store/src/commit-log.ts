@@ -28,8 +28,12 @@ import {
   END_FILE_MIN_BLANK_LENGTH,
   MESSAGE_MAGIC_CODE_V1,
   MESSAGE_MAGIC_CODE_V2,
+  RECORD_BLANK,
+  RECORD_END,
   checkRecord,
   dataViewOf,
+  recordStoreTimestamp,
+  verifyRecord,
   encodeBlank,
   encodeRecord,
   MessageIdEncoder,
@@ -918,17 +922,23 @@ export class CommitLog {
     let file = files[index]!
     let pos = start.pos
     report.scanFromOffset = file.fileFromOffset + pos
+    // The last valid record seen: its store time is the newest.
+    let lastView: Buffer | undefined
+    let lastAt = 0
     if (!start.atEnd) {
       for (;;) {
         const physical = file.fileFromOffset + pos
-        const r = checkRecord(file.view, pos, file.fileSize, physical, o.maxRecordBytes, o.checkCrcOnRecover)
-        if (r.kind === 'record') {
-          this.noteRecovered(r.topic, r.queueId, r.queueOffset, r.sysFlag, r.storeTimestamp)
-          pos += r.size
+        // Per record: the checks only (no result object, no topic string): the queue offsets
+        // of new appends come from the ConsumeQueues, which recovery re-dispatches.
+        const v = verifyRecord(file.view, pos, file.fileSize, physical, o.maxRecordBytes, o.checkCrcOnRecover)
+        if (typeof v === 'number' && v > 0) {
           report.recordsScanned++
+          lastView = file.view
+          lastAt = pos
+          pos += v
           continue
         }
-        if (r.kind === 'blank') {
+        if (v === RECORD_BLANK) {
           file.wrotePosition = file.committedPosition = file.flushedPosition = file.fileSize
           if (index + 1 >= files.length) {
             pos = file.fileSize
@@ -938,8 +948,8 @@ export class CommitLog {
           pos = 0
           continue
         }
-        const reason = r.kind === 'bad' ? r.reason : 'data ends before the durable offset'
-        if (r.kind === 'end' && physical >= durableOffset) break
+        const reason = typeof v === 'string' ? v : 'data ends before the durable offset'
+        if (v === RECORD_END && physical >= durableOffset) break
         // Damage with valid records after it is corruption in the middle of the log; below the
         // durable offset those records were acknowledged, so cutting would lose them: refuse.
         const validDataFollowed = this.validDataAfter(index, pos)
@@ -953,6 +963,7 @@ export class CommitLog {
       }
     }
     report.bytesScanned = file.fileFromOffset + pos - report.scanFromOffset
+    if (lastView) this.lastStoreTimestamp = Math.max(this.lastStoreTimestamp, recordStoreTimestamp(lastView, lastAt))
     // A clean close leaves the next file allocated ahead, unwritten: it stays the next file.
     if (start.atEnd) await this.adoptEmptyNext(index)
 
@@ -1020,14 +1031,6 @@ export class CommitLog {
     const r = checkRecord(file.view, pos, fileSize, durableOffset, this.options.maxRecordBytes, this.options.checkCrcOnRecover)
     if (r.kind === 'bad') return { index, pos: 0, atEnd: false }
     return { index, pos, atEnd: false }
-  }
-
-  private noteRecovered(topic: string, queueId: number, queueOffset: number, sysFlag: number, storeTimestamp: number): void {
-    if (storeTimestamp > this.lastStoreTimestamp) this.lastStoreTimestamp = storeTimestamp
-    if (!takesQueueOffset(sysFlag)) return
-    const st = this.topics.get(topic) ?? this.topicState(topic, Buffer.from(topic, 'utf8'))
-    const next = queueOffset + 1
-    if ((st.queueOffsets[queueId] ?? 0) < next) st.queueOffsets[queueId] = next
   }
 
   /**
