@@ -302,6 +302,27 @@ async function crashRecoveryRows(dirs: TempDirs, b: Budget, bodyBytes: number, b
   ]
 }
 
+/**
+ * Open, reopen and recovery rows. `BENCH_STORE_ROWS=open` runs only these (with the 10,000-queue
+ * reopen), each new store opened once in each flush mode for the open rows.
+ */
+async function openAndRecoveryRows(dirs: TempDirs, b: Budget, quick: boolean): Promise<BenchResult[]> {
+  const rows: BenchResult[] = []
+  try {
+    if (process.env.BENCH_STORE_ROWS === 'open') {
+      for (const flush of ['async', 'sync'] as const) await (await openStore(dirs, flush, b)).close()
+      rows.push(...(await manyQueues(dirs, quick ? 2000 : 10_000)))
+    }
+    rows.push(...(await openRows(dirs, b)))
+    rows.push(await cleanReopenRow(dirs, b, quick ? 256 * MiB : 3 * 1024 * MiB))
+    rows.push(...(await crashRecoveryRows(dirs, b, BODY_BYTES, quick ? 128 * MiB : 1024 * MiB)))
+    rows.push(...(await crashRecoveryRows(dirs, b, 100, quick ? 32 * MiB : 256 * MiB)))
+    return rows
+  } finally {
+    if (process.env.BENCH_STORE_ROWS === 'open') await dirs.cleanup()
+  }
+}
+
 /** argv[2] of the child process crashRecoveryRows starts. */
 const RECOVERY_CHILD = '--recovery-child'
 
@@ -571,6 +592,7 @@ export async function run(opts: RunOptions): Promise<BenchResult[]> {
   const dirs = new TempDirs()
   const stores: MessageStore[] = []
   const rows: BenchResult[] = []
+  if (process.env.BENCH_STORE_ROWS === 'open') return openAndRecoveryRows(dirs, b, opts.quick)
   try {
     // Raw limit for the mapped append path.
     const rawDir = await dirs.make('raw')
@@ -641,10 +663,7 @@ export async function run(opts: RunOptions): Promise<BenchResult[]> {
     stores.splice(stores.indexOf(syncStore), 1)
 
     rows.push(...(await manyQueues(dirs, opts.quick ? 2000 : 10_000)))
-    rows.push(...(await openRows(dirs, b)))
-    rows.push(await cleanReopenRow(dirs, b, opts.quick ? 256 * MiB : 3 * 1024 * MiB))
-    rows.push(...(await crashRecoveryRows(dirs, b, BODY_BYTES, opts.quick ? 128 * MiB : 1024 * MiB)))
-    rows.push(...(await crashRecoveryRows(dirs, b, 100, opts.quick ? 32 * MiB : 256 * MiB)))
+    rows.push(...(await openAndRecoveryRows(dirs, b, opts.quick)))
     return rows
   } finally {
     for (const s of stores) await s.close().catch((err: unknown) => console.error(`closing store ${s.dir}: ${String(err)}`))
