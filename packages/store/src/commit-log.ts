@@ -928,6 +928,11 @@ export class CommitLog {
     if (!start.atEnd) {
       for (;;) {
         const physical = file.fileFromOffset + pos
+        // A record starting on a page boundary may start in a hole (the end of the data):
+        // look with pread first, as a read through the map would allocate the page on tmpfs.
+        if (pos % OS_PAGE_BYTES === 0 && pos + 8 <= file.fileSize && (await this.zerosAt(file, pos))) {
+          if (physical >= durableOffset) break
+        }
         // Per record: the checks only (no result object, no topic string): the queue offsets
         // of new appends come from the ConsumeQueues, which recovery re-dispatches.
         const v = verifyRecord(file.view, pos, file.fileSize, physical, o.maxRecordBytes, o.checkCrcOnRecover)
@@ -984,15 +989,22 @@ export class CommitLog {
 
   /**
    * Clean open: when the only file after the one the log ends in starts with zeros (pread, not
-   * the map), it is the next file a clean close left allocated ahead: kept as the next file.
+   * the map), it is the next file a clean close left allocated ahead: kept as the next file
+   * when files are zero-filled (a sparse one is made again at once, and deleting it returns
+   * the space its prefaulted start holds: on a full disk the open needs it for its markers).
    */
   private async adoptEmptyNext(index: number): Promise<void> {
     const files = this.queue.files
-    if (index !== files.length - 2) return
+    if (!this.queue.zeroFills || index !== files.length - 2) return
     const next = files[index + 1]!
+    if (await this.zerosAt(next, 0)) this.queue.adoptNext(next)
+  }
+
+  /** Whether the 8 bytes at `pos` of `file` are zeros (no record starts there), read with pread. */
+  private async zerosAt(file: MappedFile, pos: number): Promise<boolean> {
     const head = Buffer.alloc(8)
-    const got = await next.file.read(head, 0, 8, 0)
-    if (got === 8 && head.readInt32BE(0) === 0 && head.readInt32BE(4) === 0) this.queue.adoptNext(next)
+    const got = await file.file.read(head, 0, 8, pos)
+    return got === 8 && head.readInt32BE(0) === 0 && head.readInt32BE(4) === 0
   }
 
   /**
@@ -1021,13 +1033,9 @@ export class CommitLog {
     if (this.options.verifyOnOpen) return { index, pos: 0, atEnd: false }
     const file = files[index]!
     if (pos > fileSize - 8) return { index, pos, atEnd: false }
-    if (cleanShutdown) {
-      const head = Buffer.alloc(8)
-      const got = await file.file.read(head, 0, 8, pos)
-      if (got === 8 && head.readInt32BE(0) === 0 && head.readInt32BE(4) === 0) return { index, pos, atEnd: true }
-      return { index, pos, atEnd: false }
-    }
-    if (pos === 0) return { index, pos, atEnd: false }
+    if (cleanShutdown) return { index, pos, atEnd: await this.zerosAt(file, pos) }
+    // Zeros at D: the end of the data (checked with pread: D may start a hole).
+    if (pos === 0 || (await this.zerosAt(file, pos))) return { index, pos, atEnd: false }
     const r = checkRecord(file.view, pos, fileSize, durableOffset, this.options.maxRecordBytes, this.options.checkCrcOnRecover)
     if (r.kind === 'bad') return { index, pos: 0, atEnd: false }
     return { index, pos, atEnd: false }
@@ -1065,10 +1073,14 @@ export class CommitLog {
   private async zeroTail(file: MappedFile, from: number): Promise<void> {
     const step = 64 * 1024
     const zeros = Buffer.alloc(step)
+    // Read with pread, not through the map: on tmpfs a read fault on a hole allocates a page,
+    // a SIGBUS on a full disk (a sync store's first file is sparse).
+    const buf = Buffer.alloc(step)
     let wrote = false
     for (let at = from; at < file.fileSize; at += step) {
       const end = Math.min(at + step, file.fileSize)
-      if (file.view.compare(zeros, 0, end - at, at, end) === 0) continue
+      const got = await file.file.read(buf, 0, end - at, at)
+      if (buf.compare(zeros, 0, got, 0, got) === 0) continue
       await file.file.write(zeros, 0, end - at, at)
       wrote = true
     }

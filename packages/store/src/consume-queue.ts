@@ -855,7 +855,13 @@ export class ConsumeQueueSet {
       if (starts.length > 0) queues.push([cq.topic, cq.queueId, cq.minOffset, cq.maxOffset, cq.maxPhysicalEnd, starts])
     }
     const body = { version: CQ_SUMMARY_VERSION, commitLogEnd, commitLogMin, fileSize: this.fileSize, queues }
-    await this.options.io.writeFileAtomic(path.join(this.options.dir, CQ_SUMMARY_FILE), Buffer.from(JSON.stringify(body)))
+    const file = path.join(this.options.dir, CQ_SUMMARY_FILE)
+    try {
+      await this.options.io.writeFileAtomic(file, Buffer.from(JSON.stringify(body)))
+    } catch (err) {
+      await this.options.io.remove(`${file}.tmp`).catch(() => undefined)
+      throw err
+    }
   }
 
   /**

@@ -169,6 +169,11 @@ export class MappedFileQueue {
     return mapped
   }
 
+  /** Whether new files are zero-filled (sync flush, or a kernel that cannot prefault): costly to make again. */
+  get zeroFills(): boolean {
+    return !this.sparse
+  }
+
   /**
    * Takes the file after `last` back as the next file (the one a clean close left allocated
    * ahead and unwritten) instead of deleting it: a reopen then neither unlinks it nor allocates

@@ -981,9 +981,10 @@ export class MessageStore {
         failed ??= err
       }
       await this.consumeQueues.close().catch(() => undefined)
-      // The next open takes the queues' offsets from this summary instead of reading their files.
+      // The next open takes the queues' offsets from this summary instead of reading their files;
+      // without one (a full disk) it reads them, so a failed write costs no crash recovery.
       if (failed === undefined && !derivedIncomplete && !this.commitLog.failed) {
-        await this.consumeQueues.saveSummary(this.commitLog.flushedOffset, commitLogMin).catch(() => (derivedIncomplete = true))
+        await this.consumeQueues.saveSummary(this.commitLog.flushedOffset, commitLogMin).catch(() => undefined)
       }
       if (this.index) await this.index.close().catch(() => (derivedIncomplete = true))
       try {
