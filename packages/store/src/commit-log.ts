@@ -28,8 +28,12 @@ import {
   END_FILE_MIN_BLANK_LENGTH,
   MESSAGE_MAGIC_CODE_V1,
   MESSAGE_MAGIC_CODE_V2,
+  RECORD_BLANK,
+  RECORD_END,
   checkRecord,
   dataViewOf,
+  readStoreTimestamp,
+  verifyRecord,
   encodeBlank,
   encodeRecord,
   MessageIdEncoder,
@@ -93,6 +97,8 @@ export interface CommitLogOptions {
   /** Sync flush without a DurableWriter: durable writes in flight at once (thread pool). */
   syncFlushConcurrency: number
   checkCrcOnRecover: boolean
+  /** Recovery checks from the start of the file holding the durable offset, on every open. */
+  verifyOnOpen: boolean
   onCorruption: 'fail' | 'truncate'
   checkpoint: StoreCheckpoint
   now: () => number
@@ -120,11 +126,13 @@ export interface RecoveryReport {
   cleanShutdown: boolean
   /** Offset the checkpoint vouched for as durable; damage below it is corruption. */
   durableOffset: number
-  /** Where the CRC-checked scan started. */
+  /** Where the scan started: the durable offset, unless the bytes there could not be trusted. */
   scanFromOffset: number
   /** End of the last valid record: the new write position. */
   endOffset: number
+  /** Records and bytes the scan read: none after a clean shutdown whose checkpoint holds the end. */
   recordsScanned: number
+  bytesScanned: number
   /** Set when a torn or garbage tail was cut. */
   truncated?: { atOffset: number; reason: string; validDataFollowed: boolean; belowDurableOffset: boolean }
   filesDeleted: number
@@ -179,8 +187,6 @@ interface FlushWaiter {
 /** Recovery reads the tail after the cut in chunks of this size (through the descriptor). */
 const ZERO_SCAN_CHUNK_BYTES = 1024 * 1024
 const ZERO_PAGE_RUN = Buffer.alloc(64 * 1024)
-/** What the recovery scan finds past a file's last non-zero byte. */
-const ZEROS = { kind: 'end' } as const
 
 function isZero(buf: Buffer, from: number, to: number): boolean {
   for (let at = from; at < to; at += ZERO_PAGE_RUN.length) {
@@ -207,6 +213,21 @@ function nonZeroPages(buf: Buffer, length: number, filePos: number): Array<[numb
     at = pageEnd
   }
   return runs
+}
+
+/**
+ * The first record boundary of `chunk` at or after `want` (or its end): a write split there
+ * leaves the flushed offset, which the checkpoint records and recovery starts from, between
+ * records. Records are contiguous from the chunk's start; an end-of-file blank ends the chunk.
+ */
+function recordBoundaryAtOrAfter(chunk: StageChunk, want: number): number {
+  let at = chunk.issued
+  while (at < want && at + 4 <= chunk.length) {
+    const size = chunk.buf.readInt32BE(at)
+    if (size <= 0) return chunk.length
+    at += size
+  }
+  return Math.min(at, chunk.length)
 }
 
 const settled = (): void => undefined
@@ -557,7 +578,7 @@ export class CommitLog {
         }
       }
       if (!chunk) return
-      const to = this.inflight.length + 1 < max ? Math.min(chunk.length, chunk.issued + share) : chunk.length
+      const to = this.inflight.length + 1 < max ? recordBoundaryAtOrAfter(chunk, chunk.issued + share) : chunk.length
       const write: InflightWrite = { chunk, from: chunk.issued, to, done: false }
       chunk.issued = to
       this.inflight.push(write)
@@ -900,20 +921,24 @@ export class CommitLog {
   // Recovery
 
   /**
-   * Opens the files and finds the end of valid data. Files before the one holding the
-   * checkpoint's durable offset are walked record by record (structure only); from there on every
-   * record is checked (size, magic, recomputed length, own offset, body CRC). The first bad record
-   * ends the log (a torn tail: cut there, garbage after the cut zeroed, later files deleted, the
-   * cut reported in `truncated`), except when valid records follow it below the durable offset:
-   * that is corruption in the middle of acknowledged data and fails with CORRUPT_RECORD, changing
-   * nothing, unless onCorruption is 'truncate'. docs/design/recovery.md has the table.
+   * Opens the files and finds the end of valid data. The checkpoint's durable offset D is where
+   * the log is known good: after a clean shutdown it is the end of the log, and open reads no
+   * record when nothing starts at D (a pread of its first bytes says so). After a crash every
+   * record from D on is checked (size, magic, recomputed length, own offset, topic bytes, body
+   * CRC); what lies below D is trusted as written, as RocketMQ trusts all but its last files
+   * (`verifyOnOpen` checks from the start of the file holding D instead, on every open). The
+   * first bad record ends the log (a torn tail: cut there, garbage after the cut zeroed, later
+   * files deleted, the cut reported in `truncated`), except when valid records follow it below
+   * the durable offset: that is corruption in the middle of acknowledged data and fails with
+   * CORRUPT_RECORD, changing nothing, unless onCorruption is 'truncate'. docs/design/recovery.md
+   * has the table.
    */
   async recover(cleanShutdown: boolean): Promise<RecoveryReport> {
     await this.queue.load()
     const o = this.options
     const files = this.queue.files
     const durableOffset = o.checkpoint.values.physicalFlushedOffset
-    const report: RecoveryReport = { cleanShutdown, durableOffset, scanFromOffset: 0, endOffset: 0, recordsScanned: 0, filesDeleted: 0 }
+    const report: RecoveryReport = { cleanShutdown, durableOffset, scanFromOffset: 0, endOffset: 0, recordsScanned: 0, bytesScanned: 0, filesDeleted: 0 }
     if (o.checkpoint.damaged) report.checkpointDamaged = true
     if (files.length === 0) {
       if (durableOffset > 0) {
@@ -921,58 +946,72 @@ export class CommitLog {
       }
       return report
     }
-    const first = files[0]!
-    let startIndex = 0
-    if (durableOffset > first.fileFromOffset) startIndex = Math.min(files.length - 1, Math.floor((durableOffset - first.fileFromOffset) / o.fileSizeBytes))
-
-    // Files below the durable offset are trusted as written (RocketMQ does the same); the queue
-    // offsets of their records come from the ConsumeQueues, which recovery re-dispatches.
-    for (let i = 0; i < startIndex; i++) {
+    // Records below the start are not read: the store time of the newest comes from the checkpoint.
+    this.lastStoreTimestamp = Math.max(this.lastStoreTimestamp, o.checkpoint.values.physicMsgTimestamp)
+    const start = await this.scanStart(durableOffset, cleanShutdown)
+    // Files below the start are trusted as written; the queue offsets of their records come
+    // from the ConsumeQueues, which recovery then makes agree with the CommitLog.
+    for (let i = 0; i < start.index; i++) {
       const f = files[i]!
       f.wrotePosition = f.committedPosition = f.flushedPosition = f.fileSize
     }
-
-    // From the durable point on: full check.
-    let index = startIndex
+    let index = start.index
     let file = files[index]!
-    let pos = 0
+    let pos = start.pos
+    report.scanFromOffset = file.fileFromOffset + pos
     // After a crash a file may end in a sparse tail; past its last non-zero byte (found through
     // the descriptor) the scan reads nothing through the map (see zeroTail).
     let dataEnd = cleanShutdown ? file.fileSize : await this.dataEnd(file)
-    report.scanFromOffset = file.fileFromOffset
-    for (;;) {
-      const physical = file.fileFromOffset + pos
-      const r = pos >= dataEnd ? ZEROS : checkRecord(file.view, pos, file.fileSize, physical, o.maxRecordBytes, o.checkCrcOnRecover)
-      if (r.kind === 'record') {
-        this.noteRecovered(r.topic, r.queueId, r.queueOffset, r.sysFlag, r.storeTimestamp)
-        pos += r.size
-        report.recordsScanned++
-        continue
-      }
-      if (r.kind === 'blank') {
-        file.wrotePosition = file.committedPosition = file.flushedPosition = file.fileSize
-        if (index + 1 >= files.length) {
-          pos = file.fileSize
-          break
+    // The last valid record seen: its store time is the newest.
+    let lastView: Buffer | undefined
+    let lastAt = 0
+    if (!start.atEnd) {
+      for (;;) {
+        const physical = file.fileFromOffset + pos
+        // A record starting on a page boundary may start in a hole (the end of the data):
+        // look with pread first, as a read through the map would allocate the page on tmpfs.
+        if (pos >= dataEnd || (pos % OS_PAGE_BYTES === 0 && pos + 8 <= file.fileSize && (await this.zerosAt(file, pos)))) {
+          if (physical >= durableOffset) break
         }
-        file = files[++index]!
-        pos = 0
-        dataEnd = cleanShutdown ? file.fileSize : await this.dataEnd(file)
-        continue
+        // Per record: the checks only (no result object, no topic string): the queue offsets
+        // of new appends come from the ConsumeQueues, which recovery re-dispatches.
+        const v = pos >= dataEnd ? RECORD_END : verifyRecord(file.view, pos, file.fileSize, physical, o.maxRecordBytes, o.checkCrcOnRecover)
+        if (typeof v === 'number' && v > 0) {
+          report.recordsScanned++
+          lastView = file.view
+          lastAt = pos
+          pos += v
+          continue
+        }
+        if (v === RECORD_BLANK) {
+          file.wrotePosition = file.committedPosition = file.flushedPosition = file.fileSize
+          if (index + 1 >= files.length) {
+            pos = file.fileSize
+            break
+          }
+          file = files[++index]!
+          pos = 0
+          dataEnd = cleanShutdown ? file.fileSize : await this.dataEnd(file)
+          continue
+        }
+        const reason = typeof v === 'string' ? v : 'data ends before the durable offset'
+        if (v === RECORD_END && physical >= durableOffset) break
+        // Damage with valid records after it is corruption in the middle of the log; below the
+        // durable offset those records were acknowledged, so cutting would lose them: refuse.
+        const validDataFollowed = await this.validDataAfter(index, pos)
+        if (validDataFollowed && physical < durableOffset && o.onCorruption !== 'truncate') {
+          throw new StoreError('CORRUPT_RECORD', `CommitLog corrupt at offset ${physical} (${reason}) with valid records after it, below the durable offset ${durableOffset}; open with onCorruption: 'truncate' to cut the log there`, {
+            details: { physicalOffset: physical, file: file.fileName, reason, durableOffset },
+          })
+        }
+        report.truncated = { atOffset: physical, reason, validDataFollowed, belowDurableOffset: physical < durableOffset }
+        break
       }
-      const reason = r.kind === 'bad' ? r.reason : 'data ends before the durable offset'
-      if (r.kind === 'end' && physical >= durableOffset) break
-      // Damage with valid records after it is corruption in the middle of the log; below the
-      // durable offset those records were acknowledged, so cutting would lose them: refuse.
-      const validDataFollowed = await this.validDataAfter(index, pos)
-      if (validDataFollowed && physical < durableOffset && o.onCorruption !== 'truncate') {
-        throw new StoreError('CORRUPT_RECORD', `CommitLog corrupt at offset ${physical} (${reason}) with valid records after it, below the durable offset ${durableOffset}; open with onCorruption: 'truncate' to cut the log there`, {
-          details: { physicalOffset: physical, file: file.fileName, reason, durableOffset },
-        })
-      }
-      report.truncated = { atOffset: physical, reason, validDataFollowed, belowDurableOffset: physical < durableOffset }
-      break
     }
+    report.bytesScanned = file.fileFromOffset + pos - report.scanFromOffset
+    if (lastView) this.lastStoreTimestamp = Math.max(this.lastStoreTimestamp, readStoreTimestamp(lastView, lastAt))
+    // A clean close leaves the next file allocated ahead, unwritten: it stays the next file.
+    if (start.atEnd) await this.adoptEmptyNext(index)
 
     // Cut.
     file.wrotePosition = file.committedPosition = file.flushedPosition = pos
@@ -981,13 +1020,15 @@ export class CommitLog {
     // The scan read the page cache: after a kill it accepts bytes that were written but never
     // synced. They become durable here, before the checkpoint says they are (a clean close
     // synced everything it wrote).
-    if (!cleanShutdown || zeroed) await this.syncRecovered(startIndex, index)
+    if (!cleanShutdown || zeroed) await this.syncRecovered(start.index, index)
     report.filesDeleted = await this.queue.deleteAfter(file)
     this.wroteOffset = this.committedOffset = this.flushedOffset = report.endOffset
     const cp = o.checkpoint.values
+    // A clean open that found the log ending where the checkpoint says changes nothing to sync.
+    const unchanged = start.atEnd && report.filesDeleted === 0 && cp.physicalFlushedOffset === report.endOffset && cp.physicMsgTimestamp === this.lastStoreTimestamp
     cp.physicalFlushedOffset = report.endOffset
     if (this.lastStoreTimestamp > 0) cp.physicMsgTimestamp = this.lastStoreTimestamp
-    await o.checkpoint.flush()
+    if (!unchanged) await o.checkpoint.flush()
     return report
   }
 
@@ -1004,12 +1045,58 @@ export class CommitLog {
     }
   }
 
-  private noteRecovered(topic: string, queueId: number, queueOffset: number, sysFlag: number, storeTimestamp: number): void {
-    if (storeTimestamp > this.lastStoreTimestamp) this.lastStoreTimestamp = storeTimestamp
-    if (!takesQueueOffset(sysFlag)) return
-    const st = this.topicState(topic, Buffer.from(topic, 'utf8'))
-    const next = queueOffset + 1
-    if ((st.queueOffsets[queueId] ?? 0) < next) st.queueOffsets[queueId] = next
+  /**
+   * Clean open: when the only file after the one the log ends in starts with zeros (pread, not
+   * the map), it is the next file a clean close left allocated ahead: kept as the next file
+   * when files are zero-filled (a sparse one is made again at once, and deleting it returns
+   * the space its prefaulted start holds: on a full disk the open needs it for its markers).
+   */
+  private async adoptEmptyNext(index: number): Promise<void> {
+    const files = this.queue.files
+    if (!this.queue.zeroFills || index !== files.length - 2) return
+    const next = files[index + 1]!
+    if (await this.zerosAt(next, 0)) this.queue.adoptNext(next)
+  }
+
+  /** Whether the 8 bytes at `pos` of `file` are zeros (no record starts there), read with pread. */
+  private async zerosAt(file: MappedFile, pos: number): Promise<boolean> {
+    const head = Buffer.alloc(8)
+    const got = await file.file.read(head, 0, 8, pos)
+    return got === 8 && head.readInt32BE(0) === 0 && head.readInt32BE(4) === 0
+  }
+
+  /**
+   * Where the scan starts: the durable offset D (a record boundary: the checkpoint only ever
+   * records offsets where an append or a file ended), or the start of the file holding it with
+   * `verifyOnOpen`, or when the bytes at D do not start a valid record (a checkpoint written by
+   * an older version at a split write; only a crash can leave that). `atEnd`: nothing to scan,
+   * the log ends at D (a clean shutdown whose checkpoint holds the end, checked by reading the
+   * first bytes at D without the map: a hole read through a map allocates a page on tmpfs).
+   */
+  private async scanStart(durableOffset: number, cleanShutdown: boolean): Promise<{ index: number; pos: number; atEnd: boolean }> {
+    const files = this.queue.files
+    const first = files[0]!
+    const last = files[files.length - 1]!
+    const fileSize = this.options.fileSizeBytes
+    const logEnd = last.fileFromOffset + fileSize
+    if (durableOffset <= first.fileFromOffset) return { index: 0, pos: 0, atEnd: false }
+    // D past the files (they were cut or deleted): check all there is from the last file.
+    if (durableOffset > logEnd) return { index: files.length - 1, pos: 0, atEnd: false }
+    let index = Math.floor((durableOffset - first.fileFromOffset) / fileSize)
+    let pos = durableOffset - files[Math.min(index, files.length - 1)]!.fileFromOffset
+    if (index >= files.length) {
+      index = files.length - 1
+      pos = fileSize
+    }
+    if (this.options.verifyOnOpen) return { index, pos: 0, atEnd: false }
+    const file = files[index]!
+    if (pos > fileSize - 8) return { index, pos, atEnd: false }
+    if (cleanShutdown) return { index, pos, atEnd: await this.zerosAt(file, pos) }
+    // Zeros at D: the end of the data (checked with pread: D may start a hole).
+    if (pos === 0 || (await this.zerosAt(file, pos))) return { index, pos, atEnd: false }
+    const r = checkRecord(file.view, pos, fileSize, durableOffset, this.options.maxRecordBytes, this.options.checkCrcOnRecover)
+    if (r.kind === 'bad') return { index, pos: 0, atEnd: false }
+    return { index, pos, atEnd: false }
   }
 
   /**

@@ -17,6 +17,8 @@ import { StoreError, ioError } from './errors.js'
 import { BackgroundPrefault, type DataFile, type FileIO } from './file-io.js'
 import {
   CQ_FILLER_SIZE,
+  CQ_SUMMARY_FILE,
+  CQ_SUMMARY_VERSION,
   CQ_UNIT,
   DATA_FILE_NAME_PATTERN,
   TOPIC_PATTERN,
@@ -34,14 +36,15 @@ import {
  */
 async function zeroStale(file: DataFile, from: number, to: number): Promise<void> {
   const page = 4096
-  const buf = Buffer.alloc(page)
+  // One pread for the whole window (a pread per page was a thread-pool round trip each: 256
+  // per queue at every crash recovery), then a pwrite of zeros per page that is not zero.
+  const buf = Buffer.alloc(to - from)
+  const got = await file.read(buf, 0, to - from, from)
   let wrote = false
-  for (let at = from; at < to; ) {
-    const end = Math.min(to, at - (at % page) + page)
-    const got = await file.read(buf, 0, end - at, at)
-    if (buf.subarray(0, got).some((b) => b !== 0)) {
-      buf.fill(0)
-      await file.write(buf, 0, end - at, at)
+  for (let at = from; at < from + got; ) {
+    const end = Math.min(from + got, at - (at % page) + page)
+    if (!isZero(buf, at - from, end - from)) {
+      await file.write(ZERO_PAGE, 0, end - at, at)
       wrote = true
     }
     at = end
@@ -51,6 +54,13 @@ async function zeroStale(file: DataFile, from: number, to: number): Promise<void
 
 function flushFailed(what: string, err: unknown): StoreError {
   return new StoreError('FLUSH_FAILED', what, { cause: err, details: { osCode: (err as NodeJS.ErrnoException | undefined)?.code } })
+}
+
+const ZERO_PAGE = Buffer.alloc(4096)
+
+/** Whether buf[from, to) is all zeros (at most a page): one memcmp. */
+function isZero(buf: Buffer, from: number, to: number): boolean {
+  return buf.compare(ZERO_PAGE, 0, to - from, from, to) === 0
 }
 
 /**
@@ -149,6 +159,8 @@ export class ConsumeQueue {
   touched = false
   /** The segment last written, while the LRU holds it (the append fast path). */
   writeSeg: Segment | undefined
+  /** The window of the last unit put again below maxOffset (re-dispatch); dropped at close. */
+  replaceSeg: Segment | undefined
   private writesSinceTouch = 0
   /** Start of the next file already opened ahead (see openNext). */
   private openedAheadFile = 0
@@ -208,8 +220,20 @@ export class ConsumeQueue {
   put(unit: number, physicalOffset: number, size: number, tagsCode: number): Maybe<void> {
     if (unit < this.maxOffset) {
       if (unit < this.minOffset) return
+      // Re-dispatch after a crash puts every unit again: the window of the last one is kept.
+      const rs = this.replaceSeg
+      if (rs !== undefined && !rs.evicted) {
+        const at = unit * CQ_UNIT.bytes - rs.start
+        if (at >= 0 && at < rs.view.length) return this.replace(rs, unit, physicalOffset, size, tagsCode)
+      }
       const seg = this.segmentFor(unit, false)
-      if (seg instanceof Promise) return seg.then((s) => this.replace(s, unit, physicalOffset, size, tagsCode))
+      if (seg instanceof Promise) {
+        return seg.then((s) => {
+          this.replaceSeg = s
+          return this.replace(s, unit, physicalOffset, size, tagsCode)
+        })
+      }
+      this.replaceSeg = seg
       return this.replace(seg, unit, physicalOffset, size, tagsCode)
     }
     if (unit > this.maxOffset) {
@@ -809,10 +833,24 @@ export class ConsumeQueueSet {
         if (/^\d+$/.test(id)) found.push({ topic, queueId: Number(id), dir: path.join(topicDir, id) })
       }
     }
+    // After a clean close the summary holds every queue's offsets: a queue whose folder lists
+    // the files it names is taken from it without reading a file.
+    const summary = clean ? await this.readSummary(commitLogEnd, commitLogMin) : undefined
     const recoverOne = async ({ topic, queueId, dir }: { topic: string; queueId: number; dir: string }): Promise<void> => {
       const starts: number[] = []
       let sound = true
-      for (const name of await io.list(dir)) {
+      const names = await io.list(dir)
+      const known = summary?.get(summaryKey(topic, queueId))
+      if (known && sameStarts(names, known.fileStarts)) {
+        summary!.delete(summaryKey(topic, queueId))
+        const cq = this.findOrCreate(topic, queueId)
+        cq.fileStarts = known.fileStarts
+        cq.minOffset = known.minOffset
+        cq.maxOffset = known.maxOffset
+        cq.maxPhysicalEnd = known.maxPhysicalEnd
+        return
+      }
+      for (const name of names) {
         const file = path.join(dir, name)
         if (name.endsWith('.tmp')) {
           await io.remove(file)
@@ -842,7 +880,61 @@ export class ConsumeQueueSet {
       while (next < found.length) await recoverOne(found[next++]!)
     }
     await Promise.all(Array.from({ length: Math.min(16, found.length) }, worker))
+    // A queue the summary names whose folder is gone lost its files: rebuild.
+    if (summary && summary.size > 0) intact = false
     return intact
+  }
+
+  /**
+   * Writes the summary (CQ_SUMMARY_FILE) of every queue, after a clean close flushed them:
+   * `commitLogEnd` and `commitLogMin` are the CommitLog's as the next open will find them.
+   */
+  async saveSummary(commitLogEnd: number, commitLogMin: number): Promise<void> {
+    const queues: unknown[] = []
+    for (const cq of this.all()) {
+      // Files created ahead and not yet written are left out: a folder that still lists one
+      // takes the reading path, which removes it.
+      const starts = cq.fileStarts.filter((start, i) => i === 0 || start < cq.maxOffset * CQ_UNIT.bytes)
+      if (starts.length > 0) queues.push([cq.topic, cq.queueId, cq.minOffset, cq.maxOffset, cq.maxPhysicalEnd, starts])
+    }
+    const body = { version: CQ_SUMMARY_VERSION, commitLogEnd, commitLogMin, fileSize: this.fileSize, queues }
+    const file = path.join(this.options.dir, CQ_SUMMARY_FILE)
+    try {
+      await this.options.io.writeFileAtomic(file, Buffer.from(JSON.stringify(body)))
+    } catch (err) {
+      await this.options.io.remove(`${file}.tmp`).catch(() => undefined)
+      throw err
+    }
+  }
+
+  /**
+   * The summary a clean close left, if it describes this CommitLog (same end, start and file
+   * size: a later run that appended, or closed without writing one, makes it stale), by queue.
+   * Removed once read, so it is used by one open only.
+   */
+  private async readSummary(commitLogEnd: number, commitLogMin: number): Promise<Map<string, QueueSummary> | undefined> {
+    const file = path.join(this.options.dir, CQ_SUMMARY_FILE)
+    const raw = await this.options.io.readFile(file).catch(() => undefined)
+    if (!raw) return undefined
+    await this.options.io.remove(file)
+    let body: { version?: unknown; commitLogEnd?: unknown; commitLogMin?: unknown; fileSize?: unknown; queues?: unknown }
+    try {
+      body = JSON.parse(raw.toString('utf8'))
+    } catch {
+      return undefined
+    }
+    if (body.version !== CQ_SUMMARY_VERSION || body.commitLogEnd !== commitLogEnd || body.commitLogMin !== commitLogMin || body.fileSize !== this.fileSize || !Array.isArray(body.queues)) return undefined
+    const out = new Map<string, QueueSummary>()
+    for (const q of body.queues as unknown[]) {
+      if (!Array.isArray(q) || q.length !== 6) return undefined
+      const [topic, queueId, minOffset, maxOffset, maxPhysicalEnd, fileStarts] = q as [unknown, unknown, unknown, unknown, unknown, unknown]
+      const ints = [queueId, minOffset, maxOffset, maxPhysicalEnd]
+      if (typeof topic !== 'string' || !ints.every((v) => Number.isSafeInteger(v) && (v as number) >= 0)) return undefined
+      if (!Array.isArray(fileStarts) || !fileStarts.every((v) => Number.isSafeInteger(v) && v % this.fileSize === 0)) return undefined
+      if ((maxPhysicalEnd as number) > commitLogEnd) return undefined
+      out.set(summaryKey(topic, queueId as number), { minOffset: minOffset as number, maxOffset: maxOffset as number, maxPhysicalEnd: maxPhysicalEnd as number, fileStarts: fileStarts as number[] })
+    }
+    return out
   }
 
   /** Deletes a queue's files and forgets its contents (it is rebuilt by re-dispatch). */
@@ -856,8 +948,26 @@ export class ConsumeQueueSet {
   async close(): Promise<void> {
     await this.flush().catch(() => undefined)
     // Drop every reference to a mapping, so the GC can unmap them (docs/design/mmap.md).
-    for (const cq of this.all()) cq.writeSeg = undefined
+    for (const cq of this.all()) cq.writeSeg = cq.replaceSeg = undefined
     this.segments.clear()
     await Promise.all(this.closing)
   }
+}
+
+interface QueueSummary {
+  minOffset: number
+  maxOffset: number
+  maxPhysicalEnd: number
+  fileStarts: number[]
+}
+
+function summaryKey(topic: string, queueId: number): string {
+  return `${topic}/${queueId}`
+}
+
+/** Whether a queue folder's listing holds exactly the data files `starts` names (no temp file). */
+function sameStarts(names: string[], starts: number[]): boolean {
+  if (names.length !== starts.length || starts.length === 0) return false
+  const want = new Set(starts.map(offsetToFileName))
+  return names.every((n) => want.has(n))
 }

@@ -49,6 +49,14 @@ export function bodyCrc(data: Uint8Array): number {
   return crc32(data) & 0x7fffffff
 }
 
+const nativeHelper = chosen.name === NATIVE_CRC ? native() : null
+
+/** bodyCrc of buf[start, start + length), without a view object when the native helper computes it (the recovery scan). */
+export function bodyCrcAt(buf: Buffer, start: number, length: number): number {
+  if (nativeHelper) return nativeHelper.crc32(buf, start, length) & 0x7fffffff
+  return bodyCrc(buf.subarray(start, start + length))
+}
+
 /**
  * Body CRCs of records just encoded, computed together by one call of the native helper once
  * the bodies are in place: one crossing into native code per append (async flush) or per group

@@ -556,7 +556,9 @@ export class NodeFileIO implements FileIO {
       } else {
         await handle.truncate(size)
       }
-      if (durable) await handle.datasync()
+      // A sparse file: fsync, so its size is on disk whatever the filesystem counts as data;
+      // fdatasync of later writes into its holes then syncs their block allocation with them.
+      if (durable) await ((options.zeroFill ?? true) ? handle.datasync() : handle.sync())
     } catch (err) {
       await handle.close().catch(() => {})
       await fsp.rm(tmp, { force: true })

@@ -15,7 +15,7 @@
  * End-of-file blank: [remaining bytes 4][BLANK_MAGIC_CODE 4], then the rest of the file is unused.
  */
 import { isIPv6 } from 'node:net'
-import { bodyCrc, type BodyCrcBatch } from './crc.js'
+import { bodyCrc, bodyCrcAt, type BodyCrcBatch } from './crc.js'
 import { StoreError } from './errors.js'
 
 export const MESSAGE_MAGIC_CODE_V1 = 0xdaa320a7 | 0 // -626843481
@@ -732,58 +732,87 @@ export type RecordCheck =
  * `limit`: size, magic, recomputed length, own physical offset and (if `verifyCrc`) body CRC.
  */
 export function checkRecord(source: Buffer, at: number, limit: number, physicalOffset: number, maxRecordBytes: number, verifyCrc: boolean): RecordCheck {
-  if (limit - at < 8) return { kind: 'end' }
-  const totalSize = source.readInt32BE(at)
+  const v = verifyRecord(source, at, limit, physicalOffset, maxRecordBytes, verifyCrc)
+  if (typeof v === 'string') return { kind: 'bad', reason: v }
+  if (v === RECORD_END) return { kind: 'end' }
+  if (v === RECORD_BLANK) return { kind: 'blank' }
   const magic = source.readInt32BE(at + 4)
-  if (magic === BLANK_MAGIC_CODE) {
-    return totalSize === limit - at ? { kind: 'blank' } : { kind: 'bad', reason: `blank marker claims ${totalSize} bytes, ${limit - at} remain` }
-  }
-  if (totalSize === 0 && magic === 0) return { kind: 'end' }
-  if (magic !== MESSAGE_MAGIC_CODE_V1 && magic !== MESSAGE_MAGIC_CODE_V2) return { kind: 'bad', reason: `bad magic code 0x${(magic >>> 0).toString(16)}` }
-  if (totalSize < RECORD_FIXED_BYTES_V1 || totalSize > maxRecordBytes) return { kind: 'bad', reason: `bad total size ${totalSize}` }
-  if (totalSize > limit - at) return { kind: 'bad', reason: `record of ${totalSize} bytes runs past the end of the file` }
   const sysFlag = source.readInt32BE(at + RECORD.sysFlag)
   const l = layoutOf(sysFlag)
-  const end = at + totalSize
-  if (at + l.body > end) return { kind: 'bad', reason: 'record shorter than its header' }
-  const bodyLength = source.readInt32BE(at + l.bodyLength)
-  if (bodyLength < 0 || at + l.body + bodyLength + 1 > end) return { kind: 'bad', reason: `bad body length ${bodyLength}` }
-  let pos = at + l.body + bodyLength
+  let pos = at + l.body + source.readInt32BE(at + l.bodyLength)
   let topicLength: number
   if (magic === MESSAGE_MAGIC_CODE_V2) {
-    if (pos + 2 > end) return { kind: 'bad', reason: 'truncated topic length' }
     topicLength = source.readInt16BE(pos)
     pos += 2
   } else {
     topicLength = source[pos]!
     pos += 1
   }
-  if (topicLength <= 0 || pos + topicLength + 2 > end) return { kind: 'bad', reason: `bad topic length ${topicLength}` }
-  const topicAt = pos
-  pos += topicLength
-  const propertiesLength = source.readInt16BE(pos)
-  pos += 2
-  if (propertiesLength < 0 || pos + propertiesLength !== end) return { kind: 'bad', reason: 'recomputed length differs from total size' }
-  const storedOffset = readI64(source, at + RECORD.physicalOffset)
-  if (storedOffset !== physicalOffset) return { kind: 'bad', reason: `record says physical offset ${storedOffset}` }
-  // The body CRC does not cover the topic: a torn sector there must not pass as a record.
-  for (let i = topicAt; i < topicAt + topicLength; i++) {
-    if (!TOPIC_BYTE[source[i]!]) return { kind: 'bad', reason: `topic byte 0x${source[i]!.toString(16)} outside [%|a-zA-Z0-9_-]` }
-  }
-  if (verifyCrc) {
-    const expected = source.readInt32BE(at + RECORD.bodyCrc)
-    const actual = bodyCrc(source.subarray(at + l.body, at + l.body + bodyLength))
-    if (expected !== actual) return { kind: 'bad', reason: `body CRC ${actual} differs from stored ${expected}` }
-  }
   return {
     kind: 'record',
-    size: totalSize,
+    size: v,
     queueId: source.readInt32BE(at + RECORD.queueId),
     queueOffset: readI64(source, at + RECORD.queueOffset),
     sysFlag,
     storeTimestamp: readI64(source, at + l.storeTimestamp),
-    topic: source.toString('utf8', topicAt, topicAt + topicLength),
+    topic: source.toString('utf8', pos, pos + topicLength),
   }
+}
+
+/** verifyRecord: no record, the end of the data (zeros or fewer than 8 bytes left). */
+export const RECORD_END = 0
+/** verifyRecord: an end-of-file BLANK record filling the rest of the file. */
+export const RECORD_BLANK = -1
+
+/**
+ * checkRecord without building a result (the recovery scan, once per record): the record's
+ * size (> 0), RECORD_END, RECORD_BLANK, or why the bytes are not a record.
+ */
+export function verifyRecord(source: Buffer, at: number, limit: number, physicalOffset: number, maxRecordBytes: number, verifyCrc: boolean): number | string {
+  if (limit - at < 8) return RECORD_END
+  const totalSize = source.readInt32BE(at)
+  const magic = source.readInt32BE(at + 4)
+  if (magic === BLANK_MAGIC_CODE) {
+    return totalSize === limit - at ? RECORD_BLANK : `blank marker claims ${totalSize} bytes, ${limit - at} remain`
+  }
+  if (totalSize === 0 && magic === 0) return RECORD_END
+  if (magic !== MESSAGE_MAGIC_CODE_V1 && magic !== MESSAGE_MAGIC_CODE_V2) return `bad magic code 0x${(magic >>> 0).toString(16)}`
+  if (totalSize < RECORD_FIXED_BYTES_V1 || totalSize > maxRecordBytes) return `bad total size ${totalSize}`
+  if (totalSize > limit - at) return `record of ${totalSize} bytes runs past the end of the file`
+  const sysFlag = source.readInt32BE(at + RECORD.sysFlag)
+  const l = layoutOf(sysFlag)
+  const end = at + totalSize
+  if (at + l.body > end) return 'record shorter than its header'
+  const bodyLength = source.readInt32BE(at + l.bodyLength)
+  if (bodyLength < 0 || at + l.body + bodyLength + 1 > end) return `bad body length ${bodyLength}`
+  let pos = at + l.body + bodyLength
+  let topicLength: number
+  if (magic === MESSAGE_MAGIC_CODE_V2) {
+    if (pos + 2 > end) return 'truncated topic length'
+    topicLength = source.readInt16BE(pos)
+    pos += 2
+  } else {
+    topicLength = source[pos]!
+    pos += 1
+  }
+  if (topicLength <= 0 || pos + topicLength + 2 > end) return `bad topic length ${topicLength}`
+  const topicAt = pos
+  pos += topicLength
+  const propertiesLength = source.readInt16BE(pos)
+  pos += 2
+  if (propertiesLength < 0 || pos + propertiesLength !== end) return 'recomputed length differs from total size'
+  const storedOffset = readI64(source, at + RECORD.physicalOffset)
+  if (storedOffset !== physicalOffset) return `record says physical offset ${storedOffset}`
+  // The body CRC does not cover the topic: a torn sector there must not pass as a record.
+  for (let i = topicAt; i < topicAt + topicLength; i++) {
+    if (!TOPIC_BYTE[source[i]!]) return `topic byte 0x${source[i]!.toString(16)} outside [%|a-zA-Z0-9_-]`
+  }
+  if (verifyCrc) {
+    const expected = source.readInt32BE(at + RECORD.bodyCrc)
+    const actual = bodyCrcAt(source, at + l.body, bodyLength)
+    if (expected !== actual) return `body CRC ${actual} differs from stored ${expected}`
+  }
+  return totalSize
 }
 
 /** Name of a data file: its start offset as 20 zero-padded decimal digits. */
@@ -930,6 +959,14 @@ export const CQ_UNIT = { physicalOffset: 0, size: 8, tagsCode: 12, bytes: 20 } a
 export const DEFAULT_CQ_UNITS_PER_FILE = 300_000
 /** Filler unit of a queue that starts in the middle of a file: [0, Integer.MAX_VALUE, 0]. */
 export const CQ_FILLER_SIZE = 0x7fffffff
+/**
+ * Written into the ConsumeQueue root at a clean close: each queue's files and offsets, so the
+ * next open need not read its files. JSON: { version, commitLogEnd, commitLogMin, fileSize,
+ * queues: [[topic, queueId, minOffset, maxOffset, maxPhysicalEnd, fileStarts]] }. The dot keeps
+ * it out of the topic folders' name pattern.
+ */
+export const CQ_SUMMARY_FILE = '.clean-summary.json'
+export const CQ_SUMMARY_VERSION = 1
 
 export interface CqUnit {
   physicalOffset: number

@@ -84,8 +84,11 @@ export class MappedFileQueue {
     return last ? last.fileFromOffset + this.fileSize : 0
   }
 
-  /** Starts allocating the file after the last one, if not already under way. */
-  prepareNext(): void {
+  /**
+   * Starts allocating the file after the last one, if not already under way. `sparse` makes a
+   * file that would be zero-filled sparse instead (see createNext).
+   */
+  prepareNext(sparse = this.sparse): void {
     if (this.closed) return
     const offset = this.nextOffset()
     if (this.ahead && this.ahead.offset === offset && this.ahead.failed === undefined) return
@@ -94,7 +97,7 @@ export class MappedFileQueue {
       offset,
       failed: undefined,
       promise: (async () => {
-        await this.io.allocate(file, this.fileSize, { zeroFill: !this.sparse, signal: this.abort.signal })
+        await this.io.allocate(file, this.fileSize, { zeroFill: !sparse, signal: this.abort.signal })
         const mapped = await MappedFile.open(this.io, this.dir, offset, this.writableMap)
         // Its first range is faulted in before the writer gets there (a failure, a full disk, is
         // left for the writer's prefault to report).
@@ -125,13 +128,28 @@ export class MappedFileQueue {
     await this.warming
   }
 
-  /** The file after the last one, appended to the queue; waits for its allocation if needed. */
-  async createNext(): Promise<MappedFile> {
+  /**
+   * The first file of a new log. Where nothing is written through the map (sync flush) it is
+   * sparse, so open does not wait for a whole file of zeros; a writable map on a kernel that
+   * cannot prefault needs the zeros (a write into a hole that finds no space is a SIGBUS).
+   */
+  createFirst(): Promise<MappedFile> {
+    return this.createNext(this.sparse || !this.writableMap)
+  }
+
+  /**
+   * The file after the last one, appended to the queue; waits for its allocation if needed.
+   * `sparse`: when no allocation is under way, create it sparse even where files are zero-filled
+   * (the first file of a new sync-flush store: open need not wait for a whole file of zeros;
+   * its durable writes then allocate blocks, which fdatasync makes durable with the data, at a
+   * higher cost per flush until the next file, zero-filled ahead, takes over).
+   */
+  async createNext(sparse = this.sparse): Promise<MappedFile> {
     if (this.closed) throw new StoreError('NOT_OPEN', 'store is closed')
     const offset = this.nextOffset()
     if (!this.ahead || this.ahead.offset !== offset || this.ahead.failed !== undefined) {
       this.ahead = undefined
-      this.prepareNext()
+      this.prepareNext(sparse)
     }
     const entry = this.ahead!
     let mapped: MappedFile
@@ -149,6 +167,25 @@ export class MappedFileQueue {
     this.files.push(mapped)
     this.prepareNext()
     return mapped
+  }
+
+  /** Whether new files are zero-filled (sync flush, or a kernel that cannot prefault): costly to make again. */
+  get zeroFills(): boolean {
+    return !this.sparse
+  }
+
+  /**
+   * Takes the file after `last` back as the next file (the one a clean close left allocated
+   * ahead and unwritten) instead of deleting it: a reopen then neither unlinks it nor allocates
+   * it again. The caller has checked that nothing was written into it.
+   */
+  adoptNext(file: MappedFile): void {
+    const i = this.files.indexOf(file)
+    if (i !== this.files.length - 1 || i === 0) throw new Error('adoptNext takes the last of several files')
+    this.files.pop()
+    this.ahead = { offset: file.fileFromOffset, promise: Promise.resolve(file), failed: undefined }
+    this.warm(file, 0)
+    if (this.prefaultFirstBytes > 0) file.background.start(file.file, file.view, 0, Math.min(this.fileSize, this.prefaultFirstBytes))
   }
 
   /**

@@ -86,7 +86,8 @@ test('a damaged last record after a clean close is cut and reported', { timeout:
     await store.close()
     const last = puts.at(-1)!
     await overwrite(path.join(dir, 'commitlog', '00000000000000000000'), last.physicalOffset + 100, Buffer.from('garbage!'))
-    store = await MessageStore.open({ dir, commitLogFileSize: SMALL_FILE })
+    // A clean open trusts the log up to the checkpoint; verifyOnOpen checks its last file.
+    store = await MessageStore.open({ dir, commitLogFileSize: SMALL_FILE, verifyOnOpen: true })
     assert.equal(store.recovery.truncated?.atOffset, last.physicalOffset)
     assert.equal(store.recovery.truncated?.belowDurableOffset, true)
     assert.equal(store.recovery.truncated?.validDataFollowed, false)
@@ -108,7 +109,7 @@ test('corruption in the middle of durable data fails to open, reports the offset
     const before = await readFile(file)
     await overwrite(file, victim.physicalOffset + 120, Buffer.from([0xde, 0xad, 0xbe, 0xef]))
     const damaged = await readFile(file)
-    await assert.rejects(MessageStore.open({ dir, commitLogFileSize: SMALL_FILE }), (err: unknown) => {
+    await assert.rejects(MessageStore.open({ dir, commitLogFileSize: SMALL_FILE, verifyOnOpen: true }), (err: unknown) => {
       assert.ok(err instanceof StoreError)
       assert.equal(err.code, 'CORRUPT_RECORD')
       assert.equal(err.details.physicalOffset, victim.physicalOffset)
@@ -118,8 +119,8 @@ test('corruption in the middle of durable data fails to open, reports the offset
     assert.ok((await readFile(file)).equals(damaged), 'the failed open changed nothing')
     assert.ok(!before.equals(damaged))
     // Opening again still fails (not silently skipped), until the operator asks to truncate.
-    await assert.rejects(MessageStore.open({ dir, commitLogFileSize: SMALL_FILE }), /CommitLog corrupt at offset/)
-    store = await MessageStore.open({ dir, commitLogFileSize: SMALL_FILE, onCorruption: 'truncate' })
+    await assert.rejects(MessageStore.open({ dir, commitLogFileSize: SMALL_FILE, verifyOnOpen: true }), /CommitLog corrupt at offset/)
+    store = await MessageStore.open({ dir, commitLogFileSize: SMALL_FILE, verifyOnOpen: true, onCorruption: 'truncate' })
     assert.equal(store.recovery.truncated?.atOffset, victim.physicalOffset)
     assert.equal(store.recovery.truncated?.validDataFollowed, true)
     assert.equal(store.maxPhysicalOffset, victim.physicalOffset)
