@@ -14,7 +14,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import * as v8 from 'node:v8'
 import * as vm from 'node:vm'
-import type { BodyCopier } from './format.js'
+import type { BodyCopier } from './codec/index.js'
 import { native, type NativeHelper } from './native.js'
 import { ThreadDurableWriter, type DurableWriter, type DurableWriterEvents, type ThreadDurableWriterOptions, type WriterFaults } from './durable-writer.js'
 

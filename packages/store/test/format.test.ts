@@ -38,7 +38,7 @@ import {
   type DispatchRequest,
   type Host,
   type PreparedMessage,
-} from '../src/format.js'
+} from '../src/codec/index.js'
 import { StoreError } from '../src/errors.js'
 
 function prepared(overrides: Partial<Parameters<typeof prepareRecord>[0]> = {}): PreparedMessage {
