@@ -841,8 +841,9 @@ export class ConsumeQueueSet {
       let sound = true
       const names = await io.list(dir)
       const known = summary?.get(summaryKey(topic, queueId))
+      // Its folder is here: whether taken from the summary or read, the queue is not lost.
+      summary?.delete(summaryKey(topic, queueId))
       if (known && sameStarts(names, known.fileStarts)) {
-        summary!.delete(summaryKey(topic, queueId))
         const cq = this.findOrCreate(topic, queueId)
         cq.fileStarts = known.fileStarts
         cq.minOffset = known.minOffset

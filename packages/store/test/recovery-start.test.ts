@@ -2,7 +2,7 @@
 // the log), a crash recovery checks only what the checkpoint's durable offset does not cover,
 // and that offset is always a record boundary, also when a sync flush splits a group's write.
 import assert from 'node:assert/strict'
-import { copyFile, mkdir, readdir, readFile, rm, stat } from 'node:fs/promises'
+import { copyFile, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import * as path from 'node:path'
 import { test } from 'node:test'
 import { MessageStore, type PutResult } from '../src/index.js'
@@ -237,6 +237,37 @@ test('a queue folder deleted after a clean close is rebuilt at the next open', {
       assert.equal(store.maxOffset('Q', 1), 10)
       const got = await store.get({ topic: 'Q', queueId: 1, offset: 0, maxMessages: 32 })
       assert.deepEqual(got.messages.map((m) => m.physicalOffset), puts.filter((_, i) => i % 3 === 1).map((p) => p.physicalOffset))
+    } finally {
+      await store.close()
+    }
+  } finally {
+    await cleanup()
+  }
+})
+
+test('a clean reopen re-dispatches nothing when a queue has its next file made ahead', { timeout: 30_000 }, async () => {
+  const { dir, cleanup } = await tempDir()
+  try {
+    // 12 units in files of 16: past the middle of its file, the queue makes the next one ahead,
+    // which the close summary leaves out.
+    const options = { dir, flush: 'sync' as const, commitLogFileSize: 64 * 1024, consumeQueueUnitsPerFile: 16, messageIndexEnable: false }
+    let store = await MessageStore.open(options)
+    const puts: PutResult[] = []
+    for (let i = 0; i < 12; i++) puts.push(await store.put({ topic: 'T', queueId: 0, body: `body-${i}` }))
+    await store.close()
+    assert.deepEqual(await readdir(path.join(dir, 'consumequeue', 'T', '0')), ['00000000000000000000', '00000000000000000320'])
+    // A record re-dispatched at open would now land in queue 7: its queue id is rewritten.
+    const log = path.join(dir, 'commitlog', '00000000000000000000')
+    const bytes = await readFile(log)
+    bytes.writeInt32BE(7, puts[10]!.physicalOffset + 12)
+    await writeFile(log, bytes)
+    store = await MessageStore.open(options)
+    try {
+      assert.equal(store.recovery.recordsScanned, 0)
+      assert.equal(store.maxOffset('T', 7), 0, 'no record was re-dispatched')
+      assert.equal(store.maxOffset('T', 0), 12)
+      const got = await store.get({ topic: 'T', queueId: 0, offset: 11, maxMessages: 1 })
+      assert.equal(Buffer.from(got.messages[0]!.body).toString(), 'body-11')
     } finally {
       await store.close()
     }
