@@ -715,6 +715,10 @@ export class CommitLog {
       dispatching.then(resolve, resolve)
     } else this.resolveWaiters()
     if (this.waitersHead < this.waiters.length) this.schedulePump()
+    // The checkpoint follows every group (written, synced at most every second): after a kill
+    // its durable offset is the last acknowledged group, so damage below it is refused as
+    // corruption instead of cut as a torn tail (it is never above what an fdatasync covered).
+    this.updateCheckpoint(this.lastStoreTimestamp)
   }
 
   // -------------------------------------------------------------------------------------------

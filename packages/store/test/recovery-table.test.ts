@@ -5,7 +5,7 @@
 // marker (a crash: the scan starts at D), a row with P < D opens with verifyOnOpen (the scan
 // starts at the start of the file holding D).
 import assert from 'node:assert/strict'
-import { open, readFile, writeFile } from 'node:fs/promises'
+import { cp, open, readFile, rm, writeFile } from 'node:fs/promises'
 import * as path from 'node:path'
 import { test } from 'node:test'
 import { MessageStore, StoreError, type PutResult } from '../src/index.js'
@@ -60,6 +60,11 @@ async function crashWithDurableOffset(dir: string, durableOffset: number): Promi
   await cp.flush()
   await cp.close()
   await writeFile(path.join(dir, 'abort'), String(process.pid))
+}
+
+/** A copy of a store directory as a kill leaves it (the store stays open: abort marker present). */
+function cpDir(from: string, to: string): Promise<void> {
+  return cp(from, to, { recursive: true })
 }
 
 const openStore = (dir: string, extra: Record<string, unknown> = {}): Promise<MessageStore> => MessageStore.open({ dir, commitLogFileSize: SMALL_FILE, ...extra })
@@ -199,5 +204,35 @@ test('row 6: a bad record at P < D with valid records after it: CORRUPT_RECORD, 
     }
   } finally {
     await b.cleanup()
+  }
+})
+
+test('sync flush: after a kill the durable offset is the last acknowledged group, so damaged acknowledged data is never cut as a torn tail', { timeout: 30_000 }, async () => {
+  const { dir, cleanup } = await tempDir('mqts-rectable-')
+  const crashed = `${dir}-crashed`
+  try {
+    const store = await MessageStore.open({ dir, commitLogFileSize: SMALL_FILE, flush: 'sync' })
+    const puts: PutResult[] = []
+    for (let i = 0; i < 40; i++) puts.push(await store.put({ topic: 'table', queueId: 0, body: `m${i}-`.padEnd(200, 'x') }))
+    // Moments after the last acknowledgement (far less than the 100 ms checkpoint tick), a kill.
+    await new Promise((r) => setTimeout(r, 10))
+    await cpDir(dir, crashed)
+    await store.close()
+    const end = puts.at(-1)!.physicalOffset + puts.at(-1)!.size
+    // A damaged acknowledged record: past a stale durable offset it would read as a torn
+    // unflushed region and be cut with every acknowledged record after it (row 5).
+    await garble(path.join(crashed, 'commitlog', FIRST_FILE), puts[35]!)
+    const reopened = await openStore(crashed, { flush: 'sync' })
+    try {
+      assert.equal(reopened.recovery.durableOffset, end)
+      assert.equal(reopened.recovery.truncated, undefined)
+      assert.equal(reopened.maxPhysicalOffset, end)
+      assert.equal(reopened.maxOffset('table', 0), puts.length)
+    } finally {
+      await reopened.close()
+    }
+  } finally {
+    await cleanup()
+    await rm(crashed, { recursive: true, force: true })
   }
 })
