@@ -22,7 +22,8 @@ import { cpSync, renameSync, rmSync } from 'node:fs'
 import * as path from 'node:path'
 import { test } from 'node:test'
 import { MessageStore, StoreError, javaStringHashCode, type MessageStoreOptions, type PutMessage, type PutResult, type StoredMessage } from '../src/index.js'
-import { PROPERTY, SimFileIO, mulberry32 } from '../src/internal.js'
+import { seededRandom } from '@mqts/common'
+import { PROPERTY, SimFileIO } from '../src/internal.js'
 import { tempDir } from './helpers.js'
 
 type Disk = 'simulated' | 'real'
@@ -543,7 +544,7 @@ async function step(run: Run): Promise<string> {
 }
 
 async function modelRun(seed: number, disk: Disk, steps: number): Promise<{ messages: number; reopens: number }> {
-  const rnd = mulberry32(seed)
+  const rnd = seededRandom(seed)
   const { dir, cleanup } = await tempDir('mqts-store-model-')
   const io = disk === 'real' ? undefined : new SimFileIO()
   const run: Run = {

@@ -7,7 +7,8 @@ import * as path from 'node:path'
 import { test } from 'node:test'
 import { NodeFileIO } from '../src/file-io.js'
 import { MessageStore, type MessageStoreOptions } from '../src/index.js'
-import { SimFileIO, mulberry32 } from '../src/sim-file-io.js'
+import { SimFileIO } from '../src/sim-file-io.js'
+import { seededRandom } from '@mqts/common'
 import { tempDir } from './helpers.js'
 
 const BASE_SEED = process.env.SEED ? Number(process.env.SEED) : Date.now() % 1_000_000
@@ -102,7 +103,7 @@ for (const flush of ['sync', 'async'] as const) {
   test(`kill, reopen, power loss, reopen (${flush} flush, ${SEEDS} seeds from ${BASE_SEED}): nothing acknowledged or served is lost, the store opens`, { timeout: 120_000 }, async () => {
     for (let round = 0; round < SEEDS; round++) {
       const seed = BASE_SEED + round
-      const rnd = mulberry32(seed)
+      const rnd = seededRandom(seed)
       const io = new SimFileIO()
       // Long flush intervals: in async mode only explicit flushes sync, so a kill leaves written,
       // unsynced bytes behind.

@@ -7,7 +7,8 @@ import { copyFile, mkdir, open, readdir, readFile, rm } from 'node:fs/promises'
 import * as path from 'node:path'
 import { test } from 'node:test'
 import { MessageStore, StoreError, type PutResult } from '../src/index.js'
-import { SimFileIO, mulberry32 } from '../src/sim-file-io.js'
+import { SimFileIO } from '../src/sim-file-io.js'
+import { seededRandom } from '@mqts/common'
 import { SMALL_FILE, simDir, tempDir } from './helpers.js'
 
 const BASE_SEED = process.env.SEED ? Number(process.env.SEED) : Date.now() % 1_000_000
@@ -152,7 +153,7 @@ const NO_INDEX = { messageIndexEnable: false } as const
 for (let round = 0; round < 12; round++) {
   const seed = BASE_SEED + round
   test(`sim power loss, sync flush, seed ${seed}: every acknowledged message survives`, { timeout: 30_000 }, async (t) => {
-    const rnd = mulberry32(seed)
+    const rnd = seededRandom(seed)
     const io = new SimFileIO()
     const options = { dir: await simDir(t), flush: 'sync' as const, commitLogFileSize: 16 * 1024, fileIO: io, ...NO_INDEX }
     const store = await MessageStore.open(options)
@@ -208,7 +209,7 @@ test(`sim power loss, async flush: the recovered log is a valid prefix holding a
     const options = { dir: path.join(dir, `round-${round}`), commitLogFileSize: 16 * 1024, fileIO: io, flushIntervalMs: 5, flushLeastPages: 1, ...NO_INDEX }
     const store = await MessageStore.open(options)
     const puts: PutResult[] = []
-    const rnd = mulberry32(seed)
+    const rnd = seededRandom(seed)
     const n = 50 + Math.floor(rnd() * 400)
     for (let i = 0; i < n; i++) {
       puts.push(await store.put({ topic: 'a', queueId: i % 3, body: Buffer.alloc(30 + Math.floor(rnd() * 700), i & 0xff) }))
