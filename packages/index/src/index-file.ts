@@ -499,6 +499,8 @@ export class IndexFile implements IndexHeader {
     let n = this.indexCount - 1
     let removed = 0
     let above = Number.POSITIVE_INFINITY
+    /** Slots whose removed entry's prevIndex cannot be trusted (see restoreSlotHeads). */
+    let unsure: Set<number> | undefined
     for (; n >= FIRST_ENTRY; n--) {
       const at = this.entriesStart + n * INDEX_ENTRY.bytes
       const keyHash = v.getInt32(at)
@@ -516,6 +518,7 @@ export class IndexFile implements IndexHeader {
       // indexCount first: a kill right after it leaves what a torn put leaves (an entry past the
       // end heading its slot), which the next open undoes; then the slot, then the bytes.
       if (prev === 0 && this.hashSlotCount > 0) this.hashSlotCount--
+      if (!this.linksWithin(prev, n, slotAt)) (unsure ??= new Set()).add(slotAt)
       v.setInt32(INDEX_HEADER.indexCount, n)
       v.setInt32(INDEX_HEADER.hashSlotCount, this.hashSlotCount)
       v.setInt32(slotAt, prev > 0 && prev < n ? prev : 0)
@@ -523,6 +526,7 @@ export class IndexFile implements IndexHeader {
       above = phyOffset
       removed++
     }
+    if (unsure) this.restoreSlotHeads(unsure, n)
     if (validate && n >= FIRST_ENTRY) {
       const at = this.entriesStart + n * INDEX_ENTRY.bytes
       const keyHash = v.getInt32(at)
@@ -538,6 +542,36 @@ export class IndexFile implements IndexHeader {
     this.fixEnd(removed > 0)
     this.dirty = true
     return { ok: true, removed }
+  }
+
+  /** Whether `prev`, read from entry `n` of the slot at `slotAt`, is an older entry of that slot. */
+  private linksWithin(prev: number, n: number, slotAt: number): boolean {
+    if (prev < FIRST_ENTRY || prev >= n) return false
+    const keyHash = this.view!.getInt32(this.entriesStart + prev * INDEX_ENTRY.bytes)
+    return keyHash >= 0 && INDEX_HEADER.bytes + (keyHash % this.maxHashSlotNum) * INDEX_SLOT_BYTES === slotAt
+  }
+
+  /**
+   * A removed entry's prevIndex of 0 (or one that leads out of its slot) may be bytes that never
+   * reached the disk: after a power loss an unsynced entry can survive in part, its first bytes
+   * new and the rest still zeros, and giving its slot that prevIndex would drop every older entry
+   * of the slot. Each such slot gets the newest kept entry of its own instead (kept entries were
+   * synced), found by one scan down from `newest`, or none; then the slots in use are counted.
+   */
+  private restoreSlotHeads(slotPositions: Set<number>, newest: number): void {
+    const v = this.view!
+    const open = new Set(slotPositions)
+    for (const slotAt of open) v.setInt32(slotAt, 0)
+    for (let m = newest; m >= FIRST_ENTRY && open.size > 0; m--) {
+      const keyHash = v.getInt32(this.entriesStart + m * INDEX_ENTRY.bytes)
+      if (keyHash < 0) continue
+      const slotAt = INDEX_HEADER.bytes + (keyHash % this.maxHashSlotNum) * INDEX_SLOT_BYTES
+      if (open.delete(slotAt)) v.setInt32(slotAt, m)
+    }
+    let used = 0
+    for (let s = 0; s < this.maxHashSlotNum; s++) if (v.getInt32(INDEX_HEADER.bytes + s * INDEX_SLOT_BYTES) !== 0) used++
+    this.hashSlotCount = used
+    v.setInt32(INDEX_HEADER.hashSlotCount, used)
   }
 
   /**
@@ -584,3 +618,4 @@ export class IndexFile implements IndexHeader {
     this.mapping!.buffer.fill(0, at, at + INDEX_ENTRY.bytes)
   }
 }
+

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { test } from 'node:test'
-import { NodeFileIO } from '@mqts/common'
+import { NodeFileIO, SimFileIO, seedFromEnv, seededRandom } from '@mqts/common'
 import { IndexService } from '../src/index.js'
 import { INDEX_HEADER, entryPosition, indexFileSize, slotPosition } from '../src/internal.js'
 import { RECORD_BYTES, TINY, crash, fakeClock, hasKeys, hits, openTiny, record, tempDir } from './helpers.js'
@@ -360,4 +360,47 @@ test('a rollback while a flush writes the checkpoint: the checkpoint never claim
       await cleanup()
     }
   }
+})
+
+// A fixed first seed by default (it found a slot emptied by a torn entry); SEED= runs others.
+const SIM_SEED = process.env.SEED ? seedFromEnv() : 1
+
+test(`a power loss on the simulated disk (seed ${SIM_SEED}, 40 rounds): the index reopens, rolls back what it cannot trust, and a re-dispatch finds every record exactly once`, T, async () => {
+  let kept = 0
+  for (let round = 0; round < 40; round++) {
+    const seed = (SIM_SEED + round) >>> 0
+    const random = seededRandom(seed)
+    const what = `seed ${seed} (SEED=${SIM_SEED}, round ${round})`
+    const disk = new SimFileIO()
+    const dir = '/sim/index-power-loss'
+    const options = { dir, fileIO: disk, ...TINY, now: fakeClock() }
+    const idx = await IndexService.open(options)
+    // Records across several files, flushed now and then; the power goes at a random moment.
+    const written = 50 + Math.floor(random() * 350)
+    let flushed = 0
+    for (let i = 0; i < written; i++) {
+      idx.put(record(i))
+      if (random() < 0.03) {
+        await idx.flush()
+        flushed = idx.indexedUpTo
+      }
+    }
+    const lost = disk.crash(seed)
+    crash(idx)
+    const again = await IndexService.open({ ...options, fileIO: lost })
+    try {
+      again.recover(written * RECORD_BYTES, false)
+      assert.ok(again.indexedUpTo <= flushed, `${what}: recovered at ${again.indexedUpTo}, checkpoint was ${flushed}`)
+      assertExactly(again, again.indexedUpTo, written)
+      if (again.indexedUpTo > 0) kept++
+      redispatch(again, written)
+      assertExactly(again, written * RECORD_BYTES, written)
+      await again.flush()
+    } catch (err) {
+      throw new Error(`${what}: ${(err as Error).message}`, { cause: err })
+    } finally {
+      await again.close()
+    }
+  }
+  assert.ok(kept > 0, 'some rounds keep what was flushed before the power loss')
 })
