@@ -5,7 +5,7 @@
  * Test scaffolding (small tmpfs mounts, temp dirs) is in `@mqts/common/testing`.
  */
 export { CodedError, isDiskFull, messageOf, osErrorCode, type CodedErrorOptions } from './errors.js'
-export { readI64, readI64View, writeI64, writeU64, writeU64View } from './int64.js'
+export { TWO_POW_32, readI64, readI64View, writeI64, writeU64, writeU64View } from './int64.js'
 export { javaHashContinue, javaStringHashCode } from './java-hash.js'
 export { MADV_POPULATE_WRITE, MAX_MAP_BYTES, PAGE_BYTES, canPopulateWrite, forceGc, mmapErrno, mmapIo, setPopulateWriteForTests, type MmapIo } from './mmap.js'
 export { countFromEnv, pick, randomBytes, randomInt, seedFromEnv, seededRandom } from './random.js'

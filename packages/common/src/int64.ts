@@ -2,7 +2,8 @@
  * 64-bit big-endian fields (Java longs). Offsets and timestamps stay below 2^53, so they travel
  * as two 32-bit halves, with no BigInt on the hot path. Buffer and DataView forms.
  */
-const TWO_POW_32 = 4294967296
+/** 2^32: the weight of a 64-bit field's high half. */
+export const TWO_POW_32 = 4294967296
 
 /** Writes a non-negative safe integer as an unsigned 64-bit field. */
 export function writeU64(target: Buffer, at: number, value: number): void {

@@ -41,7 +41,7 @@ import {
   type BodyCopier,
   type Host,
   type PreparedMessage,
-} from './format.js'
+} from './codec/index.js'
 import type { MappedFile } from './mapped-file.js'
 import { MappedFileQueue } from './mapped-file-queue.js'
 

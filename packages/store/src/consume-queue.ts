@@ -28,7 +28,7 @@ import {
   dataViewOf,
   encodeCqUnit,
   offsetToFileName,
-} from './format.js'
+} from './codec/index.js'
 
 /**
  * Zeroes (with pwrite, never a map fault) the 4 KiB pages of [from, to) that hold non-zero

@@ -11,7 +11,7 @@
  */
 import { StoreError } from './errors.js'
 import type { AppendResult, CommitLog, TopicState } from './commit-log.js'
-import { BLANK_MAGIC_CODE, MESSAGE_MAGIC_CODE_V1, MESSAGE_MAGIC_CODE_V2, readDispatchRequest, type DispatchRequest, type PreparedMessage } from './format.js'
+import { BLANK_MAGIC_CODE, MESSAGE_MAGIC_CODE_V1, MESSAGE_MAGIC_CODE_V2, readDispatchRequest, type DispatchRequest, type PreparedMessage } from './codec/index.js'
 
 /** After a failed pass, appends do not retry dispatch more often than this (the timer does). */
 export const RETRY_AFTER_ERROR_MS = 1000

@@ -32,7 +32,7 @@
 import * as fs from 'node:fs'
 import { MessageChannel, Worker, receiveMessageOnPort, type MessagePort } from 'node:worker_threads'
 import type { DataFile } from './file-io.js'
-import type { BodyCopier } from './format.js'
+import type { BodyCopier } from './codec/index.js'
 
 /** Control words (Int32 indexes) of the shared ring. */
 export const CTL = {

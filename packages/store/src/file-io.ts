@@ -9,7 +9,7 @@
  * measured far cheaper than dirtying the map and syncing it). Sync calls run on the thread pool.
  */
 import { NodeFileIO as PlainNodeFileIO, type DataFile, type FileIO as CommonFileIO } from '@mqts/common'
-import type { BodyCopier } from './format.js'
+import type { BodyCopier } from './codec/index.js'
 import { native } from './native.js'
 import { ThreadDurableWriter, type DurableWriter, type DurableWriterEvents, type ThreadDurableWriterOptions, type WriterFaults } from './durable-writer.js'
 

@@ -1,5 +1,5 @@
 /** For sibling packages, tests and benchmarks; not a stable API. */
-export * from './format.js'
+export * from './codec/index.js'
 export * from './crc.js'
 export * from './errors.js'
 export * from './file-io.js'

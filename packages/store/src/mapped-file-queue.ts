@@ -1,7 +1,7 @@
 import * as path from 'node:path'
 import { StoreError, ioError } from './errors.js'
 import type { FileIO } from './file-io.js'
-import { DATA_FILE_NAME_PATTERN, offsetToFileName } from './format.js'
+import { DATA_FILE_NAME_PATTERN, offsetToFileName } from './codec/index.js'
 import { MappedFile } from './mapped-file.js'
 
 /**

@@ -1,6 +1,6 @@
 import * as path from 'node:path'
 import { BackgroundPrefault, type DataFile, type FileIO } from './file-io.js'
-import { dataViewOf, offsetToFileName } from './format.js'
+import { dataViewOf, offsetToFileName } from './codec/index.js'
 
 const EMPTY = Buffer.alloc(0)
 

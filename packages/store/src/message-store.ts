@@ -42,7 +42,7 @@ import {
   type PreparedMessage,
   type StoredMessage,
   withHostFlags,
-} from './format.js'
+} from './codec/index.js'
 import {
   DEFAULT_MAX_QUEUES_PER_TOPIC,
   MAX_QUEUE_ID,

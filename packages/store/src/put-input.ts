@@ -3,7 +3,7 @@
  * what is wrong and shows what was received (a string quoted, so "0" and 0 differ).
  */
 import { StoreError, type StoreErrorCode } from './errors.js'
-import { PROPERTY, PROPERTY_NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR, SYSFLAG, SYSFLAG_ACCEPTED_MASK } from './format.js'
+import { PROPERTY, PROPERTY_NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR, SYSFLAG, SYSFLAG_ACCEPTED_MASK } from './codec/index.js'
 
 /** RocketMQ's default queue count per topic is 4 to 16; a broker may raise it, up to this by default. */
 export const DEFAULT_MAX_QUEUES_PER_TOPIC = 1024

@@ -2,9 +2,9 @@
 // (recovery scans from the first file and reports it); one written before the CRC still reads.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { CHECKPOINT, CHECKPOINT_CRC_MAGIC, StoreCheckpoint, checkpointState, decodeCheckpoint, encodeCheckpoint, type CheckpointValues } from '../src/checkpoint.js'
+import { CHECKPOINT, CHECKPOINT_CRC_MAGIC, StoreCheckpoint, checkpointState, decodeCheckpoint, encodeCheckpoint, type CheckpointValues } from '../src/internal.js'
 import { MessageStore, type PutResult } from '../src/index.js'
-import { writeI64 } from '../src/format.js'
+import { writeI64 } from '../src/codec/index.js'
 import { SimFileIO } from '../src/sim-file-io.js'
 
 const VALUES: CheckpointValues = {

@@ -38,7 +38,7 @@ import {
   type DispatchRequest,
   type Host,
   type PreparedMessage,
-} from '../src/format.js'
+} from '../src/codec/index.js'
 import { StoreError } from '../src/errors.js'
 
 function prepared(overrides: Partial<Parameters<typeof prepareRecord>[0]> = {}): PreparedMessage {
@@ -251,6 +251,25 @@ test('golden: a record with IPv6 born and store hosts is the bytes RocketMQ 4.x 
     { ...req },
     { topic: 'TopicTest', queueId: 3, queueOffset: 42, physicalOffset: 4096, size: 145, sysFlag: 0x32, storeTimestamp: 1_700_000_000_999, tagsCode: javaStringHashCode('TagA'), keys: undefined, uniqKey: undefined },
   )
+})
+
+test('golden: a record with IPv4 hosts is the bytes RocketMQ 4.x writes, and reads back', () => {
+  const golden = fixture('record-ipv4.hex.txt')
+  const bornHost = parseHost('10.0.0.1:45678')!
+  const storeHost = parseHost('127.0.0.1:10911')!
+  const m = prepared({ sysFlag: SYSFLAG.MULTI_TAGS, bornHost, properties: encodeProperties({ TAGS: 'TagA' }) })
+  assert.equal(m.totalSize, golden.length)
+  const buf = Buffer.alloc(m.totalSize)
+  encodeRecord(buf, 0, m, 42, 4096, 1_700_000_000_999, storeHost)
+  assert.equal(buf.toString('hex'), golden.toString('hex'))
+  const d = decodeRecord(golden, 0)
+  assert.equal(d.bornHost, '10.0.0.1:45678')
+  assert.equal(d.storeHost, '127.0.0.1:10911')
+  assert.equal(d.storeTimestamp, 1_700_000_000_999)
+  assert.equal(d.body.toString(), 'hello world')
+  // RocketMQ's createMessageId: store address (4) + port (4) + offset (8), uppercase hex.
+  assert.equal(d.msgId, '7F00000100002A9F0000000000001000')
+  assert.deepEqual(checkRecord(golden, 0, golden.length, 4096, 1 << 20, true), { kind: 'record', size: 121, queueId: 3, queueOffset: 42, sysFlag: 0x2, storeTimestamp: 1_700_000_000_999, topic: 'TopicTest' })
 })
 
 test('each host of a record may be IPv6 on its own: sizes, offsets and every reader agree', () => {

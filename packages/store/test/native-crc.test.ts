@@ -11,7 +11,7 @@ import * as path from 'node:path'
 import { test } from 'node:test'
 import { crc32 as nodeRsCrc32 } from '@node-rs/crc32'
 import { MessageStore } from '../src/index.js'
-import { BODY_CRC_PENDING, RECORD, checkRecord, encodeRecord, prepareRecord } from '../src/format.js'
+import { BODY_CRC_PENDING, RECORD, checkRecord, encodeRecord, prepareRecord } from '../src/codec/index.js'
 import { BodyCrcBatch, bodyCrc, bodyCrcBatch, crc32Implementation } from '../src/crc.js'
 import { native } from '../src/native.js'
 

@@ -5,7 +5,7 @@ import { readFile, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import * as path from 'node:path'
 import { test } from 'node:test'
 import { MessageStore, StoreError, decodeMessageId } from '../src/index.js'
-import { BLANK_MAGIC_CODE } from '../src/format.js'
+import { BLANK_MAGIC_CODE } from '../src/codec/index.js'
 import { SMALL_FILE, reopen, tempDir } from './helpers.js'
 
 async function expectCode(p: Promise<unknown>, code: string): Promise<void> {

@@ -1,5 +1,5 @@
 /**
- * On-disk formats and their constants, byte-compatible with Apache RocketMQ 4.x.
+ * The CommitLog record, byte-compatible with Apache RocketMQ 4.x, in both directions.
  * Facts: docs/design/storage-format.md (which draws every byte) and RocketMQ's
  * MessageExtEncoder / CommitLog / MessageDecoder. Integers are big-endian.
  *
@@ -14,9 +14,12 @@
  * than IPv4, and shifts what follows; the two bits always say what the record holds.
  * End-of-file blank: [remaining bytes 4][BLANK_MAGIC_CODE 4], then the rest of the file is unused.
  */
-import { isIPv6 } from 'node:net'
-import { bodyCrc, bodyCrcAt, type BodyCrcBatch } from './crc.js'
-import { StoreError } from './errors.js'
+import { TWO_POW_32, readI64, readI64View } from '@mqts/common'
+import { bodyCrc, bodyCrcAt, type BodyCrcBatch } from '../crc.js'
+import { StoreError } from '../errors.js'
+import { HOST_BYTES_IPV4, HOST_BYTES_IPV6, IPV6_EXTRA_BYTES, type Host, formatHost } from './host.js'
+import { hostHexPrefix, offsetHex } from './message-id.js'
+import { PROPERTY, decodeProperties } from './properties.js'
 
 export const MESSAGE_MAGIC_CODE_V1 = 0xdaa320a7 | 0 // -626843481
 export const MESSAGE_MAGIC_CODE_V2 = 0xdaa320ab | 0 // -626843477
@@ -46,12 +49,6 @@ export const RECORD = {
 
 /** Record bytes that do not depend on body, topic or properties, V1 magic, IPv4 hosts. */
 export const RECORD_FIXED_BYTES_V1 = 91
-/** Bytes of a host in a record: address and port (an int). */
-export const HOST_BYTES_IPV4 = 4 + 4
-export const HOST_BYTES_IPV6 = 16 + 4
-/** IPv6 adds 12 bytes per host. */
-export const IPV6_EXTRA_BYTES = HOST_BYTES_IPV6 - HOST_BYTES_IPV4
-
 export const SYSFLAG = {
   COMPRESSED: 0x1,
   MULTI_TAGS: 0x2,
@@ -87,17 +84,6 @@ export function withHostFlags(sysFlag: number, bornHost: Host, storeHost: Host):
   return (sysFlag & ~SYSFLAG.HOST_V6_MASK) | (bornHost.ipv6 ? SYSFLAG.BORNHOST_V6 : 0) | (storeHost.ipv6 ? SYSFLAG.STOREHOST_V6 : 0)
 }
 
-export const PROPERTY_NAME_VALUE_SEPARATOR = '\u0001'
-export const PROPERTY_SEPARATOR = '\u0002'
-export const PROPERTY = {
-  KEYS: 'KEYS',
-  TAGS: 'TAGS',
-  UNIQ_KEY: 'UNIQ_KEY',
-  WAIT: 'WAIT',
-} as const
-/** The properties length is a Java short. */
-export const MAX_PROPERTIES_BYTES = 32767
-
 /** RocketMQ's maxMessageSize default (4 MiB); the whole record may exceed it by 64 KiB. */
 export const DEFAULT_MAX_MESSAGE_SIZE_BYTES = 4 * 1024 * 1024
 export const RECORD_OVERHEAD_ALLOWANCE_BYTES = 64 * 1024
@@ -110,230 +96,6 @@ export const TOPIC_PATTERN = /^[%|a-zA-Z0-9_-]+$/
 const TOPIC_BYTE = new Uint8Array(256)
 for (const c of '%|_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ') TOPIC_BYTE[c.charCodeAt(0)] = 1
 
-const TWO_POW_32 = 4294967296
-
-export function writeU64(target: Buffer, at: number, value: number): void {
-  target.writeUInt32BE(Math.floor(value / TWO_POW_32) >>> 0, at)
-  target.writeUInt32BE(value >>> 0, at + 4)
-}
-
-/** Signed 64-bit read, exact up to 2^53 in magnitude. */
-export function readI64(source: Buffer, at: number): number {
-  return source.readInt32BE(at) * TWO_POW_32 + source.readUInt32BE(at + 4)
-}
-
-/** Signed 64-bit write of a safe integer (two's complement for negatives). */
-export function writeI64(target: Buffer, at: number, value: number): void {
-  const hi = Math.floor(value / TWO_POW_32)
-  target.writeInt32BE(hi | 0, at)
-  target.writeUInt32BE((value - hi * TWO_POW_32) >>> 0, at + 4)
-}
-
-/** Java's String.hashCode: UTF-16 code units, 32-bit overflow. RocketMQ's tag hash. */
-export function javaStringHashCode(s: string): number {
-  let h = 0
-  for (let i = 0; i < s.length; i++) h = (Math.imul(31, h) + s.charCodeAt(i)) | 0
-  return h
-}
-
-// ---------------------------------------------------------------------------------------------
-// Hosts: "a.b.c.d:port" or "[ipv6]:port" <-> address bytes and port
-
-export interface Host {
-  /** IPv4 address as an unsigned 32-bit integer; 0 for an IPv6 host. */
-  ip: number
-  port: number
-  /** The 16 address bytes of an IPv6 host; undefined for IPv4. */
-  ipv6?: Buffer | undefined
-}
-
-export const MAX_PORT = 65535
-
-/** "a.b.c.d" as an unsigned 32-bit integer, or undefined. */
-function parseIpv4(text: string): number | undefined {
-  const parts = text.split('.')
-  if (parts.length !== 4) return undefined
-  let ip = 0
-  for (const p of parts) {
-    if (!/^\d{1,3}$/.test(p)) return undefined
-    const n = Number(p)
-    if (n > 255) return undefined
-    ip = ip * 256 + n
-  }
-  return ip
-}
-
-/** The 16 bytes of an IPv6 address in any RFC 4291 text form (no zone id), or undefined. */
-function parseIpv6(text: string): Buffer | undefined {
-  if (!isIPv6(text) || text.includes('%')) return undefined
-  const groups = (part: string): number[] | undefined => {
-    if (part.length === 0) return []
-    const out: number[] = []
-    for (const g of part.split(':')) {
-      if (g.includes('.')) {
-        const ip = parseIpv4(g)
-        if (ip === undefined) return undefined
-        out.push(Math.floor(ip / 65536), ip & 0xffff)
-      } else out.push(parseInt(g, 16))
-    }
-    return out
-  }
-  const gap = text.indexOf('::')
-  const head = groups(gap < 0 ? text : text.slice(0, gap))
-  const tail = gap < 0 ? [] : groups(text.slice(gap + 2))
-  if (head === undefined || tail === undefined || head.length + tail.length > 8) return undefined
-  const all = [...head, ...new Array<number>(8 - head.length - tail.length).fill(0), ...tail]
-  const bytes = Buffer.alloc(16)
-  all.forEach((g, i) => bytes.writeUInt16BE(g, i * 2))
-  return bytes
-}
-
-/** Parses "a.b.c.d:port" or "[ipv6]:port" (port 0 to 65535); undefined if it is neither. */
-export function parseHost(text: string): Host | undefined {
-  if (typeof text !== 'string') return undefined
-  const colon = text.lastIndexOf(':')
-  if (colon <= 0 || !/^\d{1,5}$/.test(text.slice(colon + 1))) return undefined
-  const port = Number(text.slice(colon + 1))
-  if (port > MAX_PORT) return undefined
-  const address = text.slice(0, colon)
-  if (address.startsWith('[') && address.endsWith(']')) {
-    const ipv6 = parseIpv6(address.slice(1, -1))
-    return ipv6 === undefined ? undefined : { ip: 0, port, ipv6 }
-  }
-  const ip = parseIpv4(address)
-  return ip === undefined ? undefined : { ip, port, ipv6: undefined }
-}
-
-/** RFC 5952 text of 16 address bytes: lowercase, the longest run of zero groups as "::". */
-function formatIpv6(address: Buffer): string {
-  const g: number[] = []
-  for (let i = 0; i < 16; i += 2) g.push(address.readUInt16BE(i))
-  if (g.slice(0, 5).every((x) => x === 0) && g[5] === 0xffff) return `::ffff:${address[12]}.${address[13]}.${address[14]}.${address[15]}`
-  let bestAt = -1
-  let bestLength = 1
-  for (let i = 0; i < 8; ) {
-    let j = i
-    while (j < 8 && g[j] === 0) j++
-    if (j - i > bestLength) {
-      bestAt = i
-      bestLength = j - i
-    }
-    i = j === i ? i + 1 : j
-  }
-  const hex = (from: number, to: number): string => g.slice(from, to).map((x) => x.toString(16)).join(':')
-  return bestAt < 0 ? hex(0, 8) : `${hex(0, bestAt)}::${hex(bestAt + bestLength, 8)}`
-}
-
-export function formatHost(address: Buffer, port: number): string {
-  if (address.length === 4) return `${address[0]}.${address[1]}.${address[2]}.${address[3]}:${port}`
-  return `[${formatIpv6(address)}]:${port}`
-}
-
-/** Bytes `host` takes in a record. */
-export function hostBytes(host: Host): number {
-  return host.ipv6 ? HOST_BYTES_IPV6 : HOST_BYTES_IPV4
-}
-
-// ---------------------------------------------------------------------------------------------
-// Properties: name 0x01 value 0x02, repeated
-
-export function encodeProperties(properties: Record<string, string>): string {
-  let out = ''
-  for (const name in properties) {
-    const value = properties[name]
-    if (value === undefined || value === null) continue
-    out += name + PROPERTY_NAME_VALUE_SEPARATOR + value + PROPERTY_SEPARATOR
-  }
-  return out
-}
-
-/** RocketMQ's string2messageProperties: segments shorter than 3 chars or without a name and a value are ignored. */
-export function decodeProperties(text: string): Record<string, string> {
-  const map: Record<string, string> = {}
-  const len = text.length
-  let index = 0
-  while (index < len) {
-    let next = text.indexOf(PROPERTY_SEPARATOR, index)
-    if (next < 0) next = len
-    if (next - index >= 3) {
-      const sep = text.indexOf(PROPERTY_NAME_VALUE_SEPARATOR, index)
-      if (sep > index && sep < next - 1) map[text.slice(index, sep)] = text.slice(sep + 1, next)
-    }
-    index = next + 1
-  }
-  return map
-}
-
-// ---------------------------------------------------------------------------------------------
-// Message ids: store ip + port + physical offset, uppercase hex (32 chars for IPv4)
-
-const HEX = '0123456789ABCDEF'
-
-/** The host part of an offset message id: address (4 or 16 bytes) and port (an int), uppercase hex. */
-export function hostHexPrefix(host: Host): string {
-  const address = host.ipv6 ? host.ipv6.toString('hex').toUpperCase() : (host.ip >>> 0).toString(16).toUpperCase().padStart(8, '0')
-  return address + (host.port >>> 0).toString(16).toUpperCase().padStart(8, '0')
-}
-
-const HEX_BYTE: string[] = Array.from({ length: 256 }, (_, i) => HEX[i >>> 4]! + HEX[i & 15]!)
-
-/** 16 uppercase hex digits: a table of byte pairs is twice as fast as a digit loop. */
-export function offsetHex(physicalOffset: number): string {
-  const hi = Math.floor(physicalOffset / TWO_POW_32)
-  const lo = physicalOffset >>> 0
-  return (
-    HEX_BYTE[hi >>> 24]! + HEX_BYTE[(hi >>> 16) & 255]! + HEX_BYTE[(hi >>> 8) & 255]! + HEX_BYTE[hi & 255]! +
-    HEX_BYTE[lo >>> 24]! + HEX_BYTE[(lo >>> 16) & 255]! + HEX_BYTE[(lo >>> 8) & 255]! + HEX_BYTE[lo & 255]!
-  )
-}
-
-/** RocketMQ's offset message id: 32 hex digits for an IPv4 store host, 56 for IPv6 (16 + 4 + 8 bytes). */
-export function createMessageId(host: Host, physicalOffset: number): string {
-  return hostHexPrefix(host) + offsetHex(physicalOffset)
-}
-
-/**
- * Message ids of one store host on the append path: the host and the offset's upper 48 bits
- * change at most every 64 KiB, so their 28 digits are kept, and an id costs two string joins
- * with the byte-pair table instead of nine.
- */
-export class MessageIdEncoder {
-  private readonly hostPrefix: string
-  /** physicalOffset / 65536 the prefix was built for. */
-  private upper = -1
-  private prefix = ''
-
-  constructor(host: Host) {
-    this.hostPrefix = hostHexPrefix(host)
-  }
-
-  encode(physicalOffset: number): string {
-    const upper = Math.floor(physicalOffset / 65536)
-    if (upper !== this.upper) {
-      this.upper = upper
-      this.prefix = this.hostPrefix + offsetHex(physicalOffset).slice(0, 12)
-    }
-    const lo = physicalOffset & 0xffff
-    return this.prefix + HEX_BYTE[lo >>> 8]! + HEX_BYTE[lo & 255]!
-  }
-}
-
-export interface DecodedMessageId {
-  host: string
-  physicalOffset: number
-}
-
-/** Decodes an offset message id (32 hex chars: IPv4, 56: IPv6); undefined if it is not one. */
-export function decodeMessageId(msgId: string): DecodedMessageId | undefined {
-  if ((msgId.length !== 32 && msgId.length !== 56) || !/^[0-9A-Fa-f]+$/.test(msgId)) return undefined
-  const bytes = Buffer.from(msgId, 'hex')
-  const ipLength = bytes.length === 16 ? 4 : 16
-  const address = bytes.subarray(0, ipLength)
-  const port = bytes.readInt32BE(ipLength)
-  return { host: formatHost(Buffer.from(address), port), physicalOffset: readI64(bytes, ipLength + 4) }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Encoding
 
 /** PreparedMessage.bodyCrc of a message whose CRC is computed when it is encoded (BodyCrcBatch). */
@@ -569,7 +331,7 @@ export interface StoredMessage {
   msgId: string
 }
 
-interface Layout {
+export interface Layout {
   bornHostBytes: number
   storeTimestamp: number
   storeHost: number
@@ -595,7 +357,7 @@ function layout(sysFlag: number): Layout {
 const LAYOUTS: readonly Layout[] = [0, SYSFLAG.BORNHOST_V6, SYSFLAG.STOREHOST_V6, SYSFLAG.HOST_V6_MASK].map(layout)
 
 /** Field offsets of a record with this sysFlag. */
-function layoutOf(sysFlag: number): Layout {
+export function layoutOf(sysFlag: number): Layout {
   return LAYOUTS[(sysFlag & SYSFLAG.HOST_V6_MASK) >>> 4]!
 }
 
@@ -684,7 +446,7 @@ export function decodeRecord(source: Buffer, at: number, copyBody = true, dv: Da
     storeHost = formatHost(storeIp, storePort)
     idPrefix = Buffer.concat([storeIp, source.subarray(at + l.storeHost + storeIpBytes, at + l.storeHost + storeIpBytes + 4)]).toString('hex').toUpperCase()
   }
-  const physicalOffset = dvI64(dv, at + RECORD.physicalOffset)
+  const physicalOffset = readI64View(dv, at + RECORD.physicalOffset)
   const bodyLength = dv.getInt32(at + l.bodyLength)
   const bodyStart = at + l.body
   const bodyView = source.subarray(bodyStart, bodyStart + bodyLength)
@@ -700,19 +462,19 @@ export function decodeRecord(source: Buffer, at: number, copyBody = true, dv: Da
   return {
     topic,
     queueId: dv.getInt32(at + RECORD.queueId),
-    queueOffset: dvI64(dv, at + RECORD.queueOffset),
+    queueOffset: readI64View(dv, at + RECORD.queueOffset),
     physicalOffset,
     storeSize: totalSize,
     body: copyBody ? Buffer.from(bodyView) : bodyView,
     bodyCrc: dv.getInt32(at + RECORD.bodyCrc),
     flag: dv.getInt32(at + RECORD.flag),
     sysFlag,
-    bornTimestamp: dvI64(dv, at + RECORD.bornTimestamp),
+    bornTimestamp: readI64View(dv, at + RECORD.bornTimestamp),
     bornHost,
-    storeTimestamp: dvI64(dv, at + l.storeTimestamp),
+    storeTimestamp: readI64View(dv, at + l.storeTimestamp),
     storeHost,
     reconsumeTimes: dv.getInt32(at + l.reconsumeTimes),
-    preparedTransactionOffset: dvI64(dv, at + l.preparedTransactionOffset),
+    preparedTransactionOffset: readI64View(dv, at + l.preparedTransactionOffset),
     properties,
     tags: properties[PROPERTY.TAGS],
     keys: keysText ? keysText.split(' ').filter((k) => k.length > 0) : [],
@@ -822,56 +584,9 @@ export function offsetToFileName(offset: number): string {
 
 export const DATA_FILE_NAME_PATTERN = /^\d{20}$/
 
-// ---------------------------------------------------------------------------------------------
-// Dispatch view of a record: what the ConsumeQueue and the index need, read without decoding
-// the whole record (RocketMQ's DispatchRequest).
-
-export interface DispatchRequest {
-  topic: string
-  queueId: number
-  physicalOffset: number
-  size: number
-  /** Java String.hashCode of the TAGS property; 0 without tags. */
-  tagsCode: number
-  storeTimestamp: number
-  queueOffset: number
-  sysFlag: number
-  /** The KEYS property (space-separated) and UNIQ_KEY; read only when asked for. */
-  keys: string | undefined
-  uniqKey: string | undefined
-}
-
-const NAME_TAGS = Buffer.from(PROPERTY.TAGS, 'latin1')
-const NAME_KEYS = Buffer.from(PROPERTY.KEYS, 'latin1')
-const NAME_UNIQ_KEY = Buffer.from(PROPERTY.UNIQ_KEY, 'latin1')
-const SEP_NAME_VALUE = 1
-const SEP_PROPERTY = 2
-
-function nameIs(source: Buffer, at: number, length: number, name: Buffer): boolean {
-  if (length !== name.length) return false
-  for (let i = 0; i < length; i++) if (source[at + i] !== name[i]) return false
-  return true
-}
-
-/** Java String.hashCode of the UTF-8 bytes [from, to), without building a string when ASCII. */
-export function javaHashOfUtf8(source: Buffer, from: number, to: number): number {
-  let h = 0
-  for (let i = from; i < to; i++) {
-    const c = source[i]!
-    if (c >= 0x80) return javaStringHashCode(source.toString('utf8', from, to))
-    h = (Math.imul(31, h) + c) | 0
-  }
-  return h
-}
-
 /** Bytes of the topic length field: 2 with the V2 magic, else 1. */
-function topicLengthBytes(magic: number): number {
+export function topicLengthBytes(magic: number): number {
   return magic === MESSAGE_MAGIC_CODE_V2 ? 2 : 1
-}
-
-/** Signed 64-bit read through a DataView, exact up to 2^53 in magnitude. */
-function dvI64(dv: DataView, at: number): number {
-  return dv.getInt32(at) * TWO_POW_32 + dv.getUint32(at + 4)
 }
 
 /** Topic strings by their bytes, so dispatch does not decode the same topic over and over. */
@@ -888,7 +603,7 @@ function sameAscii(text: string, source: Buffer, at: number, length: number): bo
 }
 
 /** The topic string at [at, at + length): the previous one, a cached one, or a new decode. */
-function topicAt(source: Buffer, at: number, length: number): string {
+export function topicAt(source: Buffer, at: number, length: number): string {
   if (sameAscii(lastTopic, source, at, length)) return lastTopic
   let h = length
   for (let i = 0; i < length; i++) h = (Math.imul(h, 31) + source[at + i]!) | 0
@@ -900,101 +615,4 @@ function topicAt(source: Buffer, at: number, length: number): string {
   }
   lastTopic = topic
   return topic
-}
-
-/**
- * Fills `out` from the message record at `source[at]` (already known to be a message record,
- * not a BLANK). `withKeys` also extracts KEYS and UNIQ_KEY. No CRC check, as RocketMQ's reput.
- */
-export function readDispatchRequest(source: Buffer, dv: DataView, at: number, withKeys: boolean, out: DispatchRequest): void {
-  const totalSize = dv.getInt32(at)
-  const magic = dv.getInt32(at + RECORD.magicCode)
-  const sysFlag = dv.getInt32(at + RECORD.sysFlag)
-  const l = layoutOf(sysFlag)
-  const bodyLength = dv.getInt32(at + l.bodyLength)
-  let pos = at + l.body + bodyLength
-  const topicLength = magic === MESSAGE_MAGIC_CODE_V2 ? dv.getInt16(pos) : source[pos]!
-  pos += topicLengthBytes(magic)
-  out.topic = topicAt(source, pos, topicLength)
-  pos += topicLength
-  const propertiesLength = dv.getInt16(pos)
-  pos += 2
-  out.queueId = dv.getInt32(at + RECORD.queueId)
-  out.queueOffset = dvI64(dv, at + RECORD.queueOffset)
-  out.physicalOffset = dvI64(dv, at + RECORD.physicalOffset)
-  out.size = totalSize
-  out.sysFlag = sysFlag
-  out.storeTimestamp = dvI64(dv, at + l.storeTimestamp)
-  out.tagsCode = 0
-  out.keys = undefined
-  out.uniqKey = undefined
-  const end = pos + propertiesLength
-  while (pos < end) {
-    let sep = pos
-    while (sep < end && source[sep] !== SEP_NAME_VALUE && source[sep] !== SEP_PROPERTY) sep++
-    if (sep >= end || source[sep] !== SEP_NAME_VALUE) {
-      pos = sep + 1
-      continue
-    }
-    let valueEnd = sep + 1
-    while (valueEnd < end && source[valueEnd] !== SEP_PROPERTY) valueEnd++
-    const nameLength = sep - pos
-    if (valueEnd > sep + 1) {
-      if (nameIs(source, pos, nameLength, NAME_TAGS)) out.tagsCode = javaHashOfUtf8(source, sep + 1, valueEnd)
-      else if (withKeys && nameIs(source, pos, nameLength, NAME_KEYS)) out.keys = source.toString('utf8', sep + 1, valueEnd)
-      else if (withKeys && nameIs(source, pos, nameLength, NAME_UNIQ_KEY)) out.uniqKey = source.toString('utf8', sep + 1, valueEnd)
-    }
-    pos = valueEnd + 1
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// ConsumeQueue unit, 20 bytes, big-endian:
-//   | physicalOffset (8) | size (4) | tagsCode (8) |
-// Unit n of a queue sits at byte n * 20 of the queue's logical space; files are named by the
-// 20-digit logical byte offset of their first unit.
-
-export const CQ_UNIT = { physicalOffset: 0, size: 8, tagsCode: 12, bytes: 20 } as const
-/** RocketMQ's mapedFileSizeConsumeQueue: 300,000 units (6,000,000 bytes) per file. */
-export const DEFAULT_CQ_UNITS_PER_FILE = 300_000
-/** Filler unit of a queue that starts in the middle of a file: [0, Integer.MAX_VALUE, 0]. */
-export const CQ_FILLER_SIZE = 0x7fffffff
-/**
- * Written into the ConsumeQueue root at a clean close: each queue's files and offsets, so the
- * next open need not read its files. JSON: { version, commitLogEnd, commitLogMin, fileSize,
- * queues: [[topic, queueId, minOffset, maxOffset, maxPhysicalEnd, fileStarts]] }. The dot keeps
- * it out of the topic folders' name pattern.
- */
-export const CQ_SUMMARY_FILE = '.clean-summary.json'
-export const CQ_SUMMARY_VERSION = 1
-
-export interface CqUnit {
-  physicalOffset: number
-  size: number
-  tagsCode: number
-}
-
-export function encodeCqUnit(target: DataView, at: number, physicalOffset: number, size: number, tagsCode: number): void {
-  target.setUint32(at + CQ_UNIT.physicalOffset, Math.floor(physicalOffset / TWO_POW_32))
-  target.setUint32(at + CQ_UNIT.physicalOffset + 4, physicalOffset >>> 0)
-  target.setInt32(at + CQ_UNIT.size, size)
-  // tagsCode is an int hash sign-extended to a long.
-  target.setInt32(at + CQ_UNIT.tagsCode, tagsCode < 0 ? -1 : Math.floor(tagsCode / TWO_POW_32))
-  target.setUint32(at + CQ_UNIT.tagsCode + 4, tagsCode >>> 0)
-}
-
-export function cqUnitPhysicalOffset(source: DataView, at: number): number {
-  return source.getInt32(at + CQ_UNIT.physicalOffset) * TWO_POW_32 + source.getUint32(at + CQ_UNIT.physicalOffset + 4)
-}
-
-export function cqUnitSize(source: DataView, at: number): number {
-  return source.getInt32(at + CQ_UNIT.size)
-}
-
-export function cqUnitTagsCode(source: DataView, at: number): number {
-  return source.getInt32(at + CQ_UNIT.tagsCode) * TWO_POW_32 + source.getUint32(at + CQ_UNIT.tagsCode + 4)
-}
-
-export function decodeCqUnit(source: DataView, at: number): CqUnit {
-  return { physicalOffset: cqUnitPhysicalOffset(source, at), size: cqUnitSize(source, at), tagsCode: cqUnitTagsCode(source, at) }
 }

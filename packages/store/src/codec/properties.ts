@@ -1,0 +1,40 @@
+/** Message properties as RocketMQ stores them: name 0x01 value 0x02, repeated. */
+
+export const PROPERTY_NAME_VALUE_SEPARATOR = '\u0001'
+export const PROPERTY_SEPARATOR = '\u0002'
+export const PROPERTY = {
+  KEYS: 'KEYS',
+  TAGS: 'TAGS',
+  UNIQ_KEY: 'UNIQ_KEY',
+  WAIT: 'WAIT',
+} as const
+/** The properties length is a Java short. */
+export const MAX_PROPERTIES_BYTES = 32767
+
+export function encodeProperties(properties: Record<string, string>): string {
+  let out = ''
+  for (const name in properties) {
+    const value = properties[name]
+    if (value === undefined || value === null) continue
+    out += name + PROPERTY_NAME_VALUE_SEPARATOR + value + PROPERTY_SEPARATOR
+  }
+  return out
+}
+
+/** RocketMQ's string2messageProperties: segments shorter than 3 chars or without a name and a value are ignored. */
+export function decodeProperties(text: string): Record<string, string> {
+  const map: Record<string, string> = {}
+  const len = text.length
+  let index = 0
+  while (index < len) {
+    let next = text.indexOf(PROPERTY_SEPARATOR, index)
+    if (next < 0) next = len
+    if (next - index >= 3) {
+      const sep = text.indexOf(PROPERTY_NAME_VALUE_SEPARATOR, index)
+      if (sep > index && sep < next - 1) map[text.slice(index, sep)] = text.slice(sep + 1, next)
+    }
+    index = next + 1
+  }
+  return map
+}
+
