@@ -12,7 +12,7 @@ import * as path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { IndexService, INDEX_DEFAULTS, indexFileSize } from '@mqts/index'
 import { MessageStore } from '@mqts/store'
-import { mulberry32 } from '@mqts/store/internal'
+import { seededRandom } from '@mqts/common'
 import { forceGc } from '@mqts/index/internal'
 import { TempDirs, formatBytes, formatNumber, isMain, isQuick, printEnvironment, printResults, type BenchResult, type RunOptions } from './lib/report.js'
 
@@ -59,9 +59,9 @@ function filesBytes(dir: string): { apparent: number; allocated: number } {
   return { apparent, allocated }
 }
 
-/** A deterministic sequence of uint32s (the store's seeded mulberry32). */
+/** A deterministic sequence of uint32s (mulberry32, seeded). */
 function randomInts(seed: number): () => number {
-  const next = mulberry32(seed)
+  const next = seededRandom(seed)
   return () => next() * 4294967296
 }
 

@@ -11,11 +11,11 @@
  * rename, directory sync), so it is either the old or the new value; a missing or damaged one
  * reads as 0 (rebuild everything).
  */
-import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { crc32 } from 'node:zlib'
+import type { DataFile, FileIO } from '@mqts/common'
 import { readI64 } from './format.js'
-import { syncDirSync } from './mapping.js'
+import { realFileIO } from './mapping.js'
 
 export const CHECKPOINT_FILE = 'checkpoint'
 export const INDEX_CHECKPOINT = { magic: 0, version: 4, durableIndexedUpTo: 8, crc: 16, bytes: 20 } as const
@@ -41,16 +41,23 @@ export function decodeCheckpoint(b: Buffer): number | undefined {
   return d >= 0 && Number.isSafeInteger(d) ? d : undefined
 }
 
-/** Reads the checkpoint of `dir`: 0 when it is missing or damaged. */
-export function readCheckpoint(dir: string): number {
-  let bytes: Buffer
+/** Reads the checkpoint of `dir`: 0 when it is missing or damaged. Blocking (20 bytes). */
+export function readCheckpoint(dir: string, io: FileIO = realFileIO()): number {
+  let file: DataFile
   try {
-    bytes = fs.readFileSync(path.join(dir, CHECKPOINT_FILE))
+    file = io.openSync(path.join(dir, CHECKPOINT_FILE))
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0
     throw err
   }
-  return decodeCheckpoint(bytes) ?? 0
+  try {
+    // One byte more than a checkpoint has, so a longer file does not pass for one.
+    const bytes = Buffer.alloc(INDEX_CHECKPOINT.bytes + 1)
+    const n = file.readSync(bytes, 0, bytes.length, 0)
+    return decodeCheckpoint(bytes.subarray(0, n)) ?? 0
+  } finally {
+    file.closeSync()
+  }
 }
 
 /**
@@ -61,17 +68,8 @@ const SYNC_TEMP = `${CHECKPOINT_FILE}.tmp`
 const FLUSH_TEMP = `${CHECKPOINT_FILE}.flush.tmp`
 
 /** Replaces the checkpoint durably (blocking; it is 20 bytes and rare). */
-export function writeCheckpointSync(dir: string, durableIndexedUpTo: number): void {
-  const tmp = path.join(dir, SYNC_TEMP)
-  const fd = fs.openSync(tmp, 'w')
-  try {
-    fs.writeSync(fd, encodeCheckpoint(durableIndexedUpTo), 0, INDEX_CHECKPOINT.bytes, 0)
-    fs.fdatasyncSync(fd)
-  } finally {
-    fs.closeSync(fd)
-  }
-  fs.renameSync(tmp, path.join(dir, CHECKPOINT_FILE))
-  syncDirSync(dir)
+export function writeCheckpointSync(io: FileIO, dir: string, durableIndexedUpTo: number): void {
+  io.writeFileAtomicSync(path.join(dir, CHECKPOINT_FILE), encodeCheckpoint(durableIndexedUpTo), { temp: path.join(dir, SYNC_TEMP) })
 }
 
 /**
@@ -80,26 +78,6 @@ export function writeCheckpointSync(dir: string, durableIndexedUpTo: number): vo
  * renamed over the checkpoint in the same synchronous step, so nothing (a rollback) can run
  * between the caller's last check and the rename. Returns whether the checkpoint was replaced.
  */
-export async function writeCheckpoint(dir: string, durableIndexedUpTo: number, mayReplace: () => boolean = () => true): Promise<boolean> {
-  const fsp = fs.promises
-  const tmp = path.join(dir, FLUSH_TEMP)
-  const handle = await fsp.open(tmp, 'w')
-  try {
-    await handle.writeFile(encodeCheckpoint(durableIndexedUpTo))
-    await handle.datasync()
-  } finally {
-    await handle.close()
-  }
-  if (!mayReplace()) {
-    await fsp.rm(tmp, { force: true })
-    return false
-  }
-  fs.renameSync(tmp, path.join(dir, CHECKPOINT_FILE))
-  const dirHandle = await fsp.open(dir, fs.constants.O_RDONLY)
-  try {
-    await dirHandle.sync()
-  } finally {
-    await dirHandle.close()
-  }
-  return true
+export function writeCheckpoint(io: FileIO, dir: string, durableIndexedUpTo: number, mayReplace: () => boolean = () => true): Promise<boolean> {
+  return io.writeFileAtomic(path.join(dir, CHECKPOINT_FILE), encodeCheckpoint(durableIndexedUpTo), { temp: path.join(dir, FLUSH_TEMP), mayReplace })
 }

@@ -9,8 +9,8 @@
  * The mapping is attached and detached by the service, which bounds how many files are mapped;
  * everything but puts, queries and rollbacks works from the header fields alone.
  */
-import * as fs from 'node:fs'
 import * as path from 'node:path'
+import type { DataFile, FileIO } from '@mqts/common'
 import {
   FIRST_ENTRY,
   INDEX_ENTRY,
@@ -26,7 +26,7 @@ import {
   writeU64,
   type IndexHeader,
 } from './format.js'
-import { Mapping, createSparseFile } from './mapping.js'
+import { Mapping } from './mapping.js'
 
 /** Entries read at once when a query scans an unmapped file (64 KiB). */
 const SCAN_CHUNK_ENTRIES = 3276
@@ -65,13 +65,13 @@ class ReadEntries implements EntrySource {
   private held = 0
 
   constructor(
-    private readonly fd: number,
+    private readonly file: DataFile,
     private readonly entriesStart: number,
   ) {}
 
   slot(position: number): number {
     this.held = 0
-    fs.readSync(this.fd, ReadEntries.buffer, 0, INDEX_SLOT_BYTES, position)
+    this.file.readSync(ReadEntries.buffer, 0, INDEX_SLOT_BYTES, position)
     return ReadEntries.buffer.readInt32BE(0)
   }
 
@@ -79,16 +79,13 @@ class ReadEntries implements EntrySource {
     if (n < this.first || n >= this.first + this.held) {
       const first = scanning ? Math.max(FIRST_ENTRY, n - SCAN_CHUNK_ENTRIES + 1) : n
       const bytes = (n - first + 1) * INDEX_ENTRY.bytes
-      fs.readSync(this.fd, ReadEntries.buffer, 0, bytes, this.entriesStart + first * INDEX_ENTRY.bytes)
+      this.file.readSync(ReadEntries.buffer, 0, bytes, this.entriesStart + first * INDEX_ENTRY.bytes)
       this.first = first
       this.held = n - first + 1
     }
     return (n - this.first) * INDEX_ENTRY.bytes
   }
 }
-
-/** Read size when warming a spare file's slot table. */
-const WARM_CHUNK_BYTES = 4 * 1024 * 1024
 
 /** Entries reserved ahead of the writer at a time (1 MiB of entries). */
 const RESERVE_AHEAD_BYTES = 1024 * 1024
@@ -127,6 +124,7 @@ export class IndexFile implements IndexHeader {
   private readonly entriesStart: number
 
   private constructor(
+    private readonly io: FileIO,
     readonly dir: string,
     private _name: string,
     readonly maxHashSlotNum: number,
@@ -177,11 +175,11 @@ export class IndexFile implements IndexHeader {
    * with the previous file's end (as RocketMQ does), so time and offset filters work before the
    * first put. Throws the OS error (ENOSPC when the slot table cannot get space).
    */
-  static create(dir: string, name: string, maxHashSlotNum: number, maxIndexNum: number, seedPhyOffset: number, seedTimestamp: number): IndexFile {
-    const f = new IndexFile(dir, name, maxHashSlotNum, maxIndexNum)
-    createSparseFile(f.path, f.size)
+  static create(io: FileIO, dir: string, name: string, maxHashSlotNum: number, maxIndexNum: number, seedPhyOffset: number, seedTimestamp: number): IndexFile {
+    const f = new IndexFile(io, dir, name, maxHashSlotNum, maxIndexNum)
+    io.allocateSparseSync(f.path, f.size)
     try {
-      f.attach(Mapping.open(f.path, f.size))
+      f.attach(Mapping.open(io, f.path, f.size))
       // Faulting the slot table in now keeps random slot writes free of page faults, and makes
       // sure a full disk shows up here rather than as a signal during a put.
       f.mapping!.reserve(0, f.entriesStart)
@@ -192,7 +190,7 @@ export class IndexFile implements IndexHeader {
       f.dirty = true
     } catch (err) {
       f.detach()
-      fs.rmSync(f.path, { force: true })
+      io.removeSync(f.path)
       throw err
     }
     return f
@@ -204,30 +202,32 @@ export class IndexFile implements IndexHeader {
    * thread pool (the holes come into the page cache as zero pages), then mapped and reserved,
    * which is cheap once the pages are cached. `activate` gives it its real name later.
    */
-  static async prepare(dir: string, tmpName: string, maxHashSlotNum: number, maxIndexNum: number): Promise<IndexFile> {
-    const f = new IndexFile(dir, tmpName, maxHashSlotNum, maxIndexNum)
+  static async prepare(io: FileIO, dir: string, tmpName: string, maxHashSlotNum: number, maxIndexNum: number): Promise<IndexFile> {
+    const f = new IndexFile(io, dir, tmpName, maxHashSlotNum, maxIndexNum)
     // The slot table and the first entries the writer will reserve.
     const warmEnd = Math.min(f.size, f.entriesStart + RESERVE_AHEAD_BYTES)
-    const handle = await fs.promises.open(f.path, 'w+')
+    let file: DataFile
     try {
-      await handle.truncate(f.size)
-      const chunk = Buffer.allocUnsafe(Math.min(WARM_CHUNK_BYTES, warmEnd))
-      for (let at = 0; at < warmEnd; at += chunk.length) {
-        await handle.read(chunk, 0, Math.min(chunk.length, warmEnd - at), at)
-      }
+      await io.allocate(f.path, f.size, { zeroFill: false, durable: false })
+      file = await io.open(f.path)
     } catch (err) {
-      await handle.close().catch(() => {})
-      await fs.promises.rm(f.path, { force: true })
+      await io.remove(f.path)
       throw err
     }
-    await handle.close()
     try {
-      f.attach(Mapping.open(f.path, f.size))
+      await file.warm(0, warmEnd)
+    } catch (err) {
+      await file.close().catch(() => {})
+      await io.remove(f.path)
+      throw err
+    }
+    try {
+      f.attach(Mapping.of(file, f.size))
       f.mapping!.reserve(0, warmEnd)
       f.reservedUpTo = warmEnd
     } catch (err) {
       f.detach()
-      fs.rmSync(f.path, { force: true })
+      io.removeSync(f.path)
       throw err
     }
     return f
@@ -235,8 +235,7 @@ export class IndexFile implements IndexHeader {
 
   /** Renames a prepared file to `name` and seeds its header as `create` does. */
   activate(name: string, seedPhyOffset: number, seedTimestamp: number): void {
-    const from = this.path
-    fs.renameSync(from, path.join(this.dir, name))
+    this.io.renameSync(this.path, path.join(this.dir, name))
     this._name = name
     if (seedPhyOffset > 0) this.beginPhyOffset = this.endPhyOffset = seedPhyOffset
     if (seedTimestamp > 0) this.beginTimestamp = this.endTimestamp = seedTimestamp
@@ -253,16 +252,15 @@ export class IndexFile implements IndexHeader {
    * Reads and checks the header of an existing file (without mapping it). Returns the reason
    * instead when the file cannot be used: wrong size or a header that does not make sense.
    */
-  static load(dir: string, name: string, maxHashSlotNum: number, maxIndexNum: number): IndexFile | string {
-    const f = new IndexFile(dir, name, maxHashSlotNum, maxIndexNum)
-    const fd = fs.openSync(f.path, 'r')
+  static load(io: FileIO, dir: string, name: string, maxHashSlotNum: number, maxIndexNum: number): IndexFile | string {
+    const f = new IndexFile(io, dir, name, maxHashSlotNum, maxIndexNum)
+    const file = io.openSync(f.path)
     const bytes = Buffer.alloc(INDEX_HEADER.bytes)
-    let size: number
+    const size = file.size
     try {
-      size = fs.fstatSync(fd).size
-      if (size === f.size) fs.readSync(fd, bytes, 0, bytes.length, 0)
+      if (size === f.size) file.readSync(bytes, 0, bytes.length, 0)
     } finally {
-      fs.closeSync(fd)
+      file.closeSync()
     }
     if (size !== f.size) return `size ${size}, expected ${f.size}`
     const h = decodeHeader(new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength))
@@ -284,14 +282,14 @@ export class IndexFile implements IndexHeader {
     const n = this.indexCount - 1
     if (n < FIRST_ENTRY) return undefined
     const bytes = Buffer.alloc(INDEX_ENTRY.bytes + INDEX_SLOT_BYTES)
-    const fd = fs.openSync(this.path, 'r')
+    const file = this.io.openSync(this.path)
     let keyHash: number
     try {
-      fs.readSync(fd, bytes, 0, INDEX_ENTRY.bytes, this.entriesStart + n * INDEX_ENTRY.bytes)
+      file.readSync(bytes, 0, INDEX_ENTRY.bytes, this.entriesStart + n * INDEX_ENTRY.bytes)
       keyHash = bytes.readInt32BE(INDEX_ENTRY.keyHash)
-      if (keyHash >= 0) fs.readSync(fd, bytes, INDEX_ENTRY.bytes, INDEX_SLOT_BYTES, INDEX_HEADER.bytes + (keyHash % this.maxHashSlotNum) * INDEX_SLOT_BYTES)
+      if (keyHash >= 0) file.readSync(bytes, INDEX_ENTRY.bytes, INDEX_SLOT_BYTES, INDEX_HEADER.bytes + (keyHash % this.maxHashSlotNum) * INDEX_SLOT_BYTES)
     } finally {
-      fs.closeSync(fd)
+      file.closeSync()
     }
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
     const phyOffset = readI64(view, INDEX_ENTRY.phyOffset)
@@ -399,11 +397,11 @@ export class IndexFile implements IndexHeader {
    */
   selectUnmapped(out: number[], keyHash: number, maxNum: number, begin: number, end: number): void {
     if (this.indexCount <= FIRST_ENTRY) return
-    const fd = fs.openSync(this.path, 'r')
+    const file = this.io.openSync(this.path)
     try {
-      this.collect(new ReadEntries(fd, this.entriesStart), out, keyHash, maxNum, begin, end)
+      this.collect(new ReadEntries(file, this.entriesStart), out, keyHash, maxNum, begin, end)
     } finally {
-      fs.closeSync(fd)
+      file.closeSync()
     }
   }
 
@@ -501,6 +499,8 @@ export class IndexFile implements IndexHeader {
     let n = this.indexCount - 1
     let removed = 0
     let above = Number.POSITIVE_INFINITY
+    /** Slots whose removed entry's prevIndex cannot be trusted (see restoreSlotHeads). */
+    let unsure: Set<number> | undefined
     for (; n >= FIRST_ENTRY; n--) {
       const at = this.entriesStart + n * INDEX_ENTRY.bytes
       const keyHash = v.getInt32(at)
@@ -518,6 +518,7 @@ export class IndexFile implements IndexHeader {
       // indexCount first: a kill right after it leaves what a torn put leaves (an entry past the
       // end heading its slot), which the next open undoes; then the slot, then the bytes.
       if (prev === 0 && this.hashSlotCount > 0) this.hashSlotCount--
+      if (!this.linksWithin(prev, n, slotAt)) (unsure ??= new Set()).add(slotAt)
       v.setInt32(INDEX_HEADER.indexCount, n)
       v.setInt32(INDEX_HEADER.hashSlotCount, this.hashSlotCount)
       v.setInt32(slotAt, prev > 0 && prev < n ? prev : 0)
@@ -525,6 +526,7 @@ export class IndexFile implements IndexHeader {
       above = phyOffset
       removed++
     }
+    if (unsure) this.restoreSlotHeads(unsure, n)
     if (validate && n >= FIRST_ENTRY) {
       const at = this.entriesStart + n * INDEX_ENTRY.bytes
       const keyHash = v.getInt32(at)
@@ -540,6 +542,36 @@ export class IndexFile implements IndexHeader {
     this.fixEnd(removed > 0)
     this.dirty = true
     return { ok: true, removed }
+  }
+
+  /** Whether `prev`, read from entry `n` of the slot at `slotAt`, is an older entry of that slot. */
+  private linksWithin(prev: number, n: number, slotAt: number): boolean {
+    if (prev < FIRST_ENTRY || prev >= n) return false
+    const keyHash = this.view!.getInt32(this.entriesStart + prev * INDEX_ENTRY.bytes)
+    return keyHash >= 0 && INDEX_HEADER.bytes + (keyHash % this.maxHashSlotNum) * INDEX_SLOT_BYTES === slotAt
+  }
+
+  /**
+   * A removed entry's prevIndex of 0 (or one that leads out of its slot) may be bytes that never
+   * reached the disk: after a power loss an unsynced entry can survive in part, its first bytes
+   * new and the rest still zeros, and giving its slot that prevIndex would drop every older entry
+   * of the slot. Each such slot gets the newest kept entry of its own instead (kept entries were
+   * synced), found by one scan down from `newest`, or none; then the slots in use are counted.
+   */
+  private restoreSlotHeads(slotPositions: Set<number>, newest: number): void {
+    const v = this.view!
+    const open = new Set(slotPositions)
+    for (const slotAt of open) v.setInt32(slotAt, 0)
+    for (let m = newest; m >= FIRST_ENTRY && open.size > 0; m--) {
+      const keyHash = v.getInt32(this.entriesStart + m * INDEX_ENTRY.bytes)
+      if (keyHash < 0) continue
+      const slotAt = INDEX_HEADER.bytes + (keyHash % this.maxHashSlotNum) * INDEX_SLOT_BYTES
+      if (open.delete(slotAt)) v.setInt32(slotAt, m)
+    }
+    let used = 0
+    for (let s = 0; s < this.maxHashSlotNum; s++) if (v.getInt32(INDEX_HEADER.bytes + s * INDEX_SLOT_BYTES) !== 0) used++
+    this.hashSlotCount = used
+    v.setInt32(INDEX_HEADER.hashSlotCount, used)
   }
 
   /**
@@ -586,3 +618,4 @@ export class IndexFile implements IndexHeader {
     this.mapping!.buffer.fill(0, at, at + INDEX_ENTRY.bytes)
   }
 }
+

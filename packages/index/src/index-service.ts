@@ -10,19 +10,20 @@
  *   checkpoint does not cover it; `recover(commitLogEnd, clean)` rolls entries back exactly,
  *   validating as it goes, and deletes files it cannot trust so the store rebuilds them.
  */
-import * as fs from 'node:fs'
-import * as fsp from 'node:fs/promises'
 import * as path from 'node:path'
+import type { FileIO } from '@mqts/common'
 import { LRUCache } from 'lru-cache'
 import { readCheckpoint, writeCheckpoint, writeCheckpointSync } from './checkpoint.js'
 import { IndexError, ioError } from './errors.js'
 import { INDEX_DEFAULTS, fileNameOf, indexFileSize, isIndexFileName, javaHashContinue, positiveHash, indexKeyHash, timeOfFileName, topicHashPrefix } from './format.js'
 import { IndexFile, type IndexFileInfo } from './index-file.js'
-import { MAX_BACKLOG, MAX_MAP_BYTES, Mapping, datasyncPath, mappingBacklog, reclaimMappings, reclaimMappingsSoon, syncDirSync } from './mapping.js'
+import { MAX_BACKLOG, MAX_MAP_BYTES, Mapping, datasyncPath, mappingBacklog, realFileIO, reclaimMappings, reclaimMappingsSoon } from './mapping.js'
 
 export interface IndexServiceOptions {
   /** The index directory (the store's `index/`); created if missing. */
   dir: string
+  /** Where its files live: default the real disk; the store passes its own (a simulated disk in tests). */
+  fileIO?: FileIO
   /** Hash slots per file, default 5,000,000. */
   maxHashSlotNum?: number
   /** Entries per file (one is never used), default 20,000,000. */
@@ -135,6 +136,7 @@ export class IndexService {
   private lastTopicPrefix = topicHashPrefix('')
 
   private constructor(
+    private readonly io: FileIO,
     readonly dir: string,
     options: Required<Pick<IndexServiceOptions, 'maxHashSlotNum' | 'maxIndexNum' | 'maxOpenFiles' | 'now'>>,
     durableUpTo: number,
@@ -164,18 +166,19 @@ export class IndexService {
       throw new IndexError('INVALID_ARGUMENT', `an index file of ${indexFileSize(maxHashSlotNum, maxIndexNum)} bytes is over the ${MAX_MAP_BYTES}-byte map limit`)
     }
     const dir = options.dir
+    const io = options.fileIO ?? realFileIO()
     let names: string[]
     let durable: number
     try {
-      await fsp.mkdir(dir, { recursive: true })
-      names = await fsp.readdir(dir)
+      await io.mkdirp(dir)
+      names = await io.list(dir)
       // Leftovers of an interrupted file creation or checkpoint write.
-      for (const n of names.filter((n) => n.endsWith(TEMP_SUFFIX))) await fsp.rm(path.join(dir, n), { force: true })
-      durable = readCheckpoint(dir)
+      for (const n of names.filter((n) => n.endsWith(TEMP_SUFFIX))) await io.remove(path.join(dir, n))
+      durable = readCheckpoint(dir, io)
     } catch (err) {
       throw ioError(`opening index directory ${dir}`, err)
     }
-    const service = new IndexService(dir, { maxHashSlotNum, maxIndexNum, maxOpenFiles, now: options.now ?? Date.now }, durable)
+    const service = new IndexService(io, dir, { maxHashSlotNum, maxIndexNum, maxOpenFiles, now: options.now ?? Date.now }, durable)
     try {
       service.load(names.filter(isIndexFileName).sort())
     } catch (err) {
@@ -216,7 +219,7 @@ export class IndexService {
       cut = Math.min(cut, i > 0 ? this.list[i - 1]!.endPhyOffset : 0)
     }
     for (let i = 0; i < names.length; i++) {
-      const loaded = IndexFile.load(this.dir, names[i]!, this.slots, this.entries)
+      const loaded = IndexFile.load(this.io, this.dir, names[i]!, this.slots, this.entries)
       const prev = this.list.at(-1)
       const problem =
         typeof loaded === 'string'
@@ -314,7 +317,7 @@ export class IndexService {
       this.writerIndex = this.list.length - 1
       this._indexedUpTo = Math.min(this._indexedUpTo, cut)
       if (this._indexedUpTo < this.durableUpTo) {
-        writeCheckpointSync(this.dir, this._indexedUpTo)
+        writeCheckpointSync(this.io, this.dir, this._indexedUpTo)
         this.durableUpTo = this._indexedUpTo
       }
     } catch (err) {
@@ -330,10 +333,10 @@ export class IndexService {
         this.mapped.delete(name)
         f.detach()
       }
-      fs.rmSync(path.join(this.dir, name), { force: true })
+      this.io.removeSync(path.join(this.dir, name))
     }
     if (names.length > 0) {
-      syncDirSync(this.dir)
+      this.io.syncDirSync(this.dir)
       reclaimMappings()
     }
   }
@@ -356,7 +359,7 @@ export class IndexService {
       if (!this.isPinned(f)) this.mapped.get(f.name)
       return
     }
-    f.attach(Mapping.open(f.path, f.size))
+    f.attach(Mapping.open(this.io, f.path, f.size))
     if (!this.isPinned(f)) this.mapped.set(f.name, f)
   }
 
@@ -453,7 +456,7 @@ export class IndexService {
         const name = this.nextFileName(last?.name)
         const seedPhyOffset = last?.endPhyOffset ?? 0
         const seedTimestamp = last?.endTimestamp ?? 0
-        const f = this.takeSpare(name, seedPhyOffset, seedTimestamp) ?? IndexFile.create(this.dir, name, this.slots, this.entries, seedPhyOffset, seedTimestamp)
+        const f = this.takeSpare(name, seedPhyOffset, seedTimestamp) ?? IndexFile.create(this.io, this.dir, name, this.slots, this.entries, seedPhyOffset, seedTimestamp)
         created.push(f)
         const here = Math.min(need, f.room)
         f.reserveEntries(here)
@@ -462,7 +465,7 @@ export class IndexService {
     } catch (err) {
       for (const f of created) {
         f.detach()
-        fs.rmSync(f.path, { force: true })
+        this.io.removeSync(f.path)
       }
       reclaimMappingsSoon()
       throw ioError(`creating an index file in ${this.dir}`, err)
@@ -497,7 +500,7 @@ export class IndexService {
    */
   private prepareSpare(): void {
     if (this.spare || this.preparing || this.status !== 'open') return
-    this.preparing = IndexFile.prepare(this.dir, spareName(), this.slots, this.entries)
+    this.preparing = IndexFile.prepare(this.io, this.dir, spareName(), this.slots, this.entries)
       .then(
         (f) => {
           if (this.status === 'open' && !this.spare) this.spare = f
@@ -512,7 +515,7 @@ export class IndexService {
 
   private discard(f: IndexFile): void {
     f.detach()
-    fs.rmSync(f.path, { force: true })
+    this.io.removeSync(f.path)
     reclaimMappingsSoon()
   }
 
@@ -599,7 +602,7 @@ export class IndexService {
     try {
       await Promise.all(
         dirty.map((f) =>
-          datasyncPath(f.path).catch((err: unknown) => {
+          datasyncPath(this.io, f.path).catch((err: unknown) => {
             // Deleted by retention meanwhile: nothing left to make durable.
             if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
           }),
@@ -607,13 +610,13 @@ export class IndexService {
       )
       if (this.dirDirty) {
         this.dirDirty = false
-        syncDirSync(this.dir)
+        await this.io.syncDir(this.dir)
       }
       if (upTo !== this.durableUpTo && rollbacks === this.rollbacks) {
         // A rollback may run while the checkpoint is written: checked again just before the
         // rename, and durableUpTo follows the file at once, so a rollback after it sees the
         // higher value and writes its lower one.
-        await writeCheckpoint(this.dir, upTo, () => {
+        await writeCheckpoint(this.io, this.dir, upTo, () => {
           if (rollbacks !== this.rollbacks) return false
           this.durableUpTo = upTo
           return true
@@ -641,8 +644,8 @@ export class IndexService {
       f.detach()
     }
     try {
-      for (const f of victims) await fsp.rm(f.path, { force: true })
-      syncDirSync(this.dir)
+      for (const f of victims) await this.io.remove(f.path)
+      await this.io.syncDir(this.dir)
     } catch (err) {
       throw ioError(`deleting index files in ${this.dir}`, err)
     } finally {

@@ -1,21 +1,25 @@
 /**
- * Shared memory maps of index files through `@riaskov/mmap-io`, with the same rules as the
- * store's CommitLog (docs/design/mmap.md): a mapping goes away only when V8 collects its Buffer,
- * so releasing one drops its pages (MADV_DONTNEED; the page cache keeps dirty ones), closes the
- * descriptor and drops every reference; `reclaimMappings()` then runs a full GC when some mapping
- * was released, so deleted files stop pinning disk space.
+ * Shared memory maps of index files, made through the file seam (`FileIO` of @mqts/common: the
+ * real disk or the simulated one), with the same rules as the store's CommitLog
+ * (docs/design/mmap.md): a mapping goes away only when V8 collects its Buffer, so releasing one
+ * drops its pages (the page cache keeps dirty ones), closes the descriptor and drops every
+ * reference; `reclaimMappings()` then runs a full GC when some mapping was released, so deleted
+ * files stop pinning disk space.
  *
- * Files are sparse. Bytes are only ever written through the map into ranges reserved first with
- * MADV_POPULATE_WRITE (Linux 5.14+) or, without it, with a pwrite of zeros, so a full disk is an
+ * Files are sparse. Bytes are only ever written through the map into ranges reserved first
+ * (DataFile.reserve: MADV_POPULATE_WRITE, or a pwrite of zeros without it), so a full disk is an
  * ENOSPC error from that call and never a SIGBUS.
  */
-import * as fs from 'node:fs'
-import { MADV_POPULATE_WRITE, MAX_MAP_BYTES, PAGE_BYTES, canPopulateWrite, forceGc, mmapErrno, mmapIo } from '@mqts/common'
+import { MAX_MAP_BYTES, NodeFileIO, forceGc, type DataFile, type FileIO } from '@mqts/common'
 
 export { MAX_MAP_BYTES, PAGE_BYTES, canPopulateWrite, forceGc, setPopulateWriteForTests } from '@mqts/common'
 
-const ZERO_CHUNK_BYTES = 1024 * 1024
-let zeroChunk: Buffer | undefined
+let realDisk: FileIO | undefined
+/** The real disk, for an index opened without a `fileIO`. */
+export function realFileIO(): FileIO {
+  realDisk ??= new NodeFileIO()
+  return realDisk
+}
 
 /**
  * Released mappings not unmapped yet. The unmap happens in a finalizer that runs on the event
@@ -62,66 +66,45 @@ export class Mapping {
   readonly view: DataView
   private readonly state = { released: false }
 
-  private constructor(
-    readonly file: string,
-    readonly fd: number,
-    readonly size: number,
-  ) {
-    const m = mmapIo()
-    this.buffer = m.map(size, m.PROT_READ | m.PROT_WRITE, m.MAP_SHARED, fd, 0)
+  private constructor(readonly file: DataFile) {
+    this.buffer = file.map(true)
     this.view = new DataView(this.buffer.buffer, this.buffer.byteOffset, this.buffer.byteLength)
     unmapped.register(this.buffer, this.state)
   }
 
-  /** Opens and maps an existing file; throws the OS error. */
-  static open(file: string, size: number): Mapping {
+  get size(): number {
+    return this.file.size
+  }
+
+  /** Opens and maps an existing file of `size` bytes; throws the OS error. */
+  static open(io: FileIO, file: string, size: number): Mapping {
     if (size > MAX_MAP_BYTES) throw new RangeError(`cannot map ${size} bytes (limit ${MAX_MAP_BYTES})`)
-    const fd = fs.openSync(file, 'r+')
+    return Mapping.of(io.openSync(file), size)
+  }
+
+  /** Maps `file`, which must be `size` bytes (a shorter one would fault past its end); closes it on failure. */
+  static of(file: DataFile, size: number): Mapping {
     try {
-      return new Mapping(file, fd, size)
+      if (file.size !== size) throw Object.assign(new Error(`${file.path} has ${file.size} bytes, expected ${size}`), { code: 'EINVAL' })
+      return new Mapping(file)
     } catch (err) {
-      fs.closeSync(fd)
+      file.closeSync()
       throw err
     }
   }
 
   /**
-   * Reserves [offset, offset + length) for writes through the map: faults the pages in writable
-   * (which allocates the file's blocks), or writes zeros there when the kernel cannot, unless the
-   * range `holdsData`. Throws the OS error, ENOSPC on a full disk.
+   * Reserves [offset, offset + length) for writes through the map (DataFile.reserve), unless
+   * the kernel cannot fault pages in and the range `holdsData` already. Throws the OS error,
+   * ENOSPC on a full disk.
    */
   reserve(offset: number, length: number, holdsData = false): void {
-    const end = Math.min(this.size, offset + length)
-    if (end <= offset) return
-    if (canPopulateWrite()) {
-      const start = offset - (offset % PAGE_BYTES)
-      try {
-        mmapIo().advise(this.buffer, start, end - start, MADV_POPULATE_WRITE)
-      } catch (err) {
-        // mmap-io reports "madvise() failed, <errno>"; EFAULT/ENOSPC here mean no space.
-        const errno = mmapErrno(err)
-        throw Object.assign(new Error(`cannot reserve ${this.file} [${offset}, ${end}): ${(err as Error).message}`), {
-          code: errno === 12 ? 'ENOMEM' : errno === 22 ? 'EINVAL' : 'ENOSPC',
-          errno,
-        })
-      }
-      return
-    }
-    // Without MADV_POPULATE_WRITE: allocate the blocks with zeros where nothing was written yet.
-    // A range that holds data (`holdsData`) got its blocks when it was first reserved.
-    if (holdsData) return
-    zeroChunk ??= Buffer.alloc(ZERO_CHUNK_BYTES)
-    for (let at = offset; at < end; ) {
-      const n = Math.min(ZERO_CHUNK_BYTES, end - at)
-      const written = fs.writeSync(this.fd, zeroChunk, 0, n, at)
-      if (written <= 0) throw Object.assign(new Error(`short write to ${this.file}`), { code: 'EIO' })
-      at += written
-    }
+    this.file.reserve(offset, length, holdsData)
   }
 
   /** fdatasync on the thread pool: makes every page dirtied through the map durable. */
   datasync(): Promise<void> {
-    return new Promise((resolve, reject) => fs.fdatasync(this.fd, (err) => (err ? reject(err) : resolve())))
+    return this.file.datasync()
   }
 
   /** Drops the pages from this process, closes the descriptor and leaves the Buffer to the GC. */
@@ -130,12 +113,7 @@ export class Mapping {
     this.state.released = true
     backlog++
     try {
-      mmapIo().advise(this.buffer, 0, this.size, mmapIo().MADV_DONTNEED)
-    } catch {
-      // advisory only
-    }
-    try {
-      fs.closeSync(this.fd)
+      this.file.closeSync()
     } catch {
       // already closed
     }
@@ -143,40 +121,12 @@ export class Mapping {
   }
 }
 
-/**
- * Creates `file` of `size` bytes, sparse: under a temp name, then renamed, so a file with its
- * final name always has its full size. The directory is synced later (by the next flush).
- */
-export function createSparseFile(file: string, size: number): void {
-  const tmp = `${file}.tmp`
-  const fd = fs.openSync(tmp, 'w+')
-  try {
-    fs.ftruncateSync(fd, size)
-  } catch (err) {
-    fs.closeSync(fd)
-    fs.rmSync(tmp, { force: true })
-    throw err
-  }
-  fs.closeSync(fd)
-  fs.renameSync(tmp, file)
-}
-
-/** fsync of a directory, so created, renamed and removed entries survive a power loss. */
-export function syncDirSync(dir: string): void {
-  const fd = fs.openSync(dir, fs.constants.O_RDONLY)
-  try {
-    fs.fsyncSync(fd)
-  } finally {
-    fs.closeSync(fd)
-  }
-}
-
 /** fdatasync of a file that is not mapped now (the page cache still holds its dirty pages). */
-export function datasyncPath(file: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    fs.open(file, 'r+', (err, fd) => {
-      if (err) return reject(err)
-      fs.fdatasync(fd, (syncErr) => fs.close(fd, () => (syncErr ? reject(syncErr) : resolve())))
-    })
-  })
+export async function datasyncPath(io: FileIO, file: string): Promise<void> {
+  const f = await io.open(file)
+  try {
+    await f.datasync()
+  } finally {
+    await f.close()
+  }
 }

@@ -15,7 +15,8 @@ import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { IndexService } from '../src/index.js'
 import { CRASH_GEOMETRY, CRASH_RECORD_BYTES, CRASH_RECORD_LIMIT, crashKeys } from './fixtures/crash-records.js'
-import { tempDir, mulberry32 } from './helpers.js'
+import { seededRandom } from '@mqts/common'
+import { tempDir } from './helpers.js'
 
 const CYCLES = Number(process.env.INDEX_CRASH_CYCLES ?? 8)
 const SEED = process.env.SEED ? Number(process.env.SEED) : Date.now() % 1_000_000
@@ -74,7 +75,7 @@ function verify(idx: IndexService, cycle: number): void {
 
 test(`kill -9 at random moments, recover, every durable key found exactly once (seed ${SEED})`, { timeout: 60_000 }, async () => {
   const { dir, cleanup } = await tempDir('mqts-index-crash-')
-  const random = mulberry32(SEED)
+  const random = seededRandom(SEED)
   let upTo = 0
   try {
     for (let cycle = 0; cycle < CYCLES; cycle++) {

@@ -3,27 +3,17 @@
 // needs it fails with DISK_FULL, writes nothing, leaves indexedUpTo where it was, and every key
 // indexed before stays found, also after reopening.
 import assert from 'node:assert/strict'
-import { execFileSync } from 'node:child_process'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import * as path from 'node:path'
 import { test } from 'node:test'
 import { IndexError, IndexService } from '../src/index.js'
 import { forceGc } from '../src/internal.js'
+import { withTmpfs } from '@mqts/common/testing'
 
 const GEOMETRY = { maxHashSlotNum: 16_384, maxIndexNum: 11_000 } // 40 + 64 KiB + 215 KiB
 
 test('a real full disk fails the put with DISK_FULL and loses nothing', { timeout: 20_000 }, async (t) => {
-  if (process.getuid?.() !== 0) return t.skip('needs root to mount a small tmpfs')
-  const mountPoint = await mkdtemp(path.join(tmpdir(), 'mqts-index-fullfs-'))
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=600k', 'tmpfs', mountPoint], { stdio: 'ignore' })
-  } catch {
-    await rm(mountPoint, { recursive: true, force: true })
-    return t.skip('cannot mount a tmpfs here')
-  }
-  const dir = path.join(mountPoint, 'index')
-  try {
+  const skip = await withTmpfs('600k', async (mountPoint) => {
+    const dir = path.join(mountPoint, 'index')
     const idx = await IndexService.open({ dir, ...GEOMETRY })
     let error: unknown
     let n = 0
@@ -64,19 +54,6 @@ test('a real full disk fails the put with DISK_FULL and loses nothing', { timeou
     } finally {
       await again.close()
     }
-  } finally {
-    // Closed files are unmapped by the GC; retry the unmount briefly before a lazy one.
-    let unmounted = false
-    for (let i = 0; i < 40 && !unmounted; i++) {
-      try {
-        execFileSync('umount', [mountPoint], { stdio: 'ignore' })
-        unmounted = true
-      } catch {
-        forceGc()
-        await new Promise((r) => setTimeout(r, 50))
-      }
-    }
-    if (!unmounted) execFileSync('umount', ['-l', mountPoint], { stdio: 'ignore' })
-    await rm(mountPoint, { recursive: true, force: true })
-  }
+  })
+  if (skip) t.skip(skip)
 })

@@ -67,15 +67,3 @@ export function crash(idx: IndexService): void {
   raw.releaseAll()
   raw._status = 'closed'
 }
-
-/** A seeded pseudo-random sequence in [0, 1) (mulberry32), so failures replay with SEED. */
-export function mulberry32(seed: number): () => number {
-  let s = seed >>> 0
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0
-    let t = s
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}

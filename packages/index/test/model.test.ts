@@ -9,7 +9,8 @@ import * as path from 'node:path'
 import { test } from 'node:test'
 import { IndexService } from '../src/index.js'
 import { INDEX_ENTRY, entryPosition, indexKeyHash, slotPosition } from '../src/internal.js'
-import { tempDir, mulberry32 } from './helpers.js'
+import { seededRandom } from '@mqts/common'
+import { tempDir } from './helpers.js'
 
 const SEED = process.env.SEED ? Number(process.env.SEED) : Date.now() % 1_000_000
 const GEOMETRY = { maxHashSlotNum: 16, maxIndexNum: 50 }
@@ -22,7 +23,7 @@ interface Entry {
 }
 
 test(`model check: random puts, cuts, reopens and retention (seed ${SEED})`, { timeout: 20_000 }, async () => {
-  const random = mulberry32(SEED)
+  const random = seededRandom(SEED)
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!
   const { dir, cleanup } = await tempDir('mqts-index-model-')
   const open = (): Promise<IndexService> => IndexService.open({ dir: path.join(dir, 'index'), ...GEOMETRY, maxOpenFiles: 2 })
@@ -118,7 +119,7 @@ function flipBit(file: string, position: number, bit: number): void {
 // that loops would hang here; damage.test.ts checks that case in a worker).
 for (const fields of ['links', 'any'] as const) {
   test(`model check: queries over files with flipped bits in ${fields} (seed ${SEED})`, { timeout: 20_000 }, async () => {
-    const random = mulberry32(SEED + (fields === 'any' ? 1 : 0))
+    const random = seededRandom(SEED + (fields === 'any' ? 1 : 0))
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!
     const { dir, cleanup } = await tempDir('mqts-index-model-damage-')
     const open = (): Promise<IndexService> => IndexService.open({ dir: path.join(dir, 'index'), ...GEOMETRY, maxOpenFiles: 2 })

@@ -4,7 +4,6 @@
  * (lock, abort marker, checkpoint, recovery).
  */
 import * as path from 'node:path'
-import * as fsp from 'node:fs/promises'
 import { INDEX_DEFAULTS, IndexError, IndexService, indexFileSize } from '@mqts/index'
 import { StoreCheckpoint } from './checkpoint.js'
 import { CommitLog, type AppendResult, type FlushMode, type RecoveryReport, type TopicState } from './commit-log.js'
@@ -352,9 +351,10 @@ export class MessageStore {
       store.recovery = await store.commitLog.recover(cleanShutdown)
       if (options.messageIndexEnable ?? true) {
         // Before the index starts (it makes its spare file in the background at once).
-        if (!store.commitLog.queue.last) await MessageStore.checkIndexFits(path.join(dir, STORE_PATHS.index), options)
+        if (!store.commitLog.queue.last) await MessageStore.checkIndexFits(io, path.join(dir, STORE_PATHS.index), options)
         store.index = await IndexService.open({
           dir: path.join(dir, STORE_PATHS.index),
+          fileIO: io,
           maxHashSlotNum: options.maxHashSlotNum,
           maxIndexNum: options.maxIndexNum,
           now: options.now,
@@ -457,16 +457,14 @@ export class MessageStore {
    * size the index instead. Only checked for a new store (no CommitLog file), so a store that
    * opened once reopens however full its disk has become.
    */
-  private static async checkIndexFits(indexDir: string, options: MessageStoreOptions): Promise<void> {
+  private static async checkIndexFits(io: FileIO, indexDir: string, options: MessageStoreOptions): Promise<void> {
     const slots = options.maxHashSlotNum ?? INDEX_DEFAULTS.maxHashSlotNum
     const entries = options.maxIndexNum ?? INDEX_DEFAULTS.maxIndexNum
     const perFile = indexFileSize(slots, 0) + Math.min(entries * INDEX_ENTRY_BYTES, INDEX_FIRST_ENTRIES_RESERVED_BYTES)
     const needed = INDEX_FILES_RESERVED_AT_ONCE * perFile
-    // The index writes through node:fs, not the store's FileIO: ask the disk it is on.
     let free: number
     try {
-      const s = await fsp.statfs(indexDir)
-      free = s.bavail * s.bsize
+      free = (await io.diskUsage(indexDir)).freeBytes
     } catch {
       return
     }

@@ -7,7 +7,7 @@ import * as path from 'node:path'
 import { test } from 'node:test'
 import { MessageStore, javaStringHashCode, type MessageStoreOptions, type PutResult } from '../src/index.js'
 import { CQ_UNIT, SimFileIO } from '../src/internal.js'
-import { SMALL_FILE, queueUnits, reopen, simDir, tempDir } from './helpers.js'
+import { SIM_INDEX, SMALL_FILE, queueUnits, reopen, simDir, tempDir } from './helpers.js'
 
 const CQ_UNITS = 50
 
@@ -318,9 +318,8 @@ test('recovery: ConsumeQueue ahead of the CommitLog is truncated, behind it is r
 for (const seed of [1, 2, 3, 4, 5, 6]) {
   test(`sim power loss (seed ${seed}): every acknowledged message is reachable through get; queues equal a rebuild`, { timeout: 30_000 }, async (t) => {
     let io = new SimFileIO()
-    const dir = await simDir(t)
-    // No index: it keeps its files on the real disk, where they would outlive the simulated power loss.
-    const base: MessageStoreOptions = { dir, flush: 'sync', commitLogFileSize: SMALL_FILE, consumeQueueUnitsPerFile: CQ_UNITS, flushConsumeQueueIntervalMs: 5, messageIndexEnable: false }
+    const dir = simDir(t)
+    const base: MessageStoreOptions = { dir, flush: 'sync', commitLogFileSize: SMALL_FILE, consumeQueueUnitsPerFile: CQ_UNITS, flushConsumeQueueIntervalMs: 5, ...SIM_INDEX }
     let store = await MessageStore.open({ ...base, fileIO: io })
     const acked: PutResult[] = []
     const queueOf = new Map<number, number>()

@@ -18,7 +18,7 @@ import * as path from 'node:path'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { MessageStore } from '../src/index.js'
-import { mulberry32 } from '../src/sim-file-io.js'
+import { seededRandom } from '@mqts/common'
 import { CQ_UNITS_PER_FILE, expectedBody } from './fixtures/crash-body.js'
 import { tempDir } from './helpers.js'
 
@@ -180,9 +180,9 @@ async function compareWithRebuild(dir: string, options: { commitLogFileSize: num
 
 test(`crash loop: ${CYCLES} SIGKILL cycles lose no acknowledged message (seed ${SEED})`, { timeout: 60_000 + CYCLES * 10_000 }, async (t) => {
   const { dir, cleanup } = await tempDir('mqts-crash-')
-  const rnd = mulberry32(SEED)
+  const rnd = seededRandom(SEED)
   // The checks draw from their own stream, so the kill timings of a seed stay those of earlier runs.
-  const pick = mulberry32(SEED ^ 0x5bd1e995)
+  const pick = seededRandom(SEED ^ 0x5bd1e995)
   const options = { dir, commitLogFileSize: FILE_SIZE, consumeQueueUnitsPerFile: CQ_UNITS_PER_FILE }
   const all: Ack[] = []
   let walked: Walked = { offset: 0, next: new Map() }

@@ -3,28 +3,19 @@
 // gets EFAULT from madvise, never a SIGBUS; sync: the next file cannot be created), every
 // acknowledged message stays readable, and the store reopens with all of them.
 import assert from 'node:assert/strict'
-import { execFileSync } from 'node:child_process'
-import { mkdtemp, open, rm, stat } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { open, rm, stat } from 'node:fs/promises'
 import * as path from 'node:path'
-import { test, type TestContext } from 'node:test'
+import { test } from 'node:test'
 import { MessageStore, StoreError, type PutResult } from '../src/index.js'
-import { forceGc } from '../src/file-io.js'
+import { withTmpfs } from '@mqts/common/testing'
 import { SimFileIO, type DataFile, type FileIO } from '../src/internal.js'
 
 for (const flush of ['async', 'sync'] as const) {
   test(`${flush}: a real full disk fails the put with DISK_FULL and loses nothing`, { timeout: 30_000 }, async (t) => {
-    if (process.getuid?.() !== 0) return t.skip('needs root to mount a small tmpfs')
-    const mountPoint = await mkdtemp(path.join(tmpdir(), 'mqts-fullfs-'))
-    try {
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=600k', 'tmpfs', mountPoint], { stdio: 'ignore' })
-    } catch {
-      await rm(mountPoint, { recursive: true, force: true })
-      return t.skip('cannot mount a tmpfs here')
-    }
-    // The index is off: its sparse 420 MB files and spare file have their own full-disk test (packages/index).
-    const options = { dir: path.join(mountPoint, 'store'), flush, commitLogFileSize: 256 * 1024, messageIndexEnable: false }
-    try {
+    // Unmounting fails the test when a mapping of the closed store was never released.
+    const skip = await withTmpfs('600k', async (mountPoint) => {
+      // The index is off: its sparse 420 MB files and spare file have their own full-disk test (packages/index).
+      const options = { dir: path.join(mountPoint, 'store'), flush, commitLogFileSize: 256 * 1024, messageIndexEnable: false }
       const store = await MessageStore.open(options)
       const acked: PutResult[] = []
       let error: unknown
@@ -47,23 +38,8 @@ for (const flush of ['async', 'sync'] as const) {
       } finally {
         await again.close()
       }
-    } finally {
-      // Closed files are unmapped by the GC (docs/design/mmap.md): close() ran one, and V8 may
-      // release the memory a moment later, so a busy mount is retried briefly before a lazy one.
-      let unmounted = false
-      for (let i = 0; i < 40 && !unmounted; i++) {
-        try {
-          execFileSync('umount', [mountPoint], { stdio: 'ignore' })
-          unmounted = true
-        } catch {
-          forceGc()
-          await new Promise((r) => setTimeout(r, 50))
-        }
-      }
-      if (!unmounted) execFileSync('umount', ['-l', mountPoint], { stdio: 'ignore' })
-      await rm(mountPoint, { recursive: true, force: true })
-      assert.ok(unmounted, 'every mapping of the closed store was released')
-    }
+    })
+    if (skip) t.skip(skip)
   })
 }
 
@@ -116,37 +92,6 @@ for (const flush of ['async', 'sync'] as const) {
   })
 }
 
-/**
- * Runs `fn` on a fresh tmpfs of `size` (mount's syntax: '2m'), mounted only when running as
- * root; unmounted after, waiting briefly for the GC to unmap closed files (docs/design/mmap.md).
- */
-async function onTmpfs(t: TestContext, size: string, fn: (mountPoint: string) => Promise<void>): Promise<void> {
-  if (process.getuid?.() !== 0) return t.skip('needs root to mount a small tmpfs')
-  const mountPoint = await mkdtemp(path.join(tmpdir(), 'mqts-fullfs-'))
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', mountPoint], { stdio: 'ignore' })
-  } catch {
-    await rm(mountPoint, { recursive: true, force: true })
-    return t.skip('cannot mount a tmpfs here')
-  }
-  try {
-    await fn(mountPoint)
-  } finally {
-    let unmounted = false
-    for (let i = 0; i < 40 && !unmounted; i++) {
-      try {
-        execFileSync('umount', [mountPoint], { stdio: 'ignore' })
-        unmounted = true
-      } catch {
-        forceGc()
-        await new Promise((r) => setTimeout(r, 50))
-      }
-    }
-    if (!unmounted) execFileSync('umount', ['-l', mountPoint], { stdio: 'ignore' })
-    await rm(mountPoint, { recursive: true, force: true })
-  }
-}
-
 /** Writes a file of 4 KiB pages until the file system has no page left; returns its path. */
 async function fillUp(dir: string): Promise<string> {
   const file = path.join(dir, 'filler')
@@ -163,7 +108,7 @@ async function fillUp(dir: string): Promise<string> {
 }
 
 test('on a real full disk persistConsumerOffsets and close reject with DISK_FULL, and a close whose data is synced leaves no abort marker', { timeout: 30_000 }, async (t) => {
-  await onTmpfs(t, '2m', async (mountPoint) => {
+  const skip = await withTmpfs('2m', async (mountPoint) => {
     const options = { dir: path.join(mountPoint, 'store'), commitLogFileSize: 256 * 1024, messageIndexEnable: false }
     const store = await MessageStore.open(options)
     let closed = false
@@ -189,6 +134,7 @@ test('on a real full disk persistConsumerOffsets and close reject with DISK_FULL
       await again.close()
     }
   })
+  if (skip) t.skip(skip)
 })
 
 test('a ConsumeQueue file whose first write fails with ENOSPC is closed at once', { timeout: 30_000 }, async () => {
@@ -221,7 +167,7 @@ test('a ConsumeQueue file whose first write fails with ENOSPC is closed at once'
 })
 
 test('on a 16 MiB disk the default index geometry is refused at open with the options to change; a smaller one indexes, reads and reopens full', { timeout: 60_000 }, async (t) => {
-  await onTmpfs(t, '16m', async (mountPoint) => {
+  const skip = await withTmpfs('16m', async (mountPoint) => {
     const dir = path.join(mountPoint, 'store')
     await assert.rejects(MessageStore.open({ dir }), (e: unknown) => {
       assert.ok(e instanceof StoreError && e.code === 'DISK_FULL', `got ${String(e)}`)
@@ -265,6 +211,7 @@ test('on a 16 MiB disk the default index geometry is refused at open with the op
       await store.close().catch(() => undefined)
     }
   })
+  if (skip) t.skip(skip)
 })
 
 test('a store whose records could not be dispatched for lack of space reopens on the still full disk, refuses appends until they are, then continues their queue offsets (simulated disk)', { timeout: 30_000 }, async () => {

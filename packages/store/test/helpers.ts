@@ -1,3 +1,6 @@
+import assert from 'node:assert/strict'
+import { randomUUID } from 'node:crypto'
+import { existsSync, readdirSync, rmSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import * as path from 'node:path'
@@ -18,6 +21,9 @@ export async function reopen(store: MessageStore, options: MessageStoreOptions, 
 
 export const SMALL_FILE = 64 * 1024
 
+/** A small key index for stores on the simulated disk, which keeps every file whole in memory. */
+export const SIM_INDEX = { maxHashSlotNum: 64, maxIndexNum: 256 } as const
+
 /** Every unit of a ConsumeQueue from minOffset to maxOffset, as "physicalOffset/size/tagsCode". */
 export async function queueUnits(store: MessageStore, topic: string, queueId: number): Promise<string[]> {
   const cq = store.consumeQueues.find(topic, queueId)
@@ -30,14 +36,28 @@ export async function queueUnits(store: MessageStore, topic: string, queueId: nu
   return out
 }
 
+let simDirs = 0
+
 /**
- * A directory of its own for a store on the simulated disk, removed after the test. The key index
- * keeps real files there (it does not go through FileIO), so a fixed path shared by test files
- * running at once (or by other checkouts on the machine) would let their indexes trample one
- * another.
+ * A path of its own for a store on the simulated disk, on no real disk: everything the store
+ * writes, its key index included, goes through its SimFileIO. Unique, so a store the simulation
+ * missed would not trample another run's; after the test it must still not exist for real.
  */
-export async function simDir(t: TestContext): Promise<string> {
-  const { dir, cleanup } = await tempDir('mqts-sim-')
-  t.after(cleanup)
+export function simPath(name = 'store'): string {
+  return path.join(tmpdir(), `mqts-sim-${name}-${process.pid}-${++simDirs}-${randomUUID().slice(0, 8)}`)
+}
+
+/** Fails with what it found when a store on the simulated disk wrote real files under `dir`. */
+export function assertNothingReal(dir: string): void {
+  if (!existsSync(dir)) return
+  const found = readdirSync(dir, { recursive: true })
+  rmSync(dir, { recursive: true, force: true })
+  assert.fail(`a store on the simulated disk wrote real files under ${dir}: ${found.join(', ')}`)
+}
+
+/** simPath for test `t`, checked with assertNothingReal after it. */
+export function simDir(t: TestContext): string {
+  const dir = simPath()
+  t.after(() => assertNothingReal(dir))
   return dir
 }

@@ -1,10 +1,13 @@
 // The key index as the store uses it: fed by the dispatcher, queried by key with real-key checks,
 // rebuilt when deleted, trimmed by retention, and free when disabled.
 import assert from 'node:assert/strict'
+import { existsSync } from 'node:fs'
 import { open, readdir, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import * as path from 'node:path'
 import { test } from 'node:test'
 import { MessageStore, StoreError, javaStringHashCode, type MessageStoreOptions } from '../src/index.js'
+import { SimFileIO } from '../src/internal.js'
 import { SMALL_FILE, reopen, tempDir } from './helpers.js'
 
 const TINY_INDEX = { maxHashSlotNum: 16, maxIndexNum: 64 }
@@ -80,6 +83,31 @@ test('index files pointing only into deleted CommitLog go with retention', { tim
   } finally {
     await cleanup()
   }
+})
+
+test('a store on the simulated disk keeps its index there too: nothing is written to the real disk, and the index survives a power loss', { timeout: 30_000 }, async () => {
+  const dir = path.join(tmpdir(), `mqts-sim-only-${process.pid}-${Date.now()}`)
+  const io = new SimFileIO()
+  const options: MessageStoreOptions = { dir, flush: 'sync', commitLogFileSize: SMALL_FILE, ...TINY_INDEX }
+  const store = await MessageStore.open({ ...options, fileIO: io })
+  let lost: SimFileIO
+  try {
+    for (let i = 0; i < 100; i++) await store.put({ topic: 'sim', queueId: i % 2, body: `m${i}`, keys: `k${i}` })
+    assert.deepEqual((await store.queryByKey('sim', 'k42')).map((m) => m.body.toString()), ['m42'])
+    assert.ok([...io.files.keys()].some((p) => p.startsWith(path.join(dir, 'index') + path.sep)), 'index files on the simulated disk')
+    lost = io.crash(7)
+  } finally {
+    await store.close()
+  }
+  assert.equal(existsSync(dir), false, `${dir} exists on the real disk`)
+  // Every put was acknowledged after its fdatasync: after the power loss each key finds its message.
+  const again = await MessageStore.open({ ...options, fileIO: lost })
+  try {
+    for (let i = 0; i < 100; i += 7) assert.deepEqual((await again.queryByKey('sim', `k${i}`)).map((m) => m.body.toString()), [`m${i}`])
+  } finally {
+    await again.close()
+  }
+  assert.equal(existsSync(dir), false, `${dir} exists on the real disk`)
 })
 
 test('messageIndexEnable: false writes no index and refuses queries', { timeout: 30_000 }, async () => {

@@ -22,8 +22,9 @@ import { cpSync, renameSync, rmSync } from 'node:fs'
 import * as path from 'node:path'
 import { test } from 'node:test'
 import { MessageStore, StoreError, javaStringHashCode, type MessageStoreOptions, type PutMessage, type PutResult, type StoredMessage } from '../src/index.js'
-import { PROPERTY, SimFileIO, mulberry32 } from '../src/internal.js'
-import { tempDir } from './helpers.js'
+import { seededRandom } from '@mqts/common'
+import { PROPERTY, SimFileIO } from '../src/internal.js'
+import { assertNothingReal, simPath, tempDir } from './helpers.js'
 
 type Disk = 'simulated' | 'real'
 const STEPS = Number(process.env.STORE_MODEL_STEPS ?? 2400)
@@ -474,17 +475,19 @@ function copyAsKilled(from: string, to: string): void {
 
 async function reopen(run: Run, how: 'close' | 'kill'): Promise<string> {
   const parts: string[] = [how]
-  // On the simulated disk only the index is a real directory; on the real disk all of it is.
-  const realDir = run.io ? path.join(run.dir, 'index') : run.dir
   if (how === 'kill') {
-    // The disks as a killed process leaves them: everything written, nothing more.
-    const io = run.io?.processCrash()
-    const killed = `${realDir}.killed`
-    copyAsKilled(realDir, killed)
-    await run.store.close() // the old instance writes to what is thrown away next
-    rmSync(realDir, { recursive: true, force: true })
-    renameSync(killed, realDir)
-    run.io = io
+    // The disk as a killed process leaves it: everything written, nothing more.
+    if (run.io) {
+      const io = run.io.processCrash()
+      await run.store.close() // the old instance writes to what is thrown away next
+      run.io = io
+    } else {
+      const killed = `${run.dir}.killed`
+      copyAsKilled(run.dir, killed)
+      await run.store.close()
+      rmSync(run.dir, { recursive: true, force: true })
+      renameSync(killed, run.dir)
+    }
     run.committed = new Map(run.persisted)
   } else {
     await run.store.close()
@@ -496,7 +499,8 @@ async function reopen(run: Run, how: 'close' | 'kill'): Promise<string> {
     parts.push('consumequeue/ deleted')
   }
   if (chance(run, 0.2)) {
-    rmSync(path.join(run.dir, 'index'), { recursive: true, force: true })
+    if (run.io) deleteFromSim(run.io, path.join(run.dir, 'index') + path.sep)
+    else rmSync(path.join(run.dir, 'index'), { recursive: true, force: true })
     parts.push('index/ deleted')
   }
   if (chance(run, 0.3)) {
@@ -543,8 +547,10 @@ async function step(run: Run): Promise<string> {
 }
 
 async function modelRun(seed: number, disk: Disk, steps: number): Promise<{ messages: number; reopens: number }> {
-  const rnd = mulberry32(seed)
-  const { dir, cleanup } = await tempDir('mqts-store-model-')
+  const rnd = seededRandom(seed)
+  // On the simulated disk the store's whole directory, index included, is simulated.
+  const simulated = disk === 'real' ? undefined : simPath('model')
+  const { dir, cleanup } = simulated ? { dir: simulated, cleanup: async () => assertNothingReal(simulated) } : await tempDir('mqts-store-model-')
   const io = disk === 'real' ? undefined : new SimFileIO()
   const run: Run = {
     seed,

@@ -7,7 +7,7 @@ import * as path from 'node:path'
 import { test } from 'node:test'
 import { MessageStore, type MessageStoreOptions } from '../src/index.js'
 import { SimFileIO, parseConsumerOffsets } from '../src/internal.js'
-import { SMALL_FILE, reopen, simDir, tempDir } from './helpers.js'
+import { SIM_INDEX, SMALL_FILE, reopen, simDir, tempDir } from './helpers.js'
 
 const HOUR = 3600 * 1000
 
@@ -155,7 +155,7 @@ test('retention: files younger than fileReservedTimeHours stay, deleteWhen accep
 test('retention on a full disk: over 75% expired files go at any hour, over 85% even young ones, never the last', { timeout: 30_000 }, async (t) => {
   let clock = new Date().setHours(10, 0, 0, 0)
   const io = new SimFileIO({ capacityBytes: 1024 * 1024, clock: () => clock })
-  const options: MessageStoreOptions = { dir: await simDir(t), fileIO: io, commitLogFileSize: SMALL_FILE, consumeQueueUnitsPerFile: 40, now: () => clock }
+  const options: MessageStoreOptions = { dir: simDir(t), fileIO: io, commitLogFileSize: SMALL_FILE, consumeQueueUnitsPerFile: 40, ...SIM_INDEX, now: () => clock }
   const store = await MessageStore.open(options)
   try {
     // Fill until the disk is over 85% (files are allocated whole: 64 KiB at a time).

@@ -7,8 +7,9 @@ import * as path from 'node:path'
 import { test } from 'node:test'
 import { NodeFileIO } from '../src/file-io.js'
 import { MessageStore, type MessageStoreOptions } from '../src/index.js'
-import { SimFileIO, mulberry32 } from '../src/sim-file-io.js'
-import { tempDir } from './helpers.js'
+import { SimFileIO } from '../src/sim-file-io.js'
+import { seededRandom } from '@mqts/common'
+import { SIM_INDEX, tempDir } from './helpers.js'
 
 const BASE_SEED = process.env.SEED ? Number(process.env.SEED) : Date.now() % 1_000_000
 const SEEDS = process.env.POWER_LOSS_SEEDS ? Number(process.env.POWER_LOSS_SEEDS) : 20
@@ -102,11 +103,11 @@ for (const flush of ['sync', 'async'] as const) {
   test(`kill, reopen, power loss, reopen (${flush} flush, ${SEEDS} seeds from ${BASE_SEED}): nothing acknowledged or served is lost, the store opens`, { timeout: 120_000 }, async () => {
     for (let round = 0; round < SEEDS; round++) {
       const seed = BASE_SEED + round
-      const rnd = mulberry32(seed)
+      const rnd = seededRandom(seed)
       const io = new SimFileIO()
       // Long flush intervals: in async mode only explicit flushes sync, so a kill leaves written,
       // unsynced bytes behind.
-      const options: MessageStoreOptions = { dir: SIM_DIR, flush, commitLogFileSize: 16 * 1024, messageIndexEnable: false, flushIntervalMs: 60_000, flushThoroughIntervalMs: 60_000 }
+      const options: MessageStoreOptions = { dir: SIM_DIR, flush, commitLogFileSize: 16 * 1024, ...SIM_INDEX, flushIntervalMs: 60_000, flushThoroughIntervalMs: 60_000 }
       const first = await MessageStore.open({ ...options, fileIO: io })
       const before = await putUntil(first, io, rnd, 5 + Math.floor(rnd() * 120), flush, 'a')
       await first.close().catch(() => undefined)
@@ -144,7 +145,7 @@ for (const flush of ['sync', 'async'] as const) {
 test('a power loss while recovery deletes later files leaves them contiguous: the store opens', { timeout: 30_000 }, async () => {
   const io = new SimFileIO()
   const fileSize = 16 * 1024
-  const options: MessageStoreOptions = { dir: SIM_DIR, flush: 'sync', commitLogFileSize: fileSize, messageIndexEnable: false, onCorruption: 'truncate' }
+  const options: MessageStoreOptions = { dir: SIM_DIR, flush: 'sync', commitLogFileSize: fileSize, ...SIM_INDEX, onCorruption: 'truncate' }
   const store = await MessageStore.open({ ...options, fileIO: io })
   const puts = []
   while (puts.length === 0 || puts.at(-1)!.physicalOffset < 4 * fileSize) puts.push(await store.put({ topic: 't', queueId: 0, body: Buffer.alloc(900, 7) }))

@@ -3,11 +3,11 @@
 // last CommitLog file through the map. On a full tmpfs such a read is a SIGBUS that kills the
 // process; with room left it allocates the whole tail at every recovery.
 import assert from 'node:assert/strict'
-import { execFileSync, spawnSync } from 'node:child_process'
-import { mkdtemp, rm, statfs, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { spawnSync } from 'node:child_process'
+import { rm, statfs, writeFile } from 'node:fs/promises'
 import * as path from 'node:path'
-import { test, type TestContext } from 'node:test'
+import { test } from 'node:test'
+import { withTmpfs } from '@mqts/common/testing'
 import { fileURLToPath } from 'node:url'
 
 const STORE_MODULE = fileURLToPath(new URL('../src/index.js', import.meta.url))
@@ -60,35 +60,13 @@ function runChild(step: 'fill' | 'open', dir: string, fileSize: number, count = 
   return { status: r.status, signal: r.signal, out, stderr: r.stderr }
 }
 
-async function withTmpfs(t: TestContext, size: string, body: (mountPoint: string) => Promise<void>): Promise<void> {
-  if (process.getuid?.() !== 0) return void t.skip('needs root to mount a small tmpfs')
-  const mountPoint = await mkdtemp(path.join(tmpdir(), 'mqts-rectmpfs-'))
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', mountPoint], { stdio: 'ignore' })
-  } catch {
-    await rm(mountPoint, { recursive: true, force: true })
-    return void t.skip('cannot mount a tmpfs here')
-  }
-  try {
-    await body(mountPoint)
-  } finally {
-    // Only children mapped files here, and they are gone.
-    try {
-      execFileSync('umount', [mountPoint], { stdio: 'ignore' })
-    } catch {
-      execFileSync('umount', ['-l', mountPoint], { stdio: 'ignore' })
-    }
-    await rm(mountPoint, { recursive: true, force: true })
-  }
-}
-
 async function usedBytes(dir: string): Promise<number> {
   const s = await statfs(dir)
   return (s.blocks - s.bfree) * s.bsize
 }
 
 test('crash recovery on a full tmpfs opens (or answers DISK_FULL) instead of dying of SIGBUS', { timeout: 120_000 }, async (t) => {
-  await withTmpfs(t, '4m', async (mountPoint) => {
+  const skip = await withTmpfs('4m', async (mountPoint) => {
     const dir = path.join(mountPoint, 'store')
     const fileSize = 1024 * 1024
     // 64 KiB held back while the store fills the disk, then given back: enough for the lock and
@@ -106,10 +84,11 @@ test('crash recovery on a full tmpfs opens (or answers DISK_FULL) instead of dyi
     if (open.out?.opened) assert.ok(open.out.stored >= fill.out.acked, `recovered ${open.out.stored} of ${fill.out.acked} flushed messages`)
     else assert.equal(open.out?.code, 'DISK_FULL', `refused with ${JSON.stringify(open.out)}`)
   })
+  if (skip) t.skip(skip)
 })
 
 test('crash recovery on tmpfs does not allocate the sparse tail of the last file', { timeout: 120_000 }, async (t) => {
-  await withTmpfs(t, '96m', async (mountPoint) => {
+  const skip = await withTmpfs('96m', async (mountPoint) => {
     const dir = path.join(mountPoint, 'store')
     const fileSize = 64 * 1024 * 1024
     const fill = runChild('fill', dir, fileSize, 200)
@@ -124,4 +103,5 @@ test('crash recovery on tmpfs does not allocate the sparse tail of the last file
     const grown = (await usedBytes(mountPoint)) - before
     assert.ok(grown < fileSize / 2, `recovery allocated ${grown} bytes of a ${fileSize}-byte file's tail (${before} used before)`)
   })
+  if (skip) t.skip(skip)
 })

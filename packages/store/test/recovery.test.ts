@@ -7,8 +7,9 @@ import { copyFile, mkdir, open, readdir, readFile, rm } from 'node:fs/promises'
 import * as path from 'node:path'
 import { test } from 'node:test'
 import { MessageStore, StoreError, type PutResult } from '../src/index.js'
-import { SimFileIO, mulberry32 } from '../src/sim-file-io.js'
-import { SMALL_FILE, simDir, tempDir } from './helpers.js'
+import { SimFileIO } from '../src/sim-file-io.js'
+import { seededRandom } from '@mqts/common'
+import { SIM_INDEX, SMALL_FILE, simDir, tempDir } from './helpers.js'
 
 const BASE_SEED = process.env.SEED ? Number(process.env.SEED) : Date.now() % 1_000_000
 
@@ -145,16 +146,13 @@ test('a data file of the wrong size fails to open with CORRUPT_FILE', { timeout:
 // ----------------------------------------------------------------------------------------------
 // Simulated power loss
 
-// The index keeps its files on the real disk (it does not use FileIO yet): off in the simulated
-// power-loss tests, where it would outlive the simulated power loss.
-const NO_INDEX = { messageIndexEnable: false } as const
 
 for (let round = 0; round < 12; round++) {
   const seed = BASE_SEED + round
   test(`sim power loss, sync flush, seed ${seed}: every acknowledged message survives`, { timeout: 30_000 }, async (t) => {
-    const rnd = mulberry32(seed)
+    const rnd = seededRandom(seed)
     const io = new SimFileIO()
-    const options = { dir: await simDir(t), flush: 'sync' as const, commitLogFileSize: 16 * 1024, fileIO: io, ...NO_INDEX }
+    const options = { dir: simDir(t), flush: 'sync' as const, commitLogFileSize: 16 * 1024, fileIO: io, ...SIM_INDEX }
     const store = await MessageStore.open(options)
     const acked: PutResult[] = []
     const bodies = new Map<number, string>()
@@ -201,14 +199,14 @@ for (let round = 0; round < 12; round++) {
 }
 
 test(`sim power loss, async flush: the recovered log is a valid prefix holding all flushed data (seed ${BASE_SEED})`, { timeout: 30_000 }, async (t) => {
-  const dir = await simDir(t)
+  const dir = simDir(t)
   for (let round = 0; round < 10; round++) {
     const seed = BASE_SEED * 31 + round
     const io = new SimFileIO()
-    const options = { dir: path.join(dir, `round-${round}`), commitLogFileSize: 16 * 1024, fileIO: io, flushIntervalMs: 5, flushLeastPages: 1, ...NO_INDEX }
+    const options = { dir: path.join(dir, `round-${round}`), commitLogFileSize: 16 * 1024, fileIO: io, flushIntervalMs: 5, flushLeastPages: 1, ...SIM_INDEX }
     const store = await MessageStore.open(options)
     const puts: PutResult[] = []
-    const rnd = mulberry32(seed)
+    const rnd = seededRandom(seed)
     const n = 50 + Math.floor(rnd() * 400)
     for (let i = 0; i < n; i++) {
       puts.push(await store.put({ topic: 'a', queueId: i % 3, body: Buffer.alloc(30 + Math.floor(rnd() * 700), i & 0xff) }))
@@ -261,7 +259,7 @@ test('disk full: the put fails with DISK_FULL, the store stays readable and reco
   // Room for four CommitLog files and two ConsumeQueue files (a put is acknowledged only once its
   // ConsumeQueue unit is written: a queue file that cannot be made fails the put too).
   const io = new SimFileIO({ capacityBytes: 4 * 16 * 1024 + 4096 + 2 * 100 * 20 })
-  const store = await MessageStore.open({ dir: await simDir(t), flush: 'sync', commitLogFileSize: 16 * 1024, consumeQueueUnitsPerFile: 100, fileIO: io, ...NO_INDEX })
+  const store = await MessageStore.open({ dir: simDir(t), flush: 'sync', commitLogFileSize: 16 * 1024, consumeQueueUnitsPerFile: 100, fileIO: io, ...SIM_INDEX })
   try {
     const ok: PutResult[] = []
     let error: unknown
@@ -286,8 +284,8 @@ test('disk full: the put fails with DISK_FULL, the store stays readable and reco
 
 test('a failed fdatasync fails the waiting puts with FLUSH_FAILED and refuses further writes', { timeout: 30_000 }, async (t) => {
   const io = new SimFileIO()
-  const dir = await simDir(t)
-  const store = await MessageStore.open({ dir, flush: 'sync', commitLogFileSize: 16 * 1024, fileIO: io, ...NO_INDEX })
+  const dir = simDir(t)
+  const store = await MessageStore.open({ dir, flush: 'sync', commitLogFileSize: 16 * 1024, fileIO: io, ...SIM_INDEX })
   await store.put({ topic: 'f', queueId: 0, body: 'fine' })
   io.failDatasyncs = { code: 'EIO', count: 1, pathIncludes: 'commitlog' }
   await assert.rejects(store.put({ topic: 'f', queueId: 0, body: 'lost?' }), (e: unknown) => e instanceof StoreError && e.code === 'FLUSH_FAILED')
