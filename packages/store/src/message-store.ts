@@ -6,6 +6,7 @@
 import * as path from 'node:path'
 import { INDEX_DEFAULTS, IndexError, IndexService, indexFileSize } from '@mqts/index'
 import { StoreCheckpoint } from './checkpoint.js'
+import { checkStoreOptions } from './options.js'
 import { CommitLog, type AppendResult, type FlushMode, type RecoveryReport, type TopicState } from './commit-log.js'
 import { ConsumeQueueSet, DEFAULT_MAX_OPEN_CQ_FILES, type ConsumeQueue } from './consume-queue.js'
 import { CONSUMER_OFFSET_FILE, ConsumerOffsetManager, DEFAULT_PERSIST_CONSUMER_OFFSET_INTERVAL_MS } from './consumer-offsets.js'
@@ -334,6 +335,7 @@ export class MessageStore {
     if (options.flush !== undefined && options.flush !== 'sync' && options.flush !== 'async') {
       throw new StoreError('INVALID_ARGUMENT', `flush must be 'sync' or 'async', got ${String(options.flush)}`)
     }
+    checkStoreOptions(options as unknown as Record<string, unknown>)
     const io = options.fileIO ?? new NodeFileIO()
     const dir = path.resolve(options.dir)
     if (openDirs.has(dir)) throw new StoreError('LOCKED', `store ${dir} is already open in this process`)

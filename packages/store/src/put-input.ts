@@ -134,6 +134,11 @@ export function keysProperty(keys: unknown): string | undefined {
   return keys.length > 0 ? keys.join(' ') : undefined
 }
 
+/** Whether a string is well-formed UTF-16 (no lone surrogate): String#isWellFormed, fast for one-byte strings. */
+export function isWellFormed(text: string): boolean {
+  return (text as unknown as { isWellFormed(): boolean }).isWellFormed()
+}
+
 /** Whether `value` is a plain object ({...}, or made with Object.create(null)). */
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   if (value === null || typeof value !== 'object') return false
@@ -160,6 +165,8 @@ export function encodePutProperties(keys: string | undefined, m: PropertyInput):
     if (name.includes(PROPERTY_NAME_VALUE_SEPARATOR) || name.includes(PROPERTY_SEPARATOR) || value.includes(PROPERTY_NAME_VALUE_SEPARATOR) || value.includes(PROPERTY_SEPARATOR)) {
       fail('INVALID_PROPERTY', `property ${JSON.stringify(name)} contains a 0x01 or 0x02 separator`, name)
     }
+    // A lone surrogate has no UTF-8 form: it would be stored as U+FFFD and never match again.
+    if (!isWellFormed(name) || !isWellFormed(value)) fail('INVALID_PROPERTY', `property ${JSON.stringify(name)} holds a lone UTF-16 surrogate, which UTF-8 cannot store`, name)
     out += name + PROPERTY_NAME_VALUE_SEPARATOR + value + PROPERTY_SEPARATOR
   }
   if (keys !== undefined) add(PROPERTY.KEYS, keys)

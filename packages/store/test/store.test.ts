@@ -4,7 +4,7 @@ import assert from 'node:assert/strict'
 import { readFile, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import * as path from 'node:path'
 import { test } from 'node:test'
-import { MessageStore, StoreError, decodeMessageId } from '../src/index.js'
+import { MessageStore, StoreError, decodeMessageId, type MessageStoreOptions, type PutMessage } from '../src/index.js'
 import { BLANK_MAGIC_CODE } from '../src/codec/index.js'
 import { SMALL_FILE, reopen, tempDir } from './helpers.js'
 
@@ -390,4 +390,54 @@ test('keys as one string are RocketMQ\'s space-separated KEYS; maxQueuesPerTopic
   }
   await expectError(MessageStore.open({ dir, storeHost: 'localhost:1' }), 'INVALID_ARGUMENT', /storeHost must be "a.b.c.d:port" or "\[ipv6\]:port", got the string "localhost:1"/)
   await cleanup()
+})
+
+test('open refuses an option out of range with INVALID_ARGUMENT naming it, before anything is created', { timeout: 30_000 }, async () => {
+  const { dir, cleanup } = await tempDir()
+  try {
+    const bad: Array<[string, Record<string, unknown>]> = [
+      ['stagingLimitBytes', { flush: 'sync', stagingLimitBytes: 0 }],
+      ['stagingLimitBytes', { stagingLimitBytes: -1 }],
+      ['now', { now: 'x' }],
+      ['now()', { now: () => NaN }],
+      ['maxHashSlotNum', { maxHashSlotNum: 0 }],
+      ['maxIndexNum', { maxIndexNum: 1 }],
+      ['onCorruption', { onCorruption: 'x' }],
+      ['maxMessageSize', { maxMessageSize: 0 }],
+      ['syncFlushTimeoutMs', { syncFlushTimeoutMs: -5 }],
+      ['maxOpenConsumeQueueFiles', { maxOpenConsumeQueueFiles: 0 }],
+      ['maxTransferBytes', { maxTransferBytes: 0 }],
+      ['verifyOnOpen', { verifyOnOpen: 'yes' }],
+      ['retention.deleteWhen', { retention: { deleteWhen: 'noon' } }],
+      ['retention.diskMaxUsedSpaceRatio', { retention: { diskMaxUsedSpaceRatio: 120 } }],
+    ]
+    for (const [name, extra] of bad) {
+      const store = path.join(dir, `s-${name}`)
+      await assert.rejects(
+        MessageStore.open({ dir: store, ...extra } as unknown as MessageStoreOptions),
+        (err: unknown) => err instanceof StoreError && err.code === 'INVALID_ARGUMENT' && err.message.startsWith(name),
+        `${name}: ${JSON.stringify(extra)}`,
+      )
+      await assert.rejects(stat(store), 'nothing created')
+    }
+  } finally {
+    await cleanup()
+  }
+})
+
+test('a key, tag or property holding a lone UTF-16 surrogate is refused: UTF-8 cannot store it, so it could never be found', { timeout: 30_000 }, async () => {
+  const { dir, cleanup } = await tempDir()
+  const store = await MessageStore.open({ dir, commitLogFileSize: SMALL_FILE, messageIndexEnable: false })
+  try {
+    const bad: Array<Partial<PutMessage>> = [{ keys: ['\ud800x'] }, { keys: 'a \udc00' }, { tags: '\udc00' }, { properties: { p: 'v\ud83d' } }, { properties: { ['\ud800']: 'v' } }]
+    for (const extra of bad) {
+      await assert.rejects(store.put({ topic: 't', queueId: 0, body: 'x', ...extra }), (err: unknown) => err instanceof StoreError && err.code === 'INVALID_PROPERTY', JSON.stringify(extra))
+    }
+    assert.equal(store.maxPhysicalOffset, 0)
+    const ok = await store.put({ topic: 't', queueId: 0, body: 'x', keys: ['ключ😀'], tags: '✓' })
+    assert.deepEqual((await store.lookup(ok.physicalOffset)).keys, ['ключ😀'])
+  } finally {
+    await store.close()
+    await cleanup()
+  }
 })

@@ -1,0 +1,74 @@
+/**
+ * Checks of MessageStore.open's options before anything is opened: every failure is an
+ * INVALID_ARGUMENT StoreError naming the option and what was received. A value the store would
+ * later trip over (a staging limit of 0 that stalls every sync put, a clock that is not a
+ * function) is refused here instead.
+ */
+import { StoreError } from './errors.js'
+import { describe } from './put-input.js'
+
+/** Options that are counts or sizes: [name, smallest allowed value]. Their upper bound is 2^31-1. */
+const INTEGER_OPTIONS: ReadonlyArray<readonly [string, number]> = [
+  ['maxMessageSize', 1],
+  ['maxQueuesPerTopic', 1],
+  ['flushIntervalMs', 1],
+  ['flushLeastPages', 0],
+  ['flushThoroughIntervalMs', 1],
+  ['syncFlushTimeoutMs', 1],
+  ['stagingLimitBytes', 1],
+  ['syncFlushConcurrency', 1],
+  ['maxOpenConsumeQueueFiles', 1],
+  ['flushConsumeQueueIntervalMs', 1],
+  ['persistConsumerOffsetIntervalMs', 1],
+  ['maxTransferBytes', 1],
+  ['maxHashSlotNum', 1],
+  ['maxIndexNum', 2],
+]
+
+const BOOLEAN_OPTIONS = ['checkCrcOnRecover', 'verifyOnOpen', 'messageIndexEnable'] as const
+
+const RETENTION_NUMBERS: ReadonlyArray<readonly [string, number, number]> = [
+  ['fileReservedTimeHours', 0, Number.MAX_SAFE_INTEGER],
+  ['diskMaxUsedSpaceRatio', 0, 100],
+  ['diskSpaceCleanForciblyRatio', 0, 100],
+  ['cleanResourceIntervalMs', 1, 2 ** 31 - 1],
+  ['deleteFileBatchMax', 1, 2 ** 31 - 1],
+]
+
+function invalid(message: string, received: unknown): never {
+  throw new StoreError('INVALID_ARGUMENT', message, { details: { received } })
+}
+
+/** Throws INVALID_ARGUMENT for the first option that is present and wrong. */
+export function checkStoreOptions(options: Record<string, unknown>): void {
+  for (const [name, min] of INTEGER_OPTIONS) {
+    const v = options[name]
+    if (v === undefined) continue
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > 2 ** 31 - 1) invalid(`${name} must be an integer from ${min} to 2^31-1, got ${describe(v)}`, v)
+  }
+  for (const name of BOOLEAN_OPTIONS) {
+    const v = options[name]
+    if (v !== undefined && typeof v !== 'boolean') invalid(`${name} must be true or false, got ${describe(v)}`, v)
+  }
+  if (options.onCorruption !== undefined && options.onCorruption !== 'fail' && options.onCorruption !== 'truncate') {
+    invalid(`onCorruption must be 'fail' or 'truncate', got ${describe(options.onCorruption)}`, options.onCorruption)
+  }
+  if (options.now !== undefined) {
+    if (typeof options.now !== 'function') invalid(`now must be a function returning ms since the epoch, got ${describe(options.now)}`, options.now)
+    const t: unknown = (options.now as () => unknown)()
+    if (typeof t !== 'number' || !Number.isSafeInteger(t) || t < 0) invalid(`now() must return ms since the epoch (a non-negative integer), got ${describe(t)}`, t)
+  }
+  if (options.storeHost !== undefined && typeof options.storeHost !== 'string') invalid(`storeHost must be "a.b.c.d:port" or "[ipv6]:port", got ${describe(options.storeHost)}`, options.storeHost)
+  const retention = options.retention
+  if (retention === undefined) return
+  if (retention === null || typeof retention !== 'object') invalid(`retention must be an object, got ${describe(retention)}`, retention)
+  const r = retention as Record<string, unknown>
+  for (const [name, min, max] of RETENTION_NUMBERS) {
+    const v = r[name]
+    if (v === undefined) continue
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) invalid(`retention.${name} must be a number from ${min} to ${max}, got ${describe(v)}`, v)
+  }
+  if (r.deleteWhen !== undefined && (typeof r.deleteWhen !== 'string' || !/^\d{1,2}(;\d{1,2})*$/.test(r.deleteWhen))) {
+    invalid(`retention.deleteWhen must be hours of the day separated by ';' ("04", "01;13"), got ${describe(r.deleteWhen)}`, r.deleteWhen)
+  }
+}
