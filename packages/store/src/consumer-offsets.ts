@@ -44,7 +44,8 @@ export function parseConsumerOffsets(text: string): Map<string, Map<number, numb
     for (const q of Object.keys(byQueue)) {
       const queueId = Number(q)
       const offset = Number(byQueue[q])
-      if (Number.isInteger(queueId) && Number.isSafeInteger(offset)) m.set(queueId, offset)
+      // A negative offset or queue id is damage, not a position: left out (the group starts afresh there).
+      if (Number.isInteger(queueId) && queueId >= 0 && Number.isSafeInteger(offset) && offset >= 0) m.set(queueId, offset)
     }
     table.set(key, m)
   }

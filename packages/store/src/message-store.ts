@@ -596,10 +596,7 @@ export class MessageStore {
       const known = this.commitLog.topics.get(topic)
       if (known) return known
     }
-    if (typeof topic !== 'string' || topic.length === 0) throw new StoreError('TOPIC_INVALID', `topic must be a non-empty string, got ${describe(topic)}`)
-    if (!TOPIC_PATTERN.test(topic)) throw new StoreError('TOPIC_INVALID', `topic "${topic}" has characters outside [%|a-zA-Z0-9_-]`)
-    const limit = topic.startsWith('%RETRY%') || topic.startsWith('%DLQ%') ? TOPIC_MAX_LENGTH_V2 : TOPIC_MAX_LENGTH
-    if (topic.length > limit) throw new StoreError('TOPIC_INVALID', `topic is ${topic.length} characters, the limit is ${limit}`)
+    checkTopicName(topic)
     return this.commitLog.topicState(topic, Buffer.from(topic, 'latin1'))
   }
 
@@ -870,6 +867,7 @@ export class MessageStore {
 
   /** Next queue offset of (topic, queueId): the number of entries ever written to it. */
   maxQueueOffset(topic: string, queueId: number): number {
+    this.queueArgs(topic, queueId)
     return this.commitLog.topics.get(topic)?.queueOffsets[queueId] ?? 0
   }
 
@@ -975,11 +973,13 @@ export class MessageStore {
 
   /** First queue offset still readable in (topic, queueId); 0 for an unknown queue. */
   minOffset(topic: string, queueId: number): number {
+    this.queueArgs(topic, queueId)
     return this.consumeQueues.find(topic, queueId)?.minOffset ?? 0
   }
 
   /** Queue offset after the last dispatched message of (topic, queueId); 0 for an unknown queue. */
   maxOffset(topic: string, queueId: number): number {
+    this.queueArgs(topic, queueId)
     return this.consumeQueues.find(topic, queueId)?.maxOffset ?? 0
   }
 
@@ -1057,8 +1057,9 @@ export class MessageStore {
   commitOffset(group: string, topic: string, queueId: number, offset: number): void {
     if (this.status !== 'open') throw this.notOpen()
     if (typeof group !== 'string' || group.length === 0 || group.includes('@')) throw new StoreError('INVALID_ARGUMENT', `group must be a non-empty string without '@', got ${describe(group)}`)
-    this.queueArgs(topic, queueId)
-    if (topic.includes('@')) throw new StoreError('TOPIC_INVALID', `topic must not contain '@'`)
+    // As a put's: offsets of a queue no put could make would be persisted for nothing.
+    checkTopicName(topic)
+    checkPutQueueId(queueId, this.maxQueuesPerTopic)
     checkOffset('offset', offset)
     this.consumerOffsets.commit(group, topic, queueId, offset)
   }
@@ -1187,4 +1188,12 @@ function shownValue(v: unknown): string {
   if (typeof v === 'string') return JSON.stringify(v)
   if (v === null || typeof v !== 'object') return String(v)
   return Array.isArray(v) ? 'an array' : 'an object'
+}
+
+/** A topic a message may be stored under: RocketMQ's alphabet and length limits. */
+function checkTopicName(topic: unknown): asserts topic is string {
+  if (typeof topic !== 'string' || topic.length === 0) throw new StoreError('TOPIC_INVALID', `topic must be a non-empty string, got ${describe(topic)}`)
+  if (!TOPIC_PATTERN.test(topic)) throw new StoreError('TOPIC_INVALID', `topic ${JSON.stringify(topic)} has characters outside [%|a-zA-Z0-9_-]`)
+  const limit = topic.startsWith('%RETRY%') || topic.startsWith('%DLQ%') ? TOPIC_MAX_LENGTH_V2 : TOPIC_MAX_LENGTH
+  if (topic.length > limit) throw new StoreError('TOPIC_INVALID', `topic is ${topic.length} characters, the limit is ${limit}`)
 }

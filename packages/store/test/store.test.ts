@@ -441,3 +441,27 @@ test('a key, tag or property holding a lone UTF-16 surrogate is refused: UTF-8 c
     await cleanup()
   }
 })
+
+test('consumer offsets take only what a put could make: a valid topic, a queue id below maxQueuesPerTopic, a non-negative offset (also when loaded)', { timeout: 30_000 }, async () => {
+  const { dir, cleanup } = await tempDir()
+  try {
+    let store = await MessageStore.open({ dir, commitLogFileSize: SMALL_FILE, messageIndexEnable: false, maxQueuesPerTopic: 8 })
+    assert.throws(() => store.commitOffset('g', 't t', 0, 1), (e: unknown) => e instanceof StoreError && e.code === 'TOPIC_INVALID')
+    assert.throws(() => store.commitOffset('g', 't', 8, 1), (e: unknown) => e instanceof StoreError && e.code === 'INVALID_ARGUMENT' && /maxQueuesPerTopic/.test(e.message))
+    assert.throws(() => store.commitOffset('g', 't', 0, -1), (e: unknown) => e instanceof StoreError && e.code === 'INVALID_ARGUMENT')
+    assert.throws(() => store.maxOffset('t', 'x' as unknown as number), (e: unknown) => e instanceof StoreError && e.code === 'INVALID_ARGUMENT')
+    assert.throws(() => store.minOffset('t', -1), (e: unknown) => e instanceof StoreError && e.code === 'INVALID_ARGUMENT')
+    store.commitOffset('g', 't', 1, 5)
+    await store.close()
+    const file = path.join(dir, 'config', 'consumerOffset.json')
+    const json = JSON.parse(await readFile(file, 'utf8'))
+    json.offsetTable['t@g'] = { '0': -5, '1': 5, '-2': 3 }
+    await writeFile(file, JSON.stringify(json))
+    store = await MessageStore.open({ dir, commitLogFileSize: SMALL_FILE, messageIndexEnable: false, maxQueuesPerTopic: 8 })
+    assert.equal(store.committedOffset('g', 't', 0), -1, 'a negative offset on disk is damage: never committed')
+    assert.equal(store.committedOffset('g', 't', 1), 5)
+    await store.close()
+  } finally {
+    await cleanup()
+  }
+})
