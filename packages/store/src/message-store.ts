@@ -33,6 +33,7 @@ import {
   TOPIC_MAX_LENGTH_V2,
   TOPIC_PATTERN,
   checkRecord,
+  verifyRecord,
   decodeMessageId,
   decodeRecord,
   parseHost,
@@ -951,6 +952,14 @@ export class MessageStore {
         if (!where) {
           if (messages.length === 0) status = 'MESSAGE_WAS_REMOVING'
           continue
+        }
+        // The record must be what its unit says (a damaged length would decode as another
+        // body): structure only, no CRC, as cheap as the decode that follows.
+        const checked = verifyRecord(where.buf, where.at, where.limit, physicalOffset, this.maxRecordBytes, false)
+        if (checked !== size) {
+          throw new StoreError('CORRUPT_RECORD', `message ${topic}@${queueId}:${unit} at CommitLog offset ${physicalOffset} is damaged (${typeof checked === 'string' ? checked : `its unit says ${size} bytes, the record ${checked}`})`, {
+            details: { topic, queueId, queueOffset: unit, physicalOffset },
+          })
         }
         const m = decodeRecord(where.buf, where.at, false, where.dv)
         if (tagSet !== undefined && (m.tags === undefined || !tagSet.has(m.tags))) continue

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict'
 import { readFile, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import * as path from 'node:path'
 import { test } from 'node:test'
-import { MessageStore, StoreError, decodeMessageId, type MessageStoreOptions, type PutMessage } from '../src/index.js'
+import { MessageStore, StoreError, decodeMessageId, type MessageStoreOptions, type PutMessage, type PutResult } from '../src/index.js'
 import { BLANK_MAGIC_CODE } from '../src/codec/index.js'
 import { SMALL_FILE, reopen, tempDir } from './helpers.js'
 
@@ -461,6 +461,33 @@ test('consumer offsets take only what a put could make: a valid topic, a queue i
     assert.equal(store.committedOffset('g', 't', 0), -1, 'a negative offset on disk is damage: never committed')
     assert.equal(store.committedOffset('g', 't', 1), 5)
     await store.close()
+  } finally {
+    await cleanup()
+  }
+})
+
+test('get refuses a damaged record with CORRUPT_RECORD instead of serving another body', { timeout: 30_000 }, async () => {
+  const { dir, cleanup } = await tempDir()
+  try {
+    const options = { dir, commitLogFileSize: SMALL_FILE, messageIndexEnable: false }
+    let store = await MessageStore.open(options)
+    const puts: PutResult[] = []
+    for (let i = 0; i < 5; i++) puts.push(await store.put({ topic: 'T', queueId: 0, body: `body-${i}-`.repeat(3) }))
+    await store.close()
+    // One bit of the last record's body length (offset 84 of an IPv4 record): a clean open does not look.
+    const log = path.join(dir, 'commitlog', '00000000000000000000')
+    const bytes = await readFile(log)
+    bytes[puts[4]!.physicalOffset + 87]! ^= 1
+    await writeFile(log, bytes)
+    store = await MessageStore.open(options)
+    try {
+      const fine = await store.get({ topic: 'T', queueId: 0, offset: 0, maxMessages: 4 })
+      assert.equal(fine.messages.length, 4)
+      await assert.rejects(store.get({ topic: 'T', queueId: 0, offset: 4 }), (e: unknown) => e instanceof StoreError && e.code === 'CORRUPT_RECORD' && e.details.physicalOffset === puts[4]!.physicalOffset)
+      await assert.rejects(store.lookup(puts[4]!.physicalOffset), (e: unknown) => e instanceof StoreError && /no message starts/.test(e.message))
+    } finally {
+      await store.close()
+    }
   } finally {
     await cleanup()
   }
