@@ -1,6 +1,6 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { StoreError } from './errors.js'
+import { StoreError, ioError } from './errors.js'
 import type { FileIO } from './file-io.js'
 
 /**
@@ -87,5 +87,24 @@ export async function acquireStoreLock(io: FileIO, dir: string, lockFile: string
   if (holder && holder.pid !== process.pid && holderAlive(holder)) {
     throw new StoreError('LOCKED', `store ${dir} is in use by process ${holder.pid} (lock file ${path.basename(lockFile)})`, { details: { pid: holder.pid } })
   }
-  await io.writeFileAtomic(lockFile, Buffer.from(encodeLockHolder(selfHolder())))
+  const mine = Buffer.from(encodeLockHolder(selfHolder()))
+  try {
+    await io.writeFileAtomic(lockFile, mine)
+  } catch (err) {
+    // On a full disk the temp file of an atomic replace gets no block; a stale lock left by a
+    // killed process has one: overwrite it in place (padded with spaces to its length, which
+    // the reader trims). A torn lock only reads as stale, which it was.
+    if (!held || ioError('writing the lock file', err).code !== 'DISK_FULL') throw err
+    await overwriteInPlace(io, lockFile, Buffer.concat([mine, Buffer.alloc(Math.max(0, held.length - mine.length), ' ')]))
+  }
+}
+
+async function overwriteInPlace(io: FileIO, file: string, data: Buffer): Promise<void> {
+  const f = await io.open(file)
+  try {
+    await f.write(data, 0, data.length, 0)
+    await f.datasync()
+  } finally {
+    await f.close()
+  }
 }

@@ -2,13 +2,15 @@
 // belongs to another live process (reused after a crash, or after a reboot) is stale and taken
 // over; a lock of a live holder refuses the open.
 import assert from 'node:assert/strict'
-import { spawn, type ChildProcess } from 'node:child_process'
-import { readFile, writeFile } from 'node:fs/promises'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { mkdir, open, readFile, writeFile } from 'node:fs/promises'
 import * as path from 'node:path'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { MessageStore, StoreError } from '../src/index.js'
-import { currentBootId, decodeLockHolder, processStartTicks } from '../src/lock.js'
+import { withTmpfs } from '@mqts/common/testing'
+import { NodeFileIO } from '../src/internal.js'
+import { acquireStoreLock, currentBootId, decodeLockHolder, processStartTicks } from '../src/lock.js'
 import { tempDir } from './helpers.js'
 
 const STORE_MODULE = fileURLToPath(new URL('../src/index.js', import.meta.url))
@@ -83,3 +85,31 @@ test('a lock held by a live process refuses the open with LOCKED', { timeout: 30
     await cleanup()
   }
 })
+
+test('on a full disk a stale lock is taken over in place (an atomic replace would need a new block)', { timeout: 30_000 }, async (t) => {
+  const skip = await withTmpfs('1m', async (mnt) => {
+    const dir = path.join(mnt, 'store')
+    await mkdir(dir)
+    const lockFile = path.join(dir, 'lock')
+    // A stale lock: a process that has exited.
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid!
+    await writeFile(lockFile, `${dead} 00000000-0000-0000-0000-000000000000 1\n`)
+    await fillDisk(mnt)
+    await acquireStoreLock(new NodeFileIO(), dir, lockFile)
+    assert.equal(decodeLockHolder(await readFile(lockFile, 'utf8'))?.pid, process.pid)
+  })
+  if (skip) t.skip(skip)
+})
+
+/** Writes a file until the disk says ENOSPC. */
+async function fillDisk(mnt: string): Promise<void> {
+  const h = await open(path.join(mnt, 'filler'), 'w')
+  try {
+    const chunk = Buffer.alloc(64 * 1024, 1)
+    for (;;) await h.write(chunk)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err
+  } finally {
+    await h.close()
+  }
+}
