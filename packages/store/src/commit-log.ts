@@ -445,7 +445,8 @@ export class CommitLog {
     }
     file.wrotePosition = position
     this.wroteOffset = file.fileFromOffset + position
-    this.lastStoreTimestamp = now
+    // The newest store time, even if the clock stepped back since (key queries end there).
+    if (now > this.lastStoreTimestamp) this.lastStoreTimestamp = now
     if (this.async) {
       file.committedPosition = position
       this.committedOffset = this.wroteOffset

@@ -797,8 +797,8 @@ export class MessageStore {
   async queryByKey(topic: string, key: string, options: QueryByKeyOptions = {}): Promise<StoredMessage[]> {
     if (this.status !== 'open') throw this.notOpen()
     if (!this.index) throw new StoreError('INVALID_ARGUMENT', 'the key index is disabled (messageIndexEnable: false)')
-    if (typeof topic !== 'string' || topic.length === 0) throw new StoreError('TOPIC_INVALID', `topic must be a non-empty string, got ${shownValue(topic)}`)
-    if (typeof key !== 'string' || key.length === 0) throw new StoreError('INVALID_ARGUMENT', `key must be a non-empty string, got ${shownValue(key)}`)
+    if (typeof topic !== 'string' || topic.length === 0) throw new StoreError('TOPIC_INVALID', `topic must be a non-empty string, got ${describe(topic)}`)
+    if (typeof key !== 'string' || key.length === 0) throw new StoreError('INVALID_ARGUMENT', `key must be a non-empty string, got ${describe(key)}`)
     const { maxNum, begin, end } = this.keyQueryWindow(options)
     const found: StoredMessage[] = []
     const seen = new Set<number>()
@@ -821,13 +821,14 @@ export class MessageStore {
 
   /** queryByKey's options checked, with their defaults. */
   private keyQueryWindow(options: QueryByKeyOptions): { maxNum: number; begin: number; end: number } {
-    if (options === null || typeof options !== 'object') throw new StoreError('INVALID_ARGUMENT', `queryByKey options must be an object, got ${shownValue(options)}`)
+    if (options === null || typeof options !== 'object') throw new StoreError('INVALID_ARGUMENT', `queryByKey options must be an object, got ${describe(options)}`)
     const maxNum = options.maxNum ?? 32
     const begin = options.begin ?? 0
-    const end = options.end ?? this.now()
-    if (!Number.isSafeInteger(maxNum) || maxNum < 1) throw new StoreError('INVALID_ARGUMENT', `maxNum must be a positive integer, got ${shownValue(maxNum)}`)
-    if (!Number.isSafeInteger(begin)) throw new StoreError('INVALID_ARGUMENT', `begin must be a store time in ms since the epoch (an integer), got ${shownValue(begin)}`)
-    if (!Number.isSafeInteger(end)) throw new StoreError('INVALID_ARGUMENT', `end must be a store time in ms since the epoch (an integer), got ${shownValue(end)}`)
+    // By default up to now, or to the newest message if the clock has since stepped back.
+    const end = options.end ?? Math.max(this.now(), this.commitLog.lastStoreTimestamp)
+    if (!Number.isSafeInteger(maxNum) || maxNum < 1) throw new StoreError('INVALID_ARGUMENT', `maxNum must be a positive integer, got ${describe(maxNum)}`)
+    if (!Number.isSafeInteger(begin)) throw new StoreError('INVALID_ARGUMENT', `begin must be a store time in ms since the epoch (an integer), got ${describe(begin)}`)
+    if (!Number.isSafeInteger(end)) throw new StoreError('INVALID_ARGUMENT', `end must be a store time in ms since the epoch (an integer), got ${describe(end)}`)
     if (begin > end) throw new StoreError('INVALID_ARGUMENT', `the time window is empty: begin ${begin} is after end ${end}`)
     return { maxNum, begin, end }
   }
@@ -1192,12 +1193,6 @@ export class MessageStore {
   }
 }
 
-/** A received value as an error message shows it. */
-function shownValue(v: unknown): string {
-  if (typeof v === 'string') return JSON.stringify(v)
-  if (v === null || typeof v !== 'object') return String(v)
-  return Array.isArray(v) ? 'an array' : 'an object'
-}
 
 /** A topic a message may be stored under: RocketMQ's alphabet and length limits. */
 function checkTopicName(topic: unknown): asserts topic is string {

@@ -224,3 +224,19 @@ test('queryByKey skips index entries that point at no record (damaged index byte
     await cleanup()
   }
 })
+
+test('queryByKey by default finds messages stored before the clock stepped back', { timeout: 30_000 }, async () => {
+  const { dir, cleanup } = await tempDir()
+  let clock = Date.UTC(2026, 0, 1, 12)
+  const store = await MessageStore.open({ dir, commitLogFileSize: SMALL_FILE, maxHashSlotNum: 64, maxIndexNum: 256, now: () => clock })
+  try {
+    await store.put({ topic: 'T', queueId: 0, body: 'first', keys: ['k'] })
+    clock -= 2000 // NTP steps the clock back
+    await store.put({ topic: 'T', queueId: 0, body: 'second', keys: ['k'] })
+    const found = await store.queryByKey('T', 'k')
+    assert.deepEqual(found.map((m) => Buffer.from(m.body).toString()).sort(), ['first', 'second'])
+  } finally {
+    await store.close()
+    await cleanup()
+  }
+})
