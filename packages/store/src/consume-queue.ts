@@ -277,10 +277,23 @@ export class ConsumeQueue {
   private replace(seg: Segment | undefined, unit: number, physicalOffset: number, size: number, tagsCode: number): Maybe<void> {
     if (seg) {
       const at = unit * CQ_UNIT.bytes - seg.start
-      if (cqUnitPhysicalOffset(seg.dv, at) === physicalOffset && cqUnitSize(seg.dv, at) === size && cqUnitTagsCode(seg.dv, at) === tagsCode) return
+      if (cqUnitPhysicalOffset(seg.dv, at) === physicalOffset && cqUnitSize(seg.dv, at) === size && cqUnitTagsCode(seg.dv, at) === tagsCode) {
+        if (this.set.unsyncedUnits && !seg.dirty) this.keepUnit(seg)
+        return
+      }
     }
     if (physicalOffset >= this.set.trustedBelow) this.refuseReplace(seg, unit, physicalOffset)
     return this.truncateTo(unit).then(() => this.put(unit, physicalOffset, size, tagsCode))
+  }
+
+  /**
+   * After a crash, a unit the re-dispatch finds in place may have been written by the killed
+   * process and never synced: its window is synced (and the queue's directories) before the
+   * checkpoint says the queues hold it, or a power loss could lose it for good.
+   */
+  private keepUnit(seg: Segment): void {
+    seg.dirty = true
+    this.set.syncDirsOf(this)
   }
 
   /**
@@ -604,6 +617,11 @@ export class ConsumeQueueSet {
   unitOwned: (physicalOffset: number, topic: string, queueId: number, unit: number) => boolean = () => true
   /** Whether files at the start of the CommitLog were deleted (set by the store). */
   logLostItsStart: () => boolean = () => true
+  /**
+   * Recovery after a crash: units found in place may not be durable (see ConsumeQueue.keepUnit).
+   * Set by the store while it re-dispatches.
+   */
+  unsyncedUnits = false
   /** Queues written since the last `takeTouched()`, when arrivals are tracked. */
   touched: ConsumeQueue[] = []
   tracking = false
@@ -627,6 +645,13 @@ export class ConsumeQueueSet {
       max: Math.max(2, options.maxOpenFiles),
       dispose: (seg) => this.release(seg),
     })
+  }
+
+  /** Has the next flush sync the directories holding `cq`'s files (their entries may be new). */
+  syncDirsOf(cq: ConsumeQueue): void {
+    this.dirsToSync.add(cq.dir)
+    this.dirsToSync.add(path.dirname(cq.dir))
+    this.dirsToSync.add(this.options.dir)
   }
 
   find(topic: string, queueId: number): ConsumeQueue | undefined {

@@ -419,6 +419,8 @@ export class MessageStore {
     this.dispatcher.reputOffset = Math.min(from, end)
     // Records the checkpoint vouched for may replace stale units; a later one must fit its queue.
     cqs.trustedBelow = this.recovery.durableOffset
+    // After a crash the killed process may have left units unsynced: the re-dispatch syncs them.
+    cqs.unsyncedUnits = !clean
     let cut = false
     for (;;) {
       try {
@@ -445,6 +447,7 @@ export class MessageStore {
       }
       break
     }
+    cqs.unsyncedUnits = false
     this.syncQueueOffsets()
     // A clean open with nothing to re-dispatch has nothing to sync either.
     if (clean && intact && !cut && from === end && this.checkpoint.values.logicsFlushedOffset === end && !this.queueOffsetsBehind) return
