@@ -1018,16 +1018,11 @@ export class CommitLog {
     // A clean close leaves the next file allocated ahead, unwritten: it stays the next file.
     if (start.atEnd) await this.adoptEmptyNext(index)
 
-    // Cut.
-    file.wrotePosition = file.committedPosition = file.flushedPosition = pos
     report.endOffset = file.fileFromOffset + pos
-    const zeroed = (!cleanShutdown || report.truncated !== undefined) && (await this.zeroTail(file, pos, Math.max(pos, dataEnd)))
     // The scan read the page cache: after a kill it accepts bytes that were written but never
     // synced. They become durable here, before the checkpoint says they are (a clean close
     // synced everything it wrote).
-    if (!cleanShutdown || zeroed) await this.syncRecovered(start.index, index)
-    report.filesDeleted = await this.queue.deleteAfter(file)
-    this.wroteOffset = this.committedOffset = this.flushedOffset = report.endOffset
+    report.filesDeleted = await this.cut(index, pos, dataEnd, !cleanShutdown || report.truncated !== undefined, start.index, !cleanShutdown)
     const cp = o.checkpoint.values
     // A clean open that found the log ending where the checkpoint says changes nothing to sync.
     const unchanged = start.atEnd && report.filesDeleted === 0 && cp.physicalFlushedOffset === report.endOffset && cp.physicMsgTimestamp === this.lastStoreTimestamp
@@ -1035,6 +1030,44 @@ export class CommitLog {
     if (this.lastStoreTimestamp > 0) cp.physicMsgTimestamp = this.lastStoreTimestamp
     if (!unchanged) await o.checkpoint.flush()
     return report
+  }
+
+  /**
+   * Ends the log at `pos` of file `index`: the file's positions become `pos`, its non-zero bytes
+   * in [pos, dataEnd) are zeroed when `zero`, the files from `syncFrom` to it are synced (when
+   * `sync`, or zeros were written), and every later file is deleted, the last first. Returns the
+   * number of files deleted. The caller then writes the checkpoint.
+   */
+  private async cut(index: number, pos: number, dataEnd: number, zero: boolean, syncFrom: number, sync: boolean): Promise<number> {
+    const file = this.queue.files[index]!
+    file.wrotePosition = file.committedPosition = file.flushedPosition = pos
+    const zeroed = zero && (await this.zeroTail(file, pos, Math.max(pos, dataEnd)))
+    if (sync || zeroed) await this.syncRecovered(syncFrom, index)
+    const deleted = await this.queue.deleteAfter(file)
+    this.wroteOffset = this.committedOffset = this.flushedOffset = file.fileFromOffset + pos
+    return deleted
+  }
+
+  /**
+   * After recover(), before anything is appended: cuts the log at `offset`, a record boundary at
+   * or past the durable offset that the scan accepted but the re-dispatch found does not belong
+   * (its header was torn: MessageStore.recoverConsumeQueues). The same cut as recover's, reported
+   * in `report` the same way; the checkpoint is synced last.
+   */
+  async truncateRecovered(offset: number, reason: string, report: RecoveryReport): Promise<void> {
+    const file = this.queue.findFile(offset)
+    if (!file || offset < report.durableOffset || offset >= this.committedOffset) {
+      throw new StoreError('CORRUPT_RECORD', `cannot cut the recovered CommitLog at ${offset}: it ends at ${this.committedOffset} and is durable up to ${report.durableOffset}`, { details: { physicalOffset: offset } })
+    }
+    const index = this.queue.files.indexOf(file)
+    const pos = offset - file.fileFromOffset
+    // The bad record checked out as one: records follow it when the log goes on past it.
+    const validDataFollowed = pos + 4 <= file.fileSize && offset + file.view.readInt32BE(pos) < this.committedOffset
+    report.filesDeleted += await this.cut(index, pos, await this.dataEnd(file), true, index, false)
+    report.endOffset = offset
+    report.truncated = { atOffset: offset, reason, validDataFollowed, belowDurableOffset: false }
+    this.options.checkpoint.values.physicalFlushedOffset = offset
+    await this.options.checkpoint.flush()
   }
 
   /** fdatasyncs the files recovery accepted bytes from, `from` to `to` (indexes in the queue). */

@@ -147,6 +147,11 @@ export interface ConsumeQueueSetOptions {
 /** A segment now, or once it has been opened. */
 type Maybe<T> = T | Promise<T>
 
+/** Whether `err` is a put's refusal of a record that does not fit its queue (see ConsumeQueue.put). */
+export function isQueueMismatch(err: unknown): err is StoreError {
+  return err instanceof StoreError && err.code === 'CORRUPT_RECORD' && err.details?.queueMismatch === true
+}
+
 export class ConsumeQueue {
   /** Logical byte offsets of the files, ascending. */
   fileStarts: number[] = []
@@ -213,12 +218,17 @@ export class ConsumeQueue {
 
   /**
    * Puts the unit of queue offset `unit`. Idempotent: a unit already there with the same content
-   * is left alone; different content below the end truncates the queue there first (recovery
-   * after a power loss can leave stale units). A gap is filled with filler units, as RocketMQ
-   * does for a queue whose first unit is not at the start of a file.
+   * is left alone. A record the set trusts (below `trustedBelow`, the durable offset at open) with
+   * different content below the end truncates the queue there first (stale units); a gap is
+   * filled with filler units, as RocketMQ does for a queue whose first unit is not at the start
+   * of a file. Any other record must take the queue's next unit, or find its own unit already
+   * there (or a damaged unit: see replace): otherwise it does not belong (a header torn by a
+   * power loss) and the put throws CORRUPT_RECORD (`details.queueMismatch`) changing nothing.
    */
   put(unit: number, physicalOffset: number, size: number, tagsCode: number): Maybe<void> {
     if (unit < this.maxOffset) {
+      // Below the queue's minimum: its unit went with its file (or the queue lost its first
+      // files); nothing to check it against.
       if (unit < this.minOffset) return
       // Re-dispatch after a crash puts every unit again: the window of the last one is kept.
       const rs = this.replaceSeg
@@ -237,6 +247,7 @@ export class ConsumeQueue {
       return this.replace(seg, unit, physicalOffset, size, tagsCode)
     }
     if (unit > this.maxOffset) {
+      if (physicalOffset >= this.set.trustedBelow) this.refuseGap(unit, physicalOffset)
       const empty = this.minOffset === this.maxOffset
       if (this.fileStarts.length === 0) this.minOffset = this.maxOffset = this.fileStartOf(unit) / CQ_UNIT.bytes
       // A queue whose earlier messages are gone from the CommitLog starts with fillers.
@@ -266,9 +277,56 @@ export class ConsumeQueue {
   private replace(seg: Segment | undefined, unit: number, physicalOffset: number, size: number, tagsCode: number): Maybe<void> {
     if (seg) {
       const at = unit * CQ_UNIT.bytes - seg.start
-      if (cqUnitPhysicalOffset(seg.dv, at) === physicalOffset && cqUnitSize(seg.dv, at) === size && cqUnitTagsCode(seg.dv, at) === tagsCode) return
+      if (cqUnitPhysicalOffset(seg.dv, at) === physicalOffset && cqUnitSize(seg.dv, at) === size && cqUnitTagsCode(seg.dv, at) === tagsCode) {
+        if (this.set.unsyncedUnits && !seg.dirty) this.keepUnit(seg)
+        return
+      }
     }
+    if (physicalOffset >= this.set.trustedBelow) this.refuseReplace(seg, unit, physicalOffset)
     return this.truncateTo(unit).then(() => this.put(unit, physicalOffset, size, tagsCode))
+  }
+
+  /**
+   * After a crash, a unit the re-dispatch finds in place may have been written by the killed
+   * process and never synced: its window is synced (and the queue's directories) before the
+   * checkpoint says the queues hold it, or a power loss could lose it for good.
+   */
+  private keepUnit(seg: Segment): void {
+    seg.dirty = true
+    this.set.syncDirsOf(this)
+  }
+
+  /**
+   * A record not vouched for may replace only a unit that is itself damaged (a power loss tears
+   * ConsumeQueue sectors too): one pointing at it with another size or tags code, or at no
+   * record that claims this unit, or missing with its file. A unit its own record confirms means this record's header
+   * lies: throws. (Kept out of put and replace, which re-dispatch runs for every record.)
+   */
+  private refuseReplace(seg: Segment | undefined, unit: number, physicalOffset: number): void {
+    if (!seg) return // no unit to confirm or contradict it
+    const held = cqUnitPhysicalOffset(seg.dv, unit * CQ_UNIT.bytes - seg.start)
+    if (held !== physicalOffset && this.set.unitOwned(held, this.topic, this.queueId, unit)) throw this.mismatch(unit, physicalOffset, `the record at ${held} holds`)
+  }
+
+  /**
+   * A record not vouched for that would leave a gap throws: only a queue with no file yet may
+   * start past 0, when its first records may have gone with the CommitLog's first files.
+   */
+  private refuseGap(unit: number, physicalOffset: number): void {
+    if (this.fileStarts.length > 0) throw this.mismatch(unit, physicalOffset, `leaves a gap after the queue's last unit ${this.maxOffset - 1}`, true)
+    if (!this.set.logLostItsStart()) throw this.mismatch(unit, physicalOffset, 'is not the first of a queue while the CommitLog still starts at 0', true)
+  }
+
+  /**
+   * The error of a record that does not belong at `unit` (see put). `gap`: the queue may instead
+   * have lost units (files whose directory entry a power loss dropped); only a re-dispatch from
+   * the start of the CommitLog tells.
+   */
+  private mismatch(unit: number, physicalOffset: number, what: string, gap = false): StoreError {
+    const where = `${this.topic}@${this.queueId}`
+    return new StoreError('CORRUPT_RECORD', `the record at CommitLog offset ${physicalOffset} claims queue offset ${unit} of ${where}, which ${what} (the queue's next offset is ${this.maxOffset}): its header is damaged`, {
+      details: { queueMismatch: true, gap, physicalOffset, topic: this.topic, queueId: this.queueId, queueOffset: unit, nextQueueOffset: this.maxOffset },
+    })
   }
 
   private async fillTo(unit: number): Promise<void> {
@@ -545,6 +603,25 @@ export class ConsumeQueueSet {
   readonly windowBytes: number
   readonly queues = new Map<string, Map<number, ConsumeQueue>>()
   readonly segments: LRUCache<string, Segment>
+  /**
+   * CommitLog offset below which records are trusted as durable (the durable offset at open): a
+   * unit they disagree with is stale and replaced. A record at or past it must fit its queue
+   * (ConsumeQueue.put). Infinity until recovery sets it: everything is trusted.
+   */
+  trustedBelow = Number.POSITIVE_INFINITY
+  /**
+   * Whether a record that claims queue offset `unit` of (`topic`, `queueId`) starts at CommitLog
+   * offset `physicalOffset`: then a unit pointing there is sound (see ConsumeQueue.put). Set by
+   * the store; without it every unit counts as sound.
+   */
+  unitOwned: (physicalOffset: number, topic: string, queueId: number, unit: number) => boolean = () => true
+  /** Whether files at the start of the CommitLog were deleted (set by the store). */
+  logLostItsStart: () => boolean = () => true
+  /**
+   * Recovery after a crash: units found in place may not be durable (see ConsumeQueue.keepUnit).
+   * Set by the store while it re-dispatches.
+   */
+  unsyncedUnits = false
   /** Queues written since the last `takeTouched()`, when arrivals are tracked. */
   touched: ConsumeQueue[] = []
   tracking = false
@@ -568,6 +645,13 @@ export class ConsumeQueueSet {
       max: Math.max(2, options.maxOpenFiles),
       dispose: (seg) => this.release(seg),
     })
+  }
+
+  /** Has the next flush sync the directories holding `cq`'s files (their entries may be new). */
+  syncDirsOf(cq: ConsumeQueue): void {
+    this.dirsToSync.add(cq.dir)
+    this.dirsToSync.add(path.dirname(cq.dir))
+    this.dirsToSync.add(this.options.dir)
   }
 
   find(topic: string, queueId: number): ConsumeQueue | undefined {

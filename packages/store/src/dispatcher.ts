@@ -249,6 +249,11 @@ export class Dispatcher {
     return undefined
   }
 
+  /** Forgets the error that stopped the last pass (recovery cut the log where it stopped). */
+  clearError(): void {
+    this.lastError = undefined
+  }
+
   private setError(err: unknown): void {
     this.lastError = dispatchError(err, this.reputOffset)
     this.lastErrorAt = Date.now()

@@ -8,7 +8,7 @@ import { INDEX_DEFAULTS, IndexError, IndexService, indexFileSize } from '@mqts/i
 import { StoreCheckpoint } from './checkpoint.js'
 import { checkStoreOptions } from './options.js'
 import { CommitLog, type AppendResult, type FlushMode, type RecoveryReport, type TopicState } from './commit-log.js'
-import { ConsumeQueueSet, DEFAULT_MAX_OPEN_CQ_FILES, type ConsumeQueue } from './consume-queue.js'
+import { ConsumeQueueSet, DEFAULT_MAX_OPEN_CQ_FILES, isQueueMismatch, type ConsumeQueue } from './consume-queue.js'
 import { CONSUMER_OFFSET_FILE, ConsumerOffsetManager, DEFAULT_PERSIST_CONSUMER_OFFSET_INTERVAL_MS } from './consumer-offsets.js'
 import { Dispatcher, type DispatchListener } from './dispatcher.js'
 import { StoreError, ioError } from './errors.js'
@@ -317,6 +317,8 @@ export class MessageStore {
         return cqs.findOrCreate(req.topic, req.queueId).put(req.queueOffset, req.physicalOffset, req.size, req.tagsCode)
       },
     }
+    cqs.unitOwned = (physicalOffset, topic, queueId, unit) => this.recordClaims(physicalOffset, topic, queueId, unit)
+    cqs.logLostItsStart = () => this.commitLog.minOffset > 0
     this.dispatcher = new Dispatcher(this.commitLog, [buildConsumeQueue], () => this.notifyArrivals())
     this.crcPending = this.commitLog.defersBodyCrc
     this.consumerOffsets = new ConsumerOffsetManager(io, path.join(this.dir, STORE_PATHS.config, CONSUMER_OFFSET_FILE), this.now)
@@ -418,18 +420,40 @@ export class MessageStore {
     // The index may be further behind (deleted, or rebuilt after damage).
     if (this.index) from = Math.min(from, Math.max(min, this.index.indexedUpTo))
     this.dispatcher.reputOffset = Math.min(from, end)
-    try {
-      await this.dispatcher.drain()
-    } catch (err) {
-      // A full disk must not keep a store from opening: it opens readable, refuses appends until
-      // the re-dispatch (retried every flushConsumeQueueIntervalMs) is done and queue offsets are
-      // known again, and the checkpoint below records only what was dispatched.
-      if (!(err instanceof StoreError && err.code === 'DISK_FULL')) throw err
-      this.queueOffsetsBehind = true
+    // Records the checkpoint vouched for may replace stale units; a later one must fit its queue.
+    cqs.trustedBelow = this.recovery.durableOffset
+    // After a crash the killed process may have left units unsynced: the re-dispatch syncs them.
+    cqs.unsyncedUnits = !clean
+    let cut = false
+    for (;;) {
+      try {
+        await this.dispatcher.drain()
+      } catch (err) {
+        if (isQueueMismatch(err) && err.details.gap === true && this.dispatcher.reputOffset > min && from > min) {
+          // A queue missing units may have lost ConsumeQueue files rather than met a torn
+          // record: re-dispatch everything from the start once; a gap found then is the log's.
+          from = min
+          this.dispatcher.reputOffset = min
+          this.dispatcher.clearError()
+          continue
+        }
+        if (isQueueMismatch(err)) {
+          await this.cutTornRecord(err)
+          cut = true
+          continue
+        }
+        // A full disk must not keep a store from opening: it opens readable, refuses appends until
+        // the re-dispatch (retried every flushConsumeQueueIntervalMs) is done and queue offsets are
+        // known again, and the checkpoint below records only what was dispatched.
+        if (!(err instanceof StoreError && err.code === 'DISK_FULL')) throw err
+        this.queueOffsetsBehind = true
+      }
+      break
     }
+    cqs.unsyncedUnits = false
     this.syncQueueOffsets()
     // A clean open with nothing to re-dispatch has nothing to sync either.
-    if (clean && intact && from === end && this.checkpoint.values.logicsFlushedOffset === end && !this.queueOffsetsBehind) return
+    if (clean && intact && !cut && from === end && this.checkpoint.values.logicsFlushedOffset === end && !this.queueOffsetsBehind) return
     try {
       await cqs.flush()
       await this.index?.flush()
@@ -441,6 +465,38 @@ export class MessageStore {
     }
     this.checkpoint.values.logicsFlushedOffset = this.dispatcher.reputOffset
     await this.checkpoint.flush()
+  }
+
+  /**
+   * The re-dispatch met a record past the durable offset that does not fit its queue (its queue
+   * offset is neither the queue's next nor one whose unit, confirmed by its own record, already
+   * points at it): the recovery scan accepted it, but a power loss tore a header, which the body
+   * CRC does not cover. A torn record was never synced, nor was anything after it (syncs follow
+   * the log's order), so the log ends there, as recovery's own cut would end it: the CommitLog is
+   * cut (tail zeroed, later files deleted, checkpoint synced), then units and index entries at or
+   * past the cut go, and the re-dispatch stands at the new end.
+   */
+  private async cutTornRecord(err: StoreError): Promise<void> {
+    const at = err.details.physicalOffset as number
+    await this.commitLog.truncateRecovered(at, err.message, this.recovery)
+    for (const cq of this.consumeQueues.all()) {
+      // Units past the cut: dispatched before the crash (maxPhysicalEnd 0: not known, look).
+      if (cq.maxPhysicalEnd > at || (cq.maxPhysicalEnd === 0 && cq.maxOffset > cq.minOffset)) await cq.truncatePhysical(at)
+    }
+    this.index?.recover(at, true)
+    this.dispatcher.reputOffset = at
+    this.dispatcher.clearError()
+  }
+
+  /**
+   * Whether a sound record at `physicalOffset` claims queue offset `unit` of (`topic`, `queueId`):
+   * a ConsumeQueue unit pointing there is then the record's own (ConsumeQueue.put).
+   */
+  private recordClaims(physicalOffset: number, topic: string, queueId: number, unit: number): boolean {
+    const r = this.commitLog.recordAt(physicalOffset)
+    if (!r) return false
+    const c = checkRecord(r.buf, r.at, r.limit, physicalOffset, this.maxRecordBytes, true)
+    return c.kind === 'record' && c.topic === topic && c.queueId === queueId && c.queueOffset === unit && takesQueueOffset(c.sysFlag)
   }
 
   /** New appends continue each queue from its ConsumeQueue (recovery may not have read its records). */
