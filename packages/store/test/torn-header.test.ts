@@ -7,8 +7,9 @@ import assert from 'node:assert/strict'
 import * as path from 'node:path'
 import { test } from 'node:test'
 import { MessageStore, StoreError, type PutResult } from '../src/index.js'
-import { RECORD, SimFileIO, mulberry32 } from '../src/internal.js'
-import { simDir } from './helpers.js'
+import { seededRandom } from '@mqts/common'
+import { RECORD, SimFileIO } from '../src/internal.js'
+import { SIM_INDEX, simDir } from './helpers.js'
 
 const BASE_SEED = process.env.SEED ? Number(process.env.SEED) : Date.now() % 1_000_000
 const ROUNDS = Number(process.env.TORN_HEADER_ROUNDS ?? 40)
@@ -74,10 +75,10 @@ async function putSome(store: MessageStore, n: number, from: number): Promise<Pu
 
 for (const field of ['queueOffset', 'queueId'] as const) {
   test(`a record past the durable offset whose ${field} a power loss zeroed is cut at recovery, not dispatched`, { timeout: 30_000 }, async (t) => {
-    const dir = await simDir(t)
+    const dir = simDir(t)
     const io = new SimFileIO()
     // No background flush: the durable offset is where flush() left it.
-    const options = { dir, commitLogFileSize: FILE_SIZE, fileIO: io, flushIntervalMs: 3_600_000, flushThoroughIntervalMs: 3_600_000 }
+    const options = { dir, commitLogFileSize: FILE_SIZE, fileIO: io, flushIntervalMs: 3_600_000, flushThoroughIntervalMs: 3_600_000, ...SIM_INDEX }
     const store = await MessageStore.open(options)
     const durable = await putSome(store, 12, 0)
     await store.flush()
@@ -127,9 +128,9 @@ for (const field of ['queueOffset', 'queueId'] as const) {
 }
 
 test('a torn ConsumeQueue unit past the durable offset is repaired from the CommitLog, which keeps every record', { timeout: 30_000 }, async (t) => {
-  const dir = await simDir(t)
+  const dir = simDir(t)
   const io = new SimFileIO()
-  const options = { dir, commitLogFileSize: FILE_SIZE, fileIO: io, flushIntervalMs: 3_600_000, flushThoroughIntervalMs: 3_600_000 }
+  const options = { dir, commitLogFileSize: FILE_SIZE, fileIO: io, flushIntervalMs: 3_600_000, flushThoroughIntervalMs: 3_600_000, ...SIM_INDEX }
   const store = await MessageStore.open(options)
   await putSome(store, 12, 0)
   await store.flush()
@@ -157,7 +158,7 @@ test('a torn ConsumeQueue unit past the durable offset is repaired from the Comm
 })
 
 test('a ConsumeQueue unit is never replaced by a record of another physical offset once the store is open', { timeout: 30_000 }, async (t) => {
-  const dir = await simDir(t)
+  const dir = simDir(t)
   const store = await MessageStore.open({ dir, commitLogFileSize: FILE_SIZE, fileIO: new SimFileIO(), messageIndexEnable: false })
   try {
     const puts = await putSome(store, 6, 0)
@@ -179,13 +180,13 @@ test('a ConsumeQueue unit is never replaced by a record of another physical offs
 })
 
 test(`sim power loss, async flush, torn headers: no record past the durable offset is accepted with another queue or queue offset (seed ${BASE_SEED}, ${ROUNDS} rounds)`, { timeout: 120_000 }, async (t) => {
-  const dir = await simDir(t)
+  const dir = simDir(t)
   let tornRounds = 0
   let cutRounds = 0
   let keptTorn = 0
   for (let round = 0; round < ROUNDS; round++) {
     const seed = BASE_SEED * 131 + round
-    const rnd = mulberry32(seed)
+    const rnd = seededRandom(seed)
     const io = new SimFileIO()
     const roundDir = path.join(dir, `round-${round}`)
     const options = { dir: roundDir, commitLogFileSize: FILE_SIZE, fileIO: io, flushIntervalMs: rnd() < 0.5 ? 5 : 50, flushLeastPages: 1, messageIndexEnable: false }
