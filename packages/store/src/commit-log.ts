@@ -1056,7 +1056,9 @@ export class CommitLog {
    */
   async truncateRecovered(offset: number, reason: string, report: RecoveryReport): Promise<void> {
     const file = this.queue.findFile(offset)
-    if (!file || offset < report.durableOffset || offset >= this.committedOffset) {
+    // Below the durable offset only when asked to (onCorruption: 'truncate'), as recovery's own cut.
+    const belowDurableOffset = offset < report.durableOffset
+    if (!file || (belowDurableOffset && this.options.onCorruption !== 'truncate') || offset >= this.committedOffset) {
       throw new StoreError('CORRUPT_RECORD', `cannot cut the recovered CommitLog at ${offset}: it ends at ${this.committedOffset} and is durable up to ${report.durableOffset}`, { details: { physicalOffset: offset } })
     }
     const index = this.queue.files.indexOf(file)
@@ -1065,7 +1067,7 @@ export class CommitLog {
     const validDataFollowed = pos + 4 <= file.fileSize && offset + file.view.readInt32BE(pos) < this.committedOffset
     report.filesDeleted += await this.cut(index, pos, await this.dataEnd(file), true, index, false)
     report.endOffset = offset
-    report.truncated = { atOffset: offset, reason, validDataFollowed, belowDurableOffset: false }
+    report.truncated = { atOffset: offset, reason, validDataFollowed, belowDurableOffset }
     this.options.checkpoint.values.physicalFlushedOffset = offset
     await this.options.checkpoint.flush()
   }

@@ -11,7 +11,7 @@
  */
 import { StoreError } from './errors.js'
 import type { AppendResult, CommitLog, TopicState } from './commit-log.js'
-import { BLANK_MAGIC_CODE, MESSAGE_MAGIC_CODE_V1, MESSAGE_MAGIC_CODE_V2, readDispatchRequest, type DispatchRequest, type PreparedMessage } from './codec/index.js'
+import { BLANK_MAGIC_CODE, MESSAGE_MAGIC_CODE_V1, MESSAGE_MAGIC_CODE_V2, readDispatchRequest, verifyRecord, type DispatchRequest, type PreparedMessage } from './codec/index.js'
 
 /** After a failed pass, appends do not retry dispatch more often than this (the timer does). */
 export const RETRY_AFTER_ERROR_MS = 1000
@@ -58,6 +58,13 @@ export class Dispatcher {
     uniqKey: undefined,
   }
   private wantsKeys = false
+  /**
+   * Records below `upTo` are checked before they are dispatched (structure, topic alphabet and,
+   * with `crc`, the body CRC): recovery sets it to the durable offset while it re-dispatches
+   * records its scan did not read (it trusts them), so damage there is CORRUPT_RECORD instead of
+   * a topic made of garbage bytes becoming a ConsumeQueue folder.
+   */
+  verify: { upTo: number; maxRecordBytes: number; crc: boolean } = { upTo: 0, maxRecordBytes: 0, crc: false }
 
   constructor(
     private readonly commitLog: CommitLog,
@@ -229,6 +236,15 @@ export class Dispatcher {
         const size = dv.getInt32(pos)
         if ((magic !== MESSAGE_MAGIC_CODE_V1 && magic !== MESSAGE_MAGIC_CODE_V2) || size <= 0 || pos + size > end) {
           throw new StoreError('CORRUPT_RECORD', `dispatch found no valid record at CommitLog offset ${this.reputOffset}`, { details: { physicalOffset: this.reputOffset } })
+        }
+        if (this.reputOffset < this.verify.upTo) {
+          const checked = verifyRecord(view, pos, end, this.reputOffset, this.verify.maxRecordBytes, this.verify.crc)
+          if (checked !== size) {
+            const reason = typeof checked === 'string' ? checked : `record of ${checked} bytes where its header says ${size}`
+            throw new StoreError('CORRUPT_RECORD', `CommitLog corrupt at offset ${this.reputOffset} (${reason}), below the durable offset ${this.verify.upTo}, found while rebuilding the ConsumeQueues; open with onCorruption: 'truncate' to cut the log there`, {
+              details: { physicalOffset: this.reputOffset, reason, durableOffset: this.verify.upTo },
+            })
+          }
         }
         readDispatchRequest(view, dv, pos, this.wantsKeys, req)
         for (let i = 0; i < listeners.length; i++) {

@@ -424,11 +424,18 @@ export class MessageStore {
     cqs.trustedBelow = this.recovery.durableOffset
     // After a crash the killed process may have left units unsynced: the re-dispatch syncs them.
     cqs.unsyncedUnits = !clean
+    // Records below the durable offset were not read by the recovery scan: checked as they go.
+    this.dispatcher.verify = { upTo: this.recovery.durableOffset, maxRecordBytes: this.maxRecordBytes, crc: this.commitLog.options.checkCrcOnRecover }
     let cut = false
     for (;;) {
       try {
         await this.dispatcher.drain()
       } catch (err) {
+        if (err instanceof StoreError && err.code === 'CORRUPT_RECORD' && err.details.durableOffset !== undefined && this.commitLog.options.onCorruption === 'truncate') {
+          await this.cutTornRecord(err)
+          cut = true
+          continue
+        }
         if (isQueueMismatch(err) && err.details.gap === true && this.dispatcher.reputOffset > min && from > min) {
           // A queue missing units may have lost ConsumeQueue files rather than met a torn
           // record: re-dispatch everything from the start once; a gap found then is the log's.
@@ -451,6 +458,7 @@ export class MessageStore {
       break
     }
     cqs.unsyncedUnits = false
+    this.dispatcher.verify = { upTo: 0, maxRecordBytes: 0, crc: false }
     this.syncQueueOffsets()
     // A clean open with nothing to re-dispatch has nothing to sync either.
     if (clean && intact && !cut && from === end && this.checkpoint.values.logicsFlushedOffset === end && !this.queueOffsetsBehind) return

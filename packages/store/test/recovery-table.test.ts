@@ -5,7 +5,7 @@
 // marker (a crash: the scan starts at D), a row with P < D opens with verifyOnOpen (the scan
 // starts at the start of the file holding D).
 import assert from 'node:assert/strict'
-import { cp, open, readFile, rm, writeFile } from 'node:fs/promises'
+import { cp, open, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import * as path from 'node:path'
 import { test } from 'node:test'
 import { MessageStore, StoreError, type PutResult } from '../src/index.js'
@@ -222,7 +222,15 @@ test('sync flush: after a kill the durable offset is the last acknowledged group
     // A damaged acknowledged record: past a stale durable offset it would read as a torn
     // unflushed region and be cut with every acknowledged record after it (row 5).
     await garble(path.join(crashed, 'commitlog', FIRST_FILE), puts[35]!)
-    const reopened = await openStore(crashed, { flush: 'sync' })
+    // The damage lies below the durable offset: the open refuses it if the ConsumeQueue rebuild
+    // reads the record (its checkpoint may be behind), or trusts it; it never cuts.
+    let reopened: MessageStore
+    try {
+      reopened = await openStore(crashed, { flush: 'sync' })
+    } catch (err) {
+      assert.ok(err instanceof StoreError && err.code === 'CORRUPT_RECORD' && err.details.physicalOffset === puts[35]!.physicalOffset && err.details.durableOffset === end, String(err))
+      return
+    }
     try {
       assert.equal(reopened.recovery.durableOffset, end)
       assert.equal(reopened.recovery.truncated, undefined)
@@ -234,5 +242,38 @@ test('sync flush: after a kill the durable offset is the last acknowledged group
   } finally {
     await cleanup()
     await rm(crashed, { recursive: true, force: true })
+  }
+})
+
+test('a damaged record below the durable offset that the ConsumeQueue rebuild reads is CORRUPT_RECORD, never a folder named by its bytes; truncate cuts it', { timeout: 30_000 }, async () => {
+  const b = await build()
+  try {
+    // The topic bytes of record 20 become "../..": a rebuild that trusted them would make a
+    // ConsumeQueue folder outside the store.
+    const victim = b.puts[20]!
+    const bytes = await readFile(b.file)
+    const bodyLength = bytes.readInt32BE(victim.physicalOffset + 84)
+    bytes.write('../..', victim.physicalOffset + 88 + bodyLength + 1, 'latin1')
+    await writeFile(b.file, bytes)
+    // A crash whose ConsumeQueue checkpoint is behind: the rebuild reads from the log's start.
+    await crashWithDurableOffset(b.dir, b.puts.at(-1)!.physicalOffset + b.puts.at(-1)!.size)
+    const cp = await StoreCheckpoint.open(new NodeFileIO(), path.join(b.dir, 'checkpoint'))
+    cp.values.logicsFlushedOffset = 0
+    await cp.flush()
+    await cp.close()
+    await rm(path.join(b.dir, 'consumequeue'), { recursive: true })
+    await assert.rejects(openStore(b.dir), (err: unknown) => err instanceof StoreError && err.code === 'CORRUPT_RECORD' && err.details.physicalOffset === victim.physicalOffset)
+    assert.deepEqual(await readdir(path.join(b.dir, 'consumequeue')), ['table'], 'no folder but the real topic')
+    assert.deepEqual(await readdir(path.dirname(b.dir)).then((names) => names.filter((n) => n === 'table')), [])
+    const store = await openStore(b.dir, { onCorruption: 'truncate' })
+    try {
+      assert.equal(store.recovery.truncated?.atOffset, victim.physicalOffset)
+      assert.equal(store.recovery.truncated?.belowDurableOffset, true)
+      await assertPrefix(store, b.puts, victim.physicalOffset)
+    } finally {
+      await store.close()
+    }
+  } finally {
+    await b.cleanup()
   }
 })
