@@ -4,18 +4,21 @@
  *
  * | code                 | when                                                                |
  * | -------------------- | ------------------------------------------------------------------- |
- * | MESSAGE_TOO_LARGE    | body over `maxMessageSizeBytes`, or the whole record over its limit |
+ * | MESSAGE_TOO_LARGE    | body over `maxMessageSize`, or the whole record over its limit      |
  * | PROPERTIES_TOO_LONG  | encoded properties over 32,767 bytes (RocketMQ's short length)      |
- * | INVALID_PROPERTY     | a property name or value contains 0x01/0x02, or a name is empty     |
+ * | INVALID_PROPERTY     | a property name or value empty, not a string, with 0x01/0x02 or a   |
+ * |                      | lone UTF-16 surrogate; keys of the wrong shape                      |
  * | TOPIC_INVALID        | topic empty, too long, or outside `^[%|a-zA-Z0-9_-]+$`              |
- * | INVALID_ARGUMENT     | a queue id, offset or option out of range                           |
+ * | INVALID_ARGUMENT     | a queue id, offset, sysFlag bit, host or option out of range (the   |
+ * |                      | message shows what was received)                                    |
  * | NOT_OPEN             | the store is closing or closed                                      |
- * | DISK_FULL            | the OS answered ENOSPC (or EDQUOT); nothing partial was kept        |
+ * | DISK_FULL            | the OS answered ENOSPC (or EDQUOT); see the README for what is kept |
  * | IO_ERROR             | any other OS error on a data file                                   |
  * | FLUSH_FAILED         | fdatasync failed: durability of unflushed data is unknown; the      |
  * |                      | store refuses further writes until reopened                         |
- * | CORRUPT_RECORD       | recovery met a bad record in the region the checkpoint says is      |
- * |                      | durable; nothing was truncated                                      |
+ * | CORRUPT_RECORD       | recovery (its scan or the ConsumeQueue rebuild) met a bad record in |
+ * |                      | the region the checkpoint says is durable, nothing was truncated;   |
+ * |                      | or `get` met a record that is not what its ConsumeQueue unit says   |
  * | CORRUPT_FILE         | a data file has the wrong size or an unparsable name                |
  * | LOCKED               | another live process holds the store directory                      |
  */
