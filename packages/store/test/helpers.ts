@@ -61,3 +61,34 @@ export function simDir(t: TestContext): string {
   t.after(() => assertNothingReal(dir))
   return dir
 }
+
+/**
+ * Walks the whole log with `lookup` (a blank moves to the next file): every record decodes and
+ * each queue's offsets are 0, 1, 2, ... in log order, nothing follows the tail, and
+ * `maxQueueOffset` of each queue is its count. Returns the count per "topic@queueId".
+ */
+export async function assertDenseLog(store: MessageStore, what = 'log'): Promise<Map<string, number>> {
+  const next = new Map<string, number>()
+  const fileSize = store.commitLog.fileSizeBytes
+  const end = store.maxPhysicalOffset
+  let offset = store.minPhysicalOffset
+  while (offset < end) {
+    let m
+    try {
+      m = await store.lookup(offset)
+    } catch {
+      offset = (Math.floor(offset / fileSize) + 1) * fileSize // blank: next file
+      continue
+    }
+    const key = `${m.topic}@${m.queueId}`
+    assert.equal(m.queueOffset, next.get(key) ?? 0, `${what}: dense queue offsets for ${key} (record at ${offset})`)
+    next.set(key, m.queueOffset + 1)
+    offset += m.storeSize
+  }
+  assert.equal(offset, end, `${what}: nothing follows the tail`)
+  for (const [key, n] of next) {
+    const at = key.lastIndexOf('@')
+    assert.equal(store.maxQueueOffset(key.slice(0, at), Number(key.slice(at + 1))), n, `${what}: maxQueueOffset of ${key}`)
+  }
+  return next
+}

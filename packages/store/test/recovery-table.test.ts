@@ -123,22 +123,31 @@ test('row 2: zeros at P < D with no valid record after them: cut at P, reported 
   }
 })
 
+/**
+ * Damage at P below D with valid records after it: the open refuses with CORRUPT_RECORD at P and
+ * changes nothing; with onCorruption 'truncate' the log is cut at P.
+ */
+async function refusedThenCut(b: Built, victim: PutResult): Promise<void> {
+  const damaged = await readFile(b.file)
+  await assert.rejects(openStore(b.dir, { verifyOnOpen: true }), (err: unknown) => err instanceof StoreError && err.code === 'CORRUPT_RECORD' && err.details.physicalOffset === victim.physicalOffset)
+  assert.ok((await readFile(b.file)).equals(damaged), 'the refused open changed nothing')
+  const store = await openStore(b.dir, { verifyOnOpen: true, onCorruption: 'truncate' })
+  try {
+    assert.equal(store.recovery.truncated?.atOffset, victim.physicalOffset)
+    assert.equal(store.recovery.truncated?.validDataFollowed, true)
+    assert.equal(store.recovery.truncated?.belowDurableOffset, true)
+    await assertPrefix(store, b.puts, victim.physicalOffset)
+  } finally {
+    await store.close()
+  }
+}
+
 test('row 3: zeros at P < D with valid records after them: CORRUPT_RECORD, nothing changed; truncate cuts at P', { timeout: 30_000 }, async () => {
   const b = await build()
   try {
     const victim = b.puts[30]!
     await zero(b.file, victim.physicalOffset, victim.physicalOffset + victim.size)
-    const damaged = await readFile(b.file)
-    await assert.rejects(openStore(b.dir, { verifyOnOpen: true }), (err: unknown) => err instanceof StoreError && err.code === 'CORRUPT_RECORD' && err.details.physicalOffset === victim.physicalOffset)
-    assert.ok((await readFile(b.file)).equals(damaged), 'the refused open changed nothing')
-    const store = await openStore(b.dir, { verifyOnOpen: true, onCorruption: 'truncate' })
-    try {
-      assert.equal(store.recovery.truncated?.atOffset, victim.physicalOffset)
-      assert.equal(store.recovery.truncated?.validDataFollowed, true)
-      await assertPrefix(store, b.puts, victim.physicalOffset)
-    } finally {
-      await store.close()
-    }
+    await refusedThenCut(b, victim)
   } finally {
     await b.cleanup()
   }
@@ -191,17 +200,7 @@ test('row 6: a bad record at P < D with valid records after it: CORRUPT_RECORD, 
   try {
     const victim = b.puts[20]!
     await garble(b.file, victim)
-    const damaged = await readFile(b.file)
-    await assert.rejects(openStore(b.dir, { verifyOnOpen: true }), (err: unknown) => err instanceof StoreError && err.code === 'CORRUPT_RECORD' && err.details.physicalOffset === victim.physicalOffset)
-    assert.ok((await readFile(b.file)).equals(damaged), 'the refused open changed nothing')
-    const store = await openStore(b.dir, { verifyOnOpen: true, onCorruption: 'truncate' })
-    try {
-      assert.equal(store.recovery.truncated?.atOffset, victim.physicalOffset)
-      assert.equal(store.recovery.truncated?.belowDurableOffset, true)
-      await assertPrefix(store, b.puts, victim.physicalOffset)
-    } finally {
-      await store.close()
-    }
+    await refusedThenCut(b, victim)
   } finally {
     await b.cleanup()
   }

@@ -9,7 +9,7 @@ import { test } from 'node:test'
 import { MessageStore, StoreError, type PutResult } from '../src/index.js'
 import { SimFileIO } from '../src/sim-file-io.js'
 import { seededRandom } from '@mqts/common'
-import { SIM_INDEX, SMALL_FILE, simDir, tempDir } from './helpers.js'
+import { assertDenseLog, SIM_INDEX, simDir, SMALL_FILE, tempDir } from './helpers.js'
 
 const BASE_SEED = process.env.SEED ? Number(process.env.SEED) : Date.now() % 1_000_000
 
@@ -191,7 +191,7 @@ for (let round = 0; round < 12; round++) {
         assert.equal(m.body.toString(), bodies.get(r.physicalOffset), `seed ${seed}: message at ${r.physicalOffset}`)
         assert.equal(m.queueOffset, r.queueOffset)
       }
-      await assertDense(reopened)
+      await assertDenseLog(reopened)
     } finally {
       await reopened.close()
     }
@@ -222,38 +222,12 @@ test(`sim power loss, async flush: the recovered log is a valid prefix holding a
         assert.equal((await reopened.lookup(p.physicalOffset)).queueOffset, p.queueOffset, `seed ${seed}`)
       }
       assert.ok(reopened.maxPhysicalOffset >= flushed)
-      await assertDense(reopened)
+      await assertDenseLog(reopened)
     } finally {
       await reopened.close()
     }
   }
 })
-
-/** Walks the whole log: every record decodes and queue offsets per queue are 0, 1, 2, ... */
-async function assertDense(store: MessageStore): Promise<void> {
-  const next = new Map<string, number>()
-  let offset = store.minPhysicalOffset
-  const end = store.maxPhysicalOffset
-  const fileSize = store.commitLog.fileSizeBytes
-  while (offset < end) {
-    let m
-    try {
-      m = await store.lookup(offset)
-    } catch {
-      offset = (Math.floor(offset / fileSize) + 1) * fileSize // blank: next file
-      continue
-    }
-    const key = `${m.topic}@${m.queueId}`
-    assert.equal(m.queueOffset, next.get(key) ?? 0, `dense queue offsets for ${key}`)
-    next.set(key, m.queueOffset + 1)
-    offset += m.storeSize
-  }
-  assert.equal(offset, end, 'nothing follows the tail')
-  for (const [key, n] of next) {
-    const [topic, queueId] = key.split('@') as [string, string]
-    assert.equal(store.maxQueueOffset(topic, Number(queueId)), n)
-  }
-}
 
 test('disk full: the put fails with DISK_FULL, the store stays readable and recovers when space returns', { timeout: 30_000 }, async (t) => {
   // Room for four CommitLog files and two ConsumeQueue files (a put is acknowledged only once its

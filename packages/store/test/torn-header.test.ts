@@ -9,7 +9,7 @@ import { test } from 'node:test'
 import { MessageStore, StoreError, type PutResult } from '../src/index.js'
 import { seededRandom } from '@mqts/common'
 import { RECORD, SimFileIO } from '../src/internal.js'
-import { SIM_INDEX, simDir } from './helpers.js'
+import { assertDenseLog, SIM_INDEX, simDir } from './helpers.js'
 
 const BASE_SEED = process.env.SEED ? Number(process.env.SEED) : Date.now() % 1_000_000
 const ROUNDS = Number(process.env.TORN_HEADER_ROUNDS ?? 40)
@@ -40,21 +40,7 @@ function zeroRecordBytes(io: SimFileIO, dir: string, p: PutResult, at: number, l
  * reached so.
  */
 async function assertQueuesMatchLog(store: MessageStore, what: string): Promise<void> {
-  const next = new Map<string, number>()
-  const fileSize = store.commitLog.fileSizeBytes
-  for (let offset = store.minPhysicalOffset; offset < store.maxPhysicalOffset; ) {
-    let m
-    try {
-      m = await store.lookup(offset)
-    } catch {
-      offset = (Math.floor(offset / fileSize) + 1) * fileSize // blank: next file
-      continue
-    }
-    const key = `${m.topic}@${m.queueId}`
-    assert.equal(m.queueOffset, next.get(key) ?? 0, `${what}: dense queue offsets for ${key} (record at ${offset})`)
-    next.set(key, m.queueOffset + 1)
-    offset += m.storeSize
-  }
+  const next = await assertDenseLog(store, what)
   for (let q = 0; q < QUEUES; q++) {
     const max = store.maxQueueOffset('a', q)
     assert.equal(max, next.get(`a@${q}`) ?? 0, `${what}: maxQueueOffset of a@${q}`)
