@@ -343,3 +343,11 @@ test('sysFlag: the bits accepted are RocketMQ 4.x\'s and the 5.x compression typ
   assert.equal(withHostFlags(0x1, v4, v6), 0x21)
   assert.equal(withHostFlags(0x301, v6, v6), 0x331)
 })
+
+test('a property named __proto__ (from JSON.parse) round-trips as a property, not a prototype', () => {
+  const props = JSON.parse('{"__proto__":"x","a":"b"}') as Record<string, string>
+  const decoded = decodeProperties(encodeProperties(props))
+  assert.deepEqual(Object.keys(decoded), ['__proto__', 'a'])
+  assert.equal(Object.getOwnPropertyDescriptor(decoded, '__proto__')?.value, 'x')
+  assert.equal(Object.getPrototypeOf(decoded), Object.prototype)
+})

@@ -31,7 +31,12 @@ export function decodeProperties(text: string): Record<string, string> {
     if (next < 0) next = len
     if (next - index >= 3) {
       const sep = text.indexOf(PROPERTY_NAME_VALUE_SEPARATOR, index)
-      if (sep > index && sep < next - 1) map[text.slice(index, sep)] = text.slice(sep + 1, next)
+      if (sep > index && sep < next - 1) {
+        const name = text.slice(index, sep)
+        // "__proto__" is a name like any other here, not the object's prototype.
+        if (name === '__proto__') Object.defineProperty(map, name, { value: text.slice(sep + 1, next), enumerable: true, writable: true, configurable: true })
+        else map[name] = text.slice(sep + 1, next)
+      }
     }
     index = next + 1
   }
