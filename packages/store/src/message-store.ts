@@ -459,6 +459,7 @@ export class MessageStore {
     }
     cqs.unsyncedUnits = false
     this.dispatcher.verify = { upTo: 0, maxRecordBytes: 0, crc: false }
+    if (!clean && (await this.dropUnitsOfOtherRecords(this.recovery.durableOffset))) cut = true
     this.syncQueueOffsets()
     // A clean open with nothing to re-dispatch has nothing to sync either.
     if (clean && intact && !cut && from === end && this.checkpoint.values.logicsFlushedOffset === end && !this.queueOffsetsBehind) return
@@ -494,6 +495,31 @@ export class MessageStore {
     this.index?.recover(at, true)
     this.dispatcher.reputOffset = at
     this.dispatcher.clearError()
+  }
+
+  /**
+   * After a crash: units past the durable offset that the killed process wrote and the re-dispatch
+   * did not rewrite must still point at a record that claims them. A power loss that tore a
+   * record's queue id moves that record to another queue (the re-dispatch puts it there when it
+   * fits), but its old queue keeps the unit the killed process wrote: `get` there would serve
+   * another queue's message. Such a unit, and every unit after it in its queue, goes. Only the
+   * units past the durable offset are read: the records there are the last few.
+   */
+  private async dropUnitsOfOtherRecords(durableOffset: number): Promise<boolean> {
+    let dropped = false
+    for (const cq of this.consumeQueues.all()) {
+      let firstBad = -1
+      for (let unit = cq.maxOffset - 1; unit >= cq.minOffset; unit--) {
+        const u = await cq.unitAt(unit)
+        if (!u || u.size === CQ_FILLER_SIZE || u.physicalOffset < durableOffset) break
+        if (!this.recordClaims(u.physicalOffset, cq.topic, cq.queueId, unit)) firstBad = unit
+      }
+      if (firstBad >= 0) {
+        await cq.truncateTo(firstBad)
+        dropped = true
+      }
+    }
+    return dropped
   }
 
   /**

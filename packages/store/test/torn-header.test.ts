@@ -245,3 +245,24 @@ test(`sim power loss, async flush, torn headers: no record past the durable offs
   }
   t.diagnostic(`${tornRounds} rounds with a torn header, ${cutRounds} cut by the re-dispatch, ${keptTorn} torn queue ids kept`)
 })
+
+test('a record whose queue id a power loss tore onto another queue leaves no unit in its old queue', { timeout: 30_000 }, async (t) => {
+  const dir = simDir(t)
+  const io = new SimFileIO()
+  const options = { dir, commitLogFileSize: FILE_SIZE, fileIO: io, flushIntervalMs: 3_600_000, flushThoroughIntervalMs: 3_600_000, messageIndexEnable: false }
+  const store = await MessageStore.open(options)
+  // Nothing flushed: the durable offset stays 0. The killed process left a@1's unit 0 behind.
+  const p = await store.put({ topic: 'a', queueId: 1, body: 'moved by a tear' })
+  const snapshot = io.processCrash()
+  await store.close()
+  zeroRecordBytes(snapshot, dir, p, RECORD.queueId, 4) // now it claims a@0, offset 0: it fits there
+  const reopened = await MessageStore.open({ ...options, fileIO: snapshot })
+  try {
+    assert.equal(reopened.maxOffset('a', 0), 1)
+    assert.equal(reopened.maxOffset('a', 1), 0, "a@1 lost the unit pointing at another queue's record")
+    assert.equal((await reopened.get({ topic: 'a', queueId: 1, offset: 0 })).messages.length, 0)
+    await assertQueuesMatchLog(reopened, 'after the tear')
+  } finally {
+    await reopened.close()
+  }
+})
