@@ -16,47 +16,29 @@ import { NodeFileIO, type FileIO } from './file-io.js'
 import { acquireStoreLock } from './lock.js'
 import { RetentionService, type RetentionOptions, type RetentionResult } from './retention.js'
 import {
-  CQ_FILLER_SIZE,
   CQ_UNIT,
-  cqUnitPhysicalOffset,
-  cqUnitSize,
-  cqUnitTagsCode,
+  CQ_FILLER_SIZE,
   DEFAULT_CQ_UNITS_PER_FILE,
-  javaStringHashCode,
-  readStoreTimestamp,
   DEFAULT_MAX_MESSAGE_SIZE_BYTES,
   END_FILE_MIN_BLANK_LENGTH,
-  MAX_PROPERTIES_BYTES,
   PROPERTY,
   RECORD_OVERHEAD_ALLOWANCE_BYTES,
-  TOPIC_MAX_LENGTH,
-  TOPIC_MAX_LENGTH_V2,
-  TOPIC_PATTERN,
+  SYSFLAG,
   checkRecord,
-  verifyRecord,
   decodeMessageId,
   decodeRecord,
   parseHost,
-  prepareRecordOf,
-  type Host,
+  readStoreTimestamp,
   takesQueueOffset,
-  SYSFLAG,
   type PreparedMessage,
   type StoredMessage,
-  withHostFlags,
 } from './codec/index.js'
-import {
-  DEFAULT_MAX_QUEUES_PER_TOPIC,
-  MAX_QUEUE_ID,
-  checkInt,
-  checkOffset,
-  checkPutQueueId,
-  checkQueueId,
-  checkSysFlag,
-  describe,
-  encodePutProperties,
-  keysProperty,
-} from './put-input.js'
+import { DEFAULT_MAX_QUEUES_PER_TOPIC, MAX_QUEUE_ID, checkOffset, checkPutQueueId, describe } from './put-input.js'
+import { PutPreparer, checkTopicName, type PutMessage } from './put-prepare.js'
+import { checkQueueArgs, readQueue, type GetMessageRequest, type GetMessageResult } from './read-path.js'
+
+export type { PutMessage } from './put-prepare.js'
+export type { GetMessageRequest, GetMessageResult, GetMessageStatus } from './read-path.js'
 
 /** RocketMQ's store layout under the root directory. */
 export const STORE_PATHS = {
@@ -143,34 +125,6 @@ export interface QueryByKeyOptions {
   end?: number
 }
 
-export interface PutMessage {
-  topic: string
-  queueId: number
-  body: Buffer | Uint8Array | string
-  /** Stored as the TAGS property. */
-  tags?: string
-  /**
-   * Stored space-separated as the KEYS property: a string is RocketMQ's own form ("k1 k2" is two
-   * keys); in an array each element is one key and may not contain a space.
-   */
-  keys?: string | string[]
-  /** A plain object of non-empty string values. */
-  properties?: Record<string, string>
-  /** Java int. */
-  flag?: number
-  /**
-   * RocketMQ's sysFlag: 0x1 COMPRESSED, 0x2 MULTI_TAGS, 0xc transaction type, 0x300 compression type
-   * (with COMPRESSED). The IPv6 host bits 0x10 / 0x20 are set by the store from the hosts it
-   * writes, whatever is passed here; any other bit is refused with INVALID_ARGUMENT.
-   */
-  sysFlag?: number
-  bornTimestamp?: number
-  /** "a.b.c.d:port" or "[ipv6]:port"; default 127.0.0.1:0. */
-  bornHost?: string
-  reconsumeTimes?: number
-  preparedTransactionOffset?: number
-}
-
 export type PutStatus = AppendResult['status']
 
 /** status, msgId, physicalOffset, queueOffset, storeTimestamp, and size (bytes in the CommitLog). */
@@ -178,54 +132,9 @@ export type PutResult = AppendResult
 
 export type StoreStatus = 'opening' | 'open' | 'closing' | 'closed'
 
-/** RocketMQ's GetMessageStatus values that a read can answer. */
-export type GetMessageStatus =
-  | 'FOUND'
-  | 'NO_MATCHED_MESSAGE'
-  | 'NO_MESSAGE_IN_QUEUE'
-  | 'OFFSET_TOO_SMALL'
-  | 'OFFSET_OVERFLOW_ONE'
-  | 'OFFSET_OVERFLOW_BADLY'
-  | 'OFFSET_FOUND_NULL'
-  | 'MESSAGE_WAS_REMOVING'
-
-export interface GetMessageRequest {
-  /** Consumer group, for the caller's bookkeeping (offsets are committed separately). */
-  group?: string
-  topic: string
-  queueId: number
-  /** Queue offset to read from. */
-  offset: number
-  /** At most this many messages (default 32). */
-  maxMessages?: number
-  /** Only messages with one of these tags; undefined, [] or ['*'] for all. */
-  tags?: readonly string[]
-  /** Overrides the store's maxTransferBytes for this read. */
-  maxBytes?: number
-}
-
-export interface GetMessageResult {
-  status: GetMessageStatus
-  /**
-   * Decoded messages. Each `body` is a view into the CommitLog's mapping, not a copy: treat it as
-   * read-only. It stays valid for as long as you hold it, even after the store is closed or the
-   * file deleted (the mapping lives until the last view is collected), so holding many views
-   * pins memory and, for deleted files, disk space: copy what you keep for long.
-   */
-  messages: StoredMessage[]
-  /** Where the next read of this queue should start. */
-  nextOffset: number
-  minOffset: number
-  maxOffset: number
-}
-
 export type MessageArrivedListener = (topic: string, queueId: number, maxOffset: number) => void
 
 const DEFAULT_MAX_TRANSFER_BYTES = 256 * 1024
-/** Units a read scans at most beyond maxMessages (RocketMQ: max(16000 bytes, 20 x maxMsgNums)). */
-const MIN_UNITS_SCANNED = 800
-
-const DEFAULT_BORN_HOST: Host = { ip: 0x7f000001, port: 0, ipv6: undefined }
 const openDirs = new Set<string>()
 
 export class MessageStore {
@@ -240,45 +149,40 @@ export class MessageStore {
 
   readonly consumeQueues: ConsumeQueueSet
   readonly dispatcher: Dispatcher
-  /** Body CRCs are computed by the append, a batch at a time (CommitLog.defersBodyCrc). */
-  private readonly crcPending: boolean
-  /** The topic of the message prepare() returned last (saves an array per put). */
-  private preparedState: TopicState | undefined
   readonly consumerOffsets: ConsumerOffsetManager
   readonly retention: RetentionService
   /** The key index, unless disabled with messageIndexEnable: false. */
   index: IndexService | undefined
 
-  private readonly io: FileIO
-  private readonly bornHostCache = new Map<string, Host>()
-  private readonly storeHost: Host
-  private readonly maxQueuesPerTopic: number
-  private checkpoint!: StoreCheckpoint
-  private closing: Promise<void> | undefined
-  private readonly now: () => number
-  private readonly maxTransferBytes: number
-  private readonly arrivalListeners = new Set<MessageArrivedListener>()
-  private readonly timers: NodeJS.Timeout[] = []
-  private cqFlushing: Promise<void> | undefined
+  readonly #io: FileIO
+  /** Checks and measures what put and putBatch are given. */
+  readonly #preparer: PutPreparer
+  readonly #maxQueuesPerTopic: number
+  #checkpoint: StoreCheckpoint
+  #closing: Promise<void> | undefined
+  readonly #now: () => number
+  readonly #maxTransferBytes: number
+  readonly #arrivalListeners = new Set<MessageArrivedListener>()
+  readonly #timers: NodeJS.Timeout[] = []
+  #cqFlushing: Promise<void> | undefined
   /** Open could not finish re-dispatching (a full disk): queue offsets wait for it (dispatchCaughtUp). */
-  private queueOffsetsBehind = false
+  #queueOffsetsBehind = false
 
   private constructor(options: MessageStoreOptions, io: FileIO, checkpoint: StoreCheckpoint) {
     this.dir = path.resolve(options.dir)
-    this.io = io
-    this.checkpoint = checkpoint
+    this.#io = io
+    this.#checkpoint = checkpoint
     this.flushMode = options.flush ?? 'async'
     const fileSize = options.commitLogFileSize ?? DEFAULT_COMMIT_LOG_FILE_SIZE_BYTES
     this.maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE_BYTES
     this.maxRecordBytes = Math.min(this.maxMessageSize + RECORD_OVERHEAD_ALLOWANCE_BYTES, fileSize - END_FILE_MIN_BLANK_LENGTH)
     const storeHost = parseHost(options.storeHost ?? '127.0.0.1:10911')
     if (!storeHost) throw new StoreError('INVALID_ARGUMENT', `storeHost must be "a.b.c.d:port" or "[ipv6]:port", got ${describe(options.storeHost)}`)
-    this.storeHost = storeHost
     const maxQueues = options.maxQueuesPerTopic ?? DEFAULT_MAX_QUEUES_PER_TOPIC
     if (!Number.isInteger(maxQueues) || maxQueues < 1 || maxQueues > MAX_QUEUE_ID + 1) {
       throw new StoreError('INVALID_ARGUMENT', `maxQueuesPerTopic must be an integer from 1 to 2^31, got ${describe(maxQueues)}`)
     }
-    this.maxQueuesPerTopic = maxQueues
+    this.#maxQueuesPerTopic = maxQueues
     this.commitLog = new CommitLog({
       io,
       dir: path.join(this.dir, STORE_PATHS.commitLog),
@@ -298,8 +202,15 @@ export class MessageStore {
       checkpoint,
       now: options.now ?? Date.now,
     })
-    this.now = options.now ?? Date.now
-    this.maxTransferBytes = options.maxTransferBytes ?? DEFAULT_MAX_TRANSFER_BYTES
+    this.#preparer = new PutPreparer({
+      commitLog: this.commitLog,
+      storeHost,
+      maxQueuesPerTopic: maxQueues,
+      maxMessageSize: this.maxMessageSize,
+      maxRecordBytes: this.maxRecordBytes,
+    })
+    this.#now = options.now ?? Date.now
+    this.#maxTransferBytes = options.maxTransferBytes ?? DEFAULT_MAX_TRANSFER_BYTES
     const units = options.consumeQueueUnitsPerFile ?? DEFAULT_CQ_UNITS_PER_FILE
     if (!Number.isInteger(units) || units < 2 || units * CQ_UNIT.bytes > 2 ** 31 - 1) throw new StoreError('INVALID_ARGUMENT', `consumeQueueUnitsPerFile must be an integer from 2 to ${Math.floor((2 ** 31 - 1) / CQ_UNIT.bytes)}, got ${units}`)
     this.consumeQueues = new ConsumeQueueSet({
@@ -317,13 +228,12 @@ export class MessageStore {
         return cqs.findOrCreate(req.topic, req.queueId).put(req.queueOffset, req.physicalOffset, req.size, req.tagsCode)
       },
     }
-    cqs.unitOwned = (physicalOffset, topic, queueId, unit) => this.recordClaims(physicalOffset, topic, queueId, unit)
+    cqs.unitOwned = (physicalOffset, topic, queueId, unit) => this.#recordClaims(physicalOffset, topic, queueId, unit)
     cqs.logLostItsStart = () => this.commitLog.minOffset > 0
-    this.dispatcher = new Dispatcher(this.commitLog, [buildConsumeQueue], () => this.notifyArrivals())
-    this.crcPending = this.commitLog.defersBodyCrc
-    this.consumerOffsets = new ConsumerOffsetManager(io, path.join(this.dir, STORE_PATHS.config, CONSUMER_OFFSET_FILE), this.now)
+    this.dispatcher = new Dispatcher(this.commitLog, [buildConsumeQueue], () => this.#notifyArrivals())
+    this.consumerOffsets = new ConsumerOffsetManager(io, path.join(this.dir, STORE_PATHS.config, CONSUMER_OFFSET_FILE), this.#now)
     this.retention = new RetentionService(
-      { commitLog: this.commitLog, consumeQueues: cqs, dispatcher: this.dispatcher, io, dir: this.dir, now: this.now, afterDelete: [] },
+      { commitLog: this.commitLog, consumeQueues: cqs, dispatcher: this.dispatcher, io, dir: this.dir, now: this.#now, afterDelete: [] },
       options.retention ?? {},
     )
   }
@@ -347,7 +257,7 @@ export class MessageStore {
     let store: MessageStore | undefined
     try {
       for (const sub of [STORE_PATHS.commitLog, STORE_PATHS.consumeQueue, STORE_PATHS.index, STORE_PATHS.config]) await io.mkdirp(path.join(dir, sub))
-      await MessageStore.lock(io, dir)
+      await MessageStore.#lock(io, dir)
       checkpoint = await StoreCheckpoint.open(io, path.join(dir, STORE_PATHS.checkpoint))
       store = new MessageStore(options, io, checkpoint)
       const abortFile = path.join(dir, STORE_PATHS.abort)
@@ -356,7 +266,7 @@ export class MessageStore {
       store.recovery = await store.commitLog.recover(cleanShutdown)
       if (options.messageIndexEnable ?? true) {
         // Before the index starts (it makes its spare file in the background at once).
-        if (!store.commitLog.queue.last) await MessageStore.checkIndexFits(io, path.join(dir, STORE_PATHS.index), options)
+        if (!store.commitLog.queue.last) await MessageStore.#checkIndexFits(io, path.join(dir, STORE_PATHS.index), options)
         store.index = await IndexService.open({
           dir: path.join(dir, STORE_PATHS.index),
           fileIO: io,
@@ -365,12 +275,12 @@ export class MessageStore {
           now: options.now,
         })
         store.index.recover(store.commitLog.committedOffset, cleanShutdown)
-        store.dispatcher.addListener(store.indexListener(store.index))
+        store.dispatcher.addListener(store.#indexListener(store.index))
         store.retention.addAfterDelete((min) => store!.index!.deleteBelow(min))
       }
-      await store.recoverConsumeQueues(cleanShutdown)
+      await store.#recoverConsumeQueues(cleanShutdown)
       await store.consumerOffsets.load()
-      await MessageStore.markOpen(io, abortFile, cleanShutdown)
+      await MessageStore.#markOpen(io, abortFile, cleanShutdown)
       const queue = store.commitLog.queue
       if (!queue.last) await queue.createFirst()
       else queue.warm(queue.last, queue.last.wrotePosition)
@@ -385,12 +295,12 @@ export class MessageStore {
         return d.waitFor(end)
       }
       store.commitLog.onAppended = (ms, states, results) => store!.dispatcher.appended(ms, states, results)
-      store.startServices(options)
+      store.#startServices(options)
       store.status = 'open'
       return store
     } catch (err) {
       if (store) {
-        for (const t of store.timers) clearInterval(t)
+        for (const t of store.#timers) clearInterval(t)
         await store.commitLog.queue.close().catch(() => undefined)
         await store.consumeQueues.close().catch(() => undefined)
         await store.index?.close().catch(() => undefined)
@@ -408,14 +318,14 @@ export class MessageStore {
    * the queues are missing or damaged) is re-dispatched. Queue offsets for new appends then
    * continue from the queues. docs/design/consume-queue.md.
    */
-  private async recoverConsumeQueues(clean: boolean): Promise<void> {
+  async #recoverConsumeQueues(clean: boolean): Promise<void> {
     const cqs = this.consumeQueues
     const log = this.commitLog
     const end = log.committedOffset
     const min = log.minOffset
     const intact = await cqs.load(clean, end, min)
     const any = !cqs.all().next().done
-    let from = this.checkpoint.values.logicsFlushedOffset
+    let from = this.#checkpoint.values.logicsFlushedOffset
     if (!intact || (!any && end > min) || from < min || from > end) from = min
     // The index may be further behind (deleted, or rebuilt after damage).
     if (this.index) from = Math.min(from, Math.max(min, this.index.indexedUpTo))
@@ -432,7 +342,7 @@ export class MessageStore {
         await this.dispatcher.drain()
       } catch (err) {
         if (err instanceof StoreError && err.code === 'CORRUPT_RECORD' && err.details.durableOffset !== undefined && this.commitLog.options.onCorruption === 'truncate') {
-          await this.cutTornRecord(err)
+          await this.#cutTornRecord(err)
           cut = true
           continue
         }
@@ -445,7 +355,7 @@ export class MessageStore {
           continue
         }
         if (isQueueMismatch(err)) {
-          await this.cutTornRecord(err)
+          await this.#cutTornRecord(err)
           cut = true
           continue
         }
@@ -453,15 +363,15 @@ export class MessageStore {
         // the re-dispatch (retried every flushConsumeQueueIntervalMs) is done and queue offsets are
         // known again, and the checkpoint below records only what was dispatched.
         if (!(err instanceof StoreError && err.code === 'DISK_FULL')) throw err
-        this.queueOffsetsBehind = true
+        this.#queueOffsetsBehind = true
       }
       break
     }
     cqs.unsyncedUnits = false
     this.dispatcher.verify = { upTo: 0, maxRecordBytes: 0, crc: false }
-    this.syncQueueOffsets()
+    this.#syncQueueOffsets()
     // A clean open with nothing to re-dispatch has nothing to sync either.
-    if (clean && intact && !cut && from === end && this.checkpoint.values.logicsFlushedOffset === end && !this.queueOffsetsBehind) return
+    if (clean && intact && !cut && from === end && this.#checkpoint.values.logicsFlushedOffset === end && !this.#queueOffsetsBehind) return
     try {
       await cqs.flush()
       await this.index?.flush()
@@ -471,8 +381,8 @@ export class MessageStore {
       if (ioError('flushing the recovered ConsumeQueues and index', err).code !== 'DISK_FULL') throw err
       return
     }
-    this.checkpoint.values.logicsFlushedOffset = this.dispatcher.reputOffset
-    await this.checkpoint.flush()
+    this.#checkpoint.values.logicsFlushedOffset = this.dispatcher.reputOffset
+    await this.#checkpoint.flush()
   }
 
   /**
@@ -484,7 +394,7 @@ export class MessageStore {
    * cut (tail zeroed, later files deleted, checkpoint synced), then units and index entries at or
    * past the cut go, and the re-dispatch stands at the new end.
    */
-  private async cutTornRecord(err: StoreError): Promise<void> {
+  async #cutTornRecord(err: StoreError): Promise<void> {
     const at = err.details.physicalOffset as number
     await this.commitLog.truncateRecovered(at, err.message, this.recovery)
     for (const cq of this.consumeQueues.all()) {
@@ -500,7 +410,7 @@ export class MessageStore {
    * Whether a sound record at `physicalOffset` claims queue offset `unit` of (`topic`, `queueId`):
    * a ConsumeQueue unit pointing there is then the record's own (ConsumeQueue.put).
    */
-  private recordClaims(physicalOffset: number, topic: string, queueId: number, unit: number): boolean {
+  #recordClaims(physicalOffset: number, topic: string, queueId: number, unit: number): boolean {
     const r = this.commitLog.recordAt(physicalOffset)
     if (!r) return false
     const c = checkRecord(r.buf, r.at, r.limit, physicalOffset, this.maxRecordBytes, true)
@@ -508,7 +418,7 @@ export class MessageStore {
   }
 
   /** New appends continue each queue from its ConsumeQueue (recovery may not have read its records). */
-  private syncQueueOffsets(): void {
+  #syncQueueOffsets(): void {
     const log = this.commitLog
     for (const cq of this.consumeQueues.all()) {
       const st = log.topics.get(cq.topic) ?? log.topicState(cq.topic, Buffer.from(cq.topic, 'utf8'))
@@ -524,7 +434,7 @@ export class MessageStore {
    * size the index instead. Only checked for a new store (no CommitLog file), so a store that
    * opened once reopens however full its disk has become.
    */
-  private static async checkIndexFits(io: FileIO, indexDir: string, options: MessageStoreOptions): Promise<void> {
+  static async #checkIndexFits(io: FileIO, indexDir: string, options: MessageStoreOptions): Promise<void> {
     const slots = options.maxHashSlotNum ?? INDEX_DEFAULTS.maxHashSlotNum
     const entries = options.maxIndexNum ?? INDEX_DEFAULTS.maxIndexNum
     const perFile = indexFileSize(slots, 0) + Math.min(entries * INDEX_ENTRY_BYTES, INDEX_FIRST_ENTRIES_RESERVED_BYTES)
@@ -545,7 +455,7 @@ export class MessageStore {
   }
 
   /** Feeds the index: every KEYS token and the UNIQ_KEY, as `topic#key`; not rollback records. */
-  private indexListener(index: IndexService): DispatchListener {
+  #indexListener(index: IndexService): DispatchListener {
     const record = { topic: '', keys: [] as string[], uniqKey: undefined as string | undefined, phyOffset: 0, size: 0, storeTimestamp: 0 }
     const none: string[] = []
     const one: string[] = ['']
@@ -570,7 +480,7 @@ export class MessageStore {
     }
   }
 
-  private startServices(options: MessageStoreOptions): void {
+  #startServices(options: MessageStoreOptions): void {
     const every = (ms: number, fn: () => Promise<unknown>): void => {
       let busy = false
       const t = setInterval(() => {
@@ -583,45 +493,45 @@ export class MessageStore {
           })
       }, ms)
       t.unref()
-      this.timers.push(t)
+      this.#timers.push(t)
     }
     every(options.flushConsumeQueueIntervalMs ?? 1000, async () => {
       // A dispatch that stopped on an error (a full disk, say) is retried here.
       if (this.dispatcher.lastError) void this.dispatcher.kick(true)?.catch(() => undefined)
-      await this.flushConsumeQueues()
+      await this.#flushConsumeQueues()
     })
     every(options.persistConsumerOffsetIntervalMs ?? DEFAULT_PERSIST_CONSUMER_OFFSET_INTERVAL_MS, () => this.consumerOffsets.persist())
     every(this.retention.options.cleanResourceIntervalMs, () => this.retention.run())
   }
 
   /** Syncs the ConsumeQueues, then records in the checkpoint how far they are durable. */
-  private flushConsumeQueues(): Promise<void> {
-    if (this.cqFlushing) return this.cqFlushing
-    this.cqFlushing = (async () => {
+  #flushConsumeQueues(): Promise<void> {
+    if (this.#cqFlushing) return this.#cqFlushing
+    this.#cqFlushing = (async () => {
       try {
         const upTo = this.dispatcher.reputOffset
         await this.consumeQueues.flush()
         if (this.index) {
           await this.index.flush()
-          this.checkpoint.values.indexMsgTimestamp = this.commitLog.lastStoreTimestamp
+          this.#checkpoint.values.indexMsgTimestamp = this.commitLog.lastStoreTimestamp
         }
-        const cp = this.checkpoint.values
+        const cp = this.#checkpoint.values
         if (upTo > cp.logicsFlushedOffset) {
           cp.logicsFlushedOffset = upTo
           cp.logicsMsgTimestamp = this.commitLog.lastStoreTimestamp
-          await this.checkpoint.flush()
+          await this.#checkpoint.flush()
         }
       } finally {
-        this.cqFlushing = undefined
+        this.#cqFlushing = undefined
       }
     })()
-    return this.cqFlushing
+    return this.#cqFlushing
   }
 
-  private notifyArrivals(): void {
-    if (this.arrivalListeners.size === 0) return
+  #notifyArrivals(): void {
+    if (this.#arrivalListeners.size === 0) return
     for (const cq of this.consumeQueues.takeTouched()) {
-      for (const l of this.arrivalListeners) {
+      for (const l of this.#arrivalListeners) {
         try {
           l(cq.topic, cq.queueId, cq.maxOffset)
         } catch {
@@ -636,7 +546,7 @@ export class MessageStore {
    * it is. On a full disk the marker is made empty: an empty file takes no data block, and only
    * its existence matters (the pid in it is for people).
    */
-  private static async markOpen(io: FileIO, abortFile: string, cleanShutdown: boolean): Promise<void> {
+  static async #markOpen(io: FileIO, abortFile: string, cleanShutdown: boolean): Promise<void> {
     if (!cleanShutdown) return
     try {
       await io.writeFileAtomic(abortFile, Buffer.from(String(process.pid)))
@@ -646,104 +556,27 @@ export class MessageStore {
     }
   }
 
-  private static lock(io: FileIO, dir: string): Promise<void> {
+  static #lock(io: FileIO, dir: string): Promise<void> {
     return acquireStoreLock(io, dir, path.join(dir, STORE_PATHS.lock))
   }
 
   // -------------------------------------------------------------------------------------------
 
-  private notOpen(): StoreError {
+  #notOpen(): StoreError {
     return this.commitLog.failed ?? new StoreError('NOT_OPEN', `store is ${this.status}`)
-  }
-
-  private topicFor(topic: unknown): TopicState {
-    if (typeof topic === 'string') {
-      const known = this.commitLog.topics.get(topic)
-      if (known) return known
-    }
-    checkTopicName(topic)
-    return this.commitLog.topicState(topic, Buffer.from(topic, 'latin1'))
-  }
-
-  private bornHost(text: unknown): Host {
-    if (text === undefined) return DEFAULT_BORN_HOST
-    if (typeof text !== 'string') throw new StoreError('INVALID_ARGUMENT', `bornHost must be "a.b.c.d:port" or "[ipv6]:port", got ${describe(text)}`)
-    let host = this.bornHostCache.get(text)
-    if (!host) {
-      host = parseHost(text)
-      if (!host) throw new StoreError('INVALID_ARGUMENT', `bornHost must be "a.b.c.d:port" or "[ipv6]:port", got ${describe(text)}`)
-      if (this.bornHostCache.size > 4096) this.bornHostCache.clear()
-      this.bornHostCache.set(text, host)
-    }
-    return host
-  }
-
-  /** Validates and measures `m`; its topic's state is left in `preparedState`. */
-  private prepare(m: PutMessage, now: number): PreparedMessage {
-    if (m === null || typeof m !== 'object' || Array.isArray(m)) throw new StoreError('INVALID_ARGUMENT', `a message must be an object, got ${describe(m)}`)
-    const st = this.topicFor(m.topic)
-    const queueId = checkPutQueueId(m.queueId, this.maxQueuesPerTopic)
-    let body: Uint8Array
-    if (m.body instanceof Uint8Array) body = m.body
-    else if (typeof m.body === 'string') body = Buffer.from(m.body, 'utf8')
-    else throw new StoreError('INVALID_ARGUMENT', `body must be a Buffer, Uint8Array or string, got ${describe(m.body)}`)
-    if (body.length > this.maxMessageSize) {
-      throw new StoreError('MESSAGE_TOO_LARGE', `body of ${body.length} bytes exceeds maxMessageSize ${this.maxMessageSize}`, { details: { bytes: body.length, limit: this.maxMessageSize } })
-    }
-    let properties = ''
-    let tagsCode = 0
-    let keys: string | undefined
-    let uniqKey: string | undefined
-    if (m.keys !== undefined || m.tags !== undefined || m.properties !== undefined) {
-      const givenKeys = m.keys === undefined ? undefined : keysProperty(m.keys)
-      properties = encodePutProperties(givenKeys, m)
-      // Checked by encodePutProperties: a plain object of non-empty strings.
-      const props = m.properties
-      const tags = m.tags ?? props?.[PROPERTY.TAGS]
-      if (tags !== undefined) tagsCode = javaStringHashCode(tags)
-      keys = m.keys !== undefined ? givenKeys : props?.[PROPERTY.KEYS]
-      uniqKey = props?.[PROPERTY.UNIQ_KEY]
-    }
-    const bornHost = this.bornHost(m.bornHost)
-    const prepared = prepareRecordOf(
-      st.topic,
-      st.bytes,
-      queueId,
-      m.flag === undefined ? 0 : checkInt('flag', m.flag),
-      // The host bits follow the hosts written, whatever the caller's sysFlag says (checkSysFlag).
-      withHostFlags(checkSysFlag(m.sysFlag), bornHost, this.storeHost),
-      m.bornTimestamp === undefined ? now : checkOffset('bornTimestamp', m.bornTimestamp),
-      bornHost,
-      m.reconsumeTimes === undefined ? 0 : checkInt('reconsumeTimes', m.reconsumeTimes, 0),
-      m.preparedTransactionOffset === undefined ? 0 : checkOffset('preparedTransactionOffset', m.preparedTransactionOffset),
-      body,
-      properties,
-      tagsCode,
-      keys,
-      uniqKey,
-      this.crcPending,
-    )
-    if (prepared.propertiesBytes > MAX_PROPERTIES_BYTES) {
-      throw new StoreError('PROPERTIES_TOO_LONG', `properties take ${prepared.propertiesBytes} bytes, the limit is ${MAX_PROPERTIES_BYTES}`)
-    }
-    if (prepared.totalSize > this.maxRecordBytes) {
-      throw new StoreError('MESSAGE_TOO_LARGE', `record of ${prepared.totalSize} bytes exceeds the limit of ${this.maxRecordBytes}`, { details: { bytes: prepared.totalSize, limit: this.maxRecordBytes } })
-    }
-    this.preparedState = st
-    return prepared
   }
 
   /**
    * A put resolves once its message is readable through `get`: dispatch normally happens inside
    * the append, and waits only when a ConsumeQueue file had to be created or opened.
    */
-  private readable<T extends AppendResult | AppendResult[]>(results: T): T | Promise<T> {
+  #readable<T extends AppendResult | AppendResult[]>(results: T): T | Promise<T> {
     const last = Array.isArray(results) ? results[results.length - 1]! : (results as AppendResult)
     const end = last.physicalOffset + last.size
     const d = this.dispatcher
     if (d.reputOffset >= end) return results
-    if (d.lastError && !d.busy) return this.notReadable(results, last, d.lastError)
-    return d.waitFor(end).then(() => (d.reputOffset < end && d.lastError ? this.notReadable(results, last, d.lastError) : results))
+    if (d.lastError && !d.busy) return this.#notReadable(results, last, d.lastError)
+    return d.waitFor(end).then(() => (d.reputOffset < end && d.lastError ? this.#notReadable(results, last, d.lastError) : results))
   }
 
   /**
@@ -755,7 +588,7 @@ export class MessageStore {
    * took, and a producer that retries it stores it twice (at-least-once, as a send timeout does).
    * A put already answered FLUSH_DISK_TIMEOUT keeps that answer.
    */
-  private notReadable<T>(results: T, last: AppendResult, cause: StoreError): T {
+  #notReadable<T>(results: T, last: AppendResult, cause: StoreError): T {
     if (last.status !== 'PUT_OK') return results
     throw new StoreError(cause.code, `message stored at CommitLog offset ${last.physicalOffset} but not readable: ${cause.message}`, { cause, details: { ...cause.details, physicalOffset: last.physicalOffset } })
   }
@@ -766,48 +599,48 @@ export class MessageStore {
    * and after a reopen that could not finish re-dispatching, queue offsets are only known once it
    * has. A retry (at most every RETRY_AFTER_ERROR_MS) that gets through lets appends go again.
    */
-  private dispatchCaughtUp(): boolean {
+  #dispatchCaughtUp(): boolean {
     const d = this.dispatcher
     if (d.lastError !== undefined) void d.kick()?.catch(() => undefined)
     if (d.lastError !== undefined || d.reputOffset < this.commitLog.committedOffset) return false
-    if (this.queueOffsetsBehind) {
-      this.queueOffsetsBehind = false
-      this.syncQueueOffsets()
+    if (this.#queueOffsetsBehind) {
+      this.#queueOffsetsBehind = false
+      this.#syncQueueOffsets()
     }
     return true
   }
 
-  private dispatchStopped(): StoreError {
+  #dispatchStopped(): StoreError {
     const cause = this.dispatcher.lastError
     const why = cause ? cause.message : 'records recovered at open are still being dispatched'
     return new StoreError(cause?.code ?? 'DISK_FULL', `put refused, nothing stored: dispatch to the ConsumeQueues and the index is stopped (${why}); it resumes once space returns`, { cause })
   }
 
-  private readonly readableOne = (r: AppendResult): AppendResult | Promise<AppendResult> => this.readable(r)
+  readonly #readableOne = (r: AppendResult): AppendResult | Promise<AppendResult> => this.#readable(r)
 
-  private async finishOne(r: AppendResult): Promise<PutResult> {
-    return this.readable(this.flushMode === 'async' ? r : await this.commitLog.waitFlushed(r))
+  async #finishOne(r: AppendResult): Promise<PutResult> {
+    return this.#readable(this.flushMode === 'async' ? r : await this.commitLog.waitFlushed(r))
   }
 
-  private async finish(results: AppendResult[]): Promise<PutResult[]> {
-    return this.readable(this.flushMode === 'async' ? results : await this.commitLog.waitFlushed(results))
+  async #finish(results: AppendResult[]): Promise<PutResult[]> {
+    return this.#readable(this.flushMode === 'async' ? results : await this.commitLog.waitFlushed(results))
   }
 
   /** Appends one message. With flush 'sync' it resolves once the message is on disk. */
   put(message: PutMessage): Promise<PutResult> {
-    if (this.status !== 'open') return Promise.reject(this.notOpen())
-    if ((this.dispatcher.lastError !== undefined || this.queueOffsetsBehind) && !this.dispatchCaughtUp()) return Promise.reject(this.dispatchStopped())
+    if (this.status !== 'open') return Promise.reject(this.#notOpen())
+    if ((this.dispatcher.lastError !== undefined || this.#queueOffsetsBehind) && !this.#dispatchCaughtUp()) return Promise.reject(this.#dispatchStopped())
     try {
-      const prepared = this.prepare(message, Date.now())
-      const appended = this.commitLog.append([prepared], [this.preparedState!], prepared.totalSize)
+      const prepared = this.#preparer.prepare(message, Date.now())
+      const appended = this.commitLog.append([prepared], [this.#preparer.preparedState!], prepared.totalSize)
       if (Array.isArray(appended)) {
         const r = appended[0]!
-        if (this.flushMode === 'async') return Promise.resolve(this.readable(r))
+        if (this.flushMode === 'async') return Promise.resolve(this.#readable(r))
         // Sync: waiters are resolved only after the records they wait for were dispatched (or
         // their dispatch failed: readable rejects the put then).
-        return this.commitLog.waitFlushed(r).then(this.readableOne)
+        return this.commitLog.waitFlushed(r).then(this.#readableOne)
       }
-      return appended.then((rs) => this.finishOne(rs[0]!))
+      return appended.then((rs) => this.#finishOne(rs[0]!))
     } catch (err) {
       return Promise.reject(err)
     }
@@ -815,17 +648,17 @@ export class MessageStore {
 
   /** Appends messages contiguously in one file, with one flush wait. All or nothing. */
   async putBatch(messages: PutMessage[]): Promise<PutResult[]> {
-    if (this.status !== 'open') throw this.notOpen()
+    if (this.status !== 'open') throw this.#notOpen()
     if (!Array.isArray(messages)) throw new StoreError('INVALID_ARGUMENT', `putBatch takes an array of messages, got ${describe(messages)}`)
     if (messages.length === 0) return []
-    if ((this.dispatcher.lastError !== undefined || this.queueOffsetsBehind) && !this.dispatchCaughtUp()) throw this.dispatchStopped()
+    if ((this.dispatcher.lastError !== undefined || this.#queueOffsetsBehind) && !this.#dispatchCaughtUp()) throw this.#dispatchStopped()
     const states: TopicState[] = new Array(messages.length)
     const prepared: PreparedMessage[] = new Array(messages.length)
     let total = 0
     const now = Date.now()
     for (let i = 0; i < messages.length; i++) {
-      const p = this.prepare(messages[i]!, now)
-      states[i] = this.preparedState!
+      const p = this.#preparer.prepare(messages[i]!, now)
+      states[i] = this.#preparer.preparedState!
       prepared[i] = p
       total += p.totalSize
     }
@@ -833,12 +666,12 @@ export class MessageStore {
       throw new StoreError('MESSAGE_TOO_LARGE', `batch of ${total} bytes does not fit in one CommitLog file of ${this.commitLog.fileSizeBytes} bytes`, { details: { bytes: total } })
     }
     const appended = await this.commitLog.append(prepared, states, total)
-    return this.finish(appended)
+    return this.#finish(appended)
   }
 
   /** The message stored at `physicalOffset`, decoded (body copied). */
   async lookup(physicalOffset: number): Promise<StoredMessage> {
-    if (this.status !== 'open') throw this.notOpen()
+    if (this.status !== 'open') throw this.#notOpen()
     checkOffset('physicalOffset', physicalOffset)
     const where = this.commitLog.recordAt(physicalOffset)
     if (!where) {
@@ -859,22 +692,22 @@ export class MessageStore {
    * the real key. Bodies are copies. Needs the index (messageIndexEnable, the default).
    */
   async queryByKey(topic: string, key: string, options: QueryByKeyOptions = {}): Promise<StoredMessage[]> {
-    if (this.status !== 'open') throw this.notOpen()
+    if (this.status !== 'open') throw this.#notOpen()
     if (!this.index) throw new StoreError('INVALID_ARGUMENT', 'the key index is disabled (messageIndexEnable: false)')
     if (typeof topic !== 'string' || topic.length === 0) throw new StoreError('TOPIC_INVALID', `topic must be a non-empty string, got ${describe(topic)}`)
     if (typeof key !== 'string' || key.length === 0) throw new StoreError('INVALID_ARGUMENT', `key must be a non-empty string, got ${describe(key)}`)
-    const { maxNum, begin, end } = this.keyQueryWindow(options)
+    const { maxNum, begin, end } = this.#keyQueryWindow(options)
     const found: StoredMessage[] = []
     const seen = new Set<number>()
     // Ask for more than maxNum, then for more again, while collisions are filtered out.
     for (let ask = maxNum; ; ask = Math.min(ask * 4, Number.MAX_SAFE_INTEGER)) {
-      const offsets = this.queryIndex(this.index, topic, key, ask, begin, end)
+      const offsets = this.#queryIndex(this.index, topic, key, ask, begin, end)
       found.length = 0
       seen.clear()
       for (const offset of offsets) {
         if (seen.has(offset)) continue
         seen.add(offset)
-        const m = this.keyMatchAt(offset, topic, key, begin, end)
+        const m = this.#keyMatchAt(offset, topic, key, begin, end)
         if (!m) continue
         found.push(m)
         if (found.length >= maxNum) return found
@@ -884,12 +717,12 @@ export class MessageStore {
   }
 
   /** queryByKey's options checked, with their defaults. */
-  private keyQueryWindow(options: QueryByKeyOptions): { maxNum: number; begin: number; end: number } {
+  #keyQueryWindow(options: QueryByKeyOptions): { maxNum: number; begin: number; end: number } {
     if (options === null || typeof options !== 'object') throw new StoreError('INVALID_ARGUMENT', `queryByKey options must be an object, got ${describe(options)}`)
     const maxNum = options.maxNum ?? 32
     const begin = options.begin ?? 0
     // By default up to now, or to the newest message if the clock has since stepped back.
-    const end = options.end ?? Math.max(this.now(), this.commitLog.lastStoreTimestamp)
+    const end = options.end ?? Math.max(this.#now(), this.commitLog.lastStoreTimestamp)
     if (!Number.isSafeInteger(maxNum) || maxNum < 1) throw new StoreError('INVALID_ARGUMENT', `maxNum must be a positive integer, got ${describe(maxNum)}`)
     if (!Number.isSafeInteger(begin)) throw new StoreError('INVALID_ARGUMENT', `begin must be a store time in ms since the epoch (an integer), got ${describe(begin)}`)
     if (!Number.isSafeInteger(end)) throw new StoreError('INVALID_ARGUMENT', `end must be a store time in ms since the epoch (an integer), got ${describe(end)}`)
@@ -898,7 +731,7 @@ export class MessageStore {
   }
 
   /** The index's offsets for a key; its errors become StoreErrors with the same code. */
-  private queryIndex(index: IndexService, topic: string, key: string, maxNum: number, begin: number, end: number): number[] {
+  #queryIndex(index: IndexService, topic: string, key: string, maxNum: number, begin: number, end: number): number[] {
     try {
       return index.query(topic, key, { maxNum, begin, end })
     } catch (err) {
@@ -912,7 +745,7 @@ export class MessageStore {
    * offset comes from the index, which is derived data: damaged bytes there can name an offset
    * outside the log or inside a record, so it is checked as a record at that very offset first.
    */
-  private keyMatchAt(offset: number, topic: string, key: string, begin: number, end: number): StoredMessage | undefined {
+  #keyMatchAt(offset: number, topic: string, key: string, begin: number, end: number): StoredMessage | undefined {
     if (offset < this.commitLog.minOffset) return undefined
     const where = this.commitLog.recordAt(offset)
     if (!where) return undefined
@@ -933,16 +766,8 @@ export class MessageStore {
 
   /** Next queue offset of (topic, queueId): the number of entries ever written to it. */
   maxQueueOffset(topic: string, queueId: number): number {
-    this.queueArgs(topic, queueId)
+    checkQueueArgs(topic, queueId)
     return this.commitLog.topics.get(topic)?.queueOffsets[queueId] ?? 0
-  }
-
-  // -------------------------------------------------------------------------------------------
-  // Read path
-
-  private queueArgs(topic: unknown, queueId: unknown): void {
-    if (typeof topic !== 'string' || topic.length === 0) throw new StoreError('TOPIC_INVALID', `topic must be a non-empty string, got ${describe(topic)}`)
-    checkQueueId(queueId)
   }
 
   /**
@@ -950,114 +775,24 @@ export class MessageStore {
    * filtered by tag (hash first, then the real tag), stopping at `maxTransferBytes` (the first
    * message always goes), never past the end of the ConsumeQueue file holding `offset`.
    */
-  async get(request: GetMessageRequest): Promise<GetMessageResult> {
-    if (this.status !== 'open') throw this.notOpen()
-    if (request === null || typeof request !== 'object') throw new StoreError('INVALID_ARGUMENT', `get takes a request object, got ${describe(request)}`)
-    const { topic, queueId, offset } = request
-    this.queueArgs(topic, queueId)
-    checkOffset('offset', offset)
-    const maxMessages = request.maxMessages ?? 32
-    if (!Number.isInteger(maxMessages) || maxMessages < 1) throw new StoreError('INVALID_ARGUMENT', `maxMessages must be a positive integer, got ${describe(maxMessages)}`)
-    const maxBytes = request.maxBytes ?? this.maxTransferBytes
-    if (!Number.isInteger(maxBytes) || maxBytes < 1) throw new StoreError('INVALID_ARGUMENT', `maxBytes must be a positive integer, got ${describe(maxBytes)}`)
-    if (request.group !== undefined && typeof request.group !== 'string') throw new StoreError('INVALID_ARGUMENT', `group must be a string, got ${describe(request.group)}`)
-    let codes: Set<number> | undefined
-    let tagSet: Set<string> | undefined
-    if (request.tags !== undefined && request.tags !== null) {
-      if (!Array.isArray(request.tags)) throw new StoreError('INVALID_ARGUMENT', `tags must be an array of strings, got ${describe(request.tags)}`)
-      const bad = request.tags.findIndex((t) => typeof t !== 'string')
-      if (bad >= 0) throw new StoreError('INVALID_ARGUMENT', `tags[${bad}] must be a string, got ${describe(request.tags[bad])}`)
-      const tags = request.tags.map((t) => t.trim()).filter((t) => t.length > 0)
-      if (tags.length > 0 && !tags.includes('*')) {
-        tagSet = new Set(tags)
-        codes = new Set(tags.map(javaStringHashCode))
-      }
-    }
-    const cq = this.consumeQueues.find(topic, queueId)
-    const minOffset = cq?.minOffset ?? 0
-    const maxOffset = cq?.maxOffset ?? 0
-    const result = (status: GetMessageStatus, nextOffset: number, messages: StoredMessage[] = []): GetMessageResult => ({ status, messages, nextOffset, minOffset, maxOffset })
-    if (!cq || maxOffset === 0) return result('NO_MESSAGE_IN_QUEUE', 0)
-    if (offset < minOffset) return result('OFFSET_TOO_SMALL', minOffset)
-    if (offset === maxOffset) return result('OFFSET_OVERFLOW_ONE', offset)
-    if (offset > maxOffset) return result('OFFSET_OVERFLOW_BADLY', minOffset === 0 ? 0 : maxOffset)
-    let seg: Awaited<ReturnType<ConsumeQueue['segmentFor']>>
-    try {
-      const s = cq.segmentFor(offset, false)
-      seg = s instanceof Promise ? await s : s
-    } catch {
-      // The file holding `offset` cannot be opened (removed underneath us): skip to the next.
-      seg = undefined
-    }
-    if (!seg || this.status !== 'open') return result('OFFSET_FOUND_NULL', cq.rollNextFile(offset))
-    const fileEnd = cq.rollNextFile(offset)
-    const stop = Math.min(cq.maxOffset, fileEnd, offset + Math.max(MIN_UNITS_SCANNED, maxMessages))
-    const log = this.commitLog
-    const logMin = log.minOffset
-    const messages: StoredMessage[] = []
-    let status: GetMessageStatus = 'NO_MATCHED_MESSAGE'
-    let bytes = 0
-    let unit = offset
-    // A file is mapped in windows; a read goes on into the next window of the same file.
-    scan: for (;;) {
-      const dv = seg.dv
-      const windowEnd = Math.min(stop, (seg.start + seg.view.length) / CQ_UNIT.bytes)
-      for (; unit < windowEnd; unit++) {
-        const at = unit * CQ_UNIT.bytes - seg.start
-        const size = cqUnitSize(dv, at)
-        if (size === CQ_FILLER_SIZE) continue
-        const physicalOffset = cqUnitPhysicalOffset(dv, at)
-        if (codes !== undefined && !codes.has(cqUnitTagsCode(dv, at))) continue
-        if (messages.length > 0 && (messages.length >= maxMessages || bytes + size > maxBytes)) break scan
-        if (physicalOffset < logMin) {
-          if (messages.length === 0) status = 'MESSAGE_WAS_REMOVING'
-          continue
-        }
-        const where = log.recordAt(physicalOffset)
-        if (!where) {
-          if (messages.length === 0) status = 'MESSAGE_WAS_REMOVING'
-          continue
-        }
-        // The record must be what its unit says (a damaged length would decode as another
-        // body): structure only, no CRC, as cheap as the decode that follows.
-        const checked = verifyRecord(where.buf, where.at, where.limit, physicalOffset, this.maxRecordBytes, false)
-        if (checked !== size) {
-          throw new StoreError('CORRUPT_RECORD', `message ${topic}@${queueId}:${unit} at CommitLog offset ${physicalOffset} is damaged (${typeof checked === 'string' ? checked : `its unit says ${size} bytes, the record ${checked}`})`, {
-            details: { topic, queueId, queueOffset: unit, physicalOffset },
-          })
-        }
-        const m = decodeRecord(where.buf, where.at, false, where.dv)
-        if (tagSet !== undefined && (m.tags === undefined || !tagSet.has(m.tags))) continue
-        messages.push(m)
-        bytes += size
-        status = 'FOUND'
-      }
-      if (unit >= stop) break
-      try {
-        const next = cq.segmentFor(unit, false)
-        const s = next instanceof Promise ? await next : next
-        if (!s || this.status !== 'open') break
-        seg = s
-      } catch {
-        break
-      }
-    }
-    return result(status, unit, messages)
+  get(request: GetMessageRequest): Promise<GetMessageResult> {
+    if (this.status !== 'open') return Promise.reject(this.#notOpen())
+    return readQueue(this, request, this.#maxTransferBytes)
   }
 
   /** First queue offset still readable in (topic, queueId); 0 for an unknown queue. */
   minOffset(topic: string, queueId: number): number {
-    this.queueArgs(topic, queueId)
+    checkQueueArgs(topic, queueId)
     return this.consumeQueues.find(topic, queueId)?.minOffset ?? 0
   }
 
   /** Queue offset after the last dispatched message of (topic, queueId); 0 for an unknown queue. */
   maxOffset(topic: string, queueId: number): number {
-    this.queueArgs(topic, queueId)
+    checkQueueArgs(topic, queueId)
     return this.consumeQueues.find(topic, queueId)?.maxOffset ?? 0
   }
 
-  private async storeTimeAt(cq: ConsumeQueue, unit: number): Promise<number | undefined> {
+  async #storeTimeAt(cq: ConsumeQueue, unit: number): Promise<number | undefined> {
     const u = await cq.unitAt(unit)
     if (!u || u.size === CQ_FILLER_SIZE) return undefined
     const where = this.commitLog.recordAt(u.physicalOffset)
@@ -1069,8 +804,8 @@ export class MessageStore {
    * store time); maxOffset when every message is older, minOffset when every one is newer.
    */
   async offsetByTime(topic: string, queueId: number, timestampMs: number): Promise<number> {
-    if (this.status !== 'open') throw this.notOpen()
-    this.queueArgs(topic, queueId)
+    if (this.status !== 'open') throw this.#notOpen()
+    checkQueueArgs(topic, queueId)
     if (typeof timestampMs !== 'number' || Number.isNaN(timestampMs)) throw new StoreError('INVALID_ARGUMENT', `timestampMs must be a number, got ${describe(timestampMs)}`)
     const cq = this.consumeQueues.find(topic, queueId)
     if (!cq) return 0
@@ -1078,7 +813,7 @@ export class MessageStore {
     let hi = cq.maxOffset
     while (lo < hi) {
       const mid = Math.floor((lo + hi) / 2)
-      const t = await this.storeTimeAt(cq, mid)
+      const t = await this.#storeTimeAt(cq, mid)
       if (t === undefined || t < timestampMs) lo = mid + 1
       else hi = mid
     }
@@ -1087,12 +822,12 @@ export class MessageStore {
 
   /** Store time of the oldest readable message of (topic, queueId), or -1 when there is none. */
   async earliestMessageTime(topic: string, queueId: number): Promise<number> {
-    if (this.status !== 'open') throw this.notOpen()
-    this.queueArgs(topic, queueId)
+    if (this.status !== 'open') throw this.#notOpen()
+    checkQueueArgs(topic, queueId)
     const cq = this.consumeQueues.find(topic, queueId)
     if (!cq) return -1
     for (let unit = cq.minOffset; unit < cq.maxOffset; unit++) {
-      const t = await this.storeTimeAt(cq, unit)
+      const t = await this.#storeTimeAt(cq, unit)
       if (t !== undefined) return t
     }
     return -1
@@ -1104,11 +839,11 @@ export class MessageStore {
    */
   onMessageArrived(listener: MessageArrivedListener): () => void {
     if (typeof listener !== 'function') throw new StoreError('INVALID_ARGUMENT', 'listener must be a function')
-    this.arrivalListeners.add(listener)
+    this.#arrivalListeners.add(listener)
     this.consumeQueues.tracking = true
     return () => {
-      this.arrivalListeners.delete(listener)
-      this.consumeQueues.tracking = this.arrivalListeners.size > 0
+      this.#arrivalListeners.delete(listener)
+      this.consumeQueues.tracking = this.#arrivalListeners.size > 0
     }
   }
 
@@ -1119,7 +854,7 @@ export class MessageStore {
 
   /** Resolves once everything appended so far is readable through `get`. */
   async whenDispatched(): Promise<void> {
-    if (this.status !== 'open') throw this.notOpen()
+    if (this.status !== 'open') throw this.#notOpen()
     if (this.flushMode === 'sync') await this.commitLog.flush()
     await this.dispatcher.drain()
   }
@@ -1129,24 +864,24 @@ export class MessageStore {
 
   /** Records that `group` will next read `offset` of (topic, queueId); persisted periodically. */
   commitOffset(group: string, topic: string, queueId: number, offset: number): void {
-    if (this.status !== 'open') throw this.notOpen()
+    if (this.status !== 'open') throw this.#notOpen()
     if (typeof group !== 'string' || group.length === 0 || group.includes('@')) throw new StoreError('INVALID_ARGUMENT', `group must be a non-empty string without '@', got ${describe(group)}`)
     // As a put's: offsets of a queue no put could make would be persisted for nothing.
     checkTopicName(topic)
-    checkPutQueueId(queueId, this.maxQueuesPerTopic)
+    checkPutQueueId(queueId, this.#maxQueuesPerTopic)
     checkOffset('offset', offset)
     this.consumerOffsets.commit(group, topic, queueId, offset)
   }
 
   /** The offset `group` committed for (topic, queueId), or -1 when it never did. */
   committedOffset(group: string, topic: string, queueId: number): number {
-    if (this.status !== 'open') throw this.notOpen()
+    if (this.status !== 'open') throw this.#notOpen()
     return this.consumerOffsets.get(group, topic, queueId)
   }
 
   /** Writes consumer offsets now (they are also written periodically and on close). */
   async persistConsumerOffsets(): Promise<void> {
-    if (this.status !== 'open') throw this.notOpen()
+    if (this.status !== 'open') throw this.#notOpen()
     await this.consumerOffsets.persist()
   }
 
@@ -1160,7 +895,7 @@ export class MessageStore {
    * point only below the CommitLog's new minimum. `manual` deletes expired files at any hour.
    */
   async deleteExpiredFiles(options: { manual?: boolean } = {}): Promise<RetentionResult> {
-    if (this.status !== 'open') throw this.notOpen()
+    if (this.status !== 'open') throw this.#notOpen()
     return this.retention.run(options.manual ?? false)
   }
 
@@ -1177,7 +912,7 @@ export class MessageStore {
 
   /** Makes everything appended so far durable. */
   async flush(): Promise<void> {
-    if (this.status !== 'open') throw this.notOpen()
+    if (this.status !== 'open') throw this.#notOpen()
     await this.commitLog.flush()
   }
 
@@ -1193,10 +928,10 @@ export class MessageStore {
    * the recovery could rebuild.
    */
   close(): Promise<void> {
-    if (this.closing) return this.closing
+    if (this.#closing) return this.#closing
     this.status = 'closing'
-    this.closing = (async () => {
-      for (const t of this.timers) clearInterval(t)
+    this.#closing = (async () => {
+      for (const t of this.#timers) clearInterval(t)
       // Where the CommitLog starts, as the next open will find it (the files are closed below).
       const commitLogMin = this.commitLog.minOffset
       let failed: StoreError | undefined
@@ -1209,9 +944,9 @@ export class MessageStore {
         await this.commitLog.close(async () => {
           // A dispatch stopped by a full disk leaves records for the next open to dispatch.
           await this.dispatcher.drain().catch(() => undefined)
-          await this.cqFlushing?.catch(() => undefined)
+          await this.#cqFlushing?.catch(() => undefined)
           try {
-            await this.flushConsumeQueues()
+            await this.#flushConsumeQueues()
           } catch (err) {
             fail('syncing the ConsumeQueues', err, true)
           }
@@ -1233,23 +968,23 @@ export class MessageStore {
       }
       try {
         try {
-          await this.checkpoint.flush()
-          await this.checkpoint.close()
+          await this.#checkpoint.flush()
+          await this.#checkpoint.close()
         } catch (err) {
           fail('writing the checkpoint', err, true)
         }
         // A CommitLog that failed an fdatasync earlier: what it holds past the checkpoint is unsure.
         if (this.commitLog.failed) fail('closing the CommitLog', this.commitLog.failed, true)
-        if (durable) await this.io.remove(path.join(this.dir, STORE_PATHS.abort)).catch((err) => fail('removing the abort marker', err, true))
-        await this.io.remove(path.join(this.dir, STORE_PATHS.lock)).catch(() => undefined)
+        if (durable) await this.#io.remove(path.join(this.dir, STORE_PATHS.abort)).catch((err) => fail('removing the abort marker', err, true))
+        await this.#io.remove(path.join(this.dir, STORE_PATHS.lock)).catch(() => undefined)
       } finally {
         openDirs.delete(this.dir)
         this.status = 'closed'
-        this.io.reclaim()
+        this.#io.reclaim()
       }
       if (failed !== undefined) throw failed
     })()
-    return this.closing
+    return this.#closing
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -1258,10 +993,3 @@ export class MessageStore {
 }
 
 
-/** A topic a message may be stored under: RocketMQ's alphabet and length limits. */
-function checkTopicName(topic: unknown): asserts topic is string {
-  if (typeof topic !== 'string' || topic.length === 0) throw new StoreError('TOPIC_INVALID', `topic must be a non-empty string, got ${describe(topic)}`)
-  if (!TOPIC_PATTERN.test(topic)) throw new StoreError('TOPIC_INVALID', `topic ${JSON.stringify(topic)} has characters outside [%|a-zA-Z0-9_-]`)
-  const limit = topic.startsWith('%RETRY%') || topic.startsWith('%DLQ%') ? TOPIC_MAX_LENGTH_V2 : TOPIC_MAX_LENGTH
-  if (topic.length > limit) throw new StoreError('TOPIC_INVALID', `topic is ${topic.length} characters, the limit is ${limit}`)
-}
