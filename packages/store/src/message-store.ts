@@ -1,14 +1,15 @@
 /**
- * MessageStore: the embedded entry point. Validates and encodes messages, appends them to the
- * CommitLog, waits for durability in sync-flush mode, and owns the store directory's lifecycle
- * (lock, abort marker, checkpoint, recovery).
+ * MessageStore: the embedded entry point. Appends what put-prepare.ts checked and measured to the
+ * CommitLog, waits for durability in sync-flush mode and for dispatch, serves reads (the queue
+ * scan is read-path.ts), and owns the store directory's lifecycle: lock, abort marker,
+ * checkpoint, and the order of recovery (its steps are store-recovery.ts).
  */
 import * as path from 'node:path'
-import { INDEX_DEFAULTS, IndexError, IndexService, indexFileSize } from '@mqts/index'
+import { IndexError, IndexService } from '@mqts/index'
 import { StoreCheckpoint } from './checkpoint.js'
 import { checkStoreOptions } from './options.js'
 import { CommitLog, type AppendResult, type FlushMode, type RecoveryReport, type TopicState } from './commit-log.js'
-import { ConsumeQueueSet, DEFAULT_MAX_OPEN_CQ_FILES, isQueueMismatch, type ConsumeQueue } from './consume-queue.js'
+import { ConsumeQueueSet, DEFAULT_MAX_OPEN_CQ_FILES, type ConsumeQueue } from './consume-queue.js'
 import { CONSUMER_OFFSET_FILE, ConsumerOffsetManager, DEFAULT_PERSIST_CONSUMER_OFFSET_INTERVAL_MS } from './consumer-offsets.js'
 import { Dispatcher, type DispatchListener } from './dispatcher.js'
 import { StoreError, ioError } from './errors.js'
@@ -35,6 +36,7 @@ import {
 } from './codec/index.js'
 import { DEFAULT_MAX_QUEUES_PER_TOPIC, MAX_QUEUE_ID, checkOffset, checkPutQueueId, describe } from './put-input.js'
 import { PutPreparer, checkTopicName, type PutMessage } from './put-prepare.js'
+import { checkIndexFits, markOpen, recordClaims, recoverConsumeQueues, syncQueueOffsets } from './store-recovery.js'
 import { checkQueueArgs, readQueue, type GetMessageRequest, type GetMessageResult } from './read-path.js'
 
 export type { PutMessage } from './put-prepare.js'
@@ -52,13 +54,6 @@ export const STORE_PATHS = {
 } as const
 
 export const DEFAULT_COMMIT_LOG_FILE_SIZE_BYTES = 1024 * 1024 * 1024
-
-/** An index entry's bytes (RocketMQ's IndexFile: hash, offset, time diff, previous). */
-const INDEX_ENTRY_BYTES = 20
-/** Entries the index reserves with a new file: 1 MiB of them (packages/index, RESERVE_AHEAD_BYTES). */
-const INDEX_FIRST_ENTRIES_RESERVED_BYTES = 1024 * 1024
-/** The index file being written and the spare made ahead of it. */
-const INDEX_FILES_RESERVED_AT_ONCE = 2
 
 export interface MessageStoreOptions {
   /** Root directory; created if missing. */
@@ -158,7 +153,7 @@ export class MessageStore {
   /** Checks and measures what put and putBatch are given. */
   readonly #preparer: PutPreparer
   readonly #maxQueuesPerTopic: number
-  #checkpoint: StoreCheckpoint
+  readonly #checkpoint: StoreCheckpoint
   #closing: Promise<void> | undefined
   readonly #now: () => number
   readonly #maxTransferBytes: number
@@ -228,7 +223,7 @@ export class MessageStore {
         return cqs.findOrCreate(req.topic, req.queueId).put(req.queueOffset, req.physicalOffset, req.size, req.tagsCode)
       },
     }
-    cqs.unitOwned = (physicalOffset, topic, queueId, unit) => this.#recordClaims(physicalOffset, topic, queueId, unit)
+    cqs.unitOwned = (physicalOffset, topic, queueId, unit) => recordClaims(this.commitLog, this.maxRecordBytes, physicalOffset, topic, queueId, unit)
     cqs.logLostItsStart = () => this.commitLog.minOffset > 0
     this.dispatcher = new Dispatcher(this.commitLog, [buildConsumeQueue], () => this.#notifyArrivals())
     this.consumerOffsets = new ConsumerOffsetManager(io, path.join(this.dir, STORE_PATHS.config, CONSUMER_OFFSET_FILE), this.#now)
@@ -266,7 +261,7 @@ export class MessageStore {
       store.recovery = await store.commitLog.recover(cleanShutdown)
       if (options.messageIndexEnable ?? true) {
         // Before the index starts (it makes its spare file in the background at once).
-        if (!store.commitLog.queue.last) await MessageStore.#checkIndexFits(io, path.join(dir, STORE_PATHS.index), options)
+        if (!store.commitLog.queue.last) await checkIndexFits(io, path.join(dir, STORE_PATHS.index), options)
         store.index = await IndexService.open({
           dir: path.join(dir, STORE_PATHS.index),
           fileIO: io,
@@ -278,9 +273,21 @@ export class MessageStore {
         store.dispatcher.addListener(store.#indexListener(store.index))
         store.retention.addAfterDelete((min) => store!.index!.deleteBelow(min))
       }
-      await store.#recoverConsumeQueues(cleanShutdown)
+      // A full disk may stop the re-dispatch: appends then wait until it is done.
+      store.#queueOffsetsBehind = await recoverConsumeQueues(
+        {
+          commitLog: store.commitLog,
+          consumeQueues: store.consumeQueues,
+          dispatcher: store.dispatcher,
+          index: store.index,
+          checkpoint: store.#checkpoint,
+          recovery: store.recovery,
+          maxRecordBytes: store.maxRecordBytes,
+        },
+        cleanShutdown,
+      )
       await store.consumerOffsets.load()
-      await MessageStore.#markOpen(io, abortFile, cleanShutdown)
+      await markOpen(io, abortFile, cleanShutdown)
       const queue = store.commitLog.queue
       if (!queue.last) await queue.createFirst()
       else queue.warm(queue.last, queue.last.wrotePosition)
@@ -310,148 +317,6 @@ export class MessageStore {
       openDirs.delete(dir)
       throw ioError(`opening store ${dir}`, err)
     }
-  }
-
-  /**
-   * Makes the ConsumeQueues agree with the recovered CommitLog: units past its end go, and every
-   * record from the point the checkpoint says all queues were durable (or from the start, when
-   * the queues are missing or damaged) is re-dispatched. Queue offsets for new appends then
-   * continue from the queues. docs/design/consume-queue.md.
-   */
-  async #recoverConsumeQueues(clean: boolean): Promise<void> {
-    const cqs = this.consumeQueues
-    const log = this.commitLog
-    const end = log.committedOffset
-    const min = log.minOffset
-    const intact = await cqs.load(clean, end, min)
-    const any = !cqs.all().next().done
-    let from = this.#checkpoint.values.logicsFlushedOffset
-    if (!intact || (!any && end > min) || from < min || from > end) from = min
-    // The index may be further behind (deleted, or rebuilt after damage).
-    if (this.index) from = Math.min(from, Math.max(min, this.index.indexedUpTo))
-    this.dispatcher.reputOffset = Math.min(from, end)
-    // Records the checkpoint vouched for may replace stale units; a later one must fit its queue.
-    cqs.trustedBelow = this.recovery.durableOffset
-    // After a crash the killed process may have left units unsynced: the re-dispatch syncs them.
-    cqs.unsyncedUnits = !clean
-    // Records below the durable offset were not read by the recovery scan: checked as they go.
-    this.dispatcher.verify = { upTo: this.recovery.durableOffset, maxRecordBytes: this.maxRecordBytes, crc: this.commitLog.options.checkCrcOnRecover }
-    let cut = false
-    for (;;) {
-      try {
-        await this.dispatcher.drain()
-      } catch (err) {
-        if (err instanceof StoreError && err.code === 'CORRUPT_RECORD' && err.details.durableOffset !== undefined && this.commitLog.options.onCorruption === 'truncate') {
-          await this.#cutTornRecord(err)
-          cut = true
-          continue
-        }
-        if (isQueueMismatch(err) && err.details.gap === true && this.dispatcher.reputOffset > min && from > min) {
-          // A queue missing units may have lost ConsumeQueue files rather than met a torn
-          // record: re-dispatch everything from the start once; a gap found then is the log's.
-          from = min
-          this.dispatcher.reputOffset = min
-          this.dispatcher.clearError()
-          continue
-        }
-        if (isQueueMismatch(err)) {
-          await this.#cutTornRecord(err)
-          cut = true
-          continue
-        }
-        // A full disk must not keep a store from opening: it opens readable, refuses appends until
-        // the re-dispatch (retried every flushConsumeQueueIntervalMs) is done and queue offsets are
-        // known again, and the checkpoint below records only what was dispatched.
-        if (!(err instanceof StoreError && err.code === 'DISK_FULL')) throw err
-        this.#queueOffsetsBehind = true
-      }
-      break
-    }
-    cqs.unsyncedUnits = false
-    this.dispatcher.verify = { upTo: 0, maxRecordBytes: 0, crc: false }
-    this.#syncQueueOffsets()
-    // A clean open with nothing to re-dispatch has nothing to sync either.
-    if (clean && intact && !cut && from === end && this.#checkpoint.values.logicsFlushedOffset === end && !this.#queueOffsetsBehind) return
-    try {
-      await cqs.flush()
-      await this.index?.flush()
-    } catch (err) {
-      // On a full disk the index checkpoint cannot be replaced: the store checkpoint keeps its
-      // older logicsFlushedOffset, so the next open re-dispatches from there.
-      if (ioError('flushing the recovered ConsumeQueues and index', err).code !== 'DISK_FULL') throw err
-      return
-    }
-    this.#checkpoint.values.logicsFlushedOffset = this.dispatcher.reputOffset
-    await this.#checkpoint.flush()
-  }
-
-  /**
-   * The re-dispatch met a record past the durable offset that does not fit its queue (its queue
-   * offset is neither the queue's next nor one whose unit, confirmed by its own record, already
-   * points at it): the recovery scan accepted it, but a power loss tore a header, which the body
-   * CRC does not cover. A torn record was never synced, nor was anything after it (syncs follow
-   * the log's order), so the log ends there, as recovery's own cut would end it: the CommitLog is
-   * cut (tail zeroed, later files deleted, checkpoint synced), then units and index entries at or
-   * past the cut go, and the re-dispatch stands at the new end.
-   */
-  async #cutTornRecord(err: StoreError): Promise<void> {
-    const at = err.details.physicalOffset as number
-    await this.commitLog.truncateRecovered(at, err.message, this.recovery)
-    for (const cq of this.consumeQueues.all()) {
-      // Units past the cut: dispatched before the crash (maxPhysicalEnd 0: not known, look).
-      if (cq.maxPhysicalEnd > at || (cq.maxPhysicalEnd === 0 && cq.maxOffset > cq.minOffset)) await cq.truncatePhysical(at)
-    }
-    this.index?.recover(at, true)
-    this.dispatcher.reputOffset = at
-    this.dispatcher.clearError()
-  }
-
-  /**
-   * Whether a sound record at `physicalOffset` claims queue offset `unit` of (`topic`, `queueId`):
-   * a ConsumeQueue unit pointing there is then the record's own (ConsumeQueue.put).
-   */
-  #recordClaims(physicalOffset: number, topic: string, queueId: number, unit: number): boolean {
-    const r = this.commitLog.recordAt(physicalOffset)
-    if (!r) return false
-    const c = checkRecord(r.buf, r.at, r.limit, physicalOffset, this.maxRecordBytes, true)
-    return c.kind === 'record' && c.topic === topic && c.queueId === queueId && c.queueOffset === unit && takesQueueOffset(c.sysFlag)
-  }
-
-  /** New appends continue each queue from its ConsumeQueue (recovery may not have read its records). */
-  #syncQueueOffsets(): void {
-    const log = this.commitLog
-    for (const cq of this.consumeQueues.all()) {
-      const st = log.topics.get(cq.topic) ?? log.topicState(cq.topic, Buffer.from(cq.topic, 'utf8'))
-      if ((st.queueOffsets[cq.queueId] ?? 0) < cq.maxOffset) st.queueOffsets[cq.queueId] = cq.maxOffset
-    }
-  }
-
-  /**
-   * Before the index makes its first file: the header and hash slot table of a file are reserved
-   * whole when it is made (20 MB with the default 5,000,000 slots), with its first entries, and a
-   * spare file like it is made ahead. When two such reservations do not fit in the space the disk
-   * has free, puts would soon be stored but not indexed: refuse to open and say which options
-   * size the index instead. Only checked for a new store (no CommitLog file), so a store that
-   * opened once reopens however full its disk has become.
-   */
-  static async #checkIndexFits(io: FileIO, indexDir: string, options: MessageStoreOptions): Promise<void> {
-    const slots = options.maxHashSlotNum ?? INDEX_DEFAULTS.maxHashSlotNum
-    const entries = options.maxIndexNum ?? INDEX_DEFAULTS.maxIndexNum
-    const perFile = indexFileSize(slots, 0) + Math.min(entries * INDEX_ENTRY_BYTES, INDEX_FIRST_ENTRIES_RESERVED_BYTES)
-    const needed = INDEX_FILES_RESERVED_AT_ONCE * perFile
-    let free: number
-    try {
-      free = (await io.diskUsage(indexDir)).freeBytes
-    } catch {
-      return
-    }
-    if (needed <= free) return
-    throw new StoreError(
-      'DISK_FULL',
-      `the key index needs ${needed} bytes (${INDEX_FILES_RESERVED_AT_ONCE} files of ${slots} hash slots and their first entries) and the disk holding ${indexDir} has ${free} bytes free: ` +
-        `lower maxHashSlotNum (and maxIndexNum), or open with messageIndexEnable: false`,
-      { details: { neededBytes: needed, freeBytes: free, maxHashSlotNum: slots, maxIndexNum: entries } },
-    )
   }
 
   /** Feeds the index: every KEYS token and the UNIQ_KEY, as `topic#key`; not rollback records. */
@@ -541,21 +406,6 @@ export class MessageStore {
     }
   }
 
-  /**
-   * Writes the abort marker (removed by a clean close). One left by an unclean close is kept as
-   * it is. On a full disk the marker is made empty: an empty file takes no data block, and only
-   * its existence matters (the pid in it is for people).
-   */
-  static async #markOpen(io: FileIO, abortFile: string, cleanShutdown: boolean): Promise<void> {
-    if (!cleanShutdown) return
-    try {
-      await io.writeFileAtomic(abortFile, Buffer.from(String(process.pid)))
-    } catch (err) {
-      if (ioError('writing the abort marker', err).code !== 'DISK_FULL') throw err
-      await io.writeFileAtomic(abortFile, Buffer.alloc(0))
-    }
-  }
-
   static #lock(io: FileIO, dir: string): Promise<void> {
     return acquireStoreLock(io, dir, path.join(dir, STORE_PATHS.lock))
   }
@@ -605,7 +455,7 @@ export class MessageStore {
     if (d.lastError !== undefined || d.reputOffset < this.commitLog.committedOffset) return false
     if (this.#queueOffsetsBehind) {
       this.#queueOffsetsBehind = false
-      this.#syncQueueOffsets()
+      syncQueueOffsets(this.commitLog, this.consumeQueues)
     }
     return true
   }
