@@ -1,14 +1,15 @@
 /**
- * MessageStore: the embedded entry point. Validates and encodes messages, appends them to the
- * CommitLog, waits for durability in sync-flush mode, and owns the store directory's lifecycle
- * (lock, abort marker, checkpoint, recovery).
+ * MessageStore: the embedded entry point. Appends what put-prepare.ts checked and measured to the
+ * CommitLog, waits for durability in sync-flush mode and for dispatch, serves reads (the queue
+ * scan is read-path.ts), and owns the store directory's lifecycle: lock, abort marker,
+ * checkpoint, and the order of recovery (its steps are store-recovery.ts).
  */
 import * as path from 'node:path'
-import { INDEX_DEFAULTS, IndexError, IndexService, indexFileSize } from '@mqts/index'
+import { IndexError, IndexService } from '@mqts/index'
 import { StoreCheckpoint } from './checkpoint.js'
 import { checkStoreOptions } from './options.js'
 import { CommitLog, type AppendResult, type FlushMode, type RecoveryReport, type TopicState } from './commit-log.js'
-import { ConsumeQueueSet, DEFAULT_MAX_OPEN_CQ_FILES, isQueueMismatch, type ConsumeQueue } from './consume-queue.js'
+import { ConsumeQueueSet, DEFAULT_MAX_OPEN_CQ_FILES, type ConsumeQueue } from './consume-queue.js'
 import { CONSUMER_OFFSET_FILE, ConsumerOffsetManager, DEFAULT_PERSIST_CONSUMER_OFFSET_INTERVAL_MS } from './consumer-offsets.js'
 import { Dispatcher, type DispatchListener } from './dispatcher.js'
 import { StoreError, ioError } from './errors.js'
@@ -16,47 +17,30 @@ import { NodeFileIO, type FileIO } from './file-io.js'
 import { acquireStoreLock } from './lock.js'
 import { RetentionService, type RetentionOptions, type RetentionResult } from './retention.js'
 import {
-  CQ_FILLER_SIZE,
   CQ_UNIT,
-  cqUnitPhysicalOffset,
-  cqUnitSize,
-  cqUnitTagsCode,
+  CQ_FILLER_SIZE,
   DEFAULT_CQ_UNITS_PER_FILE,
-  javaStringHashCode,
-  readStoreTimestamp,
   DEFAULT_MAX_MESSAGE_SIZE_BYTES,
   END_FILE_MIN_BLANK_LENGTH,
-  MAX_PROPERTIES_BYTES,
   PROPERTY,
   RECORD_OVERHEAD_ALLOWANCE_BYTES,
-  TOPIC_MAX_LENGTH,
-  TOPIC_MAX_LENGTH_V2,
-  TOPIC_PATTERN,
+  SYSFLAG,
   checkRecord,
-  verifyRecord,
   decodeMessageId,
   decodeRecord,
   parseHost,
-  prepareRecordOf,
-  type Host,
+  readStoreTimestamp,
   takesQueueOffset,
-  SYSFLAG,
   type PreparedMessage,
   type StoredMessage,
-  withHostFlags,
 } from './codec/index.js'
-import {
-  DEFAULT_MAX_QUEUES_PER_TOPIC,
-  MAX_QUEUE_ID,
-  checkInt,
-  checkOffset,
-  checkPutQueueId,
-  checkQueueId,
-  checkSysFlag,
-  describe,
-  encodePutProperties,
-  keysProperty,
-} from './put-input.js'
+import { DEFAULT_MAX_QUEUES_PER_TOPIC, MAX_QUEUE_ID, checkOffset, checkPutQueueId, describe } from './put-input.js'
+import { PutPreparer, checkTopicName, type PutMessage } from './put-prepare.js'
+import { checkIndexFits, markOpen, recordClaims, recoverConsumeQueues, syncQueueOffsets } from './store-recovery.js'
+import { checkQueueArgs, readQueue, type GetMessageRequest, type GetMessageResult } from './read-path.js'
+
+export type { PutMessage } from './put-prepare.js'
+export type { GetMessageRequest, GetMessageResult, GetMessageStatus } from './read-path.js'
 
 /** RocketMQ's store layout under the root directory. */
 export const STORE_PATHS = {
@@ -70,13 +54,6 @@ export const STORE_PATHS = {
 } as const
 
 export const DEFAULT_COMMIT_LOG_FILE_SIZE_BYTES = 1024 * 1024 * 1024
-
-/** An index entry's bytes (RocketMQ's IndexFile: hash, offset, time diff, previous). */
-const INDEX_ENTRY_BYTES = 20
-/** Entries the index reserves with a new file: 1 MiB of them (packages/index, RESERVE_AHEAD_BYTES). */
-const INDEX_FIRST_ENTRIES_RESERVED_BYTES = 1024 * 1024
-/** The index file being written and the spare made ahead of it. */
-const INDEX_FILES_RESERVED_AT_ONCE = 2
 
 export interface MessageStoreOptions {
   /** Root directory; created if missing. */
@@ -143,34 +120,6 @@ export interface QueryByKeyOptions {
   end?: number
 }
 
-export interface PutMessage {
-  topic: string
-  queueId: number
-  body: Buffer | Uint8Array | string
-  /** Stored as the TAGS property. */
-  tags?: string
-  /**
-   * Stored space-separated as the KEYS property: a string is RocketMQ's own form ("k1 k2" is two
-   * keys); in an array each element is one key and may not contain a space.
-   */
-  keys?: string | string[]
-  /** A plain object of non-empty string values. */
-  properties?: Record<string, string>
-  /** Java int. */
-  flag?: number
-  /**
-   * RocketMQ's sysFlag: 0x1 COMPRESSED, 0x2 MULTI_TAGS, 0xc transaction type, 0x300 compression type
-   * (with COMPRESSED). The IPv6 host bits 0x10 / 0x20 are set by the store from the hosts it
-   * writes, whatever is passed here; any other bit is refused with INVALID_ARGUMENT.
-   */
-  sysFlag?: number
-  bornTimestamp?: number
-  /** "a.b.c.d:port" or "[ipv6]:port"; default 127.0.0.1:0. */
-  bornHost?: string
-  reconsumeTimes?: number
-  preparedTransactionOffset?: number
-}
-
 export type PutStatus = AppendResult['status']
 
 /** status, msgId, physicalOffset, queueOffset, storeTimestamp, and size (bytes in the CommitLog). */
@@ -178,54 +127,9 @@ export type PutResult = AppendResult
 
 export type StoreStatus = 'opening' | 'open' | 'closing' | 'closed'
 
-/** RocketMQ's GetMessageStatus values that a read can answer. */
-export type GetMessageStatus =
-  | 'FOUND'
-  | 'NO_MATCHED_MESSAGE'
-  | 'NO_MESSAGE_IN_QUEUE'
-  | 'OFFSET_TOO_SMALL'
-  | 'OFFSET_OVERFLOW_ONE'
-  | 'OFFSET_OVERFLOW_BADLY'
-  | 'OFFSET_FOUND_NULL'
-  | 'MESSAGE_WAS_REMOVING'
-
-export interface GetMessageRequest {
-  /** Consumer group, for the caller's bookkeeping (offsets are committed separately). */
-  group?: string
-  topic: string
-  queueId: number
-  /** Queue offset to read from. */
-  offset: number
-  /** At most this many messages (default 32). */
-  maxMessages?: number
-  /** Only messages with one of these tags; undefined, [] or ['*'] for all. */
-  tags?: readonly string[]
-  /** Overrides the store's maxTransferBytes for this read. */
-  maxBytes?: number
-}
-
-export interface GetMessageResult {
-  status: GetMessageStatus
-  /**
-   * Decoded messages. Each `body` is a view into the CommitLog's mapping, not a copy: treat it as
-   * read-only. It stays valid for as long as you hold it, even after the store is closed or the
-   * file deleted (the mapping lives until the last view is collected), so holding many views
-   * pins memory and, for deleted files, disk space: copy what you keep for long.
-   */
-  messages: StoredMessage[]
-  /** Where the next read of this queue should start. */
-  nextOffset: number
-  minOffset: number
-  maxOffset: number
-}
-
 export type MessageArrivedListener = (topic: string, queueId: number, maxOffset: number) => void
 
 const DEFAULT_MAX_TRANSFER_BYTES = 256 * 1024
-/** Units a read scans at most beyond maxMessages (RocketMQ: max(16000 bytes, 20 x maxMsgNums)). */
-const MIN_UNITS_SCANNED = 800
-
-const DEFAULT_BORN_HOST: Host = { ip: 0x7f000001, port: 0, ipv6: undefined }
 const openDirs = new Set<string>()
 
 export class MessageStore {
@@ -240,45 +144,40 @@ export class MessageStore {
 
   readonly consumeQueues: ConsumeQueueSet
   readonly dispatcher: Dispatcher
-  /** Body CRCs are computed by the append, a batch at a time (CommitLog.defersBodyCrc). */
-  private readonly crcPending: boolean
-  /** The topic of the message prepare() returned last (saves an array per put). */
-  private preparedState: TopicState | undefined
   readonly consumerOffsets: ConsumerOffsetManager
   readonly retention: RetentionService
   /** The key index, unless disabled with messageIndexEnable: false. */
   index: IndexService | undefined
 
-  private readonly io: FileIO
-  private readonly bornHostCache = new Map<string, Host>()
-  private readonly storeHost: Host
-  private readonly maxQueuesPerTopic: number
-  private checkpoint!: StoreCheckpoint
-  private closing: Promise<void> | undefined
-  private readonly now: () => number
-  private readonly maxTransferBytes: number
-  private readonly arrivalListeners = new Set<MessageArrivedListener>()
-  private readonly timers: NodeJS.Timeout[] = []
-  private cqFlushing: Promise<void> | undefined
+  readonly #io: FileIO
+  /** Checks and measures what put and putBatch are given. */
+  readonly #preparer: PutPreparer
+  readonly #maxQueuesPerTopic: number
+  readonly #checkpoint: StoreCheckpoint
+  #closing: Promise<void> | undefined
+  readonly #now: () => number
+  readonly #maxTransferBytes: number
+  readonly #arrivalListeners = new Set<MessageArrivedListener>()
+  readonly #timers: NodeJS.Timeout[] = []
+  #cqFlushing: Promise<void> | undefined
   /** Open could not finish re-dispatching (a full disk): queue offsets wait for it (dispatchCaughtUp). */
-  private queueOffsetsBehind = false
+  #queueOffsetsBehind = false
 
   private constructor(options: MessageStoreOptions, io: FileIO, checkpoint: StoreCheckpoint) {
     this.dir = path.resolve(options.dir)
-    this.io = io
-    this.checkpoint = checkpoint
+    this.#io = io
+    this.#checkpoint = checkpoint
     this.flushMode = options.flush ?? 'async'
     const fileSize = options.commitLogFileSize ?? DEFAULT_COMMIT_LOG_FILE_SIZE_BYTES
     this.maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE_BYTES
     this.maxRecordBytes = Math.min(this.maxMessageSize + RECORD_OVERHEAD_ALLOWANCE_BYTES, fileSize - END_FILE_MIN_BLANK_LENGTH)
     const storeHost = parseHost(options.storeHost ?? '127.0.0.1:10911')
     if (!storeHost) throw new StoreError('INVALID_ARGUMENT', `storeHost must be "a.b.c.d:port" or "[ipv6]:port", got ${describe(options.storeHost)}`)
-    this.storeHost = storeHost
     const maxQueues = options.maxQueuesPerTopic ?? DEFAULT_MAX_QUEUES_PER_TOPIC
     if (!Number.isInteger(maxQueues) || maxQueues < 1 || maxQueues > MAX_QUEUE_ID + 1) {
       throw new StoreError('INVALID_ARGUMENT', `maxQueuesPerTopic must be an integer from 1 to 2^31, got ${describe(maxQueues)}`)
     }
-    this.maxQueuesPerTopic = maxQueues
+    this.#maxQueuesPerTopic = maxQueues
     this.commitLog = new CommitLog({
       io,
       dir: path.join(this.dir, STORE_PATHS.commitLog),
@@ -298,8 +197,15 @@ export class MessageStore {
       checkpoint,
       now: options.now ?? Date.now,
     })
-    this.now = options.now ?? Date.now
-    this.maxTransferBytes = options.maxTransferBytes ?? DEFAULT_MAX_TRANSFER_BYTES
+    this.#preparer = new PutPreparer({
+      commitLog: this.commitLog,
+      storeHost,
+      maxQueuesPerTopic: maxQueues,
+      maxMessageSize: this.maxMessageSize,
+      maxRecordBytes: this.maxRecordBytes,
+    })
+    this.#now = options.now ?? Date.now
+    this.#maxTransferBytes = options.maxTransferBytes ?? DEFAULT_MAX_TRANSFER_BYTES
     const units = options.consumeQueueUnitsPerFile ?? DEFAULT_CQ_UNITS_PER_FILE
     if (!Number.isInteger(units) || units < 2 || units * CQ_UNIT.bytes > 2 ** 31 - 1) throw new StoreError('INVALID_ARGUMENT', `consumeQueueUnitsPerFile must be an integer from 2 to ${Math.floor((2 ** 31 - 1) / CQ_UNIT.bytes)}, got ${units}`)
     this.consumeQueues = new ConsumeQueueSet({
@@ -317,13 +223,12 @@ export class MessageStore {
         return cqs.findOrCreate(req.topic, req.queueId).put(req.queueOffset, req.physicalOffset, req.size, req.tagsCode)
       },
     }
-    cqs.unitOwned = (physicalOffset, topic, queueId, unit) => this.recordClaims(physicalOffset, topic, queueId, unit)
+    cqs.unitOwned = (physicalOffset, topic, queueId, unit) => recordClaims(this.commitLog, this.maxRecordBytes, physicalOffset, topic, queueId, unit)
     cqs.logLostItsStart = () => this.commitLog.minOffset > 0
-    this.dispatcher = new Dispatcher(this.commitLog, [buildConsumeQueue], () => this.notifyArrivals())
-    this.crcPending = this.commitLog.defersBodyCrc
-    this.consumerOffsets = new ConsumerOffsetManager(io, path.join(this.dir, STORE_PATHS.config, CONSUMER_OFFSET_FILE), this.now)
+    this.dispatcher = new Dispatcher(this.commitLog, [buildConsumeQueue], () => this.#notifyArrivals())
+    this.consumerOffsets = new ConsumerOffsetManager(io, path.join(this.dir, STORE_PATHS.config, CONSUMER_OFFSET_FILE), this.#now)
     this.retention = new RetentionService(
-      { commitLog: this.commitLog, consumeQueues: cqs, dispatcher: this.dispatcher, io, dir: this.dir, now: this.now, afterDelete: [] },
+      { commitLog: this.commitLog, consumeQueues: cqs, dispatcher: this.dispatcher, io, dir: this.dir, now: this.#now, afterDelete: [] },
       options.retention ?? {},
     )
   }
@@ -347,7 +252,7 @@ export class MessageStore {
     let store: MessageStore | undefined
     try {
       for (const sub of [STORE_PATHS.commitLog, STORE_PATHS.consumeQueue, STORE_PATHS.index, STORE_PATHS.config]) await io.mkdirp(path.join(dir, sub))
-      await MessageStore.lock(io, dir)
+      await MessageStore.#lock(io, dir)
       checkpoint = await StoreCheckpoint.open(io, path.join(dir, STORE_PATHS.checkpoint))
       store = new MessageStore(options, io, checkpoint)
       const abortFile = path.join(dir, STORE_PATHS.abort)
@@ -356,7 +261,7 @@ export class MessageStore {
       store.recovery = await store.commitLog.recover(cleanShutdown)
       if (options.messageIndexEnable ?? true) {
         // Before the index starts (it makes its spare file in the background at once).
-        if (!store.commitLog.queue.last) await MessageStore.checkIndexFits(io, path.join(dir, STORE_PATHS.index), options)
+        if (!store.commitLog.queue.last) await checkIndexFits(io, path.join(dir, STORE_PATHS.index), options)
         store.index = await IndexService.open({
           dir: path.join(dir, STORE_PATHS.index),
           fileIO: io,
@@ -365,12 +270,24 @@ export class MessageStore {
           now: options.now,
         })
         store.index.recover(store.commitLog.committedOffset, cleanShutdown)
-        store.dispatcher.addListener(store.indexListener(store.index))
+        store.dispatcher.addListener(store.#indexListener(store.index))
         store.retention.addAfterDelete((min) => store!.index!.deleteBelow(min))
       }
-      await store.recoverConsumeQueues(cleanShutdown)
+      // A full disk may stop the re-dispatch: appends then wait until it is done.
+      store.#queueOffsetsBehind = await recoverConsumeQueues(
+        {
+          commitLog: store.commitLog,
+          consumeQueues: store.consumeQueues,
+          dispatcher: store.dispatcher,
+          index: store.index,
+          checkpoint: store.#checkpoint,
+          recovery: store.recovery,
+          maxRecordBytes: store.maxRecordBytes,
+        },
+        cleanShutdown,
+      )
       await store.consumerOffsets.load()
-      await MessageStore.markOpen(io, abortFile, cleanShutdown)
+      await markOpen(io, abortFile, cleanShutdown)
       const queue = store.commitLog.queue
       if (!queue.last) await queue.createFirst()
       else queue.warm(queue.last, queue.last.wrotePosition)
@@ -385,12 +302,12 @@ export class MessageStore {
         return d.waitFor(end)
       }
       store.commitLog.onAppended = (ms, states, results) => store!.dispatcher.appended(ms, states, results)
-      store.startServices(options)
+      store.#startServices(options)
       store.status = 'open'
       return store
     } catch (err) {
       if (store) {
-        for (const t of store.timers) clearInterval(t)
+        for (const t of store.#timers) clearInterval(t)
         await store.commitLog.queue.close().catch(() => undefined)
         await store.consumeQueues.close().catch(() => undefined)
         await store.index?.close().catch(() => undefined)
@@ -402,176 +319,8 @@ export class MessageStore {
     }
   }
 
-  /**
-   * Makes the ConsumeQueues agree with the recovered CommitLog: units past its end go, and every
-   * record from the point the checkpoint says all queues were durable (or from the start, when
-   * the queues are missing or damaged) is re-dispatched. Queue offsets for new appends then
-   * continue from the queues. docs/design/consume-queue.md.
-   */
-  private async recoverConsumeQueues(clean: boolean): Promise<void> {
-    const cqs = this.consumeQueues
-    const log = this.commitLog
-    const end = log.committedOffset
-    const min = log.minOffset
-    const intact = await cqs.load(clean, end, min)
-    const any = !cqs.all().next().done
-    let from = this.checkpoint.values.logicsFlushedOffset
-    if (!intact || (!any && end > min) || from < min || from > end) from = min
-    // The index may be further behind (deleted, or rebuilt after damage).
-    if (this.index) from = Math.min(from, Math.max(min, this.index.indexedUpTo))
-    this.dispatcher.reputOffset = Math.min(from, end)
-    // Records the checkpoint vouched for may replace stale units; a later one must fit its queue.
-    cqs.trustedBelow = this.recovery.durableOffset
-    // After a crash the killed process may have left units unsynced: the re-dispatch syncs them.
-    cqs.unsyncedUnits = !clean
-    // Records below the durable offset were not read by the recovery scan: checked as they go.
-    this.dispatcher.verify = { upTo: this.recovery.durableOffset, maxRecordBytes: this.maxRecordBytes, crc: this.commitLog.options.checkCrcOnRecover }
-    let cut = false
-    for (;;) {
-      try {
-        await this.dispatcher.drain()
-      } catch (err) {
-        if (err instanceof StoreError && err.code === 'CORRUPT_RECORD' && err.details.durableOffset !== undefined && this.commitLog.options.onCorruption === 'truncate') {
-          await this.cutTornRecord(err)
-          cut = true
-          continue
-        }
-        if (isQueueMismatch(err) && err.details.gap === true && this.dispatcher.reputOffset > min && from > min) {
-          // A queue missing units may have lost ConsumeQueue files rather than met a torn
-          // record: re-dispatch everything from the start once; a gap found then is the log's.
-          from = min
-          this.dispatcher.reputOffset = min
-          this.dispatcher.clearError()
-          continue
-        }
-        if (isQueueMismatch(err)) {
-          await this.cutTornRecord(err)
-          cut = true
-          continue
-        }
-        // A full disk must not keep a store from opening: it opens readable, refuses appends until
-        // the re-dispatch (retried every flushConsumeQueueIntervalMs) is done and queue offsets are
-        // known again, and the checkpoint below records only what was dispatched.
-        if (!(err instanceof StoreError && err.code === 'DISK_FULL')) throw err
-        this.queueOffsetsBehind = true
-      }
-      break
-    }
-    cqs.unsyncedUnits = false
-    this.dispatcher.verify = { upTo: 0, maxRecordBytes: 0, crc: false }
-    if (!clean && (await this.dropUnitsOfOtherRecords(this.recovery.durableOffset))) cut = true
-    this.syncQueueOffsets()
-    // A clean open with nothing to re-dispatch has nothing to sync either.
-    if (clean && intact && !cut && from === end && this.checkpoint.values.logicsFlushedOffset === end && !this.queueOffsetsBehind) return
-    try {
-      await cqs.flush()
-      await this.index?.flush()
-    } catch (err) {
-      // On a full disk the index checkpoint cannot be replaced: the store checkpoint keeps its
-      // older logicsFlushedOffset, so the next open re-dispatches from there.
-      if (ioError('flushing the recovered ConsumeQueues and index', err).code !== 'DISK_FULL') throw err
-      return
-    }
-    this.checkpoint.values.logicsFlushedOffset = this.dispatcher.reputOffset
-    await this.checkpoint.flush()
-  }
-
-  /**
-   * The re-dispatch met a record past the durable offset that does not fit its queue (its queue
-   * offset is neither the queue's next nor one whose unit, confirmed by its own record, already
-   * points at it): the recovery scan accepted it, but a power loss tore a header, which the body
-   * CRC does not cover. A torn record was never synced, nor was anything after it (syncs follow
-   * the log's order), so the log ends there, as recovery's own cut would end it: the CommitLog is
-   * cut (tail zeroed, later files deleted, checkpoint synced), then units and index entries at or
-   * past the cut go, and the re-dispatch stands at the new end.
-   */
-  private async cutTornRecord(err: StoreError): Promise<void> {
-    const at = err.details.physicalOffset as number
-    await this.commitLog.truncateRecovered(at, err.message, this.recovery)
-    for (const cq of this.consumeQueues.all()) {
-      // Units past the cut: dispatched before the crash (maxPhysicalEnd 0: not known, look).
-      if (cq.maxPhysicalEnd > at || (cq.maxPhysicalEnd === 0 && cq.maxOffset > cq.minOffset)) await cq.truncatePhysical(at)
-    }
-    this.index?.recover(at, true)
-    this.dispatcher.reputOffset = at
-    this.dispatcher.clearError()
-  }
-
-  /**
-   * After a crash: units past the durable offset that the killed process wrote and the re-dispatch
-   * did not rewrite must still point at a record that claims them. A power loss that tore a
-   * record's queue id moves that record to another queue (the re-dispatch puts it there when it
-   * fits), but its old queue keeps the unit the killed process wrote: `get` there would serve
-   * another queue's message. Such a unit, and every unit after it in its queue, goes. Only the
-   * units past the durable offset are read: the records there are the last few.
-   */
-  private async dropUnitsOfOtherRecords(durableOffset: number): Promise<boolean> {
-    let dropped = false
-    for (const cq of this.consumeQueues.all()) {
-      let firstBad = -1
-      for (let unit = cq.maxOffset - 1; unit >= cq.minOffset; unit--) {
-        const u = await cq.unitAt(unit)
-        if (!u || u.size === CQ_FILLER_SIZE || u.physicalOffset < durableOffset) break
-        if (!this.recordClaims(u.physicalOffset, cq.topic, cq.queueId, unit)) firstBad = unit
-      }
-      if (firstBad >= 0) {
-        await cq.truncateTo(firstBad)
-        dropped = true
-      }
-    }
-    return dropped
-  }
-
-  /**
-   * Whether a sound record at `physicalOffset` claims queue offset `unit` of (`topic`, `queueId`):
-   * a ConsumeQueue unit pointing there is then the record's own (ConsumeQueue.put).
-   */
-  private recordClaims(physicalOffset: number, topic: string, queueId: number, unit: number): boolean {
-    const r = this.commitLog.recordAt(physicalOffset)
-    if (!r) return false
-    const c = checkRecord(r.buf, r.at, r.limit, physicalOffset, this.maxRecordBytes, true)
-    return c.kind === 'record' && c.topic === topic && c.queueId === queueId && c.queueOffset === unit && takesQueueOffset(c.sysFlag)
-  }
-
-  /** New appends continue each queue from its ConsumeQueue (recovery may not have read its records). */
-  private syncQueueOffsets(): void {
-    const log = this.commitLog
-    for (const cq of this.consumeQueues.all()) {
-      const st = log.topics.get(cq.topic) ?? log.topicState(cq.topic, Buffer.from(cq.topic, 'utf8'))
-      if ((st.queueOffsets[cq.queueId] ?? 0) < cq.maxOffset) st.queueOffsets[cq.queueId] = cq.maxOffset
-    }
-  }
-
-  /**
-   * Before the index makes its first file: the header and hash slot table of a file are reserved
-   * whole when it is made (20 MB with the default 5,000,000 slots), with its first entries, and a
-   * spare file like it is made ahead. When two such reservations do not fit in the space the disk
-   * has free, puts would soon be stored but not indexed: refuse to open and say which options
-   * size the index instead. Only checked for a new store (no CommitLog file), so a store that
-   * opened once reopens however full its disk has become.
-   */
-  private static async checkIndexFits(io: FileIO, indexDir: string, options: MessageStoreOptions): Promise<void> {
-    const slots = options.maxHashSlotNum ?? INDEX_DEFAULTS.maxHashSlotNum
-    const entries = options.maxIndexNum ?? INDEX_DEFAULTS.maxIndexNum
-    const perFile = indexFileSize(slots, 0) + Math.min(entries * INDEX_ENTRY_BYTES, INDEX_FIRST_ENTRIES_RESERVED_BYTES)
-    const needed = INDEX_FILES_RESERVED_AT_ONCE * perFile
-    let free: number
-    try {
-      free = (await io.diskUsage(indexDir)).freeBytes
-    } catch {
-      return
-    }
-    if (needed <= free) return
-    throw new StoreError(
-      'DISK_FULL',
-      `the key index needs ${needed} bytes (${INDEX_FILES_RESERVED_AT_ONCE} files of ${slots} hash slots and their first entries) and the disk holding ${indexDir} has ${free} bytes free: ` +
-        `lower maxHashSlotNum (and maxIndexNum), or open with messageIndexEnable: false`,
-      { details: { neededBytes: needed, freeBytes: free, maxHashSlotNum: slots, maxIndexNum: entries } },
-    )
-  }
-
   /** Feeds the index: every KEYS token and the UNIQ_KEY, as `topic#key`; not rollback records. */
-  private indexListener(index: IndexService): DispatchListener {
+  #indexListener(index: IndexService): DispatchListener {
     const record = { topic: '', keys: [] as string[], uniqKey: undefined as string | undefined, phyOffset: 0, size: 0, storeTimestamp: 0 }
     const none: string[] = []
     const one: string[] = ['']
@@ -596,7 +345,7 @@ export class MessageStore {
     }
   }
 
-  private startServices(options: MessageStoreOptions): void {
+  #startServices(options: MessageStoreOptions): void {
     const every = (ms: number, fn: () => Promise<unknown>): void => {
       let busy = false
       const t = setInterval(() => {
@@ -609,45 +358,45 @@ export class MessageStore {
           })
       }, ms)
       t.unref()
-      this.timers.push(t)
+      this.#timers.push(t)
     }
     every(options.flushConsumeQueueIntervalMs ?? 1000, async () => {
       // A dispatch that stopped on an error (a full disk, say) is retried here.
       if (this.dispatcher.lastError) void this.dispatcher.kick(true)?.catch(() => undefined)
-      await this.flushConsumeQueues()
+      await this.#flushConsumeQueues()
     })
     every(options.persistConsumerOffsetIntervalMs ?? DEFAULT_PERSIST_CONSUMER_OFFSET_INTERVAL_MS, () => this.consumerOffsets.persist())
     every(this.retention.options.cleanResourceIntervalMs, () => this.retention.run())
   }
 
   /** Syncs the ConsumeQueues, then records in the checkpoint how far they are durable. */
-  private flushConsumeQueues(): Promise<void> {
-    if (this.cqFlushing) return this.cqFlushing
-    this.cqFlushing = (async () => {
+  #flushConsumeQueues(): Promise<void> {
+    if (this.#cqFlushing) return this.#cqFlushing
+    this.#cqFlushing = (async () => {
       try {
         const upTo = this.dispatcher.reputOffset
         await this.consumeQueues.flush()
         if (this.index) {
           await this.index.flush()
-          this.checkpoint.values.indexMsgTimestamp = this.commitLog.lastStoreTimestamp
+          this.#checkpoint.values.indexMsgTimestamp = this.commitLog.lastStoreTimestamp
         }
-        const cp = this.checkpoint.values
+        const cp = this.#checkpoint.values
         if (upTo > cp.logicsFlushedOffset) {
           cp.logicsFlushedOffset = upTo
           cp.logicsMsgTimestamp = this.commitLog.lastStoreTimestamp
-          await this.checkpoint.flush()
+          await this.#checkpoint.flush()
         }
       } finally {
-        this.cqFlushing = undefined
+        this.#cqFlushing = undefined
       }
     })()
-    return this.cqFlushing
+    return this.#cqFlushing
   }
 
-  private notifyArrivals(): void {
-    if (this.arrivalListeners.size === 0) return
+  #notifyArrivals(): void {
+    if (this.#arrivalListeners.size === 0) return
     for (const cq of this.consumeQueues.takeTouched()) {
-      for (const l of this.arrivalListeners) {
+      for (const l of this.#arrivalListeners) {
         try {
           l(cq.topic, cq.queueId, cq.maxOffset)
         } catch {
@@ -657,119 +406,27 @@ export class MessageStore {
     }
   }
 
-  /**
-   * Writes the abort marker (removed by a clean close). One left by an unclean close is kept as
-   * it is. On a full disk the marker is made empty: an empty file takes no data block, and only
-   * its existence matters (the pid in it is for people).
-   */
-  private static async markOpen(io: FileIO, abortFile: string, cleanShutdown: boolean): Promise<void> {
-    if (!cleanShutdown) return
-    try {
-      await io.writeFileAtomic(abortFile, Buffer.from(String(process.pid)))
-    } catch (err) {
-      if (ioError('writing the abort marker', err).code !== 'DISK_FULL') throw err
-      await io.writeFileAtomic(abortFile, Buffer.alloc(0))
-    }
-  }
-
-  private static lock(io: FileIO, dir: string): Promise<void> {
+  static #lock(io: FileIO, dir: string): Promise<void> {
     return acquireStoreLock(io, dir, path.join(dir, STORE_PATHS.lock))
   }
 
   // -------------------------------------------------------------------------------------------
 
-  private notOpen(): StoreError {
+  #notOpen(): StoreError {
     return this.commitLog.failed ?? new StoreError('NOT_OPEN', `store is ${this.status}`)
-  }
-
-  private topicFor(topic: unknown): TopicState {
-    if (typeof topic === 'string') {
-      const known = this.commitLog.topics.get(topic)
-      if (known) return known
-    }
-    checkTopicName(topic)
-    return this.commitLog.topicState(topic, Buffer.from(topic, 'latin1'))
-  }
-
-  private bornHost(text: unknown): Host {
-    if (text === undefined) return DEFAULT_BORN_HOST
-    if (typeof text !== 'string') throw new StoreError('INVALID_ARGUMENT', `bornHost must be "a.b.c.d:port" or "[ipv6]:port", got ${describe(text)}`)
-    let host = this.bornHostCache.get(text)
-    if (!host) {
-      host = parseHost(text)
-      if (!host) throw new StoreError('INVALID_ARGUMENT', `bornHost must be "a.b.c.d:port" or "[ipv6]:port", got ${describe(text)}`)
-      if (this.bornHostCache.size > 4096) this.bornHostCache.clear()
-      this.bornHostCache.set(text, host)
-    }
-    return host
-  }
-
-  /** Validates and measures `m`; its topic's state is left in `preparedState`. */
-  private prepare(m: PutMessage, now: number): PreparedMessage {
-    if (m === null || typeof m !== 'object' || Array.isArray(m)) throw new StoreError('INVALID_ARGUMENT', `a message must be an object, got ${describe(m)}`)
-    const st = this.topicFor(m.topic)
-    const queueId = checkPutQueueId(m.queueId, this.maxQueuesPerTopic)
-    let body: Uint8Array
-    if (m.body instanceof Uint8Array) body = m.body
-    else if (typeof m.body === 'string') body = Buffer.from(m.body, 'utf8')
-    else throw new StoreError('INVALID_ARGUMENT', `body must be a Buffer, Uint8Array or string, got ${describe(m.body)}`)
-    if (body.length > this.maxMessageSize) {
-      throw new StoreError('MESSAGE_TOO_LARGE', `body of ${body.length} bytes exceeds maxMessageSize ${this.maxMessageSize}`, { details: { bytes: body.length, limit: this.maxMessageSize } })
-    }
-    let properties = ''
-    let tagsCode = 0
-    let keys: string | undefined
-    let uniqKey: string | undefined
-    if (m.keys !== undefined || m.tags !== undefined || m.properties !== undefined) {
-      const givenKeys = m.keys === undefined ? undefined : keysProperty(m.keys)
-      properties = encodePutProperties(givenKeys, m)
-      // Checked by encodePutProperties: a plain object of non-empty strings.
-      const props = m.properties
-      const tags = m.tags ?? props?.[PROPERTY.TAGS]
-      if (tags !== undefined) tagsCode = javaStringHashCode(tags)
-      keys = m.keys !== undefined ? givenKeys : props?.[PROPERTY.KEYS]
-      uniqKey = props?.[PROPERTY.UNIQ_KEY]
-    }
-    const bornHost = this.bornHost(m.bornHost)
-    const prepared = prepareRecordOf(
-      st.topic,
-      st.bytes,
-      queueId,
-      m.flag === undefined ? 0 : checkInt('flag', m.flag),
-      // The host bits follow the hosts written, whatever the caller's sysFlag says (checkSysFlag).
-      withHostFlags(checkSysFlag(m.sysFlag), bornHost, this.storeHost),
-      m.bornTimestamp === undefined ? now : checkOffset('bornTimestamp', m.bornTimestamp),
-      bornHost,
-      m.reconsumeTimes === undefined ? 0 : checkInt('reconsumeTimes', m.reconsumeTimes, 0),
-      m.preparedTransactionOffset === undefined ? 0 : checkOffset('preparedTransactionOffset', m.preparedTransactionOffset),
-      body,
-      properties,
-      tagsCode,
-      keys,
-      uniqKey,
-      this.crcPending,
-    )
-    if (prepared.propertiesBytes > MAX_PROPERTIES_BYTES) {
-      throw new StoreError('PROPERTIES_TOO_LONG', `properties take ${prepared.propertiesBytes} bytes, the limit is ${MAX_PROPERTIES_BYTES}`)
-    }
-    if (prepared.totalSize > this.maxRecordBytes) {
-      throw new StoreError('MESSAGE_TOO_LARGE', `record of ${prepared.totalSize} bytes exceeds the limit of ${this.maxRecordBytes}`, { details: { bytes: prepared.totalSize, limit: this.maxRecordBytes } })
-    }
-    this.preparedState = st
-    return prepared
   }
 
   /**
    * A put resolves once its message is readable through `get`: dispatch normally happens inside
    * the append, and waits only when a ConsumeQueue file had to be created or opened.
    */
-  private readable<T extends AppendResult | AppendResult[]>(results: T): T | Promise<T> {
+  #readable<T extends AppendResult | AppendResult[]>(results: T): T | Promise<T> {
     const last = Array.isArray(results) ? results[results.length - 1]! : (results as AppendResult)
     const end = last.physicalOffset + last.size
     const d = this.dispatcher
     if (d.reputOffset >= end) return results
-    if (d.lastError && !d.busy) return this.notReadable(results, last, d.lastError)
-    return d.waitFor(end).then(() => (d.reputOffset < end && d.lastError ? this.notReadable(results, last, d.lastError) : results))
+    if (d.lastError && !d.busy) return this.#notReadable(results, last, d.lastError)
+    return d.waitFor(end).then(() => (d.reputOffset < end && d.lastError ? this.#notReadable(results, last, d.lastError) : results))
   }
 
   /**
@@ -781,7 +438,7 @@ export class MessageStore {
    * took, and a producer that retries it stores it twice (at-least-once, as a send timeout does).
    * A put already answered FLUSH_DISK_TIMEOUT keeps that answer.
    */
-  private notReadable<T>(results: T, last: AppendResult, cause: StoreError): T {
+  #notReadable<T>(results: T, last: AppendResult, cause: StoreError): T {
     if (last.status !== 'PUT_OK') return results
     throw new StoreError(cause.code, `message stored at CommitLog offset ${last.physicalOffset} but not readable: ${cause.message}`, { cause, details: { ...cause.details, physicalOffset: last.physicalOffset } })
   }
@@ -792,48 +449,48 @@ export class MessageStore {
    * and after a reopen that could not finish re-dispatching, queue offsets are only known once it
    * has. A retry (at most every RETRY_AFTER_ERROR_MS) that gets through lets appends go again.
    */
-  private dispatchCaughtUp(): boolean {
+  #dispatchCaughtUp(): boolean {
     const d = this.dispatcher
     if (d.lastError !== undefined) void d.kick()?.catch(() => undefined)
     if (d.lastError !== undefined || d.reputOffset < this.commitLog.committedOffset) return false
-    if (this.queueOffsetsBehind) {
-      this.queueOffsetsBehind = false
-      this.syncQueueOffsets()
+    if (this.#queueOffsetsBehind) {
+      this.#queueOffsetsBehind = false
+      syncQueueOffsets(this.commitLog, this.consumeQueues)
     }
     return true
   }
 
-  private dispatchStopped(): StoreError {
+  #dispatchStopped(): StoreError {
     const cause = this.dispatcher.lastError
     const why = cause ? cause.message : 'records recovered at open are still being dispatched'
     return new StoreError(cause?.code ?? 'DISK_FULL', `put refused, nothing stored: dispatch to the ConsumeQueues and the index is stopped (${why}); it resumes once space returns`, { cause })
   }
 
-  private readonly readableOne = (r: AppendResult): AppendResult | Promise<AppendResult> => this.readable(r)
+  readonly #readableOne = (r: AppendResult): AppendResult | Promise<AppendResult> => this.#readable(r)
 
-  private async finishOne(r: AppendResult): Promise<PutResult> {
-    return this.readable(this.flushMode === 'async' ? r : await this.commitLog.waitFlushed(r))
+  async #finishOne(r: AppendResult): Promise<PutResult> {
+    return this.#readable(this.flushMode === 'async' ? r : await this.commitLog.waitFlushed(r))
   }
 
-  private async finish(results: AppendResult[]): Promise<PutResult[]> {
-    return this.readable(this.flushMode === 'async' ? results : await this.commitLog.waitFlushed(results))
+  async #finish(results: AppendResult[]): Promise<PutResult[]> {
+    return this.#readable(this.flushMode === 'async' ? results : await this.commitLog.waitFlushed(results))
   }
 
   /** Appends one message. With flush 'sync' it resolves once the message is on disk. */
   put(message: PutMessage): Promise<PutResult> {
-    if (this.status !== 'open') return Promise.reject(this.notOpen())
-    if ((this.dispatcher.lastError !== undefined || this.queueOffsetsBehind) && !this.dispatchCaughtUp()) return Promise.reject(this.dispatchStopped())
+    if (this.status !== 'open') return Promise.reject(this.#notOpen())
+    if ((this.dispatcher.lastError !== undefined || this.#queueOffsetsBehind) && !this.#dispatchCaughtUp()) return Promise.reject(this.#dispatchStopped())
     try {
-      const prepared = this.prepare(message, Date.now())
-      const appended = this.commitLog.append([prepared], [this.preparedState!], prepared.totalSize)
+      const prepared = this.#preparer.prepare(message, Date.now())
+      const appended = this.commitLog.append([prepared], [this.#preparer.preparedState!], prepared.totalSize)
       if (Array.isArray(appended)) {
         const r = appended[0]!
-        if (this.flushMode === 'async') return Promise.resolve(this.readable(r))
+        if (this.flushMode === 'async') return Promise.resolve(this.#readable(r))
         // Sync: waiters are resolved only after the records they wait for were dispatched (or
         // their dispatch failed: readable rejects the put then).
-        return this.commitLog.waitFlushed(r).then(this.readableOne)
+        return this.commitLog.waitFlushed(r).then(this.#readableOne)
       }
-      return appended.then((rs) => this.finishOne(rs[0]!))
+      return appended.then((rs) => this.#finishOne(rs[0]!))
     } catch (err) {
       return Promise.reject(err)
     }
@@ -841,17 +498,17 @@ export class MessageStore {
 
   /** Appends messages contiguously in one file, with one flush wait. All or nothing. */
   async putBatch(messages: PutMessage[]): Promise<PutResult[]> {
-    if (this.status !== 'open') throw this.notOpen()
+    if (this.status !== 'open') throw this.#notOpen()
     if (!Array.isArray(messages)) throw new StoreError('INVALID_ARGUMENT', `putBatch takes an array of messages, got ${describe(messages)}`)
     if (messages.length === 0) return []
-    if ((this.dispatcher.lastError !== undefined || this.queueOffsetsBehind) && !this.dispatchCaughtUp()) throw this.dispatchStopped()
+    if ((this.dispatcher.lastError !== undefined || this.#queueOffsetsBehind) && !this.#dispatchCaughtUp()) throw this.#dispatchStopped()
     const states: TopicState[] = new Array(messages.length)
     const prepared: PreparedMessage[] = new Array(messages.length)
     let total = 0
     const now = Date.now()
     for (let i = 0; i < messages.length; i++) {
-      const p = this.prepare(messages[i]!, now)
-      states[i] = this.preparedState!
+      const p = this.#preparer.prepare(messages[i]!, now)
+      states[i] = this.#preparer.preparedState!
       prepared[i] = p
       total += p.totalSize
     }
@@ -859,12 +516,12 @@ export class MessageStore {
       throw new StoreError('MESSAGE_TOO_LARGE', `batch of ${total} bytes does not fit in one CommitLog file of ${this.commitLog.fileSizeBytes} bytes`, { details: { bytes: total } })
     }
     const appended = await this.commitLog.append(prepared, states, total)
-    return this.finish(appended)
+    return this.#finish(appended)
   }
 
   /** The message stored at `physicalOffset`, decoded (body copied). */
   async lookup(physicalOffset: number): Promise<StoredMessage> {
-    if (this.status !== 'open') throw this.notOpen()
+    if (this.status !== 'open') throw this.#notOpen()
     checkOffset('physicalOffset', physicalOffset)
     const where = this.commitLog.recordAt(physicalOffset)
     if (!where) {
@@ -885,22 +542,22 @@ export class MessageStore {
    * the real key. Bodies are copies. Needs the index (messageIndexEnable, the default).
    */
   async queryByKey(topic: string, key: string, options: QueryByKeyOptions = {}): Promise<StoredMessage[]> {
-    if (this.status !== 'open') throw this.notOpen()
+    if (this.status !== 'open') throw this.#notOpen()
     if (!this.index) throw new StoreError('INVALID_ARGUMENT', 'the key index is disabled (messageIndexEnable: false)')
     if (typeof topic !== 'string' || topic.length === 0) throw new StoreError('TOPIC_INVALID', `topic must be a non-empty string, got ${describe(topic)}`)
     if (typeof key !== 'string' || key.length === 0) throw new StoreError('INVALID_ARGUMENT', `key must be a non-empty string, got ${describe(key)}`)
-    const { maxNum, begin, end } = this.keyQueryWindow(options)
+    const { maxNum, begin, end } = this.#keyQueryWindow(options)
     const found: StoredMessage[] = []
     const seen = new Set<number>()
     // Ask for more than maxNum, then for more again, while collisions are filtered out.
     for (let ask = maxNum; ; ask = Math.min(ask * 4, Number.MAX_SAFE_INTEGER)) {
-      const offsets = this.queryIndex(this.index, topic, key, ask, begin, end)
+      const offsets = this.#queryIndex(this.index, topic, key, ask, begin, end)
       found.length = 0
       seen.clear()
       for (const offset of offsets) {
         if (seen.has(offset)) continue
         seen.add(offset)
-        const m = this.keyMatchAt(offset, topic, key, begin, end)
+        const m = this.#keyMatchAt(offset, topic, key, begin, end)
         if (!m) continue
         found.push(m)
         if (found.length >= maxNum) return found
@@ -910,12 +567,12 @@ export class MessageStore {
   }
 
   /** queryByKey's options checked, with their defaults. */
-  private keyQueryWindow(options: QueryByKeyOptions): { maxNum: number; begin: number; end: number } {
+  #keyQueryWindow(options: QueryByKeyOptions): { maxNum: number; begin: number; end: number } {
     if (options === null || typeof options !== 'object') throw new StoreError('INVALID_ARGUMENT', `queryByKey options must be an object, got ${describe(options)}`)
     const maxNum = options.maxNum ?? 32
     const begin = options.begin ?? 0
     // By default up to now, or to the newest message if the clock has since stepped back.
-    const end = options.end ?? Math.max(this.now(), this.commitLog.lastStoreTimestamp)
+    const end = options.end ?? Math.max(this.#now(), this.commitLog.lastStoreTimestamp)
     if (!Number.isSafeInteger(maxNum) || maxNum < 1) throw new StoreError('INVALID_ARGUMENT', `maxNum must be a positive integer, got ${describe(maxNum)}`)
     if (!Number.isSafeInteger(begin)) throw new StoreError('INVALID_ARGUMENT', `begin must be a store time in ms since the epoch (an integer), got ${describe(begin)}`)
     if (!Number.isSafeInteger(end)) throw new StoreError('INVALID_ARGUMENT', `end must be a store time in ms since the epoch (an integer), got ${describe(end)}`)
@@ -924,7 +581,7 @@ export class MessageStore {
   }
 
   /** The index's offsets for a key; its errors become StoreErrors with the same code. */
-  private queryIndex(index: IndexService, topic: string, key: string, maxNum: number, begin: number, end: number): number[] {
+  #queryIndex(index: IndexService, topic: string, key: string, maxNum: number, begin: number, end: number): number[] {
     try {
       return index.query(topic, key, { maxNum, begin, end })
     } catch (err) {
@@ -938,7 +595,7 @@ export class MessageStore {
    * offset comes from the index, which is derived data: damaged bytes there can name an offset
    * outside the log or inside a record, so it is checked as a record at that very offset first.
    */
-  private keyMatchAt(offset: number, topic: string, key: string, begin: number, end: number): StoredMessage | undefined {
+  #keyMatchAt(offset: number, topic: string, key: string, begin: number, end: number): StoredMessage | undefined {
     if (offset < this.commitLog.minOffset) return undefined
     const where = this.commitLog.recordAt(offset)
     if (!where) return undefined
@@ -959,16 +616,8 @@ export class MessageStore {
 
   /** Next queue offset of (topic, queueId): the number of entries ever written to it. */
   maxQueueOffset(topic: string, queueId: number): number {
-    this.queueArgs(topic, queueId)
+    checkQueueArgs(topic, queueId)
     return this.commitLog.topics.get(topic)?.queueOffsets[queueId] ?? 0
-  }
-
-  // -------------------------------------------------------------------------------------------
-  // Read path
-
-  private queueArgs(topic: unknown, queueId: unknown): void {
-    if (typeof topic !== 'string' || topic.length === 0) throw new StoreError('TOPIC_INVALID', `topic must be a non-empty string, got ${describe(topic)}`)
-    checkQueueId(queueId)
   }
 
   /**
@@ -976,114 +625,24 @@ export class MessageStore {
    * filtered by tag (hash first, then the real tag), stopping at `maxTransferBytes` (the first
    * message always goes), never past the end of the ConsumeQueue file holding `offset`.
    */
-  async get(request: GetMessageRequest): Promise<GetMessageResult> {
-    if (this.status !== 'open') throw this.notOpen()
-    if (request === null || typeof request !== 'object') throw new StoreError('INVALID_ARGUMENT', `get takes a request object, got ${describe(request)}`)
-    const { topic, queueId, offset } = request
-    this.queueArgs(topic, queueId)
-    checkOffset('offset', offset)
-    const maxMessages = request.maxMessages ?? 32
-    if (!Number.isInteger(maxMessages) || maxMessages < 1) throw new StoreError('INVALID_ARGUMENT', `maxMessages must be a positive integer, got ${describe(maxMessages)}`)
-    const maxBytes = request.maxBytes ?? this.maxTransferBytes
-    if (!Number.isInteger(maxBytes) || maxBytes < 1) throw new StoreError('INVALID_ARGUMENT', `maxBytes must be a positive integer, got ${describe(maxBytes)}`)
-    if (request.group !== undefined && typeof request.group !== 'string') throw new StoreError('INVALID_ARGUMENT', `group must be a string, got ${describe(request.group)}`)
-    let codes: Set<number> | undefined
-    let tagSet: Set<string> | undefined
-    if (request.tags !== undefined && request.tags !== null) {
-      if (!Array.isArray(request.tags)) throw new StoreError('INVALID_ARGUMENT', `tags must be an array of strings, got ${describe(request.tags)}`)
-      const bad = request.tags.findIndex((t) => typeof t !== 'string')
-      if (bad >= 0) throw new StoreError('INVALID_ARGUMENT', `tags[${bad}] must be a string, got ${describe(request.tags[bad])}`)
-      const tags = request.tags.map((t) => t.trim()).filter((t) => t.length > 0)
-      if (tags.length > 0 && !tags.includes('*')) {
-        tagSet = new Set(tags)
-        codes = new Set(tags.map(javaStringHashCode))
-      }
-    }
-    const cq = this.consumeQueues.find(topic, queueId)
-    const minOffset = cq?.minOffset ?? 0
-    const maxOffset = cq?.maxOffset ?? 0
-    const result = (status: GetMessageStatus, nextOffset: number, messages: StoredMessage[] = []): GetMessageResult => ({ status, messages, nextOffset, minOffset, maxOffset })
-    if (!cq || maxOffset === 0) return result('NO_MESSAGE_IN_QUEUE', 0)
-    if (offset < minOffset) return result('OFFSET_TOO_SMALL', minOffset)
-    if (offset === maxOffset) return result('OFFSET_OVERFLOW_ONE', offset)
-    if (offset > maxOffset) return result('OFFSET_OVERFLOW_BADLY', minOffset === 0 ? 0 : maxOffset)
-    let seg: Awaited<ReturnType<ConsumeQueue['segmentFor']>>
-    try {
-      const s = cq.segmentFor(offset, false)
-      seg = s instanceof Promise ? await s : s
-    } catch {
-      // The file holding `offset` cannot be opened (removed underneath us): skip to the next.
-      seg = undefined
-    }
-    if (!seg || this.status !== 'open') return result('OFFSET_FOUND_NULL', cq.rollNextFile(offset))
-    const fileEnd = cq.rollNextFile(offset)
-    const stop = Math.min(cq.maxOffset, fileEnd, offset + Math.max(MIN_UNITS_SCANNED, maxMessages))
-    const log = this.commitLog
-    const logMin = log.minOffset
-    const messages: StoredMessage[] = []
-    let status: GetMessageStatus = 'NO_MATCHED_MESSAGE'
-    let bytes = 0
-    let unit = offset
-    // A file is mapped in windows; a read goes on into the next window of the same file.
-    scan: for (;;) {
-      const dv = seg.dv
-      const windowEnd = Math.min(stop, (seg.start + seg.view.length) / CQ_UNIT.bytes)
-      for (; unit < windowEnd; unit++) {
-        const at = unit * CQ_UNIT.bytes - seg.start
-        const size = cqUnitSize(dv, at)
-        if (size === CQ_FILLER_SIZE) continue
-        const physicalOffset = cqUnitPhysicalOffset(dv, at)
-        if (codes !== undefined && !codes.has(cqUnitTagsCode(dv, at))) continue
-        if (messages.length > 0 && (messages.length >= maxMessages || bytes + size > maxBytes)) break scan
-        if (physicalOffset < logMin) {
-          if (messages.length === 0) status = 'MESSAGE_WAS_REMOVING'
-          continue
-        }
-        const where = log.recordAt(physicalOffset)
-        if (!where) {
-          if (messages.length === 0) status = 'MESSAGE_WAS_REMOVING'
-          continue
-        }
-        // The record must be what its unit says (a damaged length would decode as another
-        // body): structure only, no CRC, as cheap as the decode that follows.
-        const checked = verifyRecord(where.buf, where.at, where.limit, physicalOffset, this.maxRecordBytes, false)
-        if (checked !== size) {
-          throw new StoreError('CORRUPT_RECORD', `message ${topic}@${queueId}:${unit} at CommitLog offset ${physicalOffset} is damaged (${typeof checked === 'string' ? checked : `its unit says ${size} bytes, the record ${checked}`})`, {
-            details: { topic, queueId, queueOffset: unit, physicalOffset },
-          })
-        }
-        const m = decodeRecord(where.buf, where.at, false, where.dv)
-        if (tagSet !== undefined && (m.tags === undefined || !tagSet.has(m.tags))) continue
-        messages.push(m)
-        bytes += size
-        status = 'FOUND'
-      }
-      if (unit >= stop) break
-      try {
-        const next = cq.segmentFor(unit, false)
-        const s = next instanceof Promise ? await next : next
-        if (!s || this.status !== 'open') break
-        seg = s
-      } catch {
-        break
-      }
-    }
-    return result(status, unit, messages)
+  get(request: GetMessageRequest): Promise<GetMessageResult> {
+    if (this.status !== 'open') return Promise.reject(this.#notOpen())
+    return readQueue(this, request, this.#maxTransferBytes)
   }
 
   /** First queue offset still readable in (topic, queueId); 0 for an unknown queue. */
   minOffset(topic: string, queueId: number): number {
-    this.queueArgs(topic, queueId)
+    checkQueueArgs(topic, queueId)
     return this.consumeQueues.find(topic, queueId)?.minOffset ?? 0
   }
 
   /** Queue offset after the last dispatched message of (topic, queueId); 0 for an unknown queue. */
   maxOffset(topic: string, queueId: number): number {
-    this.queueArgs(topic, queueId)
+    checkQueueArgs(topic, queueId)
     return this.consumeQueues.find(topic, queueId)?.maxOffset ?? 0
   }
 
-  private async storeTimeAt(cq: ConsumeQueue, unit: number): Promise<number | undefined> {
+  async #storeTimeAt(cq: ConsumeQueue, unit: number): Promise<number | undefined> {
     const u = await cq.unitAt(unit)
     if (!u || u.size === CQ_FILLER_SIZE) return undefined
     const where = this.commitLog.recordAt(u.physicalOffset)
@@ -1095,8 +654,8 @@ export class MessageStore {
    * store time); maxOffset when every message is older, minOffset when every one is newer.
    */
   async offsetByTime(topic: string, queueId: number, timestampMs: number): Promise<number> {
-    if (this.status !== 'open') throw this.notOpen()
-    this.queueArgs(topic, queueId)
+    if (this.status !== 'open') throw this.#notOpen()
+    checkQueueArgs(topic, queueId)
     if (typeof timestampMs !== 'number' || Number.isNaN(timestampMs)) throw new StoreError('INVALID_ARGUMENT', `timestampMs must be a number, got ${describe(timestampMs)}`)
     const cq = this.consumeQueues.find(topic, queueId)
     if (!cq) return 0
@@ -1104,7 +663,7 @@ export class MessageStore {
     let hi = cq.maxOffset
     while (lo < hi) {
       const mid = Math.floor((lo + hi) / 2)
-      const t = await this.storeTimeAt(cq, mid)
+      const t = await this.#storeTimeAt(cq, mid)
       if (t === undefined || t < timestampMs) lo = mid + 1
       else hi = mid
     }
@@ -1113,12 +672,12 @@ export class MessageStore {
 
   /** Store time of the oldest readable message of (topic, queueId), or -1 when there is none. */
   async earliestMessageTime(topic: string, queueId: number): Promise<number> {
-    if (this.status !== 'open') throw this.notOpen()
-    this.queueArgs(topic, queueId)
+    if (this.status !== 'open') throw this.#notOpen()
+    checkQueueArgs(topic, queueId)
     const cq = this.consumeQueues.find(topic, queueId)
     if (!cq) return -1
     for (let unit = cq.minOffset; unit < cq.maxOffset; unit++) {
-      const t = await this.storeTimeAt(cq, unit)
+      const t = await this.#storeTimeAt(cq, unit)
       if (t !== undefined) return t
     }
     return -1
@@ -1130,11 +689,11 @@ export class MessageStore {
    */
   onMessageArrived(listener: MessageArrivedListener): () => void {
     if (typeof listener !== 'function') throw new StoreError('INVALID_ARGUMENT', 'listener must be a function')
-    this.arrivalListeners.add(listener)
+    this.#arrivalListeners.add(listener)
     this.consumeQueues.tracking = true
     return () => {
-      this.arrivalListeners.delete(listener)
-      this.consumeQueues.tracking = this.arrivalListeners.size > 0
+      this.#arrivalListeners.delete(listener)
+      this.consumeQueues.tracking = this.#arrivalListeners.size > 0
     }
   }
 
@@ -1145,7 +704,7 @@ export class MessageStore {
 
   /** Resolves once everything appended so far is readable through `get`. */
   async whenDispatched(): Promise<void> {
-    if (this.status !== 'open') throw this.notOpen()
+    if (this.status !== 'open') throw this.#notOpen()
     if (this.flushMode === 'sync') await this.commitLog.flush()
     await this.dispatcher.drain()
   }
@@ -1155,24 +714,24 @@ export class MessageStore {
 
   /** Records that `group` will next read `offset` of (topic, queueId); persisted periodically. */
   commitOffset(group: string, topic: string, queueId: number, offset: number): void {
-    if (this.status !== 'open') throw this.notOpen()
+    if (this.status !== 'open') throw this.#notOpen()
     if (typeof group !== 'string' || group.length === 0 || group.includes('@')) throw new StoreError('INVALID_ARGUMENT', `group must be a non-empty string without '@', got ${describe(group)}`)
     // As a put's: offsets of a queue no put could make would be persisted for nothing.
     checkTopicName(topic)
-    checkPutQueueId(queueId, this.maxQueuesPerTopic)
+    checkPutQueueId(queueId, this.#maxQueuesPerTopic)
     checkOffset('offset', offset)
     this.consumerOffsets.commit(group, topic, queueId, offset)
   }
 
   /** The offset `group` committed for (topic, queueId), or -1 when it never did. */
   committedOffset(group: string, topic: string, queueId: number): number {
-    if (this.status !== 'open') throw this.notOpen()
+    if (this.status !== 'open') throw this.#notOpen()
     return this.consumerOffsets.get(group, topic, queueId)
   }
 
   /** Writes consumer offsets now (they are also written periodically and on close). */
   async persistConsumerOffsets(): Promise<void> {
-    if (this.status !== 'open') throw this.notOpen()
+    if (this.status !== 'open') throw this.#notOpen()
     await this.consumerOffsets.persist()
   }
 
@@ -1186,7 +745,7 @@ export class MessageStore {
    * point only below the CommitLog's new minimum. `manual` deletes expired files at any hour.
    */
   async deleteExpiredFiles(options: { manual?: boolean } = {}): Promise<RetentionResult> {
-    if (this.status !== 'open') throw this.notOpen()
+    if (this.status !== 'open') throw this.#notOpen()
     return this.retention.run(options.manual ?? false)
   }
 
@@ -1203,7 +762,7 @@ export class MessageStore {
 
   /** Makes everything appended so far durable. */
   async flush(): Promise<void> {
-    if (this.status !== 'open') throw this.notOpen()
+    if (this.status !== 'open') throw this.#notOpen()
     await this.commitLog.flush()
   }
 
@@ -1219,10 +778,10 @@ export class MessageStore {
    * the recovery could rebuild.
    */
   close(): Promise<void> {
-    if (this.closing) return this.closing
+    if (this.#closing) return this.#closing
     this.status = 'closing'
-    this.closing = (async () => {
-      for (const t of this.timers) clearInterval(t)
+    this.#closing = (async () => {
+      for (const t of this.#timers) clearInterval(t)
       // Where the CommitLog starts, as the next open will find it (the files are closed below).
       const commitLogMin = this.commitLog.minOffset
       let failed: StoreError | undefined
@@ -1235,9 +794,9 @@ export class MessageStore {
         await this.commitLog.close(async () => {
           // A dispatch stopped by a full disk leaves records for the next open to dispatch.
           await this.dispatcher.drain().catch(() => undefined)
-          await this.cqFlushing?.catch(() => undefined)
+          await this.#cqFlushing?.catch(() => undefined)
           try {
-            await this.flushConsumeQueues()
+            await this.#flushConsumeQueues()
           } catch (err) {
             fail('syncing the ConsumeQueues', err, true)
           }
@@ -1259,23 +818,23 @@ export class MessageStore {
       }
       try {
         try {
-          await this.checkpoint.flush()
-          await this.checkpoint.close()
+          await this.#checkpoint.flush()
+          await this.#checkpoint.close()
         } catch (err) {
           fail('writing the checkpoint', err, true)
         }
         // A CommitLog that failed an fdatasync earlier: what it holds past the checkpoint is unsure.
         if (this.commitLog.failed) fail('closing the CommitLog', this.commitLog.failed, true)
-        if (durable) await this.io.remove(path.join(this.dir, STORE_PATHS.abort)).catch((err) => fail('removing the abort marker', err, true))
-        await this.io.remove(path.join(this.dir, STORE_PATHS.lock)).catch(() => undefined)
+        if (durable) await this.#io.remove(path.join(this.dir, STORE_PATHS.abort)).catch((err) => fail('removing the abort marker', err, true))
+        await this.#io.remove(path.join(this.dir, STORE_PATHS.lock)).catch(() => undefined)
       } finally {
         openDirs.delete(this.dir)
         this.status = 'closed'
-        this.io.reclaim()
+        this.#io.reclaim()
       }
       if (failed !== undefined) throw failed
     })()
-    return this.closing
+    return this.#closing
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -1284,10 +843,3 @@ export class MessageStore {
 }
 
 
-/** A topic a message may be stored under: RocketMQ's alphabet and length limits. */
-function checkTopicName(topic: unknown): asserts topic is string {
-  if (typeof topic !== 'string' || topic.length === 0) throw new StoreError('TOPIC_INVALID', `topic must be a non-empty string, got ${describe(topic)}`)
-  if (!TOPIC_PATTERN.test(topic)) throw new StoreError('TOPIC_INVALID', `topic ${JSON.stringify(topic)} has characters outside [%|a-zA-Z0-9_-]`)
-  const limit = topic.startsWith('%RETRY%') || topic.startsWith('%DLQ%') ? TOPIC_MAX_LENGTH_V2 : TOPIC_MAX_LENGTH
-  if (topic.length > limit) throw new StoreError('TOPIC_INVALID', `topic is ${topic.length} characters, the limit is ${limit}`)
-}

@@ -1,0 +1,170 @@
+/**
+ * What turns a PutMessage into a PreparedMessage the CommitLog appends: the message checked
+ * (put-input.ts holds the checks of single arguments), its topic's state found or made, its
+ * properties encoded, and its record measured against the store's limits.
+ */
+import type { CommitLog, TopicState } from './commit-log.js'
+import { StoreError } from './errors.js'
+import {
+  MAX_PROPERTIES_BYTES,
+  PROPERTY,
+  TOPIC_MAX_LENGTH,
+  TOPIC_MAX_LENGTH_V2,
+  TOPIC_PATTERN,
+  javaStringHashCode,
+  parseHost,
+  prepareRecordOf,
+  withHostFlags,
+  type Host,
+  type PreparedMessage,
+} from './codec/index.js'
+import { checkInt, checkOffset, checkPutQueueId, checkSysFlag, describe, encodePutProperties, keysProperty } from './put-input.js'
+
+export interface PutMessage {
+  topic: string
+  queueId: number
+  body: Buffer | Uint8Array | string
+  /** Stored as the TAGS property. */
+  tags?: string
+  /**
+   * Stored space-separated as the KEYS property: a string is RocketMQ's own form ("k1 k2" is two
+   * keys); in an array each element is one key and may not contain a space.
+   */
+  keys?: string | string[]
+  /** A plain object of non-empty string values. */
+  properties?: Record<string, string>
+  /** Java int. */
+  flag?: number
+  /**
+   * RocketMQ's sysFlag: 0x1 COMPRESSED, 0x2 MULTI_TAGS, 0xc transaction type, 0x300 compression type
+   * (with COMPRESSED). The IPv6 host bits 0x10 / 0x20 are set by the store from the hosts it
+   * writes, whatever is passed here; any other bit is refused with INVALID_ARGUMENT.
+   */
+  sysFlag?: number
+  bornTimestamp?: number
+  /** "a.b.c.d:port" or "[ipv6]:port"; default 127.0.0.1:0. */
+  bornHost?: string
+  reconsumeTimes?: number
+  preparedTransactionOffset?: number
+}
+
+export interface PutPreparerOptions {
+  commitLog: CommitLog
+  storeHost: Host
+  maxQueuesPerTopic: number
+  maxMessageSize: number
+  maxRecordBytes: number
+}
+
+const DEFAULT_BORN_HOST: Host = { ip: 0x7f000001, port: 0, ipv6: undefined }
+/** Born hosts parsed and kept; the cache starts over beyond this many. */
+const BORN_HOST_CACHE_MAX = 4096
+
+/** A topic a message may be stored under: RocketMQ's alphabet and length limits. */
+export function checkTopicName(topic: unknown): asserts topic is string {
+  if (typeof topic !== 'string' || topic.length === 0) throw new StoreError('TOPIC_INVALID', `topic must be a non-empty string, got ${describe(topic)}`)
+  if (!TOPIC_PATTERN.test(topic)) throw new StoreError('TOPIC_INVALID', `topic ${JSON.stringify(topic)} has characters outside [%|a-zA-Z0-9_-]`)
+  const limit = topic.startsWith('%RETRY%') || topic.startsWith('%DLQ%') ? TOPIC_MAX_LENGTH_V2 : TOPIC_MAX_LENGTH
+  if (topic.length > limit) throw new StoreError('TOPIC_INVALID', `topic is ${topic.length} characters, the limit is ${limit}`)
+}
+
+/** Checks and measures the messages of puts, one at a time. */
+export class PutPreparer {
+  /** The topic of the message prepare() returned last (saves an array per put). */
+  preparedState: TopicState | undefined
+  readonly #log: CommitLog
+  readonly #storeHost: Host
+  readonly #maxQueuesPerTopic: number
+  readonly #maxMessageSize: number
+  readonly #maxRecordBytes: number
+  /** Body CRCs are computed by the append, a batch at a time (CommitLog.defersBodyCrc). */
+  readonly #crcPending: boolean
+  readonly #bornHostCache = new Map<string, Host>()
+
+  constructor(options: PutPreparerOptions) {
+    this.#log = options.commitLog
+    this.#storeHost = options.storeHost
+    this.#maxQueuesPerTopic = options.maxQueuesPerTopic
+    this.#maxMessageSize = options.maxMessageSize
+    this.#maxRecordBytes = options.maxRecordBytes
+    this.#crcPending = options.commitLog.defersBodyCrc
+  }
+
+  /** Validates and measures `m`; its topic's state is left in `preparedState`. */
+  prepare(m: PutMessage, now: number): PreparedMessage {
+    if (m === null || typeof m !== 'object' || Array.isArray(m)) throw new StoreError('INVALID_ARGUMENT', `a message must be an object, got ${describe(m)}`)
+    const st = this.#topicFor(m.topic)
+    const queueId = checkPutQueueId(m.queueId, this.#maxQueuesPerTopic)
+    let body: Uint8Array
+    if (m.body instanceof Uint8Array) body = m.body
+    else if (typeof m.body === 'string') body = Buffer.from(m.body, 'utf8')
+    else throw new StoreError('INVALID_ARGUMENT', `body must be a Buffer, Uint8Array or string, got ${describe(m.body)}`)
+    if (body.length > this.#maxMessageSize) {
+      throw new StoreError('MESSAGE_TOO_LARGE', `body of ${body.length} bytes exceeds maxMessageSize ${this.#maxMessageSize}`, { details: { bytes: body.length, limit: this.#maxMessageSize } })
+    }
+    let properties = ''
+    let tagsCode = 0
+    let keys: string | undefined
+    let uniqKey: string | undefined
+    if (m.keys !== undefined || m.tags !== undefined || m.properties !== undefined) {
+      const givenKeys = m.keys === undefined ? undefined : keysProperty(m.keys)
+      properties = encodePutProperties(givenKeys, m)
+      // Checked by encodePutProperties: a plain object of non-empty strings.
+      const props = m.properties
+      const tags = m.tags ?? props?.[PROPERTY.TAGS]
+      if (tags !== undefined) tagsCode = javaStringHashCode(tags)
+      keys = m.keys !== undefined ? givenKeys : props?.[PROPERTY.KEYS]
+      uniqKey = props?.[PROPERTY.UNIQ_KEY]
+    }
+    const bornHost = this.#bornHost(m.bornHost)
+    const prepared = prepareRecordOf(
+      st.topic,
+      st.bytes,
+      queueId,
+      m.flag === undefined ? 0 : checkInt('flag', m.flag),
+      // The host bits follow the hosts written, whatever the caller's sysFlag says (checkSysFlag).
+      withHostFlags(checkSysFlag(m.sysFlag), bornHost, this.#storeHost),
+      m.bornTimestamp === undefined ? now : checkOffset('bornTimestamp', m.bornTimestamp),
+      bornHost,
+      m.reconsumeTimes === undefined ? 0 : checkInt('reconsumeTimes', m.reconsumeTimes, 0),
+      m.preparedTransactionOffset === undefined ? 0 : checkOffset('preparedTransactionOffset', m.preparedTransactionOffset),
+      body,
+      properties,
+      tagsCode,
+      keys,
+      uniqKey,
+      this.#crcPending,
+    )
+    if (prepared.propertiesBytes > MAX_PROPERTIES_BYTES) {
+      throw new StoreError('PROPERTIES_TOO_LONG', `properties take ${prepared.propertiesBytes} bytes, the limit is ${MAX_PROPERTIES_BYTES}`)
+    }
+    if (prepared.totalSize > this.#maxRecordBytes) {
+      throw new StoreError('MESSAGE_TOO_LARGE', `record of ${prepared.totalSize} bytes exceeds the limit of ${this.#maxRecordBytes}`, { details: { bytes: prepared.totalSize, limit: this.#maxRecordBytes } })
+    }
+    this.preparedState = st
+    return prepared
+  }
+
+  /** The state of a known topic at the cost of one lookup; a new name is checked once. */
+  #topicFor(topic: unknown): TopicState {
+    if (typeof topic === 'string') {
+      const known = this.#log.topics.get(topic)
+      if (known) return known
+    }
+    checkTopicName(topic)
+    return this.#log.topicState(topic, Buffer.from(topic, 'latin1'))
+  }
+
+  #bornHost(text: unknown): Host {
+    if (text === undefined) return DEFAULT_BORN_HOST
+    if (typeof text !== 'string') throw new StoreError('INVALID_ARGUMENT', `bornHost must be "a.b.c.d:port" or "[ipv6]:port", got ${describe(text)}`)
+    let host = this.#bornHostCache.get(text)
+    if (!host) {
+      host = parseHost(text)
+      if (!host) throw new StoreError('INVALID_ARGUMENT', `bornHost must be "a.b.c.d:port" or "[ipv6]:port", got ${describe(text)}`)
+      if (this.#bornHostCache.size > BORN_HOST_CACHE_MAX) this.#bornHostCache.clear()
+      this.#bornHostCache.set(text, host)
+    }
+    return host
+  }
+}
