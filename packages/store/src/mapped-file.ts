@@ -3,6 +3,8 @@ import { BackgroundPrefault, type DataFile, type FileIO } from './file-io.js'
 import { dataViewOf, offsetToFileName } from './codec/index.js'
 
 const EMPTY = Buffer.alloc(0)
+/** The OS page: the unit of dirty-page counts, prefault and hole checks. */
+export const OS_PAGE_BYTES = 4096
 
 /**
  * One fixed-size data file, named by the offset of its first byte, mapped shared.

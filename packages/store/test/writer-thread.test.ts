@@ -52,7 +52,7 @@ for (const { spinMicros, pollMicros } of polls) {
           for (let i = 0; i < 40; i++) mine.push(await store.put({ topic: 'spin', queueId: p % 2, body: Buffer.alloc(200, (p * 40 + i) & 0xff) }))
         }),
       )
-      const { writes, completionsPolled } = (store.commitLog as unknown as { writer: ThreadDurableWriter }).writer
+      const { writes, completionsPolled } = (store.commitLog as unknown as { groupCommit: { writer: ThreadDurableWriter } }).groupCommit.writer
       assert.ok(writes < 16 * 40, `puts of resumed producers share durable writes (${writes} writes for ${16 * 40} puts)`)
       if (pollMicros === 0) assert.equal(completionsPolled, 0, 'no polling when it is off')
       else assert.ok(completionsPolled > 0, 'the main thread found completions by polling')

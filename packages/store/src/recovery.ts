@@ -1,0 +1,387 @@
+/**
+ * CommitLog recovery at open: where the scan starts (the checkpoint's durable offset), the scan
+ * that finds the end of valid data, what a bad record means (torn tail: cut; damage below the
+ * durable offset with valid records after it: CORRUPT_RECORD), and the cut itself (zero the tail
+ * through the descriptor, sync what was accepted, delete later files, the last first).
+ * docs/design/recovery.md has the decision table. CommitLog.recover and
+ * CommitLog.truncateRecovered call these with the log they recover.
+ */
+import { StoreError } from './errors.js'
+import {
+  MESSAGE_MAGIC_CODE_V1,
+  MESSAGE_MAGIC_CODE_V2,
+  RECORD_BLANK,
+  RECORD_END,
+  checkRecord,
+  readStoreTimestamp,
+  verifyRecord,
+} from './codec/index.js'
+import type { CommitLogOptions } from './commit-log.js'
+import { OS_PAGE_BYTES, type MappedFile } from './mapped-file.js'
+import type { MappedFileQueue } from './mapped-file-queue.js'
+
+/** What recovery reads of the CommitLog, and the offsets it sets there. */
+export interface RecoveryTarget {
+  readonly queue: MappedFileQueue
+  readonly options: Pick<CommitLogOptions, 'dir' | 'fileSizeBytes' | 'maxRecordBytes' | 'checkCrcOnRecover' | 'verifyOnOpen' | 'onCorruption' | 'checkpoint'>
+  /** Store time of the newest record: recovery raises it to the newest it finds. */
+  lastStoreTimestamp: number
+  /** Recovery sets all three to the end of the log it leaves. */
+  wroteOffset: number
+  committedOffset: number
+  flushedOffset: number
+}
+
+export interface RecoveryReport {
+  cleanShutdown: boolean
+  /** Offset the checkpoint vouched for as durable; damage below it is corruption. */
+  durableOffset: number
+  /** Where the scan started: the durable offset, unless the bytes there could not be trusted. */
+  scanFromOffset: number
+  /** End of the last valid record: the new write position. */
+  endOffset: number
+  /** Records and bytes the scan read: none after a clean shutdown whose checkpoint holds the end. */
+  recordsScanned: number
+  bytesScanned: number
+  /** Set when a torn or garbage tail was cut. */
+  truncated?: { atOffset: number; reason: string; validDataFollowed: boolean; belowDurableOffset: boolean }
+  filesDeleted: number
+  /**
+   * Set when the checkpoint failed its CRC: nothing it said was trusted (the scan started at the
+   * first file, durableOffset 0) and every queue was re-dispatched.
+   */
+  checkpointDamaged?: boolean
+}
+
+/** Recovery reads the tail after the cut in chunks of this size (through the descriptor). */
+const ZERO_SCAN_CHUNK_BYTES = 1024 * 1024
+const ZERO_PAGE_RUN = Buffer.alloc(64 * 1024)
+
+function isZero(buf: Buffer, from: number, to: number): boolean {
+  for (let at = from; at < to; at += ZERO_PAGE_RUN.length) {
+    const end = Math.min(to, at + ZERO_PAGE_RUN.length)
+    if (buf.compare(ZERO_PAGE_RUN, 0, end - at, at, end) !== 0) return false
+  }
+  return true
+}
+
+/**
+ * The runs of OS pages in `buf[0, length)` (file position `filePos` at buf[0]) holding a non-zero
+ * byte, as file positions [start, end), clipped to the buffer.
+ */
+function nonZeroPages(buf: Buffer, length: number, filePos: number): Array<[number, number]> {
+  const runs: Array<[number, number]> = []
+  let at = 0
+  while (at < length) {
+    const pageEnd = Math.min(length, (Math.floor((filePos + at) / OS_PAGE_BYTES) + 1) * OS_PAGE_BYTES - filePos)
+    if (!isZero(buf, at, pageEnd)) {
+      const last = runs[runs.length - 1]
+      if (last && last[1] === filePos + at) last[1] = filePos + pageEnd
+      else runs.push([filePos + at, filePos + pageEnd])
+    }
+    at = pageEnd
+  }
+  return runs
+}
+
+/**
+ * The first record boundary of `chunk` at or after `want` (or its end): a write split there
+ * leaves the flushed offset, which the checkpoint records and recovery starts from, between
+
+/**
+ * Opens the files and finds the end of valid data. The checkpoint's durable offset D is where
+ * the log is known good: after a clean shutdown it is the end of the log, and open reads no
+ * record when nothing starts at D (a pread of its first bytes says so). After a crash every
+ * record from D on is checked (size, magic, recomputed length, own offset, topic bytes, body
+ * CRC); what lies below D is trusted as written, as RocketMQ trusts all but its last files
+ * (`verifyOnOpen` checks from the start of the file holding D instead, on every open). The
+ * first bad record ends the log (a torn tail: cut there, garbage after the cut zeroed, later
+ * files deleted, the cut reported in `truncated`), except when valid records follow it below
+ * the durable offset: that is corruption in the middle of acknowledged data and fails with
+ * CORRUPT_RECORD, changing nothing, unless onCorruption is 'truncate'. docs/design/recovery.md
+ * has the table.
+ */
+export async function recover(log: RecoveryTarget, cleanShutdown: boolean): Promise<RecoveryReport> {
+  await log.queue.load()
+  const o = log.options
+  const files = log.queue.files
+  const durableOffset = o.checkpoint.values.physicalFlushedOffset
+  const report: RecoveryReport = { cleanShutdown, durableOffset, scanFromOffset: 0, endOffset: 0, recordsScanned: 0, bytesScanned: 0, filesDeleted: 0 }
+  if (o.checkpoint.damaged) report.checkpointDamaged = true
+  if (files.length === 0) {
+    if (durableOffset > 0) {
+      throw new StoreError('CORRUPT_FILE', `checkpoint says ${durableOffset} bytes of CommitLog are durable but ${o.dir} holds no data file`, { details: { durableOffset } })
+    }
+    return report
+  }
+  // Records below the start are not read: the store time of the newest comes from the checkpoint.
+  log.lastStoreTimestamp = Math.max(log.lastStoreTimestamp, o.checkpoint.values.physicMsgTimestamp)
+  const start = await scanStart(log, durableOffset, cleanShutdown)
+  // Files below the start are trusted as written; the queue offsets of their records come
+  // from the ConsumeQueues, which recovery then makes agree with the CommitLog.
+  for (let i = 0; i < start.index; i++) {
+    const f = files[i]!
+    f.wrotePosition = f.committedPosition = f.flushedPosition = f.fileSize
+  }
+  let index = start.index
+  let file = files[index]!
+  let pos = start.pos
+  report.scanFromOffset = file.fileFromOffset + pos
+  // After a crash a file may end in a sparse tail; past its last non-zero byte (found through
+  // the descriptor) the scan reads nothing through the map (see zeroTail).
+  let dataEnd = cleanShutdown ? file.fileSize : await dataEndOf(file)
+  // The last valid record seen: its store time is the newest.
+  let lastView: Buffer | undefined
+  let lastAt = 0
+  if (!start.atEnd) {
+    for (;;) {
+      const physical = file.fileFromOffset + pos
+      // A record starting on a page boundary may start in a hole (the end of the data):
+      // look with pread first, as a read through the map would allocate the page on tmpfs.
+      if (pos >= dataEnd || (pos % OS_PAGE_BYTES === 0 && pos + 8 <= file.fileSize && (await zerosAt(file, pos)))) {
+        if (physical >= durableOffset) break
+      }
+      // Per record: the checks only (no result object, no topic string): the queue offsets
+      // of new appends come from the ConsumeQueues, which recovery re-dispatches.
+      const v = pos >= dataEnd ? RECORD_END : verifyRecord(file.view, pos, file.fileSize, physical, o.maxRecordBytes, o.checkCrcOnRecover)
+      if (typeof v === 'number' && v > 0) {
+        report.recordsScanned++
+        lastView = file.view
+        lastAt = pos
+        pos += v
+        continue
+      }
+      if (v === RECORD_BLANK) {
+        file.wrotePosition = file.committedPosition = file.flushedPosition = file.fileSize
+        if (index + 1 >= files.length) {
+          pos = file.fileSize
+          break
+        }
+        file = files[++index]!
+        pos = 0
+        dataEnd = cleanShutdown ? file.fileSize : await dataEndOf(file)
+        continue
+      }
+      const reason = typeof v === 'string' ? v : 'data ends before the durable offset'
+      if (v === RECORD_END && physical >= durableOffset) break
+      // Damage with valid records after it is corruption in the middle of the log; below the
+      // durable offset those records were acknowledged, so cutting would lose them: refuse.
+      const validDataFollowed = await validDataAfter(log, index, pos)
+      if (validDataFollowed && physical < durableOffset && o.onCorruption !== 'truncate') {
+        throw new StoreError('CORRUPT_RECORD', `CommitLog corrupt at offset ${physical} (${reason}) with valid records after it, below the durable offset ${durableOffset}; open with onCorruption: 'truncate' to cut the log there`, {
+          details: { physicalOffset: physical, file: file.fileName, reason, durableOffset },
+        })
+      }
+      report.truncated = { atOffset: physical, reason, validDataFollowed, belowDurableOffset: physical < durableOffset }
+      break
+    }
+  }
+  report.bytesScanned = file.fileFromOffset + pos - report.scanFromOffset
+  if (lastView) log.lastStoreTimestamp = Math.max(log.lastStoreTimestamp, readStoreTimestamp(lastView, lastAt))
+  // A clean close leaves the next file allocated ahead, unwritten: it stays the next file.
+  if (start.atEnd) await adoptEmptyNext(log, index)
+
+  report.endOffset = file.fileFromOffset + pos
+  // The scan read the page cache: after a kill it accepts bytes that were written but never
+  // synced. They become durable here, before the checkpoint says they are (a clean close
+  // synced everything it wrote).
+  report.filesDeleted = await cut(log, index, pos, dataEnd, !cleanShutdown || report.truncated !== undefined, start.index, !cleanShutdown)
+  const cp = o.checkpoint.values
+  // A clean open that found the log ending where the checkpoint says changes nothing to sync.
+  const unchanged = start.atEnd && report.filesDeleted === 0 && cp.physicalFlushedOffset === report.endOffset && cp.physicMsgTimestamp === log.lastStoreTimestamp
+  cp.physicalFlushedOffset = report.endOffset
+  if (log.lastStoreTimestamp > 0) cp.physicMsgTimestamp = log.lastStoreTimestamp
+  if (!unchanged) await o.checkpoint.flush()
+  return report
+}
+
+/**
+ * Ends the log at `pos` of file `index`: the file's positions become `pos`, its non-zero bytes
+ * in [pos, dataEnd) are zeroed when `zero`, the files from `syncFrom` to it are synced (when
+ * `sync`, or zeros were written), and every later file is deleted, the last first. Returns the
+ * number of files deleted. The caller then writes the checkpoint.
+ */
+async function cut(log: RecoveryTarget, index: number, pos: number, dataEnd: number, zero: boolean, syncFrom: number, sync: boolean): Promise<number> {
+  const file = log.queue.files[index]!
+  file.wrotePosition = file.committedPosition = file.flushedPosition = pos
+  const zeroed = zero && (await zeroTail(file, pos, Math.max(pos, dataEnd)))
+  if (sync || zeroed) await syncRecovered(log, syncFrom, index)
+  const deleted = await log.queue.deleteAfter(file)
+  log.wroteOffset = log.committedOffset = log.flushedOffset = file.fileFromOffset + pos
+  return deleted
+}
+
+/**
+ * After recover(), before anything is appended: cuts the log at `offset`, a record boundary at
+ * or past the durable offset that the scan accepted but the re-dispatch found does not belong
+ * (its header was torn: MessageStore.recoverConsumeQueues). The same cut as recover's, reported
+ * in `report` the same way; the checkpoint is synced last.
+ */
+export async function truncateRecovered(log: RecoveryTarget, offset: number, reason: string, report: RecoveryReport): Promise<void> {
+  const file = log.queue.findFile(offset)
+  // Below the durable offset only when asked to (onCorruption: 'truncate'), as recovery's own cut.
+  const belowDurableOffset = offset < report.durableOffset
+  if (!file || (belowDurableOffset && log.options.onCorruption !== 'truncate') || offset >= log.committedOffset) {
+    throw new StoreError('CORRUPT_RECORD', `cannot cut the recovered CommitLog at ${offset}: it ends at ${log.committedOffset} and is durable up to ${report.durableOffset}`, { details: { physicalOffset: offset } })
+  }
+  const index = log.queue.files.indexOf(file)
+  const pos = offset - file.fileFromOffset
+  // The bad record checked out as one: records follow it when the log goes on past it.
+  const validDataFollowed = pos + 4 <= file.fileSize && offset + file.view.readInt32BE(pos) < log.committedOffset
+  report.filesDeleted += await cut(log, index, pos, await dataEndOf(file), true, index, false)
+  report.endOffset = offset
+  report.truncated = { atOffset: offset, reason, validDataFollowed, belowDurableOffset }
+  log.options.checkpoint.values.physicalFlushedOffset = offset
+  await log.options.checkpoint.flush()
+}
+
+/** fdatasyncs the files recovery accepted bytes from, `from` to `to` (indexes in the queue). */
+async function syncRecovered(log: RecoveryTarget, from: number, to: number): Promise<void> {
+  const files = log.queue.files
+  for (let i = from; i <= to && i < files.length; i++) {
+    const f = files[i]!
+    try {
+      await f.file.datasync()
+    } catch (err) {
+      throw new StoreError('FLUSH_FAILED', `fdatasync of ${f.fileName} failed while recovering; the recovered data is not known to be durable`, { cause: err })
+    }
+  }
+}
+
+/**
+ * Clean open: when the only file after the one the log ends in starts with zeros (pread, not
+ * the map), it is the next file a clean close left allocated ahead: kept as the next file
+ * when files are zero-filled (a sparse one is made again at once, and deleting it returns
+ * the space its prefaulted start holds: on a full disk the open needs it for its markers).
+ */
+async function adoptEmptyNext(log: RecoveryTarget, index: number): Promise<void> {
+  const files = log.queue.files
+  if (!log.queue.zeroFills || index !== files.length - 2) return
+  const next = files[index + 1]!
+  if (await zerosAt(next, 0)) log.queue.adoptNext(next)
+}
+
+/** Whether the 8 bytes at `pos` of `file` are zeros (no record starts there), read with pread. */
+async function zerosAt(file: MappedFile, pos: number): Promise<boolean> {
+  const head = Buffer.alloc(8)
+  const got = await file.file.read(head, 0, 8, pos)
+  return got === 8 && head.readInt32BE(0) === 0 && head.readInt32BE(4) === 0
+}
+
+/**
+ * Where the scan starts: the durable offset D (a record boundary: the checkpoint only ever
+ * records offsets where an append or a file ended), or the start of the file holding it with
+ * `verifyOnOpen`, or when the bytes at D do not start a valid record (a checkpoint written by
+ * an older version at a split write; only a crash can leave that). `atEnd`: nothing to scan,
+ * the log ends at D (a clean shutdown whose checkpoint holds the end, checked by reading the
+ * first bytes at D without the map: a hole read through a map allocates a page on tmpfs).
+ */
+async function scanStart(log: RecoveryTarget, durableOffset: number, cleanShutdown: boolean): Promise<{ index: number; pos: number; atEnd: boolean }> {
+  const files = log.queue.files
+  const first = files[0]!
+  const last = files[files.length - 1]!
+  const fileSize = log.options.fileSizeBytes
+  const logEnd = last.fileFromOffset + fileSize
+  if (durableOffset <= first.fileFromOffset) return { index: 0, pos: 0, atEnd: false }
+  // D past the files (they were cut or deleted): check all there is from the last file.
+  if (durableOffset > logEnd) return { index: files.length - 1, pos: 0, atEnd: false }
+  let index = Math.floor((durableOffset - first.fileFromOffset) / fileSize)
+  let pos = durableOffset - files[Math.min(index, files.length - 1)]!.fileFromOffset
+  if (index >= files.length) {
+    index = files.length - 1
+    pos = fileSize
+  }
+  if (log.options.verifyOnOpen) return { index, pos: 0, atEnd: false }
+  const file = files[index]!
+  if (pos > fileSize - 8) return { index, pos, atEnd: false }
+  if (cleanShutdown) return { index, pos, atEnd: await zerosAt(file, pos) }
+  // Zeros at D: the end of the data (checked with pread: D may start a hole).
+  if (pos === 0 || (await zerosAt(file, pos))) return { index, pos, atEnd: false }
+  const r = checkRecord(file.view, pos, fileSize, durableOffset, log.options.maxRecordBytes, log.options.checkCrcOnRecover)
+  if (r.kind === 'bad') return { index, pos: 0, atEnd: false }
+  return { index, pos, atEnd: false }
+}
+
+/**
+ * Whether any valid record starts after a bad spot at `pos` of file `index`: the record right
+ * after it if its size field is plausible, any position in the rest of the file where a message
+ * magic code sits under a record that checks out at its own offset, or the next file's first.
+ * Reads through the descriptor, not the map: the rest of the file may be a sparse tail (see
+ * zeroTail).
+ */
+async function validDataAfter(log: RecoveryTarget, index: number, pos: number): Promise<boolean> {
+  const files = log.queue.files
+  const f = files[index]!
+  const o = log.options
+  const recordAt = async (file: MappedFile, at: number): Promise<boolean> => {
+    if (at < 0 || file.fileSize - at < 8) return false
+    const copy = Buffer.allocUnsafe(Math.min(o.maxRecordBytes, file.fileSize - at))
+    const n = await file.file.read(copy, 0, copy.length, at)
+    return checkRecord(copy, 0, n, file.fileFromOffset + at, o.maxRecordBytes, true).kind === 'record'
+  }
+  const head = Buffer.alloc(4)
+  if (f.fileSize - pos >= 8 && (await f.file.read(head, 0, 4, pos)) === 4) {
+    const size = head.readInt32BE(0)
+    if (size > 0 && pos + size < f.fileSize && (await recordAt(f, pos + size))) return true
+  }
+  const magics = [MESSAGE_MAGIC_CODE_V1, MESSAGE_MAGIC_CODE_V2].map((code) => {
+    const b = Buffer.alloc(4)
+    b.writeInt32BE(code)
+    return b
+  })
+  // Chunks overlap by 3 bytes, so a magic code across a chunk boundary is found once.
+  const chunk = Buffer.allocUnsafe(Math.min(ZERO_SCAN_CHUNK_BYTES, Math.max(8, f.fileSize - pos)))
+  for (let start = pos + 5; start < f.fileSize; start += chunk.length - 3) {
+    const n = await f.file.read(chunk, 0, Math.min(chunk.length, f.fileSize - start), start)
+    if (n < 4) break
+    const view = chunk.subarray(0, n)
+    for (const magic of magics) {
+      for (let at = view.indexOf(magic); at >= 0; at = view.indexOf(magic, at + 1)) {
+        if (await recordAt(f, start + at - 4)) return true
+      }
+    }
+    if (n < chunk.length) break
+  }
+  const next = files[index + 1]
+  return next !== undefined && (await recordAt(next, 0))
+}
+
+/**
+ * Zeroes any non-zero bytes in [from, to) (`to`: the file's last non-zero byte, or its end), so
+ * no stale record can reappear later, and
+ * says whether it wrote any (the caller syncs the file). Everything goes through the descriptor,
+ * never the map: on tmpfs a read of a hole through a shared map takes a page (SIGBUS when none
+ * is left, and a whole sparse tail allocated when there is room), while pread of a hole takes
+ * none. Zeros are written only over pages that hold data, so zeroing needs no new space.
+ */
+async function zeroTail(file: MappedFile, from: number, to: number): Promise<boolean> {
+  const size = to
+  const chunk = Buffer.allocUnsafe(Math.min(ZERO_SCAN_CHUNK_BYTES, Math.max(OS_PAGE_BYTES, size - from)))
+  let wrote = false
+  for (let at = from; at < size; ) {
+    const n = await file.file.read(chunk, 0, Math.min(chunk.length, size - at), at)
+    if (n <= 0) break
+    if (!isZero(chunk, 0, n)) {
+      for (const [start, end] of nonZeroPages(chunk, n, at)) {
+        for (let p = start; p < end; p += ZERO_PAGE_RUN.length) await file.file.write(ZERO_PAGE_RUN, 0, Math.min(ZERO_PAGE_RUN.length, end - p), p)
+        wrote = true
+      }
+    }
+    at += n
+  }
+  return wrote
+}
+
+/** The offset just past the last non-zero byte of `file` (0 if none), read backwards by pread. */
+async function dataEndOf(file: MappedFile): Promise<number> {
+  const chunk = Buffer.allocUnsafe(Math.min(ZERO_SCAN_CHUNK_BYTES, file.fileSize))
+  for (let end = file.fileSize; end > 0; ) {
+    const start = Math.max(0, end - chunk.length)
+    const n = await file.file.read(chunk, 0, end - start, start)
+    if (!isZero(chunk, 0, n)) {
+      for (let i = n - 1; i >= 0; i--) if (chunk[i] !== 0) return start + i + 1
+    }
+    end = start
+  }
+  return 0
+}
