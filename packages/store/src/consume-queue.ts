@@ -160,6 +160,8 @@ export class ConsumeQueue {
   maxOffset = 0
   /** CommitLog end (offset + size) of the last unit. */
   maxPhysicalEnd = 0
+  /** Units at or above this were not put since it was last set (recovery's check of stale units). */
+  putFloor = 0
   /** For arrival notifications: already in the set's touched list. */
   touched = false
   /** The segment last written, while the LRU holds it (the append fast path). */
@@ -226,6 +228,7 @@ export class ConsumeQueue {
    * power loss) and the put throws CORRUPT_RECORD (`details.queueMismatch`) changing nothing.
    */
   put(unit: number, physicalOffset: number, size: number, tagsCode: number): Maybe<void> {
+    if (unit >= this.putFloor) this.putFloor = unit + 1
     if (unit < this.maxOffset) {
       // Below the queue's minimum: its unit went with its file (or the queue lost its first
       // files); nothing to check it against.

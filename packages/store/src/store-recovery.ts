@@ -53,6 +53,8 @@ export async function recoverConsumeQueues(store: RecoveringStore, clean: boolea
   // The index may be further behind (deleted, or rebuilt after damage).
   if (index) from = Math.min(from, Math.max(min, index.indexedUpTo))
   dispatcher.reputOffset = Math.min(from, end)
+  // Which units the re-dispatch puts (again): those above are checked after it (dropUnitsOfOtherRecords).
+  for (const cq of cqs.all()) cq.putFloor = cq.minOffset
   // Records the checkpoint vouched for may replace stale units; a later one must fit its queue.
   cqs.trustedBelow = recovery.durableOffset
   // After a crash the killed process may have left units unsynced: the re-dispatch syncs them.
@@ -137,14 +139,15 @@ async function cutTornRecord(store: RecoveringStore, err: StoreError): Promise<v
  * did not rewrite must still point at a record that claims them. A power loss that tore a
  * record's queue id moves that record to another queue (the re-dispatch puts it there when it
  * fits), but its old queue keeps the unit the killed process wrote: `get` there would serve
- * another queue's message. Such a unit, and every unit after it in its queue, goes. Only the
- * units past the durable offset are read: the records there are the last few.
+ * another queue's message. Such a unit, and every unit after it in its queue, goes. Only units
+ * past the durable offset that the re-dispatch did not put are read: a few at most.
  */
 async function dropUnitsOfOtherRecords(store: RecoveringStore, durableOffset: number): Promise<boolean> {
   let dropped = false
   for (const cq of store.consumeQueues.all()) {
     let firstBad = -1
-    for (let unit = cq.maxOffset - 1; unit >= cq.minOffset; unit--) {
+    // Units the re-dispatch put are its records' own; only those above were left as found.
+    for (let unit = cq.maxOffset - 1; unit >= Math.max(cq.minOffset, cq.putFloor); unit--) {
       const u = await cq.unitAt(unit)
       if (!u || u.size === CQ_FILLER_SIZE || u.physicalOffset < durableOffset) break
       if (!recordClaims(store.commitLog, store.maxRecordBytes, u.physicalOffset, cq.topic, cq.queueId, unit)) firstBad = unit
