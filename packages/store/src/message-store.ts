@@ -17,7 +17,6 @@ import { NodeFileIO, type FileIO } from './file-io.js'
 import { acquireStoreLock } from './lock.js'
 import { RetentionService, type RetentionOptions, type RetentionResult } from './retention.js'
 import {
-  CQ_UNIT,
   CQ_FILLER_SIZE,
   DEFAULT_CQ_UNITS_PER_FILE,
   DEFAULT_MAX_MESSAGE_SIZE_BYTES,
@@ -34,7 +33,7 @@ import {
   type PreparedMessage,
   type StoredMessage,
 } from './codec/index.js'
-import { DEFAULT_MAX_QUEUES_PER_TOPIC, MAX_QUEUE_ID, checkOffset, checkPutQueueId, describe } from './put-input.js'
+import { DEFAULT_MAX_QUEUES_PER_TOPIC, checkOffset, checkPutQueueId, checkTopicText, describe } from './put-input.js'
 import { PutPreparer, checkTopicName, type PutMessage } from './put-prepare.js'
 import { checkIndexFits, markOpen, recordClaims, recoverConsumeQueues, syncQueueOffsets } from './store-recovery.js'
 import { checkQueueArgs, readQueue, type GetMessageRequest, type GetMessageResult } from './read-path.js'
@@ -173,11 +172,7 @@ export class MessageStore {
     this.maxRecordBytes = Math.min(this.maxMessageSize + RECORD_OVERHEAD_ALLOWANCE_BYTES, fileSize - END_FILE_MIN_BLANK_LENGTH)
     const storeHost = parseHost(options.storeHost ?? '127.0.0.1:10911')
     if (!storeHost) throw new StoreError('INVALID_ARGUMENT', `storeHost must be "a.b.c.d:port" or "[ipv6]:port", got ${describe(options.storeHost)}`)
-    const maxQueues = options.maxQueuesPerTopic ?? DEFAULT_MAX_QUEUES_PER_TOPIC
-    if (!Number.isInteger(maxQueues) || maxQueues < 1 || maxQueues > MAX_QUEUE_ID + 1) {
-      throw new StoreError('INVALID_ARGUMENT', `maxQueuesPerTopic must be an integer from 1 to 2^31, got ${describe(maxQueues)}`)
-    }
-    this.#maxQueuesPerTopic = maxQueues
+    this.#maxQueuesPerTopic = options.maxQueuesPerTopic ?? DEFAULT_MAX_QUEUES_PER_TOPIC
     this.commitLog = new CommitLog({
       io,
       dir: path.join(this.dir, STORE_PATHS.commitLog),
@@ -200,14 +195,13 @@ export class MessageStore {
     this.#preparer = new PutPreparer({
       commitLog: this.commitLog,
       storeHost,
-      maxQueuesPerTopic: maxQueues,
+      maxQueuesPerTopic: this.#maxQueuesPerTopic,
       maxMessageSize: this.maxMessageSize,
       maxRecordBytes: this.maxRecordBytes,
     })
     this.#now = options.now ?? Date.now
     this.#maxTransferBytes = options.maxTransferBytes ?? DEFAULT_MAX_TRANSFER_BYTES
     const units = options.consumeQueueUnitsPerFile ?? DEFAULT_CQ_UNITS_PER_FILE
-    if (!Number.isInteger(units) || units < 2 || units * CQ_UNIT.bytes > 2 ** 31 - 1) throw new StoreError('INVALID_ARGUMENT', `consumeQueueUnitsPerFile must be an integer from 2 to ${Math.floor((2 ** 31 - 1) / CQ_UNIT.bytes)}, got ${units}`)
     this.consumeQueues = new ConsumeQueueSet({
       io,
       dir: path.join(this.dir, STORE_PATHS.consumeQueue),
@@ -236,13 +230,6 @@ export class MessageStore {
   /** Opens (creating if needed) the store in `options.dir`, recovering after a crash. */
   static async open(options: MessageStoreOptions): Promise<MessageStore> {
     if (!options || typeof options.dir !== 'string' || options.dir.length === 0) throw new StoreError('INVALID_ARGUMENT', 'options.dir is required')
-    const fileSize = options.commitLogFileSize ?? DEFAULT_COMMIT_LOG_FILE_SIZE_BYTES
-    if (!Number.isInteger(fileSize) || fileSize < 4096 || fileSize > 2 ** 31 - 1) {
-      throw new StoreError('INVALID_ARGUMENT', `commitLogFileSize must be an integer from 4096 to ${2 ** 31 - 1}, got ${fileSize}`)
-    }
-    if (options.flush !== undefined && options.flush !== 'sync' && options.flush !== 'async') {
-      throw new StoreError('INVALID_ARGUMENT', `flush must be 'sync' or 'async', got ${String(options.flush)}`)
-    }
     checkStoreOptions(options as unknown as Record<string, unknown>)
     const io = options.fileIO ?? new NodeFileIO()
     const dir = path.resolve(options.dir)
@@ -544,7 +531,7 @@ export class MessageStore {
   async queryByKey(topic: string, key: string, options: QueryByKeyOptions = {}): Promise<StoredMessage[]> {
     if (this.status !== 'open') throw this.#notOpen()
     if (!this.index) throw new StoreError('INVALID_ARGUMENT', 'the key index is disabled (messageIndexEnable: false)')
-    if (typeof topic !== 'string' || topic.length === 0) throw new StoreError('TOPIC_INVALID', `topic must be a non-empty string, got ${describe(topic)}`)
+    checkTopicText(topic)
     if (typeof key !== 'string' || key.length === 0) throw new StoreError('INVALID_ARGUMENT', `key must be a non-empty string, got ${describe(key)}`)
     const { maxNum, begin, end } = this.#keyQueryWindow(options)
     const found: StoredMessage[] = []

@@ -4,25 +4,33 @@
  * later trip over (a staging limit of 0 that stalls every sync put, a clock that is not a
  * function) is refused here instead.
  */
+import { CQ_UNIT } from './codec/index.js'
 import { StoreError } from './errors.js'
 import { describe } from './put-input.js'
 
-/** Options that are counts or sizes: [name, smallest allowed value]. Their upper bound is 2^31-1. */
-const INTEGER_OPTIONS: ReadonlyArray<readonly [string, number]> = [
-  ['maxMessageSize', 1],
-  ['maxQueuesPerTopic', 1],
-  ['flushIntervalMs', 1],
-  ['flushLeastPages', 0],
-  ['flushThoroughIntervalMs', 1],
-  ['syncFlushTimeoutMs', 1],
-  ['stagingLimitBytes', 1],
-  ['syncFlushConcurrency', 1],
-  ['maxOpenConsumeQueueFiles', 1],
-  ['flushConsumeQueueIntervalMs', 1],
-  ['persistConsumerOffsetIntervalMs', 1],
-  ['maxTransferBytes', 1],
-  ['maxHashSlotNum', 1],
-  ['maxIndexNum', 2],
+const INT_MAX = 2 ** 31 - 1
+
+/** Options that are counts or sizes: [name, smallest allowed value, largest, how the largest reads]. */
+const INTEGER_OPTIONS: ReadonlyArray<readonly [string, number, number, string]> = [
+  // Sizes are C ints for the mmap binding.
+  ['commitLogFileSize', 4096, INT_MAX, String(INT_MAX)],
+  ['maxMessageSize', 1, INT_MAX, '2^31-1'],
+  // Queue ids are Java ints: 2^31 queues at most.
+  ['maxQueuesPerTopic', 1, INT_MAX + 1, '2^31'],
+  ['flushIntervalMs', 1, INT_MAX, '2^31-1'],
+  ['flushLeastPages', 0, INT_MAX, '2^31-1'],
+  ['flushThoroughIntervalMs', 1, INT_MAX, '2^31-1'],
+  ['syncFlushTimeoutMs', 1, INT_MAX, '2^31-1'],
+  ['stagingLimitBytes', 1, INT_MAX, '2^31-1'],
+  ['syncFlushConcurrency', 1, INT_MAX, '2^31-1'],
+  // A ConsumeQueue file (20-byte units) is mapped whole: a C int of bytes.
+  ['consumeQueueUnitsPerFile', 2, Math.floor(INT_MAX / CQ_UNIT.bytes), String(Math.floor(INT_MAX / CQ_UNIT.bytes))],
+  ['maxOpenConsumeQueueFiles', 1, INT_MAX, '2^31-1'],
+  ['flushConsumeQueueIntervalMs', 1, INT_MAX, '2^31-1'],
+  ['persistConsumerOffsetIntervalMs', 1, INT_MAX, '2^31-1'],
+  ['maxTransferBytes', 1, INT_MAX, '2^31-1'],
+  ['maxHashSlotNum', 1, INT_MAX, '2^31-1'],
+  ['maxIndexNum', 2, INT_MAX, '2^31-1'],
 ]
 
 const BOOLEAN_OPTIONS = ['checkCrcOnRecover', 'verifyOnOpen', 'messageIndexEnable'] as const
@@ -41,10 +49,11 @@ function invalid(message: string, received: unknown): never {
 
 /** Throws INVALID_ARGUMENT for the first option that is present and wrong. */
 export function checkStoreOptions(options: Record<string, unknown>): void {
-  for (const [name, min] of INTEGER_OPTIONS) {
+  if (options.flush !== undefined && options.flush !== 'sync' && options.flush !== 'async') invalid(`flush must be 'sync' or 'async', got ${describe(options.flush)}`, options.flush)
+  for (const [name, min, max, maxText] of INTEGER_OPTIONS) {
     const v = options[name]
     if (v === undefined) continue
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > 2 ** 31 - 1) invalid(`${name} must be an integer from ${min} to 2^31-1, got ${describe(v)}`, v)
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) invalid(`${name} must be an integer from ${min} to ${maxText}, got ${describe(v)}`, v)
   }
   for (const name of BOOLEAN_OPTIONS) {
     const v = options[name]

@@ -44,6 +44,11 @@ function fail(code: StoreErrorCode, message: string, received: unknown): never {
   throw new StoreError(code, message, { details: { received: typeof received === 'bigint' ? String(received) : received } })
 }
 
+/** A topic as reads and key queries take it: any non-empty string (a put checks more: checkTopicName). */
+export function checkTopicText(topic: unknown): asserts topic is string {
+  if (typeof topic !== 'string' || topic.length === 0) throw new StoreError('TOPIC_INVALID', `topic must be a non-empty string, got ${describe(topic)}`)
+}
+
 /** A Java int: an integer from -2^31 to 2^31-1, at least `min`. */
 export function checkInt(name: string, value: unknown, min: number = INT32_MIN): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > INT32_MAX) {

@@ -18,7 +18,7 @@ import {
   type Host,
   type PreparedMessage,
 } from './codec/index.js'
-import { checkInt, checkOffset, checkPutQueueId, checkSysFlag, describe, encodePutProperties, keysProperty } from './put-input.js'
+import { checkInt, checkOffset, checkPutQueueId, checkSysFlag, checkTopicText, describe, encodePutProperties, keysProperty } from './put-input.js'
 
 export interface PutMessage {
   topic: string
@@ -62,7 +62,7 @@ const BORN_HOST_CACHE_MAX = 4096
 
 /** A topic a message may be stored under: RocketMQ's alphabet and length limits. */
 export function checkTopicName(topic: unknown): asserts topic is string {
-  if (typeof topic !== 'string' || topic.length === 0) throw new StoreError('TOPIC_INVALID', `topic must be a non-empty string, got ${describe(topic)}`)
+  checkTopicText(topic)
   if (!TOPIC_PATTERN.test(topic)) throw new StoreError('TOPIC_INVALID', `topic ${JSON.stringify(topic)} has characters outside [%|a-zA-Z0-9_-]`)
   const limit = topic.startsWith('%RETRY%') || topic.startsWith('%DLQ%') ? TOPIC_MAX_LENGTH_V2 : TOPIC_MAX_LENGTH
   if (topic.length > limit) throw new StoreError('TOPIC_INVALID', `topic is ${topic.length} characters, the limit is ${limit}`)

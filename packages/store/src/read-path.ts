@@ -7,7 +7,7 @@ import type { CommitLog } from './commit-log.js'
 import type { ConsumeQueue, ConsumeQueueSet } from './consume-queue.js'
 import { StoreError } from './errors.js'
 import { CQ_FILLER_SIZE, CQ_UNIT, cqUnitPhysicalOffset, cqUnitSize, cqUnitTagsCode, decodeRecord, javaStringHashCode, verifyRecord, type StoredMessage } from './codec/index.js'
-import { checkOffset, checkQueueId, describe } from './put-input.js'
+import { checkOffset, checkQueueId, checkTopicText, describe } from './put-input.js'
 
 /** RocketMQ's GetMessageStatus values that a read can answer. */
 export type GetMessageStatus =
@@ -63,7 +63,7 @@ const MIN_UNITS_SCANNED = 800
 
 /** A queue named by a read: a non-empty topic and a queue id (unknown queues read as empty). */
 export function checkQueueArgs(topic: unknown, queueId: unknown): void {
-  if (typeof topic !== 'string' || topic.length === 0) throw new StoreError('TOPIC_INVALID', `topic must be a non-empty string, got ${describe(topic)}`)
+  checkTopicText(topic)
   checkQueueId(queueId)
 }
 
