@@ -136,9 +136,11 @@ export async function recover(log: RecoveryTarget, cleanShutdown: boolean): Prom
   if (!start.atEnd) {
     for (;;) {
       const physical = file.fileFromOffset + pos
-      // A record starting on a page boundary may start in a hole (the end of the data):
-      // look with pread first, as a read through the map would allocate the page on tmpfs.
-      if (pos >= dataEnd || (pos % OS_PAGE_BYTES === 0 && pos + 8 <= file.fileSize && (await zerosAt(file, pos)))) {
+      // Past the data's end nothing is read through the map (a read of a hole there allocates a
+      // page on tmpfs). After a crash dataEnd is the last non-zero byte, found with pread; after a
+      // clean shutdown it is not known, so a record starting on a page boundary, which may start
+      // in a hole, is looked at with pread first.
+      if (pos >= dataEnd || (cleanShutdown && pos % OS_PAGE_BYTES === 0 && pos + 8 <= file.fileSize && (await zerosAt(file, pos)))) {
         if (physical >= durableOffset) break
       }
       // Per record: the checks only (no result object, no topic string): the queue offsets
