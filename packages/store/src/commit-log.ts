@@ -68,6 +68,9 @@ export interface CommitLogOptions {
   now: () => number
 }
 
+/** Told the new committed offset whenever it moves (MessageStore.onCommitted). */
+export type CommittedListener = (committedOffset: number) => void
+
 export interface TopicState {
   readonly topic: string
   readonly bytes: Buffer
@@ -103,6 +106,8 @@ export class CommitLog {
    * once they are durable, in log order, before onCommitted.
    */
   onAppended: ((ms: PreparedMessage[], states: TopicState[], results: AppendResult[]) => void) | undefined
+  /** Outside listeners of the committed offset (replication): see announceCommitted. */
+  readonly committedListeners = new Set<CommittedListener>()
 
   private readonly ids: MessageIdEncoder
   private readonly async: boolean
@@ -281,6 +286,7 @@ export class CommitLog {
       }
       if (this.onAppended) this.onAppended(ms, states, results)
       else this.onCommitted?.()
+      if (this.committedListeners.size > 0) this.announceCommitted()
     }
     return results
   }
@@ -344,6 +350,22 @@ export class CommitLog {
       if (this.backgroundPrefault) this.prefaultAhead(next)
       else this.prefault(next, 0)
       this.onCommitted?.()
+      if (this.committedListeners.size > 0) this.announceCommitted()
+    }
+  }
+
+  /**
+   * Tells every committed listener the committed offset, synchronously, after the bytes below it
+   * became readable (readCommitLog). A listener that throws is skipped: its failure is its own.
+   */
+  announceCommitted(): void {
+    const offset = this.committedOffset
+    for (const l of this.committedListeners) {
+      try {
+        l(offset)
+      } catch {
+        // Ignored: one listener must not stop the others or the append path.
+      }
     }
   }
 

@@ -21,6 +21,7 @@
  * |                      | or `get` met a record that is not what its ConsumeQueue unit says   |
  * | CORRUPT_FILE         | a data file has the wrong size or an unparsable name                |
  * | LOCKED               | another live process holds the store directory                      |
+ * | OFFSET_OUT_OF_RANGE  | readCommitLog below the first byte held or past the committed end   |
  */
 import { CodedError, isDiskFull, messageOf, osErrorCode } from '@mqts/common'
 
@@ -37,6 +38,7 @@ export type StoreErrorCode =
   | 'CORRUPT_RECORD'
   | 'CORRUPT_FILE'
   | 'LOCKED'
+  | 'OFFSET_OUT_OF_RANGE'
 
 export class StoreError extends CodedError<StoreErrorCode> {}
 

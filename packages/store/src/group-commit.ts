@@ -209,6 +209,9 @@ export interface GroupCommitLog {
   readonly failed: StoreError | undefined
   readonly onCommitted: (() => Promise<void> | undefined) | undefined
   readonly onAppended: ((ms: PreparedMessage[], states: TopicState[], results: AppendResult[]) => void) | undefined
+  /** Listeners of the committed offset, told after each retire that moved it. */
+  readonly committedListeners: ReadonlySet<unknown>
+  announceCommitted(): void
 }
 
 /** What group commit calls back into the CommitLog for. */
@@ -480,6 +483,7 @@ export class GroupCommit {
       this.appendedFactsHead = head
     }
     const dispatching = log.onCommitted?.()
+    if (log.committedListeners.size > 0) log.announceCommitted()
     if (dispatching) {
       const resolve = (): void => this.waiters.resolveUpTo(log.flushedOffset)
       dispatching.then(resolve, resolve)

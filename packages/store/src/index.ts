@@ -18,6 +18,8 @@ export type {
   GetMessageRequest,
   GetMessageResult,
   GetMessageStatus,
+  RawRecord,
+  CommittedListener,
   MessageArrivedListener,
 } from './message-store.js'
 export type { RetentionOptions, RetentionResult } from './retention.js'

@@ -37,9 +37,12 @@ import { DEFAULT_MAX_QUEUES_PER_TOPIC, checkOffset, checkPutQueueId, checkTopicT
 import { PutPreparer, checkTopicName, type PutMessage } from './put-prepare.js'
 import { checkIndexFits, markOpen, recordClaims, recoverConsumeQueues, syncQueueOffsets } from './store-recovery.js'
 import { checkQueueArgs, readQueue, type GetMessageRequest, type GetMessageResult } from './read-path.js'
+import { readCommitLogBytes } from './raw-read.js'
+import type { CommittedListener } from './commit-log.js'
 
 export type { PutMessage } from './put-prepare.js'
-export type { GetMessageRequest, GetMessageResult, GetMessageStatus } from './read-path.js'
+export type { GetMessageRequest, GetMessageResult, GetMessageStatus, RawRecord } from './read-path.js'
+export type { CommittedListener } from './commit-log.js'
 
 /** RocketMQ's store layout under the root directory. */
 export const STORE_PATHS = {
@@ -745,6 +748,48 @@ export class MessageStore {
   }
   get flushedPhysicalOffset(): number {
     return this.commitLog.flushedOffset
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Raw CommitLog (replication)
+
+  /** Offset of the first CommitLog byte still held (0 until retention deletes a file). */
+  get commitLogMinOffset(): number {
+    return this.commitLog.minOffset
+  }
+
+  /**
+   * End of the committed CommitLog: bytes below it are readable with readCommitLog (in the page
+   * cache with flush 'async', on disk with 'sync'); appends not yet handed to the OS are past it.
+   */
+  get commitLogMaxOffset(): number {
+    return this.commitLog.committedOffset
+  }
+
+  /**
+   * Up to `maxBytes` committed CommitLog bytes from `offset` (any offset, not only a record
+   * start), as a view of the file's mapping (read-only): empty when nothing is committed there
+   * yet; it stops at the end of the file holding `offset`. OFFSET_OUT_OF_RANGE below
+   * commitLogMinOffset or past commitLogMaxOffset.
+   */
+  readCommitLog(offset: number, maxBytes: number): Buffer {
+    if (this.status !== 'open') throw this.#notOpen()
+    return readCommitLogBytes(this.commitLog, offset, maxBytes, this.commitLog.committedOffset)
+  }
+
+  /**
+   * Calls `listener(commitLogMaxOffset)` synchronously each time committed bytes are added (after
+   * a put's bytes reach the map, or a sync-flush group its file), for any number of listeners
+   * (replication wakes on it). Keep it cheap: coalesce work with setImmediate. Returns a function
+   * that removes it.
+   */
+  onCommitted(listener: CommittedListener): () => void {
+    if (typeof listener !== 'function') throw new StoreError('INVALID_ARGUMENT', `listener must be a function, got ${describe(listener)}`)
+    const set = this.commitLog.committedListeners
+    set.add(listener)
+    return () => {
+      set.delete(listener)
+    }
   }
 
   /** Makes everything appended so far durable. */

@@ -33,6 +33,24 @@ export interface GetMessageRequest {
   tags?: readonly string[]
   /** Overrides the store's maxTransferBytes for this read. */
   maxBytes?: number
+  /**
+   * The raw form: `records` holds each message's stored bytes (views, with their offsets and
+   * sizes) instead of decoded `messages`, for writing to a socket as they are (a pull answer is
+   * these bytes concatenated). Tags are then filtered by their hash only, as RocketMQ's broker
+   * does (its clients check the real tag); the decoded form checks the real tag too.
+   */
+  raw?: boolean
+}
+
+/** One stored message as its CommitLog bytes (the raw form of `get`). */
+export interface RawRecord {
+  /** The record's bytes, a view of the CommitLog's mapping (read-only; see GetMessageResult). */
+  data: Buffer
+  physicalOffset: number
+  queueOffset: number
+  size: number
+  /** The ConsumeQueue unit's tags code (the tags' hash; the delivery time for scheduled messages). */
+  tagsCode: number
 }
 
 export interface GetMessageResult {
@@ -44,6 +62,8 @@ export interface GetMessageResult {
    * pins memory and, for deleted files, disk space: copy what you keep for long.
    */
   messages: StoredMessage[]
+  /** The raw form (request.raw): the messages as stored bytes; empty otherwise. */
+  records: RawRecord[]
   /** Where the next read of this queue should start. */
   nextOffset: number
   minOffset: number
@@ -105,7 +125,10 @@ export async function readQueue(source: ReadSource, request: GetMessageRequest, 
   const cq = source.consumeQueues.find(topic, queueId)
   const minOffset = cq?.minOffset ?? 0
   const maxOffset = cq?.maxOffset ?? 0
-  const result = (status: GetMessageStatus, nextOffset: number, messages: StoredMessage[] = []): GetMessageResult => ({ status, messages, nextOffset, minOffset, maxOffset })
+  if (request.raw !== undefined && typeof request.raw !== 'boolean') throw new StoreError('INVALID_ARGUMENT', `raw must be a boolean, got ${describe(request.raw)}`)
+  const raw = request.raw === true
+  const records: RawRecord[] = []
+  const result = (status: GetMessageStatus, nextOffset: number, messages: StoredMessage[] = []): GetMessageResult => ({ status, messages, records, nextOffset, minOffset, maxOffset })
   if (!cq || maxOffset === 0) return result('NO_MESSAGE_IN_QUEUE', 0)
   if (offset < minOffset) return result('OFFSET_TOO_SMALL', minOffset)
   if (offset === maxOffset) return result('OFFSET_OVERFLOW_ONE', offset)
@@ -138,14 +161,15 @@ export async function readQueue(source: ReadSource, request: GetMessageRequest, 
       if (size === CQ_FILLER_SIZE) continue
       const physicalOffset = cqUnitPhysicalOffset(dv, at)
       if (codes !== undefined && !codes.has(cqUnitTagsCode(dv, at))) continue
-      if (messages.length > 0 && (messages.length >= maxMessages || bytes + size > maxBytes)) break scan
+      const found = messages.length + records.length
+      if (found > 0 && (found >= maxMessages || bytes + size > maxBytes)) break scan
       if (physicalOffset < logMin) {
-        if (messages.length === 0) status = 'MESSAGE_WAS_REMOVING'
+        if (messages.length + records.length === 0) status = 'MESSAGE_WAS_REMOVING'
         continue
       }
       const where = log.recordAt(physicalOffset)
       if (!where) {
-        if (messages.length === 0) status = 'MESSAGE_WAS_REMOVING'
+        if (messages.length + records.length === 0) status = 'MESSAGE_WAS_REMOVING'
         continue
       }
       // The record must be what its unit says (a damaged length would decode as another
@@ -155,6 +179,12 @@ export async function readQueue(source: ReadSource, request: GetMessageRequest, 
         throw new StoreError('CORRUPT_RECORD', `message ${topic}@${queueId}:${unit} at CommitLog offset ${physicalOffset} is damaged (${typeof checked === 'string' ? checked : `its unit says ${size} bytes, the record ${checked}`})`, {
           details: { topic, queueId, queueOffset: unit, physicalOffset },
         })
+      }
+      if (raw) {
+        records.push({ data: where.buf.subarray(where.at, where.at + size), physicalOffset, queueOffset: unit, size, tagsCode: cqUnitTagsCode(dv, at) })
+        bytes += size
+        status = 'FOUND'
+        continue
       }
       const m = decodeRecord(where.buf, where.at, false, where.dv)
       if (tagSet !== undefined && (m.tags === undefined || !tagSet.has(m.tags))) continue
