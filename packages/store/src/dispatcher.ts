@@ -59,6 +59,17 @@ export class Dispatcher {
   }
   private wantsKeys = false
   /**
+   * Dispatch stops here even when more is committed: the confirm offset (what every in-sync
+   * replica holds), +Infinity when the store does not use one.
+   */
+  confirmLimit = Number.POSITIVE_INFINITY
+  /**
+   * A record cut by the limit is waited for instead of reported as damage: a replica's log ends
+   * inside a record between two chunks from its master, and a confirm offset may fall inside one.
+   * On a master without a confirm offset the committed end is always a record boundary.
+   */
+  partialTail = false
+  /**
    * Records below `upTo` are checked before they are dispatched (structure, topic alphabet and,
    * with `crc`, the body CRC): recovery sets it to the durable offset while it re-dispatches
    * records its scan did not read (it trusts them), so damage there is CORRUPT_RECORD instead of
@@ -85,6 +96,12 @@ export class Dispatcher {
     return this.running !== undefined
   }
 
+  /** Where dispatch stops: the committed offset, or the confirm offset when lower. */
+  get limit(): number {
+    const committed = this.commitLog.committedOffset
+    return committed < this.confirmLimit ? committed : this.confirmLimit
+  }
+
   /** How far the dispatcher trails the CommitLog, in bytes. */
   get lagBytes(): number {
     return Math.max(0, this.commitLog.committedOffset - this.reputOffset)
@@ -100,7 +117,7 @@ export class Dispatcher {
       this.again = true
       return this.running
     }
-    if (this.reputOffset >= this.commitLog.committedOffset) return undefined
+    if (this.reputOffset >= this.limit) return undefined
     if (this.lastError && !force && Date.now() - this.lastErrorAt < RETRY_AFTER_ERROR_MS) return undefined
     const pass = this.pass()
     return pass ? this.track(pass) : undefined
@@ -184,7 +201,7 @@ export class Dispatcher {
     let attempts = 0
     for (;;) {
       if (this.running) await this.running
-      if (this.reputOffset >= this.commitLog.committedOffset) return
+      if (this.reputOffset >= this.limit) return
       if (this.lastError && attempts++ > 0) throw this.lastError
       const before = this.reputOffset
       const p = this.kick(true)
@@ -205,7 +222,7 @@ export class Dispatcher {
     let dispatched = false
     try {
       for (;;) {
-        const limit = log.committedOffset
+        const limit = this.limit
         if (this.reputOffset >= limit) break
         const file = log.queue.findFile(this.reputOffset)
         if (!file) {
@@ -228,13 +245,18 @@ export class Dispatcher {
           }
           break
         }
+        // Fewer bytes than a record's size and magic: the rest comes later (see partialTail).
+        if (this.partialTail && end - pos < 8) break
         const magic = dv.getInt32(pos + 4)
         if (magic === BLANK_MAGIC_CODE) {
           this.reputOffset = file.fileFromOffset + file.fileSize
           continue
         }
         const size = dv.getInt32(pos)
-        if ((magic !== MESSAGE_MAGIC_CODE_V1 && magic !== MESSAGE_MAGIC_CODE_V2) || size <= 0 || pos + size > end) {
+        const message = magic === MESSAGE_MAGIC_CODE_V1 || magic === MESSAGE_MAGIC_CODE_V2
+        // The rest of a record cut by the limit comes later (see partialTail).
+        if (message && this.partialTail && size > 0 && pos + size > end && pos + size <= file.fileSize) break
+        if (!message || size <= 0 || pos + size > end) {
           throw new StoreError('CORRUPT_RECORD', `dispatch found no valid record at CommitLog offset ${this.reputOffset}`, { details: { physicalOffset: this.reputOffset } })
         }
         if (this.reputOffset < this.verify.upTo) {
