@@ -137,7 +137,7 @@ test('get answers RocketMQ statuses and offsets at the edges', { timeout: 30_000
   try {
     const store = await MessageStore.open({ dir, commitLogFileSize: SMALL_FILE, consumeQueueUnitsPerFile: CQ_UNITS })
     let r = await store.get({ topic: 'edges', queueId: 0, offset: 7 })
-    assert.deepEqual({ ...r, messages: r.messages.length }, { status: 'NO_MESSAGE_IN_QUEUE', messages: 0, nextOffset: 0, minOffset: 0, maxOffset: 0 })
+    assert.deepEqual({ ...r, messages: r.messages.length, records: r.records.length }, { status: 'NO_MESSAGE_IN_QUEUE', messages: 0, records: 0, nextOffset: 0, minOffset: 0, maxOffset: 0 })
     for (let i = 0; i < 10; i++) await store.put({ topic: 'edges', queueId: 0, body: Buffer.alloc(1000, i) })
     r = await store.get({ topic: 'edges', queueId: 0, offset: 10 })
     assert.equal(r.status, 'OFFSET_OVERFLOW_ONE')
