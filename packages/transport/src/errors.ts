@@ -17,6 +17,9 @@
  * |                  |           | JSON, binary header bounds)                                    |
  * | ENCODE_FAILED    | no        | a command cannot be represented (e.g. code > 32767 in ROCKETMQ)|
  * | BAD_ADDRESS      | no        | an address is not `host:port` (or `mem:name`)                  |
+ * | BAD_HEADER       | no        | a request's custom header lacks a required field or holds a    |
+ * |                  |           | value of the wrong type (headers.ts)                           |
+ * | BAD_BODY         | no        | a JSON body does not parse or lacks what its code needs         |
  */
 import { CodedError, type CodedErrorOptions } from '@mqts/common'
 
@@ -31,6 +34,8 @@ export type TransportErrorCode =
   | 'BAD_FRAME'
   | 'ENCODE_FAILED'
   | 'BAD_ADDRESS'
+  | 'BAD_HEADER'
+  | 'BAD_BODY'
 
 const RETRIABLE: ReadonlySet<TransportErrorCode> = new Set<TransportErrorCode>([
   'TIMEOUT',
