@@ -9,6 +9,7 @@
  * content is kept as `consumerOffset.json.bak` and read when the main file cannot be parsed, as
  * RocketMQ's ConfigManager does. A crash loses at most the commits since the last persist.
  */
+import { readConfigFile, writeConfigFile } from '@mqts/common'
 import { ioError } from './errors.js'
 import type { FileIO } from './file-io.js'
 
@@ -52,9 +53,9 @@ export function parseConsumerOffsets(text: string): Map<string, Map<number, numb
   return table
 }
 
-function parses(data: Buffer): boolean {
+function parses(text: string): boolean {
   try {
-    parseConsumerOffsets(data.toString('utf8'))
+    parseConsumerOffsets(text)
     return true
   } catch {
     return false
@@ -75,16 +76,8 @@ export class ConsumerOffsetManager {
   ) {}
 
   async load(): Promise<void> {
-    for (const candidate of [this.file, `${this.file}.bak`]) {
-      const data = await this.io.readFile(candidate)
-      if (!data || data.length === 0) continue
-      try {
-        this.table = parseConsumerOffsets(data.toString('utf8'))
-        return
-      } catch {
-        // Fall back to the backup, as RocketMQ does.
-      }
-    }
+    const table = await readConfigFile(this.io, this.file, parseConsumerOffsets)
+    if (table) this.table = table
   }
 
   commit(group: string, topic: string, queueId: number, offset: number): void {
@@ -131,9 +124,7 @@ export class ConsumerOffsetManager {
     const text = this.encode()
     this.persisting = (async () => {
       try {
-        const previous = await this.io.readFile(this.file)
-        if (previous && previous.length > 0 && parses(previous)) await this.io.writeFileAtomic(`${this.file}.bak`, previous)
-        await this.io.writeFileAtomic(this.file, Buffer.from(text, 'utf8'))
+        await writeConfigFile(this.io, this.file, text, parses)
         this.persisted = counter
       } catch (err) {
         // ENOSPC answers DISK_FULL: the offsets in memory are kept and written by the next persist.
