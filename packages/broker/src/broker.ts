@@ -1,0 +1,208 @@
+/**
+ * Broker: the store behind RocketMQ's remoting protocol (RocketMQ's BrokerController). It listens,
+ * opens the store, keeps topics and clients, registers with every nameserver (and again every
+ * 30 s), parks pulls that wait for messages, and shuts down in order: stop taking requests, answer
+ * the parked pulls, unregister, close the store.
+ */
+import { networkInterfaces } from 'node:os'
+import * as path from 'node:path'
+import { NodeFileIO } from '@mqts/common'
+import { MessageStore, type MessageStoreOptions, type PutMessage } from '@mqts/store'
+import { RemotingCommand, RequestCode, ResponseCode, consoleLogger, type Logger, type RemotingClient, type RemotingServer, type RequestProcessor } from '@mqts/transport'
+import { TcpRemotingClient, TcpRemotingServer } from '@mqts/transport-tcp'
+import { ClientManager, type ConsumerGroupInfo } from './client-manager.js'
+import { resolveBrokerConfig, type BrokerConfig } from './config.js'
+import type { BrokerContext } from './context.js'
+import { BrokerError } from './errors.js'
+import { adminProcessors } from './processors/admin.js'
+import { consumerProcessors } from './processors/consumer.js'
+import { pullService, type PullService } from './processors/pull.js'
+import { sendProcessor } from './processors/send.js'
+import { NamesrvRegistrar } from './registration.js'
+import { TOPICS_FILE, TopicConfigManager } from './topic-config.js'
+
+export interface BrokerOptions extends Partial<BrokerConfig> {
+  logger?: Logger
+  /** A remoting server of any transport to serve on (listenHost/listenPort are then unused). */
+  server?: RemotingServer
+  /** The remoting client used to reach the nameservers and clients. */
+  client?: RemotingClient
+  /** Store options beyond those the broker config sets (tests: small files, a clock). */
+  store?: Partial<MessageStoreOptions>
+}
+
+/** Queue ids per topic the broker accepts (the store's default maxQueuesPerTopic). */
+const MAX_QUEUES_PER_TOPIC = 1024
+
+/** How often silent client channels are looked for (RocketMQ: 10 s). */
+const CLIENT_SCAN_INTERVAL_MS = 10_000
+
+function firstIPv4(): string {
+  for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address
+  return '127.0.0.1'
+}
+
+export class Broker {
+  readonly config: BrokerConfig
+  readonly server: RemotingServer
+  readonly client: RemotingClient
+  store!: MessageStore
+  topics!: TopicConfigManager
+  readonly clients: ClientManager
+  readonly #logger: Logger
+  readonly #ownsClient: boolean
+  #registrar!: NamesrvRegistrar
+  #pull!: PullService
+  #addr = ''
+  #ready = false
+  #timers: NodeJS.Timeout[] = []
+  #offArrivals: (() => void) | undefined
+  #stopping: Promise<void> | undefined
+
+  private constructor(options: BrokerOptions) {
+    const { logger, server, client, store: _store, ...settings } = options
+    this.config = resolveBrokerConfig(settings)
+    this.#logger = logger ?? consoleLogger
+    this.server = server ?? new TcpRemotingServer({ host: this.config.listenHost, port: this.config.listenPort, logger: this.#logger })
+    this.#ownsClient = client === undefined
+    this.client = client ?? new TcpRemotingClient({ logger: this.#logger })
+    this.clients = new ClientManager(Date.now, (g) => this.#notifyMembership(g))
+  }
+
+  /** Starts a broker: listens, opens the store, registers with the nameservers. */
+  static async start(options: BrokerOptions = {}): Promise<Broker> {
+    const b = new Broker(options)
+    try {
+      await b.#start(options)
+    } catch (err) {
+      await b.stop().catch(() => undefined)
+      throw err
+    }
+    return b
+  }
+
+  async #start(options: BrokerOptions): Promise<void> {
+    const c = this.config
+    this.#registerProcessors()
+    this.server.on('close', (channel) => this.clients.channelClosed(channel))
+    await this.server.start()
+    const listened = this.server.address()
+    const host = c.brokerIP1 ?? (c.listenHost === '0.0.0.0' || c.listenHost === '::' ? firstIPv4() : c.listenHost)
+    this.#addr = `${host}:${listened.port}`
+    this.store = await MessageStore.open({
+      dir: c.storePathRootDir,
+      flush: c.flushDiskType === 'SYNC_FLUSH' ? 'sync' : 'async',
+      commitLogFileSize: c.mappedFileSizeCommitLog,
+      maxMessageSize: c.maxMessageSize,
+      messageIndexEnable: c.messageIndexEnable,
+      storeHost: this.#addr,
+      ...options.store,
+    })
+    this.topics = new TopicConfigManager({
+      io: new NodeFileIO(),
+      file: path.join(c.storePathRootDir, 'config', TOPICS_FILE),
+      clusterName: c.brokerClusterName,
+      brokerName: c.brokerName,
+      autoCreateTopicEnable: c.autoCreateTopicEnable,
+      defaultTopicQueueNums: c.defaultTopicQueueNums,
+      delayLevels: c.messageDelayLevel.trim().split(/\s+/).length,
+      now: Date.now,
+    })
+    await this.topics.load()
+    this.#registrar = new NamesrvRegistrar(this.client, c, this.topics, () => this.#addr, () => '', this.#logger)
+    this.#offArrivals = this.store.onMessageArrived((topic, queueId, maxOffset) => this.#pull.hold.arrived(topic, queueId, maxOffset))
+    this.#ready = true
+    await this.#registrar.registerAll()
+    this.#every(c.registerBrokerIntervalMs, () => void this.#registrar.registerAll())
+    this.#every(CLIENT_SCAN_INTERVAL_MS, () => {
+      for (const ch of this.clients.scanNotActive(c.channelExpiredTimeoutMs)) ch.close('no heartbeat within channelExpiredTimeout')
+    })
+  }
+
+  #every(ms: number, fn: () => void): void {
+    const t = setInterval(fn, ms)
+    t.unref()
+    this.#timers.push(t)
+  }
+
+  /** The address clients dial ("host:port"), as registered with the nameservers. */
+  get address(): string {
+    return this.#addr
+  }
+
+  /** Registers with every nameserver now (it also happens every registerBrokerIntervalMs). */
+  registerAll(): Promise<unknown> {
+    if (!this.#ready) return Promise.reject(new BrokerError('NOT_STARTED', 'the broker is not started'))
+    return this.#registrar.registerAll()
+  }
+
+  /** What the processors see; the store and topics exist once start() has opened them. */
+  #context(): BrokerContext {
+    const broker = this
+    return {
+      config: this.config,
+      get store() {
+        return broker.store
+      },
+      get topics() {
+        return broker.topics
+      },
+      clients: this.clients,
+      maxQueuesPerTopic: MAX_QUEUES_PER_TOPIC,
+      registerSoon: () => this.#registrar.registerSoon(),
+      registerNow: async () => {
+        await this.#registrar.registerAll()
+      },
+      schedule: (m: PutMessage) => m,
+      deleteTopicData: async () => {},
+    }
+  }
+
+  #registerProcessors(): void {
+    const ctx = this.#context()
+    this.#pull = pullService(ctx)
+    const all = new Map<number, RequestProcessor>([...consumerProcessors(ctx), ...adminProcessors(ctx)])
+    const send = sendProcessor(ctx)
+    all.set(RequestCode.SEND_MESSAGE, send)
+    all.set(RequestCode.SEND_MESSAGE_V2, send)
+    all.set(RequestCode.SEND_BATCH_MESSAGE, send)
+    all.set(RequestCode.PULL_MESSAGE, this.#pull.processor)
+    for (const [code, processor] of all) {
+      this.server.registerProcessor(code, (req, channel) => {
+        if (!this.#ready) return RemotingCommand.createResponse(ResponseCode.SERVICE_NOT_AVAILABLE, this.#stopping ? 'the broker is shutting down' : 'the broker is starting')
+        return processor(req, channel)
+      })
+    }
+  }
+
+  /** Tells a consumer group's members that its membership changed (they rebalance). */
+  #notifyMembership(group: ConsumerGroupInfo): void {
+    for (const channel of group.channels()) {
+      if (channel.closed) continue
+      const req = RemotingCommand.createRequest(RequestCode.NOTIFY_CONSUMER_IDS_CHANGED, { consumerGroup: group.groupName })
+      this.server.invokeOneway(channel, req).catch(() => undefined)
+    }
+  }
+
+  /**
+   * Stops in order: no new requests, parked pulls answered, unregistered from the nameservers,
+   * the store flushed and closed. Idempotent.
+   */
+  stop(): Promise<void> {
+    this.#stopping ??= (async () => {
+      for (const t of this.#timers) clearInterval(t)
+      this.#pull?.hold.stop()
+      this.#ready = false
+      this.#offArrivals?.()
+      if (this.#registrar) await this.#registrar.unregisterAll()
+      await this.server.stop({ timeoutMs: 2000 }).catch(() => undefined)
+      if (this.#ownsClient) await this.client.close().catch(() => undefined)
+      await this.store?.close()
+    })()
+    return this.#stopping
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop()
+  }
+}

@@ -1,0 +1,15 @@
+/**
+ * Every failure the broker reports on purpose (outside of wire responses) is a BrokerError with
+ * a stable `code`.
+ *
+ * | code            | when                                                          |
+ * | --------------- | ------------------------------------------------------------- |
+ * | INVALID_CONFIG  | a configuration value out of range (the message says which)  |
+ * | CONFIG_CORRUPT  | a config file (topics.json) exists but cannot be parsed       |
+ * | NOT_STARTED     | a call that needs a started broker                            |
+ */
+import { CodedError } from '@mqts/common'
+
+export type BrokerErrorCode = 'INVALID_CONFIG' | 'CONFIG_CORRUPT' | 'NOT_STARTED'
+
+export class BrokerError extends CodedError<BrokerErrorCode> {}

@@ -1,0 +1,105 @@
+/**
+ * Topic administration and message queries (RocketMQ's AdminBrokerProcessor and
+ * QueryMessageProcessor): create/update and delete topics, list their configs, view a message
+ * by its offset id, query messages by key. Answers with stored records carry their raw bytes.
+ */
+import { StoreError, type MessageStore } from '@mqts/store'
+import {
+  RemotingCommand,
+  RequestCode,
+  ResponseCode,
+  encodeRemotingJson,
+  headerInt,
+  headerOptionalInt,
+  headerOptionalString,
+  headerString,
+  type RequestProcessor,
+} from '@mqts/transport'
+import { DEFAULT_PERM } from '@mqts/namesrv'
+import type { BrokerContext } from '../context.js'
+import { SYSTEM_TOPIC, topicConfig } from '../topic-config.js'
+
+const ok = (ext?: Record<string, string>, body?: Buffer): RemotingCommand => RemotingCommand.createResponse(ResponseCode.SUCCESS, null, ext, body)
+
+/** RocketMQ's TopicValidator: the alphabet, the length, and no clash with the auto-create template. */
+export function topicNameProblem(topic: string): string | undefined {
+  if (!/^[%|a-zA-Z0-9_-]+$/.test(topic)) return `The specified topic[${topic}] contains illegal characters, allowing only ^[%|a-zA-Z0-9_-]+$`
+  if (topic.length > 127) return `The specified topic[${topic}] is longer than topic max length 127.`
+  if (topic === SYSTEM_TOPIC.AUTO_CREATE) return `The topic[${topic}] is conflict with AUTO_CREATE_TOPIC_KEY_TOPIC.`
+  return undefined
+}
+
+/** The stored bytes of the record at `offset` (a copy), or undefined when none starts there. */
+export function rawRecordAt(store: MessageStore, offset: number): Buffer | undefined {
+  try {
+    const head = store.readCommitLog(offset, 4)
+    if (head.length < 4) return undefined
+    const size = head.readInt32BE(0)
+    if (size <= 0) return undefined
+    const rec = store.readCommitLog(offset, size)
+    return rec.length === size ? Buffer.from(rec) : undefined
+  } catch (err) {
+    if (err instanceof StoreError) return undefined
+    throw err
+  }
+}
+
+export function adminProcessors(ctx: BrokerContext): Map<number, RequestProcessor> {
+  const p = new Map<number, RequestProcessor>()
+
+
+  p.set(RequestCode.UPDATE_AND_CREATE_TOPIC, async (req) => {
+    const topic = headerString(req, 'topic')
+    const problem = topicNameProblem(topic)
+    if (problem) return RemotingCommand.createResponse(ResponseCode.SYSTEM_ERROR, problem)
+    const read = headerInt(req, 'readQueueNums')
+    const write = headerInt(req, 'writeQueueNums')
+    const max = ctx.maxQueuesPerTopic
+    if (read < 0 || write < 0 || read > max || write > max || read + write === 0) {
+      return RemotingCommand.createResponse(ResponseCode.SYSTEM_ERROR, `readQueueNums ${read} and writeQueueNums ${write} must be 0-${max}, not both 0`)
+    }
+    const tc = topicConfig(topic, read, write, headerOptionalInt(req, 'perm') ?? DEFAULT_PERM, headerOptionalInt(req, 'topicSysFlag') ?? 0)
+    tc.topicFilterType = headerOptionalString(req, 'topicFilterType') ?? 'SINGLE_TAG'
+    tc.order = headerOptionalString(req, 'order') === 'true'
+    await ctx.topics.update(tc)
+    await ctx.registerNow()
+    return ok()
+  })
+
+  p.set(RequestCode.DELETE_TOPIC_IN_BROKER, async (req) => {
+    const topic = headerString(req, 'topic')
+    if (ctx.topics.isSystemTopic(topic)) return RemotingCommand.createResponse(ResponseCode.SYSTEM_ERROR, `The topic[${topic}] is a system topic and cannot be deleted`)
+    await ctx.topics.delete(topic)
+    await ctx.deleteTopicData(topic)
+    await ctx.registerNow()
+    return ok()
+  })
+
+  p.set(RequestCode.GET_ALL_TOPIC_CONFIG, () => {
+    const body = ctx.topics.registerBody().topicConfigSerializeWrapper
+    return ok(undefined, encodeRemotingJson(body))
+  })
+
+  p.set(RequestCode.VIEW_MESSAGE_BY_ID, (req) => {
+    const offset = headerInt(req, 'offset')
+    const rec = rawRecordAt(ctx.store, offset)
+    if (!rec) return RemotingCommand.createResponse(ResponseCode.SYSTEM_ERROR, `can not find message by the offset, ${offset}`)
+    return ok(undefined, rec)
+  })
+
+  p.set(RequestCode.QUERY_MESSAGE, async (req) => {
+    const topic = headerString(req, 'topic')
+    const key = headerString(req, 'key')
+    const unique = req.extFields._UNIQUE_KEY_QUERY === 'true'
+    const maxNum = unique ? 32 : Math.max(1, headerOptionalInt(req, 'maxNum') ?? 32)
+    const begin = headerOptionalInt(req, 'beginTimestamp') ?? 0
+    const end = headerOptionalInt(req, 'endTimestamp') ?? Date.now()
+    if (!ctx.store.index) return RemotingCommand.createResponse(ResponseCode.QUERY_NOT_FOUND, 'the key index is disabled on this broker (messageIndexEnable=false)')
+    const found = await ctx.store.queryByKey(topic, key, { maxNum, begin, end: Math.max(begin, end) })
+    const records = found.map((m) => rawRecordAt(ctx.store, m.physicalOffset)).filter((r): r is Buffer => r !== undefined)
+    const ext = { indexLastUpdateTimestamp: String(ctx.store.commitLog.lastStoreTimestamp), indexLastUpdatePhyoffset: String(ctx.store.commitLogMaxOffset) }
+    if (records.length === 0) return RemotingCommand.createResponse(ResponseCode.QUERY_NOT_FOUND, 'can not find message, maybe time range not correct', ext)
+    return ok(ext, Buffer.concat(records))
+  })
+  return p
+}

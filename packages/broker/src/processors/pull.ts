@@ -1,0 +1,111 @@
+/**
+ * PULL_MESSAGE (RocketMQ's PullMessageProcessor): checks topic, permission, queue and
+ * subscription, reads the queue from the store in its raw form (the answer's body is the stored
+ * records, concatenated), maps the store's status to RocketMQ's code and next offset, commits the
+ * offset the consumer sends along, and parks a pull that found nothing new (long polling).
+ */
+import type { GetMessageStatus } from '@mqts/store'
+import {
+  RemotingCommand,
+  ResponseCode,
+  headerInt,
+  headerOptionalInt,
+  headerOptionalString,
+  headerString,
+  type Channel,
+  type RequestProcessor,
+} from '@mqts/transport'
+import type { BrokerContext } from '../context.js'
+import { PullHoldService } from '../long-polling.js'
+import { EXPRESSION_TYPE_TAG, MAX_SUSPEND_MS, PULL_SYS_FLAG, SUB_ALL } from '../protocol.js'
+import { isReadable } from '../topic-config.js'
+
+/** The tags a subscription expression names (`TagA || TagB`); undefined for every message. */
+export function parseTagExpression(expression: string | undefined): string[] | undefined {
+  if (expression === undefined) return undefined
+  const text = expression.trim()
+  if (text === '' || text === SUB_ALL) return undefined
+  const tags = text
+    .split('||')
+    .map((t) => t.trim())
+    .filter((t) => t.length > 0)
+  return tags.length === 0 || tags.includes(SUB_ALL) ? undefined : tags
+}
+
+/** RocketMQ's answer to each store status: response code, and where the client goes next. */
+export function pullAnswer(status: GetMessageStatus, requestOffset: number, nextOffset: number): { code: number; nextBeginOffset: number } {
+  switch (status) {
+    case 'FOUND':
+      return { code: ResponseCode.SUCCESS, nextBeginOffset: nextOffset }
+    case 'NO_MATCHED_MESSAGE':
+    case 'MESSAGE_WAS_REMOVING':
+      return { code: ResponseCode.PULL_RETRY_IMMEDIATELY, nextBeginOffset: nextOffset }
+    case 'NO_MESSAGE_IN_QUEUE':
+      return { code: requestOffset !== 0 ? ResponseCode.PULL_OFFSET_MOVED : ResponseCode.PULL_NOT_FOUND, nextBeginOffset: 0 }
+    case 'OFFSET_TOO_SMALL':
+    case 'OFFSET_OVERFLOW_BADLY':
+      return { code: ResponseCode.PULL_OFFSET_MOVED, nextBeginOffset: nextOffset }
+    case 'OFFSET_OVERFLOW_ONE':
+      return { code: ResponseCode.PULL_NOT_FOUND, nextBeginOffset: requestOffset }
+    case 'OFFSET_FOUND_NULL':
+      return { code: ResponseCode.PULL_NOT_FOUND, nextBeginOffset: nextOffset }
+  }
+}
+
+function fail(code: number, remark: string): RemotingCommand {
+  return RemotingCommand.createResponse(code, remark)
+}
+
+export interface PullService {
+  processor: RequestProcessor
+  hold: PullHoldService
+}
+
+export function pullService(ctx: BrokerContext): PullService {
+  const pull = async (req: RemotingCommand, channel: Channel, firstAttempt: boolean): Promise<RemotingCommand | undefined> => {
+    const group = headerString(req, 'consumerGroup')
+    const topic = headerString(req, 'topic')
+    const queueId = headerInt(req, 'queueId')
+    const offset = headerInt(req, 'queueOffset')
+    const maxMsgNums = Math.max(1, headerOptionalInt(req, 'maxMsgNums') ?? 32)
+    const sysFlag = headerOptionalInt(req, 'sysFlag') ?? 0
+    const commitOffset = headerOptionalInt(req, 'commitOffset') ?? -1
+    const suspendMs = headerOptionalInt(req, 'suspendTimeoutMillis') ?? 15_000
+    const maxMsgBytes = headerOptionalInt(req, 'maxMsgBytes')
+    const tc = ctx.topics.get(topic)
+    if (!tc) return fail(ResponseCode.TOPIC_NOT_EXIST, `topic[${topic}] not exist, apply first please!`)
+    if (!isReadable(tc.perm)) return fail(ResponseCode.NO_PERMISSION, `the topic[${topic}] pulling message is forbidden`)
+    if (queueId < 0 || queueId >= tc.readQueueNums) {
+      return fail(ResponseCode.SYSTEM_ERROR, `queueId[${queueId}] is illegal, topic:[${topic}] topicConfig.readQueueNums:[${tc.readQueueNums}] consumer:[${channel.remoteAddress}]`)
+    }
+    let expression: string | undefined
+    if ((sysFlag & PULL_SYS_FLAG.SUBSCRIPTION) !== 0) {
+      const type = headerOptionalString(req, 'expressionType') ?? EXPRESSION_TYPE_TAG
+      if (type !== EXPRESSION_TYPE_TAG) return fail(ResponseCode.SUBSCRIPTION_PARSE_FAILED, `expression type ${type} is not supported, only ${EXPRESSION_TYPE_TAG}`)
+      expression = headerOptionalString(req, 'subscription') ?? SUB_ALL
+    } else {
+      const sub = ctx.clients.consumerGroup(group)?.subscriptions.get(topic)
+      if (!sub) return fail(ResponseCode.SUBSCRIPTION_NOT_EXIST, `the consumer's subscription not exist, group: ${group} topic: ${topic}`)
+      expression = sub.subString
+    }
+    // The offset the consumer has processed, sent along (ali-ons sends -1 for "none").
+    if (firstAttempt && (sysFlag & PULL_SYS_FLAG.COMMIT_OFFSET) !== 0 && commitOffset >= 0 && ctx.config.brokerRole !== 'SLAVE') {
+      ctx.store.commitOffset(group, topic, queueId, commitOffset)
+    }
+    const r = await ctx.store.get({ group, topic, queueId, offset, maxMessages: maxMsgNums, tags: parseTagExpression(expression), raw: true, maxBytes: maxMsgBytes && maxMsgBytes > 0 ? maxMsgBytes : undefined })
+    const { code, nextBeginOffset } = pullAnswer(r.status, offset, r.nextOffset)
+    if (code === ResponseCode.PULL_NOT_FOUND && firstAttempt && (sysFlag & PULL_SYS_FLAG.SUSPEND) !== 0) {
+      const waitMs = ctx.config.longPollingEnable ? Math.min(Math.max(suspendMs, 0), MAX_SUSPEND_MS) : ctx.config.shortPollingTimeMills
+      if (hold.hold(topic, queueId, offset, waitMs, req, channel)) {
+        // A message may have arrived between the read and the hold.
+        if (ctx.store.maxOffset(topic, queueId) > offset) hold.arrived(topic, queueId, ctx.store.maxOffset(topic, queueId))
+        return undefined
+      }
+    }
+    const ext = { suggestWhichBrokerId: '0', nextBeginOffset: String(nextBeginOffset), minOffset: String(r.minOffset), maxOffset: String(r.maxOffset) }
+    const body = code === ResponseCode.SUCCESS ? Buffer.concat(r.records.map((x) => x.data)) : undefined
+    return RemotingCommand.createResponse(code, r.status, ext, body)
+  }
+  const hold: PullHoldService = new PullHoldService(async (req, channel) => (await pull(req, channel, false))!)
+  return { processor: (req, channel) => pull(req, channel, true), hold }
+}

@@ -1,0 +1,211 @@
+/**
+ * SEND_MESSAGE, SEND_MESSAGE_V2 and SEND_BATCH_MESSAGE (RocketMQ's SendMessageProcessor): checks
+ * the topic (auto-creating it from TBW102 when allowed), the queue and the permission, stores the
+ * message with the connection's address as born host, and answers msgId, queueId and queueOffset.
+ * Store failures map to RocketMQ's response codes.
+ */
+import { StoreError, decodeProperties, type PutMessage, type PutResult } from '@mqts/store'
+import {
+  RemotingCommand,
+  RequestCode,
+  ResponseCode,
+  headerInt,
+  headerOptionalBool,
+  headerOptionalInt,
+  headerOptionalString,
+  headerString,
+  type Channel,
+  type RequestProcessor,
+} from '@mqts/transport'
+import type { TopicConfig } from '@mqts/namesrv'
+import type { BrokerContext } from '../context.js'
+import { BATCH_ENTRY_FIXED_BYTES, DEFAULT_REGION_ID, MESSAGE_PROPERTY, SEND_V2_KEY } from '../protocol.js'
+import { RETRY_GROUP_TOPIC_PREFIX, isWriteable } from '../topic-config.js'
+
+export interface SendHeader {
+  producerGroup: string
+  topic: string
+  defaultTopic: string
+  defaultTopicQueueNums: number
+  queueId: number
+  sysFlag: number
+  bornTimestamp: number
+  flag: number
+  properties: string
+  reconsumeTimes: number
+  unitMode: boolean
+  maxReconsumeTimes: number | undefined
+  batch: boolean
+}
+
+/** The send header of either version: V2's one-letter keys are V1's fields. */
+export function readSendHeader(req: RemotingCommand): SendHeader {
+  const v2 = req.code !== RequestCode.SEND_MESSAGE
+  const k = (name: keyof typeof SEND_V2_KEY): string => (v2 ? SEND_V2_KEY[name] : name)
+  return {
+    producerGroup: headerString(req, k('producerGroup')),
+    topic: headerString(req, k('topic')),
+    defaultTopic: headerOptionalString(req, k('defaultTopic')) ?? 'TBW102',
+    defaultTopicQueueNums: headerOptionalInt(req, k('defaultTopicQueueNums')) ?? 4,
+    queueId: headerInt(req, k('queueId')),
+    sysFlag: headerOptionalInt(req, k('sysFlag')) ?? 0,
+    bornTimestamp: headerOptionalInt(req, k('bornTimestamp')) ?? Date.now(),
+    flag: headerOptionalInt(req, k('flag')) ?? 0,
+    properties: headerOptionalString(req, k('properties')) ?? '',
+    reconsumeTimes: headerOptionalInt(req, k('reconsumeTimes')) ?? 0,
+    unitMode: headerOptionalBool(req, k('unitMode')) ?? false,
+    maxReconsumeTimes: headerOptionalInt(req, k('maxReconsumeTimes')),
+    batch: req.code === RequestCode.SEND_BATCH_MESSAGE || headerOptionalBool(req, k('batch')) === true,
+  }
+}
+
+/** sysFlag's transaction type bits (RocketMQ's MessageSysFlag): PREPARED 0x4, COMMIT 0x8, ROLLBACK 0xc. */
+const TRANSACTION_TYPE_MASK = 0xc
+const TRANSACTION_PREPARED = 0x4
+
+function fail(code: number, remark: string): RemotingCommand {
+  return RemotingCommand.createResponse(code, remark)
+}
+
+/** A store error as RocketMQ's send answer (SendMessageProcessor's PutMessageStatus mapping). */
+export function storeErrorResponse(err: unknown): RemotingCommand {
+  if (!(err instanceof StoreError)) return fail(ResponseCode.SYSTEM_ERROR, `store failed: ${(err as Error)?.message ?? String(err)}`)
+  switch (err.code) {
+    case 'MESSAGE_TOO_LARGE':
+    case 'PROPERTIES_TOO_LONG':
+    case 'INVALID_PROPERTY':
+    case 'TOPIC_INVALID':
+    case 'INVALID_ARGUMENT':
+      return fail(ResponseCode.MESSAGE_ILLEGAL, `the message is illegal: ${err.message}`)
+    case 'DISK_FULL':
+    case 'IO_ERROR':
+    case 'FLUSH_FAILED':
+    case 'NOT_OPEN':
+    case 'CORRUPT_RECORD':
+    case 'CORRUPT_FILE':
+      return fail(ResponseCode.SERVICE_NOT_AVAILABLE, `service not available now: ${err.message}`)
+    default:
+      // The store's back-pressure (BUSY) and anything new: the producer may retry elsewhere.
+      if ((err.code as string) === 'BUSY') return fail(ResponseCode.SYSTEM_BUSY, `[PC_SYNCHRONIZED]broker busy, start flow control for a while: ${err.message}`)
+      return fail(ResponseCode.SYSTEM_ERROR, err.message)
+  }
+}
+
+/** The stored messages of a SEND_BATCH_MESSAGE body (RocketMQ's MessageDecoder.decodesBatch). */
+export function decodeBatchBody(body: Buffer): Array<{ flag: number; body: Buffer; properties: string }> {
+  const out: Array<{ flag: number; body: Buffer; properties: string }> = []
+  let at = 0
+  while (at < body.length) {
+    if (body.length - at < BATCH_ENTRY_FIXED_BYTES) throw new Error(`batch entry at byte ${at} is truncated`)
+    const total = body.readInt32BE(at)
+    const flag = body.readInt32BE(at + 12)
+    const bodyLength = body.readInt32BE(at + 16)
+    const bodyStart = at + 20
+    if (bodyLength < 0 || bodyStart + bodyLength + 2 > body.length) throw new Error(`batch entry at byte ${at} has a body length ${bodyLength} past the end`)
+    const propsLength = body.readInt16BE(bodyStart + bodyLength)
+    const propsStart = bodyStart + bodyLength + 2
+    if (propsLength < 0 || propsStart + propsLength > body.length) throw new Error(`batch entry at byte ${at} has a properties length ${propsLength} past the end`)
+    if (total !== propsStart + propsLength - at) throw new Error(`batch entry at byte ${at} says ${total} bytes, its fields take ${propsStart + propsLength - at}`)
+    out.push({ flag, body: body.subarray(bodyStart, bodyStart + bodyLength), properties: body.toString('utf8', propsStart, propsStart + propsLength) })
+    at += total
+  }
+  return out
+}
+
+export function sendProcessor(ctx: BrokerContext): RequestProcessor {
+  return async (req: RemotingCommand, channel: Channel) => {
+    if (ctx.config.brokerRole === 'SLAVE') return fail(ResponseCode.SERVICE_NOT_AVAILABLE, `the broker[${ctx.config.brokerName}] is a replica: send to its master`)
+    const h = readSendHeader(req)
+    if ((h.sysFlag & TRANSACTION_TYPE_MASK) === TRANSACTION_PREPARED) {
+      return fail(ResponseCode.NO_PERMISSION, `the broker[${ctx.config.brokerName}] does not take transactional messages`)
+    }
+    const topicCheck = await checkTopic(ctx, h)
+    if (topicCheck instanceof RemotingCommand) return topicCheck
+    const tc = topicCheck
+    let queueId = h.queueId
+    if (queueId < 0) queueId = Math.floor(Math.random() * tc.writeQueueNums)
+    if (queueId >= tc.writeQueueNums) {
+      return fail(ResponseCode.SYSTEM_ERROR, `request queueId[${queueId}] is illegal, topic ${h.topic} has ${tc.writeQueueNums} write queues, producer: ${channel.remoteAddress}`)
+    }
+    const bornHost = bornHostOf(channel)
+    try {
+      if (h.batch) return await sendBatch(ctx, req, h, queueId, bornHost)
+      const properties = decodeProperties(h.properties)
+      if (!h.topic.startsWith(RETRY_GROUP_TOPIC_PREFIX)) properties[MESSAGE_PROPERTY.CLUSTER] = ctx.config.brokerClusterName
+      const message: PutMessage = {
+        topic: h.topic,
+        queueId,
+        body: req.body,
+        properties,
+        flag: h.flag,
+        sysFlag: h.sysFlag,
+        bornTimestamp: h.bornTimestamp,
+        bornHost,
+        reconsumeTimes: h.reconsumeTimes,
+      }
+      const r = await ctx.store.put(ctx.schedule(message))
+      return sendResponse(ctx, r.status, r.msgId, queueId, r.queueOffset, properties[MESSAGE_PROPERTY.UNIQ_KEY])
+    } catch (err) {
+      return storeErrorResponse(err)
+    }
+  }
+}
+
+async function sendBatch(ctx: BrokerContext, req: RemotingCommand, h: SendHeader, queueId: number, bornHost: string): Promise<RemotingCommand> {
+  let entries: ReturnType<typeof decodeBatchBody>
+  try {
+    entries = decodeBatchBody(req.body)
+  } catch (err) {
+    return fail(ResponseCode.MESSAGE_ILLEGAL, `the batch is illegal: ${(err as Error).message}`)
+  }
+  if (entries.length === 0) return fail(ResponseCode.MESSAGE_ILLEGAL, 'the batch holds no message')
+  const messages: PutMessage[] = entries.map((e) => ({
+    topic: h.topic,
+    queueId,
+    body: e.body,
+    properties: decodeProperties(e.properties),
+    flag: e.flag,
+    sysFlag: h.sysFlag,
+    bornTimestamp: h.bornTimestamp,
+    bornHost,
+    reconsumeTimes: h.reconsumeTimes,
+  }))
+  const rs: PutResult[] = await ctx.store.putBatch(messages)
+  const status = rs.some((r) => r.status !== 'PUT_OK') ? 'FLUSH_DISK_TIMEOUT' : 'PUT_OK'
+  return sendResponse(ctx, status, rs.map((r) => r.msgId).join(','), queueId, rs[0]!.queueOffset, undefined)
+}
+
+function sendResponse(ctx: BrokerContext, status: string, msgId: string, queueId: number, queueOffset: number, uniqKey: string | undefined): RemotingCommand {
+  const code = status === 'PUT_OK' ? ResponseCode.SUCCESS : ResponseCode.FLUSH_DISK_TIMEOUT
+  const ext: Record<string, string> = {
+    msgId,
+    queueId: String(queueId),
+    queueOffset: String(queueOffset),
+    [MESSAGE_PROPERTY.MSG_REGION]: DEFAULT_REGION_ID,
+    [MESSAGE_PROPERTY.TRACE_SWITCH]: 'true',
+  }
+  if (uniqKey !== undefined) ext.transactionId = uniqKey
+  void ctx
+  return RemotingCommand.createResponse(code, code === ResponseCode.SUCCESS ? null : 'flush disk timeout: stored, not yet confirmed durable', ext)
+}
+
+/** The topic's config, created on first send when allowed, or the answer refusing the send. */
+async function checkTopic(ctx: BrokerContext, h: SendHeader): Promise<TopicConfig | RemotingCommand> {
+  let tc = ctx.topics.get(h.topic)
+  if (!tc) {
+    if (h.topic.startsWith(RETRY_GROUP_TOPIC_PREFIX)) tc = await ctx.topics.createIfMissing(h.topic, 1, 6)
+    else tc = await ctx.topics.createOnSend(h.topic, h.defaultTopic, h.defaultTopicQueueNums, 0)
+    if (tc) ctx.registerSoon()
+  }
+  if (!tc) return fail(ResponseCode.TOPIC_NOT_EXIST, `topic[${h.topic}] not exist, apply first please!`)
+  if (!isWriteable(tc.perm)) return fail(ResponseCode.NO_PERMISSION, `the topic[${h.topic}] sending message is forbidden`)
+  return tc
+}
+
+/** The producer's address as the store records it ("a.b.c.d:port" or "[v6]:port"). */
+export function bornHostOf(channel: Channel): string {
+  const remote = channel.remoteAddress
+  const m = /^\[::ffff:(\d+\.\d+\.\d+\.\d+)\]:(\d+)$/i.exec(remote)
+  if (m) return `${m[1]}:${m[2]}`
+  return /^(\d+\.\d+\.\d+\.\d+|\[[0-9a-fA-F:.]+\]):\d+$/.test(remote) ? remote : '127.0.0.1:0'
+}

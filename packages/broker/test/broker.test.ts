@@ -1,0 +1,271 @@
+// A broker and a nameserver in this process over real TCP on loopback, driven with the remoting
+// client as RocketMQ clients drive them: registration and routes, topic creation (explicit and on
+// send), send (V1, V2, batch) and pull (statuses, tags, long polling), offsets, heartbeats and
+// the consumer list, queries, permissions, and a restart that keeps topics and offsets.
+import assert from 'node:assert/strict'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import * as path from 'node:path'
+import { test } from 'node:test'
+import { NameServer, type TopicRouteData } from '@mqts/namesrv'
+import { decodeRecord, encodeProperties } from '@mqts/store'
+import { RemotingCommand, RequestCode, ResponseCode, silentLogger } from '@mqts/transport'
+import { TcpRemotingClient } from '@mqts/transport-tcp'
+import { Broker, PULL_SYS_FLAG, type BrokerOptions } from '../src/index.js'
+
+const T = 3000
+
+interface Cluster {
+  ns: NameServer
+  broker: Broker
+  client: TcpRemotingClient
+  dir: string
+}
+
+async function startCluster(dir: string, options: BrokerOptions = {}): Promise<Cluster> {
+  const ns = await NameServer.start({ port: 0, logger: silentLogger })
+  const broker = await Broker.start({
+    listenPort: 0,
+    namesrvAddr: [ns.address()],
+    storePathRootDir: dir,
+    logger: silentLogger,
+    store: { commitLogFileSize: 4 * 1024 * 1024, maxHashSlotNum: 1024, maxIndexNum: 4096 },
+    ...options,
+  })
+  return { ns, broker, client: new TcpRemotingClient({ logger: silentLogger }), dir }
+}
+
+async function stopCluster(c: Cluster): Promise<void> {
+  await c.client.close()
+  await c.broker.stop()
+  await c.ns.stop()
+}
+
+async function withCluster(fn: (c: Cluster) => Promise<void>, options: BrokerOptions = {}): Promise<void> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'mqts-broker-'))
+  const c = await startCluster(dir, options)
+  try {
+    await fn(c)
+  } finally {
+    await stopCluster(c)
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
+function sendV2(topic: string, queueId: number, body: string, props: Record<string, string> = {}, extra: Record<string, string> = {}): RemotingCommand {
+  return RemotingCommand.createRequest(
+    RequestCode.SEND_MESSAGE_V2,
+    { a: 'PG', b: topic, c: 'TBW102', d: '4', e: String(queueId), f: '0', g: String(Date.now()), h: '0', i: encodeProperties(props), j: '0', k: 'false', ...extra },
+    body,
+  )
+}
+
+function pull(topic: string, queueId: number, offset: number, opts: { suspend?: number; sub?: string; max?: number; commit?: number } = {}): RemotingCommand {
+  let sysFlag = PULL_SYS_FLAG.SUBSCRIPTION
+  if (opts.suspend !== undefined) sysFlag |= PULL_SYS_FLAG.SUSPEND
+  if (opts.commit !== undefined) sysFlag |= PULL_SYS_FLAG.COMMIT_OFFSET
+  return RemotingCommand.createRequest(RequestCode.PULL_MESSAGE, {
+    consumerGroup: 'CG',
+    topic,
+    queueId: String(queueId),
+    queueOffset: String(offset),
+    maxMsgNums: String(opts.max ?? 32),
+    sysFlag: String(sysFlag),
+    commitOffset: String(opts.commit ?? 0),
+    suspendTimeoutMillis: String(opts.suspend ?? 0),
+    subscription: opts.sub ?? '*',
+    subVersion: '0',
+  })
+}
+
+/** The records of a pull body, decoded. */
+function records(body: Buffer): ReturnType<typeof decodeRecord>[] {
+  const out = []
+  let at = 0
+  while (at < body.length) {
+    const m = decodeRecord(body, at)
+    out.push(m)
+    at += m.storeSize
+  }
+  return out
+}
+
+async function createTopic(c: Cluster, topic: string, read: number, write: number, perm = 6): Promise<RemotingCommand> {
+  return c.client.invoke(
+    c.broker.address,
+    RemotingCommand.createRequest(RequestCode.UPDATE_AND_CREATE_TOPIC, { topic, defaultTopic: 'TBW102', readQueueNums: String(read), writeQueueNums: String(write), perm: String(perm), topicFilterType: 'SINGLE_TAG', order: 'false' }),
+    T,
+  )
+}
+
+async function route(c: Cluster, topic: string): Promise<TopicRouteData | undefined> {
+  const r = await c.client.invoke(c.ns.address(), RemotingCommand.createRequest(RequestCode.GET_ROUTEINFO_BY_TOPIC, { topic }), T)
+  return r.code === ResponseCode.SUCCESS ? (JSON.parse(r.body.toString()) as TopicRouteData) : undefined
+}
+
+test('the broker registers; a created topic is routed; send and pull round-trip the stored records', { timeout: 30_000 }, async () => {
+  await withCluster(async (c) => {
+    const tbw = await route(c, 'TBW102')
+    assert.ok(tbw, 'the auto-create template is routed')
+    assert.equal(tbw.brokerDatas[0]!.brokerAddrs['0'], c.broker.address)
+    const created = await createTopic(c, "Orders", 8, 8)
+    assert.equal(created.code, ResponseCode.SUCCESS, created.remark ?? "")
+    const r = await route(c, 'Orders')
+    assert.deepEqual(r?.queueDatas, [{ brokerName: 'broker-a', readQueueNums: 8, writeQueueNums: 8, perm: 6, topicSysFlag: 0 }])
+    const sent = await c.client.invoke(c.broker.address, sendV2('Orders', 3, 'hello', { TAGS: 'TagA', KEYS: 'k1 k2', UNIQ_KEY: 'U1' }), T)
+    assert.equal(sent.code, ResponseCode.SUCCESS, sent.remark ?? '')
+    assert.equal(sent.extFields.queueId, '3')
+    assert.equal(sent.extFields.queueOffset, '0')
+    assert.match(sent.extFields.msgId!, /^[0-9A-F]{32}$/)
+    const p = await c.client.invoke(c.broker.address, pull('Orders', 3, 0), T)
+    assert.equal(p.code, ResponseCode.SUCCESS, p.remark ?? '')
+    assert.equal(p.extFields.nextBeginOffset, '1')
+    assert.equal(p.extFields.maxOffset, '1')
+    assert.equal(p.extFields.minOffset, '0')
+    assert.equal(p.extFields.suggestWhichBrokerId, '0')
+    const [m] = records(p.body)
+    assert.equal(m!.body.toString(), 'hello')
+    assert.equal(m!.tags, 'TagA')
+    assert.deepEqual(m!.keys, ['k1', 'k2'])
+    assert.equal(m!.msgId, sent.extFields.msgId, "the send's msgId is the one computed from the stored record")
+    assert.equal(m!.properties.CLUSTER, 'DefaultCluster')
+    assert.equal(m!.bornHost.startsWith('127.0.0.1:'), true)
+    // V1 send, same topic.
+    const v1 = await c.client.invoke(
+      c.broker.address,
+      RemotingCommand.createRequest(RequestCode.SEND_MESSAGE, { producerGroup: 'PG', topic: 'Orders', defaultTopic: 'TBW102', defaultTopicQueueNums: '4', queueId: '3', sysFlag: '0', bornTimestamp: '1', flag: '7', properties: encodeProperties({ TAGS: 'TagB' }) }, 'v1'),
+      T,
+    )
+    assert.equal(v1.code, ResponseCode.SUCCESS)
+    assert.equal(v1.extFields.queueOffset, '1')
+    // Tag filter: only TagB.
+    const tagged = await c.client.invoke(c.broker.address, pull('Orders', 3, 0, { sub: 'TagB || TagC' }), T)
+    assert.equal(tagged.code, ResponseCode.SUCCESS)
+    assert.deepEqual(records(tagged.body).map((x) => x.body.toString()), ['v1'])
+    // Statuses at the edges.
+    const none = await c.client.invoke(c.broker.address, pull('Orders', 3, 2), T)
+    assert.equal(none.code, ResponseCode.PULL_NOT_FOUND)
+    assert.equal(none.extFields.nextBeginOffset, '2')
+    const badly = await c.client.invoke(c.broker.address, pull('Orders', 3, 9), T)
+    assert.equal(badly.code, ResponseCode.PULL_OFFSET_MOVED)
+    const empty = await c.client.invoke(c.broker.address, pull('Orders', 5, 0), T)
+    assert.equal(empty.code, ResponseCode.PULL_NOT_FOUND)
+    // View by id and query by key.
+    const view = await c.client.invoke(c.broker.address, RemotingCommand.createRequest(RequestCode.VIEW_MESSAGE_BY_ID, { topic: 'Orders', offset: String(m!.physicalOffset) }), T)
+    assert.equal(records(view.body)[0]!.body.toString(), 'hello')
+    const q = await c.client.invoke(c.broker.address, RemotingCommand.createRequest(RequestCode.QUERY_MESSAGE, { topic: 'Orders', key: 'k2', maxNum: '10', beginTimestamp: '0', endTimestamp: String(Date.now() + 1000) }), T)
+    assert.equal(q.code, ResponseCode.SUCCESS, q.remark ?? '')
+    assert.deepEqual(records(q.body).map((x) => x.body.toString()), ['hello'])
+  })
+})
+
+test('a pull that finds nothing is held until a message arrives (long polling) or its suspend time ends', { timeout: 30_000 }, async () => {
+  await withCluster(async (c) => {
+    await createTopic(c, 'Poll', 1, 1)
+    const started = Date.now()
+    const waiting = c.client.invoke(c.broker.address, pull('Poll', 0, 0, { suspend: 10_000 }), 15_000)
+    await new Promise((r) => setTimeout(r, 200))
+    await c.client.invoke(c.broker.address, sendV2('Poll', 0, 'wake up'), T)
+    const p = await waiting
+    assert.equal(p.code, ResponseCode.SUCCESS)
+    assert.equal(records(p.body)[0]!.body.toString(), 'wake up')
+    assert.ok(Date.now() - started < 9000, 'answered on arrival, not at the suspend timeout')
+    const quiet = await c.client.invoke(c.broker.address, pull('Poll', 0, 1, { suspend: 300 }), 5000)
+    assert.equal(quiet.code, ResponseCode.PULL_NOT_FOUND)
+    assert.equal(quiet.extFields.nextBeginOffset, '1')
+  })
+})
+
+test('auto-created topics, permissions, queue bounds, batches', { timeout: 30_000 }, async () => {
+  await withCluster(async (c) => {
+    const auto = await c.client.invoke(c.broker.address, sendV2('NewTopic', -1, 'x'), T)
+    assert.equal(auto.code, ResponseCode.SUCCESS, auto.remark ?? '')
+    assert.ok(Number(auto.extFields.queueId) < 4)
+    const deadline = Date.now() + 5000
+    while (!(await route(c, 'NewTopic')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+    assert.deepEqual((await route(c, 'NewTopic'))?.queueDatas.map((q) => [q.readQueueNums, q.writeQueueNums, q.perm]), [[4, 4, 6]])
+    await createTopic(c, 'ReadOnly', 2, 2, 4)
+    assert.equal((await c.client.invoke(c.broker.address, sendV2('ReadOnly', 0, 'x'), T)).code, ResponseCode.NO_PERMISSION)
+    await createTopic(c, 'WriteOnly', 2, 2, 2)
+    assert.equal((await c.client.invoke(c.broker.address, pull('WriteOnly', 0, 0), T)).code, ResponseCode.NO_PERMISSION)
+    await createTopic(c, 'Shrunk', 8, 4)
+    assert.equal((await c.client.invoke(c.broker.address, sendV2('Shrunk', 5, 'x'), T)).code, ResponseCode.SYSTEM_ERROR, 'queue 5 is not writable')
+    assert.equal((await c.client.invoke(c.broker.address, pull('Shrunk', 5, 0), T)).code, ResponseCode.PULL_NOT_FOUND, 'queue 5 is readable')
+    assert.equal((await c.client.invoke(c.broker.address, pull('Shrunk', 8, 0), T)).code, ResponseCode.SYSTEM_ERROR, 'queue 8 is not')
+    // A batch: three messages with their own properties, consecutive queue offsets.
+    const entries = ['a', 'bb', 'ccc'].map((b, i) => {
+      const props = Buffer.from(encodeProperties({ TAGS: `T${i}` }))
+      const e = Buffer.alloc(22 + b.length + props.length)
+      e.writeInt32BE(e.length, 0)
+      e.writeInt32BE(0, 4)
+      e.writeInt32BE(0, 8)
+      e.writeInt32BE(i, 12)
+      e.writeInt32BE(b.length, 16)
+      e.write(b, 20)
+      e.writeInt16BE(props.length, 20 + b.length)
+      props.copy(e, 22 + b.length)
+      return e
+    })
+    const batch = RemotingCommand.createRequest(RequestCode.SEND_BATCH_MESSAGE, { a: 'PG', b: 'Shrunk', c: 'TBW102', d: '4', e: '1', f: '0', g: '1', h: '0', i: '', m: 'true' }, Buffer.concat(entries))
+    const br = await c.client.invoke(c.broker.address, batch, T)
+    assert.equal(br.code, ResponseCode.SUCCESS, br.remark ?? '')
+    assert.equal(br.extFields.msgId!.split(',').length, 3)
+    const got = records((await c.client.invoke(c.broker.address, pull('Shrunk', 1, 0), T)).body)
+    assert.deepEqual(got.map((m) => [m.body.toString(), m.tags, m.flag, m.queueOffset]), [
+      ['a', 'T0', 0, 0],
+      ['bb', 'T1', 1, 1],
+      ['ccc', 'T2', 2, 2],
+    ])
+    const bad = RemotingCommand.createRequest(RequestCode.SEND_BATCH_MESSAGE, { a: 'PG', b: 'Shrunk', c: 'TBW102', d: '4', e: '1', f: '0', g: '1', h: '0' }, Buffer.from([0, 0, 0, 99, 1, 2]))
+    assert.equal((await c.client.invoke(c.broker.address, bad, T)).code, ResponseCode.MESSAGE_ILLEGAL)
+  }, {})
+  await withCluster(async (c) => {
+    const r = await c.client.invoke(c.broker.address, sendV2('Unknown', 0, 'x'), T)
+    assert.equal(r.code, ResponseCode.TOPIC_NOT_EXIST)
+  }, { autoCreateTopicEnable: false })
+})
+
+test('heartbeats, the consumer list, offsets; topics and offsets survive a restart', { timeout: 30_000 }, async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'mqts-broker-'))
+  try {
+    let c = await startCluster(dir)
+    const heartbeat = {
+      clientID: '127.0.0.1@1',
+      producerDataSet: [{ groupName: 'PG' }],
+      consumerDataSet: [{ groupName: 'CG', consumeType: 'CONSUME_PASSIVELY', messageModel: 'CLUSTERING', consumeFromWhere: 'CONSUME_FROM_LAST_OFFSET', unitMode: false, subscriptionDataSet: [{ topic: 'Kept', subString: '*', tagsSet: [], codeSet: [], subVersion: 1, classFilterMode: false }] }],
+    }
+    const hb = await c.client.invoke(c.broker.address, RemotingCommand.createRequest(RequestCode.HEART_BEAT, {}, JSON.stringify(heartbeat)), T)
+    assert.equal(hb.code, ResponseCode.SUCCESS)
+    const list = await c.client.invoke(c.broker.address, RemotingCommand.createRequest(RequestCode.GET_CONSUMER_LIST_BY_GROUP, { consumerGroup: 'CG' }), T)
+    assert.deepEqual(JSON.parse(list.body.toString()), { consumerIdList: ['127.0.0.1@1'] })
+    await c.broker.registerAll()
+    assert.ok(await route(c, '%RETRY%CG'), "the group's retry topic is created and routed on heartbeat")
+    await createTopic(c, 'Kept', 2, 2)
+    for (let i = 0; i < 3; i++) await c.client.invoke(c.broker.address, sendV2('Kept', 0, `m${i}`), T)
+    // A pull without the SUBSCRIPTION flag uses the heartbeat's subscription.
+    const viaHeartbeat = RemotingCommand.createRequest(RequestCode.PULL_MESSAGE, { consumerGroup: 'CG', topic: 'Kept', queueId: '0', queueOffset: '0', maxMsgNums: '32', sysFlag: '0', commitOffset: '0', suspendTimeoutMillis: '0', subVersion: '1' })
+    assert.equal(records((await c.client.invoke(c.broker.address, viaHeartbeat, T)).body).length, 3)
+    const q0 = await c.client.invoke(c.broker.address, RemotingCommand.createRequest(RequestCode.QUERY_CONSUMER_OFFSET, { consumerGroup: 'CG', topic: 'Kept', queueId: '0' }), T)
+    assert.equal(q0.extFields.offset, '0', 'a new group on a queue starting at 0 reads from 0')
+    await c.client.invoke(c.broker.address, RemotingCommand.createRequest(RequestCode.UPDATE_CONSUMER_OFFSET, { consumerGroup: 'CG', topic: 'Kept', queueId: '0', commitOffset: '2' }), T)
+    await c.client.invoke(c.broker.address, RemotingCommand.createRequest(RequestCode.UPDATE_CONSUMER_OFFSET, { consumerGroup: 'CG', topic: 'Kept', queueId: '1', commitOffset: '-1' }), T)
+    const max = await c.client.invoke(c.broker.address, RemotingCommand.createRequest(RequestCode.GET_MAX_OFFSET, { topic: 'Kept', queueId: '0' }), T)
+    assert.equal(max.extFields.offset, '3')
+    await c.client.invoke(c.broker.address, RemotingCommand.createRequest(RequestCode.UNREGISTER_CLIENT, { clientID: '127.0.0.1@1', consumerGroup: 'CG' }), T)
+    const gone = await c.client.invoke(c.broker.address, RemotingCommand.createRequest(RequestCode.GET_CONSUMER_LIST_BY_GROUP, { consumerGroup: 'CG' }), T)
+    assert.equal(gone.code, ResponseCode.SYSTEM_ERROR)
+    await stopCluster(c)
+    const topicsJson = JSON.parse(await readFile(path.join(dir, 'config', 'topics.json'), 'utf8'))
+    assert.equal(topicsJson.topicConfigTable.Kept.readQueueNums, 2)
+    c = await startCluster(dir)
+    try {
+      assert.ok(await route(c, 'Kept'), 'topics come back from topics.json and are registered')
+      const q = await c.client.invoke(c.broker.address, RemotingCommand.createRequest(RequestCode.QUERY_CONSUMER_OFFSET, { consumerGroup: 'CG', topic: 'Kept', queueId: '0' }), T)
+      assert.equal(q.extFields.offset, '2')
+    } finally {
+      await stopCluster(c)
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+})
