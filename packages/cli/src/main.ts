@@ -5,7 +5,7 @@
  */
 import { Command, InvalidArgumentError } from 'commander'
 import { Admin, AdminError, formatClusters, formatRoute, table } from './admin.js'
-import { ENV, runBroker, runNamesrv, runStandalone, stopOnSignals } from './servers.js'
+import { ENV, env, runBroker, runNamesrv, runStandalone, stopOnSignals } from './servers.js'
 
 function int(value: string): number {
   const n = Number(value)
@@ -14,7 +14,7 @@ function int(value: string): number {
 }
 
 function namesrvList(value: string | undefined): string[] {
-  return (value ?? process.env[ENV.namesrv] ?? '')
+  return (value ?? env(ENV.namesrv) ?? '')
     .split(/[;,]/)
     .map((s) => s.trim())
     .filter((s) => s.length > 0)

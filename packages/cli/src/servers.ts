@@ -18,6 +18,12 @@ export const ENV = {
 
 export const DEFAULT_DATA_DIR = './data'
 
+/** An environment variable's value; an empty one counts as unset. */
+export function env(name: string): string | undefined {
+  const v = process.env[name]
+  return v === undefined || v === '' ? undefined : v
+}
+
 export const logger: Logger = {
   warn: (message, fields) => console.error(`[mqts] ${message}${fields ? ' ' + JSON.stringify(fields) : ''}`),
 }
@@ -52,9 +58,9 @@ export interface NamesrvFlags {
 
 export async function runNamesrv(flags: NamesrvFlags): Promise<NameServer> {
   const ns = await NameServer.start({
-    host: flags.host ?? process.env[ENV.host] ?? '127.0.0.1',
+    host: flags.host ?? env(ENV.host) ?? '127.0.0.1',
     port: flags.port !== undefined ? Number(flags.port) : undefined,
-    dataDir: path.join(flags.data ?? process.env[ENV.dataDir] ?? DEFAULT_DATA_DIR, 'namesrv'),
+    dataDir: path.join(flags.data ?? env(ENV.dataDir) ?? DEFAULT_DATA_DIR, 'namesrv'),
     logger,
   })
   console.log(`mqts namesrv listening on ${ns.address()}`)
@@ -81,9 +87,9 @@ export async function brokerSettings(flags: BrokerFlags): Promise<BrokerOptions>
   const set = (key: string, value: string | undefined): void => {
     if (value !== undefined) settings[key] = value
   }
-  set('namesrvAddr', process.env[ENV.namesrv])
-  set('listenHost', process.env[ENV.host])
-  const dataDir = process.env[ENV.dataDir]
+  set('namesrvAddr', env(ENV.namesrv))
+  set('listenHost', env(ENV.host))
+  const dataDir = env(ENV.dataDir)
   if (dataDir !== undefined && settings.storePathRootDir === undefined) settings.storePathRootDir = path.join(dataDir, 'store')
   set('namesrvAddr', flags.namesrv)
   set('listenHost', flags.host)
@@ -113,8 +119,8 @@ export interface StandaloneFlags {
 
 /** A nameserver and a broker in one process: the embedded default `npm start` runs. */
 export async function runStandalone(flags: StandaloneFlags): Promise<{ ns: NameServer; broker: Broker }> {
-  const data = flags.data ?? process.env[ENV.dataDir] ?? DEFAULT_DATA_DIR
-  const host = flags.host ?? process.env[ENV.host] ?? '127.0.0.1'
+  const data = flags.data ?? env(ENV.dataDir) ?? DEFAULT_DATA_DIR
+  const host = flags.host ?? env(ENV.host) ?? '127.0.0.1'
   const ns = await runNamesrv({ host, port: flags.namesrvPort ?? '9876', data })
   try {
     const broker = await runBroker({ namesrv: ns.address(), host, port: flags.brokerPort ?? '10911', data })
