@@ -328,11 +328,13 @@ test('the next file is prepared in the background and used by the put that rolls
   const indexDir = path.join(dir, 'index')
   let idx = await openTiny(dir)
   try {
-    // A spare file is made right after open, and again after each file is created.
-    await new Promise((r) => setTimeout(r, 50))
+    // A spare file is made right after open, and again after each file is created (in the
+    // background: wait for it, however loaded the machine is).
+    const spares = async (): Promise<string[]> => (await readdir(indexDir)).filter((n) => n.endsWith('.tmp'))
+    for (let waited = 0; (await spares()).length === 0 && waited < 10_000; waited += 10) await new Promise((r) => setTimeout(r, 10))
     idx.put(record(0))
     await new Promise((r) => setTimeout(r, 50))
-    const spare = (await readdir(indexDir)).filter((n) => n.endsWith('.tmp'))
+    const spare = await spares()
     assert.equal(spare.length, 1)
     for (let i = 1; i < 70; i++) idx.put(record(i))
     assert.equal(idx.files.length, 2)
