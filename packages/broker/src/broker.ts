@@ -18,7 +18,10 @@ import { adminProcessors } from './processors/admin.js'
 import { consumerProcessors } from './processors/consumer.js'
 import { pullService, type PullService } from './processors/pull.js'
 import { sendProcessor } from './processors/send.js'
+import { orderlyProcessors } from './processors/orderly.js'
+import { RebalanceLockManager } from './rebalance-lock.js'
 import { NamesrvRegistrar } from './registration.js'
+import { SUBSCRIPTION_GROUP_FILE, SubscriptionGroupManager } from './subscription-group.js'
 import { TOPICS_FILE, TopicConfigManager } from './topic-config.js'
 
 export interface BrokerOptions extends Partial<BrokerConfig> {
@@ -48,6 +51,8 @@ export class Broker {
   readonly client: RemotingClient
   store!: MessageStore
   topics!: TopicConfigManager
+  groups!: SubscriptionGroupManager
+  readonly locks = new RebalanceLockManager(Date.now)
   readonly clients: ClientManager
   readonly #logger: Logger
   readonly #ownsClient: boolean
@@ -109,6 +114,8 @@ export class Broker {
       now: Date.now,
     })
     await this.topics.load()
+    this.groups = new SubscriptionGroupManager(new NodeFileIO(), path.join(c.storePathRootDir, 'config', SUBSCRIPTION_GROUP_FILE), c.autoCreateSubscriptionGroup, c.maxReconsumeTimes, Date.now)
+    await this.groups.load()
     this.#registrar = new NamesrvRegistrar(this.client, c, this.topics, () => this.#addr, () => '', this.#logger)
     this.#offArrivals = this.store.onMessageArrived((topic, queueId, maxOffset) => this.#pull.hold.arrived(topic, queueId, maxOffset))
     this.#ready = true
@@ -148,6 +155,10 @@ export class Broker {
         return broker.topics
       },
       clients: this.clients,
+      get groups() {
+        return broker.groups
+      },
+      locks: this.locks,
       maxQueuesPerTopic: MAX_QUEUES_PER_TOPIC,
       registerSoon: () => this.#registrar.registerSoon(),
       registerNow: async () => {
@@ -161,7 +172,7 @@ export class Broker {
   #registerProcessors(): void {
     const ctx = this.#context()
     this.#pull = pullService(ctx)
-    const all = new Map<number, RequestProcessor>([...consumerProcessors(ctx), ...adminProcessors(ctx)])
+    const all = new Map<number, RequestProcessor>([...consumerProcessors(ctx), ...adminProcessors(ctx), ...orderlyProcessors(ctx)])
     const send = sendProcessor(ctx)
     all.set(RequestCode.SEND_MESSAGE, send)
     all.set(RequestCode.SEND_MESSAGE_V2, send)

@@ -4,6 +4,8 @@
  */
 import type { MessageStore, PutMessage } from '@mqts/store'
 import type { ClientManager } from './client-manager.js'
+import type { RebalanceLockManager } from './rebalance-lock.js'
+import type { SubscriptionGroupManager } from './subscription-group.js'
 import type { BrokerConfig } from './config.js'
 import type { TopicConfigManager } from './topic-config.js'
 
@@ -12,6 +14,8 @@ export interface BrokerContext {
   readonly store: MessageStore
   readonly topics: TopicConfigManager
   readonly clients: ClientManager
+  readonly groups: SubscriptionGroupManager
+  readonly locks: RebalanceLockManager
   /** Queue ids a topic may have (the store's maxQueuesPerTopic). */
   readonly maxQueuesPerTopic: number
   /** Registers with every nameserver soon (topics changed); coalesces calls. */

@@ -269,3 +269,37 @@ test('heartbeats, the consumer list, offsets; topics and offsets survive a resta
     await rm(dir, { recursive: true, force: true })
   }
 })
+
+test('queue locks for orderly consumption; subscription groups and consumer offsets listed', { timeout: 30_000 }, async () => {
+  await withCluster(async (c) => {
+    await createTopic(c, 'Ordered', 4, 4)
+    const mqSet = [0, 1, 2].map((queueId) => ({ topic: 'Ordered', brokerName: 'broker-a', queueId }))
+    const lock = async (clientId: string, set = mqSet): Promise<number[]> => {
+      const r = await c.client.invoke(c.broker.address, RemotingCommand.createRequest(RequestCode.LOCK_BATCH_MQ, {}, JSON.stringify({ consumerGroup: 'OG', clientId, onlyThisBroker: false, mqSet: set })), T)
+      assert.equal(r.code, ResponseCode.SUCCESS)
+      return (JSON.parse(r.body.toString()) as { lockOKMQSet: Array<{ queueId: number }> }).lockOKMQSet.map((m) => m.queueId).sort()
+    }
+    assert.deepEqual(await lock('c1', mqSet.slice(0, 2)), [0, 1])
+    assert.deepEqual(await lock('c2'), [2], 'queues locked by c1 are not given to c2')
+    assert.deepEqual(await lock('c1', mqSet.slice(0, 2)), [0, 1], 'c1 renews its own')
+    const unlock = await c.client.invoke(c.broker.address, RemotingCommand.createRequest(RequestCode.UNLOCK_BATCH_MQ, {}, JSON.stringify({ consumerGroup: 'OG', clientId: 'c1', mqSet })), T)
+    assert.equal(unlock.code, ResponseCode.SUCCESS)
+    assert.deepEqual(await lock('c2'), [0, 1, 2])
+    const bad = await c.client.invoke(c.broker.address, RemotingCommand.createRequest(RequestCode.LOCK_BATCH_MQ, {}, '{"clientId":1}'), T)
+    assert.equal(bad.code, ResponseCode.SYSTEM_ERROR)
+
+    await c.client.invoke(c.broker.address, sendV2('Ordered', 0, 'x'), T)
+    await c.client.invoke(c.broker.address, pull('Ordered', 0, 0), T)
+    const groups = await c.client.invoke(c.broker.address, RemotingCommand.createRequest(RequestCode.GET_ALL_SUBSCRIPTIONGROUP_CONFIG), T)
+    const table = JSON.parse(groups.body.toString()).subscriptionGroupTable
+    assert.equal(table.CG.retryMaxTimes, 16, 'a group is made with the defaults on first pull')
+    await c.client.invoke(c.broker.address, RemotingCommand.createRequest(RequestCode.UPDATE_CONSUMER_OFFSET, { consumerGroup: 'CG', topic: 'Ordered', queueId: '0', commitOffset: '1' }), T)
+    const offsets = await c.client.invoke(c.broker.address, RemotingCommand.createRequest(RequestCode.GET_ALL_CONSUMER_OFFSET), T)
+    assert.deepEqual(JSON.parse(offsets.body.toString()).offsetTable['Ordered@CG'], { '0': 1 })
+  })
+  await withCluster(async (c) => {
+    await createTopic(c, 'Closed', 1, 1)
+    const r = await c.client.invoke(c.broker.address, pull('Closed', 0, 0), T)
+    assert.equal(r.code, ResponseCode.SUBSCRIPTION_GROUP_NOT_EXIST)
+  }, { autoCreateSubscriptionGroup: false })
+})

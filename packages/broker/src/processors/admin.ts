@@ -80,6 +80,9 @@ export function adminProcessors(ctx: BrokerContext): Map<number, RequestProcesso
     return ok(undefined, encodeRemotingJson(body))
   })
 
+  p.set(RequestCode.GET_ALL_SUBSCRIPTIONGROUP_CONFIG, () => ok(undefined, encodeRemotingJson(ctx.groups.toJSON())))
+  p.set(RequestCode.GET_ALL_CONSUMER_OFFSET, () => ok(undefined, Buffer.from(ctx.store.consumerOffsets.encode(), 'utf8')))
+
   p.set(RequestCode.VIEW_MESSAGE_BY_ID, (req) => {
     const offset = headerInt(req, 'offset')
     const rec = rawRecordAt(ctx.store, offset)

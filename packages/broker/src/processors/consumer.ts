@@ -44,6 +44,7 @@ export function consumerProcessors(ctx: BrokerContext): Map<number, RequestProce
     const data = heartbeatData(req.body)
     let created = false
     for (const c of data.consumerDataSet) {
+      ctx.groups.findOrCreate(c.groupName)
       // A clustering group's retry topic exists as soon as the group does (RocketMQ makes it on
       // heartbeat), so its route is there before the first send-back.
       if (c.messageModel !== 'BROADCASTING' && !ctx.topics.get(retryTopic(c.groupName))) {

@@ -78,6 +78,9 @@ export function pullService(ctx: BrokerContext): PullService {
     if (queueId < 0 || queueId >= tc.readQueueNums) {
       return fail(ResponseCode.SYSTEM_ERROR, `queueId[${queueId}] is illegal, topic:[${topic}] topicConfig.readQueueNums:[${tc.readQueueNums}] consumer:[${channel.remoteAddress}]`)
     }
+    const sg = ctx.groups.findOrCreate(group)
+    if (!sg) return fail(ResponseCode.SUBSCRIPTION_GROUP_NOT_EXIST, `subscription group [${group}] does not exist`)
+    if (!sg.consumeEnable) return fail(ResponseCode.NO_PERMISSION, `subscription group no permission, ${group}`)
     let expression: string | undefined
     if ((sysFlag & PULL_SYS_FLAG.SUBSCRIPTION) !== 0) {
       const type = headerOptionalString(req, 'expressionType') ?? EXPRESSION_TYPE_TAG

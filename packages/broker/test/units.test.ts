@@ -1,0 +1,82 @@
+// The broker's parts alone: broker.conf parsing and config checks, queue locks with a clock, tag
+// expressions, RocketMQ's pull answers, the batch body decoder.
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { ResponseCode } from '@mqts/transport'
+import { BrokerError, decodeBatchBody, parseBrokerConf, parseTagExpression, pullAnswer, resolveBrokerConfig } from '../src/index.js'
+import { RebalanceLockManager } from '../src/rebalance-lock.js'
+
+test('broker.conf: key=value lines, comments, RocketMQ names, typed errors for bad values', () => {
+  const conf = parseBrokerConf('# comment\nbrokerClusterName = C1\nbrokerName=b1\nbrokerId=0\nnamesrvAddr=127.0.0.1:9876;127.0.0.1:9877\nflushDiskType=SYNC_FLUSH\ndeleteWhen=04\n\nautoCreateTopicEnable=false\n')
+  const ignored: string[] = []
+  const c = resolveBrokerConfig(conf, ignored)
+  assert.equal(c.brokerClusterName, 'C1')
+  assert.deepEqual(c.namesrvAddr, ['127.0.0.1:9876', '127.0.0.1:9877'])
+  assert.equal(c.flushDiskType, 'SYNC_FLUSH')
+  assert.equal(c.autoCreateTopicEnable, false)
+  assert.deepEqual(ignored, ['deleteWhen'])
+  const bad = (s: Record<string, unknown>, re: RegExp): void => {
+    assert.throws(() => resolveBrokerConfig(s), (e: unknown) => e instanceof BrokerError && e.code === 'INVALID_CONFIG' && re.test(e.message))
+  }
+  bad({ brokerId: '-1' }, /brokerId/)
+  bad({ listenPort: 70000 }, /listenPort/)
+  bad({ brokerRole: 'LEADER' }, /brokerRole/)
+  bad({ brokerId: 1 }, /SLAVE for brokerId > 0/)
+  bad({ autoCreateTopicEnable: 'yes' }, /true or false/)
+  assert.throws(() => parseBrokerConf('novalue'), (e: unknown) => e instanceof BrokerError && /line 1/.test(e.message))
+})
+
+test('queue locks: held, renewed, released, taken over after expiry', () => {
+  let now = 0
+  const locks = new RebalanceLockManager(() => now, 1000)
+  const q = (queueId: number) => ({ topic: 'T', brokerName: 'b', queueId })
+  assert.deepEqual(locks.tryLock('g', 'c1', [q(0), q(1)]), [q(0), q(1)])
+  assert.deepEqual(locks.tryLock('g', 'c2', [q(1), q(2)]), [q(2)])
+  assert.deepEqual(locks.tryLock('other', 'c2', [q(1)]), [q(1)], 'groups are separate')
+  now = 900
+  locks.tryLock('g', 'c1', [q(0)])
+  now = 1500
+  assert.deepEqual(locks.tryLock('g', 'c2', [q(0), q(1)]), [q(1)], 'q1 expired, q0 was renewed at 900')
+  locks.unlock('g', 'c1', [q(0)])
+  assert.equal(locks.holder('g', q(0)), undefined)
+  assert.equal(locks.holder('g', q(1)), 'c2')
+})
+
+test('tag expressions and pull answers as RocketMQ', () => {
+  assert.equal(parseTagExpression('*'), undefined)
+  assert.equal(parseTagExpression(''), undefined)
+  assert.deepEqual(parseTagExpression(' TagA || TagB||TagC '), ['TagA', 'TagB', 'TagC'])
+  assert.equal(parseTagExpression('TagA || *'), undefined)
+  assert.deepEqual(pullAnswer('FOUND', 3, 7), { code: ResponseCode.SUCCESS, nextBeginOffset: 7 })
+  assert.deepEqual(pullAnswer('NO_MESSAGE_IN_QUEUE', 0, 0), { code: ResponseCode.PULL_NOT_FOUND, nextBeginOffset: 0 })
+  assert.deepEqual(pullAnswer('NO_MESSAGE_IN_QUEUE', 5, 0), { code: ResponseCode.PULL_OFFSET_MOVED, nextBeginOffset: 0 })
+  assert.deepEqual(pullAnswer('OFFSET_OVERFLOW_ONE', 5, 5), { code: ResponseCode.PULL_NOT_FOUND, nextBeginOffset: 5 })
+  assert.deepEqual(pullAnswer('OFFSET_TOO_SMALL', 1, 10), { code: ResponseCode.PULL_OFFSET_MOVED, nextBeginOffset: 10 })
+  assert.deepEqual(pullAnswer('NO_MATCHED_MESSAGE', 1, 9), { code: ResponseCode.PULL_RETRY_IMMEDIATELY, nextBeginOffset: 9 })
+})
+
+test('batch bodies: entries decoded, every malformed length refused', () => {
+  const entry = (body: string, props: string, flag = 0): Buffer => {
+    const p = Buffer.from(props)
+    const e = Buffer.alloc(22 + body.length + p.length)
+    e.writeInt32BE(e.length, 0)
+    e.writeInt32BE(flag, 12)
+    e.writeInt32BE(body.length, 16)
+    e.write(body, 20)
+    e.writeInt16BE(p.length, 20 + body.length)
+    p.copy(e, 22 + body.length)
+    return e
+  }
+  const two = Buffer.concat([entry('a', 'K\u0001V\u0002', 3), entry('bcd', '')])
+  assert.deepEqual(decodeBatchBody(two).map((e) => [e.body.toString(), e.properties, e.flag]), [
+    ['a', 'K\u0001V\u0002', 3],
+    ['bcd', '', 0],
+  ])
+  for (let cut = 1; cut < two.length; cut++) {
+    if (cut === entry('a', 'K\u0001V\u0002').length) continue
+    assert.throws(() => decodeBatchBody(two.subarray(0, cut)), `a body cut at ${cut} is refused`)
+  }
+  const lying = Buffer.from(two)
+  lying.writeInt32BE(5, 0)
+  assert.throws(() => decodeBatchBody(lying))
+})
