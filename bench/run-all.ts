@@ -19,6 +19,7 @@ const MODULES: Module[] = [
   { name: 'store', file: './store.bench.js' },
   { name: 'index', file: './index.bench.js' },
   { name: 'transport', file: './transport.bench.js', optional: true },
+  { name: 'broker', file: './broker.bench.js', optional: true },
 ]
 
 interface Tagged extends BenchResult {
