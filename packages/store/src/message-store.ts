@@ -19,6 +19,7 @@ import { RetentionService, type RetentionOptions, type RetentionResult } from '.
 import {
   CQ_FILLER_SIZE,
   DEFAULT_CQ_UNITS_PER_FILE,
+  DEFAULT_DELAY_LEVELS_MS,
   DEFAULT_MAX_MESSAGE_SIZE_BYTES,
   END_FILE_MIN_BLANK_LENGTH,
   PROPERTY,
@@ -27,6 +28,7 @@ import {
   checkRecord,
   decodeMessageId,
   decodeRecord,
+  parseDelayLevels,
   parseHost,
   readStoreTimestamp,
   takesQueueOffset,
@@ -112,6 +114,12 @@ export interface MessageStoreOptions {
   /** Index file geometry: slots (5,000,000) and entries (20,000,000) per file. */
   maxHashSlotNum?: number
   maxIndexNum?: number
+  /**
+   * Delay levels, RocketMQ's messageDelayLevel ("1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m
+   * 30m 1h 2h" by default; units s m h d): a SCHEDULE_TOPIC_XXXX message's ConsumeQueue tags code is
+   * its store time + its level's delay (codec/schedule.ts).
+   */
+  messageDelayLevel?: string
 }
 
 export interface QueryByKeyOptions {
@@ -142,6 +150,8 @@ export class MessageStore {
   readonly maxRecordBytes: number
   /** What recovery found when the store was opened. */
   recovery!: RecoveryReport
+  /** The delay of each level in ms, level 1 first (messageDelayLevel). */
+  readonly delayLevelsMs: readonly number[]
   readonly commitLog: CommitLog
 
   readonly consumeQueues: ConsumeQueueSet
@@ -223,6 +233,9 @@ export class MessageStore {
     cqs.unitOwned = (physicalOffset, topic, queueId, unit) => recordClaims(this.commitLog, this.maxRecordBytes, physicalOffset, topic, queueId, unit)
     cqs.logLostItsStart = () => this.commitLog.minOffset > 0
     this.dispatcher = new Dispatcher(this.commitLog, [buildConsumeQueue], () => this.#notifyArrivals())
+    // Checked by checkStoreOptions.
+    this.delayLevelsMs = options.messageDelayLevel === undefined ? DEFAULT_DELAY_LEVELS_MS : (parseDelayLevels(options.messageDelayLevel) as number[])
+    this.dispatcher.delayLevelsMs = this.delayLevelsMs
     this.consumerOffsets = new ConsumerOffsetManager(io, path.join(this.dir, STORE_PATHS.config, CONSUMER_OFFSET_FILE), this.#now)
     this.retention = new RetentionService(
       { commitLog: this.commitLog, consumeQueues: cqs, dispatcher: this.dispatcher, io, dir: this.dir, now: this.#now, afterDelete: [] },
