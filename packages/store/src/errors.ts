@@ -22,6 +22,8 @@
  * | CORRUPT_FILE         | a data file has the wrong size or an unparsable name                |
  * | LOCKED               | another live process holds the store directory                      |
  * | OFFSET_OUT_OF_RANGE  | readCommitLog below the first byte held or past the committed end   |
+ * |                      | (or the confirm offset); setConfirmOffset past the committed end or |
+ * |                      | below what was already dispatched                                   |
  */
 import { CodedError, isDiskFull, messageOf, osErrorCode } from '@mqts/common'
 

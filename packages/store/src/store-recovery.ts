@@ -48,8 +48,16 @@ export async function recoverConsumeQueues(store: RecoveringStore, clean: boolea
   const min = log.minOffset
   const intact = await cqs.load(clean, end, min)
   const any = !cqs.all().next().done
+  // The confirm offset (confirm-offset.ts; +Infinity without one): units a killed process wrote
+  // past the value the checkpoint kept go, and the re-dispatch stops there too.
+  const confirm = dispatcher.confirmLimit
+  if (confirm < end) {
+    for (const cq of cqs.all()) {
+      if (cq.maxPhysicalEnd > confirm || (cq.maxPhysicalEnd === 0 && cq.maxOffset > cq.minOffset)) await cq.truncatePhysical(confirm)
+    }
+  }
   let from = checkpoint.values.logicsFlushedOffset
-  if (!intact || (!any && end > min) || from < min || from > end) from = min
+  if (!intact || (!any && end > min) || from < min || from > end || from > confirm) from = min
   // The index may be further behind (deleted, or rebuilt after damage).
   if (index) from = Math.min(from, Math.max(min, index.indexedUpTo))
   dispatcher.reputOffset = Math.min(from, end)
