@@ -832,7 +832,8 @@ export class MessageStore {
    * fires (once dispatched: whenDispatched() waits for it). OFFSET_OUT_OF_RANGE past
    * commitLogMaxOffset or below what was already dispatched (consumers may have seen it);
    * INVALID_ARGUMENT without confirmOffset: true. Durable with the checkpoint, synced within
-   * flushConsumeQueueIntervalMs: confirm-offset.ts has the rules.
+   * flushConsumeQueueIntervalMs (a crash before that reopens at the value synced last, a lowered
+   * one included): confirm-offset.ts has the rules.
    */
   setConfirmOffset(offset: number): void {
     if (this.status !== 'open') throw this.#notOpen()
