@@ -82,7 +82,8 @@ test('messageDelayLevel is checked at open', async () => {
 
 for (const flush of ['sync', 'async'] as const) {
   test(`every default level: the unit's tags code is store time + the level's delay, the same after a kill and after a rebuild (${flush})`, { timeout: 30_000 }, async (t) => {
-    const { options, io } = simOptions(t, { flush })
+    // No periodic ConsumeQueue flush: after the kill the recovery re-dispatches every record.
+    const { options, io } = simOptions(t, { flush, flushConsumeQueueIntervalMs: 1e9 })
     let store = await MessageStore.open({ ...options, fileIO: io })
     const expected: string[][] = []
     try {
