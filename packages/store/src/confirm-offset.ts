@@ -21,10 +21,13 @@
  * - A store that runs without it records what it dispatched there, so opening it later with
  *   `confirmOffset: true` starts from what its consumers could see.
  * - Queue offsets of records past it are assigned at append time as always; at open they are read
- *   from those records (raiseQueueOffsetsPast), since the ConsumeQueues stop at the confirm offset.
+ *   from those records (recoverPastConfirm), since the ConsumeQueues stop at the confirm offset.
  */
 import type { StoreCheckpoint } from './checkpoint.js'
 import type { CommitLog } from './commit-log.js'
+import type { IndexService } from '@mqts/index'
+import type { ConsumeQueueSet } from './consume-queue.js'
+import type { RecoveryReport } from './commit-log.js'
 import { takesQueueOffset } from './codec/index.js'
 import { Dispatcher } from './dispatcher.js'
 import { StoreError } from './errors.js'
@@ -108,12 +111,47 @@ export class ConfirmOffset {
 }
 
 /**
- * Queue offsets of the records from `from` (a record boundary: where dispatch stopped) to the end
- * of the log, which the ConsumeQueues do not hold yet: each queue's next offset for appends is
- * raised past them, as RocketMQ's topic queue table would hold them. Reads each record's header
- * and properties once (the records past the confirm offset: what replicas have not acknowledged).
+ * At open, after recoverConsumeQueues, which re-dispatched up to the confirm offset only: the
+ * records past where dispatch stopped, which the ConsumeQueues do not hold, are read once. Each
+ * queue's next offset for appends is raised past them (RocketMQ's topic queue table would hold
+ * them), and each must continue its queue densely: one past the durable offset that does not had
+ * its header torn by a power loss (the body CRC does not cover it), which the re-dispatch would
+ * have found had it gone that far. The log is cut there, as recovery cuts a torn record: the
+ * CommitLog (tail zeroed, checkpoint synced), index entries and units at or past it, and the
+ * confirm offset clamped to the new end. Below the durable offset records are trusted as written.
  */
-export function raiseQueueOffsetsPast(log: CommitLog, from: number): void {
+export async function recoverPastConfirm(
+  store: { commitLog: CommitLog; consumeQueues: ConsumeQueueSet; dispatcher: Dispatcher; index: IndexService | undefined; recovery: RecoveryReport },
+  confirm: ConfirmOffset,
+): Promise<void> {
+  const { commitLog: log, dispatcher } = store
+  const torn = raiseQueueOffsetsPast(log, dispatcher.reputOffset, store.recovery.durableOffset)
+  if (torn === undefined) return
+  const reason = `the record at ${torn.physicalOffset} has queue offset ${torn.queueOffset} where ${torn.topic}/${torn.queueId} continues at ${torn.expected}: its header was torn`
+  await log.truncateRecovered(torn.physicalOffset, reason, store.recovery)
+  for (const cq of store.consumeQueues.all()) {
+    if (cq.maxPhysicalEnd > torn.physicalOffset || (cq.maxPhysicalEnd === 0 && cq.maxOffset > cq.minOffset)) await cq.truncatePhysical(torn.physicalOffset)
+  }
+  store.index?.recover(torn.physicalOffset, true)
+  confirm.recovered()
+}
+
+/** A record past the durable offset whose queue offset does not continue its queue. */
+interface TornQueueOffset {
+  physicalOffset: number
+  topic: string
+  queueId: number
+  queueOffset: number
+  expected: number
+}
+
+/**
+ * Raises each queue's next offset past the records from `from` (a record boundary) to the end of
+ * the log; stops at the first record at or past `durableOffset` that does not continue its queue
+ * and returns it.
+ */
+export function raiseQueueOffsetsPast(log: CommitLog, from: number, durableOffset: number): TornQueueOffset | undefined {
+  let torn: TornQueueOffset | undefined
   const follower = new Dispatcher(
     log,
     [
@@ -123,7 +161,13 @@ export function raiseQueueOffsetsPast(log: CommitLog, from: number): void {
         dispatch: (req) => {
           if (!takesQueueOffset(req.sysFlag)) return
           const st = log.topics.get(req.topic) ?? log.topicState(req.topic, Buffer.from(req.topic, 'utf8'))
-          if ((st.queueOffsets[req.queueId] ?? 0) <= req.queueOffset) st.queueOffsets[req.queueId] = req.queueOffset + 1
+          const next = st.queueOffsets[req.queueId] ?? 0
+          if (req.queueOffset !== next && req.physicalOffset >= durableOffset) {
+            torn = { physicalOffset: req.physicalOffset, topic: req.topic, queueId: req.queueId, queueOffset: req.queueOffset, expected: next }
+            // Stops the pass at this record (a StoreError is kept as the pass's error).
+            throw new StoreError('CORRUPT_RECORD', 'torn queue offset')
+          }
+          if (req.queueOffset >= next) st.queueOffsets[req.queueId] = req.queueOffset + 1
         },
       },
     ],
@@ -133,7 +177,9 @@ export function raiseQueueOffsetsPast(log: CommitLog, from: number): void {
   follower.partialTail = true
   // Every listener is synchronous: the pass ends before kick returns.
   void follower.kick(true)
+  if (torn) return torn
   if (follower.lastError) throw follower.lastError
+  return undefined
 }
 
 /** The third argument of readCommitLog, checked. */

@@ -40,7 +40,7 @@ import { PutPreparer, checkTopicName, type PutMessage } from './put-prepare.js'
 import { checkIndexFits, markOpen, recordClaims, recoverConsumeQueues, syncQueueOffsets } from './store-recovery.js'
 import { checkQueueArgs, readQueue, type GetMessageRequest, type GetMessageResult } from './read-path.js'
 import { readCommitLogBytes } from './raw-read.js'
-import { ConfirmOffset, raiseQueueOffsetsPast, unconfirmedOption } from './confirm-offset.js'
+import { ConfirmOffset, recoverPastConfirm, unconfirmedOption } from './confirm-offset.js'
 import type { CommittedListener } from './commit-log.js'
 
 export type { PutMessage } from './put-prepare.js'
@@ -299,7 +299,7 @@ export class MessageStore {
         cleanShutdown,
       )
       // The ConsumeQueues stop at the confirm offset; appends continue past what lies beyond.
-      if (store.#confirm.enabled) raiseQueueOffsetsPast(store.commitLog, store.dispatcher.reputOffset)
+      if (store.#confirm.enabled) await recoverPastConfirm(store, store.#confirm)
       await store.consumerOffsets.load()
       await markOpen(io, abortFile, cleanShutdown)
       const queue = store.commitLog.queue

@@ -8,7 +8,7 @@ import * as path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { test, type TestContext } from 'node:test'
 import { MessageStore, StoreError, type FlushMode, type MessageStoreOptions, type PutResult } from '../src/index.js'
-import { CHECKPOINT, SimFileIO, decodeCheckpoint, encodeCheckpoint } from '../src/internal.js'
+import { CHECKPOINT, RECORD, SimFileIO, decodeCheckpoint, encodeCheckpoint } from '../src/internal.js'
 import { SIM_INDEX, SMALL_FILE, assertDenseLog, simDir, tempDir } from './helpers.js'
 
 function isCode(code: string): (e: unknown) => boolean {
@@ -258,6 +258,41 @@ test('key queries skip index entries past the confirm offset that outlived a kil
     store.setConfirmOffset(store.commitLogMaxOffset)
     await store.whenDispatched()
     assert.equal((await store.queryByKey('c', 'all', { maxNum: 100 })).length, 6)
+  } finally {
+    await store.close()
+  }
+})
+
+test('a record past the confirm offset and the durable offset whose queue offset was torn is cut at open, as the re-dispatch would', { timeout: 30_000 }, async (t) => {
+  const io = new SimFileIO()
+  const options = simOptions(t, 'sync')
+  let store = await MessageStore.open({ ...options, fileIO: io })
+  const rs = await putN(store, 6)
+  store.setConfirmOffset(end(rs[1]!))
+  await store.close()
+  store = await MessageStore.open({ ...options, fileIO: io })
+  const killed = io.processCrash()
+  await store.close()
+  // A power loss tore the queue offset of record 4 (the body CRC does not cover it); the
+  // checkpoint's durable offset is below it.
+  const log = killed.files.get(path.join(options.dir, 'commitlog', '00000000000000000000'))!
+  for (const b of [log.volatile, log.durable]) b.writeBigInt64BE(9n, rs[4]!.physicalOffset + RECORD.queueOffset)
+  const cp = killed.files.get(path.join(options.dir, 'checkpoint'))!
+  const values = decodeCheckpoint(cp.volatile)
+  values.physicalFlushedOffset = end(rs[2]!)
+  for (const b of [cp.volatile, cp.durable]) encodeCheckpoint(b, values)
+  store = await MessageStore.open({ ...options, fileIO: killed })
+  try {
+    assert.equal(store.recovery.truncated?.atOffset, rs[4]!.physicalOffset, 'cut at the torn record')
+    assert.equal(store.commitLogMaxOffset, rs[4]!.physicalOffset)
+    assert.equal(store.confirmOffset, end(rs[1]!))
+    assert.equal(store.maxQueueOffset('c', 0), 4)
+    const [next] = await putN(store, 1, 6)
+    assert.equal(next!.queueOffset, 4, 'the queue continues after the last sound record')
+    store.setConfirmOffset(store.commitLogMaxOffset)
+    await store.whenDispatched()
+    assert.deepEqual(await visible(store), [0, 1, 2, 3, 4])
+    await assertDenseLog(store)
   } finally {
     await store.close()
   }
