@@ -3,13 +3,18 @@
 // puts resolve by their flush mode without waiting for it, queue offsets stay dense past it; it
 // survives a clean reopen, a kill (it comes back as the checkpoint last had it, never higher, and
 // ConsumeQueue units past it go) and a power loss once synced; every misuse is a typed error.
+// Seeded power losses while it moves (POWER_LOSS_ROUNDS; SEED=<n> replays from that base seed).
 import assert from 'node:assert/strict'
 import * as path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { test, type TestContext } from 'node:test'
 import { MessageStore, StoreError, type FlushMode, type MessageStoreOptions, type PutResult } from '../src/index.js'
 import { CHECKPOINT, RECORD, SimFileIO, decodeCheckpoint, encodeCheckpoint } from '../src/internal.js'
+import { seededRandom } from '@mqts/common'
 import { SIM_INDEX, SMALL_FILE, assertDenseLog, simDir, tempDir } from './helpers.js'
+
+const BASE_SEED = process.env.SEED ? Number(process.env.SEED) : Date.now() % 1_000_000
+const POWER_LOSS_ROUNDS = 6
 
 function isCode(code: string): (e: unknown) => boolean {
   return (e) => {
@@ -321,3 +326,59 @@ test('the confirm offset is clamped to the end of the recovered log', { timeout:
   }
   await assert.rejects(async () => store.setConfirmOffset(0), isCode('NOT_OPEN'))
 })
+
+for (let round = 0; round < POWER_LOSS_ROUNDS; round++) {
+  const seed = BASE_SEED + round
+  test(`power loss while the confirm offset moves (seed ${seed}): it comes back no higher, consumers see exactly the acknowledged records below it, queues stay dense`, { timeout: 60_000 }, async (t) => {
+    const rnd = seededRandom(seed)
+    let io = new SimFileIO()
+    const options = simOptions(t, 'sync', { flushConsumeQueueIntervalMs: 5 })
+    let store = await MessageStore.open({ ...options, fileIO: io })
+    const acked: { r: PutResult; topic: string; queueId: number }[] = []
+    let confirm = 0
+    try {
+      for (let batch = 0; batch < 12; batch++) {
+        const n = 1 + Math.floor(rnd() * 10)
+        const puts = Array.from({ length: n }, (_, i) => {
+          const topic = `t${Math.floor(rnd() * 2)}`
+          const queueId = Math.floor(rnd() * 2)
+          return store.put({ topic, queueId, body: `b${batch}-${i}`.padEnd(30 + Math.floor(rnd() * 600), 'x'), keys: ['k'] }).then((r) => acked.push({ r, topic, queueId }))
+        })
+        await Promise.all(puts)
+        if (rnd() < 0.6) {
+          const pending = acked.filter((a) => end(a.r) > confirm)
+          const a = pending[Math.floor(rnd() * pending.length)]
+          confirm = !a || rnd() < 0.3 ? store.commitLogMaxOffset : a.r.physicalOffset + 1 + Math.floor(rnd() * a.r.size)
+          store.setConfirmOffset(confirm)
+        }
+        if (rnd() < 0.3) await sleep(Math.floor(rnd() * 8))
+      }
+      // More appends in flight while the power goes.
+      const inFlight = Array.from({ length: 6 }, (_, i) => store.put({ topic: 't0', queueId: 0, body: `late${i}` }).catch(() => undefined))
+      const lost = io.crash(seed)
+      await Promise.all(inFlight)
+      await store.close()
+      io = lost
+      store = await MessageStore.open({ ...options, fileIO: io })
+      const now = store.confirmOffset
+      assert.ok(now <= confirm, `confirm offset ${now} after the power loss is at most the last one set, ${confirm}`)
+      assert.ok(now <= store.commitLogMaxOffset)
+      for (const { r, topic, queueId } of acked) {
+        const got = await store.get({ topic, queueId, offset: r.queueOffset, maxMessages: 1 })
+        if (end(r) <= now) {
+          assert.equal(got.status, 'FOUND', `${topic}/${queueId}:${r.queueOffset} (ends at ${end(r)}, confirm ${now})`)
+          assert.equal(got.messages[0]!.physicalOffset, r.physicalOffset)
+        } else assert.notEqual(got.status, 'FOUND', `${topic}/${queueId}:${r.queueOffset} ends at ${end(r)}, past the confirm offset ${now}`)
+      }
+      store.setConfirmOffset(store.commitLogMaxOffset)
+      await store.whenDispatched()
+      for (const { r, topic, queueId } of acked) {
+        const got = await store.get({ topic, queueId, offset: r.queueOffset, maxMessages: 1 })
+        assert.equal(got.messages[0]?.physicalOffset, r.physicalOffset, `${topic}/${queueId}:${r.queueOffset} once confirmed`)
+      }
+      await assertDenseLog(store)
+    } finally {
+      await store.close()
+    }
+  })
+}
