@@ -166,6 +166,20 @@ export function remotingConformanceSuite(name: string, factory: ConformanceFacto
       })
     })
 
+    test('a request built with new RemotingCommand({ code }) gets a fresh opaque; a late answer to an earlier one is not taken for its answer', TIMEOUT, async () => {
+      await withHarness({}, async ({ client, address }) => {
+        const a = new RemotingCommand({ code: SLOW, extFields: { id: 'first', delayMs: '150' } })
+        const b = new RemotingCommand({ code: SLOW, extFields: { id: 'second', delayMs: '400' } })
+        assert.notEqual(a.opaque, b.opaque)
+        await rejectsWith(client.invoke(address, a, 30), 'TIMEOUT')
+        const r = await client.invoke(address, b, 5000)
+        assert.equal(r.extFields.id, 'second')
+        assert.equal(r.opaque, b.opaque)
+        const explicit = new RemotingCommand({ code: ECHO, opaque: 0 })
+        assert.equal(explicit.opaque, 0, 'an explicit opaque is kept')
+      })
+    })
+
     test('oneway requests are processed and never answered, even on error or unknown code', TIMEOUT, async () => {
       const clientLog = recordingLogger()
       await withHarness({ client: { logger: clientLog } }, async ({ client, address, seen }) => {
