@@ -84,6 +84,8 @@ function captureSettlers(resolve: (response: RemotingCommand) => void, reject: (
 }
 /** Idle checks per idleMs; see armIdleTimer. */
 const IDLE_CHECKS = 8
+/** After the first warning about answers nobody waits for, the rest are counted and logged at most this often. */
+export const UNMATCHED_RESPONSE_LOG_INTERVAL_MS = 10_000
 const RESOLVED: Promise<void> = Promise.resolve()
 
 export abstract class RemotingConnection implements Channel {
@@ -98,6 +100,9 @@ export abstract class RemotingConnection implements Channel {
   /** Traffic since the idle timer last looked; set per read or write without reading the clock. */
   private active = false
   private drainedWaiters: (() => void)[] = []
+  /** Answers to no pending request: when the last warning was logged, and how many came since. */
+  private unmatchedLoggedAt = -Infinity
+  private unmatchedSinceLog = 0
   /**
    * One timer per connection for every request's timeout, armed for the earliest deadline it
    * knows of. A timer per request costs a setTimeout/clearTimeout pair per round trip; this one
@@ -223,6 +228,7 @@ export abstract class RemotingConnection implements Channel {
     if (this.closeReason !== undefined) return
     this.closeReason = reason
     if (this.idleTimer) clearTimeout(this.idleTimer)
+    this.logUnmatchedCount()
     if (this.timeoutTimer) clearTimeout(this.timeoutTimer)
     this.timeoutTimer = undefined
     this.timeoutAt = Infinity
@@ -242,7 +248,7 @@ export abstract class RemotingConnection implements Channel {
     if (cmd.isResponse) {
       const p = this.pending.get(cmd.opaque)
       if (!p) {
-        this.owner.options.logger.warn('response without a waiting request dropped (late or unknown opaque)', { remote: this.remoteAddress, opaque: cmd.opaque, code: cmd.code })
+        this.unmatchedResponse(cmd)
         return
       }
       this.pending.delete(cmd.opaque)
@@ -256,6 +262,24 @@ export abstract class RemotingConnection implements Channel {
   /** For subclasses: bytes were sent or received. */
   protected touch(): void {
     this.active = true
+  }
+
+  /** Logs the first answer nobody waits for, then at most one count per interval: a peer may send floods of them. */
+  private unmatchedResponse(cmd: RemotingCommand): void {
+    const now = Date.now()
+    if (now - this.unmatchedLoggedAt < UNMATCHED_RESPONSE_LOG_INTERVAL_MS) {
+      this.unmatchedSinceLog++
+      return
+    }
+    this.logUnmatchedCount()
+    this.unmatchedLoggedAt = now
+    this.owner.options.logger.warn('response without a waiting request dropped (late or unknown opaque)', { remote: this.remoteAddress, opaque: cmd.opaque, code: cmd.code })
+  }
+
+  private logUnmatchedCount(): void {
+    if (this.unmatchedSinceLog === 0) return
+    this.owner.options.logger.warn(`${this.unmatchedSinceLog} more responses without a waiting request dropped (late or unknown opaque)`, { remote: this.remoteAddress })
+    this.unmatchedSinceLog = 0
   }
 
   private prepareFrame(cmd: RemotingCommand): void {
@@ -273,14 +297,16 @@ export abstract class RemotingConnection implements Channel {
       this.owner.options.logger.debug?.('response dropped: connection closed', { remote: this.remoteAddress, opaque: request.opaque })
       return
     }
-    response.opaque = request.opaque
-    response.flag |= COMMAND_FLAG.RESPONSE
-    response.flag &= ~COMMAND_FLAG.ONEWAY
-    response.serializeType = request.serializeType ?? response.serializeType
     try {
+      const problem = malformedResponse(response)
+      if (problem !== undefined) throw new TransportError('ENCODE_FAILED', `processor for code ${request.code} returned a malformed response: ${problem}`)
+      response.opaque = request.opaque
+      response.flag |= COMMAND_FLAG.RESPONSE
+      response.flag &= ~COMMAND_FLAG.ONEWAY
+      response.serializeType = request.serializeType ?? response.serializeType
       this.prepareFrame(response)
     } catch (err) {
-      // The handler's answer cannot be sent (too large, code out of range); tell the requester why.
+      // The handler's answer cannot be sent (malformed, too large, code out of range); tell the requester why.
       const fallback = RemotingCommand.createResponse(ResponseCode.SYSTEM_ERROR, (err as Error).message)
       fallback.opaque = request.opaque
       fallback.serializeType = request.serializeType
@@ -324,11 +350,27 @@ export abstract class RemotingConnection implements Channel {
       this.finishRequest(request, this.errorResponse(request, err))
       return
     }
-    if (result !== undefined && result !== null && typeof (result as Promise<unknown>).then === 'function') {
-      ;(result as Promise<RemotingCommand | void>).then(
+    if (result instanceof Promise) {
+      result.then(
         (response) => this.finishRequest(request, response ?? undefined),
         (err) => this.finishRequest(request, this.errorResponse(request, err)),
       )
+    } else if (result !== undefined && result !== null && typeof (result as unknown as PromiseLike<unknown>).then === 'function') {
+      // Another thenable: it may throw, or call back more than once; the request settles once.
+      let settled = false
+      const settle = (response: RemotingCommand | undefined) => {
+        if (settled) return
+        settled = true
+        this.finishRequest(request, response)
+      }
+      try {
+        ;(result as unknown as PromiseLike<RemotingCommand | void>).then(
+          (response) => settle(response ?? undefined),
+          (err) => settle(this.errorResponse(request, err)),
+        )
+      } catch (err) {
+        settle(this.errorResponse(request, err))
+      }
     } else {
       this.finishRequest(request, (result as RemotingCommand | void) ?? undefined)
     }
@@ -442,4 +484,22 @@ export abstract class RemotingConnection implements Channel {
     }
     this.idleTimer!.refresh()
   }
+}
+
+/**
+ * Why a processor's response cannot be sent as it is, or undefined. A non-string remark or a
+ * nested extFields value would encode as a header the peer cannot decode, so it would close the
+ * whole connection; the request is answered SYSTEM_ERROR instead.
+ */
+function malformedResponse(response: RemotingCommand): string | undefined {
+  if (!Number.isInteger(response.code)) return `code is ${String(response.code)}`
+  const remark = response.remark
+  if (remark !== null && typeof remark !== 'string') return `remark is a ${typeof remark}, not a string`
+  if (!Buffer.isBuffer(response.body)) return `body is a ${typeof response.body}, not a Buffer`
+  const ext = response.extFields
+  if (ext === null || typeof ext !== 'object') return `extFields is ${ext === null ? 'null' : `a ${typeof ext}`}`
+  for (const key in ext) {
+    if (typeof ext[key] !== 'string') return `extFields.${key} is a ${typeof ext[key]}, not a string`
+  }
+  return undefined
 }
