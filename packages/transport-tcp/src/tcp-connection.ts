@@ -3,7 +3,8 @@
  * encoded straight into a write slab shared by every connection, frames queued within one tick
  * (or while one read is processed) leave in a single write (one contiguous run of the slab, or a
  * writev when large bodies or other connections' frames split it), and senders wait once
- * `maxBufferedWriteBytes` are buffered.
+ * `maxBufferedWriteBytes` are buffered. Reading pauses while the peer leaves too many answers
+ * unread (see RemotingConnection.answerMustWait).
  */
 import type { Socket } from 'node:net'
 import { FrameDecoder, RemotingConnection, TransportError, type ConnectionOwner, type FrameEncoder, type RemotingCommand } from '@mqts/transport/internal'
@@ -33,6 +34,17 @@ function reserveSlab(bytes: number): void {
   slabUsed = 0
 }
 
+/** A frame held back until the socket has room; `promise` is what its sender waits on. */
+interface SpaceWaiter {
+  parts: Buffer[]
+  bytes: number
+  promise: Promise<void>
+  resolve: () => void
+  reject: (err: Error) => void
+  /** Its request timed out before it could be written; skipped when room comes. */
+  dropped: boolean
+}
+
 export function formatAddress(host: string | undefined, port: number | undefined): string {
   const h = host ?? 'unknown'
   return h.includes(':') ? `[${h}]:${port}` : `${h}:${port}`
@@ -45,7 +57,12 @@ export class TcpConnection extends RemotingConnection {
   private flushScheduled = false
   /** Inside onData: frames queued now (responses of synchronous processors) leave when it ends. */
   private reading = false
-  private spaceWaiters: { parts: Buffer[]; resolve: () => void; reject: (err: Error) => void }[] = []
+  private spaceWaiters: SpaceWaiter[] = []
+  /** Bytes of the frames in spaceWaiters, dropped ones left out. */
+  private waitingBytes = 0
+  private droppedWaiters = 0
+  /** The waiter of each promise waitForSpace returned, for dropWaitingFrame. */
+  private readonly waiterOf = new WeakMap<Promise<void>, SpaceWaiter>()
   private readonly flushBound = () => this.flush()
   private readonly commandBound = (cmd: RemotingCommand) => this.handleCommand(cmd)
   /** The socket holds the process open while connected, and pending requests end with it. */
@@ -67,7 +84,10 @@ export class TcpConnection extends RemotingConnection {
     this.decoder = new FrameDecoder(owner.options.maxFrameBytes)
     socket.setNoDelay(true)
     socket.on('data', (chunk: Buffer) => this.onData(chunk))
-    socket.on('drain', () => this.releaseWaiters())
+    socket.on('drain', () => {
+      this.releaseWaiters()
+      this.writeProgress()
+    })
     socket.on('error', (err) => {
       this.owner.options.logger.debug?.('socket error', { remote: this.remoteAddress, error: err.message })
       this.shutdown(`socket error: ${err.message}`, 'CONNECTION_LOST')
@@ -115,7 +135,11 @@ export class TcpConnection extends RemotingConnection {
     this.flush()
     const waiters = this.spaceWaiters
     this.spaceWaiters = []
-    for (const w of waiters) w.reject(new TransportError('SEND_FAILED', `connection to ${this.remoteAddress} closed before the frame was written`))
+    this.waitingBytes = 0
+    this.droppedWaiters = 0
+    const unsent = waiters.filter((w) => !w.dropped)
+    if (unsent.length > 0) this.owner.options.logger.debug?.('frames never written: connection closed', { remote: this.remoteAddress, frames: unsent.length })
+    for (const w of unsent) w.reject(new TransportError('SEND_FAILED', `connection to ${this.remoteAddress} closed before the frame was written`))
     if (this.socket.destroyed) return
     this.socket.end()
     const timer = setTimeout(() => this.socket.destroy(), CLOSE_FLUSH_MS)
@@ -128,9 +152,34 @@ export class TcpConnection extends RemotingConnection {
     return this.queuedBytes + this.socket.writableLength
   }
 
+  override unsentBytes(): number {
+    return this.queuedBytes + this.socket.writableLength + this.waitingBytes
+  }
+
+  protected override pauseReading(): void {
+    this.socket.pause()
+  }
+
+  protected override resumeReading(): void {
+    this.socket.resume()
+  }
+
+  protected override dropWaitingFrame(write: Promise<void>): void {
+    // Marked rather than spliced out: thousands of requests may time out at once.
+    const w = this.waiterOf.get(write)
+    if (w === undefined || w.dropped || this.closed) return
+    w.dropped = true
+    this.waitingBytes -= w.bytes
+    if (++this.droppedWaiters === this.spaceWaiters.length) {
+      this.spaceWaiters = []
+      this.droppedWaiters = 0
+    }
+    w.reject(new TransportError('SEND_FAILED', `frame to ${this.remoteAddress} dropped before it was written`))
+  }
+
   /** Frames whose senders wait for room. */
   get waitingFrames(): number {
-    return this.spaceWaiters.length
+    return this.spaceWaiters.length - this.droppedWaiters
   }
 
   private mustWait(): boolean {
@@ -138,7 +187,17 @@ export class TcpConnection extends RemotingConnection {
   }
 
   private waitForSpace(parts: Buffer[]): Promise<void> {
-    return new Promise<void>((resolve, reject) => this.spaceWaiters.push({ parts, resolve, reject }))
+    let bytes = 0
+    for (const part of parts) bytes += part.length
+    const waiter = { parts, bytes, dropped: false } as SpaceWaiter
+    waiter.promise = new Promise<void>((resolve, reject) => {
+      waiter.resolve = resolve
+      waiter.reject = reject
+    })
+    this.spaceWaiters.push(waiter)
+    this.waitingBytes += bytes
+    this.waiterOf.set(waiter.promise, waiter)
+    return waiter.promise
   }
 
   private enqueue(parts: Buffer[]): void {
@@ -192,6 +251,7 @@ export class TcpConnection extends RemotingConnection {
       this.touch()
       this.socket.write(run.subarray(this.runStart, this.runEnd))
       if (this.spaceWaiters.length > 0) this.releaseWaiters()
+      this.writeProgress()
       return
     }
     this.closeRun()
@@ -212,11 +272,17 @@ export class TcpConnection extends RemotingConnection {
       this.socket.uncork()
     }
     if (this.spaceWaiters.length > 0) this.releaseWaiters()
+    this.writeProgress()
   }
 
   private releaseWaiters(): void {
     while (this.spaceWaiters.length > 0 && this.bufferedBytes() < this.maxBufferedWriteBytes && !this.closed) {
       const w = this.spaceWaiters.shift()!
+      if (w.dropped) {
+        this.droppedWaiters--
+        continue
+      }
+      this.waitingBytes -= w.bytes
       this.enqueue(w.parts)
       w.resolve()
     }

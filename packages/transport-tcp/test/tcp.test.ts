@@ -207,7 +207,7 @@ test('a peer that stops reading makes senders wait; the buffer stays bounded; re
   await new Promise<void>((resolve) => stalled.listen(0, '127.0.0.1', resolve))
   const address = `127.0.0.1:${(stalled.address() as net.AddressInfo).port}`
   const bound = 256 * 1024
-  const client = new TcpRemotingClient({ logger: quiet, maxBufferedWriteBytes: bound })
+  const client = new TcpRemotingClient({ logger: quiet, maxBufferedWriteBytes: bound, maxUnsentBytesPerConnection: 64 * 1024 * 1024 })
   try {
     const connection = (await client.channel(address)) as unknown as TcpConnection
     const body = Buffer.alloc(64 * 1024)

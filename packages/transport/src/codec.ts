@@ -550,7 +550,8 @@ export class FrameEncoder {
       if (s.code === code && s.flag === flag && s.language === language && s.version === version) return s
     }
     // Built by encodeJsonHeaderText itself, so both paths always write the same bytes.
-    const model = new RemotingCommand({ code: 0 })
+    // opaque 0: one digit, which the prefix cuts off just before the suffix.
+    const model = new RemotingCommand({ code: 0, opaque: 0 })
     model.code = code
     model.flag = flag
     model.language = language

@@ -66,7 +66,9 @@ export class RemotingCommand {
     this.code = init.code
     this.language = init.language ?? DEFAULT_LANGUAGE
     this.version = init.version ?? CURRENT_VERSION
-    this.opaque = init.opaque ?? 0
+    // Every command gets its own id unless given one, as RocketMQ's constructor does: a request
+    // built here must never share an opaque with an earlier one whose answer may still arrive.
+    this.opaque = init.opaque ?? nextOpaque()
     this.flag = init.flag ?? 0
     this.remark = init.remark ?? null
     this.extFields = init.extFields ?? {}
@@ -76,7 +78,7 @@ export class RemotingCommand {
 
   /** A request with a fresh opaque from the process-wide counter. */
   static createRequest(code: number, extFields?: Record<string, string>, body?: Buffer | Uint8Array | string): RemotingCommand {
-    return new RemotingCommand({ code, opaque: nextOpaque(), extFields: extFields ? { ...extFields } : {}, body })
+    return new RemotingCommand({ code, extFields: extFields ? { ...extFields } : {}, body })
   }
 
   /** A response; the server fills in `opaque` and the serialization from the request it answers. */

@@ -3,8 +3,9 @@
  * `remotingConformanceSuite('tcp', factory)`; the factory starts a server with the given options and
  * returns it with a client and the address to reach it.
  *
- * Checks: round trips in both serializations, system responses (3, 1, 2), oneway silence,
- * correlation under reordering, timeouts that clean up, server-to-client requests, events,
+ * Checks: round trips in both serializations, system responses (3, 1, 2), malformed processor
+ * results answered SYSTEM_ERROR, fresh opaques, rate-limited warnings for unmatched answers,
+ * oneway silence, correlation under reordering, timeouts that clean up, server-to-client requests, events,
  * deferred responses, copy semantics, idle close, frame limits, reconnects, graceful stop, and
  * calls on closing and closed objects.
  */
@@ -35,6 +36,7 @@ const THROWS = 102
 const NEVER = 103
 const DEFERRED = 104
 const ONEWAY_SINK = 105
+const MALFORMED = 106
 
 function recordingLogger(): Logger & { lines: string[] } {
   const lines: string[] = []
@@ -78,6 +80,25 @@ function installProcessors(server: RemotingServer, seen: RemotingCommand[]): voi
   server.registerProcessor(NEVER, () => new Promise<void>(() => {}))
   server.registerProcessor(DEFERRED, (request, channel) => {
     setTimeout(() => void channel.respond(request, RemotingCommand.createResponse(ResponseCode.SUCCESS, 'later')), 20)
+  })
+  // Results a processor should not give; each must become SYSTEM_ERROR for that request only.
+  server.registerProcessor(MALFORMED, (request) => {
+    const kind = request.extFields.kind
+    const response = RemotingCommand.createResponse(ResponseCode.SUCCESS)
+    if (kind === 'then-throws') {
+      return {
+        then() {
+          throw new Error('then exploded')
+        },
+      } as unknown as Promise<RemotingCommand>
+    }
+    if (kind === 'remark') (response as unknown as { remark: unknown }).remark = 42
+    if (kind === 'ext') (response.extFields as Record<string, unknown>).nested = { a: 1 }
+    if (kind === 'body') (response as unknown as { body: unknown }).body = 'not a buffer'
+    if (kind === 'code') response.code = 1.5
+    if (kind === 'object') return { code: 0, remark: 'looks like a command' } as unknown as RemotingCommand
+    if (kind === 'async-remark') return Promise.resolve(Object.assign(response, { remark: { text: 'x' } as unknown as string }))
+    return response
   })
   server.registerProcessor(ONEWAY_SINK, (request) => {
     seen.push(request)
@@ -163,6 +184,54 @@ export function remotingConformanceSuite(name: string, factory: ConformanceFacto
         assert.equal(r.remark, 'disk on fire')
         const ok = await client.invoke(address, RemotingCommand.createRequest(ECHO), 3000)
         assert.equal(ok.code, ResponseCode.SUCCESS)
+      })
+    })
+
+    test('a malformed processor result gets SYSTEM_ERROR for that request; the connection stays open', TIMEOUT, async () => {
+      await withHarness({}, async ({ server, client, address }) => {
+        let closes = 0
+        server.on('close', () => closes++)
+        const before = await client.channel(address)
+        for (const kind of ['then-throws', 'remark', 'ext', 'body', 'code', 'object', 'async-remark']) {
+          const r = await client.invoke(address, RemotingCommand.createRequest(MALFORMED, { kind }), 3000)
+          assert.equal(r.code, ResponseCode.SYSTEM_ERROR, kind)
+          assert.equal(typeof r.remark, 'string', kind)
+          assert.equal((await client.invoke(address, RemotingCommand.createRequest(ECHO), 3000)).code, ResponseCode.SUCCESS, kind)
+        }
+        assert.equal(await client.channel(address), before, 'same connection throughout')
+        assert.equal(before.closed, false)
+        assert.equal(closes, 0)
+      })
+    })
+
+    test('a request built with new RemotingCommand({ code }) gets a fresh opaque; a late answer to an earlier one is not taken for its answer', TIMEOUT, async () => {
+      await withHarness({}, async ({ client, address }) => {
+        const a = new RemotingCommand({ code: SLOW, extFields: { id: 'first', delayMs: '150' } })
+        const b = new RemotingCommand({ code: SLOW, extFields: { id: 'second', delayMs: '400' } })
+        assert.notEqual(a.opaque, b.opaque)
+        await rejectsWith(client.invoke(address, a, 30), 'TIMEOUT')
+        const r = await client.invoke(address, b, 5000)
+        assert.equal(r.extFields.id, 'second')
+        assert.equal(r.opaque, b.opaque)
+        const explicit = new RemotingCommand({ code: ECHO, opaque: 0 })
+        assert.equal(explicit.opaque, 0, 'an explicit opaque is kept')
+      })
+    })
+
+    test('answers nobody waits for are logged once, then counted, not once per frame', TIMEOUT, async () => {
+      const serverLog = recordingLogger()
+      await withHarness({ server: { logger: serverLog } }, async ({ client, address }) => {
+        const channel = await client.channel(address)
+        const frames = 3000
+        for (let i = 0; i < frames; i++) {
+          const stray = new RemotingCommand({ code: ECHO, opaque: 1_000_000 + i })
+          await channel.respond(stray, RemotingCommand.createResponse(ResponseCode.SUCCESS, 'nobody asked'))
+        }
+        // Frames arrive in order: once this is answered, every stray answer has been seen.
+        assert.equal((await client.invoke(address, RemotingCommand.createRequest(ECHO), 5000)).code, ResponseCode.SUCCESS)
+        const lines = serverLog.lines.filter((l) => l.includes('without a waiting request'))
+        assert.ok(lines.length >= 1, 'the first one is logged')
+        assert.ok(lines.length <= 3, `${lines.length} lines for ${frames} unmatched answers`)
       })
     })
 
@@ -369,7 +438,8 @@ export function remotingConformanceSuite(name: string, factory: ConformanceFacto
     test('graceful stop gives up on stuck requests after its timeout', TIMEOUT, async () => {
       await withHarness({}, async ({ server, client, address }) => {
         const stuck = rejectsWith(client.invoke(address, RemotingCommand.createRequest(NEVER), 10_000), 'CONNECTION_LOST')
-        await sleep(30)
+        // Stop only once the request is being processed: on a loaded machine connecting can take a while.
+        await until(() => server.channels().some((c) => c.inFlight === 1))
         const begin = Date.now()
         await server.stop({ timeoutMs: 100 })
         assert.ok(Date.now() - begin < 2000)

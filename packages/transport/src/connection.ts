@@ -15,6 +15,8 @@ export interface ResolvedConnectionOptions {
   maxInFlightPerConnection: number
   maxOnewayInFlightPerConnection: number
   maxPendingPerConnection: number
+  maxUnsentBytesPerConnection: number
+  unsentStallCloseMs: number
   idleMs: number
   serializeType: SerializeType
   logger: Logger
@@ -26,6 +28,8 @@ export function resolveConnectionOptions(options: ConnectionOptions = {}): Resol
     maxInFlightPerConnection: options.maxInFlightPerConnection ?? DEFAULT_CONNECTION_LIMITS.maxInFlightPerConnection,
     maxOnewayInFlightPerConnection: options.maxOnewayInFlightPerConnection ?? DEFAULT_CONNECTION_LIMITS.maxOnewayInFlightPerConnection,
     maxPendingPerConnection: options.maxPendingPerConnection ?? DEFAULT_CONNECTION_LIMITS.maxPendingPerConnection,
+    maxUnsentBytesPerConnection: options.maxUnsentBytesPerConnection ?? DEFAULT_CONNECTION_LIMITS.maxUnsentBytesPerConnection,
+    unsentStallCloseMs: options.unsentStallCloseMs ?? DEFAULT_CONNECTION_LIMITS.unsentStallCloseMs,
     idleMs: options.idleMs ?? DEFAULT_CONNECTION_LIMITS.idleMs,
     serializeType: options.serializeType ?? SerializeType.JSON,
     logger: options.logger ?? consoleLogger,
@@ -34,6 +38,8 @@ export function resolveConnectionOptions(options: ConnectionOptions = {}): Resol
   if (!(r.maxInFlightPerConnection >= 1)) throw new RangeError('maxInFlightPerConnection must be >= 1')
   if (!(r.maxOnewayInFlightPerConnection >= 1)) throw new RangeError('maxOnewayInFlightPerConnection must be >= 1')
   if (!(r.maxPendingPerConnection >= 1)) throw new RangeError('maxPendingPerConnection must be >= 1')
+  if (!(r.maxUnsentBytesPerConnection >= 1)) throw new RangeError(`maxUnsentBytesPerConnection must be >= 1, got ${r.maxUnsentBytesPerConnection}`)
+  if (!(r.unsentStallCloseMs >= 0)) throw new RangeError(`unsentStallCloseMs must be >= 0, got ${r.unsentStallCloseMs}`)
   if (!(r.idleMs >= 0)) throw new RangeError('idleMs must be >= 0')
   return r
 }
@@ -71,6 +77,8 @@ interface PendingRequest {
   deadline: number
   timeoutMs: number
   code: number
+  /** While the request's frame waits for room in the transport: the wait, to drop it on timeout. */
+  write: Promise<void> | undefined
 }
 
 let connectionCounter = 0
@@ -84,6 +92,8 @@ function captureSettlers(resolve: (response: RemotingCommand) => void, reject: (
 }
 /** Idle checks per idleMs; see armIdleTimer. */
 const IDLE_CHECKS = 8
+/** After the first warning about answers nobody waits for, the rest are counted and logged at most this often. */
+export const UNMATCHED_RESPONSE_LOG_INTERVAL_MS = 10_000
 const RESOLVED: Promise<void> = Promise.resolve()
 
 export abstract class RemotingConnection implements Channel {
@@ -98,6 +108,16 @@ export abstract class RemotingConnection implements Channel {
   /** Traffic since the idle timer last looked; set per read or write without reading the clock. */
   private active = false
   private drainedWaiters: (() => void)[] = []
+  /** Answers whose frame waits for room in the transport. */
+  private waitingAnswers = 0
+  /** Reading stopped: the peer does not take our answers (see answerMustWait). */
+  private readingPaused = false
+  private stallTimer: NodeJS.Timeout | undefined
+  /** Closed by closeStalled, which logged why. */
+  private stalled = false
+  /** Answers to no pending request: when the last warning was logged, and how many came since. */
+  private unmatchedLoggedAt = -Infinity
+  private unmatchedSinceLog = 0
   /**
    * One timer per connection for every request's timeout, armed for the earliest deadline it
    * knows of. A timer per request costs a setTimeout/clearTimeout pair per round trip; this one
@@ -139,6 +159,19 @@ export abstract class RemotingConnection implements Channel {
   }
   /** Flushes what is queued and releases the underlying I/O. Called once. */
   protected abstract closeTransport(): void
+  /** Stops taking bytes from the peer until resumeReading(); a transport that cannot leaves it a no-op. */
+  protected pauseReading(): void {}
+  protected resumeReading(): void {}
+  /**
+   * Drops a frame still waiting for room, identified by the promise writeFrame or writePrepared
+   * returned for it (a request that timed out before it could be sent).
+   */
+  protected dropWaitingFrame(_write: Promise<void>): void {}
+
+  /** Bytes queued for the peer that it has not taken yet, the frames waiting for room included. */
+  unsentBytes(): number {
+    return 0
+  }
 
   get closed(): boolean {
     return this.closeReason !== undefined
@@ -158,6 +191,8 @@ export abstract class RemotingConnection implements Channel {
     if (this.pending.size >= this.owner.options.maxPendingPerConnection) {
       return Promise.reject(new TransportError('TOO_MANY_REQUESTS', `${this.pending.size} requests outstanding on ${this.remoteAddress}`, { details: { address: this.remoteAddress } }))
     }
+    const overBound = this.unsentError()
+    if (overBound !== undefined) return Promise.reject(overBound)
     const opaque = request.opaque
     if (this.pending.has(opaque)) {
       return Promise.reject(new TransportError('SEND_FAILED', `opaque ${opaque} is already outstanding on ${this.remoteAddress}; create a new request`))
@@ -173,7 +208,8 @@ export abstract class RemotingConnection implements Channel {
     const delayMs = timeoutMs >= 1 && timeoutMs <= 0x7fffffff ? timeoutMs : 1
     const deadline = performance.now() + delayMs
     const response = new Promise<RemotingCommand>(captureSettlers)
-    this.pending.set(opaque, { resolve: capturedResolve, reject: capturedReject, deadline, timeoutMs, code })
+    const entry: PendingRequest = { resolve: capturedResolve, reject: capturedReject, deadline, timeoutMs, code, write: undefined }
+    this.pending.set(opaque, entry)
     this.armTimeout(deadline)
     let written: void | Promise<void>
     try {
@@ -182,12 +218,20 @@ export abstract class RemotingConnection implements Channel {
       this.failPending(opaque, err)
       return response
     }
-    if (written) written.catch((err) => this.failPending(opaque, err))
+    if (written) {
+      entry.write = written
+      written.then(
+        () => (entry.write = undefined),
+        (err) => this.failPending(opaque, err),
+      )
+    }
     return response
   }
 
   invokeOneway(request: RemotingCommand): Promise<void> {
     if (this.closeReason !== undefined) return Promise.reject(this.closedError('SEND_FAILED'))
+    const overBound = this.unsentError()
+    if (overBound !== undefined) return Promise.reject(overBound)
     request.flag = (request.flag & ~COMMAND_FLAG.RESPONSE) | COMMAND_FLAG.ONEWAY
     try {
       this.prepareFrame(request)
@@ -223,6 +267,12 @@ export abstract class RemotingConnection implements Channel {
     if (this.closeReason !== undefined) return
     this.closeReason = reason
     if (this.idleTimer) clearTimeout(this.idleTimer)
+    if (this.stallTimer) clearTimeout(this.stallTimer)
+    this.logUnmatchedCount()
+    // Answers parked for a peer that did not read them go with the connection: one line, not one each.
+    if (this.waitingAnswers > 0 && !this.stalled) {
+      this.owner.options.logger.warn(`closing connection to ${this.remoteAddress} (${reason}): ${this.waitingAnswers} answers the peer did not read are dropped`, { remote: this.remoteAddress })
+    }
     if (this.timeoutTimer) clearTimeout(this.timeoutTimer)
     this.timeoutTimer = undefined
     this.timeoutAt = Infinity
@@ -242,7 +292,7 @@ export abstract class RemotingConnection implements Channel {
     if (cmd.isResponse) {
       const p = this.pending.get(cmd.opaque)
       if (!p) {
-        this.owner.options.logger.warn('response without a waiting request dropped (late or unknown opaque)', { remote: this.remoteAddress, opaque: cmd.opaque, code: cmd.code })
+        this.unmatchedResponse(cmd)
         return
       }
       this.pending.delete(cmd.opaque)
@@ -256,6 +306,75 @@ export abstract class RemotingConnection implements Channel {
   /** For subclasses: bytes were sent or received. */
   protected touch(): void {
     this.active = true
+  }
+
+  /** For subclasses: queued bytes were written; reading resumes once half the bound is left. */
+  protected writeProgress(): void {
+    if (!this.readingPaused || this.unsentBytes() > this.owner.options.maxUnsentBytesPerConnection / 2) return
+    this.readingPaused = false
+    if (this.stallTimer) clearTimeout(this.stallTimer)
+    this.stallTimer = undefined
+    if (this.closeReason === undefined) this.resumeReading()
+  }
+
+  private unsentError(): TransportError | undefined {
+    const limit = this.owner.options.maxUnsentBytesPerConnection
+    const unsent = this.unsentBytes()
+    if (unsent < limit) return undefined
+    return new TransportError('TOO_MANY_REQUESTS', `${unsent} bytes queued for ${this.remoteAddress} are not sent yet, limit ${limit} (maxUnsentBytesPerConnection): the peer is not reading`, {
+      details: { address: this.remoteAddress, unsentBytes: unsent, limit },
+    })
+  }
+
+  /**
+   * An answer must wait for room: the peer is slower to read than it sends. Past the bound stop
+   * reading its requests, which would only park more answers here; if it stays there, close it.
+   * Only answers do this: pausing for our own requests could stop both sides at once.
+   */
+  private answerMustWait(written: Promise<void>): Promise<void> {
+    this.waitingAnswers++
+    const opts = this.owner.options
+    if (!this.readingPaused && this.unsentBytes() >= opts.maxUnsentBytesPerConnection) {
+      this.readingPaused = true
+      this.pauseReading()
+      if (opts.unsentStallCloseMs > 0) {
+        this.stallTimer = setTimeout(() => this.closeStalled(), opts.unsentStallCloseMs)
+        this.stallTimer.unref()
+      }
+    }
+    return written.finally(() => this.waitingAnswers--)
+  }
+
+  private closeStalled(): void {
+    this.stallTimer = undefined
+    if (!this.readingPaused || this.closeReason !== undefined) return
+    const unsent = this.unsentBytes()
+    const opts = this.owner.options
+    opts.logger.warn(`closing connection from ${this.remoteAddress}: ${unsent} bytes of answers unsent for ${opts.unsentStallCloseMs} ms (maxUnsentBytesPerConnection ${opts.maxUnsentBytesPerConnection}); the peer does not read`, {
+      remote: this.remoteAddress,
+      unsentBytes: unsent,
+      waitingAnswers: this.waitingAnswers,
+    })
+    this.stalled = true
+    this.shutdown('peer does not read its answers', 'CONNECTION_LOST')
+  }
+
+  /** Logs the first answer nobody waits for, then at most one count per interval: a peer may send floods of them. */
+  private unmatchedResponse(cmd: RemotingCommand): void {
+    const now = Date.now()
+    if (now - this.unmatchedLoggedAt < UNMATCHED_RESPONSE_LOG_INTERVAL_MS) {
+      this.unmatchedSinceLog++
+      return
+    }
+    this.logUnmatchedCount()
+    this.unmatchedLoggedAt = now
+    this.owner.options.logger.warn('response without a waiting request dropped (late or unknown opaque)', { remote: this.remoteAddress, opaque: cmd.opaque, code: cmd.code })
+  }
+
+  private logUnmatchedCount(): void {
+    if (this.unmatchedSinceLog === 0) return
+    this.owner.options.logger.warn(`${this.unmatchedSinceLog} more responses without a waiting request dropped (late or unknown opaque)`, { remote: this.remoteAddress })
+    this.unmatchedSinceLog = 0
   }
 
   private prepareFrame(cmd: RemotingCommand): void {
@@ -273,20 +392,23 @@ export abstract class RemotingConnection implements Channel {
       this.owner.options.logger.debug?.('response dropped: connection closed', { remote: this.remoteAddress, opaque: request.opaque })
       return
     }
-    response.opaque = request.opaque
-    response.flag |= COMMAND_FLAG.RESPONSE
-    response.flag &= ~COMMAND_FLAG.ONEWAY
-    response.serializeType = request.serializeType ?? response.serializeType
     try {
+      const problem = malformedResponse(response)
+      if (problem !== undefined) throw new TransportError('ENCODE_FAILED', `processor for code ${request.code} returned a malformed response: ${problem}`)
+      response.opaque = request.opaque
+      response.flag |= COMMAND_FLAG.RESPONSE
+      response.flag &= ~COMMAND_FLAG.ONEWAY
+      response.serializeType = request.serializeType ?? response.serializeType
       this.prepareFrame(response)
     } catch (err) {
-      // The handler's answer cannot be sent (too large, code out of range); tell the requester why.
+      // The handler's answer cannot be sent (malformed, too large, code out of range); tell the requester why.
       const fallback = RemotingCommand.createResponse(ResponseCode.SYSTEM_ERROR, (err as Error).message)
       fallback.opaque = request.opaque
       fallback.serializeType = request.serializeType
       this.prepareFrame(fallback)
     }
-    return this.writePrepared(this.encoder)
+    const written = this.writePrepared(this.encoder)
+    return written ? this.answerMustWait(written) : undefined
   }
 
   private handleRequest(request: RemotingCommand): void {
@@ -324,11 +446,27 @@ export abstract class RemotingConnection implements Channel {
       this.finishRequest(request, this.errorResponse(request, err))
       return
     }
-    if (result !== undefined && result !== null && typeof (result as Promise<unknown>).then === 'function') {
-      ;(result as Promise<RemotingCommand | void>).then(
+    if (result instanceof Promise) {
+      result.then(
         (response) => this.finishRequest(request, response ?? undefined),
         (err) => this.finishRequest(request, this.errorResponse(request, err)),
       )
+    } else if (result !== undefined && result !== null && typeof (result as unknown as PromiseLike<unknown>).then === 'function') {
+      // Another thenable: it may throw, or call back more than once; the request settles once.
+      let settled = false
+      const settle = (response: RemotingCommand | undefined) => {
+        if (settled) return
+        settled = true
+        this.finishRequest(request, response)
+      }
+      try {
+        ;(result as unknown as PromiseLike<RemotingCommand | void>).then(
+          (response) => settle(response ?? undefined),
+          (err) => settle(this.errorResponse(request, err)),
+        )
+      } catch (err) {
+        settle(this.errorResponse(request, err))
+      }
     } else {
       this.finishRequest(request, (result as RemotingCommand | void) ?? undefined)
     }
@@ -355,16 +493,32 @@ export abstract class RemotingConnection implements Channel {
         failed = true
         failure = err
       }
-      if (written) written.catch((err) => this.owner.connectionError(this, err as Error))
+      if (written) {
+        // An answer waiting for room still counts against the in-flight limit, so a peer that does
+        // not read gets SYSTEM_BUSY instead of parking answers without bound.
+        written.then(
+          () => this.releaseRequest(false),
+          (err) => {
+            this.releaseRequest(false)
+            // Closing drops parked answers on purpose; the transport logs that once.
+            if (this.closeReason === undefined) this.owner.connectionError(this, err as Error)
+          },
+        )
+        return
+      }
     }
-    if (request.isOneway) this.inFlightOneway--
+    this.releaseRequest(request.isOneway)
+    if (failed) this.owner.connectionError(this, failure as Error)
+  }
+
+  private releaseRequest(oneway: boolean): void {
+    if (oneway) this.inFlightOneway--
     else this.inFlightRequests--
     if (this.inFlight === 0 && this.drainedWaiters.length > 0) {
       const waiters = this.drainedWaiters
       this.drainedWaiters = []
       for (const w of waiters) w()
     }
-    if (failed) this.owner.connectionError(this, failure as Error)
   }
 
   private failPending(opaque: number, err: unknown): void {
@@ -405,7 +559,11 @@ export abstract class RemotingConnection implements Channel {
       else if (deadline < next) next = deadline
     }
     if (expired !== undefined) {
-      for (const [opaque] of expired) this.pending.delete(opaque)
+      for (const [opaque, p] of expired) {
+        this.pending.delete(opaque)
+        // Never sent: the frame goes too, so a peer that does not read does not collect them.
+        if (p.write !== undefined) this.dropWaitingFrame(p.write)
+      }
       for (const [opaque, p] of expired) {
         const timeoutMs = p.timeoutMs
         p.reject(new TransportError('TIMEOUT', `no response from ${this.remoteAddress} within ${timeoutMs} ms (code ${p.code}, opaque ${opaque})`, { details: { address: this.remoteAddress, opaque, timeoutMs } }))
@@ -442,4 +600,22 @@ export abstract class RemotingConnection implements Channel {
     }
     this.idleTimer!.refresh()
   }
+}
+
+/**
+ * Why a processor's response cannot be sent as it is, or undefined. A non-string remark or a
+ * nested extFields value would encode as a header the peer cannot decode, so it would close the
+ * whole connection; the request is answered SYSTEM_ERROR instead.
+ */
+function malformedResponse(response: RemotingCommand): string | undefined {
+  if (!Number.isInteger(response.code)) return `code is ${String(response.code)}`
+  const remark = response.remark
+  if (remark !== null && typeof remark !== 'string') return `remark is a ${typeof remark}, not a string`
+  if (!Buffer.isBuffer(response.body)) return `body is a ${typeof response.body}, not a Buffer`
+  const ext = response.extFields
+  if (ext === null || typeof ext !== 'object') return `extFields is ${ext === null ? 'null' : `a ${typeof ext}`}`
+  for (const key in ext) {
+    if (typeof ext[key] !== 'string') return `extFields.${key} is a ${typeof ext[key]}, not a string`
+  }
+  return undefined
 }

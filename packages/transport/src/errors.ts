@@ -10,7 +10,8 @@
  * | CONNECT_FAILED   | yes       | could not open a connection to the address                     |
  * | SEND_FAILED      | yes       | the connection broke before the frame was written              |
  * | CONNECTION_LOST  | yes       | the connection closed while a response was outstanding         |
- * | TOO_MANY_REQUESTS| yes       | the connection already has its limit of outstanding requests   |
+ * | TOO_MANY_REQUESTS| yes       | the connection already has its limit of outstanding requests,  |
+ * |                  |           | or of bytes queued unsent (maxUnsentBytesPerConnection)        |
  * | CLOSED           | no        | the client or server is stopping or stopped                    |
  * | FRAME_TOO_LARGE  | no        | an encoded or received frame exceeds `maxFrameBytes`           |
  * | BAD_FRAME        | no        | received bytes are not a valid frame (length, header type,     |

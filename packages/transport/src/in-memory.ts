@@ -34,6 +34,11 @@ class MemConnection extends RemotingConnection {
     if (this.peer.inboxBytes > this.highWaterBytes) return new Promise((resolve) => this.peer.spaceWaiters.push(resolve))
   }
 
+  /** What the peer has not taken yet: its inbox, delivered on the next turn of the event loop. */
+  override unsentBytes(): number {
+    return this.peer.inboxBytes
+  }
+
   protected closeTransport(): void {
     // Frames already handed over still arrive, as a socket's end() flushes; then the peer closes.
     const peer = this.peer

@@ -71,6 +71,18 @@ export interface ConnectionOptions {
    * (it is checked eight times per idleMs); 0 disables. Default 120 s.
    */
   idleMs?: number
+  /**
+   * Bytes queued on a connection but not yet taken by the peer (the transport's buffers plus
+   * frames waiting for room). Past it, invoke and invokeOneway fail at once with
+   * TOO_MANY_REQUESTS, and a connection whose answers must wait stops reading requests until
+   * half of it is written. Default 4 MiB.
+   */
+  maxUnsentBytesPerConnection?: number
+  /**
+   * A connection that stopped reading because its peer does not take its answers is closed once
+   * it stays that way this long; 0 never closes it. Default 30 s.
+   */
+  unsentStallCloseMs?: number
   /** Header serialization for requests that name none. Default JSON. */
   serializeType?: SerializeType
   logger?: Logger
@@ -114,4 +126,6 @@ export const DEFAULT_CONNECTION_LIMITS = {
   maxOnewayInFlightPerConnection: 256,
   maxPendingPerConnection: 65535,
   idleMs: 120_000,
+  maxUnsentBytesPerConnection: 4 * 1024 * 1024,
+  unsentStallCloseMs: 30_000,
 } as const
