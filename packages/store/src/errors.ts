@@ -22,6 +22,9 @@
  * | CORRUPT_FILE         | a data file has the wrong size or an unparsable name                |
  * | LOCKED               | another live process holds the store directory                      |
  * | OFFSET_OUT_OF_RANGE  | readCommitLog below the first byte held or past the committed end   |
+ * | WRONG_ROLE           | put/putBatch on a replica, appendReplicated on a master             |
+ * | OFFSET_MISMATCH      | appendReplicated at an offset other than the store's end            |
+ * | FILE_SIZE_MISMATCH   | replicated bytes show a master whose commitLogFileSize differs      |
  */
 import { CodedError, isDiskFull, messageOf, osErrorCode } from '@mqts/common'
 
@@ -39,6 +42,9 @@ export type StoreErrorCode =
   | 'CORRUPT_FILE'
   | 'LOCKED'
   | 'OFFSET_OUT_OF_RANGE'
+  | 'WRONG_ROLE'
+  | 'OFFSET_MISMATCH'
+  | 'FILE_SIZE_MISMATCH'
 
 export class StoreError extends CodedError<StoreErrorCode> {}
 
