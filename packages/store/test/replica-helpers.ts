@@ -1,16 +1,11 @@
 // Shared by the replication tests: feeding a replica from its master's readCommitLog in chunks of
 // seeded random sizes, and comparing what a replica answers with its master.
 import assert from 'node:assert/strict'
-import type { MessageStore } from '../src/index.js'
+import type { MessageStore, StoredMessage } from '../src/index.js'
 import { queueUnits } from './helpers.js'
+import { chunkSize } from './fixtures/replica-feed.js'
 
-/** A chunk size for the next read: often tiny (cuts inside a record's size and magic), sometimes large. */
-export function chunkSize(rnd: () => number): number {
-  const r = rnd()
-  if (r < 0.2) return 1 + Math.floor(rnd() * 12)
-  if (r < 0.6) return 1 + Math.floor(rnd() * 700)
-  return 1 + Math.floor(rnd() * 20_000)
-}
+export { REPLICA_INDEX, chunkSize } from './fixtures/replica-feed.js'
 
 /**
  * Appends the master's committed log to the replica from the replica's end, in chunks of seeded
@@ -26,6 +21,17 @@ export async function feed(master: MessageStore, replica: MessageStore, rnd: () 
     if (bytes.length === 0) return chunks
     await replica.appendReplicated(at, bytes)
     chunks++
+  }
+}
+
+/** Every message of a queue, through get (several reads when maxTransferBytes stops one). */
+export async function getAll(store: MessageStore, topic: string, queueId: number): Promise<StoredMessage[]> {
+  const out: StoredMessage[] = []
+  for (let offset = 0; ; ) {
+    const r = await store.get({ topic, queueId, offset, maxMessages: 10_000 })
+    out.push(...r.messages)
+    if (r.messages.length === 0 || r.nextOffset >= r.maxOffset) return out
+    offset = r.nextOffset
   }
 }
 
@@ -48,10 +54,9 @@ export async function assertSameAnswers(master: MessageStore, replica: MessageSt
     const at = q.lastIndexOf('@')
     const topic = q.slice(0, at)
     const queueId = Number(q.slice(at + 1))
-    const m = await master.get({ topic, queueId, offset: 0, maxMessages: 100_000 })
-    const r = await replica.get({ topic, queueId, offset: 0, maxMessages: 100_000 })
-    const below = m.messages.filter((x) => x.physicalOffset + x.storeSize <= end)
-    const describe = (xs: typeof m.messages): string[] => xs.map((x) => `${x.queueOffset}@${x.physicalOffset}/${x.storeSize} ${x.tags ?? ''} ${x.keys.join(',')} ${x.body.toString('base64')}`)
+    const below = (await getAll(master, topic, queueId)).filter((x) => x.physicalOffset + x.storeSize <= end)
+    const r = { messages: await getAll(replica, topic, queueId) }
+    const describe = (xs: StoredMessage[]): string[] => xs.map((x) => `${x.queueOffset}@${x.physicalOffset}/${x.storeSize} ${x.tags ?? ''} ${x.keys.join(',')} ${x.body.toString('base64')}`)
     assert.deepEqual(describe(r.messages), describe(below), `${what}: get of ${q}`)
     assert.equal(replica.maxQueueOffset(topic, queueId), below.length === 0 ? 0 : below[below.length - 1]!.queueOffset + 1, `${what}: maxQueueOffset of ${q}`)
     if (full) {
@@ -61,8 +66,8 @@ export async function assertSameAnswers(master: MessageStore, replica: MessageSt
   if (full) assert.deepEqual(queuesOf(replica), queuesOf(master), `${what}: the same queues`)
   if (master.index && replica.index) {
     for (const [topic, key] of keys) {
-      const m = (await master.queryByKey(topic, key, { maxNum: 64 })).filter((x) => x.physicalOffset + x.storeSize <= end)
-      const r = await replica.queryByKey(topic, key, { maxNum: 64 })
+      const m = (await master.queryByKey(topic, key, { maxNum: 5000 })).filter((x) => x.physicalOffset + x.storeSize <= end)
+      const r = await replica.queryByKey(topic, key, { maxNum: 5000 })
       assert.deepEqual(
         r.map((x) => x.physicalOffset),
         m.map((x) => x.physicalOffset),
