@@ -89,7 +89,7 @@ for (const flush of ['async', 'sync'] as const) {
       assert.equal(master.role, 'master')
       let n = 0
       for (let round = 0; round < 4; round++) {
-        const count = 60 + Math.floor(rnd() * 80)
+        const count = 80 + Math.floor(rnd() * 80)
         await putSome(master, count, rnd, n)
         n += count
         // Up to a random offset (a record may be cut there), then the rest.
@@ -100,7 +100,7 @@ for (const flush of ['async', 'sync'] as const) {
         assert.equal(replica.commitLogMaxOffset, master.commitLogMaxOffset)
         await assertSameAnswers(master, replica, keysOf(n), `round ${round}`)
       }
-      assert.ok(master.commitLogMaxOffset > 3 * SMALL_FILE, 'the log spans several files')
+      assert.ok(master.commitLogMaxOffset > 2 * SMALL_FILE, 'the log spans several files')
       await master.flush()
       await replica.flush()
       const end = master.commitLogMaxOffset
@@ -209,6 +209,48 @@ test('demotion lets the puts under way finish, then refuses puts; appendReplicat
     assert.equal(master.commitLogMaxOffset, last.physicalOffset + last.size)
     assert.equal(master.maxOffset('orders', 1), 25)
   })
+})
+
+test('appendReplicated calls made without waiting are applied in call order; one that fails makes the later ones mismatch', async () => {
+  await withPair('sync', async (master, replica) => {
+    await putSome(master, 120, seededRandom(SEED + 8))
+    const end = master.commitLogMaxOffset
+    const calls: Promise<void>[] = []
+    let at = 0
+    for (let size = 1; at < end; size = (size * 7 + 13) % 3000) {
+      const bytes = master.readCommitLog(at, Math.max(1, size))
+      calls.push(replica.appendReplicated(at, bytes))
+      at += bytes.length
+    }
+    await Promise.all(calls)
+    assert.equal(replica.commitLogMaxOffset, end)
+    await putSome(master, 20, seededRandom(SEED + 9), 120)
+    const bad = Buffer.from(master.readCommitLog(end, 300))
+    bad.writeInt32BE(0x0badf00d, 4)
+    const next = master.readCommitLog(end + 300, 300)
+    const results = await Promise.allSettled([replica.appendReplicated(end, bad), replica.appendReplicated(end + 300, next)])
+    assert.deepEqual(
+      results.map((r) => (r.status === 'rejected' ? (r.reason as StoreError).code : 'ok')),
+      ['CORRUPT_RECORD', 'OFFSET_MISMATCH'],
+    )
+    await feed(master, replica, seededRandom(SEED + 10))
+    await assertSameAnswers(master, replica, keysOf(140), 'after pipelined calls')
+  })
+})
+
+test("a replica promoted right after a file's BLANK puts into the next file", async () => {
+  for (const flush of ['async', 'sync'] as const) {
+    await withPair(flush, async (master, replica) => {
+      await putSome(master, 200, seededRandom(SEED + 11))
+      assert.ok(master.commitLogMaxOffset > SMALL_FILE)
+      await feed(master, replica, seededRandom(SEED + 12), SMALL_FILE)
+      assert.equal(replica.commitLogMaxOffset, SMALL_FILE)
+      await replica.setRole('master')
+      const r = await replica.put({ topic: 'orders', queueId: 3, body: Buffer.from('first of the next file') })
+      assert.equal(r.physicalOffset, SMALL_FILE)
+      await assertDenseLog(replica, `promoted at a file end (${flush})`)
+    })
+  }
 })
 
 test('appendReplicated at another offset than the end is OFFSET_MISMATCH and writes nothing', async () => {
