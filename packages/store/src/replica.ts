@@ -231,9 +231,11 @@ export class Replication {
         log.appendReplicatedBytes(data.subarray(u.from, to), u.blank, u.blank ? 0 : readStoreTimestamp(data, u.from))
       }
     } catch (err) {
-      // Part of the chunk may be written (a full disk): the store's end is what was.
+      // Part of the chunk may be written (a full disk): the store's end is what was, and what
+      // was staged goes to the disk all the same.
       this.#pending = EMPTY
       log.replicatedCommitted()
+      if (log.options.flush === 'sync') log.whenDurable(log.wroteOffset).catch(() => undefined)
       throw err
     }
     this.#pending = plan.tailFrom < data.length ? Buffer.from(data.subarray(plan.tailFrom)) : EMPTY

@@ -4,10 +4,11 @@
 // ending at a record boundary at or past every acknowledged end; its ConsumeQueues must be the
 // master's units below its end, its messages readable as the master's; the next child resumes
 // from its end. Cycles alternate flush 'sync' and 'async'. REPLICA_CRASH_CYCLES (default 6) sets
-// the number of cycles; SEED replays the kill timings and chunk sizes.
+// the number of cycles; SEED replays the kill timings and chunk sizes. At the end its ConsumeQueues
+// must equal a rebuild from its CommitLog alone.
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
-import { readFile, readdir, writeFile } from 'node:fs/promises'
+import { cp, readFile, readdir, rm, writeFile } from 'node:fs/promises'
 import * as path from 'node:path'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
@@ -139,6 +140,23 @@ test(`replica kill loop: ${CYCLES} SIGKILL cycles keep a prefix of the master at
       assert.ok((await logFiles(r.dir)).subarray(0, end).equals(bytes), 'the whole log byte for byte')
     } finally {
       await replica.close()
+    }
+    // Its ConsumeQueues, built chunk by chunk across the kills, equal a rebuild from its CommitLog alone.
+    const copy = `${r.dir}-rebuild`
+    const skip = new Set([path.join(r.dir, 'consumequeue'), path.join(r.dir, 'index')])
+    await cp(r.dir, copy, { recursive: true, filter: (from) => !skip.has(from) })
+    const rebuilt = await MessageStore.open({ ...replicaOptions, dir: copy, messageIndexEnable: false })
+    const again = await MessageStore.open(replicaOptions)
+    try {
+      for (const q of queuesOf(master)) {
+        const at = q.lastIndexOf('@')
+        const [topic, queueId] = [q.slice(0, at), Number(q.slice(at + 1))]
+        assert.deepEqual(await queueUnits(again, topic, queueId), await queueUnits(rebuilt, topic, queueId), `ConsumeQueue ${q} equals its rebuild`)
+      }
+    } finally {
+      await rebuilt.close()
+      await again.close()
+      await rm(copy, { recursive: true, force: true })
     }
     t.diagnostic(`replica reached ${previous} of ${end} bytes through the kills (acknowledged ${acked})`)
   } finally {
