@@ -829,7 +829,10 @@ export class MessageStore {
    * anywhere; whole records are written as they are and dispatched as on the master. Checked
    * before anything is written: CORRUPT_RECORD for bytes that are not records, FILE_SIZE_MISMATCH
    * when the master's commitLogFileSize differs. Resolves once the whole records it carried are
-   * dispatched (readable with get), with flush 'sync' on disk. WRONG_ROLE on a master.
+   * dispatched (readable with get), with flush 'sync' on disk. WRONG_ROLE on a master. A full
+   * disk (DISK_FULL) may stop it part way: what it wrote is committed, replicaEndOffset says
+   * where to go on; records stored but not dispatched are dispatched once space returns, as a
+   * put's.
    */
   appendReplicated(offset: number, bytes: Buffer): Promise<void> {
     if (this.status !== 'open') return Promise.reject(this.#notOpen())

@@ -232,10 +232,10 @@ export class Replication {
       }
     } catch (err) {
       // Part of the chunk may be written (a full disk): the store's end is what was, and what
-      // was staged goes to the disk all the same.
+      // was staged is on disk (and committed) before the error is told.
       this.#pending = EMPTY
       log.replicatedCommitted()
-      if (log.options.flush === 'sync') log.whenDurable(log.wroteOffset).catch(() => undefined)
+      if (log.options.flush === 'sync') await log.whenDurable(log.wroteOffset).catch(() => undefined)
       throw err
     }
     this.#pending = plan.tailFrom < data.length ? Buffer.from(data.subarray(plan.tailFrom)) : EMPTY

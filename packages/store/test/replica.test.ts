@@ -9,6 +9,7 @@ import * as path from 'node:path'
 import { test } from 'node:test'
 import { seededRandom, seedFromEnv } from '@mqts/common'
 import { MessageStore, StoreError, type FlushMode, type MessageStoreOptions, type PutMessage, type PutResult } from '../src/index.js'
+import { SimFileIO } from '../src/internal.js'
 import { SMALL_FILE, assertDenseLog, tempDir } from './helpers.js'
 import { assertSameAnswers, feed } from './replica-helpers.js'
 
@@ -339,6 +340,42 @@ for (const replicaFileSize of [2 * SMALL_FILE, SMALL_FILE / 2]) {
       },
       { commitLogFileSize: replicaFileSize },
     )
+  })
+}
+
+for (const flush of ['async', 'sync'] as const) {
+  test(`a replica whose disk is full answers DISK_FULL at a record boundary and resumes once space returns (${flush}, simulated disk)`, async () => {
+    const m = await tempDir('mqts-master-')
+    const master = await MessageStore.open(storeOptions(m.dir, flush, { messageIndexEnable: false }))
+    // Room for two CommitLog files and the ConsumeQueues: the third file cannot be made.
+    const io = new SimFileIO({ capacityBytes: 2 * SMALL_FILE + 48 * 1024 })
+    const options = storeOptions('/sim/replica-full', flush, { role: 'replica', fileIO: io, messageIndexEnable: false, consumeQueueUnitsPerFile: 100 })
+    let replica = await MessageStore.open(options)
+    try {
+      await putSome(master, 400, seededRandom(SEED + 13))
+      assert.ok(master.commitLogMaxOffset > 3 * SMALL_FILE)
+      // Up to near the end of the second file, then one chunk across its end (readCommitLog stops
+      // at a file's end; an HA link may send more at once): the third file cannot be made.
+      await feed(master, replica, seededRandom(SEED + 14), 2 * SMALL_FILE - 100)
+      const at = replica.replicaEndOffset
+      const across = Buffer.concat([master.readCommitLog(at, 2 * SMALL_FILE - at), master.readCommitLog(2 * SMALL_FILE, 3000)])
+      const err = await replica.appendReplicated(at, across).catch((e: unknown) => e)
+      assert.ok(err instanceof StoreError && err.code === 'DISK_FULL', `DISK_FULL, got ${String(err)}`)
+      assert.equal(replica.commitLogMaxOffset, 2 * SMALL_FILE, 'whole files up to the one that could not be made')
+      assert.equal(replica.replicaEndOffset, replica.commitLogMaxOffset, 'nothing held past what was written')
+      await assertSameAnswers(master, replica, [], 'disk full')
+      io.capacityBytes = Number.POSITIVE_INFINITY
+      await feed(master, replica, seededRandom(SEED + 15))
+      assert.equal(replica.commitLogMaxOffset, master.commitLogMaxOffset)
+      await assertSameAnswers(master, replica, [], 'space returned')
+      await replica.close()
+      replica = await MessageStore.open({ ...options, fileIO: io.processCrash() })
+      await assertSameAnswers(master, replica, [], 'reopened')
+    } finally {
+      await replica.close()
+      await master.close()
+      await m.cleanup()
+    }
   })
 }
 
