@@ -19,6 +19,7 @@ const expected: Record<string, RegExp> = {
   'consuming.ts': /^(arrived orders 0 \d\n)+0 TagA a TagA order\n2 TagB a TagB order\n$/,
   'key-index.ts': /^200 0\n$/,
   'transport.ts': /^0 ok 34\n$/,
+  'confirm-offset.ts': /^NO_MESSAGE_IN_QUEUE true order 4711 10000\n$/,
 }
 
 /** The ```ts blocks of a Markdown text, without their fences. */

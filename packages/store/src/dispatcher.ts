@@ -11,7 +11,18 @@
  */
 import { StoreError } from './errors.js'
 import type { AppendResult, CommitLog, TopicState } from './commit-log.js'
-import { BLANK_MAGIC_CODE, MESSAGE_MAGIC_CODE_V1, MESSAGE_MAGIC_CODE_V2, readDispatchRequest, verifyRecord, type DispatchRequest, type PreparedMessage } from './codec/index.js'
+import {
+  BLANK_MAGIC_CODE,
+  DEFAULT_DELAY_LEVELS_MS,
+  MESSAGE_MAGIC_CODE_V1,
+  MESSAGE_MAGIC_CODE_V2,
+  SCHEDULE_TOPIC,
+  deliverTagsCodeOfProperties,
+  readDispatchRequest,
+  verifyRecord,
+  type DispatchRequest,
+  type PreparedMessage,
+} from './codec/index.js'
 
 /** After a failed pass, appends do not retry dispatch more often than this (the timer does). */
 export const RETRY_AFTER_ERROR_MS = 1000
@@ -70,6 +81,11 @@ export class Dispatcher {
    */
   partialTail = false
   /**
+   * The store's delay levels (messageDelayLevel) in ms: a SCHEDULE_TOPIC_XXXX record's tags code is
+   * its delivery time, the same on the append's fast path and when following the log.
+   */
+  delayLevelsMs: readonly number[] = DEFAULT_DELAY_LEVELS_MS
+  /**
    * Records below `upTo` are checked before they are dispatched (structure, topic alphabet and,
    * with `crc`, the body CRC): recovery sets it to the durable offset while it re-dispatches
    * records its scan did not read (it trusts them), so damage there is CORRUPT_RECORD instead of
@@ -100,6 +116,16 @@ export class Dispatcher {
   get limit(): number {
     const committed = this.commitLog.committedOffset
     return committed < this.confirmLimit ? committed : this.confirmLimit
+  }
+
+  /**
+   * End of what the listeners have seen: reputOffset, or past it while a pass waits in the middle
+   * of a record (its ConsumeQueue unit may be written, its index entry not yet).
+   */
+  get dispatchedEnd(): number {
+    if (!this.running) return this.reputOffset
+    const inFlight = this.request.physicalOffset + this.request.size
+    return inFlight > this.reputOffset ? inFlight : this.reputOffset
   }
 
   /** How far the dispatcher trails the CommitLog, in bytes. */
@@ -142,7 +168,9 @@ export class Dispatcher {
    * (the same requests a pass would build). Otherwise a normal pass follows the log.
    */
   appended(ms: readonly PreparedMessage[], states: readonly TopicState[], results: readonly AppendResult[]): void {
-    if (this.running || this.lastError || results.length === 0 || results[0]!.physicalOffset !== this.reputOffset) {
+    const last = results[results.length - 1]
+    // Past the confirm offset the pass decides (it stops there, inside a record if need be).
+    if (this.running || this.lastError || !last || results[0]!.physicalOffset !== this.reputOffset || last.physicalOffset + last.size > this.confirmLimit) {
       void this.kick()?.catch(() => undefined)
       return
     }
@@ -156,6 +184,11 @@ export class Dispatcher {
       req.physicalOffset = r.physicalOffset
       req.size = r.size
       req.tagsCode = m.tagsCode
+      if (req.topic === SCHEDULE_TOPIC && m.properties.length > 0) {
+        // The delivery time, known only now that the store time is (codec/schedule.ts).
+        const deliverAt = deliverTagsCodeOfProperties(m.properties, r.storeTimestamp, this.delayLevelsMs)
+        if (deliverAt !== undefined) req.tagsCode = deliverAt
+      }
       req.storeTimestamp = r.storeTimestamp
       req.queueOffset = r.queueOffset
       req.sysFlag = m.sysFlag
@@ -268,7 +301,7 @@ export class Dispatcher {
             })
           }
         }
-        readDispatchRequest(view, dv, pos, this.wantsKeys, req)
+        readDispatchRequest(view, dv, pos, this.wantsKeys, req, this.delayLevelsMs)
         for (let i = 0; i < listeners.length; i++) {
           const r = listeners[i]!.dispatch(req)
           if (r) {

@@ -7,10 +7,12 @@
  * | MESSAGE_TOO_LARGE    | body over `maxMessageSize`, or the whole record over its limit      |
  * | PROPERTIES_TOO_LONG  | encoded properties over 32,767 bytes (RocketMQ's short length)      |
  * | INVALID_PROPERTY     | a property name or value empty, not a string, with 0x01/0x02 or a   |
- * |                      | lone UTF-16 surrogate; keys of the wrong shape                      |
+ * |                      | lone UTF-16 surrogate; keys of the wrong shape; a DELAY that is not |
+ * |                      | a Java int on a SCHEDULE_TOPIC_XXXX message                         |
  * | TOPIC_INVALID        | topic empty, too long, or outside `^[%|a-zA-Z0-9_-]+$`              |
  * | INVALID_ARGUMENT     | a queue id, offset, sysFlag bit, host or option out of range (the   |
- * |                      | message shows what was received)                                    |
+ * |                      | message shows what was received); setConfirmOffset on a store       |
+ * |                      | opened without confirmOffset: true                                  |
  * | NOT_OPEN             | the store is closing or closed                                      |
  * | DISK_FULL            | the OS answered ENOSPC (or EDQUOT); see the README for what is kept |
  * | IO_ERROR             | any other OS error on a data file                                   |
@@ -22,6 +24,8 @@
  * | CORRUPT_FILE         | a data file has the wrong size or an unparsable name                |
  * | LOCKED               | another live process holds the store directory                      |
  * | OFFSET_OUT_OF_RANGE  | readCommitLog below the first byte held or past the committed end   |
+ * |                      | (or the confirm offset); setConfirmOffset past the committed end or |
+ * |                      | below what was already dispatched                                   |
  */
 import { CodedError, isDiskFull, messageOf, osErrorCode } from '@mqts/common'
 

@@ -19,6 +19,7 @@ import { RetentionService, type RetentionOptions, type RetentionResult } from '.
 import {
   CQ_FILLER_SIZE,
   DEFAULT_CQ_UNITS_PER_FILE,
+  DEFAULT_DELAY_LEVELS_MS,
   DEFAULT_MAX_MESSAGE_SIZE_BYTES,
   END_FILE_MIN_BLANK_LENGTH,
   PROPERTY,
@@ -27,6 +28,7 @@ import {
   checkRecord,
   decodeMessageId,
   decodeRecord,
+  parseDelayLevels,
   parseHost,
   readStoreTimestamp,
   takesQueueOffset,
@@ -38,6 +40,7 @@ import { PutPreparer, checkTopicName, type PutMessage } from './put-prepare.js'
 import { checkIndexFits, markOpen, recordClaims, recoverConsumeQueues, syncQueueOffsets } from './store-recovery.js'
 import { checkQueueArgs, readQueue, type GetMessageRequest, type GetMessageResult } from './read-path.js'
 import { readCommitLogBytes } from './raw-read.js'
+import { ConfirmOffset, recoverPastConfirm, unconfirmedOption } from './confirm-offset.js'
 import type { CommittedListener } from './commit-log.js'
 
 export type { PutMessage } from './put-prepare.js'
@@ -112,6 +115,17 @@ export interface MessageStoreOptions {
   /** Index file geometry: slots (5,000,000) and entries (20,000,000) per file. */
   maxHashSlotNum?: number
   maxIndexNum?: number
+  /**
+   * Delay levels, RocketMQ's messageDelayLevel ("1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m
+   * 30m 1h 2h" by default; units s m h d): a SCHEDULE_TOPIC_XXXX message's ConsumeQueue tags code is
+   * its store time + its level's delay (codec/schedule.ts).
+   */
+  messageDelayLevel?: string
+  /**
+   * Dispatch (and so `get`, arrival events, key queries) stops at an offset set from outside with
+   * setConfirmOffset (default false): confirm-offset.ts.
+   */
+  confirmOffset?: boolean
 }
 
 export interface QueryByKeyOptions {
@@ -142,6 +156,8 @@ export class MessageStore {
   readonly maxRecordBytes: number
   /** What recovery found when the store was opened. */
   recovery!: RecoveryReport
+  /** The delay of each level in ms, level 1 first (messageDelayLevel). */
+  readonly delayLevelsMs: readonly number[]
   readonly commitLog: CommitLog
 
   readonly consumeQueues: ConsumeQueueSet
@@ -156,6 +172,7 @@ export class MessageStore {
   readonly #preparer: PutPreparer
   readonly #maxQueuesPerTopic: number
   readonly #checkpoint: StoreCheckpoint
+  readonly #confirm: ConfirmOffset
   #closing: Promise<void> | undefined
   readonly #now: () => number
   readonly #maxTransferBytes: number
@@ -223,6 +240,10 @@ export class MessageStore {
     cqs.unitOwned = (physicalOffset, topic, queueId, unit) => recordClaims(this.commitLog, this.maxRecordBytes, physicalOffset, topic, queueId, unit)
     cqs.logLostItsStart = () => this.commitLog.minOffset > 0
     this.dispatcher = new Dispatcher(this.commitLog, [buildConsumeQueue], () => this.#notifyArrivals())
+    // Checked by checkStoreOptions.
+    this.delayLevelsMs = options.messageDelayLevel === undefined ? DEFAULT_DELAY_LEVELS_MS : (parseDelayLevels(options.messageDelayLevel) as number[])
+    this.dispatcher.delayLevelsMs = this.delayLevelsMs
+    this.#confirm = new ConfirmOffset(options.confirmOffset ?? false, this.commitLog, this.dispatcher, checkpoint)
     this.consumerOffsets = new ConsumerOffsetManager(io, path.join(this.dir, STORE_PATHS.config, CONSUMER_OFFSET_FILE), this.#now)
     this.retention = new RetentionService(
       { commitLog: this.commitLog, consumeQueues: cqs, dispatcher: this.dispatcher, io, dir: this.dir, now: this.#now, afterDelete: [] },
@@ -249,6 +270,7 @@ export class MessageStore {
       // A checkpoint that fails its CRC vouches for nothing: recover as after a crash.
       const cleanShutdown = !(await io.exists(abortFile)) && !checkpoint.damaged
       store.recovery = await store.commitLog.recover(cleanShutdown)
+      await store.#confirm.recovered()
       if (options.messageIndexEnable ?? true) {
         // Before the index starts (it makes its spare file in the background at once).
         if (!store.commitLog.queue.last) await checkIndexFits(io, path.join(dir, STORE_PATHS.index), options)
@@ -276,6 +298,8 @@ export class MessageStore {
         },
         cleanShutdown,
       )
+      // The ConsumeQueues stop at the confirm offset; appends continue past what lies beyond.
+      if (store.#confirm.enabled) await recoverPastConfirm(store, store.#confirm)
       await store.consumerOffsets.load()
       await markOpen(io, abortFile, cleanShutdown)
       const queue = store.commitLog.queue
@@ -371,10 +395,15 @@ export class MessageStore {
           this.#checkpoint.values.indexMsgTimestamp = this.commitLog.lastStoreTimestamp
         }
         const cp = this.#checkpoint.values
-        if (upTo > cp.logicsFlushedOffset) {
-          cp.logicsFlushedOffset = upTo
-          cp.logicsMsgTimestamp = this.commitLog.lastStoreTimestamp
+        const confirmMoved = this.#confirm.beforeCheckpoint(upTo)
+        if (upTo > cp.logicsFlushedOffset || confirmMoved) {
+          if (upTo > cp.logicsFlushedOffset) {
+            cp.logicsFlushedOffset = upTo
+            cp.logicsMsgTimestamp = this.commitLog.lastStoreTimestamp
+          }
+          const confirm = cp.confirmPhyOffset
           await this.#checkpoint.flush()
+          this.#confirm.synced(confirm)
         }
       } finally {
         this.#cqFlushing = undefined
@@ -411,6 +440,8 @@ export class MessageStore {
    * the append, and waits only when a ConsumeQueue file had to be created or opened.
    */
   #readable<T extends AppendResult | AppendResult[]>(results: T): T | Promise<T> {
+    // With a confirm offset the message becomes readable once it is confirmed: no wait here.
+    if (this.#confirm.enabled) return results
     const last = Array.isArray(results) ? results[results.length - 1]! : (results as AppendResult)
     const end = last.physicalOffset + last.size
     const d = this.dispatcher
@@ -442,7 +473,8 @@ export class MessageStore {
   #dispatchCaughtUp(): boolean {
     const d = this.dispatcher
     if (d.lastError !== undefined) void d.kick()?.catch(() => undefined)
-    if (d.lastError !== undefined || d.reputOffset < this.commitLog.committedOffset) return false
+    // With a confirm offset dispatch normally trails the log (queue offsets past it were read at open).
+    if (d.lastError !== undefined || (d.reputOffset < this.commitLog.committedOffset && !this.#confirm.enabled)) return false
     if (this.#queueOffsetsBehind) {
       this.#queueOffsetsBehind = false
       syncQueueOffsets(this.commitLog, this.consumeQueues)
@@ -466,7 +498,11 @@ export class MessageStore {
     return this.#readable(this.flushMode === 'async' ? results : await this.commitLog.waitFlushed(results))
   }
 
-  /** Appends one message. With flush 'sync' it resolves once the message is on disk. */
+  /**
+   * Appends one message. With flush 'sync' it resolves once the message is on disk. With
+   * confirmOffset: true it resolves by its flush mode alone: `get` finds the message once the
+   * confirm offset passes its end.
+   */
   put(message: PutMessage): Promise<PutResult> {
     if (this.status !== 'open') return Promise.reject(this.#notOpen())
     if ((this.dispatcher.lastError !== undefined || this.#queueOffsetsBehind) && !this.#dispatchCaughtUp()) return Promise.reject(this.#dispatchStopped())
@@ -587,6 +623,8 @@ export class MessageStore {
    */
   #keyMatchAt(offset: number, topic: string, key: string, begin: number, end: number): StoredMessage | undefined {
     if (offset < this.commitLog.minOffset) return undefined
+    // Not dispatched yet (past the confirm offset), whatever the index kept from before a crash.
+    if (this.#confirm.enabled && offset >= this.dispatcher.reputOffset) return undefined
     const where = this.commitLog.recordAt(offset)
     if (!where) return undefined
     if (checkRecord(where.buf, where.at, where.limit, offset, this.maxRecordBytes, false).kind !== 'record') return undefined
@@ -692,7 +730,7 @@ export class MessageStore {
     return this.dispatcher.lagBytes
   }
 
-  /** Resolves once everything appended so far is readable through `get`. */
+  /** Resolves once everything appended so far (up to the confirm offset, with one) is readable through `get`. */
   async whenDispatched(): Promise<void> {
     if (this.status !== 'open') throw this.#notOpen()
     if (this.flushMode === 'sync') await this.commitLog.flush()
@@ -770,11 +808,36 @@ export class MessageStore {
    * Up to `maxBytes` committed CommitLog bytes from `offset` (any offset, not only a record
    * start), as a view of the file's mapping (read-only): empty when nothing is committed there
    * yet; it stops at the end of the file holding `offset`. OFFSET_OUT_OF_RANGE below
-   * commitLogMinOffset or past commitLogMaxOffset.
+   * commitLogMinOffset or past commitLogMaxOffset. On a store opened with confirmOffset: true it
+   * also stops at the confirm offset (past it: OFFSET_OUT_OF_RANGE), unless `{ unconfirmed: true }`
+   * (replication reads what its replicas have not acknowledged yet).
    */
-  readCommitLog(offset: number, maxBytes: number): Buffer {
+  readCommitLog(offset: number, maxBytes: number, options?: { unconfirmed?: boolean }): Buffer {
     if (this.status !== 'open') throw this.#notOpen()
-    return readCommitLogBytes(this.commitLog, offset, maxBytes, this.commitLog.committedOffset)
+    return readCommitLogBytes(this.commitLog, offset, maxBytes, this.#confirm.readLimit(unconfirmedOption(options)))
+  }
+
+  /**
+   * The confirm offset (confirmOffset: true): dispatch, `get` and key queries see the records
+   * ending at or below it. Without confirmOffset it is commitLogMaxOffset (everything committed
+   * is visible).
+   */
+  get confirmOffset(): number {
+    return this.#confirm.value
+  }
+
+  /**
+   * Sets the confirm offset (what every in-sync replica holds; it may fall inside a record) and
+   * dispatches the records that now end at or below it: `get` finds them and onMessageArrived
+   * fires (once dispatched: whenDispatched() waits for it). OFFSET_OUT_OF_RANGE past
+   * commitLogMaxOffset or below what was already dispatched (consumers may have seen it);
+   * INVALID_ARGUMENT without confirmOffset: true. Durable with the checkpoint, synced within
+   * flushConsumeQueueIntervalMs (a crash before that reopens at the value synced last, a lowered
+   * one included): confirm-offset.ts has the rules.
+   */
+  setConfirmOffset(offset: number): void {
+    if (this.status !== 'open') throw this.#notOpen()
+    this.#confirm.set(offset)
   }
 
   /**

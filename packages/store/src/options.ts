@@ -4,9 +4,9 @@
  * later trip over (a staging limit of 0 that stalls every sync put, a clock that is not a
  * function) is refused here instead.
  */
-import { CQ_UNIT } from './codec/index.js'
+import { CQ_UNIT, parseDelayLevels } from './codec/index.js'
 import { StoreError } from './errors.js'
-import { describe } from './put-input.js'
+import { DEFAULT_MAX_QUEUES_PER_TOPIC, describe } from './put-input.js'
 
 const INT_MAX = 2 ** 31 - 1
 
@@ -33,7 +33,7 @@ const INTEGER_OPTIONS: ReadonlyArray<readonly [string, number, number, string]> 
   ['maxIndexNum', 2, INT_MAX, '2^31-1'],
 ]
 
-const BOOLEAN_OPTIONS = ['checkCrcOnRecover', 'verifyOnOpen', 'messageIndexEnable'] as const
+const BOOLEAN_OPTIONS = ['checkCrcOnRecover', 'verifyOnOpen', 'messageIndexEnable', 'confirmOffset'] as const
 
 const RETENTION_NUMBERS: ReadonlyArray<readonly [string, number, number]> = [
   ['fileReservedTimeHours', 0, Number.MAX_SAFE_INTEGER],
@@ -67,6 +67,7 @@ export function checkStoreOptions(options: Record<string, unknown>): void {
     const t: unknown = (options.now as () => unknown)()
     if (typeof t !== 'number' || !Number.isSafeInteger(t) || t < 0) invalid(`now() must return ms since the epoch (a non-negative integer), got ${describe(t)}`, t)
   }
+  checkMessageDelayLevel(options)
   if (options.storeHost !== undefined && typeof options.storeHost !== 'string') invalid(`storeHost must be "a.b.c.d:port" or "[ipv6]:port", got ${describe(options.storeHost)}`, options.storeHost)
   const retention = options.retention
   if (retention === undefined) return
@@ -80,4 +81,18 @@ export function checkStoreOptions(options: Record<string, unknown>): void {
   if (r.deleteWhen !== undefined && (typeof r.deleteWhen !== 'string' || !/^\d{1,2}(;\d{1,2})*$/.test(r.deleteWhen))) {
     invalid(`retention.deleteWhen must be hours of the day separated by ';' ("04", "01;13"), got ${describe(r.deleteWhen)}`, r.deleteWhen)
   }
+}
+
+/**
+ * messageDelayLevel: RocketMQ's string ("1s 5s 10s ..."; units s m h d). Level n is queue n - 1 of
+ * SCHEDULE_TOPIC_XXXX, so there may be no more levels than a topic may have queues.
+ */
+function checkMessageDelayLevel(options: Record<string, unknown>): void {
+  const v = options.messageDelayLevel
+  if (v === undefined) return
+  if (typeof v !== 'string') invalid(`messageDelayLevel must be a string of levels such as "1s 5s 10s 30s 1m", got ${describe(v)}`, v)
+  const levels = parseDelayLevels(v)
+  if (typeof levels === 'string') invalid(`messageDelayLevel ${JSON.stringify(v)} does not parse: ${levels}`, v)
+  const maxQueues = typeof options.maxQueuesPerTopic === 'number' ? options.maxQueuesPerTopic : DEFAULT_MAX_QUEUES_PER_TOPIC
+  if (levels.length > maxQueues) invalid(`messageDelayLevel has ${levels.length} levels, more than maxQueuesPerTopic (${maxQueues}): level n is queue n - 1 of the schedule topic`, v)
 }

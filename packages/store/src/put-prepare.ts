@@ -8,11 +8,13 @@ import { StoreError } from './errors.js'
 import {
   MAX_PROPERTIES_BYTES,
   PROPERTY,
+  SCHEDULE_TOPIC,
   TOPIC_MAX_LENGTH,
   TOPIC_MAX_LENGTH_V2,
   TOPIC_PATTERN,
   javaStringHashCode,
   parseHost,
+  parseJavaInt,
   prepareRecordOf,
   withHostFlags,
   type Host,
@@ -115,6 +117,11 @@ export class PutPreparer {
       if (tags !== undefined) tagsCode = javaStringHashCode(tags)
       keys = m.keys !== undefined ? givenKeys : props?.[PROPERTY.KEYS]
       uniqKey = props?.[PROPERTY.UNIQ_KEY]
+      // RocketMQ's dispatch fails on a scheduled record whose level is not a Java int.
+      const delay = props?.[PROPERTY.DELAY]
+      if (delay !== undefined && st.topic === SCHEDULE_TOPIC && parseJavaInt(delay) === undefined) {
+        throw new StoreError('INVALID_PROPERTY', `property ${PROPERTY.DELAY} of a ${SCHEDULE_TOPIC} message must be a delay level (a Java int), got ${JSON.stringify(delay)}`)
+      }
     }
     const bornHost = this.#bornHost(m.bornHost)
     const prepared = prepareRecordOf(

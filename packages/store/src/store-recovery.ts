@@ -8,7 +8,7 @@
 import { INDEX_DEFAULTS, indexFileSize, type IndexService } from '@mqts/index'
 import type { StoreCheckpoint } from './checkpoint.js'
 import type { CommitLog, RecoveryReport } from './commit-log.js'
-import { isQueueMismatch, type ConsumeQueueSet } from './consume-queue.js'
+import { isQueueMismatch, type ConsumeQueue, type ConsumeQueueSet } from './consume-queue.js'
 import type { Dispatcher } from './dispatcher.js'
 import { StoreError, ioError } from './errors.js'
 import type { FileIO } from './file-io.js'
@@ -48,8 +48,12 @@ export async function recoverConsumeQueues(store: RecoveringStore, clean: boolea
   const min = log.minOffset
   const intact = await cqs.load(clean, end, min)
   const any = !cqs.all().next().done
+  // The confirm offset (confirm-offset.ts; +Infinity without one): units a killed process wrote
+  // past the value the checkpoint kept go, and the re-dispatch stops there too.
+  const confirm = dispatcher.confirmLimit
+  if (confirm < end) for (const cq of cqs.all()) await dropUnitsPast(cq, confirm)
   let from = checkpoint.values.logicsFlushedOffset
-  if (!intact || (!any && end > min) || from < min || from > end) from = min
+  if (!intact || (!any && end > min) || from < min || from > end || from > confirm) from = min
   // The index may be further behind (deleted, or rebuilt after damage).
   if (index) from = Math.min(from, Math.max(min, index.indexedUpTo))
   dispatcher.reputOffset = Math.min(from, end)
@@ -132,6 +136,22 @@ async function cutTornRecord(store: RecoveringStore, err: StoreError): Promise<v
   store.index?.recover(at, true)
   store.dispatcher.reputOffset = at
   store.dispatcher.clearError()
+}
+
+/**
+ * Drops the units at the end of a queue that do not point at a record ending at or below
+ * `confirm`: those past it, and holes (zero units a power loss left among units written after
+ * the queue's last sync; only the last file of a queue is scanned at open). Holes below the last
+ * unit kept are refilled by the re-dispatch, as after any crash.
+ */
+async function dropUnitsPast(cq: ConsumeQueue, confirm: number): Promise<void> {
+  let unit = cq.maxOffset
+  while (unit > cq.minOffset) {
+    const u = await cq.unitAt(unit - 1)
+    if (u && u.size > 0 && (u.size === CQ_FILLER_SIZE || u.physicalOffset + u.size <= confirm)) break
+    unit--
+  }
+  if (unit < cq.maxOffset) await cq.truncateTo(unit)
 }
 
 /**

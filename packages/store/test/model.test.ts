@@ -16,7 +16,9 @@
 // Inputs that once broke the store are generated like any other: sysFlag host bits with IPv4 and
 // IPv6 born hosts (the store sets those bits from the hosts) and bits RocketMQ does not define
 // (refused), keys sharing one index hash, reopens after deleting consumequeue/ with more queue
-// files than may stay open, and calls that must fail with a StoreError.
+// files than may stay open, and calls that must fail with a StoreError. Runs with an odd seed open
+// with confirmOffset: true and move the confirm offset (see stepConfirm): the model's consumers
+// see only the records ending at or below it.
 import assert from 'node:assert/strict'
 import { cpSync, renameSync, rmSync } from 'node:fs'
 import * as path from 'node:path'
@@ -96,6 +98,8 @@ interface Run {
   log: string[]
   /** The kind of step under way. */
   doing: string
+  /** The confirm offset of a run opened with confirmOffset: true (undefined without). */
+  confirm: number | undefined
 }
 
 const qkey = (topic: string, queueId: number): string => `${topic}/${queueId}`
@@ -111,6 +115,66 @@ function chance(run: Run, p: number): boolean {
 function int(run: Run, lo: number, hi: number): number {
   return lo + Math.floor(run.rnd() * (hi - lo + 1))
 }
+
+// ---------------------------------------------------------------------------------------------
+// Confirm offset (runs with odd seeds open with confirmOffset: true): consumers see the records
+// ending at or below it; stepConfirm moves it (to a record's end, inside a record, the log's end)
+// and tries what must be refused; a reopen keeps it, a kill may take it back, never forward.
+
+/** Whether `x` is visible to consumers (`get`, key queries): it ends at or below the confirm offset. */
+function visible(run: Run, x: Model): boolean {
+  return run.confirm === undefined || x.physicalOffset + x.size <= run.confirm
+}
+
+/** The visible part of a queue: a prefix, since queue offsets follow the log. */
+function visibleQueue(run: Run, topic: string, queueId: number): Model[] {
+  const queue = run.queues.get(qkey(topic, queueId)) ?? []
+  return run.confirm === undefined ? queue : queue.filter((x) => visible(run, x))
+}
+
+async function stepConfirm(run: Run): Promise<string> {
+  const s = run.store
+  const max = s.commitLogMaxOffset
+  if (run.confirm === undefined) {
+    assert.equal(s.confirmOffset, max, 'without confirmOffset: the committed end')
+    assert.throws(() => s.setConfirmOffset(0), isStoreError('INVALID_ARGUMENT'))
+    return 'confirm offset (off): refused'
+  }
+  assert.equal(s.confirmOffset, run.confirm, 'confirmOffset')
+  const seenEnd = run.messages.reduce((e, x) => (visible(run, x) ? Math.max(e, x.physicalOffset + x.size) : e), 0)
+  if (chance(run, 0.25)) {
+    const below = seenEnd > 0 && chance(run, 0.5)
+    const to = below ? seenEnd - int(run, 1, Math.min(seenEnd, 50)) : max + int(run, 1, 100)
+    assert.throws(() => s.setConfirmOffset(to), isStoreError('OFFSET_OUT_OF_RANGE'), `setConfirmOffset ${to}`)
+    assert.equal(s.confirmOffset, run.confirm, 'unchanged')
+    return `setConfirmOffset ${to} refused (${below ? 'below what was seen' : 'past the end'})`
+  }
+  const pending = run.messages.filter((x) => !visible(run, x))
+  let to = max
+  if (pending.length > 0 && chance(run, 0.7)) {
+    const x = pick(run, pending)
+    to = chance(run, 0.5) || x.size < 2 ? x.physicalOffset + x.size : x.physicalOffset + int(run, 1, x.size - 1)
+  }
+  to = Math.max(to, run.confirm)
+  s.setConfirmOffset(to)
+  run.confirm = to
+  await s.whenDispatched()
+  // Raw reads stop at the confirm offset; replication reads past it.
+  if (to > s.commitLogMinOffset) assert.equal(s.readCommitLog(to - 1, 1000).length, 1, 'readCommitLog stops at the confirm offset')
+  if (to < max) assert.ok(s.readCommitLog(to, 1000, { unconfirmed: true }).length > 0, 'readCommitLog { unconfirmed: true } reads past it')
+  return `setConfirmOffset ${to} (log ends at ${max})`
+}
+
+/** After a reopen: the confirm offset the store came back with (a kill may take it back). */
+function reopenedConfirm(run: Run, how: 'close' | 'kill', what: string): void {
+  if (run.confirm === undefined) return
+  const now = run.store.confirmOffset
+  if (how === 'close') assert.equal(now, run.confirm, `${what}: the confirm offset is kept`)
+  else assert.ok(now <= run.confirm, `${what}: the confirm offset ${now} is at most the one before the kill, ${run.confirm}`)
+  run.confirm = now
+}
+
+// ---------------------------------------------------------------------------------------------
 
 function isStoreError(code: string): (e: unknown) => boolean {
   return (e: unknown) => {
@@ -198,12 +262,12 @@ async function checkMessage(run: Run, x: Model, what: string): Promise<void> {
   const s = run.store
   sameMessage(await s.lookup(x.physicalOffset), x, `${what} lookup`)
   sameMessage(await s.viewMessage(x.msgId), x, `${what} viewMessage`)
-  if (queued(x)) {
+  if (queued(x) && visible(run, x)) {
     const got = await s.get({ topic: x.topic, queueId: x.queueId, offset: x.queueOffset, maxMessages: 1 })
     assert.equal(got.status, 'FOUND', `${what} get at its queue offset`)
     sameMessage(got.messages[0]!, x, `${what} get`)
   }
-  if (indexed(x)) {
+  if (indexed(x) && visible(run, x)) {
     for (const key of new Set([...x.keys, ...(x.uniqKey !== undefined ? [x.uniqKey] : [])])) {
       const found = await s.queryByKey(x.topic, key, { maxNum: 10_000 })
       assert.ok(
@@ -220,7 +284,7 @@ function checkQueues(run: Run, what: string): void {
     for (let q = 0; q < QUEUES; q++) {
       const n = run.queues.get(qkey(topic, q))?.length ?? 0
       assert.equal(run.store.minOffset(topic, q), 0, `${what}: minOffset ${topic}/${q}`)
-      assert.equal(run.store.maxOffset(topic, q), n, `${what}: maxOffset ${topic}/${q}`)
+      assert.equal(run.store.maxOffset(topic, q), visibleQueue(run, topic, q).length, `${what}: maxOffset ${topic}/${q}`)
       assert.equal(run.store.maxQueueOffset(topic, q), n, `${what}: maxQueueOffset ${topic}/${q}`)
     }
   }
@@ -230,7 +294,7 @@ function checkQueues(run: Run, what: string): void {
 
 /** The messages of `topic` under `key` the index must find, newest first. */
 function keyed(run: Run, topic: string, key: string): Model[] {
-  return run.messages.filter((x) => x.topic === topic && indexed(x) && (x.keys.includes(key) || x.uniqKey === key)).reverse()
+  return run.messages.filter((x) => x.topic === topic && indexed(x) && visible(run, x) && (x.keys.includes(key) || x.uniqKey === key)).reverse()
 }
 
 /** Every acknowledged message by offset, id and queue offset; every key's query in full. */
@@ -241,8 +305,9 @@ async function checkAll(run: Run, what: string): Promise<void> {
     sameMessage(await s.lookup(x.physicalOffset), x, `${what}, message ${i} lookup`)
     assert.equal((await s.viewMessage(x.msgId)).physicalOffset, x.physicalOffset, `${what}, message ${i} viewMessage`)
   }
-  for (const [name, queue] of run.queues) {
+  for (const name of run.queues.keys()) {
     const [topic, queueId] = [name.slice(0, name.lastIndexOf('/')), Number(name.slice(name.lastIndexOf('/') + 1))]
+    const queue = visibleQueue(run, topic, queueId)
     for (let offset = 0; offset < queue.length; ) {
       const got = await s.get({ topic, queueId, offset, maxMessages: 64 })
       assert.equal(got.status, 'FOUND', `${what}: get ${name} at ${offset}`)
@@ -307,7 +372,7 @@ async function stepBatch(run: Run): Promise<string> {
 async function stepGet(run: Run): Promise<string> {
   const topic = pick(run, TOPICS)
   const queueId = int(run, 0, QUEUES - 1)
-  const queue = run.queues.get(qkey(topic, queueId)) ?? []
+  const queue = visibleQueue(run, topic, queueId)
   const offset = Math.max(0, int(run, -1, queue.length + 2))
   const maxMessages = int(run, 1, 12)
   const tags = chance(run, 0.5) ? undefined : chance(run, 0.1) ? ['*'] : Array.from({ length: int(run, 1, 2) }, () => pick(run, TAGS))
@@ -364,7 +429,7 @@ async function stepQuery(run: Run): Promise<string> {
   const begin = options.begin ?? 0
   const end = options.end ?? run.clock
   const expected = run.messages
-    .filter((x) => x.topic === topic && indexed(x) && (x.keys.includes(key) || x.uniqKey === key) && x.storeTimestamp >= begin && x.storeTimestamp <= end)
+    .filter((x) => x.topic === topic && indexed(x) && visible(run, x) && (x.keys.includes(key) || x.uniqKey === key) && x.storeTimestamp >= begin && x.storeTimestamp <= end)
     .reverse()
   const got = found.map((m) => m.physicalOffset)
   assert.equal(new Set(got).size, got.length, `${what}: each message once, got ${got.join(' ')}`)
@@ -381,7 +446,7 @@ async function stepQuery(run: Run): Promise<string> {
 async function stepTimes(run: Run): Promise<string> {
   const topic = pick(run, TOPICS)
   const queueId = int(run, 0, QUEUES - 1)
-  const queue = run.queues.get(qkey(topic, queueId)) ?? []
+  const queue = visibleQueue(run, topic, queueId)
   assert.equal(await run.store.earliestMessageTime(topic, queueId), queue[0]?.storeTimestamp ?? -1, `earliestMessageTime ${topic}/${queueId}`)
   const at = queue.length > 0 && chance(run, 0.8) ? pick(run, queue).storeTimestamp + int(run, -1, 1) : run.clock + int(run, -5000, 5000)
   const expected = queue.findIndex((x) => x.storeTimestamp >= at)
@@ -509,6 +574,7 @@ async function reopen(run: Run, how: 'close' | 'kill'): Promise<string> {
   }
   run.store = await MessageStore.open(withDisk(run))
   assert.equal(run.store.recovery.cleanShutdown, how === 'close', `${parts.join(', ')}: cleanShutdown`)
+  reopenedConfirm(run, how, parts.join(', '))
   for (const [k, v] of run.persisted) {
     const [group, topic, queueId] = k.split('@') as [string, string, string]
     assert.equal(run.store.committedOffset(group, topic, Number(queueId)), v, `${parts.join(', ')}: committed offset ${k} persisted`)
@@ -519,7 +585,7 @@ async function reopen(run: Run, how: 'close' | 'kill'): Promise<string> {
 
 /** The steps, each with the share of the runs it takes. */
 const STEP_KINDS: [number, string, (run: Run) => Promise<string> | string][] = [
-  [0.4, 'put', stepPut],
+  [0.34, 'put', stepPut],
   [0.12, 'putBatch', stepBatch],
   [0.14, 'get', stepGet],
   [0.12, 'queryByKey', stepQuery],
@@ -529,6 +595,7 @@ const STEP_KINDS: [number, string, (run: Run) => Promise<string> | string][] = [
   [0.075, 'an invalid call', stepInvalid],
   [0.015, 'close and reopen', (run) => reopen(run, 'close')],
   [0.01, 'kill and reopen', (run) => reopen(run, 'kill')],
+  [0.06, 'confirm offset', stepConfirm],
 ]
 
 /** Runs one random step; `run.doing` names it until it returns its description. */
@@ -564,6 +631,7 @@ async function modelRun(seed: number, disk: Disk, steps: number): Promise<{ mess
     persisted: new Map(),
     log: [],
     doing: '',
+    confirm: seed % 2 === 1 ? 0 : undefined,
     options: undefined as unknown as MessageStoreOptions,
     store: undefined as unknown as MessageStore,
   }
@@ -581,6 +649,7 @@ async function modelRun(seed: number, disk: Disk, steps: number): Promise<{ mess
     persistConsumerOffsetIntervalMs: 1e9,
     flushConsumeQueueIntervalMs: 5,
     retention: { cleanResourceIntervalMs: 1e9 },
+    ...(run.confirm !== undefined ? { confirmOffset: true } : {}),
   }
   run.store = await MessageStore.open(withDisk(run))
   let reopens = 0
@@ -613,7 +682,7 @@ async function modelRun(seed: number, disk: Disk, steps: number): Promise<{ mess
 }
 
 for (const { seed, disk, steps } of RUNS) {
-  test(`model check of the store's API: random puts, batches, gets, key queries, reopens and kills (seed ${seed}, ${steps} steps, ${disk} disk)`, { timeout: 60_000 + steps * 200 }, async (t) => {
+  test(`model check of the store's API: random puts, batches, gets, key queries, reopens and kills (seed ${seed}, ${steps} steps, ${disk} disk${seed % 2 === 1 ? ', confirm offset' : ''})`, { timeout: 60_000 + steps * 200 }, async (t) => {
     const { messages, reopens } = await modelRun(seed, disk, steps)
     t.diagnostic(`${messages} messages acknowledged, ${reopens} reopens`)
   })

@@ -5,13 +5,17 @@
 import { javaStringHashCode, readI64View } from '@mqts/common'
 import { PROPERTY } from './properties.js'
 import { MESSAGE_MAGIC_CODE_V2, RECORD, layoutOf, topicAt, topicLengthBytes } from './record.js'
+import { SCHEDULE_TOPIC, deliverTagsCode } from './schedule.js'
 
 export interface DispatchRequest {
   topic: string
   queueId: number
   physicalOffset: number
   size: number
-  /** Java String.hashCode of the TAGS property; 0 without tags. */
+  /**
+   * Java String.hashCode of the TAGS property; 0 without tags. Under SCHEDULE_TOPIC_XXXX with a
+   * DELAY level: the delivery time (codec/schedule.ts).
+   */
   tagsCode: number
   storeTimestamp: number
   queueOffset: number
@@ -24,6 +28,7 @@ export interface DispatchRequest {
 const NAME_TAGS = Buffer.from(PROPERTY.TAGS, 'latin1')
 const NAME_KEYS = Buffer.from(PROPERTY.KEYS, 'latin1')
 const NAME_UNIQ_KEY = Buffer.from(PROPERTY.UNIQ_KEY, 'latin1')
+const NAME_DELAY = Buffer.from(PROPERTY.DELAY, 'latin1')
 const SEP_NAME_VALUE = 1
 const SEP_PROPERTY = 2
 
@@ -48,8 +53,10 @@ export function javaHashOfUtf8(source: Buffer, from: number, to: number): number
 /**
  * Fills `out` from the message record at `source[at]` (already known to be a message record,
  * not a BLANK). `withKeys` also extracts KEYS and UNIQ_KEY. No CRC check, as RocketMQ's reput.
+ * `delayLevelsMs` are the store's delay levels: a SCHEDULE_TOPIC_XXXX record's tags code is its
+ * delivery time (codec/schedule.ts).
  */
-export function readDispatchRequest(source: Buffer, dv: DataView, at: number, withKeys: boolean, out: DispatchRequest): void {
+export function readDispatchRequest(source: Buffer, dv: DataView, at: number, withKeys: boolean, out: DispatchRequest, delayLevelsMs?: readonly number[]): void {
   const totalSize = dv.getInt32(at)
   const magic = dv.getInt32(at + RECORD.magicCode)
   const sysFlag = dv.getInt32(at + RECORD.sysFlag)
@@ -72,6 +79,10 @@ export function readDispatchRequest(source: Buffer, dv: DataView, at: number, wi
   out.keys = undefined
   out.uniqKey = undefined
   const end = pos + propertiesLength
+  const scheduled = delayLevelsMs !== undefined && out.topic === SCHEDULE_TOPIC
+  // The DELAY value's bytes (the last one, as a Java map keeps it).
+  let delayFrom = -1
+  let delayTo = -1
   while (pos < end) {
     let sep = pos
     while (sep < end && source[sep] !== SEP_NAME_VALUE && source[sep] !== SEP_PROPERTY) sep++
@@ -86,8 +97,16 @@ export function readDispatchRequest(source: Buffer, dv: DataView, at: number, wi
       if (nameIs(source, pos, nameLength, NAME_TAGS)) out.tagsCode = javaHashOfUtf8(source, sep + 1, valueEnd)
       else if (withKeys && nameIs(source, pos, nameLength, NAME_KEYS)) out.keys = source.toString('utf8', sep + 1, valueEnd)
       else if (withKeys && nameIs(source, pos, nameLength, NAME_UNIQ_KEY)) out.uniqKey = source.toString('utf8', sep + 1, valueEnd)
+      else if (scheduled && nameIs(source, pos, nameLength, NAME_DELAY)) {
+        delayFrom = sep + 1
+        delayTo = valueEnd
+      }
     }
     pos = valueEnd + 1
+  }
+  if (delayFrom >= 0) {
+    const deliverAt = deliverTagsCode(source.toString('utf8', delayFrom, delayTo), out.storeTimestamp, delayLevelsMs!)
+    if (deliverAt !== undefined) out.tagsCode = deliverAt
   }
 }
 

@@ -7,6 +7,11 @@ export const PROPERTY = {
   TAGS: 'TAGS',
   UNIQ_KEY: 'UNIQ_KEY',
   WAIT: 'WAIT',
+  /** Delay level of a scheduled message (RocketMQ's PROPERTY_DELAY_TIME_LEVEL), a Java int. */
+  DELAY: 'DELAY',
+  /** Topic and queue id a scheduled message is delivered to once due (codec/schedule.ts). */
+  REAL_TOPIC: 'REAL_TOPIC',
+  REAL_QID: 'REAL_QID',
 } as const
 /** The properties length is a Java short. */
 export const MAX_PROPERTIES_BYTES = 32767
