@@ -33,6 +33,8 @@ const BROKER_CONF = [
   'brokerRole=ASYNC_MASTER',
   'flushDiskType=SYNC_FLUSH',
   'mappedFileSizeCommitLog=16777216',
+  '# short delays, so retries come back within the test',
+  'messageDelayLevel=1s 1s 1s 1s 1s',
   'deleteWhen=04',
   '',
 ].join('\n')
@@ -70,6 +72,12 @@ test('ali-ons produces and consumes through real mqts processes; kill -9 of the 
     // The msgId a send returned is the one the consumer computes from the stored record.
     const sentIds = new Map(first.map((s) => [s.sent, s.msgId]))
     for (const g of g2) assert.equal(g.msgId, sentIds.get(g.got))
+
+    // A handler that throws: ali-ons sends the message back, the broker puts it into %RETRY%G3
+    // after a delay, and the consumer gets it again from there (reconsumeTimes 1).
+    const g3 = await onsClient<Got & { reconsumeTimes: number }>(ns.address, ['consume', 'OnsTopic', 'G3', 'TagA', '10', 'throwFirst'])
+    assert.deepEqual([...new Set(g3.map((g) => g.got))].sort(), first.filter((_, i) => i % 2 === 0).map((s) => s.sent).sort())
+    assert.ok(g3.every((g) => g.reconsumeTimes >= 1), 'each came back through the retry topic')
 
     // A graceful restart keeps the committed offsets: G2 gets nothing old again.
     await stop(broker, 'SIGTERM')

@@ -7,7 +7,7 @@
 import { networkInterfaces } from 'node:os'
 import * as path from 'node:path'
 import { NodeFileIO } from '@mqts/common'
-import { MessageStore, type MessageStoreOptions, type PutMessage } from '@mqts/store'
+import { MessageStore, PROPERTY, SCHEDULE_TOPIC, parseDelayLevels, toScheduledMessage, type MessageStoreOptions, type PutMessage } from '@mqts/store'
 import { RemotingCommand, RequestCode, ResponseCode, consoleLogger, type Logger, type RemotingClient, type RemotingServer, type RequestProcessor } from '@mqts/transport'
 import { TcpRemotingClient, TcpRemotingServer } from '@mqts/transport-tcp'
 import { ClientManager, type ConsumerGroupInfo } from './client-manager.js'
@@ -19,6 +19,8 @@ import { consumerProcessors } from './processors/consumer.js'
 import { pullService, type PullService } from './processors/pull.js'
 import { sendProcessor } from './processors/send.js'
 import { orderlyProcessors } from './processors/orderly.js'
+import { sendBackProcessor } from './processors/send-back.js'
+import { DELAY_OFFSET_FILE, ScheduleService } from './schedule.js'
 import { RebalanceLockManager } from './rebalance-lock.js'
 import { NamesrvRegistrar } from './registration.js'
 import { SUBSCRIPTION_GROUP_FILE, SubscriptionGroupManager } from './subscription-group.js'
@@ -52,6 +54,9 @@ export class Broker {
   store!: MessageStore
   topics!: TopicConfigManager
   groups!: SubscriptionGroupManager
+  /** Delayed delivery (SCHEDULE_TOPIC_XXXX), on a master. */
+  schedule: ScheduleService | undefined
+  readonly #delayLevelsMs: number[]
   readonly locks = new RebalanceLockManager(Date.now)
   readonly clients: ClientManager
   readonly #logger: Logger
@@ -72,6 +77,9 @@ export class Broker {
     this.#ownsClient = client === undefined
     this.client = client ?? new TcpRemotingClient({ logger: this.#logger })
     this.clients = new ClientManager(Date.now, (g) => this.#notifyMembership(g))
+    const levels = parseDelayLevels(this.config.messageDelayLevel)
+    if (typeof levels === 'string') throw new BrokerError('INVALID_CONFIG', `messageDelayLevel ${JSON.stringify(this.config.messageDelayLevel)} does not parse: ${levels}`)
+    this.#delayLevelsMs = levels
   }
 
   /** Starts a broker: listens, opens the store, registers with the nameservers. */
@@ -100,6 +108,7 @@ export class Broker {
       commitLogFileSize: c.mappedFileSizeCommitLog,
       maxMessageSize: c.maxMessageSize,
       messageIndexEnable: c.messageIndexEnable,
+      messageDelayLevel: c.messageDelayLevel,
       storeHost: this.#addr,
       ...options.store,
     })
@@ -110,7 +119,7 @@ export class Broker {
       brokerName: c.brokerName,
       autoCreateTopicEnable: c.autoCreateTopicEnable,
       defaultTopicQueueNums: c.defaultTopicQueueNums,
-      delayLevels: c.messageDelayLevel.trim().split(/\s+/).length,
+      delayLevels: this.#delayLevelsMs.length,
       now: Date.now,
     })
     await this.topics.load()
@@ -118,6 +127,11 @@ export class Broker {
     await this.groups.load()
     this.#registrar = new NamesrvRegistrar(this.client, c, this.topics, () => this.#addr, () => '', this.#logger)
     this.#offArrivals = this.store.onMessageArrived((topic, queueId, maxOffset) => this.#pull.hold.arrived(topic, queueId, maxOffset))
+    if (c.brokerRole !== 'SLAVE') {
+      this.schedule = new ScheduleService(this.store, new NodeFileIO(), path.join(c.storePathRootDir, 'config', DELAY_OFFSET_FILE), this.#delayLevelsMs)
+      await this.schedule.load()
+      this.schedule.start()
+    }
     this.#ready = true
     await this.#registrar.registerAll()
     this.#every(c.registerBrokerIntervalMs, () => void this.#registrar.registerAll())
@@ -159,14 +173,25 @@ export class Broker {
         return broker.groups
       },
       locks: this.locks,
+      delayLevels: this.#delayLevelsMs.length,
       maxQueuesPerTopic: MAX_QUEUES_PER_TOPIC,
       registerSoon: () => this.#registrar.registerSoon(),
       registerNow: async () => {
         await this.#registrar.registerAll()
       },
-      schedule: (m: PutMessage) => m,
+      schedule: (m: PutMessage) => this.#scheduled(m),
+      delayOffsets: () => this.schedule?.toJSON() ?? { offsetTable: {} },
       deleteTopicData: async () => {},
     }
+  }
+
+  /** A message with a DELAY level above 0 goes to SCHEDULE_TOPIC_XXXX (RocketMQ's putMessage). */
+  #scheduled(m: PutMessage): PutMessage {
+    const level = m.properties?.[PROPERTY.DELAY]
+    if (level === undefined || m.topic === SCHEDULE_TOPIC) return m
+    const n = Number(level)
+    if (!Number.isInteger(n) || n <= 0) return m
+    return toScheduledMessage(m, n, this.#delayLevelsMs.length)
   }
 
   #registerProcessors(): void {
@@ -178,6 +203,7 @@ export class Broker {
     all.set(RequestCode.SEND_MESSAGE_V2, send)
     all.set(RequestCode.SEND_BATCH_MESSAGE, send)
     all.set(RequestCode.PULL_MESSAGE, this.#pull.processor)
+    all.set(RequestCode.CONSUMER_SEND_MSG_BACK, sendBackProcessor(ctx))
     for (const [code, processor] of all) {
       this.server.registerProcessor(code, (req, channel) => {
         if (!this.#ready) return RemotingCommand.createResponse(ResponseCode.SERVICE_NOT_AVAILABLE, this.#stopping ? 'the broker is shutting down' : 'the broker is starting')
@@ -204,6 +230,7 @@ export class Broker {
       for (const t of this.#timers) clearInterval(t)
       this.#pull?.hold.stop()
       this.#ready = false
+      await this.schedule?.stop().catch(() => undefined)
       this.#offArrivals?.()
       if (this.#registrar) await this.#registrar.unregisterAll()
       await this.server.stop({ timeoutMs: 2000 }).catch(() => undefined)

@@ -16,6 +16,8 @@ export interface BrokerContext {
   readonly clients: ClientManager
   readonly groups: SubscriptionGroupManager
   readonly locks: RebalanceLockManager
+  /** Delay levels (messageDelayLevel): a DELAY above it is the highest. */
+  readonly delayLevels: number
   /** Queue ids a topic may have (the store's maxQueuesPerTopic). */
   readonly maxQueuesPerTopic: number
   /** Registers with every nameserver soon (topics changed); coalesces calls. */
@@ -24,6 +26,8 @@ export interface BrokerContext {
   registerNow(): Promise<void>
   /** A message as it is stored: a delayed one goes to SCHEDULE_TOPIC_XXXX. */
   schedule(message: PutMessage): PutMessage
+  /** The delay levels' offsets, as delayOffset.json holds them. */
+  delayOffsets(): unknown
   /** Removes a deleted topic's queues and offsets from the store. */
   deleteTopicData(topic: string): Promise<void>
 }

@@ -340,3 +340,60 @@ test('shrinking a topic as RocketMQ does: 16 queues, write 8, drain 8-15, read 8
     assert.deepEqual([...consumed].sort(), [...sent].sort(), 'every message was consumed')
   })
 })
+
+test('delayed messages are delivered when due, once, also across a restart; send-back retries, then the DLQ', { timeout: 60_000 }, async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'mqts-broker-'))
+  const options: BrokerOptions = { messageDelayLevel: '1s 2s 1s 1s 1s' }
+  let c = await startCluster(dir, options)
+  try {
+    await createTopic(c, 'Later', 1, 1)
+    const sent = await c.client.invoke(c.broker.address, sendV2('Later', 0, 'in a second', { DELAY: '1', TAGS: 'T' }), T)
+    assert.equal(sent.code, ResponseCode.SUCCESS, sent.remark ?? '')
+    assert.equal((await c.client.invoke(c.broker.address, pull('Later', 0, 0), T)).code, ResponseCode.PULL_NOT_FOUND, 'not before it is due')
+    const due = await c.client.invoke(c.broker.address, pull('Later', 0, 0, { suspend: 5000 }), 10_000)
+    assert.equal(due.code, ResponseCode.SUCCESS)
+    const [m] = records(due.body)
+    assert.equal(m!.body.toString(), 'in a second')
+    assert.equal(m!.properties.DELAY, undefined)
+    assert.equal(m!.properties.REAL_TOPIC, 'Later')
+    assert.ok(m!.storeTimestamp - Date.now() < 1 && m!.storeTimestamp >= m!.bornTimestamp + 900)
+
+    // A restart while a message waits: delivered after it, once.
+    await c.client.invoke(c.broker.address, sendV2('Later', 0, 'across a restart', { DELAY: '2' }), T)
+    await stopCluster(c)
+    c = await startCluster(dir, options)
+    const after = await c.client.invoke(c.broker.address, pull('Later', 0, 1, { suspend: 8000 }), 12_000)
+    assert.deepEqual(records(after.body).map((x) => x.body.toString()), ['across a restart'])
+    await new Promise((r) => setTimeout(r, 1500))
+    assert.equal((await c.client.invoke(c.broker.address, pull('Later', 0, 2), T)).code, ResponseCode.PULL_NOT_FOUND, 'delivered once')
+    const delayOffsets = await c.client.invoke(c.broker.address, RemotingCommand.createRequest(RequestCode.GET_ALL_DELAY_OFFSET), T)
+    assert.deepEqual(JSON.parse(delayOffsets.body.toString()).offsetTable, { '1': 1, '2': 1 })
+
+    // Send-back: into %RETRY%CG after the next delay level, reconsumeTimes + 1; then the DLQ.
+    const sendBack = (offset: number): Promise<RemotingCommand> =>
+      c.client.invoke(c.broker.address, new RemotingCommand({ code: RequestCode.CONSUMER_SEND_MSG_BACK, version: 121, extFields: { offset: String(offset), group: 'CG', delayLevel: '0', originMsgId: m!.msgId, originTopic: 'Later', maxReconsumeTimes: '2' } }), T)
+    assert.equal((await sendBack(m!.physicalOffset)).code, ResponseCode.SUCCESS)
+    const retry1 = records((await c.client.invoke(c.broker.address, pull('%RETRY%CG', 0, 0, { suspend: 8000 }), 12_000)).body)[0]!
+    assert.equal(retry1.body.toString(), 'in a second')
+    assert.equal(retry1.reconsumeTimes, 1)
+    assert.equal(retry1.properties.RETRY_TOPIC, 'Later')
+    assert.equal(retry1.properties.ORIGIN_MESSAGE_ID, m!.msgId)
+    assert.equal((await sendBack(retry1.physicalOffset)).code, ResponseCode.SUCCESS)
+    const retry2 = records((await c.client.invoke(c.broker.address, pull('%RETRY%CG', 0, 1, { suspend: 8000 }), 12_000)).body)[0]!
+    assert.equal(retry2.reconsumeTimes, 2)
+    assert.equal(retry2.properties.RETRY_TOPIC, 'Later', 'the original topic is kept')
+    // reconsumeTimes 2 = maxReconsumeTimes: dead letter, at once.
+    assert.equal((await sendBack(retry2.physicalOffset)).code, ResponseCode.SUCCESS)
+    const dead = await c.client.invoke(c.broker.address, pull('%DLQ%CG', 0, 0), T)
+    assert.equal(dead.code, ResponseCode.SUCCESS)
+    assert.equal(records(dead.body)[0]!.reconsumeTimes, 3)
+    await c.broker.registerAll()
+    assert.ok(await route(c, '%DLQ%CG'), 'the DLQ topic is routed')
+    const missing = await sendBack(123_456_789)
+    assert.equal(missing.code, ResponseCode.SYSTEM_ERROR)
+    assert.match(missing.remark ?? '', /look message by offset failed/)
+  } finally {
+    await stopCluster(c)
+    await rm(dir, { recursive: true, force: true })
+  }
+})

@@ -46,6 +46,8 @@ program
   .option('--host <host>', `listen address (env ${ENV.host}; default 127.0.0.1)`)
   .option('-p, --port <port>', 'listen port (default 9876; 0 picks a free one)')
   .option('-d, --data <dir>', `data directory, for kvConfig.json (env ${ENV.dataDir}; default ./data)`)
+  .option('--broker-expiry <ms>', 'a broker silent this long is removed (default 120000)', int)
+  .option('--scan-interval <ms>', 'how often silent brokers are looked for (default 5000)', int)
   .action(async (flags) => {
     const ns = await runNamesrv(flags)
     stopOnSignals('mqts namesrv', () => ns.stop())

@@ -54,6 +54,8 @@ export interface NamesrvFlags {
   host?: string
   port?: string
   data?: string
+  brokerExpiry?: number
+  scanInterval?: number
 }
 
 export async function runNamesrv(flags: NamesrvFlags): Promise<NameServer> {
@@ -61,6 +63,8 @@ export async function runNamesrv(flags: NamesrvFlags): Promise<NameServer> {
     host: flags.host ?? env(ENV.host) ?? '127.0.0.1',
     port: flags.port !== undefined ? Number(flags.port) : undefined,
     dataDir: path.join(flags.data ?? env(ENV.dataDir) ?? DEFAULT_DATA_DIR, 'namesrv'),
+    brokerExpiryMs: flags.brokerExpiry,
+    scanIntervalMs: flags.scanInterval,
     logger,
   })
   console.log(`mqts namesrv listening on ${ns.address()}`)

@@ -81,6 +81,7 @@ export function adminProcessors(ctx: BrokerContext): Map<number, RequestProcesso
   })
 
   p.set(RequestCode.GET_ALL_SUBSCRIPTIONGROUP_CONFIG, () => ok(undefined, encodeRemotingJson(ctx.groups.toJSON())))
+  p.set(RequestCode.GET_ALL_DELAY_OFFSET, () => ok(undefined, encodeRemotingJson(ctx.delayOffsets())))
   p.set(RequestCode.GET_ALL_CONSUMER_OFFSET, () => ok(undefined, Buffer.from(ctx.store.consumerOffsets.encode(), 'utf8')))
 
   p.set(RequestCode.VIEW_MESSAGE_BY_ID, (req) => {
