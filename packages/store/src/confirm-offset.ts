@@ -24,17 +24,16 @@
  *   from those records (recoverPastConfirm), since the ConsumeQueues stop at the confirm offset.
  */
 import type { StoreCheckpoint } from './checkpoint.js'
-import type { CommitLog } from './commit-log.js'
 import type { IndexService } from '@mqts/index'
+import type { CommitLog, RecoveryReport } from './commit-log.js'
 import type { ConsumeQueueSet } from './consume-queue.js'
-import type { RecoveryReport } from './commit-log.js'
 import { takesQueueOffset } from './codec/index.js'
 import { Dispatcher } from './dispatcher.js'
 import { StoreError } from './errors.js'
 import { checkOffset, describe } from './put-input.js'
 
 export class ConfirmOffset {
-  /** The value the last checkpoint write that was synced carried (see wantsSync). */
+  /** The value the last checkpoint write that was synced carried (see beforeCheckpoint). */
   #synced = -1
 
   constructor(
@@ -46,17 +45,22 @@ export class ConfirmOffset {
   ) {}
 
   /**
-   * At open, after the CommitLog recovered and before the ConsumeQueues do: the persisted value,
-   * clamped to the recovered end, becomes the dispatcher's limit.
+   * At open, after the CommitLog recovered and before the ConsumeQueues do (and again after a cut
+   * of the log at open): the persisted value, clamped to the recovered end, becomes the
+   * dispatcher's limit. A clamped value is synced at once: appends past the new end must not find
+   * the old value covering them after another crash.
    */
-  recovered(): void {
+  async recovered(): Promise<void> {
     if (!this.enabled) return
     const cp = this.checkpoint.values
     const value = Math.min(Math.max(0, cp.confirmPhyOffset), this.log.committedOffset)
-    cp.confirmPhyOffset = value
-    this.#synced = value
     this.dispatcher.confirmLimit = value
     this.dispatcher.partialTail = true
+    if (value !== cp.confirmPhyOffset) {
+      cp.confirmPhyOffset = value
+      await this.checkpoint.flush()
+    }
+    this.#synced = value
   }
 
   /** The confirm offset; without confirmOffset: true everything committed counts as confirmed. */
@@ -133,7 +137,7 @@ export async function recoverPastConfirm(
     if (cq.maxPhysicalEnd > torn.physicalOffset || (cq.maxPhysicalEnd === 0 && cq.maxOffset > cq.minOffset)) await cq.truncatePhysical(torn.physicalOffset)
   }
   store.index?.recover(torn.physicalOffset, true)
-  confirm.recovered()
+  await confirm.recovered()
 }
 
 /** A record past the durable offset whose queue offset does not continue its queue. */

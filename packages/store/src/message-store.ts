@@ -279,7 +279,7 @@ export class MessageStore {
       // A checkpoint that fails its CRC vouches for nothing: recover as after a crash.
       const cleanShutdown = !(await io.exists(abortFile)) && !checkpoint.damaged
       store.recovery = await store.commitLog.recover(cleanShutdown)
-      store.#confirm.recovered()
+      await store.#confirm.recovered()
       if (options.messageIndexEnable ?? true) {
         // Before the index starts (it makes its spare file in the background at once).
         if (!store.commitLog.queue.last) await checkIndexFits(io, path.join(dir, STORE_PATHS.index), options)

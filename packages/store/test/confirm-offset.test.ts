@@ -320,6 +320,8 @@ test('the confirm offset is clamped to the end of the recovered log', { timeout:
     for (const b of [entry.volatile, entry.durable]) encodeCheckpoint(b, values)
     store = await MessageStore.open({ ...options, fileIO: io })
     assert.equal(store.confirmOffset, logEnd)
+    // Synced at once: appends past the end must not find the old value covering them after a crash.
+    assert.equal(io.files.get(path.join(options.dir, 'checkpoint'))!.durable.readBigInt64BE(CHECKPOINT.confirmPhyOffset), BigInt(logEnd))
     assert.deepEqual(await visible(store), [0, 1, 2])
   } finally {
     await store.close()
