@@ -1,0 +1,302 @@
+/**
+ * The master side of the HA stream (RocketMQ's DefaultHAService and HAConnection): it listens on
+ * the HA port; each replica connection reads the replica's reported offsets (the first says
+ * where to start, each later one acknowledges what the replica holds) and writes the CommitLog
+ * from there, in frames of a 12-byte header and up to 32 KiB of raw CommitLog bytes. The bytes
+ * are views of the store's mapping, handed to the socket without a copy; header and body go out
+ * in one corked write. When there is nothing new the link waits for the store's committed-offset
+ * event, and sends an empty frame as a heartbeat every 5 s.
+ *
+ * Sync replication (SYNC_MASTER): waitForReplicas(end) resolves once every in-sync replica has
+ * acknowledged `end`; a replica more than maxGapNotInSync behind is not in sync.
+ */
+import * as net from 'node:net'
+import type { MessageStore } from '@mqts/store'
+import { HAError } from './errors.js'
+import { HOUSEKEEPING_MS, MAX_GAP_NOT_IN_SYNC_BYTES, REPORT_BYTES, REPORT_INTERVAL_MS, TRANSFER_BATCH_BYTES, encodeHeader, readOffset } from './protocol.js'
+
+export interface HALogger {
+  warn(message: string, fields?: Record<string, unknown>): void
+}
+
+export interface HAMasterOptions {
+  store: MessageStore
+  /** Listen address; default 127.0.0.1. */
+  host?: string
+  /** Listen port; 0 picks a free one (see address()). */
+  port?: number
+  /** A link silent this long is dropped (20 s). */
+  housekeepingMs?: number
+  /** An idle link gets an empty frame this often (5 s). */
+  heartbeatMs?: number
+  /** A replica further behind than this is not in sync (256 MiB). */
+  maxGapNotInSync?: number
+  /** Bytes per frame (32 KiB). */
+  transferBatchBytes?: number
+  logger?: HALogger
+}
+
+export type SyncResult = 'OK' | 'FLUSH_SLAVE_TIMEOUT' | 'SLAVE_NOT_AVAILABLE'
+
+export interface ReplicaInfo {
+  remoteAddress: string
+  /** What the replica last said it holds; -1 before its first report. */
+  ackOffset: number
+  /** Where the next frame starts. */
+  nextOffset: number
+  inSync: boolean
+}
+
+interface Waiter {
+  end: number
+  resolve: (r: SyncResult) => void
+  timer: NodeJS.Timeout
+}
+
+const silent: HALogger = { warn: () => {} }
+
+class ReplicaLink {
+  ackOffset = -1
+  nextOffset = -1
+  #lastRead = Date.now()
+  #lastWrite = 0
+  #buffered = Buffer.alloc(0)
+  #sending = false
+  #closed = false
+
+  constructor(
+    readonly master: HAMaster,
+    readonly socket: net.Socket,
+  ) {
+    socket.setNoDelay(true)
+    socket.on('data', (d) => this.#onData(d))
+    socket.on('error', () => this.close('socket error'))
+    socket.on('close', () => this.close('closed by the replica'))
+  }
+
+  get remoteAddress(): string {
+    return `${this.socket.remoteAddress}:${this.socket.remotePort}`
+  }
+
+  get closed(): boolean {
+    return this.#closed
+  }
+
+  #onData(d: Buffer): void {
+    this.#lastRead = Date.now()
+    const all = this.#buffered.length === 0 ? d : Buffer.concat([this.#buffered, d])
+    const whole = all.length - (all.length % REPORT_BYTES)
+    this.#buffered = whole === all.length ? Buffer.alloc(0) : Buffer.from(all.subarray(whole))
+    if (whole === 0) return
+    // Only the newest report counts (RocketMQ reads the last whole 8 bytes).
+    const offset = readOffset(all, whole - REPORT_BYTES)
+    if (offset === undefined) {
+      this.close('a report that is not an offset')
+      return
+    }
+    if (this.nextOffset < 0) {
+      const store = this.master.store
+      const min = store.commitLogMinOffset
+      if (offset > store.commitLogMaxOffset || offset < min) {
+        this.master.logger.warn('replica asks for an offset this master does not hold: link dropped', { replica: this.remoteAddress, offset, min, max: store.commitLogMaxOffset })
+        this.close('offset outside the log')
+        return
+      }
+      this.nextOffset = offset
+    }
+    this.ackOffset = offset
+    this.master.acknowledged()
+    this.pump()
+  }
+
+  /** Sends what is committed past nextOffset, frame by frame, as long as the socket takes it. */
+  pump(): void {
+    if (this.#sending || this.#closed || this.nextOffset < 0) return
+    this.#sending = true
+    try {
+      const store = this.master.store
+      while (!this.#closed) {
+        const end = store.commitLogMaxOffset
+        if (this.nextOffset >= end) break
+        const view = store.readCommitLog(this.nextOffset, this.master.transferBatchBytes, { unconfirmed: true })
+        if (view.length === 0) break
+        this.socket.cork()
+        this.socket.write(encodeHeader(this.nextOffset, view.length))
+        const more = this.socket.write(view)
+        this.socket.uncork()
+        this.nextOffset += view.length
+        this.#lastWrite = Date.now()
+        if (!more) {
+          this.socket.once('drain', () => this.pump())
+          break
+        }
+      }
+    } catch (err) {
+      this.master.logger.warn('reading the CommitLog for a replica failed: link dropped', { replica: this.remoteAddress, error: (err as Error).message })
+      this.close('read failed')
+    } finally {
+      this.#sending = false
+    }
+  }
+
+  /** Heartbeat when idle; drop when silent. */
+  tick(now: number): void {
+    if (this.#closed) return
+    if (now - this.#lastRead > this.master.housekeepingMs) {
+      this.close('no report within the housekeeping interval')
+      return
+    }
+    if (this.nextOffset >= 0 && now - this.#lastWrite >= this.master.heartbeatMs && this.socket.writableLength === 0) {
+      this.socket.write(encodeHeader(this.nextOffset, 0))
+      this.#lastWrite = now
+    }
+  }
+
+  close(reason: string): void {
+    if (this.#closed) return
+    this.#closed = true
+    this.socket.destroy()
+    this.master.linkClosed(this, reason)
+  }
+}
+
+export class HAMaster {
+  readonly store: MessageStore
+  readonly housekeepingMs: number
+  readonly heartbeatMs: number
+  readonly maxGapNotInSync: number
+  readonly transferBatchBytes: number
+  readonly logger: HALogger
+  readonly #server: net.Server
+  readonly #links = new Set<ReplicaLink>()
+  #waiters: Waiter[] = []
+  #timer: NodeJS.Timeout | undefined
+  #offCommitted: (() => void) | undefined
+  #wakeScheduled = false
+  #stopped = false
+
+  private constructor(options: HAMasterOptions) {
+    this.store = options.store
+    this.housekeepingMs = options.housekeepingMs ?? HOUSEKEEPING_MS
+    this.heartbeatMs = options.heartbeatMs ?? REPORT_INTERVAL_MS
+    this.maxGapNotInSync = options.maxGapNotInSync ?? MAX_GAP_NOT_IN_SYNC_BYTES
+    this.transferBatchBytes = options.transferBatchBytes ?? TRANSFER_BATCH_BYTES
+    this.logger = options.logger ?? silent
+    this.#server = net.createServer((socket) => {
+      if (this.#stopped) {
+        socket.destroy()
+        return
+      }
+      this.#links.add(new ReplicaLink(this, socket))
+    })
+  }
+
+  /** Starts listening for replicas. */
+  static async start(options: HAMasterOptions): Promise<HAMaster> {
+    const port = options.port ?? 0
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new HAError('INVALID_ARGUMENT', `port must be 0-65535, got ${JSON.stringify(options.port)}`)
+    const m = new HAMaster(options)
+    await new Promise<void>((resolve, reject) => {
+      m.#server.once('error', reject)
+      m.#server.listen(port, options.host ?? '127.0.0.1', () => {
+        m.#server.off('error', reject)
+        resolve()
+      })
+    })
+    // New bytes wake every link; coalesced, so a burst of puts costs one wake.
+    m.#offCommitted = m.store.onCommitted(() => {
+      if (m.#wakeScheduled) return
+      m.#wakeScheduled = true
+      setImmediate(() => {
+        m.#wakeScheduled = false
+        for (const l of m.#links) l.pump()
+      })
+    })
+    m.#timer = setInterval(() => {
+      const now = Date.now()
+      for (const l of m.#links) l.tick(now)
+    }, Math.min(1000, m.heartbeatMs))
+    m.#timer.unref()
+    return m
+  }
+
+  /** "host:port" replicas connect to. */
+  address(): string {
+    const a = this.#server.address() as net.AddressInfo
+    return a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`
+  }
+
+  get port(): number {
+    return (this.#server.address() as net.AddressInfo).port
+  }
+
+  #inSync(l: ReplicaLink): boolean {
+    return !l.closed && l.ackOffset >= 0 && this.store.commitLogMaxOffset - l.ackOffset < this.maxGapNotInSync
+  }
+
+  replicas(): ReplicaInfo[] {
+    return [...this.#links].map((l) => ({ remoteAddress: l.remoteAddress, ackOffset: l.ackOffset, nextOffset: l.nextOffset, inSync: this.#inSync(l) }))
+  }
+
+  /**
+   * Resolves 'OK' once every in-sync replica has acknowledged CommitLog offset `end` (RocketMQ's
+   * allAckInSyncStateSet), 'SLAVE_NOT_AVAILABLE' at once when no replica is in sync, or
+   * 'FLUSH_SLAVE_TIMEOUT' after `timeoutMs`. Never 'OK' for bytes no in-sync replica holds.
+   */
+  waitForReplicas(end: number, timeoutMs: number): Promise<SyncResult> {
+    const now = this.#check(end)
+    if (now !== undefined) return Promise.resolve(now)
+    return new Promise((resolve) => {
+      const w: Waiter = {
+        end,
+        resolve,
+        timer: setTimeout(() => {
+          this.#waiters = this.#waiters.filter((x) => x !== w)
+          resolve('FLUSH_SLAVE_TIMEOUT')
+        }, timeoutMs),
+      }
+      this.#waiters.push(w)
+    })
+  }
+
+  #check(end: number): SyncResult | undefined {
+    const inSync = [...this.#links].filter((l) => this.#inSync(l))
+    if (inSync.length === 0) return 'SLAVE_NOT_AVAILABLE'
+    return inSync.every((l) => l.ackOffset >= end) ? 'OK' : undefined
+  }
+
+  /** A replica reported: waiters whose end every in-sync replica holds are answered. */
+  acknowledged(): void {
+    if (this.#waiters.length === 0) return
+    const left: Waiter[] = []
+    for (const w of this.#waiters) {
+      const r = this.#check(w.end)
+      if (r === 'OK') {
+        clearTimeout(w.timer)
+        w.resolve('OK')
+      } else left.push(w)
+    }
+    this.#waiters = left
+  }
+
+  linkClosed(l: ReplicaLink, reason: string): void {
+    this.#links.delete(l)
+    if (!this.#stopped) this.logger.warn('replica link closed', { replica: l.remoteAddress, reason })
+    // A replica that left may have been the last one holding back a waiter.
+    this.acknowledged()
+  }
+
+  async stop(): Promise<void> {
+    if (this.#stopped) return
+    this.#stopped = true
+    if (this.#timer) clearInterval(this.#timer)
+    this.#offCommitted?.()
+    for (const l of [...this.#links]) l.close('master stopping')
+    for (const w of this.#waiters) {
+      clearTimeout(w.timer)
+      w.resolve('FLUSH_SLAVE_TIMEOUT')
+    }
+    this.#waiters = []
+    await new Promise<void>((r) => this.#server.close(() => r()))
+  }
+}

@@ -1,0 +1,175 @@
+// The HA stream between real stores over loopback TCP: replicas byte-identical to their master
+// (files compared) with the same queue answers, catching up while producers run, resuming after
+// a restart, sync replication's answers, and garbage from either side dropping that link only.
+import assert from 'node:assert/strict'
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises'
+import * as net from 'node:net'
+import { tmpdir } from 'node:os'
+import * as path from 'node:path'
+import { test } from 'node:test'
+import { MessageStore, type FlushMode, type MessageStoreOptions } from '@mqts/store'
+import { HAMaster, HAReplica, encodeHeader, encodeReport } from '../src/index.js'
+
+const FILE = 256 * 1024
+const INDEX = { maxHashSlotNum: 1024, maxIndexNum: 8192 }
+
+async function withDirs(n: number, fn: (dirs: string[]) => Promise<void>): Promise<void> {
+  const root = await mkdtemp(path.join(tmpdir(), 'mqts-ha-'))
+  try {
+    await fn(Array.from({ length: n }, (_, i) => path.join(root, `s${i}`)))
+  } finally {
+    await rm(root, { recursive: true, force: true })
+  }
+}
+
+function options(dir: string, flush: FlushMode, role: 'master' | 'replica'): MessageStoreOptions {
+  return { dir, flush, role, commitLogFileSize: FILE, ...INDEX }
+}
+
+async function produce(store: MessageStore, n: number, from = 0): Promise<void> {
+  for (let i = from; i < from + n; i++) {
+    await store.put({ topic: `T${i % 3}`, queueId: i % 4, body: Buffer.alloc(100 + ((i * 131) % 3000), i % 256), tags: `tag${i % 5}`, keys: `key-${i}` })
+  }
+}
+
+async function caughtUp(master: MessageStore, replicas: MessageStore[], ms = 20_000): Promise<void> {
+  const end = Date.now() + ms
+  while (replicas.some((r) => r.commitLogMaxOffset !== master.commitLogMaxOffset)) {
+    if (Date.now() > end) assert.fail(`replicas at ${replicas.map((r) => r.commitLogMaxOffset).join(', ')}, master at ${master.commitLogMaxOffset}`)
+    await new Promise((r) => setTimeout(r, 20))
+  }
+}
+
+async function logBytes(dir: string): Promise<Buffer> {
+  const names = (await readdir(path.join(dir, 'commitlog'))).sort()
+  return Buffer.concat(await Promise.all(names.map((n) => readFile(path.join(dir, 'commitlog', n)))))
+}
+
+/** Every queue's messages, as "topic/queue: offsets and bodies' sizes and keys". */
+async function queues(store: MessageStore): Promise<string[]> {
+  const out: string[] = []
+  for (let t = 0; t < 3; t++) {
+    for (let q = 0; q < 4; q++) {
+      const r = await store.get({ topic: `T${t}`, queueId: q, offset: 0, maxMessages: 10_000, maxBytes: 64 * 1024 * 1024 })
+      out.push(`T${t}/${q}: ${r.messages.map((m) => `${m.queueOffset}:${m.physicalOffset}:${m.body.length}:${m.keys.join()}`).join(' ')}`)
+    }
+  }
+  return out
+}
+
+for (const flush of ['async', 'sync'] as const) {
+  test(`two replicas follow a master byte for byte, with the same queues and keys (${flush})`, { timeout: 90_000 }, async () => {
+    await withDirs(3, async ([md, r1d, r2d]) => {
+      const master = await MessageStore.open(options(md!, flush, 'master'))
+      const r1 = await MessageStore.open(options(r1d!, flush, 'replica'))
+      const r2 = await MessageStore.open(options(r2d!, flush, 'replica'))
+      const ha = await HAMaster.start({ store: master })
+      const f1 = HAReplica.start({ store: r1, masterAddress: ha.address() })
+      await produce(master, 300)
+      // The second replica starts empty while producers run.
+      const f2 = HAReplica.start({ store: r2, masterAddress: ha.address() })
+      await produce(master, 300, 300)
+      await caughtUp(master, [r1, r2])
+      assert.ok(master.commitLogMaxOffset > 2 * FILE, 'several files')
+      await master.flush()
+      await Promise.all([f1.stop(), f2.stop()])
+      await ha.stop()
+      const want = await queues(master)
+      for (const r of [r1, r2]) {
+        assert.deepEqual(await queues(r), want)
+        assert.deepEqual((await r.queryByKey('T1', 'key-4')).map((m) => m.physicalOffset), (await master.queryByKey('T1', 'key-4')).map((m) => m.physicalOffset))
+      }
+      await Promise.all([master.close(), r1.close(), r2.close()])
+      const bytes = await logBytes(md!)
+      for (const d of [r1d!, r2d!]) assert.ok((await logBytes(d)).equals(bytes), `${d}'s CommitLog files equal the master's`)
+    })
+  })
+}
+
+test('a replica restarted resumes from its own end; sync replication answers OK, FLUSH_SLAVE_TIMEOUT, SLAVE_NOT_AVAILABLE', { timeout: 90_000 }, async () => {
+  await withDirs(2, async ([md, rd]) => {
+    const master = await MessageStore.open(options(md!, 'sync', 'master'))
+    const ha = await HAMaster.start({ store: master, heartbeatMs: 200 })
+    try {
+      assert.equal(await ha.waitForReplicas(1, 100), 'SLAVE_NOT_AVAILABLE', 'no replica')
+      let replica = await MessageStore.open(options(rd!, 'sync', 'replica'))
+      let follower = HAReplica.start({ store: replica, masterAddress: ha.address() })
+      await produce(master, 50)
+      for (let i = 0; i < 20; i++) {
+        const p = await master.put({ topic: 'S', queueId: 0, body: `sync ${i}` })
+        assert.equal(await ha.waitForReplicas(p.physicalOffset + p.size, 5000), 'OK')
+        // Acknowledged: the replica holds it.
+        assert.ok(replica.commitLogMaxOffset >= p.physicalOffset + p.size)
+      }
+      await follower.stop()
+      await replica.close()
+      await produce(master, 50, 50)
+      replica = await MessageStore.open(options(rd!, 'sync', 'replica'))
+      const before = replica.commitLogMaxOffset
+      assert.ok(before > 0)
+      follower = HAReplica.start({ store: replica, masterAddress: ha.address() })
+      await caughtUp(master, [replica])
+      assert.equal(follower.linksDropped, 0, 'resumed without a mismatch')
+      await follower.stop()
+      await replica.close()
+      // A replica that is connected but stops acknowledging: the send times out.
+      const stuck = net.connect(ha.port, '127.0.0.1')
+      await new Promise((r) => stuck.once('connect', r))
+      stuck.write(encodeReport(master.commitLogMaxOffset))
+      stuck.on('data', () => undefined)
+      await new Promise((r) => setTimeout(r, 100))
+      const p = await master.put({ topic: 'S', queueId: 0, body: 'never acknowledged' })
+      assert.equal(await ha.waitForReplicas(p.physicalOffset + p.size, 300), 'FLUSH_SLAVE_TIMEOUT')
+      stuck.destroy()
+      await new Promise((r) => setTimeout(r, 100))
+      assert.equal(await ha.waitForReplicas(p.physicalOffset + p.size, 300), 'SLAVE_NOT_AVAILABLE')
+    } finally {
+      await ha.stop()
+      await master.close()
+    }
+  })
+})
+
+test('garbage from a peer drops that link only: a bad report at the master, bad frames at the replica', { timeout: 60_000 }, async () => {
+  await withDirs(2, async ([md, rd]) => {
+    const master = await MessageStore.open(options(md!, 'async', 'master'))
+    const replica = await MessageStore.open(options(rd!, 'async', 'replica'))
+    const ha = await HAMaster.start({ store: master })
+    // Fake masters: a frame for another offset; garbage bytes in a frame at the right offset.
+    const fake = (frame: Buffer): Promise<net.Server> =>
+      new Promise((resolve) => {
+        const server = net.createServer((s) => s.write(frame))
+        server.listen(0, '127.0.0.1', () => resolve(server))
+      })
+    const wrongOffset = await fake(Buffer.concat([encodeHeader(12345, 3), Buffer.from('abc')]))
+    const garbage = await fake(Buffer.concat([encodeHeader(0, 64), Buffer.alloc(64, 0x5a)]))
+    let addr = `127.0.0.1:${(wrongOffset.address() as net.AddressInfo).port}`
+    const follower = HAReplica.start({ store: replica, masterAddress: () => addr, reconnectDelayMs: 50 })
+    const dropped = async (re: RegExp): Promise<void> => {
+      const until = Date.now() + 10_000
+      while (!re.test(follower.lastDropReason) && Date.now() < until) await new Promise((r) => setTimeout(r, 20))
+      assert.match(follower.lastDropReason, re)
+    }
+    try {
+      await produce(master, 30)
+      await dropped(/offset 12345/)
+      addr = `127.0.0.1:${(garbage.address() as net.AddressInfo).port}`
+      await dropped(/refused a chunk/)
+      assert.equal(replica.commitLogMaxOffset, 0, 'nothing of either was written')
+      // A report that is not an offset closes that connection at the master, no other.
+      const bad = net.connect(ha.port, '127.0.0.1')
+      await new Promise((r) => bad.once('connect', r))
+      bad.write(Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]))
+      await new Promise((r) => bad.once('close', r))
+      addr = ha.address()
+      await caughtUp(master, [replica])
+      assert.equal(ha.replicas().length, 1)
+    } finally {
+      await follower.stop()
+      wrongOffset.close()
+      garbage.close()
+      await ha.stop()
+      await Promise.all([master.close(), replica.close()])
+    }
+  })
+})
