@@ -20,6 +20,7 @@ const expected: Record<string, RegExp> = {
   'key-index.ts': /^200 0\n$/,
   'transport.ts': /^0 ok 34\n$/,
   'confirm-offset.ts': /^NO_MESSAGE_IN_QUEUE true order 4711 10000\n$/,
+  'replication.ts': /^true 3 order 1\n$/,
 }
 
 /** The ```ts blocks of a Markdown text, without their fences. */

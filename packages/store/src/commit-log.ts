@@ -370,6 +370,74 @@ export class CommitLog {
   }
 
   // -------------------------------------------------------------------------------------------
+  // Replica appends (replica.ts)
+
+  /**
+   * Appends `bytes` as they are at the write position of the last file: whole records a replica
+   * received from its master, or the master's end-of-file BLANK (`fillsFile`: the file is full
+   * after it, whatever part of its padding `bytes` holds). Async flush: through the map, after
+   * prefaulting the range (a full disk is DISK_FULL here, not a SIGBUS), committed at once; call
+   * replicatedCommitted() after a chunk's last write. Sync flush: staged for group commit
+   * (whenDurable writes it).
+   */
+  appendReplicatedBytes(bytes: Buffer, fillsFile: boolean, storeTimestamp: number): void {
+    if (this.failure) throw this.failure
+    if (this.closed) throw new StoreError('NOT_OPEN', 'store is closed')
+    const file = this.queue.last!
+    const pos = file.wrotePosition
+    const end = fillsFile ? file.fileSize : pos + bytes.length
+    if (this.async) {
+      const need = pos + bytes.length
+      if (need > file.prefaultedTo) {
+        if (this.backgroundPrefault) file.background.collect(file)
+        if (need > file.prefaultedTo) this.prefault(file, need)
+      }
+      bytes.copy(file.view, pos)
+      file.committedPosition = end
+    } else {
+      this.groupCommit.stageReplicated(file, bytes, fillsFile)
+    }
+    file.wrotePosition = end
+    this.wroteOffset = file.fileFromOffset + end
+    if (this.async) this.committedOffset = this.wroteOffset
+    if (storeTimestamp > this.lastStoreTimestamp) this.lastStoreTimestamp = storeTimestamp
+  }
+
+  /** Async flush, after a replica's writes: prefaults ahead, then tells the dispatcher and the listeners. */
+  replicatedCommitted(): void {
+    if (!this.async) return
+    const file = this.queue.last
+    if (file && file.wrotePosition < file.fileSize) {
+      if (this.backgroundPrefault) {
+        if (file.wrotePosition + PREFAULT_BACKGROUND_AHEAD_BYTES > file.prefaultedTo) this.prefaultAhead(file)
+      } else if (file.wrotePosition + PREFAULT_AHEAD_BYTES / 2 > file.prefaultedTo) {
+        try {
+          this.prefault(file, file.wrotePosition)
+        } catch {
+          // Reported by the next write that needs the range.
+        }
+      }
+    }
+    this.onCommitted?.()
+    if (this.committedListeners.size > 0) this.announceCommitted()
+  }
+
+  /** Sync flush: whether the bytes staged and not yet durable reached stagingLimitBytes. */
+  get stagingFull(): boolean {
+    return !this.async && this.groupCommit.stagedBytes >= this.options.stagingLimitBytes
+  }
+
+  /** Resolves once the log is durable up to `end` (sync flush: hands staged bytes to the disk). */
+  whenDurable(end: number): Promise<void> {
+    return this.waitDurable(end, Number.POSITIVE_INFINITY, undefined)
+  }
+
+  /** Resolves once appends queued behind a roll or a full staging area are written. */
+  async appendsSettled(): Promise<void> {
+    while (this.blocked) await this.blocked
+  }
+
+  // -------------------------------------------------------------------------------------------
   // Flush
 
   /** Makes everything appended so far durable. */

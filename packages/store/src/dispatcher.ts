@@ -107,6 +107,12 @@ export class Dispatcher {
     this.wantsKeys ||= listener.wantsKeys
   }
 
+  /** Stops feeding `listener` (a replica's queue-offset follower once it is promoted). */
+  removeListener(listener: DispatchListener): void {
+    const i = this.listeners.indexOf(listener)
+    if (i >= 0) this.listeners.splice(i, 1)
+  }
+
   /** Whether a pass is under way (it may yet get past a record that failed before). */
   get busy(): boolean {
     return this.running !== undefined

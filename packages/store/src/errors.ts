@@ -26,6 +26,9 @@
  * | OFFSET_OUT_OF_RANGE  | readCommitLog below the first byte held or past the committed end   |
  * |                      | (or the confirm offset); setConfirmOffset past the committed end or |
  * |                      | below what was already dispatched                                   |
+ * | WRONG_ROLE           | put/putBatch on a replica, appendReplicated on a master             |
+ * | OFFSET_MISMATCH      | appendReplicated at an offset other than the store's end            |
+ * | FILE_SIZE_MISMATCH   | replicated bytes show a master whose commitLogFileSize differs      |
  */
 import { CodedError, isDiskFull, messageOf, osErrorCode } from '@mqts/common'
 
@@ -43,6 +46,9 @@ export type StoreErrorCode =
   | 'CORRUPT_FILE'
   | 'LOCKED'
   | 'OFFSET_OUT_OF_RANGE'
+  | 'WRONG_ROLE'
+  | 'OFFSET_MISMATCH'
+  | 'FILE_SIZE_MISMATCH'
 
 export class StoreError extends CodedError<StoreErrorCode> {}
 

@@ -310,6 +310,17 @@ export class GroupCommit {
     this.stagedBytes += END_FILE_MIN_BLANK_LENGTH
   }
 
+  /**
+   * Stages bytes a replica received as they are, from `file`'s write position (replica.ts):
+   * whole records, or the master's end-of-file BLANK (`fillsFile`).
+   */
+  stageReplicated(file: MappedFile, bytes: Buffer, fillsFile: boolean): void {
+    const chunk = this.chunkFor(file, bytes.length)
+    bytes.copy(chunk.buf, chunk.length)
+    this.staged(chunk, bytes.length)
+    if (fillsFile) chunk.fillsFile = true
+  }
+
   private allocateStage(size: number): Buffer {
     return this.writer ? this.writer.allocate(size) : Buffer.allocUnsafe(size)
   }

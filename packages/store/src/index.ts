@@ -21,6 +21,7 @@ export type {
   RawRecord,
   CommittedListener,
   MessageArrivedListener,
+  StoreRole,
 } from './message-store.js'
 export type { RetentionOptions, RetentionResult } from './retention.js'
 export { DEFAULT_RETENTION } from './retention.js'

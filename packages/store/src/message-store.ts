@@ -42,10 +42,12 @@ import { checkQueueArgs, readQueue, type GetMessageRequest, type GetMessageResul
 import { readCommitLogBytes } from './raw-read.js'
 import { ConfirmOffset, recoverPastConfirm, unconfirmedOption } from './confirm-offset.js'
 import type { CommittedListener } from './commit-log.js'
+import { Replication, type StoreRole } from './replica.js'
 
 export type { PutMessage } from './put-prepare.js'
 export type { GetMessageRequest, GetMessageResult, GetMessageStatus, RawRecord } from './read-path.js'
 export type { CommittedListener } from './commit-log.js'
+export type { StoreRole } from './replica.js'
 
 /** RocketMQ's store layout under the root directory. */
 export const STORE_PATHS = {
@@ -126,6 +128,11 @@ export interface MessageStoreOptions {
    * setConfirmOffset (default false): confirm-offset.ts.
    */
   confirmOffset?: boolean
+  /**
+   * 'master' (default) takes puts; 'replica' takes only appendReplicated (the bytes of its
+   * master's CommitLog) and refuses puts with WRONG_ROLE. setRole changes it while open.
+   */
+  role?: StoreRole
 }
 
 export interface QueryByKeyOptions {
@@ -181,6 +188,8 @@ export class MessageStore {
   #cqFlushing: Promise<void> | undefined
   /** Open could not finish re-dispatching (a full disk): queue offsets wait for it (dispatchCaughtUp). */
   #queueOffsetsBehind = false
+  /** The role, and a replica's appends (replica.ts); set at the end of open. */
+  #replication!: Replication
 
   private constructor(options: MessageStoreOptions, io: FileIO, checkpoint: StoreCheckpoint) {
     this.dir = path.resolve(options.dir)
@@ -316,6 +325,7 @@ export class MessageStore {
         return d.waitFor(end)
       }
       store.commitLog.onAppended = (ms, states, results) => store!.dispatcher.appended(ms, states, results)
+      store.#replication = new Replication({ commitLog: store.commitLog, dispatcher: store.dispatcher, maxRecordBytes: store.maxRecordBytes }, options.role ?? 'master')
       store.#startServices(options)
       store.status = 'open'
       return store
@@ -505,6 +515,7 @@ export class MessageStore {
    */
   put(message: PutMessage): Promise<PutResult> {
     if (this.status !== 'open') return Promise.reject(this.#notOpen())
+    if (!this.#replication.takesPuts) return Promise.reject(this.#replication.wrongRole('put'))
     if ((this.dispatcher.lastError !== undefined || this.#queueOffsetsBehind) && !this.#dispatchCaughtUp()) return Promise.reject(this.#dispatchStopped())
     try {
       const prepared = this.#preparer.prepare(message, Date.now())
@@ -525,6 +536,7 @@ export class MessageStore {
   /** Appends messages contiguously in one file, with one flush wait. All or nothing. */
   async putBatch(messages: PutMessage[]): Promise<PutResult[]> {
     if (this.status !== 'open') throw this.#notOpen()
+    if (!this.#replication.takesPuts) throw this.#replication.wrongRole('putBatch')
     if (!Array.isArray(messages)) throw new StoreError('INVALID_ARGUMENT', `putBatch takes an array of messages, got ${describe(messages)}`)
     if (messages.length === 0) return []
     if ((this.dispatcher.lastError !== undefined || this.#queueOffsetsBehind) && !this.#dispatchCaughtUp()) throw this.#dispatchStopped()
@@ -853,6 +865,53 @@ export class MessageStore {
     return () => {
       set.delete(listener)
     }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Roles and replica appends (replica.ts)
+
+  /** 'master' takes puts, 'replica' takes appendReplicated (see setRole). */
+  get role(): StoreRole {
+    return this.#replication.role
+  }
+
+  /**
+   * Where the next appendReplicated must start: the end of the written log plus the bytes held
+   * of a record the last chunk cut (never written to the files until it is whole). What a
+   * replica acknowledges to its master is commitLogMaxOffset instead (RocketMQ's slave reports
+   * its max physical offset): the end of its whole records, committed, and with flush 'sync' on
+   * disk once the appendReplicated that carried them resolved. After a reopen both are equal.
+   */
+  get replicaEndOffset(): number {
+    return this.#replication.endOffset
+  }
+
+  /**
+   * A replica appends `bytes` of its master's CommitLog (from readCommitLog) at `offset`, which
+   * must be replicaEndOffset (else OFFSET_MISMATCH, nothing written). A chunk may cut a record
+   * anywhere; whole records are written as they are and dispatched as on the master. Checked
+   * before anything is written: CORRUPT_RECORD for bytes that are not records, FILE_SIZE_MISMATCH
+   * when the master's commitLogFileSize differs. Resolves once the whole records it carried are
+   * dispatched (readable with get), with flush 'sync' on disk. WRONG_ROLE on a master. A full
+   * disk (DISK_FULL) may stop it part way: what it wrote is committed, replicaEndOffset says
+   * where to go on; records stored but not dispatched are dispatched once space returns, as a
+   * put's.
+   */
+  appendReplicated(offset: number, bytes: Buffer): Promise<void> {
+    if (this.status !== 'open') return Promise.reject(this.#notOpen())
+    return this.#replication.append(offset, bytes)
+  }
+
+  /**
+   * Changes the role while open; the same role is a no-op. Replica to master: the chunks under
+   * way are written and dispatched, the bytes held of a cut record dropped, then puts continue
+   * after the last replicated record, each queue's offsets densely. Master to replica: puts are
+   * refused at once, those under way finish (durable and dispatched), then appendReplicated
+   * continues at the store's end.
+   */
+  async setRole(role: StoreRole): Promise<void> {
+    if (this.status !== 'open') throw this.#notOpen()
+    await this.#replication.setRole(role)
   }
 
   /** Makes everything appended so far durable. */

@@ -59,6 +59,7 @@ export function checkStoreOptions(options: Record<string, unknown>): void {
     const v = options[name]
     if (v !== undefined && typeof v !== 'boolean') invalid(`${name} must be true or false, got ${describe(v)}`, v)
   }
+  if (options.role !== undefined && options.role !== 'master' && options.role !== 'replica') invalid(`role must be 'master' or 'replica', got ${describe(options.role)}`, options.role)
   if (options.onCorruption !== undefined && options.onCorruption !== 'fail' && options.onCorruption !== 'truncate') {
     invalid(`onCorruption must be 'fail' or 'truncate', got ${describe(options.onCorruption)}`, options.onCorruption)
   }

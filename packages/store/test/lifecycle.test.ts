@@ -30,13 +30,14 @@ async function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 
 test('sync flush: a put whose flush outlasts syncFlushTimeoutMs resolves FLUSH_DISK_TIMEOUT, is durable later and survives a reopen', { timeout: 30_000 }, async () => {
   const { dir, cleanup } = await tempDir()
-  // The first put's real fdatasync must finish within the timeout even on a loaded machine.
-  const options: MessageStoreOptions = { dir, flush: 'sync', commitLogFileSize: 1024 * 1024, syncFlushTimeoutMs: 1000, fileIO: slowSecondSync(3000) }
+  // The timeout leaves a loaded machine's fdatasync (the first put's, the last one's) time to
+  // finish; the slow one outlasts it by far.
+  const options: MessageStoreOptions = { dir, flush: 'sync', commitLogFileSize: 1024 * 1024, syncFlushTimeoutMs: 1000, fileIO: slowSecondSync(4000) }
   let store = await MessageStore.open(options)
   try {
     const first = await store.put({ topic: 'slow', queueId: 0, body: 'first' })
     assert.equal(first.status, 'PUT_OK')
-    // The next group's fdatasync takes 3 s: the single put and the batch behind it time out.
+    // The next group's fdatasync takes 4 s: the single put and the batch behind it time out.
     const [late, batch] = await Promise.all([
       store.put({ topic: 'slow', queueId: 0, body: 'late', keys: 'late' }),
       store.putBatch([

@@ -27,6 +27,7 @@ import { MessageStore, StoreError, javaStringHashCode, type MessageStoreOptions,
 import { seededRandom } from '@mqts/common'
 import { PROPERTY, SimFileIO } from '../src/internal.js'
 import { assertNothingReal, simPath, tempDir } from './helpers.js'
+import { chunkSize } from './fixtures/replica-feed.js'
 
 type Disk = 'simulated' | 'real'
 const STEPS = Number(process.env.STORE_MODEL_STEPS ?? 2400)
@@ -330,6 +331,124 @@ async function checkAll(run: Run, what: string): Promise<void> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Replica steps (appendReplicated): a replica store fed from the model's store in random chunks,
+// killed and reopened; its log must stay a prefix of the master's, ending at a record boundary,
+// and answer as the model for every message below its end.
+
+interface ReplicaRun {
+  store: MessageStore
+  /** Its own simulated disk (a kill of the replica is not one of the master), or undefined on the real one. */
+  io: SimFileIO | undefined
+  options: MessageStoreOptions
+  /** The log was compared with the master's up to here. */
+  comparedUpTo: number
+  cleanup: () => Promise<void>
+}
+
+const replicas = new WeakMap<Run, ReplicaRun>()
+
+async function replicaOf(run: Run): Promise<ReplicaRun> {
+  let r = replicas.get(run)
+  if (r) return r
+  const simulated = run.io ? simPath('model-replica') : undefined
+  const { dir, cleanup } = simulated ? { dir: simulated, cleanup: async () => assertNothingReal(simulated) } : await tempDir('mqts-store-model-replica-')
+  const io = simulated ? new SimFileIO() : undefined
+  const options: MessageStoreOptions = { ...run.options, dir, role: 'replica', flush: chance(run, 0.5) ? 'sync' : 'async' }
+  const store = await MessageStore.open(io ? { ...options, fileIO: io } : options)
+  r = { store, io, options, comparedUpTo: 0, cleanup }
+  replicas.set(run, r)
+  return r
+}
+
+async function closeReplica(run: Run): Promise<void> {
+  const r = replicas.get(run)
+  if (!r) return
+  replicas.delete(run)
+  if (r.store.status !== 'closed') await r.store.close()
+  await r.cleanup()
+}
+
+/** The replica's log is the master's up to its end, a record boundary; it answers as the model below it. */
+async function checkReplica(run: Run, r: ReplicaRun, what: string): Promise<void> {
+  const end = r.store.commitLogMaxOffset
+  const fileSize = run.options.commitLogFileSize!
+  assert.ok(end <= run.store.commitLogMaxOffset, `${what}: the replica (${end}) is not past its master (${run.store.commitLogMaxOffset})`)
+  assert.ok(r.store.replicaEndOffset >= end, `${what}: replicaEndOffset covers the committed end`)
+  assert.ok(end === 0 || end % fileSize === 0 || run.messages.some((x) => x.physicalOffset + x.size === end), `${what}: the replica ends at ${end}, a record boundary`)
+  for (let at = r.comparedUpTo; at < end; ) {
+    const mine = r.store.readCommitLog(at, end - at)
+    const theirs = run.store.readCommitLog(at, mine.length)
+    assert.ok(mine.length > 0 && mine.equals(theirs), `${what}: the replica's bytes at ${at} are the master's`)
+    at += mine.length
+  }
+  r.comparedUpTo = end
+  const below = run.messages.filter((x) => x.physicalOffset + x.size <= end)
+  for (const topic of TOPICS) {
+    for (let q = 0; q < QUEUES; q++) {
+      const n = below.filter((x) => queued(x) && x.topic === topic && x.queueId === q).length
+      assert.equal(r.store.maxOffset(topic, q), n, `${what}: replica maxOffset ${topic}/${q}`)
+      assert.equal(r.store.maxQueueOffset(topic, q), n, `${what}: replica maxQueueOffset ${topic}/${q}`)
+    }
+  }
+  for (let k = 0; k < 3 && below.length > 0; k++) {
+    const x = k === 0 ? below.at(-1)! : pick(run, below)
+    sameMessage(await r.store.lookup(x.physicalOffset), x, `${what}: replica lookup`)
+    if (queued(x)) {
+      const got = await r.store.get({ topic: x.topic, queueId: x.queueId, offset: x.queueOffset, maxMessages: 1 })
+      assert.equal(got.status, 'FOUND', `${what}: replica get at its queue offset`)
+      sameMessage(got.messages[0]!, x, `${what}: replica get`)
+    }
+    const key = indexed(x) ? (x.keys[0] ?? x.uniqKey) : undefined
+    if (key !== undefined) {
+      const found = await r.store.queryByKey(x.topic, key, { maxNum: 10_000 })
+      assert.ok(found.some((m) => m.physicalOffset === x.physicalOffset), `${what}: replica queryByKey(${x.topic}, ${key})`)
+    }
+  }
+}
+
+/** Feeds the replica in random chunks, to the master's end or to a random offset (maybe inside a record). */
+async function stepReplicate(run: Run): Promise<string> {
+  const r = await replicaOf(run)
+  const from = r.store.replicaEndOffset
+  const masterEnd = run.store.commitLogMaxOffset
+  const until = chance(run, 0.5) ? masterEnd : int(run, from, masterEnd)
+  let chunks = 0
+  for (let at = from; at < until; at = r.store.replicaEndOffset, chunks++) {
+    const bytes = run.store.readCommitLog(at, Math.min(chunkSize(run.rnd), until - at))
+    if (bytes.length === 0) break
+    await r.store.appendReplicated(at, bytes)
+  }
+  const what = `replicate ${from}..${r.store.replicaEndOffset} in ${chunks} chunks`
+  await checkReplica(run, r, what)
+  return what
+}
+
+/** Kills the replica (its disk as a killed process leaves it) and reopens it, maybe with the other flush mode. */
+async function stepReplicaKill(run: Run): Promise<string> {
+  const r = await replicaOf(run)
+  const held = r.store.replicaEndOffset
+  if (r.io) {
+    const io = r.io.processCrash()
+    await r.store.close()
+    r.io = io
+  } else {
+    const killed = `${r.options.dir}.killed`
+    copyAsKilled(r.options.dir, killed)
+    await r.store.close()
+    rmSync(r.options.dir, { recursive: true, force: true })
+    renameSync(killed, r.options.dir)
+  }
+  if (chance(run, 0.3)) r.options = { ...r.options, flush: r.options.flush === 'sync' ? 'async' : 'sync' }
+  r.store = await MessageStore.open(r.io ? { ...r.options, fileIO: r.io } : r.options)
+  assert.equal(r.store.recovery.cleanShutdown, false, 'replica kill: cleanShutdown')
+  assert.equal(r.store.replicaEndOffset, r.store.commitLogMaxOffset, 'replica kill: nothing held after a reopen')
+  r.comparedUpTo = 0
+  const what = `kill the replica (held ${held}, reopened at ${r.store.commitLogMaxOffset}, ${r.options.flush})`
+  await checkReplica(run, r, what)
+  return what
+}
+
+// ---------------------------------------------------------------------------------------------
 // Steps
 
 function acknowledged(run: Run, r: PutResult, m: ReturnType<typeof messageFor>['model'], what: string): void {
@@ -596,6 +715,8 @@ const STEP_KINDS: [number, string, (run: Run) => Promise<string> | string][] = [
   [0.015, 'close and reopen', (run) => reopen(run, 'close')],
   [0.01, 'kill and reopen', (run) => reopen(run, 'kill')],
   [0.06, 'confirm offset', stepConfirm],
+  [0.05, 'replicate', stepReplicate],
+  [0.01, 'kill the replica', stepReplicaKill],
 ]
 
 /** Runs one random step; `run.doing` names it until it returns its description. */
@@ -676,6 +797,7 @@ async function modelRun(seed: number, disk: Disk, steps: number): Promise<{ mess
     await checkAll(run, 'at the end')
     return { messages: run.messages.length, reopens }
   } finally {
+    await closeReplica(run).catch(() => undefined)
     if (run.store.status !== 'closed') await run.store.close()
     await cleanup()
   }

@@ -1,0 +1,297 @@
+/**
+ * The replica side of replication (RocketMQ's HA slave) and the store's role.
+ *
+ * `appendReplicated(offset, bytes)` writes what a master's `readCommitLog` returned, at the
+ * store's end, as it is: a replica never re-encodes, so its files are byte for byte the master's.
+ * A chunk may cut a record anywhere. Only whole records, and the master's end-of-file BLANK,
+ * reach the CommitLog; the bytes of a record cut by a chunk's end are held in memory (`pending`)
+ * until the rest arrives. So a replica's log always ends at a record boundary, as a master's
+ * does: the dispatcher, the flushers, the checkpoint and recovery treat it exactly as a master's
+ * log, and a replica killed or promoted while it holds part of a record has nothing to cut from
+ * its files (the master died mid-record: those bytes were never written).
+ *
+ * What arrives is checked before anything of it is written: each whole record structurally and
+ * by body CRC at its own offset, the header of a cut record as far as it arrived, and the file
+ * geometry (a BLANK must end at this store's file end, a record must leave room for one): a
+ * master with another commitLogFileSize is FILE_SIZE_MISMATCH. Damage is CORRUPT_RECORD; either
+ * way nothing of the chunk is written and the HA link resumes from the store's end.
+ *
+ * Records are dispatched from the log (as recovery does), so ConsumeQueue units and index keys
+ * are the master's; a dispatch listener keeps the CommitLog's next queue offsets following the
+ * replicated records, so a promoted replica's puts continue each queue densely.
+ */
+import type { CommitLog } from './commit-log.js'
+import type { DispatchListener, Dispatcher } from './dispatcher.js'
+import { StoreError } from './errors.js'
+import {
+  BLANK_MAGIC_CODE,
+  END_FILE_MIN_BLANK_LENGTH,
+  MESSAGE_MAGIC_CODE_V1,
+  MESSAGE_MAGIC_CODE_V2,
+  RECORD,
+  RECORD_FIXED_BYTES_V1,
+  readStoreTimestamp,
+  takesQueueOffset,
+  verifyRecord,
+} from './codec/index.js'
+import { checkOffset, describe } from './put-input.js'
+
+export type StoreRole = 'master' | 'replica'
+
+/** A whole unit of a chunk: a record, or a BLANK and its padding up to the file's end. */
+interface Unit {
+  offset: number
+  from: number
+  to: number
+  blank: boolean
+}
+
+/** What a chunk (with the bytes held before it) holds: whole units, then the start of a cut one. */
+interface ChunkPlan {
+  units: Unit[]
+  /** Where the bytes of a unit the chunk cuts start (the data's length when none). */
+  tailFrom: number
+}
+
+const EMPTY = Buffer.alloc(0)
+
+function corrupt(offset: number, reason: string): StoreError {
+  return new StoreError('CORRUPT_RECORD', `replicated bytes at CommitLog offset ${offset} are not a record (${reason}); nothing of the chunk was written`, {
+    details: { physicalOffset: offset, reason },
+  })
+}
+
+function fileSizeMismatch(offset: number, what: string, fileSize: number): StoreError {
+  return new StoreError(
+    'FILE_SIZE_MISMATCH',
+    `replicated bytes at CommitLog offset ${offset}: ${what}, so the master's commitLogFileSize differs from this store's ${fileSize}; nothing of the chunk was written`,
+    { details: { physicalOffset: offset, fileSize } },
+  )
+}
+
+/**
+ * Splits `data` (starting at CommitLog offset `start`, a record boundary) into whole units and a
+ * cut tail, checking each; throws CORRUPT_RECORD or FILE_SIZE_MISMATCH at the first bad one.
+ */
+export function planChunk(data: Buffer, start: number, fileSize: number, maxRecordBytes: number): ChunkPlan {
+  const units: Unit[] = []
+  let at = 0
+  while (at < data.length) {
+    const offset = start + at
+    const room = fileSize - (offset % fileSize)
+    const left = data.length - at
+    if (left < 8) {
+      // Only the size may have arrived: it must be a record's that fits, or the BLANK's.
+      if (left >= 4) {
+        const size = data.readInt32BE(at)
+        const record = size >= RECORD_FIXED_BYTES_V1 && size <= maxRecordBytes && size + END_FILE_MIN_BLANK_LENGTH <= room
+        if (!record && size !== room) throw corrupt(offset, `size ${size} fits neither a record nor the end-of-file BLANK (${room} bytes left in the file)`)
+      }
+      break
+    }
+    const size = data.readInt32BE(at)
+    const magic = data.readInt32BE(at + 4)
+    if (magic === BLANK_MAGIC_CODE) {
+      if (size !== room) {
+        if (size >= END_FILE_MIN_BLANK_LENGTH && size <= fileSize * 2) throw fileSizeMismatch(offset, `the master's end-of-file BLANK of ${size} bytes does not end where this store's file does (${room} bytes left)`, fileSize)
+        throw corrupt(offset, `BLANK of ${size} bytes, ${room} bytes left in the file`)
+      }
+      if (left < size) break
+      units.push({ offset, from: at, to: at + size, blank: true })
+      at += size
+      continue
+    }
+    if (magic !== MESSAGE_MAGIC_CODE_V1 && magic !== MESSAGE_MAGIC_CODE_V2) throw corrupt(offset, `bad magic code 0x${(magic >>> 0).toString(16)}`)
+    if (size < RECORD_FIXED_BYTES_V1 || size > maxRecordBytes) throw corrupt(offset, `bad total size ${size} (at most ${maxRecordBytes})`)
+    // A master ends a file with a BLANK of at least END_FILE_MIN_BLANK_LENGTH bytes.
+    if (size + END_FILE_MIN_BLANK_LENGTH > room) throw fileSizeMismatch(offset, `a record of ${size} bytes leaves no room for the end-of-file BLANK in the ${room} bytes left of the file`, fileSize)
+    if (left < size) {
+      // A cut record: its stored offset, when it arrived, must be its own.
+      if (left >= RECORD.physicalOffset + 8) {
+        const stored = data.readBigInt64BE(at + RECORD.physicalOffset)
+        if (stored !== BigInt(offset)) throw corrupt(offset, `record says physical offset ${stored}`)
+      }
+      break
+    }
+    const v = verifyRecord(data, at, at + size, offset, maxRecordBytes, true)
+    if (v !== size) throw corrupt(offset, typeof v === 'string' ? v : `record of ${v} bytes where its header says ${size}`)
+    units.push({ offset, from: at, to: at + size, blank: false })
+    at += size
+  }
+  return { units, tailFrom: at }
+}
+
+/** True when `buf[from, to)` holds only zeros. */
+function allZero(buf: Buffer, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) if (buf[i] !== 0) return false
+  return true
+}
+
+/**
+ * Keeps the CommitLog's next queue offset of every queue just past the replicated records' (a
+ * replica takes queue offsets from the records, never gives them), so a promotion continues
+ * each queue densely and maxQueueOffset answers on a replica as on its master.
+ */
+function queueOffsetFollower(log: CommitLog): DispatchListener {
+  return {
+    name: 'QueueOffsets',
+    wantsKeys: false,
+    dispatch: (req) => {
+      if (!takesQueueOffset(req.sysFlag)) return
+      const st = log.topics.get(req.topic) ?? log.topicState(req.topic, Buffer.from(req.topic, 'latin1'))
+      if ((st.queueOffsets[req.queueId] ?? 0) <= req.queueOffset) st.queueOffsets[req.queueId] = req.queueOffset + 1
+    },
+  }
+}
+
+export interface ReplicationParts {
+  commitLog: CommitLog
+  dispatcher: Dispatcher
+  maxRecordBytes: number
+}
+
+/** The store's role, and the replica's appends (MessageStore.appendReplicated and setRole). */
+export class Replication {
+  #role: StoreRole
+  /** setRole('replica') was called: puts are refused from then on, while those under way finish. */
+  #demoting = false
+  /** Bytes of a unit cut by the last chunk's end, not written yet (a copy: the chunk may be a view). */
+  #pending: Buffer = EMPTY
+  /** Chunk writes and role changes, one at a time, in call order. */
+  #chain: Promise<unknown> = Promise.resolve()
+  readonly #follower: DispatchListener
+
+  constructor(
+    private readonly parts: ReplicationParts,
+    role: StoreRole,
+  ) {
+    this.#role = role
+    this.#follower = queueOffsetFollower(parts.commitLog)
+    if (role === 'replica') parts.dispatcher.addListener(this.#follower)
+  }
+
+  get role(): StoreRole {
+    return this.#role
+  }
+
+  /** Whether puts are taken: on a master that is not being demoted. */
+  get takesPuts(): boolean {
+    return this.#role === 'master' && !this.#demoting
+  }
+
+  /** Where the next chunk must start: the end of the written log plus the bytes held of a cut record. */
+  get endOffset(): number {
+    return this.parts.commitLog.wroteOffset + this.#pending.length
+  }
+
+  wrongRole(what: string): StoreError {
+    const role = this.#demoting ? 'replica' : this.#role
+    return new StoreError('WRONG_ROLE', `${what} refused: this store is a ${role}${this.#demoting ? ' (being demoted)' : ''}`, { details: { role } })
+  }
+
+  /** Runs `step` after every chunk write and role change called before it. */
+  #serial<T>(step: () => Promise<T>): Promise<T> {
+    const run = this.#chain.then(step, step)
+    this.#chain = run.catch(() => undefined)
+    return run
+  }
+
+  /**
+   * Writes the chunk (after those called before it), then waits: flush 'sync' until what it wrote
+   * is on disk, either mode until its whole records are dispatched.
+   */
+  async append(offset: number, bytes: Buffer): Promise<void> {
+    checkOffset('offset', offset)
+    if (!Buffer.isBuffer(bytes)) throw new StoreError('INVALID_ARGUMENT', `bytes must be a Buffer, got ${describe(bytes)}`)
+    const end = await this.#serial(() => this.#write(offset, bytes))
+    await this.#settle(end)
+  }
+
+  /** Checks the chunk and writes its whole units; returns the end of what was written. */
+  async #write(offset: number, bytes: Buffer): Promise<number> {
+    if (this.#role !== 'replica') throw this.wrongRole('appendReplicated')
+    const log = this.parts.commitLog
+    if (log.failed) throw log.failed
+    const expected = this.endOffset
+    if (offset !== expected) {
+      throw new StoreError('OFFSET_MISMATCH', `appendReplicated at CommitLog offset ${offset}, but the store ends at ${expected}; nothing was written`, {
+        details: { offset, expected },
+      })
+    }
+    if (bytes.length === 0) return log.wroteOffset
+    // Chunks sent without waiting stage at most stagingLimitBytes ahead of the disk, as puts do.
+    while (log.stagingFull) {
+      await log.whenDurable(log.wroteOffset)
+      if (log.failed) throw log.failed
+    }
+    const pending = this.#pending
+    const data = pending.length === 0 ? bytes : Buffer.concat([pending, bytes])
+    const start = log.wroteOffset
+    const plan = planChunk(data, start, log.fileSizeBytes, this.parts.maxRecordBytes)
+    try {
+      for (const u of plan.units) {
+        await this.#fileFor(u.offset)
+        // A BLANK's padding is zeros on a master; the file already reads zeros there.
+        const to = u.blank && allZero(data, u.from + END_FILE_MIN_BLANK_LENGTH, u.to) ? u.from + END_FILE_MIN_BLANK_LENGTH : u.to
+        log.appendReplicatedBytes(data.subarray(u.from, to), u.blank, u.blank ? 0 : readStoreTimestamp(data, u.from))
+      }
+    } catch (err) {
+      // Part of the chunk may be written (a full disk): the store's end is what was, and what
+      // was staged is on disk (and committed) before the error is told.
+      this.#pending = EMPTY
+      log.replicatedCommitted()
+      if (log.options.flush === 'sync') await log.whenDurable(log.wroteOffset).catch(() => undefined)
+      throw err
+    }
+    this.#pending = plan.tailFrom < data.length ? Buffer.from(data.subarray(plan.tailFrom)) : EMPTY
+    if (plan.units.length > 0) log.replicatedCommitted()
+    return log.wroteOffset
+  }
+
+  /** The file a unit at `offset` goes to: the last one, or the next one once it is full. */
+  async #fileFor(offset: number): Promise<void> {
+    const log = this.parts.commitLog
+    const last = log.queue.last
+    if (last && offset < last.fileFromOffset + last.fileSize) return
+    await log.queue.createNext()
+  }
+
+  /** Flush 'sync': durable up to `end`; then dispatched up to it (or the dispatch's error). */
+  async #settle(end: number): Promise<void> {
+    const { commitLog, dispatcher } = this.parts
+    if (commitLog.options.flush === 'sync') await commitLog.whenDurable(end)
+    if (commitLog.failed) throw commitLog.failed
+    await dispatcher.waitFor(end)
+    if (dispatcher.reputOffset < end && dispatcher.lastError) throw dispatcher.lastError
+  }
+
+  /**
+   * Replica to master: after the chunks under way, the bytes held of a cut record are dropped (the
+   * master died mid-record; they were never written), the log is made durable and dispatched,
+   * then puts continue after the last replicated record. Master to replica: puts are refused at
+   * once, those under way are written, durable and dispatched, and appendReplicated continues at
+   * the store's end.
+   */
+  setRole(role: StoreRole): Promise<void> {
+    if (role !== 'master' && role !== 'replica') return Promise.reject(new StoreError('INVALID_ARGUMENT', `role must be 'master' or 'replica', got ${describe(role)}`))
+    if (role === 'replica' && this.#role === 'master') this.#demoting = true
+    return this.#serial(async () => {
+      if (role === this.#role) return
+      const { commitLog, dispatcher } = this.parts
+      if (role === 'replica') {
+        this.#role = 'replica'
+        this.#demoting = false
+        await commitLog.appendsSettled()
+      }
+      this.#pending = EMPTY
+      if (commitLog.options.flush === 'sync') await commitLog.whenDurable(commitLog.wroteOffset)
+      await dispatcher.drain()
+      if (role === 'replica') {
+        dispatcher.addListener(this.#follower)
+      } else {
+        dispatcher.removeListener(this.#follower)
+        this.#role = 'master'
+      }
+    })
+  }
+}
