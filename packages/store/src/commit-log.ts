@@ -422,6 +422,11 @@ export class CommitLog {
     if (this.committedListeners.size > 0) this.announceCommitted()
   }
 
+  /** Sync flush: whether the bytes staged and not yet durable reached stagingLimitBytes. */
+  get stagingFull(): boolean {
+    return !this.async && this.groupCommit.stagedBytes >= this.options.stagingLimitBytes
+  }
+
   /** Resolves once the log is durable up to `end` (sync flush: hands staged bytes to the disk). */
   whenDurable(end: number): Promise<void> {
     return this.waitDurable(end, Number.POSITIVE_INFINITY, undefined)

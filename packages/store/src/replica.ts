@@ -219,6 +219,11 @@ export class Replication {
       })
     }
     if (bytes.length === 0) return log.wroteOffset
+    // Chunks sent without waiting stage at most stagingLimitBytes ahead of the disk, as puts do.
+    while (log.stagingFull) {
+      await log.whenDurable(log.wroteOffset)
+      if (log.failed) throw log.failed
+    }
     const pending = this.#pending
     const data = pending.length === 0 ? bytes : Buffer.concat([pending, bytes])
     const start = log.wroteOffset

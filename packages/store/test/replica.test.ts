@@ -9,7 +9,7 @@ import * as path from 'node:path'
 import { test } from 'node:test'
 import { seededRandom, seedFromEnv } from '@mqts/common'
 import { MessageStore, StoreError, type FlushMode, type MessageStoreOptions, type PutMessage, type PutResult } from '../src/index.js'
-import { SimFileIO } from '../src/internal.js'
+import { NodeFileIO, SimFileIO } from '../src/internal.js'
 import { SMALL_FILE, assertDenseLog, tempDir } from './helpers.js'
 import { assertSameAnswers, feed } from './replica-helpers.js'
 
@@ -378,6 +378,44 @@ for (const flush of ['async', 'sync'] as const) {
     }
   })
 }
+
+test('sync flush: appendReplicated calls made without waiting stage at most stagingLimitBytes ahead of a slow disk', async () => {
+  const limit = 8 * 1024
+  const chunk = 1024
+  // The second fdatasync (the first group after the first chunk's) takes 800 ms.
+  const io = new NodeFileIO({ writerFaults: { on: 'fdatasync', failCall: 2, delayMs: 800 } })
+  await withPair(
+    'sync',
+    async (master, replica) => {
+      await putSome(master, 150, seededRandom(SEED + 16))
+      const end = master.commitLogMaxOffset
+      await replica.appendReplicated(0, master.readCommitLog(0, chunk))
+      let most = 0
+      const log = replica.commitLog
+      const sample = setInterval(() => (most = Math.max(most, log.wroteOffset - log.committedOffset)), 2)
+      try {
+        const calls: Promise<void>[] = []
+        for (let at = chunk; at < end; ) {
+          const bytes = master.readCommitLog(at, chunk)
+          calls.push(replica.appendReplicated(at, bytes))
+          at += bytes.length
+        }
+        for (const c of calls) {
+          await c
+          most = Math.max(most, log.wroteOffset - log.committedOffset)
+        }
+      } finally {
+        clearInterval(sample)
+      }
+      // A chunk writes at most itself and the rest of a record it completes (the messages here
+      // are under 1.2 KB), and a BLANK moves the end past its padding (under a record's size).
+      const bound = limit + chunk + 2 * 1200
+      assert.ok(most <= bound, `staged at most ${bound} bytes ahead of the disk, saw ${most}`)
+      assert.equal(replica.commitLogMaxOffset, end)
+    },
+    { stagingLimitBytes: limit, fileIO: io },
+  )
+})
 
 test('role is checked at open and by setRole', async () => {
   const { dir, cleanup } = await tempDir('mqts-role-')
