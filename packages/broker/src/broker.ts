@@ -11,6 +11,7 @@ import { MessageStore, PROPERTY, SCHEDULE_TOPIC, parseDelayLevels, toScheduledMe
 import { RemotingCommand, RequestCode, ResponseCode, consoleLogger, type Logger, type RemotingClient, type RemotingServer, type RequestProcessor } from '@mqts/transport'
 import { TcpRemotingClient, TcpRemotingServer } from '@mqts/transport-tcp'
 import { ClientManager, type ConsumerGroupInfo } from './client-manager.js'
+import { BrokerHAService } from './ha-service.js'
 import { resolveBrokerConfig, type BrokerConfig } from './config.js'
 import type { BrokerContext } from './context.js'
 import { BrokerError } from './errors.js'
@@ -57,6 +58,9 @@ export class Broker {
   /** Delayed delivery (SCHEDULE_TOPIC_XXXX), on a master. */
   schedule: ScheduleService | undefined
   readonly #delayLevelsMs: number[]
+  /** Replication: the HA stream's master or replica side (ha-service.ts). */
+  ha!: BrokerHAService
+  #haAddr = ''
   readonly locks = new RebalanceLockManager(Date.now)
   readonly clients: ClientManager
   readonly #logger: Logger
@@ -109,6 +113,7 @@ export class Broker {
       maxMessageSize: c.maxMessageSize,
       messageIndexEnable: c.messageIndexEnable,
       messageDelayLevel: c.messageDelayLevel,
+      role: c.brokerRole === 'SLAVE' ? 'replica' : 'master',
       storeHost: this.#addr,
       ...options.store,
     })
@@ -125,16 +130,21 @@ export class Broker {
     await this.topics.load()
     this.groups = new SubscriptionGroupManager(new NodeFileIO(), path.join(c.storePathRootDir, 'config', SUBSCRIPTION_GROUP_FILE), c.autoCreateSubscriptionGroup, c.maxReconsumeTimes, Date.now)
     await this.groups.load()
-    this.#registrar = new NamesrvRegistrar(this.client, c, this.topics, () => this.#addr, () => '', this.#logger)
+    this.#registrar = new NamesrvRegistrar(this.client, c, this.topics, () => this.#addr, () => this.#haAddr, this.#logger)
     this.#offArrivals = this.store.onMessageArrived((topic, queueId, maxOffset) => this.#pull.hold.arrived(topic, queueId, maxOffset))
-    if (c.brokerRole !== 'SLAVE') {
-      this.schedule = new ScheduleService(this.store, new NodeFileIO(), path.join(c.storePathRootDir, 'config', DELAY_OFFSET_FILE), this.#delayLevelsMs)
-      await this.schedule.load()
-      this.schedule.start()
+    // A replica keeps its master's delay offsets without delivering (its master does).
+    this.schedule = new ScheduleService(this.store, new NodeFileIO(), path.join(c.storePathRootDir, 'config', DELAY_OFFSET_FILE), this.#delayLevelsMs)
+    await this.schedule.load()
+    if (c.brokerRole !== 'SLAVE') this.schedule.start()
+    this.ha = new BrokerHAService({ config: c, store: this.store, client: this.client, topics: this.topics, groups: this.groups, schedule: this.schedule, logger: this.#logger })
+    if (c.brokerRole === 'SLAVE') this.ha.startReplica()
+    else {
+      const haPort = await this.ha.startMaster(c.listenHost, c.haListenPort ?? (c.listenPort === 0 ? 0 : listened.port + 1))
+      this.#haAddr = `${host}:${haPort}`
     }
     this.#ready = true
-    await this.#registrar.registerAll()
-    this.#every(c.registerBrokerIntervalMs, () => void this.#registrar.registerAll())
+    await this.#register()
+    this.#every(c.registerBrokerIntervalMs, () => void this.#register())
     this.#every(CLIENT_SCAN_INTERVAL_MS, () => {
       for (const ch of this.clients.scanNotActive(c.channelExpiredTimeoutMs)) ch.close('no heartbeat within channelExpiredTimeout')
     })
@@ -154,7 +164,21 @@ export class Broker {
   /** Registers with every nameserver now (it also happens every registerBrokerIntervalMs). */
   registerAll(): Promise<unknown> {
     if (!this.#ready) return Promise.reject(new BrokerError('NOT_STARTED', 'the broker is not started'))
-    return this.#registrar.registerAll()
+    return this.#register()
+  }
+
+  /** Registers; a replica learns its master from the answers, and copies its metadata the first time. */
+  async #register(): Promise<void> {
+    const results = await this.#registrar.registerAll()
+    if (this.config.brokerRole !== 'SLAVE') return
+    const known = this.ha.masterAddr
+    for (const r of results) if (r.ok && r.masterAddr) this.ha.learnMaster(r.masterAddr, r.haServerAddr)
+    if (!known && this.ha.masterAddr) void this.ha.syncMetadata()
+  }
+
+  /** The HA address replicas connect to ("" on a replica). */
+  get haAddress(): string {
+    return this.#haAddr
   }
 
   /** What the processors see; the store and topics exist once start() has opened them. */
@@ -176,9 +200,8 @@ export class Broker {
       delayLevels: this.#delayLevelsMs.length,
       maxQueuesPerTopic: MAX_QUEUES_PER_TOPIC,
       registerSoon: () => this.#registrar.registerSoon(),
-      registerNow: async () => {
-        await this.#registrar.registerAll()
-      },
+      registerNow: () => this.#register(),
+      waitForReplicas: (end: number) => this.ha.waitForReplicas(end),
       schedule: (m: PutMessage) => this.#scheduled(m),
       delayOffsets: () => this.schedule?.toJSON() ?? { offsetTable: {} },
       deleteTopicData: async () => {},
@@ -232,6 +255,7 @@ export class Broker {
       this.#ready = false
       await this.schedule?.stop().catch(() => undefined)
       this.#offArrivals?.()
+      await this.ha?.stop().catch(() => undefined)
       if (this.#registrar) await this.#registrar.unregisterAll()
       await this.server.stop({ timeoutMs: 2000 }).catch(() => undefined)
       if (this.#ownsClient) await this.client.close().catch(() => undefined)

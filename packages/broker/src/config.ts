@@ -49,6 +49,12 @@ export interface BrokerConfig {
   messageIndexEnable: boolean
   /** Store: delay levels (RocketMQ's messageDelayLevel). */
   messageDelayLevel: string
+  /** HA port of a master (RocketMQ's haListenPort); default listenPort + 1 (a free one when listenPort is 0). */
+  haListenPort: number | undefined
+  /** SYNC_MASTER: how long a send waits for its replicas (RocketMQ's syncFlushTimeout, 5 s). */
+  syncFlushTimeout: number
+  /** A replica copies its master's topics, offsets and groups this often. */
+  slaveSyncIntervalMs: number
 }
 
 export const DEFAULT_BROKER_PORT = 10911
@@ -77,12 +83,15 @@ export const DEFAULT_BROKER_CONFIG: Readonly<BrokerConfig> = {
   maxMessageSize: 4 * 1024 * 1024,
   messageIndexEnable: true,
   messageDelayLevel: '1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h',
+  haListenPort: undefined,
+  syncFlushTimeout: 5000,
+  slaveSyncIntervalMs: 10_000,
 }
 
 const ROLES: readonly BrokerRole[] = ['ASYNC_MASTER', 'SYNC_MASTER', 'SLAVE']
 const FLUSH: readonly FlushDiskType[] = ['ASYNC_FLUSH', 'SYNC_FLUSH']
 
-type Kind = 'string' | 'int' | 'bool' | 'list' | 'role' | 'flush' | 'optional-string'
+type Kind = 'string' | 'int' | 'bool' | 'list' | 'role' | 'flush' | 'optional-string' | 'optional-int'
 const KINDS: Record<keyof BrokerConfig, Kind> = {
   brokerClusterName: 'string',
   brokerName: 'string',
@@ -107,6 +116,9 @@ const KINDS: Record<keyof BrokerConfig, Kind> = {
   maxMessageSize: 'int',
   messageIndexEnable: 'bool',
   messageDelayLevel: 'string',
+  haListenPort: 'optional-int',
+  syncFlushTimeout: 'int',
+  slaveSyncIntervalMs: 'int',
 }
 
 /** RocketMQ's names for the same settings in broker.conf, where they differ from ours. */
@@ -120,6 +132,12 @@ function bad(key: string, value: unknown, want: string): BrokerError {
   return new BrokerError('INVALID_CONFIG', `broker config ${key} must be ${want}, got ${JSON.stringify(value)}`)
 }
 
+function toInt(key: string, value: unknown): number {
+  const n = typeof value === 'string' && /^-?\d+$/.test(value.trim()) ? Number(value.trim()) : value
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) throw bad(key, value, 'a non-negative integer')
+  return n
+}
+
 function coerce(key: keyof BrokerConfig, value: unknown): unknown {
   const kind = KINDS[key]
   switch (kind) {
@@ -131,11 +149,10 @@ function coerce(key: keyof BrokerConfig, value: unknown): unknown {
       if (value === undefined || value === '') return undefined
       if (typeof value !== 'string') throw bad(key, value, 'a string')
       return value
-    case 'int': {
-      const n = typeof value === 'string' && /^-?\d+$/.test(value.trim()) ? Number(value.trim()) : value
-      if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) throw bad(key, value, 'a non-negative integer')
-      return n
-    }
+    case 'optional-int':
+      return value === undefined || value === '' ? undefined : toInt(key, value)
+    case 'int':
+      return toInt(key, value)
     case 'bool': {
       if (typeof value === 'boolean') return value
       if (value === 'true' || value === 'false') return value === 'true'

@@ -24,6 +24,8 @@ export interface BrokerContext {
   registerSoon(): void
   /** Registers with every nameserver now; failures are logged, not thrown. */
   registerNow(): Promise<void>
+  /** SYNC_MASTER: resolves once every in-sync replica holds CommitLog offset `end` ('OK' otherwise at once). */
+  waitForReplicas(end: number): Promise<'OK' | 'FLUSH_SLAVE_TIMEOUT' | 'SLAVE_NOT_AVAILABLE'>
   /** A message as it is stored: a delayed one goes to SCHEDULE_TOPIC_XXXX. */
   schedule(message: PutMessage): PutMessage
   /** The delay levels' offsets, as delayOffset.json holds them. */

@@ -62,6 +62,15 @@ export class ScheduleService {
     return { offsetTable, dataVersion: { timestamp: this.now(), counter: 0 } }
   }
 
+  /** A replica takes its master's delay offsets (they count on its copy of the schedule queues). */
+  async replaceOffsets(table: Record<string, number>): Promise<void> {
+    for (const [k, v] of Object.entries(table)) {
+      const level = Number(k)
+      if (Number.isInteger(level) && level > 0 && Number.isSafeInteger(v) && v >= 0 && this.#offsets.get(level) !== v) this.#setOffset(level, v)
+    }
+    if (this.#dirty) await this.persist()
+  }
+
   offset(level: number): number {
     return this.#offsets.get(level) ?? 0
   }

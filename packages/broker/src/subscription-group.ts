@@ -88,6 +88,15 @@ export class SubscriptionGroupManager {
     await this.persist()
   }
 
+  /** A replica takes its master's groups as they are. */
+  async replaceAll(configs: SubscriptionGroupConfig[]): Promise<void> {
+    const next = configs.filter((g) => typeof g?.groupName === 'string')
+    if (next.length === this.#table.size && next.every((g) => JSON.stringify(this.#table.get(g.groupName)) === JSON.stringify(g))) return
+    this.#table.clear()
+    for (const g of next) this.#table.set(g.groupName, { ...g })
+    await this.persist()
+  }
+
   /** What GET_ALL_SUBSCRIPTIONGROUP_CONFIG answers (and what a replica copies). */
   toJSON(): GroupsFile & { forbiddenTable: Record<string, never> } {
     const subscriptionGroupTable: Record<string, SubscriptionGroupConfig> = {}

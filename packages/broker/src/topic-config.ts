@@ -136,6 +136,16 @@ export class TopicConfigManager {
     await this.#changed()
   }
 
+  /** A replica takes its master's topics as they are (SlaveSynchronize). */
+  async replaceAll(configs: TopicConfig[]): Promise<void> {
+    const next = new Map(configs.filter((tc) => typeof tc?.topicName === 'string').map((tc) => [tc.topicName, { ...tc }]))
+    const same = next.size === this.#table.size && [...next].every(([k, v]) => JSON.stringify(this.#table.get(k)) === JSON.stringify(v))
+    if (same) return
+    this.#table.clear()
+    for (const [k, v] of next) this.#table.set(k, v)
+    await this.#changed()
+  }
+
   async delete(topic: string): Promise<boolean> {
     if (!this.#table.delete(topic)) return false
     await this.#changed()

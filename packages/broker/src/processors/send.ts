@@ -144,7 +144,8 @@ export function sendProcessor(ctx: BrokerContext): RequestProcessor {
         reconsumeTimes: h.reconsumeTimes,
       }
       const r = await ctx.store.put(ctx.schedule(message))
-      return sendResponse(ctx, r.status, r.msgId, queueId, r.queueOffset, properties[MESSAGE_PROPERTY.UNIQ_KEY])
+      const replicated = r.status === 'PUT_OK' ? await ctx.waitForReplicas(r.physicalOffset + r.size) : 'OK'
+      return sendResponse(ctx, replicated === 'OK' ? r.status : replicated, r.msgId, queueId, r.queueOffset, properties[MESSAGE_PROPERTY.UNIQ_KEY])
     } catch (err) {
       return storeErrorResponse(err)
     }
@@ -171,12 +172,25 @@ async function sendBatch(ctx: BrokerContext, req: RemotingCommand, h: SendHeader
     reconsumeTimes: h.reconsumeTimes,
   }))
   const rs: PutResult[] = await ctx.store.putBatch(messages)
-  const status = rs.some((r) => r.status !== 'PUT_OK') ? 'FLUSH_DISK_TIMEOUT' : 'PUT_OK'
+  let status: string = rs.some((r) => r.status !== 'PUT_OK') ? 'FLUSH_DISK_TIMEOUT' : 'PUT_OK'
+  const last = rs[rs.length - 1]!
+  if (status === 'PUT_OK') {
+    const replicated = await ctx.waitForReplicas(last.physicalOffset + last.size)
+    if (replicated !== 'OK') status = replicated
+  }
   return sendResponse(ctx, status, rs.map((r) => r.msgId).join(','), queueId, rs[0]!.queueOffset, undefined)
 }
 
+/** The answer's code and remark for a stored message (every one of these still counts as stored). */
+const STORED_STATUS: Record<string, [number, string | null]> = {
+  PUT_OK: [ResponseCode.SUCCESS, null],
+  FLUSH_DISK_TIMEOUT: [ResponseCode.FLUSH_DISK_TIMEOUT, 'flush disk timeout: stored, not yet confirmed durable'],
+  FLUSH_SLAVE_TIMEOUT: [ResponseCode.FLUSH_SLAVE_TIMEOUT, 'flush slave timeout: stored on the master, not yet acknowledged by every in-sync replica'],
+  SLAVE_NOT_AVAILABLE: [ResponseCode.SLAVE_NOT_AVAILABLE, 'slave not available: stored on the master, no replica is in sync'],
+}
+
 function sendResponse(ctx: BrokerContext, status: string, msgId: string, queueId: number, queueOffset: number, uniqKey: string | undefined): RemotingCommand {
-  const code = status === 'PUT_OK' ? ResponseCode.SUCCESS : ResponseCode.FLUSH_DISK_TIMEOUT
+  const [code, remark] = STORED_STATUS[status] ?? [ResponseCode.SYSTEM_ERROR, `unknown store status ${status}`]
   const ext: Record<string, string> = {
     msgId,
     queueId: String(queueId),
@@ -186,7 +200,7 @@ function sendResponse(ctx: BrokerContext, status: string, msgId: string, queueId
   }
   if (uniqKey !== undefined) ext.transactionId = uniqKey
   void ctx
-  return RemotingCommand.createResponse(code, code === ResponseCode.SUCCESS ? null : 'flush disk timeout: stored, not yet confirmed durable', ext)
+  return RemotingCommand.createResponse(code, remark, ext)
 }
 
 /** The topic's config, created on first send when allowed, or the answer refusing the send. */
