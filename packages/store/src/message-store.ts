@@ -37,6 +37,7 @@ import { DEFAULT_MAX_QUEUES_PER_TOPIC, checkOffset, checkPutQueueId, checkTopicT
 import { PutPreparer, checkTopicName, type PutMessage } from './put-prepare.js'
 import { checkIndexFits, markOpen, recordClaims, recoverConsumeQueues, syncQueueOffsets } from './store-recovery.js'
 import { checkQueueArgs, readQueue, type GetMessageRequest, type GetMessageResult } from './read-path.js'
+import { truncateStore } from './truncate.js'
 
 export type { PutMessage } from './put-prepare.js'
 export type { GetMessageRequest, GetMessageResult, GetMessageStatus } from './read-path.js'
@@ -745,6 +746,32 @@ export class MessageStore {
   }
   get flushedPhysicalOffset(): number {
     return this.commitLog.flushedOffset
+  }
+
+  /**
+   * Cuts the CommitLog back to `offset` (the start of a record, a file, or the end of the log:
+   * a no-op), and the ConsumeQueues and the key index with it; later appends continue at
+   * `offset`, each queue densely from its new end. Appends made before go first; appends made
+   * meanwhile wait for it. Crash-safe: a kill or power loss part way leaves, after the next open,
+   * the old log or the cut one (truncate.ts, docs/design/recovery.md). A failure part way makes
+   * the store refuse writes until reopened.
+   */
+  async truncate(offset: number): Promise<void> {
+    if (this.status !== 'open') throw this.#notOpen()
+    if ((this.dispatcher.lastError !== undefined || this.#queueOffsetsBehind) && !this.#dispatchCaughtUp()) throw this.#dispatchStopped()
+    await truncateStore(
+      {
+        commitLog: this.commitLog,
+        consumeQueues: this.consumeQueues,
+        dispatcher: this.dispatcher,
+        index: this.index,
+        checkpoint: this.#checkpoint,
+        consumeQueueFlushSettled: async () => {
+          await this.#cqFlushing?.catch(() => undefined)
+        },
+      },
+      offset,
+    )
   }
 
   /** Makes everything appended so far durable. */

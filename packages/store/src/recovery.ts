@@ -237,6 +237,32 @@ export async function truncateRecovered(log: RecoveryTarget, offset: number, rea
   await log.options.checkpoint.flush()
 }
 
+/** Bytes zeroed at the cut first, alone (TOTALSIZE and MAGICCODE): truncate's commit point. */
+export const CUT_HEADER_BYTES = 8
+
+/**
+ * While the store is open (truncate.ts): ends the log at `offset`, a record boundary below its
+ * end that the caller checked, after it lowered the checkpoint's durable offset to `offset` or
+ * below (so the scan of the next open starts there). The commit point comes first: the record
+ * header at `offset` is zeroed and synced on its own (8 bytes, so a power loss leaves the header
+ * as it was, and the old log, or changed, and the log ends there: a changed header is never a
+ * valid record, and the scan cuts at a bad record at or past the durable offset). Then the rest
+ * is recovery's own cut: the tail of that file zeroed and synced, later files deleted, the last
+ * first. Returns the files deleted (closed already).
+ */
+export async function cutOpenLog(log: RecoveryTarget, offset: number): Promise<MappedFile[]> {
+  const file = log.queue.findFile(offset)
+  if (!file) throw new StoreError('INVALID_ARGUMENT', `cannot cut the CommitLog at ${offset}: no file holds it`, { details: { physicalOffset: offset } })
+  const index = log.queue.files.indexOf(file)
+  const pos = offset - file.fileFromOffset
+  await file.file.write(Buffer.alloc(CUT_HEADER_BYTES), 0, Math.min(CUT_HEADER_BYTES, file.fileSize - pos), pos)
+  await syncRecovered(log, index, index)
+  const doomed = log.queue.files.slice(index + 1)
+  await log.queue.dropAheadAfter(file)
+  await cut(log, index, pos, await dataEndOf(file), true, index, true)
+  return doomed
+}
+
 /** fdatasyncs the files recovery accepted bytes from, `from` to `to` (indexes in the queue). */
 async function syncRecovered(log: RecoveryTarget, from: number, to: number): Promise<void> {
   const files = log.queue.files
