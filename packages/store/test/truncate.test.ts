@@ -5,60 +5,10 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { MessageStore, StoreError, type MessageStoreOptions } from '../src/index.js'
 import { SimFileIO } from '../src/sim-file-io.js'
-import { SIM_INDEX, assertDenseLog, simDir, tempDir } from './helpers.js'
+import { SIM_INDEX, simDir, tempDir } from './helpers.js'
+import { appendedAfter, assertMatches, putSome, type Sent } from './fixtures/truncate-model.js'
 
 const FILE_SIZE = 16 * 1024
-
-export interface Sent {
-  topic: string
-  queueId: number
-  key: string
-  body: string
-  physicalOffset: number
-  queueOffset: number
-}
-
-const TOPICS = ['ta', 'tb']
-
-/** Puts `n` messages over two topics and two queues, each with its own key. */
-export async function putSome(store: MessageStore, n: number, tag: string): Promise<Sent[]> {
-  const out: Sent[] = []
-  for (let i = 0; i < n; i++) {
-    const topic = TOPICS[i % 2]!
-    const queueId = Math.floor(i / 2) % 2
-    const key = `${tag}-${i}`
-    const body = `${tag}${i}-`.padEnd(200 + ((i * 37) % 500), 'x')
-    const r = await store.put({ topic, queueId, body, keys: [key] })
-    out.push({ topic, queueId, key, body, physicalOffset: r.physicalOffset, queueOffset: r.queueOffset })
-  }
-  return out
-}
-
-/** The store serves exactly `model`: every queue through `get`, every key through queryByKey, the log dense. */
-export async function assertMatches(store: MessageStore, model: Sent[], what: string): Promise<void> {
-  await store.whenDispatched()
-  await assertDenseLog(store, what)
-  for (const topic of TOPICS) {
-    for (const queueId of [0, 1]) {
-      const want = model.filter((s) => s.topic === topic && s.queueId === queueId)
-      assert.equal(store.maxOffset(topic, queueId), want.length, `${what}: maxOffset of ${topic}@${queueId}`)
-      assert.equal(store.maxQueueOffset(topic, queueId), want.length, `${what}: maxQueueOffset of ${topic}@${queueId}`)
-      const got: string[] = []
-      for (let offset = 0; offset < want.length; ) {
-        const r = await store.get({ topic, queueId, offset, maxMessages: 64 })
-        assert.equal(r.status, 'FOUND', `${what}: get ${topic}@${queueId} from ${offset}`)
-        for (const m of r.messages) got.push(m.body.toString())
-        offset = r.nextOffset
-      }
-      assert.deepEqual(got, want.map((s) => s.body), `${what}: bodies of ${topic}@${queueId}`)
-      assert.deepEqual(want.map((s) => s.queueOffset), want.map((_, i) => i), `${what}: model queue offsets of ${topic}@${queueId}`)
-    }
-  }
-  for (const s of model) {
-    const found = await store.queryByKey(s.topic, s.key)
-    assert.deepEqual(found.map((m) => m.physicalOffset), [s.physicalOffset], `${what}: queryByKey ${s.key}`)
-  }
-}
 
 /** Keys of messages that are gone must find nothing. */
 async function assertGone(store: MessageStore, gone: Sent[], what: string): Promise<void> {
@@ -93,13 +43,6 @@ async function cutFor(where: Where, sent: Sent[], store: MessageStore): Promise<
       return s.physicalOffset + (await store.lookup(s.physicalOffset)).storeSize
     }
   }
-}
-
-/** `more`, appended after the cut, with the queue offsets the model gives them after `kept`. */
-function appendedAfter(kept: Sent[], more: Sent[]): Sent[] {
-  const model = [...kept]
-  for (const s of more) model.push({ ...s, queueOffset: model.filter((m) => m.topic === s.topic && m.queueId === s.queueId).length })
-  return model
 }
 
 for (const flush of ['sync', 'async'] as const) {
@@ -207,4 +150,32 @@ test('truncate refuses, typed and changing nothing: inside a record, past the en
     await store.close()
   }
   await assert.rejects(store.truncate(0), (err: unknown) => err instanceof StoreError && err.code === 'NOT_OPEN')
+})
+
+test('a ConsumeQueue file whose removal a power loss undid after a truncate zeroed units before it: recovery drops the zero units too', { timeout: 60_000 }, async (t) => {
+  const io = new SimFileIO()
+  const dir = simDir(t)
+  const options: MessageStoreOptions = { dir, flush: 'async', commitLogFileSize: FILE_SIZE, consumeQueueUnitsPerFile: 16, ...SIM_INDEX }
+  let store = await MessageStore.open({ ...options, fileIO: io })
+  const sent = await putSome(store, 120, 'a')
+  await store.close()
+  store = await MessageStore.open({ ...options, fileIO: io })
+  // ta@0 holds units 0-29 in two files; the cut keeps 7 of them.
+  const second = `${dir}/consumequeue/ta/0/00000000000000000320`
+  const secondBytes = await io.readFile(second)
+  assert.ok(secondBytes, 'ta@0 has a second ConsumeQueue file')
+  const ta0 = sent.filter((s) => s.topic === 'ta' && s.queueId === 0)
+  const cut = ta0[7]!.physicalOffset
+  await store.truncate(cut)
+  assert.equal(await io.exists(second), false, 'the truncate removed the second file')
+  const killed = io.processCrash()
+  await store.close()
+  // The removal undone, the zeroed units of the first file kept.
+  await killed.writeFileAtomic(second, secondBytes)
+  store = await MessageStore.open({ ...options, fileIO: killed })
+  try {
+    await assertMatches(store, sent.filter((s) => s.physicalOffset < cut), 'after the recovery')
+  } finally {
+    await store.close()
+  }
 })
