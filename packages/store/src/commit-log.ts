@@ -95,6 +95,8 @@ export class CommitLog {
   flushedOffset = 0
   /** Store time of the newest appended record. */
   lastStoreTimestamp = 0
+  /** Set while a truncate cuts the log (truncate.ts): retention deletes no file meanwhile. */
+  truncating = false
   /** Called whenever the committed offset moves (the dispatcher follows it). */
   onCommitted: (() => Promise<void> | undefined) | undefined
   /**
@@ -461,13 +463,13 @@ export class CommitLog {
   // Retention
 
   /**
-   * Closes and deletes the oldest data file. Refused for the file being written and for a file
-   * holding bytes not yet dispatched (`dispatchedOffset`).
+   * Closes and deletes the oldest data file. Refused for the file being written, for a file
+   * holding bytes not yet dispatched (`dispatchedOffset`), and while a truncate runs.
    */
   async deleteFirstFile(dispatchedOffset: number): Promise<boolean> {
     const files = this.queue.files
     const first = files[0]
-    if (!first || files.length < 2) return false
+    if (!first || files.length < 2 || this.truncating) return false
     if (first.fileFromOffset + first.fileSize > dispatchedOffset) return false
     files.shift()
     await first.close()

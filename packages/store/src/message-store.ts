@@ -758,7 +758,11 @@ export class MessageStore {
    */
   async truncate(offset: number): Promise<void> {
     if (this.status !== 'open') throw this.#notOpen()
-    if ((this.dispatcher.lastError !== undefined || this.#queueOffsetsBehind) && !this.#dispatchCaughtUp()) throw this.#dispatchStopped()
+    if ((this.dispatcher.lastError !== undefined || this.#queueOffsetsBehind) && !this.#dispatchCaughtUp()) {
+      const cause = this.dispatcher.lastError
+      const why = cause ? cause.message : 'records recovered at open are still being dispatched'
+      throw new StoreError(cause?.code ?? 'DISK_FULL', `truncate refused, nothing changed: dispatch to the ConsumeQueues and the index is stopped (${why})`, { cause })
+    }
     await truncateStore(
       {
         commitLog: this.commitLog,

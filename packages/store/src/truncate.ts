@@ -48,6 +48,8 @@ export function truncateStore(store: TruncatingStore, offset: number): Promise<v
     await store.dispatcher.drain()
     checkBoundary(log, offset)
     await store.consumeQueueFlushSettled()
+    // Retention would shift the files under the cut's positions: it waits.
+    log.truncating = true
     try {
       lowerOffsets(store, offset)
       await store.checkpoint.flush()
@@ -61,6 +63,8 @@ export function truncateStore(store: TruncatingStore, offset: number): Promise<v
     } catch (err) {
       // Memory says the log ends at the cut, the disk may not yet: the next open decides.
       throw log.failWith(ioError(`truncating the store at CommitLog offset ${offset}`, err))
+    } finally {
+      log.truncating = false
     }
   })
 }

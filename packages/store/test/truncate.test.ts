@@ -7,6 +7,7 @@ import { MessageStore, StoreError, type MessageStoreOptions } from '../src/index
 import { SimFileIO } from '../src/sim-file-io.js'
 import { SIM_INDEX, simDir, tempDir } from './helpers.js'
 import { appendedAfter, assertMatches, putSome, type Sent } from './fixtures/truncate-model.js'
+import { steppingIO } from './fixtures/stepping-io.js'
 
 const FILE_SIZE = 16 * 1024
 
@@ -175,6 +176,41 @@ test('a ConsumeQueue file whose removal a power loss undid after a truncate zero
   store = await MessageStore.open({ ...options, fileIO: killed })
   try {
     await assertMatches(store, sent.filter((s) => s.physicalOffset < cut), 'after the recovery')
+  } finally {
+    await store.close()
+  }
+})
+
+test('retention that runs during a truncate deletes no file under it: the cut lands where asked', { timeout: 60_000 }, async (t) => {
+  let clock = Date.UTC(2026, 0, 1, 10)
+  const io = new SimFileIO({ clock: () => clock })
+  const retention: Promise<unknown>[] = []
+  let store: MessageStore | undefined
+  const stepIO = steppingIO(io, () => {
+    // At every step of the truncate, a retention pass starts (every file but the last expired).
+    if (armed && store) retention.push(store.deleteExpiredFiles({ manual: true }))
+  })
+  let armed = false
+  const options: MessageStoreOptions = { dir: simDir(t), commitLogFileSize: FILE_SIZE, consumeQueueUnitsPerFile: 16, ...SIM_INDEX, fileIO: stepIO, now: () => clock, retention: { fileReservedTimeHours: 1 } }
+  store = await MessageStore.open(options)
+  try {
+    const sent = await putSome(store, 120, 'a')
+    const files = store.commitLog.queue.files
+    const cut = sent.filter((s) => s.physicalOffset > files[files.length - 1]!.fileFromOffset).at(-2)!.physicalOffset
+    clock += 100 * 3600_000
+    armed = true
+    await store.truncate(cut)
+    armed = false
+    await Promise.all(retention)
+    assert.ok(store.minPhysicalOffset > 0, 'retention deleted files (after the truncate)')
+    assert.equal(store.maxPhysicalOffset, cut)
+    const kept = sent.filter((s) => s.physicalOffset < cut && s.physicalOffset >= store!.minPhysicalOffset)
+    assert.deepEqual(
+      (await Promise.all(kept.map((s) => store!.lookup(s.physicalOffset)))).map((m) => m.body.toString()),
+      kept.map((s) => s.body),
+    )
+    const more = await putSome(store, 5, 'b')
+    assert.equal(more[0]!.physicalOffset, cut)
   } finally {
     await store.close()
   }
