@@ -547,6 +547,8 @@ export class CommitLog {
   async cutBack(offset: number): Promise<void> {
     const deleted = await cutOpenLog(this, offset)
     this.groupCommit.truncated(deleted)
+    // The file allocated ahead went if it was not the next one now: allocate that one.
+    this.queue.prepareNext()
   }
 
   /** A step that leaves memory and disk apart failed (truncate): writes are refused until reopened. */

@@ -10,6 +10,7 @@ import { StoreError } from './errors.js'
 import {
   MESSAGE_MAGIC_CODE_V1,
   MESSAGE_MAGIC_CODE_V2,
+  RECORD,
   RECORD_BLANK,
   RECORD_END,
   checkRecord,
@@ -238,7 +239,7 @@ export async function truncateRecovered(log: RecoveryTarget, offset: number, rea
 }
 
 /** Bytes zeroed at the cut first, alone (TOTALSIZE and MAGICCODE): truncate's commit point. */
-export const CUT_HEADER_BYTES = 8
+export const CUT_HEADER_BYTES = RECORD.bodyCrc
 
 /**
  * While the store is open (truncate.ts): ends the log at `offset`, a record boundary below its
@@ -253,13 +254,14 @@ export const CUT_HEADER_BYTES = 8
 export async function cutOpenLog(log: RecoveryTarget, offset: number): Promise<MappedFile[]> {
   const file = log.queue.findFile(offset)
   if (!file) throw new StoreError('INVALID_ARGUMENT', `cannot cut the CommitLog at ${offset}: no file holds it`, { details: { physicalOffset: offset } })
-  const index = log.queue.files.indexOf(file)
   const pos = offset - file.fileFromOffset
   await file.file.write(Buffer.alloc(CUT_HEADER_BYTES), 0, Math.min(CUT_HEADER_BYTES, file.fileSize - pos), pos)
-  await syncRecovered(log, index, index)
-  const doomed = log.queue.files.slice(index + 1)
+  const at = (): number => log.queue.files.indexOf(file)
+  await syncRecovered(log, at(), at())
+  const doomed = log.queue.files.slice(at() + 1)
   await log.queue.dropAheadAfter(file)
-  await cut(log, index, pos, await dataEndOf(file), true, index, true)
+  const dataEnd = await dataEndOf(file)
+  await cut(log, at(), pos, dataEnd, true, at(), true)
   return doomed
 }
 
