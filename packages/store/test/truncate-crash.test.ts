@@ -71,7 +71,7 @@ for (const flush of ['sync', 'async'] as const) {
       // Long flush intervals: only the truncate's own syncs (and the test's flush) make data durable.
       const options: MessageStoreOptions = { dir: SIM_DIR, flush, commitLogFileSize: FILE_SIZE, consumeQueueUnitsPerFile: 16, ...SIM_INDEX, flushIntervalMs: 60_000, flushThoroughIntervalMs: 60_000 }
       const store = await MessageStore.open({ ...options, fileIO: stepIO })
-      const sent = await putSome(store, 40 + Math.floor(rnd() * 100), `s${seed}-`)
+      const sent = await putSome(store, 30 + Math.floor(rnd() * 70), `s${seed}-`)
       await store.flush()
       await store.whenDispatched()
       const cut = pickCut(rnd, sent, store)
