@@ -273,7 +273,7 @@ async function syncRecovered(log: RecoveryTarget, from: number, to: number): Pro
     try {
       await f.file.datasync()
     } catch (err) {
-      throw new StoreError('FLUSH_FAILED', `fdatasync of ${f.fileName} failed while recovering; the recovered data is not known to be durable`, { cause: err })
+      throw new StoreError('FLUSH_FAILED', `fdatasync of ${f.fileName} failed while cutting or recovering the log; what it keeps is not known to be durable`, { cause: err })
     }
   }
 }

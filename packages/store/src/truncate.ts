@@ -52,7 +52,7 @@ export function truncateStore(store: TruncatingStore, offset: number): Promise<v
     log.truncating = true
     try {
       lowerOffsets(store, offset)
-      await store.checkpoint.flush()
+      await syncCheckpoint(store.checkpoint)
       await log.cutBack(offset)
       await truncateConsumeQueues(store.consumeQueues, offset)
       if (store.index) {
@@ -62,7 +62,8 @@ export function truncateStore(store: TruncatingStore, offset: number): Promise<v
       resetQueueOffsets(store)
     } catch (err) {
       // Memory says the log ends at the cut, the disk may not yet: the next open decides.
-      throw log.failWith(ioError(`truncating the store at CommitLog offset ${offset}`, err))
+      const cause = ioError(`truncating the store at CommitLog offset ${offset}`, err)
+      throw log.failWith(cause.message.includes(`${offset}`) ? cause : new StoreError(cause.code, `truncating the store at CommitLog offset ${offset}: ${cause.message}`, { cause, details: { ...cause.details, offset } }))
     } finally {
       log.truncating = false
     }
@@ -113,6 +114,17 @@ function lowerOffsets(store: TruncatingStore, offset: number): void {
   cp.physicalFlushedOffset = Math.min(cp.physicalFlushedOffset, offset)
   cp.logicsFlushedOffset = Math.min(cp.logicsFlushedOffset, offset)
   cp.confirmPhyOffset = Math.min(cp.confirmPhyOffset, offset)
+}
+
+/** Step 1 made durable: a failure to is FLUSH_FAILED, as the store's other syncs (DISK_FULL for ENOSPC). */
+async function syncCheckpoint(checkpoint: StoreCheckpoint): Promise<void> {
+  try {
+    await checkpoint.flush()
+  } catch (err) {
+    const e = ioError('writing the checkpoint', err)
+    if (e.code === 'DISK_FULL') throw e
+    throw new StoreError('FLUSH_FAILED', `writing or syncing the checkpoint failed: ${e.message}`, { cause: err })
+  }
 }
 
 /** Units pointing at or past `offset` go (files wholly past the new end too), then all is synced. */

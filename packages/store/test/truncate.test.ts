@@ -215,3 +215,31 @@ test('retention that runs during a truncate deletes no file under it: the cut la
     await store.close()
   }
 })
+
+for (const [what, fail] of [
+  ['the checkpoint', (io: SimFileIO) => (io.failDatasyncs = { code: 'EIO', count: 1, pathIncludes: 'checkpoint' })],
+  ['the CommitLog', (io: SimFileIO) => (io.failDatasyncs = { code: 'EIO', count: 1, pathIncludes: 'commitlog' })],
+  ['a ConsumeQueue', (io: SimFileIO) => (io.failDatasyncs = { code: 'EIO', count: 1, pathIncludes: 'consumequeue' })],
+] as const) {
+  test(`an fdatasync of ${what} failing during a truncate: it rejects typed, the store refuses writes, a reopen finds the old log or the cut one`, { timeout: 60_000 }, async (t) => {
+    const io = new SimFileIO()
+    const options: MessageStoreOptions = { dir: simDir(t), commitLogFileSize: FILE_SIZE, consumeQueueUnitsPerFile: 16, ...SIM_INDEX }
+    let store = await MessageStore.open({ ...options, fileIO: io })
+    try {
+      const sent = await putSome(store, 80, 'a')
+      await store.flush()
+      const cut = sent[30]!.physicalOffset
+      fail(io)
+      await assert.rejects(store.truncate(cut), (err: unknown) => err instanceof StoreError && err.code === 'FLUSH_FAILED' && err.message.includes(String(cut)))
+      await assert.rejects(store.put({ topic: 'ta', queueId: 0, body: 'x' }), (err: unknown) => err instanceof StoreError && err.code === 'FLUSH_FAILED')
+      const killed = io.processCrash()
+      await store.close().catch(() => undefined)
+      store = await MessageStore.open({ ...options, fileIO: killed })
+      const cutLog = store.maxPhysicalOffset === cut
+      await assertMatches(store, cutLog ? sent.slice(0, 30) : sent, `after the reopen (${cutLog ? 'cut' : 'old'} log)`)
+      if (what !== 'the checkpoint') assert.ok(cutLog, 'a failure after the commit point leaves the cut log')
+    } finally {
+      await store.close().catch(() => undefined)
+    }
+  })
+}
