@@ -25,7 +25,7 @@ import { END_FILE_MIN_BLANK_LENGTH, encodeBlank, encodeRecord, MessageIdEncoder,
 import { FlushWaiters, GroupCommit } from './group-commit.js'
 import { OS_PAGE_BYTES, type MappedFile } from './mapped-file.js'
 import { MappedFileQueue } from './mapped-file-queue.js'
-import { recover, truncateRecovered, type RecoveryReport } from './recovery.js'
+import { cutOpenLog, recover, truncateRecovered, type RecoveryReport } from './recovery.js'
 
 export type { RecoveryReport } from './recovery.js'
 
@@ -98,6 +98,8 @@ export class CommitLog {
   flushedOffset = 0
   /** Store time of the newest appended record. */
   lastStoreTimestamp = 0
+  /** Set while a truncate cuts the log (truncate.ts): retention deletes no file meanwhile. */
+  truncating = false
   /** Called whenever the committed offset moves (the dispatcher follows it). */
   onCommitted: (() => Promise<void> | undefined) | undefined
   /**
@@ -551,13 +553,13 @@ export class CommitLog {
   // Retention
 
   /**
-   * Closes and deletes the oldest data file. Refused for the file being written and for a file
-   * holding bytes not yet dispatched (`dispatchedOffset`).
+   * Closes and deletes the oldest data file. Refused for the file being written, for a file
+   * holding bytes not yet dispatched (`dispatchedOffset`), and while a truncate runs.
    */
   async deleteFirstFile(dispatchedOffset: number): Promise<boolean> {
     const files = this.queue.files
     const first = files[0]
-    if (!first || files.length < 2) return false
+    if (!first || files.length < 2 || this.truncating) return false
     if (first.fileFromOffset + first.fileSize > dispatchedOffset) return false
     files.shift()
     await first.close()
@@ -597,6 +599,51 @@ export class CommitLog {
    */
   truncateRecovered(offset: number, reason: string, report: RecoveryReport): Promise<void> {
     return truncateRecovered(this, offset, reason, report)
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Truncate (truncate.ts)
+
+  /**
+   * Runs `fn` once the appends queued before it are written; appends made meanwhile queue behind
+   * it, so they go where `fn` leaves the log and never interleave with it.
+   */
+  holdAppends<T>(fn: () => Promise<T>): Promise<T> {
+    const previous = this.blocked ?? Promise.resolve()
+    const result = previous.then(fn, fn)
+    const tail: Promise<unknown> = result.then(
+      () => undefined,
+      () => undefined,
+    )
+    this.blocked = tail
+    void tail.then(() => {
+      if (this.blocked === tail) this.blocked = undefined
+    })
+    return result
+  }
+
+  /**
+   * With appends held and everything flushed: the log ends at `offset` (a checked record
+   * boundary) in memory at once, so no flush raises the checkpoint past it any more. The files
+   * follow with cutBack.
+   */
+  lowerTo(offset: number): void {
+    const file = this.queue.findFile(offset)!
+    file.wrotePosition = file.committedPosition = file.flushedPosition = offset - file.fileFromOffset
+    this.wroteOffset = this.committedOffset = this.flushedOffset = offset
+  }
+
+  /** After lowerTo and a durable checkpoint at or below `offset`: cuts the files (cutOpenLog). */
+  async cutBack(offset: number): Promise<void> {
+    const deleted = await cutOpenLog(this, offset)
+    this.groupCommit.truncated(deleted)
+    // The file allocated ahead went if it was not the next one now: allocate that one.
+    this.queue.prepareNext()
+  }
+
+  /** A step that leaves memory and disk apart failed (truncate): writes are refused until reopened. */
+  failWith(err: StoreError): StoreError {
+    return this.fail(err)
   }
 
   /** Drains appends, flushes, then (after `beforeRelease`, which may still read) closes the files. */

@@ -522,7 +522,11 @@ export class ConsumeQueue {
     return true
   }
 
-  /** Drops the units that point past the end of the CommitLog. */
+  /**
+   * Drops the units that point past the end of the CommitLog, and zero units before them: a
+   * truncate zeroes units in place, and a power loss can keep those zeros while it loses the
+   * removal of a later file (or the data of a file never synced reads as zeros).
+   */
   async truncatePhysical(commitLogEnd: number): Promise<void> {
     let unit = this.maxOffset
     while (unit > this.minOffset) {
@@ -530,7 +534,7 @@ export class ConsumeQueue {
       if (!seg) break
       const at = (unit - 1) * CQ_UNIT.bytes - seg.start
       const size = cqUnitSize(seg.dv, at)
-      if (size !== CQ_FILLER_SIZE && cqUnitPhysicalOffset(seg.dv, at) + size <= commitLogEnd) break
+      if (size !== CQ_FILLER_SIZE && size > 0 && cqUnitPhysicalOffset(seg.dv, at) + size <= commitLogEnd) break
       unit--
     }
     if (unit < this.maxOffset) await this.truncateTo(unit)

@@ -515,6 +515,20 @@ export class GroupCommit {
     this.appendedFactsHead = 0
   }
 
+  /**
+   * The log was cut back (truncate) once every staged byte was durable: no chunk holds anything
+   * left to write, so all go (the next append starts a chunk at the new write position), and the
+   * writer lets go of the deleted files.
+   */
+  truncated(deleted: readonly MappedFile[]): void {
+    for (const c of this.chunks) {
+      if (c.buf.length === STAGE_CHUNK_BYTES && this.chunkPool.length < STAGE_POOL_MAX) this.chunkPool.push(c.buf)
+      else this.writer?.free(c.buf)
+    }
+    this.chunks.length = 0
+    for (const f of deleted) this.writer?.release(f.file)
+  }
+
   /** Whether durable writes are still in flight (they must finish before their files close). */
   get writing(): boolean {
     return this.inflight.some((w) => !w.done)

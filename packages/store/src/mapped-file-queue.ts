@@ -197,12 +197,31 @@ export class MappedFileQueue {
     const index = keep ? this.files.indexOf(keep) : -1
     const doomed = this.files.splice(index + 1)
     for (const f of doomed.reverse()) {
+      // A file of an open store may still be faulting in (async flush): not under its map.
+      await f.background.pending
       await f.close()
       await this.io.remove(f.path)
       await this.io.syncDir(this.dir)
     }
     if (doomed.length > 0) this.io.reclaim()
     return doomed.length
+  }
+
+  /**
+   * Deletes the file allocated ahead unless it is the one after `keep` (truncate: the log is cut
+   * back to `keep`, and the next file will be another one). It goes before any file it follows,
+   * with a directory sync, so a power loss part way leaves the files contiguous.
+   */
+  async dropAheadAfter(keep: MappedFile): Promise<void> {
+    const ahead = this.ahead
+    if (!ahead || ahead.offset === keep.fileFromOffset + this.fileSize) return
+    this.ahead = undefined
+    const f = await ahead.promise.catch(() => undefined)
+    await f?.background.pending
+    await f?.close()
+    const file = path.join(this.dir, offsetToFileName(ahead.offset))
+    if (await this.io.exists(file)) await this.io.remove(file)
+    await this.io.syncDir(this.dir)
   }
 
   async close(): Promise<void> {

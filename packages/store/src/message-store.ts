@@ -43,6 +43,7 @@ import { readCommitLogBytes } from './raw-read.js'
 import { ConfirmOffset, recoverPastConfirm, unconfirmedOption } from './confirm-offset.js'
 import type { CommittedListener } from './commit-log.js'
 import { Replication, type StoreRole } from './replica.js'
+import { truncateStore } from './truncate.js'
 
 export type { PutMessage } from './put-prepare.js'
 export type { GetMessageRequest, GetMessageResult, GetMessageStatus, RawRecord } from './read-path.js'
@@ -912,6 +913,38 @@ export class MessageStore {
   async setRole(role: StoreRole): Promise<void> {
     if (this.status !== 'open') throw this.#notOpen()
     await this.#replication.setRole(role)
+  }
+
+  /**
+   * Cuts the CommitLog back to `offset` (the start of a record, a file, or the end of the log:
+   * a no-op), and the ConsumeQueues and the key index with it; later appends continue at
+   * `offset`, each queue densely from its new end. Appends made before go first; appends made
+   * meanwhile wait for it. Crash-safe: a kill or power loss part way leaves, after the next open,
+   * the old log or the cut one (truncate.ts, docs/design/recovery.md). A failure part way makes
+   * the store refuse writes until reopened.
+   */
+  async truncate(offset: number): Promise<void> {
+    if (this.status !== 'open') throw this.#notOpen()
+    if ((this.dispatcher.lastError !== undefined || this.#queueOffsetsBehind) && !this.#dispatchCaughtUp()) {
+      const cause = this.dispatcher.lastError
+      const why = cause ? cause.message : 'records recovered at open are still being dispatched'
+      throw new StoreError(cause?.code ?? 'DISK_FULL', `truncate refused, nothing changed: dispatch to the ConsumeQueues and the index is stopped (${why})`, { cause })
+    }
+    await truncateStore(
+      {
+        commitLog: this.commitLog,
+        consumeQueues: this.consumeQueues,
+        dispatcher: this.dispatcher,
+        index: this.index,
+        checkpoint: this.#checkpoint,
+        consumeQueueFlushSettled: async () => {
+          await this.#cqFlushing?.catch(() => undefined)
+        },
+      },
+      offset,
+    )
+    // The confirm offset was lowered with the log (truncate.ts): its own bookkeeping follows.
+    await this.#confirm.recovered()
   }
 
   /** Makes everything appended so far durable. */

@@ -10,6 +10,7 @@ import { StoreError } from './errors.js'
 import {
   MESSAGE_MAGIC_CODE_V1,
   MESSAGE_MAGIC_CODE_V2,
+  RECORD,
   RECORD_BLANK,
   RECORD_END,
   checkRecord,
@@ -237,6 +238,33 @@ export async function truncateRecovered(log: RecoveryTarget, offset: number, rea
   await log.options.checkpoint.flush()
 }
 
+/** Bytes zeroed at the cut first, alone (TOTALSIZE and MAGICCODE): truncate's commit point. */
+export const CUT_HEADER_BYTES = RECORD.bodyCrc
+
+/**
+ * While the store is open (truncate.ts): ends the log at `offset`, a record boundary below its
+ * end that the caller checked, after it lowered the checkpoint's durable offset to `offset` or
+ * below (so the scan of the next open starts there). The commit point comes first: the record
+ * header at `offset` is zeroed and synced on its own (8 bytes, so a power loss leaves the header
+ * as it was, and the old log, or changed, and the log ends there: a changed header is never a
+ * valid record, and the scan cuts at a bad record at or past the durable offset). Then the rest
+ * is recovery's own cut: the tail of that file zeroed and synced, later files deleted, the last
+ * first. Returns the files deleted (closed already).
+ */
+export async function cutOpenLog(log: RecoveryTarget, offset: number): Promise<MappedFile[]> {
+  const file = log.queue.findFile(offset)
+  if (!file) throw new StoreError('INVALID_ARGUMENT', `cannot cut the CommitLog at ${offset}: no file holds it`, { details: { physicalOffset: offset } })
+  const pos = offset - file.fileFromOffset
+  await file.file.write(Buffer.alloc(CUT_HEADER_BYTES), 0, Math.min(CUT_HEADER_BYTES, file.fileSize - pos), pos)
+  const at = (): number => log.queue.files.indexOf(file)
+  await syncRecovered(log, at(), at())
+  const doomed = log.queue.files.slice(at() + 1)
+  await log.queue.dropAheadAfter(file)
+  const dataEnd = await dataEndOf(file)
+  await cut(log, at(), pos, dataEnd, true, at(), true)
+  return doomed
+}
+
 /** fdatasyncs the files recovery accepted bytes from, `from` to `to` (indexes in the queue). */
 async function syncRecovered(log: RecoveryTarget, from: number, to: number): Promise<void> {
   const files = log.queue.files
@@ -245,7 +273,7 @@ async function syncRecovered(log: RecoveryTarget, from: number, to: number): Pro
     try {
       await f.file.datasync()
     } catch (err) {
-      throw new StoreError('FLUSH_FAILED', `fdatasync of ${f.fileName} failed while recovering; the recovered data is not known to be durable`, { cause: err })
+      throw new StoreError('FLUSH_FAILED', `fdatasync of ${f.fileName} failed while cutting or recovering the log; what it keeps is not known to be durable`, { cause: err })
     }
   }
 }

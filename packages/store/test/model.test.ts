@@ -719,6 +719,42 @@ const STEP_KINDS: [number, string, (run: Run) => Promise<string> | string][] = [
   [0.01, 'kill the replica', stepReplicaKill],
 ]
 
+// ---------------------------------------------------------------------------------------------
+// truncate (issue 13): the model drops the messages at and after the cut, and the queues continue
+// from what is left.
+
+/** Share of the steps that truncate, taken from the puts' share. */
+const TRUNCATE_SHARE = 0.02
+
+/**
+ * Cuts at the start or the end of one of the last messages (a file's start, an end-of-file
+ * blank's start or the end of the log among them), or, refused, inside one.
+ */
+async function stepTruncate(run: Run): Promise<string> {
+  const recent = run.messages.slice(-12)
+  if (recent.length > 0 && chance(run, 0.15)) {
+    const x = pick(run, recent)
+    const inside = x.physicalOffset + int(run, 1, x.size - 1)
+    const before = run.store.maxPhysicalOffset
+    await assert.rejects(run.store.truncate(inside), isStoreError('INVALID_ARGUMENT'), `truncate inside the message at ${x.physicalOffset}`)
+    assert.equal(run.store.maxPhysicalOffset, before, 'a refused truncate changes nothing')
+    return `truncate(${inside}) refused`
+  }
+  const x = recent.length > 0 ? pick(run, recent) : undefined
+  const cut = x === undefined ? run.store.maxPhysicalOffset : chance(run, 0.5) ? x.physicalOffset : x.physicalOffset + x.size
+  await run.store.truncate(cut)
+  assert.equal(run.store.maxPhysicalOffset, cut, `truncate(${cut}): the log ends at the cut`)
+  const dropped = run.messages.filter((m) => m.physicalOffset >= cut).length
+  run.messages = run.messages.filter((m) => m.physicalOffset < cut)
+  for (const [k, queue] of run.queues) run.queues.set(k, queue.filter((m) => m.physicalOffset < cut))
+  return `truncate(${cut}) dropped ${dropped}`
+}
+
+STEP_KINDS[0]![0] -= TRUNCATE_SHARE
+STEP_KINDS.push([TRUNCATE_SHARE, 'truncate', stepTruncate])
+
+// ---------------------------------------------------------------------------------------------
+
 /** Runs one random step; `run.doing` names it until it returns its description. */
 async function step(run: Run): Promise<string> {
   run.clock += chance(run, 0.3) ? 0 : int(run, 1, 1500)
