@@ -208,6 +208,11 @@ export class CommitLog {
     return result
   }
 
+  /** Settles once the appends queued so far (behind a roll or a full staging area) are written or refused. */
+  appendsSettled(): Promise<unknown> {
+    return this.blocked ?? Promise.resolve()
+  }
+
   private tryWrite(ms: PreparedMessage[], states: TopicState[], total: number): AppendResult[] | undefined {
     const file = this.queue.last
     if (!file || file.wrotePosition + total + END_FILE_MIN_BLANK_LENGTH > file.fileSize) return undefined

@@ -37,9 +37,11 @@ import { DEFAULT_MAX_QUEUES_PER_TOPIC, checkOffset, checkPutQueueId, checkTopicT
 import { PutPreparer, checkTopicName, type PutMessage } from './put-prepare.js'
 import { checkIndexFits, markOpen, recordClaims, recoverConsumeQueues, syncQueueOffsets } from './store-recovery.js'
 import { checkQueueArgs, readQueue, type GetMessageRequest, type GetMessageResult } from './read-path.js'
+import { DELETED_TOPICS_FILE, DeletedTopics, deleteTopicData, finishDeletionsAfterLoad, finishDeletionsBeforeLoad, knowsTopic, listTopics, type TopicQueues, type TopicStore } from './topics.js'
 
 export type { PutMessage } from './put-prepare.js'
 export type { GetMessageRequest, GetMessageResult, GetMessageStatus } from './read-path.js'
+export type { TopicQueues } from './topics.js'
 
 /** RocketMQ's store layout under the root directory. */
 export const STORE_PATHS = {
@@ -161,6 +163,9 @@ export class MessageStore {
   #cqFlushing: Promise<void> | undefined
   /** Open could not finish re-dispatching (a full disk): queue offsets wait for it (dispatchCaughtUp). */
   #queueOffsetsBehind = false
+  /** Deletions whose records are still in the CommitLog (kept out of the queues), and those under way. */
+  readonly #deletedTopics: DeletedTopics
+  readonly #deleting = new Map<string, Promise<boolean>>()
 
   private constructor(options: MessageStoreOptions, io: FileIO, checkpoint: StoreCheckpoint) {
     this.dir = path.resolve(options.dir)
@@ -209,11 +214,14 @@ export class MessageStore {
       maxOpenFiles: options.maxOpenConsumeQueueFiles ?? DEFAULT_MAX_OPEN_CQ_FILES,
     })
     const cqs = this.consumeQueues
+    const deleted = (this.#deletedTopics = new DeletedTopics(io, path.join(this.dir, STORE_PATHS.config, DELETED_TOPICS_FILE)))
     const buildConsumeQueue: DispatchListener = {
       name: 'ConsumeQueue',
       wantsKeys: false,
       dispatch: (req) => {
         if (!takesQueueOffset(req.sysFlag)) return
+        // A record of a deleted queue, met again by a re-dispatch at open.
+        if (!deleted.empty && deleted.drops(req.topic, req.physicalOffset)) return
         return cqs.findOrCreate(req.topic, req.queueId).put(req.queueOffset, req.physicalOffset, req.size, req.tagsCode)
       },
     }
@@ -225,6 +233,9 @@ export class MessageStore {
       { commitLog: this.commitLog, consumeQueues: cqs, dispatcher: this.dispatcher, io, dir: this.dir, now: this.#now, afterDelete: [] },
       options.retention ?? {},
     )
+    this.retention.addAfterDelete(async (min) => {
+      if (deleted.prune(min)) await deleted.save()
+    })
   }
 
   /** Opens (creating if needed) the store in `options.dir`, recovering after a crash. */
@@ -260,6 +271,9 @@ export class MessageStore {
         store.dispatcher.addListener(store.#indexListener(store.index))
         store.retention.addAfterDelete((min) => store!.index!.deleteBelow(min))
       }
+      // Topic deletions a crash interrupted are finished before the queues load (topics.ts).
+      await store.#deletedTopics.load()
+      const redispatchFrom = await finishDeletionsBeforeLoad(io, path.join(dir, STORE_PATHS.consumeQueue), store.#deletedTopics)
       // A full disk may stop the re-dispatch: appends then wait until it is done.
       store.#queueOffsetsBehind = await recoverConsumeQueues(
         {
@@ -270,10 +284,12 @@ export class MessageStore {
           checkpoint: store.#checkpoint,
           recovery: store.recovery,
           maxRecordBytes: store.maxRecordBytes,
+          redispatchFrom,
         },
         cleanShutdown,
       )
       await store.consumerOffsets.load()
+      await finishDeletionsAfterLoad(store.#deletedTopics, store.consumerOffsets, store.commitLog)
       await markOpen(io, abortFile, cleanShutdown)
       const queue = store.commitLog.queue
       if (!queue.last) await queue.createFirst()
@@ -466,6 +482,7 @@ export class MessageStore {
   /** Appends one message. With flush 'sync' it resolves once the message is on disk. */
   put(message: PutMessage): Promise<PutResult> {
     if (this.status !== 'open') return Promise.reject(this.#notOpen())
+    if (this.#deleting.size > 0 && this.#deleting.has(message?.topic)) return this.#afterDeletion(message.topic).then(() => this.put(message))
     if ((this.dispatcher.lastError !== undefined || this.#queueOffsetsBehind) && !this.#dispatchCaughtUp()) return Promise.reject(this.#dispatchStopped())
     try {
       const prepared = this.#preparer.prepare(message, Date.now())
@@ -488,6 +505,10 @@ export class MessageStore {
     if (this.status !== 'open') throw this.#notOpen()
     if (!Array.isArray(messages)) throw new StoreError('INVALID_ARGUMENT', `putBatch takes an array of messages, got ${describe(messages)}`)
     if (messages.length === 0) return []
+    if (this.#deleting.size > 0) {
+      const deleting = messages.find((m) => this.#deleting.has(m?.topic))
+      if (deleting) return this.#afterDeletion(deleting.topic).then(() => this.putBatch(messages))
+    }
     if ((this.dispatcher.lastError !== undefined || this.#queueOffsetsBehind) && !this.#dispatchCaughtUp()) throw this.#dispatchStopped()
     const states: TopicState[] = new Array(messages.length)
     const prepared: PreparedMessage[] = new Array(messages.length)
@@ -605,6 +626,62 @@ export class MessageStore {
   maxQueueOffset(topic: string, queueId: number): number {
     checkQueueArgs(topic, queueId)
     return this.commitLog.topics.get(topic)?.queueOffsets[queueId] ?? 0
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Topics (topics.ts)
+
+  /**
+   * The topics that have ConsumeQueues, each with its queue ids (what a broker registers and
+   * reports): `{ topic, queueIds }[]`, sorted by topic, queue ids ascending.
+   */
+  topics(): TopicQueues[] {
+    if (this.status !== 'open') throw this.#notOpen()
+    return listTopics(this.consumeQueues)
+  }
+
+  /**
+   * Deletes `topic`'s ConsumeQueues (files and folders) and every group's consumer offsets of
+   * it, as RocketMQ's deleteTopics; its records stay in the CommitLog until retention. Its next
+   * put takes queue offset 0 again; until then its queues read as unknown ones. Survives a crash
+   * and a reopen (config/deletedTopics.json keeps its old records out of any rebuild). Puts of the
+   * topic made meanwhile wait for it. Resolves false for a topic the store does not know.
+   */
+  deleteTopic(topic: string): Promise<boolean> {
+    if (this.status !== 'open') return Promise.reject(this.#notOpen())
+    try {
+      checkTopicName(topic)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    const running = this.#deleting.get(topic)
+    if (running) return running
+    const store = this.#topicStore()
+    if (!knowsTopic(store, topic)) return Promise.resolve(false)
+    const deleting = deleteTopicData(store, topic)
+      .then(() => true)
+      .finally(() => this.#deleting.delete(topic))
+    this.#deleting.set(topic, deleting)
+    return deleting
+  }
+
+  /** Settles once the deletion of `topic` under way has (whatever its outcome). */
+  #afterDeletion(topic: string): Promise<void> {
+    const d = this.#deleting.get(topic)
+    return d ? d.then(() => undefined, () => undefined) : Promise.resolve()
+  }
+
+  #topicStore(): TopicStore {
+    return {
+      commitLog: this.commitLog,
+      consumeQueues: this.consumeQueues,
+      dispatcher: this.dispatcher,
+      consumerOffsets: this.consumerOffsets,
+      checkpoint: this.#checkpoint,
+      deletedTopics: this.#deletedTopics,
+      flushMode: this.flushMode,
+      flushConsumeQueues: () => this.#flushConsumeQueues(),
+    }
   }
 
   /**
@@ -769,6 +846,8 @@ export class MessageStore {
     this.status = 'closing'
     this.#closing = (async () => {
       for (const t of this.#timers) clearInterval(t)
+      // A topic deletion under way finishes first (it flushes and removes files).
+      await Promise.allSettled(this.#deleting.values())
       // Where the CommitLog starts, as the next open will find it (the files are closed below).
       const commitLogMin = this.commitLog.minOffset
       let failed: StoreError | undefined
