@@ -21,6 +21,8 @@
  * |                      | or `get` met a record that is not what its ConsumeQueue unit says   |
  * | CORRUPT_FILE         | a data file has the wrong size or an unparsable name                |
  * | LOCKED               | another live process holds the store directory                      |
+ * | BUSY                 | appends waiting on the disk are at maxPendingAppends or             |
+ * |                      | maxPendingAppendBytes: nothing was written (RocketMQ's broker busy) |
  */
 import { CodedError, isDiskFull, messageOf, osErrorCode } from '@mqts/common'
 
@@ -37,6 +39,7 @@ export type StoreErrorCode =
   | 'CORRUPT_RECORD'
   | 'CORRUPT_FILE'
   | 'LOCKED'
+  | 'BUSY'
 
 export class StoreError extends CodedError<StoreErrorCode> {}
 

@@ -7,7 +7,7 @@
 import * as path from 'node:path'
 import { IndexError, IndexService } from '@mqts/index'
 import { StoreCheckpoint } from './checkpoint.js'
-import { checkStoreOptions } from './options.js'
+import { DEFAULT_MAX_PENDING_APPENDS, DEFAULT_MAX_PENDING_APPEND_BYTES, checkStoreOptions } from './options.js'
 import { CommitLog, type AppendResult, type FlushMode, type RecoveryReport, type TopicState } from './commit-log.js'
 import { ConsumeQueueSet, DEFAULT_MAX_OPEN_CQ_FILES, type ConsumeQueue } from './consume-queue.js'
 import { CONSUMER_OFFSET_FILE, ConsumerOffsetManager, DEFAULT_PERSIST_CONSUMER_OFFSET_INTERVAL_MS } from './consumer-offsets.js'
@@ -79,6 +79,14 @@ export interface MessageStoreOptions {
   stagingLimitBytes?: number
   /** Sync flush: durable writes in flight at once (default 1; more helps on devices that overlap writes). */
   syncFlushConcurrency?: number
+  /**
+   * Back-pressure: appends (a put or a putBatch each) waiting on the disk at most, and their
+   * bytes (defaults 10,000 and 128 MiB): queued behind a new file or a full staging area, and with
+   * sync flush written but not yet durable. Past either a put fails at once with BUSY, nothing
+   * written (RocketMQ's "broker busy").
+   */
+  maxPendingAppends?: number
+  maxPendingAppendBytes?: number
   /** Verify body CRCs while recovering (RocketMQ's checkCRCOnRecover, default true). */
   checkCrcOnRecover?: boolean
   /**
@@ -190,6 +198,8 @@ export class MessageStore {
       flushThoroughIntervalMs: options.flushThoroughIntervalMs ?? 10_000,
       syncFlushTimeoutMs: options.syncFlushTimeoutMs ?? 5000,
       stagingLimitBytes: options.stagingLimitBytes ?? 64 * 1024 * 1024,
+      maxPendingAppends: options.maxPendingAppends ?? DEFAULT_MAX_PENDING_APPENDS,
+      maxPendingAppendBytes: options.maxPendingAppendBytes ?? DEFAULT_MAX_PENDING_APPEND_BYTES,
       syncFlushConcurrency: options.syncFlushConcurrency ?? 1,
       checkCrcOnRecover: options.checkCrcOnRecover ?? true,
       verifyOnOpen: options.verifyOnOpen ?? false,
