@@ -76,7 +76,11 @@ export class DeletedTopics {
     const raw = await this.#io.readFile(this.#file)
     if (!raw) return
     const bad = (why: string): never => {
-      throw new StoreError('CORRUPT_FILE', `${this.#file} is damaged (${why}): it names the topics whose deleted queues must not be rebuilt from the CommitLog`, { details: { file: this.#file } })
+      throw new StoreError(
+        'CORRUPT_FILE',
+        `${this.#file} is damaged (${why}): it names the deleted topics whose records must not reach a ConsumeQueue again; removing it lets the store open, and a later rebuild of the queues may then bring those topics back`,
+        { details: { file: this.#file } },
+      )
     }
     let body: { version?: unknown; topics?: unknown }
     try {

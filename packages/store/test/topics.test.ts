@@ -222,6 +222,54 @@ test('deleteTopic: the record of a deletion goes once retention removed the reco
   }
 })
 
+/** A simulated disk whose atomic file replacements of the deletion record fail with ENOSPC while `full`. */
+class NoRoomForDeletions extends SimFileIO {
+  full = false
+  override async writeFileAtomic(file: string, data: Buffer, options?: { mayReplace?: () => boolean }): Promise<boolean> {
+    if (this.full && file.endsWith(DELETED_TOPICS_FILE)) throw Object.assign(new Error(`ENOSPC: ${file}`), { code: 'ENOSPC' })
+    return super.writeFileAtomic(file, data, options)
+  }
+}
+
+test('deleteTopic that cannot write its deletion record fails with DISK_FULL and changes nothing', { timeout: 30_000 }, async (t) => {
+  const dir = simDir(t)
+  const io = new NoRoomForDeletions()
+  const options = simOptions(dir, io)
+  let store = await MessageStore.open(options)
+  try {
+    await fill(store, 'gone', [0], 5)
+    store.commitOffset('g', 'gone', 0, 3)
+    io.full = true
+    await assert.rejects(store.deleteTopic('gone'), { code: 'DISK_FULL' })
+    assert.deepEqual(store.topics(), [{ topic: 'gone', queueIds: [0] }])
+    assert.equal(store.committedOffset('g', 'gone', 0), 3)
+    assert.equal((await store.put({ topic: 'gone', queueId: 0, body: 'gone-0-5' })).queueOffset, 5, 'the queue goes on')
+    assert.deepEqual(await bodies(store, 'gone', 0), ['gone-0-0', 'gone-0-1', 'gone-0-2', 'gone-0-3', 'gone-0-4', 'gone-0-5'])
+    ;[store] = await endAndReopen(store, io, options, 'close', 0)
+    assert.equal(store.maxOffset('gone', 0), 6, 'and stays after a reopen')
+    io.full = false
+    assert.equal(await store.deleteTopic('gone'), true)
+    await assertUnknown(store, 'gone', 0, 'deleted once there is room')
+  } finally {
+    await store.close()
+  }
+})
+
+test('a damaged deletion record: the open fails with CORRUPT_FILE naming it', { timeout: 30_000 }, async (t) => {
+  const dir = simDir(t)
+  const io = new SimFileIO()
+  const options = simOptions(dir, io)
+  const store = await MessageStore.open(options)
+  await fill(store, 'gone', [0], 2)
+  await store.deleteTopic('gone')
+  await store.close()
+  const file = path.join(dir, 'config', DELETED_TOPICS_FILE)
+  for (const damage of ['{"version":1,"topics":[{"topic":"gone"', '{"version":2,"topics":[]}', '{"version":1,"topics":[{"topic":"gone","offset":-1,"pending":false}]}']) {
+    io.writeFileAtomicSync(file, Buffer.from(damage))
+    await assert.rejects(MessageStore.open(options), (err: { code?: string; message?: string }) => err.code === 'CORRUPT_FILE' && err.message!.includes(DELETED_TOPICS_FILE), damage)
+  }
+})
+
 test('deleteTopic on real files: folders gone, a reopen keeps it deleted', { timeout: 30_000 }, async () => {
   const { dir, cleanup } = await tempDir()
   const options: MessageStoreOptions = { dir, commitLogFileSize: SMALL_FILE, messageIndexEnable: false }
