@@ -174,6 +174,7 @@ export class MessageStore {
   /** Deletions whose records are still in the CommitLog (kept out of the queues), and those under way. */
   readonly #deletedTopics: DeletedTopics
   readonly #deleting = new Map<string, Promise<boolean>>()
+  #waitingOnDeletion = 0
 
   private constructor(options: MessageStoreOptions, io: FileIO, checkpoint: StoreCheckpoint) {
     this.dir = path.resolve(options.dir)
@@ -492,7 +493,7 @@ export class MessageStore {
   /** Appends one message. With flush 'sync' it resolves once the message is on disk. */
   put(message: PutMessage): Promise<PutResult> {
     if (this.status !== 'open') return Promise.reject(this.#notOpen())
-    if (this.#deleting.size > 0 && this.#deleting.has(message?.topic)) return this.#afterDeletion(message.topic).then(() => this.put(message))
+    if (this.#deleting.size > 0 && this.#deleting.has(message?.topic)) return this.#afterDeletion(message.topic, () => this.put(message))
     if ((this.dispatcher.lastError !== undefined || this.#queueOffsetsBehind) && !this.#dispatchCaughtUp()) return Promise.reject(this.#dispatchStopped())
     try {
       const prepared = this.#preparer.prepare(message, Date.now())
@@ -517,7 +518,7 @@ export class MessageStore {
     if (messages.length === 0) return []
     if (this.#deleting.size > 0) {
       const deleting = messages.find((m) => this.#deleting.has(m?.topic))
-      if (deleting) return this.#afterDeletion(deleting.topic).then(() => this.putBatch(messages))
+      if (deleting) return this.#afterDeletion(deleting.topic, () => this.putBatch(messages))
     }
     if ((this.dispatcher.lastError !== undefined || this.#queueOffsetsBehind) && !this.#dispatchCaughtUp()) throw this.#dispatchStopped()
     const states: TopicState[] = new Array(messages.length)
@@ -675,10 +676,21 @@ export class MessageStore {
     return deleting
   }
 
-  /** Settles once the deletion of `topic` under way has (whatever its outcome). */
-  #afterDeletion(topic: string): Promise<void> {
-    const d = this.#deleting.get(topic)
-    return d ? d.then(() => undefined, () => undefined) : Promise.resolve()
+  /**
+   * Runs `then` once the deletion of `topic` under way has settled (whatever its outcome). The
+   * puts waiting so count against maxPendingAppends, as appends waiting on the disk do.
+   */
+  #afterDeletion<T>(topic: string, then: () => Promise<T>): Promise<T> {
+    const limit = this.commitLog.options.maxPendingAppends
+    if (this.#waitingOnDeletion >= limit) {
+      return Promise.reject(new StoreError('BUSY', `store busy, nothing written: ${this.#waitingOnDeletion} puts wait for the deletion of topic ${topic} (maxPendingAppends ${limit})`, { details: { pendingAppends: this.#waitingOnDeletion } }))
+    }
+    this.#waitingOnDeletion++
+    const settled = (): Promise<T> => {
+      this.#waitingOnDeletion--
+      return then()
+    }
+    return this.#deleting.get(topic)!.then(settled, settled)
   }
 
   #topicStore(): TopicStore {

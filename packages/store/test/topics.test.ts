@@ -113,6 +113,28 @@ test('deleteTopic: puts of the topic made while it runs wait for it and start th
   }
 })
 
+test('deleteTopic on a stalled disk: puts of the topic waiting for it are bounded by maxPendingAppends, the next is BUSY', { timeout: 30_000 }, async (t) => {
+  const dir = simDir(t)
+  const io = new SimFileIO()
+  const store = await MessageStore.open({ ...simOptions(dir, io, 'sync'), maxPendingAppends: 3 })
+  let release = (): void => {}
+  try {
+    await fill(store, 'slow', [0], 4)
+    release = io.stall()
+    const deleting = store.deleteTopic('slow')
+    const waiting = [0, 1, 2].map((i) => store.put({ topic: 'slow', queueId: 0, body: `w${i}` }))
+    await assert.rejects(store.put({ topic: 'slow', queueId: 0, body: 'refused' }), { code: 'BUSY' })
+    await assert.rejects(store.putBatch([{ topic: 'slow', queueId: 0, body: 'refused' }]), { code: 'BUSY' })
+    release()
+    assert.equal(await deleting, true)
+    assert.deepEqual((await Promise.all(waiting)).map((r) => r.queueOffset), [0, 1, 2])
+    assert.deepEqual(await bodies(store, 'slow', 0), ['w0', 'w1', 'w2'])
+  } finally {
+    release()
+    await store.close()
+  }
+})
+
 /** How a test leaves the store after the delete, and how it is opened again. */
 type Ending = 'close' | 'kill' | 'power loss' | 'close, queues lost'
 
