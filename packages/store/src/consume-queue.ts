@@ -1037,7 +1037,7 @@ export class ConsumeQueueSet {
 
   /**
    * Forgets `topic`'s queues (deleteTopic): a later dispatch of the topic makes new ones. Their
-   * files stay until removeQueues.
+   * files stay until removeTopicFiles.
    */
   forgetTopic(topic: string): ConsumeQueue[] {
     const byId = this.queues.get(topic)
