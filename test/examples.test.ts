@@ -19,6 +19,7 @@ const expected: Record<string, RegExp> = {
   'consuming.ts': /^(arrived orders 0 \d\n)+0 TagA a TagA order\n2 TagB a TagB order\n$/,
   'key-index.ts': /^200 0\n$/,
   'transport.ts': /^0 ok 34\n$/,
+  'topics.ts': /^\[\{"topic":"audit","queueIds":\[0\]\},\{"topic":"orders","queueIds":\[0,1,2\]\}\]\n0 -1 0\nSYSTEM_BUSY\n$/,
 }
 
 /** The ```ts blocks of a Markdown text, without their fences. */
