@@ -21,6 +21,7 @@ const expected: Record<string, RegExp> = {
   'transport.ts': /^0 ok 34\n$/,
   'confirm-offset.ts': /^NO_MESSAGE_IN_QUEUE true order 4711 10000\n$/,
   'replication.ts': /^true 3 order 1\n$/,
+  'topics.ts': /^\[\{"topic":"audit","queueIds":\[0\]\},\{"topic":"orders","queueIds":\[0,1,2\]\}\]\n0 -1 0\nSYSTEM_BUSY\n$/,
 }
 
 /** The ```ts blocks of a Markdown text, without their fences. */

@@ -101,6 +101,8 @@ export interface FileIO {
   exists(file: string): Promise<boolean>
   /** Removes a file; a missing file is not an error. */
   remove(file: string): Promise<void>
+  /** Removes an empty directory; a missing one is not an error. Durable once its parent is synced. */
+  removeDir(dir: string): Promise<void>
   rename(from: string, to: string): Promise<void>
   /** fsync of a directory, so created, renamed and removed entries survive a power loss. */
   syncDir(dir: string): Promise<void>
@@ -445,6 +447,14 @@ export class NodeFileIO implements FileIO {
 
   removeSync(file: string): void {
     fs.rmSync(file, { force: true })
+  }
+
+  async removeDir(dir: string): Promise<void> {
+    try {
+      await fsp.rmdir(dir)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+    }
   }
 
   async rename(from: string, to: string): Promise<void> {

@@ -13,6 +13,7 @@
  *   a later `crash()` of the returned disk is a power loss after the kill.
  * - Space is finite when `capacityBytes` is set: allocate() past it fails with ENOSPC.
  * - Faults can be armed: the next writes or datasyncs fail with a given OS code.
+ * - The disk can stall (stall()): writes, syncs and file creations wait until released.
  */
 import * as path from 'node:path'
 import type { DataFile, DiskUsage, FileIO } from './file-io.js'
@@ -32,6 +33,7 @@ type PendingOp =
   | { dir: string; kind: 'remove'; path: string }
   | { dir: string; kind: 'rename'; path: string; to: string }
   | { dir: string; kind: 'mkdir'; path: string }
+  | { dir: string; kind: 'rmdir'; path: string }
 
 function osError(code: string, what: string): NodeJS.ErrnoException {
   return Object.assign(new Error(`${code}: ${what}`), { code })
@@ -57,6 +59,8 @@ export class SimFileIO implements FileIO {
   /** Armed faults: the next N writes / datasyncs (of paths containing `pathIncludes`) fail with `code`. */
   failWrites: { code: string; count: number; pathIncludes?: string } | undefined
   failDatasyncs: { code: string; count: number; pathIncludes?: string } | undefined
+  /** Set while the disk is stalled: writes, syncs and file creations wait for it. */
+  private stalled: Promise<void> | undefined
 
   clock: () => number
 
@@ -112,6 +116,34 @@ export class SimFileIO implements FileIO {
     if (!this.files.delete(p)) return
     this.pending.push({ dir: path.dirname(p), kind: 'remove', path: p })
     this.onDirectoryOp?.('remove', p)
+  }
+
+  async removeDir(dir: string): Promise<void> {
+    const d = path.resolve(dir)
+    if (!this.dirs.has(d)) return
+    for (const p of [...this.files.keys(), ...this.dirs]) if (path.dirname(p) === d) throw osError('ENOTEMPTY', `rmdir ${dir}`)
+    this.dirs.delete(d)
+    this.pending.push({ dir: path.dirname(d), kind: 'rmdir', path: d })
+    this.onDirectoryOp?.('rmdir', d)
+  }
+
+  /**
+   * Stalls the disk: from now on every write, fdatasync, durable write and file creation waits
+   * until the returned function is called (a device that stopped answering). Reads go on.
+   */
+  stall(): () => void {
+    let release!: () => void
+    const gate = new Promise<void>((resolve) => (release = resolve))
+    this.stalled = gate
+    return () => {
+      if (this.stalled === gate) this.stalled = undefined
+      release()
+    }
+  }
+
+  /** Waits while the disk is stalled. */
+  private async waitStall(): Promise<void> {
+    while (this.stalled) await this.stalled
   }
 
   async rename(from: string, to: string): Promise<void> {
@@ -179,6 +211,7 @@ export class SimFileIO implements FileIO {
   }
 
   async allocate(file: string, size: number, options: { durable?: boolean } = {}): Promise<void> {
+    if (this.stalled) await this.waitStall()
     this.allocateEntry(file, size, options.durable ?? true)
   }
 
@@ -201,6 +234,7 @@ export class SimFileIO implements FileIO {
     if (!entry) throw osError('ENOENT', file)
     const io = this
     const write = async (source: Buffer, sourceOffset: number, length: number, position: number): Promise<void> => {
+      if (io.stalled) await io.waitStall()
       if (io.failWrites && io.failWrites.count > 0 && p.includes(io.failWrites.pathIncludes ?? '')) {
         io.failWrites.count--
         throw osError(io.failWrites.code, `write ${p}`)
@@ -225,6 +259,7 @@ export class SimFileIO implements FileIO {
       readSync: read,
       write,
       async datasync() {
+        if (io.stalled) await io.waitStall()
         if (io.failDatasyncs && io.failDatasyncs.count > 0 && p.includes(io.failDatasyncs.pathIncludes ?? '')) {
           io.failDatasyncs.count--
           throw osError(io.failDatasyncs.code, `fdatasync ${p}`)
@@ -232,6 +267,7 @@ export class SimFileIO implements FileIO {
         entry.volatile.copy(entry.durable)
       },
       async writeDurable(source, sourceOffset, length, position) {
+        if (io.stalled) await io.waitStall()
         if (io.failDatasyncs && io.failDatasyncs.count > 0 && p.includes(io.failDatasyncs.pathIncludes ?? '')) {
           io.failDatasyncs.count--
           throw osError(io.failDatasyncs.code, `O_DSYNC write ${p}`)
@@ -361,6 +397,9 @@ function applyOp(files: Map<string, SimEntry>, dirs: Set<string>, op: PendingOp)
     }
     case 'mkdir':
       dirs.add(op.path)
+      break
+    case 'rmdir':
+      dirs.delete(op.path)
       break
   }
 }

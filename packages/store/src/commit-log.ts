@@ -58,6 +58,9 @@ export interface CommitLogOptions {
   flushThoroughIntervalMs: number
   syncFlushTimeoutMs: number
   stagingLimitBytes: number
+  /** Back-pressure: appends (and their bytes) waiting on the disk at most; see checkPending. */
+  maxPendingAppends: number
+  maxPendingAppendBytes: number
   /** Sync flush without a DurableWriter: durable writes in flight at once (thread pool). */
   syncFlushConcurrency: number
   checkCrcOnRecover: boolean
@@ -114,6 +117,9 @@ export class CommitLog {
   private readonly ids: MessageIdEncoder
   private readonly async: boolean
   private blocked: Promise<unknown> | undefined
+  /** Appends queued on `blocked` and their bytes (back-pressure counts them). */
+  private queuedAppends = 0
+  private queuedBytes = 0
   private failure: StoreError | undefined
   private closed = false
 
@@ -182,13 +188,38 @@ export class CommitLog {
     if (this.failure) throw this.failure
     if (this.closed) throw new StoreError('NOT_OPEN', 'store is closed')
     if (this.blocked === undefined && this.groupCommit.stagedBytes < this.options.stagingLimitBytes) {
+      // Async flush: nothing waits on the disk while nothing is queued.
+      if (!this.async) this.checkPending(total)
       const r = this.tryWrite(ms, states, total)
       if (r) return r
     }
+    this.checkPending(total)
     return this.appendQueued(ms, states, total)
   }
 
+  /**
+   * Back-pressure (RocketMQ's "broker busy"): appends waiting on the disk are bounded, in count
+   * and bytes: those queued behind a roll, a prefault or a full staging area, and with sync flush
+   * those written but not yet durable. Past either bound an append throws BUSY before anything
+   * is written, so a stalled disk holds a bounded amount of memory; an append that finds nothing
+   * pending always goes (however large), so the bounds never stop progress.
+   */
+  private checkPending(total: number): void {
+    const o = this.options
+    const appends = this.queuedAppends + (this.async ? 0 : this.groupCommit.pendingAppends)
+    if (appends === 0) return
+    const bytes = this.queuedBytes + (this.async ? 0 : this.wroteOffset - this.flushedOffset)
+    if (appends < o.maxPendingAppends && bytes + total <= o.maxPendingAppendBytes) return
+    throw new StoreError(
+      'BUSY',
+      `store busy, nothing written: ${appends} appends of ${bytes} bytes are waiting on the disk (bounds: maxPendingAppends ${o.maxPendingAppends}, maxPendingAppendBytes ${o.maxPendingAppendBytes}); this one has ${total} bytes`,
+      { details: { pendingAppends: appends, pendingBytes: bytes, bytes: total } },
+    )
+  }
+
   private appendQueued(ms: PreparedMessage[], states: TopicState[], total: number): Promise<AppendResult[]> {
+    this.queuedAppends++
+    this.queuedBytes += total
     const run = async (): Promise<AppendResult[]> => {
       for (;;) {
         if (this.failure) throw this.failure
@@ -204,10 +235,11 @@ export class CommitLog {
     }
     const previous = this.blocked ?? Promise.resolve()
     const result = previous.then(run, run)
-    const tail: Promise<unknown> = result.then(
-      () => undefined,
-      () => undefined,
-    )
+    const settled = (): void => {
+      this.queuedAppends--
+      this.queuedBytes -= total
+    }
+    const tail: Promise<unknown> = result.then(settled, settled)
     this.blocked = tail
     void tail.then(() => {
       if (this.blocked === tail) this.blocked = undefined
@@ -434,7 +466,7 @@ export class CommitLog {
     return this.waitDurable(end, Number.POSITIVE_INFINITY, undefined)
   }
 
-  /** Resolves once appends queued behind a roll or a full staging area are written. */
+  /** Resolves once appends queued behind a roll or a full staging area are written (or refused), including those queued meanwhile. */
   async appendsSettled(): Promise<void> {
     while (this.blocked) await this.blocked
   }

@@ -13,6 +13,7 @@
  */
 import * as path from 'node:path'
 import { LRUCache } from 'lru-cache'
+import { osErrorCode } from '@mqts/common'
 import { StoreError, ioError } from './errors.js'
 import { BackgroundPrefault, type DataFile, type FileIO } from './file-io.js'
 import {
@@ -878,7 +879,8 @@ export class ConsumeQueueSet {
     const dirs = [...this.dirsToSync]
     this.dirsToSync.clear()
     try {
-      for (const d of dirs) await this.options.io.syncDir(d)
+      // A folder gone since (a deleted topic's) has nothing left to sync.
+      for (const d of dirs) await this.options.io.syncDir(d).catch((err) => (osErrorCode(err) === 'ENOENT' ? undefined : Promise.reject(err)))
     } catch (err) {
       for (const d of dirs) this.dirsToSync.add(d)
       throw flushFailed('syncing a ConsumeQueue directory failed', err)
@@ -1035,6 +1037,45 @@ export class ConsumeQueueSet {
     for (const name of await io.list(cq.dir)) await this.removeFile(path.join(cq.dir, name))
     cq.fileStarts = []
     cq.minOffset = cq.maxOffset = cq.maxPhysicalEnd = 0
+  }
+
+  /**
+   * Forgets `topic`'s queues (deleteTopic): a later dispatch of the topic makes new ones. Their
+   * files stay until removeTopicFiles.
+   */
+  forgetTopic(topic: string): ConsumeQueue[] {
+    const byId = this.queues.get(topic)
+    if (!byId) return []
+    this.queues.delete(topic)
+    if (this.lastTopic === topic) this.lastTopic = this.lastById = undefined
+    if (this.touched.length > 0) this.touched = this.touched.filter((cq) => cq.topic !== topic)
+    return [...byId.values()]
+  }
+
+  /**
+   * Deletes the files and folders of `topic` (its queues forgotten before): every window closed
+   * first, files opened ahead waited for, then the topic's folder synced out of the root.
+   */
+  async removeTopicFiles(topic: string, forgotten: ConsumeQueue[]): Promise<void> {
+    const io = this.options.io
+    const topicDir = path.join(this.options.dir, topic)
+    for (const cq of forgotten) {
+      cq.writeSeg = cq.replaceSeg = undefined
+      cq.fileStarts = []
+      cq.minOffset = cq.maxOffset = cq.maxPhysicalEnd = 0
+    }
+    // A window opened ahead may still be creating its file.
+    const opening = [...this.opening].filter(([key]) => key.startsWith(topicDir + path.sep))
+    await Promise.all(opening.map(([, p]) => p.catch(() => undefined)))
+    for (const id of await io.list(topicDir)) {
+      const queueDir = path.join(topicDir, id)
+      for (const name of await io.list(queueDir)) await this.removeFile(path.join(queueDir, name))
+      await io.removeDir(queueDir)
+      this.dirsToSync.delete(queueDir)
+    }
+    await io.removeDir(topicDir)
+    this.dirsToSync.delete(topicDir)
+    await io.syncDir(this.options.dir)
   }
 
   async close(): Promise<void> {

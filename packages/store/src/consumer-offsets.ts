@@ -91,6 +91,27 @@ export class ConsumerOffsetManager {
     this.counter++
   }
 
+  /** Whether any group committed an offset of `topic`. */
+  hasTopic(topic: string): boolean {
+    const prefix = topic + TOPIC_GROUP_SEPARATOR
+    for (const key of this.table.keys()) if (key.startsWith(prefix)) return true
+    return false
+  }
+
+  /** Forgets every group's offsets of `topic` (RocketMQ's cleanOffsetByTopic); persisted by the next persist. */
+  removeTopic(topic: string): boolean {
+    // A topic has no '@': "<topic>@" starts exactly its keys.
+    const prefix = topic + TOPIC_GROUP_SEPARATOR
+    let removed = false
+    for (const key of [...this.table.keys()]) {
+      if (!key.startsWith(prefix)) continue
+      this.table.delete(key)
+      removed = true
+    }
+    if (removed) this.counter++
+    return removed
+  }
+
   /** The committed offset, or -1 when the group never committed one (RocketMQ's queryOffset). */
   get(group: string, topic: string, queueId: number): number {
     return this.table.get(topic + TOPIC_GROUP_SEPARATOR + group)?.get(queueId) ?? -1

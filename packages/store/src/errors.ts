@@ -29,6 +29,8 @@
  * | WRONG_ROLE           | put/putBatch on a replica, appendReplicated on a master             |
  * | OFFSET_MISMATCH      | appendReplicated at an offset other than the store's end            |
  * | FILE_SIZE_MISMATCH   | replicated bytes show a master whose commitLogFileSize differs      |
+ * | BUSY                 | appends waiting on the disk are at maxPendingAppends or             |
+ * |                      | maxPendingAppendBytes: nothing was written (RocketMQ's broker busy) |
  */
 import { CodedError, isDiskFull, messageOf, osErrorCode } from '@mqts/common'
 
@@ -49,6 +51,7 @@ export type StoreErrorCode =
   | 'WRONG_ROLE'
   | 'OFFSET_MISMATCH'
   | 'FILE_SIZE_MISMATCH'
+  | 'BUSY'
 
 export class StoreError extends CodedError<StoreErrorCode> {}
 

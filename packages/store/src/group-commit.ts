@@ -227,6 +227,11 @@ export interface GroupCommitHooks {
 export class GroupCommit {
   /** Bytes staged and not yet durable (appends wait while they reach `stagingLimitBytes`). */
   stagedBytes = 0
+  /** Appends staged and not yet durable (their facts wait for it): what back-pressure counts. */
+  get pendingAppends(): number {
+    return this.appendedFacts.length - this.appendedFactsHead
+  }
+
   /** The FileIO's writer (created by startWriter()), else writes go through the thread pool. */
   writer: DurableWriter | undefined
   /** With the writer: copies bodies into its shared-memory chunks (DurableWriter.copier). */

@@ -7,7 +7,7 @@
 import * as path from 'node:path'
 import { IndexError, IndexService } from '@mqts/index'
 import { StoreCheckpoint } from './checkpoint.js'
-import { checkStoreOptions } from './options.js'
+import { DEFAULT_MAX_PENDING_APPENDS, DEFAULT_MAX_PENDING_APPEND_BYTES, checkStoreOptions } from './options.js'
 import { CommitLog, type AppendResult, type FlushMode, type RecoveryReport, type TopicState } from './commit-log.js'
 import { ConsumeQueueSet, DEFAULT_MAX_OPEN_CQ_FILES, type ConsumeQueue } from './consume-queue.js'
 import { CONSUMER_OFFSET_FILE, ConsumerOffsetManager, DEFAULT_PERSIST_CONSUMER_OFFSET_INTERVAL_MS } from './consumer-offsets.js'
@@ -44,11 +44,13 @@ import { ConfirmOffset, recoverPastConfirm, unconfirmedOption } from './confirm-
 import type { CommittedListener } from './commit-log.js'
 import { Replication, type StoreRole } from './replica.js'
 import { truncateStore } from './truncate.js'
+import { DELETED_TOPICS_FILE, DeletedTopics, deleteTopicData, finishDeletionsAfterLoad, finishDeletionsBeforeLoad, knowsTopic, listTopics, type TopicQueues, type TopicStore } from './topics.js'
 
 export type { PutMessage } from './put-prepare.js'
 export type { GetMessageRequest, GetMessageResult, GetMessageStatus, RawRecord } from './read-path.js'
 export type { CommittedListener } from './commit-log.js'
 export type { StoreRole } from './replica.js'
+export type { TopicQueues } from './topics.js'
 
 /** RocketMQ's store layout under the root directory. */
 export const STORE_PATHS = {
@@ -86,6 +88,14 @@ export interface MessageStoreOptions {
   stagingLimitBytes?: number
   /** Sync flush: durable writes in flight at once (default 1; more helps on devices that overlap writes). */
   syncFlushConcurrency?: number
+  /**
+   * Back-pressure: appends (a put or a putBatch each) waiting on the disk at most, and their
+   * bytes (defaults 10,000 and 128 MiB): queued behind a new file or a full staging area, and with
+   * sync flush written but not yet durable. Past either a put fails at once with BUSY, nothing
+   * written (RocketMQ's "broker busy").
+   */
+  maxPendingAppends?: number
+  maxPendingAppendBytes?: number
   /** Verify body CRCs while recovering (RocketMQ's checkCRCOnRecover, default true). */
   checkCrcOnRecover?: boolean
   /**
@@ -191,6 +201,10 @@ export class MessageStore {
   #queueOffsetsBehind = false
   /** The role, and a replica's appends (replica.ts); set at the end of open. */
   #replication!: Replication
+  /** Deletions whose records are still in the CommitLog (kept out of the queues), and those under way. */
+  readonly #deletedTopics: DeletedTopics
+  readonly #deleting = new Map<string, Promise<boolean>>()
+  #waitingOnDeletion = 0
 
   private constructor(options: MessageStoreOptions, io: FileIO, checkpoint: StoreCheckpoint) {
     this.dir = path.resolve(options.dir)
@@ -215,6 +229,8 @@ export class MessageStore {
       flushThoroughIntervalMs: options.flushThoroughIntervalMs ?? 10_000,
       syncFlushTimeoutMs: options.syncFlushTimeoutMs ?? 5000,
       stagingLimitBytes: options.stagingLimitBytes ?? 64 * 1024 * 1024,
+      maxPendingAppends: options.maxPendingAppends ?? DEFAULT_MAX_PENDING_APPENDS,
+      maxPendingAppendBytes: options.maxPendingAppendBytes ?? DEFAULT_MAX_PENDING_APPEND_BYTES,
       syncFlushConcurrency: options.syncFlushConcurrency ?? 1,
       checkCrcOnRecover: options.checkCrcOnRecover ?? true,
       verifyOnOpen: options.verifyOnOpen ?? false,
@@ -239,11 +255,14 @@ export class MessageStore {
       maxOpenFiles: options.maxOpenConsumeQueueFiles ?? DEFAULT_MAX_OPEN_CQ_FILES,
     })
     const cqs = this.consumeQueues
+    const deleted = (this.#deletedTopics = new DeletedTopics(io, path.join(this.dir, STORE_PATHS.config, DELETED_TOPICS_FILE)))
     const buildConsumeQueue: DispatchListener = {
       name: 'ConsumeQueue',
       wantsKeys: false,
       dispatch: (req) => {
         if (!takesQueueOffset(req.sysFlag)) return
+        // A record of a deleted queue, met again by a re-dispatch at open.
+        if (!deleted.empty && deleted.drops(req.topic, req.physicalOffset)) return
         return cqs.findOrCreate(req.topic, req.queueId).put(req.queueOffset, req.physicalOffset, req.size, req.tagsCode)
       },
     }
@@ -259,6 +278,9 @@ export class MessageStore {
       { commitLog: this.commitLog, consumeQueues: cqs, dispatcher: this.dispatcher, io, dir: this.dir, now: this.#now, afterDelete: [] },
       options.retention ?? {},
     )
+    this.retention.addAfterDelete(async (min) => {
+      if (deleted.prune(min)) await deleted.save()
+    })
   }
 
   /** Opens (creating if needed) the store in `options.dir`, recovering after a crash. */
@@ -295,6 +317,9 @@ export class MessageStore {
         store.dispatcher.addListener(store.#indexListener(store.index))
         store.retention.addAfterDelete((min) => store!.index!.deleteBelow(min))
       }
+      // Topic deletions a crash interrupted are finished before the queues load (topics.ts).
+      await store.#deletedTopics.load()
+      const redispatchFrom = await finishDeletionsBeforeLoad(io, path.join(dir, STORE_PATHS.consumeQueue), store.#deletedTopics)
       // A full disk may stop the re-dispatch: appends then wait until it is done.
       store.#queueOffsetsBehind = await recoverConsumeQueues(
         {
@@ -305,12 +330,14 @@ export class MessageStore {
           checkpoint: store.#checkpoint,
           recovery: store.recovery,
           maxRecordBytes: store.maxRecordBytes,
+          redispatchFrom,
         },
         cleanShutdown,
       )
       // The ConsumeQueues stop at the confirm offset; appends continue past what lies beyond.
       if (store.#confirm.enabled) await recoverPastConfirm(store, store.#confirm)
       await store.consumerOffsets.load()
+      await finishDeletionsAfterLoad(store.#deletedTopics, store.consumerOffsets, store.commitLog)
       await markOpen(io, abortFile, cleanShutdown)
       const queue = store.commitLog.queue
       if (!queue.last) await queue.createFirst()
@@ -517,6 +544,7 @@ export class MessageStore {
   put(message: PutMessage): Promise<PutResult> {
     if (this.status !== 'open') return Promise.reject(this.#notOpen())
     if (!this.#replication.takesPuts) return Promise.reject(this.#replication.wrongRole('put'))
+    if (this.#deleting.size > 0 && this.#deleting.has(message?.topic)) return this.#afterDeletion(message.topic, () => this.put(message))
     if ((this.dispatcher.lastError !== undefined || this.#queueOffsetsBehind) && !this.#dispatchCaughtUp()) return Promise.reject(this.#dispatchStopped())
     try {
       const prepared = this.#preparer.prepare(message, Date.now())
@@ -540,6 +568,10 @@ export class MessageStore {
     if (!this.#replication.takesPuts) throw this.#replication.wrongRole('putBatch')
     if (!Array.isArray(messages)) throw new StoreError('INVALID_ARGUMENT', `putBatch takes an array of messages, got ${describe(messages)}`)
     if (messages.length === 0) return []
+    if (this.#deleting.size > 0) {
+      const deleting = messages.find((m) => this.#deleting.has(m?.topic))
+      if (deleting) return this.#afterDeletion(deleting.topic, () => this.putBatch(messages))
+    }
     if ((this.dispatcher.lastError !== undefined || this.#queueOffsetsBehind) && !this.#dispatchCaughtUp()) throw this.#dispatchStopped()
     const states: TopicState[] = new Array(messages.length)
     const prepared: PreparedMessage[] = new Array(messages.length)
@@ -659,6 +691,73 @@ export class MessageStore {
   maxQueueOffset(topic: string, queueId: number): number {
     checkQueueArgs(topic, queueId)
     return this.commitLog.topics.get(topic)?.queueOffsets[queueId] ?? 0
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Topics (topics.ts)
+
+  /**
+   * The topics that have ConsumeQueues, each with its queue ids (what a broker registers and
+   * reports): `{ topic, queueIds }[]`, sorted by topic, queue ids ascending.
+   */
+  topics(): TopicQueues[] {
+    if (this.status !== 'open') throw this.#notOpen()
+    return listTopics(this.consumeQueues)
+  }
+
+  /**
+   * Deletes `topic`'s ConsumeQueues (files and folders) and every group's consumer offsets of
+   * it, as RocketMQ's deleteTopics; its records stay in the CommitLog until retention. Its next
+   * put takes queue offset 0 again; until then its queues read as unknown ones. Survives a crash
+   * and a reopen (config/deletedTopics.json keeps its old records out of any rebuild). Puts of the
+   * topic made meanwhile wait for it. Resolves false for a topic the store does not know.
+   */
+  deleteTopic(topic: string): Promise<boolean> {
+    if (this.status !== 'open') return Promise.reject(this.#notOpen())
+    try {
+      checkTopicName(topic)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    const running = this.#deleting.get(topic)
+    if (running) return running
+    const store = this.#topicStore()
+    if (!knowsTopic(store, topic)) return Promise.resolve(false)
+    const deleting = deleteTopicData(store, topic)
+      .then(() => true)
+      .finally(() => this.#deleting.delete(topic))
+    this.#deleting.set(topic, deleting)
+    return deleting
+  }
+
+  /**
+   * Runs `then` once the deletion of `topic` under way has settled (whatever its outcome). The
+   * puts waiting so count against maxPendingAppends, as appends waiting on the disk do.
+   */
+  #afterDeletion<T>(topic: string, then: () => Promise<T>): Promise<T> {
+    const limit = this.commitLog.options.maxPendingAppends
+    if (this.#waitingOnDeletion >= limit) {
+      return Promise.reject(new StoreError('BUSY', `store busy, nothing written: ${this.#waitingOnDeletion} puts wait for the deletion of topic ${topic} (maxPendingAppends ${limit})`, { details: { pendingAppends: this.#waitingOnDeletion } }))
+    }
+    this.#waitingOnDeletion++
+    const settled = (): Promise<T> => {
+      this.#waitingOnDeletion--
+      return then()
+    }
+    return this.#deleting.get(topic)!.then(settled, settled)
+  }
+
+  #topicStore(): TopicStore {
+    return {
+      commitLog: this.commitLog,
+      consumeQueues: this.consumeQueues,
+      dispatcher: this.dispatcher,
+      consumerOffsets: this.consumerOffsets,
+      checkpoint: this.#checkpoint,
+      deletedTopics: this.#deletedTopics,
+      flushMode: this.flushMode,
+      flushConsumeQueues: () => this.#flushConsumeQueues(),
+    }
   }
 
   /**
@@ -940,11 +1039,15 @@ export class MessageStore {
         consumeQueueFlushSettled: async () => {
           await this.#cqFlushing?.catch(() => undefined)
         },
+        afterCut: async (end) => {
+          // The confirm offset was lowered with the log (truncate.ts): its bookkeeping follows.
+          await this.#confirm.recovered()
+          // A deletion recorded past the new end would hide the topic's records appended next.
+          if (this.#deletedTopics.clamp(end)) await this.#deletedTopics.save()
+        },
       },
       offset,
     )
-    // The confirm offset was lowered with the log (truncate.ts): its own bookkeeping follows.
-    await this.#confirm.recovered()
   }
 
   /** Makes everything appended so far durable. */
@@ -969,6 +1072,8 @@ export class MessageStore {
     this.status = 'closing'
     this.#closing = (async () => {
       for (const t of this.#timers) clearInterval(t)
+      // A topic deletion under way finishes first (it flushes and removes files).
+      await Promise.allSettled(this.#deleting.values())
       // Where the CommitLog starts, as the next open will find it (the files are closed below).
       const commitLogMin = this.commitLog.minOffset
       let failed: StoreError | undefined

@@ -10,6 +10,15 @@ import { DEFAULT_MAX_QUEUES_PER_TOPIC, describe } from './put-input.js'
 
 const INT_MAX = 2 ** 31 - 1
 
+/**
+ * Back-pressure: appends waiting on the disk (queued behind a roll, a prefault or a full staging
+ * area, and with sync flush those not yet durable) at most; past either bound a put fails at once
+ * with BUSY. 10,000 is RocketMQ's sendThreadPoolQueueCapacity (sends a broker holds before it
+ * answers "busy"); the bytes bound is twice the default sync-flush staging area.
+ */
+export const DEFAULT_MAX_PENDING_APPENDS = 10_000
+export const DEFAULT_MAX_PENDING_APPEND_BYTES = 128 * 1024 * 1024
+
 /** Options that are counts or sizes: [name, smallest allowed value, largest, how the largest reads]. */
 const INTEGER_OPTIONS: ReadonlyArray<readonly [string, number, number, string]> = [
   // Sizes are C ints for the mmap binding.
@@ -23,6 +32,8 @@ const INTEGER_OPTIONS: ReadonlyArray<readonly [string, number, number, string]> 
   ['syncFlushTimeoutMs', 1, INT_MAX, '2^31-1'],
   ['stagingLimitBytes', 1, INT_MAX, '2^31-1'],
   ['syncFlushConcurrency', 1, INT_MAX, '2^31-1'],
+  ['maxPendingAppends', 1, INT_MAX, '2^31-1'],
+  ['maxPendingAppendBytes', 1, Number.MAX_SAFE_INTEGER, '2^53-1'],
   // A ConsumeQueue file (20-byte units) is mapped whole: a C int of bytes.
   ['consumeQueueUnitsPerFile', 2, Math.floor(INT_MAX / CQ_UNIT.bytes), String(Math.floor(INT_MAX / CQ_UNIT.bytes))],
   ['maxOpenConsumeQueueFiles', 1, INT_MAX, '2^31-1'],

@@ -31,6 +31,8 @@ export interface RecoveringStore {
   /** What CommitLog.recover found; a cut torn record is added to it. */
   readonly recovery: RecoveryReport
   readonly maxRecordBytes: number
+  /** The re-dispatch starts here at the latest (a topic deletion a crash interrupted, topics.ts). */
+  readonly redispatchFrom?: number
 }
 
 /**
@@ -56,6 +58,7 @@ export async function recoverConsumeQueues(store: RecoveringStore, clean: boolea
   if (!intact || (!any && end > min) || from < min || from > end || from > confirm) from = min
   // The index may be further behind (deleted, or rebuilt after damage).
   if (index) from = Math.min(from, Math.max(min, index.indexedUpTo))
+  if (store.redispatchFrom !== undefined) from = Math.min(from, Math.max(min, store.redispatchFrom))
   dispatcher.reputOffset = Math.min(from, end)
   // Which units the re-dispatch puts (again): those above are checked after it (dropUnitsOfOtherRecords).
   for (const cq of cqs.all()) cq.putFloor = cq.minOffset

@@ -33,6 +33,11 @@ export interface TruncatingStore {
   readonly checkpoint: StoreCheckpoint
   /** Settles a ConsumeQueue flush under way: it would raise logicsFlushedOffset past the cut. */
   consumeQueueFlushSettled(): Promise<void>
+  /**
+   * After the cut, before appends go on: what else follows the log's end (the confirm offset's
+   * bookkeeping, topic deletions recorded past the new end) does so durably.
+   */
+  afterCut?(offset: number): Promise<void>
 }
 
 /** Cuts the store back to `offset`; see the module comment. */
@@ -60,6 +65,7 @@ export function truncateStore(store: TruncatingStore, offset: number): Promise<v
         await store.index.flush()
       }
       resetQueueOffsets(store)
+      await store.afterCut?.(offset)
     } catch (err) {
       // Memory says the log ends at the cut, the disk may not yet: the next open decides.
       const cause = ioError(`truncating the store at CommitLog offset ${offset}`, err)

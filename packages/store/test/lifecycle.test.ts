@@ -149,6 +149,8 @@ function everyCall(store: MessageStore, msgId: string): Record<string, () => unk
     committedOffset: () => store.committedOffset('g', 'c', 0),
     persistConsumerOffsets: () => store.persistConsumerOffsets(),
     deleteExpiredFiles: () => store.deleteExpiredFiles({ manual: true }),
+    topics: () => store.topics(),
+    deleteTopic: () => store.deleteTopic('c'),
     minPhysicalOffset: () => store.minPhysicalOffset,
     maxPhysicalOffset: () => store.maxPhysicalOffset,
     flushedPhysicalOffset: () => store.flushedPhysicalOffset,
@@ -192,7 +194,7 @@ for (const flush of ['sync', 'async'] as const) {
       await bounded(closing, 20_000, 'close')
       assert.equal(store.status, 'closed')
       const after = await callAll(everyCall(store, first.msgId), 'after close')
-      for (const name of ['put', 'putBatch', 'lookup', 'get', 'queryByKey', 'viewMessage', 'flush', 'whenDispatched', 'commitOffset', 'committedOffset', 'persistConsumerOffsets', 'deleteExpiredFiles']) {
+      for (const name of ['put', 'putBatch', 'lookup', 'get', 'queryByKey', 'viewMessage', 'flush', 'whenDispatched', 'commitOffset', 'committedOffset', 'persistConsumerOffsets', 'deleteExpiredFiles', 'topics', 'deleteTopic']) {
         assert.equal(during[name], 'NOT_OPEN', `${name} during close`)
         assert.equal(after[name], 'NOT_OPEN', `${name} after close`)
       }

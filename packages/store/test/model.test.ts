@@ -80,6 +80,8 @@ interface Model {
   extra: Record<string, string>
   sysFlag: number
   flag: number
+  /** Its topic was deleted since: its record stays (lookup, keys), its queue is gone. */
+  dequeued?: boolean
 }
 
 interface Run {
@@ -263,7 +265,7 @@ async function checkMessage(run: Run, x: Model, what: string): Promise<void> {
   const s = run.store
   sameMessage(await s.lookup(x.physicalOffset), x, `${what} lookup`)
   sameMessage(await s.viewMessage(x.msgId), x, `${what} viewMessage`)
-  if (queued(x) && visible(run, x)) {
+  if (queued(x) && visible(run, x) && !x.dequeued) {
     const got = await s.get({ topic: x.topic, queueId: x.queueId, offset: x.queueOffset, maxMessages: 1 })
     assert.equal(got.status, 'FOUND', `${what} get at its queue offset`)
     sameMessage(got.messages[0]!, x, `${what} get`)
@@ -640,6 +642,44 @@ async function stepInvalid(run: Run): Promise<string> {
   return `invalid: ${name}`
 }
 
+// ---- Topics: deleteTopic and a put after it (topics.ts) -------------------------------------
+
+/**
+ * deleteTopic of a random topic: its queues and every group's consumer offsets of it go (the
+ * deletion persists the whole offset table), its records stay; sometimes a put of it follows,
+ * which must take queue offset 0. topics() lists what the model holds.
+ */
+async function stepDeleteTopic(run: Run): Promise<string> {
+  const topic = pick(run, TOPICS)
+  const known = [...run.queues.keys()].some((k) => k.startsWith(`${topic}/`)) || [...run.committed.keys()].some((k) => k.split('@')[1] === topic)
+  const deleted = await run.store.deleteTopic(topic)
+  // A topic with no queue and no offset may still be known to the store (transaction messages only).
+  if (known) assert.equal(deleted, true, `deleteTopic ${topic}: a known topic`)
+  for (const [k, queue] of [...run.queues]) {
+    if (!k.startsWith(`${topic}/`)) continue
+    for (const x of queue) x.dequeued = true
+    run.queues.delete(k)
+  }
+  if (deleted) {
+    for (const k of [...run.committed.keys()]) if (k.split('@')[1] === topic) run.committed.delete(k)
+    run.persisted = new Map(run.committed)
+  }
+  const listed = new Map<string, number[]>()
+  for (const k of run.queues.keys()) {
+    const [t, q] = [k.slice(0, k.lastIndexOf('/')), Number(k.slice(k.lastIndexOf('/') + 1))]
+    listed.set(t, [...(listed.get(t) ?? []), q])
+  }
+  const expected = [...listed].map(([t, qs]) => ({ topic: t, queueIds: qs.sort((a, b) => a - b) })).sort((a, b) => (a.topic < b.topic ? -1 : 1))
+  assert.deepEqual(run.store.topics(), expected, `topics() after deleteTopic ${topic}`)
+  if (!chance(run, 0.5)) return `deleteTopic ${topic} (${deleted})`
+  const m = messageFor(run)
+  m.put.topic = m.model.topic = topic
+  acknowledged(run, await run.store.put(m.put), m.model, `put after deleteTopic ${topic}`)
+  return `deleteTopic ${topic} (${deleted}), put`
+}
+
+// ---- end of topics ----------------------------------------------------------------------------
+
 /** The run's options with its disk: simulated, or the real one (the store's default). */
 function withDisk(run: Run): MessageStoreOptions {
   return run.io ? { ...run.options, fileIO: run.io } : run.options
@@ -706,7 +746,7 @@ async function reopen(run: Run, how: 'close' | 'kill'): Promise<string> {
 
 /** The steps, each with the share of the runs it takes. */
 const STEP_KINDS: [number, string, (run: Run) => Promise<string> | string][] = [
-  [0.34, 'put', stepPut],
+  [0.33, 'put', stepPut],
   [0.12, 'putBatch', stepBatch],
   [0.14, 'get', stepGet],
   [0.12, 'queryByKey', stepQuery],
@@ -719,6 +759,7 @@ const STEP_KINDS: [number, string, (run: Run) => Promise<string> | string][] = [
   [0.06, 'confirm offset', stepConfirm],
   [0.05, 'replicate', stepReplicate],
   [0.01, 'kill the replica', stepReplicaKill],
+  [0.01, 'deleteTopic', stepDeleteTopic],
 ]
 
 // ---------------------------------------------------------------------------------------------
