@@ -204,7 +204,9 @@ export class Broker {
       waitForReplicas: (end: number) => this.ha.waitForReplicas(end),
       schedule: (m: PutMessage) => this.#scheduled(m),
       delayOffsets: () => this.schedule?.toJSON() ?? { offsetTable: {} },
-      deleteTopicData: async () => {},
+      deleteTopicData: async (topic: string) => {
+        await this.store.deleteTopic(topic)
+      },
     }
   }
 

@@ -397,3 +397,20 @@ test('delayed messages are delivered when due, once, also across a restart; send
     await rm(dir, { recursive: true, force: true })
   }
 })
+
+test('DELETE_TOPIC_IN_BROKER removes the topic and its queues: recreated, it starts again at offset 0', { timeout: 30_000 }, async () => {
+  await withCluster(async (c) => {
+    await createTopic(c, 'Gone', 1, 1)
+    for (let i = 0; i < 3; i++) await c.client.invoke(c.broker.address, sendV2('Gone', 0, `old${i}`), T)
+    const del = await c.client.invoke(c.broker.address, RemotingCommand.createRequest(RequestCode.DELETE_TOPIC_IN_BROKER, { topic: 'Gone' }), T)
+    assert.equal(del.code, ResponseCode.SUCCESS)
+    assert.equal((await c.client.invoke(c.broker.address, pull('Gone', 0, 0), T)).code, ResponseCode.TOPIC_NOT_EXIST)
+    assert.equal(await route(c, 'Gone'), undefined, 'the nameserver no longer routes it')
+    await createTopic(c, 'Gone', 1, 1)
+    const again = await c.client.invoke(c.broker.address, sendV2('Gone', 0, 'new'), T)
+    assert.equal(again.extFields.queueOffset, '0')
+    assert.deepEqual(records((await c.client.invoke(c.broker.address, pull('Gone', 0, 0), T)).body).map((m) => m.body.toString()), ['new'])
+    const system = await c.client.invoke(c.broker.address, RemotingCommand.createRequest(RequestCode.DELETE_TOPIC_IN_BROKER, { topic: 'TBW102' }), T)
+    assert.equal(system.code, ResponseCode.SYSTEM_ERROR)
+  })
+})

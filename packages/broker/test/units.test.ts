@@ -2,9 +2,11 @@
 // expressions, RocketMQ's pull answers, the batch body decoder.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import { StoreError } from '@mqts/store'
 import { ResponseCode } from '@mqts/transport'
 import { BrokerError, decodeBatchBody, parseBrokerConf, parseTagExpression, pullAnswer, resolveBrokerConfig } from '../src/index.js'
 import { RebalanceLockManager } from '../src/rebalance-lock.js'
+import { storeErrorResponse } from '../src/processors/send.js'
 
 test('broker.conf: key=value lines, comments, RocketMQ names, typed errors for bad values', () => {
   const conf = parseBrokerConf('# comment\nbrokerClusterName = C1\nbrokerName=b1\nbrokerId=0\nnamesrvAddr=127.0.0.1:9876;127.0.0.1:9877\nflushDiskType=SYNC_FLUSH\ndeleteWhen=04\n\nautoCreateTopicEnable=false\n')
@@ -79,4 +81,14 @@ test('batch bodies: entries decoded, every malformed length refused', () => {
   const lying = Buffer.from(two)
   lying.writeInt32BE(5, 0)
   assert.throws(() => decodeBatchBody(lying))
+})
+
+test("store errors answer as RocketMQ's send does", () => {
+  const code = (c: string): number => storeErrorResponse(new StoreError(c as never, 'x')).code
+  assert.equal(code('BUSY'), ResponseCode.SYSTEM_BUSY)
+  assert.match(storeErrorResponse(new StoreError('BUSY', 'x')).remark ?? '', /^\[PC_SYNCHRONIZED\]broker busy/)
+  for (const c of ['MESSAGE_TOO_LARGE', 'PROPERTIES_TOO_LONG', 'INVALID_PROPERTY', 'TOPIC_INVALID', 'INVALID_ARGUMENT']) assert.equal(code(c), ResponseCode.MESSAGE_ILLEGAL, c)
+  for (const c of ['DISK_FULL', 'IO_ERROR', 'FLUSH_FAILED', 'NOT_OPEN']) assert.equal(code(c), ResponseCode.SERVICE_NOT_AVAILABLE, c)
+  assert.equal(code('WRONG_ROLE'), ResponseCode.SYSTEM_ERROR)
+  assert.equal(storeErrorResponse(new Error('boom')).code, ResponseCode.SYSTEM_ERROR)
 })
