@@ -32,13 +32,26 @@ import {
 
 /**
  * Zeroes (with pwrite, never a map fault) the 4 KiB pages of [from, to) that hold non-zero
- * bytes: such pages exist on disk, so this needs no new space.
+ * bytes: such pages exist on disk, so this needs no new space. Where the file system reports
+ * the file's holes (DataFile.dataRegions) only the parts of [from, to) that hold data are read:
+ * past the units a killed process wrote, a queue file holds little more than what its writer
+ * reserved ahead.
  */
 async function zeroStale(file: DataFile, from: number, to: number): Promise<void> {
+  let wrote = false
+  for (const [start, end] of file.dataRegions?.() ?? [[from, to]]) {
+    if (start >= to) break
+    if (end > from && (await zeroStaleRange(file, Math.max(from, start), Math.min(to, end)))) wrote = true
+  }
+  if (wrote) await file.datasync()
+}
+
+/** zeroStale of one range: whether it wrote zeros. */
+async function zeroStaleRange(file: DataFile, from: number, to: number): Promise<boolean> {
   const page = 4096
-  // One pread for the whole window (a pread per page was a thread-pool round trip each: 256
+  // One pread for the whole range (a pread per page was a thread-pool round trip each: 256
   // per queue at every crash recovery), then a pwrite of zeros per page that is not zero.
-  const buf = Buffer.alloc(to - from)
+  const buf = Buffer.allocUnsafe(to - from)
   const got = await file.read(buf, 0, to - from, from)
   let wrote = false
   for (let at = from; at < from + got; ) {
@@ -49,7 +62,7 @@ async function zeroStale(file: DataFile, from: number, to: number): Promise<void
     }
     at = end
   }
-  if (wrote) await file.datasync()
+  return wrote
 }
 
 function flushFailed(what: string, err: unknown): StoreError {

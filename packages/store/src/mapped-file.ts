@@ -21,6 +21,8 @@ export class MappedFile {
   readonly background = new BackgroundPrefault()
   /** DataView over the map, for encoding record headers in place. */
   dataView: DataView
+  /** An fdatasync started by syncInBackground: close waits for it. */
+  private syncing: Promise<unknown> | undefined
 
   private constructor(
     readonly fileFromOffset: number,
@@ -57,10 +59,25 @@ export class MappedFile {
     return this.wrotePosition >= this.fileSize
   }
 
-  /** Closes the file and drops every reference to the mapping, so the GC can unmap it. */
+  /**
+   * Starts an fdatasync of the file on the thread pool and answers it (rejects with the OS
+   * error): recovery has what a killed process wrote reach the disk while it reads the records.
+   */
+  syncInBackground(): Promise<void> {
+    const sync = this.file.datasync()
+    this.syncing = sync.catch(() => undefined)
+    return sync
+  }
+
+  /**
+   * Closes the file (once a sync started in the background is done: its descriptor must not
+   * go, or be reused, under it) and drops every reference to the mapping, so the GC can unmap it.
+   */
   close(): Promise<void> {
     this.view = EMPTY
     this.dataView = dataViewOf(EMPTY)
-    return this.file.close()
+    const syncing = this.syncing
+    this.syncing = undefined
+    return syncing ? syncing.then(() => this.file.close()) : this.file.close()
   }
 }

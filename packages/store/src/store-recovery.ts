@@ -99,6 +99,9 @@ export async function recoverConsumeQueues(store: RecoveringStore, clean: boolea
   syncQueueOffsets(log, cqs)
   // A clean open with nothing to re-dispatch has nothing to sync either.
   if (clean && intact && !cut && from === end && checkpoint.values.logicsFlushedOffset === end && !queueOffsetsBehind) return queueOffsetsBehind
+  // After a crash the CommitLog's recovered bytes were synced in the background while the
+  // re-dispatch ran: the queues and the index vouch for records only once those are durable.
+  await checkpoint.writable()
   try {
     await cqs.flush()
     await index?.flush()
