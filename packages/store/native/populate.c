@@ -248,6 +248,48 @@ static napi_value body_crcs(napi_env env, napi_callback_info info) {
 }
 
 /*
+ * checkBodyCrcs(source, list, count): for each of `count` triples (bodyAt, bodyLength, stored) of
+ * the Float64Array `list`, compares the CRC-32 of source[bodyAt, bodyAt + bodyLength), masked to
+ * 31 bits, with `stored`. Returns the index of the first that differs, or -1: the recovery scan
+ * checks a run of records in one call instead of one call per record.
+ */
+static napi_value check_body_crcs(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3) return throw_range(env, "checkBodyCrcs(source, list, count)");
+  void *data;
+  size_t size;
+  if (napi_get_buffer_info(env, argv[0], &data, &size) != napi_ok) return throw_range(env, "checkBodyCrcs: source must be a Buffer");
+  bool is_typedarray = false;
+  napi_is_typedarray(env, argv[1], &is_typedarray);
+  napi_typedarray_type kind;
+  size_t elements;
+  void *list_data;
+  napi_value arraybuffer;
+  size_t byte_offset;
+  if (!is_typedarray || napi_get_typedarray_info(env, argv[1], &kind, &elements, &list_data, &arraybuffer, &byte_offset) != napi_ok || kind != napi_float64_array) {
+    return throw_range(env, "checkBodyCrcs: list must be a Float64Array");
+  }
+  int64_t count;
+  if (napi_get_value_int64(env, argv[2], &count) != napi_ok || count < 0 || (uint64_t)count * 3 > elements) return throw_range(env, "checkBodyCrcs: count outside the list");
+  const double *list = (const double *)list_data;
+  const uint8_t *base = (const uint8_t *)data;
+  int64_t bad = -1;
+  for (int64_t i = 0; i < count; i++) {
+    double body_at = list[3 * i], length = list[3 * i + 1];
+    if (!(body_at >= 0 && length >= 0) || body_at + length > (double)size) return throw_range(env, "checkBodyCrcs: range outside the source");
+    uint32_t crc = crc32_ieee(base + (size_t)body_at, (size_t)length) & 0x7fffffffu;
+    if ((double)crc != list[3 * i + 2]) {
+      bad = i;
+      break;
+    }
+  }
+  napi_value result;
+  napi_create_int64(env, bad, &result);
+  return result;
+}
+
+/*
  * seekData(fd, offset, hole): lseek(fd, offset, SEEK_DATA), or SEEK_HOLE when `hole`: where the
  * next region holding data (or the next hole) starts at or after `offset`; -1 when no data
  * follows (ENXIO). Lets recovery skip the holes of a sparse file instead of reading their zeros.
@@ -300,6 +342,8 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "crc32", fn);
   napi_create_function(env, "bodyCrcs", NAPI_AUTO_LENGTH, body_crcs, NULL, &fn);
   napi_set_named_property(env, exports, "bodyCrcs", fn);
+  napi_create_function(env, "checkBodyCrcs", NAPI_AUTO_LENGTH, check_body_crcs, NULL, &fn);
+  napi_set_named_property(env, exports, "checkBodyCrcs", fn);
   napi_create_function(env, "seekData", NAPI_AUTO_LENGTH, seek_data, NULL, &fn);
   napi_set_named_property(env, exports, "seekData", fn);
   napi_value accelerated;

@@ -91,3 +91,41 @@ test("the store's file layer reports the data regions of a sparse file, so recov
     await rm(file, { force: true })
   }
 })
+
+test('after a kill, a body whose CRC fails anywhere in a run of records the scan checks together ends the log exactly there', { timeout: 60_000 }, async (t) => {
+  const io = new SimFileIO()
+  const dir = simDir(t)
+  const options = { dir, commitLogFileSize: 1024 * 1024, ...SIM_INDEX }
+  const store = await MessageStore.open({ ...options, fileIO: io })
+  const count = 2100
+  const puts = []
+  for (let i = 0; i < count; i++) puts.push(await store.put({ topic: 'runs', queueId: i % 3, body: `body-${String(i).padStart(6, '0')}` }))
+  const commitLogFile = path.join(dir, 'commitlog', '0'.padStart(20, '0'))
+  // The first record of the scan, the last of a run, the first of the next, one inside, the last.
+  const victims = [0, 1023, 1024, 1500, count - 1]
+  const disks = victims.map(() => io.processCrash())
+  await store.close()
+  for (const [i, victim] of victims.entries()) {
+    const killed = disks[i]!
+    const image = killed.files.get(commitLogFile)!
+    const body = Buffer.from(`body-${String(victim).padStart(6, '0')}`)
+    // What the killed process wrote (the durable image may not hold it yet).
+    const at = image.volatile.indexOf(body)
+    assert.ok(at > 0, `body ${victim} found`)
+    image.volatile[at + 3] ^= 0x20
+    if (image.durable.subarray(at, at + body.length).equals(body)) image.durable[at + 3] ^= 0x20
+    const reopened = await MessageStore.open({ ...options, fileIO: killed })
+    try {
+      const r = reopened.recovery
+      assert.equal(r.truncated?.atOffset, puts[victim]!.physicalOffset, `victim ${victim}`)
+      assert.match(r.truncated?.reason ?? '', /body CRC/)
+      assert.equal(r.recordsScanned, victim, `records before victim ${victim} accepted`)
+      assert.equal(reopened.maxPhysicalOffset, puts[victim]!.physicalOffset)
+      let kept = 0
+      for (let q = 0; q < 3; q++) kept += reopened.maxQueueOffset('runs', q)
+      assert.equal(kept, victim)
+    } finally {
+      await reopened.close()
+    }
+  }
+})
