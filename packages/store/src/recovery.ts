@@ -55,7 +55,7 @@ export interface RecoveryReport {
 }
 
 /** Records whose body CRCs the recovery scan checks in one native call. */
-const CRC_RUN_RECORDS = 1024
+export const CRC_RUN_RECORDS = 128
 
 /** Recovery reads the tail after the cut in chunks of this size (through the descriptor). */
 const ZERO_SCAN_CHUNK_BYTES = 1024 * 1024
@@ -148,21 +148,24 @@ export async function recover(log: RecoveryTarget, cleanShutdown: boolean): Prom
   // record. A record whose CRC differs rewinds the scan to it, and it is checked again with its
   // CRC in line, which says why it is bad: the scan then goes on exactly as it would have.
   const crcs = o.checkCrcOnRecover ? bodyCrcCheck(CRC_RUN_RECORDS) : undefined
+  // Per record of the run: where it starts, and the scan's state before it (records counted,
+  // the last valid record), to rewind to.
   const runAt = new Float64Array(crcs ? crcs.capacity : 0)
-  let runLastView: Buffer | undefined
-  let runLastAt = 0
+  const runScanned = new Float64Array(runAt.length)
+  const runLastAt = new Float64Array(runAt.length)
+  const runLastView: Array<Buffer | undefined> = []
   let crcInLineAt = -1
   /** Checks the run's CRCs: true when all match; else the scan stands at the first that does not. */
   const settle = (): boolean => {
     if (!crcs || crcs.count === 0) return true
-    const n = crcs.count
     const bad = crcs.check(file.view)
+    runLastView.length = 0
     if (bad < 0) return true
-    report.recordsScanned -= n - bad
     pos = runAt[bad]!
     crcInLineAt = pos
-    lastView = bad > 0 ? file.view : runLastView
-    lastAt = bad > 0 ? runAt[bad - 1]! : runLastAt
+    report.recordsScanned = runScanned[bad]!
+    lastAt = runLastAt[bad]!
+    lastView = runLastView[bad]
     return false
   }
   if (!start.atEnd) {
@@ -181,13 +184,16 @@ export async function recover(log: RecoveryTarget, cleanShutdown: boolean): Prom
       // Per record: the checks only (no result object, no topic string): the queue offsets
       // of new appends come from the ConsumeQueues, which recovery re-dispatches.
       const later = crcs !== undefined && pos !== crcInLineAt ? crcs : undefined
-      if (later && later.count === 0) {
-        runLastView = lastView
-        runLastAt = lastAt
-      }
+      const inRun = later ? later.count : 0
       const v = pos >= dataEnd ? RECORD_END : verifyRecord(file.view, pos, file.fileSize, physical, o.maxRecordBytes, o.checkCrcOnRecover, later)
       if (typeof v === 'number' && v > 0) {
-        if (later) runAt[later.count - 1] = pos
+        // Its CRC joined the run (a large body's was checked at once).
+        if (later && later.count > inRun) {
+          runAt[inRun] = pos
+          runScanned[inRun] = report.recordsScanned
+          runLastAt[inRun] = lastAt
+          runLastView[inRun] = lastView
+        }
         report.recordsScanned++
         lastView = file.view
         lastAt = pos

@@ -7,7 +7,7 @@ import { open, rm } from 'node:fs/promises'
 import * as path from 'node:path'
 import { test } from 'node:test'
 import { MessageStore, StoreError } from '../src/index.js'
-import { CHECKPOINT, NodeFileIO, SimFileIO, StoreCheckpoint, decodeCheckpoint, native } from '../src/internal.js'
+import { CHECKPOINT, CRC_LATER_MAX_BODY_BYTES, CRC_RUN_RECORDS, NodeFileIO, SimFileIO, StoreCheckpoint, decodeCheckpoint, native } from '../src/internal.js'
 import { SIM_INDEX, simDir, tempDir } from './helpers.js'
 
 test('the checkpoint holds its writes until the sync it waits for is done, and fails them when it failed', { timeout: 30_000 }, async (t) => {
@@ -95,14 +95,21 @@ test("the store's file layer reports the data regions of a sparse file, so recov
 test('after a kill, a body whose CRC fails anywhere in a run of records the scan checks together ends the log exactly there', { timeout: 60_000 }, async (t) => {
   const io = new SimFileIO()
   const dir = simDir(t)
-  const options = { dir, commitLogFileSize: 1024 * 1024, ...SIM_INDEX }
+  const options = { dir, commitLogFileSize: 4 * 1024 * 1024, ...SIM_INDEX }
   const store = await MessageStore.open({ ...options, fileIO: io })
   const count = 2100
   const puts = []
-  for (let i = 0; i < count; i++) puts.push(await store.put({ topic: 'runs', queueId: i % 3, body: `body-${String(i).padStart(6, '0')}` }))
+  // Every 7th body is large: its CRC is checked at once, between the runs of small ones.
+  const bodyOf = (i: number): Buffer => {
+    const mark = Buffer.from(`body-${String(i).padStart(6, '0')}`)
+    return i % 7 === 0 ? Buffer.concat([mark, Buffer.alloc(CRC_LATER_MAX_BODY_BYTES, 'x')]) : mark
+  }
+  for (let i = 0; i < count; i++) puts.push(await store.put({ topic: 'runs', queueId: i % 3, body: bodyOf(i) }))
   const commitLogFile = path.join(dir, 'commitlog', '0'.padStart(20, '0'))
-  // The first record of the scan, the last of a run, the first of the next, one inside, the last.
-  const victims = [0, 1023, 1024, 1500, count - 1]
+  // The first record of the scan (large), the last of a run, the first of the next, one inside,
+  // a large one and the small one after it, the last.
+  const run = CRC_RUN_RECORDS
+  const victims = [0, run, run + 1, 3 * run + 5, 700, 701, count - 1]
   const disks = victims.map(() => io.processCrash())
   await store.close()
   for (const [i, victim] of victims.entries()) {
