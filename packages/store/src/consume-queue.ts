@@ -65,6 +65,18 @@ async function zeroStaleRange(file: DataFile, from: number, to: number): Promise
   return wrote
 }
 
+/** fdatasyncs a ConsumeQueue flush runs at once (the thread pool has 4 threads by default). */
+const CQ_FLUSH_PARALLEL = 3
+
+/** Runs `fn` over `items`, at most `limit` at once; settles when all are done (`fn` must not throw). */
+async function inParallel<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < items.length) await fn(items[next++]!)
+  }
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
+}
+
 function flushFailed(what: string, err: unknown): StoreError {
   return new StoreError('FLUSH_FAILED', what, { cause: err, details: { osCode: (err as NodeJS.ErrnoException | undefined)?.code } })
 }
@@ -873,24 +885,32 @@ export class ConsumeQueueSet {
       }
     }
     let failure: unknown
-    for (const seg of dirty) {
+    // A few at a time: after a crash recovery every queue has a dirty window, and one fsync
+    // after another (a few ms each on a busy disk) made the flush the longest step of it.
+    await inParallel(dirty, CQ_FLUSH_PARALLEL, async (seg) => {
       try {
         if (failure === undefined) await seg.file.datasync()
       } catch (err) {
-        failure = err
+        failure ??= err
       }
       if (failure !== undefined) seg.dirty = true
       await this.unpin(seg)
-    }
+    })
     if (failure !== undefined) throw flushFailed('fdatasync of a ConsumeQueue file failed', failure)
     await Promise.all(this.closing)
     const dirs = [...this.dirsToSync]
     this.dirsToSync.clear()
-    try {
-      for (const d of dirs) await this.options.io.syncDir(d)
-    } catch (err) {
+    let dirFailure: unknown
+    await inParallel(dirs, CQ_FLUSH_PARALLEL, async (d) => {
+      try {
+        if (dirFailure === undefined) await this.options.io.syncDir(d)
+      } catch (err) {
+        dirFailure ??= err
+      }
+    })
+    if (dirFailure !== undefined) {
       for (const d of dirs) this.dirsToSync.add(d)
-      throw flushFailed('syncing a ConsumeQueue directory failed', err)
+      throw flushFailed('syncing a ConsumeQueue directory failed', dirFailure)
     }
   }
 

@@ -60,11 +60,13 @@ export class MappedFile {
   }
 
   /**
-   * Starts an fdatasync of the file on the thread pool and answers it (rejects with the OS
-   * error): recovery has what a killed process wrote reach the disk while it reads the records.
+   * An fdatasync of the file on the thread pool, started once `after` settles, and answered
+   * (rejects with the OS error): recovery has what a killed process wrote reach the disk while
+   * it reads the records, one file at a time, so the syncs hold one thread of the pool and the
+   * re-dispatch's file opens do not queue behind them.
    */
-  syncInBackground(): Promise<void> {
-    const sync = this.file.datasync()
+  syncInBackground(after?: Promise<unknown>): Promise<void> {
+    const sync = after ? after.catch(() => undefined).then(() => this.file.datasync()) : this.file.datasync()
     this.syncing = sync.catch(() => undefined)
     return sync
   }

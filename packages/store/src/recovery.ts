@@ -133,8 +133,9 @@ export async function recover(log: RecoveryTarget, cleanShutdown: boolean): Prom
   report.scanFromOffset = file.fileFromOffset + pos
   // After a crash the scan reads the page cache: what the killed process wrote but never synced
   // must reach the disk before the checkpoint vouches for it. Each file the scan enters is
-  // fdatasynced on the thread pool meanwhile (with 1 GiB written that sync takes as long as
-  // the scan and the re-dispatch together); the checkpoint holds its writes until it is done.
+  // fdatasynced on the thread pool meanwhile, one after the other (with 1 GiB written that sync
+  // takes as long as the scan and the re-dispatch together); the checkpoint holds its writes
+  // until they are done.
   const syncs: Array<Promise<void>> = []
   if (!cleanShutdown) syncs.push(file.syncInBackground())
   // After a crash a file may end in a sparse tail; past its last non-zero byte (found through
@@ -210,7 +211,7 @@ export async function recover(log: RecoveryTarget, cleanShutdown: boolean): Prom
         }
         file = files[++index]!
         pos = 0
-        if (!cleanShutdown) syncs.push(file.syncInBackground())
+        if (!cleanShutdown) syncs.push(file.syncInBackground(syncs[syncs.length - 1]))
         dataEnd = cleanShutdown ? file.fileSize : await dataEndOf(file)
         continue
       }
@@ -290,6 +291,8 @@ export async function truncateRecovered(log: RecoveryTarget, offset: number, rea
   if (!file || (belowDurableOffset && log.options.onCorruption !== 'truncate') || offset >= log.committedOffset) {
     throw new StoreError('CORRUPT_RECORD', `cannot cut the recovered CommitLog at ${offset}: it ends at ${log.committedOffset} and is durable up to ${report.durableOffset}`, { details: { physicalOffset: offset } })
   }
+  // The syncs recover started go first: the cut may delete files they sync.
+  await log.options.checkpoint.writable()
   const index = log.queue.files.indexOf(file)
   const pos = offset - file.fileFromOffset
   // The bad record checked out as one: records follow it when the log goes on past it.
