@@ -6,7 +6,7 @@
  * docs/design/recovery.md has the decision table. CommitLog.recover and
  * CommitLog.truncateRecovered call these with the log they recover.
  */
-import { bodyCrcCheck } from './crc.js'
+import { bodyCrcCheck, type BodyCrcCheck } from './crc.js'
 import { StoreError } from './errors.js'
 import {
   MESSAGE_MAGIC_CODE_V1,
@@ -148,25 +148,16 @@ export async function recover(log: RecoveryTarget, cleanShutdown: boolean): Prom
   // BodyCrcCheck); the run is settled before the scan decides anything at a spot that holds no
   // record. A record whose CRC differs rewinds the scan to it, and it is checked again with its
   // CRC in line, which says why it is bad: the scan then goes on exactly as it would have.
-  const crcs = o.checkCrcOnRecover ? bodyCrcCheck(CRC_RUN_RECORDS) : undefined
-  // Per record of the run: where it starts, and the scan's state before it (records counted,
-  // the last valid record), to rewind to.
-  const runAt = new Float64Array(crcs ? crcs.capacity : 0)
-  const runScanned = new Float64Array(runAt.length)
-  const runLastAt = new Float64Array(runAt.length)
-  const runLastView: Array<Buffer | undefined> = []
+  const run = o.checkCrcOnRecover ? CrcRun.make() : undefined
   let crcInLineAt = -1
   /** Checks the run's CRCs: true when all match; else the scan stands at the first that does not. */
   const settle = (): boolean => {
-    if (!crcs || crcs.count === 0) return true
-    const bad = crcs.check(file.view)
-    runLastView.length = 0
-    if (bad < 0) return true
-    pos = runAt[bad]!
-    crcInLineAt = pos
-    report.recordsScanned = runScanned[bad]!
-    lastAt = runLastAt[bad]!
-    lastView = runLastView[bad]
+    const back = run?.settle(file.view)
+    if (!back) return true
+    pos = crcInLineAt = back.at
+    report.recordsScanned = back.scanned
+    lastAt = back.lastAt
+    lastView = back.lastView
     return false
   }
   if (!start.atEnd) {
@@ -184,17 +175,12 @@ export async function recover(log: RecoveryTarget, cleanShutdown: boolean): Prom
       }
       // Per record: the checks only (no result object, no topic string): the queue offsets
       // of new appends come from the ConsumeQueues, which recovery re-dispatches.
-      const later = crcs !== undefined && pos !== crcInLineAt ? crcs : undefined
+      const later = run !== undefined && pos !== crcInLineAt ? run.crcs : undefined
       const inRun = later ? later.count : 0
       const v = pos >= dataEnd ? RECORD_END : verifyRecord(file.view, pos, file.fileSize, physical, o.maxRecordBytes, o.checkCrcOnRecover, later)
       if (typeof v === 'number' && v > 0) {
         // Its CRC joined the run (a large body's was checked at once).
-        if (later && later.count > inRun) {
-          runAt[inRun] = pos
-          runScanned[inRun] = report.recordsScanned
-          runLastAt[inRun] = lastAt
-          runLastView[inRun] = lastView
-        }
+        if (later && later.count > inRun) run!.note(inRun, pos, report.recordsScanned, lastAt, lastView)
         report.recordsScanned++
         lastView = file.view
         lastAt = pos
@@ -259,6 +245,52 @@ export async function recover(log: RecoveryTarget, cleanShutdown: boolean): Prom
     ),
   )
   return report
+}
+
+/**
+ * The recovery scan's run of records whose body CRCs are checked together (BodyCrcCheck: one
+ * native call for the run), with the scan's state before each of them (records counted, the
+ * last valid record), so that the scan can be rewound to one whose CRC differs.
+ */
+class CrcRun {
+  private readonly at: Float64Array
+  private readonly scanned: Float64Array
+  private readonly lastAt: Float64Array
+  private readonly lastView: Array<Buffer | undefined> = []
+
+  private constructor(readonly crcs: BodyCrcCheck) {
+    this.at = new Float64Array(crcs.capacity)
+    this.scanned = new Float64Array(crcs.capacity)
+    this.lastAt = new Float64Array(crcs.capacity)
+  }
+
+  /** A run, or undefined without the native helper (verifyRecord then checks each CRC at once). */
+  static make(): CrcRun | undefined {
+    const crcs = bodyCrcCheck(CRC_RUN_RECORDS)
+    return crcs ? new CrcRun(crcs) : undefined
+  }
+
+  /** Record `i` of the run starts at `at`; the scan's state before it. */
+  note(i: number, at: number, scanned: number, lastAt: number, lastView: Buffer | undefined): void {
+    this.at[i] = at
+    this.scanned[i] = scanned
+    this.lastAt[i] = lastAt
+    this.lastView[i] = lastView
+  }
+
+  /**
+   * Checks the run's CRCs against `view` (the file its records are in) and empties it: undefined
+   * when all match, else the first record whose CRC differs and the scan's state before it.
+   */
+  settle(view: Buffer): { at: number; scanned: number; lastAt: number; lastView: Buffer | undefined } | undefined {
+    if (this.crcs.count === 0) return undefined
+    const bad = this.crcs.check(view)
+    const lastView = bad < 0 ? undefined : this.lastView[bad]
+    // Holds no view once settled: a file's mapping is released when collected.
+    this.lastView.length = 0
+    if (bad < 0) return undefined
+    return { at: this.at[bad]!, scanned: this.scanned[bad]!, lastAt: this.lastAt[bad]!, lastView }
+  }
 }
 
 /**
