@@ -88,6 +88,31 @@ function isZero(buf: Buffer, from: number, to: number): boolean {
   return buf.compare(ZERO_PAGE, 0, to - from, from, to) === 0
 }
 
+/** A crash recovery reads a queue's last file in preads of this size (a whole number of units). */
+const CQ_SCAN_CHUNK_BYTES = 1024 * 1024 - ((1024 * 1024) % CQ_UNIT.bytes)
+
+/**
+ * How many of the `count` units at the start of `dv` continue a queue after a crash: size > 0
+ * and physical offsets not decreasing (fillers aside) from `state.lastPhysical`, which follows
+ * them. Stops at the first that does not.
+ */
+function soundUnits(dv: DataView, count: number, state: { lastPhysical: number }): number {
+  let lastPhysical = state.lastPhysical
+  let i = 0
+  for (; i < count; i++) {
+    const at = i * CQ_UNIT.bytes
+    const size = cqUnitSize(dv, at)
+    if (size <= 0) break
+    if (size !== CQ_FILLER_SIZE) {
+      const physical = cqUnitPhysicalOffset(dv, at)
+      if (physical < 0 || physical < lastPhysical) break
+      lastPhysical = physical
+    }
+  }
+  state.lastPhysical = lastPhysical
+  return i
+}
+
 /**
  * Bytes of a ConsumeQueue window reserved (prefaulted) ahead of the writer: the first reservation
  * of a window, doubled at each next one up to CQ_PREFAULT_MAX_BYTES. Faulting in holes costs
@@ -500,24 +525,15 @@ export class ConsumeQueue {
         n = lo
       } else {
         n = 0
-        let lastPhysical = -1
-        const chunk = Buffer.alloc(64 * 1024 - ((64 * 1024) % CQ_UNIT.bytes))
+        const state = { lastPhysical: -1 }
+        const chunk = Buffer.allocUnsafe(CQ_SCAN_CHUNK_BYTES)
         const dv = dataViewOf(chunk)
-        scan: for (let base = 0; base < units; ) {
+        for (let base = 0; base < units; ) {
           const got = await file.read(chunk, 0, Math.min(chunk.length, (units - base) * CQ_UNIT.bytes), base * CQ_UNIT.bytes)
           const count = Math.floor(got / CQ_UNIT.bytes)
-          if (count === 0) break
-          for (let i = 0; i < count; i++) {
-            const at = i * CQ_UNIT.bytes
-            const size = cqUnitSize(dv, at)
-            if (size <= 0) break scan
-            const physical = cqUnitPhysicalOffset(dv, at)
-            if (size !== CQ_FILLER_SIZE) {
-              if (physical < 0 || physical < lastPhysical) break scan
-              lastPhysical = physical
-            }
-            n++
-          }
+          const sound = soundUnits(dv, count, state)
+          n += sound
+          if (sound < count || count === 0) break
           base += count
         }
         await zeroStale(file, n * CQ_UNIT.bytes, Math.min(fileSize, n * CQ_UNIT.bytes + CQ_STALE_WINDOW_BYTES))
