@@ -65,8 +65,12 @@ async function zeroStaleRange(file: DataFile, from: number, to: number): Promise
   return wrote
 }
 
-/** fdatasyncs a ConsumeQueue flush runs at once (the thread pool has 4 threads by default). */
-const CQ_FLUSH_PARALLEL = 3
+/**
+ * fdatasyncs the flush at the end of a recovery runs at once (the thread pool has 4 threads by
+ * default): after a crash every queue has a dirty window, and one fsync after another (a few ms
+ * each on a busy disk) made that flush the longest step of the recovery of a small log.
+ */
+export const CQ_RECOVERY_FLUSH_PARALLEL = 3
 
 /** Runs `fn` over `items`, at most `limit` at once; settles when all are done (`fn` must not throw). */
 async function inParallel<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
@@ -890,8 +894,11 @@ export class ConsumeQueueSet {
    * file taken is pinned (a reference on its descriptor) until its sync is done: windows opened
    * meanwhile (ahead of a writer, or by a re-dispatch) may evict it from the LRU, and its release
    * must not close the descriptor under the sync; the last of the two to let go closes it.
+   * `parallel` syncs run at once: recovery, with every queue dirty and nothing else running, asks
+   * for CQ_RECOVERY_FLUSH_PARALLEL; the periodic flush runs one at a time, leaving the thread
+   * pool to the CommitLog's flush and the prefaults ahead of the writers.
    */
-  async flush(): Promise<void> {
+  async flush(parallel = 1): Promise<void> {
     const dirty: Segment[] = []
     for (const seg of this.segments.values()) {
       if (seg.dirty) {
@@ -901,9 +908,7 @@ export class ConsumeQueueSet {
       }
     }
     let failure: unknown
-    // A few at a time: after a crash recovery every queue has a dirty window, and one fsync
-    // after another (a few ms each on a busy disk) made the flush the longest step of it.
-    await inParallel(dirty, CQ_FLUSH_PARALLEL, async (seg) => {
+    await inParallel(dirty, parallel, async (seg) => {
       try {
         if (failure === undefined) await seg.file.datasync()
       } catch (err) {
@@ -917,7 +922,7 @@ export class ConsumeQueueSet {
     const dirs = [...this.dirsToSync]
     this.dirsToSync.clear()
     let dirFailure: unknown
-    await inParallel(dirs, CQ_FLUSH_PARALLEL, async (d) => {
+    await inParallel(dirs, parallel, async (d) => {
       try {
         if (dirFailure === undefined) await this.options.io.syncDir(d)
       } catch (err) {

@@ -8,7 +8,7 @@
 import { INDEX_DEFAULTS, indexFileSize, type IndexService } from '@mqts/index'
 import type { StoreCheckpoint } from './checkpoint.js'
 import type { CommitLog, RecoveryReport } from './commit-log.js'
-import { isQueueMismatch, type ConsumeQueueSet } from './consume-queue.js'
+import { CQ_RECOVERY_FLUSH_PARALLEL, isQueueMismatch, type ConsumeQueueSet } from './consume-queue.js'
 import type { Dispatcher } from './dispatcher.js'
 import { StoreError, ioError } from './errors.js'
 import type { FileIO } from './file-io.js'
@@ -103,7 +103,7 @@ export async function recoverConsumeQueues(store: RecoveringStore, clean: boolea
   // re-dispatch ran: the queues and the index vouch for records only once those are durable.
   await checkpoint.writable()
   try {
-    await cqs.flush()
+    await cqs.flush(CQ_RECOVERY_FLUSH_PARALLEL)
     await index?.flush()
   } catch (err) {
     // On a full disk the index checkpoint cannot be replaced: the store checkpoint keeps its
