@@ -79,6 +79,12 @@ export interface DataFile {
   reserve(offset: number, length: number, holdsData?: boolean): void
   /** As close, blocking. */
   closeSync(): void
+  /**
+   * Optional: the regions of the file that hold data, [start, end) in ascending order, as the
+   * file system reports them (SEEK_DATA/SEEK_HOLE); every byte outside them reads as zero.
+   * Undefined when not known here: then any byte may hold data.
+   */
+  dataRegions?(): Array<[number, number]> | undefined
 }
 
 export interface DiskUsage {
@@ -157,6 +163,11 @@ export interface BackgroundPopulator {
   populate(view: Buffer, offset: number, length: number, progress?: Int32Array): Promise<void>
 }
 
+/** lseek with SEEK_DATA or SEEK_HOLE (the store's native helper): the offset, -1 when no data follows. */
+export interface DataSeeker {
+  seekData?(fd: number, offset: number, hole: boolean): number
+}
+
 const ZERO_CHUNK_BYTES = 4 * 1024 * 1024
 const WARM_CHUNK_BYTES = 4 * 1024 * 1024
 let warmChunk: Buffer | undefined
@@ -233,7 +244,30 @@ class NodeDataFile implements DataFile {
     readonly size: number,
     private readonly fd: number,
     private readonly populator: () => BackgroundPopulator | null,
+    private readonly seeker: () => DataSeeker | null = () => null,
   ) {}
+
+  dataRegions(): Array<[number, number]> | undefined {
+    const seek = this.seeker()?.seekData
+    if (!seek || this.closed) return undefined
+    const regions: Array<[number, number]> = []
+    try {
+      for (let at = 0; at < this.size; ) {
+        const start = seek(this.fd, at, false)
+        if (start < 0 || start >= this.size) break
+        const end = Math.min(this.size, seek(this.fd, start, true))
+        // A file system without holes reports the whole file as one region; one that answers
+        // nonsense is not trusted.
+        if (!(end > start)) return undefined
+        regions.push([start, end])
+        at = end
+      }
+    } catch {
+      // Not supported here (EINVAL): every byte may hold data.
+      return undefined
+    }
+    return regions
+  }
 
   map(writable: boolean, offset = 0, length = this.size - offset): Buffer {
     if (this.view) return this.view
@@ -393,6 +427,8 @@ export function reclaimMappings(): void {
 export interface PlainNodeFileIOOptions {
   /** Faults ranges in on another thread (DataFile.prefaultViewAsync); without it that is not possible here. */
   populator?: () => BackgroundPopulator | null
+  /** Finds the holes of sparse files (DataFile.dataRegions); without it they are not known. */
+  seeker?: () => DataSeeker | null
 }
 
 /** stat, or undefined when the file does not exist. */
@@ -408,9 +444,11 @@ async function statOrUndefined(file: string): Promise<fs.Stats | undefined> {
 /** The real disk through node:fs. The store adds its writer thread and native helper (its NodeFileIO). */
 export class NodeFileIO implements FileIO {
   private readonly populator: () => BackgroundPopulator | null
+  private readonly seeker: () => DataSeeker | null
 
   constructor(options: PlainNodeFileIOOptions = {}) {
     this.populator = options.populator ?? (() => null)
+    this.seeker = options.seeker ?? (() => null)
   }
 
   async mkdirp(dir: string, options: { durable?: boolean } = {}): Promise<void> {
@@ -581,7 +619,7 @@ export class NodeFileIO implements FileIO {
         if (err) return reject(err)
         fs.fstat(fd, (statErr, st) => {
           if (statErr) return fs.close(fd, () => reject(statErr))
-          resolve(new NodeDataFile(file, st.size, fd, this.populator))
+          resolve(new NodeDataFile(file, st.size, fd, this.populator, this.seeker))
         })
       }),
     )
@@ -590,7 +628,7 @@ export class NodeFileIO implements FileIO {
   openSync(file: string): DataFile {
     const fd = fs.openSync(file, 'r+')
     try {
-      return new NodeDataFile(file, fs.fstatSync(fd).size, fd, this.populator)
+      return new NodeDataFile(file, fs.fstatSync(fd).size, fd, this.populator, this.seeker)
     } catch (err) {
       fs.closeSync(fd)
       throw err

@@ -9,6 +9,6 @@ export { TWO_POW_32, readI64, readI64View, writeI64, writeU64, writeU64View } fr
 export { javaHashContinue, javaStringHashCode } from './java-hash.js'
 export { MADV_POPULATE_WRITE, MAX_MAP_BYTES, PAGE_BYTES, canPopulateWrite, forceGc, mmapErrno, mmapIo, setPopulateWriteForTests, type MmapIo } from './mmap.js'
 export { countFromEnv, pick, randomBytes, randomInt, seedFromEnv, seededRandom } from './random.js'
-export { NodeFileIO, reclaimMappings, type BackgroundPopulator, type DataFile, type DiskUsage, type FileIO, type PlainNodeFileIOOptions } from './file-io.js'
+export { NodeFileIO, reclaimMappings, type BackgroundPopulator, type DataFile, type DataSeeker, type DiskUsage, type FileIO, type PlainNodeFileIOOptions } from './file-io.js'
 export { readConfigFile, writeConfigFile } from './config-file.js'
 export { SECTOR_BYTES, SimFileIO, type SimFileIOOptions } from './sim-file-io.js'

@@ -12,6 +12,8 @@
  * The promise settles only when the event loop next runs its completions, which a caller busy
  * in a loop of resolved promises may not let happen for a long time; progress it can poll.
  */
+/* SEEK_DATA and SEEK_HOLE: glibc declares them for _GNU_SOURCE. */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -19,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/types.h>
 #include <unistd.h>
 #include <node_api.h>
 
@@ -244,6 +247,90 @@ static napi_value body_crcs(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * checkBodyCrcs(source, list, count): for each of `count` triples (bodyAt, bodyLength, stored) of
+ * the Float64Array `list`, compares the CRC-32 of source[bodyAt, bodyAt + bodyLength), masked to
+ * 31 bits, with `stored`. Returns the index of the first that differs, or -1: the recovery scan
+ * checks a run of records in one call instead of one call per record.
+ */
+static napi_value check_body_crcs(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3) return throw_range(env, "checkBodyCrcs(source, list, count)");
+  void *data;
+  size_t size;
+  if (napi_get_buffer_info(env, argv[0], &data, &size) != napi_ok) return throw_range(env, "checkBodyCrcs: source must be a Buffer");
+  bool is_typedarray = false;
+  napi_is_typedarray(env, argv[1], &is_typedarray);
+  napi_typedarray_type kind;
+  size_t elements;
+  void *list_data;
+  napi_value arraybuffer;
+  size_t byte_offset;
+  if (!is_typedarray || napi_get_typedarray_info(env, argv[1], &kind, &elements, &list_data, &arraybuffer, &byte_offset) != napi_ok || kind != napi_float64_array) {
+    return throw_range(env, "checkBodyCrcs: list must be a Float64Array");
+  }
+  int64_t count;
+  if (napi_get_value_int64(env, argv[2], &count) != napi_ok || count < 0 || (uint64_t)count * 3 > elements) return throw_range(env, "checkBodyCrcs: count outside the list");
+  const double *list = (const double *)list_data;
+  const uint8_t *base = (const uint8_t *)data;
+  int64_t bad = -1;
+  for (int64_t i = 0; i < count; i++) {
+    double body_at = list[3 * i], length = list[3 * i + 1];
+    if (!(body_at >= 0 && length >= 0) || body_at + length > (double)size) return throw_range(env, "checkBodyCrcs: range outside the source");
+    uint32_t crc = crc32_ieee(base + (size_t)body_at, (size_t)length) & 0x7fffffffu;
+    if ((double)crc != list[3 * i + 2]) {
+      bad = i;
+      break;
+    }
+  }
+  napi_value result;
+  napi_create_int64(env, bad, &result);
+  return result;
+}
+
+/*
+ * seekData(fd, offset, hole): lseek(fd, offset, SEEK_DATA), or SEEK_HOLE when `hole`: where the
+ * next region holding data (or the next hole) starts at or after `offset`; -1 when no data
+ * follows (ENXIO). Lets recovery skip the holes of a sparse file instead of reading their zeros.
+ * Throws an Error whose `code` is the errno name otherwise (EINVAL: not supported here). The
+ * descriptor's file position moves; every other read and write of it is positional.
+ */
+static napi_value seek_data(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3) return throw_range(env, "seekData(fd, offset, hole)");
+  int32_t fd;
+  int64_t offset;
+  bool hole;
+  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_get_value_int64(env, argv[1], &offset) != napi_ok || napi_get_value_bool(env, argv[2], &hole) != napi_ok || fd < 0 || offset < 0) {
+    return throw_range(env, "seekData: fd and offset must be non-negative numbers, hole a boolean");
+  }
+#if defined(SEEK_DATA) && defined(SEEK_HOLE)
+  off_t at = lseek(fd, (off_t)offset, hole ? SEEK_HOLE : SEEK_DATA);
+  int err = at < 0 ? errno : 0;
+#else
+  off_t at = -1;
+  int err = EINVAL;
+#endif
+  napi_value result;
+  if (at >= 0 || err == ENXIO) {
+    napi_create_int64(env, at >= 0 ? (int64_t)at : -1, &result);
+    return result;
+  }
+  char text[96];
+  snprintf(text, sizeof text, "lseek(%s) failed: %s", hole ? "SEEK_HOLE" : "SEEK_DATA", strerror(err));
+  napi_value message, code_value, errno_value, error;
+  napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &message);
+  napi_create_string_utf8(env, errno_code(err), NAPI_AUTO_LENGTH, &code_value);
+  napi_create_int32(env, err, &errno_value);
+  napi_create_error(env, NULL, message, &error);
+  napi_set_named_property(env, error, "code", code_value);
+  napi_set_named_property(env, error, "errno", errno_value);
+  napi_throw(env, error);
+  return NULL;
+}
+
 NAPI_MODULE_INIT() {
   crc32_init();
   napi_value fn;
@@ -255,6 +342,10 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "crc32", fn);
   napi_create_function(env, "bodyCrcs", NAPI_AUTO_LENGTH, body_crcs, NULL, &fn);
   napi_set_named_property(env, exports, "bodyCrcs", fn);
+  napi_create_function(env, "checkBodyCrcs", NAPI_AUTO_LENGTH, check_body_crcs, NULL, &fn);
+  napi_set_named_property(env, exports, "checkBodyCrcs", fn);
+  napi_create_function(env, "seekData", NAPI_AUTO_LENGTH, seek_data, NULL, &fn);
+  napi_set_named_property(env, exports, "seekData", fn);
   napi_value accelerated;
   napi_get_boolean(env, crc32_accelerated() != 0, &accelerated);
   napi_set_named_property(env, exports, "crc32Accelerated", accelerated);

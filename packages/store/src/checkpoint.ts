@@ -9,6 +9,8 @@ export class StoreCheckpoint {
   private readonly buffer = Buffer.alloc(CHECKPOINT.usedBytes)
   private writing: Promise<void> | undefined
   private dirty = false
+  /** See holdWritesUntil. */
+  private heldBy: Promise<void> | undefined
 
   private constructor(
     private readonly file: DataFile,
@@ -28,12 +30,30 @@ export class StoreCheckpoint {
     return cp
   }
 
+  /**
+   * No write reaches the file before `sync` is done: recovery raises physicalFlushedOffset over
+   * CommitLog bytes whose fdatasync is still under way, and the file must not say so before
+   * they are on disk. When `sync` fails, every later write fails with its error.
+   */
+  holdWritesUntil(sync: Promise<void>): void {
+    // Handled here: it may fail before anything writes (the writes get the error then).
+    sync.catch(() => undefined)
+    this.heldBy = sync
+  }
+
+  /** Settles when a sync given to holdWritesUntil is done (rejects when it failed). */
+  async writable(): Promise<void> {
+    if (this.heldBy) await this.heldBy
+    this.heldBy = undefined
+  }
+
   /** Writes the current values to the OS (not synced); coalesces concurrent calls. */
   write(): Promise<void> {
     this.dirty = true
     if (!this.writing) {
       this.writing = (async () => {
         try {
+          await this.writable()
           while (this.dirty) {
             this.dirty = false
             encodeCheckpoint(this.buffer, this.values)

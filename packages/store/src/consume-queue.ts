@@ -33,13 +33,26 @@ import {
 
 /**
  * Zeroes (with pwrite, never a map fault) the 4 KiB pages of [from, to) that hold non-zero
- * bytes: such pages exist on disk, so this needs no new space.
+ * bytes: such pages exist on disk, so this needs no new space. Where the file system reports
+ * the file's holes (DataFile.dataRegions) only the parts of [from, to) that hold data are read:
+ * past the units a killed process wrote, a queue file holds little more than what its writer
+ * reserved ahead.
  */
 async function zeroStale(file: DataFile, from: number, to: number): Promise<void> {
+  let wrote = false
+  for (const [start, end] of file.dataRegions?.() ?? [[from, to]]) {
+    if (start >= to) break
+    if (end > from && (await zeroStaleRange(file, Math.max(from, start), Math.min(to, end)))) wrote = true
+  }
+  if (wrote) await file.datasync()
+}
+
+/** zeroStale of one range: whether it wrote zeros. */
+async function zeroStaleRange(file: DataFile, from: number, to: number): Promise<boolean> {
   const page = 4096
-  // One pread for the whole window (a pread per page was a thread-pool round trip each: 256
+  // One pread for the whole range (a pread per page was a thread-pool round trip each: 256
   // per queue at every crash recovery), then a pwrite of zeros per page that is not zero.
-  const buf = Buffer.alloc(to - from)
+  const buf = Buffer.allocUnsafe(to - from)
   const got = await file.read(buf, 0, to - from, from)
   let wrote = false
   for (let at = from; at < from + got; ) {
@@ -50,7 +63,23 @@ async function zeroStale(file: DataFile, from: number, to: number): Promise<void
     }
     at = end
   }
-  if (wrote) await file.datasync()
+  return wrote
+}
+
+/**
+ * fdatasyncs the flush at the end of a recovery runs at once (the thread pool has 4 threads by
+ * default): after a crash every queue has a dirty window, and one fsync after another (a few ms
+ * each on a busy disk) made that flush the longest step of the recovery of a small log.
+ */
+export const CQ_RECOVERY_FLUSH_PARALLEL = 3
+
+/** Runs `fn` over `items`, at most `limit` at once; settles when all are done (`fn` must not throw). */
+async function inParallel<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < items.length) await fn(items[next++]!)
+  }
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
 }
 
 function flushFailed(what: string, err: unknown): StoreError {
@@ -62,6 +91,31 @@ const ZERO_PAGE = Buffer.alloc(4096)
 /** Whether buf[from, to) is all zeros (at most a page): one memcmp. */
 function isZero(buf: Buffer, from: number, to: number): boolean {
   return buf.compare(ZERO_PAGE, 0, to - from, from, to) === 0
+}
+
+/** A crash recovery reads a queue's last file in preads of this size (a whole number of units). */
+const CQ_SCAN_CHUNK_BYTES = 1024 * 1024 - ((1024 * 1024) % CQ_UNIT.bytes)
+
+/**
+ * How many of the `count` units at the start of `dv` continue a queue after a crash: size > 0
+ * and physical offsets not decreasing (fillers aside) from `state.lastPhysical`, which follows
+ * them. Stops at the first that does not.
+ */
+function soundUnits(dv: DataView, count: number, state: { lastPhysical: number }): number {
+  let lastPhysical = state.lastPhysical
+  let i = 0
+  for (; i < count; i++) {
+    const at = i * CQ_UNIT.bytes
+    const size = cqUnitSize(dv, at)
+    if (size <= 0) break
+    if (size !== CQ_FILLER_SIZE) {
+      const physical = cqUnitPhysicalOffset(dv, at)
+      if (physical < 0 || physical < lastPhysical) break
+      lastPhysical = physical
+    }
+  }
+  state.lastPhysical = lastPhysical
+  return i
 }
 
 /**
@@ -476,24 +530,15 @@ export class ConsumeQueue {
         n = lo
       } else {
         n = 0
-        let lastPhysical = -1
-        const chunk = Buffer.alloc(64 * 1024 - ((64 * 1024) % CQ_UNIT.bytes))
+        const state = { lastPhysical: -1 }
+        const chunk = Buffer.allocUnsafe(CQ_SCAN_CHUNK_BYTES)
         const dv = dataViewOf(chunk)
-        scan: for (let base = 0; base < units; ) {
+        for (let base = 0; base < units; ) {
           const got = await file.read(chunk, 0, Math.min(chunk.length, (units - base) * CQ_UNIT.bytes), base * CQ_UNIT.bytes)
           const count = Math.floor(got / CQ_UNIT.bytes)
-          if (count === 0) break
-          for (let i = 0; i < count; i++) {
-            const at = i * CQ_UNIT.bytes
-            const size = cqUnitSize(dv, at)
-            if (size <= 0) break scan
-            const physical = cqUnitPhysicalOffset(dv, at)
-            if (size !== CQ_FILLER_SIZE) {
-              if (physical < 0 || physical < lastPhysical) break scan
-              lastPhysical = physical
-            }
-            n++
-          }
+          const sound = soundUnits(dv, count, state)
+          n += sound
+          if (sound < count || count === 0) break
           base += count
         }
         await zeroStale(file, n * CQ_UNIT.bytes, Math.min(fileSize, n * CQ_UNIT.bytes + CQ_STALE_WINDOW_BYTES))
@@ -854,8 +899,11 @@ export class ConsumeQueueSet {
    * file taken is pinned (a reference on its descriptor) until its sync is done: windows opened
    * meanwhile (ahead of a writer, or by a re-dispatch) may evict it from the LRU, and its release
    * must not close the descriptor under the sync; the last of the two to let go closes it.
+   * `parallel` syncs run at once: recovery, with every queue dirty and nothing else running, asks
+   * for CQ_RECOVERY_FLUSH_PARALLEL; the periodic flush runs one at a time, leaving the thread
+   * pool to the CommitLog's flush and the prefaults ahead of the writers.
    */
-  async flush(): Promise<void> {
+  async flush(parallel = 1): Promise<void> {
     const dirty: Segment[] = []
     for (const seg of this.segments.values()) {
       if (seg.dirty) {
@@ -865,25 +913,31 @@ export class ConsumeQueueSet {
       }
     }
     let failure: unknown
-    for (const seg of dirty) {
+    await inParallel(dirty, parallel, async (seg) => {
       try {
         if (failure === undefined) await seg.file.datasync()
       } catch (err) {
-        failure = err
+        failure ??= err
       }
       if (failure !== undefined) seg.dirty = true
       await this.unpin(seg)
-    }
+    })
     if (failure !== undefined) throw flushFailed('fdatasync of a ConsumeQueue file failed', failure)
     await Promise.all(this.closing)
     const dirs = [...this.dirsToSync]
     this.dirsToSync.clear()
-    try {
-      // A folder gone since (a deleted topic's) has nothing left to sync.
-      for (const d of dirs) await this.options.io.syncDir(d).catch((err) => (osErrorCode(err) === 'ENOENT' ? undefined : Promise.reject(err)))
-    } catch (err) {
+    let dirFailure: unknown
+    await inParallel(dirs, parallel, async (d) => {
+      try {
+        // A folder gone since (a deleted topic's) has nothing left to sync.
+        if (dirFailure === undefined) await this.options.io.syncDir(d)
+      } catch (err) {
+        if (osErrorCode(err) !== 'ENOENT') dirFailure ??= err
+      }
+    })
+    if (dirFailure !== undefined) {
       for (const d of dirs) this.dirsToSync.add(d)
-      throw flushFailed('syncing a ConsumeQueue directory failed', err)
+      throw flushFailed('syncing a ConsumeQueue directory failed', dirFailure)
     }
   }
 

@@ -117,3 +117,48 @@ export class BodyCrcBatch {
 export function bodyCrcBatch(): BodyCrcBatch | undefined {
   return chosen.name === NATIVE_CRC ? new BodyCrcBatch(native()!.bodyCrcs) : undefined
 }
+
+/**
+ * Body CRCs of a run of records checked in one call of the native helper (the recovery scan,
+ * where one call per record cost about as much as the CRC of a 1 KiB body): `add` each record's
+ * body range and stored CRC, then `check` answers the index of the first whose body does not
+ * match, or -1, and empties the run. Every range of a run is in the one buffer given to check.
+ */
+export class BodyCrcCheck {
+  private readonly list: Float64Array
+  /** Records in the run. */
+  count = 0
+
+  constructor(
+    readonly capacity: number,
+    private readonly checkFn: (source: Buffer, list: Float64Array, count: number) => number,
+  ) {
+    this.list = new Float64Array(3 * capacity)
+  }
+
+  get full(): boolean {
+    return this.count >= this.capacity
+  }
+
+  /** The body at [bodyAt, bodyAt + length) must have the masked CRC `stored`. */
+  add(bodyAt: number, length: number, stored: number): void {
+    const i = 3 * this.count++
+    const list = this.list
+    list[i] = bodyAt
+    list[i + 1] = length
+    list[i + 2] = stored
+  }
+
+  /** Index in the run of the first record whose body CRC differs, or -1; empties the run. */
+  check(source: Buffer): number {
+    const count = this.count
+    this.count = 0
+    return count === 0 ? -1 : this.checkFn(source, this.list, count)
+  }
+}
+
+/** A BodyCrcCheck of `capacity` records when the native helper computes CRCs here (and has checkBodyCrcs), else undefined. */
+export function bodyCrcCheck(capacity: number): BodyCrcCheck | undefined {
+  const check = nativeHelper?.checkBodyCrcs
+  return check ? new BodyCrcCheck(capacity, check) : undefined
+}

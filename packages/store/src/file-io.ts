@@ -107,7 +107,7 @@ export class NodeFileIO extends PlainNodeFileIO implements FileIO {
   readonly durableWriter: ((events: DurableWriterEvents) => DurableWriter) | undefined
 
   constructor(options: NodeFileIOOptions = {}) {
-    super({ populator: native })
+    super({ populator: native, seeker: native })
     const writerOptions: ThreadDurableWriterOptions = { copier: sharedMemoryCopier() }
     if (options.writerFaults) writerOptions.faults = options.writerFaults
     if (options.writerSpinMicros !== undefined) writerOptions.spinMicros = options.writerSpinMicros

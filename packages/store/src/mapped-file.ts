@@ -21,6 +21,8 @@ export class MappedFile {
   readonly background = new BackgroundPrefault()
   /** DataView over the map, for encoding record headers in place. */
   dataView: DataView
+  /** An fdatasync started by syncInBackground: close waits for it. */
+  private syncing: Promise<unknown> | undefined
 
   private constructor(
     readonly fileFromOffset: number,
@@ -57,10 +59,27 @@ export class MappedFile {
     return this.wrotePosition >= this.fileSize
   }
 
-  /** Closes the file and drops every reference to the mapping, so the GC can unmap it. */
+  /**
+   * An fdatasync of the file on the thread pool, started once `after` settles, and answered
+   * (rejects with the OS error): recovery has what a killed process wrote reach the disk while
+   * it reads the records, one file at a time, so the syncs hold one thread of the pool and the
+   * re-dispatch's file opens do not queue behind them.
+   */
+  syncInBackground(after?: Promise<unknown>): Promise<void> {
+    const sync = after ? after.catch(() => undefined).then(() => this.file.datasync()) : this.file.datasync()
+    this.syncing = sync.catch(() => undefined)
+    return sync
+  }
+
+  /**
+   * Closes the file (once a sync started in the background is done: its descriptor must not
+   * go, or be reused, under it) and drops every reference to the mapping, so the GC can unmap it.
+   */
   close(): Promise<void> {
     this.view = EMPTY
     this.dataView = dataViewOf(EMPTY)
-    return this.file.close()
+    const syncing = this.syncing
+    this.syncing = undefined
+    return syncing ? syncing.then(() => this.file.close()) : this.file.close()
   }
 }

@@ -13,6 +13,16 @@ export interface NativeHelper {
   crc32(buffer: Uint8Array, start: number, length: number): number
   /** For each (crcAt, bodyAt, bodyLength) triple of `list`: the masked body CRC, big-endian at crcAt. */
   bodyCrcs(target: Buffer, list: Float64Array, count: number): void
+  /**
+   * For each (bodyAt, bodyLength, stored) triple of `list`: whether the masked body CRC is
+   * `stored`; the index of the first that is not, or -1. Absent from a helper built before it.
+   */
+  checkBodyCrcs?(source: Buffer, list: Float64Array, count: number): number
+  /**
+   * lseek(fd, offset, SEEK_HOLE when `hole`, else SEEK_DATA): -1 when no data follows; throws
+   * when not supported. Absent from a helper built before it was added.
+   */
+  seekData?(fd: number, offset: number, hole: boolean): number
   /** Whether the CRC runs on carry-less multiply instructions (PCLMULQDQ) here. */
   readonly crc32Accelerated: boolean
 }

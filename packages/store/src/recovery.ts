@@ -6,6 +6,7 @@
  * docs/design/recovery.md has the decision table. CommitLog.recover and
  * CommitLog.truncateRecovered call these with the log they recover.
  */
+import { bodyCrcCheck, type BodyCrcCheck } from './crc.js'
 import { StoreError } from './errors.js'
 import {
   MESSAGE_MAGIC_CODE_V1,
@@ -53,6 +54,9 @@ export interface RecoveryReport {
    */
   checkpointDamaged?: boolean
 }
+
+/** Records whose body CRCs the recovery scan checks in one native call. */
+export const CRC_RUN_RECORDS = 128
 
 /** Recovery reads the tail after the cut in chunks of this size (through the descriptor). */
 const ZERO_SCAN_CHUNK_BYTES = 1024 * 1024
@@ -128,12 +132,35 @@ export async function recover(log: RecoveryTarget, cleanShutdown: boolean): Prom
   let file = files[index]!
   let pos = start.pos
   report.scanFromOffset = file.fileFromOffset + pos
+  // After a crash the scan reads the page cache: what the killed process wrote but never synced
+  // must reach the disk before the checkpoint vouches for it. Each file the scan enters is
+  // fdatasynced on the thread pool meanwhile, one after the other (with 1 GiB written that sync
+  // takes as long as the scan and the re-dispatch together); the checkpoint holds its writes
+  // until they are done.
+  const syncs: Array<Promise<void>> = []
+  if (!cleanShutdown) syncs.push(file.syncInBackground())
   // After a crash a file may end in a sparse tail; past its last non-zero byte (found through
   // the descriptor) the scan reads nothing through the map (see zeroTail).
   let dataEnd = cleanShutdown ? file.fileSize : await dataEndOf(file)
   // The last valid record seen: its store time is the newest.
   let lastView: Buffer | undefined
   let lastAt = 0
+  // Body CRCs are checked a run of records of one file at a time, in one native call (see
+  // BodyCrcCheck); the run is settled before the scan decides anything at a spot that holds no
+  // record. A record whose CRC differs rewinds the scan to it, and it is checked again with its
+  // CRC in line, which says why it is bad: the scan then goes on exactly as it would have.
+  const run = o.checkCrcOnRecover ? CrcRun.make() : undefined
+  let crcInLineAt = -1
+  /** Checks the run's CRCs: true when all match; else the scan stands at the first that does not. */
+  const settle = (): boolean => {
+    const back = run?.settle(file.view)
+    if (!back) return true
+    pos = crcInLineAt = back.at
+    report.recordsScanned = back.scanned
+    lastAt = back.lastAt
+    lastView = back.lastView
+    return false
+  }
   if (!start.atEnd) {
     for (;;) {
       const physical = file.fileFromOffset + pos
@@ -142,18 +169,27 @@ export async function recover(log: RecoveryTarget, cleanShutdown: boolean): Prom
       // clean shutdown it is not known, so a record starting on a page boundary, which may start
       // in a hole, is looked at with pread first.
       if (pos >= dataEnd || (cleanShutdown && pos % OS_PAGE_BYTES === 0 && pos + 8 <= file.fileSize && (await zerosAt(file, pos)))) {
-        if (physical >= durableOffset) break
+        if (physical >= durableOffset) {
+          if (settle()) break
+          continue
+        }
       }
       // Per record: the checks only (no result object, no topic string): the queue offsets
       // of new appends come from the ConsumeQueues, which recovery re-dispatches.
-      const v = pos >= dataEnd ? RECORD_END : verifyRecord(file.view, pos, file.fileSize, physical, o.maxRecordBytes, o.checkCrcOnRecover)
+      const later = run !== undefined && pos !== crcInLineAt ? run.crcs : undefined
+      const inRun = later ? later.count : 0
+      const v = pos >= dataEnd ? RECORD_END : verifyRecord(file.view, pos, file.fileSize, physical, o.maxRecordBytes, o.checkCrcOnRecover, later)
       if (typeof v === 'number' && v > 0) {
+        // Its CRC joined the run (a large body's was checked at once).
+        if (later && later.count > inRun) run!.note(inRun, pos, report.recordsScanned, lastAt, lastView)
         report.recordsScanned++
         lastView = file.view
         lastAt = pos
         pos += v
+        if (later?.full) settle()
         continue
       }
+      if (!settle()) continue
       if (v === RECORD_BLANK) {
         file.wrotePosition = file.committedPosition = file.flushedPosition = file.fileSize
         if (index + 1 >= files.length) {
@@ -162,6 +198,7 @@ export async function recover(log: RecoveryTarget, cleanShutdown: boolean): Prom
         }
         file = files[++index]!
         pos = 0
+        if (!cleanShutdown) syncs.push(file.syncInBackground(syncs[syncs.length - 1]))
         dataEnd = cleanShutdown ? file.fileSize : await dataEndOf(file)
         continue
       }
@@ -186,28 +223,89 @@ export async function recover(log: RecoveryTarget, cleanShutdown: boolean): Prom
 
   report.endOffset = file.fileFromOffset + pos
   // The scan read the page cache: after a kill it accepts bytes that were written but never
-  // synced. They become durable here, before the checkpoint says they are (a clean close
-  // synced everything it wrote).
-  report.filesDeleted = await cut(log, index, pos, dataEnd, !cleanShutdown || report.truncated !== undefined, start.index, !cleanShutdown)
+  // synced. They become durable through the syncs started above (a clean close synced
+  // everything it wrote); zeros the cut writes are synced by the cut.
+  report.filesDeleted = await cut(log, index, pos, dataEnd, !cleanShutdown || report.truncated !== undefined, start.index)
   const cp = o.checkpoint.values
   // A clean open that found the log ending where the checkpoint says changes nothing to sync.
   const unchanged = start.atEnd && report.filesDeleted === 0 && cp.physicalFlushedOffset === report.endOffset && cp.physicMsgTimestamp === log.lastStoreTimestamp
   cp.physicalFlushedOffset = report.endOffset
   if (log.lastStoreTimestamp > 0) cp.physicMsgTimestamp = log.lastStoreTimestamp
-  if (!unchanged) await o.checkpoint.flush()
+  if (cleanShutdown) {
+    if (!unchanged) await o.checkpoint.flush()
+    return report
+  }
+  // After a crash the checkpoint is written once the syncs are done: by the store's open after
+  // the re-dispatch (recoverConsumeQueues), or by whatever writes it first.
+  o.checkpoint.holdWritesUntil(
+    Promise.all(syncs).then(
+      () => undefined,
+      (err: unknown) => {
+        throw new StoreError('FLUSH_FAILED', `fdatasync of a CommitLog file failed while recovering; the recovered data is not known to be durable`, { cause: err })
+      },
+    ),
+  )
   return report
 }
 
 /**
- * Ends the log at `pos` of file `index`: the file's positions become `pos`, its non-zero bytes
- * in [pos, dataEnd) are zeroed when `zero`, the files from `syncFrom` to it are synced (when
- * `sync`, or zeros were written), and every later file is deleted, the last first. Returns the
- * number of files deleted. The caller then writes the checkpoint.
+ * The recovery scan's run of records whose body CRCs are checked together (BodyCrcCheck: one
+ * native call for the run), with the scan's state before each of them (records counted, the
+ * last valid record), so that the scan can be rewound to one whose CRC differs.
  */
-async function cut(log: RecoveryTarget, index: number, pos: number, dataEnd: number, zero: boolean, syncFrom: number, sync: boolean): Promise<number> {
+class CrcRun {
+  private readonly at: Float64Array
+  private readonly scanned: Float64Array
+  private readonly lastAt: Float64Array
+  private readonly lastView: Array<Buffer | undefined> = []
+
+  private constructor(readonly crcs: BodyCrcCheck) {
+    this.at = new Float64Array(crcs.capacity)
+    this.scanned = new Float64Array(crcs.capacity)
+    this.lastAt = new Float64Array(crcs.capacity)
+  }
+
+  /** A run, or undefined without the native helper (verifyRecord then checks each CRC at once). */
+  static make(): CrcRun | undefined {
+    const crcs = bodyCrcCheck(CRC_RUN_RECORDS)
+    return crcs ? new CrcRun(crcs) : undefined
+  }
+
+  /** Record `i` of the run starts at `at`; the scan's state before it. */
+  note(i: number, at: number, scanned: number, lastAt: number, lastView: Buffer | undefined): void {
+    this.at[i] = at
+    this.scanned[i] = scanned
+    this.lastAt[i] = lastAt
+    this.lastView[i] = lastView
+  }
+
+  /**
+   * Checks the run's CRCs against `view` (the file its records are in) and empties it: undefined
+   * when all match, else the first record whose CRC differs and the scan's state before it.
+   */
+  settle(view: Buffer): { at: number; scanned: number; lastAt: number; lastView: Buffer | undefined } | undefined {
+    if (this.crcs.count === 0) return undefined
+    const bad = this.crcs.check(view)
+    const lastView = bad < 0 ? undefined : this.lastView[bad]
+    // Holds no view once settled: a file's mapping is released when collected.
+    this.lastView.length = 0
+    if (bad < 0) return undefined
+    return { at: this.at[bad]!, scanned: this.scanned[bad]!, lastAt: this.lastAt[bad]!, lastView }
+  }
+}
+
+/**
+ * Ends the log at `pos` of file `index`: the file's positions become `pos`, its non-zero bytes
+ * in [pos, dataEnd) are zeroed when `zero`, the files from `syncFrom` to it are synced when
+ * zeros were written (what the scan accepted after a crash is synced by recover), and every
+ * later file is deleted, the last first. Returns the number of files deleted. The caller then
+ * writes the checkpoint.
+ */
+async function cut(log: RecoveryTarget, index: number, pos: number, dataEnd: number, zero: boolean, syncFrom: number, sync = false): Promise<number> {
   const file = log.queue.files[index]!
   file.wrotePosition = file.committedPosition = file.flushedPosition = pos
   const zeroed = zero && (await zeroTail(file, pos, Math.max(pos, dataEnd)))
+  // A truncate's cut (sync) is made durable even when the tail was already zeros.
   if (sync || zeroed) await syncRecovered(log, syncFrom, index)
   const deleted = await log.queue.deleteAfter(file)
   log.wroteOffset = log.committedOffset = log.flushedOffset = file.fileFromOffset + pos
@@ -227,11 +325,13 @@ export async function truncateRecovered(log: RecoveryTarget, offset: number, rea
   if (!file || (belowDurableOffset && log.options.onCorruption !== 'truncate') || offset >= log.committedOffset) {
     throw new StoreError('CORRUPT_RECORD', `cannot cut the recovered CommitLog at ${offset}: it ends at ${log.committedOffset} and is durable up to ${report.durableOffset}`, { details: { physicalOffset: offset } })
   }
+  // The syncs recover started go first: the cut may delete files they sync.
+  await log.options.checkpoint.writable()
   const index = log.queue.files.indexOf(file)
   const pos = offset - file.fileFromOffset
   // The bad record checked out as one: records follow it when the log goes on past it.
   const validDataFollowed = pos + 4 <= file.fileSize && offset + file.view.readInt32BE(pos) < log.committedOffset
-  report.filesDeleted += await cut(log, index, pos, await dataEndOf(file), true, index, false)
+  report.filesDeleted += await cut(log, index, pos, await dataEndOf(file), true, index)
   report.endOffset = offset
   report.truncated = { atOffset: offset, reason, validDataFollowed, belowDurableOffset }
   log.options.checkpoint.values.physicalFlushedOffset = offset
@@ -402,16 +502,25 @@ async function zeroTail(file: MappedFile, from: number, to: number): Promise<boo
   return wrote
 }
 
-/** The offset just past the last non-zero byte of `file` (0 if none), read backwards by pread. */
+/**
+ * The offset just past the last non-zero byte of `file` (0 if none), read backwards by pread.
+ * Where the file system reports the file's holes (DataFile.dataRegions), only its regions that
+ * hold data are read: after a crash the tail of a sparse file is mostly hole, and a 1 GiB file
+ * holding a few MiB of records is then read a few MiB deep instead of whole.
+ */
 async function dataEndOf(file: MappedFile): Promise<number> {
+  const regions = file.file.dataRegions?.() ?? [[0, file.fileSize]]
   const chunk = Buffer.allocUnsafe(Math.min(ZERO_SCAN_CHUNK_BYTES, file.fileSize))
-  for (let end = file.fileSize; end > 0; ) {
-    const start = Math.max(0, end - chunk.length)
-    const n = await file.file.read(chunk, 0, end - start, start)
-    if (!isZero(chunk, 0, n)) {
-      for (let i = n - 1; i >= 0; i--) if (chunk[i] !== 0) return start + i + 1
+  for (let r = regions.length - 1; r >= 0; r--) {
+    const [from, to] = regions[r]!
+    for (let end = Math.min(to, file.fileSize); end > from; ) {
+      const start = Math.max(from, end - chunk.length)
+      const n = await file.file.read(chunk, 0, end - start, start)
+      if (!isZero(chunk, 0, n)) {
+        for (let i = n - 1; i >= 0; i--) if (chunk[i] !== 0) return start + i + 1
+      }
+      end = start
     }
-    end = start
   }
   return 0
 }

@@ -8,7 +8,7 @@
 import { INDEX_DEFAULTS, indexFileSize, type IndexService } from '@mqts/index'
 import type { StoreCheckpoint } from './checkpoint.js'
 import type { CommitLog, RecoveryReport } from './commit-log.js'
-import { isQueueMismatch, type ConsumeQueue, type ConsumeQueueSet } from './consume-queue.js'
+import { CQ_RECOVERY_FLUSH_PARALLEL, isQueueMismatch, type ConsumeQueue, type ConsumeQueueSet } from './consume-queue.js'
 import type { Dispatcher } from './dispatcher.js'
 import { StoreError, ioError } from './errors.js'
 import type { FileIO } from './file-io.js'
@@ -106,8 +106,11 @@ export async function recoverConsumeQueues(store: RecoveringStore, clean: boolea
   syncQueueOffsets(log, cqs)
   // A clean open with nothing to re-dispatch has nothing to sync either.
   if (clean && intact && !cut && from === end && checkpoint.values.logicsFlushedOffset === end && !queueOffsetsBehind) return queueOffsetsBehind
+  // After a crash the CommitLog's recovered bytes were synced in the background while the
+  // re-dispatch ran: the queues and the index vouch for records only once those are durable.
+  await checkpoint.writable()
   try {
-    await cqs.flush()
+    await cqs.flush(CQ_RECOVERY_FLUSH_PARALLEL)
     await index?.flush()
   } catch (err) {
     // On a full disk the index checkpoint cannot be replaced: the store checkpoint keeps its
