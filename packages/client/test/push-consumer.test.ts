@@ -6,8 +6,10 @@ import assert from 'node:assert/strict'
 import { readFile } from 'node:fs/promises'
 import * as path from 'node:path'
 import { test } from 'node:test'
+import { RemotingCommand, RequestCode, ResponseCode } from '@mqts/transport'
 import type { MessageExt } from '../src/message.js'
 import { Producer } from '../src/producer.js'
+import { PullConsumer } from '../src/pull-consumer.js'
 import { ConsumeResult, PushConsumer, type PushConsumerOptions } from '../src/push-consumer.js'
 import { startCluster, waitFor, type TestCluster } from './cluster.js'
 
@@ -196,3 +198,68 @@ test('flow control: a queue holds at most maxCachedMessagesPerQueue (plus one pu
     await waitFor(() => done === 200, 20_000, 'every message once released')
   })
 })
+
+test('a failed message goes back with CONSUMER_SEND_MSG_BACK naming its CommitLog offset, group and origin', { timeout: 60_000 }, async () => {
+  await withSetup(async (c, producer, _all, make) => {
+    await c.createTopic('SBT', 1)
+    // Stands in for the broker's send-back (built separately): records what the client asks.
+    const asked: Array<Record<string, string>> = []
+    c.brokers[0]!.server.registerProcessor(RequestCode.CONSUMER_SEND_MSG_BACK, (req) => {
+      asked.push({ ...req.extFields })
+      return RemotingCommand.createResponse(ResponseCode.SUCCESS)
+    })
+    const seen: MessageExt[] = []
+    const consumer = make({ group: 'SBG', maxReconsumeTimes: 5 }).subscribe('SBT', '*', (m) => {
+      seen.push(m)
+      throw new Error('always fails')
+    })
+    await consumer.start()
+    const sent = await producer.send({ topic: 'SBT', body: 'back' })
+    await waitFor(() => asked.length === 1, 10_000, 'the send-back')
+    assert.deepEqual(asked[0], {
+      offset: String(seen[0]!.commitLogOffset),
+      group: 'SBG',
+      delayLevel: '0',
+      originMsgId: sent.msgId,
+      originTopic: 'SBT',
+      unitMode: 'false',
+      maxReconsumeTimes: '5',
+    })
+    // Taken by the broker: the queue's offset moves past it.
+    await new Promise((r) => setTimeout(r, 400))
+    assert.equal(seen.length, 1)
+  })
+})
+
+test(
+  'a message that keeps failing ends in %DLQ%<group> after maxReconsumeTimes deliveries',
+  {
+    timeout: 60_000,
+    skip: 'the broker does not yet answer CONSUMER_SEND_MSG_BACK nor move a retry past maxReconsumeTimes to the DLQ (being built in the broker); the client re-sends to %RETRY%<group> with RECONSUME_TIME, which the broker stores as a plain retry',
+  },
+  async () => {
+    await withSetup(async (c, producer, _all, make) => {
+      await c.createTopic('DT', 1)
+      let deliveries = 0
+      const consumer = make({ group: 'DG', maxReconsumeTimes: 2 }).subscribe('DT', '*', () => {
+        deliveries++
+        throw new Error('always fails')
+      })
+      await consumer.start()
+      await producer.send({ topic: 'DT', body: 'poison' })
+      const pull = await PullConsumer.start({ namesrv: c.namesrv, group: 'DLQReader', clientIP: '127.0.0.1' })
+      try {
+        let found: MessageExt | undefined
+        await waitFor(async () => {
+          const queues = await pull.queues('%DLQ%DG').catch(() => [])
+          for (const q of queues) found ??= (await pull.pull(q, 0, { suspendMs: 0 })).messages[0]
+          return found !== undefined
+        }, 40_000, 'the message in the DLQ')
+        assert.equal(found!.body.toString(), 'poison')
+        assert.equal(deliveries, 3)
+      } finally {
+        await pull.close()
+      }
+    })
+  },
+)
