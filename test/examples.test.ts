@@ -19,6 +19,7 @@ const expected: Record<string, RegExp> = {
   'consuming.ts': /^(arrived orders 0 \d\n)+0 TagA a TagA order\n2 TagB a TagB order\n$/,
   'key-index.ts': /^200 0\n$/,
   'transport.ts': /^0 ok 34\n$/,
+  'client.ts': /^sent SEND_OK (\d) [012]\n(sent SEND_OK \1 [012]\n){2}got TagA order 0 order-0\ngot TagB order 1 order-1\n$/,
 }
 
 /** The ```ts blocks of a Markdown text, without their fences. */
