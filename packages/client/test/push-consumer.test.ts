@@ -263,3 +263,20 @@ test(
     })
   },
 )
+
+test("a member joining makes the broker notify the others (NOTIFY_CONSUMER_IDS_CHANGED), who rebalance at once", { timeout: 60_000 }, async () => {
+  await withSetup(async (c, _producer, _all, make) => {
+    await c.createTopic('NT', 4)
+    // A rebalance timer that never fires within the test: only the notification can move queues.
+    const slow = { rebalanceIntervalMs: 600_000 }
+    const owned = (x: PushConsumer): number => x.assignedQueues().filter((q) => q.topic === 'NT').length
+    const a = make({ group: 'NG', instanceName: 'na', ...slow }).subscribe('NT', '*', () => {})
+    await a.start()
+    assert.equal(owned(a), 4)
+    const b = make({ group: 'NG', instanceName: 'nb', ...slow }).subscribe('NT', '*', () => {})
+    await b.start()
+    await waitFor(() => owned(a) === 2 && owned(b) === 2, 10_000, 'the first member giving up half its queues')
+    await b.close()
+    await waitFor(() => owned(a) === 4, 10_000, 'the queues back after the leave')
+  })
+})
