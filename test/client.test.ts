@@ -1,6 +1,6 @@
 // @mqts/client against real `mqts` processes (two nameservers, two brokers of one cluster, on
 // free loopback ports), mixed with ali-ons 3.12.0 in both directions, and consumers in their own
-// processes: ordering per queue, rebalance when a consumer joins and when one is killed, a
+// processes: ordering per queue, rebalance when a consumer joins and when one is killed, broadcasting, a
 // read-only broker skipped by producers, a nameserver killed while producing, a broker killed
 // mid-send. CLIENT_E2E_MESSAGES sets how many messages the rebalance test sends (default 120).
 import assert from 'node:assert/strict'
@@ -72,8 +72,8 @@ interface ConsumerProcess {
   owns: number
 }
 
-function startConsumer(topic: string, group: string, name: string): Promise<ConsumerProcess> {
-  const child = spawn(process.execPath, [CONSUMER, topic, group, name], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NAMESRV: namesrv } })
+function startConsumer(topic: string, group: string, name: string, mode = ''): Promise<ConsumerProcess> {
+  const child = spawn(process.execPath, [CONSUMER, topic, group, name, mode], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NAMESRV: namesrv, OFFSET_DIR: path.join(dir, 'offsets') } })
   children.add(child)
   child.on('exit', () => children.delete(child))
   const p: ConsumerProcess = { child, got: [], owns: 0 }
@@ -201,6 +201,20 @@ test('consumers in their own processes: per-queue order, a third joins, one is k
   } finally {
     await producer.close()
   }
+})
+
+test('broadcasting consumers in their own processes each get every message', { timeout: 60_000 }, async () => {
+  createTopic('BcTopic', 2)
+  const members = [await startConsumer('BcTopic', 'BcG', 'bc1', 'broadcasting'), await startConsumer('BcTopic', 'BcG', 'bc2', 'broadcasting')]
+  await waitFor(() => members.every((m) => m.owns === 4), 20_000, 'both members owning every queue')
+  const producer = await Producer.start({ namesrv, group: 'BcPG', clientIP: '127.0.0.1' })
+  try {
+    for (let i = 0; i < 20; i++) await producer.send({ topic: 'BcTopic', body: `bc${i}` })
+  } finally {
+    await producer.close()
+  }
+  await waitFor(() => members.every((m) => new Set(m.got.map((g) => g.got)).size === 20), 20_000, 'every message in both members')
+  for (const m of members) m.child.kill('SIGTERM')
 })
 
 test('a broker whose topic is read-only (perm 4) gets no sends', { timeout: 60_000 }, async () => {
