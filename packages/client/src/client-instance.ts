@@ -188,7 +188,14 @@ export class ClientInstance {
     const route = parseRouteData(parseRemotingJson(res.body))
     if (!route) throw new ClientError('BROKER_ERROR', `the nameserver's route of ${topic} is not a TopicRouteData: ${res.body.toString('utf8', 0, 200)}`)
     this.#routes.set(topic, route)
-    for (const [name, addr] of masterAddresses(route)) this.#brokers.set(name, addr)
+    let newBroker = false
+    for (const [name, addr] of masterAddresses(route)) {
+      if (this.#brokers.get(name) !== addr) newBroker = true
+      this.#brokers.set(name, addr)
+    }
+    // A broker met for the first time learns about this client's groups now, not at the next
+    // heartbeat: a consumer group's member list there must include it before a rebalance.
+    if (newBroker && this.#members.size > 0) void this.sendHeartbeats()
     return route
   }
 

@@ -35,6 +35,9 @@ export class NamesrvSelector {
 
 /** A nameserver list as RocketMQ writes it ("a:9876;b:9876") or as an array (`mem:name` for the in-memory transport). */
 export function parseNamesrvList(value: string | readonly string[]): string[] {
+  if (typeof value !== 'string' && !(Array.isArray(value) && value.every((a) => typeof a === 'string'))) {
+    throw new ClientError('INVALID_OPTION', `namesrv is "host:port;host:port" or an array of "host:port", got ${JSON.stringify(value) ?? typeof value}`)
+  }
   const list = (typeof value === 'string' ? value.split(/[;,]/) : [...value]).map((a) => a.trim()).filter((a) => a.length > 0)
   for (const a of list) {
     if (!/^(.+:\d{1,5}|mem:.+)$/.test(a)) throw new ClientError('INVALID_OPTION', `a nameserver address is "host:port", got ${JSON.stringify(a)}`)

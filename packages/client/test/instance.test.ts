@@ -104,3 +104,9 @@ test('routes: read-only brokers give no publish queues, write-only ones no subsc
   assert.deepEqual(publishQueues('T', route).map((q) => `${q.brokerName}${q.queueId}`), ['a0', 'a1', 'c0'], 'd has no master, b is read-only')
   assert.deepEqual(subscribeQueues('T', route).map((q) => `${q.brokerName}${q.queueId}`), ['a0', 'a1', 'a2', 'b0', 'b1', 'd0'])
 })
+
+test('a client without a usable nameserver list is refused with INVALID_OPTION', () => {
+  for (const bad of [undefined, 42, {}, [], ['x']]) {
+    assert.throws(() => new ClientInstance({ namesrv: bad as never }), (e: unknown) => e instanceof ClientError && e.code === 'INVALID_OPTION', JSON.stringify(bad))
+  }
+})

@@ -280,3 +280,15 @@ test("a member joining makes the broker notify the others (NOTIFY_CONSUMER_IDS_C
     await waitFor(() => owned(a) === 4, 10_000, 'the queues back after the leave')
   })
 })
+
+test('a consumer started before its topic exists gets its messages once the topic appears (heartbeat to the new broker at once)', { timeout: 60_000 }, async () => {
+  await withSetup(async (c, producer, _all, make) => {
+    const got: string[] = []
+    const consumer = make({ group: 'LG' }).subscribe('LateT', '*', (m) => void got.push(m.body.toString()))
+    await consumer.start()
+    await c.createTopic('LateT', 2)
+    await producer.send({ topic: 'LateT', body: 'late' })
+    // Well before the 30 s heartbeat: the broker must know the member as soon as its route does.
+    await waitFor(() => got.includes('late'), 10_000, 'the message')
+  })
+})
