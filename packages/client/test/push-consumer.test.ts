@@ -6,6 +6,7 @@ import assert from 'node:assert/strict'
 import { readFile } from 'node:fs/promises'
 import * as path from 'node:path'
 import { test } from 'node:test'
+import { javaStringHashCode } from '@mqts/common'
 import { RemotingCommand, RequestCode, ResponseCode } from '@mqts/transport'
 import type { MessageExt } from '../src/message.js'
 import { Producer } from '../src/producer.js'
@@ -294,5 +295,22 @@ test('a consumer started before its topic exists gets its messages once the topi
     await producer.send({ topic: 'LateT', body: 'late' })
     // Well before the 30 s heartbeat: the broker must know the member as soon as its route does.
     await waitFor(() => got.includes('late'), 10_000, 'the message')
+  })
+})
+
+test('the heartbeat registers the group as RocketMQ clients do: model, start point, subscriptions with tag codes, the retry topic', { timeout: 60_000 }, async () => {
+  await withSetup(async (c, _producer, _all, make) => {
+    await c.createTopic('HT', 2)
+    const consumer = make({ group: 'HG', instanceName: 'hb' }).subscribe('HT', 'TagA || TagB', () => {})
+    await consumer.start()
+    const g = c.brokers[0]!.clients.consumerGroup('HG')!
+    assert.deepEqual(g.clientIds(), ['127.0.0.1@hb'])
+    assert.equal(g.messageModel, 'CLUSTERING')
+    assert.equal(g.consumeFromWhere, 'CONSUME_FROM_FIRST_OFFSET')
+    const sub = g.subscriptions.get('HT')!
+    assert.equal(sub.subString, 'TagA || TagB')
+    assert.deepEqual(sub.tagsSet, ['TagA', 'TagB'])
+    assert.deepEqual(sub.codeSet, [javaStringHashCode('TagA'), javaStringHashCode('TagB')])
+    assert.equal(g.subscriptions.get('%RETRY%HG')?.subString, '*')
   })
 })
