@@ -1,6 +1,7 @@
 // @mqts/client against real `mqts` processes (two nameservers, two brokers of one cluster, on
 // free loopback ports), mixed with ali-ons 3.12.0 in both directions, and consumers in their own
-// processes: ordering per queue, rebalance when a consumer joins and when one is killed, broadcasting, a
+// processes: ordering per queue, rebalance when a consumer joins and when one is killed, orderly
+// consumers through a join and a leave, broadcasting, a
 // read-only broker skipped by producers, a nameserver killed while producing, a broker killed
 // mid-send. CLIENT_E2E_MESSAGES sets how many messages the rebalance test sends (default 120).
 import assert from 'node:assert/strict'
@@ -198,6 +199,45 @@ test('consumers in their own processes: per-queue order, a third joins, one is k
     }
     c1.child.kill('SIGTERM')
     c3.child.kill('SIGTERM')
+  } finally {
+    await producer.close()
+  }
+})
+
+test('orderly consumers in their own processes: each key in order through a join and a graceful leave', { timeout: 120_000 }, async () => {
+  createTopic('OrdTopic', 3)
+  const producer = await Producer.start({ namesrv, group: 'OrdPG', clientIP: '127.0.0.1' })
+  let n = 0
+  const send = async (count: number): Promise<void> => {
+    for (const end = n + count; n < end; n++) await producer.send({ topic: 'OrdTopic', body: `k${n % 4}:${n}` }, { shardingKey: `k${n % 4}` })
+  }
+  try {
+    const o1 = await startConsumer('OrdTopic', 'OrdG', 'o1', 'orderly')
+    const o2 = await startConsumer('OrdTopic', 'OrdG', 'o2', 'orderly')
+    await waitFor(() => o1.owns + o2.owns === 6, 20_000, 'two orderly consumers owning the 6 queues')
+    await send(40)
+    const o3 = await startConsumer('OrdTopic', 'OrdG', 'o3', 'orderly')
+    await send(40)
+    await waitFor(() => o3.owns > 0, 20_000, 'the third taking queues')
+    const members = [o1, o2, o3]
+    const distinct = (): number => new Set(members.flatMap((m) => m.got.map((g) => g.got))).size
+    await waitFor(() => distinct() === 80, 30_000, 'the first 80')
+    o2.child.kill('SIGTERM')
+    await send(40)
+    await waitFor(() => distinct() === 120, 30_000, 'all 120')
+    // In each consumer, each key's messages came in the order they were sent (a message may come
+    // again only from a queue's committed offset, so a repeat never precedes what it repeats).
+    for (const m of members) {
+      const last = new Map<string, number>()
+      for (const g of m.got) {
+        const [key, seq] = g.got.split(':') as [string, string]
+        const before = last.get(key) ?? -1
+        assert.ok(Number(seq) > before || m.got.filter((x) => x.got === g.got).length > 1, `${key}: ${seq} after ${before}`)
+        last.set(key, Math.max(before, Number(seq)))
+      }
+    }
+    o1.child.kill('SIGTERM')
+    o3.child.kill('SIGTERM')
   } finally {
     await producer.close()
   }
