@@ -1,9 +1,9 @@
 // @mqts/client against real `mqts` processes (two nameservers, two brokers of one cluster, on
 // free loopback ports), mixed with ali-ons 3.12.0 in both directions, and consumers in their own
 // processes: ordering per queue, rebalance when a consumer joins and when one is killed, orderly
-// consumers through a join and a leave, broadcasting, a
-// read-only broker skipped by producers, a nameserver killed while producing, a broker killed
-// mid-send. CLIENT_E2E_MESSAGES sets how many messages the rebalance test sends (default 120).
+// consumers through a join and a leave, broadcasting, a read-only broker skipped by producers, a
+// nameserver killed while producing, a broker killed mid-send. CLIENT_E2E_MESSAGES sets how many
+// messages the rebalance test sends (default 120).
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
