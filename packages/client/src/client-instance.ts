@@ -68,6 +68,7 @@ export interface ClientMember {
 }
 
 let instanceCounter = 0
+const instancesByRemoting = new WeakMap<RemotingClient, Set<ClientInstance>>()
 
 function firstIPv4(): string {
   for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address
@@ -107,11 +108,18 @@ export class ClientInstance {
     this.faults = options.faultTolerance === false ? undefined : new LatencyFaultTolerance()
     this.#ownsRemoting = options.remoting === undefined
     this.remoting = options.remoting ?? new TcpRemotingClient({ logger: this.logger })
-    this.remoting.registerProcessor(RequestCode.NOTIFY_CONSUMER_IDS_CHANGED, (req) => {
-      const group = req.extFields.consumerGroup ?? ''
-      for (const m of this.#members) m.membershipChanged?.(group)
-      return undefined
-    })
+    // Instances may share a remoting client (one passed in): the broker's notice goes to all.
+    let sharing = instancesByRemoting.get(this.remoting)
+    if (!sharing) {
+      const set = new Set<ClientInstance>()
+      sharing = set
+      instancesByRemoting.set(this.remoting, set)
+      this.remoting.registerProcessor(RequestCode.NOTIFY_CONSUMER_IDS_CHANGED, (req) => {
+        for (const instance of set) instance.#notified(req.extFields.consumerGroup ?? '')
+        return undefined
+      })
+    }
+    sharing.add(this)
     const routeMs = positive('routeRefreshIntervalMs', options.routeRefreshIntervalMs, CLIENT_DEFAULTS.routeRefreshIntervalMs)
     const heartbeatMs = positive('heartbeatIntervalMs', options.heartbeatIntervalMs, CLIENT_DEFAULTS.heartbeatIntervalMs)
     this.#every(routeMs, () => this.refreshRoutes())
@@ -122,6 +130,10 @@ export class ClientInstance {
     const t = setInterval(() => void fn().catch((err: unknown) => this.logger.warn(`client ${this.clientId}: ${(err as Error).message}`)), ms)
     t.unref()
     this.#timers.push(t)
+  }
+
+  #notified(group: string): void {
+    for (const m of this.#members) m.membershipChanged?.(group)
   }
 
   get closed(): boolean {
@@ -281,6 +293,7 @@ export class ClientInstance {
     if (this.#closed) return
     this.#closed = true
     for (const t of this.#timers) clearInterval(t)
+    instancesByRemoting.get(this.remoting)?.delete(this)
     if (this.#ownsRemoting) await this.remoting.close().catch(() => undefined)
   }
 }

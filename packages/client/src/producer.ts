@@ -12,7 +12,7 @@
  */
 import { RemotingCommand, RequestCode, ResponseCode } from '@mqts/transport'
 import { ClientInstance, checkResponse, type ClientMember, type ClientOptions } from './client-instance.js'
-import { CLIENT_DEFAULTS, PROPERTY, RETRY_GROUP_TOPIC_PREFIX } from './constants.js'
+import { AUTO_CREATE_TOPIC, CLIENT_DEFAULTS, DEFAULT_TOPIC_QUEUE_NUMS, PROPERTY, RETRY_GROUP_TOPIC_PREFIX } from './constants.js'
 import { ClientError, isClientError } from './errors.js'
 import { UniqueIdGenerator, bodyOf, encodeProperties, messageProperties, type Message } from './message.js'
 import { QueueChooser, publishQueues, type MessageQueue } from './route.js'
@@ -143,20 +143,16 @@ export class Producer implements ClientMember {
   }
 
   async #chooser(topic: string): Promise<QueueChooser> {
-    const known = this.#topics.has(topic)
     const route = (await this.instance.route(topic)) ?? (await this.instance.autoCreateRoute())
-    if (!route) throw new ClientError('NO_ROUTE', `no route for topic ${topic}, and no ${'TBW102'} route to create it from`)
+    if (!route) throw new ClientError('NO_ROUTE', `no route for topic ${topic}, and no ${AUTO_CREATE_TOPIC} route to create it from`)
     const queues = publishQueues(topic, route)
     let chooser = this.#choosers.get(topic)
     if (!chooser || !sameQueues(chooser.queues, queues)) {
       chooser = new QueueChooser(queues, this.instance.random)
       this.#choosers.set(topic, chooser)
     }
-    if (!known) {
-      this.#topics.add(topic)
-      // A broker we have not met yet learns about this producer before the first send.
-      void this.instance.sendHeartbeats()
-    }
+    // Its route is refreshed with the others from now on (a broker met in it gets a heartbeat).
+    this.#topics.add(topic)
     if (queues.length === 0) throw new ClientError('NO_ROUTE', `topic ${topic} has no writable queue (every broker of its route is read-only or has no master)`)
     return chooser
   }
@@ -241,8 +237,8 @@ export class Producer implements ClientMember {
     const ext: Record<string, string> = {
       a: this.group,
       b: queue.topic,
-      c: 'TBW102',
-      d: '4',
+      c: AUTO_CREATE_TOPIC,
+      d: String(DEFAULT_TOPIC_QUEUE_NUMS),
       e: String(queue.queueId),
       f: '0',
       g: String(Date.now()),

@@ -2,8 +2,8 @@
 // latency fault tolerance, queue choice, routes.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { InMemoryTransport, RemotingCommand, RequestCode, ResponseCode, encodeRemotingJson } from '@mqts/transport'
-import { ClientInstance } from '../src/client-instance.js'
+import { InMemoryTransport, RemotingCommand, RequestCode, ResponseCode, encodeRemotingJson, type Channel } from '@mqts/transport'
+import { ClientInstance, type ClientMember } from '../src/client-instance.js'
 import { ClientError } from '../src/errors.js'
 import { LatencyFaultTolerance } from '../src/fault-tolerance.js'
 import { NamesrvSelector, parseNamesrvList } from '../src/namesrv-selector.js'
@@ -108,5 +108,42 @@ test('routes: read-only brokers give no publish queues, write-only ones no subsc
 test('a client without a usable nameserver list is refused with INVALID_OPTION', () => {
   for (const bad of [undefined, 42, {}, [], ['x']]) {
     assert.throws(() => new ClientInstance({ namesrv: bad as never }), (e: unknown) => e instanceof ClientError && e.code === 'INVALID_OPTION', JSON.stringify(bad))
+  }
+})
+
+test("the broker's NOTIFY_CONSUMER_IDS_CHANGED reaches every instance sharing one remoting client", async () => {
+  const transport = new InMemoryTransport()
+  const route: TopicRouteData = { queueDatas: [{ brokerName: 'b', readQueueNums: 1, writeQueueNums: 1, perm: 6 }], brokerDatas: [{ cluster: 'C', brokerName: 'b', brokerAddrs: { '0': 'mem:b' } }] }
+  const ns = transport.createServer({ name: 'ns' })
+  ns.registerProcessor(RequestCode.GET_ROUTEINFO_BY_TOPIC, () => RemotingCommand.createResponse(ResponseCode.SUCCESS, null, undefined, encodeRemotingJson(route)))
+  const broker = transport.createServer({ name: 'b' })
+  const channels: Channel[] = []
+  broker.registerProcessor(RequestCode.HEART_BEAT, (_req, channel) => {
+    channels.push(channel)
+    return RemotingCommand.createResponse(ResponseCode.SUCCESS)
+  })
+  await ns.start()
+  await broker.start()
+  const remoting = transport.createClient()
+  const notified: string[] = []
+  const member = (name: string): ClientMember => ({ heartbeat: () => ({}), topics: () => ['T'], membershipChanged: (g) => void notified.push(`${name}:${g}`) })
+  const a = new ClientInstance({ namesrv: 'mem:ns', remoting })
+  const b = new ClientInstance({ namesrv: 'mem:ns', remoting })
+  try {
+    a.addMember(member('a'))
+    b.addMember(member('b'))
+    await a.route('T')
+    await a.sendHeartbeats()
+    assert.ok(channels.length > 0)
+    await broker.invokeOneway(channels[0]!, RemotingCommand.createRequest(RequestCode.NOTIFY_CONSUMER_IDS_CHANGED, { consumerGroup: 'G' }))
+    const until = Date.now() + 5000
+    while (notified.length < 2 && Date.now() < until) await new Promise((r) => setTimeout(r, 10))
+    assert.deepEqual(notified.sort(), ['a:G', 'b:G'])
+  } finally {
+    await a.close()
+    await b.close()
+    await remoting.close()
+    await ns.stop()
+    await broker.stop()
   }
 })
