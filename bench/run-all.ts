@@ -20,6 +20,7 @@ const MODULES: Module[] = [
   { name: 'index', file: './index.bench.js' },
   { name: 'transport', file: './transport.bench.js', optional: true },
   { name: 'broker', file: './broker.bench.js', optional: true },
+  { name: 'client', file: './client.bench.js', optional: true },
 ]
 
 interface Tagged extends BenchResult {

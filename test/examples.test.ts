@@ -22,6 +22,7 @@ const expected: Record<string, RegExp> = {
   'confirm-offset.ts': /^NO_MESSAGE_IN_QUEUE true order 4711 10000\n$/,
   'replication.ts': /^true 3 order 1\n$/,
   'topics.ts': /^\[\{"topic":"audit","queueIds":\[0\]\},\{"topic":"orders","queueIds":\[0,1,2\]\}\]\n0 -1 0\nSYSTEM_BUSY\n$/,
+  'client.ts': /^sent SEND_OK (\d) [012]\n(sent SEND_OK \1 [012]\n){2}got TagA order 0 order-0\ngot TagB order 1 order-1\n$/,
 }
 
 /** The ```ts blocks of a Markdown text, without their fences. */

@@ -1,0 +1,172 @@
+/**
+ * Messages: what a producer sends (topic, body, tags, keys, delay level, properties) encoded as
+ * RocketMQ 4.x clients encode them, the client's unique id (MessageClientIDSetter's UNIQ_KEY),
+ * and the messages a pull brings back, decoded from the broker's raw records.
+ *
+ * Pulled records are decoded with `decodeRecord` of @mqts/store for now; the codec may move to a
+ * lighter package later.
+ */
+import { networkInterfaces } from 'node:os'
+import { inflateSync } from 'node:zlib'
+import { decodeProperties, decodeRecord, encodeProperties } from '@mqts/store'
+import { KEY_SEPARATOR, PROPERTY, RETRY_GROUP_TOPIC_PREFIX, SYSFLAG_COMPRESSED } from './constants.js'
+import { ClientError } from './errors.js'
+
+export { encodeProperties, decodeProperties }
+
+/** A message to send. */
+export interface Message {
+  topic: string
+  body: Buffer | Uint8Array | string
+  /** One tag (the TAGS property), what consumers filter on. */
+  tags?: string
+  /** Keys the broker indexes (the KEYS property, space-separated). */
+  keys?: string | readonly string[]
+  /** Delay level, 1-18 by default (the DELAY property): delivered after that level's delay. */
+  delayLevel?: number
+  /** The user flag stored with the message. */
+  flag?: number
+  /** More properties (names RocketMQ defines keep their meaning). */
+  properties?: Record<string, string>
+  /** Whether the send waits for the broker's flush (WAIT; default true, as RocketMQ's). */
+  waitStoreMsgOK?: boolean
+}
+
+/** A message as consumed. */
+export interface MessageExt {
+  topic: string
+  body: Buffer
+  tags: string | undefined
+  keys: string[]
+  properties: Record<string, string>
+  /** The producer's unique id (UNIQ_KEY) when it set one, otherwise the offset id. */
+  msgId: string
+  /** The id of the stored record: store host and CommitLog offset (32 hex digits for IPv4). */
+  offsetMsgId: string
+  brokerName: string
+  queueId: number
+  queueOffset: number
+  commitLogOffset: number
+  reconsumeTimes: number
+  bornTimestamp: number
+  bornHost: string
+  storeTimestamp: number
+  storeHost: string
+  flag: number
+  sysFlag: number
+  storeSize: number
+}
+
+/** The properties a send puts on the wire for `m` (UNIQ_KEY included). */
+export function messageProperties(m: Message, uniqKey: string): Record<string, string> {
+  const p: Record<string, string> = {}
+  if (m.tags !== undefined && m.tags !== '') p[PROPERTY.TAGS] = m.tags
+  if (m.keys !== undefined) {
+    const keys = (typeof m.keys === 'string' ? [m.keys] : [...m.keys]).join(KEY_SEPARATOR).trim()
+    if (keys !== '') p[PROPERTY.KEYS] = keys
+  }
+  // RocketMQ's Message sets WAIT in its constructor, so every Java-sent message carries it.
+  p[PROPERTY.WAIT] = String(m.waitStoreMsgOK ?? true)
+  if (m.delayLevel !== undefined) {
+    if (!Number.isInteger(m.delayLevel) || m.delayLevel < 0) throw new ClientError('INVALID_OPTION', `delayLevel must be an integer >= 0, got ${m.delayLevel}`)
+    if (m.delayLevel > 0) p[PROPERTY.DELAY] = String(m.delayLevel)
+  }
+  if (m.properties) for (const [k, v] of Object.entries(m.properties)) if (v !== undefined && v !== null) p[k] = String(v)
+  if (p[PROPERTY.UNIQ_KEY] === undefined) p[PROPERTY.UNIQ_KEY] = uniqKey
+  return p
+}
+
+export function bodyOf(m: Message): Buffer {
+  if (typeof m.body === 'string') return Buffer.from(m.body, 'utf8')
+  if (Buffer.isBuffer(m.body)) return m.body
+  if (m.body instanceof Uint8Array) return Buffer.from(m.body.buffer, m.body.byteOffset, m.body.byteLength)
+  throw new ClientError('INVALID_OPTION', `a message body is a Buffer, Uint8Array or string, got ${typeof m.body}`)
+}
+
+/**
+ * Unique message ids as RocketMQ's MessageClientIDSetter makes them: 16 bytes in uppercase hex,
+ * | ip (4) | pid (2) | a per-process random int (4; Java: the class loader's hash) |
+ * | ms since the start of this month, local time (4) | counter (2) |.
+ */
+export class UniqueIdGenerator {
+  readonly #prefix: string
+  #monthStart = 0
+  #nextMonthStart = 0
+  #counter: number
+
+  constructor(ip: string = firstIPv4(), random: () => number = Math.random) {
+    const fixed = Buffer.alloc(10)
+    const parts = ip.split('.').map(Number)
+    if (parts.length === 4 && parts.every((x) => Number.isInteger(x) && x >= 0 && x <= 255)) Buffer.from(parts).copy(fixed, 0)
+    fixed.writeUInt16BE(process.pid & 0xffff, 4)
+    fixed.writeInt32BE(Math.floor(random() * 0x7fffffff), 6)
+    this.#prefix = fixed.toString('hex').toUpperCase()
+    this.#counter = Math.floor(random() * 0xffff)
+  }
+
+  next(now = Date.now()): string {
+    if (now >= this.#nextMonthStart) this.#setMonth(now)
+    const tail = Buffer.alloc(6)
+    tail.writeInt32BE((now - this.#monthStart) | 0, 0)
+    tail.writeUInt16BE(this.#counter, 4)
+    this.#counter = (this.#counter + 1) & 0xffff
+    return this.#prefix + tail.toString('hex').toUpperCase()
+  }
+
+  #setMonth(now: number): void {
+    const d = new Date(now)
+    this.#monthStart = new Date(d.getFullYear(), d.getMonth(), 1).getTime()
+    this.#nextMonthStart = new Date(d.getFullYear(), d.getMonth() + 1, 1).getTime()
+  }
+}
+
+function firstIPv4(): string {
+  for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address
+  return '127.0.0.1'
+}
+
+/**
+ * The messages of a pull answer's body (the stored records, concatenated), as RocketMQ's
+ * MessageDecoder.decodes reads them: compressed bodies inflated, MIN/MAX_OFFSET added, a retry
+ * topic's message shown under its original topic (RETRY_TOPIC).
+ */
+export function decodeMessages(body: Buffer, brokerName: string, minOffset?: number, maxOffset?: number): MessageExt[] {
+  const out: MessageExt[] = []
+  let at = 0
+  while (at + 4 <= body.length) {
+    const size = body.readInt32BE(at)
+    if (size <= 0 || at + size > body.length) throw new ClientError('BROKER_ERROR', `a pulled record at byte ${at} says ${size} bytes, the answer has ${body.length - at} left`)
+    const r = decodeRecord(body, at, true)
+    let msgBody = r.body
+    if ((r.sysFlag & SYSFLAG_COMPRESSED) !== 0) msgBody = inflateSync(msgBody)
+    const properties = { ...r.properties }
+    if (minOffset !== undefined) properties[PROPERTY.MIN_OFFSET] = String(minOffset)
+    if (maxOffset !== undefined) properties[PROPERTY.MAX_OFFSET] = String(maxOffset)
+    let topic = r.topic
+    const retryOf = properties[PROPERTY.RETRY_TOPIC]
+    if (topic.startsWith(RETRY_GROUP_TOPIC_PREFIX) && retryOf) topic = retryOf
+    out.push({
+      topic,
+      body: msgBody,
+      tags: r.tags,
+      keys: r.keys,
+      properties,
+      msgId: properties[PROPERTY.UNIQ_KEY] ?? r.msgId,
+      offsetMsgId: r.msgId,
+      brokerName,
+      queueId: r.queueId,
+      queueOffset: r.queueOffset,
+      commitLogOffset: r.physicalOffset,
+      reconsumeTimes: r.reconsumeTimes,
+      bornTimestamp: r.bornTimestamp,
+      bornHost: r.bornHost,
+      storeTimestamp: r.storeTimestamp,
+      storeHost: r.storeHost,
+      flag: r.flag,
+      sysFlag: r.sysFlag,
+      storeSize: r.storeSize,
+    })
+    at += size
+  }
+  return out
+}

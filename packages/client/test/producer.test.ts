@@ -1,0 +1,162 @@
+// The producer and the pull consumer against an in-process nameserver and brokers: send
+// results, what is stored (properties, keys, tags, ids), one-way and batch sends, ordered sends,
+// delay levels, retries on the other broker, read-only brokers, errors with response codes.
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { ResponseCode } from '@mqts/transport'
+import { ClientError } from '../src/errors.js'
+import { Producer } from '../src/producer.js'
+import { PullConsumer } from '../src/pull-consumer.js'
+import type { MessageExt } from '../src/message.js'
+import type { MessageQueue } from '../src/route.js'
+import { startCluster, type TestCluster } from './cluster.js'
+
+async function pullAll(consumer: PullConsumer, queues: MessageQueue[]): Promise<MessageExt[]> {
+  const out: MessageExt[] = []
+  for (const q of queues) {
+    let offset = 0
+    for (;;) {
+      const r = await consumer.pull(q, offset, { suspendMs: 0 })
+      out.push(...r.messages)
+      if (r.status === 'NO_NEW_MSG' || r.status === 'OFFSET_ILLEGAL') break
+      offset = r.nextOffset
+    }
+  }
+  return out
+}
+
+async function withCluster(brokers: number, fn: (c: TestCluster, p: Producer, c2: PullConsumer) => Promise<void>): Promise<void> {
+  const c = await startCluster({ brokers })
+  const producer = await Producer.start({ namesrv: c.namesrv, group: 'PG', clientIP: '127.0.0.1' })
+  const consumer = await PullConsumer.start({ namesrv: c.namesrv, group: 'PullG', clientIP: '127.0.0.1' })
+  try {
+    await fn(c, producer, consumer)
+  } finally {
+    await producer.close()
+    await consumer.close()
+    await c.stop()
+  }
+}
+
+test('send answers msgId, queue and offset; the stored message has RocketMQ 4.x properties', { timeout: 60_000 }, async () => {
+  await withCluster(1, async (c, producer, consumer) => {
+    await c.createTopic('T1', 4)
+    const r = await producer.send({ topic: 'T1', body: 'hello', tags: 'TagA', keys: ['k1', 'k2'], properties: { app: 'x' } })
+    assert.equal(r.status, 'SEND_OK')
+    assert.match(r.msgId, /^[0-9A-F]{32}$/)
+    assert.match(r.offsetMsgId, /^[0-9A-F]{32}$/)
+    assert.equal(r.queue.topic, 'T1')
+    assert.equal(r.queue.brokerName, 'broker-a')
+    assert.equal(r.queueOffset, 0)
+    const got = await pullAll(consumer, await consumer.queues('T1'))
+    assert.equal(got.length, 1)
+    const m = got[0]!
+    assert.equal(m.body.toString(), 'hello')
+    assert.equal(m.tags, 'TagA')
+    assert.deepEqual(m.keys, ['k1', 'k2'])
+    assert.equal(m.msgId, r.msgId)
+    assert.equal(m.offsetMsgId, r.offsetMsgId)
+    assert.equal(m.queueId, r.queue.queueId)
+    assert.equal(m.properties.WAIT, 'true')
+    assert.equal(m.properties.UNIQ_KEY, r.msgId)
+    assert.equal(m.properties.app, 'x')
+    assert.equal(m.properties.CLUSTER, 'TestCluster')
+    // Sends spread over the queues round-robin.
+    const rs = await Promise.all(Array.from({ length: 8 }, (_, i) => producer.send({ topic: 'T1', body: `m${i}` })))
+    assert.equal(new Set(rs.map((x) => x.queue.queueId)).size, 4)
+  })
+})
+
+test('sendOneway, sendBatch, ordered sends by key, delay level and a topic auto-created on first send', { timeout: 60_000 }, async () => {
+  await withCluster(1, async (c, producer, consumer) => {
+    await c.createTopic('T2', 4)
+    await producer.sendOneway({ topic: 'T2', body: 'oneway', tags: 'O' })
+    const batch = await producer.sendBatch([1, 2, 3].map((i) => ({ topic: 'T2', body: `b${i}`, keys: `bk${i}` })))
+    assert.equal(batch.msgId.split(',').length, 3)
+    assert.equal(batch.offsetMsgId.split(',').length, 3)
+    const ordered = []
+    for (let i = 0; i < 12; i++) ordered.push(await producer.send({ topic: 'T2', body: `o${i % 3}-${i}` }, { shardingKey: `order-${i % 3}` }))
+    for (let k = 0; k < 3; k++) assert.equal(new Set(ordered.filter((_, i) => i % 3 === k).map((r) => r.queue.queueId)).size, 1)
+    await producer.send({ topic: 'T2', body: 'later', delayLevel: 2 })
+    await new Promise((r) => setTimeout(r, 200))
+    const got = await pullAll(consumer, await consumer.queues('T2'))
+    const bodies = got.map((m) => m.body.toString())
+    assert.ok(bodies.includes('oneway'))
+    const b = got.filter((m) => m.body.toString().startsWith('b'))
+    assert.deepEqual(b.map((m) => m.msgId), batch.msgId.split(','))
+    assert.deepEqual(b.map((m) => m.queueOffset), [batch.queueOffset, batch.queueOffset + 1, batch.queueOffset + 2])
+    for (let k = 0; k < 3; k++) {
+      const of = got.filter((m) => m.body.toString().startsWith(`o${k}-`)).map((m) => Number(m.body.toString().split('-')[1]))
+      assert.deepEqual(of, [...of].sort((x, y) => x - y), 'one key keeps its order in its queue')
+      assert.equal(of.length, 4)
+    }
+    // The broker's scheduled delivery is not the client's: it carries the level (DELAY=2) and
+    // the broker decides where it waits (see the broker's delayed delivery).
+    const delayed = got.find((m) => m.body.toString() === 'later')
+    if (delayed) assert.equal(delayed.properties.DELAY, '2')
+    const auto = await producer.send({ topic: 'AutoCreated', body: 'first' })
+    assert.equal(auto.status, 'SEND_OK')
+  })
+})
+
+test('a read-only broker (perm 4) gets no sends; a stopped broker makes sends move to the other one', { timeout: 60_000 }, async () => {
+  await withCluster(2, async (c, producer) => {
+    await c.createTopic('T3', 2)
+    await c.createTopic('T3', 2, 4, ['broker-b'])
+    const rs = await Promise.all(Array.from({ length: 10 }, (_, i) => producer.send({ topic: 'T3', body: `x${i}` })))
+    assert.deepEqual([...new Set(rs.map((r) => r.queue.brokerName))], ['broker-a'])
+    await c.createTopic('T4', 2)
+    const before = await Promise.all(Array.from({ length: 6 }, (_, i) => producer.send({ topic: 'T4', body: `y${i}` })))
+    assert.deepEqual([...new Set(before.map((r) => r.queue.brokerName))].sort(), ['broker-a', 'broker-b'])
+    await c.brokers[0]!.stop()
+    // The route still names broker-a until the nameserver notices; sends fail over.
+    for (let i = 0; i < 10; i++) assert.equal((await producer.send({ topic: 'T4', body: `z${i}` })).queue.brokerName, 'broker-b')
+  })
+})
+
+test('a send nobody can take fails with SEND_FAILED whose cause carries the response code', { timeout: 60_000 }, async () => {
+  await withCluster(1, async (c, producer) => {
+    await c.createTopic('T5', 2)
+    // Routed as writable by a stale route, refused by the broker: NO_PERMISSION on every attempt.
+    await producer.send({ topic: 'T5', body: 'ok' })
+    await c.createTopic('T5', 2, 4)
+    // The producer's cached route still says writable.
+    await assert.rejects(producer.send({ topic: 'T5', body: 'refused' }), (e: unknown) => {
+      assert.ok(e instanceof ClientError)
+      assert.equal(e.code, 'SEND_FAILED')
+      assert.equal(e.responseCode, ResponseCode.NO_PERMISSION)
+      return true
+    })
+    await assert.rejects(producer.send({ topic: 'bad topic!', body: '' }), (e: unknown) => e instanceof ClientError && e.code === 'INVALID_OPTION')
+  })
+})
+
+test('the pull consumer iterates a queue from an offset, waits for new messages, and stops on abort', { timeout: 60_000 }, async () => {
+  await withCluster(1, async (c, producer, consumer) => {
+    await c.createTopic('T6', 1)
+    const [queue] = await consumer.queues('T6')
+    for (let i = 0; i < 5; i++) await producer.send({ topic: 'T6', body: `p${i}`, tags: i % 2 ? 'B' : 'A' })
+    const ac = new AbortController()
+    const seen: string[] = []
+    const done = (async () => {
+      for await (const m of consumer.messages({ queue: queue!, offset: 2, signal: ac.signal, expression: 'A' })) {
+        seen.push(m.body.toString())
+        if (seen.length === 3) setTimeout(() => ac.abort(), 50)
+      }
+    })()
+    await new Promise((r) => setTimeout(r, 200))
+    await producer.send({ topic: 'T6', body: 'p5', tags: 'B' })
+    await producer.send({ topic: 'T6', body: 'p6', tags: 'A' })
+    await done
+    assert.deepEqual(seen, ['p2', 'p4', 'p6'])
+    await consumer.commitOffset(queue!, 7)
+    assert.equal(await consumer.committedOffset(queue!), 7)
+    assert.equal(await consumer.maxOffset(queue!), 7)
+    assert.equal(await consumer.minOffset(queue!), 0)
+    const r = await consumer.pull(queue!, 100, { suspendMs: 0 })
+    assert.equal(r.status, 'OFFSET_ILLEGAL')
+    // RocketMQ sends a pull past the end back to the min offset when the queue starts at 0.
+    assert.equal(r.nextOffset, 0)
+    assert.equal(r.maxOffset, 7)
+  })
+})

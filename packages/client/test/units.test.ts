@@ -1,0 +1,85 @@
+// Unit tests of the client's parts: average allocation, the hash selector, tag expressions,
+// unique ids, properties and the batch body.
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { decodeBatchBody } from '@mqts/broker'
+import { javaStringHashCode } from '@mqts/common'
+import { decodeProperties } from '@mqts/store'
+import { allocateAveragely } from '../src/allocate.js'
+import { matchesTag, parseSubscription } from '../src/expression.js'
+import { UniqueIdGenerator, messageProperties } from '../src/message.js'
+import { encodeBatchBody } from '../src/producer.js'
+import type { MessageQueue } from '../src/route.js'
+import { selectByHash } from '../src/selector.js'
+
+test('average allocation: contiguous runs over sorted queues and sorted ids, the first ones one longer', () => {
+  const queues: MessageQueue[] = []
+  for (const b of ['b', 'a']) for (let i = 3; i >= 0; i--) queues.push({ topic: 'T', brokerName: b, queueId: i })
+  const ids = ['c3', 'c1', 'c2']
+  const names = (id: string): string[] => allocateAveragely(queues, ids, id).map((q) => `${q.brokerName}${q.queueId}`)
+  assert.deepEqual(names('c1'), ['a0', 'a1', 'a2'])
+  assert.deepEqual(names('c2'), ['a3', 'b0', 'b1'])
+  assert.deepEqual(names('c3'), ['b2', 'b3'])
+  assert.deepEqual(names('other'), [])
+  // More consumers than queues: the last ones get nothing.
+  const few = queues.slice(0, 2)
+  const five = ['1', '2', '3', '4', '5']
+  assert.deepEqual(five.map((id) => allocateAveragely(few, five, id).length), [1, 1, 0, 0, 0])
+  // Every queue exactly once, whatever the counts.
+  for (let n = 1; n <= 9; n++) {
+    const cids = Array.from({ length: n }, (_, i) => `id${i}`)
+    const all = cids.flatMap((id) => allocateAveragely(queues, cids, id).map((q) => `${q.brokerName}${q.queueId}`))
+    assert.equal(new Set(all).size, queues.length, `n=${n}`)
+    assert.equal(all.length, queues.length, `n=${n}`)
+  }
+})
+
+test('the hash selector sends one key to one queue (Java String.hashCode modulo the count)', () => {
+  const queues: MessageQueue[] = Array.from({ length: 8 }, (_, i) => ({ topic: 'T', brokerName: 'a', queueId: i }))
+  const m = { topic: 'T', body: '' }
+  for (const key of ['order-1', 'order-2', 'zzzzzzzzzzzzzzzzzz', '']) {
+    const q = selectByHash(queues, m, key)
+    assert.equal(q.queueId, Math.abs(javaStringHashCode(key)) % 8)
+    assert.equal(selectByHash(queues, m, key), q)
+  }
+})
+
+test('tag expressions: "*" and empty take everything, "A || B" takes those tags', () => {
+  for (const e of [undefined, '', '*', '  *  ', 'A || *']) assert.equal(parseSubscription('T', e).subString, '*')
+  const s = parseSubscription('T', ' TagA ||TagB|| ')
+  assert.deepEqual(s.tags, ['TagA', 'TagB'])
+  assert.deepEqual(s.codes, [javaStringHashCode('TagA'), javaStringHashCode('TagB')])
+  assert.ok(matchesTag(s, 'TagA'))
+  assert.ok(!matchesTag(s, 'TagC'))
+  assert.ok(!matchesTag(s, undefined))
+  assert.ok(matchesTag(parseSubscription('T', '*'), undefined))
+})
+
+test('unique ids: 32 uppercase hex digits, ip and pid first, the counter last, unique', () => {
+  const g = new UniqueIdGenerator('10.1.2.3', () => 0.5)
+  const now = new Date(2026, 4, 3, 12).getTime()
+  const a = g.next(now)
+  const b = g.next(now)
+  assert.match(a, /^[0-9A-F]{32}$/)
+  assert.equal(a.slice(0, 8), '0A010203')
+  assert.equal(parseInt(a.slice(8, 12), 16), process.pid & 0xffff)
+  assert.equal(parseInt(a.slice(20, 28), 16), now - new Date(2026, 4, 1).getTime())
+  assert.equal((parseInt(a.slice(28), 16) + 1) & 0xffff, parseInt(b.slice(28), 16))
+  const many = new Set(Array.from({ length: 5000 }, () => g.next()))
+  assert.equal(many.size, 5000)
+})
+
+test('message properties as RocketMQ clients write them; a batch body the broker decodes', () => {
+  const p = messageProperties({ topic: 'T', body: 'x', tags: 'TagA', keys: ['k1', 'k2'], delayLevel: 3, properties: { custom: 'v' } }, 'UNIQ')
+  assert.deepEqual(p, { TAGS: 'TagA', KEYS: 'k1 k2', WAIT: 'true', DELAY: '3', custom: 'v', UNIQ_KEY: 'UNIQ' })
+  assert.throws(() => messageProperties({ topic: 'T', body: '', delayLevel: -1 }, 'U'), /delayLevel/)
+  const body = encodeBatchBody([
+    { body: Buffer.from('one'), flag: 1, properties: 'TAGS\u0001A\u0002' },
+    { body: Buffer.from('second'), flag: 0, properties: '' },
+  ])
+  const entries = decodeBatchBody(body)
+  assert.deepEqual(entries.map((e) => [e.body.toString(), e.flag, decodeProperties(e.properties)]), [
+    ['one', 1, { TAGS: 'A' }],
+    ['second', 0, {}],
+  ])
+})
