@@ -13,7 +13,7 @@
 import * as net from 'node:net'
 import type { MessageStore } from '@mqts/store'
 import { HAError } from './errors.js'
-import { HOUSEKEEPING_MS, MAX_GAP_NOT_IN_SYNC_BYTES, REPORT_BYTES, REPORT_INTERVAL_MS, TRANSFER_BATCH_BYTES, encodeHeader, readOffset } from './protocol.js'
+import { HOUSEKEEPING_MS, MAX_FRAME_BODY_BYTES, MAX_GAP_NOT_IN_SYNC_BYTES, REPORT_BYTES, REPORT_INTERVAL_MS, TRANSFER_BATCH_BYTES, encodeHeader, readOffset } from './protocol.js'
 
 export interface HALogger {
   warn(message: string, fields?: Record<string, unknown>): void
@@ -174,6 +174,7 @@ export class HAMaster {
   #offCommitted: (() => void) | undefined
   #wakeScheduled = false
   #stopped = false
+  #lastCommitted = 0
 
   private constructor(options: HAMasterOptions) {
     this.store = options.store
@@ -195,16 +196,29 @@ export class HAMaster {
   static async start(options: HAMasterOptions): Promise<HAMaster> {
     const port = options.port ?? 0
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new HAError('INVALID_ARGUMENT', `port must be 0-65535, got ${JSON.stringify(options.port)}`)
+    const positive = (name: keyof HAMasterOptions, max = Number.MAX_SAFE_INTEGER): void => {
+      const v = options[name]
+      if (v !== undefined && (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1 || v > max)) throw new HAError('INVALID_ARGUMENT', `${name} must be an integer from 1 to ${max}, got ${JSON.stringify(v)}`)
+    }
+    positive('housekeepingMs')
+    positive('heartbeatMs')
+    positive('maxGapNotInSync')
+    positive('transferBatchBytes', MAX_FRAME_BODY_BYTES)
+    if (options.store?.role !== 'master') throw new HAError('INVALID_ARGUMENT', `the HA master serves a store in the master role, got ${JSON.stringify(options.store?.role)}`)
     const m = new HAMaster(options)
     await new Promise<void>((resolve, reject) => {
-      m.#server.once('error', reject)
+      m.#server.once('error', (err) => reject(new HAError('INVALID_ARGUMENT', `cannot listen on ${options.host ?? '127.0.0.1'}:${port}: ${err.message}`, { cause: err })))
       m.#server.listen(port, options.host ?? '127.0.0.1', () => {
         m.#server.off('error', reject)
         resolve()
       })
     })
     // New bytes wake every link; coalesced, so a burst of puts costs one wake.
-    m.#offCommitted = m.store.onCommitted(() => {
+    m.#lastCommitted = m.store.commitLogMaxOffset
+    m.#offCommitted = m.store.onCommitted((offset) => {
+      // The log went back (a truncate): what replicas acknowledged past the cut is not this log.
+      if (offset < m.#lastCommitted) m.#logCut(offset)
+      m.#lastCommitted = offset
       if (m.#wakeScheduled) return
       m.#wakeScheduled = true
       setImmediate(() => {
@@ -244,6 +258,9 @@ export class HAMaster {
    * 'FLUSH_SLAVE_TIMEOUT' after `timeoutMs`. Never 'OK' for bytes no in-sync replica holds.
    */
   waitForReplicas(end: number, timeoutMs: number): Promise<SyncResult> {
+    if (typeof end !== 'number' || !Number.isSafeInteger(end) || end < 0) return Promise.reject(new HAError('INVALID_ARGUMENT', `end must be a CommitLog offset (a non-negative integer), got ${JSON.stringify(end)}`))
+    if (typeof timeoutMs !== 'number' || !Number.isSafeInteger(timeoutMs) || timeoutMs < 1) return Promise.reject(new HAError('INVALID_ARGUMENT', `timeoutMs must be a positive integer, got ${JSON.stringify(timeoutMs)}`))
+    if (this.#stopped) return Promise.reject(new HAError('NOT_STARTED', 'the HA master is stopped'))
     const now = this.#check(end)
     if (now !== undefined) return Promise.resolve(now)
     return new Promise((resolve) => {
@@ -277,6 +294,16 @@ export class HAMaster {
       } else left.push(w)
     }
     this.#waiters = left
+  }
+
+  /**
+   * The store's log was cut back to `end`: every link is dropped, so each replica reports its end
+   * again; one past the cut holds bytes this log no longer has and is refused (never in sync)
+   * until it is cut back too.
+   */
+  #logCut(end: number): void {
+    this.logger.warn('the CommitLog was cut back: replica links dropped', { end })
+    for (const l of [...this.#links]) l.close(`the master's log was cut back to ${end}`)
   }
 
   linkClosed(l: ReplicaLink, reason: string): void {

@@ -10,6 +10,7 @@
  */
 import * as net from 'node:net'
 import type { MessageStore } from '@mqts/store'
+import { HAError } from './errors.js'
 import type { HALogger } from './master.js'
 import { HEADER_BYTES, HOUSEKEEPING_MS, MAX_FRAME_BODY_BYTES, RECONNECT_DELAY_MS, REPORT_INTERVAL_MS, encodeReport, readOffset } from './protocol.js'
 
@@ -32,7 +33,8 @@ const MAX_IN_FLIGHT_BYTES = 64 * 1024 * 1024
 function splitAddress(addr: string): { host: string; port: number } | undefined {
   const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(addr)
   if (!m) return undefined
-  return { host: m[1]!, port: Number(m[2]) }
+  const port = Number(m[2])
+  return port >= 1 && port <= 65535 ? { host: m[1]!, port } : undefined
 }
 
 export class HAReplica {
@@ -73,6 +75,11 @@ export class HAReplica {
 
   /** Starts following the master (connecting in the background, again after every drop). */
   static start(options: HAReplicaOptions): HAReplica {
+    if (options.store?.role !== 'replica') throw new HAError('INVALID_ARGUMENT', `an HA replica follows with a store in the replica role, got ${JSON.stringify(options.store?.role)}`)
+    if (typeof options.masterAddress === 'string' && !splitAddress(options.masterAddress)) {
+      throw new HAError('INVALID_ARGUMENT', `masterAddress must be "host:port" (port 1-65535), got ${JSON.stringify(options.masterAddress)}`)
+    }
+    if (typeof options.masterAddress !== 'string' && typeof options.masterAddress !== 'function') throw new HAError('INVALID_ARGUMENT', `masterAddress must be "host:port" or a function giving one, got ${typeof options.masterAddress}`)
     const r = new HAReplica(options)
     r.#connect()
     r.#timer = setInterval(() => r.#tick(), Math.min(1000, r.#options.reportIntervalMs))
@@ -89,6 +96,7 @@ export class HAReplica {
     const addr = this.#address()
     const target = addr ? splitAddress(addr) : undefined
     if (!target) {
+      if (addr) this.lastDropReason = `the master's address ${JSON.stringify(addr)} is not host:port`
       this.#scheduleReconnect()
       return
     }

@@ -173,3 +173,52 @@ test('garbage from a peer drops that link only: a bad report at the master, bad 
     }
   })
 })
+
+test('a master whose log is cut back drops its replica links: what they acknowledged past the cut never counts', { timeout: 60_000 }, async () => {
+  await withDirs(2, async ([md, rd]) => {
+    const master = await MessageStore.open(options(md!, 'sync', 'master'))
+    const replica = await MessageStore.open(options(rd!, 'sync', 'replica'))
+    const ha = await HAMaster.start({ store: master })
+    const follower = HAReplica.start({ store: replica, masterAddress: ha.address(), reconnectDelayMs: 50 })
+    try {
+      const p = []
+      for (let i = 0; i < 5; i++) p.push(await master.put({ topic: 'T', queueId: 0, body: `old-${i}` }))
+      assert.equal(await ha.waitForReplicas(p[4]!.physicalOffset + p[4]!.size, 5000), 'OK')
+      await master.truncate(p[2]!.physicalOffset)
+      const n = await master.put({ topic: 'T', queueId: 0, body: 'NEW-2' })
+      // The replica holds old-2..old-4 past the cut: it is refused, so never in sync.
+      assert.equal(await ha.waitForReplicas(n.physicalOffset + n.size, 500), 'SLAVE_NOT_AVAILABLE')
+      assert.equal(ha.replicas().filter((r) => r.inSync).length, 0)
+    } finally {
+      await follower.stop()
+      await ha.stop()
+      await Promise.all([master.close(), replica.close()])
+    }
+  })
+})
+
+test('HA arguments and options are checked: typed INVALID_ARGUMENT', { timeout: 30_000 }, async () => {
+  await withDirs(2, async ([md, rd]) => {
+    const master = await MessageStore.open(options(md!, 'async', 'master'))
+    const replica = await MessageStore.open(options(rd!, 'async', 'replica'))
+    const invalid = (e: unknown): boolean => (e as { code?: string }).code === 'INVALID_ARGUMENT'
+    try {
+      for (const bad of [{ transferBatchBytes: 0 }, { transferBatchBytes: -1 }, { heartbeatMs: 0 }, { maxGapNotInSync: -5 }, { port: 70000 }, { host: 'not a host!' }]) {
+        await assert.rejects(HAMaster.start({ store: master, ...bad }), invalid, JSON.stringify(bad))
+      }
+      await assert.rejects(HAMaster.start({ store: replica }), invalid, 'a replica store cannot serve')
+      for (const addr of ['nope', '127.0.0.1', '', '127.0.0.1:99999']) assert.throws(() => HAReplica.start({ store: replica, masterAddress: addr }), invalid, addr)
+      assert.throws(() => HAReplica.start({ store: master, masterAddress: '127.0.0.1:1' }), invalid, 'a master store cannot follow')
+      const ha = await HAMaster.start({ store: master })
+      try {
+        for (const [end, t] of [[-1, 100], ['5', 100], [1.5, 100], [Number.NaN, 100], [Number.POSITIVE_INFINITY, 100], [5, Number.NaN], [5, -1]] as const) {
+          await assert.rejects(ha.waitForReplicas(end as number, t as number), invalid, `${String(end)}, ${String(t)}`)
+        }
+      } finally {
+        await ha.stop()
+      }
+    } finally {
+      await Promise.all([master.close(), replica.close()])
+    }
+  })
+})

@@ -40,7 +40,7 @@ import { PutPreparer, checkTopicName, type PutMessage } from './put-prepare.js'
 import { checkIndexFits, markOpen, recordClaims, recoverConsumeQueues, syncQueueOffsets } from './store-recovery.js'
 import { checkQueueArgs, readQueue, type GetMessageRequest, type GetMessageResult } from './read-path.js'
 import { readCommitLogBytes } from './raw-read.js'
-import { ConfirmOffset, recoverPastConfirm, unconfirmedOption } from './confirm-offset.js'
+import { ConfirmOffset, raiseQueueOffsetsPast, recoverPastConfirm, unconfirmedOption } from './confirm-offset.js'
 import type { CommittedListener } from './commit-log.js'
 import { Replication, type StoreRole } from './replica.js'
 import { truncateStore } from './truncate.js'
@@ -353,7 +353,10 @@ export class MessageStore {
         return d.waitFor(end)
       }
       store.commitLog.onAppended = (ms, states, results) => store!.dispatcher.appended(ms, states, results)
-      store.#replication = new Replication({ commitLog: store.commitLog, dispatcher: store.dispatcher, maxRecordBytes: store.maxRecordBytes }, options.role ?? 'master')
+      store.#replication = new Replication(
+        { commitLog: store.commitLog, dispatcher: store.dispatcher, maxRecordBytes: store.maxRecordBytes, beforePromotion: () => store!.#queueOffsetsPastDispatch() },
+        options.role ?? 'master',
+      )
       store.#startServices(options)
       store.status = 'open'
       return store
@@ -959,6 +962,7 @@ export class MessageStore {
    * that removes it.
    */
   onCommitted(listener: CommittedListener): () => void {
+    if (this.status !== 'open') throw this.#notOpen()
     if (typeof listener !== 'function') throw new StoreError('INVALID_ARGUMENT', `listener must be a function, got ${describe(listener)}`)
     const set = this.commitLog.committedListeners
     set.add(listener)
@@ -1015,6 +1019,14 @@ export class MessageStore {
   }
 
   /**
+   * Raises each queue's next offset past the records the dispatcher has not reached (those past
+   * a confirm offset), so puts continue after them instead of reusing their queue offsets.
+   */
+  #queueOffsetsPastDispatch(): void {
+    if (this.#confirm.enabled) raiseQueueOffsetsPast(this.commitLog, this.dispatcher.reputOffset, Number.POSITIVE_INFINITY)
+  }
+
+  /**
    * Cuts the CommitLog back to `offset` (the start of a record, a file, or the end of the log:
    * a no-op), and the ConsumeQueues and the key index with it; later appends continue at
    * `offset`, each queue densely from its new end. Appends made before go first; appends made
@@ -1042,6 +1054,10 @@ export class MessageStore {
         afterCut: async (end) => {
           // The confirm offset was lowered with the log (truncate.ts): its bookkeeping follows.
           await this.#confirm.recovered()
+          // Records kept below the cut but past the confirm offset still hold their queue offsets.
+          this.#queueOffsetsPastDispatch()
+          // A replica's bytes of a record past the cut are gone with it.
+          this.#replication.dropHeld()
           // A deletion recorded past the new end would hide the topic's records appended next.
           if (this.#deletedTopics.clamp(end)) await this.#deletedTopics.save()
         },

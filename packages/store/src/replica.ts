@@ -148,6 +148,11 @@ export interface ReplicationParts {
   commitLog: CommitLog
   dispatcher: Dispatcher
   maxRecordBytes: number
+  /**
+   * At a promotion, once everything replicated is dispatched and before puts are taken: records
+   * the dispatcher has not reached (past a confirm offset) must count in the next queue offsets.
+   */
+  beforePromotion?(): void
 }
 
 /** The store's role, and the replica's appends (MessageStore.appendReplicated and setRole). */
@@ -182,6 +187,11 @@ export class Replication {
   /** Where the next chunk must start: the end of the written log plus the bytes held of a cut record. */
   get endOffset(): number {
     return this.parts.commitLog.wroteOffset + this.#pending.length
+  }
+
+  /** Forgets the bytes held of a cut record (a truncate cut the log below them). */
+  dropHeld(): void {
+    this.#pending = EMPTY
   }
 
   wrongRole(what: string): StoreError {
@@ -227,7 +237,18 @@ export class Replication {
     const pending = this.#pending
     const data = pending.length === 0 ? bytes : Buffer.concat([pending, bytes])
     const start = log.wroteOffset
-    const plan = planChunk(data, start, log.fileSizeBytes, this.parts.maxRecordBytes)
+    let plan: ChunkPlan
+    try {
+      plan = planChunk(data, start, log.fileSizeBytes, this.parts.maxRecordBytes)
+    } catch (err) {
+      // The bytes held of a cut record may be the bad ones (a record's CRC is known only once it
+      // is whole): they go too, so the link resumes at the last whole record (commitLogMaxOffset).
+      if (pending.length > 0 && err instanceof StoreError) {
+        this.#pending = EMPTY
+        throw new StoreError(err.code, `${err.message}; the ${pending.length} bytes held of the record at ${start} were dropped: resume at ${start}`, { cause: err, details: err.details })
+      }
+      throw err
+    }
     try {
       for (const u of plan.units) {
         await this.#fileFor(u.offset)
@@ -290,6 +311,7 @@ export class Replication {
         dispatcher.addListener(this.#follower)
       } else {
         dispatcher.removeListener(this.#follower)
+        this.parts.beforePromotion?.()
         this.#role = 'master'
       }
     })

@@ -208,8 +208,11 @@ export async function deleteTopicData(s: TopicStore, topic: string): Promise<voi
   // deletion must never sit below it (it would be taken for one of the deleted queues').
   await s.commitLog.flush()
   await s.dispatcher.drain()
-  const offset = s.dispatcher.reputOffset
-  while (s.checkpoint.values.logicsFlushedOffset < offset) await s.flushConsumeQueues()
+  const dispatched = s.dispatcher.reputOffset
+  while (s.checkpoint.values.logicsFlushedOffset < dispatched) await s.flushConsumeQueues()
+  // Past a confirm offset the topic may have records not dispatched yet: the deletion covers
+  // every record in the log (the durable end), so none of them joins the new queues later.
+  const offset = Math.max(dispatched, s.commitLog.committedOffset)
   const before = s.deletedTopics.set(topic, { offset, pending: true })
   try {
     await s.deletedTopics.save()

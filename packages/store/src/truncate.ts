@@ -57,6 +57,8 @@ export function truncateStore(store: TruncatingStore, offset: number): Promise<v
     log.truncating = true
     try {
       lowerOffsets(store, offset)
+      // Listeners of the committed offset (replication) learn that it went back.
+      if (log.committedListeners.size > 0) log.announceCommitted()
       await syncCheckpoint(store.checkpoint)
       await log.cutBack(offset)
       await truncateConsumeQueues(store.consumeQueues, offset)

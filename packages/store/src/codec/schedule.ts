@@ -86,14 +86,15 @@ export interface SchedulableMessage {
  * The message as RocketMQ 4.x's CommitLog.putMessage stores a message with delay level `level`:
  * under SCHEDULE_TOPIC, queue id level - 1, with REAL_TOPIC, REAL_QID and DELAY set; a level above
  * `maxLevel` is `maxLevel`. A level of 0 or below, or a transaction's prepared or rollback half,
- * is not delayed: the message comes back as it is (a new object otherwise; the given one is not
- * changed). INVALID_ARGUMENT for a level that is not an integer or a maxLevel below 1.
+ * is not delayed, nor is a message already under SCHEDULE_TOPIC: the message comes back as it is
+ * (a new object otherwise; the given one is not changed). INVALID_ARGUMENT for a level that is not an integer or a maxLevel below 1.
  */
 export function toScheduledMessage<M extends SchedulableMessage>(message: M, level: number, maxLevel: number = DEFAULT_DELAY_LEVELS_MS.length): M {
   if (!Number.isSafeInteger(level)) throw new StoreError('INVALID_ARGUMENT', `level must be an integer, got ${typeof level === 'string' ? JSON.stringify(level) : String(level)}`)
   if (!Number.isSafeInteger(maxLevel) || maxLevel < 1) throw new StoreError('INVALID_ARGUMENT', `maxLevel must be a positive integer, got ${typeof maxLevel === 'string' ? JSON.stringify(maxLevel) : String(maxLevel)}`)
   const tx = (message.sysFlag ?? 0) & SYSFLAG.TRANSACTION_MASK
-  if (level <= 0 || (tx !== SYSFLAG.TRANSACTION_NOT_TYPE && tx !== SYSFLAG.TRANSACTION_COMMIT_TYPE)) return message
+  // Already scheduled: its REAL_TOPIC and REAL_QID must stay.
+  if (level <= 0 || message.topic === SCHEDULE_TOPIC || (tx !== SYSFLAG.TRANSACTION_NOT_TYPE && tx !== SYSFLAG.TRANSACTION_COMMIT_TYPE)) return message
   const delay = Math.min(level, maxLevel)
   return {
     ...message,
