@@ -71,6 +71,9 @@ export class ClientManager {
 
   /** Applies a HEART_BEAT from `channel`. */
   heartbeat(data: HeartbeatData, channel: Channel): void {
+    // A heartbeat processed after its connection closed (its processor waited for a topic to be
+    // made) must not bring back a client the close removed.
+    if (channel.closed) return
     const now = this.now()
     for (const p of data.producerDataSet ?? []) {
       let m = this.#producers.get(p.groupName)

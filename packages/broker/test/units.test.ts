@@ -3,8 +3,8 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { StoreError } from '@mqts/store'
-import { ResponseCode } from '@mqts/transport'
-import { BrokerError, decodeBatchBody, parseBrokerConf, parseTagExpression, pullAnswer, resolveBrokerConfig } from '../src/index.js'
+import { ResponseCode, type Channel } from '@mqts/transport'
+import { BrokerError, ClientManager, decodeBatchBody, parseBrokerConf, parseTagExpression, pullAnswer, resolveBrokerConfig } from '../src/index.js'
 import { RebalanceLockManager } from '../src/rebalance-lock.js'
 import { storeErrorResponse } from '../src/processors/send.js'
 
@@ -91,4 +91,18 @@ test("store errors answer as RocketMQ's send does", () => {
   for (const c of ['DISK_FULL', 'IO_ERROR', 'FLUSH_FAILED', 'NOT_OPEN']) assert.equal(code(c), ResponseCode.SERVICE_NOT_AVAILABLE, c)
   assert.equal(code('WRONG_ROLE'), ResponseCode.SYSTEM_ERROR)
   assert.equal(storeErrorResponse(new Error('boom')).code, ResponseCode.SYSTEM_ERROR)
+})
+
+test('a heartbeat processed after its connection closed does not bring the client back', () => {
+  const notified: string[] = []
+  const clients = new ClientManager(Date.now, (g) => notified.push(g.groupName))
+  const channel = { id: 'ch1', closed: false } as unknown as Channel
+  const hb = { clientID: '127.0.0.1@1', producerDataSet: [], consumerDataSet: [{ groupName: 'G', consumeType: 'CONSUME_PASSIVELY', messageModel: 'CLUSTERING', consumeFromWhere: 'CONSUME_FROM_LAST_OFFSET', subscriptionDataSet: [] }] }
+  clients.heartbeat(hb, channel)
+  assert.deepEqual(clients.consumerGroup('G')?.clientIds(), ['127.0.0.1@1'])
+  ;(channel as { closed: boolean }).closed = true
+  clients.channelClosed(channel)
+  assert.equal(clients.consumerGroup('G'), undefined)
+  clients.heartbeat(hb, channel) // late: its processor was still waiting when the close came
+  assert.equal(clients.consumerGroup('G'), undefined)
 })
