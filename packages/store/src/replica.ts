@@ -243,7 +243,7 @@ export class Replication {
     } catch (err) {
       // The bytes held of a cut record may be the bad ones (a record's CRC is known only once it
       // is whole): they go too, so the link resumes at the last whole record (commitLogMaxOffset).
-      if (pending.length > 0 && err instanceof StoreError) {
+      if (pending.length > 0 && err instanceof StoreError && err.code === 'CORRUPT_RECORD' && err.details.physicalOffset === start) {
         this.#pending = EMPTY
         throw new StoreError(err.code, `${err.message}; the ${pending.length} bytes held of the record at ${start} were dropped: resume at ${start}`, { cause: err, details: err.details })
       }
