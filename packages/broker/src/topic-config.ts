@@ -18,16 +18,8 @@ export const SYSTEM_TOPIC = {
   SCHEDULE: 'SCHEDULE_TOPIC_XXXX',
 } as const
 
-export const RETRY_GROUP_TOPIC_PREFIX = '%RETRY%'
-export const DLQ_GROUP_TOPIC_PREFIX = '%DLQ%'
+export { DLQ_GROUP_TOPIC_PREFIX, RETRY_GROUP_TOPIC_PREFIX, dlqTopic, retryTopic } from '@mqts/transport'
 export const TOPICS_FILE = 'topics.json'
-
-export function retryTopic(group: string): string {
-  return RETRY_GROUP_TOPIC_PREFIX + group
-}
-export function dlqTopic(group: string): string {
-  return DLQ_GROUP_TOPIC_PREFIX + group
-}
 
 export function isReadable(perm: number): boolean {
   return (perm & PERM.READ) !== 0

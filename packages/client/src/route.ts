@@ -5,6 +5,7 @@
  * queue for a send (TopicPublishInfo.selectOneMessageQueue with MQFaultStrategy).
  */
 import { MASTER_ID, PERM } from './constants.js'
+import type { TopicRouteData } from '@mqts/transport'
 import type { LatencyFaultTolerance } from './fault-tolerance.js'
 
 /** One queue of a topic on one broker. */
@@ -14,25 +15,7 @@ export interface MessageQueue {
   queueId: number
 }
 
-export interface QueueData {
-  brokerName: string
-  readQueueNums: number
-  writeQueueNums: number
-  perm: number
-  topicSysFlag?: number
-}
-
-export interface BrokerData {
-  cluster: string
-  brokerName: string
-  brokerAddrs: Record<string, string>
-}
-
-export interface TopicRouteData {
-  orderTopicConf?: string
-  queueDatas: QueueData[]
-  brokerDatas: BrokerData[]
-}
+export type { BrokerData, QueueData, TopicRouteData } from '@mqts/transport'
 
 export function queueKey(q: MessageQueue): string {
   return `${q.topic}@${q.brokerName}@${q.queueId}`

@@ -7,13 +7,8 @@
 import { crc32 } from 'node:zlib'
 import { TransportError, parseRemotingJson } from '@mqts/transport'
 
-/** Topic permission bits (RocketMQ's PermName). */
-export const PERM = {
-  PRIORITY: 8,
-  READ: 4,
-  WRITE: 2,
-  INHERIT: 1,
-} as const
+import { PERM } from '@mqts/transport'
+export { PERM }
 export const DEFAULT_PERM = PERM.READ | PERM.WRITE
 
 /** How often brokers register (30 s), how long a silent broker lives (120 s), how often that is checked (5 s). */
@@ -47,27 +42,9 @@ export interface TopicConfig {
   attributes?: Record<string, string>
 }
 
-export interface QueueData {
-  brokerName: string
-  readQueueNums: number
-  writeQueueNums: number
-  perm: number
-  topicSysFlag: number
-}
-
-export interface BrokerData {
-  cluster: string
-  brokerName: string
-  /** Broker id (0 = master) to "host:port". */
-  brokerAddrs: Record<string, string>
-}
-
-export interface TopicRouteData {
-  orderTopicConf?: string
-  queueDatas: QueueData[]
-  brokerDatas: BrokerData[]
-  filterServerTable: Record<string, string[]>
-}
+/** The route shapes, kept with the other wire names in @mqts/transport. */
+import type { BrokerData, QueueData, TopicRouteData } from '@mqts/transport'
+export type { BrokerData, QueueData, TopicRouteData }
 
 export interface ClusterInfo {
   brokerAddrTable: Record<string, BrokerData>

@@ -277,7 +277,7 @@ export class RouteInfoManager {
 
   /** Topics whose queue data carries `flag` in topicSysFlag (UNIT 1, UNIT_SUB 2), as RocketMQ's unit lists. */
   topicsWithSysFlag(test: (flag: number) => boolean): string[] {
-    return this.allTopics().filter((t) => [...this.#topics.get(t)!.values()].some((qd) => test(qd.topicSysFlag)))
+    return this.allTopics().filter((t) => [...this.#topics.get(t)!.values()].some((qd) => test(qd.topicSysFlag ?? 0)))
   }
 
   /** Removes `topic`, only from the broker names of `cluster` when given (DELETE_TOPIC_IN_NAMESRV). */

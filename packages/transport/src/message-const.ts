@@ -1,0 +1,88 @@
+/**
+ * RocketMQ's names that brokers and clients both use on the wire: message properties
+ * (MessageConst), topic prefixes and the auto-create template (MixAll), permission bits
+ * (PermName), PULL_MESSAGE's flags (PullSysFlag), and the route shapes a nameserver answers
+ * (TopicRouteData and its parts). Kept once, here, for every package that speaks the protocol.
+ */
+
+/** Message properties (RocketMQ 4.x MessageConst) mqts reads or writes. */
+export const MESSAGE_PROPERTY = {
+  KEYS: 'KEYS',
+  TAGS: 'TAGS',
+  WAIT: 'WAIT',
+  DELAY: 'DELAY',
+  RETRY_TOPIC: 'RETRY_TOPIC',
+  REAL_TOPIC: 'REAL_TOPIC',
+  REAL_QID: 'REAL_QID',
+  TRANSACTION_PREPARED: 'TRAN_MSG',
+  PRODUCER_GROUP: 'PGROUP',
+  MIN_OFFSET: 'MIN_OFFSET',
+  MAX_OFFSET: 'MAX_OFFSET',
+  UNIQ_KEY: 'UNIQ_KEY',
+  RECONSUME_TIME: 'RECONSUME_TIME',
+  MAX_RECONSUME_TIMES: 'MAX_RECONSUME_TIMES',
+  ORIGIN_MESSAGE_ID: 'ORIGIN_MESSAGE_ID',
+  CONSUME_START_TIMESTAMP: 'CONSUME_START_TIME',
+  CLUSTER: 'CLUSTER',
+  MSG_REGION: 'MSG_REGION',
+  TRACE_SWITCH: 'TRACE_ON',
+} as const
+
+/** Topic prefixes of a consumer group's retry and dead-letter queues (MixAll). */
+export const RETRY_GROUP_TOPIC_PREFIX = '%RETRY%'
+export const DLQ_GROUP_TOPIC_PREFIX = '%DLQ%'
+
+export function retryTopic(group: string): string {
+  return RETRY_GROUP_TOPIC_PREFIX + group
+}
+
+export function dlqTopic(group: string): string {
+  return DLQ_GROUP_TOPIC_PREFIX + group
+}
+
+/** The topic auto-created topics are made from (MixAll.AUTO_CREATE_TOPIC_KEY_TOPIC). */
+export const AUTO_CREATE_TOPIC = 'TBW102'
+
+/** Topic permission bits (PermName). */
+export const PERM = {
+  PRIORITY: 8,
+  READ: 4,
+  WRITE: 2,
+  INHERIT: 1,
+} as const
+
+/** PULL_MESSAGE's sysFlag bits (PullSysFlag). */
+export const PULL_SYS_FLAG = {
+  COMMIT_OFFSET: 0x1,
+  SUSPEND: 0x2,
+  SUBSCRIPTION: 0x4,
+  CLASS_FILTER: 0x8,
+  LITE_PULL: 0x10,
+} as const
+
+/** A subscription to every tag. */
+export const SUB_ALL = '*'
+
+export interface QueueData {
+  brokerName: string
+  readQueueNums: number
+  writeQueueNums: number
+  perm: number
+  /** TopicSysFlag (UNIT 1, UNIT_SUB 2); 0 when absent. */
+  topicSysFlag?: number
+}
+
+export interface BrokerData {
+  cluster: string
+  brokerName: string
+  /** Broker id (0 = master) to "host:port". */
+  brokerAddrs: Record<string, string>
+}
+
+/** GET_ROUTEINFO_BY_TOPIC's answer. */
+export interface TopicRouteData {
+  orderTopicConf?: string
+  queueDatas: QueueData[]
+  brokerDatas: BrokerData[]
+  filterServerTable?: Record<string, string[]>
+}
