@@ -61,6 +61,8 @@ async function writeConf(dir: string, ns: string, id: number, role: string): Pro
     'slaveSyncIntervalMs=300',
     'syncFlushTimeout=2000',
     'mappedFileSizeCommitLog=1048576',
+    // Replicas serve reads (a consumer goes to one when the master is gone).
+    'slaveReadEnable=true',
     `storePathRootDir=${path.join(dir, `b${id}`, 'store')}`,
   ]
   await writeFile(conf, lines.join('\n') + '\n')
