@@ -21,6 +21,7 @@ const MODULES: Module[] = [
   { name: 'transport', file: './transport.bench.js', optional: true },
   { name: 'broker', file: './broker.bench.js', optional: true },
   { name: 'client', file: './client.bench.js', optional: true },
+  { name: 'ha', file: './ha.bench.js', optional: true },
 ]
 
 interface Tagged extends BenchResult {

@@ -55,6 +55,10 @@ export interface BrokerConfig {
   syncFlushTimeout: number
   /** A replica copies its master's topics, offsets and groups this often. */
   slaveSyncIntervalMs: number
+  /** Pulls may be sent to a replica (RocketMQ's slaveReadEnable, default false): a replica serves them, a master suggests it to slow consumers. */
+  slaveReadEnable: boolean
+  /** A consumer more than this share (%) of the machine's memory behind the CommitLog's end is slow (RocketMQ's accessMessageInMemoryMaxRatio, 40). */
+  accessMessageInMemoryMaxRatio: number
 }
 
 export const DEFAULT_BROKER_PORT = 10911
@@ -86,6 +90,8 @@ export const DEFAULT_BROKER_CONFIG: Readonly<BrokerConfig> = {
   haListenPort: undefined,
   syncFlushTimeout: 5000,
   slaveSyncIntervalMs: 10_000,
+  slaveReadEnable: false,
+  accessMessageInMemoryMaxRatio: 40,
 }
 
 const ROLES: readonly BrokerRole[] = ['ASYNC_MASTER', 'SYNC_MASTER', 'SLAVE']
@@ -119,6 +125,8 @@ const KINDS: Record<keyof BrokerConfig, Kind> = {
   haListenPort: 'optional-int',
   syncFlushTimeout: 'int',
   slaveSyncIntervalMs: 'int',
+  slaveReadEnable: 'bool',
+  accessMessageInMemoryMaxRatio: 'int',
 }
 
 /** RocketMQ's names for the same settings in broker.conf, where they differ from ours. */
@@ -189,6 +197,7 @@ export function resolveBrokerConfig(settings: Partial<Record<string, unknown>>, 
     ;(out as unknown as Record<string, unknown>)[key] = coerce(key, value)
   }
   if (out.listenPort > 65535) throw bad('listenPort', out.listenPort, 'a port (0-65535)')
+  if (out.accessMessageInMemoryMaxRatio > 100) throw bad('accessMessageInMemoryMaxRatio', out.accessMessageInMemoryMaxRatio, 'a percentage (0-100)')
   if (out.defaultTopicQueueNums < 1) throw bad('defaultTopicQueueNums', out.defaultTopicQueueNums, 'at least 1')
   if (out.brokerId === 0 && out.brokerRole === 'SLAVE') throw bad('brokerRole', out.brokerRole, 'ASYNC_MASTER or SYNC_MASTER for brokerId 0')
   if (out.brokerId > 0 && out.brokerRole !== 'SLAVE') throw bad('brokerRole', out.brokerRole, 'SLAVE for brokerId > 0')

@@ -414,3 +414,19 @@ test('DELETE_TOPIC_IN_BROKER removes the topic and its queues: recreated, it sta
     assert.equal(system.code, ResponseCode.SYSTEM_ERROR)
   })
 })
+
+test('suggestWhichBrokerId: the master unless slaveReadEnable; with it, the slow-consumer broker once the backlog passes accessMessageInMemoryMaxRatio', { timeout: 30_000 }, async () => {
+  const suggested = async (options: BrokerOptions): Promise<string[]> => {
+    let out: string[] = []
+    await withCluster(async (c) => {
+      assert.equal((await createTopic(c, 'Slow', 1, 1)).code, ResponseCode.SUCCESS)
+      for (let i = 0; i < 3; i++) assert.equal((await c.client.invoke(c.broker.address, sendV2('Slow', 0, `m${i}`), T)).code, ResponseCode.SUCCESS)
+      // One record a pull: the first two lie behind the CommitLog's end by more than 0 bytes, so does the last (its own size).
+      for (let o = 0; o < 3; o++) out.push((await c.client.invoke(c.broker.address, pull('Slow', 0, o, { max: 1 }), T)).extFields.suggestWhichBrokerId!)
+    }, options)
+    return out
+  }
+  assert.deepEqual(await suggested({ accessMessageInMemoryMaxRatio: 0 }), ['0', '0', '0'], 'slaveReadEnable off: always the master')
+  assert.deepEqual(await suggested({ slaveReadEnable: true, accessMessageInMemoryMaxRatio: 0 }), ['1', '1', '1'], 'any backlog is past 0 % of memory')
+  assert.deepEqual(await suggested({ slaveReadEnable: true }), ['0', '0', '0'], 'a few bytes are within 40 % of memory')
+})

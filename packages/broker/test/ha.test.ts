@@ -55,6 +55,12 @@ test('a replica broker follows its SYNC_MASTER: same bytes, same pulls, copied t
     const route = JSON.parse((await client.invoke(ns.address(), RemotingCommand.createRequest(RequestCode.GET_ROUTEINFO_BY_TOPIC, { topic: 'Rep' }), T)).body.toString()) as TopicRouteData
     assert.deepEqual(Object.keys(route.brokerDatas[0]!.brokerAddrs).sort(), ['0', '1'])
     await until('topics copied', () => replica!.topics.get('Rep') !== undefined)
+    // slaveReadEnable off (the default): the replica sends the consumer back to the master and
+    // keeps its offset; on, it serves the pull.
+    const refused = await client.invoke(replica.address, pull('Rep', 0, 0), T)
+    assert.equal(refused.code, ResponseCode.PULL_RETRY_IMMEDIATELY)
+    assert.deepEqual([refused.extFields.suggestWhichBrokerId, refused.extFields.nextBeginOffset], ['0', '0'])
+    replica.config.slaveReadEnable = true
     for (const q of [0, 1]) {
       const a = await client.invoke(master.address, pull('Rep', q, 0), T)
       const b = await client.invoke(replica.address, pull('Rep', q, 0), T)

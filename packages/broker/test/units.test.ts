@@ -7,6 +7,7 @@ import { ResponseCode, type Channel } from '@mqts/transport'
 import { BrokerError, ClientManager, decodeBatchBody, parseBrokerConf, parseTagExpression, pullAnswer, resolveBrokerConfig } from '../src/index.js'
 import { RebalanceLockManager } from '../src/rebalance-lock.js'
 import { storeErrorResponse } from '../src/processors/send.js'
+import { suggestBroker } from '../src/processors/pull-suggest.js'
 
 test('broker.conf: key=value lines, comments, RocketMQ names, typed errors for bad values', () => {
   const conf = parseBrokerConf('# comment\nbrokerClusterName = C1\nbrokerName=b1\nbrokerId=0\nnamesrvAddr=127.0.0.1:9876;127.0.0.1:9877\nflushDiskType=SYNC_FLUSH\ndeleteWhen=04\n\nautoCreateTopicEnable=false\n')
@@ -105,4 +106,18 @@ test('a heartbeat processed after its connection closed does not bring the clien
   assert.equal(clients.consumerGroup('G'), undefined)
   clients.heartbeat(hb, channel) // late: its processor was still waiting when the close came
   assert.equal(clients.consumerGroup('G'), undefined)
+})
+
+test('suggestWhichBrokerId and replica reads as RocketMQ: the backlog against a share of memory, slaveReadEnable', () => {
+  const base = { role: 'ASYNC_MASTER' as const, slaveReadEnable: true, accessMessageInMemoryMaxRatio: 40, commitLogMaxOffset: 1000, brokerId: 0, whichBrokerWhenConsumeSlowly: 1, memoryBytes: 1000 }
+  // 40 % of 1000 bytes: a backlog of 400 is not slow, 401 is.
+  assert.deepEqual(suggestBroker({ ...base, lastPhysicalOffset: 600 }), { suggestWhichBrokerId: 0, refuse: false })
+  assert.deepEqual(suggestBroker({ ...base, lastPhysicalOffset: 599 }), { suggestWhichBrokerId: 1, refuse: false })
+  assert.deepEqual(suggestBroker({ ...base, lastPhysicalOffset: undefined }), { suggestWhichBrokerId: 0, refuse: false }, 'nothing read: the group\'s broker')
+  assert.deepEqual(suggestBroker({ ...base, lastPhysicalOffset: 599, slaveReadEnable: false }), { suggestWhichBrokerId: 0, refuse: false })
+  assert.deepEqual(suggestBroker({ ...base, lastPhysicalOffset: 599, role: 'SLAVE', slaveReadEnable: false }), { suggestWhichBrokerId: 0, refuse: true })
+  assert.deepEqual(suggestBroker({ ...base, lastPhysicalOffset: 599, role: 'SLAVE' }), { suggestWhichBrokerId: 1, refuse: false })
+  assert.equal(resolveBrokerConfig({}).slaveReadEnable, false)
+  assert.equal(resolveBrokerConfig({ slaveReadEnable: 'true', accessMessageInMemoryMaxRatio: '30' }).accessMessageInMemoryMaxRatio, 30)
+  assert.throws(() => resolveBrokerConfig({ accessMessageInMemoryMaxRatio: '101' }), (e: unknown) => e instanceof BrokerError && e.code === 'INVALID_CONFIG')
 })

@@ -62,6 +62,8 @@ class ReplicaLink {
   #lastWrite = 0
   #buffered = Buffer.alloc(0)
   #sending = false
+  /** The socket's buffer is full: nothing more is written until it drains (one listener waits). */
+  #waitingDrain = false
   #closed = false
 
   constructor(
@@ -111,7 +113,7 @@ class ReplicaLink {
 
   /** Sends what is committed past nextOffset, frame by frame, as long as the socket takes it. */
   pump(): void {
-    if (this.#sending || this.#closed || this.nextOffset < 0) return
+    if (this.#sending || this.#closed || this.nextOffset < 0 || this.#waitingDrain) return
     this.#sending = true
     try {
       const store = this.master.store
@@ -127,7 +129,13 @@ class ReplicaLink {
         this.nextOffset += view.length
         this.#lastWrite = Date.now()
         if (!more) {
-          this.socket.once('drain', () => this.pump())
+          // Commits and reports wake the link meanwhile; they wait for this drain too, so a
+          // replica that stops reading holds one socket buffer of this master's memory, not more.
+          this.#waitingDrain = true
+          this.socket.once('drain', () => {
+            this.#waitingDrain = false
+            this.pump()
+          })
           break
         }
       }

@@ -222,3 +222,28 @@ test('HA arguments and options are checked: typed INVALID_ARGUMENT', { timeout: 
     }
   })
 })
+
+test('a replica that stops reading: the master writes nothing more until its socket drains (one drain listener, not one per commit)', { timeout: 60_000 }, async () => {
+  await withDirs(1, async ([dir]) => {
+    const store = await MessageStore.open(options(dir!, 'async', 'master'))
+    const master = await HAMaster.start({ store, port: 0 })
+    const warnings: string[] = []
+    const onWarning = (w: Error): void => void warnings.push(`${w.name}: ${w.message}`)
+    process.on('warning', onWarning)
+    const peer = net.connect(master.port, '127.0.0.1')
+    try {
+      await new Promise<void>((r) => peer.once('connect', r))
+      peer.pause()
+      peer.write(encodeReport(0))
+      // Each put is a commit that wakes the link: with the socket full it must not write again.
+      for (let i = 0; i < 1000; i++) await store.put({ topic: 'T', queueId: 0, body: Buffer.alloc(30_000, i % 256) })
+      await new Promise((r) => setTimeout(r, 50))
+      assert.deepEqual(warnings.filter((w) => w.includes('drain')), [])
+    } finally {
+      process.off('warning', onWarning)
+      peer.destroy()
+      await master.stop()
+      await store.close()
+    }
+  })
+})

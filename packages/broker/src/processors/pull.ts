@@ -19,6 +19,7 @@ import type { BrokerContext } from '../context.js'
 import { PullHoldService } from '../long-polling.js'
 import { EXPRESSION_TYPE_TAG, MAX_SUSPEND_MS, PULL_SYS_FLAG, SUB_ALL } from '../protocol.js'
 import { isReadable } from '../topic-config.js'
+import { suggestBroker } from './pull-suggest.js'
 
 /** The tags a subscription expression names (`TagA || TagB`); undefined for every message. */
 export function parseTagExpression(expression: string | undefined): string[] | undefined {
@@ -96,6 +97,14 @@ export function pullService(ctx: BrokerContext): PullService {
       ctx.store.commitOffset(group, topic, queueId, commitOffset)
     }
     const r = await ctx.store.get({ group, topic, queueId, offset, maxMessages: maxMsgNums, tags: parseTagExpression(expression), raw: true, maxBytes: maxMsgBytes && maxMsgBytes > 0 ? maxMsgBytes : undefined })
+    const last = r.records.length > 0 ? r.records[r.records.length - 1]!.physicalOffset : undefined
+    const { suggestWhichBrokerId, refuse } = suggestBroker({ ...ctx.config, role: ctx.config.brokerRole, commitLogMaxOffset: ctx.store.commitLogMaxOffset, lastPhysicalOffset: last, brokerId: sg.brokerId, whichBrokerWhenConsumeSlowly: sg.whichBrokerWhenConsumeSlowly })
+    if (refuse) {
+      // A replica without slaveReadEnable sends the consumer back to the master. RocketMQ answers
+      // the next offset past what it read; the requested one is kept so that nothing is skipped.
+      const ext = { suggestWhichBrokerId: String(suggestWhichBrokerId), nextBeginOffset: String(offset), minOffset: String(r.minOffset), maxOffset: String(r.maxOffset) }
+      return RemotingCommand.createResponse(ResponseCode.PULL_RETRY_IMMEDIATELY, 'the replica does not serve reads (slaveReadEnable=false)', ext)
+    }
     const { code, nextBeginOffset } = pullAnswer(r.status, offset, r.nextOffset)
     if (code === ResponseCode.PULL_NOT_FOUND && firstAttempt && (sysFlag & PULL_SYS_FLAG.SUSPEND) !== 0) {
       const waitMs = ctx.config.longPollingEnable ? Math.min(Math.max(suspendMs, 0), MAX_SUSPEND_MS) : ctx.config.shortPollingTimeMills
@@ -105,7 +114,7 @@ export function pullService(ctx: BrokerContext): PullService {
         return undefined
       }
     }
-    const ext = { suggestWhichBrokerId: '0', nextBeginOffset: String(nextBeginOffset), minOffset: String(r.minOffset), maxOffset: String(r.maxOffset) }
+    const ext = { suggestWhichBrokerId: String(suggestWhichBrokerId), nextBeginOffset: String(nextBeginOffset), minOffset: String(r.minOffset), maxOffset: String(r.maxOffset) }
     const body = code === ResponseCode.SUCCESS ? Buffer.concat(r.records.map((x) => x.data)) : undefined
     return RemotingCommand.createResponse(code, r.status, ext, body)
   }

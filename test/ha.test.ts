@@ -1,0 +1,233 @@
+// A broker group as real processes: a nameserver, a master (SYNC_MASTER, then ASYNC_MASTER) and
+// two replicas (SLAVE, brokerId 1 and 2, same brokerName), sends over the remoting protocol. The
+// replicas' CommitLog files end byte-identical to the master's and their ConsumeQueues equal; a
+// replica killed with SIGKILL resumes from its offset; an empty replica started while producers
+// run catches up; a SYNC_MASTER without replicas answers SLAVE_NOT_AVAILABLE and every message
+// it acknowledged is on a replica; with the master stopped the route keeps the replica and the
+// replica answers pulls. Counts: HA_TEST_MESSAGES (per produce round).
+import assert from 'node:assert/strict'
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import * as path from 'node:path'
+import { after, test } from 'node:test'
+import { decodeMessages } from '@mqts/client'
+import { countFromEnv } from '@mqts/common'
+import { RemotingCommand, RequestCode, ResponseCode, silentLogger } from '@mqts/transport'
+import { TcpRemotingClient } from '@mqts/transport-tcp'
+import { startMqts, stop, stopAll, type Server } from './processes.js'
+
+after(stopAll)
+
+const MESSAGES = countFromEnv('HA_TEST_MESSAGES', 40)
+const TOPIC = 'HaTopic'
+const QUEUES = 4
+const T = 5000
+
+/** SEND_MESSAGE_V2 with its short header names; TAGS empty (properties left out). */
+function sendRequest(queueId: number, body: string): RemotingCommand {
+  return RemotingCommand.createRequest(RequestCode.SEND_MESSAGE_V2, { a: 'PG', b: TOPIC, c: 'TBW102', d: String(QUEUES), e: String(queueId), f: '0', g: String(Date.now()), h: '0', i: '', j: '0', k: 'false' }, body)
+}
+
+function pullRequest(queueId: number, offset: number): RemotingCommand {
+  return RemotingCommand.createRequest(RequestCode.PULL_MESSAGE, { consumerGroup: 'HaG', topic: TOPIC, queueId: String(queueId), queueOffset: String(offset), maxMsgNums: '1000', sysFlag: '4', commitOffset: '0', suspendTimeoutMillis: '0', subscription: '*', subVersion: '0' })
+}
+
+async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms
+  while (!(await cond())) {
+    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 100))
+  }
+}
+
+interface Group {
+  dir: string
+  ns: Server
+  client: TcpRemotingClient
+  confs: string[]
+  servers: Array<Server | undefined>
+}
+
+/** broker.conf of broker `id` (0 the master) of group `role`. */
+async function writeConf(dir: string, ns: string, id: number, role: string): Promise<string> {
+  const conf = path.join(dir, `broker-${id}.conf`)
+  const lines = [
+    'brokerClusterName=HaCluster',
+    'brokerName=broker-ha',
+    `brokerId=${id}`,
+    `brokerRole=${id === 0 ? role : 'SLAVE'}`,
+    `namesrvAddr=${ns}`,
+    'registerBrokerInterval=500',
+    'slaveSyncIntervalMs=300',
+    'syncFlushTimeout=2000',
+    'mappedFileSizeCommitLog=1048576',
+    // Replicas serve reads (a consumer goes to one when the master is gone).
+    'slaveReadEnable=true',
+    `storePathRootDir=${path.join(dir, `b${id}`, 'store')}`,
+  ]
+  await writeFile(conf, lines.join('\n') + '\n')
+  return conf
+}
+
+async function startBroker(g: Group, id: number): Promise<Server> {
+  const s = await startMqts(['broker', '-c', g.confs[id]!, '--port', '0'])
+  g.servers[id] = s
+  return s
+}
+
+async function startGroup(role: string, replicas: number[]): Promise<Group> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'mqts-ha-'))
+  const ns = await startMqts(['namesrv', '--port', '0', '--data', path.join(dir, 'ns'), '--broker-expiry', '3000', '--scan-interval', '200'])
+  const g: Group = { dir, ns, client: new TcpRemotingClient({ logger: silentLogger }), confs: [], servers: [] }
+  for (const id of [0, 1, 2]) g.confs.push(await writeConf(dir, ns.address, id, role))
+  const master = await startBroker(g, 0)
+  const created = await g.client.invoke(master.address, RemotingCommand.createRequest(RequestCode.UPDATE_AND_CREATE_TOPIC, { topic: TOPIC, defaultTopic: 'TBW102', readQueueNums: String(QUEUES), writeQueueNums: String(QUEUES), perm: '6', topicFilterType: 'SINGLE_TAG', order: 'false' }), T)
+  assert.equal(created.code, ResponseCode.SUCCESS, created.remark ?? '')
+  for (const id of replicas) await startBroker(g, id)
+  return g
+}
+
+async function stopGroup(g: Group): Promise<void> {
+  await g.client.close()
+  for (const s of [...g.servers].reverse()) if (s) await stop(s)
+  await stop(g.ns)
+  await rm(g.dir, { recursive: true, force: true })
+}
+
+/** Each queue's max offset on one broker. */
+async function maxOffsets(g: Group, address: string): Promise<number[]> {
+  const out: number[] = []
+  for (let q = 0; q < QUEUES; q++) {
+    const r = await g.client.invoke(address, RemotingCommand.createRequest(RequestCode.GET_MAX_OFFSET, { topic: TOPIC, queueId: String(q) }), T)
+    out.push(r.code === ResponseCode.SUCCESS ? Number(r.extFields.offset) : -1)
+  }
+  return out
+}
+
+async function caughtUp(g: Group, ids: number[]): Promise<void> {
+  const want = (await maxOffsets(g, g.servers[0]!.address)).join()
+  for (const id of ids) {
+    await until(`replica ${id} caught up with ${want}`, async () => (await maxOffsets(g, g.servers[id]!.address).catch(() => [])).join() === want)
+  }
+}
+
+/** Sends `count` messages round-robin; each body and the code it was answered with. */
+async function produce(g: Group, prefix: string, count: number): Promise<Array<{ body: string; code: number }>> {
+  const out: Array<{ body: string; code: number }> = []
+  for (let i = 0; i < count; i++) {
+    const body = `${prefix}-${i}-`.padEnd(100 + (i % 7) * 50, 'x')
+    const r = await g.client.invoke(g.servers[0]!.address, sendRequest(i % QUEUES, body), T)
+    out.push({ body, code: r.code })
+  }
+  return out
+}
+
+/** Every body a broker answers for the topic (pulls from offset 0 of each queue). */
+async function bodiesOn(g: Group, address: string): Promise<Set<string>> {
+  const out = new Set<string>()
+  for (let q = 0; q < QUEUES; q++) {
+    const r = await g.client.invoke(address, pullRequest(q, 0), T)
+    if (r.code !== ResponseCode.SUCCESS) continue
+    for (const m of decodeMessages(r.body, 'broker-ha')) out.add(m.body.toString())
+  }
+  return out
+}
+
+/** Every file under `dir` (relative path → content). */
+async function filesUnder(dir: string, prefix = ''): Promise<Map<string, Buffer>> {
+  const out = new Map<string, Buffer>()
+  for (const name of (await readdir(dir)).sort()) {
+    const p = path.join(dir, name)
+    if ((await stat(p)).isDirectory()) for (const [k, v] of await filesUnder(p, `${prefix}${name}/`)) out.set(k, v)
+    else out.set(`${prefix}${name}`, await readFile(p))
+  }
+  return out
+}
+
+function assertSameFiles(a: Map<string, Buffer>, b: Map<string, Buffer>, what: string): void {
+  assert.deepEqual([...b.keys()], [...a.keys()], `${what}: the same files`)
+  for (const [name, bytes] of a) assert.ok(bytes.equals(b.get(name)!), `${what}: ${name} byte-identical`)
+}
+
+async function assertReplicasIdentical(g: Group, ids: number[]): Promise<void> {
+  const store = (id: number): string => path.join(g.dir, `b${id}`, 'store')
+  const log = await filesUnder(path.join(store(0), 'commitlog'))
+  const cq = await filesUnder(path.join(store(0), 'consumequeue', TOPIC))
+  assert.ok(log.size > 0 && cq.size > 0)
+  for (const id of ids) {
+    assertSameFiles(log, await filesUnder(path.join(store(id), 'commitlog')), `replica ${id} CommitLog`)
+    assertSameFiles(cq, await filesUnder(path.join(store(id), 'consumequeue', TOPIC)), `replica ${id} ConsumeQueue`)
+  }
+}
+
+test('SYNC_MASTER and two replicas as processes: catch-up, SIGKILL and restart, SLAVE_NOT_AVAILABLE, reads from a replica with the master stopped', { timeout: 120_000 }, async () => {
+  const g = await startGroup('SYNC_MASTER', [1])
+  try {
+    // Sends succeed once replica 1 is in sync (before that SLAVE_NOT_AVAILABLE: stored, not replicated).
+    await until('replica 1 in sync', async () => (await produce(g, 'warm', 1))[0]!.code === ResponseCode.SUCCESS)
+    const acked: string[] = []
+    const record = (rs: Array<{ body: string; code: number }>): void => {
+      for (const r of rs) if (r.code === ResponseCode.SUCCESS) acked.push(r.body)
+    }
+    record(await produce(g, 'a', MESSAGES))
+    // An empty replica 2 starts while a producer runs, and catches up.
+    const running = produce(g, 'b', MESSAGES)
+    await startBroker(g, 2)
+    record(await running)
+    await caughtUp(g, [1, 2])
+    // Replica 2 killed mid-stream and restarted on its files: it resumes from its own offset.
+    const during = produce(g, 'c', MESSAGES)
+    await new Promise((r) => setTimeout(r, 50))
+    await stop(g.servers[2]!, 'SIGKILL')
+    record(await during)
+    await startBroker(g, 2)
+    record(await produce(g, 'd', MESSAGES))
+    await caughtUp(g, [1, 2])
+    assert.ok(acked.length >= 4 * MESSAGES - 2, `acknowledged ${acked.length} of ${4 * MESSAGES}`)
+
+    // Master stopped: the route keeps the replicas under their ids, a pull to one answers the records.
+    await stop(g.servers[0]!)
+    const route = async (): Promise<string[]> => {
+      const r = await g.client.invoke(g.ns.address, RemotingCommand.createRequest(RequestCode.GET_ROUTEINFO_BY_TOPIC, { topic: TOPIC }), T)
+      if (r.code !== ResponseCode.SUCCESS) return []
+      const data = JSON.parse(r.body.toString()) as { brokerDatas: Array<{ brokerAddrs: Record<string, string> }> }
+      return Object.keys(data.brokerDatas[0]?.brokerAddrs ?? {}).sort()
+    }
+    await until('the master gone from the route, the replicas kept', async () => (await route()).join() === '1,2')
+    const onReplica = await bodiesOn(g, g.servers[1]!.address)
+    for (const body of acked) assert.ok(onReplica.has(body), `acknowledged ${body.slice(0, 12)} is on the replica`)
+
+    // Everything stopped and flushed: the replicas' files are the master's.
+    await stop(g.servers[1]!)
+    await stop(g.servers[2]!)
+    await assertReplicasIdentical(g, [1, 2])
+
+    // The master alone (no replica in sync) answers SLAVE_NOT_AVAILABLE; back with replica 1,
+    // its acknowledged sends are on the replica.
+    await startBroker(g, 0)
+    const alone = await produce(g, 'alone', 1)
+    assert.equal(alone[0]!.code, ResponseCode.SLAVE_NOT_AVAILABLE)
+    await startBroker(g, 1)
+    await until('replica 1 back in sync', async () => (await produce(g, 'back', 1))[0]!.code === ResponseCode.SUCCESS)
+    const later = await produce(g, 'e', MESSAGES)
+    // Sends answered SUCCESS are held by the replica at that moment: stop the master first.
+    await stop(g.servers[0]!, 'SIGKILL')
+    const held = await bodiesOn(g, g.servers[1]!.address)
+    for (const r of later) if (r.code === ResponseCode.SUCCESS) assert.ok(held.has(r.body), `acknowledged ${r.body.slice(0, 12)} is on the replica`)
+  } finally {
+    await stopGroup(g)
+  }
+})
+
+test('ASYNC_MASTER and two replicas as processes: the replicas\' CommitLog and ConsumeQueue files are the master\'s', { timeout: 60_000 }, async () => {
+  const g = await startGroup('ASYNC_MASTER', [1, 2])
+  try {
+    const sent = await produce(g, 'async', 2 * MESSAGES)
+    assert.ok(sent.every((s) => s.code === ResponseCode.SUCCESS))
+    await caughtUp(g, [1, 2])
+    for (const id of [0, 1, 2]) await stop(g.servers[id]!)
+    await assertReplicasIdentical(g, [1, 2])
+  } finally {
+    await stopGroup(g)
+  }
+})
