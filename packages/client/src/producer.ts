@@ -311,6 +311,9 @@ function decodeRetryProps(properties: string): { reconsume?: string; max?: strin
 /** `p`, or a ClientError ABORTED as soon as `signal` fires (the request itself is not recalled). */
 export function withSignal<T>(p: Promise<T>, signal: AbortSignal | undefined, what: string): Promise<T> {
   if (!signal) return p
+  // The request goes on after an abort: its answer or failure is nobody's, and must not become
+  // an unhandled rejection.
+  p.catch(() => undefined)
   if (signal.aborted) return Promise.reject(new ClientError('ABORTED', `${what} was aborted`, { cause: signal.reason }))
   return new Promise<T>((resolve, reject) => {
     const onAbort = (): void => reject(new ClientError('ABORTED', `${what} was aborted`, { cause: signal.reason }))

@@ -7,6 +7,7 @@
 import { RemotingCommand, RequestCode, ResponseCode } from '@mqts/transport'
 import { checkResponse, type ClientInstance } from './client-instance.js'
 import { CLIENT_DEFAULTS, PULL_SYS_FLAG } from './constants.js'
+import { ClientError } from './errors.js'
 import { matchesTag, type Subscription } from './expression.js'
 import { decodeMessages, type MessageExt } from './message.js'
 import { withSignal } from './producer.js'
@@ -37,6 +38,8 @@ export interface PullRequest {
 }
 
 export async function pullMessages(instance: ClientInstance, r: PullRequest): Promise<PullResult> {
+  // Aborted already: no request is sent at all.
+  if (r.signal?.aborted) throw new ClientError('ABORTED', `pull of ${r.queue.topic}/${r.queue.queueId} was aborted`, { cause: r.signal.reason })
   const addr = await instance.brokerAddress(r.queue.brokerName, r.queue.topic)
   const suspendMs = r.suspendMs ?? CLIENT_DEFAULTS.suspendMs
   let sysFlag = PULL_SYS_FLAG.SUBSCRIPTION

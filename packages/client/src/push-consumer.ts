@@ -98,6 +98,15 @@ function positiveInt(name: string, value: number | undefined, fallback: number):
   return value
 }
 
+/**
+ * The folder name a broadcasting consumer keeps its offsets under: RocketMQ's Java client names
+ * broadcasting consumers `<ip>@DEFAULT` unless given an instance name, so a restarted process finds
+ * its offsets again (the per-process default id would start a new folder each time).
+ */
+export function broadcastingStoreId(clientId: string, instanceName: string | undefined): string {
+  return instanceName !== undefined ? clientId : `${clientId.split('@')[0]}@DEFAULT`
+}
+
 export class PushConsumer implements ClientMember {
   readonly group: string
   readonly instance: ClientInstance
@@ -157,7 +166,7 @@ export class PushConsumer implements ClientMember {
     this.instance = new ClientInstance(options)
     this.#offsets =
       model === 'BROADCASTING'
-        ? new LocalOffsetStore(options.offsetStoreDir ?? path.join(os.homedir(), '.rocketmq_offsets'), this.instance.clientId, this.group)
+        ? new LocalOffsetStore(options.offsetStoreDir ?? path.join(os.homedir(), '.rocketmq_offsets'), broadcastingStoreId(this.instance.clientId, options.instanceName), this.group)
         : new RemoteOffsetStore(this.instance, this.group)
   }
 

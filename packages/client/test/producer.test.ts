@@ -160,3 +160,21 @@ test('the pull consumer iterates a queue from an offset, waits for new messages,
     assert.equal(r.maxOffset, 7)
   })
 })
+
+test('a pull given an aborted signal sends nothing: no request left to fail after close', { timeout: 30_000 }, async () => {
+  const unhandled: unknown[] = []
+  const onUnhandled = (e: unknown): void => void unhandled.push(e)
+  process.on('unhandledRejection', onUnhandled)
+  try {
+    await withCluster(1, async (c, producer, consumer) => {
+      await c.createTopic('AbortT', 1)
+      await producer.send({ topic: 'AbortT', body: 'x' })
+      const [q] = (await consumer.queues('AbortT'))!
+      await assert.rejects(consumer.pull(q!, 1, { signal: AbortSignal.abort() }), (e: unknown) => e instanceof ClientError && e.code === 'ABORTED')
+    })
+    await new Promise((r) => setTimeout(r, 200))
+    assert.deepEqual(unhandled, [])
+  } finally {
+    process.off('unhandledRejection', onUnhandled)
+  }
+})

@@ -83,3 +83,10 @@ test('message properties as RocketMQ clients write them; a batch body the broker
     ['second', 0, {}],
   ])
 })
+
+test('a broadcasting consumer keeps its offsets under <ip>@DEFAULT unless given an instance name (a restart finds them)', async () => {
+  const { broadcastingStoreId } = await import('../src/push-consumer.js')
+  assert.equal(broadcastingStoreId('10.0.0.1@4242', undefined), '10.0.0.1@DEFAULT')
+  assert.equal(broadcastingStoreId('10.0.0.1@4242#3', undefined), '10.0.0.1@DEFAULT')
+  assert.equal(broadcastingStoreId('10.0.0.1@mine', 'mine'), '10.0.0.1@mine')
+})
