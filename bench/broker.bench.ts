@@ -203,11 +203,12 @@ export async function run(opts: RunOptions): Promise<BenchResult[]> {
           offset = next
         }
       }
-      const pullBegin = performance.now()
-      await Promise.all(Array.from({ length: QUEUES }, (_, q) => pullQueue(q)))
-      const pullRate = pulled / ((performance.now() - pullBegin) / 1000)
+      const pullRate = await measure(total, async () => {
+        await Promise.all(Array.from({ length: QUEUES }, (_, q) => pullQueue(q)))
+      })
       if (pulled !== total) throw new Error(`pulled ${pulled} messages, produced ${total}`)
       // Baseline: the broker's own store read raw, same queues, same batch size.
+      const cpu = process.cpuUsage()
       const getBegin = performance.now()
       let got = 0
       for (let q = 0; q < QUEUES; q++) {
@@ -220,7 +221,11 @@ export async function run(opts: RunOptions): Promise<BenchResult[]> {
         }
       }
       const getRate = got / ((performance.now() - getBegin) / 1000)
-      rows.push(compare({ name: 'pull all (32 per pull, 1 caller per queue)', value: Math.round(pullRate), unit: 'msg/s', mbPerSec: (pullRate * BODY_BYTES) / 1e6 }, 'embedded raw get', getRate))
+      const getCpu = process.cpuUsage(cpu)
+      rows.push({
+        ...compare({ name: 'pull all (32 per pull, 1 caller per queue)', value: Math.round(pullRate.perSec), unit: 'msg/s', mbPerSec: (pullRate.perSec * BODY_BYTES) / 1e6 }, 'embedded raw get', getRate),
+        note: `CPU ${pullRate.cpuUs.toFixed(1)} µs/msg (client + broker) vs ${((getCpu.user + getCpu.system) / got).toFixed(2)}`,
+      })
     } finally {
       await Promise.all(clients.map((c) => c.close()))
       await broker.stop()
