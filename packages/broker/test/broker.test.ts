@@ -193,8 +193,8 @@ test('auto-created topics, permissions, queue bounds, batches', { timeout: 30_00
     assert.equal((await c.client.invoke(c.broker.address, pull('Shrunk', 5, 0), T)).code, ResponseCode.PULL_NOT_FOUND, 'queue 5 is readable')
     assert.equal((await c.client.invoke(c.broker.address, pull('Shrunk', 8, 0), T)).code, ResponseCode.SYSTEM_ERROR, 'queue 8 is not')
     // A batch: three messages with their own properties, consecutive queue offsets.
-    const entries = ['a', 'bb', 'ccc'].map((b, i) => {
-      const props = Buffer.from(encodeProperties({ TAGS: `T${i}` }))
+    const entryOf = (b: string, i: number, propsText: string): Buffer => {
+      const props = Buffer.from(propsText)
       const e = Buffer.alloc(22 + b.length + props.length)
       e.writeInt32BE(e.length, 0)
       e.writeInt32BE(0, 4)
@@ -205,7 +205,8 @@ test('auto-created topics, permissions, queue bounds, batches', { timeout: 30_00
       e.writeInt16BE(props.length, 20 + b.length)
       props.copy(e, 22 + b.length)
       return e
-    })
+    }
+    const entries = ['a', 'bb', 'ccc'].map((b, i) => entryOf(b, i, encodeProperties({ TAGS: `T${i}` })))
     const batch = RemotingCommand.createRequest(RequestCode.SEND_BATCH_MESSAGE, { a: 'PG', b: 'Shrunk', c: 'TBW102', d: '4', e: '1', f: '0', g: '1', h: '0', i: '', m: 'true' }, Buffer.concat(entries))
     const br = await c.client.invoke(c.broker.address, batch, T)
     assert.equal(br.code, ResponseCode.SUCCESS, br.remark ?? '')
@@ -218,6 +219,13 @@ test('auto-created topics, permissions, queue bounds, batches', { timeout: 30_00
     ])
     const bad = RemotingCommand.createRequest(RequestCode.SEND_BATCH_MESSAGE, { a: 'PG', b: 'Shrunk', c: 'TBW102', d: '4', e: '1', f: '0', g: '1', h: '0' }, Buffer.from([0, 0, 0, 99, 1, 2]))
     assert.equal((await c.client.invoke(c.broker.address, bad, T)).code, ResponseCode.MESSAGE_ILLEGAL)
+    // An entry whose properties are malformed (a value holding 0x01, an entry without a value)
+    // refuses the whole batch: nothing of it is stored.
+    for (const props of ['TAGS\u0001a\u0001b\u0002', 'TAGS\u0002']) {
+      const badProps = RemotingCommand.createRequest(RequestCode.SEND_BATCH_MESSAGE, { a: 'PG', b: 'Shrunk', c: 'TBW102', d: '4', e: '1', f: '0', g: '1', h: '0' }, Buffer.concat([entryOf('ok', 0, ''), entryOf('x', 1, props)]))
+      assert.equal((await c.client.invoke(c.broker.address, badProps, T)).code, ResponseCode.MESSAGE_ILLEGAL, JSON.stringify(props))
+    }
+    assert.equal(records((await c.client.invoke(c.broker.address, pull('Shrunk', 1, 3), T)).body).length, 0)
   }, {})
   await withCluster(async (c) => {
     const r = await c.client.invoke(c.broker.address, sendV2('Unknown', 0, 'x'), T)

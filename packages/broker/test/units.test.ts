@@ -6,6 +6,7 @@ import { StoreError } from '@mqts/store'
 import { ResponseCode, type Channel } from '@mqts/transport'
 import { BrokerError, ClientManager, decodeBatchBody, parseBrokerConf, parseTagExpression, pullAnswer, resolveBrokerConfig } from '../src/index.js'
 import { RebalanceLockManager } from '../src/rebalance-lock.js'
+import { recordParts } from '../src/processors/pull.js'
 import { storeErrorResponse } from '../src/processors/send.js'
 import { suggestBroker } from '../src/processors/pull-suggest.js'
 
@@ -120,4 +121,18 @@ test('suggestWhichBrokerId and replica reads as RocketMQ: the backlog against a 
   assert.equal(resolveBrokerConfig({}).slaveReadEnable, false)
   assert.equal(resolveBrokerConfig({ slaveReadEnable: 'true', accessMessageInMemoryMaxRatio: '30' }).accessMessageInMemoryMaxRatio, 30)
   assert.throws(() => resolveBrokerConfig({ accessMessageInMemoryMaxRatio: '101' }), (e: unknown) => e instanceof BrokerError && e.code === 'INVALID_CONFIG')
+})
+
+test('a pull answer body: records next to each other in the CommitLog go out as one part, others as their own', () => {
+  const log = Buffer.alloc(100, 7)
+  const other = Buffer.alloc(10, 8)
+  const at = (buf: Buffer, from: number, to: number): { data: Buffer } => ({ data: buf.subarray(from, to) })
+  const parts = recordParts([at(log, 0, 10), at(log, 10, 30), at(log, 30, 31), at(log, 40, 50), at(other, 0, 10), at(log, 50, 60)])
+  assert.deepEqual(parts.map((p) => [p.buffer === log.buffer, p.byteOffset - log.byteOffset * Number(p.buffer === log.buffer), p.length]), [
+    [true, 0, 31],
+    [true, 40, 10],
+    [false, other.byteOffset, 10],
+    [true, 50, 10],
+  ])
+  assert.deepEqual(recordParts([]), [])
 })

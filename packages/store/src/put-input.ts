@@ -187,3 +187,55 @@ export function encodePutProperties(keys: string | undefined, m: PropertyInput):
   }
   return out
 }
+
+/** What a put's encoded properties say about the fields the store indexes (the last of each wins, as readers decode). */
+export interface EncodedProperties {
+  /** The text to store: the given one, with the last separator added when it was left off. */
+  text: string
+  tags: string | undefined
+  keys: string | undefined
+  uniqKey: string | undefined
+  delay: string | undefined
+}
+
+/** Whether text[start, end) is exactly `name`. */
+function nameIs(text: string, start: number, end: number, name: string): boolean {
+  return end - start === name.length && text.startsWith(name, start)
+}
+
+/**
+ * A put's properties given as their encoded text (PutMessage.propertiesText): name 0x01 value 0x02,
+ * repeated, as a RocketMQ client sends them, stored without a decode and a re-encode. Checked as
+ * strictly as the object form, in one pass: every entry a non-empty name, one 0x01 and a non-empty
+ * value, and no lone UTF-16 surrogate. A name given twice is stored twice; readers keep the last,
+ * as they would from the object form, and so do the fields taken here.
+ */
+export function checkEncodedProperties(text: unknown): EncodedProperties {
+  if (typeof text !== 'string') fail('INVALID_ARGUMENT', `propertiesText must be a string (name 0x01 value 0x02, repeated), got ${describe(text)}`, text)
+  const out: EncodedProperties = { text, tags: undefined, keys: undefined, uniqKey: undefined, delay: undefined }
+  const len = text.length
+  if (len === 0) return out
+  if (!isWellFormed(text)) fail('INVALID_PROPERTY', 'propertiesText holds a lone UTF-16 surrogate, which UTF-8 cannot store', text)
+  let at = 0
+  let sep = text.indexOf(PROPERTY_NAME_VALUE_SEPARATOR)
+  while (at < len) {
+    let end = text.indexOf(PROPERTY_SEPARATOR, at)
+    if (end < 0) end = len
+    if (sep < 0 || sep >= end) fail('INVALID_PROPERTY', `propertiesText entry at character ${at} has no 0x01 between its name and its value, got ${describe(text.slice(at, end))}`, text)
+    if (sep === at) fail('INVALID_PROPERTY', `propertiesText entry at character ${at} has an empty name`, text)
+    if (sep + 1 === end) fail('INVALID_PROPERTY', `property ${JSON.stringify(text.slice(at, sep))} must have a non-empty value`, text)
+    const nextSep = text.indexOf(PROPERTY_NAME_VALUE_SEPARATOR, sep + 1)
+    if (nextSep >= 0 && nextSep < end) fail('INVALID_PROPERTY', `property ${JSON.stringify(text.slice(at, sep))} contains a 0x01 or 0x02 separator`, text)
+    // Only the four names the store reads are compared; most entries cost two indexOf calls.
+    const c = text.charCodeAt(at)
+    if (c === 0x54 /* T */ && nameIs(text, at, sep, PROPERTY.TAGS)) out.tags = text.slice(sep + 1, end)
+    else if (c === 0x4b /* K */ && nameIs(text, at, sep, PROPERTY.KEYS)) out.keys = text.slice(sep + 1, end)
+    else if (c === 0x55 /* U */ && nameIs(text, at, sep, PROPERTY.UNIQ_KEY)) out.uniqKey = text.slice(sep + 1, end)
+    else if (c === 0x44 /* D */ && nameIs(text, at, sep, PROPERTY.DELAY)) out.delay = text.slice(sep + 1, end)
+    at = end + 1
+    sep = nextSep
+  }
+  // RocketMQ's clients end every entry with 0x02; one that left the last off is completed.
+  if (text.charCodeAt(len - 1) !== 0x02) out.text = text + PROPERTY_SEPARATOR
+  return out
+}

@@ -20,7 +20,7 @@ import {
   type Host,
   type PreparedMessage,
 } from './codec/index.js'
-import { checkInt, checkOffset, checkPutQueueId, checkSysFlag, checkTopicText, describe, encodePutProperties, keysProperty } from './put-input.js'
+import { checkEncodedProperties, checkInt, checkOffset, checkPutQueueId, checkSysFlag, checkTopicText, describe, encodePutProperties, keysProperty } from './put-input.js'
 
 export interface PutMessage {
   topic: string
@@ -35,6 +35,12 @@ export interface PutMessage {
   keys?: string | string[]
   /** A plain object of non-empty string values. */
   properties?: Record<string, string>
+  /**
+   * The properties already encoded (name 0x01 value 0x02, repeated), as a RocketMQ client sends
+   * them: stored as given, without a decode and a re-encode (a broker's path). Checked as the object
+   * form is (INVALID_PROPERTY); given with `tags`, `keys` or `properties` it is INVALID_ARGUMENT.
+   */
+  propertiesText?: string
   /** Java int. */
   flag?: number
   /**
@@ -68,6 +74,13 @@ export function checkTopicName(topic: unknown): asserts topic is string {
   if (!TOPIC_PATTERN.test(topic)) throw new StoreError('TOPIC_INVALID', `topic ${JSON.stringify(topic)} has characters outside [%|a-zA-Z0-9_-]`)
   const limit = topic.startsWith('%RETRY%') || topic.startsWith('%DLQ%') ? TOPIC_MAX_LENGTH_V2 : TOPIC_MAX_LENGTH
   if (topic.length > limit) throw new StoreError('TOPIC_INVALID', `topic is ${topic.length} characters, the limit is ${limit}`)
+}
+
+/** RocketMQ's dispatch fails on a scheduled record whose level is not a Java int. */
+function checkScheduledDelay(topic: string, delay: string | undefined): void {
+  if (delay !== undefined && topic === SCHEDULE_TOPIC && parseJavaInt(delay) === undefined) {
+    throw new StoreError('INVALID_PROPERTY', `property ${PROPERTY.DELAY} of a ${SCHEDULE_TOPIC} message must be a delay level (a Java int), got ${JSON.stringify(delay)}`)
+  }
 }
 
 /** Checks and measures the messages of puts, one at a time. */
@@ -108,7 +121,17 @@ export class PutPreparer {
     let tagsCode = 0
     let keys: string | undefined
     let uniqKey: string | undefined
-    if (m.keys !== undefined || m.tags !== undefined || m.properties !== undefined) {
+    if (m.propertiesText !== undefined) {
+      if (m.keys !== undefined || m.tags !== undefined || m.properties !== undefined) {
+        throw new StoreError('INVALID_ARGUMENT', 'propertiesText is the whole properties: give it without tags, keys or properties')
+      }
+      const given = checkEncodedProperties(m.propertiesText)
+      properties = given.text
+      if (given.tags !== undefined) tagsCode = javaStringHashCode(given.tags)
+      keys = given.keys
+      uniqKey = given.uniqKey
+      checkScheduledDelay(st.topic, given.delay)
+    } else if (m.keys !== undefined || m.tags !== undefined || m.properties !== undefined) {
       const givenKeys = m.keys === undefined ? undefined : keysProperty(m.keys)
       properties = encodePutProperties(givenKeys, m)
       // Checked by encodePutProperties: a plain object of non-empty strings.
@@ -117,11 +140,7 @@ export class PutPreparer {
       if (tags !== undefined) tagsCode = javaStringHashCode(tags)
       keys = m.keys !== undefined ? givenKeys : props?.[PROPERTY.KEYS]
       uniqKey = props?.[PROPERTY.UNIQ_KEY]
-      // RocketMQ's dispatch fails on a scheduled record whose level is not a Java int.
-      const delay = props?.[PROPERTY.DELAY]
-      if (delay !== undefined && st.topic === SCHEDULE_TOPIC && parseJavaInt(delay) === undefined) {
-        throw new StoreError('INVALID_PROPERTY', `property ${PROPERTY.DELAY} of a ${SCHEDULE_TOPIC} message must be a delay level (a Java int), got ${JSON.stringify(delay)}`)
-      }
+      checkScheduledDelay(st.topic, props?.[PROPERTY.DELAY])
     }
     const bornHost = this.#bornHost(m.bornHost)
     const prepared = prepareRecordOf(

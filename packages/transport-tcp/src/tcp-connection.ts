@@ -108,6 +108,7 @@ export class TcpConnection extends RemotingConnection {
     if (this.mustWait()) return this.waitForSpace(encoder.toParts())
     const headBytes = encoder.headBytes
     const body = encoder.separateBody
+    const parts = encoder.separateParts
     if (headBytes > WRITE_SLAB_BYTES) {
       // A huge header: its own buffer rather than a slab mostly wasted.
       this.enqueue(encoder.toParts())
@@ -127,6 +128,14 @@ export class TcpConnection extends RemotingConnection {
       this.closeRun()
       this.queue.push(body)
       this.queuedBytes += body.length
+    }
+    if (parts !== undefined) {
+      // Written as they are (writev), not joined: a pull answer's records are views of the store.
+      this.closeRun()
+      for (let i = 0; i < parts.length; i++) {
+        this.queue.push(parts[i]!)
+        this.queuedBytes += parts[i]!.length
+      }
     }
     this.scheduleFlush()
   }

@@ -263,3 +263,28 @@ test('addresses that are not host:port fail with BAD_ADDRESS', T, async () => {
   await assert.rejects(client.invoke('127.0.0.1:99999', RemotingCommand.createRequest(1), 100), (e: unknown) => e instanceof TransportError && e.code === 'BAD_ADDRESS')
   await client.close()
 })
+
+test('a response body in parts arrives whole, small (copied) or large (written part by part)', T, async () => {
+  const server = new TcpRemotingServer({ host: '127.0.0.1', port: 0, logger: quiet })
+  const sizes = (n: string): number[] => n.split(',').map(Number)
+  server.registerProcessor(7, (request) => {
+    const parts = sizes(request.extFields.sizes!).map((n, i) => Buffer.alloc(n, i + 1))
+    return RemotingCommand.createResponse(ResponseCode.SUCCESS, null, {}, parts)
+  })
+  await server.start()
+  const client = new TcpRemotingClient({ logger: quiet })
+  try {
+    const address = `127.0.0.1:${server.address().port}`
+    const cases = ['1,2,3', `${INLINE_BODY_BYTES},1`, '40000,1,70000,0,5', '0']
+    // Several at once, so small and large answers share the connection's writes.
+    const answers = await Promise.all(cases.map((c) => client.invoke(address, RemotingCommand.createRequest(7, { sizes: c }), 10_000)))
+    answers.forEach((r, k) => {
+      const want = Buffer.concat(sizes(cases[k]!).map((n, i) => Buffer.alloc(n, i + 1)))
+      assert.equal(r.code, ResponseCode.SUCCESS)
+      assert.ok(r.body.equals(want), cases[k])
+    })
+  } finally {
+    await client.close()
+    await server.stop({ timeoutMs: 1000 })
+  }
+})

@@ -433,10 +433,13 @@ export class FrameEncoder {
   headBytes = 0
   /** A body too large to copy next to the header, or undefined. */
   separateBody: Buffer | undefined = undefined
+  /** A body in parts (RemotingCommand.bodyParts) too large to copy next to the header, or undefined. */
+  separateParts: readonly Buffer[] | undefined = undefined
   private kind = HEADER_JSON_SHAPE
   private typeByte = 0
   private headerLength = 0
   private body: Buffer = EMPTY_BUFFER
+  private parts: readonly Buffer[] | undefined = undefined
   private cmd: RemotingCommand | undefined = undefined
   private shape: JsonShape | undefined = undefined
   private opaque = 0
@@ -474,8 +477,10 @@ export class FrameEncoder {
       headerLength = Buffer.byteLength(this.text, 'utf8')
     }
     if (headerLength > MAX_HEADER_BYTES) throw new TransportError('FRAME_TOO_LARGE', `header of ${headerLength} bytes exceeds 24-bit length`)
-    const body = cmd.body
-    const frameBytes = FRAME.prefixBytes + headerLength + body.length
+    const parts = cmd.bodyParts
+    const body = parts === undefined ? cmd.body : EMPTY_BUFFER
+    const bodyLength = parts === undefined ? body.length : cmd.bodyLength
+    const frameBytes = FRAME.prefixBytes + headerLength + bodyLength
     if (frameBytes > maxFrameBytes) {
       throw new TransportError('FRAME_TOO_LARGE', `frame of ${frameBytes} bytes exceeds ${maxFrameBytes}`, { details: { frameBytes, maxFrameBytes } })
     }
@@ -483,13 +488,16 @@ export class FrameEncoder {
     this.typeByte = type & 0xff
     this.headerLength = headerLength
     this.body = body
+    this.parts = parts
     this.frameBytes = frameBytes
-    if (body.length <= INLINE_BODY_BYTES) {
+    this.separateBody = undefined
+    this.separateParts = undefined
+    if (bodyLength <= INLINE_BODY_BYTES) {
       this.headBytes = frameBytes
-      this.separateBody = undefined
     } else {
       this.headBytes = FRAME.prefixBytes + headerLength
-      this.separateBody = body
+      if (parts === undefined) this.separateBody = body
+      else this.separateParts = parts
     }
     return frameBytes
   }
@@ -525,20 +533,35 @@ export class FrameEncoder {
       default:
         target.set(this.binary, p)
     }
-    if (this.separateBody === undefined && this.body.length > 0) target.set(this.body, at + FRAME.header + headerLength)
+    if (this.headBytes === this.frameBytes) {
+      let b = at + FRAME.header + headerLength
+      const parts = this.parts
+      if (parts === undefined) {
+        if (this.body.length > 0) target.set(this.body, b)
+      } else {
+        for (let i = 0; i < parts.length; i++) {
+          target.set(parts[i]!, b)
+          b += parts[i]!.length
+        }
+      }
+    }
     // Hold nothing of the command once written: an idle connection's encoder keeps no body alive.
     this.cmd = undefined
     this.body = EMPTY_BUFFER
+    this.parts = undefined
     this.separateBody = undefined
+    this.separateParts = undefined
     this.text = ''
     this.binary = EMPTY_BUFFER
   }
 
-  /** The prepared frame as one new buffer, or a head buffer and the large body. */
+  /** The prepared frame as one new buffer, or a head buffer and the large body (or its parts). */
   toParts(): Buffer[] {
     const head = Buffer.allocUnsafe(this.headBytes)
     const body = this.separateBody
+    const parts = this.separateParts
     this.writeHead(head, 0)
+    if (parts !== undefined) return [head, ...parts]
     return body === undefined ? [head] : [head, body]
   }
 

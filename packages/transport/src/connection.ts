@@ -611,7 +611,8 @@ function malformedResponse(response: RemotingCommand): string | undefined {
   if (!Number.isInteger(response.code)) return `code is ${String(response.code)}`
   const remark = response.remark
   if (remark !== null && typeof remark !== 'string') return `remark is a ${typeof remark}, not a string`
-  if (!Buffer.isBuffer(response.body)) return `body is a ${typeof response.body}, not a Buffer`
+  // A body in parts was checked when the command was made; reading `body` would join it.
+  if (response.bodyParts === undefined && !Buffer.isBuffer(response.body)) return `body is a ${typeof response.body}, not a Buffer`
   const ext = response.extFields
   if (ext === null || typeof ext !== 'object') return `extFields is ${ext === null ? 'null' : `a ${typeof ext}`}`
   for (const key in ext) {

@@ -146,6 +146,49 @@ test('large bodies are not copied into the header buffer; small ones are', { tim
   assert.ok(decodeFrame(Buffer.concat(big)).body.equals(bigBody))
 })
 
+test('a body in parts encodes as the same bytes as the joined body: copied when small, written part by part when large', { timeout: 5_000 }, () => {
+  for (const sizes of [[0], [3, 0, 5], [INLINE_BODY_BYTES - 10, 10], [INLINE_BODY_BYTES, 1], [4000, 9000, 7000]]) {
+    const parts = sizes.map((n, i) => Buffer.alloc(n, i + 1))
+    const joined = Buffer.concat(parts)
+    for (const type of [SerializeType.JSON, SerializeType.ROCKETMQ]) {
+      const cmd = RemotingCommand.createResponse(0, null, { k: 'v' }, parts)
+      cmd.serializeType = type
+      assert.equal(cmd.bodyLength, joined.length)
+      assert.ok(cmd.bodyParts !== undefined)
+      const encoded = encodeFrameParts(cmd)
+      const plain = RemotingCommand.createResponse(0, null, { k: 'v' }, joined)
+      plain.serializeType = type
+      plain.opaque = cmd.opaque
+      assert.ok(Buffer.concat(encoded).equals(encodeFrame(plain)), JSON.stringify(sizes))
+      if (joined.length > INLINE_BODY_BYTES) {
+        // Not copied: each part goes out as it is.
+        assert.equal(encoded.length, 1 + parts.length)
+        parts.forEach((p, i) => assert.equal(encoded[i + 1], p))
+      } else {
+        assert.equal(encoded.length, 1)
+      }
+      assert.ok(decodeFrame(Buffer.concat(encoded)).body.equals(joined))
+    }
+    // Reading `body` joins the parts once; the command is then a one-piece body.
+    const cmd = RemotingCommand.createRequest(1, {}, parts)
+    assert.ok(cmd.body.equals(joined))
+    assert.equal(cmd.bodyParts, undefined)
+    assert.equal(cmd.body, cmd.body)
+    // A spread copy carries the body, as it does a one-piece one.
+    assert.ok(new RemotingCommand({ ...RemotingCommand.createRequest(1, {}, parts) }).body.equals(joined))
+  }
+})
+
+test('a body part that is not bytes is refused with ENCODE_FAILED', { timeout: 5_000 }, () => {
+  for (const bad of ['text', 42, null, undefined, [Buffer.alloc(1)], {}]) {
+    assert.throws(
+      () => RemotingCommand.createResponse(0, null, {}, [Buffer.alloc(1), bad] as unknown as Buffer[]),
+      (err: unknown) => err instanceof TransportError && err.code === 'ENCODE_FAILED' && /body part 1/.test(err.message),
+      String(bad),
+    )
+  }
+})
+
 /** The frame built the plain way: header bytes from the header encoders, then length, word, header, body. */
 function referenceFrame(cmd: RemotingCommand, type: SerializeType): Buffer {
   const header = type === SerializeType.ROCKETMQ ? encodeBinaryHeader(cmd) : Buffer.from(encodeJsonHeaderText(cmd), 'utf8')

@@ -115,9 +115,36 @@ export function pullService(ctx: BrokerContext): PullService {
       }
     }
     const ext = { suggestWhichBrokerId: String(suggestWhichBrokerId), nextBeginOffset: String(nextBeginOffset), minOffset: String(r.minOffset), maxOffset: String(r.maxOffset) }
-    const body = code === ResponseCode.SUCCESS ? Buffer.concat(r.records.map((x) => x.data)) : undefined
+    const body = code === ResponseCode.SUCCESS ? recordParts(r.records) : undefined
     return RemotingCommand.createResponse(code, r.status, ext, body)
   }
   const hold: PullHoldService = new PullHoldService(async (req, channel) => (await pull(req, channel, false))!)
   return { processor: (req, channel) => pull(req, channel, true), hold }
+}
+
+/**
+ * A pull answer's body: the records' bytes as parts the transport writes without joining them,
+ * records that follow each other in the CommitLog merged into one view (a producer's batch is
+ * stored contiguously), so the answer costs neither a copy nor a write per record.
+ */
+export function recordParts(records: readonly { data: Buffer }[]): Buffer[] {
+  const parts: Buffer[] = []
+  let first: Buffer | undefined
+  let end = 0
+  const close = (): void => {
+    if (first === undefined) return
+    parts.push(end === first.byteOffset + first.length ? first : Buffer.from(first.buffer, first.byteOffset, end - first.byteOffset))
+  }
+  for (let i = 0; i < records.length; i++) {
+    const data = records[i]!.data
+    if (first !== undefined && data.buffer === first.buffer && data.byteOffset === end) {
+      end += data.length
+      continue
+    }
+    close()
+    first = data
+    end = data.byteOffset + data.length
+  }
+  close()
+  return parts
 }

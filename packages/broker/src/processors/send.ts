@@ -160,17 +160,23 @@ async function sendBatch(ctx: BrokerContext, req: RemotingCommand, h: SendHeader
     return fail(ResponseCode.MESSAGE_ILLEGAL, `the batch is illegal: ${(err as Error).message}`)
   }
   if (entries.length === 0) return fail(ResponseCode.MESSAGE_ILLEGAL, 'the batch holds no message')
-  const messages: PutMessage[] = entries.map((e) => ({
-    topic: h.topic,
-    queueId,
-    body: e.body,
-    properties: decodeProperties(e.properties),
-    flag: e.flag,
-    sysFlag: h.sysFlag,
-    bornTimestamp: h.bornTimestamp,
-    bornHost,
-    reconsumeTimes: h.reconsumeTimes,
-  }))
+  // The entries' properties go to the store as the client encoded them (no decode, no re-encode):
+  // the store checks them as it checks an object's, so a bad one is still MESSAGE_ILLEGAL.
+  const messages: PutMessage[] = new Array(entries.length)
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]!
+    messages[i] = {
+      topic: h.topic,
+      queueId,
+      body: e.body,
+      propertiesText: e.properties,
+      flag: e.flag,
+      sysFlag: h.sysFlag,
+      bornTimestamp: h.bornTimestamp,
+      bornHost,
+      reconsumeTimes: h.reconsumeTimes,
+    }
+  }
   const rs: PutResult[] = await ctx.store.putBatch(messages)
   let status: string = rs.some((r) => r.status !== 'PUT_OK') ? 'FLUSH_DISK_TIMEOUT' : 'PUT_OK'
   const last = rs[rs.length - 1]!

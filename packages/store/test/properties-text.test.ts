@@ -1,0 +1,85 @@
+/**
+ * PutMessage.propertiesText: properties given already encoded (as a RocketMQ client sends them)
+ * are stored as given, read back like the object form's, and checked as strictly.
+ */
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { MessageStore, SCHEDULE_TOPIC, StoreError, encodeProperties } from '../src/index.js'
+import { SMALL_FILE, queueUnits, tempDir } from './helpers.js'
+
+async function withStore(fn: (store: MessageStore) => Promise<void>): Promise<void> {
+  const { dir, cleanup } = await tempDir()
+  const store = await MessageStore.open({ dir, commitLogFileSize: SMALL_FILE })
+  try {
+    await fn(store)
+  } finally {
+    await store.close()
+    await cleanup()
+  }
+}
+
+function isCode(code: string): (err: unknown) => boolean {
+  return (err) => {
+    assert.ok(err instanceof StoreError, `expected a StoreError, got ${String(err)}`)
+    assert.equal(err.code, code, err.message)
+    return true
+  }
+}
+
+test('encoded properties are stored as given and read back like the object form', { timeout: 30_000 }, async () => {
+  await withStore(async (store) => {
+    const props = { TAGS: 'TagA', KEYS: 'k1 k2', UNIQ_KEY: 'AC110001000118B4AAC20000000A', a: 'é ünïcode' }
+    const asObject = await store.put({ topic: 't', queueId: 0, body: 'x', properties: props })
+    const asText = await store.put({ topic: 't', queueId: 0, body: 'x', propertiesText: encodeProperties(props) })
+    const [a, b] = [await store.lookup(asObject.physicalOffset), await store.lookup(asText.physicalOffset)]
+    assert.deepEqual(b.properties, a.properties)
+    assert.equal(b.tags, 'TagA')
+    assert.deepEqual(b.keys, ['k1', 'k2'])
+    assert.equal(asText.size, asObject.size)
+    // Same tags hash in the ConsumeQueue, and both found by key and by unique key.
+    const units = await queueUnits(store, 't', 0)
+    assert.equal(units[1]!.split('/')[2], units[2]!.split('/')[2])
+    await store.whenDispatched()
+    assert.equal((await store.queryByKey('t', 'k2')).length, 2)
+    assert.equal((await store.queryByKey('t', 'AC110001000118B4AAC20000000A')).length, 2)
+  })
+})
+
+test('encoded properties: the last of a repeated name wins, a missing last separator is added, empty is none', { timeout: 30_000 }, async () => {
+  await withStore(async (store) => {
+    const r = await store.put({ topic: 't', queueId: 0, body: 'x', propertiesText: 'TAGS\u0001old\u0002a\u0001b\u0002TAGS\u0001new' })
+    const m = await store.lookup(r.physicalOffset)
+    assert.equal(m.tags, 'new')
+    assert.deepEqual(m.properties, { TAGS: 'new', a: 'b' })
+    const units = await queueUnits(store, 't', 0)
+    await store.put({ topic: 't', queueId: 0, body: 'x', tags: 'new' })
+    assert.equal(units[1]!.split('/')[2], (await queueUnits(store, 't', 0))[2]!.split('/')[2])
+    const none = await store.putBatch([{ topic: 't', queueId: 1, body: 'y', propertiesText: '' }])
+    assert.deepEqual((await store.lookup(none[0]!.physicalOffset)).properties, {})
+  })
+})
+
+test('encoded properties are refused with typed errors as the object form is, and a refused batch stores nothing', { timeout: 30_000 }, async () => {
+  await withStore(async (store) => {
+    const put = (propertiesText: unknown, topic = 't') => store.put({ topic, queueId: 0, body: 'x', propertiesText: propertiesText as string })
+    await assert.rejects(put(42), isCode('INVALID_ARGUMENT'))
+    await assert.rejects(put(null), isCode('INVALID_ARGUMENT'))
+    await assert.rejects(store.put({ topic: 't', queueId: 0, body: 'x', tags: 'T', propertiesText: 'a\u0001b\u0002' }), isCode('INVALID_ARGUMENT'))
+    await assert.rejects(store.put({ topic: 't', queueId: 0, body: 'x', properties: {}, propertiesText: 'a\u0001b\u0002' }), isCode('INVALID_ARGUMENT'))
+    for (const bad of [
+      'novalue\u0002', // no 0x01
+      '\u0001v\u0002', // empty name
+      'a\u0001\u0002', // empty value
+      'a\u0001b\u0001c\u0002', // 0x01 inside the value
+      'a\u0001b\u0002\u0002', // an empty entry
+      '\u0002',
+      'a\u0001\ud800\u0002', // lone surrogate
+    ]) {
+      await assert.rejects(put(bad), isCode('INVALID_PROPERTY'), JSON.stringify(bad))
+    }
+    await assert.rejects(put(`big\u0001${'v'.repeat(40_000)}\u0002`), isCode('PROPERTIES_TOO_LONG'))
+    await assert.rejects(put('DELAY\u0001soon\u0002', SCHEDULE_TOPIC), isCode('INVALID_PROPERTY'))
+    await assert.rejects(store.putBatch([{ topic: 't', queueId: 0, body: 'ok', propertiesText: 'a\u0001b\u0002' }, { topic: 't', queueId: 0, body: 'x', propertiesText: 'a\u0001\u0002' }]), isCode('INVALID_PROPERTY'))
+    assert.equal(store.maxOffset('t', 0), 0)
+  })
+})
