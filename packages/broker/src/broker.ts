@@ -4,9 +4,8 @@
  * 30 s), parks pulls that wait for messages, and shuts down in order: stop taking requests, answer
  * the parked pulls, unregister, close the store.
  */
-import { networkInterfaces } from 'node:os'
 import * as path from 'node:path'
-import { NodeFileIO } from '@mqts/common'
+import { NodeFileIO, UniqueIdGenerator, firstIPv4 } from '@mqts/common'
 import { MessageStore, PROPERTY, SCHEDULE_TOPIC, parseDelayLevels, toScheduledMessage, type MessageStoreOptions, type PutMessage } from '@mqts/store'
 import { RemotingCommand, RequestCode, ResponseCode, consoleLogger, type Logger, type RemotingClient, type RemotingServer, type RequestProcessor } from '@mqts/transport'
 import { TcpRemotingClient, TcpRemotingServer } from '@mqts/transport-tcp'
@@ -42,11 +41,6 @@ const MAX_QUEUES_PER_TOPIC = 1024
 
 /** How often silent client channels are looked for (RocketMQ: 10 s). */
 const CLIENT_SCAN_INTERVAL_MS = 10_000
-
-function firstIPv4(): string {
-  for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address
-  return '127.0.0.1'
-}
 
 export class Broker {
   readonly config: BrokerConfig
@@ -193,6 +187,7 @@ export class Broker {
         return broker.topics
       },
       clients: this.clients,
+      uniqueIds: new UniqueIdGenerator(this.config.brokerIP1 ?? firstIPv4()),
       get groups() {
         return broker.groups
       },

@@ -2,6 +2,7 @@
  * What the request processors share: the configuration, the store, topics, clients, and the
  * broker's hooks for registration with the nameservers. One object, built by Broker.
  */
+import type { UniqueIdGenerator } from '@mqts/common'
 import type { MessageStore, PutMessage } from '@mqts/store'
 import type { ClientManager } from './client-manager.js'
 import type { RebalanceLockManager } from './rebalance-lock.js'
@@ -14,6 +15,8 @@ export interface BrokerContext {
   readonly store: MessageStore
   readonly topics: TopicConfigManager
   readonly clients: ClientManager
+  /** UNIQ_KEY for a message that comes without one (RocketMQ's MessageClientIDSetter). */
+  readonly uniqueIds: UniqueIdGenerator
   readonly groups: SubscriptionGroupManager
   readonly locks: RebalanceLockManager
   /** Delay levels (messageDelayLevel): a DELAY above it is the highest. */

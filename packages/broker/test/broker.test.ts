@@ -142,6 +142,11 @@ test('the broker registers; a created topic is routed; send and pull round-trip 
     const tagged = await c.client.invoke(c.broker.address, pull('Orders', 3, 0, { sub: 'TagB || TagC' }), T)
     assert.equal(tagged.code, ResponseCode.SUCCESS)
     assert.deepEqual(records(tagged.body).map((x) => x.body.toString()), ['v1'])
+    // Sent without a UNIQ_KEY: the broker gives it one (and answers it as transactionId); one
+    // sent with it keeps it.
+    assert.match(records(tagged.body)[0]!.properties.UNIQ_KEY ?? '', /^[0-9A-F]{32}$/)
+    assert.equal(v1.extFields.transactionId, records(tagged.body)[0]!.properties.UNIQ_KEY)
+    assert.equal(m!.properties.UNIQ_KEY, 'U1')
     // Statuses at the edges.
     const none = await c.client.invoke(c.broker.address, pull('Orders', 3, 2), T)
     assert.equal(none.code, ResponseCode.PULL_NOT_FOUND)

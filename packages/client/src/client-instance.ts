@@ -4,7 +4,7 @@
  * topic in use (cached, refreshed every routeRefreshIntervalMs), the heartbeat to the brokers
  * (every heartbeatIntervalMs), and the broker's NOTIFY_CONSUMER_IDS_CHANGED.
  */
-import { networkInterfaces } from 'node:os'
+import { firstIPv4 } from '@mqts/common'
 import {
   RemotingCommand,
   RequestCode,
@@ -70,10 +70,6 @@ export interface ClientMember {
 let instanceCounter = 0
 const instancesByRemoting = new WeakMap<RemotingClient, Set<ClientInstance>>()
 
-function firstIPv4(): string {
-  for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address
-  return '127.0.0.1'
-}
 
 function positive(name: string, value: number | undefined, fallback: number): number {
   if (value === undefined) return fallback

@@ -11,4 +11,5 @@ export { MADV_POPULATE_WRITE, MAX_MAP_BYTES, PAGE_BYTES, canPopulateWrite, force
 export { countFromEnv, pick, randomBytes, randomInt, seedFromEnv, seededRandom } from './random.js'
 export { NodeFileIO, reclaimMappings, type BackgroundPopulator, type DataFile, type DataSeeker, type DiskUsage, type FileIO, type PlainNodeFileIOOptions } from './file-io.js'
 export { readConfigFile, writeConfigFile } from './config-file.js'
+export { UniqueIdGenerator, firstIPv4 } from './unique-id.js'
 export { SECTOR_BYTES, SimFileIO, type SimFileIOOptions } from './sim-file-io.js'

@@ -132,6 +132,8 @@ export function sendProcessor(ctx: BrokerContext): RequestProcessor {
       if (h.batch) return await sendBatch(ctx, req, h, queueId, bornHost)
       const properties = decodeProperties(h.properties)
       if (!h.topic.startsWith(RETRY_GROUP_TOPIC_PREFIX)) properties[MESSAGE_PROPERTY.CLUSTER] = ctx.config.brokerClusterName
+      // A message without a unique id gets one, as RocketMQ's broker gives it (ali-ons sends none).
+      properties[MESSAGE_PROPERTY.UNIQ_KEY] ??= ctx.uniqueIds.next()
       const message: PutMessage = {
         topic: h.topic,
         queueId,
