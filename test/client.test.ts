@@ -118,7 +118,8 @@ test('ali-ons and @mqts/client mix in both directions; what either sends is stor
     assert.equal(g.tags, 'TagA')
     assert.equal(g.msgId, ours[Number(g.got.slice(4))]!.offsetMsgId)
   }
-  // Our push consumer takes both: ali-ons' ids are offset ids (it sets no UNIQ_KEY), ours UNIQ_KEY.
+  // Our push consumer takes both: ali-ons sets no UNIQ_KEY, so the broker gives its messages one
+  // (as RocketMQ's does) and their msgId is that; the offset id is what ali-ons' send answered.
   const got = new Map<string, MessageExt>()
   const consumer = new PushConsumer({ namesrv, group: 'MixCliG', clientIP: '127.0.0.1', consumeFromWhere: 'CONSUME_FROM_FIRST_OFFSET', suspendMs: 1000 })
   consumer.subscribe('MixTopic', 'TagA || TagB', (m) => void got.set(m.body.toString(), m))
@@ -130,7 +131,8 @@ test('ali-ons and @mqts/client mix in both directions; what either sends is stor
   }
   for (const [i, s] of ons.entries()) {
     const m = got.get(s.sent)!
-    assert.equal(m.msgId, s.msgId)
+    assert.match(m.msgId, /^[0-9A-F]{32}$/)
+    assert.equal(m.msgId, m.properties.UNIQ_KEY)
     assert.equal(m.offsetMsgId, s.msgId)
     assert.equal(m.queueOffset, s.queueOffset)
     assert.equal(m.tags, i % 2 === 0 ? 'TagA' : 'TagB')
@@ -140,8 +142,8 @@ test('ali-ons and @mqts/client mix in both directions; what either sends is stor
     const m = got.get(`cli-${i}`)!
     assert.equal(m.msgId, s.msgId)
     assert.equal(m.offsetMsgId, s.offsetMsgId)
-    // On disk: the same TAGS, KEYS and CLUSTER as ali-ons writes; and RocketMQ 4.x's own
-    // client's WAIT and UNIQ_KEY, which ali-ons does not set.
+    // On disk: the same TAGS, KEYS, CLUSTER and UNIQ_KEY (the broker's, for ali-ons) as ali-ons'
+    // messages; and RocketMQ 4.x's own client's WAIT, which ali-ons does not set.
     const theirs = got.get(`ons-${i}`)!
     const strip = (p: Record<string, string>): Record<string, string> => {
       const { MIN_OFFSET: _a, MAX_OFFSET: _b, WAIT: _c, UNIQ_KEY: _d, ...rest } = p
@@ -152,6 +154,7 @@ test('ali-ons and @mqts/client mix in both directions; what either sends is stor
     assert.equal(theirs.properties.KEYS, `ons-${i}`)
     assert.equal(m.properties.WAIT, 'true')
     assert.equal(m.properties.UNIQ_KEY, s.msgId)
+    assert.match(theirs.properties.UNIQ_KEY ?? '', /^[0-9A-F]{32}$/)
     if (m.brokerName === theirs.brokerName) assert.equal(m.offsetMsgId.slice(0, 16), theirs.offsetMsgId.slice(0, 16), 'one store host, one id prefix')
   }
 })
