@@ -61,6 +61,11 @@ export function messageProperties(m: Message, uniqKey: string): Record<string, s
   const p: Record<string, string> = {}
   if (m.tags !== undefined && m.tags !== '') p[PROPERTY.TAGS] = m.tags
   if (m.keys !== undefined) {
+    // In an array each element is one key: one with a space would read back as two.
+    if (typeof m.keys !== 'string') {
+      const bad = [...m.keys].find((k) => typeof k !== 'string' || k.includes(KEY_SEPARATOR))
+      if (bad !== undefined) throw new ClientError('INVALID_OPTION', `each key of an array is one key, a string without spaces, got ${JSON.stringify(bad)} (a string of space-separated keys is RocketMQ's own form)`)
+    }
     const keys = (typeof m.keys === 'string' ? [m.keys] : [...m.keys]).join(KEY_SEPARATOR).trim()
     if (keys !== '') p[PROPERTY.KEYS] = keys
   }
@@ -70,7 +75,12 @@ export function messageProperties(m: Message, uniqKey: string): Record<string, s
     if (!Number.isInteger(m.delayLevel) || m.delayLevel < 0) throw new ClientError('INVALID_OPTION', `delayLevel must be an integer >= 0, got ${m.delayLevel}`)
     if (m.delayLevel > 0) p[PROPERTY.DELAY] = String(m.delayLevel)
   }
-  if (m.properties) for (const [k, v] of Object.entries(m.properties)) if (v !== undefined && v !== null) p[k] = String(v)
+  if (m.properties) {
+    for (const [k, v] of Object.entries(m.properties)) {
+      if (typeof v !== 'string' || v === '') throw new ClientError('INVALID_OPTION', `property ${JSON.stringify(k)} must be a non-empty string, got ${JSON.stringify(v)}`)
+      p[k] = v
+    }
+  }
   if (p[PROPERTY.UNIQ_KEY] === undefined) p[PROPERTY.UNIQ_KEY] = uniqKey
   return p
 }

@@ -131,6 +131,7 @@ export class PullConsumer implements ClientMember {
 
   commitOffset(queue: MessageQueue, offset: number): Promise<void> {
     this.#check()
+    if (!Number.isSafeInteger(offset) || offset < 0) return Promise.reject(new ClientError('INVALID_OPTION', `a committed offset is an integer >= 0, got ${offset}`))
     return updateConsumerOffset(this.instance, this.group, queue, offset)
   }
 

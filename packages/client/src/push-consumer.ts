@@ -47,6 +47,7 @@ export type MessageHandler = (message: MessageExt) => Promise<ConsumeResult | vo
 
 export type MessageModel = 'CLUSTERING' | 'BROADCASTING'
 export type ConsumeFromWhere = 'CONSUME_FROM_LAST_OFFSET' | 'CONSUME_FROM_FIRST_OFFSET' | 'CONSUME_FROM_TIMESTAMP'
+const CONSUME_FROM: readonly ConsumeFromWhere[] = ['CONSUME_FROM_LAST_OFFSET', 'CONSUME_FROM_FIRST_OFFSET', 'CONSUME_FROM_TIMESTAMP']
 
 export interface PushConsumerOptions extends ClientOptions {
   group: string
@@ -145,6 +146,8 @@ export class PushConsumer implements ClientMember {
     if (typeof options?.group !== 'string' || options.group === '') throw new ClientError('INVALID_OPTION', `a consumer needs a group name, got ${JSON.stringify(options?.group)}`)
     const model = options.messageModel ?? 'CLUSTERING'
     if (model !== 'CLUSTERING' && model !== 'BROADCASTING') throw new ClientError('INVALID_OPTION', `messageModel is CLUSTERING or BROADCASTING, got ${JSON.stringify(model)}`)
+    const from = options.consumeFromWhere
+    if (from !== undefined && !CONSUME_FROM.includes(from)) throw new ClientError('INVALID_OPTION', `consumeFromWhere is one of ${CONSUME_FROM.join(', ')}, got ${JSON.stringify(from)}`)
     this.group = options.group
     this.messageModel = model
     this.orderly = options.orderly ?? false

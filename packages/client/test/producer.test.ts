@@ -178,3 +178,15 @@ test('a pull given an aborted signal sends nothing: no request left to fail afte
     process.off('unhandledRejection', onUnhandled)
   }
 })
+
+test('commitOffset refuses an offset that is not an integer >= 0; consumeFromWhere is checked', { timeout: 30_000 }, async () => {
+  await withCluster(1, async (c, _producer, consumer) => {
+    await c.createTopic('CommitT', 1)
+    const [q] = (await consumer.queues('CommitT'))!
+    for (const bad of [-5, Number.NaN, 1.5, 2 ** 53]) {
+      await assert.rejects(consumer.commitOffset(q!, bad), (e: unknown) => e instanceof ClientError && e.code === 'INVALID_OPTION', String(bad))
+    }
+  })
+  const { PushConsumer } = await import('../src/push-consumer.js')
+  assert.throws(() => new PushConsumer({ namesrv: '127.0.0.1:1', group: 'G', consumeFromWhere: 'FOO' as never }), (e: unknown) => e instanceof ClientError && e.code === 'INVALID_OPTION')
+})

@@ -91,3 +91,14 @@ test('a broadcasting consumer keeps its offsets under <ip>@DEFAULT unless given 
   assert.equal(broadcastingStoreId('10.0.0.1@4242#3', undefined), '10.0.0.1@DEFAULT')
   assert.equal(broadcastingStoreId('10.0.0.1@mine', 'mine'), '10.0.0.1@mine')
 })
+
+test('message properties are checked: array keys without spaces, string property values', () => {
+  const bad = (m: Parameters<typeof messageProperties>[0]): void => {
+    assert.throws(() => messageProperties(m, 'U'), (e: unknown) => (e as { code?: string }).code === 'INVALID_OPTION')
+  }
+  bad({ topic: 'T', body: 'x', keys: ['a b', 'c'] })
+  bad({ topic: 'T', body: 'x', properties: { n: 1 as unknown as string } })
+  bad({ topic: 'T', body: 'x', properties: { z: '' } })
+  assert.equal(messageProperties({ topic: 'T', body: 'x', keys: 'a b' }, 'U').KEYS, 'a b', "a string is RocketMQ's own space-separated form")
+  assert.equal(messageProperties({ topic: 'T', body: 'x', keys: ['a', 'b'] }, 'U').KEYS, 'a b')
+})
