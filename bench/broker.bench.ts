@@ -18,7 +18,8 @@ import { NameServer } from '@mqts/namesrv'
 import { MessageStore, encodeProperties, type PutMessage } from '@mqts/store'
 import { RemotingCommand, RequestCode, ResponseCode, silentLogger } from '@mqts/transport'
 import { TcpRemotingClient, TcpRemotingServer } from '@mqts/transport-tcp'
-import { compare, isMain, isQuick, printEnvironment, printResults, type BenchResult, type RunOptions } from './lib/report.js'
+import { type BenchResult, compare, isMain, isQuick, percentile, printEnvironment, printResults, type RunOptions } from './lib/report.js'
+import { batchBody } from './lib/batch.js'
 
 const BODY_BYTES = 1024
 const BATCH = 32
@@ -39,21 +40,6 @@ const PRODUCE_ROUNDS = 4
 
 const body = Buffer.alloc(BODY_BYTES, 0x61)
 const props = encodeProperties({ TAGS: 'TagA' })
-
-function batchBody(): Buffer {
-  const p = Buffer.from(props)
-  const one = Buffer.alloc(22 + BODY_BYTES + p.length)
-  one.writeInt32BE(one.length, 0)
-  one.writeInt32BE(BODY_BYTES, 16)
-  body.copy(one, 20)
-  one.writeInt16BE(p.length, 20 + BODY_BYTES)
-  p.copy(one, 22 + BODY_BYTES)
-  return Buffer.concat(Array.from({ length: BATCH }, () => one))
-}
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]!
-}
 
 /** A rate and its CPU cost: messages per second and CPU µs per message (user + system, this process). */
 interface Rate {
@@ -141,7 +127,7 @@ export async function run(opts: RunOptions): Promise<BenchResult[]> {
       const addr = broker.address
       await clients[0]!.invoke(addr, RemotingCommand.createRequest(RequestCode.UPDATE_AND_CREATE_TOPIC, { topic: 'Bench', defaultTopic: 'TBW102', readQueueNums: String(QUEUES), writeQueueNums: String(QUEUES), perm: '6', topicFilterType: 'SINGLE_TAG', order: 'false' }), 5000)
       // Batched produce: CONNECTIONS connections, IN_FLIGHT_PER_CONNECTION batches in flight on each.
-      const batch = batchBody()
+      const batch = batchBody(body, props, BATCH)
       const produce = (count: number): Promise<Rate> => {
         let next = 0
         const worker = async (client: TcpRemotingClient): Promise<void> => {

@@ -16,7 +16,7 @@ import { NameServer } from '@mqts/namesrv'
 import { encodeProperties } from '@mqts/store'
 import { RemotingCommand, RequestCode, ResponseCode, silentLogger } from '@mqts/transport'
 import { TcpRemotingClient } from '@mqts/transport-tcp'
-import { compare, isMain, isQuick, printEnvironment, printResults, type BenchResult, type RunOptions } from './lib/report.js'
+import { type BenchResult, compare, isMain, isQuick, percentile, printEnvironment, printResults, type RunOptions } from './lib/report.js'
 
 const BODY_BYTES = 1024
 const QUEUES = 4
@@ -29,10 +29,6 @@ const FULL = { sends: 10_000, produce: 40_000 }
 
 const body = Buffer.alloc(BODY_BYTES, 0x61)
 const props = encodeProperties({ TAGS: 'TagA', WAIT: 'true' })
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]!
-}
 
 function sendV2(topic: string, queueId: number): RemotingCommand {
   return RemotingCommand.createRequest(RequestCode.SEND_MESSAGE_V2, { a: 'PG', b: topic, c: 'TBW102', d: '4', e: String(queueId), f: '0', g: String(Date.now()), h: '0', i: props, j: '0', k: 'false' }, body)

@@ -21,7 +21,8 @@ import { NameServer } from '@mqts/namesrv'
 import { MessageStore, encodeProperties, type PutMessage } from '@mqts/store'
 import { RemotingCommand, RequestCode, ResponseCode, silentLogger } from '@mqts/transport'
 import { TcpRemotingClient } from '@mqts/transport-tcp'
-import { compare, isMain, isQuick, printEnvironment, printResults, type BenchResult, type RunOptions } from './lib/report.js'
+import { type BenchResult, compare, isMain, isQuick, percentile, printEnvironment, printResults, type RunOptions } from './lib/report.js'
+import { batchBody } from './lib/batch.js'
 
 const BODY_BYTES = 1024
 const BATCH = 32
@@ -48,10 +49,6 @@ const FULL: Sizes = { copyBytes: 512 * 1024 * 1024, batches: 6_000, sends: 5_000
 const body = Buffer.alloc(BODY_BYTES, 0x61)
 const props = encodeProperties({ TAGS: 'TagA' })
 
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]!
-}
-
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms))
 }
@@ -62,17 +59,6 @@ async function until(what: string, cond: () => boolean, ms = 30_000): Promise<vo
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
     await sleep(1)
   }
-}
-
-function batchBody(): Buffer {
-  const p = Buffer.from(props)
-  const one = Buffer.alloc(22 + BODY_BYTES + p.length)
-  one.writeInt32BE(one.length, 0)
-  one.writeInt32BE(BODY_BYTES, 16)
-  body.copy(one, 20)
-  one.writeInt16BE(p.length, 20 + BODY_BYTES)
-  p.copy(one, 22 + BODY_BYTES)
-  return Buffer.concat(Array.from({ length: BATCH }, () => one))
 }
 
 /** A nameserver and the brokers of one group, started and stopped together. */
@@ -190,7 +176,7 @@ async function throughput(dir: string, bytes: number): Promise<{ ha: number; raw
 
 /** Batched produce (the broker benchmark's) into `master` from CONNECTIONS connections. */
 async function produce(master: Broker, clients: TcpRemotingClient[], batches: number): Promise<void> {
-  const batch = batchBody()
+  const batch = batchBody(body, props, BATCH)
   let next = 0
   const worker = async (client: TcpRemotingClient): Promise<void> => {
     for (;;) {

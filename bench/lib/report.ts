@@ -103,6 +103,11 @@ export function printResults(title: string, rows: readonly BenchResult[], group?
   console.log(`\n== ${title} ==\n${table}\n`)
 }
 
+/** The `p`th percentile (0-100) of ascending `sorted` samples: the sample at that rank. */
+export function percentile(sorted: readonly number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]!
+}
+
 /** Sets `ratio` (and `pass` when a target is given) from a baseline value. */
 export function compare(row: BenchResult, baselineName: string, baselineValue: number, target?: number): BenchResult {
   row.baseline = baselineName
