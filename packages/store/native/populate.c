@@ -206,18 +206,30 @@ static napi_value crc32(napi_env env, napi_callback_info info) {
 }
 
 /*
- * bodyCrcs(target, list, count): for each of `count` triples (crcAt, bodyAt, bodyLength) of the
- * Float64Array `list`, stores the CRC-32 of target[bodyAt, bodyAt + bodyLength), masked to 31 bits
- * (RocketMQ's UtilAll.crc32), big-endian at target[crcAt]. Every range is checked before any
- * byte is written.
+ * The arguments of bodyCrcs and checkBodyCrcs: (buffer, list, count), `list` a Float64Array of
+ * `count` triples. `usage` names the call, `buffer_error` and the others its errors. False (with
+ * a RangeError thrown) when they are not.
  */
-static napi_value body_crcs(napi_env env, napi_callback_info info) {
+typedef struct {
+  uint8_t *data;
+  size_t size;
+  const double *list;
+  int64_t count;
+} triple_args;
+
+static bool read_triple_args(napi_env env, napi_callback_info info, const char *usage, const char *buffer_error, const char *list_error, const char *count_error, triple_args *out) {
   size_t argc = 3;
   napi_value argv[3];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3) return throw_range(env, "bodyCrcs(target, list, count)");
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3) {
+    throw_range(env, usage);
+    return false;
+  }
   void *data;
-  size_t size;
-  if (napi_get_buffer_info(env, argv[0], &data, &size) != napi_ok) return throw_range(env, "bodyCrcs: target must be a Buffer");
+  if (napi_get_buffer_info(env, argv[0], &data, &out->size) != napi_ok) {
+    throw_range(env, buffer_error);
+    return false;
+  }
+  out->data = (uint8_t *)data;
   bool is_typedarray = false;
   napi_is_typedarray(env, argv[1], &is_typedarray);
   napi_typedarray_type kind;
@@ -226,16 +238,34 @@ static napi_value body_crcs(napi_env env, napi_callback_info info) {
   napi_value arraybuffer;
   size_t byte_offset;
   if (!is_typedarray || napi_get_typedarray_info(env, argv[1], &kind, &elements, &list_data, &arraybuffer, &byte_offset) != napi_ok || kind != napi_float64_array) {
-    return throw_range(env, "bodyCrcs: list must be a Float64Array");
+    throw_range(env, list_error);
+    return false;
   }
-  int64_t count;
-  if (napi_get_value_int64(env, argv[2], &count) != napi_ok || count < 0 || (uint64_t)count * 3 > elements) return throw_range(env, "bodyCrcs: count outside the list");
-  const double *list = (const double *)list_data;
+  if (napi_get_value_int64(env, argv[2], &out->count) != napi_ok || out->count < 0 || (uint64_t)out->count * 3 > elements) {
+    throw_range(env, count_error);
+    return false;
+  }
+  out->list = (const double *)list_data;
+  return true;
+}
+
+/*
+ * bodyCrcs(target, list, count): for each of `count` triples (crcAt, bodyAt, bodyLength) of the
+ * Float64Array `list`, stores the CRC-32 of target[bodyAt, bodyAt + bodyLength), masked to 31 bits
+ * (RocketMQ's UtilAll.crc32), big-endian at target[crcAt]. Every range is checked before any
+ * byte is written.
+ */
+static napi_value body_crcs(napi_env env, napi_callback_info info) {
+  triple_args a;
+  if (!read_triple_args(env, info, "bodyCrcs(target, list, count)", "bodyCrcs: target must be a Buffer", "bodyCrcs: list must be a Float64Array", "bodyCrcs: count outside the list", &a)) return NULL;
+  size_t size = a.size;
+  const double *list = a.list;
+  int64_t count = a.count;
   for (int64_t i = 0; i < count; i++) {
     double crc_at = list[3 * i], body_at = list[3 * i + 1], length = list[3 * i + 2];
     if (!(crc_at >= 0 && body_at >= 0 && length >= 0) || crc_at + 4 > (double)size || body_at + length > (double)size) return throw_range(env, "bodyCrcs: range outside the target");
   }
-  uint8_t *base = (uint8_t *)data;
+  uint8_t *base = a.data;
   for (int64_t i = 0; i < count; i++) {
     uint32_t crc = crc32_ieee(base + (size_t)list[3 * i + 1], (size_t)list[3 * i + 2]) & 0x7fffffffu;
     uint8_t *out = base + (size_t)list[3 * i];
@@ -254,26 +284,12 @@ static napi_value body_crcs(napi_env env, napi_callback_info info) {
  * checks a run of records in one call instead of one call per record.
  */
 static napi_value check_body_crcs(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3) return throw_range(env, "checkBodyCrcs(source, list, count)");
-  void *data;
-  size_t size;
-  if (napi_get_buffer_info(env, argv[0], &data, &size) != napi_ok) return throw_range(env, "checkBodyCrcs: source must be a Buffer");
-  bool is_typedarray = false;
-  napi_is_typedarray(env, argv[1], &is_typedarray);
-  napi_typedarray_type kind;
-  size_t elements;
-  void *list_data;
-  napi_value arraybuffer;
-  size_t byte_offset;
-  if (!is_typedarray || napi_get_typedarray_info(env, argv[1], &kind, &elements, &list_data, &arraybuffer, &byte_offset) != napi_ok || kind != napi_float64_array) {
-    return throw_range(env, "checkBodyCrcs: list must be a Float64Array");
-  }
-  int64_t count;
-  if (napi_get_value_int64(env, argv[2], &count) != napi_ok || count < 0 || (uint64_t)count * 3 > elements) return throw_range(env, "checkBodyCrcs: count outside the list");
-  const double *list = (const double *)list_data;
-  const uint8_t *base = (const uint8_t *)data;
+  triple_args a;
+  if (!read_triple_args(env, info, "checkBodyCrcs(source, list, count)", "checkBodyCrcs: source must be a Buffer", "checkBodyCrcs: list must be a Float64Array", "checkBodyCrcs: count outside the list", &a)) return NULL;
+  size_t size = a.size;
+  const double *list = a.list;
+  int64_t count = a.count;
+  const uint8_t *base = a.data;
   int64_t bad = -1;
   for (int64_t i = 0; i < count; i++) {
     double body_at = list[3 * i], length = list[3 * i + 1];
