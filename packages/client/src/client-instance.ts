@@ -151,7 +151,7 @@ export class ClientInstance {
       try {
         return await this.remoting.invoke(addr, req(), this.requestTimeoutMs)
       } catch (err) {
-        if (!isTransportError(err) || err.code === 'CLOSED') throw this.#remotingError(err, addr)
+        if (!isTransportError(err) || err.code === 'CLOSED' || isUnsendable(err)) throw this.#remotingError(err, addr)
         last = err
         this.namesrv.failed(addr)
       }
@@ -178,6 +178,8 @@ export class ClientInstance {
 
   #remotingError(err: unknown, addr: string): ClientError {
     if (this.#closed) return new ClientError('CLOSED', 'the client is closed', { cause: err })
+    // A request the transport cannot encode fails the same way on every broker: not retried.
+    if (isUnsendable(err)) return new ClientError('INVALID_OPTION', `the request to ${addr} cannot be sent: ${(err as Error).message}`, { cause: err })
     return new ClientError('REMOTING_FAILED', `request to ${addr} failed: ${(err as Error)?.message ?? String(err)}`, { cause: err })
   }
 
@@ -292,6 +294,11 @@ export class ClientInstance {
     instancesByRemoting.get(this.remoting)?.delete(this)
     if (this.#ownsRemoting) await this.remoting.close().catch(() => undefined)
   }
+}
+
+/** A request too large for a frame (or not encodable): no server, no retry can take it. */
+function isUnsendable(err: unknown): boolean {
+  return isTransportError(err) && (err.code === 'FRAME_TOO_LARGE' || err.code === 'ENCODE_FAILED')
 }
 
 /** Throws a ClientError BROKER_ERROR for any code but SUCCESS (or those in `ok`). */

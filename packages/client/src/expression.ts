@@ -21,8 +21,12 @@ export function parseSubscription(topic: string, expression: string | undefined,
   if (expression !== undefined && typeof expression !== 'string') throw new ClientError('INVALID_OPTION', `a tag expression is a string like "TagA || TagB" or "*", got ${typeof expression}`)
   const text = (expression ?? '').trim()
   if (text === '' || text === SUB_ALL) return { topic, subString: SUB_ALL, tags: [], codes: [], subVersion: now }
+  // As FilterAPI.buildSubscriptionData: the parts between '||' trimmed, blank ones skipped
+  // ('A ||' is A). Nothing but separators is refused: RocketMQ's client refuses '||' (its split
+  // finds no part) and would subscribe to no tag at all for '|| ||'.
   const tags = [...new Set(text.split('||').map((t) => t.trim()).filter((t) => t.length > 0))]
-  if (tags.length === 0 || tags.includes(SUB_ALL)) return { topic, subString: SUB_ALL, tags: [], codes: [], subVersion: now }
+  if (tags.length === 0) throw new ClientError('INVALID_OPTION', `a tag expression names tags between '||' (or is "*"), got ${JSON.stringify(expression)}`)
+  if (tags.includes(SUB_ALL)) return { topic, subString: SUB_ALL, tags: [], codes: [], subVersion: now }
   return { topic, subString: text, tags, codes: tags.map((t) => javaStringHashCode(t)), subVersion: now }
 }
 

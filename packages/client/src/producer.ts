@@ -14,7 +14,7 @@ import { RemotingCommand, RequestCode, ResponseCode } from '@mqts/transport'
 import { ClientInstance, checkResponse, type ClientMember, type ClientOptions } from './client-instance.js'
 import { AUTO_CREATE_TOPIC, CLIENT_DEFAULTS, DEFAULT_TOPIC_QUEUE_NUMS, PROPERTY, RETRY_GROUP_TOPIC_PREFIX } from './constants.js'
 import { ClientError, isClientError } from './errors.js'
-import { UniqueIdGenerator } from '@mqts/common'
+import { UniqueIdGenerator, messageOf } from '@mqts/common'
 import { bodyOf, encodeProperties, messageProperties, type Message } from './message.js'
 import { QueueChooser, publishQueues, type MessageQueue } from './route.js'
 import { selectByHash, type QueueSelector } from './selector.js'
@@ -165,11 +165,10 @@ export class Producer implements ClientMember {
     const body = bodyOf(message)
     const uniq = this.#ids.next()
     const properties = messageProperties(message, uniq)
+    if (options.selector !== undefined && typeof options.selector !== 'function') throw new ClientError('INVALID_OPTION', `a queue selector is a function, got ${typeof options.selector}`)
     if (options.selector || options.shardingKey !== undefined) {
       const chooser = await this.#chooser(topic)
-      const selector = options.selector ?? selectByHash
-      const queue = selector(chooser.queues, message, options.selector ? options.arg : options.shardingKey)
-      if (!queue) throw new ClientError('INVALID_OPTION', `the selector chose no queue of ${topic} (it has ${chooser.queues.length})`)
+      const queue = selectQueue(chooser.queues, options.selector ?? selectByHash, message, options.selector ? options.arg : options.shardingKey)
       return this.#sendTo(queue, body, properties, message.flag ?? 0, uniq, options.signal)
     }
     return this.#sendWithRetries(topic, (queue) => this.#sendTo(queue, body, properties, message.flag ?? 0, uniq, options.signal), options.signal)
@@ -289,6 +288,35 @@ export class Producer implements ClientMember {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close()
   }
+}
+
+/**
+ * The queue a selector picks, which must be one of the queues it was given (or an equal copy):
+ * anything else, or a selector that throws, is the caller's mistake (INVALID_OPTION), never a
+ * send to a queue the route does not have. The selector gets a copy, so it cannot change ours.
+ */
+function selectQueue(queues: readonly MessageQueue[], selector: QueueSelector, message: Message, arg: unknown): MessageQueue {
+  let picked: unknown
+  try {
+    picked = selector(queues.map((q) => ({ ...q })), message, arg)
+  } catch (err) {
+    throw new ClientError('INVALID_OPTION', `the queue selector threw: ${messageOf(err)}`, { cause: err })
+  }
+  const p = picked as Partial<MessageQueue> | null | undefined
+  const queue = typeof p === 'object' && p !== null ? queues.find((q) => q.topic === p.topic && q.brokerName === p.brokerName && q.queueId === p.queueId) : undefined
+  if (!queue) throw new ClientError('INVALID_OPTION', `the queue selector must answer one of the ${queues.length} queue(s) of ${queues[0]?.topic} it was given, got ${describe(picked)}`)
+  return queue
+}
+
+function describe(value: unknown): string {
+  if (typeof value === 'object' && value !== null) {
+    try {
+      return JSON.stringify(value)
+    } catch {
+      return String(value)
+    }
+  }
+  return typeof value === 'string' ? JSON.stringify(value) : `${String(value)} (${typeof value})`
 }
 
 function isRetriable(err: unknown): boolean {

@@ -88,10 +88,17 @@ function queueHeader(group: string | undefined, q: MessageQueue): Record<string,
   return h
 }
 
-/** The group's committed offset of a queue on its broker, or -1 when the broker has none. */
-export async function queryConsumerOffset(instance: ClientInstance, group: string, q: MessageQueue): Promise<number> {
+/**
+ * The group's committed offset of a queue on its broker, or -1 when the broker has none
+ * (QUERY_NOT_FOUND). RocketMQ's broker answers 0 instead for a group new to a queue that
+ * starts at 0 (so a new group reads it from the beginning) unless asked not to
+ * (setZeroIfNotFound=false, which `zeroIfNotFound: false` sends).
+ */
+export async function queryConsumerOffset(instance: ClientInstance, group: string, q: MessageQueue, options: { zeroIfNotFound?: boolean } = {}): Promise<number> {
   const addr = await instance.brokerAddress(q.brokerName, q.topic)
-  const res = await instance.invokeBroker(addr, RemotingCommand.createRequest(RequestCode.QUERY_CONSUMER_OFFSET, queueHeader(group, q)))
+  const header = queueHeader(group, q)
+  if (options.zeroIfNotFound === false) header.setZeroIfNotFound = 'false'
+  const res = await instance.invokeBroker(addr, RemotingCommand.createRequest(RequestCode.QUERY_CONSUMER_OFFSET, header))
   if (res.code === ResponseCode.QUERY_NOT_FOUND) return -1
   checkResponse(res, `offset of ${group} on ${q.topic}/${q.queueId}`)
   return Number(res.extFields.offset)

@@ -106,6 +106,8 @@ export class PullConsumer implements ClientMember {
    * fires or the consumer closes (the iteration then ends without an error).
    */
   async *messages(options: MessagesOptions): AsyncGenerator<MessageExt, void, undefined> {
+    // Closed (or not started) before the first pull: an error, as pull() gives, not an empty iteration.
+    this.#check()
     let offset = options.offset
     const stop = options.signal ? AbortSignal.any([options.signal, this.#closing.signal]) : this.#closing.signal
     while (!stop.aborted) {
@@ -124,15 +126,32 @@ export class PullConsumer implements ClientMember {
     }
   }
 
-  committedOffset(queue: MessageQueue): Promise<number> {
+  /**
+   * The group's committed offset of `queue`, or -1 when the group never committed one there
+   * (RocketMQ's QUERY_NOT_FOUND; the request asks the broker not to answer 0 for it).
+   */
+  async committedOffset(queue: MessageQueue): Promise<number> {
     this.#check()
-    return queryConsumerOffset(this.instance, this.group, queue)
+    return queryConsumerOffset(this.instance, this.group, queue, { zeroIfNotFound: false })
   }
 
-  commitOffset(queue: MessageQueue, offset: number): Promise<void> {
+  /** Keeps `offset` as the group's committed offset of `queue` (a queue of the topic's route). */
+  async commitOffset(queue: MessageQueue, offset: number): Promise<void> {
     this.#check()
-    if (!Number.isSafeInteger(offset) || offset < 0) return Promise.reject(new ClientError('INVALID_OPTION', `a committed offset is an integer >= 0, got ${offset}`))
+    if (!Number.isSafeInteger(offset) || offset < 0) throw new ClientError('INVALID_OPTION', `a committed offset is an integer >= 0, got ${offset}`)
+    await this.#checkQueue(queue)
     return updateConsumerOffset(this.instance, this.group, queue, offset)
+  }
+
+  /** `queue` must be a readable queue of its topic's route (asked again once when it is not). */
+  async #checkQueue(queue: MessageQueue): Promise<void> {
+    const known = async (refresh: boolean): Promise<boolean> => {
+      const route = await this.instance.route(queue.topic, refresh)
+      return route !== undefined && subscribeQueues(queue.topic, route).some((q) => q.brokerName === queue.brokerName && q.queueId === queue.queueId)
+    }
+    if (typeof queue?.topic !== 'string') throw new ClientError('INVALID_OPTION', `a queue is { topic, brokerName, queueId }, got ${JSON.stringify(queue)}`)
+    if ((await known(false)) || (await known(true))) return
+    throw new ClientError('INVALID_OPTION', `${queue.topic} has no readable queue ${queue.queueId} on broker ${queue.brokerName}: got ${JSON.stringify(queue)}`)
   }
 
   minOffset(queue: MessageQueue): Promise<number> {

@@ -3,7 +3,7 @@
 // delay levels, retries on the other broker, read-only brokers, errors with response codes.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { ResponseCode } from '@mqts/transport'
+import { ResponseCode, silentLogger } from '@mqts/transport'
 import { ClientError } from '../src/errors.js'
 import { Producer } from '../src/producer.js'
 import { PullConsumer } from '../src/pull-consumer.js'
@@ -189,4 +189,87 @@ test('commitOffset refuses an offset that is not an integer >= 0; consumeFromWhe
   })
   const { PushConsumer } = await import('../src/push-consumer.js')
   assert.throws(() => new PushConsumer({ namesrv: '127.0.0.1:1', group: 'G', consumeFromWhere: 'FOO' as never }), (e: unknown) => e instanceof ClientError && e.code === 'INVALID_OPTION')
+})
+
+test('a selector must answer one of the queues it was given (else INVALID_OPTION); one that throws is a ClientError with the cause', { timeout: 30_000 }, async () => {
+  await withCluster(1, async (c, producer) => {
+    await c.createTopic('SelT', 4)
+    const answers: unknown[] = [2, undefined, null, 'q', { topic: 'SelT', brokerName: 'broker-a', queueId: 4 }, { topic: 'Other', brokerName: 'broker-a', queueId: 0 }, { topic: 'SelT', brokerName: 'broker-z', queueId: 0 }]
+    for (const answer of answers) {
+      await assert.rejects(
+        producer.send({ topic: 'SelT', body: 'x' }, { selector: () => answer as never }),
+        (e: unknown) => e instanceof ClientError && e.code === 'INVALID_OPTION' && /selector/.test(e.message),
+        JSON.stringify(answer),
+      )
+    }
+    const boom = new Error('selector bug')
+    await assert.rejects(producer.send({ topic: 'SelT', body: 'x' }, { selector: () => { throw boom } }), (e: unknown) => {
+      assert.ok(e instanceof ClientError, `a ClientError, got ${String(e)}`)
+      assert.equal(e.code, 'INVALID_OPTION')
+      assert.equal(e.cause, boom)
+      return true
+    })
+    // A selector may answer a copy of a queue it was given.
+    const r = await producer.send({ topic: 'SelT', body: 'x' }, { selector: (qs) => ({ ...qs[3]! }) })
+    assert.equal(r.queue.queueId, 3)
+  })
+})
+
+test('a message whose frame is over the transport limit (16 MiB) fails at once with INVALID_OPTION, not retried', { timeout: 60_000 }, async () => {
+  await withCluster(1, async (c, producer) => {
+    await c.createTopic('BigT', 2)
+    const warnings: string[] = []
+    const p2 = await Producer.start({ namesrv: c.namesrv, group: 'PG2', clientIP: '127.0.0.1', logger: { ...silentLogger, warn: (m: string) => void warnings.push(m) } })
+    try {
+      await p2.send({ topic: 'BigT', body: 'warm' })
+      await assert.rejects(p2.send({ topic: 'BigT', body: Buffer.alloc(16 * 1024 * 1024) }), (e: unknown) => {
+        assert.ok(e instanceof ClientError)
+        assert.equal(e.code, 'INVALID_OPTION')
+        assert.match(e.message, /16777216/)
+        return true
+      })
+      assert.deepEqual(warnings, [], 'no attempt retried')
+      assert.equal((await p2.send({ topic: 'BigT', body: 'after' })).status, 'SEND_OK')
+    } finally {
+      await p2.close()
+    }
+    void producer
+  })
+})
+
+test('committing an offset for a queue the topic does not have is refused with INVALID_OPTION', { timeout: 30_000 }, async () => {
+  await withCluster(1, async (c, _producer, consumer) => {
+    await c.createTopic('QT', 2)
+    const qs = await consumer.queues('QT')
+    assert.equal(qs.length, 2)
+    for (const bad of [{ topic: 'QT', brokerName: 'broker-a', queueId: 2 }, { topic: 'QT', brokerName: 'broker-a', queueId: -1 }, { topic: 'QT', brokerName: 'broker-a', queueId: 0.5 }, { topic: 'QT', brokerName: 'broker-z', queueId: 0 }]) {
+      await assert.rejects(consumer.commitOffset(bad, 1), (e: unknown) => e instanceof ClientError && e.code === 'INVALID_OPTION', JSON.stringify(bad))
+    }
+    await consumer.commitOffset(qs[1]!, 1)
+    assert.equal(await consumer.committedOffset(qs[1]!), 1)
+  })
+})
+
+test('messages() after close() rejects CLOSED as pull() does; before start() NOT_STARTED', { timeout: 30_000 }, async () => {
+  await withCluster(1, async (c, _producer, consumer) => {
+    await c.createTopic('ClosedT', 1)
+    const [q] = await consumer.queues('ClosedT')
+    const fresh = new PullConsumer({ namesrv: c.namesrv, group: 'PullG2', clientIP: '127.0.0.1' })
+    await assert.rejects(fresh.messages({ queue: q!, offset: 0 }).next(), (e: unknown) => e instanceof ClientError && e.code === 'NOT_STARTED')
+    await fresh.close()
+    await consumer.close()
+    await assert.rejects(consumer.pull(q!, 0), (e: unknown) => e instanceof ClientError && e.code === 'CLOSED')
+    await assert.rejects(consumer.messages({ queue: q!, offset: 0 }).next(), (e: unknown) => e instanceof ClientError && e.code === 'CLOSED')
+  })
+})
+
+test('committedOffset answers -1 for a group that never committed, 0 once 0 was committed', { timeout: 30_000 }, async () => {
+  await withCluster(1, async (c, producer, consumer) => {
+    await c.createTopic('NeverT', 1)
+    await producer.send({ topic: 'NeverT', body: 'x' })
+    const [q] = await consumer.queues('NeverT')
+    assert.equal(await consumer.committedOffset(q!), -1)
+    await consumer.commitOffset(q!, 0)
+    assert.equal(await consumer.committedOffset(q!), 0)
+  })
 })

@@ -6,6 +6,7 @@ import { decodeBatchBody } from '@mqts/broker'
 import { javaStringHashCode } from '@mqts/common'
 import { decodeProperties } from '@mqts/store'
 import { allocateAveragely } from '../src/allocate.js'
+import { ClientError } from '../src/errors.js'
 import { matchesTag, parseSubscription } from '../src/expression.js'
 import { UniqueIdGenerator } from '@mqts/common'
 import { messageProperties } from '../src/message.js'
@@ -101,4 +102,16 @@ test('message properties are checked: array keys without spaces, string property
   bad({ topic: 'T', body: 'x', properties: { z: '' } })
   assert.equal(messageProperties({ topic: 'T', body: 'x', keys: 'a b' }, 'U').KEYS, 'a b', "a string is RocketMQ's own space-separated form")
   assert.equal(messageProperties({ topic: 'T', body: 'x', keys: ['a', 'b'] }, 'U').KEYS, 'a b')
+})
+
+test("tag expressions as RocketMQ's FilterAPI reads them: empty parts between '||' are skipped, an expression naming no tag is refused", () => {
+  // Java's split drops the empty parts, FilterAPI skips the blank ones: 'A ||' is A, '|| B' is B.
+  assert.deepEqual(parseSubscription('T', 'A ||').tags, ['A'])
+  assert.deepEqual(parseSubscription('T', '|| B').tags, ['B'])
+  assert.deepEqual(parseSubscription('T', 'A || || B').tags, ['A', 'B'])
+  assert.equal(parseSubscription('T', '').subString, '*')
+  // Nothing but separators: RocketMQ refuses '||' (subString split error); the others name no tag.
+  for (const e of ['||', '|| ||', '||||', ' || ']) {
+    assert.throws(() => parseSubscription('T', e), (err: unknown) => err instanceof ClientError && err.code === 'INVALID_OPTION' && err.message.includes(JSON.stringify(e)), e)
+  }
 })
