@@ -23,6 +23,10 @@ export const CLIENT_DEFAULTS = {
   rebalanceIntervalMs: 20_000,
   persistOffsetIntervalMs: 5_000,
   lockRenewIntervalMs: 20_000,
+  /** A queue lock not renewed for this long is lost (ProcessQueue's REBALANCE_LOCK_MAX_LIVE_TIME). */
+  lockMaxLiveMs: 30_000,
+  /** Orderly: how often a consumer asks again for a lock it lost or was refused. */
+  relockIntervalMs: 1_000,
   pullBatchSize: 32,
   suspendMs: 15_000,
   pullTimeoutMs: 30_000,

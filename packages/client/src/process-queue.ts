@@ -15,7 +15,10 @@ export class ProcessQueue {
   dropped = false
   /** Orderly clustering: the broker's lock is held (renewed every lockRenewIntervalMs). */
   locked = false
+  /** When the broker last granted (or renewed) the lock. */
   lockedAt = 0
+  /** When this consumer last asked for the lock (relocking is paced). */
+  lockTriedAt = 0
   /** Orderly: the queue's consume loop runs. */
   consuming = false
   readonly abort = new AbortController()
@@ -23,6 +26,16 @@ export class ProcessQueue {
   inFlight = 0
 
   constructor(readonly queue: MessageQueue) {}
+
+  /**
+   * Whether the lock may be used to consume: granted, and renewed within `maxLiveMs`. A lock
+   * whose renewals fail (broker unreachable, refusing) may have expired on the broker, which
+   * then gives the queue to another member: consuming on would break the order (ProcessQueue's
+   * isLockExpired).
+   */
+  holdsLock(now: number, maxLiveMs: number): boolean {
+    return this.locked && now - this.lockedAt <= maxLiveMs
+  }
 
   get count(): number {
     return this.#messages.size

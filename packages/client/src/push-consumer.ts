@@ -62,6 +62,8 @@ export interface PushConsumerOptions extends ClientOptions {
   rebalanceIntervalMs?: number
   persistOffsetIntervalMs?: number
   lockRenewIntervalMs?: number
+  /** Orderly: a queue lock not renewed for this long is taken as lost (default 30 s, as RocketMQ's). */
+  lockMaxLiveMs?: number
   pullBatchSize?: number
   suspendMs?: number
   maxCachedMessagesPerQueue?: number
@@ -123,6 +125,7 @@ export class PushConsumer implements ClientMember {
     rebalanceMs: number
     persistMs: number
     lockMs: number
+    lockMaxLiveMs: number
     batch: number
     suspendMs: number
     maxMsgs: number
@@ -157,6 +160,7 @@ export class PushConsumer implements ClientMember {
       rebalanceMs: positiveInt('rebalanceIntervalMs', options.rebalanceIntervalMs, d.rebalanceIntervalMs),
       persistMs: positiveInt('persistOffsetIntervalMs', options.persistOffsetIntervalMs, d.persistOffsetIntervalMs),
       lockMs: positiveInt('lockRenewIntervalMs', options.lockRenewIntervalMs, d.lockRenewIntervalMs),
+      lockMaxLiveMs: positiveInt('lockMaxLiveMs', options.lockMaxLiveMs, d.lockMaxLiveMs),
       batch: positiveInt('pullBatchSize', options.pullBatchSize, d.pullBatchSize),
       suspendMs: options.suspendMs ?? d.suspendMs,
       maxMsgs: positiveInt('maxCachedMessagesPerQueue', options.maxCachedMessagesPerQueue, d.maxCachedMessagesPerQueue),
@@ -166,6 +170,8 @@ export class PushConsumer implements ClientMember {
       errorDelayMs: positiveInt('pullDelayOnErrorMs', options.pullDelayOnErrorMs, d.pullDelayOnErrorMs),
       suspendOrderlyMs: positiveInt('suspendOrderlyMs', options.suspendOrderlyMs, d.suspendOrderlyMs),
     }
+    // A lock must outlive the interval of its renewals, or it is lost between two of them.
+    if (this.#limits.lockMaxLiveMs <= this.#limits.lockMs) throw new ClientError('INVALID_OPTION', `lockMaxLiveMs must be longer than lockRenewIntervalMs (${this.#limits.lockMs}), got ${this.#limits.lockMaxLiveMs}`)
     this.instance = new ClientInstance(options)
     this.#offsets =
       model === 'BROADCASTING'
@@ -370,8 +376,8 @@ export class PushConsumer implements ClientMember {
         await sleep(50, pq.abort.signal)
         continue
       }
-      if (this.#lockedMode() && !pq.locked) {
-        await sleep(200, pq.abort.signal)
+      if (this.#lockedMode() && !pq.holdsLock(Date.now(), this.#limits.lockMaxLiveMs)) {
+        await this.#relock(pq)
         continue
       }
       try {
@@ -471,7 +477,8 @@ export class PushConsumer implements ClientMember {
     const failures = new Map<number, number>()
     try {
       while (!pq.dropped && !this.#closing.signal.aborted) {
-        if (this.#lockedMode() && !pq.locked) {
+        // No lock, or one not renewed in time: wait until the pull loop gets it again.
+        if (this.#lockedMode() && !pq.holdsLock(Date.now(), this.#limits.lockMaxLiveMs)) {
           await sleep(100, pq.abort.signal)
           continue
         }
@@ -560,6 +567,7 @@ export class PushConsumer implements ClientMember {
     for (const pq of pqs) byBroker.set(pq.queue.brokerName, [...(byBroker.get(pq.queue.brokerName) ?? []), pq])
     let all = true
     for (const [brokerName, list] of byBroker) {
+      for (const pq of list) pq.lockTriedAt = Date.now()
       try {
         const addr = await this.instance.brokerAddress(brokerName, list[0]!.queue.topic)
         const body = encodeRemotingJson({ consumerGroup: this.group, clientId: this.instance.clientId, onlyThisBroker: false, mqSet: list.map((p) => p.queue) })
@@ -577,6 +585,21 @@ export class PushConsumer implements ClientMember {
       }
     }
     return all
+  }
+
+  /**
+   * Orderly: asks again for the lock of a queue this member owns but may not consume (refused,
+   * or expired without renewal), at most every relockIntervalMs, instead of waiting for the next
+   * renewal round (RocketMQ's tryLockLaterAndReconsume).
+   */
+  async #relock(pq: ProcessQueue): Promise<void> {
+    const wait = pq.lockTriedAt + CLIENT_DEFAULTS.relockIntervalMs - Date.now()
+    if (wait > 0) return sleep(Math.min(wait, 200), pq.abort.signal)
+    if (pq.locked) {
+      this.instance.logger.warn(`consumer ${this.group}: the lock of ${queueKey(pq.queue)} was not renewed for ${this.#limits.lockMaxLiveMs} ms: taken as lost, consuming stops until it is locked again`)
+      pq.locked = false
+    }
+    await this.#lock([pq])
   }
 
   async #lockAll(): Promise<void> {

@@ -8,7 +8,9 @@ import * as path from 'node:path'
 import { test } from 'node:test'
 import type { BrokerOptions } from '@mqts/broker'
 import { javaStringHashCode } from '@mqts/common'
-import { RemotingCommand, RequestCode, ResponseCode } from '@mqts/transport'
+import { RemotingCommand, RequestCode, ResponseCode, silentLogger } from '@mqts/transport'
+import { TcpRemotingClient } from '@mqts/transport-tcp'
+import { isClientError } from '../src/errors.js'
 import type { MessageExt } from '../src/message.js'
 import { Producer } from '../src/producer.js'
 import { PullConsumer } from '../src/pull-consumer.js'
@@ -311,4 +313,56 @@ test('the heartbeat registers the group as RocketMQ clients do: model, start poi
     assert.deepEqual(sub.codeSet, [javaStringHashCode('TagA'), javaStringHashCode('TagB')])
     assert.equal(g.subscriptions.get('%RETRY%HG')?.subString, '*')
   })
+})
+
+test('orderly: a queue lock not renewed for lockMaxLiveMs is treated as lost (consuming stops) until the broker locks it again', { timeout: 60_000 }, async () => {
+  const c = await startCluster({ brokers: 1 })
+  // The consumer's connection to the broker, with LOCK_BATCH_MQ failing while `refuse` is set:
+  // a broker that stops renewing (its own lock may live on; the client cannot know).
+  let refuse = false
+  let refused = 0
+  const tcp = new TcpRemotingClient({ logger: silentLogger })
+  const remoting = new Proxy(tcp, {
+    get(target, prop, receiver) {
+      if (prop === 'invoke') {
+        return (addr: string, req: RemotingCommand, timeoutMs: number) => {
+          if (req.code === RequestCode.LOCK_BATCH_MQ && refuse) {
+            refused++
+            return Promise.resolve(RemotingCommand.createResponse(ResponseCode.SYSTEM_ERROR, 'lock service stopped'))
+          }
+          return target.invoke(addr, req, timeoutMs)
+        }
+      }
+      const v = Reflect.get(target, prop, receiver) as unknown
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v
+    },
+  })
+  assert.throws(() => new PushConsumer({ namesrv: c.namesrv, group: 'LXG', lockRenewIntervalMs: 300, lockMaxLiveMs: 300 }), (e: unknown) => isClientError(e, 'INVALID_OPTION'))
+  const producer = await Producer.start({ namesrv: c.namesrv, group: 'PG', clientIP: '127.0.0.1' })
+  const got: string[] = []
+  const consumer = new PushConsumer({ namesrv: c.namesrv, group: 'LXG', consumeFromWhere: 'CONSUME_FROM_FIRST_OFFSET', ...FAST, orderly: true, lockRenewIntervalMs: 100, lockMaxLiveMs: 500, remoting })
+  try {
+    await c.createTopic('LXT', 1)
+    consumer.subscribe('LXT', '*', (m) => void got.push(m.body.toString()))
+    await consumer.start()
+    await producer.send({ topic: 'LXT', body: 'a' })
+    await waitFor(() => got.length === 1, 10_000, 'the first message')
+    refuse = true
+    // Past the lock's live time since its last renewal, with renewals refused meanwhile.
+    await waitFor(() => refused >= 3, 10_000, 'refused renewals')
+    await new Promise((r) => setTimeout(r, 700))
+    await producer.send({ topic: 'LXT', body: 'b' })
+    await producer.send({ topic: 'LXT', body: 'c' })
+    // Nothing is consumed without the lock, however long we wait.
+    await new Promise((r) => setTimeout(r, 1_000))
+    assert.deepEqual(got, ['a'])
+    refuse = false
+    await waitFor(() => got.length === 3, 10_000, 'the queue consumed again once relocked')
+    assert.deepEqual(got, ['a', 'b', 'c'])
+  } finally {
+    await consumer.close()
+    await producer.close()
+    await tcp.close()
+    await c.stop()
+  }
 })
