@@ -8,7 +8,8 @@
  * nor repeats a delivered message (a kill between the put and the offset's write may repeat one).
  */
 import { readConfigFile, writeConfigFile, type FileIO } from '@mqts/common'
-import { PROPERTY, SCHEDULE_TOPIC, StoreError, decodeRecord, type MessageStore, type PutMessage } from '@mqts/store'
+import { PROPERTY, decodeRecord } from '@mqts/message'
+import { SCHEDULE_TOPIC, StoreError, type MessageStore, type PutMessage } from '@mqts/store'
 
 export const DELAY_OFFSET_FILE = 'delayOffset.json'
 /** How long a level's loop sleeps when its queue has nothing due (RocketMQ: 100 ms). */

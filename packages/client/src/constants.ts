@@ -39,6 +39,3 @@ export const CLIENT_DEFAULTS = {
   suspendOrderlyMs: 1_000,
 } as const
 
-
-/** Message sysFlag bit of a compressed body (MessageSysFlag.COMPRESSED_FLAG). */
-export const SYSFLAG_COMPRESSED = 0x1

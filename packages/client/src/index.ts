@@ -10,8 +10,7 @@
  * await consumer.start()
  * ```
  *
- * Pulled records are decoded with `decodeRecord` from @mqts/store for now; a later change may
- * move the codec to a lighter package.
+ * Pulled records are decoded with `decodeRecord` of @mqts/message, the store's own record codec.
  */
 export { ClientError, isClientError } from './errors.js'
 export type { ClientErrorCode } from './errors.js'

@@ -3,12 +3,12 @@
  * RocketMQ 4.x clients encode them, the client's unique id (MessageClientIDSetter's UNIQ_KEY),
  * and the messages a pull brings back, decoded from the broker's raw records.
  *
- * Pulled records are decoded with `decodeRecord` of @mqts/store for now; the codec may move to a
- * lighter package later.
+ * Pulled records are decoded with `decodeRecord` of @mqts/message, the record codec the store
+ * writes them with (no store, no native code in a client).
  */
 import { inflateSync } from 'node:zlib'
-import { decodeProperties, decodeRecord, encodeProperties } from '@mqts/store'
-import { KEY_SEPARATOR, PROPERTY, RETRY_GROUP_TOPIC_PREFIX, SYSFLAG_COMPRESSED } from './constants.js'
+import { SYSFLAG, decodeProperties, decodeRecord, encodeProperties } from '@mqts/message'
+import { KEY_SEPARATOR, PROPERTY, RETRY_GROUP_TOPIC_PREFIX } from './constants.js'
 import { ClientError } from './errors.js'
 
 export { encodeProperties, decodeProperties }
@@ -105,7 +105,7 @@ export function decodeMessages(body: Buffer, brokerName: string, minOffset?: num
     if (size <= 0 || at + size > body.length) throw new ClientError('BROKER_ERROR', `a pulled record at byte ${at} says ${size} bytes, the answer has ${body.length - at} left`)
     const r = decodeRecord(body, at, true)
     let msgBody = r.body
-    if ((r.sysFlag & SYSFLAG_COMPRESSED) !== 0) msgBody = inflateSync(msgBody)
+    if ((r.sysFlag & SYSFLAG.COMPRESSED) !== 0) msgBody = inflateSync(msgBody)
     const properties = { ...r.properties }
     if (minOffset !== undefined) properties[PROPERTY.MIN_OFFSET] = String(minOffset)
     if (maxOffset !== undefined) properties[PROPERTY.MAX_OFFSET] = String(maxOffset)

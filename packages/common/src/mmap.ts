@@ -24,9 +24,19 @@ export interface MmapIo {
 const require = createRequire(import.meta.url)
 let mmapModule: MmapIo | undefined
 
-/** The mmap-io module, loaded on first use. */
+/**
+ * The mmap-io module, loaded on first use. It is an optional peer of this package: the packages
+ * that map files (@mqts/store, @mqts/index) depend on it, so a client, which maps nothing, does
+ * not install its native build.
+ */
 export function mmapIo(): MmapIo {
-  mmapModule ??= require('@riaskov/mmap-io') as MmapIo
+  if (mmapModule === undefined) {
+    try {
+      mmapModule = require('@riaskov/mmap-io') as MmapIo
+    } catch (err) {
+      throw new Error(`memory maps need @riaskov/mmap-io (a dependency of @mqts/store and @mqts/index), which does not load: ${(err as Error).message}`, { cause: err })
+    }
+  }
   return mmapModule
 }
 

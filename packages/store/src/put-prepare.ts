@@ -5,7 +5,9 @@
  */
 import type { CommitLog, TopicState } from './commit-log.js'
 import { StoreError } from './errors.js'
+import { bodyCrc } from './crc.js'
 import {
+  BODY_CRC_PENDING,
   MAX_PROPERTIES_BYTES,
   PROPERTY,
   SCHEDULE_TOPIC,
@@ -159,7 +161,7 @@ export class PutPreparer {
       tagsCode,
       keys,
       uniqKey,
-      this.#crcPending,
+      this.#crcPending ? BODY_CRC_PENDING : bodyCrc(body),
     )
     if (prepared.propertiesBytes > MAX_PROPERTIES_BYTES) {
       throw new StoreError('PROPERTIES_TOO_LONG', `properties take ${prepared.propertiesBytes} bytes, the limit is ${MAX_PROPERTIES_BYTES}`)

@@ -39,7 +39,7 @@ import {
   type Host,
   type PreparedMessage,
 } from '../src/codec/index.js'
-import { StoreError } from '../src/errors.js'
+import { MessageError } from '@mqts/message'
 
 function prepared(overrides: Partial<Parameters<typeof prepareRecord>[0]> = {}): PreparedMessage {
   const topic = overrides.topic ?? 'TopicTest'
@@ -304,9 +304,9 @@ test('each host of a record may be IPv6 on its own: sizes, offsets and every rea
 
 test('encodeRecord refuses a sysFlag whose host bits disagree with the hosts', () => {
   const m = prepared({ sysFlag: SYSFLAG.BORNHOST_V6 })
-  assert.throws(() => encodeRecord(Buffer.alloc(m.totalSize), 0, m, 0, 0, 1, parseHost('127.0.0.1:1')!), (err: unknown) => err instanceof StoreError && err.code === 'INVALID_ARGUMENT')
+  assert.throws(() => encodeRecord(Buffer.alloc(m.totalSize), 0, m, 0, 0, 1, parseHost('127.0.0.1:1')!), (err: unknown) => err instanceof MessageError && err.code === 'INVALID_ARGUMENT')
   const v4 = prepared()
-  assert.throws(() => encodeRecord(Buffer.alloc(v4.totalSize + 12), 0, v4, 0, 0, 1, parseHost('[::1]:1')!), (err: unknown) => err instanceof StoreError && err.code === 'INVALID_ARGUMENT')
+  assert.throws(() => encodeRecord(Buffer.alloc(v4.totalSize + 12), 0, v4, 0, 0, 1, parseHost('[::1]:1')!), (err: unknown) => err instanceof MessageError && err.code === 'INVALID_ARGUMENT')
 })
 
 test('hosts: IPv4 and bracketed IPv6 text forms parse and print in RFC 5952 form; anything else is refused', () => {

@@ -12,6 +12,7 @@ import { test } from 'node:test'
 import { crc32 as nodeRsCrc32 } from '@node-rs/crc32'
 import { MessageStore } from '../src/index.js'
 import { BODY_CRC_PENDING, RECORD, checkRecord, encodeRecord, prepareRecord } from '../src/codec/index.js'
+import { MessageError } from '@mqts/message'
 import { BodyCrcBatch, bodyCrc, bodyCrcBatch, crc32Implementation } from '../src/crc.js'
 import { native } from '../src/native.js'
 
@@ -64,7 +65,7 @@ test('bodyCrcs stores each masked CRC big-endian and refuses any range outside t
   assert.deepEqual(target, before, 'nothing written by a refused call')
 })
 
-test('BodyCrcBatch grows past its first list, writes pending ranges before switching targets, forgets truncated ones, and encodeRecord computes a pending CRC itself without one', () => {
+test('BodyCrcBatch grows past its first list, writes pending ranges before switching targets, forgets truncated ones, and encodeRecord refuses a pending CRC without one', () => {
   const written: { target: Buffer; ranges: number[] }[] = []
   const batch = new BodyCrcBatch((target, list, count) => written.push({ target, ranges: Array.from(list.subarray(0, 3 * count)) }))
   const a = Buffer.alloc(1)
@@ -103,7 +104,9 @@ test('BodyCrcBatch grows past its first list, writes pending ranges before switc
   })
   const pending = { ...m, bodyCrc: BODY_CRC_PENDING }
   const buf = Buffer.alloc(m.totalSize)
-  encodeRecord(buf, 0, pending, 0, 0, 2, host)
+  // Nothing to compute a pending CRC with: refused, never a record with a wrong CRC.
+  assert.throws(() => encodeRecord(buf, 0, pending, 0, 0, 2, host), (err: unknown) => err instanceof MessageError && err.code === 'INVALID_ARGUMENT')
+  encodeRecord(buf, 0, m, 0, 0, 2, host)
   assert.equal(buf.readInt32BE(RECORD.bodyCrc), m.bodyCrc)
   assert.equal(checkRecord(buf, 0, buf.length, 0, 1 << 20, true).kind, 'record')
 })

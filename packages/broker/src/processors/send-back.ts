@@ -5,7 +5,8 @@
  * says 0) and reconsumeTimes + 1, or, after the group's most retries (or a negative level), under
  * `%DLQ%<group>`. RETRY_TOPIC keeps the original topic; ORIGIN_MESSAGE_ID the first message id.
  */
-import { decodeRecord, toScheduledMessage, type PutMessage } from '@mqts/store'
+import { decodeRecord } from '@mqts/message'
+import { toScheduledMessage, type PutMessage } from '@mqts/store'
 import { RemotingCommand, ResponseCode, headerInt, headerOptionalInt, headerOptionalString, headerString, type RequestProcessor } from '@mqts/transport'
 import { PERM } from '@mqts/namesrv'
 import type { BrokerContext } from '../context.js'

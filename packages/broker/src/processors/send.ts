@@ -4,7 +4,8 @@
  * message with the connection's address as born host, and answers msgId, queueId and queueOffset.
  * Store failures map to RocketMQ's response codes.
  */
-import { StoreError, decodeProperties, type PutMessage, type PutResult } from '@mqts/store'
+import { decodeProperties } from '@mqts/message'
+import { StoreError, type PutMessage, type PutResult } from '@mqts/store'
 import {
   RemotingCommand,
   RequestCode,

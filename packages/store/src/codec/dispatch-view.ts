@@ -3,7 +3,7 @@
  * without decoding the whole record (RocketMQ's DispatchRequest).
  */
 import { javaStringHashCode, readI64View } from '@mqts/common'
-import { PROPERTY } from './properties.js'
+import { PROPERTY } from '@mqts/message'
 import { MESSAGE_MAGIC_CODE_V2, RECORD, layoutOf, topicAt, topicLengthBytes } from './record.js'
 import { SCHEDULE_TOPIC, deliverTagsCode } from './schedule.js'
 

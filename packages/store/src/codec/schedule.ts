@@ -11,7 +11,7 @@
  * store refuses such a put (put-prepare.ts) and a dispatch that meets one keeps the tags hash.
  */
 import { StoreError } from '../errors.js'
-import { PROPERTY, decodeProperties } from './properties.js'
+import { PROPERTY, decodeProperties } from '@mqts/message'
 import { SYSFLAG } from './record.js'
 
 /** RocketMQ's RMQ_SYS_SCHEDULE_TOPIC. */

@@ -1,0 +1,106 @@
+// The record codec without a store: a record encoded from a prepared message decodes back to
+// it (IPv4 and IPv6 hosts), properties and offset ids round-trip, encoding refuses what cannot
+// be written, and a client's production dependencies hold neither the store nor native code.
+import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
+import { test } from 'node:test'
+import { crc32 } from 'node:zlib'
+import {
+  BODY_CRC_PENDING,
+  MessageError,
+  RECORD,
+  SYSFLAG,
+  decodeMessageId,
+  decodeProperties,
+  decodeRecord,
+  encodeProperties,
+  encodeRecord,
+  parseHost,
+  prepareRecordOf,
+  withHostFlags,
+  type Host,
+  type PreparedMessage,
+} from '../src/index.js'
+
+const bodyCrc = (b: Uint8Array): number => crc32(b) & 0x7fffffff
+
+function prepare(body: Buffer, bornHost: Host, storeHost: Host, crc = bodyCrc(body)): PreparedMessage {
+  const properties = encodeProperties({ TAGS: 'TagA', KEYS: 'k1 k2', UNIQ_KEY: 'U1' })
+  return prepareRecordOf('Orders', Buffer.from('Orders'), 2, 7, withHostFlags(SYSFLAG.MULTI_TAGS, bornHost, storeHost), 1_700_000_000_123, bornHost, 1, 0, body, properties, 0, 'k1 k2', 'U1', crc)
+}
+
+for (const [name, born, store] of [
+  ['IPv4 hosts', '10.1.2.3:45678', '192.168.0.1:10911'],
+  ['IPv6 hosts', '[2001:db8::1]:45678', '[::1]:10911'],
+] as const) {
+  test(`a record encoded from a prepared message decodes back to it (${name})`, () => {
+    const bornHost = parseHost(born)!
+    const storeHost = parseHost(store)!
+    const body = Buffer.from('hello world')
+    const m = prepare(body, bornHost, storeHost)
+    const buf = Buffer.alloc(m.totalSize + 5)
+    encodeRecord(buf, 5, m, 42, 1_234_567, 1_700_000_000_999, storeHost)
+    const r = decodeRecord(buf, 5)
+    assert.equal(r.storeSize, m.totalSize)
+    assert.equal(r.topic, 'Orders')
+    assert.equal(r.queueId, 2)
+    assert.equal(r.queueOffset, 42)
+    assert.equal(r.physicalOffset, 1_234_567)
+    assert.equal(r.flag, 7)
+    assert.equal(r.sysFlag & SYSFLAG.MULTI_TAGS, SYSFLAG.MULTI_TAGS)
+    assert.equal(r.bodyCrc, bodyCrc(body))
+    assert.deepEqual(r.body, body)
+    assert.equal(r.bornHost, born)
+    assert.equal(r.storeHost, store)
+    assert.equal(r.storeTimestamp, 1_700_000_000_999)
+    assert.equal(r.reconsumeTimes, 1)
+    assert.equal(r.tags, 'TagA')
+    assert.deepEqual(r.keys, ['k1', 'k2'])
+    assert.equal(r.properties.UNIQ_KEY, 'U1')
+    assert.deepEqual(decodeMessageId(r.msgId), { host: store, physicalOffset: 1_234_567 })
+  })
+}
+
+test('a pending body CRC is written by the PendingBodyCrcs given, and refused without one', () => {
+  const host = parseHost('127.0.0.1:1')!
+  const body = Buffer.from('pending')
+  const m = prepare(body, host, host, BODY_CRC_PENDING)
+  const buf = Buffer.alloc(m.totalSize)
+  assert.throws(() => encodeRecord(buf, 0, m, 0, 0, 1, host), (e: unknown) => e instanceof MessageError && e.code === 'INVALID_ARGUMENT')
+  const ranges: number[][] = []
+  encodeRecord(buf, 0, m, 0, 0, 1, host, undefined, undefined, { add: (_t, crcAt, bodyAt, length) => void ranges.push([crcAt, bodyAt, length]) })
+  assert.deepEqual(ranges, [[RECORD.bodyCrc, m.totalSize - body.length - 1 - 'Orders'.length - 2 - m.propertiesBytes, body.length]])
+  assert.deepEqual(buf.subarray(ranges[0]![1]!, ranges[0]![1]! + body.length), body)
+})
+
+test('host bits that disagree with the hosts are refused', () => {
+  const v4 = parseHost('127.0.0.1:1')!
+  const m = prepare(Buffer.from('x'), v4, v4)
+  assert.throws(() => encodeRecord(Buffer.alloc(m.totalSize + 12), 0, m, 0, 0, 1, parseHost('[::1]:1')!), (e: unknown) => e instanceof MessageError && e.code === 'INVALID_ARGUMENT')
+})
+
+test('properties text round-trips as RocketMQ writes it (name 0x01 value 0x02)', () => {
+  const text = encodeProperties({ a: '1', TAGS: 'T' })
+  assert.equal(text, 'a\u00011\u0002TAGS\u0001T\u0002')
+  assert.deepEqual(decodeProperties(text), { a: '1', TAGS: 'T' })
+})
+
+test("a client's production dependencies hold neither @mqts/store nor a native module", () => {
+  const packages = new URL('../../../', import.meta.url)
+  const manifest = (name: string): { dependencies?: Record<string, string>; gypfile?: boolean } =>
+    JSON.parse(readFileSync(new URL(`${name.replace('@mqts/', '')}/package.json`, packages), 'utf8')) as { dependencies?: Record<string, string>; gypfile?: boolean }
+  const seen = new Set<string>()
+  const visit = (name: string): void => {
+    if (seen.has(name)) return
+    seen.add(name)
+    const m = manifest(name)
+    assert.ok(!m.gypfile, `${name} builds native code`)
+    for (const dep of Object.keys(m.dependencies ?? {})) {
+      assert.ok(dep.startsWith('@mqts/'), `${name} depends on ${dep}, outside the workspace: check it is pure JavaScript before allowing it here`)
+      visit(dep)
+    }
+  }
+  visit('@mqts/client')
+  assert.ok(!seen.has('@mqts/store'))
+  assert.ok(seen.has('@mqts/message'))
+})
