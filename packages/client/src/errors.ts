@@ -5,7 +5,9 @@
  *
  * | code            | when                                                                   |
  * | --------------- | ---------------------------------------------------------------------- |
- * | INVALID_OPTION  | an option or argument out of range (the message says which, and what)  |
+ * | INVALID_OPTION  | an option or argument out of range (the message says which, and what); |
+ * |                 | a queue selector that throws (`cause`) or answers a queue not given    |
+ * |                 | a request over the transport's frame limit (never retried)             |
  * | NOT_STARTED     | a call that needs start() first                                        |
  * | CLOSED          | the producer or consumer is closed                                     |
  * | ABORTED         | the caller's AbortSignal fired while the call waited                   |
