@@ -2,6 +2,7 @@
 
 export const PROPERTY_NAME_VALUE_SEPARATOR = '\u0001'
 export const PROPERTY_SEPARATOR = '\u0002'
+/** Message properties (RocketMQ 4.x MessageConst) mqts reads or writes; the one list for every package. */
 export const PROPERTY = {
   KEYS: 'KEYS',
   TAGS: 'TAGS',
@@ -12,6 +13,18 @@ export const PROPERTY = {
   /** Topic and queue id a scheduled message is delivered to once due (codec/schedule.ts). */
   REAL_TOPIC: 'REAL_TOPIC',
   REAL_QID: 'REAL_QID',
+  RETRY_TOPIC: 'RETRY_TOPIC',
+  TRANSACTION_PREPARED: 'TRAN_MSG',
+  PRODUCER_GROUP: 'PGROUP',
+  MIN_OFFSET: 'MIN_OFFSET',
+  MAX_OFFSET: 'MAX_OFFSET',
+  RECONSUME_TIME: 'RECONSUME_TIME',
+  MAX_RECONSUME_TIMES: 'MAX_RECONSUME_TIMES',
+  ORIGIN_MESSAGE_ID: 'ORIGIN_MESSAGE_ID',
+  CONSUME_START_TIMESTAMP: 'CONSUME_START_TIME',
+  CLUSTER: 'CLUSTER',
+  MSG_REGION: 'MSG_REGION',
+  TRACE_SWITCH: 'TRACE_ON',
 } as const
 /** The properties length is a Java short. */
 export const MAX_PROPERTIES_BYTES = 32767

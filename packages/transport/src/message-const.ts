@@ -5,28 +5,8 @@
  * (TopicRouteData and its parts). Kept once, here, for every package that speaks the protocol.
  */
 
-/** Message properties (RocketMQ 4.x MessageConst) mqts reads or writes. */
-export const MESSAGE_PROPERTY = {
-  KEYS: 'KEYS',
-  TAGS: 'TAGS',
-  WAIT: 'WAIT',
-  DELAY: 'DELAY',
-  RETRY_TOPIC: 'RETRY_TOPIC',
-  REAL_TOPIC: 'REAL_TOPIC',
-  REAL_QID: 'REAL_QID',
-  TRANSACTION_PREPARED: 'TRAN_MSG',
-  PRODUCER_GROUP: 'PGROUP',
-  MIN_OFFSET: 'MIN_OFFSET',
-  MAX_OFFSET: 'MAX_OFFSET',
-  UNIQ_KEY: 'UNIQ_KEY',
-  RECONSUME_TIME: 'RECONSUME_TIME',
-  MAX_RECONSUME_TIMES: 'MAX_RECONSUME_TIMES',
-  ORIGIN_MESSAGE_ID: 'ORIGIN_MESSAGE_ID',
-  CONSUME_START_TIMESTAMP: 'CONSUME_START_TIME',
-  CLUSTER: 'CLUSTER',
-  MSG_REGION: 'MSG_REGION',
-  TRACE_SWITCH: 'TRACE_ON',
-} as const
+/** Message properties (RocketMQ 4.x MessageConst): the stored message codec's list, under the wire's name. */
+export { PROPERTY as MESSAGE_PROPERTY } from '@mqts/message'
 
 /** Topic prefixes of a consumer group's retry and dead-letter queues (MixAll). */
 export const RETRY_GROUP_TOPIC_PREFIX = '%RETRY%'
