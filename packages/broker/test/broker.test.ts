@@ -128,6 +128,9 @@ test('the broker registers; a created topic is routed; send and pull round-trip 
     assert.equal(m!.tags, 'TagA')
     assert.deepEqual(m!.keys, ['k1', 'k2'])
     assert.equal(m!.msgId, sent.extFields.msgId, "the send's msgId is the one computed from the stored record")
+    // An expression of separators only is refused as RocketMQ's FilterAPI refuses it.
+    const bad = await c.client.invoke(c.broker.address, pull('Orders', 3, 0, { sub: ' || ' }), T)
+    assert.equal(bad.code, ResponseCode.SUBSCRIPTION_PARSE_FAILED, bad.remark ?? '')
     assert.equal(m!.properties.CLUSTER, 'DefaultCluster')
     assert.equal(m!.bornHost.startsWith('127.0.0.1:'), true)
     // V1 send, same topic.

@@ -8,7 +8,7 @@ export { MESSAGE_PROPERTY as PROPERTY } from '@mqts/transport'
 /** Keys in the KEYS property are separated by one space. */
 export const KEY_SEPARATOR = ' '
 
-export { AUTO_CREATE_TOPIC, DLQ_GROUP_TOPIC_PREFIX, PERM, PULL_SYS_FLAG, RETRY_GROUP_TOPIC_PREFIX, SUB_ALL, retryTopic } from '@mqts/transport'
+export { AUTO_CREATE_TOPIC, DLQ_GROUP_TOPIC_PREFIX, PERM, PULL_SYS_FLAG, RETRY_GROUP_TOPIC_PREFIX, SUB_ALL, retryTopic, splitTagExpression } from '@mqts/transport'
 export const DEFAULT_TOPIC_QUEUE_NUMS = 4
 
 export const MASTER_ID = '0'

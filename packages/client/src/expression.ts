@@ -4,7 +4,7 @@
  * codes; the client checks the tag string itself (hash collisions pass the broker).
  */
 import { javaStringHashCode } from '@mqts/common'
-import { SUB_ALL } from './constants.js'
+import { SUB_ALL, splitTagExpression } from './constants.js'
 import { ClientError } from './errors.js'
 
 export interface Subscription {
@@ -19,14 +19,12 @@ export interface Subscription {
 
 export function parseSubscription(topic: string, expression: string | undefined, now = Date.now()): Subscription {
   if (expression !== undefined && typeof expression !== 'string') throw new ClientError('INVALID_OPTION', `a tag expression is a string like "TagA || TagB" or "*", got ${typeof expression}`)
-  const text = (expression ?? '').trim()
-  if (text === '' || text === SUB_ALL) return { topic, subString: SUB_ALL, tags: [], codes: [], subVersion: now }
-  // As FilterAPI.buildSubscriptionData: the parts between '||' trimmed, blank ones skipped
-  // ('A ||' is A). Nothing but separators is refused: RocketMQ's client refuses '||' (its split
-  // finds no part) and would subscribe to no tag at all for '|| ||'.
-  const tags = [...new Set(text.split('||').map((t) => t.trim()).filter((t) => t.length > 0))]
+  const tags = splitTagExpression(expression)
+  if (tags === undefined) return { topic, subString: SUB_ALL, tags: [], codes: [], subVersion: now }
+  // Nothing but separators is refused: RocketMQ's client refuses '||' (its split finds no part)
+  // and would subscribe to no tag at all for '|| ||'.
   if (tags.length === 0) throw new ClientError('INVALID_OPTION', `a tag expression names tags between '||' (or is "*"), got ${JSON.stringify(expression)}`)
-  if (tags.includes(SUB_ALL)) return { topic, subString: SUB_ALL, tags: [], codes: [], subVersion: now }
+  const text = (expression ?? '').trim()
   return { topic, subString: text, tags, codes: tags.map((t) => javaStringHashCode(t)), subVersion: now }
 }
 

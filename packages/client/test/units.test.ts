@@ -47,7 +47,12 @@ test('the hash selector sends one key to one queue (Java String.hashCode modulo 
 })
 
 test('tag expressions: "*" and empty take everything, "A || B" takes those tags', () => {
-  for (const e of [undefined, '', '*', '  *  ', 'A || *']) assert.equal(parseSubscription('T', e).subString, '*')
+  for (const e of [undefined, '', '*', '  *  ']) assert.equal(parseSubscription('T', e).subString, '*')
+  // As RocketMQ's FilterAPI: a '*' beside other tags is one more tag, not "everything".
+  const star = parseSubscription('T', 'A || *')
+  assert.deepEqual(star.tags, ['A', '*'])
+  assert.ok(matchesTag(star, 'A'))
+  assert.ok(!matchesTag(star, 'B'))
   const s = parseSubscription('T', ' TagA ||TagB|| ')
   assert.deepEqual(s.tags, ['TagA', 'TagB'])
   assert.deepEqual(s.codes, [javaStringHashCode('TagA'), javaStringHashCode('TagB')])

@@ -16,7 +16,7 @@ export { RequestCode, ResponseCode, LanguageCode, CURRENT_VERSION, languageName 
 export type { RequestCodeName, ResponseCodeName, LanguageName } from './codes.js'
 export { TransportError, isTransportError } from './errors.js'
 export { encodeRemotingJson, parseRemotingJson } from './json-body.js'
-export { AUTO_CREATE_TOPIC, DLQ_GROUP_TOPIC_PREFIX, MESSAGE_PROPERTY, PERM, PULL_SYS_FLAG, RETRY_GROUP_TOPIC_PREFIX, SUB_ALL, dlqTopic, retryTopic } from './message-const.js'
+export { AUTO_CREATE_TOPIC, DLQ_GROUP_TOPIC_PREFIX, MESSAGE_PROPERTY, PERM, PULL_SYS_FLAG, RETRY_GROUP_TOPIC_PREFIX, SUB_ALL, dlqTopic, retryTopic, splitTagExpression } from './message-const.js'
 export type { BrokerData, QueueData, TopicRouteData } from './message-const.js'
 export { headerInt, headerOptionalBool, headerOptionalInt, headerOptionalString, headerString } from './headers.js'
 export type { TransportErrorCode } from './errors.js'

@@ -43,6 +43,18 @@ export const PULL_SYS_FLAG = {
 /** A subscription to every tag. */
 export const SUB_ALL = '*'
 
+/**
+ * The tags a subscription expression names, split as RocketMQ's FilterAPI does (broker and client
+ * alike): `*` or blank takes every message (undefined); otherwise the distinct parts between `||`,
+ * trimmed, blank ones skipped (`A ||` is A). A `*` among other tags is a tag like any other, as in
+ * RocketMQ. An empty list means nothing but separators (`||`), which RocketMQ refuses.
+ */
+export function splitTagExpression(expression: string | undefined): string[] | undefined {
+  const text = (expression ?? '').trim()
+  if (text === '' || text === SUB_ALL) return undefined
+  return [...new Set(text.split('||').map((t) => t.trim()).filter((t) => t.length > 0))]
+}
+
 export interface QueueData {
   brokerName: string
   readQueueNums: number

@@ -12,6 +12,7 @@ import {
   headerOptionalInt,
   headerOptionalString,
   headerString,
+  splitTagExpression,
   type Channel,
   type RequestProcessor,
 } from '@mqts/transport'
@@ -21,16 +22,12 @@ import { EXPRESSION_TYPE_TAG, MAX_SUSPEND_MS, PULL_SYS_FLAG, SUB_ALL } from '../
 import { isReadable } from '../topic-config.js'
 import { suggestBroker } from './pull-suggest.js'
 
-/** The tags a subscription expression names (`TagA || TagB`); undefined for every message. */
+/**
+ * The tags a subscription expression names (`TagA || TagB`); undefined for every message; an
+ * empty list for an expression of separators only, which RocketMQ's broker refuses.
+ */
 export function parseTagExpression(expression: string | undefined): string[] | undefined {
-  if (expression === undefined) return undefined
-  const text = expression.trim()
-  if (text === '' || text === SUB_ALL) return undefined
-  const tags = text
-    .split('||')
-    .map((t) => t.trim())
-    .filter((t) => t.length > 0)
-  return tags.length === 0 || tags.includes(SUB_ALL) ? undefined : tags
+  return splitTagExpression(expression)
 }
 
 /** RocketMQ's answer to each store status: response code, and where the client goes next. */
@@ -87,6 +84,7 @@ export function pullService(ctx: BrokerContext): PullService {
       const type = headerOptionalString(req, 'expressionType') ?? EXPRESSION_TYPE_TAG
       if (type !== EXPRESSION_TYPE_TAG) return fail(ResponseCode.SUBSCRIPTION_PARSE_FAILED, `expression type ${type} is not supported, only ${EXPRESSION_TYPE_TAG}`)
       expression = headerOptionalString(req, 'subscription') ?? SUB_ALL
+      if (parseTagExpression(expression)?.length === 0) return fail(ResponseCode.SUBSCRIPTION_PARSE_FAILED, `subscription expression ${JSON.stringify(expression)} names no tag (subString split error)`)
     } else {
       const sub = ctx.clients.consumerGroup(group)?.subscriptions.get(topic)
       if (!sub) return fail(ResponseCode.SUBSCRIPTION_NOT_EXIST, `the consumer's subscription not exist, group: ${group} topic: ${topic}`)
