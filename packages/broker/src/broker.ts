@@ -24,7 +24,7 @@ import { DELAY_OFFSET_FILE, ScheduleService } from './schedule.js'
 import { RebalanceLockManager } from './rebalance-lock.js'
 import { NamesrvRegistrar } from './registration.js'
 import { SUBSCRIPTION_GROUP_FILE, SubscriptionGroupManager } from './subscription-group.js'
-import { TOPICS_FILE, TopicConfigManager } from './topic-config.js'
+import { MAX_QUEUES_PER_TOPIC, TOPICS_FILE, TopicConfigManager } from './topic-config.js'
 
 export interface BrokerOptions extends Partial<BrokerConfig> {
   logger?: Logger
@@ -35,9 +35,6 @@ export interface BrokerOptions extends Partial<BrokerConfig> {
   /** Store options beyond those the broker config sets (tests: small files, a clock). */
   store?: Partial<MessageStoreOptions>
 }
-
-/** Queue ids per topic the broker accepts (the store's default maxQueuesPerTopic). */
-const MAX_QUEUES_PER_TOPIC = 1024
 
 /** How often silent client channels are looked for (RocketMQ: 10 s). */
 const CLIENT_SCAN_INTERVAL_MS = 10_000
