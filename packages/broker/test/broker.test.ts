@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os'
 import * as path from 'node:path'
 import { test } from 'node:test'
 import { encodeProperties } from '@mqts/store'
-import { RemotingCommand, RequestCode, ResponseCode } from '@mqts/transport'
+import { RemotingCommand, RequestCode, ResponseCode, encodeBatchBody } from '@mqts/transport'
 import type { BrokerOptions } from '../src/index.js'
 import { T, createTopic, pull, records, route, sendV2, startCluster, stopCluster, withCluster } from './helpers.js'
 
@@ -107,19 +107,7 @@ test('auto-created topics, permissions, queue bounds, batches', { timeout: 30_00
     assert.equal((await c.client.invoke(c.broker.address, pull('Shrunk', 5, 0), T)).code, ResponseCode.PULL_NOT_FOUND, 'queue 5 is readable')
     assert.equal((await c.client.invoke(c.broker.address, pull('Shrunk', 8, 0), T)).code, ResponseCode.SYSTEM_ERROR, 'queue 8 is not')
     // A batch: three messages with their own properties, consecutive queue offsets.
-    const entryOf = (b: string, i: number, propsText: string): Buffer => {
-      const props = Buffer.from(propsText)
-      const e = Buffer.alloc(22 + b.length + props.length)
-      e.writeInt32BE(e.length, 0)
-      e.writeInt32BE(0, 4)
-      e.writeInt32BE(0, 8)
-      e.writeInt32BE(i, 12)
-      e.writeInt32BE(b.length, 16)
-      e.write(b, 20)
-      e.writeInt16BE(props.length, 20 + b.length)
-      props.copy(e, 22 + b.length)
-      return e
-    }
+    const entryOf = (b: string, flag: number, properties: string): Buffer => encodeBatchBody([{ body: Buffer.from(b), flag, properties }])
     const entries = ['a', 'bb', 'ccc'].map((b, i) => entryOf(b, i, encodeProperties({ TAGS: `T${i}` })))
     const batch = RemotingCommand.createRequest(RequestCode.SEND_BATCH_MESSAGE, { a: 'PG', b: 'Shrunk', c: 'TBW102', d: '4', e: '1', f: '0', g: '1', h: '0', i: '', m: 'true' }, Buffer.concat(entries))
     const br = await c.client.invoke(c.broker.address, batch, T)
