@@ -214,43 +214,6 @@ test('queue locks for orderly consumption; subscription groups and consumer offs
   }, { autoCreateSubscriptionGroup: false })
 })
 
-test('shrinking a topic as RocketMQ does: 16 queues, write 8, drain 8-15, read 8; no message lost', { timeout: 30_000 }, async () => {
-  await withCluster(async (c) => {
-    await createTopic(c, 'Shrink', 16, 16)
-    const sent = new Set<string>()
-    for (let q = 0; q < 16; q++) {
-      for (let i = 0; i < 3; i++) {
-        const body = `q${q}-${i}`
-        assert.equal((await c.client.invoke(c.broker.address, sendV2('Shrink', q, body), T)).code, ResponseCode.SUCCESS)
-        sent.add(body)
-      }
-    }
-    await createTopic(c, 'Shrink', 16, 8)
-    await c.broker.registerAll()
-    assert.deepEqual((await route(c, 'Shrink'))!.queueDatas.map((q) => [q.readQueueNums, q.writeQueueNums]), [[16, 8]])
-    assert.equal((await c.client.invoke(c.broker.address, sendV2('Shrink', 9, 'late'), T)).code, ResponseCode.SYSTEM_ERROR, 'producers may no longer write queue 9')
-    for (let i = 0; i < 3; i++) assert.equal((await c.client.invoke(c.broker.address, sendV2('Shrink', i, `new${i}`), T)).code, ResponseCode.SUCCESS)
-    for (let i = 0; i < 3; i++) sent.add(`new${i}`)
-    const consumed = new Set<string>()
-    const drain = async (q: number): Promise<void> => {
-      let offset = 0
-      for (;;) {
-        const r = await c.client.invoke(c.broker.address, pull('Shrink', q, offset), T)
-        if (r.code !== ResponseCode.SUCCESS) break
-        for (const m of records(r.body)) consumed.add(m.body.toString())
-        offset = Number(r.extFields.nextBeginOffset)
-      }
-      await c.client.invoke(c.broker.address, RemotingCommand.createRequest(RequestCode.UPDATE_CONSUMER_OFFSET, { consumerGroup: 'CG', topic: 'Shrink', queueId: String(q), commitOffset: String(offset) }), T)
-    }
-    // Queues 8-15 take no new messages: drained, they can go.
-    for (let q = 8; q < 16; q++) await drain(q)
-    await createTopic(c, 'Shrink', 8, 8)
-    assert.equal((await c.client.invoke(c.broker.address, pull('Shrink', 9, 0), T)).code, ResponseCode.SYSTEM_ERROR, 'queue 9 is no longer readable')
-    for (let q = 0; q < 8; q++) await drain(q)
-    assert.deepEqual([...consumed].sort(), [...sent].sort(), 'every message was consumed')
-  })
-})
-
 test('delayed messages are delivered when due, once, also across a restart; send-back retries, then the DLQ', { timeout: 60_000 }, async () => {
   const dir = await mkdtemp(path.join(tmpdir(), 'mqts-broker-'))
   const options: BrokerOptions = { messageDelayLevel: '1s 2s 1s 1s 1s' }
