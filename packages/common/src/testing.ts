@@ -64,10 +64,14 @@ async function unmount(mountPoint: string): Promise<boolean> {
 }
 
 export interface KillRunOptions {
-  /** SIGKILL the child this long after it prints a line starting with "ready" (none: it is not armed so). */
-  killAfterReadyMs?: number
+  /** SIGKILL the child this long after its first `armOn` line (none: no timed kill). */
+  killAfterMs?: number
+  /** The line that arms the timed kill (default: one starting with "ready"). */
+  armOn?: (line: string) => boolean
   /** A line after which the child is killed at once (a writer that says it is done). */
   killOn?: (line: string) => boolean
+  /** A child may also end by itself with exit code 0 (a writer that ran out of work). */
+  exitOk?: boolean
   /** A child still running this long after it started is killed (default 20 s). */
   guardMs?: number
 }
@@ -76,13 +80,18 @@ export interface KillRun {
   /** Every line the child printed on stdout before it died. */
   lines: string[]
   stderr: string
+  /** Whether it died by SIGKILL (false: it exited 0, with `exitOk`). */
+  killed: boolean
 }
+
+const isReadyLine = (line: string): boolean => line.startsWith('ready')
 
 /**
  * The kill loop's one cycle: runs `node script ...args` and lets it die by SIGKILL (from here,
- * `killAfterReadyMs` after its "ready" line or at once after a `killOn` line, or from itself),
- * then resolves with what it printed; a child that exits any other way (an error, a normal exit)
- * rejects with its exit code and stderr. The caller reopens what the child wrote and checks it.
+ * `killAfterMs` after its first `armOn` line or at once after a `killOn` line, or from itself),
+ * then resolves with what it printed; a child that exits any other way (an error; a normal exit
+ * unless `exitOk`) rejects with its exit code and stderr. The caller reopens what the child
+ * wrote and checks it.
  */
 export function runUntilKilled(script: string, args: readonly string[], options: KillRunOptions = {}): Promise<KillRun> {
   return new Promise((resolve, reject) => {
@@ -101,7 +110,7 @@ export function runUntilKilled(script: string, args: readonly string[], options:
         const line = buffered.slice(0, nl)
         buffered = buffered.slice(nl + 1)
         lines.push(line)
-        if (line.startsWith('ready') && options.killAfterReadyMs !== undefined) timer = setTimeout(kill, options.killAfterReadyMs)
+        if (timer === undefined && options.killAfterMs !== undefined && (options.armOn ?? isReadyLine)(line)) timer = setTimeout(kill, options.killAfterMs)
         else if (options.killOn?.(line)) kill()
       }
     })
@@ -110,8 +119,9 @@ export function runUntilKilled(script: string, args: readonly string[], options:
     child.on('exit', (code, signal) => {
       clearTimeout(guard)
       if (timer) clearTimeout(timer)
-      if (signal !== 'SIGKILL') reject(new Error(`${script} exited with ${code ?? signal}, not by SIGKILL: ${stderr}`))
-      else resolve({ lines, stderr })
+      if (signal === 'SIGKILL') resolve({ lines, stderr, killed: true })
+      else if (code === 0 && options.exitOk) resolve({ lines, stderr, killed: false })
+      else reject(new Error(`${script} exited with ${code ?? signal}, not by SIGKILL: ${stderr}`))
     })
   })
 }

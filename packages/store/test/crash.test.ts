@@ -37,7 +37,7 @@ interface Ack {
 
 /** Runs the writer until the kill; the messages it acknowledged (PUT_OK) before it. */
 async function runAndKill(dir: string, flush: string, cycle: number, killAfterMs: number): Promise<{ acks: Ack[] }> {
-  const { lines } = await runUntilKilled(WRITER, [dir, flush, String(FILE_SIZE), String(cycle)], { killAfterReadyMs: killAfterMs })
+  const { lines } = await runUntilKilled(WRITER, [dir, flush, String(FILE_SIZE), String(cycle)], { killAfterMs })
   const acks: Ack[] = []
   for (const line of lines) {
     if (!line.startsWith('ack ')) continue

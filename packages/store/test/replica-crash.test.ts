@@ -24,7 +24,7 @@ const FILE_SIZE = 64 * 1024
 
 /** Runs the child until the kill; returns the highest end it acknowledged and whether it finished. */
 async function runAndKill(dir: string, flush: string, masterLog: string, seed: number, killAfterMs: number): Promise<{ acked: number; done: boolean }> {
-  const { lines } = await runUntilKilled(WRITER, [dir, flush, String(FILE_SIZE), masterLog, String(seed)], { killAfterReadyMs: killAfterMs, killOn: (line) => line === 'done' })
+  const { lines } = await runUntilKilled(WRITER, [dir, flush, String(FILE_SIZE), masterLog, String(seed)], { killAfterMs, killOn: (line) => line === 'done' })
   let acked = 0
   for (const line of lines) if (line.startsWith('ack ')) acked = Math.max(acked, Number(line.slice(4)))
   return { acked, done: lines.includes('done') }
