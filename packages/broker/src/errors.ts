@@ -7,7 +7,7 @@
  * | INVALID_CONFIG  | a configuration value out of range (the message says which)  |
  * | CONFIG_CORRUPT  | a config file (topics.json) exists but cannot be parsed       |
  * | NOT_STARTED     | a call that needs a started broker                            |
- * | INVALID_DELAY   | a sent message's DELAY property is not a Java int (answered SYSTEM_ERROR) |
+ * | INVALID_DELAY   | a sent message's DELAY is not an integer (SYSTEM_ERROR)       |
  */
 import { CodedError } from '@mqts/common'
 
