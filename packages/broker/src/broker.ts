@@ -6,7 +6,7 @@
  */
 import * as path from 'node:path'
 import { NodeFileIO, UniqueIdGenerator, firstIPv4 } from '@mqts/common'
-import { MessageStore, PROPERTY, SCHEDULE_TOPIC, parseDelayLevels, toScheduledMessage, type MessageStoreOptions, type PutMessage } from '@mqts/store'
+import { MessageStore, PROPERTY, SCHEDULE_TOPIC, parseDelayLevels, parseJavaInt, toScheduledMessage, type MessageStoreOptions, type PutMessage } from '@mqts/store'
 import { RemotingCommand, RequestCode, ResponseCode, consoleLogger, type Logger, type RemotingClient, type RemotingServer, type RequestProcessor } from '@mqts/transport'
 import { TcpRemotingClient, TcpRemotingServer } from '@mqts/transport-tcp'
 import { ClientManager, type ConsumerGroupInfo } from './client-manager.js'
@@ -24,7 +24,7 @@ import { DELAY_OFFSET_FILE, ScheduleService } from './schedule.js'
 import { RebalanceLockManager } from './rebalance-lock.js'
 import { NamesrvRegistrar } from './registration.js'
 import { SUBSCRIPTION_GROUP_FILE, SubscriptionGroupManager } from './subscription-group.js'
-import { TOPICS_FILE, TopicConfigManager } from './topic-config.js'
+import { MAX_QUEUES_PER_TOPIC, TOPICS_FILE, TopicConfigManager } from './topic-config.js'
 
 export interface BrokerOptions extends Partial<BrokerConfig> {
   logger?: Logger
@@ -35,9 +35,6 @@ export interface BrokerOptions extends Partial<BrokerConfig> {
   /** Store options beyond those the broker config sets (tests: small files, a clock). */
   store?: Partial<MessageStoreOptions>
 }
-
-/** Queue ids per topic the broker accepts (the store's default maxQueuesPerTopic). */
-const MAX_QUEUES_PER_TOPIC = 1024
 
 /** How often silent client channels are looked for (RocketMQ: 10 s). */
 const CLIENT_SCAN_INTERVAL_MS = 10_000
@@ -205,13 +202,19 @@ export class Broker {
     }
   }
 
-  /** A message with a DELAY level above 0 goes to SCHEDULE_TOPIC_XXXX (RocketMQ's putMessage). */
+  /**
+   * A message with a DELAY level above 0 goes to SCHEDULE_TOPIC_XXXX (RocketMQ's putMessage); 0 or
+   * below is no delay. A DELAY that is not a Java int makes RocketMQ's Integer.parseInt throw and
+   * the send fail with SYSTEM_ERROR: INVALID_DELAY, answered the same way.
+   */
   #scheduled(m: PutMessage): PutMessage {
-    const level = m.properties?.[PROPERTY.DELAY]
-    if (level === undefined || m.topic === SCHEDULE_TOPIC) return m
-    const n = Number(level)
-    if (!Number.isInteger(n) || n <= 0) return m
-    return toScheduledMessage(m, n, this.#delayLevelsMs.length)
+    const text = m.properties?.[PROPERTY.DELAY]
+    if (text === undefined || m.topic === SCHEDULE_TOPIC) return m
+    const level = parseJavaInt(text)
+    const max = this.#delayLevelsMs.length
+    if (level === undefined) throw new BrokerError('INVALID_DELAY', `the message's ${PROPERTY.DELAY} property must be a delay level (an integer: 1-${max}, higher is ${max}, 0 or below no delay), got ${JSON.stringify(text)}`)
+    if (level <= 0) return m
+    return toScheduledMessage(m, level, max)
   }
 
   #registerProcessors(): void {

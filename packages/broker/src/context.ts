@@ -29,7 +29,7 @@ export interface BrokerContext {
   registerNow(): Promise<void>
   /** SYNC_MASTER: resolves once every in-sync replica holds CommitLog offset `end` ('OK' otherwise at once). */
   waitForReplicas(end: number): Promise<'OK' | 'FLUSH_SLAVE_TIMEOUT' | 'SLAVE_NOT_AVAILABLE'>
-  /** A message as it is stored: a delayed one goes to SCHEDULE_TOPIC_XXXX. */
+  /** A message as it is stored: a delayed one goes to SCHEDULE_TOPIC_XXXX; a DELAY that is not an integer throws INVALID_DELAY. */
   schedule(message: PutMessage): PutMessage
   /** The delay levels' offsets, as delayOffset.json holds them. */
   delayOffsets(): unknown

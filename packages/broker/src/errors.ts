@@ -7,9 +7,10 @@
  * | INVALID_CONFIG  | a configuration value out of range (the message says which)  |
  * | CONFIG_CORRUPT  | a config file (topics.json) exists but cannot be parsed       |
  * | NOT_STARTED     | a call that needs a started broker                            |
+ * | INVALID_DELAY   | a sent message's DELAY is not an integer (SYSTEM_ERROR)       |
  */
 import { CodedError } from '@mqts/common'
 
-export type BrokerErrorCode = 'INVALID_CONFIG' | 'CONFIG_CORRUPT' | 'NOT_STARTED'
+export type BrokerErrorCode = 'INVALID_CONFIG' | 'CONFIG_CORRUPT' | 'NOT_STARTED' | 'INVALID_DELAY'
 
 export class BrokerError extends CodedError<BrokerErrorCode> {}

@@ -30,7 +30,7 @@ export const SEND_V2_KEY = {
 export const DEFAULT_REGION_ID = 'DefaultRegion'
 
 /** Batch body entry: [totalSize 4][magic 4][bodyCRC 4][flag 4][bodyLen 4][body][propsLen 2][props]. */
-export const BATCH_ENTRY_FIXED_BYTES = 4 + 4 + 4 + 4 + 4 + 2
+export { BATCH_ENTRY_FIXED_BYTES } from '@mqts/transport'
 
 /** Longest a pull may be held, whatever the client asks (a client's socket timeout is 30 s). */
 export const MAX_SUSPEND_MS = 25_000

@@ -31,6 +31,26 @@ export function isInherited(perm: number): boolean {
   return (perm & PERM.INHERIT) !== 0
 }
 
+/** Queue ids a topic may have, read or write (the store's default maxQueuesPerTopic). */
+export const MAX_QUEUES_PER_TOPIC = 1024
+
+/**
+ * What is wrong with a topic's perm, or undefined: RocketMQ's PermName.isValid takes 0-7 (the
+ * READ, WRITE and INHERIT bits); its admin client refuses anything else with this remark
+ * (Validators.checkTopicConfig), and so do the broker and `mqts admin`.
+ */
+export function permProblem(perm: number): string | undefined {
+  if (Number.isInteger(perm) && perm >= 0 && perm < PERM.PRIORITY) return undefined
+  return `topicPermission value: ${perm} is invalid: a topic's perm is 0-7 (${PERM.READ} read, ${PERM.WRITE} write, ${PERM.INHERIT} inherit; ${PERM.READ | PERM.WRITE} read-write)`
+}
+
+/** What is wrong with a topic's queue counts, or undefined: each 0 to `max`, not both 0. */
+export function queueNumsProblem(read: number, write: number, max: number = MAX_QUEUES_PER_TOPIC): string | undefined {
+  const inRange = (n: number): boolean => Number.isInteger(n) && n >= 0 && n <= max
+  if (inRange(read) && inRange(write) && read + write > 0) return undefined
+  return `readQueueNums ${read} and writeQueueNums ${write} must be 0-${max}, not both 0`
+}
+
 interface TopicsFile {
   topicConfigTable: Record<string, TopicConfig>
   dataVersion: DataVersion

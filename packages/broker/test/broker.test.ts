@@ -7,101 +7,10 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import * as path from 'node:path'
 import { test } from 'node:test'
-import { NameServer, type TopicRouteData } from '@mqts/namesrv'
-import { decodeRecord, encodeProperties } from '@mqts/store'
-import { RemotingCommand, RequestCode, ResponseCode, silentLogger } from '@mqts/transport'
-import { TcpRemotingClient } from '@mqts/transport-tcp'
-import { Broker, PULL_SYS_FLAG, type BrokerOptions } from '../src/index.js'
-
-const T = 3000
-
-interface Cluster {
-  ns: NameServer
-  broker: Broker
-  client: TcpRemotingClient
-  dir: string
-}
-
-async function startCluster(dir: string, options: BrokerOptions = {}): Promise<Cluster> {
-  const ns = await NameServer.start({ port: 0, logger: silentLogger })
-  const broker = await Broker.start({
-    listenPort: 0,
-    namesrvAddr: [ns.address()],
-    storePathRootDir: dir,
-    logger: silentLogger,
-    store: { commitLogFileSize: 4 * 1024 * 1024, maxHashSlotNum: 1024, maxIndexNum: 4096 },
-    ...options,
-  })
-  return { ns, broker, client: new TcpRemotingClient({ logger: silentLogger }), dir }
-}
-
-async function stopCluster(c: Cluster): Promise<void> {
-  await c.client.close()
-  await c.broker.stop()
-  await c.ns.stop()
-}
-
-async function withCluster(fn: (c: Cluster) => Promise<void>, options: BrokerOptions = {}): Promise<void> {
-  const dir = await mkdtemp(path.join(tmpdir(), 'mqts-broker-'))
-  const c = await startCluster(dir, options)
-  try {
-    await fn(c)
-  } finally {
-    await stopCluster(c)
-    await rm(dir, { recursive: true, force: true })
-  }
-}
-
-function sendV2(topic: string, queueId: number, body: string, props: Record<string, string> = {}, extra: Record<string, string> = {}): RemotingCommand {
-  return RemotingCommand.createRequest(
-    RequestCode.SEND_MESSAGE_V2,
-    { a: 'PG', b: topic, c: 'TBW102', d: '4', e: String(queueId), f: '0', g: String(Date.now()), h: '0', i: encodeProperties(props), j: '0', k: 'false', ...extra },
-    body,
-  )
-}
-
-function pull(topic: string, queueId: number, offset: number, opts: { suspend?: number; sub?: string; max?: number; commit?: number } = {}): RemotingCommand {
-  let sysFlag = PULL_SYS_FLAG.SUBSCRIPTION
-  if (opts.suspend !== undefined) sysFlag |= PULL_SYS_FLAG.SUSPEND
-  if (opts.commit !== undefined) sysFlag |= PULL_SYS_FLAG.COMMIT_OFFSET
-  return RemotingCommand.createRequest(RequestCode.PULL_MESSAGE, {
-    consumerGroup: 'CG',
-    topic,
-    queueId: String(queueId),
-    queueOffset: String(offset),
-    maxMsgNums: String(opts.max ?? 32),
-    sysFlag: String(sysFlag),
-    commitOffset: String(opts.commit ?? 0),
-    suspendTimeoutMillis: String(opts.suspend ?? 0),
-    subscription: opts.sub ?? '*',
-    subVersion: '0',
-  })
-}
-
-/** The records of a pull body, decoded. */
-function records(body: Buffer): ReturnType<typeof decodeRecord>[] {
-  const out = []
-  let at = 0
-  while (at < body.length) {
-    const m = decodeRecord(body, at)
-    out.push(m)
-    at += m.storeSize
-  }
-  return out
-}
-
-async function createTopic(c: Cluster, topic: string, read: number, write: number, perm = 6): Promise<RemotingCommand> {
-  return c.client.invoke(
-    c.broker.address,
-    RemotingCommand.createRequest(RequestCode.UPDATE_AND_CREATE_TOPIC, { topic, defaultTopic: 'TBW102', readQueueNums: String(read), writeQueueNums: String(write), perm: String(perm), topicFilterType: 'SINGLE_TAG', order: 'false' }),
-    T,
-  )
-}
-
-async function route(c: Cluster, topic: string): Promise<TopicRouteData | undefined> {
-  const r = await c.client.invoke(c.ns.address(), RemotingCommand.createRequest(RequestCode.GET_ROUTEINFO_BY_TOPIC, { topic }), T)
-  return r.code === ResponseCode.SUCCESS ? (JSON.parse(r.body.toString()) as TopicRouteData) : undefined
-}
+import { encodeProperties } from '@mqts/store'
+import { RemotingCommand, RequestCode, ResponseCode, encodeBatchBody } from '@mqts/transport'
+import type { BrokerOptions } from '../src/index.js'
+import { T, createTopic, pull, records, route, sendV2, startCluster, stopCluster, withCluster } from './helpers.js'
 
 test('the broker registers; a created topic is routed; send and pull round-trip the stored records', { timeout: 30_000 }, async () => {
   await withCluster(async (c) => {
@@ -201,19 +110,7 @@ test('auto-created topics, permissions, queue bounds, batches', { timeout: 30_00
     assert.equal((await c.client.invoke(c.broker.address, pull('Shrunk', 5, 0), T)).code, ResponseCode.PULL_NOT_FOUND, 'queue 5 is readable')
     assert.equal((await c.client.invoke(c.broker.address, pull('Shrunk', 8, 0), T)).code, ResponseCode.SYSTEM_ERROR, 'queue 8 is not')
     // A batch: three messages with their own properties, consecutive queue offsets.
-    const entryOf = (b: string, i: number, propsText: string): Buffer => {
-      const props = Buffer.from(propsText)
-      const e = Buffer.alloc(22 + b.length + props.length)
-      e.writeInt32BE(e.length, 0)
-      e.writeInt32BE(0, 4)
-      e.writeInt32BE(0, 8)
-      e.writeInt32BE(i, 12)
-      e.writeInt32BE(b.length, 16)
-      e.write(b, 20)
-      e.writeInt16BE(props.length, 20 + b.length)
-      props.copy(e, 22 + b.length)
-      return e
-    }
+    const entryOf = (b: string, flag: number, properties: string): Buffer => encodeBatchBody([{ body: Buffer.from(b), flag, properties }])
     const entries = ['a', 'bb', 'ccc'].map((b, i) => entryOf(b, i, encodeProperties({ TAGS: `T${i}` })))
     const batch = RemotingCommand.createRequest(RequestCode.SEND_BATCH_MESSAGE, { a: 'PG', b: 'Shrunk', c: 'TBW102', d: '4', e: '1', f: '0', g: '1', h: '0', i: '', m: 'true' }, Buffer.concat(entries))
     const br = await c.client.invoke(c.broker.address, batch, T)
@@ -318,43 +215,6 @@ test('queue locks for orderly consumption; subscription groups and consumer offs
     const r = await c.client.invoke(c.broker.address, pull('Closed', 0, 0), T)
     assert.equal(r.code, ResponseCode.SUBSCRIPTION_GROUP_NOT_EXIST)
   }, { autoCreateSubscriptionGroup: false })
-})
-
-test('shrinking a topic as RocketMQ does: 16 queues, write 8, drain 8-15, read 8; no message lost', { timeout: 30_000 }, async () => {
-  await withCluster(async (c) => {
-    await createTopic(c, 'Shrink', 16, 16)
-    const sent = new Set<string>()
-    for (let q = 0; q < 16; q++) {
-      for (let i = 0; i < 3; i++) {
-        const body = `q${q}-${i}`
-        assert.equal((await c.client.invoke(c.broker.address, sendV2('Shrink', q, body), T)).code, ResponseCode.SUCCESS)
-        sent.add(body)
-      }
-    }
-    await createTopic(c, 'Shrink', 16, 8)
-    await c.broker.registerAll()
-    assert.deepEqual((await route(c, 'Shrink'))!.queueDatas.map((q) => [q.readQueueNums, q.writeQueueNums]), [[16, 8]])
-    assert.equal((await c.client.invoke(c.broker.address, sendV2('Shrink', 9, 'late'), T)).code, ResponseCode.SYSTEM_ERROR, 'producers may no longer write queue 9')
-    for (let i = 0; i < 3; i++) assert.equal((await c.client.invoke(c.broker.address, sendV2('Shrink', i, `new${i}`), T)).code, ResponseCode.SUCCESS)
-    for (let i = 0; i < 3; i++) sent.add(`new${i}`)
-    const consumed = new Set<string>()
-    const drain = async (q: number): Promise<void> => {
-      let offset = 0
-      for (;;) {
-        const r = await c.client.invoke(c.broker.address, pull('Shrink', q, offset), T)
-        if (r.code !== ResponseCode.SUCCESS) break
-        for (const m of records(r.body)) consumed.add(m.body.toString())
-        offset = Number(r.extFields.nextBeginOffset)
-      }
-      await c.client.invoke(c.broker.address, RemotingCommand.createRequest(RequestCode.UPDATE_CONSUMER_OFFSET, { consumerGroup: 'CG', topic: 'Shrink', queueId: String(q), commitOffset: String(offset) }), T)
-    }
-    // Queues 8-15 take no new messages: drained, they can go.
-    for (let q = 8; q < 16; q++) await drain(q)
-    await createTopic(c, 'Shrink', 8, 8)
-    assert.equal((await c.client.invoke(c.broker.address, pull('Shrink', 9, 0), T)).code, ResponseCode.SYSTEM_ERROR, 'queue 9 is no longer readable')
-    for (let q = 0; q < 8; q++) await drain(q)
-    assert.deepEqual([...consumed].sort(), [...sent].sort(), 'every message was consumed')
-  })
 })
 
 test('delayed messages are delivered when due, once, also across a restart; send-back retries, then the DLQ', { timeout: 60_000 }, async () => {

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { StoreError } from '@mqts/store'
-import { ResponseCode, type Channel } from '@mqts/transport'
+import { ResponseCode, encodeBatchBody, type Channel } from '@mqts/transport'
 import { BrokerError, ClientManager, decodeBatchBody, parseBrokerConf, parseTagExpression, pullAnswer, resolveBrokerConfig } from '../src/index.js'
 import { RebalanceLockManager } from '../src/rebalance-lock.js'
 import { recordParts } from '../src/processors/pull.js'
@@ -61,17 +61,7 @@ test('tag expressions and pull answers as RocketMQ', () => {
 })
 
 test('batch bodies: entries decoded, every malformed length refused', () => {
-  const entry = (body: string, props: string, flag = 0): Buffer => {
-    const p = Buffer.from(props)
-    const e = Buffer.alloc(22 + body.length + p.length)
-    e.writeInt32BE(e.length, 0)
-    e.writeInt32BE(flag, 12)
-    e.writeInt32BE(body.length, 16)
-    e.write(body, 20)
-    e.writeInt16BE(p.length, 20 + body.length)
-    p.copy(e, 22 + body.length)
-    return e
-  }
+  const entry = (body: string, properties: string, flag = 0): Buffer => encodeBatchBody([{ body: Buffer.from(body), flag, properties }])
   const two = Buffer.concat([entry('a', 'K\u0001V\u0002', 3), entry('bcd', '')])
   assert.deepEqual(decodeBatchBody(two).map((e) => [e.body.toString(), e.properties, e.flag]), [
     ['a', 'K\u0001V\u0002', 3],

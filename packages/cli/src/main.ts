@@ -4,12 +4,22 @@
  * `npm start` runs) and `mqts admin <command>`. `mqts <command> --help` explains each.
  */
 import { Command, InvalidArgumentError } from 'commander'
+import { MAX_QUEUES_PER_TOPIC, permProblem, queueNumsProblem } from '@mqts/broker'
 import { Admin, AdminError, formatClusters, formatRoute, table } from './admin.js'
 import { ENV, env, runBroker, runNamesrv, runStandalone, stopOnSignals } from './servers.js'
 
 function int(value: string): number {
   const n = Number(value)
   if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`expected a non-negative integer, got ${JSON.stringify(value)}`)
+  return n
+}
+
+/** -p of updateTopic: one of RocketMQ's perms (PermName), refused here before anything is sent. */
+function perm(value: string): number {
+  if (!/^[+-]?\d+$/.test(value.trim())) throw new InvalidArgumentError(`expected an integer 0-7, got ${JSON.stringify(value)}`)
+  const n = Number(value)
+  const problem = permProblem(n)
+  if (problem) throw new InvalidArgumentError(problem)
   return n
 }
 
@@ -96,13 +106,14 @@ adminCmd
   .requiredOption('-t, --topic <topic>', 'topic name')
   .option('-c, --cluster <cluster>', 'cluster name: every master of it')
   .option('-b, --broker <addr>', 'one broker, host:port')
-  .option('-r, --read <n>', 'readQueueNums', int, 8)
-  .option('-w, --write <n>', 'writeQueueNums', int, 8)
-  .option('-p, --perm <perm>', 'permission: 2 write, 4 read, 6 read-write', int, 6)
+  .option('-r, --read <n>', `readQueueNums, 0-${MAX_QUEUES_PER_TOPIC}`, int, 8)
+  .option('-w, --write <n>', `writeQueueNums, 0-${MAX_QUEUES_PER_TOPIC}`, int, 8)
+  .option('-p, --perm <perm>', 'permission 0-7: 2 write, 4 read, 6 read-write (+1 inherit)', perm, 6)
   .option('--json', 'print JSON')
   .action(async (o) => {
-    if (!o.cluster === !o.broker) {
-      console.error('mqts admin updateTopic: give exactly one of -c <cluster> or -b <broker addr>')
+    const problem = !o.cluster === !o.broker ? 'give exactly one of -c <cluster> or -b <broker addr>' : queueNumsProblem(o.read, o.write)
+    if (problem) {
+      console.error(`mqts admin updateTopic: ${problem}`)
       process.exitCode = 1
       return
     }

@@ -53,3 +53,21 @@ test('the built command: --help exits 0, an unknown command and a bad flag exit 
   assert.notEqual(none.status, 0)
   assert.match(none.out, /no nameserver/)
 })
+
+test("admin updateTopic refuses a perm outside RocketMQ's 0-7 and queue counts out of range before it connects", () => {
+  const run = (args: string[]): { status: number | null; out: string } => {
+    const r = spawnSync(process.execPath, [MAIN, 'admin', 'updateTopic', '-n', '127.0.0.1:1', '-t', 'T', '-b', '127.0.0.1:1', ...args], { encoding: 'utf8', timeout: 20_000 })
+    return { status: r.status, out: r.stdout + r.stderr }
+  }
+  for (const perm of ['99', '8', '-1']) {
+    const r = run(['-p', perm])
+    assert.notEqual(r.status, 0, `-p ${perm}`)
+    assert.match(r.out, new RegExp(`topicPermission value: ${perm} is invalid: a topic's perm is 0-7`), `-p ${perm}: ${r.out}`)
+  }
+  const queues = run(['-r', '2000'])
+  assert.notEqual(queues.status, 0)
+  assert.match(queues.out, /readQueueNums.*2000/)
+  const none = run(['-r', '0', '-w', '0'])
+  assert.notEqual(none.status, 0)
+  assert.match(none.out, /not both 0/)
+})

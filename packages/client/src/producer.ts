@@ -10,7 +10,7 @@
  * await producer.close()
  * ```
  */
-import { RemotingCommand, RequestCode, ResponseCode } from '@mqts/transport'
+import { RemotingCommand, RequestCode, ResponseCode, encodeBatchBody } from '@mqts/transport'
 import { ClientInstance, checkResponse, type ClientMember, type ClientOptions } from './client-instance.js'
 import { AUTO_CREATE_TOPIC, CLIENT_DEFAULTS, DEFAULT_TOPIC_QUEUE_NUMS, PROPERTY, RETRY_GROUP_TOPIC_PREFIX } from './constants.js'
 import { ClientError, isClientError } from './errors.js'
@@ -64,25 +64,6 @@ const STATUS_BY_CODE: Record<number, SendStatus> = {
   [ResponseCode.FLUSH_DISK_TIMEOUT]: 'FLUSH_DISK_TIMEOUT',
   [ResponseCode.FLUSH_SLAVE_TIMEOUT]: 'FLUSH_SLAVE_TIMEOUT',
   [ResponseCode.SLAVE_NOT_AVAILABLE]: 'SLAVE_NOT_AVAILABLE',
-}
-
-/** Batch body entry: | totalSize 4 | magic 4 | bodyCRC 4 | flag 4 | bodyLen 4 | body | propsLen 2 | props |. */
-export function encodeBatchBody(entries: Array<{ body: Buffer; flag: number; properties: string }>): Buffer {
-  const parts: Buffer[] = []
-  for (const e of entries) {
-    const props = Buffer.from(e.properties, 'utf8')
-    const total = 4 + 4 + 4 + 4 + 4 + e.body.length + 2 + props.length
-    const head = Buffer.alloc(20)
-    head.writeInt32BE(total, 0)
-    head.writeInt32BE(0, 4)
-    head.writeInt32BE(0, 8)
-    head.writeInt32BE(e.flag, 12)
-    head.writeInt32BE(e.body.length, 16)
-    const len = Buffer.alloc(2)
-    len.writeInt16BE(props.length, 0)
-    parts.push(head, e.body, len, props)
-  }
-  return Buffer.concat(parts)
 }
 
 function checkTopic(topic: unknown): string {

@@ -10,7 +10,7 @@ import { ClientError } from '../src/errors.js'
 import { matchesTag, parseSubscription } from '../src/expression.js'
 import { UniqueIdGenerator } from '@mqts/common'
 import { messageProperties } from '../src/message.js'
-import { encodeBatchBody } from '../src/producer.js'
+import { encodeBatchBody } from '../src/index.js'
 import type { MessageQueue } from '../src/route.js'
 import { selectByHash } from '../src/selector.js'
 

@@ -1,5 +1,5 @@
 /** Test scaffolding shared by every package's tests: temp dirs and real small file systems. */
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import * as path from 'node:path'
@@ -61,4 +61,67 @@ async function unmount(mountPoint: string): Promise<boolean> {
   }
   execFileSync('umount', ['-l', mountPoint], { stdio: 'ignore' })
   return false
+}
+
+export interface KillRunOptions {
+  /** SIGKILL the child this long after its first `armOn` line (none: no timed kill). */
+  killAfterMs?: number
+  /** The line that arms the timed kill (default: one starting with "ready"). */
+  armOn?: (line: string) => boolean
+  /** A line after which the child is killed at once (a writer that says it is done). */
+  killOn?: (line: string) => boolean
+  /** A child may also end by itself with exit code 0 (a writer that ran out of work). */
+  exitOk?: boolean
+  /** A child still running this long after it started is killed (default 20 s). */
+  guardMs?: number
+}
+
+export interface KillRun {
+  /** Every line the child printed on stdout before it died. */
+  lines: string[]
+  stderr: string
+  /** Whether it died by SIGKILL (false: it exited 0, with `exitOk`). */
+  killed: boolean
+}
+
+const isReadyLine = (line: string): boolean => line.startsWith('ready')
+
+/**
+ * The kill loop's one cycle: runs `node script ...args` and lets it die by SIGKILL (from here,
+ * `killAfterMs` after its first `armOn` line or at once after a `killOn` line, or from itself),
+ * then resolves with what it printed; a child that exits any other way (an error; a normal exit
+ * unless `exitOk`) rejects with its exit code and stderr. The caller reopens what the child
+ * wrote and checks it.
+ */
+export function runUntilKilled(script: string, args: readonly string[], options: KillRunOptions = {}): Promise<KillRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const kill = (): boolean => child.kill('SIGKILL')
+    const lines: string[] = []
+    let buffered = ''
+    let stderr = ''
+    let timer: NodeJS.Timeout | undefined
+    const guard = setTimeout(kill, options.guardMs ?? 20_000)
+    child.stdout.setEncoding('utf8')
+    child.stdout.on('data', (chunk: string) => {
+      buffered += chunk
+      let nl: number
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, nl)
+        buffered = buffered.slice(nl + 1)
+        lines.push(line)
+        if (timer === undefined && options.killAfterMs !== undefined && (options.armOn ?? isReadyLine)(line)) timer = setTimeout(kill, options.killAfterMs)
+        else if (options.killOn?.(line)) kill()
+      }
+    })
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+    child.on('error', reject)
+    child.on('exit', (code, signal) => {
+      clearTimeout(guard)
+      if (timer) clearTimeout(timer)
+      if (signal === 'SIGKILL') resolve({ lines, stderr, killed: true })
+      else if (code === 0 && options.exitOk) resolve({ lines, stderr, killed: false })
+      else reject(new Error(`${script} exited with ${code ?? signal}, not by SIGKILL: ${stderr}`))
+    })
+  })
 }

@@ -9,13 +9,13 @@
 // past it, and the next cycle's child re-dispatches from there. INDEX_CRASH_CYCLES (default 8) sets the
 // number of cycles; SEED replays the kill timings.
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import * as path from 'node:path'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { IndexService } from '../src/index.js'
 import { CRASH_GEOMETRY, CRASH_RECORD_BYTES, CRASH_RECORD_LIMIT, crashKeys } from './fixtures/crash-records.js'
 import { seededRandom } from '@mqts/common'
+import { runUntilKilled } from '@mqts/common/testing'
 import { tempDir } from './helpers.js'
 
 const CYCLES = Number(process.env.INDEX_CRASH_CYCLES ?? 8)
@@ -24,41 +24,17 @@ const WRITER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures
 
 /**
  * Runs the writer and kills it `killAfterMs` after it is ready (or, with `afterFirstFlush`, after
- * its first flush); returns the last durable offset printed.
+ * its first flush); returns the last durable offset printed and whether it finished its records.
  */
-function runAndKill(args: string[], killAfterMs: number, afterFirstFlush: boolean): Promise<{ durable: number | undefined; finished: boolean; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [WRITER, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-    let durable: number | undefined
-    let finished = false
-    let buffered = ''
-    let stderr = ''
-    let timer: NodeJS.Timeout | undefined
-    const guard = setTimeout(() => child.kill('SIGKILL'), 15_000)
-    child.stdout.setEncoding('utf8')
-    child.stdout.on('data', (chunk: string) => {
-      buffered += chunk
-      let nl: number
-      while ((nl = buffered.indexOf('\n')) >= 0) {
-        const [word, value] = buffered.slice(0, nl).split(' ')
-        buffered = buffered.slice(nl + 1)
-        if (word === 'ready' && !afterFirstFlush) timer = setTimeout(() => child.kill('SIGKILL'), killAfterMs)
-        else if (word === 'durable') {
-          if (afterFirstFlush && durable === undefined) timer = setTimeout(() => child.kill('SIGKILL'), killAfterMs)
-          durable = Number(value)
-        }
-        else if (word === 'done') finished = true
-      }
-    })
-    child.stderr.setEncoding('utf8')
-    child.stderr.on('data', (chunk: string) => (stderr += chunk))
-    child.on('error', reject)
-    child.on('exit', () => {
-      clearTimeout(guard)
-      clearTimeout(timer)
-      resolve({ durable, finished, stderr })
-    })
-  })
+async function runAndKill(args: string[], killAfterMs: number, afterFirstFlush: boolean): Promise<{ durable: number | undefined; finished: boolean; stderr: string }> {
+  const armOn = afterFirstFlush ? (line: string): boolean => line.startsWith('durable') : undefined
+  const { lines, stderr } = await runUntilKilled(WRITER, args, { killAfterMs, armOn, exitOk: true, guardMs: 15_000 })
+  let durable: number | undefined
+  for (const line of lines) {
+    const [word, value] = line.split(' ')
+    if (word === 'durable') durable = Number(value)
+  }
+  return { durable, finished: lines.includes('done'), stderr }
 }
 
 function verify(idx: IndexService, cycle: number): void {

@@ -12,13 +12,13 @@
 // cycle thus cost the same however many came before; once at the end every acknowledged message
 // and every unit is checked against a rebuild.
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { cp, rm } from 'node:fs/promises'
 import * as path from 'node:path'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { MessageStore } from '../src/index.js'
 import { seededRandom } from '@mqts/common'
+import { runUntilKilled } from '@mqts/common/testing'
 import { CQ_UNITS_PER_FILE, expectedBody } from './fixtures/crash-body.js'
 import { tempDir } from './helpers.js'
 
@@ -35,37 +35,16 @@ interface Ack {
   bytes: number
 }
 
-function runAndKill(dir: string, flush: string, cycle: number, killAfterMs: number): Promise<{ acks: Ack[]; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [WRITER, dir, flush, String(FILE_SIZE), String(cycle)], { stdio: ['ignore', 'pipe', 'pipe'] })
-    const acks: Ack[] = []
-    let buffered = ''
-    let stderr = ''
-    let timer: NodeJS.Timeout | undefined
-    const guard = setTimeout(() => child.kill('SIGKILL'), 20_000)
-    child.stdout.setEncoding('utf8')
-    child.stdout.on('data', (chunk: string) => {
-      buffered += chunk
-      let nl: number
-      while ((nl = buffered.indexOf('\n')) >= 0) {
-        const line = buffered.slice(0, nl)
-        buffered = buffered.slice(nl + 1)
-        if (line.startsWith('ready')) timer = setTimeout(() => child.kill('SIGKILL'), killAfterMs)
-        else if (line.startsWith('ack ')) {
-          const [, offset, queueId, queueOffset, id, bytes, status] = line.split(' ')
-          if (status === 'PUT_OK') acks.push({ offset: Number(offset), queueId: Number(queueId), queueOffset: Number(queueOffset), id: id!, bytes: Number(bytes) })
-        }
-      }
-    })
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
-    child.on('error', reject)
-    child.on('exit', (code, signal) => {
-      clearTimeout(guard)
-      if (timer) clearTimeout(timer)
-      if (signal !== 'SIGKILL') reject(new Error(`writer exited with ${code}: ${stderr}`))
-      else resolve({ acks, stderr })
-    })
-  })
+/** Runs the writer until the kill; the messages it acknowledged (PUT_OK) before it. */
+async function runAndKill(dir: string, flush: string, cycle: number, killAfterMs: number): Promise<{ acks: Ack[] }> {
+  const { lines } = await runUntilKilled(WRITER, [dir, flush, String(FILE_SIZE), String(cycle)], { killAfterMs })
+  const acks: Ack[] = []
+  for (const line of lines) {
+    if (!line.startsWith('ack ')) continue
+    const [, offset, queueId, queueOffset, id, bytes, status] = line.split(' ')
+    if (status === 'PUT_OK') acks.push({ offset: Number(offset), queueId: Number(queueId), queueOffset: Number(queueOffset), id: id!, bytes: Number(bytes) })
+  }
+  return { acks }
 }
 
 const QUEUES = 4

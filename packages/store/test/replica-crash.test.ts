@@ -7,12 +7,12 @@
 // the number of cycles; SEED replays the kill timings and chunk sizes. At the end its ConsumeQueues
 // must equal a rebuild from its CommitLog alone.
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { cp, readFile, readdir, rm, writeFile } from 'node:fs/promises'
 import * as path from 'node:path'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { countFromEnv, seededRandom, seedFromEnv } from '@mqts/common'
+import { runUntilKilled } from '@mqts/common/testing'
 import { MessageStore } from '../src/index.js'
 import { queueUnits, tempDir } from './helpers.js'
 import { REPLICA_INDEX, assertSameAnswers, queuesOf } from './replica-helpers.js'
@@ -22,40 +22,12 @@ const SEED = seedFromEnv()
 const WRITER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'replica-writer.js')
 const FILE_SIZE = 64 * 1024
 
-/** Runs the child until the kill; returns the highest end it acknowledged. */
-function runAndKill(dir: string, flush: string, masterLog: string, seed: number, killAfterMs: number): Promise<{ acked: number; done: boolean }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [WRITER, dir, flush, String(FILE_SIZE), masterLog, String(seed)], { stdio: ['ignore', 'pipe', 'pipe'] })
-    let acked = 0
-    let done = false
-    let buffered = ''
-    let stderr = ''
-    let timer: NodeJS.Timeout | undefined
-    const guard = setTimeout(() => child.kill('SIGKILL'), 20_000)
-    child.stdout.setEncoding('utf8')
-    child.stdout.on('data', (chunk: string) => {
-      buffered += chunk
-      let nl: number
-      while ((nl = buffered.indexOf('\n')) >= 0) {
-        const line = buffered.slice(0, nl)
-        buffered = buffered.slice(nl + 1)
-        if (line.startsWith('ready')) timer = setTimeout(() => child.kill('SIGKILL'), killAfterMs)
-        else if (line.startsWith('ack ')) acked = Math.max(acked, Number(line.slice(4)))
-        else if (line === 'done') {
-          done = true
-          child.kill('SIGKILL')
-        }
-      }
-    })
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
-    child.on('error', reject)
-    child.on('exit', (code, signal) => {
-      clearTimeout(guard)
-      if (timer) clearTimeout(timer)
-      if (signal !== 'SIGKILL') reject(new Error(`replica writer exited with ${code}: ${stderr}`))
-      else resolve({ acked, done })
-    })
-  })
+/** Runs the child until the kill; returns the highest end it acknowledged and whether it finished. */
+async function runAndKill(dir: string, flush: string, masterLog: string, seed: number, killAfterMs: number): Promise<{ acked: number; done: boolean }> {
+  const { lines } = await runUntilKilled(WRITER, [dir, flush, String(FILE_SIZE), masterLog, String(seed)], { killAfterMs, killOn: (line) => line === 'done' })
+  let acked = 0
+  for (const line of lines) if (line.startsWith('ack ')) acked = Math.max(acked, Number(line.slice(4)))
+  return { acked, done: lines.includes('done') }
 }
 
 /** The CommitLog files of `dir`, concatenated. */

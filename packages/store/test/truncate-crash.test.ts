@@ -9,11 +9,11 @@
 //   at a seeded step of a seeded truncate (or after it): TRUNCATE_CRASH_CYCLES (default 6) cycles
 //   on one store, alternating flush modes; SEED=<n> replays.
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import * as path from 'node:path'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { seededRandom } from '@mqts/common'
+import { runUntilKilled } from '@mqts/common/testing'
 import { MessageStore, type MessageStoreOptions } from '../src/index.js'
 import { SimFileIO } from '../src/sim-file-io.js'
 import { steppingIO } from './fixtures/stepping-io.js'
@@ -111,22 +111,9 @@ for (const flush of ['sync', 'async'] as const) {
 }
 
 /** Runs the writer until it kills itself; returns what it printed. */
-function runWriter(dir: string, flush: string, cycle: number, seed: number): Promise<string[]> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [WRITER, dir, flush, String(FILE_SIZE), String(cycle), String(seed)], { stdio: ['ignore', 'pipe', 'pipe'] })
-    let out = ''
-    let stderr = ''
-    const guard = setTimeout(() => child.kill('SIGKILL'), 60_000)
-    child.stdout.setEncoding('utf8')
-    child.stdout.on('data', (chunk: string) => (out += chunk))
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
-    child.on('error', reject)
-    child.on('exit', (code, signal) => {
-      clearTimeout(guard)
-      if (signal !== 'SIGKILL') reject(new Error(`truncate writer exited with ${code}: ${stderr}`))
-      else resolve(out.split('\n').filter((l) => l.length > 0))
-    })
-  })
+async function runWriter(dir: string, flush: string, cycle: number, seed: number): Promise<string[]> {
+  const { lines } = await runUntilKilled(WRITER, [dir, flush, String(FILE_SIZE), String(cycle), String(seed)], { guardMs: 60_000 })
+  return lines.filter((l) => l.length > 0)
 }
 
 test(`truncate in a real process killed at seeded steps (${CYCLES} cycles from seed ${BASE_SEED}): after each reopen the log is the old one or the cut one, queues and keys agree`, { timeout: 300_000 }, async (t) => {

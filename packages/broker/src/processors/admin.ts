@@ -17,7 +17,7 @@ import {
 } from '@mqts/transport'
 import { DEFAULT_PERM } from '@mqts/namesrv'
 import type { BrokerContext } from '../context.js'
-import { SYSTEM_TOPIC, topicConfig } from '../topic-config.js'
+import { SYSTEM_TOPIC, permProblem, queueNumsProblem, topicConfig } from '../topic-config.js'
 
 const ok = (ext?: Record<string, string>, body?: Buffer): RemotingCommand => RemotingCommand.createResponse(ResponseCode.SUCCESS, null, ext, body)
 
@@ -54,11 +54,14 @@ export function adminProcessors(ctx: BrokerContext): Map<number, RequestProcesso
     if (problem) return RemotingCommand.createResponse(ResponseCode.SYSTEM_ERROR, problem)
     const read = headerInt(req, 'readQueueNums')
     const write = headerInt(req, 'writeQueueNums')
-    const max = ctx.maxQueuesPerTopic
-    if (read < 0 || write < 0 || read > max || write > max || read + write === 0) {
-      return RemotingCommand.createResponse(ResponseCode.SYSTEM_ERROR, `readQueueNums ${read} and writeQueueNums ${write} must be 0-${max}, not both 0`)
-    }
-    const tc = topicConfig(topic, read, write, headerOptionalInt(req, 'perm') ?? DEFAULT_PERM, headerOptionalInt(req, 'topicSysFlag') ?? 0)
+    const queuesWrong = queueNumsProblem(read, write, ctx.maxQueuesPerTopic)
+    if (queuesWrong) return RemotingCommand.createResponse(ResponseCode.SYSTEM_ERROR, queuesWrong)
+    const perm = headerOptionalInt(req, 'perm') ?? DEFAULT_PERM
+    // RocketMQ's admin client refuses such a perm with NO_PERMISSION before sending; the broker
+    // refuses it too, so no other client can store a topic that no perm check understands.
+    const permWrong = permProblem(perm)
+    if (permWrong) return RemotingCommand.createResponse(ResponseCode.NO_PERMISSION, permWrong)
+    const tc = topicConfig(topic, read, write, perm, headerOptionalInt(req, 'topicSysFlag') ?? 0)
     tc.topicFilterType = headerOptionalString(req, 'topicFilterType') ?? 'SINGLE_TAG'
     tc.order = headerOptionalString(req, 'order') === 'true'
     await ctx.topics.update(tc)

@@ -20,6 +20,7 @@ import {
 } from '@mqts/transport'
 import type { TopicConfig } from '@mqts/namesrv'
 import type { BrokerContext } from '../context.js'
+import { BrokerError } from '../errors.js'
 import { BATCH_ENTRY_FIXED_BYTES, DEFAULT_REGION_ID, MESSAGE_PROPERTY, SEND_V2_KEY } from '../protocol.js'
 import { RETRY_GROUP_TOPIC_PREFIX, isWriteable } from '../topic-config.js'
 
@@ -70,6 +71,7 @@ function fail(code: number, remark: string): RemotingCommand {
 
 /** A store error as RocketMQ's send answer (SendMessageProcessor's PutMessageStatus mapping). */
 export function storeErrorResponse(err: unknown): RemotingCommand {
+  if (err instanceof BrokerError) return fail(ResponseCode.SYSTEM_ERROR, err.message)
   if (!(err instanceof StoreError)) return fail(ResponseCode.SYSTEM_ERROR, `store failed: ${(err as Error)?.message ?? String(err)}`)
   switch (err.code) {
     case 'MESSAGE_TOO_LARGE':
