@@ -2,11 +2,12 @@
  * The replica side of the HA stream (RocketMQ's HAClient): it connects to its master's HA port,
  * reports where its log ends (the master starts there), then appends the frames' bytes with
  * the store's appendReplicated, in frame order. The bodies that arrive in one turn of the event
- * loop (up to 256 KiB) go to the store in one call, handed on without waiting for the previous one
- * to be durable, so a burst becomes one group of durable writes; each call's end is reported
- * once its bytes are applied (durable by the flush mode, dispatched), and every 5 s regardless. A frame whose offset is not where the log ends, garbage, a chunk the
- * store refuses, or a master silent for 20 s drops the link; it connects again after a second
- * and resumes from its own end.
+ * loop (up to 256 KiB) go to the store in one call, handed on without waiting for the previous
+ * one to be durable, so a burst becomes one group of durable writes. Once a call is applied
+ * (durable by the flush mode, dispatched) its end is reported when no later call is in flight,
+ * else at least every MiB; and every 5 s regardless. A frame whose offset is not where the log
+ * ends, garbage, a chunk the store refuses, or a master silent for 20 s drops the link; it
+ * connects again after a second and resumes from its own end.
  */
 import * as net from 'node:net'
 import type { MessageStore } from '@mqts/store'
@@ -67,7 +68,7 @@ export class HAReplica {
   /** Body bytes received and not yet handed to the store, copied into a slab, from #groupOffset. */
   #slab: Buffer | undefined
   #groupBytes = 0
-  /** Slabs the store is done with, for the next groups (a fresh 1 MiB allocation costs page faults). */
+  /** Slabs the store is done with, for the next groups (a fresh allocation of that size costs page faults). */
   readonly #slabs: Buffer[] = []
   /** Groups handed to the store and not applied yet. */
   #groupsInFlight = 0
