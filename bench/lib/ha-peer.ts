@@ -17,8 +17,10 @@ import { MessageStore } from '@mqts/store'
 import { isMain } from './report.js'
 
 export const CHUNK_BYTES = 32 * 1024
-/** How often the master looks at its replica's reported offset while timing the copy. */
+/** How often the master looks for its replica's first report. */
 const POLL_MS = 1
+/** How often the master looks whether its replica is in sync yet (see serveHA). */
+const IN_SYNC_POLL_MS = 10
 
 export interface StoreSpec {
   dir: string
@@ -79,16 +81,20 @@ async function sendRaw(store: MessageStore, port: number): Promise<void> {
   send({ mbPerSec: total / 1e6 / seconds, seconds, cpu: cpuSince(cpu) })
 }
 
-/** Serves the store to one replica; times it from its first report to the one that says it holds everything. */
+/**
+ * Serves the store to one replica; times it from its first report to the one that says it holds
+ * everything. Until the replica is in sync (within haMaxGapNotInSync) its reports are looked at
+ * every IN_SYNC_POLL_MS; then waitForReplicas answers on the report of the end itself.
+ */
 async function serveHA(store: MessageStore): Promise<void> {
   const total = store.commitLogMaxOffset
   const ha = await HAMaster.start({ store, port: 0 })
   send({ ready: true, port: ha.port })
-  const ack = (): number => Math.max(-1, ...ha.replicas().map((r) => r.ackOffset))
-  while (ack() < 0) await new Promise((r) => setTimeout(r, POLL_MS))
+  const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+  while (!ha.replicas().some((r) => r.ackOffset >= 0)) await sleep(POLL_MS)
   const cpu = process.cpuUsage()
   const begin = performance.now()
-  while (ack() < total) await new Promise((r) => setTimeout(r, POLL_MS))
+  while ((await ha.waitForReplicas(total, 600_000)) !== 'OK') await sleep(IN_SYNC_POLL_MS)
   const seconds = (performance.now() - begin) / 1000
   send({ mbPerSec: total / 1e6 / seconds, seconds, cpu: cpuSince(cpu) })
   await ha.stop()
