@@ -1,21 +1,28 @@
 /**
  * Replication (the HA stream between brokers of one group) over loopback TCP, 1 KiB messages,
- * async flush, every broker in this process; each row against a baseline measured in the same
- * run:
- * - throughput: a replica started empty copies a master's CommitLog, against a raw TCP stream
- *   moving the same bytes (the master's CommitLog read in 32 KiB views, counted on arrival)
- *   (target >= 80%); and, to show where the time goes, the replica store's appendReplicated of
- *   the same bytes without a network;
- * - lag during produce: the broker benchmark's batched produce into an ASYNC_MASTER with one
- *   replica; in bytes (the master's CommitLog end minus the replica's, sampled every 5 ms) and
- *   in ms (from a byte being committed on the master to the replica committing it);
- * - what SYNC_MASTER adds to a send: one caller's SEND_MESSAGE_V2 p50 and p99 against an
- *   ASYNC_MASTER with a replica, sends alternating between the two.
+ * async flush; each row against a baseline measured in the same run:
+ * - throughput, deployment-like: a master store with an HAMaster in one process and an empty
+ *   replica store with an HAReplica in another (bench/lib/ha-peer.ts), timed by the master from
+ *   the replica's first report to the report that says it holds everything, against a raw TCP
+ *   stream between two processes moving the same bytes (the master process sends its CommitLog
+ *   in 32 KiB views; the receiving process counts them and answers once it has them all)
+ *   (target >= 80%). Also shown: the same raw stream with a receiver that appends each read to a
+ *   file, each side's CPU seconds per GB, and the replica store's appendReplicated of the same
+ *   bytes in one process without a network;
+ * - lag during produce (brokers in this process): the broker benchmark's batched produce into an
+ *   ASYNC_MASTER with one replica; in bytes (the master's CommitLog end minus the replica's,
+ *   sampled every 5 ms) and in ms (from a byte being committed on the master to the replica
+ *   committing it);
+ * - what SYNC_MASTER adds to a send (brokers in this process): one caller's SEND_MESSAGE_V2 p50
+ *   and p99 against an ASYNC_MASTER with a replica, sends alternating between the two.
+ * HA_BENCH_ONLY=throughput runs the throughput rows alone; HA_BENCH_PROF=<dir> writes a CPU
+ * profile of each process of them there.
  */
+import { type ChildProcess, fork, type Serializable } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
-import * as net from 'node:net'
 import { tmpdir } from 'node:os'
 import * as path from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { Broker, type BrokerOptions } from '@mqts/broker'
 import { NameServer } from '@mqts/namesrv'
 import { MessageStore, encodeProperties, type PutMessage } from '@mqts/store'
@@ -23,13 +30,13 @@ import { RemotingCommand, RequestCode, ResponseCode, silentLogger } from '@mqts/
 import { TcpRemotingClient } from '@mqts/transport-tcp'
 import { type BenchResult, compare, isMain, isQuick, percentile, printEnvironment, printResults, type RunOptions } from './lib/report.js'
 import { batchBody } from './lib/batch.js'
+import { CHUNK_BYTES, type PeerAnswer, type SinkCommand } from './lib/ha-peer.js'
 
 const BODY_BYTES = 1024
 const BATCH = 32
 const QUEUES = 4
 const CONNECTIONS = 4
 const IN_FLIGHT_PER_CONNECTION = 4
-const CHUNK_BYTES = 32 * 1024
 const TARGET_THROUGHPUT_RATIO = 0.8
 const FILE_BYTES = 256 * 1024 * 1024
 const LAG_SAMPLE_MS = 5
@@ -99,34 +106,95 @@ async function replicaConnected(master: Broker): Promise<void> {
   await until('a replica connected', () => (master.ha.master?.replicas() ?? []).some((r) => r.ackOffset >= 0))
 }
 
-/** The raw baseline: the master's CommitLog bytes, in 32 KiB views, over one TCP connection. MB/s. */
-async function rawStream(master: Broker, total: number): Promise<number> {
-  let received = 0
-  let done: () => void = () => {}
-  const finished = new Promise<void>((r) => (done = r))
-  const server = net.createServer((s) => {
-    s.on('data', (c: Buffer) => {
-      received += c.length
-      if (received >= total) done()
+/** A forked ha-peer process: its answers in order, and a stop. */
+class Peer {
+  readonly #child: ChildProcess
+  readonly #answers: PeerAnswer[] = []
+  #wake: () => void = () => {}
+  #exited = false
+
+  constructor(name: string) {
+    const prof = process.env.HA_BENCH_PROF
+    const execArgv = prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`, `--cpu-prof-name=${name}.cpuprofile`] : []
+    this.#child = fork(fileURLToPath(new URL('./lib/ha-peer.js', import.meta.url)), [], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+    this.#child.on('message', (m: PeerAnswer) => {
+      this.#answers.push(m)
+      this.#wake()
     })
-  })
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-  const port = (server.address() as net.AddressInfo).port
-  const socket = net.connect(port, '127.0.0.1')
-  socket.setNoDelay(true)
-  await new Promise<void>((r) => socket.once('connect', r))
-  try {
-    const begin = performance.now()
-    for (let at = 0; at < total; ) {
-      const view = master.store.readCommitLog(at, Math.min(CHUNK_BYTES, total - at))
-      at += view.length
-      if (!socket.write(view)) await new Promise((r) => socket.once('drain', r))
+    this.#child.on('exit', () => {
+      this.#exited = true
+      this.#wake()
+    })
+  }
+
+  tell(m: unknown): void {
+    this.#child.send(m as Serializable)
+  }
+
+  /** The next answer (an error answer throws). */
+  async next(ms = 600_000): Promise<PeerAnswer> {
+    const end = Date.now() + ms
+    while (this.#answers.length === 0) {
+      if (this.#exited) throw new Error('an ha-peer process exited before answering')
+      if (Date.now() > end) throw new Error('an ha-peer process did not answer in time')
+      await new Promise<void>((r) => {
+        this.#wake = r
+        setTimeout(r, 1000)
+      })
     }
-    await finished
-    return total / 1e6 / ((performance.now() - begin) / 1000)
+    const a = this.#answers.shift()!
+    if ('error' in a) throw new Error(`ha-peer: ${a.error}`)
+    return a
+  }
+
+  async rate(): Promise<{ mbPerSec: number; cpu: number }> {
+    const a = await this.next()
+    if (!('mbPerSec' in a)) throw new Error(`ha-peer answered ${JSON.stringify(a)} where a rate was due`)
+    return a
+  }
+
+  /** Its CPU seconds since it was ready. */
+  async cpu(): Promise<number> {
+    this.tell({ cmd: 'cpu' })
+    const a = await this.next()
+    if (!('cpu' in a) || 'mbPerSec' in a) throw new Error(`ha-peer answered ${JSON.stringify(a)} where its CPU time was due`)
+    return a.cpu
+  }
+
+  async ready(): Promise<{ total?: number; port?: number }> {
+    const a = await this.next()
+    if (!('ready' in a)) throw new Error(`ha-peer answered ${JSON.stringify(a)} where ready was due`)
+    return a
+  }
+
+  /** Asks it to stop; kills it when it does not within 30 s. */
+  async stop(): Promise<void> {
+    if (this.#exited) return
+    this.tell({ cmd: 'stop' })
+    const t = setTimeout(() => this.#child.kill('SIGKILL'), 30_000)
+    while (!this.#exited) await new Promise<void>((r) => ((this.#wake = r), setTimeout(r, 100)))
+    clearTimeout(t)
+  }
+}
+
+/** MB/s, and the CPU seconds the sending and the receiving process spent meanwhile. */
+interface Rate {
+  mbPerSec: number
+  senderCpu: number
+  receiverCpu: number
+}
+
+/** The raw baseline between two processes: the master peer sends its CommitLog to a sink peer. */
+async function rawStream(master: Peer, total: number, file?: string): Promise<Rate> {
+  const sink = new Peer(file ? 'sink-file' : 'sink')
+  try {
+    sink.tell({ cmd: 'sink', total, file } satisfies SinkCommand)
+    const { port } = await sink.ready()
+    master.tell({ cmd: 'raw', port })
+    const r = await master.rate()
+    return { mbPerSec: r.mbPerSec, senderCpu: r.cpu, receiverCpu: await sink.cpu() }
   } finally {
-    socket.destroy()
-    await new Promise((r) => server.close(r))
+    await sink.stop()
   }
 }
 
@@ -134,43 +202,69 @@ async function rawStream(master: Broker, total: number): Promise<number> {
  * The same bytes handed to a replica store's appendReplicated in this process, 32 KiB at a time,
  * without a network: what the replica's store alone can take. MB/s.
  */
-async function embeddedAppend(master: Broker, dir: string, total: number): Promise<number> {
+async function embeddedAppend(master: MessageStore, dir: string, total: number): Promise<{ mbPerSec: number; cpu: number }> {
   const replica = await MessageStore.open({ dir, commitLogFileSize: FILE_BYTES, messageIndexEnable: false, role: 'replica' })
   try {
+    const cpu = process.cpuUsage()
     const begin = performance.now()
     const pending: Promise<void>[] = []
     for (let at = 0; at < total; ) {
-      const view = master.store.readCommitLog(at, CHUNK_BYTES)
+      const view = master.readCommitLog(at, CHUNK_BYTES)
       pending.push(replica.appendReplicated(at, view))
       at += view.length
     }
     await Promise.all(pending)
-    return total / 1e6 / ((performance.now() - begin) / 1000)
+    const seconds = (performance.now() - begin) / 1000
+    const used = process.cpuUsage(cpu)
+    return { mbPerSec: total / 1e6 / seconds, cpu: (used.user + used.system) / 1e6 }
   } finally {
     await replica.close()
   }
 }
 
-/** A master filled with `bytes` of 1 KiB messages; an empty replica copies it. MB/s both ways. */
-async function throughput(dir: string, bytes: number): Promise<{ ha: number; raw: number; append: number; total: number }> {
-  const g = await Group.start(dir)
+interface Throughput {
+  ha: Rate
+  raw: Rate
+  rawToFile: Rate
+  /** The replica store alone: MB/s and this process's CPU seconds. */
+  append: { mbPerSec: number; cpu: number }
+  total: number
+}
+
+/**
+ * A master store filled with `bytes` of 1 KiB messages (here), then, each side its own process:
+ * the raw baselines (master process to a sink process), and an empty replica process copying it
+ * from a master process over the HA stream. MB/s.
+ */
+async function throughput(dir: string, bytes: number): Promise<Throughput> {
+  const spec = { dir: path.join(dir, 'master'), fileBytes: FILE_BYTES }
+  const store = await MessageStore.open({ dir: spec.dir, commitLogFileSize: FILE_BYTES, messageIndexEnable: false })
+  let append: Throughput['append']
   try {
-    const master = await g.broker('tp-master', { brokerRole: 'ASYNC_MASTER' })
     const batch = (q: number): PutMessage[] => Array.from({ length: BATCH }, () => ({ topic: 'Copy', queueId: q, body, tags: 'TagA', bornHost: '127.0.0.1:1' }))
-    for (let i = 0; master.store.commitLogMaxOffset < bytes; i++) await master.store.putBatch(batch(i % QUEUES))
-    const total = master.store.commitLogMaxOffset
-    const raw = await rawStream(master, total)
-    const append = await embeddedAppend(master, path.join(dir, 'embedded-replica'), total)
-    // The replica learns the master's HA address when it registers and connects on its next
-    // attempt (up to a second later): the clock starts once its link is up, it copies from 0.
-    const replica = await g.broker('tp-replica', { brokerRole: 'SLAVE', brokerId: 1 })
-    await until('the replica connected', () => replica.ha.replica?.connected === true)
-    const begin = performance.now()
-    await until('the replica caught up', () => replica.store.commitLogMaxOffset >= total, 600_000)
-    const ha = total / 1e6 / ((performance.now() - begin) / 1000)
-    return { ha, raw, append, total }
+    for (let i = 0; store.commitLogMaxOffset < bytes; i++) await store.putBatch(batch(i % QUEUES))
+    append = await embeddedAppend(store, path.join(dir, 'embedded-replica'), store.commitLogMaxOffset)
   } finally {
-    await g.stop()
+    await store.close()
+  }
+  const master = new Peer('master')
+  let replica: Peer | undefined
+  try {
+    master.tell({ cmd: 'master', ...spec })
+    const total = (await master.ready()).total!
+    const raw = await rawStream(master, total)
+    const rawToFile = await rawStream(master, total, path.join(dir, 'sink-file'))
+    master.tell({ cmd: 'ha' })
+    const { port } = await master.ready()
+    replica = new Peer('replica')
+    replica.tell({ cmd: 'replica', dir: path.join(dir, 'replica'), fileBytes: FILE_BYTES, masterAddress: `127.0.0.1:${port}` })
+    await replica.ready()
+    const r = await master.rate()
+    const ha = { mbPerSec: r.mbPerSec, senderCpu: r.cpu, receiverCpu: await replica.cpu() }
+    return { ha, raw, rawToFile, append, total }
+  } finally {
+    await replica?.stop()
+    await master.stop()
   }
 }
 
@@ -251,9 +345,16 @@ export async function run(opts: RunOptions): Promise<BenchResult[]> {
   const rows: BenchResult[] = []
   try {
     const tp = await throughput(path.join(dir, 'copy'), n.copyBytes)
-    rows.push(compare({ name: `replication throughput (empty replica, ${Math.round(tp.total / 1e6)} MB)`, value: Math.round(tp.ha), unit: 'MB/s', mbPerSec: tp.ha }, 'raw TCP stream, same bytes', tp.raw, TARGET_THROUGHPUT_RATIO))
-    rows.push(compare({ name: 'replica store appendReplicated alone, same bytes', value: Math.round(tp.append), unit: 'MB/s', mbPerSec: tp.append, note: 'no network: the ceiling the replica side sets' }, 'raw TCP stream, same bytes', tp.raw))
+    const raw = 'raw TCP stream, same bytes, process to process (receiver counts)'
+    const cpu = (r: Rate): string => `CPU s per GB: sender ${((r.senderCpu * 1e9) / tp.total).toFixed(2)}, receiver ${((r.receiverCpu * 1e9) / tp.total).toFixed(2)}`
+    rows.push(compare({ name: `replication throughput, master and empty replica processes (${Math.round(tp.total / 1e6)} MB)`, value: Math.round(tp.ha.mbPerSec), unit: 'MB/s', mbPerSec: tp.ha.mbPerSec, note: cpu(tp.ha) }, raw, tp.raw.mbPerSec, TARGET_THROUGHPUT_RATIO))
+    rows.push({ name: 'raw TCP stream, receiver counts', value: Math.round(tp.raw.mbPerSec), unit: 'MB/s', mbPerSec: tp.raw.mbPerSec, note: `the baseline; ${cpu(tp.raw)}` })
+    rows.push(compare({ name: 'raw TCP stream, receiver appends to a file', value: Math.round(tp.rawToFile.mbPerSec), unit: 'MB/s', mbPerSec: tp.rawToFile.mbPerSec, note: `writeSync of each read; ${cpu(tp.rawToFile)}` }, raw, tp.raw.mbPerSec))
+    rows.push(compare({ name: 'replication throughput against the file-writing raw stream', value: Math.round(tp.ha.mbPerSec), unit: 'MB/s', mbPerSec: tp.ha.mbPerSec }, 'raw TCP stream, receiver appends to a file', tp.rawToFile.mbPerSec))
+    rows.push(compare({ name: 'replica store appendReplicated alone, same bytes', value: Math.round(tp.append.mbPerSec), unit: 'MB/s', mbPerSec: tp.append.mbPerSec, note: `one process, no network: what the replica store alone takes; CPU s per GB ${((tp.append.cpu * 1e9) / tp.total).toFixed(2)}` }, raw, tp.raw.mbPerSec))
 
+    // HA_BENCH_ONLY=throughput: the throughput rows alone (with HA_BENCH_PROF, to profile them).
+    if (process.env.HA_BENCH_ONLY === 'throughput') return rows
     const g = await Group.start(path.join(dir, 'groups'))
     const clients = Array.from({ length: CONNECTIONS }, () => new TcpRemotingClient({ logger: silentLogger }))
     try {

@@ -7,10 +7,12 @@ import * as net from 'node:net'
 import { tmpdir } from 'node:os'
 import * as path from 'node:path'
 import { test } from 'node:test'
+import { seededRandom, seedFromEnv } from '@mqts/common'
 import { MessageStore, type FlushMode, type MessageStoreOptions } from '@mqts/store'
 import { HAMaster, HAReplica, encodeHeader, encodeReport } from '../src/index.js'
 
 const FILE = 256 * 1024
+const SEED = seedFromEnv()
 const INDEX = { maxHashSlotNum: 1024, maxIndexNum: 8192 }
 
 async function withDirs(n: number, fn: (dirs: string[]) => Promise<void>): Promise<void> {
@@ -169,6 +171,55 @@ test('garbage from a peer drops that link only: a bad report at the master, bad 
       wrongOffset.close()
       garbage.close()
       await ha.stop()
+      await Promise.all([master.close(), replica.close()])
+    }
+  })
+})
+
+test(`frames cut anywhere by the stream (headers and bodies split across reads, frames of every size) make a byte-identical replica (seed ${SEED})`, { timeout: 60_000 }, async () => {
+  await withDirs(2, async ([md, rd]) => {
+    const master = await MessageStore.open(options(md!, 'async', 'master'))
+    const replica = await MessageStore.open(options(rd!, 'async', 'replica'))
+    const rnd = seededRandom(SEED)
+    await produce(master, 300)
+    const end = master.commitLogMaxOffset
+    // A fake master: after the replica's first report, the whole log in frames of seeded sizes
+    // (heartbeats between some), written in seeded pieces of 1 byte to 3 frames' worth.
+    const frames: Buffer[] = []
+    for (let at = 0; at < end; ) {
+      const view = master.readCommitLog(at, 1 + Math.floor(rnd() * rnd() * 40_000))
+      frames.push(encodeHeader(at, view.length), view)
+      if (rnd() < 0.1) frames.push(encodeHeader(at + view.length, 0))
+      at += view.length
+    }
+    const stream = Buffer.concat(frames)
+    const reports: number[] = []
+    const server = net.createServer((s) => {
+      s.on('data', (d: Buffer) => {
+        for (let i = 0; i + 8 <= d.length; i += 8) reports.push(Number(d.readBigInt64BE(i)))
+      })
+      void (async () => {
+        for (let at = 0; at < stream.length && !s.destroyed; ) {
+          const n = Math.min(stream.length - at, rnd() < 0.5 ? 1 + Math.floor(rnd() * 16) : 1 + Math.floor(rnd() * 100_000))
+          s.write(stream.subarray(at, at + n))
+          at += n
+          await new Promise((r) => setImmediate(r))
+        }
+      })()
+    })
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+    const follower = HAReplica.start({ store: replica, masterAddress: `127.0.0.1:${(server.address() as net.AddressInfo).port}` })
+    try {
+      await caughtUp(master, [replica])
+      assert.equal(follower.linksDropped, 0, follower.lastDropReason)
+      const until = Date.now() + 10_000
+      while (reports[reports.length - 1] !== end && Date.now() < until) await new Promise((r) => setTimeout(r, 20))
+      assert.equal(reports[reports.length - 1], end, 'the last report says the replica holds everything')
+      assert.ok((await logBytes(rd!)).equals(await logBytes(md!)), 'CommitLog files byte-identical')
+      assert.deepEqual(await queues(replica), await queues(master))
+    } finally {
+      await follower.stop()
+      server.close()
       await Promise.all([master.close(), replica.close()])
     }
   })

@@ -21,6 +21,7 @@
  * replicated records, so a promoted replica's puts continue each queue densely.
  */
 import type { CommitLog } from './commit-log.js'
+import { bodyCrcCheck, type BodyCrcCheck } from './crc.js'
 import type { DispatchListener, Dispatcher } from './dispatcher.js'
 import { StoreError } from './errors.js'
 import {
@@ -30,6 +31,7 @@ import {
   MESSAGE_MAGIC_CODE_V2,
   RECORD,
   RECORD_FIXED_BYTES_V1,
+  layoutOf,
   readStoreTimestamp,
   takesQueueOffset,
   verifyRecord,
@@ -38,20 +40,33 @@ import { checkOffset, describe } from './put-input.js'
 
 export type StoreRole = 'master' | 'replica'
 
-/** A whole unit of a chunk: a record, or a BLANK and its padding up to the file's end. */
-interface Unit {
+/**
+ * Whole units of a chunk written with one copy: records back to back (they are in one file: a
+ * record leaves room for the end-of-file BLANK), or a BLANK and its padding up to the file's end.
+ */
+interface Run {
   offset: number
   from: number
   to: number
   blank: boolean
+  /** The newest store timestamp of the run's records (0 for a BLANK). */
+  storeTimestamp: number
 }
 
-/** What a chunk (with the bytes held before it) holds: whole units, then the start of a cut one. */
+/** What a chunk (with the bytes held before it) holds: runs of whole units, then the start of a cut one. */
 interface ChunkPlan {
-  units: Unit[]
+  runs: Run[]
   /** Where the bytes of a unit the chunk cuts start (the data's length when none). */
   tailFrom: number
 }
+
+/**
+ * A run of records is cut at this size, so that with flush 'sync' its copy fits the group
+ * commit's staging chunk (STAGE_CHUNK_BYTES) as a put's would.
+ */
+const RUN_MAX_BYTES = 256 * 1024
+/** Records whose body CRCs one native call checks (BodyCrcCheck). */
+const CRC_RUN_RECORDS = 1024
 
 const EMPTY = Buffer.alloc(0)
 
@@ -70,11 +85,59 @@ function fileSizeMismatch(offset: number, what: string, fileSize: number): Store
 }
 
 /**
- * Splits `data` (starting at CommitLog offset `start`, a record boundary) into whole units and a
- * cut tail, checking each; throws CORRUPT_RECORD or FILE_SIZE_MISMATCH at the first bad one.
+ * The body CRCs of a chunk's records, checked many records per native call (the recovery
+ * scan's BodyCrcCheck): `add` each verified record, `settle` throws CORRUPT_RECORD for the first
+ * whose CRC differs (checked again in line, for verifyRecord's reason).
  */
-export function planChunk(data: Buffer, start: number, fileSize: number, maxRecordBytes: number): ChunkPlan {
-  const units: Unit[] = []
+export class ChunkCrcs {
+  readonly #at: Float64Array
+  private constructor(readonly crcs: BodyCrcCheck) {
+    this.#at = new Float64Array(crcs.capacity)
+  }
+
+  /** Undefined without the native helper: verifyRecord then checks each CRC in line. */
+  static make(): ChunkCrcs | undefined {
+    const crcs = bodyCrcCheck(CRC_RUN_RECORDS)
+    return crcs ? new ChunkCrcs(crcs) : undefined
+  }
+
+  /** The record at `data[at]` (verified but for its CRC). */
+  add(data: Buffer, at: number, start: number, maxRecordBytes: number): void {
+    if (this.crcs.full) this.settle(data, start, maxRecordBytes)
+    const l = layoutOf(data.readInt32BE(at + RECORD.sysFlag))
+    this.#at[this.crcs.count] = at
+    this.crcs.add(at + l.body, data.readInt32BE(at + l.bodyLength), data.readInt32BE(at + RECORD.bodyCrc))
+  }
+
+  settle(data: Buffer, start: number, maxRecordBytes: number): void {
+    const bad = this.crcs.check(data)
+    if (bad < 0) return
+    const at = this.#at[bad]!
+    const v = verifyRecord(data, at, at + data.readInt32BE(at), start + at, maxRecordBytes, true)
+    throw corrupt(start + at, typeof v === 'string' ? v : 'body CRC differs from the stored one')
+  }
+}
+
+/**
+ * Splits `data` (starting at CommitLog offset `start`, a record boundary) into runs of whole
+ * units and a cut tail, checking each; throws CORRUPT_RECORD or FILE_SIZE_MISMATCH at the first
+ * bad one. With `crcs` the body CRCs are checked many at a time (the first bad one is still the
+ * one reported: the CRCs before a structural fault are settled before it is thrown).
+ */
+export function planChunk(data: Buffer, start: number, fileSize: number, maxRecordBytes: number, crcs?: ChunkCrcs): ChunkPlan {
+  try {
+    const plan = planUnits(data, start, fileSize, maxRecordBytes, crcs)
+    crcs?.settle(data, start, maxRecordBytes)
+    return plan
+  } catch (err) {
+    crcs?.settle(data, start, maxRecordBytes)
+    throw err
+  }
+}
+
+function planUnits(data: Buffer, start: number, fileSize: number, maxRecordBytes: number, crcs: ChunkCrcs | undefined): ChunkPlan {
+  const runs: Run[] = []
+  let run: Run | undefined
   let at = 0
   while (at < data.length) {
     const offset = start + at
@@ -97,7 +160,8 @@ export function planChunk(data: Buffer, start: number, fileSize: number, maxReco
         throw corrupt(offset, `BLANK of ${size} bytes, ${room} bytes left in the file`)
       }
       if (left < size) break
-      units.push({ offset, from: at, to: at + size, blank: true })
+      runs.push({ offset, from: at, to: at + size, blank: true, storeTimestamp: 0 })
+      run = undefined
       at += size
       continue
     }
@@ -113,12 +177,32 @@ export function planChunk(data: Buffer, start: number, fileSize: number, maxReco
       }
       break
     }
-    const v = verifyRecord(data, at, at + size, offset, maxRecordBytes, true)
+    const v = verifyRecord(data, at, at + size, offset, maxRecordBytes, crcs === undefined)
     if (v !== size) throw corrupt(offset, typeof v === 'string' ? v : `record of ${v} bytes where its header says ${size}`)
-    units.push({ offset, from: at, to: at + size, blank: false })
+    crcs?.add(data, at, start, maxRecordBytes)
+    const storeTimestamp = readStoreTimestamp(data, at)
+    if (run && run.to - run.from + size <= RUN_MAX_BYTES) {
+      run.to += size
+      if (storeTimestamp > run.storeTimestamp) run.storeTimestamp = storeTimestamp
+    } else {
+      run = { offset, from: at, to: at + size, blank: false, storeTimestamp }
+      runs.push(run)
+    }
     at += size
   }
-  return { units, tailFrom: at }
+  return { runs, tailFrom: at }
+}
+
+/**
+ * How many bytes of `bytes` complete the unit whose first bytes are `held` (a record or BLANK cut
+ * by the last chunk): its size less what is held, all of `bytes` at most. A size that is not one
+ * takes a header's worth, enough for planChunk to refuse it.
+ */
+function stitchLength(held: Buffer, bytes: Buffer): number {
+  if (held.length + bytes.length < 8) return bytes.length
+  const head = held.length >= 4 ? held : Buffer.concat([held, bytes.subarray(0, 4 - held.length)])
+  const size = head.readInt32BE(0)
+  return Math.max(0, Math.min(bytes.length, Math.max(size - held.length, 8 - held.length)))
 }
 
 /** True when `buf[from, to)` holds only zeros. */
@@ -164,6 +248,8 @@ export class Replication {
   #pending: Buffer = EMPTY
   /** Chunk writes and role changes, one at a time, in call order. */
   #chain: Promise<unknown> = Promise.resolve()
+  /** Body CRCs checked many records per native call (undefined without the native helper). */
+  readonly #crcs = ChunkCrcs.make()
   readonly #follower: DispatchListener
 
   constructor(
@@ -234,27 +320,41 @@ export class Replication {
       await log.whenDurable(log.wroteOffset)
       if (log.failed) throw log.failed
     }
+    // The bytes held of a cut unit are joined with only the rest of that unit; the chunk's
+    // other bytes are planned and copied where they are (a view of the HA frame).
     const pending = this.#pending
-    const data = pending.length === 0 ? bytes : Buffer.concat([pending, bytes])
-    const start = log.wroteOffset
-    let plan: ChunkPlan
-    try {
-      plan = planChunk(data, start, log.fileSizeBytes, this.parts.maxRecordBytes)
-    } catch (err) {
-      // The bytes held of a cut record may be the bad ones (a record's CRC is known only once it
-      // is whole): they go too, so the link resumes at the last whole record (commitLogMaxOffset).
-      if (pending.length > 0 && err instanceof StoreError && err.code === 'CORRUPT_RECORD' && err.details.physicalOffset === start) {
-        this.#pending = EMPTY
-        throw new StoreError(err.code, `${err.message}; the ${pending.length} bytes held of the record at ${start} were dropped: resume at ${start}`, { cause: err, details: err.details })
+    const take = pending.length === 0 ? 0 : stitchLength(pending, bytes)
+    const parts: Array<{ data: Buffer; plan: ChunkPlan }> = []
+    let at = log.wroteOffset
+    const start = at
+    for (const data of pending.length === 0 ? [bytes] : [Buffer.concat([pending, bytes.subarray(0, take)]), bytes.subarray(take)]) {
+      let plan: ChunkPlan
+      try {
+        plan = planChunk(data, at, log.fileSizeBytes, this.parts.maxRecordBytes, this.#crcs)
+      } catch (err) {
+        // The bytes held of a cut record may be the bad ones (a record's CRC is known only once it
+        // is whole): they go too, so the link resumes at the last whole record (commitLogMaxOffset).
+        if (pending.length > 0 && err instanceof StoreError && err.code === 'CORRUPT_RECORD' && err.details.physicalOffset === start) {
+          this.#pending = EMPTY
+          throw new StoreError(err.code, `${err.message}; the ${pending.length} bytes held of the record at ${start} were dropped: resume at ${start}`, { cause: err, details: err.details })
+        }
+        throw err
       }
-      throw err
+      parts.push({ data, plan })
+      // A unit still cut: nothing follows it in this chunk (stitchLength took all of it).
+      if (plan.tailFrom < data.length) break
+      at += data.length
     }
+    let wrote = false
     try {
-      for (const u of plan.units) {
-        await this.#fileFor(u.offset)
-        // A BLANK's padding is zeros on a master; the file already reads zeros there.
-        const to = u.blank && allZero(data, u.from + END_FILE_MIN_BLANK_LENGTH, u.to) ? u.from + END_FILE_MIN_BLANK_LENGTH : u.to
-        log.appendReplicatedBytes(data.subarray(u.from, to), u.blank, u.blank ? 0 : readStoreTimestamp(data, u.from))
+      for (const { data, plan } of parts) {
+        for (const r of plan.runs) {
+          if (!this.#inLastFile(r.offset)) await log.queue.createNext()
+          // A BLANK's padding is zeros on a master; the file already reads zeros there.
+          const to = r.blank && allZero(data, r.from + END_FILE_MIN_BLANK_LENGTH, r.to) ? r.from + END_FILE_MIN_BLANK_LENGTH : r.to
+          log.appendReplicatedBytes(data.subarray(r.from, to), r.blank, r.storeTimestamp)
+          wrote = true
+        }
       }
     } catch (err) {
       // Part of the chunk may be written (a full disk): the store's end is what was, and what
@@ -264,17 +364,16 @@ export class Replication {
       if (log.options.flush === 'sync') await log.whenDurable(log.wroteOffset).catch(() => undefined)
       throw err
     }
-    this.#pending = plan.tailFrom < data.length ? Buffer.from(data.subarray(plan.tailFrom)) : EMPTY
-    if (plan.units.length > 0) log.replicatedCommitted()
+    const last = parts[parts.length - 1]!
+    this.#pending = last.plan.tailFrom < last.data.length ? Buffer.from(last.data.subarray(last.plan.tailFrom)) : EMPTY
+    if (wrote) log.replicatedCommitted()
     return log.wroteOffset
   }
 
-  /** The file a unit at `offset` goes to: the last one, or the next one once it is full. */
-  async #fileFor(offset: number): Promise<void> {
-    const log = this.parts.commitLog
-    const last = log.queue.last
-    if (last && offset < last.fileFromOffset + last.fileSize) return
-    await log.queue.createNext()
+  /** Whether a unit at `offset` goes to the last file (else to a new one: the last is full). */
+  #inLastFile(offset: number): boolean {
+    const last = this.parts.commitLog.queue.last
+    return last !== undefined && offset < last.fileFromOffset + last.fileSize
   }
 
   /** Flush 'sync': durable up to `end`; then dispatched up to it (or the dispatch's error). */

@@ -313,6 +313,53 @@ test('a garbage chunk is CORRUPT_RECORD and nothing of it is written; the right 
   })
 })
 
+test('a chunk of many records over several files: its body CRCs are checked in runs, and the first bad record is the one reported', async () => {
+  await withPair('async', async (master, replica) => {
+    // More records than one run of CRC checks holds (1024), in small files (BLANKs between).
+    const results: PutResult[] = []
+    for (let i = 0; i < 1500; i++) results.push(await master.put({ topic: TOPICS[i % 3]!, queueId: i % QUEUES, body: Buffer.from(`m${i}`), keys: [`k${i}`] }))
+    const end = master.commitLogMaxOffset
+    const parts: Buffer[] = []
+    for (let at = 0; at < end; ) {
+      const b = master.readCommitLog(at, end - at)
+      parts.push(b)
+      at += b.length
+    }
+    const good = Buffer.concat(parts)
+    // Where record i's body ("m<i>") is.
+    const bodyAt = (i: number): number => good.indexOf(`m${i}`, results[i]!.physicalOffset)
+    const corruptAt = async (damage: (b: Buffer) => void): Promise<StoreError> => {
+      const bad = Buffer.from(good)
+      damage(bad)
+      try {
+        await replica.appendReplicated(0, bad)
+      } catch (err) {
+        assert.ok(err instanceof StoreError && err.code === 'CORRUPT_RECORD', `CORRUPT_RECORD, got ${String(err)}`)
+        assert.equal(replica.replicaEndOffset, 0, 'nothing written')
+        return err
+      }
+      return assert.fail('the damaged chunk was taken')
+    }
+    // A body byte of record 1100 (past the first run), a bad magic code in record 1300.
+    const crcFirst = await corruptAt((b) => {
+      b[bodyAt(1100)]! ^= 0xff
+      b.writeInt32BE(0x12345678, results[1300]!.physicalOffset + 4)
+    })
+    assert.equal(crcFirst.details.physicalOffset, results[1100]!.physicalOffset)
+    assert.match(crcFirst.message, /body CRC/)
+    // The magic code first, a body later: the magic code is reported.
+    const magicFirst = await corruptAt((b) => {
+      b.writeInt32BE(0x12345678, results[900]!.physicalOffset + 4)
+      b[bodyAt(1100)]! ^= 0xff
+    })
+    assert.equal(magicFirst.details.physicalOffset, results[900]!.physicalOffset)
+    assert.match(magicFirst.message, /magic/)
+    await replica.appendReplicated(0, good)
+    assert.equal(replica.commitLogMaxOffset, end)
+    await assertSameAnswers(master, replica, [['orders', 'k0'], ['audit', 'k1400']], 'after the big chunk')
+  })
+})
+
 for (const replicaFileSize of [2 * SMALL_FILE, SMALL_FILE / 2]) {
   test(`a master with another commitLogFileSize (replica ${replicaFileSize}) is FILE_SIZE_MISMATCH and the chunk is not written`, async () => {
     await withPair(
