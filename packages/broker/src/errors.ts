@@ -5,7 +5,8 @@
  * | code            | when                                                          |
  * | --------------- | ------------------------------------------------------------- |
  * | INVALID_CONFIG  | a configuration value out of range (the message says which)  |
- * | CONFIG_CORRUPT  | a config file (topics.json) exists but cannot be parsed       |
+ * | CONFIG_CORRUPT  | a config file (topics.json, subscriptionGroup.json,           |
+ * |                 | delayOffset.json) and its .bak hold something, neither parses |
  * | NOT_STARTED     | a call that needs a started broker                            |
  * | INVALID_DELAY   | a sent message's DELAY is not an integer (SYSTEM_ERROR)       |
  */

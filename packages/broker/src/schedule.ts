@@ -10,6 +10,7 @@
 import { readConfigFile, writeConfigFile, type FileIO } from '@mqts/common'
 import { PROPERTY, decodeRecord } from '@mqts/message'
 import { SCHEDULE_TOPIC, StoreError, type MessageStore, type PutMessage } from '@mqts/store'
+import { BrokerError } from './errors.js'
 
 export const DELAY_OFFSET_FILE = 'delayOffset.json'
 /** How long a level's loop sleeps when its queue has nothing due (RocketMQ: 100 ms). */
@@ -52,7 +53,12 @@ export class ScheduleService {
   ) {}
 
   async load(): Promise<void> {
-    const m = await readConfigFile(this.io, this.file, parseOffsets)
+    let m: Awaited<ReturnType<typeof parseOffsets>> | undefined
+    try {
+      m = await readConfigFile(this.io, this.file, parseOffsets)
+    } catch (err) {
+      throw new BrokerError('CONFIG_CORRUPT', `cannot read ${this.file}: ${(err as Error).message}`, { cause: err })
+    }
     if (m) for (const [level, offset] of m) this.#offsets.set(level, offset)
   }
 

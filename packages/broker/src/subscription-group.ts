@@ -6,6 +6,7 @@
  */
 import { readConfigFile, writeConfigFile, type FileIO } from '@mqts/common'
 import type { DataVersion } from '@mqts/namesrv'
+import { BrokerError } from './errors.js'
 
 export interface SubscriptionGroupConfig {
   groupName: string
@@ -61,7 +62,12 @@ export class SubscriptionGroupManager {
   ) {}
 
   async load(): Promise<void> {
-    const file = await readConfigFile(this.io, this.file, parseGroups)
+    let file: Awaited<ReturnType<typeof parseGroups>> | undefined
+    try {
+      file = await readConfigFile(this.io, this.file, parseGroups)
+    } catch (err) {
+      throw new BrokerError('CONFIG_CORRUPT', `cannot read ${this.file}: ${(err as Error).message}`, { cause: err })
+    }
     if (!file) return
     for (const [name, g] of Object.entries(file.subscriptionGroupTable)) {
       if (typeof g === 'object' && g !== null) this.#table.set(name, { ...subscriptionGroupConfig(name, this.defaultRetryMaxTimes), ...g, groupName: name })

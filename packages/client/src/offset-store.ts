@@ -99,7 +99,12 @@ export class LocalOffsetStore extends MemoryOffsets implements OffsetStore {
   }
 
   async load(): Promise<void> {
-    const content = await readConfigFile(this.#io, this.file, parseOffsetFile)
+    let content: Awaited<ReturnType<typeof parseOffsetFile>> | undefined
+    try {
+      content = await readConfigFile(this.#io, this.file, parseOffsetFile)
+    } catch (err) {
+      throw new ClientError('INVALID_OPTION', `the broadcasting offsets file cannot be read: ${(err as Error).message}`, { cause: err })
+    }
     this.#stored = content?.offsetTable ?? {}
   }
 

@@ -2,6 +2,8 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import {
   CodedError,
+  NodeFileIO,
+  readConfigFile,
   isDiskFull,
   javaHashContinue,
   javaStringHashCode,
@@ -65,4 +67,37 @@ test('CodedError keeps code, details, cause and the subclass name', () => {
   assert.ok(e instanceof Error)
   assert.ok(isDiskFull(cause))
   assert.ok(!isDiskFull(new Error('x')))
+})
+
+test('readConfigFile: the file, else its .bak; nothing there is undefined; neither parsing is CONFIG_CORRUPT, not a silent empty config', async () => {
+  const { mkdtemp, rm, writeFile } = await import('node:fs/promises')
+  const { tmpdir } = await import('node:os')
+  const { join } = await import('node:path')
+  const dir = await mkdtemp(join(tmpdir(), 'mqts-config-'))
+  try {
+    const io = new NodeFileIO()
+    const file = join(dir, 'topics.json')
+    const parse = (text: string): { v: number } => {
+      const v = JSON.parse(text) as { v?: unknown }
+      if (typeof v.v !== 'number') throw new Error('no v')
+      return { v: v.v }
+    }
+    assert.equal(await readConfigFile(io, file, parse), undefined, 'neither file exists')
+    await writeFile(`${file}.bak`, '{"v":1}')
+    assert.deepEqual(await readConfigFile(io, file, parse), { v: 1 }, 'the backup when the file is missing')
+    await writeFile(file, '{"v":2}')
+    assert.deepEqual(await readConfigFile(io, file, parse), { v: 2 })
+    await writeFile(file, 'garbage{')
+    assert.deepEqual(await readConfigFile(io, file, parse), { v: 1 }, 'the backup when the file is corrupt')
+    await writeFile(`${file}.bak`, '{"x":0}')
+    await assert.rejects(readConfigFile(io, file, parse), (err: unknown) => {
+      assert.ok(err instanceof CodedError)
+      assert.equal(err.code, 'CONFIG_CORRUPT')
+      assert.match(err.message, /topics\.json/)
+      assert.match(err.message, /JSON|garbage|Unexpected/)
+      return true
+    })
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
 })

@@ -9,8 +9,8 @@
  * content is kept as `consumerOffset.json.bak` and read when the main file cannot be parsed, as
  * RocketMQ's ConfigManager does. A crash loses at most the commits since the last persist.
  */
-import { readConfigFile, writeConfigFile } from '@mqts/common'
-import { ioError } from './errors.js'
+import { messageOf, readConfigFile, writeConfigFile } from '@mqts/common'
+import { StoreError, ioError } from './errors.js'
 import type { FileIO } from './file-io.js'
 
 export const CONSUMER_OFFSET_FILE = 'consumerOffset.json'
@@ -76,7 +76,12 @@ export class ConsumerOffsetManager {
   ) {}
 
   async load(): Promise<void> {
-    const table = await readConfigFile(this.io, this.file, parseConsumerOffsets)
+    let table: Awaited<ReturnType<typeof parseConsumerOffsets>> | undefined
+    try {
+      table = await readConfigFile(this.io, this.file, parseConsumerOffsets)
+    } catch (err) {
+      throw new StoreError('CORRUPT_FILE', `consumer offsets cannot be read: ${messageOf(err)}`, { cause: err })
+    }
     if (table) this.table = table
   }
 

@@ -22,6 +22,7 @@
  * |                      | the region the checkpoint says is durable, nothing was truncated;   |
  * |                      | or `get` met a record that is not what its ConsumeQueue unit says   |
  * | CORRUPT_FILE         | a data file has the wrong size or an unparsable name                |
+ * |                      | (or consumerOffset.json and its .bak both fail to parse)            |
  * | LOCKED               | another live process holds the store directory                      |
  * | OFFSET_OUT_OF_RANGE  | readCommitLog below the first byte held or past the committed end   |
  * |                      | (or the confirm offset); setConfirmOffset past the committed end or |
