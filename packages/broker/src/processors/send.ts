@@ -19,8 +19,9 @@ import {
 } from '@mqts/transport'
 import type { TopicConfig } from '@mqts/namesrv'
 import type { BrokerContext } from '../context.js'
-import { BATCH_ENTRY_FIXED_BYTES, DEFAULT_REGION_ID, MESSAGE_PROPERTY, SEND_V2_KEY } from '../protocol.js'
+import { DEFAULT_REGION_ID, MESSAGE_PROPERTY, SEND_V2_KEY } from '../protocol.js'
 import { RETRY_GROUP_TOPIC_PREFIX, isWriteable } from '../topic-config.js'
+import { batchMsgIds, batchPuts } from './batch.js'
 
 export interface SendHeader {
   producerGroup: string
@@ -91,27 +92,6 @@ export function storeErrorResponse(err: unknown): RemotingCommand {
   }
 }
 
-/** The stored messages of a SEND_BATCH_MESSAGE body (RocketMQ's MessageDecoder.decodesBatch). */
-export function decodeBatchBody(body: Buffer): Array<{ flag: number; body: Buffer; properties: string }> {
-  const out: Array<{ flag: number; body: Buffer; properties: string }> = []
-  let at = 0
-  while (at < body.length) {
-    if (body.length - at < BATCH_ENTRY_FIXED_BYTES) throw new Error(`batch entry at byte ${at} is truncated`)
-    const total = body.readInt32BE(at)
-    const flag = body.readInt32BE(at + 12)
-    const bodyLength = body.readInt32BE(at + 16)
-    const bodyStart = at + 20
-    if (bodyLength < 0 || bodyStart + bodyLength + 2 > body.length) throw new Error(`batch entry at byte ${at} has a body length ${bodyLength} past the end`)
-    const propsLength = body.readInt16BE(bodyStart + bodyLength)
-    const propsStart = bodyStart + bodyLength + 2
-    if (propsLength < 0 || propsStart + propsLength > body.length) throw new Error(`batch entry at byte ${at} has a properties length ${propsLength} past the end`)
-    if (total !== propsStart + propsLength - at) throw new Error(`batch entry at byte ${at} says ${total} bytes, its fields take ${propsStart + propsLength - at}`)
-    out.push({ flag, body: body.subarray(bodyStart, bodyStart + bodyLength), properties: body.toString('utf8', propsStart, propsStart + propsLength) })
-    at += total
-  }
-  return out
-}
-
 export function sendProcessor(ctx: BrokerContext): RequestProcessor {
   return async (req: RemotingCommand, channel: Channel) => {
     if (ctx.config.brokerRole === 'SLAVE') return fail(ResponseCode.SERVICE_NOT_AVAILABLE, `the broker[${ctx.config.brokerName}] is a replica: send to its master`)
@@ -155,30 +135,13 @@ export function sendProcessor(ctx: BrokerContext): RequestProcessor {
 }
 
 async function sendBatch(ctx: BrokerContext, req: RemotingCommand, h: SendHeader, queueId: number, bornHost: string): Promise<RemotingCommand> {
-  let entries: ReturnType<typeof decodeBatchBody>
+  let messages: PutMessage[]
   try {
-    entries = decodeBatchBody(req.body)
+    messages = batchPuts(req.body, { topic: h.topic, queueId, sysFlag: h.sysFlag, bornTimestamp: h.bornTimestamp, bornHost, reconsumeTimes: h.reconsumeTimes })
   } catch (err) {
     return fail(ResponseCode.MESSAGE_ILLEGAL, `the batch is illegal: ${(err as Error).message}`)
   }
-  if (entries.length === 0) return fail(ResponseCode.MESSAGE_ILLEGAL, 'the batch holds no message')
-  // The entries' properties go to the store as the client encoded them (no decode, no re-encode):
-  // the store checks them as it checks an object's, so a bad one is still MESSAGE_ILLEGAL.
-  const messages: PutMessage[] = new Array(entries.length)
-  for (let i = 0; i < entries.length; i++) {
-    const e = entries[i]!
-    messages[i] = {
-      topic: h.topic,
-      queueId,
-      body: e.body,
-      propertiesText: e.properties,
-      flag: e.flag,
-      sysFlag: h.sysFlag,
-      bornTimestamp: h.bornTimestamp,
-      bornHost,
-      reconsumeTimes: h.reconsumeTimes,
-    }
-  }
+  if (messages.length === 0) return fail(ResponseCode.MESSAGE_ILLEGAL, 'the batch holds no message')
   const rs: PutResult[] = await ctx.store.putBatch(messages)
   let status: string = rs.some((r) => r.status !== 'PUT_OK') ? 'FLUSH_DISK_TIMEOUT' : 'PUT_OK'
   const last = rs[rs.length - 1]!
@@ -186,7 +149,7 @@ async function sendBatch(ctx: BrokerContext, req: RemotingCommand, h: SendHeader
     const replicated = await ctx.waitForReplicas(last.physicalOffset + last.size)
     if (replicated !== 'OK') status = replicated
   }
-  return sendResponse(ctx, status, rs.map((r) => r.msgId).join(','), queueId, rs[0]!.queueOffset, undefined)
+  return sendResponse(ctx, status, batchMsgIds(rs), queueId, rs[0]!.queueOffset, undefined)
 }
 
 /** The answer's code and remark for a stored message (every one of these still counts as stored). */
