@@ -49,11 +49,29 @@ const FULL: Sizes = { roundBatches: 2_000, rounds: 5, sends: 10_000 }
  * Node flags of the broker process and of the baselines' (the same, so the ratio measures the
  * broker, not a flag): the young generation's semi-spaces at 64 MiB (the README's memory section).
  */
-export const BROKER_NODE_FLAGS = ['--max-semi-space-size=64']
+export const BROKER_NODE_FLAGS = process.env.BENCH_BROKER_GC === undefined ? ['--max-semi-space-size=64'] : process.env.BENCH_BROKER_GC.split(/\s+/).filter((f) => f !== '')
 
 function nodeFlags(): string[] {
   const extra = process.env.BENCH_BROKER_NODE_FLAGS
   return [...BROKER_NODE_FLAGS, ...(extra ? extra.split(/\s+/).filter((f) => f !== '') : [])]
+}
+
+/** CPU µs per message: the whole process, and its main thread (undefined where not known). */
+interface Cpu {
+  process: number
+  main: number | undefined
+}
+
+/** The broker process's CPU µs so far. */
+interface CpuTotals {
+  process: number
+  main: number | undefined
+}
+
+/** The least of some CPU figures, two decimals ('-' when unknown). */
+function least(values: (number | undefined)[]): string {
+  const known = values.filter((v): v is number => v !== undefined)
+  return known.length === 0 ? '-' : Math.min(...known).toFixed(2)
 }
 
 /** The best of several rounds (the machine may be shared: a slow round says little). */
@@ -79,15 +97,17 @@ export async function run(opts: RunOptions): Promise<BenchResult[]> {
     const addr = await server.call<string>('start', { dir: path.join(dir, 'broker'), fileBytes: FILE_BYTES })
     await baseline.call('open', { dir: path.join(dir, 'embedded'), fileBytes: FILE_BYTES, bodyBytes: BODY_BYTES })
     await load.call('connect', { addr, connections: CONNECTIONS, inFlight: IN_FLIGHT_PER_CONNECTION, queues: QUEUES, bodyBase64: batchBody(body, props, BATCH).toString('base64') })
-    const brokerCpu = async <T>(messages: number, fn: () => Promise<T>): Promise<[T, number]> => {
-      const before = await server.call<number>('cpu')
+    /** The broker process's CPU per message while `fn` runs: the whole process, and its main thread. */
+    const brokerCpu = async <T>(messages: number, fn: () => Promise<T>): Promise<[T, Cpu]> => {
+      const before = await server.call<CpuTotals>('cpu')
       const r = await fn()
-      return [r, ((await server.call<number>('cpu')) - before) / messages]
+      const after = await server.call<CpuTotals>('cpu')
+      return [r, { process: (after.process - before.process) / messages, main: after.main === undefined || before.main === undefined ? undefined : (after.main - before.main) / messages }]
     }
 
     // Batched produce and its baseline, in turns.
     const produced: Rate[] = []
-    const brokerCpus: number[] = []
+    const brokerCpus: Cpu[] = []
     const loadCpus: number[] = []
     const putBatches: Rate[] = []
     const roundMessages = n.roundBatches * BATCH
@@ -97,12 +117,13 @@ export async function run(opts: RunOptions): Promise<BenchResult[]> {
       produced.push(r)
       brokerCpus.push(cpu)
       loadCpus.push(r.cpuUs)
+      if (process.env.BENCH_BROKER_DEBUG) console.error(`round ${round}: produce ${Math.round(r.perSec)} msg/s broker ${cpu.process.toFixed(2)} (main ${cpu.main?.toFixed(2)}) µs/msg load ${r.cpuUs.toFixed(2)}; putBatch ${Math.round(putBatches[round]!.perSec)} msg/s ${putBatches[round]!.cpuUs.toFixed(2)} (main ${putBatches[round]!.mainUs?.toFixed(2)}) µs/msg`)
     }
     const p = best(produced)
     const b = best(putBatches)
     rows.push({
       ...compare({ name: `batched produce (${BATCH} x 1 KiB, ${CONNECTIONS} connections)`, value: Math.round(p.perSec), unit: 'msg/s', mbPerSec: (p.perSec * BODY_BYTES) / 1e6 }, 'putBatch, own process', b.perSec, TARGET_PRODUCE_RATIO),
-      note: `best of ${n.rounds} rounds each; CPU µs/msg: broker ${Math.min(...brokerCpus).toFixed(2)}, load ${Math.min(...loadCpus).toFixed(2)}, putBatch ${b.cpuUs.toFixed(2)}`,
+      note: `best of ${n.rounds} rounds each; CPU µs/msg (least): broker ${least(brokerCpus.map((c) => c.process))} (main thread ${least(brokerCpus.map((c) => c.main))}), load ${least(loadCpus)}, putBatch ${least(putBatches.map((r) => r.cpuUs))} (main thread ${least(putBatches.map((r) => r.mainUs))})`,
     })
 
     if (process.env.BENCH_BROKER_ROWS === 'produce') return rows
@@ -133,7 +154,7 @@ export async function run(opts: RunOptions): Promise<BenchResult[]> {
     const got = await baseline.call<Rate & { got: number }>('rawGet', { queues: QUEUES })
     rows.push({
       ...compare({ name: 'pull all (32 per pull, 1 caller per queue)', value: Math.round(pulled.perSec), unit: 'msg/s', mbPerSec: (pulled.perSec * BODY_BYTES) / 1e6 }, 'raw get, own process', got.perSec),
-      note: `CPU µs/msg: broker ${pullCpu.toFixed(2)}, load ${pulled.cpuUs.toFixed(2)}, raw get ${got.cpuUs.toFixed(2)}`,
+      note: `CPU µs/msg: broker ${pullCpu.process.toFixed(2)} (main thread ${pullCpu.main?.toFixed(2) ?? '-'}), load ${pulled.cpuUs.toFixed(2)}, raw get ${got.cpuUs.toFixed(2)}`,
     })
   } finally {
     await Promise.all([load.stop(), server.stop(), baseline.stop()])

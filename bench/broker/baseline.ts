@@ -7,7 +7,7 @@ import * as path from 'node:path'
 import { MessageStore, type PutMessage } from '@mqts/store'
 import { RemotingCommand, RequestCode, ResponseCode, silentLogger } from '@mqts/transport'
 import { TcpRemotingServer } from '@mqts/transport-tcp'
-import { cpuMicros, serveParent } from '../lib/child.js'
+import { cpuMicros, mainThreadCpuMicros, serveParent } from '../lib/child.js'
 import type { Rate } from './load.js'
 
 interface Open {
@@ -35,10 +35,12 @@ serveParent({
   async putBatch(arg: { count: number; messages: number; queues: number }): Promise<Rate> {
     const s = store!
     const cpu = process.cpuUsage()
+    const main = mainThreadCpuMicros()
     const begin = performance.now()
     for (let i = 0; i < arg.count; i++) await s.putBatch(batchOf(i % arg.queues, arg.messages))
     const n = arg.count * arg.messages
-    return { perSec: n / ((performance.now() - begin) / 1000), cpuUs: cpuMicros(cpu) / n }
+    const mainAfter = mainThreadCpuMicros()
+    return { perSec: n / ((performance.now() - begin) / 1000), cpuUs: cpuMicros(cpu) / n, mainUs: main === undefined || mainAfter === undefined ? undefined : (mainAfter - main) / n }
   },
   /** Latencies (µs, sorted) of `n` single puts into a store of their own. */
   async putLatency(arg: { dir: string; n: number }): Promise<number[]> {

@@ -122,6 +122,8 @@ export interface Rate {
   perSec: number
   /** CPU µs per message of this process. */
   cpuUs: number
+  /** CPU µs per message of its main thread, where known. */
+  mainUs?: number
 }
 
 const BATCH_QUEUES = 4

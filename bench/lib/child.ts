@@ -4,6 +4,7 @@
  * and calls its handlers by name over the IPC channel; each call answers one value or an error.
  */
 import { fork, type ChildProcess } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 
 interface Call {
@@ -96,6 +97,18 @@ export function serveParent(handlers: Handlers): void {
     })()
   })
   process.on('disconnect', () => process.exit(0))
+}
+
+/**
+ * CPU time (µs) of this process's main thread (the event loop) so far, from Linux's schedstat;
+ * undefined where that is not readable.
+ */
+export function mainThreadCpuMicros(): number | undefined {
+  try {
+    return Number(readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'latin1').split(' ')[0]) / 1000
+  } catch {
+    return undefined
+  }
 }
 
 /** CPU (user + system, µs) this process used since `since` (a process.cpuUsage() value). */
