@@ -99,7 +99,8 @@ export function sendProcessor(ctx: BrokerContext): RequestProcessor {
     if ((h.sysFlag & TRANSACTION_TYPE_MASK) === TRANSACTION_PREPARED) {
       return fail(ResponseCode.NO_PERMISSION, `the broker[${ctx.config.brokerName}] does not take transactional messages`)
     }
-    const topicCheck = await checkTopic(ctx, h)
+    let topicCheck = checkTopic(ctx, h)
+    if (topicCheck instanceof Promise) topicCheck = await topicCheck
     if (topicCheck instanceof RemotingCommand) return topicCheck
     const tc = topicCheck
     let queueId = h.queueId
@@ -126,7 +127,8 @@ export function sendProcessor(ctx: BrokerContext): RequestProcessor {
         reconsumeTimes: h.reconsumeTimes,
       }
       const r = await ctx.store.put(ctx.schedule(message))
-      const replicated = r.status === 'PUT_OK' ? await ctx.waitForReplicas(r.physicalOffset + r.size) : 'OK'
+      let replicated: ReplicaSync | Promise<ReplicaSync> = r.status === 'PUT_OK' ? replicasOf(ctx, r.physicalOffset + r.size) : 'OK'
+      if (typeof replicated !== 'string') replicated = await replicated
       return sendResponse(ctx, replicated === 'OK' ? r.status : replicated, r.msgId, queueId, r.queueOffset, properties[MESSAGE_PROPERTY.UNIQ_KEY])
     } catch (err) {
       return storeErrorResponse(err)
@@ -146,7 +148,8 @@ async function sendBatch(ctx: BrokerContext, req: RemotingCommand, h: SendHeader
   let status: string = rs.some((r) => r.status !== 'PUT_OK') ? 'FLUSH_DISK_TIMEOUT' : 'PUT_OK'
   const last = rs[rs.length - 1]!
   if (status === 'PUT_OK') {
-    const replicated = await ctx.waitForReplicas(last.physicalOffset + last.size)
+    let replicated: ReplicaSync | Promise<ReplicaSync> = replicasOf(ctx, last.physicalOffset + last.size)
+    if (typeof replicated !== 'string') replicated = await replicated
     if (replicated !== 'OK') status = replicated
   }
   return sendResponse(ctx, status, batchMsgIds(rs), queueId, rs[0]!.queueOffset, undefined)
@@ -174,17 +177,34 @@ function sendResponse(ctx: BrokerContext, status: string, msgId: string, queueId
   return RemotingCommand.createResponse(code, remark, ext)
 }
 
-/** The topic's config, created on first send when allowed, or the answer refusing the send. */
-async function checkTopic(ctx: BrokerContext, h: SendHeader): Promise<TopicConfig | RemotingCommand> {
-  let tc = ctx.topics.get(h.topic)
-  if (!tc) {
-    if (h.topic.startsWith(RETRY_GROUP_TOPIC_PREFIX)) tc = await ctx.topics.createIfMissing(h.topic, 1, 6)
-    else tc = await ctx.topics.createOnSend(h.topic, h.defaultTopic, h.defaultTopicQueueNums, 0)
-    if (tc) ctx.registerSoon()
-  }
+/**
+ * The topic's config, or the answer refusing the send: at once for a known topic (no await on the
+ * send path), through a promise when it has to be created first (on first send, when allowed).
+ */
+function checkTopic(ctx: BrokerContext, h: SendHeader): TopicConfig | RemotingCommand | Promise<TopicConfig | RemotingCommand> {
+  const tc = ctx.topics.get(h.topic)
+  return tc ? writeableTopic(tc, h) : createTopicOnSend(ctx, h)
+}
+
+async function createTopicOnSend(ctx: BrokerContext, h: SendHeader): Promise<TopicConfig | RemotingCommand> {
+  let tc: TopicConfig | undefined
+  if (h.topic.startsWith(RETRY_GROUP_TOPIC_PREFIX)) tc = await ctx.topics.createIfMissing(h.topic, 1, 6)
+  else tc = await ctx.topics.createOnSend(h.topic, h.defaultTopic, h.defaultTopicQueueNums, 0)
+  if (tc) ctx.registerSoon()
   if (!tc) return fail(ResponseCode.TOPIC_NOT_EXIST, `topic[${h.topic}] not exist, apply first please!`)
+  return writeableTopic(tc, h)
+}
+
+function writeableTopic(tc: TopicConfig, h: SendHeader): TopicConfig | RemotingCommand {
   if (!isWriteable(tc.perm)) return fail(ResponseCode.NO_PERMISSION, `the topic[${h.topic}] sending message is forbidden`)
   return tc
+}
+
+/** Replication's verdict on a stored send: only a SYNC_MASTER waits for its replicas (the others answer at once, without an await). */
+type ReplicaSync = Awaited<ReturnType<BrokerContext['waitForReplicas']>>
+
+function replicasOf(ctx: BrokerContext, end: number): ReplicaSync | Promise<ReplicaSync> {
+  return ctx.config.brokerRole === 'SYNC_MASTER' ? ctx.waitForReplicas(end) : 'OK'
 }
 
 /** The producer's address as the store records it ("a.b.c.d:port" or "[v6]:port"). */
