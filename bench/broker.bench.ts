@@ -43,13 +43,18 @@ interface Sizes {
   sends: number
 }
 const QUICK: Sizes = { roundBatches: 200, rounds: 2, sends: 1_000 }
-const FULL: Sizes = { roundBatches: 2_000, rounds: 5, sends: 10_000 }
+const FULL: Sizes = { roundBatches: 2_000, rounds: 8, sends: 10_000 }
 
 /**
- * Node flags of the broker process and of the baselines' (the same, so the ratio measures the
- * broker, not a flag): the young generation's semi-spaces at 64 MiB (the README's memory section).
+ * GC flags of the broker process and of the baselines' (the same, so the ratio measures the
+ * broker, not a flag): one GC thread. On a 2-core host V8's parallel GC helpers compete with the
+ * process's own event loop and with the clients, and the event loop waits for them: the broker's
+ * GC wall time was about 45% lower with one thread (README, "Memory"). A larger young generation
+ * (--max-semi-space-size) changed nothing here, V8 does not grow it while little survives; forcing
+ * it (--min-semi-space-size) made scavenges longer and mark-compacts more frequent.
+ * BENCH_BROKER_GC replaces them ('' for V8's defaults).
  */
-export const BROKER_NODE_FLAGS = process.env.BENCH_BROKER_GC === undefined ? ['--max-semi-space-size=64'] : process.env.BENCH_BROKER_GC.split(/\s+/).filter((f) => f !== '')
+export const BROKER_NODE_FLAGS = process.env.BENCH_BROKER_GC === undefined ? ['--single-threaded-gc'] : process.env.BENCH_BROKER_GC.split(/\s+/).filter((f) => f !== '')
 
 function nodeFlags(): string[] {
   const extra = process.env.BENCH_BROKER_NODE_FLAGS
@@ -72,6 +77,11 @@ interface CpuTotals {
 function least(values: (number | undefined)[]): string {
   const known = values.filter((v): v is number => v !== undefined)
   return known.length === 0 ? '-' : Math.min(...known).toFixed(2)
+}
+
+function medianOf(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.floor(sorted.length / 2)]!
 }
 
 /** The best of several rounds (the machine may be shared: a slow round says little). */
@@ -123,7 +133,7 @@ export async function run(opts: RunOptions): Promise<BenchResult[]> {
     const b = best(putBatches)
     rows.push({
       ...compare({ name: `batched produce (${BATCH} x 1 KiB, ${CONNECTIONS} connections)`, value: Math.round(p.perSec), unit: 'msg/s', mbPerSec: (p.perSec * BODY_BYTES) / 1e6 }, 'putBatch, own process', b.perSec, TARGET_PRODUCE_RATIO),
-      note: `best of ${n.rounds} rounds each; CPU µs/msg (least): broker ${least(brokerCpus.map((c) => c.process))} (main thread ${least(brokerCpus.map((c) => c.main))}), load ${least(loadCpus)}, putBatch ${least(putBatches.map((r) => r.cpuUs))} (main thread ${least(putBatches.map((r) => r.mainUs))})`,
+      note: `best of ${n.rounds} rounds each (median of the rounds' ratios ${(medianOf(produced.map((r, i) => r.perSec / putBatches[i]!.perSec)) * 100).toFixed(1)}%); CPU µs/msg (least): broker ${least(brokerCpus.map((c) => c.process))} (main thread ${least(brokerCpus.map((c) => c.main))}), load ${least(loadCpus)}, putBatch ${least(putBatches.map((r) => r.cpuUs))} (main thread ${least(putBatches.map((r) => r.mainUs))})`,
     })
 
     if (process.env.BENCH_BROKER_ROWS === 'produce') return rows
@@ -168,7 +178,7 @@ if (isMain(import.meta.url)) {
   printEnvironment('broker benchmark', {
     mode: quick ? 'quick' : 'full',
     processes: 'broker | load generator | baselines (putBatch, put, raw get, echo server): one node process each',
-    'broker node flags': nodeFlags().join(' '),
+    'node flags': `broker ${nodeFlags().join(' ') || '-'}, baselines ${BROKER_NODE_FLAGS.join(' ') || '-'}, load generator -`,
   })
   printResults('broker', await run({ quick }))
 }
