@@ -49,7 +49,7 @@ const FULL: Sizes = { roundBatches: 2_000, rounds: 8, sends: 10_000 }
  * GC flags of the broker process and of the baselines' (the same, so the ratio measures the
  * broker, not a flag): one GC thread. On a 2-core host V8's parallel GC helpers compete with the
  * process's own event loop and with the clients, and the event loop waits for them: the broker's
- * GC wall time was about 45% lower with one thread (README, "Memory"). A larger young generation
+ * GC wall time was about 65% lower with one thread (README, "Memory"). A larger young generation
  * (--max-semi-space-size) changed nothing here, V8 does not grow it while little survives; forcing
  * it (--min-semi-space-size) made scavenges longer and mark-compacts more frequent.
  * BENCH_BROKER_GC replaces them ('' for V8's defaults).
