@@ -111,6 +111,7 @@ class FrameSocket {
       if (buf.compare(CODE_KEY, 0, CODE_KEY.length, header, header + CODE_KEY.length) !== 0) throw new Error('answer without a JSON header')
       const code = readInt(buf, header + CODE_KEY.length)
       const o = buf.indexOf(OPAQUE_KEY, header)
+      if (o < 0 || o >= at + 4 + length) throw new Error('answer without an opaque in its header')
       this.onAnswer(code, readInt(buf, o + OPAQUE_KEY.length))
       at += 4 + length
     }
