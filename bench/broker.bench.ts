@@ -1,25 +1,29 @@
 /**
  * The broker over loopback TCP (async flush, 1 KiB messages), each row against a baseline
- * measured in the same run:
+ * measured in the same run. Three processes, as a deployment runs them: the broker alone in one
+ * (bench/broker/server.ts starts the real Broker), a load generator in another
+ * (bench/broker/load.ts: requests encoded once and re-sent with a new opaque, answers read no
+ * further than their code and opaque) and the baselines in a third (bench/broker/baseline.ts):
  * - batched produce: SEND_BATCH_MESSAGE of 32 messages from several connections, against the
- *   embedded store's own putBatch of the same batches (target >= 50%), the two in turns for a few
- *   rounds and the best round of each compared (a shared machine makes single rounds swing), with
- *   the CPU each costs per message;
+ *   embedded store's own putBatch of the same number of batches of the same messages (target
+ *   >= 50%), the two in turns for a few rounds and the best round of each compared (a shared
+ *   machine makes single rounds swing), with the broker process's CPU per message against
+ *   putBatch's;
  * - single send with reply: one caller, SEND_MESSAGE_V2, p50 and p99, against the transport's raw
- *   round trip (an echo processor) plus the store's put, both measured here;
+ *   round trip (an echo server in the baseline process, sent the same frame) plus the store's put;
  * - pull all: every message back with PULL_MESSAGE (32 per pull, one caller per queue), against
- *   the embedded store's raw get of the same queues.
+ *   the embedded store's raw get of its own queues (the putBatch rounds' messages).
+ * BENCH_BROKER_NODE_FLAGS adds node flags to the broker process (e.g. --cpu-prof);
+ * BENCH_BROKER_ROWS=produce runs the produce rows only; BENCH_BROKER_ROUNDS=<n> sets the rounds.
  */
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import * as path from 'node:path'
-import { Broker } from '@mqts/broker'
-import { NameServer } from '@mqts/namesrv'
-import { MessageStore, encodeProperties, type PutMessage } from '@mqts/store'
-import { RemotingCommand, RequestCode, ResponseCode, silentLogger } from '@mqts/transport'
-import { TcpRemotingClient, TcpRemotingServer } from '@mqts/transport-tcp'
+import { encodeProperties } from '@mqts/store'
 import { type BenchResult, compare, isMain, isQuick, percentile, printEnvironment, printResults, type RunOptions } from './lib/report.js'
 import { batchBody } from './lib/batch.js'
+import { BenchChild } from './lib/child.js'
+import type { Rate } from './broker/load.js'
 
 const BODY_BYTES = 1024
 const BATCH = 32
@@ -28,31 +32,56 @@ const CONNECTIONS = 4
 const IN_FLIGHT_PER_CONNECTION = 4
 const TARGET_PRODUCE_RATIO = 0.5
 const FILE_BYTES = 256 * 1024 * 1024
+const WARMUP_SENDS = 200
+/** Single sends alternate between the broker and the echo server this many times. */
+const SEND_TURNS = 5
 
 interface Sizes {
-  batches: number
+  /** Batches per produce round (and per putBatch round). */
+  roundBatches: number
+  rounds: number
   sends: number
 }
-const QUICK: Sizes = { batches: 400, sends: 1_000 }
-const FULL: Sizes = { batches: 6_000, sends: 10_000 }
-/** Batched produce and its baseline run in turns, this many rounds each (batches split between them). */
-const PRODUCE_ROUNDS = 4
+const QUICK: Sizes = { roundBatches: 200, rounds: 2, sends: 1_000 }
+const FULL: Sizes = { roundBatches: 2_000, rounds: 8, sends: 10_000 }
 
-const body = Buffer.alloc(BODY_BYTES, 0x61)
-const props = encodeProperties({ TAGS: 'TagA' })
+/**
+ * GC flags of the broker process and of the baselines' (the same, so the ratio measures the
+ * broker, not a flag): one GC thread. On a 2-core host V8's parallel GC helpers compete with the
+ * process's own event loop and with the clients, and the event loop waits for them: the broker's
+ * GC wall time was about 65% lower with one thread (README, "Memory"). A larger young generation
+ * (--max-semi-space-size) changed nothing here, V8 does not grow it while little survives; forcing
+ * it (--min-semi-space-size) made scavenges longer and mark-compacts more frequent.
+ * BENCH_BROKER_GC replaces them ('' for V8's defaults).
+ */
+export const BROKER_NODE_FLAGS = process.env.BENCH_BROKER_GC === undefined ? ['--single-threaded-gc'] : process.env.BENCH_BROKER_GC.split(/\s+/).filter((f) => f !== '')
 
-/** A rate and its CPU cost: messages per second and CPU µs per message (user + system, this process). */
-interface Rate {
-  perSec: number
-  cpuUs: number
+function nodeFlags(): string[] {
+  const extra = process.env.BENCH_BROKER_NODE_FLAGS
+  return [...BROKER_NODE_FLAGS, ...(extra ? extra.split(/\s+/).filter((f) => f !== '') : [])]
 }
 
-async function measure(messages: number, fn: () => Promise<void>): Promise<Rate> {
-  const cpu = process.cpuUsage()
-  const begin = performance.now()
-  await fn()
-  const used = process.cpuUsage(cpu)
-  return { perSec: messages / ((performance.now() - begin) / 1000), cpuUs: (used.user + used.system) / messages }
+/** CPU µs per message: the whole process, and its main thread (undefined where not known). */
+interface Cpu {
+  process: number
+  main: number | undefined
+}
+
+/** The broker process's CPU µs so far. */
+interface CpuTotals {
+  process: number
+  main: number | undefined
+}
+
+/** The least of some CPU figures, two decimals ('-' when unknown). */
+function least(values: (number | undefined)[]): string {
+  const known = values.filter((v): v is number => v !== undefined)
+  return known.length === 0 ? '-' : Math.min(...known).toFixed(2)
+}
+
+function medianOf(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.floor(sorted.length / 2)]!
 }
 
 /** The best of several rounds (the machine may be shared: a slow round says little). */
@@ -60,164 +89,85 @@ function best(rates: Rate[]): Rate {
   return { perSec: Math.max(...rates.map((r) => r.perSec)), cpuUs: Math.min(...rates.map((r) => r.cpuUs)) }
 }
 
-/** The embedded store's putBatch of the same batches. */
-async function embeddedPutBatch(store: MessageStore, batches: number): Promise<Rate> {
-  const batch = (q: number): PutMessage[] => Array.from({ length: BATCH }, () => ({ topic: 'Bench', queueId: q, body, tags: 'TagA', bornHost: '127.0.0.1:1' }))
-  return measure(batches * BATCH, async () => {
-    for (let i = 0; i < batches; i++) await store.putBatch(batch(i % QUEUES))
-  })
-}
-
-/** Store put latencies (µs, sorted) of single 1 KiB messages. */
-async function embeddedPutLatency(dir: string, n: number): Promise<number[]> {
-  const store = await MessageStore.open({ dir, commitLogFileSize: FILE_BYTES, messageIndexEnable: false })
-  try {
-    const out: number[] = []
-    for (let i = 0; i < n; i++) {
-      const t = performance.now()
-      await store.put({ topic: 'Lat', queueId: 0, body, tags: 'TagA' })
-      out.push((performance.now() - t) * 1000)
-    }
-    return out.sort((a, b) => a - b)
-  } finally {
-    await store.close()
-  }
-}
-
-/** Raw transport round trips (µs, sorted): an echo processor answering a 1 KiB request. */
-async function rawRoundTrips(n: number): Promise<number[]> {
-  const server = new TcpRemotingServer({ host: '127.0.0.1', port: 0, logger: silentLogger })
-  server.registerProcessor(1, () => RemotingCommand.createResponse(ResponseCode.SUCCESS, null, { msgId: 'x', queueId: '0', queueOffset: '0' }))
-  await server.start()
-  const client = new TcpRemotingClient({ logger: silentLogger })
-  const addr = `127.0.0.1:${server.address().port}`
-  try {
-    const out: number[] = []
-    for (let i = 0; i < n + 200; i++) {
-      const t = performance.now()
-      await client.invoke(addr, RemotingCommand.createRequest(1, { a: 'PG', b: 'Lat', e: '0' }, body), 5000)
-      if (i >= 200) out.push((performance.now() - t) * 1000)
-    }
-    return out.sort((a, b) => a - b)
-  } finally {
-    await client.close()
-    await server.stop({ timeoutMs: 1000 })
-  }
-}
-
-function sendV2(topic: string, queueId: number): RemotingCommand {
-  return RemotingCommand.createRequest(RequestCode.SEND_MESSAGE_V2, { a: 'PG', b: topic, c: 'TBW102', d: '4', e: String(queueId), f: '0', g: '1', h: '0', i: props, j: '0', k: 'false' }, body)
+function child(name: string, file: string, flags: string[] = []): BenchChild {
+  return new BenchChild(name, new URL(file, import.meta.url), flags)
 }
 
 export async function run(opts: RunOptions): Promise<BenchResult[]> {
-  const n = opts.quick ? QUICK : FULL
+  const n = { ...(opts.quick ? QUICK : FULL) }
+  if (process.env.BENCH_BROKER_ROUNDS) n.rounds = Number(process.env.BENCH_BROKER_ROUNDS)
   const dir = await mkdtemp(path.join(tmpdir(), 'mqts-bench-broker-'))
+  const server = child('broker process', './broker/server.js', nodeFlags())
+  const baseline = child('baseline process', './broker/baseline.js', BROKER_NODE_FLAGS)
+  const load = child('load process', './broker/load.js')
   const rows: BenchResult[] = []
   try {
-    const roundBatches = Math.ceil(n.batches / PRODUCE_ROUNDS)
-    const batches = roundBatches * PRODUCE_ROUNDS
-    const embedded = await MessageStore.open({ dir: path.join(dir, 'embedded'), commitLogFileSize: FILE_BYTES, messageIndexEnable: false })
-    const putLat = await embeddedPutLatency(path.join(dir, 'embedded-lat'), n.sends)
-    const rtt = await rawRoundTrips(n.sends)
-
-    const ns = await NameServer.start({ port: 0, logger: silentLogger })
-    const broker = await Broker.start({ listenPort: 0, namesrvAddr: [ns.address()], storePathRootDir: path.join(dir, 'broker'), logger: silentLogger, mappedFileSizeCommitLog: FILE_BYTES, messageIndexEnable: false })
-    const clients = Array.from({ length: CONNECTIONS }, () => new TcpRemotingClient({ logger: silentLogger }))
-    try {
-      const addr = broker.address
-      await clients[0]!.invoke(addr, RemotingCommand.createRequest(RequestCode.UPDATE_AND_CREATE_TOPIC, { topic: 'Bench', defaultTopic: 'TBW102', readQueueNums: String(QUEUES), writeQueueNums: String(QUEUES), perm: '6', topicFilterType: 'SINGLE_TAG', order: 'false' }), 5000)
-      // Batched produce: CONNECTIONS connections, IN_FLIGHT_PER_CONNECTION batches in flight on each.
-      const batch = batchBody(body, props, BATCH)
-      const produce = (count: number): Promise<Rate> => {
-        let next = 0
-        const worker = async (client: TcpRemotingClient): Promise<void> => {
-          for (;;) {
-            const i = next++
-            if (i >= count) return
-            const req = RemotingCommand.createRequest(RequestCode.SEND_BATCH_MESSAGE, { a: 'PG', b: 'Bench', c: 'TBW102', d: '4', e: String(i % QUEUES), f: '0', g: '1', h: '0', m: 'true' }, batch)
-            const r = await client.invoke(addr, req, 10_000)
-            if (r.code !== ResponseCode.SUCCESS) throw new Error(`batch send failed: ${r.code} ${r.remark}`)
-          }
-        }
-        return measure(count * BATCH, async () => {
-          await Promise.all(clients.flatMap((c) => Array.from({ length: IN_FLIGHT_PER_CONNECTION }, () => worker(c))))
-        })
-      }
-      const produceRates: Rate[] = []
-      const baselineRates: Rate[] = []
-      for (let round = 0; round < PRODUCE_ROUNDS; round++) {
-        baselineRates.push(await embeddedPutBatch(embedded, roundBatches))
-        produceRates.push(await produce(roundBatches))
-      }
-      await embedded.close()
-      const produced = best(produceRates)
-      const produceBaseline = best(baselineRates)
-      rows.push({
-        ...compare({ name: `batched produce (${BATCH} x 1 KiB, ${CONNECTIONS} connections)`, value: Math.round(produced.perSec), unit: 'msg/s', mbPerSec: (produced.perSec * BODY_BYTES) / 1e6 }, 'embedded putBatch', produceBaseline.perSec, TARGET_PRODUCE_RATIO),
-        note: `best of ${PRODUCE_ROUNDS} rounds each; CPU ${produced.cpuUs.toFixed(1)} µs/msg (client + broker) vs ${produceBaseline.cpuUs.toFixed(1)}`,
-      })
-
-      // Single send with reply, one caller.
-      const lat: number[] = []
-      for (let i = 0; i < n.sends + 200; i++) {
-        const t = performance.now()
-        const r = await clients[0]!.invoke(addr, sendV2('Bench', i % QUEUES), 5000)
-        if (r.code !== ResponseCode.SUCCESS) throw new Error(`send failed: ${r.code} ${r.remark}`)
-        if (i >= 200) lat.push((performance.now() - t) * 1000)
-      }
-      lat.sort((a, b) => a - b)
-      for (const p of [50, 99]) {
-        const base = percentile(rtt, p) + percentile(putLat, p)
-        const row: BenchResult = { name: `send p${p}, 1 caller`, value: Math.round(percentile(lat, p)), unit: 'µs', baseline: 'raw round trip + store put', ratio: percentile(lat, p) / base, note: `baseline ${Math.round(base)} µs (lower ratio is better)` }
-        rows.push(row)
-      }
-
-      // Pull everything back, one caller per queue.
-      const total = batches * BATCH + n.sends + 200
-      let pulled = 0
-      const pullQueue = async (q: number): Promise<void> => {
-        let offset = 0
-        for (;;) {
-          const r = await clients[q % CONNECTIONS]!.invoke(
-            addr,
-            RemotingCommand.createRequest(RequestCode.PULL_MESSAGE, { consumerGroup: 'CG', topic: 'Bench', queueId: String(q), queueOffset: String(offset), maxMsgNums: '32', sysFlag: '4', commitOffset: '0', suspendTimeoutMillis: '0', subscription: '*', subVersion: '0' }),
-            10_000,
-          )
-          if (r.code !== ResponseCode.SUCCESS) return
-          const next = Number(r.extFields.nextBeginOffset)
-          pulled += next - offset
-          offset = next
-        }
-      }
-      const pullRate = await measure(total, async () => {
-        await Promise.all(Array.from({ length: QUEUES }, (_, q) => pullQueue(q)))
-      })
-      if (pulled !== total) throw new Error(`pulled ${pulled} messages, produced ${total}`)
-      // Baseline: the broker's own store read raw, same queues, same batch size.
-      const cpu = process.cpuUsage()
-      const getBegin = performance.now()
-      let got = 0
-      for (let q = 0; q < QUEUES; q++) {
-        let offset = 0
-        for (;;) {
-          const r = await broker.store.get({ topic: 'Bench', queueId: q, offset, maxMessages: 32, raw: true })
-          if (r.status !== 'FOUND') break
-          got += r.nextOffset - offset
-          offset = r.nextOffset
-        }
-      }
-      const getRate = got / ((performance.now() - getBegin) / 1000)
-      const getCpu = process.cpuUsage(cpu)
-      rows.push({
-        ...compare({ name: 'pull all (32 per pull, 1 caller per queue)', value: Math.round(pullRate.perSec), unit: 'msg/s', mbPerSec: (pullRate.perSec * BODY_BYTES) / 1e6 }, 'embedded raw get', getRate),
-        note: `CPU ${pullRate.cpuUs.toFixed(1)} µs/msg (client + broker) vs ${((getCpu.user + getCpu.system) / got).toFixed(2)}`,
-      })
-    } finally {
-      await Promise.all(clients.map((c) => c.close()))
-      await broker.stop()
-      await ns.stop()
+    const props = encodeProperties({ TAGS: 'TagA' })
+    const body = Buffer.alloc(BODY_BYTES, 0x61)
+    const addr = await server.call<string>('start', { dir: path.join(dir, 'broker'), fileBytes: FILE_BYTES })
+    await baseline.call('open', { dir: path.join(dir, 'embedded'), fileBytes: FILE_BYTES, bodyBytes: BODY_BYTES })
+    await load.call('connect', { addr, connections: CONNECTIONS, inFlight: IN_FLIGHT_PER_CONNECTION, queues: QUEUES, bodyBase64: batchBody(body, props, BATCH).toString('base64') })
+    /** The broker process's CPU per message while `fn` runs: the whole process, and its main thread. */
+    const brokerCpu = async <T>(messages: number, fn: () => Promise<T>): Promise<[T, Cpu]> => {
+      const before = await server.call<CpuTotals>('cpu')
+      const r = await fn()
+      const after = await server.call<CpuTotals>('cpu')
+      return [r, { process: (after.process - before.process) / messages, main: after.main === undefined || before.main === undefined ? undefined : (after.main - before.main) / messages }]
     }
+
+    // Batched produce and its baseline, in turns.
+    const produced: Rate[] = []
+    const brokerCpus: Cpu[] = []
+    const loadCpus: number[] = []
+    const putBatches: Rate[] = []
+    const roundMessages = n.roundBatches * BATCH
+    for (let round = 0; round < n.rounds; round++) {
+      putBatches.push(await baseline.call<Rate>('putBatch', { count: n.roundBatches, messages: BATCH, queues: QUEUES }))
+      const [r, cpu] = await brokerCpu(roundMessages, () => load.call<Rate>('produce', { count: n.roundBatches, messagesPerBatch: BATCH, inFlight: IN_FLIGHT_PER_CONNECTION, queues: QUEUES }))
+      produced.push(r)
+      brokerCpus.push(cpu)
+      loadCpus.push(r.cpuUs)
+      if (process.env.BENCH_BROKER_DEBUG) console.error(`round ${round}: produce ${Math.round(r.perSec)} msg/s broker ${cpu.process.toFixed(2)} (main ${cpu.main?.toFixed(2)}) µs/msg load ${r.cpuUs.toFixed(2)}; putBatch ${Math.round(putBatches[round]!.perSec)} msg/s ${putBatches[round]!.cpuUs.toFixed(2)} (main ${putBatches[round]!.mainUs?.toFixed(2)}) µs/msg`)
+    }
+    const p = best(produced)
+    const b = best(putBatches)
+    rows.push({
+      ...compare({ name: `batched produce (${BATCH} x 1 KiB, ${CONNECTIONS} connections)`, value: Math.round(p.perSec), unit: 'msg/s', mbPerSec: (p.perSec * BODY_BYTES) / 1e6 }, 'putBatch, own process', b.perSec, TARGET_PRODUCE_RATIO),
+      note: `best of ${n.rounds} rounds each (median of the rounds' ratios ${(medianOf(produced.map((r, i) => r.perSec / putBatches[i]!.perSec)) * 100).toFixed(1)}%); CPU µs/msg (least): broker ${least(brokerCpus.map((c) => c.process))} (main thread ${least(brokerCpus.map((c) => c.main))}), load ${least(loadCpus)}, putBatch ${least(putBatches.map((r) => r.cpuUs))} (main thread ${least(putBatches.map((r) => r.mainUs))})`,
+    })
+
+    if (process.env.BENCH_BROKER_ROWS === 'produce') return rows
+
+    // Single send with reply, one caller: the broker, then the raw round trip and a put.
+    const sends = { n: Math.ceil(n.sends / SEND_TURNS), warmup: WARMUP_SENDS, bodyBase64: body.toString('base64'), properties: props }
+    // The broker's and the echo server's round trips in turns, so both see the same conditions
+    // (the disk still writing back the produce rounds, the machine's other load).
+    const echoAddr = await baseline.call<string>('echo')
+    const lat: number[] = []
+    const rtt: number[] = []
+    for (let turn = 0; turn < SEND_TURNS; turn++) {
+      lat.push(...(await load.call<number[]>('sends', { ...sends, addr })))
+      rtt.push(...(await load.call<number[]>('sends', { ...sends, addr: echoAddr })))
+    }
+    lat.sort((x, y) => x - y)
+    rtt.sort((x, y) => x - y)
+    const putLat = await baseline.call<number[]>('putLatency', { dir: path.join(dir, 'embedded-lat'), n: n.sends })
+    for (const pc of [50, 99]) {
+      const base = percentile(rtt, pc) + percentile(putLat, pc)
+      rows.push({ name: `send p${pc}, 1 caller`, value: Math.round(percentile(lat, pc)), unit: 'µs', baseline: 'raw round trip + store put', ratio: percentile(lat, pc) / base, note: `baseline ${Math.round(base)} µs: round trip ${Math.round(percentile(rtt, pc))} + put ${Math.round(percentile(putLat, pc))} (lower ratio is better)` })
+    }
+
+    // Pull everything back, one caller per queue, against the baseline store's raw get.
+    const total = n.rounds * roundMessages + SEND_TURNS * (Math.ceil(n.sends / SEND_TURNS) + WARMUP_SENDS)
+    const [pulled, pullCpu] = await brokerCpu(total, () => load.call<Rate & { pulled: number }>('pullAll', { addr, queues: QUEUES, total }))
+    if (pulled.pulled !== total) throw new Error(`pulled ${pulled.pulled} messages, produced ${total}`)
+    const got = await baseline.call<Rate & { got: number }>('rawGet', { queues: QUEUES })
+    rows.push({
+      ...compare({ name: 'pull all (32 per pull, 1 caller per queue)', value: Math.round(pulled.perSec), unit: 'msg/s', mbPerSec: (pulled.perSec * BODY_BYTES) / 1e6 }, 'raw get, own process', got.perSec),
+      note: `CPU µs/msg: broker ${pullCpu.process.toFixed(2)} (main thread ${pullCpu.main?.toFixed(2) ?? '-'}), load ${pulled.cpuUs.toFixed(2)}, raw get ${got.cpuUs.toFixed(2)}`,
+    })
   } finally {
+    await Promise.all([load.stop(), server.stop(), baseline.stop()])
     await rm(dir, { recursive: true, force: true })
   }
   return rows
@@ -225,6 +175,10 @@ export async function run(opts: RunOptions): Promise<BenchResult[]> {
 
 if (isMain(import.meta.url)) {
   const quick = isQuick()
-  printEnvironment('broker benchmark', { mode: quick ? 'quick' : 'full' })
+  printEnvironment('broker benchmark', {
+    mode: quick ? 'quick' : 'full',
+    processes: 'broker | load generator | baselines (putBatch, put, raw get, echo server): one node process each',
+    'node flags': `broker ${nodeFlags().join(' ') || '-'}, baselines ${BROKER_NODE_FLAGS.join(' ') || '-'}, load generator -`,
+  })
   printResults('broker', await run({ quick }))
 }

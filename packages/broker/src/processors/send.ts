@@ -21,8 +21,9 @@ import {
 import type { TopicConfig } from '@mqts/namesrv'
 import type { BrokerContext } from '../context.js'
 import { BrokerError } from '../errors.js'
-import { BATCH_ENTRY_FIXED_BYTES, DEFAULT_REGION_ID, MESSAGE_PROPERTY, SEND_V2_KEY } from '../protocol.js'
+import { DEFAULT_REGION_ID, MESSAGE_PROPERTY, SEND_V2_KEY } from '../protocol.js'
 import { RETRY_GROUP_TOPIC_PREFIX, isWriteable } from '../topic-config.js'
+import { batchMsgIds, batchPuts } from './batch.js'
 
 export interface SendHeader {
   producerGroup: string
@@ -94,27 +95,6 @@ export function storeErrorResponse(err: unknown): RemotingCommand {
   }
 }
 
-/** The stored messages of a SEND_BATCH_MESSAGE body (RocketMQ's MessageDecoder.decodesBatch). */
-export function decodeBatchBody(body: Buffer): Array<{ flag: number; body: Buffer; properties: string }> {
-  const out: Array<{ flag: number; body: Buffer; properties: string }> = []
-  let at = 0
-  while (at < body.length) {
-    if (body.length - at < BATCH_ENTRY_FIXED_BYTES) throw new Error(`batch entry at byte ${at} is truncated`)
-    const total = body.readInt32BE(at)
-    const flag = body.readInt32BE(at + 12)
-    const bodyLength = body.readInt32BE(at + 16)
-    const bodyStart = at + 20
-    if (bodyLength < 0 || bodyStart + bodyLength + 2 > body.length) throw new Error(`batch entry at byte ${at} has a body length ${bodyLength} past the end`)
-    const propsLength = body.readInt16BE(bodyStart + bodyLength)
-    const propsStart = bodyStart + bodyLength + 2
-    if (propsLength < 0 || propsStart + propsLength > body.length) throw new Error(`batch entry at byte ${at} has a properties length ${propsLength} past the end`)
-    if (total !== propsStart + propsLength - at) throw new Error(`batch entry at byte ${at} says ${total} bytes, its fields take ${propsStart + propsLength - at}`)
-    out.push({ flag, body: body.subarray(bodyStart, bodyStart + bodyLength), properties: body.toString('utf8', propsStart, propsStart + propsLength) })
-    at += total
-  }
-  return out
-}
-
 export function sendProcessor(ctx: BrokerContext): RequestProcessor {
   return async (req: RemotingCommand, channel: Channel) => {
     if (ctx.config.brokerRole === 'SLAVE') return fail(ResponseCode.SERVICE_NOT_AVAILABLE, `the broker[${ctx.config.brokerName}] is a replica: send to its master`)
@@ -122,7 +102,8 @@ export function sendProcessor(ctx: BrokerContext): RequestProcessor {
     if ((h.sysFlag & TRANSACTION_TYPE_MASK) === TRANSACTION_PREPARED) {
       return fail(ResponseCode.NO_PERMISSION, `the broker[${ctx.config.brokerName}] does not take transactional messages`)
     }
-    const topicCheck = await checkTopic(ctx, h)
+    let topicCheck = checkTopic(ctx, h)
+    if (topicCheck instanceof Promise) topicCheck = await topicCheck
     if (topicCheck instanceof RemotingCommand) return topicCheck
     const tc = topicCheck
     let queueId = h.queueId
@@ -149,7 +130,8 @@ export function sendProcessor(ctx: BrokerContext): RequestProcessor {
         reconsumeTimes: h.reconsumeTimes,
       }
       const r = await ctx.store.put(ctx.schedule(message))
-      const replicated = r.status === 'PUT_OK' ? await ctx.waitForReplicas(r.physicalOffset + r.size) : 'OK'
+      let replicated: ReplicaSync | Promise<ReplicaSync> = r.status === 'PUT_OK' ? replicasOf(ctx, r.physicalOffset + r.size) : 'OK'
+      if (typeof replicated !== 'string') replicated = await replicated
       return sendResponse(ctx, replicated === 'OK' ? r.status : replicated, r.msgId, queueId, r.queueOffset, properties[MESSAGE_PROPERTY.UNIQ_KEY])
     } catch (err) {
       return storeErrorResponse(err)
@@ -158,38 +140,22 @@ export function sendProcessor(ctx: BrokerContext): RequestProcessor {
 }
 
 async function sendBatch(ctx: BrokerContext, req: RemotingCommand, h: SendHeader, queueId: number, bornHost: string): Promise<RemotingCommand> {
-  let entries: ReturnType<typeof decodeBatchBody>
+  let messages: PutMessage[]
   try {
-    entries = decodeBatchBody(req.body)
+    messages = batchPuts(req.body, { topic: h.topic, queueId, sysFlag: h.sysFlag, bornTimestamp: h.bornTimestamp, bornHost, reconsumeTimes: h.reconsumeTimes })
   } catch (err) {
     return fail(ResponseCode.MESSAGE_ILLEGAL, `the batch is illegal: ${(err as Error).message}`)
   }
-  if (entries.length === 0) return fail(ResponseCode.MESSAGE_ILLEGAL, 'the batch holds no message')
-  // The entries' properties go to the store as the client encoded them (no decode, no re-encode):
-  // the store checks them as it checks an object's, so a bad one is still MESSAGE_ILLEGAL.
-  const messages: PutMessage[] = new Array(entries.length)
-  for (let i = 0; i < entries.length; i++) {
-    const e = entries[i]!
-    messages[i] = {
-      topic: h.topic,
-      queueId,
-      body: e.body,
-      propertiesText: e.properties,
-      flag: e.flag,
-      sysFlag: h.sysFlag,
-      bornTimestamp: h.bornTimestamp,
-      bornHost,
-      reconsumeTimes: h.reconsumeTimes,
-    }
-  }
+  if (messages.length === 0) return fail(ResponseCode.MESSAGE_ILLEGAL, 'the batch holds no message')
   const rs: PutResult[] = await ctx.store.putBatch(messages)
   let status: string = rs.some((r) => r.status !== 'PUT_OK') ? 'FLUSH_DISK_TIMEOUT' : 'PUT_OK'
   const last = rs[rs.length - 1]!
   if (status === 'PUT_OK') {
-    const replicated = await ctx.waitForReplicas(last.physicalOffset + last.size)
+    let replicated: ReplicaSync | Promise<ReplicaSync> = replicasOf(ctx, last.physicalOffset + last.size)
+    if (typeof replicated !== 'string') replicated = await replicated
     if (replicated !== 'OK') status = replicated
   }
-  return sendResponse(ctx, status, rs.map((r) => r.msgId).join(','), queueId, rs[0]!.queueOffset, undefined)
+  return sendResponse(ctx, status, batchMsgIds(rs), queueId, rs[0]!.queueOffset, undefined)
 }
 
 /** The answer's code and remark for a stored message (every one of these still counts as stored). */
@@ -214,17 +180,34 @@ function sendResponse(ctx: BrokerContext, status: string, msgId: string, queueId
   return RemotingCommand.createResponse(code, remark, ext)
 }
 
-/** The topic's config, created on first send when allowed, or the answer refusing the send. */
-async function checkTopic(ctx: BrokerContext, h: SendHeader): Promise<TopicConfig | RemotingCommand> {
-  let tc = ctx.topics.get(h.topic)
-  if (!tc) {
-    if (h.topic.startsWith(RETRY_GROUP_TOPIC_PREFIX)) tc = await ctx.topics.createIfMissing(h.topic, 1, 6)
-    else tc = await ctx.topics.createOnSend(h.topic, h.defaultTopic, h.defaultTopicQueueNums, 0)
-    if (tc) ctx.registerSoon()
-  }
+/**
+ * The topic's config, or the answer refusing the send: at once for a known topic (no await on the
+ * send path), through a promise when it has to be created first (on first send, when allowed).
+ */
+function checkTopic(ctx: BrokerContext, h: SendHeader): TopicConfig | RemotingCommand | Promise<TopicConfig | RemotingCommand> {
+  const tc = ctx.topics.get(h.topic)
+  return tc ? writeableTopic(tc, h) : createTopicOnSend(ctx, h)
+}
+
+async function createTopicOnSend(ctx: BrokerContext, h: SendHeader): Promise<TopicConfig | RemotingCommand> {
+  let tc: TopicConfig | undefined
+  if (h.topic.startsWith(RETRY_GROUP_TOPIC_PREFIX)) tc = await ctx.topics.createIfMissing(h.topic, 1, 6)
+  else tc = await ctx.topics.createOnSend(h.topic, h.defaultTopic, h.defaultTopicQueueNums, 0)
+  if (tc) ctx.registerSoon()
   if (!tc) return fail(ResponseCode.TOPIC_NOT_EXIST, `topic[${h.topic}] not exist, apply first please!`)
+  return writeableTopic(tc, h)
+}
+
+function writeableTopic(tc: TopicConfig, h: SendHeader): TopicConfig | RemotingCommand {
   if (!isWriteable(tc.perm)) return fail(ResponseCode.NO_PERMISSION, `the topic[${h.topic}] sending message is forbidden`)
   return tc
+}
+
+/** Replication's verdict on a stored send: only a SYNC_MASTER waits for its replicas (the others answer at once, without an await). */
+type ReplicaSync = Awaited<ReturnType<BrokerContext['waitForReplicas']>>
+
+function replicasOf(ctx: BrokerContext, end: number): ReplicaSync | Promise<ReplicaSync> {
+  return ctx.config.brokerRole === 'SYNC_MASTER' ? ctx.waitForReplicas(end) : 'OK'
 }
 
 /** The producer's address as the store records it ("a.b.c.d:port" or "[v6]:port"). */
