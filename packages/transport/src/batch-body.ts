@@ -2,8 +2,8 @@
  * SEND_BATCH_MESSAGE's body as RocketMQ 4.x clients write it (MessageDecoder.encodeMessages): one
  * entry per message, | totalSize 4 | magic 4 | bodyCRC 4 | flag 4 | bodyLength 4 | body |
  * propertiesLength 2 | properties |, big-endian; the broker ignores magic and bodyCRC (written 0).
- * The encoder lives here once for the client, the broker's tests and the benchmarks; the broker
- * decodes with its own reader (processors/send.ts).
+ * The encoder and the reader live here once: the client, the broker's tests and the benchmarks
+ * encode; the broker walks the entries (processors/batch.ts builds its puts from them).
  */
 
 /** The bytes of an entry besides its body and properties. */
@@ -40,4 +40,28 @@ export function encodeBatchBody(entries: readonly BatchEntry[]): Buffer {
     parts.push(head, e.body, propsLength, props)
   }
   return Buffer.concat(parts)
+}
+
+/** Where the fields of one entry are in the body. */
+export interface BatchEntryVisitor {
+  (flag: number, bodyStart: number, bodyEnd: number, propsStart: number, propsEnd: number): void
+}
+
+/** Walks the entries of a batch body, checking each one's lengths; throws an Error naming the bad entry. */
+export function walkBatchBody(body: Buffer, visit: BatchEntryVisitor): void {
+  let at = 0
+  while (at < body.length) {
+    if (body.length - at < BATCH_ENTRY_FIXED_BYTES) throw new Error(`batch entry at byte ${at} is truncated`)
+    const total = body.readInt32BE(at + BATCH_ENTRY.TOTAL_SIZE)
+    const flag = body.readInt32BE(at + BATCH_ENTRY.FLAG)
+    const bodyLength = body.readInt32BE(at + BATCH_ENTRY.BODY_LENGTH)
+    const bodyStart = at + BATCH_ENTRY.BODY
+    if (bodyLength < 0 || bodyStart + bodyLength + 2 > body.length) throw new Error(`batch entry at byte ${at} has a body length ${bodyLength} past the end`)
+    const propsLength = body.readInt16BE(bodyStart + bodyLength)
+    const propsStart = bodyStart + bodyLength + 2
+    if (propsLength < 0 || propsStart + propsLength > body.length) throw new Error(`batch entry at byte ${at} has a properties length ${propsLength} past the end`)
+    if (total !== propsStart + propsLength - at) throw new Error(`batch entry at byte ${at} says ${total} bytes, its fields take ${propsStart + propsLength - at}`)
+    visit(flag, bodyStart, bodyStart + bodyLength, propsStart, propsStart + propsLength)
+    at += total
+  }
 }

@@ -8,31 +8,7 @@
  * (no decode into an object and re-encode: the store checks them as it checks an object's).
  */
 import type { PutMessage, PutResult } from '@mqts/store'
-import { BATCH_ENTRY_FIXED_BYTES } from '../protocol.js'
-
-/** Where the fields of one entry are in the body. */
-interface EntryVisitor {
-  (flag: number, bodyStart: number, bodyEnd: number, propsStart: number, propsEnd: number): void
-}
-
-/** Walks the entries of a batch body, checking each one's lengths; throws an Error naming the bad entry. */
-function walkBatchBody(body: Buffer, visit: EntryVisitor): void {
-  let at = 0
-  while (at < body.length) {
-    if (body.length - at < BATCH_ENTRY_FIXED_BYTES) throw new Error(`batch entry at byte ${at} is truncated`)
-    const total = body.readInt32BE(at)
-    const flag = body.readInt32BE(at + 12)
-    const bodyLength = body.readInt32BE(at + 16)
-    const bodyStart = at + 20
-    if (bodyLength < 0 || bodyStart + bodyLength + 2 > body.length) throw new Error(`batch entry at byte ${at} has a body length ${bodyLength} past the end`)
-    const propsLength = body.readInt16BE(bodyStart + bodyLength)
-    const propsStart = bodyStart + bodyLength + 2
-    if (propsLength < 0 || propsStart + propsLength > body.length) throw new Error(`batch entry at byte ${at} has a properties length ${propsLength} past the end`)
-    if (total !== propsStart + propsLength - at) throw new Error(`batch entry at byte ${at} says ${total} bytes, its fields take ${propsStart + propsLength - at}`)
-    visit(flag, bodyStart, bodyStart + bodyLength, propsStart, propsStart + propsLength)
-    at += total
-  }
-}
+import { walkBatchBody } from '@mqts/transport'
 
 /** The stored messages of a SEND_BATCH_MESSAGE body (RocketMQ's MessageDecoder.decodesBatch). */
 export function decodeBatchBody(body: Buffer): Array<{ flag: number; body: Buffer; properties: string }> {
