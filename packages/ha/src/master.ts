@@ -99,12 +99,19 @@ class ReplicaLink {
     if (this.nextOffset < 0) {
       const store = this.master.store
       const min = store.commitLogMinOffset
-      if (offset > store.commitLogMaxOffset || offset < min) {
-        this.master.logger.warn('replica asks for an offset this master does not hold: link dropped', { replica: this.remoteAddress, offset, min, max: store.commitLogMaxOffset })
+      // An empty replica (it reports 0) starts where this log does: retention may have deleted
+      // the first files, and the replica's store then starts at the same file.
+      const start = offset === 0 ? min : offset
+      if (start > store.commitLogMaxOffset || start < min) {
+        const why =
+          start < min
+            ? "the replica's log ends below this master's first CommitLog offset (retention deleted the files it lacks): it cannot catch up; empty its store directory to seed it again"
+            : "the replica's log ends past this master's end"
+        this.master.logger.warn(`replica link refused: ${why}`, { replica: this.remoteAddress, offset, min, max: store.commitLogMaxOffset })
         this.close('offset outside the log')
         return
       }
-      this.nextOffset = offset
+      this.nextOffset = start
     }
     this.ackOffset = offset
     this.master.acknowledged()

@@ -46,6 +46,8 @@ export class HAReplica {
   #buffer = Buffer.alloc(0)
   /** Where the next frame must start. */
   #expected = 0
+  /** The store was empty at connect: the first frame sets where the log starts. */
+  #seeding = false
   #inFlightBytes = 0
   #lastRead = 0
   #lastReport = 0
@@ -104,17 +106,28 @@ export class HAReplica {
     const socket = net.connect({ host: target.host, port: target.port, noDelay: true })
     this.#socket = socket
     this.#buffer = Buffer.alloc(0)
+    let framed = false
     socket.on('connect', () => {
-      // The master starts where this log ends (bytes of a cut record included).
-      this.#expected = this.store.replicaEndOffset
+      // The master starts where this log ends (bytes of a cut record included). An empty store
+      // reports 0 and takes the first frame wherever the master's log starts (see #onData).
+      const store = this.store
+      this.#seeding = store.commitLogMaxOffset === store.commitLogMinOffset && store.replicaEndOffset === store.commitLogMinOffset
+      this.#expected = store.replicaEndOffset
       this.#lastRead = Date.now()
       this.#reported = -1
-      this.#report(this.#expected, true)
+      this.#report(this.#seeding ? 0 : this.#expected, true)
     })
+    socket.once('data', () => (framed = true))
     socket.on('data', (d) => this.#onData(d, generation))
     socket.on('error', () => undefined)
     socket.on('close', () => {
       if (this.#socket === socket) this.#socket = undefined
+      // A master that does not hold this replica's end closes at once (its log says why).
+      if (!framed && generation === this.#generation && !this.#stopped) {
+        this.linksDropped++
+        this.lastDropReason = `the master closed the link before sending anything: it may not hold this replica's end ${this.#expected} (a replica behind its master's first CommitLog file must be emptied to be seeded again)`
+        this.#logger.warn('link to the master refused', { reason: this.lastDropReason })
+      }
       this.#scheduleReconnect()
     })
   }
@@ -146,6 +159,11 @@ export class HAReplica {
       if (offset === undefined || size < 0 || size > MAX_FRAME_BODY_BYTES) {
         this.#drop(`a frame header that is not one (offset ${buf.readBigInt64BE(0)}, size ${size})`)
         return
+      }
+      if (this.#seeding) {
+        // An empty store: the master's log starts here; the store checks that a file starts here.
+        this.#seeding = size === 0
+        this.#expected = offset
       }
       if (offset !== this.#expected) {
         this.#drop(`a frame at offset ${offset} where this log ends at ${this.#expected}`)

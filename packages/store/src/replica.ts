@@ -224,9 +224,9 @@ export class Replication {
     if (log.failed) throw log.failed
     const expected = this.endOffset
     if (offset !== expected) {
-      throw new StoreError('OFFSET_MISMATCH', `appendReplicated at CommitLog offset ${offset}, but the store ends at ${expected}; nothing was written`, {
-        details: { offset, expected },
-      })
+      if (!this.#seedable(offset)) throw this.#mismatch(offset, expected)
+      await log.restartAt(offset)
+      this.parts.dispatcher.reputOffset = offset
     }
     if (bytes.length === 0) return log.wroteOffset
     // Chunks sent without waiting stage at most stagingLimitBytes ahead of the disk, as puts do.
@@ -267,6 +267,27 @@ export class Replication {
     this.#pending = plan.tailFrom < data.length ? Buffer.from(data.subarray(plan.tailFrom)) : EMPTY
     if (plan.units.length > 0) log.replicatedCommitted()
     return log.wroteOffset
+  }
+
+  /**
+   * Whether the log may start over at `offset`: it holds nothing (no byte written, none held) and
+   * `offset` starts a file. A new replica's master may have deleted its first files (retention):
+   * the replica then starts where the master's log does, as a store whose early files are gone.
+   */
+  #seedable(offset: number): boolean {
+    const log = this.parts.commitLog
+    return this.#pending.length === 0 && log.wroteOffset === log.minOffset && offset % log.fileSizeBytes === 0
+  }
+
+  #mismatch(offset: number, expected: number): StoreError {
+    const log = this.parts.commitLog
+    const why =
+      log.wroteOffset !== log.minOffset || this.#pending.length > 0
+        ? ''
+        : ` (an empty replica starts at another offset only where a file starts, a multiple of ${log.fileSizeBytes})`
+    return new StoreError('OFFSET_MISMATCH', `appendReplicated at CommitLog offset ${offset}, but the store ends at ${expected}${why}; nothing was written`, {
+      details: { offset, expected },
+    })
   }
 
   /** The file a unit at `offset` goes to: the last one, or the next one once it is full. */
