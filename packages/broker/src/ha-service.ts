@@ -119,20 +119,21 @@ export class BrokerHAService {
   }
 
   /**
-   * Topics this replica's store holds that its master no longer has were deleted there: the store
-   * follows each deletion at the master's offset of it (every record of the topic below it is a
-   * deleted one). A deletion the master no longer remembers (retention removed every file below
-   * it) is older than any record of the topic: `before`, this store's end when the master was
+   * Deletions on the master reach this replica's store: each topic it holds that the master
+   * deleted (`deletedAt`: the master's CommitLog offset of the deletion; every record of the topic
+   * below it is a deleted one, also when the topic was made again since) is followed at that
+   * offset. A topic the master's table lacks with no deletion remembered (retention removed every
+   * file below it) is older than the master's log: `before`, this store's end when the master was
    * asked, is then a safe offset (a topic made again after the answer has records only past it).
    * A deletion this store has not replicated up to yet is followed by a later round.
    */
   async #followDeletions(table: Record<string, TopicConfig>, deletedAt: Record<string, unknown>, before: number): Promise<void> {
     const { store, logger } = this.parts
     for (const { topic } of store.topics()) {
-      if (Object.hasOwn(table, topic)) continue
-      const d = deletedAt[topic]
-      const offset = typeof d === 'number' && Number.isSafeInteger(d) && d >= 0 ? d : before
-      if (await store.followTopicDeletion(topic, offset)) logger.debug?.('topic deleted on the master: its queues deleted here', { topic, offset })
+      const d = Object.hasOwn(deletedAt, topic) ? deletedAt[topic] : undefined
+      const offset = typeof d === 'number' && Number.isSafeInteger(d) && d >= 0 ? d : Object.hasOwn(table, topic) ? undefined : before
+      if (offset === undefined) continue
+      if (await store.followTopicDeletion(topic, offset)) logger.debug?.('a topic deleted on the master: its queues deleted here', { topic, offset })
     }
   }
 
