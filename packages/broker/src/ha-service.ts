@@ -133,7 +133,12 @@ export class BrokerHAService {
       const d = Object.hasOwn(deletedAt, topic) ? deletedAt[topic] : undefined
       const offset = typeof d === 'number' && Number.isSafeInteger(d) && d >= 0 ? d : Object.hasOwn(table, topic) ? undefined : before
       if (offset === undefined) continue
-      if (await store.followTopicDeletion(topic, offset)) logger.debug?.('a topic deleted on the master: its queues deleted here', { topic, offset })
+      try {
+        if (await store.followTopicDeletion(topic, offset)) logger.debug?.('a topic deleted on the master: its queues deleted here', { topic, offset })
+      } catch (err) {
+        // The rest of the metadata still goes; the next round tries again.
+        logger.warn('following a topic deletion of the master failed; retried next round', { topic, offset, error: (err as Error).message })
+      }
     }
   }
 

@@ -243,10 +243,11 @@ export class Dispatcher {
     while (this.running) await this.running.catch(() => undefined)
     const result = fn()
     this.again = true
-    void this.track(result.then(
+    const settled = result.then(
       () => undefined,
       () => undefined,
-    ))
+    )
+    void this.track(settled)
     return result
   }
 

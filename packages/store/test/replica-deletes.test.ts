@@ -8,7 +8,7 @@
 // (simulated disk), and a kill between writing the record that restarts a queue and dispatching
 // it (the next open empties the queue). SEED replays the chunk sizes.
 import assert from 'node:assert/strict'
-import { writeFile } from 'node:fs/promises'
+import { readFile, writeFile } from 'node:fs/promises'
 import * as path from 'node:path'
 import { test } from 'node:test'
 import { seededRandom, seedFromEnv } from '@mqts/common'
@@ -155,6 +155,39 @@ test(`a replica killed between writing the record that restarts a queue and disp
       return MessageStore.open(options)
     })()
     await assertSameAnswers(master, replica, KEYS, 'after another reopen')
+  } finally {
+    await master.close()
+    await replica.close()
+    await m.cleanup()
+    await r.cleanup()
+  }
+})
+
+test('a queue deletion a kill interrupted (written down, pending) is finished by the next open; the queue stays empty', async () => {
+  const m = await tempDir('mqts-del-master-')
+  const r = await tempDir('mqts-del-replica-')
+  const rnd = seededRandom(SEED + 3)
+  const options = storeOptions(r.dir, 'async', { role: 'replica' })
+  const master = await MessageStore.open(storeOptions(m.dir, 'async'))
+  let replica = await MessageStore.open(options)
+  try {
+    for (const q of [0, 1]) await put(master, 'T', q, 4, 'old')
+    await feed(master, replica, rnd)
+    const end = replica.commitLogMaxOffset
+    await replica.close()
+    // What a kill right after writing the deletion down leaves: the entry pending, the files there.
+    await writeFile(path.join(r.dir, 'config', 'deletedTopics.json'), JSON.stringify({ version: 1, topics: [{ topic: 'T', queueId: 1, offset: end, pending: true }] }))
+    await writeFile(path.join(r.dir, 'abort'), '')
+    replica = await MessageStore.open(options)
+    assert.equal(replica.maxOffset('T', 1), 0, 'the queue is empty')
+    assert.equal(replica.maxOffset('T', 0), 4, 'the other queue is kept')
+    const saved = JSON.parse((await readFile(path.join(r.dir, 'config', 'deletedTopics.json'))).toString()) as { topics: Array<{ pending: boolean; queueId?: number }> }
+    assert.deepEqual(saved.topics.map((e) => [e.queueId, e.pending]), [[1, false]], 'finished')
+    replica = await (async () => {
+      await replica.close()
+      return MessageStore.open(options)
+    })()
+    assert.equal(replica.maxOffset('T', 1), 0, 'still empty after another reopen')
   } finally {
     await master.close()
     await replica.close()
