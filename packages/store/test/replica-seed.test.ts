@@ -121,7 +121,7 @@ for (const flush of ['async', 'sync'] as const) {
   })
 }
 
-test(`a seeded replica killed (simulated disk) reopens at its minimum and resumes (seed ${SEED})`, async () => {
+test(`a seeded replica killed (simulated disk), before and after its first record, reopens at its minimum and resumes (seed ${SEED})`, async () => {
   const mdir = simPath('seed-master')
   const rdir = simPath('seed-replica')
   const rnd = seededRandom(SEED + 1)
@@ -132,13 +132,21 @@ test(`a seeded replica killed (simulated disk) reopens at its minimum and resume
   let replica = await MessageStore.open(storeOptions(rdir, 'async', { ...base, fileIO: rio, role: 'replica' }))
   try {
     const min = await masterWithRetention(master, rnd)
+    const kill = async (): Promise<void> => {
+      const killed = rio.processCrash()
+      await replica.close()
+      rio = killed
+      replica = await MessageStore.open(storeOptions(rdir, 'async', { ...base, fileIO: rio, role: 'replica' }))
+    }
+    // Killed once seeded with only part of a record held: an empty store starting at min.
+    await replica.appendReplicated(min, master.readCommitLog(min, 5))
+    assert.equal(replica.replicaEndOffset, min + 5)
+    await kill()
+    assert.deepEqual([replica.commitLogMinOffset, replica.commitLogMaxOffset, replica.replicaEndOffset], [min, min, min])
     await feed(master, replica, rnd, min + 3000)
     const acked = replica.commitLogMaxOffset
     assert.ok(acked > min)
-    const killed = rio.processCrash()
-    await replica.close()
-    rio = killed
-    replica = await MessageStore.open(storeOptions(rdir, 'async', { ...base, fileIO: rio, role: 'replica' }))
+    await kill()
     assert.equal(replica.recovery.cleanShutdown, false)
     assert.equal(replica.commitLogMinOffset, min)
     assert.ok(replica.replicaEndOffset >= acked, `reopened at ${replica.replicaEndOffset}, acknowledged ${acked}`)
