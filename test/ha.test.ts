@@ -7,7 +7,8 @@
 // replica answers pulls. Garbage or a truncated frame from an HA peer closes that link only: raw
 // sockets at the master's HA port (its replica goes on, its clients are served), a fake master
 // feeding a replica process (it drops the link, writes nothing, then follows the real master).
-// An ali-ons consumer reads everything from a replica while the master is stopped. Counts:
+// ali-ons consumers read from a replica while the master is stopped (a new group from the
+// first offset, a known group from its offsets the replica copied from its master). Counts:
 // HA_TEST_MESSAGES (per produce round).
 import assert from 'node:assert/strict'
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
@@ -362,12 +363,26 @@ test('a fake master sending garbage or a truncated frame to a replica process: t
   }
 })
 
-test('an ali-ons consumer reads every message from a replica while the master is stopped', { timeout: 120_000 }, async () => {
+test('ali-ons consumers read from a replica while the master is stopped: a new group from the first offset, a known group from its offsets copied from the master', { timeout: 150_000 }, async () => {
   const g = await startGroup('ASYNC_MASTER', [1])
   try {
-    const sent = await onsClient<{ sent: string; status: string }>(g.ns.address, ['produce', TOPIC, String(MESSAGES), 'ons'])
-    assert.equal(sent.length, MESSAGES)
+    const first = await onsClient<{ sent: string }>(g.ns.address, ['produce', TOPIC, String(MESSAGES), 'ons'])
+    assert.equal(first.length, MESSAGES)
+    // A group consumes everything from the master; its offsets reach the replica.
+    const early = await onsClient<{ got: string }>(g.ns.address, ['consume', TOPIC, 'OnsKnownG', '*', String(MESSAGES)])
+    assert.equal(new Set(early.map((m) => m.got)).size, MESSAGES)
+    const later = await onsClient<{ sent: string }>(g.ns.address, ['produce', TOPIC, String(MESSAGES), 'later'])
     await caughtUp(g, [1])
+    const offsets = async (address: string): Promise<string> => {
+      const out: string[] = []
+      for (let q = 0; q < QUEUES; q++) {
+        const r = await g.client.invoke(address, RemotingCommand.createRequest(RequestCode.QUERY_CONSUMER_OFFSET, { consumerGroup: 'OnsKnownG', topic: TOPIC, queueId: String(q) }), T)
+        out.push(`${r.code}:${r.extFields.offset}`)
+      }
+      return out.join()
+    }
+    const want = await offsets(g.servers[0]!.address)
+    await until(`the group's offsets ${want} copied to the replica`, async () => (await offsets(g.servers[1]!.address)) === want)
     await stop(g.servers[0]!)
     const route = async (): Promise<string> => {
       const r = await g.client.invoke(g.ns.address, RemotingCommand.createRequest(RequestCode.GET_ROUTEINFO_BY_TOPIC, { topic: TOPIC }), T)
@@ -376,10 +391,12 @@ test('an ali-ons consumer reads every message from a replica while the master is
       return Object.keys(data.brokerDatas[0]?.brokerAddrs ?? {}).join()
     }
     await until('the master gone from the route, the replica kept', async () => (await route()) === '1')
-    // ali-ons pulls from the master, or from any broker of the group when the route has none;
-    // its consumer list and offsets come from the replica as well.
-    const got = await onsClient<{ got: string }>(g.ns.address, ['consume', TOPIC, 'OnsReplicaG', '*', String(MESSAGES)])
-    assert.deepEqual([...new Set(got.map((m) => m.got))].sort(), sent.map((s) => s.sent).sort())
+    // ali-ons pulls from the master, or from any broker of the group when the route has none; its
+    // consumer list and stored offsets come from that broker too.
+    const all = await onsClient<{ got: string }>(g.ns.address, ['consume', TOPIC, 'OnsReplicaG', '*', String(2 * MESSAGES)])
+    assert.deepEqual([...new Set(all.map((m) => m.got))].sort(), [...first, ...later].map((s) => s.sent).sort())
+    const rest = await onsClient<{ got: string }>(g.ns.address, ['consume', TOPIC, 'OnsKnownG', '*', String(MESSAGES)])
+    assert.deepEqual([...new Set(rest.map((m) => m.got))].sort(), later.map((s) => s.sent).sort(), 'the known group resumes where it was on the master')
   } finally {
     await stopGroup(g)
   }
