@@ -1,7 +1,8 @@
 /**
  * The master side of the HA stream (RocketMQ's DefaultHAService and HAConnection): it listens on
  * the HA port; each replica connection reads the replica's reported offsets (the first says
- * where to start, each later one acknowledges what the replica holds) and writes the CommitLog
+ * where to start: 0, an empty replica, starts at this log's first byte; one this log does not hold
+ * is refused; each later one acknowledges what the replica holds) and writes the CommitLog
  * from there, in frames of a 12-byte header and up to 32 KiB of raw CommitLog bytes. The bytes
  * are views of the store's mapping, handed to the socket without a copy; header and body go out
  * in one corked write. When there is nothing new the link waits for the store's committed-offset

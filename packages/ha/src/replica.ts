@@ -6,7 +6,9 @@
  * each frame's end is reported once its bytes are applied (durable by the flush mode, dispatched),
  * and every 5 s regardless. A frame whose offset is not where the log ends, garbage, a chunk the
  * store refuses, or a master silent for 20 s drops the link; it connects again after a second
- * and resumes from its own end.
+ * and resumes from its own end. An empty store reports 0 and starts wherever the master's log
+ * does (its first files may be gone); a master that does not hold this log's end closes the link
+ * before sending anything, which is logged.
  */
 import * as net from 'node:net'
 import type { MessageStore } from '@mqts/store'
