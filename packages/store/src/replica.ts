@@ -16,6 +16,9 @@
  * master with another commitLogFileSize is FILE_SIZE_MISMATCH. Damage is CORRUPT_RECORD; either
  * way nothing of the chunk is written and the HA link resumes from the store's end.
  *
+ * An empty replica takes its first chunk at any offset where a file starts: a master whose first
+ * files retention deleted starts it there, and the log starts over at that offset (#seedable).
+ *
  * Records are dispatched from the log (as recovery does), so ConsumeQueue units and index keys
  * are the master's; a dispatch listener keeps the CommitLog's next queue offsets following the
  * replicated records, so a promoted replica's puts continue each queue densely.
