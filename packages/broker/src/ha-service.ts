@@ -4,13 +4,14 @@
  * until every in-sync replica has the message; on a replica (SLAVE) it follows the master whose HA
  * address the nameserver gave at registration, and copies the master's metadata (topics,
  * consumer offsets, delay offsets, subscription groups) every `slaveSyncIntervalMs`, as
- * RocketMQ's SlaveSynchronize does.
+ * RocketMQ's SlaveSynchronize does; a topic its master deleted is deleted from its store too.
  */
 import { HAMaster, HAReplica, type SyncResult } from '@mqts/ha'
 import type { MessageStore } from '@mqts/store'
 import { RemotingCommand, RequestCode, ResponseCode, parseRemotingJson, type Logger, type RemotingClient } from '@mqts/transport'
 import type { TopicConfig } from '@mqts/namesrv'
 import type { BrokerConfig } from './config.js'
+import { DELETED_TOPIC_OFFSETS } from './protocol.js'
 import type { ScheduleService } from './schedule.js'
 import type { SubscriptionGroupConfig, SubscriptionGroupManager } from './subscription-group.js'
 import type { TopicConfigManager } from './topic-config.js'
@@ -91,8 +92,13 @@ export class BrokerHAService {
       return parseRemotingJson(r.body)
     }
     try {
-      const t = (await ask(RequestCode.GET_ALL_TOPIC_CONFIG)) as { topicConfigTable?: Record<string, TopicConfig> }
-      if (t.topicConfigTable) await topics.replaceAll(Object.values(t.topicConfigTable))
+      // Records below this were stored before the master answered (see #followDeletions).
+      const before = store.commitLogMaxOffset
+      const t = (await ask(RequestCode.GET_ALL_TOPIC_CONFIG)) as { topicConfigTable?: Record<string, TopicConfig>; [DELETED_TOPIC_OFFSETS]?: Record<string, unknown> }
+      if (t.topicConfigTable) {
+        await topics.replaceAll(Object.values(t.topicConfigTable))
+        await this.#followDeletions(t.topicConfigTable, t[DELETED_TOPIC_OFFSETS] ?? {}, before)
+      }
       const o = (await ask(RequestCode.GET_ALL_CONSUMER_OFFSET)) as { offsetTable?: Record<string, Record<string, number>> }
       for (const [key, byQueue] of Object.entries(o.offsetTable ?? {})) {
         const at = key.indexOf('@')
@@ -109,6 +115,30 @@ export class BrokerHAService {
       logger.warn('copying the master\'s metadata failed; retried next round', { master: this.masterAddr, error: (err as Error).message })
     } finally {
       this.#syncing = false
+    }
+  }
+
+  /**
+   * Deletions on the master reach this replica's store: each topic it holds that the master
+   * deleted (`deletedAt`: the master's CommitLog offset of the deletion; every record of the topic
+   * below it is a deleted one, also when the topic was made again since) is followed at that
+   * offset. A topic the master's table lacks with no deletion remembered (retention removed every
+   * file below it) is older than the master's log: `before`, this store's end when the master was
+   * asked, is then a safe offset (a topic made again after the answer has records only past it).
+   * A deletion this store has not replicated up to yet is followed by a later round.
+   */
+  async #followDeletions(table: Record<string, TopicConfig>, deletedAt: Record<string, unknown>, before: number): Promise<void> {
+    const { store, logger } = this.parts
+    for (const { topic } of store.topics()) {
+      const d = Object.hasOwn(deletedAt, topic) ? deletedAt[topic] : undefined
+      const offset = typeof d === 'number' && Number.isSafeInteger(d) && d >= 0 ? d : Object.hasOwn(table, topic) ? undefined : before
+      if (offset === undefined) continue
+      try {
+        if (await store.followTopicDeletion(topic, offset)) logger.debug?.('a topic deleted on the master: its queues deleted here', { topic, offset })
+      } catch (err) {
+        // The rest of the metadata still goes; the next round tries again.
+        logger.warn('following a topic deletion of the master failed; retried next round', { topic, offset, error: (err as Error).message })
+      }
     }
   }
 

@@ -38,3 +38,8 @@ export const MAX_SUSPEND_MS = 25_000
 /** Expression type of a subscription (RocketMQ's ExpressionType). */
 export const EXPRESSION_TYPE_TAG = 'TAG'
 
+/**
+ * GET_ALL_TOPIC_CONFIG's body field beyond RocketMQ's TopicConfigSerializeWrapper: each topic the
+ * master deleted, with the CommitLog offset of the deletion (its records below it are deleted).
+ */
+export const DELETED_TOPIC_OFFSETS = 'deletedTopicOffsets'

@@ -110,7 +110,7 @@ export async function brokerSettings(flags: BrokerFlags): Promise<BrokerOptions>
 
 export async function runBroker(flags: BrokerFlags): Promise<Broker> {
   const broker = await Broker.start({ ...(await brokerSettings(flags)), logger })
-  console.log(`mqts broker ${broker.config.brokerName} (id ${broker.config.brokerId}, cluster ${broker.config.brokerClusterName}) listening on ${broker.address}, store ${broker.config.storePathRootDir}`)
+  console.log(`mqts broker ${broker.config.brokerName} (id ${broker.config.brokerId}, cluster ${broker.config.brokerClusterName}) listening on ${broker.address}, store ${broker.config.storePathRootDir}${broker.haAddress ? `, HA on ${broker.haAddress}` : ''}`)
   return broker
 }
 

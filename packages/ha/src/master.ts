@@ -1,7 +1,8 @@
 /**
  * The master side of the HA stream (RocketMQ's DefaultHAService and HAConnection): it listens on
  * the HA port; each replica connection reads the replica's reported offsets (the first says
- * where to start, each later one acknowledges what the replica holds) and writes the CommitLog
+ * where to start: 0, an empty replica, starts at this log's first byte; one this log does not hold
+ * is refused; each later one acknowledges what the replica holds) and writes the CommitLog
  * from there, in frames of a 12-byte header and up to 32 KiB of raw CommitLog bytes. The bytes
  * are views of the store's mapping, handed to the socket without a copy; up to eight frames go
  * out in one corked write. When there is nothing new the link waits for the store's committed-offset
@@ -104,12 +105,19 @@ class ReplicaLink {
     if (this.nextOffset < 0) {
       const store = this.master.store
       const min = store.commitLogMinOffset
-      if (offset > store.commitLogMaxOffset || offset < min) {
-        this.master.logger.warn('replica asks for an offset this master does not hold: link dropped', { replica: this.remoteAddress, offset, min, max: store.commitLogMaxOffset })
+      // An empty replica (it reports 0) starts where this log does: retention may have deleted
+      // the first files, and the replica's store then starts at the same file.
+      const start = offset === 0 ? min : offset
+      if (start > store.commitLogMaxOffset || start < min) {
+        const why =
+          start < min
+            ? "the replica's log ends below this master's first CommitLog offset (retention deleted the files it lacks): it cannot catch up; empty its store directory to seed it again"
+            : "the replica's log ends past this master's end"
+        this.master.logger.warn(`replica link refused: ${why}`, { replica: this.remoteAddress, offset, min, max: store.commitLogMaxOffset })
         this.close('offset outside the log')
         return
       }
-      this.nextOffset = offset
+      this.nextOffset = start
     }
     this.ackOffset = offset
     this.master.acknowledged()

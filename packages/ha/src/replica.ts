@@ -7,7 +7,9 @@
  * (durable by the flush mode, dispatched) its end is reported when no later call is in flight,
  * else at least every MiB; and every 5 s regardless. A frame whose offset is not where the log
  * ends, garbage, a chunk the store refuses, or a master silent for 20 s drops the link; it
- * connects again after a second and resumes from its own end.
+ * connects again after a second and resumes from its own end. An empty store reports 0 and
+ * starts wherever the master's log does (its first files may be gone); a master that does not
+ * hold this log's end closes the link before sending anything, which is logged.
  */
 import * as net from 'node:net'
 import type { MessageStore } from '@mqts/store'
@@ -76,6 +78,8 @@ export class HAReplica {
   /** Frames begun in the group. */
   #groupFrames = 0
   #flushScheduled = false
+  /** The store was empty at connect: the first frame sets where the log starts. */
+  #seeding = false
   #inFlightBytes = 0
   #lastRead = 0
   #lastReport = 0
@@ -133,6 +137,8 @@ export class HAReplica {
       return
     }
     const generation = ++this.#generation
+    // Whether the master sent anything on this link (one that closes it at once refused this log).
+    let framed = false
     // Reads land in one reused buffer (no allocation per read); #onData copies what it keeps.
     const socket = net.connect({
       host: target.host,
@@ -141,6 +147,7 @@ export class HAReplica {
       onread: {
         buffer: this.#readBuffer,
         callback: (n: number, buf: Uint8Array) => {
+          framed = true
           this.#onData(buf as Buffer, n, generation)
           return true
         },
@@ -150,16 +157,25 @@ export class HAReplica {
     this.#headerGot = this.#bodyLeft = this.#groupBytes = this.#groupFrames = 0
     this.#slab = undefined
     socket.on('connect', () => {
-      // The master starts where this log ends (bytes of a cut record included).
-      this.#expected = this.store.replicaEndOffset
+      // The master starts where this log ends (bytes of a cut record included). An empty store
+      // reports 0 and takes the first frame wherever the master's log starts (see #onData).
+      const store = this.store
+      this.#seeding = store.commitLogMaxOffset === store.commitLogMinOffset && store.replicaEndOffset === store.commitLogMinOffset
+      this.#expected = store.replicaEndOffset
       this.#lastRead = Date.now()
       this.#reported = -1
       this.#applied = this.#expected
-      this.#report(this.#expected, true)
+      this.#report(this.#seeding ? 0 : this.#expected, true)
     })
     socket.on('error', () => undefined)
     socket.on('close', () => {
       if (this.#socket === socket) this.#socket = undefined
+      // A master that does not hold this replica's end closes at once (its log says why).
+      if (!framed && generation === this.#generation && !this.#stopped) {
+        this.linksDropped++
+        this.lastDropReason = `the master closed the link before sending anything: it may not hold this replica's end ${this.#expected} (a replica behind its master's first CommitLog file must be emptied to be seeded again)`
+        this.#logger.warn('link to the master refused', { reason: this.lastDropReason })
+      }
       this.#scheduleReconnect()
     })
   }
@@ -218,6 +234,12 @@ export class HAReplica {
     if (offset === undefined || size < 0 || size > MAX_FRAME_BODY_BYTES) {
       this.#drop(`a frame header that is not one (offset ${h.readBigInt64BE(0)}, size ${size})`)
       return false
+    }
+    if (this.#seeding) {
+      // An empty store: the master's log starts here; the store checks that a file starts here.
+      this.#seeding = size === 0
+      this.#expected = offset
+      if (this.#groupBytes === 0) this.#applied = offset
     }
     if (offset !== this.#expected) {
       this.#drop(`a frame at offset ${offset} where this log ends at ${this.#expected}`)

@@ -437,6 +437,19 @@ export class CommitLog {
     if (storeTimestamp > this.lastStoreTimestamp) this.lastStoreTimestamp = storeTimestamp
   }
 
+  /**
+   * An empty log (nothing written) starts over at `offset`, a file boundary: a replica seeded by
+   * a master whose first files retention deleted. Every position is `offset` from then on, as in
+   * a log whose files below it were deleted.
+   */
+  async restartAt(offset: number): Promise<void> {
+    const old = [...this.queue.files]
+    const first = await this.queue.restartAt(offset)
+    this.groupCommit.truncated(old)
+    this.wroteOffset = this.committedOffset = this.flushedOffset = offset
+    if (this.backgroundPrefault) this.prefaultAhead(first)
+  }
+
   /** Async flush, after a replica's writes: prefaults ahead, then tells the dispatcher and the listeners. */
   replicatedCommitted(): void {
     if (!this.async) return

@@ -1094,6 +1094,45 @@ export class ConsumeQueueSet {
   }
 
   /**
+   * Empties a queue whose units its master deleted (a replica: replica-deletions.ts): its windows
+   * dropped, a file opening ahead waited for, every file removed and the folder synced; the next
+   * put starts it again at its unit.
+   */
+  async resetQueue(cq: ConsumeQueue): Promise<void> {
+    cq.writeSeg = cq.replaceSeg = undefined
+    const opening = [...this.opening].filter(([key]) => key.startsWith(cq.dir + path.sep))
+    await Promise.all(opening.map(([, p]) => p.catch(() => undefined)))
+    await this.dropQueue(cq)
+    if (this.touched.length > 0) this.touched = this.touched.filter((q) => q !== cq)
+    cq.touched = false
+    await this.options.io.syncDir(cq.dir)
+  }
+
+  /**
+   * Forgets `topic`'s queues that hold nothing (emptied by resetQueue), with their folders, and
+   * the topic's folder once no queue is left.
+   */
+  async forgetEmpty(topic: string): Promise<void> {
+    const byId = this.queues.get(topic)
+    if (!byId) return
+    const io = this.options.io
+    for (const [id, cq] of [...byId]) {
+      if (cq.maxOffset > 0 || cq.fileStarts.length > 0) continue
+      byId.delete(id)
+      if ((await io.list(cq.dir)).length === 0) await io.removeDir(cq.dir)
+      this.dirsToSync.delete(cq.dir)
+    }
+    const topicDir = path.join(this.options.dir, topic)
+    if (byId.size === 0) {
+      this.queues.delete(topic)
+      if (this.lastTopic === topic) this.lastTopic = this.lastById = undefined
+      if ((await io.list(topicDir)).length === 0) await io.removeDir(topicDir)
+      this.dirsToSync.delete(topicDir)
+      await io.syncDir(this.options.dir)
+    } else await io.syncDir(topicDir)
+  }
+
+  /**
    * Forgets `topic`'s queues (deleteTopic): a later dispatch of the topic makes new ones. Their
    * files stay until removeTopicFiles.
    */

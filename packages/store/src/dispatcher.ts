@@ -235,6 +235,22 @@ export class Dispatcher {
     }
   }
 
+  /**
+   * Runs `fn` between passes: a pass under way finishes first, and dispatch waits for `fn` (kicks
+   * meanwhile are taken up once it settles). For changes a record dispatched meanwhile would race.
+   */
+  async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    while (this.running) await this.running.catch(() => undefined)
+    const result = fn()
+    this.again = true
+    const settled = result.then(
+      () => undefined,
+      () => undefined,
+    )
+    void this.track(settled)
+    return result
+  }
+
   /** Resolves once everything committed is dispatched; throws the error that stopped it. */
   async drain(): Promise<void> {
     let attempts = 0

@@ -16,6 +16,8 @@ export class MappedFileQueue {
   private readonly abort = new AbortController()
   /** Background page-cache warm-ups of sparse files, one at a time, in order. */
   private warming: Promise<void> = Promise.resolve()
+  /** Where the first file goes when there is none (see restartAt). */
+  private startOffset = 0
 
   constructor(
     readonly io: FileIO,
@@ -81,7 +83,7 @@ export class MappedFileQueue {
 
   private nextOffset(): number {
     const last = this.last
-    return last ? last.fileFromOffset + this.fileSize : 0
+    return last ? last.fileFromOffset + this.fileSize : this.startOffset
   }
 
   /**
@@ -172,6 +174,30 @@ export class MappedFileQueue {
   /** Whether new files are zero-filled (sync flush, or a kernel that cannot prefault): costly to make again. */
   get zeroFills(): boolean {
     return !this.sparse
+  }
+
+  /**
+   * Starts an empty log over at `offset` (a multiple of the file size; the caller checked that
+   * nothing was written): the file allocated ahead and every file go, the last first (a kill part
+   * way leaves fewer empty files, still contiguous), then the first file is made at `offset`. The
+   * log then looks as one whose earlier files retention deleted.
+   */
+  async restartAt(offset: number): Promise<MappedFile> {
+    const ahead = this.ahead
+    this.ahead = undefined
+    if (ahead) {
+      const f = await ahead.promise.catch(() => undefined)
+      await f?.background.pending
+      await f?.close()
+      const file = path.join(this.dir, offsetToFileName(ahead.offset))
+      if (await this.io.exists(file)) await this.io.remove(file)
+      await this.io.syncDir(this.dir)
+    }
+    await this.deleteAfter(undefined)
+    this.startOffset = offset
+    const first = await this.createFirst()
+    await this.io.syncDir(this.dir)
+    return first
   }
 
   /**

@@ -45,6 +45,7 @@ import type { CommittedListener } from './commit-log.js'
 import { Replication, type StoreRole } from './replica.js'
 import { truncateStore } from './truncate.js'
 import { DELETED_TOPICS_FILE, DeletedTopics, deleteTopicData, finishDeletionsAfterLoad, finishDeletionsBeforeLoad, knowsTopic, listTopics, type TopicQueues, type TopicStore } from './topics.js'
+import { followQueueRestart, followTopicDeletion, notAReplica, restartsQueue } from './replica-deletions.js'
 
 export type { PutMessage } from './put-prepare.js'
 export type { GetMessageRequest, GetMessageResult, GetMessageStatus, RawRecord } from './read-path.js'
@@ -262,7 +263,12 @@ export class MessageStore {
       dispatch: (req) => {
         if (!takesQueueOffset(req.sysFlag)) return
         // A record of a deleted queue, met again by a re-dispatch at open.
-        if (!deleted.empty && deleted.drops(req.topic, req.physicalOffset)) return
+        if (!deleted.empty && deleted.drops(req.topic, req.queueId, req.physicalOffset)) return
+        // A replica meets its master's deletion of a topic as a queue restarting at 0 (replica-deletions.ts).
+        if (req.queueOffset === 0 && this.#followsMaster(options) && restartsQueue(this, req.topic, req.queueId, req.physicalOffset)) {
+          const { topic, queueId, physicalOffset, size, tagsCode } = req
+          return followQueueRestart(this.#topicStore(), topic, queueId, physicalOffset).then(() => cqs.findOrCreate(topic, queueId).put(0, physicalOffset, size, tagsCode))
+        }
         return cqs.findOrCreate(req.topic, req.queueId).put(req.queueOffset, req.physicalOffset, req.size, req.tagsCode)
       },
     }
@@ -734,6 +740,38 @@ export class MessageStore {
   }
 
   /**
+   * The topics deleted with deleteTopic whose records are still in the CommitLog, each with the
+   * CommitLog offset the deletion was made at: the topic's records below it are the deleted ones,
+   * those at or past it are new (a master tells its replicas, see followTopicDeletion).
+   */
+  deletedTopics(): Array<{ topic: string; offset: number }> {
+    if (this.status !== 'open') throw this.#notOpen()
+    return this.#deletedTopics.list()
+  }
+
+  /**
+   * A replica follows its master's deletion of `topic`, made at the master's CommitLog offset
+   * `offset` (the master's deletedTopics()): the topic's queues holding only records below it go,
+   * with the topic's consumer offsets, and no record of it below `offset` reaches a queue again;
+   * a queue with records past it (the topic made again since) stays. Resolves false, changing
+   * nothing, when the replica's log does not reach `offset` yet (ask again later) or the deletion
+   * was followed already. (A replica also follows deletions from the data: a record restarting a
+   * queue at 0 empties that queue first; replica-deletions.ts.) WRONG_ROLE on a master.
+   */
+  followTopicDeletion(topic: string, offset: number): Promise<boolean> {
+    if (this.status !== 'open') return Promise.reject(this.#notOpen())
+    try {
+      checkTopicName(topic)
+      checkOffset('offset', offset)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    if (this.#replication.role !== 'replica') return Promise.reject(notAReplica(this.#replication.role))
+    if (offset > this.commitLogMaxOffset) return Promise.resolve(false)
+    return this.dispatcher.exclusive(() => followTopicDeletion(this.#topicStore(), topic, offset))
+  }
+
+  /**
    * Runs `then` once the deletion of `topic` under way has settled (whatever its outcome). The
    * puts waiting so count against maxPendingAppends, as appends waiting on the disk do.
    */
@@ -748,6 +786,11 @@ export class MessageStore {
       return then()
     }
     return this.#deleting.get(topic)!.then(settled, settled)
+  }
+
+  /** Whether this store follows a master's log (a replica, also while it opens). */
+  #followsMaster(options: MessageStoreOptions): boolean {
+    return (this.#replication?.role ?? options.role ?? 'master') === 'replica'
   }
 
   #topicStore(): TopicStore {

@@ -16,6 +16,9 @@
  * master with another commitLogFileSize is FILE_SIZE_MISMATCH. Damage is CORRUPT_RECORD; either
  * way nothing of the chunk is written and the HA link resumes from the store's end.
  *
+ * An empty replica takes its first chunk at any offset where a file starts: a master whose first
+ * files retention deleted starts it there, and the log starts over at that offset (#seedable).
+ *
  * Records are dispatched from the log (as recovery does), so ConsumeQueue units and index keys
  * are the master's; a dispatch listener keeps the CommitLog's next queue offsets following the
  * replicated records, so a promoted replica's puts continue each queue densely.
@@ -310,9 +313,9 @@ export class Replication {
     if (log.failed) throw log.failed
     const expected = this.endOffset
     if (offset !== expected) {
-      throw new StoreError('OFFSET_MISMATCH', `appendReplicated at CommitLog offset ${offset}, but the store ends at ${expected}; nothing was written`, {
-        details: { offset, expected },
-      })
+      if (!this.#seedable(offset)) throw this.#mismatch(offset, expected)
+      await log.restartAt(offset)
+      this.parts.dispatcher.reputOffset = offset
     }
     if (bytes.length === 0) return log.wroteOffset
     // Chunks sent without waiting stage at most stagingLimitBytes ahead of the disk, as puts do.
@@ -374,6 +377,27 @@ export class Replication {
   #inLastFile(offset: number): boolean {
     const last = this.parts.commitLog.queue.last
     return last !== undefined && offset < last.fileFromOffset + last.fileSize
+  }
+
+  /**
+   * Whether the log may start over at `offset`: it holds nothing (no byte written, none held) and
+   * `offset` starts a file. A new replica's master may have deleted its first files (retention):
+   * the replica then starts where the master's log does, as a store whose early files are gone.
+   */
+  #seedable(offset: number): boolean {
+    const log = this.parts.commitLog
+    return this.#pending.length === 0 && log.wroteOffset === log.minOffset && offset % log.fileSizeBytes === 0
+  }
+
+  #mismatch(offset: number, expected: number): StoreError {
+    const log = this.parts.commitLog
+    const why =
+      log.wroteOffset !== log.minOffset || this.#pending.length > 0
+        ? ''
+        : ` (an empty replica starts at another offset only where a file starts, a multiple of ${log.fileSizeBytes})`
+    return new StoreError('OFFSET_MISMATCH', `appendReplicated at CommitLog offset ${offset}, but the store ends at ${expected}${why}; nothing was written`, {
+      details: { offset, expected },
+    })
   }
 
   /** Flush 'sync': durable up to `end`; then dispatched up to it (or the dispatch's error). */

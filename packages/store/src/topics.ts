@@ -13,6 +13,9 @@
  *
  *   {"version":1,"topics":[{"topic":"<topic>","offset":<CommitLog offset>,"pending":<bool>},...]}
  *
+ * A replica also deletes single queues (replica-deletions.ts): such an entry has a "queueId" and
+ * drops only that queue's records below its offset.
+ *
  * (An array, not an object keyed by topic: a topic named `__proto__` is legal.)
  */
 import * as path from 'node:path'
@@ -34,7 +37,7 @@ export interface TopicQueues {
   queueIds: number[]
 }
 
-interface Deletion {
+export interface Deletion {
   /** CommitLog offset the deletion was made at: the topic's records below it are the deleted ones. */
   offset: number
   /** Written before the files go; cleared once they are gone. */
@@ -46,6 +49,8 @@ export class DeletedTopics {
   readonly #io: FileIO
   readonly #file: string
   readonly #byTopic = new Map<string, Deletion>()
+  /** A replica's deletions of single queues, by topic then queue id. */
+  readonly #byQueue = new Map<string, Map<number, Deletion>>()
   #saving: Promise<void> | undefined
 
   constructor(io: FileIO, file: string) {
@@ -55,20 +60,39 @@ export class DeletedTopics {
 
   /** No deletion is remembered (the dispatch check then costs one comparison). */
   get empty(): boolean {
-    return this.#byTopic.size === 0
+    return this.#byTopic.size === 0 && this.#byQueue.size === 0
   }
 
-  /** Whether the record of `topic` at `physicalOffset` belongs to a deleted queue. */
-  drops(topic: string, physicalOffset: number): boolean {
+  /** Whether the record of `topic` (queue `queueId`) at `physicalOffset` belongs to a deleted queue. */
+  drops(topic: string, queueId: number, physicalOffset: number): boolean {
     const d = this.#byTopic.get(topic)
-    return d !== undefined && physicalOffset < d.offset
+    if (d !== undefined && physicalOffset < d.offset) return true
+    const q = this.#byQueue.size === 0 ? undefined : this.#byQueue.get(topic)?.get(queueId)
+    return q !== undefined && physicalOffset < q.offset
   }
 
-  /** Topics whose deletion did not finish, with the offset each was made at. */
-  pending(): Array<{ topic: string; offset: number }> {
-    const out: Array<{ topic: string; offset: number }> = []
+  /** The deletion of the whole `topic` remembered, if any. */
+  get(topic: string): Deletion | undefined {
+    return this.#byTopic.get(topic)
+  }
+
+  /** Every whole-topic deletion remembered, with its offset. */
+  list(): Array<{ topic: string; offset: number }> {
+    return [...this.#byTopic].map(([topic, d]) => ({ topic, offset: d.offset }))
+  }
+
+  /** Deletions that did not finish, with the offset each was made at (`queueId` for one queue's). */
+  pending(): Array<{ topic: string; queueId?: number; offset: number }> {
+    const out: Array<{ topic: string; queueId?: number; offset: number }> = []
     for (const [topic, d] of this.#byTopic) if (d.pending) out.push({ topic, offset: d.offset })
+    for (const [topic, byId] of this.#byQueue) for (const [queueId, d] of byId) if (d.pending) out.push({ topic, queueId, offset: d.offset })
     return out
+  }
+
+  /** Every entry, whole topics' and single queues'. */
+  *#all(): IterableIterator<Deletion> {
+    yield* this.#byTopic.values()
+    for (const byId of this.#byQueue.values()) yield* byId.values()
   }
 
   /** Reads the file; a missing file is no deletion, one that cannot be parsed is CORRUPT_FILE. */
@@ -90,9 +114,11 @@ export class DeletedTopics {
     }
     if (body === null || typeof body !== 'object' || body.version !== DELETED_TOPICS_VERSION || !Array.isArray(body.topics)) return bad(`expected version ${DELETED_TOPICS_VERSION} and a topics array`)
     for (const e of body.topics as unknown[]) {
-      const { topic, offset, pending } = (e ?? {}) as { topic?: unknown; offset?: unknown; pending?: unknown }
+      const { topic, queueId, offset, pending } = (e ?? {}) as { topic?: unknown; queueId?: unknown; offset?: unknown; pending?: unknown }
       if (typeof topic !== 'string' || !Number.isSafeInteger(offset) || (offset as number) < 0 || typeof pending !== 'boolean') return bad(`entry ${JSON.stringify(e)}`)
-      this.#byTopic.set(topic, { offset: offset as number, pending })
+      if (queueId !== undefined && !(Number.isSafeInteger(queueId) && (queueId as number) >= 0)) return bad(`entry ${JSON.stringify(e)}`)
+      if (queueId === undefined) this.#byTopic.set(topic, { offset: offset as number, pending })
+      else this.setQueue(topic, queueId as number, { offset: offset as number, pending })
     }
   }
 
@@ -107,12 +133,13 @@ export class DeletedTopics {
 
   async #write(): Promise<void> {
     try {
-      if (this.#byTopic.size === 0) {
+      if (this.empty) {
         await this.#io.remove(this.#file)
         await this.#io.syncDir(path.dirname(this.#file))
         return
       }
-      const topics = [...this.#byTopic].map(([topic, d]) => ({ topic, offset: d.offset, pending: d.pending }))
+      const topics: Array<{ topic: string; queueId?: number; offset: number; pending: boolean }> = [...this.#byTopic].map(([topic, d]) => ({ topic, offset: d.offset, pending: d.pending }))
+      for (const [topic, byId] of this.#byQueue) for (const [queueId, d] of byId) topics.push({ topic, queueId, offset: d.offset, pending: d.pending })
       await this.#io.writeFileAtomic(this.#file, Buffer.from(JSON.stringify({ version: DELETED_TOPICS_VERSION, topics })))
     } catch (err) {
       throw ioError(`writing ${this.#file}`, err)
@@ -127,10 +154,24 @@ export class DeletedTopics {
     return before
   }
 
+  /** Sets the entry of one queue of `topic`; returns what it replaced, for undo. */
+  setQueue(topic: string, queueId: number, deletion: Deletion | undefined): Deletion | undefined {
+    let byId = this.#byQueue.get(topic)
+    const before = byId?.get(queueId)
+    if (deletion) {
+      if (!byId) this.#byQueue.set(topic, (byId = new Map()))
+      byId.set(queueId, deletion)
+    } else if (byId) {
+      byId.delete(queueId)
+      if (byId.size === 0) this.#byQueue.delete(topic)
+    }
+    return before
+  }
+
   /** Marks every deletion finished; true if one was pending. */
   finishAll(): boolean {
     let changed = false
-    for (const d of this.#byTopic.values()) {
+    for (const d of this.#all()) {
       changed ||= d.pending
       d.pending = false
     }
@@ -143,7 +184,7 @@ export class DeletedTopics {
    */
   clamp(end: number): boolean {
     let changed = false
-    for (const d of this.#byTopic.values()) {
+    for (const d of this.#all()) {
       if (d.offset <= end) continue
       d.offset = end
       changed = true
@@ -158,6 +199,13 @@ export class DeletedTopics {
       if (d.pending || d.offset > commitLogMin) continue
       this.#byTopic.delete(topic)
       changed = true
+    }
+    for (const [topic, byId] of this.#byQueue) {
+      for (const [queueId, d] of byId) {
+        if (d.pending || d.offset > commitLogMin) continue
+        this.setQueue(topic, queueId, undefined)
+        changed = true
+      }
     }
     return changed
   }
@@ -241,8 +289,15 @@ export async function deleteTopicData(s: TopicStore, topic: string): Promise<voi
  */
 export async function finishDeletionsBeforeLoad(io: FileIO, cqDir: string, deleted: DeletedTopics): Promise<number | undefined> {
   let from: number | undefined
-  for (const { topic, offset } of deleted.pending()) {
+  for (const { topic, queueId, offset } of deleted.pending()) {
     const topicDir = path.join(cqDir, topic)
+    if (queueId !== undefined) {
+      // One queue of a replica (replica-deletions.ts).
+      const queueDir = path.join(topicDir, String(queueId))
+      for (const name of await io.list(queueDir)) await io.remove(path.join(queueDir, name))
+      from = Math.min(from ?? offset, offset)
+      continue
+    }
     for (const id of await io.list(topicDir)) {
       const queueDir = path.join(topicDir, id)
       for (const name of await io.list(queueDir)) await io.remove(path.join(queueDir, name))
@@ -261,7 +316,7 @@ export async function finishDeletionsBeforeLoad(io: FileIO, cqDir: string, delet
  */
 export async function finishDeletionsAfterLoad(deleted: DeletedTopics, offsets: ConsumerOffsetManager, commitLog: CommitLog): Promise<void> {
   const pending = deleted.pending()
-  for (const { topic } of pending) offsets.removeTopic(topic)
+  for (const { topic, queueId } of pending) if (queueId === undefined) offsets.removeTopic(topic)
   if (pending.length > 0) await offsets.persist()
   const finished = deleted.finishAll()
   const clamped = deleted.clamp(commitLog.wroteOffset)

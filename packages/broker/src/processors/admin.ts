@@ -17,6 +17,7 @@ import {
 } from '@mqts/transport'
 import { DEFAULT_PERM } from '@mqts/namesrv'
 import type { BrokerContext } from '../context.js'
+import { DELETED_TOPIC_OFFSETS } from '../protocol.js'
 import { SYSTEM_TOPIC, permProblem, queueNumsProblem, topicConfig } from '../topic-config.js'
 
 const ok = (ext?: Record<string, string>, body?: Buffer): RemotingCommand => RemotingCommand.createResponse(ResponseCode.SUCCESS, null, ext, body)
@@ -79,7 +80,11 @@ export function adminProcessors(ctx: BrokerContext): Map<number, RequestProcesso
   })
 
   p.set(RequestCode.GET_ALL_TOPIC_CONFIG, () => {
-    const body = ctx.topics.registerBody().topicConfigSerializeWrapper
+    const body: Record<string, unknown> = { ...ctx.topics.registerBody().topicConfigSerializeWrapper }
+    // Beyond RocketMQ's wrapper (its tools ignore it): where each deleted topic's records end, so
+    // replicas delete exactly those (BrokerHAService.syncMetadata, the store's followTopicDeletion).
+    const deleted = ctx.store.deletedTopics()
+    if (deleted.length > 0) body[DELETED_TOPIC_OFFSETS] = Object.fromEntries(deleted.map((d) => [d.topic, d.offset]))
     return ok(undefined, encodeRemotingJson(body))
   })
 
