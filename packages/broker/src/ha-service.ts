@@ -92,12 +92,10 @@ export class BrokerHAService {
       return parseRemotingJson(r.body)
     }
     try {
-      // Records below this were stored before the master answered (see #followDeletions).
-      const before = store.commitLogMaxOffset
       const t = (await ask(RequestCode.GET_ALL_TOPIC_CONFIG)) as { topicConfigTable?: Record<string, TopicConfig>; [DELETED_TOPIC_OFFSETS]?: Record<string, unknown> }
       if (t.topicConfigTable) {
         await topics.replaceAll(Object.values(t.topicConfigTable))
-        await this.#followDeletions(t.topicConfigTable, t[DELETED_TOPIC_OFFSETS] ?? {}, before)
+        await this.#followDeletions(t[DELETED_TOPIC_OFFSETS] ?? {})
       }
       const o = (await ask(RequestCode.GET_ALL_CONSUMER_OFFSET)) as { offsetTable?: Record<string, Record<string, number>> }
       for (const [key, byQueue] of Object.entries(o.offsetTable ?? {})) {
@@ -122,22 +120,20 @@ export class BrokerHAService {
    * Deletions on the master reach this replica's store: each topic it holds that the master
    * deleted (`deletedAt`: the master's CommitLog offset of the deletion; every record of the topic
    * below it is a deleted one, also when the topic was made again since) is followed at that
-   * offset. A topic the master's table lacks with no deletion remembered (retention removed every
-   * file below it) is older than the master's log: `before`, this store's end when the master was
-   * asked, is then a safe offset (a topic made again after the answer has records only past it).
+   * offset. Only a deletion the master names is followed: a topic merely missing from the master's
+   * table (a lost or replaced topics.json) keeps its data here, as RocketMQ's replicas keep theirs.
    * A deletion this store has not replicated up to yet is followed by a later round.
    */
-  async #followDeletions(table: Record<string, TopicConfig>, deletedAt: Record<string, unknown>, before: number): Promise<void> {
+  async #followDeletions(deletedAt: Record<string, unknown>): Promise<void> {
     const { store, logger } = this.parts
     for (const { topic } of store.topics()) {
       const d = Object.hasOwn(deletedAt, topic) ? deletedAt[topic] : undefined
-      const offset = typeof d === 'number' && Number.isSafeInteger(d) && d >= 0 ? d : Object.hasOwn(table, topic) ? undefined : before
-      if (offset === undefined) continue
+      if (typeof d !== 'number' || !Number.isSafeInteger(d) || d < 0) continue
       try {
-        if (await store.followTopicDeletion(topic, offset)) logger.debug?.('a topic deleted on the master: its queues deleted here', { topic, offset })
+        if (await store.followTopicDeletion(topic, d)) logger.debug?.('a topic deleted on the master: its queues deleted here', { topic, offset: d })
       } catch (err) {
         // The rest of the metadata still goes; the next round tries again.
-        logger.warn('following a topic deletion of the master failed; retried next round', { topic, offset, error: (err as Error).message })
+        logger.warn('following a topic deletion of the master failed; retried next round', { topic, offset: d, error: (err as Error).message })
       }
     }
   }
