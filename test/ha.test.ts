@@ -21,6 +21,7 @@ import { countFromEnv } from '@mqts/common'
 import { RemotingCommand, RequestCode, ResponseCode, encodeRemotingJson, silentLogger } from '@mqts/transport'
 import { TcpRemotingClient } from '@mqts/transport-tcp'
 import { onsClient, startMqts, stop, stopAll, type Server } from './processes.js'
+import { waitUntil } from '@mqts/common/testing'
 
 after(stopAll)
 
@@ -38,13 +39,7 @@ function pullRequest(queueId: number, offset: number): RemotingCommand {
   return RemotingCommand.createRequest(RequestCode.PULL_MESSAGE, { consumerGroup: 'HaG', topic: TOPIC, queueId: String(queueId), queueOffset: String(offset), maxMsgNums: '1000', sysFlag: '4', commitOffset: '0', suspendTimeoutMillis: '0', subscription: '*', subVersion: '0' })
 }
 
-async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms
-  while (!(await cond())) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 100))
-  }
-}
+const until = (what: string, cond: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> => waitUntil(what, cond, ms, 100)
 
 interface Group {
   dir: string

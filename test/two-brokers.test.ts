@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os'
 import * as path from 'node:path'
 import { after, test } from 'node:test'
 import { admin, onsClient, startMqts, stop, stopAll, type Server } from './processes.js'
+import { waitUntil } from '@mqts/common/testing'
 
 after(stopAll)
 
@@ -24,13 +25,7 @@ function routeOf(ns: string, topic: string): { brokers: string[]; status: number
   return { brokers: route.queueDatas.map((q) => q.brokerName).sort(), status: 0 }
 }
 
-async function until(what: string, cond: () => boolean, ms = 15_000): Promise<void> {
-  const end = Date.now() + ms
-  while (!cond()) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 200))
-  }
-}
+const until = (what: string, cond: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> => waitUntil(what, cond, ms, 200)
 
 test('two nameservers, two brokers of one cluster: registration with both, routes, eviction, a nameserver down', { timeout: 240_000 }, async () => {
   const dir = await mkdtemp(path.join(tmpdir(), 'mqts-two-'))

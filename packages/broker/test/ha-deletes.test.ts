@@ -13,6 +13,7 @@ import { encodeProperties } from '@mqts/store'
 import { RemotingCommand, RequestCode, ResponseCode, silentLogger } from '@mqts/transport'
 import { TcpRemotingClient } from '@mqts/transport-tcp'
 import { Broker, type BrokerOptions } from '../src/index.js'
+import { waitUntil } from '@mqts/common/testing'
 
 const T = 5000
 const STORE = { commitLogFileSize: 1024 * 1024, maxHashSlotNum: 1024, maxIndexNum: 4096 }
@@ -29,13 +30,7 @@ function create(topic: string, queues: number): RemotingCommand {
   return RemotingCommand.createRequest(RequestCode.UPDATE_AND_CREATE_TOPIC, { topic, defaultTopic: 'TBW102', readQueueNums: String(queues), writeQueueNums: String(queues), perm: '6', topicFilterType: 'SINGLE_TAG', order: 'false' })
 }
 
-async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> {
-  const end = Date.now() + ms
-  while (!(await cond())) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 25))
-  }
-}
+const until = (what: string, cond: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> => waitUntil(what, cond, ms, 25)
 
 test('a topic deleted on the master and made again: the replica follows the deletion, keeps replicating and answers pulls as the master', { timeout: 60_000 }, async () => {
   const dir = await mkdtemp(path.join(tmpdir(), 'mqts-broker-ha-del-'))

@@ -12,6 +12,7 @@ import { encodeProperties } from '@mqts/store'
 import { RemotingCommand, RequestCode, ResponseCode, silentLogger } from '@mqts/transport'
 import { TcpRemotingClient } from '@mqts/transport-tcp'
 import { Broker, type BrokerOptions } from '../src/index.js'
+import { waitUntil } from '@mqts/common/testing'
 
 const T = 5000
 const STORE = { commitLogFileSize: 1024 * 1024, maxHashSlotNum: 1024, maxIndexNum: 4096 }
@@ -24,13 +25,7 @@ function pull(topic: string, queueId: number, offset: number): RemotingCommand {
   return RemotingCommand.createRequest(RequestCode.PULL_MESSAGE, { consumerGroup: 'CG', topic, queueId: String(queueId), queueOffset: String(offset), maxMsgNums: '64', sysFlag: '4', commitOffset: '0', suspendTimeoutMillis: '0', subscription: '*', subVersion: '0' })
 }
 
-async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> {
-  const end = Date.now() + ms
-  while (!(await cond())) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 25))
-  }
-}
+const until = (what: string, cond: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> => waitUntil(what, cond, ms, 25)
 
 test('a replica broker follows its SYNC_MASTER: same bytes, same pulls, copied topics and offsets; sends wait for it', { timeout: 60_000 }, async () => {
   const dir = await mkdtemp(path.join(tmpdir(), 'mqts-broker-ha-'))

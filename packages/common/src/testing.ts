@@ -7,6 +7,18 @@ import { forceGc } from './mmap.js'
 
 export { countFromEnv, pick, randomBytes, randomInt, seedFromEnv, seededRandom } from './random.js'
 
+/**
+ * Waits until `cond` holds, asking every `intervalMs`; fails with "timed out waiting for <what>"
+ * after `timeoutMs` (tests bound their own time).
+ */
+export async function waitUntil(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 15_000, intervalMs = 25): Promise<void> {
+  const end = Date.now() + timeoutMs
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, intervalMs))
+  }
+}
+
 /** A fresh temp dir for `fn`, removed afterwards whatever happens. */
 export async function withTempDir<T>(prefix: string, fn: (dir: string) => Promise<T>): Promise<T> {
   const dir = await mkdtemp(path.join(tmpdir(), prefix))
