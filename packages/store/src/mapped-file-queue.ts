@@ -183,16 +183,7 @@ export class MappedFileQueue {
    * log then looks as one whose earlier files retention deleted.
    */
   async restartAt(offset: number): Promise<MappedFile> {
-    const ahead = this.ahead
-    this.ahead = undefined
-    if (ahead) {
-      const f = await ahead.promise.catch(() => undefined)
-      await f?.background.pending
-      await f?.close()
-      const file = path.join(this.dir, offsetToFileName(ahead.offset))
-      if (await this.io.exists(file)) await this.io.remove(file)
-      await this.io.syncDir(this.dir)
-    }
+    await this.#dropAhead()
     await this.deleteAfter(undefined)
     this.startOffset = offset
     const first = await this.createFirst()
@@ -241,6 +232,13 @@ export class MappedFileQueue {
   async dropAheadAfter(keep: MappedFile): Promise<void> {
     const ahead = this.ahead
     if (!ahead || ahead.offset === keep.fileFromOffset + this.fileSize) return
+    await this.#dropAhead()
+  }
+
+  /** Closes and deletes the file allocated ahead, if any, then syncs the directory. */
+  async #dropAhead(): Promise<void> {
+    const ahead = this.ahead
+    if (!ahead) return
     this.ahead = undefined
     const f = await ahead.promise.catch(() => undefined)
     await f?.background.pending
