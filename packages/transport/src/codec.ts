@@ -66,16 +66,33 @@ export const INLINE_BODY_BYTES = 16 * 1024
  * frame; only the free-form parts (remark, extFields) go through JSON.stringify.
  */
 export function encodeJsonHeaderText(cmd: RemotingCommand): string {
-  const name = languageName(cmd.language)
-  const language = name === undefined ? String(cmd.language | 0) : `"${name}"`
   let ext = '{}'
   for (const _ in cmd.extFields) {
     ext = JSON.stringify(cmd.extFields)
     break
   }
   const remark = cmd.remark === null ? '' : `"remark":${JSON.stringify(cmd.remark)},`
-  return `{"code":${cmd.code | 0},"extFields":${ext},"flag":${cmd.flag | 0},"language":${language},"opaque":${cmd.opaque | 0},${remark}"serializeTypeCurrentRPC":"JSON","version":${cmd.version | 0}}`
+  return jsonHeaderHead(cmd) + ext + jsonHeaderTail(cmd, remark)
 }
+
+/** The JSON header up to its extFields' value. */
+function jsonHeaderHead(cmd: RemotingCommand): string {
+  return `{"code":${cmd.code | 0},"extFields":`
+}
+
+/** The JSON header after its extFields' value; `remark` is the remark's member and its comma, or ''. */
+function jsonHeaderTail(cmd: RemotingCommand, remark: string): string {
+  const name = languageName(cmd.language)
+  const language = name === undefined ? String(cmd.language | 0) : `"${name}"`
+  return `,"flag":${cmd.flag | 0},"language":${language},"opaque":${cmd.opaque | 0},${remark}"serializeTypeCurrentRPC":"JSON","version":${cmd.version | 0}}`
+}
+
+/**
+ * Text JSON.stringify writes as it is between quotes, one byte per character: printable ASCII
+ * without `"` and `\`. Anything else (escapes, non-ASCII, lone surrogates) goes through
+ * JSON.stringify.
+ */
+const PLAIN_JSON_TEXT = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/
 
 export function encodeJsonHeader(cmd: RemotingCommand): Buffer {
   return Buffer.from(encodeJsonHeaderText(cmd), 'utf8')
@@ -415,6 +432,7 @@ const HEADER_JSON_SHAPE = 0
 const HEADER_JSON_TEXT = 1
 const HEADER_BINARY_FIXED = 2
 const HEADER_BINARY = 3
+const HEADER_JSON_PLAIN = 4
 
 /**
  * Encodes frames into buffers the caller provides, in two steps so that nothing is written
@@ -445,6 +463,10 @@ export class FrameEncoder {
   private opaque = 0
   private opaqueDigits = 0
   private text = ''
+  /** HEADER_JSON_PLAIN: the text after extFields' value (`text` holds the text before it). */
+  private tail = ''
+  /** HEADER_JSON_PLAIN: extFields' keys and values, in JSON.stringify's order. */
+  private readonly plainEntries: string[] = []
   private binary: Buffer = EMPTY_BUFFER
   private readonly shapes: JsonShape[] = []
   private nextShape = 0
@@ -472,9 +494,12 @@ export class FrameEncoder {
       this.opaqueDigits = decimalDigits(opaque)
       headerLength = shape.prefix.length + this.opaqueDigits + shape.suffix.length
     } else {
-      this.text = encodeJsonHeaderText(cmd)
-      this.kind = HEADER_JSON_TEXT
-      headerLength = Buffer.byteLength(this.text, 'utf8')
+      headerLength = this.preparePlainJson(cmd)
+      if (headerLength < 0) {
+        this.text = encodeJsonHeaderText(cmd)
+        this.kind = HEADER_JSON_TEXT
+        headerLength = Buffer.byteLength(this.text, 'utf8')
+      }
     }
     if (headerLength > MAX_HEADER_BYTES) throw new TransportError('FRAME_TOO_LARGE', `header of ${headerLength} bytes exceeds 24-bit length`)
     const parts = cmd.bodyParts
@@ -527,6 +552,9 @@ export class FrameEncoder {
       case HEADER_JSON_TEXT:
         target.write(this.text, p, headerLength, 'utf8')
         break
+      case HEADER_JSON_PLAIN:
+        this.writePlainJson(target, p)
+        break
       case HEADER_BINARY_FIXED:
         writeBinaryFixed(target, p, this.cmd!)
         break
@@ -552,6 +580,8 @@ export class FrameEncoder {
     this.separateBody = undefined
     this.separateParts = undefined
     this.text = ''
+    this.tail = ''
+    this.plainEntries.length = 0
     this.binary = EMPTY_BUFFER
   }
 
@@ -563,6 +593,58 @@ export class FrameEncoder {
     this.writeHead(head, 0)
     if (parts !== undefined) return [head, ...parts]
     return body === undefined ? [head] : [head, body]
+  }
+
+  /**
+   * A JSON header whose extFields and remark are plain text (PLAIN_JSON_TEXT, as a send's answer
+   * with its 32 msgIds): measured here and written by writePlainJson straight into the frame, the
+   * same bytes as encodeJsonHeaderText without JSON.stringify, a joined string and a UTF-8 pass.
+   * Returns the header's length, or -1 (nothing kept) when a part needs JSON.stringify.
+   */
+  private preparePlainJson(cmd: RemotingCommand): number {
+    const remark = cmd.remark
+    if (remark !== null && (typeof remark !== 'string' || !PLAIN_JSON_TEXT.test(remark))) return -1
+    const ext = cmd.extFields
+    // Object.keys: own enumerable keys in the order JSON.stringify writes them.
+    const keys = Object.keys(ext)
+    const entries = this.plainEntries
+    entries.length = 0
+    // '{' and '}', a comma between entries, and per entry its four quotes and the colon.
+    let length = keys.length === 0 ? 2 : 1 + keys.length * 6
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i]!
+      const value = ext[key]
+      if (typeof value !== 'string' || !PLAIN_JSON_TEXT.test(key) || !PLAIN_JSON_TEXT.test(value)) {
+        entries.length = 0
+        return -1
+      }
+      entries.push(key, value)
+      length += key.length + value.length
+    }
+    this.text = jsonHeaderHead(cmd)
+    this.tail = jsonHeaderTail(cmd, remark === null ? '' : `"remark":"${remark}",`)
+    this.kind = HEADER_JSON_PLAIN
+    return this.text.length + length + this.tail.length
+  }
+
+  /** Writes the header preparePlainJson measured at target[at...]: every part one byte per character. */
+  private writePlainJson(target: Buffer, at: number): void {
+    at += target.write(this.text, at, 'latin1')
+    target[at++] = 0x7b // {
+    const entries = this.plainEntries
+    for (let i = 0; i < entries.length; i += 2) {
+      if (i > 0) target[at++] = 0x2c // ,
+      target[at++] = QUOTE
+      at += target.write(entries[i]!, at, 'latin1')
+      target[at] = QUOTE
+      target[at + 1] = 0x3a // :
+      target[at + 2] = QUOTE
+      at += 3
+      at += target.write(entries[i + 1]!, at, 'latin1')
+      target[at++] = QUOTE
+    }
+    target[at++] = 0x7d // }
+    target.write(this.tail, at, 'latin1')
   }
 
   private jsonShape(cmd: RemotingCommand): JsonShape {
