@@ -41,24 +41,29 @@ export interface SendHeader {
   batch: boolean
 }
 
+type SendKeys = { readonly [K in keyof typeof SEND_V2_KEY]: string }
+
+/** V1's field names, each its own key. */
+const SEND_V1_KEY: SendKeys = Object.fromEntries(Object.keys(SEND_V2_KEY).map((k) => [k, k])) as unknown as SendKeys
+
 /** The send header of either version: V2's one-letter keys are V1's fields. */
 export function readSendHeader(req: RemotingCommand): SendHeader {
-  const v2 = req.code !== RequestCode.SEND_MESSAGE
-  const k = (name: keyof typeof SEND_V2_KEY): string => (v2 ? SEND_V2_KEY[name] : name)
+  // The names come from a table per version: this runs for every send.
+  const k = req.code === RequestCode.SEND_MESSAGE ? SEND_V1_KEY : SEND_V2_KEY
   return {
-    producerGroup: headerString(req, k('producerGroup')),
-    topic: headerString(req, k('topic')),
-    defaultTopic: headerOptionalString(req, k('defaultTopic')) ?? 'TBW102',
-    defaultTopicQueueNums: headerOptionalInt(req, k('defaultTopicQueueNums')) ?? 4,
-    queueId: headerInt(req, k('queueId')),
-    sysFlag: headerOptionalInt(req, k('sysFlag')) ?? 0,
-    bornTimestamp: headerOptionalInt(req, k('bornTimestamp')) ?? Date.now(),
-    flag: headerOptionalInt(req, k('flag')) ?? 0,
-    properties: headerOptionalString(req, k('properties')) ?? '',
-    reconsumeTimes: headerOptionalInt(req, k('reconsumeTimes')) ?? 0,
-    unitMode: headerOptionalBool(req, k('unitMode')) ?? false,
-    maxReconsumeTimes: headerOptionalInt(req, k('maxReconsumeTimes')),
-    batch: req.code === RequestCode.SEND_BATCH_MESSAGE || headerOptionalBool(req, k('batch')) === true,
+    producerGroup: headerString(req, k.producerGroup),
+    topic: headerString(req, k.topic),
+    defaultTopic: headerOptionalString(req, k.defaultTopic) ?? 'TBW102',
+    defaultTopicQueueNums: headerOptionalInt(req, k.defaultTopicQueueNums) ?? 4,
+    queueId: headerInt(req, k.queueId),
+    sysFlag: headerOptionalInt(req, k.sysFlag) ?? 0,
+    bornTimestamp: headerOptionalInt(req, k.bornTimestamp) ?? Date.now(),
+    flag: headerOptionalInt(req, k.flag) ?? 0,
+    properties: headerOptionalString(req, k.properties) ?? '',
+    reconsumeTimes: headerOptionalInt(req, k.reconsumeTimes) ?? 0,
+    unitMode: headerOptionalBool(req, k.unitMode) ?? false,
+    maxReconsumeTimes: headerOptionalInt(req, k.maxReconsumeTimes),
+    batch: req.code === RequestCode.SEND_BATCH_MESSAGE || headerOptionalBool(req, k.batch) === true,
   }
 }
 
