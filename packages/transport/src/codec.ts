@@ -433,6 +433,7 @@ const HEADER_JSON_TEXT = 1
 const HEADER_BINARY_FIXED = 2
 const HEADER_BINARY = 3
 const HEADER_JSON_PLAIN = 4
+const NO_KEYS: readonly string[] = []
 
 /**
  * Encodes frames into buffers the caller provides, in two steps so that nothing is written
@@ -465,8 +466,8 @@ export class FrameEncoder {
   private text = ''
   /** HEADER_JSON_PLAIN: the text after extFields' value (`text` holds the text before it). */
   private tail = ''
-  /** HEADER_JSON_PLAIN: extFields' keys and values, in JSON.stringify's order. */
-  private readonly plainEntries: string[] = []
+  /** HEADER_JSON_PLAIN: extFields' keys, in JSON.stringify's order. */
+  private plainKeys: readonly string[] = NO_KEYS
   private binary: Buffer = EMPTY_BUFFER
   private readonly shapes: JsonShape[] = []
   private nextShape = 0
@@ -581,7 +582,7 @@ export class FrameEncoder {
     this.separateParts = undefined
     this.text = ''
     this.tail = ''
-    this.plainEntries.length = 0
+    this.plainKeys = NO_KEYS
     this.binary = EMPTY_BUFFER
   }
 
@@ -607,20 +608,15 @@ export class FrameEncoder {
     const ext = cmd.extFields
     // Object.keys: own enumerable keys in the order JSON.stringify writes them.
     const keys = Object.keys(ext)
-    const entries = this.plainEntries
-    entries.length = 0
     // '{' and '}', a comma between entries, and per entry its four quotes and the colon.
     let length = keys.length === 0 ? 2 : 1 + keys.length * 6
     for (let i = 0; i < keys.length; i++) {
       const key = keys[i]!
       const value = ext[key]
-      if (typeof value !== 'string' || !PLAIN_JSON_TEXT.test(key) || !PLAIN_JSON_TEXT.test(value)) {
-        entries.length = 0
-        return -1
-      }
-      entries.push(key, value)
+      if (typeof value !== 'string' || !PLAIN_JSON_TEXT.test(key) || !PLAIN_JSON_TEXT.test(value)) return -1
       length += key.length + value.length
     }
+    this.plainKeys = keys
     this.text = jsonHeaderHead(cmd)
     this.tail = jsonHeaderTail(cmd, remark === null ? '' : `"remark":"${remark}",`)
     this.kind = HEADER_JSON_PLAIN
@@ -631,16 +627,19 @@ export class FrameEncoder {
   private writePlainJson(target: Buffer, at: number): void {
     at += target.write(this.text, at, 'latin1')
     target[at++] = 0x7b // {
-    const entries = this.plainEntries
-    for (let i = 0; i < entries.length; i += 2) {
+    // The command is held until written; its extFields are the ones measured.
+    const ext = this.cmd!.extFields
+    const keys = this.plainKeys
+    for (let i = 0; i < keys.length; i++) {
       if (i > 0) target[at++] = 0x2c // ,
+      const key = keys[i]!
       target[at++] = QUOTE
-      at += target.write(entries[i]!, at, 'latin1')
+      at += target.write(key, at, 'latin1')
       target[at] = QUOTE
       target[at + 1] = 0x3a // :
       target[at + 2] = QUOTE
       at += 3
-      at += target.write(entries[i + 1]!, at, 'latin1')
+      at += target.write(ext[key]!, at, 'latin1')
       target[at++] = QUOTE
     }
     target[at++] = 0x7d // }
