@@ -272,15 +272,22 @@ export function checkEncodedPropertyBytes(bytes: unknown): EncodedProperties {
   const len = bytes.length
   const out: EncodedProperties = { text: bytes, tags: undefined, keys: undefined, uniqKey: undefined, delay: undefined }
   if (len === 0) return out
-  if (!isUtf8(bytes)) fail('INVALID_PROPERTY', 'propertiesBytes is not well-formed UTF-8', bytes)
-  if (bytes[len - 1] !== 0x02) return checkEncodedProperties(textOf(bytes, 0, len))
+  if (bytes[len - 1] !== 0x02) {
+    if (!isUtf8(bytes)) fail('INVALID_PROPERTY', 'propertiesBytes is not well-formed UTF-8', bytes)
+    return checkEncodedProperties(textOf(bytes, 0, len))
+  }
+  // Every byte but the 0x02s ORed: below 0x80, all ASCII, which is well-formed UTF-8 without asking.
+  let high = 0
   let at = 0
   while (at < len) {
     // One entry: its 0x01 and its end (the 0x02; the last byte is one).
     let sep = -1
     let end = at
-    for (; bytes[end] !== 0x02; end++) {
-      if (bytes[end] !== 0x01) continue
+    for (; ; end++) {
+      const b = bytes[end]!
+      if (b === 0x02) break
+      high |= b
+      if (b !== 0x01) continue
       if (sep >= 0) fail('INVALID_PROPERTY', `property ${JSON.stringify(textOf(bytes, at, sep))} contains a 0x01 or 0x02 separator`, bytes)
       sep = end
     }
@@ -294,5 +301,6 @@ export function checkEncodedPropertyBytes(bytes: unknown): EncodedProperties {
     else if (c === 0x44 /* D */ && bytesAre(bytes, at, sep, PROPERTY.DELAY)) out.delay = textOf(bytes, sep + 1, end)
     at = end + 1
   }
+  if (high >= 0x80 && !isUtf8(bytes)) fail('INVALID_PROPERTY', 'propertiesBytes is not well-formed UTF-8', bytes)
   return out
 }

@@ -810,7 +810,8 @@ function checkLength(length: number, maxFrameBytes: number): number {
  * After an error the decoder is unusable; the caller closes the connection.
  */
 export class FrameDecoder {
-  private readonly chunks: Buffer[] = []
+  // Replaced rather than emptied (setting an array's length is a runtime call, once per frame here).
+  private chunks: Buffer[] = []
   private buffered = 0
   /** Total bytes of the frame at the head of `chunks`, or -1 until its length field is in. */
   private frameBytes = -1
@@ -846,7 +847,7 @@ export class FrameDecoder {
           this.chunks[this.chunks.length - 1] = chunk.subarray(0, fromChunk)
           frame = Buffer.concat(this.chunks, frameBytes)
         }
-        this.chunks.length = 0
+        this.chunks = []
         this.buffered = 0
         this.frameBytes = -1
         this.drain(frame, onCommand)
@@ -854,7 +855,7 @@ export class FrameDecoder {
       }
     } catch (err) {
       this.failed = true
-      this.chunks.length = 0
+      this.chunks = []
       this.buffered = 0
       throw err
     }
