@@ -81,13 +81,14 @@ test('batch bodies: entries decoded, every malformed length refused', () => {
   const inFrame = Buffer.concat([Buffer.from('header'), two]).subarray(6)
   const puts = batchPuts(inFrame, common)
   assert.deepEqual(
-    puts.map((m) => [Buffer.from(m.body as Uint8Array).toString(), m.propertiesText, m.flag, m.topic, m.queueId, m.bornTimestamp, m.bornHost, m.reconsumeTimes, m.sysFlag]),
+    puts.map((m) => [Buffer.from(m.body as Uint8Array).toString(), Buffer.from(m.propertiesBytes!).toString(), m.flag, m.topic, m.queueId, m.bornTimestamp, m.bornHost, m.reconsumeTimes, m.sysFlag]),
     [
       ['a', 'K\u0001V\u0002', 3, 'T', 2, 7, '1.2.3.4:5', 1, 0],
       ['bcd', '', 0, 'T', 2, 7, '1.2.3.4:5', 1, 0],
     ],
   )
   assert.equal((puts[1]!.body as Uint8Array).buffer, inFrame.buffer, 'bodies are views of the request, not copies')
+  assert.equal(puts[0]!.propertiesBytes!.buffer, inFrame.buffer, 'properties are views of the request, not copies')
   for (let cut = 1; cut < two.length; cut++) {
     let expected: string | undefined
     try {

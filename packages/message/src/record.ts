@@ -113,7 +113,8 @@ export interface PreparedMessage {
   preparedTransactionOffset: number
   body: Uint8Array
   bodyCrc: number
-  properties: string
+  /** The encoded properties (name 0x01 value 0x02, repeated) as text, or as their UTF-8 bytes. */
+  properties: string | Uint8Array
   propertiesBytes: number
   totalSize: number
   magicCode: number
@@ -153,13 +154,13 @@ export function prepareRecordOf(
   reconsumeTimes: number,
   preparedTransactionOffset: number,
   body: Uint8Array,
-  properties: string,
+  properties: string | Uint8Array,
   tagsCode: number,
   keys: string | undefined,
   uniqKey: string | undefined,
   bodyCrc: number,
 ): PreparedMessage {
-  const propertiesBytes = properties.length === 0 ? 0 : Buffer.byteLength(properties)
+  const propertiesBytes = typeof properties !== 'string' ? properties.length : properties.length === 0 ? 0 : Buffer.byteLength(properties)
   const magicCode = topicBytes.length > TOPIC_MAX_LENGTH ? MESSAGE_MAGIC_CODE_V2 : MESSAGE_MAGIC_CODE_V1
   // One literal with a fixed field order keeps every PreparedMessage the same hidden class.
   return {
@@ -267,7 +268,11 @@ export function encodeRecord(
   pos += topicLength
   dv.setInt16(pos, m.propertiesBytes)
   pos += 2
-  if (m.propertiesBytes > 0) target.write(m.properties, pos, m.propertiesBytes, 'utf8')
+  if (m.propertiesBytes > 0) {
+    const properties = m.properties
+    if (typeof properties === 'string') target.write(properties, pos, m.propertiesBytes, 'utf8')
+    else target.set(properties, pos)
+  }
 }
 
 /** Address (4 or 16 bytes) then port (an int), as RocketMQ's socketAddress2ByteBuffer. */

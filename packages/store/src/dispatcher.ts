@@ -192,7 +192,9 @@ export class Dispatcher {
       req.tagsCode = m.tagsCode
       if (req.topic === SCHEDULE_TOPIC && m.properties.length > 0) {
         // The delivery time, known only now that the store time is (codec/schedule.ts).
-        const deliverAt = deliverTagsCodeOfProperties(m.properties, r.storeTimestamp, this.delayLevelsMs)
+        const p = m.properties
+        const text = typeof p === 'string' ? p : Buffer.from(p.buffer, p.byteOffset, p.length).toString('utf8')
+        const deliverAt = deliverTagsCodeOfProperties(text, r.storeTimestamp, this.delayLevelsMs)
         if (deliverAt !== undefined) req.tagsCode = deliverAt
       }
       req.storeTimestamp = r.storeTimestamp

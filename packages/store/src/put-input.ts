@@ -2,6 +2,7 @@
  * Checks of what callers pass to put, get and lookup. Every failure is a StoreError that says
  * what is wrong and shows what was received (a string quoted, so "0" and 0 differ).
  */
+import { isUtf8 } from 'node:buffer'
 import { StoreError, type StoreErrorCode } from './errors.js'
 import { PROPERTY, PROPERTY_NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR, SYSFLAG, SYSFLAG_ACCEPTED_MASK } from './codec/index.js'
 
@@ -190,8 +191,8 @@ export function encodePutProperties(keys: string | undefined, m: PropertyInput):
 
 /** What a put's encoded properties say about the fields the store indexes (the last of each wins, as readers decode). */
 export interface EncodedProperties {
-  /** The text to store: the given one, with the last separator added when it was left off. */
-  text: string
+  /** What to store: the given text (with the last separator added when it was left off) or bytes. */
+  text: string | Uint8Array
   tags: string | undefined
   keys: string | undefined
   uniqKey: string | undefined
@@ -237,5 +238,69 @@ export function checkEncodedProperties(text: unknown): EncodedProperties {
   }
   // RocketMQ's clients end every entry with 0x02; one that left the last off is completed.
   if (text.charCodeAt(len - 1) !== 0x02) out.text = text + PROPERTY_SEPARATOR
+  return out
+}
+
+/** Whether bytes[start, end) is exactly the ASCII `name`. */
+function bytesAre(bytes: Uint8Array, start: number, end: number, name: string): boolean {
+  if (end - start !== name.length) return false
+  for (let i = 0; i < name.length; i++) if (bytes[start + i] !== name.charCodeAt(i)) return false
+  return true
+}
+
+/** bytes[start, end) as text (well-formed UTF-8); short ASCII without a Buffer. */
+function textOf(bytes: Uint8Array, start: number, end: number): string {
+  if (end - start <= 32) {
+    let text = ''
+    for (let i = start; i < end; i++) {
+      const c = bytes[i]!
+      if (c >= 0x80) return Buffer.from(bytes.buffer, bytes.byteOffset + start, end - start).toString('utf8')
+      text += String.fromCharCode(c)
+    }
+    return text
+  }
+  return Buffer.from(bytes.buffer, bytes.byteOffset + start, end - start).toString('utf8')
+}
+
+/**
+ * PutMessage.propertiesBytes: checkEncodedProperties over the UTF-8 bytes, which are stored as
+ * they are. Well-formed UTF-8 stands for the text's "no lone surrogate" (a surrogate's UTF-8 form
+ * is ill-formed); bytes without the last 0x02 go the text's way, which completes them.
+ */
+export function checkEncodedPropertyBytes(bytes: unknown): EncodedProperties {
+  if (!(bytes instanceof Uint8Array)) fail('INVALID_ARGUMENT', `propertiesBytes must be a Uint8Array (the UTF-8 of name 0x01 value 0x02, repeated), got ${describe(bytes)}`, bytes)
+  const len = bytes.length
+  const out: EncodedProperties = { text: bytes, tags: undefined, keys: undefined, uniqKey: undefined, delay: undefined }
+  if (len === 0) return out
+  if (bytes[len - 1] !== 0x02) {
+    if (!isUtf8(bytes)) fail('INVALID_PROPERTY', 'propertiesBytes is not well-formed UTF-8', bytes)
+    return checkEncodedProperties(textOf(bytes, 0, len))
+  }
+  // Every byte but the 0x02s ORed: below 0x80, all ASCII, which is well-formed UTF-8 without asking.
+  let high = 0
+  let at = 0
+  while (at < len) {
+    // One entry: its 0x01 and its end (the 0x02; the last byte is one).
+    let sep = -1
+    let end = at
+    for (; ; end++) {
+      const b = bytes[end]!
+      if (b === 0x02) break
+      high |= b
+      if (b !== 0x01) continue
+      if (sep >= 0) fail('INVALID_PROPERTY', `property ${JSON.stringify(textOf(bytes, at, sep))} contains a 0x01 or 0x02 separator`, bytes)
+      sep = end
+    }
+    if (sep < 0) fail('INVALID_PROPERTY', `propertiesBytes entry at byte ${at} has no 0x01 between its name and its value, got ${describe(textOf(bytes, at, end))}`, bytes)
+    if (sep === at) fail('INVALID_PROPERTY', `propertiesBytes entry at byte ${at} has an empty name`, bytes)
+    if (sep + 1 === end) fail('INVALID_PROPERTY', `property ${JSON.stringify(textOf(bytes, at, sep))} must have a non-empty value`, bytes)
+    const c = bytes[at]
+    if (c === 0x54 /* T */ && bytesAre(bytes, at, sep, PROPERTY.TAGS)) out.tags = textOf(bytes, sep + 1, end)
+    else if (c === 0x4b /* K */ && bytesAre(bytes, at, sep, PROPERTY.KEYS)) out.keys = textOf(bytes, sep + 1, end)
+    else if (c === 0x55 /* U */ && bytesAre(bytes, at, sep, PROPERTY.UNIQ_KEY)) out.uniqKey = textOf(bytes, sep + 1, end)
+    else if (c === 0x44 /* D */ && bytesAre(bytes, at, sep, PROPERTY.DELAY)) out.delay = textOf(bytes, sep + 1, end)
+    at = end + 1
+  }
+  if (high >= 0x80 && !isUtf8(bytes)) fail('INVALID_PROPERTY', 'propertiesBytes is not well-formed UTF-8', bytes)
   return out
 }

@@ -22,7 +22,7 @@ import {
   type Host,
   type PreparedMessage,
 } from './codec/index.js'
-import { checkEncodedProperties, checkInt, checkOffset, checkPutQueueId, checkSysFlag, checkTopicText, describe, encodePutProperties, keysProperty } from './put-input.js'
+import { checkEncodedProperties, checkEncodedPropertyBytes, checkInt, checkOffset, checkPutQueueId, checkSysFlag, checkTopicText, describe, encodePutProperties, keysProperty } from './put-input.js'
 
 export interface PutMessage {
   topic: string
@@ -43,6 +43,13 @@ export interface PutMessage {
    * form is (INVALID_PROPERTY); given with `tags`, `keys` or `properties` it is INVALID_ARGUMENT.
    */
   propertiesText?: string
+  /**
+   * propertiesText as its UTF-8 bytes (a view of a RocketMQ batch request, say): copied into the
+   * record as they are, without a decode and an encode. Checked as propertiesText is, and must be
+   * well-formed UTF-8 (INVALID_PROPERTY); given with propertiesText, `tags`, `keys` or
+   * `properties` it is INVALID_ARGUMENT.
+   */
+  propertiesBytes?: Uint8Array
   /** Java int. */
   flag?: number
   /**
@@ -119,15 +126,15 @@ export class PutPreparer {
     if (body.length > this.#maxMessageSize) {
       throw new StoreError('MESSAGE_TOO_LARGE', `body of ${body.length} bytes exceeds maxMessageSize ${this.#maxMessageSize}`, { details: { bytes: body.length, limit: this.#maxMessageSize } })
     }
-    let properties = ''
+    let properties: string | Uint8Array = ''
     let tagsCode = 0
     let keys: string | undefined
     let uniqKey: string | undefined
-    if (m.propertiesText !== undefined) {
-      if (m.keys !== undefined || m.tags !== undefined || m.properties !== undefined) {
-        throw new StoreError('INVALID_ARGUMENT', 'propertiesText is the whole properties: give it without tags, keys or properties')
+    if (m.propertiesText !== undefined || m.propertiesBytes !== undefined) {
+      if (m.keys !== undefined || m.tags !== undefined || m.properties !== undefined || (m.propertiesText !== undefined && m.propertiesBytes !== undefined)) {
+        throw new StoreError('INVALID_ARGUMENT', 'propertiesText or propertiesBytes is the whole properties: give one of them, without tags, keys or properties')
       }
-      const given = checkEncodedProperties(m.propertiesText)
+      const given = m.propertiesBytes !== undefined ? checkEncodedPropertyBytes(m.propertiesBytes) : checkEncodedProperties(m.propertiesText)
       properties = given.text
       if (given.tags !== undefined) tagsCode = javaStringHashCode(given.tags)
       keys = given.keys

@@ -66,16 +66,33 @@ export const INLINE_BODY_BYTES = 16 * 1024
  * frame; only the free-form parts (remark, extFields) go through JSON.stringify.
  */
 export function encodeJsonHeaderText(cmd: RemotingCommand): string {
-  const name = languageName(cmd.language)
-  const language = name === undefined ? String(cmd.language | 0) : `"${name}"`
   let ext = '{}'
   for (const _ in cmd.extFields) {
     ext = JSON.stringify(cmd.extFields)
     break
   }
   const remark = cmd.remark === null ? '' : `"remark":${JSON.stringify(cmd.remark)},`
-  return `{"code":${cmd.code | 0},"extFields":${ext},"flag":${cmd.flag | 0},"language":${language},"opaque":${cmd.opaque | 0},${remark}"serializeTypeCurrentRPC":"JSON","version":${cmd.version | 0}}`
+  return jsonHeaderHead(cmd) + ext + jsonHeaderTail(cmd, remark)
 }
+
+/** The JSON header up to its extFields' value. */
+function jsonHeaderHead(cmd: RemotingCommand): string {
+  return `{"code":${cmd.code | 0},"extFields":`
+}
+
+/** The JSON header after its extFields' value; `remark` is the remark's member and its comma, or ''. */
+function jsonHeaderTail(cmd: RemotingCommand, remark: string): string {
+  const name = languageName(cmd.language)
+  const language = name === undefined ? String(cmd.language | 0) : `"${name}"`
+  return `,"flag":${cmd.flag | 0},"language":${language},"opaque":${cmd.opaque | 0},${remark}"serializeTypeCurrentRPC":"JSON","version":${cmd.version | 0}}`
+}
+
+/**
+ * Text JSON.stringify writes as it is between quotes, one byte per character: printable ASCII
+ * without `"` and `\`. Anything else (escapes, non-ASCII, lone surrogates) goes through
+ * JSON.stringify.
+ */
+const PLAIN_JSON_TEXT = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/
 
 export function encodeJsonHeader(cmd: RemotingCommand): Buffer {
   return Buffer.from(encodeJsonHeaderText(cmd), 'utf8')
@@ -415,6 +432,8 @@ const HEADER_JSON_SHAPE = 0
 const HEADER_JSON_TEXT = 1
 const HEADER_BINARY_FIXED = 2
 const HEADER_BINARY = 3
+const HEADER_JSON_PLAIN = 4
+const NO_KEYS: readonly string[] = []
 
 /**
  * Encodes frames into buffers the caller provides, in two steps so that nothing is written
@@ -445,6 +464,10 @@ export class FrameEncoder {
   private opaque = 0
   private opaqueDigits = 0
   private text = ''
+  /** HEADER_JSON_PLAIN: the text after extFields' value (`text` holds the text before it). */
+  private tail = ''
+  /** HEADER_JSON_PLAIN: extFields' keys, in JSON.stringify's order. */
+  private plainKeys: readonly string[] = NO_KEYS
   private binary: Buffer = EMPTY_BUFFER
   private readonly shapes: JsonShape[] = []
   private nextShape = 0
@@ -472,9 +495,12 @@ export class FrameEncoder {
       this.opaqueDigits = decimalDigits(opaque)
       headerLength = shape.prefix.length + this.opaqueDigits + shape.suffix.length
     } else {
-      this.text = encodeJsonHeaderText(cmd)
-      this.kind = HEADER_JSON_TEXT
-      headerLength = Buffer.byteLength(this.text, 'utf8')
+      headerLength = this.preparePlainJson(cmd)
+      if (headerLength < 0) {
+        this.text = encodeJsonHeaderText(cmd)
+        this.kind = HEADER_JSON_TEXT
+        headerLength = Buffer.byteLength(this.text, 'utf8')
+      }
     }
     if (headerLength > MAX_HEADER_BYTES) throw new TransportError('FRAME_TOO_LARGE', `header of ${headerLength} bytes exceeds 24-bit length`)
     const parts = cmd.bodyParts
@@ -527,6 +553,9 @@ export class FrameEncoder {
       case HEADER_JSON_TEXT:
         target.write(this.text, p, headerLength, 'utf8')
         break
+      case HEADER_JSON_PLAIN:
+        this.writePlainJson(target, p)
+        break
       case HEADER_BINARY_FIXED:
         writeBinaryFixed(target, p, this.cmd!)
         break
@@ -552,6 +581,8 @@ export class FrameEncoder {
     this.separateBody = undefined
     this.separateParts = undefined
     this.text = ''
+    this.tail = ''
+    this.plainKeys = NO_KEYS
     this.binary = EMPTY_BUFFER
   }
 
@@ -563,6 +594,56 @@ export class FrameEncoder {
     this.writeHead(head, 0)
     if (parts !== undefined) return [head, ...parts]
     return body === undefined ? [head] : [head, body]
+  }
+
+  /**
+   * A JSON header whose extFields and remark are plain text (PLAIN_JSON_TEXT, as a send's answer
+   * with its 32 msgIds): measured here and written by writePlainJson straight into the frame, the
+   * same bytes as encodeJsonHeaderText without JSON.stringify, a joined string and a UTF-8 pass.
+   * Returns the header's length, or -1 (nothing kept) when a part needs JSON.stringify.
+   */
+  private preparePlainJson(cmd: RemotingCommand): number {
+    const remark = cmd.remark
+    if (remark !== null && (typeof remark !== 'string' || !PLAIN_JSON_TEXT.test(remark))) return -1
+    const ext = cmd.extFields
+    // Object.keys: own enumerable keys in the order JSON.stringify writes them.
+    const keys = Object.keys(ext)
+    // '{' and '}', a comma between entries, and per entry its four quotes and the colon.
+    let length = keys.length === 0 ? 2 : 1 + keys.length * 6
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i]!
+      const value = ext[key]
+      if (typeof value !== 'string' || !PLAIN_JSON_TEXT.test(key) || !PLAIN_JSON_TEXT.test(value)) return -1
+      length += key.length + value.length
+    }
+    this.plainKeys = keys
+    this.text = jsonHeaderHead(cmd)
+    this.tail = jsonHeaderTail(cmd, remark === null ? '' : `"remark":"${remark}",`)
+    this.kind = HEADER_JSON_PLAIN
+    return this.text.length + length + this.tail.length
+  }
+
+  /** Writes the header preparePlainJson measured at target[at...]: every part one byte per character. */
+  private writePlainJson(target: Buffer, at: number): void {
+    at += target.write(this.text, at, 'latin1')
+    target[at++] = 0x7b // {
+    // The command is held until written; its extFields are the ones measured.
+    const ext = this.cmd!.extFields
+    const keys = this.plainKeys
+    for (let i = 0; i < keys.length; i++) {
+      if (i > 0) target[at++] = 0x2c // ,
+      const key = keys[i]!
+      target[at++] = QUOTE
+      at += target.write(key, at, 'latin1')
+      target[at] = QUOTE
+      target[at + 1] = 0x3a // :
+      target[at + 2] = QUOTE
+      at += 3
+      at += target.write(ext[key]!, at, 'latin1')
+      target[at++] = QUOTE
+    }
+    target[at++] = 0x7d // }
+    target.write(this.tail, at, 'latin1')
   }
 
   private jsonShape(cmd: RemotingCommand): JsonShape {
@@ -729,7 +810,8 @@ function checkLength(length: number, maxFrameBytes: number): number {
  * After an error the decoder is unusable; the caller closes the connection.
  */
 export class FrameDecoder {
-  private readonly chunks: Buffer[] = []
+  // Replaced rather than emptied (setting an array's length is a runtime call, once per frame here).
+  private chunks: Buffer[] = []
   private buffered = 0
   /** Total bytes of the frame at the head of `chunks`, or -1 until its length field is in. */
   private frameBytes = -1
@@ -765,7 +847,7 @@ export class FrameDecoder {
           this.chunks[this.chunks.length - 1] = chunk.subarray(0, fromChunk)
           frame = Buffer.concat(this.chunks, frameBytes)
         }
-        this.chunks.length = 0
+        this.chunks = []
         this.buffered = 0
         this.frameBytes = -1
         this.drain(frame, onCommand)
@@ -773,7 +855,7 @@ export class FrameDecoder {
       }
     } catch (err) {
       this.failed = true
-      this.chunks.length = 0
+      this.chunks = []
       this.buffered = 0
       throw err
     }

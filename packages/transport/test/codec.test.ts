@@ -198,6 +198,59 @@ function referenceFrame(cmd: RemotingCommand, type: SerializeType): Buffer {
   return Buffer.concat([prefix, header, cmd.body])
 }
 
+/** The JSON header as JSON.stringify writes the whole object (fastjson's key order, remark left out when null). */
+function stringifiedHeader(cmd: RemotingCommand, languageText: unknown): Buffer {
+  const header: Record<string, unknown> = { code: cmd.code, extFields: cmd.extFields, flag: cmd.flag, language: languageText, opaque: cmd.opaque }
+  if (cmd.remark !== null) header.remark = cmd.remark
+  header.serializeTypeCurrentRPC = 'JSON'
+  header.version = cmd.version
+  return Buffer.from(JSON.stringify(header), 'utf8')
+}
+
+test('a JSON header written without JSON.stringify (plain extFields and remark) is JSON.stringify\'s text, tricky values included', { timeout: 20_000 }, () => {
+  const msgIds = Array.from({ length: 32 }, (_, i) => `7F00000100002A9F${(i * 1100).toString(16).toUpperCase().padStart(16, '0')}`).join(',')
+  const tricky = ['', 'plain', 'a"b', 'back\\slash', '\\"', 'tab\there', 'nl\n', '\u0000', '\u001f', '\u007f', 'caf\u00e9', '\u4e2d\u6587', '\ud83d\ude00', '\ud800', 'x\udfff', '</script>', '{"json":1}', '12', '-0', ' ', '~']
+  const keys = ['msgId', 'queueId', '0', '10', '2', 'a"k', 'k\\', 'k\u00e9', '__proto__', ' ', 'TRACE_ON']
+  const rng = seededRandom(SEED + 17)
+  const encoder = new FrameEncoder()
+  const target = Buffer.alloc(64 * 1024)
+  const cases: RemotingCommand[] = [RemotingCommand.createResponse(0, null, { msgId: msgIds, queueId: '3', queueOffset: '123456', MSG_REGION: 'DefaultRegion', TRACE_ON: 'true' })]
+  for (let i = 0; i < 3000; i++) {
+    const extFields: Record<string, string> = {}
+    const n = randomInt(rng, 0, 5)
+    for (let j = 0; j < n; j++) {
+      const key = keys[randomInt(rng, 0, keys.length - 1)]!
+      const value = rng() < 0.6 ? tricky[randomInt(rng, 0, 1)]! + String(randomInt(rng, 0, 1e6)) : tricky[randomInt(rng, 0, tricky.length - 1)]!
+      // An own "__proto__" key, as a decoder keeps it.
+      Object.defineProperty(extFields, key, { value, enumerable: true, writable: true, configurable: true })
+    }
+    const remarkRoll = rng()
+    const remark = remarkRoll < 0.4 ? null : remarkRoll < 0.7 ? `remark ${i}` : tricky[randomInt(rng, 0, tricky.length - 1)]!
+    cases.push(
+      new RemotingCommand({
+        code: randomInt(rng, -2000, 300_000),
+        language: rng() < 0.1 ? 200 : randomInt(rng, 0, LanguageCode.NODE_JS),
+        version: randomInt(rng, 0, 100_000),
+        opaque: randomInt(rng, -0x80000000, 0x7fffffff),
+        flag: randomInt(rng, 0, 3),
+        remark,
+        extFields,
+      }),
+    )
+  }
+  for (const [i, cmd] of cases.entries()) {
+    const name = LanguageCode.JAVA === cmd.language ? 'JAVA' : (Object.entries(LanguageCode).find(([, v]) => v === cmd.language)?.[0] ?? cmd.language)
+    const expected = stringifiedHeader(cmd, name)
+    cmd.serializeType = SerializeType.JSON
+    encoder.prepare(cmd)
+    encoder.writeHead(target, 5)
+    const header = target.subarray(5 + 8, 5 + encoder.headBytes)
+    assert.ok(header.equals(expected), `seed ${SEED} case ${i}: ${header.toString('utf8')} != ${expected.toString('utf8')}`)
+    assert.equal(target.readUInt32BE(5 + 4) & 0xffffff, expected.length)
+    assert.deepEqual(observable(decodeFrame(target.subarray(5, 5 + encoder.headBytes))), observable(cmd))
+  }
+})
+
 test('FrameEncoder writes the reference bytes at any offset, through cached shapes and fixed binary headers', { timeout: 20_000 }, () => {
   const rng = seededRandom(SEED + 11)
   const encoder = new FrameEncoder()

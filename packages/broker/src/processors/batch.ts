@@ -4,8 +4,8 @@
  *   entry = | totalSize 4 | magic 4 | bodyCRC 4 | flag 4 | bodyLength 4 | body | propertiesLength 2 | properties |
  *
  * The broker's path builds the store's puts straight from the request's bytes: one pass, each
- * message's body a view of the request (no copy), its properties the text the client encoded
- * (no decode into an object and re-encode: the store checks them as it checks an object's).
+ * message's body and its properties views of the request (no copy; the properties' bytes are
+ * not decoded and re-encoded: the store checks them as it checks an object's and copies them).
  */
 import type { PutMessage, PutResult } from '@mqts/store'
 import { walkBatchBody } from '@mqts/transport'
@@ -30,8 +30,8 @@ export interface BatchCommon {
 }
 
 /**
- * The store's puts of a batch body, built in one pass: each body a view of the request's bytes
- * (a plain Uint8Array, cheaper to make than a Buffer's subarray), each properties text as encoded.
+ * The store's puts of a batch body, built in one pass: each body and each properties a view of the
+ * request's bytes (a plain Uint8Array, cheaper to make than a Buffer's subarray).
  */
 export function batchPuts(body: Buffer, common: BatchCommon): PutMessage[] {
   const out: PutMessage[] = []
@@ -42,7 +42,7 @@ export function batchPuts(body: Buffer, common: BatchCommon): PutMessage[] {
       topic: common.topic,
       queueId: common.queueId,
       body: new Uint8Array(bytes, base + bodyStart, bodyEnd - bodyStart),
-      propertiesText: body.toString('utf8', propsStart, propsEnd),
+      propertiesBytes: new Uint8Array(bytes, base + propsStart, propsEnd - propsStart),
       flag,
       sysFlag: common.sysFlag,
       bornTimestamp: common.bornTimestamp,

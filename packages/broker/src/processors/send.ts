@@ -41,24 +41,29 @@ export interface SendHeader {
   batch: boolean
 }
 
+type SendKeys = { readonly [K in keyof typeof SEND_V2_KEY]: string }
+
+/** V1's field names, each its own key. */
+const SEND_V1_KEY: SendKeys = Object.fromEntries(Object.keys(SEND_V2_KEY).map((k) => [k, k])) as unknown as SendKeys
+
 /** The send header of either version: V2's one-letter keys are V1's fields. */
 export function readSendHeader(req: RemotingCommand): SendHeader {
-  const v2 = req.code !== RequestCode.SEND_MESSAGE
-  const k = (name: keyof typeof SEND_V2_KEY): string => (v2 ? SEND_V2_KEY[name] : name)
+  // The names come from a table per version: this runs for every send.
+  const k = req.code === RequestCode.SEND_MESSAGE ? SEND_V1_KEY : SEND_V2_KEY
   return {
-    producerGroup: headerString(req, k('producerGroup')),
-    topic: headerString(req, k('topic')),
-    defaultTopic: headerOptionalString(req, k('defaultTopic')) ?? 'TBW102',
-    defaultTopicQueueNums: headerOptionalInt(req, k('defaultTopicQueueNums')) ?? 4,
-    queueId: headerInt(req, k('queueId')),
-    sysFlag: headerOptionalInt(req, k('sysFlag')) ?? 0,
-    bornTimestamp: headerOptionalInt(req, k('bornTimestamp')) ?? Date.now(),
-    flag: headerOptionalInt(req, k('flag')) ?? 0,
-    properties: headerOptionalString(req, k('properties')) ?? '',
-    reconsumeTimes: headerOptionalInt(req, k('reconsumeTimes')) ?? 0,
-    unitMode: headerOptionalBool(req, k('unitMode')) ?? false,
-    maxReconsumeTimes: headerOptionalInt(req, k('maxReconsumeTimes')),
-    batch: req.code === RequestCode.SEND_BATCH_MESSAGE || headerOptionalBool(req, k('batch')) === true,
+    producerGroup: headerString(req, k.producerGroup),
+    topic: headerString(req, k.topic),
+    defaultTopic: headerOptionalString(req, k.defaultTopic) ?? 'TBW102',
+    defaultTopicQueueNums: headerOptionalInt(req, k.defaultTopicQueueNums) ?? 4,
+    queueId: headerInt(req, k.queueId),
+    sysFlag: headerOptionalInt(req, k.sysFlag) ?? 0,
+    bornTimestamp: headerOptionalInt(req, k.bornTimestamp) ?? Date.now(),
+    flag: headerOptionalInt(req, k.flag) ?? 0,
+    properties: headerOptionalString(req, k.properties) ?? '',
+    reconsumeTimes: headerOptionalInt(req, k.reconsumeTimes) ?? 0,
+    unitMode: headerOptionalBool(req, k.unitMode) ?? false,
+    maxReconsumeTimes: headerOptionalInt(req, k.maxReconsumeTimes),
+    batch: req.code === RequestCode.SEND_BATCH_MESSAGE || headerOptionalBool(req, k.batch) === true,
   }
 }
 
@@ -95,51 +100,62 @@ export function storeErrorResponse(err: unknown): RemotingCommand {
   }
 }
 
+/**
+ * The send processor. Not an async function: a known topic's batch goes from the request to the
+ * store's putBatch and from its result to the answer with one promise between them (this runs
+ * for every send; each await or async frame is a promise and a microtask more).
+ */
 export function sendProcessor(ctx: BrokerContext): RequestProcessor {
-  return async (req: RemotingCommand, channel: Channel) => {
+  return (req: RemotingCommand, channel: Channel) => {
     if (ctx.config.brokerRole === 'SLAVE') return fail(ResponseCode.SERVICE_NOT_AVAILABLE, `the broker[${ctx.config.brokerName}] is a replica: send to its master`)
     const h = readSendHeader(req)
     if ((h.sysFlag & TRANSACTION_TYPE_MASK) === TRANSACTION_PREPARED) {
       return fail(ResponseCode.NO_PERMISSION, `the broker[${ctx.config.brokerName}] does not take transactional messages`)
     }
-    let topicCheck = checkTopic(ctx, h)
-    if (topicCheck instanceof Promise) topicCheck = await topicCheck
-    if (topicCheck instanceof RemotingCommand) return topicCheck
-    const tc = topicCheck
-    let queueId = h.queueId
-    if (queueId < 0) queueId = Math.floor(Math.random() * tc.writeQueueNums)
-    if (queueId >= tc.writeQueueNums) {
-      return fail(ResponseCode.SYSTEM_ERROR, `request queueId[${queueId}] is illegal, topic ${h.topic} has ${tc.writeQueueNums} write queues, producer: ${channel.remoteAddress}`)
-    }
-    const bornHost = bornHostOf(channel)
-    try {
-      if (h.batch) return await sendBatch(ctx, req, h, queueId, bornHost)
-      const properties = decodeProperties(h.properties)
-      if (!h.topic.startsWith(RETRY_GROUP_TOPIC_PREFIX)) properties[MESSAGE_PROPERTY.CLUSTER] = ctx.config.brokerClusterName
-      // A message without a unique id gets one, as RocketMQ's broker gives it (ali-ons sends none).
-      properties[MESSAGE_PROPERTY.UNIQ_KEY] ??= ctx.uniqueIds.next()
-      const message: PutMessage = {
-        topic: h.topic,
-        queueId,
-        body: req.body,
-        properties,
-        flag: h.flag,
-        sysFlag: h.sysFlag,
-        bornTimestamp: h.bornTimestamp,
-        bornHost,
-        reconsumeTimes: h.reconsumeTimes,
-      }
-      const r = await ctx.store.put(ctx.schedule(message))
-      let replicated: ReplicaSync | Promise<ReplicaSync> = r.status === 'PUT_OK' ? replicasOf(ctx, r.physicalOffset + r.size) : 'OK'
-      if (typeof replicated !== 'string') replicated = await replicated
-      return sendResponse(ctx, replicated === 'OK' ? r.status : replicated, r.msgId, queueId, r.queueOffset, properties[MESSAGE_PROPERTY.UNIQ_KEY])
-    } catch (err) {
-      return storeErrorResponse(err)
-    }
+    const topicCheck = checkTopic(ctx, h)
+    if (topicCheck instanceof Promise) return topicCheck.then((tc) => sendToTopic(ctx, req, channel, h, tc))
+    return sendToTopic(ctx, req, channel, h, topicCheck)
   }
 }
 
-async function sendBatch(ctx: BrokerContext, req: RemotingCommand, h: SendHeader, queueId: number, bornHost: string): Promise<RemotingCommand> {
+function sendToTopic(ctx: BrokerContext, req: RemotingCommand, channel: Channel, h: SendHeader, tc: TopicConfig | RemotingCommand): RemotingCommand | Promise<RemotingCommand> {
+  if (tc instanceof RemotingCommand) return tc
+  let queueId = h.queueId
+  if (queueId < 0) queueId = Math.floor(Math.random() * tc.writeQueueNums)
+  if (queueId >= tc.writeQueueNums) {
+    return fail(ResponseCode.SYSTEM_ERROR, `request queueId[${queueId}] is illegal, topic ${h.topic} has ${tc.writeQueueNums} write queues, producer: ${channel.remoteAddress}`)
+  }
+  const bornHost = bornHostOf(channel)
+  return h.batch ? sendBatch(ctx, req, h, queueId, bornHost) : sendOne(ctx, req, h, queueId, bornHost)
+}
+
+async function sendOne(ctx: BrokerContext, req: RemotingCommand, h: SendHeader, queueId: number, bornHost: string): Promise<RemotingCommand> {
+  try {
+    const properties = decodeProperties(h.properties)
+    if (!h.topic.startsWith(RETRY_GROUP_TOPIC_PREFIX)) properties[MESSAGE_PROPERTY.CLUSTER] = ctx.config.brokerClusterName
+    // A message without a unique id gets one, as RocketMQ's broker gives it (ali-ons sends none).
+    properties[MESSAGE_PROPERTY.UNIQ_KEY] ??= ctx.uniqueIds.next()
+    const message: PutMessage = {
+      topic: h.topic,
+      queueId,
+      body: req.body,
+      properties,
+      flag: h.flag,
+      sysFlag: h.sysFlag,
+      bornTimestamp: h.bornTimestamp,
+      bornHost,
+      reconsumeTimes: h.reconsumeTimes,
+    }
+    const r = await ctx.store.put(ctx.schedule(message))
+    let replicated: ReplicaSync | Promise<ReplicaSync> = r.status === 'PUT_OK' ? replicasOf(ctx, r.physicalOffset + r.size) : 'OK'
+    if (typeof replicated !== 'string') replicated = await replicated
+    return sendResponse(ctx, replicated === 'OK' ? r.status : replicated, r.msgId, queueId, r.queueOffset, properties[MESSAGE_PROPERTY.UNIQ_KEY])
+  } catch (err) {
+    return storeErrorResponse(err)
+  }
+}
+
+function sendBatch(ctx: BrokerContext, req: RemotingCommand, h: SendHeader, queueId: number, bornHost: string): RemotingCommand | Promise<RemotingCommand> {
   let messages: PutMessage[]
   try {
     messages = batchPuts(req.body, { topic: h.topic, queueId, sysFlag: h.sysFlag, bornTimestamp: h.bornTimestamp, bornHost, reconsumeTimes: h.reconsumeTimes })
@@ -147,15 +163,28 @@ async function sendBatch(ctx: BrokerContext, req: RemotingCommand, h: SendHeader
     return fail(ResponseCode.MESSAGE_ILLEGAL, `the batch is illegal: ${(err as Error).message}`)
   }
   if (messages.length === 0) return fail(ResponseCode.MESSAGE_ILLEGAL, 'the batch holds no message')
-  const rs: PutResult[] = await ctx.store.putBatch(messages)
-  let status: string = rs.some((r) => r.status !== 'PUT_OK') ? 'FLUSH_DISK_TIMEOUT' : 'PUT_OK'
-  const last = rs[rs.length - 1]!
-  if (status === 'PUT_OK') {
-    let replicated: ReplicaSync | Promise<ReplicaSync> = replicasOf(ctx, last.physicalOffset + last.size)
-    if (typeof replicated !== 'string') replicated = await replicated
-    if (replicated !== 'OK') status = replicated
+  let put: Promise<PutResult[]>
+  try {
+    put = ctx.store.putBatch(messages)
+  } catch (err) {
+    return storeErrorResponse(err)
   }
-  return sendResponse(ctx, status, batchMsgIds(rs), queueId, rs[0]!.queueOffset, undefined)
+  return put.then((rs) => batchStored(ctx, rs, queueId), storeErrorResponse)
+}
+
+/** The answer to a stored batch, once its replicas have it when the broker waits for them. */
+function batchStored(ctx: BrokerContext, rs: PutResult[], queueId: number): RemotingCommand | Promise<RemotingCommand> {
+  try {
+    const status = rs.some((r) => r.status !== 'PUT_OK') ? 'FLUSH_DISK_TIMEOUT' : 'PUT_OK'
+    const last = rs[rs.length - 1]!
+    const replicated = status === 'PUT_OK' ? replicasOf(ctx, last.physicalOffset + last.size) : 'OK'
+    if (typeof replicated !== 'string') {
+      return replicated.then((r) => sendResponse(ctx, r === 'OK' ? status : r, batchMsgIds(rs), queueId, rs[0]!.queueOffset, undefined), storeErrorResponse)
+    }
+    return sendResponse(ctx, replicated === 'OK' ? status : replicated, batchMsgIds(rs), queueId, rs[0]!.queueOffset, undefined)
+  } catch (err) {
+    return storeErrorResponse(err)
+  }
 }
 
 /** The answer's code and remark for a stored message (every one of these still counts as stored). */
@@ -210,9 +239,23 @@ function replicasOf(ctx: BrokerContext, end: number): ReplicaSync | Promise<Repl
   return ctx.config.brokerRole === 'SYNC_MASTER' ? ctx.waitForReplicas(end) : 'OK'
 }
 
+/** Born hosts by connection address, so a send does not run two regular expressions; starts over past this many. */
+const BORN_HOSTS_MAX = 4096
+const bornHosts = new Map<string, string>()
+
 /** The producer's address as the store records it ("a.b.c.d:port" or "[v6]:port"). */
 export function bornHostOf(channel: Channel): string {
   const remote = channel.remoteAddress
+  let host = bornHosts.get(remote)
+  if (host === undefined) {
+    host = parseBornHost(remote)
+    if (bornHosts.size >= BORN_HOSTS_MAX) bornHosts.clear()
+    bornHosts.set(remote, host)
+  }
+  return host
+}
+
+function parseBornHost(remote: string): string {
   const m = /^\[::ffff:(\d+\.\d+\.\d+\.\d+)\]:(\d+)$/i.exec(remote)
   if (m) return `${m[1]}:${m[2]}`
   return /^(\d+\.\d+\.\d+\.\d+|\[[0-9a-fA-F:.]+\]):\d+$/.test(remote) ? remote : '127.0.0.1:0'
