@@ -69,6 +69,8 @@ export interface CommitLogOptions {
   onCorruption: 'fail' | 'truncate'
   checkpoint: StoreCheckpoint
   now: () => number
+  /** Opened as a replica: see setReplicaWrites. */
+  replica?: boolean
 }
 
 /** Told the new committed offset whenever it moves (MessageStore.onCommitted). */
@@ -136,6 +138,8 @@ export class CommitLog {
   /** Async flush: ranges of the active file are faulted in on the thread pool, ahead of the writer. */
   private readonly backgroundPrefault: boolean
   private prefaultRetryAt = 0
+  /** Async flush, a replica: bytes arrive by pwrite (writeReplicated); nothing is prefaulted ahead. */
+  private replicaWrites = false
 
   constructor(readonly options: CommitLogOptions) {
     this.async = options.flush === 'async'
@@ -148,6 +152,17 @@ export class CommitLog {
       fail: (err) => this.fail(err),
       retired: () => this.updateCheckpoint(this.lastStoreTimestamp),
     })
+    this.setReplicaWrites(options.replica ?? false)
+  }
+
+  /**
+   * A replica's log (on) writes what it receives by pwrite (writeReplicated), so its new files
+   * are neither warmed nor prefaulted ahead; a master's (off) writes through the map, and its
+   * first put after a promotion prefaults from the write position on.
+   */
+  setReplicaWrites(on: boolean): void {
+    this.replicaWrites = on && this.async
+    this.queue.prepareForMapWrites = !this.replicaWrites
   }
 
   /**
@@ -409,49 +424,54 @@ export class CommitLog {
   /**
    * Appends `bytes` as they are at the write position of the last file: whole records a replica
    * received from its master, or the master's end-of-file BLANK (`fillsFile`: the file is full
-   * after it, whatever part of its padding `bytes` holds). Async flush: through the map, after
-   * prefaulting the range (a full disk is DISK_FULL here, not a SIGBUS), committed at once; call
-   * replicatedCommitted() after a chunk's last write. Sync flush: staged for group commit
-   * (whenDurable writes it).
+   * after it, whatever part of its padding `bytes` holds). Sync flush: staged for group commit
+   * (whenDurable writes it); returns nothing. Async flush: returns the write (see
+   * writeReplicated); call replicatedCommitted() after a chunk's last write.
    */
-  appendReplicatedBytes(bytes: Buffer, fillsFile: boolean, storeTimestamp: number): void {
+  appendReplicatedBytes(bytes: Buffer, fillsFile: boolean, storeTimestamp: number): Promise<void> | undefined {
+    if (this.failure) throw this.failure
+    if (this.closed) throw new StoreError('NOT_OPEN', 'store is closed')
+    if (this.async) return this.holdAppends(() => this.writeReplicated(bytes, fillsFile, storeTimestamp))
+    const file = this.queue.last!
+    this.groupCommit.stageReplicated(file, bytes, fillsFile)
+    this.replicatedAt(file, fillsFile ? file.fileSize : file.wrotePosition + bytes.length, storeTimestamp)
+    return undefined
+  }
+
+  /**
+   * Async flush: a replica's bytes go to the file by pwrite (on the thread pool), not through the
+   * map. A page a pwrite fills is allocated and takes the bytes at once; through the map, a hole
+   * of the sparse file is first read in as a zeroed page (and the new file warmed and prefaulted
+   * ahead for that), which cost a replica several times the copy itself. A full disk is the
+   * write's ENOSPC (DISK_FULL), never a SIGBUS. The bytes are committed (readable through the
+   * map, flushed by the flusher) once written. It runs as a held append, so a truncate, a role
+   * change and close wait for it (the file must not close under it).
+   */
+  private async writeReplicated(bytes: Buffer, fillsFile: boolean, storeTimestamp: number): Promise<void> {
     if (this.failure) throw this.failure
     if (this.closed) throw new StoreError('NOT_OPEN', 'store is closed')
     const file = this.queue.last!
     const pos = file.wrotePosition
-    const end = fillsFile ? file.fileSize : pos + bytes.length
-    if (this.async) {
-      const need = pos + bytes.length
-      if (need > file.prefaultedTo) {
-        if (this.backgroundPrefault) file.background.collect(file)
-        if (need > file.prefaultedTo) this.prefault(file, need)
-      }
-      bytes.copy(file.view, pos)
-      file.committedPosition = end
-    } else {
-      this.groupCommit.stageReplicated(file, bytes, fillsFile)
+    try {
+      await file.file.write(bytes, 0, bytes.length, pos)
+    } catch (err) {
+      throw ioError(`writing replicated bytes to ${file.fileName}`, err)
     }
+    const end = fillsFile ? file.fileSize : pos + bytes.length
+    file.committedPosition = end
+    this.replicatedAt(file, end, storeTimestamp)
+    this.committedOffset = this.wroteOffset
+  }
+
+  private replicatedAt(file: MappedFile, end: number, storeTimestamp: number): void {
     file.wrotePosition = end
     this.wroteOffset = file.fileFromOffset + end
-    if (this.async) this.committedOffset = this.wroteOffset
     if (storeTimestamp > this.lastStoreTimestamp) this.lastStoreTimestamp = storeTimestamp
   }
 
-  /** Async flush, after a replica's writes: prefaults ahead, then tells the dispatcher and the listeners. */
+  /** Async flush, after a replica's writes: tells the dispatcher and the listeners. */
   replicatedCommitted(): void {
     if (!this.async) return
-    const file = this.queue.last
-    if (file && file.wrotePosition < file.fileSize) {
-      if (this.backgroundPrefault) {
-        if (file.wrotePosition + PREFAULT_BACKGROUND_AHEAD_BYTES > file.prefaultedTo) this.prefaultAhead(file)
-      } else if (file.wrotePosition + PREFAULT_AHEAD_BYTES / 2 > file.prefaultedTo) {
-        try {
-          this.prefault(file, file.wrotePosition)
-        } catch {
-          // Reported by the next write that needs the range.
-        }
-      }
-    }
     this.onCommitted?.()
     if (this.committedListeners.size > 0) this.announceCommitted()
   }
@@ -561,7 +581,7 @@ export class CommitLog {
     if (!this.async) this.groupCommit.startWriter(o.io)
     this.lastThoroughFlush = o.now()
     const last = this.queue.last
-    if (this.backgroundPrefault && last) this.prefaultAhead(last)
+    if (this.backgroundPrefault && last && !this.replicaWrites) this.prefaultAhead(last)
     const tick = this.async ? o.flushIntervalMs : 100
     this.timer = setInterval(() => {
       const now = o.now()
