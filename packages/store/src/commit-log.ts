@@ -138,7 +138,7 @@ export class CommitLog {
   /** Async flush: ranges of the active file are faulted in on the thread pool, ahead of the writer. */
   private readonly backgroundPrefault: boolean
   private prefaultRetryAt = 0
-  /** Async flush, a replica: bytes arrive by pwrite (writeReplicated); nothing is prefaulted ahead. */
+  /** Async flush, a replica: bytes arrive by pwrite (appendReplicatedBytes); nothing is prefaulted ahead. */
   private replicaWrites = false
 
   constructor(readonly options: CommitLogOptions) {
@@ -156,7 +156,7 @@ export class CommitLog {
   }
 
   /**
-   * A replica's log (on) writes what it receives by pwrite (writeReplicated), so its new files
+   * A replica's log (on) writes what it receives by pwrite (appendReplicatedBytes), so its new files
    * are neither warmed nor prefaulted ahead; a master's (off) writes through the map, and its
    * first put after a promotion prefaults from the write position on.
    */
@@ -425,47 +425,34 @@ export class CommitLog {
    * Appends `bytes` as they are at the write position of the last file: whole records a replica
    * received from its master, or the master's end-of-file BLANK (`fillsFile`: the file is full
    * after it, whatever part of its padding `bytes` holds). Sync flush: staged for group commit
-   * (whenDurable writes it); returns nothing. Async flush: returns the write (see
-   * writeReplicated); call replicatedCommitted() after a chunk's last write.
+   * (whenDurable writes it). Async flush: written by pwrite and committed at once; call
+   * replicatedCommitted() after a chunk's last write.
+   *
+   * Async flush writes by pwrite, not through the map: a page a pwrite fills is allocated and
+   * takes the bytes at once, where a write through the map into a hole of the sparse file first
+   * has the kernel read the page in as zeros (and the new file warmed and prefaulted ahead for
+   * that), which cost a replica several times the copy itself. A full disk is the write's ENOSPC
+   * (DISK_FULL), never a SIGBUS. The write blocks: on the thread pool, the round trip cost each
+   * SYNC_MASTER send more than the copy, and the pool's fdatasyncs delayed it further.
    */
-  appendReplicatedBytes(bytes: Buffer, fillsFile: boolean, storeTimestamp: number): Promise<void> | undefined {
-    if (this.failure) throw this.failure
-    if (this.closed) throw new StoreError('NOT_OPEN', 'store is closed')
-    if (this.async) return this.holdAppends(() => this.writeReplicated(bytes, fillsFile, storeTimestamp))
-    const file = this.queue.last!
-    this.groupCommit.stageReplicated(file, bytes, fillsFile)
-    this.replicatedAt(file, fillsFile ? file.fileSize : file.wrotePosition + bytes.length, storeTimestamp)
-    return undefined
-  }
-
-  /**
-   * Async flush: a replica's bytes go to the file by pwrite (on the thread pool), not through the
-   * map. A page a pwrite fills is allocated and takes the bytes at once; through the map, a hole
-   * of the sparse file is first read in as a zeroed page (and the new file warmed and prefaulted
-   * ahead for that), which cost a replica several times the copy itself. A full disk is the
-   * write's ENOSPC (DISK_FULL), never a SIGBUS. The bytes are committed (readable through the
-   * map, flushed by the flusher) once written. It runs as a held append, so a truncate, a role
-   * change and close wait for it (the file must not close under it).
-   */
-  private async writeReplicated(bytes: Buffer, fillsFile: boolean, storeTimestamp: number): Promise<void> {
+  appendReplicatedBytes(bytes: Buffer, fillsFile: boolean, storeTimestamp: number): void {
     if (this.failure) throw this.failure
     if (this.closed) throw new StoreError('NOT_OPEN', 'store is closed')
     const file = this.queue.last!
-    const pos = file.wrotePosition
-    try {
-      await file.file.write(bytes, 0, bytes.length, pos)
-    } catch (err) {
-      throw ioError(`writing replicated bytes to ${file.fileName}`, err)
+    const end = fillsFile ? file.fileSize : file.wrotePosition + bytes.length
+    if (this.async) {
+      try {
+        file.file.writeSync(bytes, 0, bytes.length, file.wrotePosition)
+      } catch (err) {
+        throw ioError(`writing replicated bytes to ${file.fileName}`, err)
+      }
+      file.committedPosition = end
+    } else {
+      this.groupCommit.stageReplicated(file, bytes, fillsFile)
     }
-    const end = fillsFile ? file.fileSize : pos + bytes.length
-    file.committedPosition = end
-    this.replicatedAt(file, end, storeTimestamp)
-    this.committedOffset = this.wroteOffset
-  }
-
-  private replicatedAt(file: MappedFile, end: number, storeTimestamp: number): void {
     file.wrotePosition = end
     this.wroteOffset = file.fileFromOffset + end
+    if (this.async) this.committedOffset = this.wroteOffset
     if (storeTimestamp > this.lastStoreTimestamp) this.lastStoreTimestamp = storeTimestamp
   }
 

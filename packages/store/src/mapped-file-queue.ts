@@ -18,7 +18,7 @@ export class MappedFileQueue {
   private warming: Promise<void> = Promise.resolve()
   /**
    * Whether new sparse files are warmed and their first range faulted in ahead: off for a
-   * replica's log, whose bytes arrive by pwrite, not through the map (CommitLog.writeReplicated).
+   * replica's log, whose bytes arrive by pwrite, not through the map (CommitLog.appendReplicatedBytes).
    */
   prepareForMapWrites = true
 

@@ -354,8 +354,7 @@ export class Replication {
           if (!this.#inLastFile(r.offset)) await log.queue.createNext()
           // A BLANK's padding is zeros on a master; the file already reads zeros there.
           const to = r.blank && allZero(data, r.from + END_FILE_MIN_BLANK_LENGTH, r.to) ? r.from + END_FILE_MIN_BLANK_LENGTH : r.to
-          const writing = log.appendReplicatedBytes(data.subarray(r.from, to), r.blank, r.storeTimestamp)
-          if (writing) await writing
+          log.appendReplicatedBytes(data.subarray(r.from, to), r.blank, r.storeTimestamp)
           wrote = true
         }
       }
