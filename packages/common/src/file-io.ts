@@ -45,6 +45,8 @@ export interface DataFile {
   read(target: Buffer, targetOffset: number, length: number, position: number): Promise<number>
   /** pwrite of `length` bytes of `source` from `sourceOffset` at `position`; loops on short writes. */
   write(source: Buffer, sourceOffset: number, length: number, position: number): Promise<void>
+  /** As write, blocking (small writes, where a thread-pool round trip costs more than the copy). */
+  writeSync(source: Buffer, sourceOffset: number, length: number, position: number): void
   /** fdatasync. */
   datasync(): Promise<void>
   /**
@@ -311,6 +313,10 @@ class NodeDataFile implements DataFile {
 
   write(source: Buffer, sourceOffset: number, length: number, position: number): Promise<void> {
     return writeAll(this.fd, this.path, source, sourceOffset, length, position)
+  }
+
+  writeSync(source: Buffer, sourceOffset: number, length: number, position: number): void {
+    writeAllSync(this.fd, this.path, source, sourceOffset, length, position)
   }
 
   datasync(): Promise<void> {

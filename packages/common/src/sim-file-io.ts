@@ -233,8 +233,8 @@ export class SimFileIO implements FileIO {
     const entry = this.files.get(p)
     if (!entry) throw osError('ENOENT', file)
     const io = this
-    const write = async (source: Buffer, sourceOffset: number, length: number, position: number): Promise<void> => {
-      if (io.stalled) await io.waitStall()
+    // A blocking write cannot wait for a stalled disk (as readSync, it goes on); a failure hits it.
+    const writeSync = (source: Buffer, sourceOffset: number, length: number, position: number): void => {
       if (io.failWrites && io.failWrites.count > 0 && p.includes(io.failWrites.pathIncludes ?? '')) {
         io.failWrites.count--
         throw osError(io.failWrites.code, `write ${p}`)
@@ -242,6 +242,10 @@ export class SimFileIO implements FileIO {
       if (position + length > entry.volatile.length) throw osError('EFBIG', `write past end of ${p}`)
       source.copy(entry.volatile, position, sourceOffset, sourceOffset + length)
       entry.modifiedMs = io.clock()
+    }
+    const write = async (source: Buffer, sourceOffset: number, length: number, position: number): Promise<void> => {
+      if (io.stalled) await io.waitStall()
+      writeSync(source, sourceOffset, length, position)
     }
     const read = (target: Buffer, targetOffset: number, length: number, position: number): number => {
       const n = Math.max(0, Math.min(length, entry.volatile.length - position))
@@ -258,6 +262,7 @@ export class SimFileIO implements FileIO {
       },
       readSync: read,
       write,
+      writeSync,
       async datasync() {
         if (io.stalled) await io.waitStall()
         if (io.failDatasyncs && io.failDatasyncs.count > 0 && p.includes(io.failDatasyncs.pathIncludes ?? '')) {

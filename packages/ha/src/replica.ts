@@ -7,9 +7,10 @@
  * (durable by the flush mode, dispatched) its end is reported when no later call is in flight,
  * else at least every MiB; and every 5 s regardless. A frame whose offset is not where the log
  * ends, garbage, a chunk the store refuses, or a master silent for 20 s drops the link; it
- * connects again after a second and resumes from its own end. An empty store reports 0 and
- * starts wherever the master's log does (its first files may be gone); a master that does not
- * hold this log's end closes the link before sending anything, which is logged.
+ * connects again after a second and resumes from its own end, once the groups of the old link
+ * still in flight are applied (or refused). An empty store reports 0 and starts wherever the
+ * master's log does (its first files may be gone); a master that does not hold this log's end
+ * closes the link before sending anything, which is logged.
  */
 import * as net from 'node:net'
 import type { MessageStore } from '@mqts/store'
@@ -25,13 +26,13 @@ export interface HAReplicaOptions {
   reportIntervalMs?: number
   housekeepingMs?: number
   reconnectDelayMs?: number
-  /** Bytes received but not yet applied beyond which reading pauses (64 MiB). */
+  /** Bytes received but not yet applied beyond which reading pauses (16 MiB). */
   maxInFlightBytes?: number
   logger?: HALogger
 }
 
 const silent: HALogger = { warn: () => {} }
-const MAX_IN_FLIGHT_BYTES = 64 * 1024 * 1024
+const MAX_IN_FLIGHT_BYTES = 16 * 1024 * 1024
 /**
  * Bytes of consecutive frames handed to the store in one appendReplicated (copied into a slab
  * as they arrive): a 32 KiB frame per call cost more in calls, promises and reports than that
@@ -40,8 +41,6 @@ const MAX_IN_FLIGHT_BYTES = 64 * 1024 * 1024
 const MAX_GROUP_BYTES = 1024 * 1024
 /** The socket's reads: at most this much per read call. */
 const READ_BUFFER_BYTES = 256 * 1024
-/** Slabs kept for reuse. */
-const MAX_SPARE_SLABS = 8
 /** While groups are in flight, the replica reports at least this often (and when none is left). */
 const REPORT_EVERY_BYTES = 1024 * 1024
 
@@ -70,10 +69,18 @@ export class HAReplica {
   /** Body bytes received and not yet handed to the store, copied into a slab, from #groupOffset. */
   #slab: Buffer | undefined
   #groupBytes = 0
-  /** Slabs the store is done with, for the next groups (a fresh allocation of that size costs page faults). */
+  /**
+   * Slabs the store is done with, for the next groups: as many as can be in flight at once, so a
+   * replica catching up allocates none after its first groups. A fresh slab costs page faults on
+   * new memory, and dropped ones made V8 collect for their external memory: when fewer were kept
+   * than were in flight, that took about a fifth of the replica process's CPU.
+   */
   readonly #slabs: Buffer[] = []
+  readonly #maxSpareSlabs: number
   /** Groups handed to the store and not applied yet. */
   #groupsInFlight = 0
+  /** Told once no group is in flight any more (#start waits for that). */
+  readonly #idleWaiters: Array<() => void> = []
   #groupOffset = 0
   /** Frames begun in the group. */
   #groupFrames = 0
@@ -86,6 +93,8 @@ export class HAReplica {
   #reported = -1
   /** The end of the last group applied (or where the link started). */
   #applied = 0
+  /** The link reported its start (#start): reports go from then on. */
+  #started = false
   #generation = 0
   #timer: NodeJS.Timeout | undefined
   #reconnect: NodeJS.Timeout | undefined
@@ -107,6 +116,8 @@ export class HAReplica {
       reconnectDelayMs: options.reconnectDelayMs ?? RECONNECT_DELAY_MS,
       maxInFlightBytes: options.maxInFlightBytes ?? MAX_IN_FLIGHT_BYTES,
     }
+    // Reading pauses once more than maxInFlightBytes are in flight: one more group, and the slab filling.
+    this.#maxSpareSlabs = Math.ceil(this.#options.maxInFlightBytes / MAX_GROUP_BYTES) + 2
   }
 
   /** Starts following the master (connecting in the background, again after every drop). */
@@ -157,15 +168,9 @@ export class HAReplica {
     this.#headerGot = this.#bodyLeft = this.#groupBytes = this.#groupFrames = 0
     this.#slab = undefined
     socket.on('connect', () => {
-      // The master starts where this log ends (bytes of a cut record included). An empty store
-      // reports 0 and takes the first frame wherever the master's log starts (see #onData).
-      const store = this.store
-      this.#seeding = store.commitLogMaxOffset === store.commitLogMinOffset && store.replicaEndOffset === store.commitLogMinOffset
-      this.#expected = store.replicaEndOffset
       this.#lastRead = Date.now()
-      this.#reported = -1
-      this.#applied = this.#expected
-      this.#report(this.#seeding ? 0 : this.#expected, true)
+      this.#started = false
+      void this.#start(socket, generation)
     })
     socket.on('error', () => undefined)
     socket.on('close', () => {
@@ -178,6 +183,25 @@ export class HAReplica {
       }
       this.#scheduleReconnect()
     })
+  }
+
+  /**
+   * Reports where this log ends, which is where the master starts: once the groups of an earlier
+   * link are applied (or refused), since until then the store's end is short of them and the
+   * master would send their bytes again, which the store would refuse.
+   */
+  async #start(socket: net.Socket, generation: number): Promise<void> {
+    if (this.#groupsInFlight > 0) await new Promise<void>((r) => this.#idleWaiters.push(r))
+    if (generation !== this.#generation || this.#socket !== socket) return
+    // The end of the log, bytes of a cut record included. An empty store reports 0 and takes the
+    // first frame wherever the master's log starts (see #frameHeader).
+    const store = this.store
+    this.#seeding = store.commitLogMaxOffset === store.commitLogMinOffset && store.replicaEndOffset === store.commitLogMinOffset
+    this.#expected = store.replicaEndOffset
+    this.#reported = -1
+    this.#applied = this.#expected
+    this.#started = true
+    this.#report(this.#seeding ? 0 : this.#expected, true)
   }
 
   #scheduleReconnect(): void {
@@ -299,8 +323,9 @@ export class HAReplica {
     const settled = (): void => {
       this.#inFlightBytes -= length
       this.#groupsInFlight--
+      if (this.#groupsInFlight === 0) for (const wake of this.#idleWaiters.splice(0)) wake()
       // The store copied what it keeps (into the log, or the bytes held of a cut record).
-      if (this.#slabs.length < MAX_SPARE_SLABS) this.#slabs.push(slab)
+      if (this.#slabs.length < this.#maxSpareSlabs) this.#slabs.push(slab)
     }
     this.store.appendReplicated(offset, slab.subarray(0, length)).then(
       () => {
@@ -334,7 +359,7 @@ export class HAReplica {
       this.#drop('the master was silent past the housekeeping interval')
       return
     }
-    if (now - this.#lastReport >= this.#options.reportIntervalMs) this.#report(this.#applied, true)
+    if (this.#started && now - this.#lastReport >= this.#options.reportIntervalMs) this.#report(this.#applied, true)
   }
 
   /** Stops following: the link is closed; chunks handed to the store still complete. */

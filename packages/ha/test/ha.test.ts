@@ -225,6 +225,67 @@ test(`frames cut anywhere by the stream (headers and bodies split across reads, 
   })
 })
 
+test('a link that drops while groups are still being applied: the next link starts where they end, not where the store ended at the reconnect', { timeout: 60_000 }, async () => {
+  await withDirs(2, async ([md, rd]) => {
+    const master = await MessageStore.open(options(md!, 'async', 'master'))
+    const replica = await MessageStore.open(options(rd!, 'async', 'replica'))
+    await produce(master, 200)
+    const end = master.commitLogMaxOffset
+    const half = master.readCommitLog(0, Math.floor(end / 2)).length
+    // The groups handed to the store wait, in order, until the second link is up.
+    let handed!: () => void
+    const groupHanded = new Promise<void>((r) => (handed = r))
+    let release!: () => void
+    const gate = new Promise<void>((r) => (release = r))
+    const append = replica.appendReplicated.bind(replica)
+    replica.appendReplicated = (offset: number, bytes: Buffer): Promise<void> => {
+      handed()
+      return gate.then(() => append(offset, bytes))
+    }
+    // A fake master. Link 1: the first half of the log, dropped once it is handed to the store.
+    // Link 2: its first report is where it starts; it gets the rest from there.
+    const firstReports: number[] = []
+    let links = 0
+    const server = net.createServer((s) => {
+      const link = ++links
+      let got = Buffer.alloc(0)
+      s.on('error', () => undefined)
+      s.on('data', (d: Buffer) => {
+        got = Buffer.concat([got, d])
+        if (got.length < 8 || firstReports.length >= link) return
+        const from = Number(got.readBigInt64BE(0))
+        firstReports.push(from)
+        if (link === 1) {
+          s.write(Buffer.concat([encodeHeader(0, half), master.readCommitLog(0, half)]))
+          void groupHanded.then(() => s.destroy())
+          return
+        }
+        release()
+        for (let at = from; at < end; ) {
+          const view = master.readCommitLog(at, 32 * 1024)
+          s.write(Buffer.concat([encodeHeader(at, view.length), view]))
+          at += view.length
+        }
+      })
+      // Link 2 without a report yet: the group goes on after a while all the same.
+      if (link === 2) setTimeout(release, 300)
+    })
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+    const follower = HAReplica.start({ store: replica, masterAddress: `127.0.0.1:${(server.address() as net.AddressInfo).port}`, reconnectDelayMs: 10 })
+    try {
+      await caughtUp(master, [replica])
+      assert.deepEqual(firstReports.slice(0, 2), [0, half], 'link 2 starts after the group of link 1')
+      assert.equal(follower.linksDropped, 0, follower.lastDropReason)
+      assert.ok((await logBytes(rd!)).equals(await logBytes(md!)), 'CommitLog files byte-identical')
+    } finally {
+      release()
+      await follower.stop()
+      server.close()
+      await Promise.all([master.close(), replica.close()])
+    }
+  })
+})
+
 test('a master whose log is cut back drops its replica links: what they acknowledged past the cut never counts', { timeout: 60_000 }, async () => {
   await withDirs(2, async ([md, rd]) => {
     const master = await MessageStore.open(options(md!, 'sync', 'master'))

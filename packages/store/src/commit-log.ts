@@ -69,6 +69,8 @@ export interface CommitLogOptions {
   onCorruption: 'fail' | 'truncate'
   checkpoint: StoreCheckpoint
   now: () => number
+  /** Opened as a replica: see setReplicaWrites. */
+  replica?: boolean
 }
 
 /** Told the new committed offset whenever it moves (MessageStore.onCommitted). */
@@ -136,6 +138,8 @@ export class CommitLog {
   /** Async flush: ranges of the active file are faulted in on the thread pool, ahead of the writer. */
   private readonly backgroundPrefault: boolean
   private prefaultRetryAt = 0
+  /** Async flush, a replica: bytes arrive by pwrite (appendReplicatedBytes); nothing is prefaulted ahead. */
+  private replicaWrites = false
 
   constructor(readonly options: CommitLogOptions) {
     this.async = options.flush === 'async'
@@ -148,6 +152,17 @@ export class CommitLog {
       fail: (err) => this.fail(err),
       retired: () => this.updateCheckpoint(this.lastStoreTimestamp),
     })
+    this.setReplicaWrites(options.replica ?? false)
+  }
+
+  /**
+   * A replica's log (on) writes what it receives by pwrite (appendReplicatedBytes), so its new files
+   * are neither warmed nor prefaulted ahead; a master's (off) writes through the map, and its
+   * first put after a promotion prefaults from the write position on.
+   */
+  setReplicaWrites(on: boolean): void {
+    this.replicaWrites = on && this.async
+    this.queue.prepareForMapWrites = !this.replicaWrites
   }
 
   /**
@@ -409,24 +424,28 @@ export class CommitLog {
   /**
    * Appends `bytes` as they are at the write position of the last file: whole records a replica
    * received from its master, or the master's end-of-file BLANK (`fillsFile`: the file is full
-   * after it, whatever part of its padding `bytes` holds). Async flush: through the map, after
-   * prefaulting the range (a full disk is DISK_FULL here, not a SIGBUS), committed at once; call
-   * replicatedCommitted() after a chunk's last write. Sync flush: staged for group commit
-   * (whenDurable writes it).
+   * after it, whatever part of its padding `bytes` holds). Sync flush: staged for group commit
+   * (whenDurable writes it). Async flush: written by pwrite and committed at once; call
+   * replicatedCommitted() after a chunk's last write.
+   *
+   * Async flush writes by pwrite, not through the map: a page a pwrite fills is allocated and
+   * takes the bytes at once, where a write through the map into a hole of the sparse file first
+   * has the kernel read the page in as zeros (and the new file warmed and prefaulted ahead for
+   * that), which cost a replica several times the copy itself. A full disk is the write's ENOSPC
+   * (DISK_FULL), never a SIGBUS. The write blocks: on the thread pool, the round trip cost each
+   * SYNC_MASTER send more than the copy, and the pool's fdatasyncs delayed it further.
    */
   appendReplicatedBytes(bytes: Buffer, fillsFile: boolean, storeTimestamp: number): void {
     if (this.failure) throw this.failure
     if (this.closed) throw new StoreError('NOT_OPEN', 'store is closed')
     const file = this.queue.last!
-    const pos = file.wrotePosition
-    const end = fillsFile ? file.fileSize : pos + bytes.length
+    const end = fillsFile ? file.fileSize : file.wrotePosition + bytes.length
     if (this.async) {
-      const need = pos + bytes.length
-      if (need > file.prefaultedTo) {
-        if (this.backgroundPrefault) file.background.collect(file)
-        if (need > file.prefaultedTo) this.prefault(file, need)
+      try {
+        file.file.writeSync(bytes, 0, bytes.length, file.wrotePosition)
+      } catch (err) {
+        throw ioError(`writing replicated bytes to ${file.fileName}`, err)
       }
-      bytes.copy(file.view, pos)
       file.committedPosition = end
     } else {
       this.groupCommit.stageReplicated(file, bytes, fillsFile)
@@ -447,24 +466,12 @@ export class CommitLog {
     const first = await this.queue.restartAt(offset)
     this.groupCommit.truncated(old)
     this.wroteOffset = this.committedOffset = this.flushedOffset = offset
-    if (this.backgroundPrefault) this.prefaultAhead(first)
+    if (this.backgroundPrefault && this.queue.prepareForMapWrites) this.prefaultAhead(first)
   }
 
-  /** Async flush, after a replica's writes: prefaults ahead, then tells the dispatcher and the listeners. */
+  /** Async flush, after a replica's writes: tells the dispatcher and the listeners. */
   replicatedCommitted(): void {
     if (!this.async) return
-    const file = this.queue.last
-    if (file && file.wrotePosition < file.fileSize) {
-      if (this.backgroundPrefault) {
-        if (file.wrotePosition + PREFAULT_BACKGROUND_AHEAD_BYTES > file.prefaultedTo) this.prefaultAhead(file)
-      } else if (file.wrotePosition + PREFAULT_AHEAD_BYTES / 2 > file.prefaultedTo) {
-        try {
-          this.prefault(file, file.wrotePosition)
-        } catch {
-          // Reported by the next write that needs the range.
-        }
-      }
-    }
     this.onCommitted?.()
     if (this.committedListeners.size > 0) this.announceCommitted()
   }
@@ -574,7 +581,7 @@ export class CommitLog {
     if (!this.async) this.groupCommit.startWriter(o.io)
     this.lastThoroughFlush = o.now()
     const last = this.queue.last
-    if (this.backgroundPrefault && last) this.prefaultAhead(last)
+    if (this.backgroundPrefault && last && !this.replicaWrites) this.prefaultAhead(last)
     const tick = this.async ? o.flushIntervalMs : 100
     this.timer = setInterval(() => {
       const now = o.now()

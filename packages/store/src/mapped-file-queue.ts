@@ -18,6 +18,11 @@ export class MappedFileQueue {
   private warming: Promise<void> = Promise.resolve()
   /** Where the first file goes when there is none (see restartAt). */
   private startOffset = 0
+  /**
+   * Whether new sparse files are warmed and their first range faulted in ahead: off for a
+   * replica's log, whose bytes arrive by pwrite, not through the map (CommitLog.appendReplicatedBytes).
+   */
+  prepareForMapWrites = true
 
   constructor(
     readonly io: FileIO,
@@ -104,7 +109,7 @@ export class MappedFileQueue {
         // Its first range is faulted in before the writer gets there (a failure, a full disk, is
         // left for the writer's prefault to report).
         this.warm(mapped, 0)
-        if (this.prefaultFirstBytes > 0) mapped.background.start(mapped.file, mapped.view, 0, Math.min(this.fileSize, this.prefaultFirstBytes))
+        if (this.prefaultFirstBytes > 0 && this.prepareForMapWrites) mapped.background.start(mapped.file, mapped.view, 0, Math.min(this.fileSize, this.prefaultFirstBytes))
         return mapped
       })(),
     }
@@ -120,7 +125,7 @@ export class MappedFileQueue {
    * waits for it.
    */
   warm(file: MappedFile, from: number): void {
-    if (!this.sparse || this.closed) return
+    if (!this.sparse || this.closed || !this.prepareForMapWrites) return
     this.warming = this.warming.then(() => (this.closed ? undefined : file.file.warm(from, file.fileSize - from, this.abort.signal))).catch(() => undefined)
   }
 
@@ -202,7 +207,7 @@ export class MappedFileQueue {
     this.files.pop()
     this.ahead = { offset: file.fileFromOffset, promise: Promise.resolve(file), failed: undefined }
     this.warm(file, 0)
-    if (this.prefaultFirstBytes > 0) file.background.start(file.file, file.view, 0, Math.min(this.fileSize, this.prefaultFirstBytes))
+    if (this.prefaultFirstBytes > 0 && this.prepareForMapWrites) file.background.start(file.file, file.view, 0, Math.min(this.fileSize, this.prefaultFirstBytes))
   }
 
   /**

@@ -238,6 +238,7 @@ export class MessageStore {
       onCorruption: options.onCorruption ?? 'fail',
       checkpoint,
       now: options.now ?? Date.now,
+      replica: options.role === 'replica',
     })
     this.#preparer = new PutPreparer({
       commitLog: this.commitLog,

@@ -64,10 +64,11 @@ interface ChunkPlan {
 }
 
 /**
- * A run of records is cut at this size, so that with flush 'sync' its copy fits the group
- * commit's staging chunk (STAGE_CHUNK_BYTES) as a put's would.
+ * With flush 'sync' a run of records is cut at this size, so that its copy fits the group
+ * commit's staging chunk (STAGE_CHUNK_BYTES) as a put's would. With flush 'async' a run is one
+ * pwrite: the records of a chunk in one file make one run.
  */
-const RUN_MAX_BYTES = 256 * 1024
+const SYNC_RUN_MAX_BYTES = 256 * 1024
 /** Records whose body CRCs one native call checks (BodyCrcCheck). */
 const CRC_RUN_RECORDS = 1024
 
@@ -127,9 +128,9 @@ export class ChunkCrcs {
  * bad one. With `crcs` the body CRCs are checked many at a time (the first bad one is still the
  * one reported: the CRCs before a structural fault are settled before it is thrown).
  */
-export function planChunk(data: Buffer, start: number, fileSize: number, maxRecordBytes: number, crcs?: ChunkCrcs): ChunkPlan {
+export function planChunk(data: Buffer, start: number, fileSize: number, maxRecordBytes: number, runMaxBytes: number, crcs?: ChunkCrcs): ChunkPlan {
   try {
-    const plan = planUnits(data, start, fileSize, maxRecordBytes, crcs)
+    const plan = planUnits(data, start, fileSize, maxRecordBytes, runMaxBytes, crcs)
     crcs?.settle(data, start, maxRecordBytes)
     return plan
   } catch (err) {
@@ -138,7 +139,7 @@ export function planChunk(data: Buffer, start: number, fileSize: number, maxReco
   }
 }
 
-function planUnits(data: Buffer, start: number, fileSize: number, maxRecordBytes: number, crcs: ChunkCrcs | undefined): ChunkPlan {
+function planUnits(data: Buffer, start: number, fileSize: number, maxRecordBytes: number, runMaxBytes: number, crcs: ChunkCrcs | undefined): ChunkPlan {
   const runs: Run[] = []
   let run: Run | undefined
   let at = 0
@@ -184,7 +185,7 @@ function planUnits(data: Buffer, start: number, fileSize: number, maxRecordBytes
     if (v !== size) throw corrupt(offset, typeof v === 'string' ? v : `record of ${v} bytes where its header says ${size}`)
     crcs?.add(data, at, start, maxRecordBytes)
     const storeTimestamp = readStoreTimestamp(data, at)
-    if (run && run.to - run.from + size <= RUN_MAX_BYTES) {
+    if (run && run.to - run.from + size <= runMaxBytes) {
       run.to += size
       if (storeTimestamp > run.storeTimestamp) run.storeTimestamp = storeTimestamp
     } else {
@@ -328,12 +329,13 @@ export class Replication {
     const pending = this.#pending
     const take = pending.length === 0 ? 0 : stitchLength(pending, bytes)
     const parts: Array<{ data: Buffer; plan: ChunkPlan }> = []
+    const runMaxBytes = log.options.flush === 'sync' ? SYNC_RUN_MAX_BYTES : Number.POSITIVE_INFINITY
     let at = log.wroteOffset
     const start = at
     for (const data of pending.length === 0 ? [bytes] : [Buffer.concat([pending, bytes.subarray(0, take)]), bytes.subarray(take)]) {
       let plan: ChunkPlan
       try {
-        plan = planChunk(data, at, log.fileSizeBytes, this.parts.maxRecordBytes, this.#crcs)
+        plan = planChunk(data, at, log.fileSizeBytes, this.parts.maxRecordBytes, runMaxBytes, this.#crcs)
       } catch (err) {
         // The bytes held of a cut record may be the bad ones (a record's CRC is known only once it
         // is whole): they go too, so the link resumes at the last whole record (commitLogMaxOffset).
@@ -430,6 +432,7 @@ export class Replication {
       this.#pending = EMPTY
       if (commitLog.options.flush === 'sync') await commitLog.whenDurable(commitLog.wroteOffset)
       await dispatcher.drain()
+      commitLog.setReplicaWrites(role === 'replica')
       if (role === 'replica') {
         dispatcher.addListener(this.#follower)
       } else {

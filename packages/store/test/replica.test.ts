@@ -428,6 +428,42 @@ for (const flush of ['async', 'sync'] as const) {
   })
 }
 
+test('async flush: a replica writes by pwrite; a failed write is DISK_FULL with nothing of its chunk kept, and the store resumes at its last whole record', async () => {
+  const m = await tempDir('mqts-master-')
+  // Files large enough for runs of several hundred KiB.
+  const fileSize = 1024 * 1024
+  const master = await MessageStore.open(storeOptions(m.dir, 'async', { messageIndexEnable: false, commitLogFileSize: fileSize }))
+  const io = new SimFileIO()
+  const options = storeOptions('/sim/replica-pwrite', 'async', { role: 'replica', fileIO: io, messageIndexEnable: false, commitLogFileSize: fileSize })
+  let replica = await MessageStore.open(options)
+  try {
+    await putSome(master, 2400, seededRandom(SEED + 21))
+    assert.ok(master.commitLogMaxOffset > fileSize, `a log past its first file: ${master.commitLogMaxOffset}`)
+    await feed(master, replica, seededRandom(SEED + 22), 100 * 1024)
+    // The next write to the CommitLog fails as a full disk would (a write through the map would
+    // not have met it): a small chunk, then a large one.
+    for (const size of [8 * 1024, 256 * 1024]) {
+      const at = replica.replicaEndOffset
+      const whole = replica.commitLogMaxOffset
+      io.failWrites = { code: 'ENOSPC', count: 1, pathIncludes: 'commitlog' }
+      const err = await replica.appendReplicated(at, master.readCommitLog(at, size)).catch((e: unknown) => e)
+      assert.ok(err instanceof StoreError && err.code === 'DISK_FULL', `DISK_FULL for ${size} bytes, got ${String(err)}`)
+      assert.equal(replica.commitLogMaxOffset, whole, 'the store ends where it did')
+      assert.equal(replica.replicaEndOffset, whole, 'the bytes held of a cut record went with the chunk')
+      await feed(master, replica, seededRandom(SEED + 23 + size), whole + 50 * 1024)
+    }
+    await replica.close()
+    replica = await MessageStore.open({ ...options, fileIO: io.processCrash() })
+    await feed(master, replica, seededRandom(SEED + 24))
+    assert.equal(replica.commitLogMaxOffset, master.commitLogMaxOffset)
+    await assertSameAnswers(master, replica, [], 'after the failed writes and a reopen')
+  } finally {
+    await replica.close()
+    await master.close()
+    await m.cleanup()
+  }
+})
+
 test('sync flush: appendReplicated calls made without waiting stage at most stagingLimitBytes ahead of a slow disk', async () => {
   const limit = 8 * 1024
   const chunk = 1024
