@@ -77,3 +77,27 @@ test('a send whose DELAY is not an integer is refused; 0 or below is delivered a
     { messageDelayLevel: '1s 1s' },
   )
 })
+
+test('QUERY_CONSUMER_OFFSET for a group new to a queue: 0 while the queue starts at 0 and its first message is within accessMessageInMemoryMaxRatio of the CommitLog end, else QUERY_NOT_FOUND (RocketMQ checkInDiskByConsumeOffset)', { timeout: 30_000 }, async () => {
+  const query = (queueId: number): RemotingCommand => RemotingCommand.createRequest(RequestCode.QUERY_CONSUMER_OFFSET, { consumerGroup: 'NewGroup', topic: 'Young', queueId: String(queueId) })
+  for (const [ratio, expected] of [
+    [40, ResponseCode.SUCCESS],
+    [0, ResponseCode.QUERY_NOT_FOUND],
+  ] as const) {
+    await withCluster(
+      async (c) => {
+        assert.equal((await createTopic(c, 'Young', 2, 2)).code, ResponseCode.SUCCESS)
+        assert.equal((await c.client.invoke(c.broker.address, sendV2('Young', 0, 'first'), T)).code, ResponseCode.SUCCESS)
+        assert.equal((await c.client.invoke(c.broker.address, sendV2('Young', 0, 'second'), T)).code, ResponseCode.SUCCESS)
+        const q = await c.client.invoke(c.broker.address, query(0), T)
+        assert.equal(q.code, expected, `ratio ${ratio}: ${q.remark ?? ''}`)
+        if (expected === ResponseCode.SUCCESS) assert.equal(q.extFields.offset, '0')
+        // An empty queue has no message on disk: 0 either way.
+        const empty = await c.client.invoke(c.broker.address, query(1), T)
+        assert.equal(empty.code, ResponseCode.SUCCESS)
+        assert.equal(empty.extFields.offset, '0')
+      },
+      { accessMessageInMemoryMaxRatio: ratio },
+    )
+  }
+})

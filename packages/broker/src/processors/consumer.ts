@@ -18,6 +18,7 @@ import {
 } from '@mqts/transport'
 import type { HeartbeatData } from '../client-manager.js'
 import type { BrokerContext } from '../context.js'
+import { slowConsumerBytes } from './pull-suggest.js'
 import { retryTopic } from '../topic-config.js'
 
 const ok = (ext?: Record<string, string>, body?: Buffer): RemotingCommand => RemotingCommand.createResponse(ResponseCode.SUCCESS, null, ext, body)
@@ -69,17 +70,29 @@ export function consumerProcessors(ctx: BrokerContext): Map<number, RequestProce
     return ok(undefined, encodeRemotingJson({ consumerIdList: g.clientIds() }))
   })
 
-  p.set(RequestCode.QUERY_CONSUMER_OFFSET, (req) => {
+  p.set(RequestCode.QUERY_CONSUMER_OFFSET, async (req) => {
     const group = headerString(req, 'consumerGroup')
     const topic = headerString(req, 'topic')
     const queueId = headerInt(req, 'queueId')
     const offset = ctx.store.committedOffset(group, topic, queueId)
     if (offset >= 0) return ok({ offset: String(offset) })
-    // A group new to a queue that still starts at 0: RocketMQ answers 0, so the group reads the
-    // queue from its beginning (unless the client asked not to: setZeroIfNotFound=false).
-    if (ctx.store.minOffset(topic, queueId) <= 0 && headerOptionalBool(req, 'setZeroIfNotFound') !== false) return ok({ offset: '0' })
+    // A group new to a queue that still starts at 0 and whose first message is still in memory
+    // (a young topic): RocketMQ answers 0, so the group reads the queue from its beginning
+    // (unless the client asked not to: setZeroIfNotFound=false). Otherwise the client starts
+    // where its consumeFromWhere says (the queue's end by default).
+    if (ctx.store.minOffset(topic, queueId) <= 0 && headerOptionalBool(req, 'setZeroIfNotFound') !== false && !(await firstMessageOnDisk(topic, queueId))) return ok({ offset: '0' })
     return RemotingCommand.createResponse(ResponseCode.QUERY_NOT_FOUND, 'Not found, V3_0_6_SNAPSHOT maybe this group consumer boot first')
   })
+
+  /**
+   * RocketMQ's checkInDiskByConsumeOffset for queue offset 0: whether the queue's first message
+   * lies further behind the CommitLog's end than accessMessageInMemoryMaxRatio % of memory.
+   */
+  const firstMessageOnDisk = async (topic: string, queueId: number): Promise<boolean> => {
+    const r = await ctx.store.get({ topic, queueId, offset: 0, maxMessages: 1, raw: true })
+    const first = r.records[0]
+    return first !== undefined && ctx.store.commitLogMaxOffset - first.physicalOffset > slowConsumerBytes(ctx.config.accessMessageInMemoryMaxRatio)
+  }
 
   p.set(RequestCode.UPDATE_CONSUMER_OFFSET, (req) => {
     const offset = headerInt(req, 'commitOffset')
