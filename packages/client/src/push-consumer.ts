@@ -27,7 +27,7 @@ import { CLIENT_DEFAULTS, PROPERTY, RETRY_GROUP_TOPIC_PREFIX, retryTopic } from 
 import { ClientError, isClientError } from './errors.js'
 import { allocateAveragely } from './allocate.js'
 import { parseSubscription, subscriptionData, type Subscription } from './expression.js'
-import type { MessageExt } from './message.js'
+import { SYSTEM_PROPERTIES, type InternalMessage, type MessageExt } from './message.js'
 import { LocalOffsetStore, RemoteOffsetStore, type OffsetStore } from './offset-store.js'
 import { ProcessQueue } from './process-queue.js'
 import { Producer, type ProducerOptions } from './producer.js'
@@ -551,14 +551,15 @@ export class PushConsumer implements ClientMember {
     properties[PROPERTY.ORIGIN_MESSAGE_ID] ??= m.msgId
     properties[PROPERTY.RECONSUME_TIME] = String(m.reconsumeTimes + 1)
     properties[PROPERTY.MAX_RECONSUME_TIMES] = String(this.#limits.maxReconsume)
-    await this.#fallbackProducer.send({
+    const resent: InternalMessage = {
       topic: retryTopic(this.group),
       body: m.body,
       flag: m.flag,
-      properties,
       // RocketMQ's fallback delays by 3 + reconsumeTimes levels.
       delayLevel: 3 + m.reconsumeTimes,
-    })
+      [SYSTEM_PROPERTIES]: properties,
+    }
+    await this.#fallbackProducer.send(resent)
   }
 
   /** LOCK_BATCH_MQ for these queues, broker by broker; answers whether all were locked. */

@@ -273,3 +273,21 @@ test('committedOffset answers -1 for a group that never committed, 0 once 0 was 
     assert.equal(await consumer.committedOffset(q!), 0)
   })
 })
+
+test('deterministic mistakes are refused before sending (INVALID_OPTION): a flag that is no Java int, a system topic', { timeout: 60_000 }, async () => {
+  await withCluster(1, async (c, producer) => {
+    await c.createTopic('TF', 1)
+    const invalid = (e: unknown): boolean => (e as { code?: string }).code === 'INVALID_OPTION'
+    for (const flag of [1.5, -(2 ** 31) - 1, 2 ** 31, Number.NaN]) {
+      await assert.rejects(producer.send({ topic: 'TF', body: 'x', flag }), invalid, `flag ${flag}`)
+      await assert.rejects(producer.sendBatch([{ topic: 'TF', body: 'x', flag }]), invalid, `batch flag ${flag}`)
+    }
+    // RocketMQ's TopicValidator: the system topics are the broker's, never a producer's.
+    for (const topic of ['SCHEDULE_TOPIC_XXXX', 'TBW102', 'RMQ_SYS_TRANS_HALF_TOPIC', 'RMQ_SYS_TRACE_TOPIC', 'rmq_sys_anything', 'OFFSET_MOVED_EVENT']) {
+      await assert.rejects(producer.send({ topic, body: 'x' }), (e: unknown) => invalid(e) && (e as Error).message.includes(topic), topic)
+      await assert.rejects(producer.sendOneway({ topic, body: 'x' }), invalid, `oneway ${topic}`)
+    }
+    // A Java int flag is fine, negative ones included.
+    assert.equal((await producer.send({ topic: 'TF', body: 'x', flag: -5 })).status, 'SEND_OK')
+  })
+})
