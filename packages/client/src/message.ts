@@ -104,6 +104,13 @@ function checkText(what: string, text: string): string {
   return text
 }
 
+/** The message's flag, a Java int as RocketMQ stores it (0 when not given). */
+export function flagOf(m: Message): number {
+  const flag = m.flag ?? 0
+  if (!Number.isInteger(flag) || flag < -(2 ** 31) || flag >= 2 ** 31) throw new ClientError('INVALID_OPTION', `a message flag is an integer of 32 bits (a Java int), got ${flag}`)
+  return flag
+}
+
 export function bodyOf(m: Message): Buffer {
   if (typeof m.body === 'string') return Buffer.from(m.body, 'utf8')
   if (Buffer.isBuffer(m.body)) return m.body
