@@ -13,6 +13,9 @@ export const DEFAULT_TOPIC_QUEUE_NUMS = 4
 
 export const MASTER_ID = '0'
 
+/** CONSUMER_SEND_MSG_BACK's delayLevel asking the broker for the DLQ at once (RocketMQ's -1). */
+export const SEND_BACK_TO_DLQ = -1
+
 /**
  * The property names RocketMQ keeps for itself (MessageConst.STRING_HASH_SET, 4.9): its
  * Message.putUserProperty refuses them, so a user property never overrides a message's tags,
