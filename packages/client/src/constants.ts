@@ -49,6 +49,13 @@ export function isSystemTopic(topic: string): boolean {
 }
 
 
+/** Node's timers take at most 2^31 - 1 ms; a longer delay fires at once. */
+export const MAX_TIMER_MS = 2 ** 31 - 1
+/** A long-polling pull's request waits this much longer than the broker may hold it. */
+export const PULL_TIMEOUT_MARGIN_MS = 5_000
+/** The longest suspendMs: its request's timeout must still fit a timer. */
+export const MAX_SUSPEND_MS = MAX_TIMER_MS - PULL_TIMEOUT_MARGIN_MS
+
 /** The default intervals and limits, as RocketMQ's Java client has them. */
 export const CLIENT_DEFAULTS = {
   routeRefreshIntervalMs: 30_000,

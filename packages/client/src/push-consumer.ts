@@ -31,7 +31,7 @@ import { SYSTEM_PROPERTIES, type InternalMessage, type MessageExt } from './mess
 import { LocalOffsetStore, RemoteOffsetStore, type OffsetStore } from './offset-store.js'
 import { ProcessQueue } from './process-queue.js'
 import { Producer, type ProducerOptions } from './producer.js'
-import { pullMessages, queueOffset, searchOffset } from './pull-api.js'
+import { checkSuspendMs, pullMessages, queueOffset, searchOffset } from './pull-api.js'
 import { masterAddresses, queueKey, subscribeQueues, type MessageQueue } from './route.js'
 import type { ClientOptions } from './client-instance.js'
 
@@ -168,7 +168,7 @@ export class PushConsumer implements ClientMember {
       lockMs: positiveInt('lockRenewIntervalMs', options.lockRenewIntervalMs, d.lockRenewIntervalMs),
       lockMaxLiveMs: positiveInt('lockMaxLiveMs', options.lockMaxLiveMs, d.lockMaxLiveMs),
       batch: positiveInt('pullBatchSize', options.pullBatchSize, d.pullBatchSize),
-      suspendMs: options.suspendMs ?? d.suspendMs,
+      suspendMs: checkSuspendMs(options.suspendMs),
       maxMsgs: positiveInt('maxCachedMessagesPerQueue', options.maxCachedMessagesPerQueue, d.maxCachedMessagesPerQueue),
       maxBytes: positiveInt('maxCachedBytesPerQueue', options.maxCachedBytesPerQueue, d.maxCachedBytesPerQueue),
       concurrency: positiveInt('consumeConcurrency', options.consumeConcurrency, d.consumeConcurrency),
