@@ -89,6 +89,10 @@ interface Subscribed {
   handler: MessageHandler
 }
 
+/** A new retry topic's route is asked for this many times, this long apart, after a send-back. */
+const RETRY_ROUTE_ATTEMPTS = 10
+const RETRY_ROUTE_WAIT_MS = 500
+
 const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
   new Promise((resolve) => {
     if (signal?.aborted) return resolve()
@@ -145,6 +149,9 @@ export class PushConsumer implements ClientMember {
   readonly #waiting: Array<() => void> = []
   #rebalancing: Promise<void> | undefined
   #rebalanceAgain = false
+  /** The last rebalance found no route for the group's retry topic (a new group: no send-back yet). */
+  #retryRouteMissing = false
+  #watchingRetryRoute = false
   #fallbackProducer: Producer | undefined
   #started = false
   #closed: Promise<void> | undefined
@@ -289,6 +296,7 @@ export class PushConsumer implements ClientMember {
 
   async #rebalanceTopic(topic: string): Promise<void> {
     const route = await this.instance.route(topic)
+    if (topic === retryTopic(this.group)) this.#retryRouteMissing = !route
     if (!route) {
       // Not there yet (a retry topic before its first registration): asked again next time.
       void this.instance.route(topic, true).catch(() => undefined)
@@ -509,6 +517,28 @@ export class PushConsumer implements ClientMember {
   }
 
   /**
+   * A send-back may have just created the group's retry topic (the first of a new group): its
+   * route is asked for until the nameservers have it (the broker registers it at once), then the
+   * member rebalances, so the retry comes after its delay and not after the next periodic
+   * rebalance (20 s).
+   */
+  #watchRetryRoute(): void {
+    if (!this.#retryRouteMissing || this.#watchingRetryRoute) return
+    this.#watchingRetryRoute = true
+    const topic = retryTopic(this.group)
+    void (async () => {
+      try {
+        for (let i = 0; i < RETRY_ROUTE_ATTEMPTS && !this.#closing.signal.aborted; i++) {
+          if (await this.instance.route(topic, true).catch(() => undefined)) return await this.rebalance()
+          await sleep(RETRY_ROUTE_WAIT_MS, this.#closing.signal)
+        }
+      } finally {
+        this.#watchingRetryRoute = false
+      }
+    })().catch((err: unknown) => this.#error(err))
+  }
+
+  /**
    * An orderly message failed (RocketMQ's checkReconsumeTimes): it is retried in place, its
    * reconsumeTimes counting up, until it has failed with reconsumeTimes = maxReconsumeTimes; then
    * it goes to the DLQ at once (clustering; it does not come back through the retry topic, which
@@ -542,12 +572,14 @@ export class PushConsumer implements ClientMember {
         maxReconsumeTimes: String(this.#limits.maxReconsume),
       })
       checkResponse(await this.instance.invokeBroker(addr, req), `send-back of ${m.msgId} to ${q.brokerName}`)
+      if (how.delayLevel !== SEND_BACK_TO_DLQ) this.#watchRetryRoute()
       return true
     } catch (err) {
       if (!(isClientError(err, 'BROKER_ERROR') && err.responseCode === ResponseCode.REQUEST_CODE_NOT_SUPPORTED)) this.#error(err)
     }
     try {
       await this.#resendToRetryTopic(m, how.reconsumeTimes)
+      if (how.delayLevel !== SEND_BACK_TO_DLQ) this.#watchRetryRoute()
       return true
     } catch (err) {
       this.#error(err)

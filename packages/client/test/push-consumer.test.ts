@@ -302,6 +302,23 @@ test('orderly: a message that keeps failing is retried in place with reconsumeTi
   }, { messageDelayLevel: '1s 1s 1s 1s 1s 1s 1s 1s 1s 1s' })
 })
 
+test("a brand-new group's first send-back creates its retry topic: the member takes its queues then, not at the next periodic rebalance", { timeout: 60_000 }, async () => {
+  await withSetup(async (c, producer, _all, make) => {
+    await c.createTopic('NewRT', 1)
+    const deliveries: number[] = []
+    // A periodic rebalance that never comes within the test: only the send-back can bring the retry topic.
+    const consumer = make({ group: 'FreshG', rebalanceIntervalMs: 600_000 }).subscribe('NewRT', '*', (m) => {
+      deliveries.push(m.reconsumeTimes)
+      if (m.reconsumeTimes === 0) throw new Error('fails once')
+    })
+    await consumer.start()
+    assert.equal(consumer.assignedQueues().filter((q) => q.topic === '%RETRY%FreshG').length, 0, 'no retry topic before the first send-back')
+    await producer.send({ topic: 'NewRT', body: 'x' })
+    await waitFor(() => deliveries.length === 2, 20_000, 'the retry delivered')
+    assert.deepEqual(deliveries, [0, 1])
+  }, { messageDelayLevel: '1s 1s 1s 1s 1s 1s' })
+})
+
 test("a member joining makes the broker notify the others (NOTIFY_CONSUMER_IDS_CHANGED), who rebalance at once", { timeout: 60_000 }, async () => {
   await withSetup(async (c, _producer, _all, make) => {
     await c.createTopic('NT', 4)
