@@ -8,7 +8,7 @@
  */
 import { inflateSync } from 'node:zlib'
 import { SYSFLAG, decodeProperties, decodeRecord, encodeProperties } from '@mqts/message'
-import { KEY_SEPARATOR, PROPERTY, RETRY_GROUP_TOPIC_PREFIX } from './constants.js'
+import { KEY_SEPARATOR, PROPERTY, PROPERTY_SEPARATORS, RESERVED_PROPERTY_NAMES, RETRY_GROUP_TOPIC_PREFIX } from './constants.js'
 import { ClientError } from './errors.js'
 
 export { encodeProperties, decodeProperties }
@@ -56,10 +56,18 @@ export interface MessageExt {
   storeSize: number
 }
 
+/**
+ * Properties the client itself sets on a message it sends for the broker (the send-back fallback's
+ * RETRY_TOPIC, RECONSUME_TIME...): reserved names allowed, unlike a user's `properties`. Not part
+ * of the public API.
+ */
+export const SYSTEM_PROPERTIES = Symbol('systemProperties')
+export type InternalMessage = Message & { [SYSTEM_PROPERTIES]?: Record<string, string> }
+
 /** The properties a send puts on the wire for `m` (UNIQ_KEY included). */
 export function messageProperties(m: Message, uniqKey: string): Record<string, string> {
   const p: Record<string, string> = {}
-  if (m.tags !== undefined && m.tags !== '') p[PROPERTY.TAGS] = m.tags
+  if (m.tags !== undefined && m.tags !== '') p[PROPERTY.TAGS] = checkText('a tag', m.tags)
   if (m.keys !== undefined) {
     // In an array each element is one key: one with a space would read back as two.
     if (typeof m.keys !== 'string') {
@@ -67,7 +75,7 @@ export function messageProperties(m: Message, uniqKey: string): Record<string, s
       if (bad !== undefined) throw new ClientError('INVALID_OPTION', `each key of an array is one key, a string without spaces, got ${JSON.stringify(bad)} (a string of space-separated keys is RocketMQ's own form)`)
     }
     const keys = (typeof m.keys === 'string' ? [m.keys] : [...m.keys]).join(KEY_SEPARATOR).trim()
-    if (keys !== '') p[PROPERTY.KEYS] = keys
+    if (keys !== '') p[PROPERTY.KEYS] = checkText('a key', keys)
   }
   // RocketMQ's Message sets WAIT in its constructor, so every Java-sent message carries it.
   p[PROPERTY.WAIT] = String(m.waitStoreMsgOK ?? true)
@@ -77,12 +85,30 @@ export function messageProperties(m: Message, uniqKey: string): Record<string, s
   }
   if (m.properties) {
     for (const [k, v] of Object.entries(m.properties)) {
+      // As RocketMQ's Message.putUserProperty: no blank names or values, none of its own names.
+      if (k.trim() === '') throw new ClientError('INVALID_OPTION', `a property name is a non-blank string, got ${JSON.stringify(k)}`)
+      if (RESERVED_PROPERTY_NAMES.has(k)) throw new ClientError('INVALID_OPTION', `property ${JSON.stringify(k)} is one of RocketMQ's reserved names (set it through the message's own fields, if any)`)
       if (typeof v !== 'string' || v === '') throw new ClientError('INVALID_OPTION', `property ${JSON.stringify(k)} must be a non-empty string, got ${JSON.stringify(v)}`)
-      p[k] = v
+      p[checkText('a property name', k)] = checkText(`property ${JSON.stringify(k)}`, v)
     }
   }
+  const system = (m as InternalMessage)[SYSTEM_PROPERTIES]
+  if (system) for (const [k, v] of Object.entries(system)) p[checkText('a property name', k)] = checkText(`property ${JSON.stringify(k)}`, v)
   if (p[PROPERTY.UNIQ_KEY] === undefined) p[PROPERTY.UNIQ_KEY] = uniqKey
   return p
+}
+
+/** `text` unless it holds a separator of the properties text, which would add properties to the message. */
+function checkText(what: string, text: string): string {
+  if (PROPERTY_SEPARATORS.test(text)) throw new ClientError('INVALID_OPTION', `${what} cannot hold the properties' separators 0x01 or 0x02, got ${JSON.stringify(text)}`)
+  return text
+}
+
+/** The message's flag, a Java int as RocketMQ stores it (0 when not given). */
+export function flagOf(m: Message): number {
+  const flag = m.flag ?? 0
+  if (!Number.isInteger(flag) || flag < -(2 ** 31) || flag >= 2 ** 31) throw new ClientError('INVALID_OPTION', `a message flag is an integer of 32 bits (a Java int), got ${flag}`)
+  return flag
 }
 
 export function bodyOf(m: Message): Buffer {

@@ -12,10 +12,10 @@
  */
 import { RemotingCommand, RequestCode, ResponseCode, encodeBatchBody } from '@mqts/transport'
 import { ClientInstance, checkResponse, type ClientMember, type ClientOptions } from './client-instance.js'
-import { AUTO_CREATE_TOPIC, CLIENT_DEFAULTS, DEFAULT_TOPIC_QUEUE_NUMS, PROPERTY, RETRY_GROUP_TOPIC_PREFIX } from './constants.js'
+import { AUTO_CREATE_TOPIC, CLIENT_DEFAULTS, DEFAULT_TOPIC_QUEUE_NUMS, PROPERTY, RETRY_GROUP_TOPIC_PREFIX, isSystemTopic } from './constants.js'
 import { ClientError, isClientError } from './errors.js'
 import { UniqueIdGenerator, messageOf } from '@mqts/common'
-import { bodyOf, encodeProperties, messageProperties, type Message } from './message.js'
+import { bodyOf, encodeProperties, flagOf, messageProperties, type Message } from './message.js'
 import { QueueChooser, publishQueues, type MessageQueue } from './route.js'
 import { selectByHash, type QueueSelector } from './selector.js'
 
@@ -68,6 +68,7 @@ const STATUS_BY_CODE: Record<number, SendStatus> = {
 
 function checkTopic(topic: unknown): string {
   if (typeof topic !== 'string' || !/^[%|a-zA-Z0-9_-]{1,127}$/.test(topic)) throw new ClientError('INVALID_OPTION', `a topic is 1-127 characters of [%|a-zA-Z0-9_-], got ${JSON.stringify(topic)}`)
+  if (isSystemTopic(topic)) throw new ClientError('INVALID_OPTION', `${topic} is a system topic of the broker, which a producer does not send to (as RocketMQ's TopicValidator)`)
   return topic
 }
 
@@ -150,9 +151,9 @@ export class Producer implements ClientMember {
     if (options.selector || options.shardingKey !== undefined) {
       const chooser = await this.#chooser(topic)
       const queue = selectQueue(chooser.queues, options.selector ?? selectByHash, message, options.selector ? options.arg : options.shardingKey)
-      return this.#sendTo(queue, body, properties, message.flag ?? 0, uniq, options.signal)
+      return this.#sendTo(queue, body, properties, flagOf(message), uniq, options.signal)
     }
-    return this.#sendWithRetries(topic, (queue) => this.#sendTo(queue, body, properties, message.flag ?? 0, uniq, options.signal), options.signal)
+    return this.#sendWithRetries(topic, (queue) => this.#sendTo(queue, body, properties, flagOf(message), uniq, options.signal), options.signal)
   }
 
   /** Sends several messages of one topic to one queue in one request (SEND_BATCH_MESSAGE). */
@@ -166,7 +167,7 @@ export class Producer implements ClientMember {
       if ((m.delayLevel ?? 0) > 0) throw new ClientError('INVALID_OPTION', 'a batch cannot hold delayed messages')
       const id = this.#ids.next()
       ids.push(id)
-      return { body: bodyOf(m), flag: m.flag ?? 0, properties: encodeProperties(messageProperties(m, id)) }
+      return { body: bodyOf(m), flag: flagOf(m), properties: encodeProperties(messageProperties(m, id)) }
     })
     const body = encodeBatchBody(entries)
     return this.#sendWithRetries(topic, (queue) => this.#invokeSend(queue, RequestCode.SEND_BATCH_MESSAGE, body, '', 0, ids.join(','), options.signal), options.signal)
@@ -179,7 +180,7 @@ export class Producer implements ClientMember {
     const chooser = await this.#chooser(topic)
     const queue = chooser.choose(undefined, this.instance.faults)!
     const addr = await this.instance.brokerAddress(queue.brokerName, topic)
-    const req = this.#request(queue, RequestCode.SEND_MESSAGE_V2, encodeProperties(messageProperties(message, this.#ids.next())), message.flag ?? 0, bodyOf(message))
+    const req = this.#request(queue, RequestCode.SEND_MESSAGE_V2, encodeProperties(messageProperties(message, this.#ids.next())), flagOf(message), bodyOf(message))
     await this.instance.invokeBrokerOneway(addr, req)
   }
 

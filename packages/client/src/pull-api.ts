@@ -6,7 +6,7 @@
  */
 import { RemotingCommand, RequestCode, ResponseCode } from '@mqts/transport'
 import { checkResponse, type ClientInstance } from './client-instance.js'
-import { CLIENT_DEFAULTS, PULL_SYS_FLAG } from './constants.js'
+import { CLIENT_DEFAULTS, MAX_SUSPEND_MS, PULL_SYS_FLAG, PULL_TIMEOUT_MARGIN_MS } from './constants.js'
 import { ClientError } from './errors.js'
 import { matchesTag, type Subscription } from './expression.js'
 import { decodeMessages, type MessageExt } from './message.js'
@@ -37,11 +37,18 @@ export interface PullRequest {
   signal?: AbortSignal
 }
 
+/** `value` (the default when undefined) unless it is no long-polling time a request's timer can wait for. */
+export function checkSuspendMs(value: number | undefined): number {
+  const ms = value ?? CLIENT_DEFAULTS.suspendMs
+  if (!Number.isInteger(ms) || ms < 0 || ms > MAX_SUSPEND_MS) throw new ClientError('INVALID_OPTION', `suspendMs is an integer of milliseconds from 0 to ${MAX_SUSPEND_MS} (a timer's range less the request's margin), got ${value}`)
+  return ms
+}
+
 export async function pullMessages(instance: ClientInstance, r: PullRequest): Promise<PullResult> {
   // Aborted already: no request is sent at all.
   if (r.signal?.aborted) throw new ClientError('ABORTED', `pull of ${r.queue.topic}/${r.queue.queueId} was aborted`, { cause: r.signal.reason })
   const addr = await instance.brokerAddress(r.queue.brokerName, r.queue.topic)
-  const suspendMs = r.suspendMs ?? CLIENT_DEFAULTS.suspendMs
+  const suspendMs = checkSuspendMs(r.suspendMs)
   let sysFlag = PULL_SYS_FLAG.SUBSCRIPTION
   if (suspendMs > 0) sysFlag |= PULL_SYS_FLAG.SUSPEND
   const commitOffset = r.commitOffset ?? -1
@@ -60,7 +67,7 @@ export async function pullMessages(instance: ClientInstance, r: PullRequest): Pr
     expressionType: 'TAG',
   })
   // The broker may hold the pull for suspendMs: the request's timeout is longer.
-  const timeoutMs = suspendMs > 0 ? Math.max(CLIENT_DEFAULTS.pullTimeoutMs, suspendMs + 5_000) : instance.requestTimeoutMs
+  const timeoutMs = suspendMs > 0 ? Math.max(CLIENT_DEFAULTS.pullTimeoutMs, suspendMs + PULL_TIMEOUT_MARGIN_MS) : instance.requestTimeoutMs
   const res = await withSignal(instance.invokeBroker(addr, req, timeoutMs), r.signal, `pull of ${r.queue.topic}/${r.queue.queueId}`)
   const ok = [ResponseCode.SUCCESS, ResponseCode.PULL_NOT_FOUND, ResponseCode.PULL_RETRY_IMMEDIATELY, ResponseCode.PULL_OFFSET_MOVED]
   checkResponse(res, `pull from ${r.queue.brokerName} (${addr}) queue ${r.queue.topic}/${r.queue.queueId} at ${r.offset}`, ok)

@@ -10,11 +10,10 @@
  * ```
  */
 import { ClientInstance, type ClientMember, type ClientOptions } from './client-instance.js'
-import { CLIENT_DEFAULTS } from './constants.js'
 import { ClientError, isClientError } from './errors.js'
 import { parseSubscription } from './expression.js'
 import type { MessageExt } from './message.js'
-import { pullMessages, queryConsumerOffset, queueOffset, updateConsumerOffset, type PullResult } from './pull-api.js'
+import { checkSuspendMs, pullMessages, queryConsumerOffset, queueOffset, updateConsumerOffset, type PullResult } from './pull-api.js'
 import { subscribeQueues, type MessageQueue } from './route.js'
 
 export interface PullConsumerOptions extends ClientOptions {
@@ -89,16 +88,23 @@ export class PullConsumer implements ClientMember {
     this.#check()
     if (!Number.isInteger(offset) || offset < 0) throw new ClientError('INVALID_OPTION', `a pull offset is an integer >= 0, got ${offset}`)
     this.#topics.add(queue.topic)
+    const suspendMs = checkSuspendMs(options.suspendMs)
     const signal = options.signal ? AbortSignal.any([options.signal, this.#closing.signal]) : this.#closing.signal
-    return pullMessages(this.instance, {
-      group: this.group,
-      queue,
-      offset,
-      subscription: parseSubscription(queue.topic, options.expression),
-      maxMessages: options.maxMessages,
-      suspendMs: options.suspendMs ?? CLIENT_DEFAULTS.suspendMs,
-      signal,
-    })
+    try {
+      return await pullMessages(this.instance, {
+        group: this.group,
+        queue,
+        offset,
+        subscription: parseSubscription(queue.topic, options.expression),
+        maxMessages: options.maxMessages,
+        suspendMs,
+        signal,
+      })
+    } catch (err) {
+      // Ended by close(), not by the caller's signal: the consumer is closed.
+      if (this.#closing.signal.aborted && !options.signal?.aborted) throw new ClientError('CLOSED', `the consumer was closed while pulling ${queue.topic}/${queue.queueId}`, { cause: err })
+      throw err
+    }
   }
 
   /**

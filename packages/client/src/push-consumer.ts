@@ -16,22 +16,22 @@
  *   message re-sent to the retry topic instead, as RocketMQ's client does when the send-back fails.
  * - Orderly: one message at a time per queue, in queue order; in clustering the queues are
  *   locked on the broker (LOCK_BATCH_MQ, renewed every lockRenewIntervalMs, UNLOCK_BATCH_MQ when
- *   given up); a failed message is retried in place after suspendOrderlyMs, and sent back once
- *   it failed maxReconsumeTimes times.
+ *   given up); a failed message is retried in place after suspendOrderlyMs, reconsumeTimes
+ *   counting up, and goes straight to the DLQ once it failed with reconsumeTimes = maxReconsumeTimes.
  */
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { RemotingCommand, RequestCode, ResponseCode, encodeRemotingJson, parseRemotingJson } from '@mqts/transport'
 import { ClientInstance, checkResponse, type ClientMember, type ConsumerHeartbeat } from './client-instance.js'
-import { CLIENT_DEFAULTS, PROPERTY, RETRY_GROUP_TOPIC_PREFIX, retryTopic } from './constants.js'
+import { CLIENT_DEFAULTS, PROPERTY, RETRY_GROUP_TOPIC_PREFIX, SEND_BACK_TO_DLQ, retryTopic } from './constants.js'
 import { ClientError, isClientError } from './errors.js'
 import { allocateAveragely } from './allocate.js'
 import { parseSubscription, subscriptionData, type Subscription } from './expression.js'
-import type { MessageExt } from './message.js'
+import { SYSTEM_PROPERTIES, type InternalMessage, type MessageExt } from './message.js'
 import { LocalOffsetStore, RemoteOffsetStore, type OffsetStore } from './offset-store.js'
 import { ProcessQueue } from './process-queue.js'
 import { Producer, type ProducerOptions } from './producer.js'
-import { pullMessages, queueOffset, searchOffset } from './pull-api.js'
+import { checkSuspendMs, pullMessages, queueOffset, searchOffset } from './pull-api.js'
 import { masterAddresses, queueKey, subscribeQueues, type MessageQueue } from './route.js'
 import type { ClientOptions } from './client-instance.js'
 
@@ -78,10 +78,20 @@ export interface PushConsumerOptions extends ClientOptions {
   offsetStoreDir?: string
 }
 
+/** How a failed message goes back: the send-back's delay level (0: the broker's next) and the fallback's reconsume count. */
+interface SendBackMode {
+  delayLevel: number
+  reconsumeTimes: number
+}
+
 interface Subscribed {
   sub: Subscription
   handler: MessageHandler
 }
+
+/** A new retry topic's route is asked for this many times, this long apart, after a send-back. */
+const RETRY_ROUTE_ATTEMPTS = 10
+const RETRY_ROUTE_WAIT_MS = 500
 
 const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
   new Promise((resolve) => {
@@ -139,6 +149,9 @@ export class PushConsumer implements ClientMember {
   readonly #waiting: Array<() => void> = []
   #rebalancing: Promise<void> | undefined
   #rebalanceAgain = false
+  /** The last rebalance found no route for the group's retry topic (a new group: no send-back yet). */
+  #retryRouteMissing = false
+  #watchingRetryRoute = false
   #fallbackProducer: Producer | undefined
   #started = false
   #closed: Promise<void> | undefined
@@ -162,7 +175,7 @@ export class PushConsumer implements ClientMember {
       lockMs: positiveInt('lockRenewIntervalMs', options.lockRenewIntervalMs, d.lockRenewIntervalMs),
       lockMaxLiveMs: positiveInt('lockMaxLiveMs', options.lockMaxLiveMs, d.lockMaxLiveMs),
       batch: positiveInt('pullBatchSize', options.pullBatchSize, d.pullBatchSize),
-      suspendMs: options.suspendMs ?? d.suspendMs,
+      suspendMs: checkSuspendMs(options.suspendMs),
       maxMsgs: positiveInt('maxCachedMessagesPerQueue', options.maxCachedMessagesPerQueue, d.maxCachedMessagesPerQueue),
       maxBytes: positiveInt('maxCachedBytesPerQueue', options.maxCachedBytesPerQueue, d.maxCachedBytesPerQueue),
       concurrency: positiveInt('consumeConcurrency', options.consumeConcurrency, d.consumeConcurrency),
@@ -283,6 +296,7 @@ export class PushConsumer implements ClientMember {
 
   async #rebalanceTopic(topic: string): Promise<void> {
     const route = await this.instance.route(topic)
+    if (topic === retryTopic(this.group)) this.#retryRouteMissing = !route
     if (!route) {
       // Not there yet (a retry topic before its first registration): asked again next time.
       void this.instance.route(topic, true).catch(() => undefined)
@@ -474,7 +488,6 @@ export class PushConsumer implements ClientMember {
 
   async #consumeOrderly(pq: ProcessQueue): Promise<void> {
     pq.consuming = true
-    const failures = new Map<number, number>()
     try {
       while (!pq.dropped && !this.#closing.signal.aborted) {
         // No lock, or one not renewed in time: wait until the pull loop gets it again.
@@ -487,20 +500,11 @@ export class PushConsumer implements ClientMember {
         pq.inFlight++
         let done: boolean
         try {
-          done = await this.#handle(m)
-          if (!done) {
-            const n = (failures.get(m.queueOffset) ?? 0) + 1
-            failures.set(m.queueOffset, n)
-            m.reconsumeTimes = n
-            // Failed too often: the broker takes it (retry topic, then DLQ), the queue moves on.
-            if (n >= this.#limits.maxReconsume && this.messageModel === 'CLUSTERING') done = await this.#sendBack(m, pq.queue)
-            else if (this.messageModel === 'BROADCASTING' && n >= this.#limits.maxReconsume) done = true
-          }
+          done = (await this.#handle(m)) || (await this.#orderlyFailed(m, pq.queue))
         } finally {
           pq.inFlight--
         }
         if (done) {
-          failures.delete(m.queueOffset)
           const offset = pq.remove([m])
           if (!pq.dropped || this.#closing.signal.aborted) this.#offsets.update(pq.queue, offset, true)
         } else await sleep(this.#limits.suspendOrderlyMs, pq.abort.signal)
@@ -513,29 +517,69 @@ export class PushConsumer implements ClientMember {
   }
 
   /**
+   * A send-back may have just created the group's retry topic (the first of a new group): its
+   * route is asked for until the nameservers have it (the broker registers it at once), then the
+   * member rebalances, so the retry comes after its delay and not after the next periodic
+   * rebalance (20 s).
+   */
+  #watchRetryRoute(): void {
+    if (!this.#retryRouteMissing || this.#watchingRetryRoute) return
+    this.#watchingRetryRoute = true
+    const topic = retryTopic(this.group)
+    void (async () => {
+      try {
+        for (let i = 0; i < RETRY_ROUTE_ATTEMPTS && !this.#closing.signal.aborted; i++) {
+          if (await this.instance.route(topic, true).catch(() => undefined)) return await this.rebalance()
+          await sleep(RETRY_ROUTE_WAIT_MS, this.#closing.signal)
+        }
+      } finally {
+        this.#watchingRetryRoute = false
+      }
+    })().catch((err: unknown) => this.#error(err))
+  }
+
+  /**
+   * An orderly message failed (RocketMQ's checkReconsumeTimes): it is retried in place, its
+   * reconsumeTimes counting up, until it has failed with reconsumeTimes = maxReconsumeTimes; then
+   * it goes to the DLQ at once (clustering; it does not come back through the retry topic, which
+   * would break the order and deliver it again) or is dropped (broadcasting). Answers whether the
+   * queue may move on.
+   */
+  async #orderlyFailed(m: MessageExt, q: MessageQueue): Promise<boolean> {
+    if (m.reconsumeTimes >= this.#limits.maxReconsume) {
+      if (this.messageModel === 'BROADCASTING') return true
+      if (await this.#sendBack(m, q, { delayLevel: SEND_BACK_TO_DLQ, reconsumeTimes: m.reconsumeTimes })) return true
+    }
+    m.reconsumeTimes++
+    return false
+  }
+
+  /**
    * Hands a failed message to the broker for redelivery (CONSUMER_SEND_MSG_BACK). When the
    * broker does not take it, re-sends it to the group's retry topic, as RocketMQ's client does.
    * Answers whether one of the two worked.
    */
-  async #sendBack(m: MessageExt, q: MessageQueue): Promise<boolean> {
+  async #sendBack(m: MessageExt, q: MessageQueue, how: SendBackMode = { delayLevel: 0, reconsumeTimes: m.reconsumeTimes + 1 }): Promise<boolean> {
     try {
       const addr = await this.instance.brokerAddress(q.brokerName, q.topic)
       const req = RemotingCommand.createRequest(RequestCode.CONSUMER_SEND_MSG_BACK, {
         offset: String(m.commitLogOffset),
         group: this.group,
-        delayLevel: '0',
+        delayLevel: String(how.delayLevel),
         originMsgId: m.msgId,
         originTopic: m.topic,
         unitMode: 'false',
         maxReconsumeTimes: String(this.#limits.maxReconsume),
       })
       checkResponse(await this.instance.invokeBroker(addr, req), `send-back of ${m.msgId} to ${q.brokerName}`)
+      if (how.delayLevel !== SEND_BACK_TO_DLQ) this.#watchRetryRoute()
       return true
     } catch (err) {
       if (!(isClientError(err, 'BROKER_ERROR') && err.responseCode === ResponseCode.REQUEST_CODE_NOT_SUPPORTED)) this.#error(err)
     }
     try {
-      await this.#resendToRetryTopic(m)
+      await this.#resendToRetryTopic(m, how.reconsumeTimes)
+      if (how.delayLevel !== SEND_BACK_TO_DLQ) this.#watchRetryRoute()
       return true
     } catch (err) {
       this.#error(err)
@@ -543,22 +587,24 @@ export class PushConsumer implements ClientMember {
     }
   }
 
-  async #resendToRetryTopic(m: MessageExt): Promise<void> {
+  async #resendToRetryTopic(m: MessageExt, reconsumeTimes: number): Promise<void> {
     this.#fallbackProducer ??= await Producer.start({ ...(this.#options as ProducerOptions), group: `CLIENT_INNER_PRODUCER`, instanceName: `${this.instance.clientId.split('@')[1]}-retry` })
     const properties: Record<string, string> = { ...m.properties }
     for (const k of [PROPERTY.MIN_OFFSET, PROPERTY.MAX_OFFSET, PROPERTY.CLUSTER, PROPERTY.UNIQ_KEY, PROPERTY.DELAY]) delete properties[k]
     properties[PROPERTY.RETRY_TOPIC] ??= m.topic
     properties[PROPERTY.ORIGIN_MESSAGE_ID] ??= m.msgId
-    properties[PROPERTY.RECONSUME_TIME] = String(m.reconsumeTimes + 1)
+    // The broker puts it in the DLQ once RECONSUME_TIME reaches MAX_RECONSUME_TIMES.
+    properties[PROPERTY.RECONSUME_TIME] = String(reconsumeTimes)
     properties[PROPERTY.MAX_RECONSUME_TIMES] = String(this.#limits.maxReconsume)
-    await this.#fallbackProducer.send({
+    const resent: InternalMessage = {
       topic: retryTopic(this.group),
       body: m.body,
       flag: m.flag,
-      properties,
       // RocketMQ's fallback delays by 3 + reconsumeTimes levels.
       delayLevel: 3 + m.reconsumeTimes,
-    })
+      [SYSTEM_PROPERTIES]: properties,
+    }
+    await this.#fallbackProducer.send(resent)
   }
 
   /** LOCK_BATCH_MQ for these queues, broker by broker; answers whether all were locked. */

@@ -7,6 +7,7 @@ import { ResponseCode, silentLogger } from '@mqts/transport'
 import { ClientError } from '../src/errors.js'
 import { Producer } from '../src/producer.js'
 import { PullConsumer } from '../src/pull-consumer.js'
+import { PushConsumer } from '../src/push-consumer.js'
 import type { MessageExt } from '../src/message.js'
 import type { MessageQueue } from '../src/route.js'
 import { startCluster, type TestCluster } from './cluster.js'
@@ -271,5 +272,41 @@ test('committedOffset answers -1 for a group that never committed, 0 once 0 was 
     assert.equal(await consumer.committedOffset(q!), -1)
     await consumer.commitOffset(q!, 0)
     assert.equal(await consumer.committedOffset(q!), 0)
+  })
+})
+
+test('deterministic mistakes are refused before sending (INVALID_OPTION): a flag that is no Java int, a system topic', { timeout: 60_000 }, async () => {
+  await withCluster(1, async (c, producer) => {
+    await c.createTopic('TF', 1)
+    const invalid = (e: unknown): boolean => (e as { code?: string }).code === 'INVALID_OPTION'
+    for (const flag of [1.5, -(2 ** 31) - 1, 2 ** 31, Number.NaN]) {
+      await assert.rejects(producer.send({ topic: 'TF', body: 'x', flag }), invalid, `flag ${flag}`)
+      await assert.rejects(producer.sendBatch([{ topic: 'TF', body: 'x', flag }]), invalid, `batch flag ${flag}`)
+    }
+    // RocketMQ's TopicValidator: the system topics are the broker's, never a producer's.
+    for (const topic of ['SCHEDULE_TOPIC_XXXX', 'TBW102', 'RMQ_SYS_TRANS_HALF_TOPIC', 'RMQ_SYS_TRACE_TOPIC', 'rmq_sys_anything', 'OFFSET_MOVED_EVENT']) {
+      await assert.rejects(producer.send({ topic, body: 'x' }), (e: unknown) => invalid(e) && (e as Error).message.includes(topic), topic)
+      await assert.rejects(producer.sendOneway({ topic, body: 'x' }), invalid, `oneway ${topic}`)
+    }
+    // A Java int flag is fine, negative ones included.
+    assert.equal((await producer.send({ topic: 'TF', body: 'x', flag: -5 })).status, 'SEND_OK')
+  })
+})
+
+test("a suspendMs past a timer's range (2^31 ms) is refused (INVALID_OPTION), by pull and by the push consumer; a pull waiting when close() is called rejects CLOSED", { timeout: 30_000 }, async () => {
+  const invalid = (e: unknown): boolean => e instanceof ClientError && e.code === 'INVALID_OPTION'
+  for (const suspendMs of [2 ** 31, 1e12, -1, 1.5, Number.NaN]) {
+    assert.throws(() => new PushConsumer({ namesrv: '127.0.0.1:1', group: 'G', suspendMs }), invalid, `push ${suspendMs}`)
+  }
+  await withCluster(1, async (c, producer, consumer) => {
+    await c.createTopic('SuspT', 1)
+    await producer.send({ topic: 'SuspT', body: 'x' })
+    const [q] = await consumer.queues('SuspT')
+    for (const suspendMs of [2 ** 31, 1e12, -1]) await assert.rejects(consumer.pull(q!, 1, { suspendMs }), invalid, `pull ${suspendMs}`)
+    // Held by the broker (nothing past offset 1) until close() ends it.
+    const waiting = consumer.pull(q!, 1, { suspendMs: 20_000 })
+    await new Promise((r) => setTimeout(r, 300))
+    await consumer.close()
+    await assert.rejects(waiting, (e: unknown) => e instanceof ClientError && e.code === 'CLOSED')
   })
 })

@@ -269,6 +269,56 @@ test(
   },
 )
 
+test('orderly: a message that keeps failing is retried in place with reconsumeTimes 0..max, then goes to %DLQ%<group> once and the queue moves on', { timeout: 60_000 }, async () => {
+  await withSetup(async (c, producer, _all, make) => {
+    await c.createTopic('OD', 1)
+    const poison: number[] = []
+    const after: string[] = []
+    const consumer = make({ group: 'ODG', orderly: true, maxReconsumeTimes: 3 }).subscribe('OD', '*', (m) => {
+      if (m.body.toString() !== 'poison') return void after.push(m.body.toString())
+      poison.push(m.reconsumeTimes)
+      throw new Error('always fails')
+    })
+    await consumer.start()
+    await producer.send({ topic: 'OD', body: 'poison' }, { shardingKey: 'k' })
+    await producer.send({ topic: 'OD', body: 'next' }, { shardingKey: 'k' })
+    await waitFor(() => after.includes('next'), 20_000, 'the message after the failing one')
+    const pull = await PullConsumer.start({ namesrv: c.namesrv, group: 'ODLQReader', clientIP: '127.0.0.1' })
+    try {
+      const dlq: MessageExt[] = []
+      await waitFor(async () => {
+        dlq.length = 0
+        for (const q of await pull.queues('%DLQ%ODG').catch(() => [])) dlq.push(...(await pull.pull(q, 0, { suspendMs: 0 })).messages)
+        return dlq.length > 0
+      }, 20_000, 'the message in the DLQ')
+      // Whatever came back through a retry topic would show up here within a few delay levels.
+      await new Promise((r) => setTimeout(r, 3_000))
+      assert.deepEqual(poison, [0, 1, 2, 3], 'max + 1 deliveries, reconsumeTimes counting up')
+      assert.deepEqual(dlq.map((m) => m.body.toString()), ['poison'])
+      assert.deepEqual(after, ['next'])
+    } finally {
+      await pull.close()
+    }
+  }, { messageDelayLevel: '1s 1s 1s 1s 1s 1s 1s 1s 1s 1s' })
+})
+
+test("a brand-new group's first send-back creates its retry topic: the member takes its queues then, not at the next periodic rebalance", { timeout: 60_000 }, async () => {
+  await withSetup(async (c, producer, _all, make) => {
+    await c.createTopic('NewRT', 1)
+    const deliveries: number[] = []
+    // A periodic rebalance that never comes within the test: only the send-back can bring the retry topic.
+    const consumer = make({ group: 'FreshG', rebalanceIntervalMs: 600_000 }).subscribe('NewRT', '*', (m) => {
+      deliveries.push(m.reconsumeTimes)
+      if (m.reconsumeTimes === 0) throw new Error('fails once')
+    })
+    await consumer.start()
+    assert.equal(consumer.assignedQueues().filter((q) => q.topic === '%RETRY%FreshG').length, 0, 'no retry topic before the first send-back')
+    await producer.send({ topic: 'NewRT', body: 'x' })
+    await waitFor(() => deliveries.length === 2, 20_000, 'the retry delivered')
+    assert.deepEqual(deliveries, [0, 1])
+  }, { messageDelayLevel: '1s 1s 1s 1s 1s 1s' })
+})
+
 test("a member joining makes the broker notify the others (NOTIFY_CONSUMER_IDS_CHANGED), who rebalance at once", { timeout: 60_000 }, async () => {
   await withSetup(async (c, _producer, _all, make) => {
     await c.createTopic('NT', 4)

@@ -120,3 +120,26 @@ test("tag expressions as RocketMQ's FilterAPI reads them: empty parts between '|
     assert.throws(() => parseSubscription('T', e), (err: unknown) => err instanceof ClientError && err.code === 'INVALID_OPTION' && err.message.includes(JSON.stringify(e)), e)
   }
 })
+
+test("tags, keys and properties holding the properties' separators (0x01, 0x02) are refused: they would add properties", () => {
+  const bad = (m: Parameters<typeof messageProperties>[0], what: string): void => {
+    assert.throws(() => messageProperties(m, 'U'), (e: unknown) => e instanceof ClientError && e.code === 'INVALID_OPTION', what)
+  }
+  bad({ topic: 'T', body: 'x', tags: 'TagA\u0002INJECTED\u0001yes' }, 'tag')
+  bad({ topic: 'T', body: 'x', tags: 'a\u0001b' }, 'tag with 0x01')
+  bad({ topic: 'T', body: 'x', keys: ['k1\u0002INJECTED\u0001yes'] }, 'array key')
+  bad({ topic: 'T', body: 'x', keys: 'k1\u0002INJECTED\u0001yes' }, 'string keys')
+  bad({ topic: 'T', body: 'x', properties: { user: 'v\u0002DELAY\u00012' } }, 'value')
+  bad({ topic: 'T', body: 'x', properties: { 'a\u0001b': 'v' } }, 'name')
+  bad({ topic: 'T', body: 'x', properties: { '': 'v' } }, 'empty name')
+  bad({ topic: 'T', body: 'x', properties: { ' ': 'v' } }, 'blank name')
+})
+
+test("user properties named as RocketMQ's own (MessageConst's reserved names) are refused, not merged over the message's fields", () => {
+  for (const name of ['UNIQ_KEY', 'TAGS', 'KEYS', 'DELAY', 'WAIT', 'RETRY_TOPIC', 'REAL_TOPIC', 'REAL_QID', 'RECONSUME_TIME', 'MAX_RECONSUME_TIMES', 'PGROUP', 'TRAN_MSG', 'MIN_OFFSET', 'CLUSTER']) {
+    assert.throws(() => messageProperties({ topic: 'T', body: 'x', tags: 'real', properties: { [name]: 'fake' } }, 'U'),
+      (e: unknown) => e instanceof ClientError && e.code === 'INVALID_OPTION' && e.message.includes(name), name)
+  }
+  // Names of one's own, even near the reserved ones, are kept.
+  assert.equal(messageProperties({ topic: 'T', body: 'x', properties: { tags: 'mine', 'k:v': 'a=b' } }, 'U').tags, 'mine')
+})
