@@ -16,7 +16,7 @@ import { rawRecordAt } from './admin.js'
 import { storeErrorResponse } from './send.js'
 
 /** The client version from which the request's maxReconsumeTimes counts (RocketMQ's V3_4_9). */
-const VERSION_WITH_MAX_RECONSUME_TIMES = 121
+export const VERSION_WITH_MAX_RECONSUME_TIMES = 121
 /** Queues of a dead-letter topic (RocketMQ's DLQ_NUMS_PER_GROUP). */
 const DLQ_QUEUE_NUMS = 1
 

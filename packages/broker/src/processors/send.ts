@@ -22,7 +22,8 @@ import type { TopicConfig } from '@mqts/namesrv'
 import type { BrokerContext } from '../context.js'
 import { BrokerError } from '../errors.js'
 import { DEFAULT_REGION_ID, MESSAGE_PROPERTY, SEND_V2_KEY } from '../protocol.js'
-import { RETRY_GROUP_TOPIC_PREFIX, isWriteable } from '../topic-config.js'
+import { DLQ_GROUP_TOPIC_PREFIX, RETRY_GROUP_TOPIC_PREFIX, dlqTopic, isWriteable } from '../topic-config.js'
+import { VERSION_WITH_MAX_RECONSUME_TIMES } from './send-back.js'
 import { batchMsgIds, batchPuts } from './batch.js'
 
 export interface SendHeader {
@@ -108,14 +109,34 @@ export function storeErrorResponse(err: unknown): RemotingCommand {
 export function sendProcessor(ctx: BrokerContext): RequestProcessor {
   return (req: RemotingCommand, channel: Channel) => {
     if (ctx.config.brokerRole === 'SLAVE') return fail(ResponseCode.SERVICE_NOT_AVAILABLE, `the broker[${ctx.config.brokerName}] is a replica: send to its master`)
-    const h = readSendHeader(req)
+    let h = readSendHeader(req)
     if ((h.sysFlag & TRANSACTION_TYPE_MASK) === TRANSACTION_PREPARED) {
       return fail(ResponseCode.NO_PERMISSION, `the broker[${ctx.config.brokerName}] does not take transactional messages`)
+    }
+    if (h.topic.startsWith(RETRY_GROUP_TOPIC_PREFIX)) {
+      const retried = retryOrDeadLetter(ctx, req, h)
+      if (retried instanceof RemotingCommand) return retried
+      h = retried
     }
     const topicCheck = checkTopic(ctx, h)
     if (topicCheck instanceof Promise) return topicCheck.then((tc) => sendToTopic(ctx, req, channel, h, tc))
     return sendToTopic(ctx, req, channel, h, topicCheck)
   }
+}
+
+/**
+ * A send to `%RETRY%<group>` (RocketMQ's handleRetryAndDLQ): a batch is refused; a message whose
+ * reconsumeTimes reached the group's most retries (the request's maxReconsumeTimes from clients
+ * that send it) goes to `%DLQ%<group>` instead, undelayed.
+ */
+function retryOrDeadLetter(ctx: BrokerContext, req: RemotingCommand, h: SendHeader): SendHeader | RemotingCommand {
+  if (h.batch) return fail(ResponseCode.MESSAGE_ILLEGAL, `batch request does not support retry group ${h.topic}`)
+  const group = h.topic.slice(RETRY_GROUP_TOPIC_PREFIX.length)
+  const sg = ctx.groups.findOrCreate(group)
+  if (!sg) return fail(ResponseCode.SUBSCRIPTION_GROUP_NOT_EXIST, `subscription group [${group}] does not exist`)
+  const max = req.version >= VERSION_WITH_MAX_RECONSUME_TIMES && h.maxReconsumeTimes !== undefined ? h.maxReconsumeTimes : sg.retryMaxTimes
+  if (h.reconsumeTimes < max) return h
+  return { ...h, topic: dlqTopic(group), queueId: 0 }
 }
 
 function sendToTopic(ctx: BrokerContext, req: RemotingCommand, channel: Channel, h: SendHeader, tc: TopicConfig | RemotingCommand): RemotingCommand | Promise<RemotingCommand> {
@@ -132,7 +153,8 @@ function sendToTopic(ctx: BrokerContext, req: RemotingCommand, channel: Channel,
 async function sendOne(ctx: BrokerContext, req: RemotingCommand, h: SendHeader, queueId: number, bornHost: string): Promise<RemotingCommand> {
   try {
     const properties = decodeProperties(h.properties)
-    if (!h.topic.startsWith(RETRY_GROUP_TOPIC_PREFIX)) properties[MESSAGE_PROPERTY.CLUSTER] = ctx.config.brokerClusterName
+    if (h.topic.startsWith(DLQ_GROUP_TOPIC_PREFIX)) delete properties[MESSAGE_PROPERTY.DELAY]
+    else if (!h.topic.startsWith(RETRY_GROUP_TOPIC_PREFIX)) properties[MESSAGE_PROPERTY.CLUSTER] = ctx.config.brokerClusterName
     // A message without a unique id gets one, as RocketMQ's broker gives it (ali-ons sends none).
     properties[MESSAGE_PROPERTY.UNIQ_KEY] ??= ctx.uniqueIds.next()
     const message: PutMessage = {
@@ -220,7 +242,7 @@ function checkTopic(ctx: BrokerContext, h: SendHeader): TopicConfig | RemotingCo
 
 async function createTopicOnSend(ctx: BrokerContext, h: SendHeader): Promise<TopicConfig | RemotingCommand> {
   let tc: TopicConfig | undefined
-  if (h.topic.startsWith(RETRY_GROUP_TOPIC_PREFIX)) tc = await ctx.topics.createIfMissing(h.topic, 1, 6)
+  if (h.topic.startsWith(RETRY_GROUP_TOPIC_PREFIX) || h.topic.startsWith(DLQ_GROUP_TOPIC_PREFIX)) tc = await ctx.topics.createIfMissing(h.topic, 1, 6)
   else tc = await ctx.topics.createOnSend(h.topic, h.defaultTopic, h.defaultTopicQueueNums, 0)
   if (tc) ctx.registerSoon()
   if (!tc) return fail(ResponseCode.TOPIC_NOT_EXIST, `topic[${h.topic}] not exist, apply first please!`)
