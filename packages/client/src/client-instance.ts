@@ -22,6 +22,7 @@ import { ClientError } from './errors.js'
 import { LatencyFaultTolerance } from './fault-tolerance.js'
 import { NamesrvSelector, parseNamesrvList } from './namesrv-selector.js'
 import { masterAddresses, parseRouteData, type TopicRouteData } from './route.js'
+import { positiveMillis } from './option-checks.js'
 
 export interface ClientOptions {
   /** Nameservers: "host:port;host:port" or an array. */
@@ -71,12 +72,6 @@ let instanceCounter = 0
 const instancesByRemoting = new WeakMap<RemotingClient, Set<ClientInstance>>()
 
 
-function positive(name: string, value: number | undefined, fallback: number): number {
-  if (value === undefined) return fallback
-  if (!Number.isFinite(value) || value <= 0) throw new ClientError('INVALID_OPTION', `${name} must be a positive number of milliseconds, got ${value}`)
-  return value
-}
-
 export class ClientInstance {
   readonly clientId: string
   readonly namesrv: NamesrvSelector
@@ -99,7 +94,7 @@ export class ClientInstance {
     const n = instanceCounter++
     const instanceName = options.instanceName ?? (n === 0 ? String(process.pid) : `${process.pid}#${n}`)
     this.clientId = `${options.clientIP ?? firstIPv4()}@${instanceName}`
-    this.requestTimeoutMs = positive('requestTimeoutMs', options.requestTimeoutMs, CLIENT_DEFAULTS.requestTimeoutMs)
+    this.requestTimeoutMs = positiveMillis('requestTimeoutMs', options.requestTimeoutMs, CLIENT_DEFAULTS.requestTimeoutMs)
     this.logger = options.logger ?? silentLogger
     this.faults = options.faultTolerance === false ? undefined : new LatencyFaultTolerance()
     this.#ownsRemoting = options.remoting === undefined
@@ -116,8 +111,8 @@ export class ClientInstance {
       })
     }
     sharing.add(this)
-    const routeMs = positive('routeRefreshIntervalMs', options.routeRefreshIntervalMs, CLIENT_DEFAULTS.routeRefreshIntervalMs)
-    const heartbeatMs = positive('heartbeatIntervalMs', options.heartbeatIntervalMs, CLIENT_DEFAULTS.heartbeatIntervalMs)
+    const routeMs = positiveMillis('routeRefreshIntervalMs', options.routeRefreshIntervalMs, CLIENT_DEFAULTS.routeRefreshIntervalMs)
+    const heartbeatMs = positiveMillis('heartbeatIntervalMs', options.heartbeatIntervalMs, CLIENT_DEFAULTS.heartbeatIntervalMs)
     this.#every(routeMs, () => this.refreshRoutes())
     this.#every(heartbeatMs, () => this.sendHeartbeats())
   }

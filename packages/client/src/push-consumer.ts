@@ -34,6 +34,7 @@ import { Producer, type ProducerOptions } from './producer.js'
 import { checkSuspendMs, pullMessages, queueOffset, searchOffset } from './pull-api.js'
 import { masterAddresses, queueKey, subscribeQueues, type MessageQueue } from './route.js'
 import type { ClientOptions } from './client-instance.js'
+import { positiveCount, positiveMillis } from './option-checks.js'
 
 /** What a handler answers; throwing counts as RETRY. */
 export const ConsumeResult = {
@@ -105,12 +106,6 @@ const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
     signal?.addEventListener('abort', done, { once: true })
   })
 
-function positiveInt(name: string, value: number | undefined, fallback: number): number {
-  if (value === undefined) return fallback
-  if (!Number.isFinite(value) || value <= 0) throw new ClientError('INVALID_OPTION', `${name} must be a positive number, got ${value}`)
-  return value
-}
-
 /**
  * The folder name a broadcasting consumer keeps its offsets under: RocketMQ's Java client names
  * broadcasting consumers `<ip>@DEFAULT` unless given an instance name, so a restarted process finds
@@ -170,18 +165,18 @@ export class PushConsumer implements ClientMember {
     this.#options = options
     const d = CLIENT_DEFAULTS
     this.#limits = {
-      rebalanceMs: positiveInt('rebalanceIntervalMs', options.rebalanceIntervalMs, d.rebalanceIntervalMs),
-      persistMs: positiveInt('persistOffsetIntervalMs', options.persistOffsetIntervalMs, d.persistOffsetIntervalMs),
-      lockMs: positiveInt('lockRenewIntervalMs', options.lockRenewIntervalMs, d.lockRenewIntervalMs),
-      lockMaxLiveMs: positiveInt('lockMaxLiveMs', options.lockMaxLiveMs, d.lockMaxLiveMs),
-      batch: positiveInt('pullBatchSize', options.pullBatchSize, d.pullBatchSize),
+      rebalanceMs: positiveMillis('rebalanceIntervalMs', options.rebalanceIntervalMs, d.rebalanceIntervalMs),
+      persistMs: positiveMillis('persistOffsetIntervalMs', options.persistOffsetIntervalMs, d.persistOffsetIntervalMs),
+      lockMs: positiveMillis('lockRenewIntervalMs', options.lockRenewIntervalMs, d.lockRenewIntervalMs),
+      lockMaxLiveMs: positiveMillis('lockMaxLiveMs', options.lockMaxLiveMs, d.lockMaxLiveMs),
+      batch: positiveCount('pullBatchSize', options.pullBatchSize, d.pullBatchSize),
       suspendMs: checkSuspendMs(options.suspendMs),
-      maxMsgs: positiveInt('maxCachedMessagesPerQueue', options.maxCachedMessagesPerQueue, d.maxCachedMessagesPerQueue),
-      maxBytes: positiveInt('maxCachedBytesPerQueue', options.maxCachedBytesPerQueue, d.maxCachedBytesPerQueue),
-      concurrency: positiveInt('consumeConcurrency', options.consumeConcurrency, d.consumeConcurrency),
-      maxReconsume: positiveInt('maxReconsumeTimes', options.maxReconsumeTimes, d.maxReconsumeTimes),
-      errorDelayMs: positiveInt('pullDelayOnErrorMs', options.pullDelayOnErrorMs, d.pullDelayOnErrorMs),
-      suspendOrderlyMs: positiveInt('suspendOrderlyMs', options.suspendOrderlyMs, d.suspendOrderlyMs),
+      maxMsgs: positiveCount('maxCachedMessagesPerQueue', options.maxCachedMessagesPerQueue, d.maxCachedMessagesPerQueue),
+      maxBytes: positiveCount('maxCachedBytesPerQueue', options.maxCachedBytesPerQueue, d.maxCachedBytesPerQueue),
+      concurrency: positiveCount('consumeConcurrency', options.consumeConcurrency, d.consumeConcurrency),
+      maxReconsume: positiveCount('maxReconsumeTimes', options.maxReconsumeTimes, d.maxReconsumeTimes),
+      errorDelayMs: positiveMillis('pullDelayOnErrorMs', options.pullDelayOnErrorMs, d.pullDelayOnErrorMs),
+      suspendOrderlyMs: positiveMillis('suspendOrderlyMs', options.suspendOrderlyMs, d.suspendOrderlyMs),
     }
     // A lock must outlive the interval of its renewals, or it is lost between two of them.
     if (this.#limits.lockMaxLiveMs <= this.#limits.lockMs) throw new ClientError('INVALID_OPTION', `lockMaxLiveMs must be longer than lockRenewIntervalMs (${this.#limits.lockMs}), got ${this.#limits.lockMaxLiveMs}`)

@@ -310,3 +310,14 @@ test("a suspendMs past a timer's range (2^31 ms) is refused (INVALID_OPTION), by
     await assert.rejects(waiting, (e: unknown) => e instanceof ClientError && e.code === 'CLOSED')
   })
 })
+
+test("every duration option must fit a timer (at most 2^31 - 1 ms) and every count option be a whole number >= 1 (INVALID_OPTION)", () => {
+  const invalid = (e: unknown): boolean => e instanceof ClientError && e.code === 'INVALID_OPTION'
+  for (const name of ['rebalanceIntervalMs', 'persistOffsetIntervalMs', 'lockRenewIntervalMs', 'lockMaxLiveMs', 'pullDelayOnErrorMs', 'suspendOrderlyMs', 'requestTimeoutMs', 'routeRefreshIntervalMs', 'heartbeatIntervalMs']) {
+    for (const v of [2 ** 31, 1e12, 0, -1, Number.NaN]) assert.throws(() => new PushConsumer({ namesrv: '127.0.0.1:1', group: 'G', [name]: v }), invalid, `${name} ${v}`)
+  }
+  for (const name of ['pullBatchSize', 'maxCachedMessagesPerQueue', 'maxCachedBytesPerQueue', 'consumeConcurrency', 'maxReconsumeTimes']) {
+    for (const v of [1.5, 0, -1, Number.POSITIVE_INFINITY]) assert.throws(() => new PushConsumer({ namesrv: '127.0.0.1:1', group: 'G', [name]: v }), invalid, `${name} ${v}`)
+  }
+  for (const v of [2 ** 31, 0]) assert.throws(() => new Producer({ namesrv: '127.0.0.1:1', group: 'P', requestTimeoutMs: v }), invalid, `producer requestTimeoutMs ${v}`)
+})
