@@ -5,7 +5,7 @@
  * Store failures map to RocketMQ's response codes.
  */
 import { decodeProperties } from '@mqts/message'
-import { StoreError, type PutMessage, type PutResult } from '@mqts/store'
+import { StoreError, parseJavaInt, type PutMessage, type PutResult } from '@mqts/store'
 import {
   RemotingCommand,
   RequestCode,
@@ -178,6 +178,13 @@ async function sendOne(ctx: BrokerContext, req: RemotingCommand, h: SendHeader, 
 }
 
 function sendBatch(ctx: BrokerContext, req: RemotingCommand, h: SendHeader, queueId: number, bornHost: string): RemotingCommand | Promise<RemotingCommand> {
+  // A batch is never delayed: RocketMQ's CommitLog refuses one whose properties ask for it.
+  if (h.properties.includes(MESSAGE_PROPERTY.DELAY)) {
+    const text = decodeProperties(h.properties)[MESSAGE_PROPERTY.DELAY]
+    const level = text === undefined ? 0 : parseJavaInt(text)
+    if (level === undefined) return fail(ResponseCode.SYSTEM_ERROR, `the batch's ${MESSAGE_PROPERTY.DELAY} property is not an integer: ${JSON.stringify(text)}`)
+    if (level > 0) return fail(ResponseCode.MESSAGE_ILLEGAL, `a batch cannot be delayed (its ${MESSAGE_PROPERTY.DELAY} is ${level}): send delayed messages one by one`)
+  }
   let messages: PutMessage[]
   try {
     messages = batchPuts(req.body, { topic: h.topic, queueId, sysFlag: h.sysFlag, bornTimestamp: h.bornTimestamp, bornHost, reconsumeTimes: h.reconsumeTimes })
