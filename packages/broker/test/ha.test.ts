@@ -8,22 +8,18 @@ import { tmpdir } from 'node:os'
 import * as path from 'node:path'
 import { test } from 'node:test'
 import { NameServer, type TopicRouteData } from '@mqts/namesrv'
-import { encodeProperties } from '@mqts/store'
 import { RemotingCommand, RequestCode, ResponseCode, silentLogger } from '@mqts/transport'
 import { TcpRemotingClient } from '@mqts/transport-tcp'
 import { Broker, type BrokerOptions } from '../src/index.js'
 import { waitUntil } from '@mqts/common/testing'
+import { sendV2, pull as pullRequest } from './helpers.js'
 
 const T = 5000
 const STORE = { commitLogFileSize: 1024 * 1024, maxHashSlotNum: 1024, maxIndexNum: 4096 }
 
-function send(topic: string, queueId: number, body: string): RemotingCommand {
-  return RemotingCommand.createRequest(RequestCode.SEND_MESSAGE_V2, { a: 'PG', b: topic, c: 'TBW102', d: '4', e: String(queueId), f: '0', g: '1', h: '0', i: encodeProperties({ TAGS: 'A' }), j: '0', k: 'false' }, body)
-}
+const send = (topic: string, queueId: number, body: string): RemotingCommand => sendV2(topic, queueId, body, { TAGS: 'A' })
 
-function pull(topic: string, queueId: number, offset: number): RemotingCommand {
-  return RemotingCommand.createRequest(RequestCode.PULL_MESSAGE, { consumerGroup: 'CG', topic, queueId: String(queueId), queueOffset: String(offset), maxMsgNums: '64', sysFlag: '4', commitOffset: '0', suspendTimeoutMillis: '0', subscription: '*', subVersion: '0' })
-}
+const pull = (topic: string, queueId: number, offset: number): RemotingCommand => pullRequest(topic, queueId, offset, { max: 64 })
 
 const until = (what: string, cond: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> => waitUntil(what, cond, ms, 25)
 

@@ -87,12 +87,12 @@ export function records(body: Buffer): ReturnType<typeof decodeRecord>[] {
   return out
 }
 
+export function createTopicRequest(topic: string, read: number, write: number, perm = 6): RemotingCommand {
+  return RemotingCommand.createRequest(RequestCode.UPDATE_AND_CREATE_TOPIC, { topic, defaultTopic: 'TBW102', readQueueNums: String(read), writeQueueNums: String(write), perm: String(perm), topicFilterType: 'SINGLE_TAG', order: 'false' })
+}
+
 export async function createTopic(c: Cluster, topic: string, read: number, write: number, perm = 6): Promise<RemotingCommand> {
-  return c.client.invoke(
-    c.broker.address,
-    RemotingCommand.createRequest(RequestCode.UPDATE_AND_CREATE_TOPIC, { topic, defaultTopic: 'TBW102', readQueueNums: String(read), writeQueueNums: String(write), perm: String(perm), topicFilterType: 'SINGLE_TAG', order: 'false' }),
-    T,
-  )
+  return c.client.invoke(c.broker.address, createTopicRequest(topic, read, write, perm), T)
 }
 
 export async function route(c: Cluster, topic: string): Promise<TopicRouteData | undefined> {
