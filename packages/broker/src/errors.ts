@@ -15,3 +15,4 @@ import { CodedError } from '@mqts/common'
 export type BrokerErrorCode = 'INVALID_CONFIG' | 'CONFIG_CORRUPT' | 'NOT_STARTED' | 'INVALID_DELAY'
 
 export class BrokerError extends CodedError<BrokerErrorCode> {}
+

@@ -7,10 +7,10 @@
  * `config/delayOffset.json` (RocketMQ's shape) after every delivery, so a restart neither loses
  * nor repeats a delivered message (a kill between the put and the offset's write may repeat one).
  */
-import { readConfigFile, writeConfigFile, type FileIO } from '@mqts/common'
+import { writeConfigFile, type FileIO } from '@mqts/common'
 import { PROPERTY, decodeRecord } from '@mqts/message'
 import { SCHEDULE_TOPIC, StoreError, type MessageStore, type PutMessage } from '@mqts/store'
-import { BrokerError } from './errors.js'
+import { readBrokerConfigFile } from './config-files.js'
 
 export const DELAY_OFFSET_FILE = 'delayOffset.json'
 /** How long a level's loop sleeps when its queue has nothing due (RocketMQ: 100 ms). */
@@ -53,12 +53,7 @@ export class ScheduleService {
   ) {}
 
   async load(): Promise<void> {
-    let m: Awaited<ReturnType<typeof parseOffsets>> | undefined
-    try {
-      m = await readConfigFile(this.io, this.file, parseOffsets)
-    } catch (err) {
-      throw new BrokerError('CONFIG_CORRUPT', `cannot read ${this.file}: ${(err as Error).message}`, { cause: err })
-    }
+    const m = await readBrokerConfigFile(this.io, this.file, parseOffsets)
     if (m) for (const [level, offset] of m) this.#offsets.set(level, offset)
   }
 

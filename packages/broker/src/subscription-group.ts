@@ -4,9 +4,9 @@
  * `autoCreateSubscriptionGroup` is on, persisted in `config/subscriptionGroup.json` in RocketMQ's
  * shape.
  */
-import { readConfigFile, writeConfigFile, type FileIO } from '@mqts/common'
+import { writeConfigFile, type FileIO } from '@mqts/common'
 import type { DataVersion } from '@mqts/namesrv'
-import { BrokerError } from './errors.js'
+import { readBrokerConfigFile } from './config-files.js'
 
 export interface SubscriptionGroupConfig {
   groupName: string
@@ -62,12 +62,7 @@ export class SubscriptionGroupManager {
   ) {}
 
   async load(): Promise<void> {
-    let file: Awaited<ReturnType<typeof parseGroups>> | undefined
-    try {
-      file = await readConfigFile(this.io, this.file, parseGroups)
-    } catch (err) {
-      throw new BrokerError('CONFIG_CORRUPT', `cannot read ${this.file}: ${(err as Error).message}`, { cause: err })
-    }
+    const file = await readBrokerConfigFile(this.io, this.file, parseGroups)
     if (!file) return
     for (const [name, g] of Object.entries(file.subscriptionGroupTable)) {
       if (typeof g === 'object' && g !== null) this.#table.set(name, { ...subscriptionGroupConfig(name, this.defaultRetryMaxTimes), ...g, groupName: name })

@@ -5,9 +5,9 @@
  * UPDATE_AND_CREATE_TOPIC, by a producer's send when auto-creation is on (from the TBW102
  * template), or for a consumer group's retry and dead-letter queues.
  */
-import { readConfigFile, writeConfigFile, type FileIO } from '@mqts/common'
+import { writeConfigFile, type FileIO } from '@mqts/common'
 import { DEFAULT_PERM, PERM, type DataVersion, type TopicConfig } from '@mqts/namesrv'
-import { BrokerError } from './errors.js'
+import { readBrokerConfigFile } from './config-files.js'
 
 /** Topics RocketMQ's broker makes at start (TopicValidator / TopicConfigManager). */
 export const SYSTEM_TOPIC = {
@@ -111,12 +111,7 @@ export class TopicConfigManager {
 
   /** Reads topics.json (or its .bak); topics there override the built-in ones. */
   async load(): Promise<void> {
-    let file: TopicsFile | undefined
-    try {
-      file = await readConfigFile(this.options.io, this.options.file, parseTopicsFile)
-    } catch (err) {
-      throw new BrokerError('CONFIG_CORRUPT', `cannot read ${this.options.file}: ${(err as Error).message}`, { cause: err })
-    }
+    const file = await readBrokerConfigFile(this.options.io, this.options.file, parseTopicsFile)
     if (!file) return
     for (const [name, tc] of Object.entries(file.topicConfigTable)) {
       if (typeof tc !== 'object' || tc === null) continue
