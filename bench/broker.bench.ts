@@ -24,15 +24,9 @@ import { type BenchResult, compare, isMain, isQuick, percentile, printEnvironmen
 import { batchBody } from './lib/batch.js'
 import { BenchChild } from './lib/child.js'
 import type { Rate } from './broker/load.js'
+import { BATCH, BODY_BYTES, CONNECTIONS, FILE_BYTES, IN_FLIGHT_PER_CONNECTION, QUEUES, WARMUP_SENDS } from './lib/produce-load.js'
 
-const BODY_BYTES = 1024
-const BATCH = 32
-const QUEUES = 4
-const CONNECTIONS = 4
-const IN_FLIGHT_PER_CONNECTION = 4
 const TARGET_PRODUCE_RATIO = 0.5
-const FILE_BYTES = 256 * 1024 * 1024
-const WARMUP_SENDS = 200
 /** Single sends alternate between the broker and the echo server this many times. */
 const SEND_TURNS = 5
 

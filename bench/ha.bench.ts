@@ -31,16 +31,10 @@ import { TcpRemotingClient } from '@mqts/transport-tcp'
 import { type BenchResult, compare, isMain, isQuick, percentile, printEnvironment, printResults, type RunOptions } from './lib/report.js'
 import { batchBody } from './lib/batch.js'
 import { type PeerAnswer, type SinkCommand } from './lib/ha-peer.js'
+import { BATCH, BODY_BYTES, CONNECTIONS, FILE_BYTES, IN_FLIGHT_PER_CONNECTION, QUEUES, WARMUP_SENDS } from './lib/produce-load.js'
 
-const BODY_BYTES = 1024
-const BATCH = 32
-const QUEUES = 4
-const CONNECTIONS = 4
-const IN_FLIGHT_PER_CONNECTION = 4
 const TARGET_THROUGHPUT_RATIO = 0.8
-const FILE_BYTES = 256 * 1024 * 1024
 const LAG_SAMPLE_MS = 5
-const WARMUP_SENDS = 200
 
 interface Sizes {
   /** CommitLog bytes the replica copies for the throughput rows. */
