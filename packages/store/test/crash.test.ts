@@ -20,7 +20,7 @@ import { MessageStore } from '../src/index.js'
 import { seededRandom } from '@mqts/common'
 import { runUntilKilled } from '@mqts/common/testing'
 import { CQ_UNITS_PER_FILE, expectedBody } from './fixtures/crash-body.js'
-import { tempDir } from './helpers.js'
+import { forEachRecord, tempDir } from './helpers.js'
 
 const CYCLES = Number(process.env.CRASH_CYCLES ?? 30)
 const SEED = process.env.SEED ? Number(process.env.SEED) : Date.now() % 1_000_000
@@ -93,19 +93,10 @@ interface Walked {
  */
 async function walkLog(store: MessageStore, from: Walked, where: string): Promise<Walked> {
   const next = new Map(from.next)
-  let offset = Math.max(from.offset, store.minPhysicalOffset)
-  while (offset < store.maxPhysicalOffset) {
-    let m
-    try {
-      m = await store.lookup(offset)
-    } catch {
-      offset = (Math.floor(offset / FILE_SIZE) + 1) * FILE_SIZE
-      continue
-    }
+  const offset = await forEachRecord(store, from.offset, (_at, m) => {
     assert.equal(m.queueOffset, next.get(m.queueId) ?? 0, `${where}: dense offsets in queue ${m.queueId}`)
     next.set(m.queueId, m.queueOffset + 1)
-    offset += m.storeSize
-  }
+  })
   assert.equal(offset, store.maxPhysicalOffset)
   for (const [q, n] of next) {
     assert.equal(store.maxQueueOffset('crash', q), n)

@@ -5,7 +5,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import * as path from 'node:path'
 import type { TestContext } from 'node:test'
-import { MessageStore, type MessageStoreOptions } from '../src/index.js'
+import { MessageStore, type MessageStoreOptions, type StoredMessage } from '../src/index.js'
 
 /** A fresh temp directory, removed by the returned cleanup. */
 export async function tempDir(prefix = 'mqts-store-'): Promise<{ dir: string; cleanup: () => Promise<void> }> {
@@ -63,15 +63,13 @@ export function simDir(t: TestContext): string {
 }
 
 /**
- * Walks the whole log with `lookup` (a blank moves to the next file): every record decodes and
- * each queue's offsets are 0, 1, 2, ... in log order, nothing follows the tail, and
- * `maxQueueOffset` of each queue is its count. Returns the count per "topic@queueId".
+ * Visits every record of the log from `from` to its end with `lookup`, in order (a blank moves to
+ * the next file). Returns where the walk stopped: the log's end unless the last record runs past it.
  */
-export async function assertDenseLog(store: MessageStore, what = 'log'): Promise<Map<string, number>> {
-  const next = new Map<string, number>()
+export async function forEachRecord(store: MessageStore, from: number, visit: (offset: number, m: StoredMessage) => void): Promise<number> {
   const fileSize = store.commitLog.fileSizeBytes
   const end = store.maxPhysicalOffset
-  let offset = store.minPhysicalOffset
+  let offset = Math.max(from, store.minPhysicalOffset)
   while (offset < end) {
     let m
     try {
@@ -80,12 +78,26 @@ export async function assertDenseLog(store: MessageStore, what = 'log'): Promise
       offset = (Math.floor(offset / fileSize) + 1) * fileSize // blank: next file
       continue
     }
+    visit(offset, m)
+    offset += m.storeSize
+  }
+  return offset
+}
+
+/**
+ * Walks the whole log with `lookup` (a blank moves to the next file): every record decodes and
+ * each queue's offsets are 0, 1, 2, ... in log order, nothing follows the tail, and
+ * `maxQueueOffset` of each queue is its count. Returns the count per "topic@queueId".
+ */
+export async function assertDenseLog(store: MessageStore, what = 'log'): Promise<Map<string, number>> {
+  const next = new Map<string, number>()
+  const end = store.maxPhysicalOffset
+  const stopped = await forEachRecord(store, store.minPhysicalOffset, (offset, m) => {
     const key = `${m.topic}@${m.queueId}`
     assert.equal(m.queueOffset, next.get(key) ?? 0, `${what}: dense queue offsets for ${key} (record at ${offset})`)
     next.set(key, m.queueOffset + 1)
-    offset += m.storeSize
-  }
-  assert.equal(offset, end, `${what}: nothing follows the tail`)
+  })
+  assert.equal(stopped, end, `${what}: nothing follows the tail`)
   for (const [key, n] of next) {
     const at = key.lastIndexOf('@')
     assert.equal(store.maxQueueOffset(key.slice(0, at), Number(key.slice(at + 1))), n, `${what}: maxQueueOffset of ${key}`)

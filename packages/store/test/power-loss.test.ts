@@ -9,7 +9,7 @@ import { NodeFileIO } from '../src/file-io.js'
 import { MessageStore, type MessageStoreOptions } from '../src/index.js'
 import { SimFileIO } from '../src/sim-file-io.js'
 import { seededRandom } from '@mqts/common'
-import { SIM_INDEX, tempDir } from './helpers.js'
+import { SIM_INDEX, forEachRecord, tempDir } from './helpers.js'
 
 const BASE_SEED = process.env.SEED ? Number(process.env.SEED) : Date.now() % 1_000_000
 const SEEDS = process.env.POWER_LOSS_SEEDS ? Number(process.env.POWER_LOSS_SEEDS) : 20
@@ -71,19 +71,7 @@ async function putUntil(store: MessageStore, io: SimFileIO, rnd: () => number, c
 /** Every message of the log, in order. */
 async function allMessages(store: MessageStore): Promise<Seen[]> {
   const out: Seen[] = []
-  const fileSize = store.commitLog.fileSizeBytes
-  let offset = store.minPhysicalOffset
-  while (offset < store.maxPhysicalOffset) {
-    let m
-    try {
-      m = await store.lookup(offset)
-    } catch {
-      offset = (Math.floor(offset / fileSize) + 1) * fileSize
-      continue
-    }
-    out.push({ physicalOffset: offset, body: m.body.toString() })
-    offset += m.storeSize
-  }
+  await forEachRecord(store, store.minPhysicalOffset, (offset, m) => out.push({ physicalOffset: offset, body: m.body.toString() }))
   return out
 }
 

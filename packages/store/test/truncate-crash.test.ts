@@ -17,7 +17,7 @@ import { runUntilKilled } from '@mqts/common/testing'
 import { MessageStore, type MessageStoreOptions } from '../src/index.js'
 import { SimFileIO } from '../src/sim-file-io.js'
 import { steppingIO } from './fixtures/stepping-io.js'
-import { SIM_INDEX, tempDir } from './helpers.js'
+import { SIM_INDEX, forEachRecord, tempDir } from './helpers.js'
 import { appendedAfter, assertMatches, bodyOf, putSome, type Sent } from './fixtures/truncate-model.js'
 
 const BASE_SEED = process.env.SEED ? Number(process.env.SEED) : Date.now() % 1_000_000
@@ -30,19 +30,7 @@ const WRITER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures
 /** Physical offsets of every message of the log, in order (a blank moves to the next file). */
 async function logOffsets(store: MessageStore): Promise<number[]> {
   const out: number[] = []
-  const fileSize = store.commitLog.fileSizeBytes
-  let offset = store.minPhysicalOffset
-  while (offset < store.maxPhysicalOffset) {
-    let m
-    try {
-      m = await store.lookup(offset)
-    } catch {
-      offset = (Math.floor(offset / fileSize) + 1) * fileSize
-      continue
-    }
-    out.push(offset)
-    offset += m.storeSize
-  }
+  await forEachRecord(store, store.minPhysicalOffset, (offset) => out.push(offset))
   return out
 }
 
