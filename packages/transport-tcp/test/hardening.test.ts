@@ -9,7 +9,7 @@ import { test } from 'node:test'
 import { COMMAND_FLAG, RemotingCommand, ResponseCode, SerializeType, TransportError, encodeFrame } from '@mqts/transport/internal'
 import { TcpRemotingClient, TcpRemotingServer } from '../src/index.js'
 import type { TcpConnection } from '../src/internal.js'
-import { quiet, rawConnect, recordingLogger, sleep, until } from './helpers.js'
+import { quiet, rawConnect, recordingLogger, sleep, stalledServer, until } from './helpers.js'
 
 const T = { timeout: 30_000 }
 const ANSWER_BYTES = 16 * 1024
@@ -148,13 +148,7 @@ test('answers not yet written count against the in-flight limit', T, async () =>
 })
 
 test('a server that never reads: the client bounds its queued bytes (TOO_MANY_REQUESTS at once) and drops frames of timed-out requests', T, async () => {
-  const sockets: net.Socket[] = []
-  const stalled = net.createServer((s) => {
-    s.pause()
-    sockets.push(s)
-  })
-  await new Promise<void>((resolve) => stalled.listen(0, '127.0.0.1', resolve))
-  const address = `127.0.0.1:${(stalled.address() as net.AddressInfo).port}`
+  const { address, close: closeStalled } = await stalledServer()
   const bound = 1024 * 1024
   const client = new TcpRemotingClient({ logger: quiet, maxBufferedWriteBytes: 256 * 1024, maxUnsentBytesPerConnection: bound })
   try {
@@ -182,8 +176,7 @@ test('a server that never reads: the client bounds its queued bytes (TOO_MANY_RE
     assert.equal(connection.pendingCount, 0)
   } finally {
     await client.close()
-    for (const s of sockets) s.destroy()
-    await new Promise<void>((resolve) => stalled.close(() => resolve()))
+    await closeStalled()
   }
 })
 

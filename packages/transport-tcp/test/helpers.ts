@@ -42,3 +42,19 @@ export async function until(condition: () => boolean, timeoutMs = 5_000): Promis
     await sleep(5)
   }
 }
+
+/** A server on a free loopback port that accepts connections and never reads from them. */
+export async function stalledServer(): Promise<{ address: string; sockets: net.Socket[]; close: () => Promise<void> }> {
+  const sockets: net.Socket[] = []
+  const server = net.createServer((s) => {
+    s.pause()
+    sockets.push(s)
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const address = `127.0.0.1:${(server.address() as net.AddressInfo).port}`
+  const close = async (): Promise<void> => {
+    for (const s of sockets) s.destroy()
+    await new Promise<void>((resolve) => server.close(() => resolve()))
+  }
+  return { address, sockets, close }
+}

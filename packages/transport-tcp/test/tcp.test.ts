@@ -9,7 +9,7 @@ import { test } from 'node:test'
 import { INLINE_BODY_BYTES, RemotingCommand, ResponseCode, SerializeType, TransportError, encodeFrame, randomBytes, randomInt, seededRandom, seedFromEnv } from '@mqts/transport/internal'
 import { TcpRemotingClient, TcpRemotingServer } from '../src/index.js'
 import { WRITE_SLAB_BYTES, type TcpConnection } from '../src/internal.js'
-import { quiet, rawConnect, recordingLogger, sleep, until } from './helpers.js'
+import { quiet, rawConnect, recordingLogger, sleep, stalledServer, until } from './helpers.js'
 
 const T = { timeout: 20_000 }
 
@@ -199,13 +199,7 @@ test('frames of several connections interleaved in the write slab, with large bo
 })
 
 test('a peer that stops reading makes senders wait; the buffer stays bounded; reading resumes them', T, async () => {
-  const sockets: net.Socket[] = []
-  const stalled = net.createServer((s) => {
-    s.pause()
-    sockets.push(s)
-  })
-  await new Promise<void>((resolve) => stalled.listen(0, '127.0.0.1', resolve))
-  const address = `127.0.0.1:${(stalled.address() as net.AddressInfo).port}`
+  const { address, sockets, close: closeStalled } = await stalledServer()
   const bound = 256 * 1024
   const client = new TcpRemotingClient({ logger: quiet, maxBufferedWriteBytes: bound, maxUnsentBytesPerConnection: 64 * 1024 * 1024 })
   try {
@@ -223,8 +217,7 @@ test('a peer that stops reading makes senders wait; the buffer stays bounded; re
     assert.equal(resolved, 300)
   } finally {
     await client.close()
-    for (const s of sockets) s.destroy()
-    await new Promise<void>((resolve) => stalled.close(() => resolve()))
+    await closeStalled()
   }
 })
 
