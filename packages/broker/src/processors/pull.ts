@@ -26,9 +26,7 @@ import { suggestBroker } from './pull-suggest.js'
  * The tags a subscription expression names (`TagA || TagB`); undefined for every message; an
  * empty list for an expression of separators only, which RocketMQ's broker refuses.
  */
-export function parseTagExpression(expression: string | undefined): string[] | undefined {
-  return splitTagExpression(expression)
-}
+export const parseTagExpression = splitTagExpression
 
 /** RocketMQ's answer to each store status: response code, and where the client goes next. */
 export function pullAnswer(status: GetMessageStatus, requestOffset: number, nextOffset: number): { code: number; nextBeginOffset: number } {
