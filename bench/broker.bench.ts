@@ -22,6 +22,7 @@ import * as path from 'node:path'
 import { encodeProperties } from '@mqts/store'
 import { type BenchResult, compare, isMain, isQuick, percentile, printEnvironment, printResults, type RunOptions } from './lib/report.js'
 import { batchBody } from './lib/batch.js'
+import { warmPageCache } from './lib/memory.js'
 import { BenchChild } from './lib/child.js'
 import type { Rate } from './broker/load.js'
 import { BATCH, BODY_BYTES, CONNECTIONS, FILE_BYTES, IN_FLIGHT_PER_CONNECTION, QUEUES, WARMUP_SENDS } from './lib/produce-load.js'
@@ -115,8 +116,17 @@ export async function run(opts: RunOptions): Promise<BenchResult[]> {
     const loadCpus: number[] = []
     const putBatches: Rate[] = []
     const roundMessages = n.roundBatches * BATCH
+    // Each side starts its round with the other's background work (flush, file warm-up) done, on
+    // page-cache pages the machine already backs (see warmPageCache).
+    const roundBytes = roundMessages * (BODY_BYTES + 128)
+    const settle = async (): Promise<void> => {
+      await Promise.all([server.call('settle'), baseline.call('settle')])
+      await warmPageCache(dir, roundBytes * 1.25)
+    }
     for (let round = 0; round < n.rounds; round++) {
+      await settle()
       putBatches.push(await baseline.call<Rate>('putBatch', { count: n.roundBatches, messages: BATCH, queues: QUEUES }))
+      await settle()
       const [r, cpu] = await brokerCpu(roundMessages, () => load.call<Rate>('produce', { count: n.roundBatches, messagesPerBatch: BATCH, inFlight: IN_FLIGHT_PER_CONNECTION, queues: QUEUES }))
       produced.push(r)
       brokerCpus.push(cpu)

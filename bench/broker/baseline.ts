@@ -7,7 +7,7 @@ import * as path from 'node:path'
 import { MessageStore, type PutMessage } from '@mqts/store'
 import { RemotingCommand, RequestCode, ResponseCode, silentLogger } from '@mqts/transport'
 import { TcpRemotingServer } from '@mqts/transport-tcp'
-import { cpuMicros, mainThreadCpuMicros, serveParent } from '../lib/child.js'
+import { cpuMicros, mainThreadCpuMicros, serveParent, settleStore } from '../lib/child.js'
 import type { Rate } from './load.js'
 
 interface Open {
@@ -31,6 +31,8 @@ serveParent({
     fileBytes = arg.fileBytes
     store = await MessageStore.open({ dir: arg.dir, commitLogFileSize: arg.fileBytes, messageIndexEnable: false })
   },
+  /** Waits for the store's background work (see settleStore). */
+  settle: () => settleStore(store!),
   /** putBatch of `count` batches of `messages`, queue by queue in turn, as an embedded caller makes them. */
   async putBatch(arg: { count: number; messages: number; queues: number }): Promise<Rate> {
     const s = store!

@@ -4,7 +4,7 @@
  */
 import { Broker } from '@mqts/broker'
 import { silentLogger } from '@mqts/transport'
-import { cpuMicros, mainThreadCpuMicros, serveParent } from '../lib/child.js'
+import { cpuMicros, mainThreadCpuMicros, serveParent, settleStore } from '../lib/child.js'
 
 export interface ServerStart {
   dir: string
@@ -19,6 +19,8 @@ serveParent({
     broker = await Broker.start({ listenHost: '127.0.0.1', listenPort: 0, namesrvAddr: [], storePathRootDir: arg.dir, logger: silentLogger, mappedFileSizeCommitLog: arg.fileBytes, messageIndexEnable: false })
     return broker.address
   },
+  /** Waits for the store's background work (see settleStore). */
+  settle: () => settleStore(broker!.store),
   /** CPU µs so far: the whole process, and its main thread (the event loop) where known. */
   cpu: () => ({ process: cpuMicros(), main: mainThreadCpuMicros() }),
   async stop(): Promise<void> {

@@ -5,6 +5,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
+import type { MessageStore } from '@mqts/store'
 import { fileURLToPath } from 'node:url'
 
 interface Call {
@@ -115,4 +116,15 @@ export function mainThreadCpuMicros(): number | undefined {
 export function cpuMicros(since?: NodeJS.CpuUsage): number {
   const u = process.cpuUsage(since)
   return u.user + u.system
+}
+
+/**
+ * Waits until `store` has flushed what it holds and its background file work (the next file's
+ * allocation, page-cache warm-up) is done: a round measured in one process then starts with
+ * nothing of the last round left to do, in neither process (on a machine of few cores that work
+ * would run in the other side's round).
+ */
+export async function settleStore(store: MessageStore): Promise<void> {
+  await store.flush()
+  await store.commitLog.queue.whenIdle()
 }
