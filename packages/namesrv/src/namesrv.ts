@@ -62,7 +62,19 @@ export class NameServer {
     this.routes = new RouteInfoManager({ expiryMs })
     this.kv = new KvConfigManager(options.dataDir ? path.join(options.dataDir, KV_CONFIG_FILE) : undefined)
     this.server = options.server ?? new TcpRemotingServer({ host: options.host ?? '127.0.0.1', port, logger: this.#logger })
-    const processors = nameServerProcessors({ routes: this.routes, kv: this.kv, now: this.#now, orderMessageEnable: options.orderMessageEnable ?? false })
+    const processors = nameServerProcessors({
+      routes: this.routes,
+      kv: this.kv,
+      now: this.#now,
+      orderMessageEnable: options.orderMessageEnable ?? false,
+      onDisplaced: (d) =>
+        this.#logger.warn('two brokers register with one brokerName and brokerId: the route now lists the newer address; check their brokerName and brokerId', {
+          brokerName: d.brokerName,
+          brokerId: d.brokerId,
+          broker: d.brokerAddr,
+          displaced: d.displaced,
+        }),
+    })
     for (const [code, processor] of processors) this.server.registerProcessor(code, processor)
     this.server.on('close', (channel) => {
       const addr = this.routes.onChannelClosed(channel.id)

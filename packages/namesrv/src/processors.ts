@@ -29,6 +29,8 @@ export interface ProcessorContext {
   readonly now: () => number
   /** Put ORDER_TOPIC_CONFIG's entry for a topic into its route (RocketMQ's orderMessageEnable, default false). */
   readonly orderMessageEnable: boolean
+  /** Told when a registration takes a broker name and id from another address still registering. */
+  readonly onDisplaced?: (info: { brokerName: string; brokerId: number; brokerAddr: string; displaced: string }) => void
 }
 
 const ok = (ext?: Record<string, string>, body?: Buffer): RemotingCommand => RemotingCommand.createResponse(ResponseCode.SUCCESS, null, ext, body)
@@ -54,6 +56,7 @@ export function nameServerProcessors(ctx: ProcessorContext): Map<number, Request
     const body = decodeRegisterBrokerBody(req.body)
     const timeoutMs = headerOptionalInt(req, HEADER.heartbeatTimeoutMillis)
     const result = routes.registerBroker({ clusterName, brokerAddr, brokerName, brokerId, haServerAddr, body, channelId: channel.id, timeoutMs: timeoutMs && timeoutMs > 0 ? timeoutMs : undefined }, now())
+    if (result.displaced !== undefined) ctx.onDisplaced?.({ brokerName, brokerId, brokerAddr, displaced: result.displaced })
     const order = kv.list(NAMESPACE_ORDER_TOPIC_CONFIG)
     return ok({ [HEADER.haServerAddr]: result.haServerAddr, [HEADER.masterAddr]: result.masterAddr }, order ? encodeRemotingJson({ table: order }) : undefined)
   })

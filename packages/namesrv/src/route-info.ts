@@ -48,6 +48,11 @@ export interface RegisterBrokerResult {
   /** For a replica: its master's address and HA address (empty when no master is registered). */
   masterAddr: string
   haServerAddr: string
+  /**
+   * Another address that held this broker name and id and was still registering (not expired):
+   * two brokers configured with one brokerName and brokerId take the entry from each other.
+   */
+  displaced?: string
 }
 
 export interface RouteInfoOptions {
@@ -82,7 +87,12 @@ export class RouteInfoManager {
     for (const [id, addr] of group.addrs) if (addr === brokerAddr && id !== brokerId) group.addrs.delete(id)
     // Another address registering under an id frees the previous one's live entry.
     const previous = group.addrs.get(brokerId)
-    if (previous !== undefined && previous !== brokerAddr) this.#forgetLive(previous)
+    let displaced: string | undefined
+    if (previous !== undefined && previous !== brokerAddr) {
+      const held = this.#live.get(previous)
+      if (held !== undefined && held.lastUpdate + held.timeoutMs >= now) displaced = previous
+      this.#forgetLive(previous)
+    }
     const firstRegistration = previous === undefined
     group.addrs.set(brokerId, brokerAddr)
 
@@ -104,10 +114,14 @@ export class RouteInfoManager {
     if (req.body.filterServerList.length > 0) this.#filterServers.set(brokerAddr, [...req.body.filterServerList])
     else this.#filterServers.delete(brokerAddr)
 
-    if (brokerId === MASTER_ID) return { masterAddr: '', haServerAddr: '' }
-    const masterAddr = group.addrs.get(MASTER_ID)
-    if (masterAddr === undefined) return { masterAddr: '', haServerAddr: '' }
-    return { masterAddr, haServerAddr: this.#live.get(masterAddr)?.haServerAddr ?? '' }
+    const result: RegisterBrokerResult = { masterAddr: '', haServerAddr: '' }
+    if (displaced !== undefined) result.displaced = displaced
+    const masterAddr = brokerId === MASTER_ID ? undefined : group.addrs.get(MASTER_ID)
+    if (masterAddr !== undefined) {
+      result.masterAddr = masterAddr
+      result.haServerAddr = this.#live.get(masterAddr)?.haServerAddr ?? ''
+    }
+    return result
   }
 
   /** The master's topics become its broker name's queue data; topics it no longer has go. */

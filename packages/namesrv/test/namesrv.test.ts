@@ -215,3 +215,25 @@ test('invalid options are typed errors', async () => {
   await assert.rejects(NameServer.start({ port: 0, brokerExpiryMs: 0 }), (e: unknown) => (e as { code?: string }).code === 'INVALID_OPTION')
   await assert.rejects(NameServer.start({ port: 70000 }), (e: unknown) => (e as { code?: string }).code === 'INVALID_OPTION')
 })
+
+test('two brokers registering one brokerName and brokerId are logged: the newer address takes the route, the warning names both', { timeout: 20_000 }, async () => {
+  const warnings: Array<{ message: string; fields?: Record<string, unknown> }> = []
+  const logger = { ...silentLogger, warn: (message: string, fields?: Record<string, unknown>) => void warnings.push({ message, fields }) }
+  await withNamesrv(
+    async (_ns, client, addr) => {
+      const a = await client.invoke(addr, register({ name: 'twin', addr: '127.0.0.1:20911' }, registerBody({ T: { r: 4, w: 4 } })), TIMEOUT)
+      assert.equal(a.code, ResponseCode.SUCCESS)
+      // The same address again is a re-registration, not a second broker.
+      await client.invoke(addr, register({ name: 'twin', addr: '127.0.0.1:20911' }, registerBody({ T: { r: 4, w: 4 } })), TIMEOUT)
+      assert.equal(warnings.filter((w) => w.message.includes('brokerName and brokerId')).length, 0)
+      const b = await client.invoke(addr, register({ name: 'twin', addr: '127.0.0.1:20921' }, registerBody({ T: { r: 4, w: 4 } })), TIMEOUT)
+      assert.equal(b.code, ResponseCode.SUCCESS)
+      const twin = warnings.filter((w) => w.message.includes('brokerName and brokerId'))
+      assert.equal(twin.length, 1, JSON.stringify(warnings))
+      assert.deepEqual(twin[0]!.fields, { brokerName: 'twin', brokerId: 0, broker: '127.0.0.1:20921', displaced: '127.0.0.1:20911' })
+      const r = JSON.parse((await route(client, addr, 'T')).body.toString()) as TopicRouteData
+      assert.equal(r.brokerDatas[0]!.brokerAddrs['0'], '127.0.0.1:20921')
+    },
+    { logger },
+  )
+})

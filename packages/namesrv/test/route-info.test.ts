@@ -201,3 +201,13 @@ test(`route table model test (seed ${seedFromEnv()}; SEED=<n> replays)`, () => {
     for (const topic of TOPICS) assert.deepEqual(r.pickupTopicRouteData(topic), model.route(topic), `${topic}: ${where()}`)
   }
 })
+
+test('an address taking a broker name and id from one still registering says which (displaced); one expired is not', () => {
+  const r = new RouteInfoManager({ expiryMs: EXPIRY })
+  const reg = (addr: string, now: number) => r.registerBroker({ clusterName: 'C', brokerAddr: addr, brokerName: 'b1', brokerId: 0, haServerAddr: '', body: body([{ topicName: 'T' }]) }, now)
+  assert.equal(reg('h:1', 0).displaced, undefined)
+  assert.equal(reg('h:1', 10).displaced, undefined, 'the same address again')
+  assert.equal(reg('h:2', 20).displaced, 'h:1')
+  assert.equal(reg('h:1', 30).displaced, 'h:2', 'they take it from each other at every registration')
+  assert.equal(reg('h:2', 30 + EXPIRY + 1).displaced, undefined, 'h:1 expired meanwhile: a replacement, not a twin')
+})
