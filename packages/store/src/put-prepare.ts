@@ -136,7 +136,8 @@ export class PutPreparer {
       }
       const given = m.propertiesBytes !== undefined ? checkEncodedPropertyBytes(m.propertiesBytes) : checkEncodedProperties(m.propertiesText)
       properties = given.text
-      if (given.tags !== undefined) tagsCode = javaStringHashCode(given.tags)
+      if (given.tagsCode !== undefined) tagsCode = given.tagsCode
+      else if (given.tags !== undefined) tagsCode = javaStringHashCode(given.tags)
       keys = given.keys
       uniqKey = given.uniqKey
       checkScheduledDelay(st.topic, given.delay)
