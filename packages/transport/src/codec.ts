@@ -159,6 +159,17 @@ const LIT_JAVA = literal('"JAVA"')
 const QUOTE = 0x22
 const BACKSLASH = 0x5c
 
+/** The one-character strings of printable ASCII, by code: a header's one-letter keys and values (SEND_MESSAGE_V2's). */
+const ONE_CHAR: readonly string[] = Array.from({ length: 0x7f }, (_, c) => String.fromCharCode(c))
+
+/**
+ * h[start, end) as text, one character per byte; a one-byte text from a table, as most keys and
+ * many values of a send's header are (a new string costs more than the rest of its decoding).
+ */
+function canonText(h: Buffer, start: number, end: number): string {
+  return end - start === 1 ? ONE_CHAR[h[start]!]! : h.toString('latin1', start, end)
+}
+
 /** Where the last canonInt or canonString stopped; module state keeps the helpers allocation-free. */
 let canonEnd = 0
 
@@ -235,12 +246,12 @@ export function decodeCanonicalJsonHeaderAt(h: Buffer, start: number, end: numbe
     for (;;) {
       const keyEnd = canonStringEnd(h, at, end)
       if (keyEnd < 0 || keyEnd + 1 >= end || h[keyEnd + 1] !== 0x3a) return undefined
-      const key = h.toString('latin1', at + 1, keyEnd)
+      const key = canonText(h, at + 1, keyEnd)
       if (key === '__proto__') return undefined
       at = keyEnd + 2
       const valueEnd = canonStringEnd(h, at, end)
       if (valueEnd < 0) return undefined
-      extFields[key] = h.toString('latin1', at + 1, valueEnd)
+      extFields[key] = canonText(h, at + 1, valueEnd)
       at = valueEnd + 1
       if (at >= end) return undefined
       const c = h[at++]
