@@ -164,7 +164,7 @@ const ONE_CHAR: readonly string[] = Array.from({ length: 0x7f }, (_, c) => Strin
 
 /**
  * h[start, end) as text, one character per byte; a one-byte text from a table, as most keys and
- * many values of a send's header are (a new string costs more than the rest of its decoding).
+ * many values of a send's header are (a new string for each was half of its decoding time).
  */
 function canonText(h: Buffer, start: number, end: number): string {
   return end - start === 1 ? ONE_CHAR[h[start]!]! : h.toString('latin1', start, end)
