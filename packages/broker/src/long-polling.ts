@@ -51,6 +51,8 @@ export class PullHoldService {
 
   /** The store reports new messages in a queue: every pull waiting below `maxOffset` runs again. */
   arrived(topic: string, queueId: number, maxOffset: number): void {
+    // Every stored batch reports here: with no pull parked, not even a key to build.
+    if (this.#count === 0) return
     const key = `${topic}@${queueId}`
     const set = this.#byQueue.get(key)
     if (!set) return

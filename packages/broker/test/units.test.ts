@@ -75,6 +75,16 @@ test('batch bodies: entries decoded, every malformed length refused', () => {
   const lying = Buffer.from(two)
   lying.writeInt32BE(5, 0)
   assert.throws(() => decodeBatchBody(lying))
+  // Fields are signed big-endian, as Java reads them: a negative flag is kept, a negative body or
+  // properties length (top bit set) is refused.
+  const signed = entry('x', 'K\u0001V\u0002', -2)
+  assert.equal(decodeBatchBody(signed)[0]!.flag, -2)
+  const negativeBody = Buffer.from(signed)
+  negativeBody.writeInt32BE(-1, 16)
+  assert.throws(() => decodeBatchBody(negativeBody), /body length -1 past the end/)
+  const negativeProps = Buffer.from(signed)
+  negativeProps.writeUInt16BE(0x8000, 21)
+  assert.throws(() => decodeBatchBody(negativeProps), /properties length -32768 past the end/)
 
   // The broker's path: the store's puts straight from the bytes, refusing what decodeBatchBody refuses.
   const common = { topic: 'T', queueId: 2, sysFlag: 0, bornTimestamp: 7, bornHost: '1.2.3.4:5', reconsumeTimes: 1 }

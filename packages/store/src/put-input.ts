@@ -4,7 +4,7 @@
  */
 import { isUtf8 } from 'node:buffer'
 import { StoreError, type StoreErrorCode } from './errors.js'
-import { PROPERTY, PROPERTY_NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR, SYSFLAG, SYSFLAG_ACCEPTED_MASK } from './codec/index.js'
+import { PROPERTY, PROPERTY_NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR, SYSFLAG, SYSFLAG_ACCEPTED_MASK, javaHashOfUtf8 } from './codec/index.js'
 
 /** RocketMQ's default queue count per topic is 4 to 16; a broker may raise it, up to this by default. */
 export const DEFAULT_MAX_QUEUES_PER_TOPIC = 1024
@@ -194,6 +194,8 @@ export interface EncodedProperties {
   /** What to store: the given text (with the last separator added when it was left off) or bytes. */
   text: string | Uint8Array
   tags: string | undefined
+  /** The tags' hash when it was taken from the bytes (propertiesBytes), without making `tags`. */
+  tagsCode: number | undefined
   keys: string | undefined
   uniqKey: string | undefined
   delay: string | undefined
@@ -213,7 +215,7 @@ function nameIs(text: string, start: number, end: number, name: string): boolean
  */
 export function checkEncodedProperties(text: unknown): EncodedProperties {
   if (typeof text !== 'string') fail('INVALID_ARGUMENT', `propertiesText must be a string (name 0x01 value 0x02, repeated), got ${describe(text)}`, text)
-  const out: EncodedProperties = { text, tags: undefined, keys: undefined, uniqKey: undefined, delay: undefined }
+  const out: EncodedProperties = { text, tags: undefined, tagsCode: undefined, keys: undefined, uniqKey: undefined, delay: undefined }
   const len = text.length
   if (len === 0) return out
   if (!isWellFormed(text)) fail('INVALID_PROPERTY', 'propertiesText holds a lone UTF-16 surrogate, which UTF-8 cannot store', text)
@@ -270,7 +272,7 @@ function textOf(bytes: Uint8Array, start: number, end: number): string {
 export function checkEncodedPropertyBytes(bytes: unknown): EncodedProperties {
   if (!(bytes instanceof Uint8Array)) fail('INVALID_ARGUMENT', `propertiesBytes must be a Uint8Array (the UTF-8 of name 0x01 value 0x02, repeated), got ${describe(bytes)}`, bytes)
   const len = bytes.length
-  const out: EncodedProperties = { text: bytes, tags: undefined, keys: undefined, uniqKey: undefined, delay: undefined }
+  const out: EncodedProperties = { text: bytes, tags: undefined, tagsCode: undefined, keys: undefined, uniqKey: undefined, delay: undefined }
   if (len === 0) return out
   if (bytes[len - 1] !== 0x02) {
     if (!isUtf8(bytes)) fail('INVALID_PROPERTY', 'propertiesBytes is not well-formed UTF-8', bytes)
@@ -295,7 +297,8 @@ export function checkEncodedPropertyBytes(bytes: unknown): EncodedProperties {
     if (sep === at) fail('INVALID_PROPERTY', `propertiesBytes entry at byte ${at} has an empty name`, bytes)
     if (sep + 1 === end) fail('INVALID_PROPERTY', `property ${JSON.stringify(textOf(bytes, at, sep))} must have a non-empty value`, bytes)
     const c = bytes[at]
-    if (c === 0x54 /* T */ && bytesAre(bytes, at, sep, PROPERTY.TAGS)) out.tags = textOf(bytes, sep + 1, end)
+    // The tags are only hashed: from the bytes, without their string (every batched message has some).
+    if (c === 0x54 /* T */ && bytesAre(bytes, at, sep, PROPERTY.TAGS)) out.tagsCode = javaHashOfUtf8(bytes, sep + 1, end)
     else if (c === 0x4b /* K */ && bytesAre(bytes, at, sep, PROPERTY.KEYS)) out.keys = textOf(bytes, sep + 1, end)
     else if (c === 0x55 /* U */ && bytesAre(bytes, at, sep, PROPERTY.UNIQ_KEY)) out.uniqKey = textOf(bytes, sep + 1, end)
     else if (c === 0x44 /* D */ && bytesAre(bytes, at, sep, PROPERTY.DELAY)) out.delay = textOf(bytes, sep + 1, end)

@@ -104,6 +104,9 @@ export class PutPreparer {
   /** Body CRCs are computed by the append, a batch at a time (CommitLog.defersBodyCrc). */
   readonly #crcPending: boolean
   readonly #bornHostCache = new Map<string, Host>()
+  /** The born host text of the last message and its host: a batch's messages share one string. */
+  #lastBornHostText: unknown = undefined
+  #lastBornHost: Host = DEFAULT_BORN_HOST
 
   constructor(options: PutPreparerOptions) {
     this.#log = options.commitLog
@@ -136,7 +139,8 @@ export class PutPreparer {
       }
       const given = m.propertiesBytes !== undefined ? checkEncodedPropertyBytes(m.propertiesBytes) : checkEncodedProperties(m.propertiesText)
       properties = given.text
-      if (given.tags !== undefined) tagsCode = javaStringHashCode(given.tags)
+      if (given.tagsCode !== undefined) tagsCode = given.tagsCode
+      else if (given.tags !== undefined) tagsCode = javaStringHashCode(given.tags)
       keys = given.keys
       uniqKey = given.uniqKey
       checkScheduledDelay(st.topic, given.delay)
@@ -192,6 +196,7 @@ export class PutPreparer {
 
   #bornHost(text: unknown): Host {
     if (text === undefined) return DEFAULT_BORN_HOST
+    if (text === this.#lastBornHostText) return this.#lastBornHost
     if (typeof text !== 'string') throw new StoreError('INVALID_ARGUMENT', `bornHost must be "a.b.c.d:port" or "[ipv6]:port", got ${describe(text)}`)
     let host = this.#bornHostCache.get(text)
     if (!host) {
@@ -200,6 +205,8 @@ export class PutPreparer {
       if (this.#bornHostCache.size > BORN_HOST_CACHE_MAX) this.#bornHostCache.clear()
       this.#bornHostCache.set(text, host)
     }
+    this.#lastBornHostText = text
+    this.#lastBornHost = host
     return host
   }
 }

@@ -100,6 +100,7 @@ test('propertiesBytes: stored as the same record as propertiesText, read back, i
       'TAGS\u0001no last separator',
       `TAGS\u0001${'long-tag-'.repeat(10)}\u0002`,
       'TAGS\u0001tägs\u0002',
+      'TAGS\u0001😀 中\u0002KEYS\u0001k\u0002',
       '',
     ]
     for (const text of cases) {

@@ -216,6 +216,10 @@ for (const flush of ['async', 'sync'] as const) {
         { input: { bornHost: '[FE80:0:0:0:1:0:0:2]:65535', sysFlag: 0x1, queueId: 1 }, sysFlag: storeBit | 0x10 | 0x1, bornHost: '[fe80::1:0:0:2]:65535' },
         { input: { bornHost: '[::ffff:10.0.0.1]:7', sysFlag: 0x8, queueId: 0 }, sysFlag: storeBit | 0x10 | 0x8, bornHost: '[::ffff:10.0.0.1]:7' },
         { input: { bornHost: '10.1.2.3:45678', sysFlag: 0x10, queueId: 1 }, sysFlag: storeBit, bornHost: '10.1.2.3:45678' },
+        // The same host again, then another: each message keeps its own (the store remembers the last one parsed).
+        { input: { bornHost: '10.1.2.3:45678', queueId: 0 }, sysFlag: storeBit, bornHost: '10.1.2.3:45678' },
+        { input: { bornHost: '[::1]:5000', queueId: 1 }, sysFlag: storeBit | 0x10, bornHost: '[::1]:5000' },
+        { input: { queueId: 1 }, sysFlag: storeBit, bornHost: '127.0.0.1:0' },
       ]
       let store = await MessageStore.open(options)
       try {
@@ -306,6 +310,7 @@ test('put input errors are StoreErrors that say what is wrong and show what was 
     await expectError(put({ body: null }), 'INVALID_ARGUMENT', /got null/)
     await expectError(put({ bornHost: '::1:80' }), 'INVALID_ARGUMENT', /bornHost must be "a.b.c.d:port" or "\[ipv6\]:port", got the string "::1:80"/)
     await expectError(put({ bornHost: 80 }), 'INVALID_ARGUMENT', /bornHost .* got 80/)
+    await expectError(put({ bornHost: '' }), 'INVALID_ARGUMENT', /bornHost .* got the string ""/)
     await expectError(put({ flag: 'x' }), 'INVALID_ARGUMENT', /flag must be an int \(-2\^31 to 2\^31-1\), got the string "x"/)
     await expectError(put({ flag: 2 ** 31 }), 'INVALID_ARGUMENT', /flag must be an int/)
     await expectError(put({ reconsumeTimes: -1 }), 'INVALID_ARGUMENT', /reconsumeTimes must be an integer from 0 to 2\^31-1, got -1/)

@@ -435,6 +435,12 @@ test('canonical JSON fast path decodes exactly what JSON.parse does, and defers 
   same(base('{"k":"v"}', '"remark":"",'), true)
   same(base('{"k":"v"}', '"remark":"ok / fine",'), true)
   same(base('{"__proto__":"x"}'), false)
+  // One-character keys and values (SEND_MESSAGE_V2's) come from a table: every printable ASCII one.
+  for (let c = 0x20; c < 0x7f; c++) {
+    const ch = String.fromCharCode(c)
+    const plain = ch !== '"' && ch !== '\\'
+    same(base(`{${JSON.stringify(ch)}:${JSON.stringify(ch)},${JSON.stringify(`k${ch}`)}:"",${JSON.stringify(`${ch}v`)}:${JSON.stringify(ch)}}`), plain)
+  }
   same(base('{"k":"caf\u00e9"}'), false)
   same(base('{"k":"café"}'), false)
   same(base('{"k":"a\\"b"}'), false)

@@ -39,11 +39,11 @@ function nameIs(source: Buffer, at: number, length: number, name: Buffer): boole
 }
 
 /** Java String.hashCode of the UTF-8 bytes [from, to), without building a string when ASCII. */
-export function javaHashOfUtf8(source: Buffer, from: number, to: number): number {
+export function javaHashOfUtf8(source: Uint8Array, from: number, to: number): number {
   let h = 0
   for (let i = from; i < to; i++) {
     const c = source[i]!
-    if (c >= 0x80) return javaStringHashCode(source.toString('utf8', from, to))
+    if (c >= 0x80) return javaStringHashCode(Buffer.from(source.buffer, source.byteOffset + from, to - from).toString('utf8'))
     h = (Math.imul(31, h) + c) | 0
   }
   return h
