@@ -361,7 +361,17 @@ export class MessageStore {
       }
       store.commitLog.onAppended = (ms, states, results) => store!.dispatcher.appended(ms, states, results)
       store.#replication = new Replication(
-        { commitLog: store.commitLog, dispatcher: store.dispatcher, maxRecordBytes: store.maxRecordBytes, beforePromotion: () => store!.#queueOffsetsPastDispatch() },
+        {
+          commitLog: store.commitLog,
+          dispatcher: store.dispatcher,
+          maxRecordBytes: store.maxRecordBytes,
+          cutBack: async (offset, topic) => {
+            await store!.truncate(offset)
+            // The refused record may have made its queue (of a damaged topic or queue id) in memory.
+            if (topic !== undefined) await store!.dispatcher.exclusive(() => store!.consumeQueues.forgetEmpty(topic))
+          },
+          beforePromotion: () => store!.#queueOffsetsPastDispatch(),
+        },
         options.role ?? 'master',
       )
       store.#startServices(options)
@@ -1076,11 +1086,13 @@ export class MessageStore {
    * `offset`, each queue densely from its new end. Appends made before go first; appends made
    * meanwhile wait for it. Crash-safe: a kill or power loss part way leaves, after the next open,
    * the old log or the cut one (truncate.ts, docs/design/recovery.md). A failure part way makes
-   * the store refuse writes until reopened.
+   * the store refuse writes until reopened. While dispatch is stopped only a cut at or below
+   * where it stopped is taken (it removes the record dispatch failed on, and clears the error).
    */
   async truncate(offset: number): Promise<void> {
     if (this.status !== 'open') throw this.#notOpen()
-    if ((this.dispatcher.lastError !== undefined || this.#queueOffsetsBehind) && !this.#dispatchCaughtUp()) {
+    const belowStop = this.dispatcher.lastError !== undefined && offset <= this.dispatcher.reputOffset
+    if ((this.dispatcher.lastError !== undefined || this.#queueOffsetsBehind) && !belowStop && !this.#dispatchCaughtUp()) {
       const cause = this.dispatcher.lastError
       const why = cause ? cause.message : 'records recovered at open are still being dispatched'
       throw new StoreError(cause?.code ?? 'DISK_FULL', `truncate refused, nothing changed: dispatch to the ConsumeQueues and the index is stopped (${why})`, { cause })
