@@ -1053,7 +1053,8 @@ export class MessageStore {
    * dispatched (readable with get), with flush 'sync' on disk. WRONG_ROLE on a master. A full
    * disk (DISK_FULL) may stop it part way: what it wrote is committed, replicaEndOffset says
    * where to go on; records stored but not dispatched are dispatched once space returns, as a
-   * put's.
+   * put's. A record its ConsumeQueue refuses at dispatch (CORRUPT_RECORD) is not kept: the log is
+   * cut back to it with what follows, and this call and the chunks behind it fail.
    */
   appendReplicated(offset: number, bytes: Buffer): Promise<void> {
     if (this.status !== 'open') return Promise.reject(this.#notOpen())

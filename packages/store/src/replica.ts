@@ -16,6 +16,12 @@
  * master with another commitLogFileSize is FILE_SIZE_MISMATCH. Damage is CORRUPT_RECORD; either
  * way nothing of the chunk is written and the HA link resumes from the store's end.
  *
+ * The queue rules (a queue grows densely, a unit its own record confirms stays) are the
+ * ConsumeQueue's, met at dispatch, after the write. A record they refuse (a header damaged in
+ * transit: the body CRC does not cover it; another master's stream) is cut back with everything
+ * after it, and the chunks behind it are refused (#cutRefused): the replica's end never holds a
+ * record it cannot serve.
+ *
  * An empty replica takes its first chunk at any offset where a file starts: a master whose first
  * files retention deleted starts it there, and the log starts over at that offset (#seedable).
  *
