@@ -361,7 +361,17 @@ export class MessageStore {
       }
       store.commitLog.onAppended = (ms, states, results) => store!.dispatcher.appended(ms, states, results)
       store.#replication = new Replication(
-        { commitLog: store.commitLog, dispatcher: store.dispatcher, maxRecordBytes: store.maxRecordBytes, beforePromotion: () => store!.#queueOffsetsPastDispatch() },
+        {
+          commitLog: store.commitLog,
+          dispatcher: store.dispatcher,
+          maxRecordBytes: store.maxRecordBytes,
+          cutBack: async (offset, topic) => {
+            await store!.truncate(offset)
+            // The refused record may have made its queue (of a damaged topic or queue id) in memory.
+            if (topic !== undefined) await store!.dispatcher.exclusive(() => store!.consumeQueues.forgetEmpty(topic))
+          },
+          beforePromotion: () => store!.#queueOffsetsPastDispatch(),
+        },
         options.role ?? 'master',
       )
       store.#startServices(options)
@@ -1043,7 +1053,8 @@ export class MessageStore {
    * dispatched (readable with get), with flush 'sync' on disk. WRONG_ROLE on a master. A full
    * disk (DISK_FULL) may stop it part way: what it wrote is committed, replicaEndOffset says
    * where to go on; records stored but not dispatched are dispatched once space returns, as a
-   * put's.
+   * put's. A record its ConsumeQueue refuses at dispatch (CORRUPT_RECORD) is not kept: the log is
+   * cut back to it with what follows, and this call and the chunks behind it fail.
    */
   appendReplicated(offset: number, bytes: Buffer): Promise<void> {
     if (this.status !== 'open') return Promise.reject(this.#notOpen())
@@ -1076,11 +1087,13 @@ export class MessageStore {
    * `offset`, each queue densely from its new end. Appends made before go first; appends made
    * meanwhile wait for it. Crash-safe: a kill or power loss part way leaves, after the next open,
    * the old log or the cut one (truncate.ts, docs/design/recovery.md). A failure part way makes
-   * the store refuse writes until reopened.
+   * the store refuse writes until reopened. While dispatch is stopped only a cut at or below
+   * where it stopped is taken (it removes the record dispatch failed on, and clears the error).
    */
   async truncate(offset: number): Promise<void> {
     if (this.status !== 'open') throw this.#notOpen()
-    if ((this.dispatcher.lastError !== undefined || this.#queueOffsetsBehind) && !this.#dispatchCaughtUp()) {
+    const belowStop = this.dispatcher.lastError !== undefined && offset <= this.dispatcher.reputOffset
+    if ((this.dispatcher.lastError !== undefined || this.#queueOffsetsBehind) && !belowStop && !this.#dispatchCaughtUp()) {
       const cause = this.dispatcher.lastError
       const why = cause ? cause.message : 'records recovered at open are still being dispatched'
       throw new StoreError(cause?.code ?? 'DISK_FULL', `truncate refused, nothing changed: dispatch to the ConsumeQueues and the index is stopped (${why})`, { cause })

@@ -16,6 +16,12 @@
  * master with another commitLogFileSize is FILE_SIZE_MISMATCH. Damage is CORRUPT_RECORD; either
  * way nothing of the chunk is written and the HA link resumes from the store's end.
  *
+ * The queue rules (a queue grows densely, a unit its own record confirms stays) are the
+ * ConsumeQueue's, met at dispatch, after the write. A record they refuse (a header damaged in
+ * transit: the body CRC does not cover it; another master's stream) is cut back with everything
+ * after it, and the chunks behind it are refused (#cutRefused): the replica's end never holds a
+ * record it cannot serve.
+ *
  * An empty replica takes its first chunk at any offset where a file starts: a master whose first
  * files retention deleted starts it there, and the log starts over at that offset (#seedable).
  *
@@ -183,6 +189,8 @@ function planUnits(data: Buffer, start: number, fileSize: number, maxRecordBytes
     }
     const v = verifyRecord(data, at, at + size, offset, maxRecordBytes, crcs === undefined)
     if (v !== size) throw corrupt(offset, typeof v === 'string' ? v : `record of ${v} bytes where its header says ${size}`)
+    const fault = queueFieldsFault(data, at)
+    if (fault) throw corrupt(offset, fault)
     crcs?.add(data, at, start, maxRecordBytes)
     const storeTimestamp = readStoreTimestamp(data, at)
     if (run && run.to - run.from + size <= runMaxBytes) {
@@ -195,6 +203,21 @@ function planUnits(data: Buffer, start: number, fileSize: number, maxRecordBytes
     at += size
   }
   return { runs, tailFrom: at }
+}
+
+/**
+ * What no master writes in a record that takes a queue offset: a negative queue id or queue
+ * offset (a sign bit flipped in transit; the body CRC does not cover the header). The
+ * ConsumeQueue would make a queue of the one and pass over the unit of the other, so they are
+ * refused before writing. Every other rule of the queues (continuity, a unit its own record
+ * confirms) is the ConsumeQueue's alone, met at dispatch (see Replication.#cutRefused).
+ */
+function queueFieldsFault(data: Buffer, at: number): string | undefined {
+  if (!takesQueueOffset(data.readInt32BE(at + RECORD.sysFlag))) return undefined
+  const queueId = data.readInt32BE(at + RECORD.queueId)
+  if (queueId < 0) return `negative queue id ${queueId}`
+  if (data.readInt32BE(at + RECORD.queueOffset) < 0) return `negative queue offset ${data.readBigInt64BE(at + RECORD.queueOffset)}`
+  return undefined
 }
 
 /**
@@ -237,10 +260,30 @@ export interface ReplicationParts {
   dispatcher: Dispatcher
   maxRecordBytes: number
   /**
+   * Cuts the store back to `offset`, crash-safe (MessageStore.truncate), and forgets the queues
+   * of `topic` that hold nothing (those a refused record made).
+   */
+  cutBack(offset: number, topic: string | undefined): Promise<void>
+  /**
    * At a promotion, once everything replicated is dispatched and before puts are taken: records
    * the dispatcher has not reached (past a confirm offset) must count in the next queue offsets.
    */
   beforePromotion?(): void
+}
+
+/** A chunk written and not yet settled (durable and dispatched): a cut below its end refuses it. */
+interface Written {
+  end: number
+  cut?: StoreError
+}
+
+/**
+ * Whether a dispatch error means the record is bad (a header the ConsumeQueue refuses, a stream
+ * from another master), not that the disk could not take it (DISK_FULL, IO_ERROR: the record is
+ * kept and dispatched once space returns).
+ */
+function refusesRecord(err: StoreError | undefined): err is StoreError {
+  return err?.code === 'CORRUPT_RECORD'
 }
 
 /** The store's role, and the replica's appends (MessageStore.appendReplicated and setRole). */
@@ -255,6 +298,8 @@ export class Replication {
   /** Body CRCs checked many records per native call (undefined without the native helper). */
   readonly #crcs = ChunkCrcs.make()
   readonly #follower: DispatchListener
+  /** Chunks written, not yet settled (see Written). */
+  readonly #unsettled = new Set<Written>()
 
   constructor(
     private readonly parts: ReplicationParts,
@@ -303,8 +348,17 @@ export class Replication {
   async append(offset: number, bytes: Buffer): Promise<void> {
     checkOffset('offset', offset)
     if (!Buffer.isBuffer(bytes)) throw new StoreError('INVALID_ARGUMENT', `bytes must be a Buffer, got ${describe(bytes)}`)
-    const end = await this.#serial(() => this.#write(offset, bytes))
-    await this.#settle(end)
+    const written = await this.#serial(async () => {
+      const end = await this.#write(offset, bytes)
+      const w: Written = { end }
+      this.#unsettled.add(w)
+      return w
+    })
+    try {
+      await this.#settle(written)
+    } finally {
+      this.#unsettled.delete(written)
+    }
   }
 
   /** Checks the chunk and writes its whole units; returns the end of what was written. */
@@ -312,6 +366,11 @@ export class Replication {
     if (this.#role !== 'replica') throw this.wrongRole('appendReplicated')
     const log = this.parts.commitLog
     if (log.failed) throw log.failed
+    // A record written before was refused by dispatch: nothing more goes after it.
+    if (refusesRecord(this.parts.dispatcher.lastError)) {
+      const cut = await this.#cutRefused()
+      if (cut) throw cut
+    }
     const expected = this.endOffset
     if (offset !== expected) {
       if (!this.#seedable(offset)) throw this.#mismatch(offset, expected)
@@ -402,13 +461,51 @@ export class Replication {
     })
   }
 
-  /** Flush 'sync': durable up to `end`; then dispatched up to it (or the dispatch's error). */
-  async #settle(end: number): Promise<void> {
+  /**
+   * Flush 'sync': durable up to the chunk's end; then dispatched up to it, or the dispatch's
+   * error. A record dispatch refused (see #cutRefused) is cut with everything after it, and the
+   * chunks that wrote past the cut fail with the cut's error.
+   */
+  async #settle(w: Written): Promise<void> {
     const { commitLog, dispatcher } = this.parts
-    if (commitLog.options.flush === 'sync') await commitLog.whenDurable(end)
+    if (commitLog.options.flush === 'sync' && !w.cut) await commitLog.whenDurable(w.end)
+    if (w.cut) throw w.cut
     if (commitLog.failed) throw commitLog.failed
-    await dispatcher.waitFor(end)
-    if (dispatcher.reputOffset < end && dispatcher.lastError) throw dispatcher.lastError
+    await dispatcher.waitFor(w.end)
+    if (w.cut) throw w.cut
+    if (dispatcher.reputOffset >= w.end) return
+    const err = dispatcher.lastError
+    if (refusesRecord(err)) {
+      await this.#serial(() => this.#cutRefused())
+      throw w.cut ?? err
+    }
+    if (err) throw err
+  }
+
+  /**
+   * When dispatch stopped on a replicated record it refuses (CORRUPT_RECORD: a header damaged in
+   * transit, which the body CRC does not cover, or another master's stream), the log is cut back
+   * to where dispatch stopped (every record below it is dispatched), crash-safe, and the error
+   * is returned (undefined when there is nothing to cut). Run in the chain: no chunk is written
+   * meanwhile. Kept, the record would wedge the replica: every later chunk written and never
+   * dispatched, and its end, which the replica reports to its master, past what it can serve.
+   * The link resumes at the cut, so the master sends the record again: a transit error heals, a
+   * record really bad is refused each time.
+   */
+  async #cutRefused(): Promise<StoreError | undefined> {
+    const { commitLog, dispatcher } = this.parts
+    await dispatcher.drain().catch(() => undefined)
+    const err = dispatcher.lastError
+    if (!refusesRecord(err) || dispatcher.reputOffset >= commitLog.wroteOffset) return undefined
+    const at = dispatcher.reputOffset
+    const cut = new StoreError('CORRUPT_RECORD', `${err.message}; the replica cut its log back to ${at} (the record and everything after it), the link resumes at ${at}`, {
+      cause: err,
+      details: { ...err.details, cutAt: at },
+    })
+    for (const w of this.#unsettled) if (w.end > at) w.cut ??= cut
+    this.#pending = EMPTY
+    await this.parts.cutBack(at, typeof err.details.topic === 'string' ? err.details.topic : undefined)
+    return cut
   }
 
   /**

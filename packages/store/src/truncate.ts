@@ -50,7 +50,7 @@ export function truncateStore(store: TruncatingStore, offset: number): Promise<v
     if (offset === log.wroteOffset) return
     // What was appended before is durable and dispatched: the old state, whole, is on disk.
     await log.flush()
-    await store.dispatcher.drain()
+    const dispatchStopped = await drainAbove(store.dispatcher, offset)
     checkBoundary(log, offset)
     await store.consumeQueueFlushSettled()
     // Retention would shift the files under the cut's positions: it waits.
@@ -61,6 +61,8 @@ export function truncateStore(store: TruncatingStore, offset: number): Promise<v
       if (log.committedListeners.size > 0) log.announceCommitted()
       await syncCheckpoint(store.checkpoint)
       await log.cutBack(offset)
+      // The record dispatch stopped on is gone: dispatch goes on from the cut.
+      if (dispatchStopped) store.dispatcher.clearError()
       await truncateConsumeQueues(store.consumeQueues, offset)
       if (store.index) {
         store.index.recover(offset, true)
@@ -76,6 +78,21 @@ export function truncateStore(store: TruncatingStore, offset: number): Promise<v
       log.truncating = false
     }
   })
+}
+
+/**
+ * Dispatches everything appended before. Dispatch stopped on an error (a record it refuses, a
+ * full disk) at or past `offset` does not stop the cut, which removes that record: returns true
+ * then. Stopped below `offset`, the error is thrown (nothing changed).
+ */
+async function drainAbove(dispatcher: Dispatcher, offset: number): Promise<boolean> {
+  try {
+    await dispatcher.drain()
+    return false
+  } catch (err) {
+    if (dispatcher.lastError !== undefined && offset <= dispatcher.reputOffset) return true
+    throw err
+  }
 }
 
 /** The log must hold `offset`: from its first byte to its end, both included. */

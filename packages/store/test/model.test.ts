@@ -25,7 +25,7 @@ import * as path from 'node:path'
 import { test } from 'node:test'
 import { MessageStore, StoreError, javaStringHashCode, type MessageStoreOptions, type PutMessage, type PutResult, type StoredMessage } from '../src/index.js'
 import { seededRandom } from '@mqts/common'
-import { PROPERTY, SimFileIO } from '../src/internal.js'
+import { PROPERTY, RECORD, SimFileIO } from '../src/internal.js'
 import { assertNothingReal, simPath, tempDir } from './helpers.js'
 import { chunkSize } from './fixtures/replica-feed.js'
 
@@ -427,6 +427,33 @@ async function stepReplicate(run: Run): Promise<string> {
   return what
 }
 
+/**
+ * Feeds the replica up to a record whose queue offset is damaged in transit (bit 0 of an odd one
+ * from 3 on: the unit before, which its own record holds; the body CRC does not cover it. A unit
+ * 0 would read as the master's deletion of the queue, replica-deletions.ts), then that record:
+ * its dispatch refuses it, the log is cut back to it and the call fails; a later replicate step
+ * sends it again undamaged.
+ */
+async function stepReplicateDamaged(run: Run): Promise<string> {
+  const r = await replicaOf(run)
+  const from = r.store.replicaEndOffset
+  const x = run.messages.find((m) => m.physicalOffset >= from && queued(m) && m.queueOffset % 2 === 1 && m.queueOffset >= 3 && r.store.minOffset(m.topic, m.queueId) < m.queueOffset)
+  if (x === undefined) return 'replicate a damaged record: none past the replica'
+  for (let at = from; at < x.physicalOffset; at = r.store.replicaEndOffset) {
+    const bytes = run.store.readCommitLog(at, Math.min(chunkSize(run.rnd), x.physicalOffset - at), { unconfirmed: true })
+    if (bytes.length === 0) break
+    await r.store.appendReplicated(at, bytes)
+  }
+  assert.equal(r.store.replicaEndOffset, x.physicalOffset, 'replicated up to the record to damage')
+  const chunk = Buffer.from(run.store.readCommitLog(x.physicalOffset, x.size + int(run, 0, 2000), { unconfirmed: true }))
+  chunk[RECORD.queueOffset + 7]! ^= 0x01
+  const what = `replicate up to ${x.physicalOffset}, then its record with queue offset ${x.queueOffset} damaged`
+  await assert.rejects(r.store.appendReplicated(x.physicalOffset, chunk), isStoreError('CORRUPT_RECORD'), what)
+  assert.equal(r.store.replicaEndOffset, x.physicalOffset, `${what}: cut back to it`)
+  await checkReplica(run, r, what)
+  return what
+}
+
 /** Kills the replica (its disk as a killed process leaves it) and reopens it, maybe with the other flush mode. */
 async function stepReplicaKill(run: Run): Promise<string> {
   const r = await replicaOf(run)
@@ -795,6 +822,16 @@ async function stepTruncate(run: Run): Promise<string> {
 
 STEP_KINDS[0]![0] -= TRUNCATE_SHARE
 STEP_KINDS.push([TRUNCATE_SHARE, 'truncate', stepTruncate])
+
+/** Share of the steps that replicate a damaged record, taken from the puts' share. */
+const DAMAGED_REPLICATE_SHARE = 0.01
+STEP_KINDS[0]![0] -= DAMAGED_REPLICATE_SHARE
+// Before 'replicate': the steps past the first 1.0 of the shares' running sum are never picked.
+STEP_KINDS.splice(
+  STEP_KINDS.findIndex(([, name]) => name === 'replicate'),
+  0,
+  [DAMAGED_REPLICATE_SHARE, 'replicate a damaged record', stepReplicateDamaged],
+)
 
 // ---------------------------------------------------------------------------------------------
 

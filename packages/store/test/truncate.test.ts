@@ -243,3 +243,34 @@ for (const [what, fail] of [
     }
   })
 }
+
+test('while dispatch is stopped a truncate above where it stopped is refused; one at it is taken and clears the error (simulated disk)', { timeout: 30_000 }, async () => {
+  // A ConsumeQueue that cannot get its first file stops dispatch (DISK_FULL, the record stored).
+  const io = new SimFileIO({ capacityBytes: 2 * 256 * 1024 + 16 * 1024 })
+  const store = await MessageStore.open({ dir: '/sim/truncate-stopped', fileIO: io, flush: 'async', commitLogFileSize: 256 * 1024, consumeQueueUnitsPerFile: 50, messageIndexEnable: false })
+  try {
+    let stoppedAt: number | undefined
+    for (let i = 0; i < 200 && stoppedAt === undefined; i++) {
+      await store.put({ topic: 'cqfull', queueId: i % 64, body: `m${i}` }).catch((err: unknown) => {
+        assert.ok(err instanceof StoreError && err.code === 'DISK_FULL', `expected DISK_FULL, got ${String(err)}`)
+        stoppedAt = err.details.physicalOffset as number | undefined
+      })
+    }
+    assert.ok(stoppedAt !== undefined && store.dispatcher.lastError !== undefined, 'dispatch stopped on a stored record')
+    assert.equal(store.dispatcher.reputOffset, stoppedAt)
+    const end = store.maxPhysicalOffset
+    assert.ok(end > stoppedAt)
+    await assert.rejects(store.truncate(end), (err: unknown) => err instanceof StoreError && err.code === 'DISK_FULL' && /truncate refused/.test(err.message))
+    assert.equal(store.maxPhysicalOffset, end, 'a refused truncate changes nothing')
+    await store.truncate(stoppedAt)
+    assert.equal(store.maxPhysicalOffset, stoppedAt)
+    assert.equal(store.dispatcher.lastError, undefined, 'the record dispatch stopped on is gone, and its error')
+    io.capacityBytes = Number.POSITIVE_INFINITY
+    const r = await store.put({ topic: 'cqfull', queueId: 1, body: 'after the cut' })
+    assert.equal(r.physicalOffset, stoppedAt)
+    assert.equal(r.queueOffset, store.maxOffset('cqfull', 1) - 1)
+    assert.equal((await store.get({ topic: 'cqfull', queueId: 1, offset: r.queueOffset })).messages[0]!.body.toString(), 'after the cut')
+  } finally {
+    await store.close().catch(() => undefined)
+  }
+})
