@@ -8,9 +8,11 @@
  * else at least every MiB; and every 5 s regardless. A frame whose offset is not where the log
  * ends, garbage, a chunk the store refuses, or a master silent for 20 s drops the link; it
  * connects again after a second and resumes from its own end, once the groups of the old link
- * still in flight are applied (or refused). An empty store reports 0 and starts wherever the
- * master's log does (its first files may be gone); a master that does not hold this log's end
- * closes the link before sending anything, which is logged.
+ * still in flight are applied (or refused). A link starts at the end of the whole records written
+ * (a record boundary, which the master checks); the bytes the store holds of a cut record past it
+ * come again and are skipped. An empty store reports 0 and starts wherever the master's log does
+ * (its first files may be gone); a master that does not hold this log's end closes the link
+ * before sending anything, which is logged.
  */
 import * as net from 'node:net'
 import type { MessageStore } from '@mqts/store'
@@ -64,6 +66,10 @@ export class HAReplica {
   #headerGot = 0
   /** Bytes of the current frame's body still to come. */
   #bodyLeft = 0
+  /** Where the next body byte sits in the master's log. */
+  #bodyAt = 0
+  /** Bytes the store already holds (of a cut record) still to come at the link's start: skipped. */
+  #skip = 0
   /** Where the next frame must start. */
   #expected = 0
   /** Body bytes received and not yet handed to the store, copied into a slab, from #groupOffset. */
@@ -165,7 +171,7 @@ export class HAReplica {
       },
     })
     this.#socket = socket
-    this.#headerGot = this.#bodyLeft = this.#groupBytes = this.#groupFrames = 0
+    this.#headerGot = this.#bodyLeft = this.#groupBytes = this.#groupFrames = this.#skip = 0
     this.#slab = undefined
     socket.on('connect', () => {
       this.#lastRead = Date.now()
@@ -193,15 +199,19 @@ export class HAReplica {
   async #start(socket: net.Socket, generation: number): Promise<void> {
     if (this.#groupsInFlight > 0) await new Promise<void>((r) => this.#idleWaiters.push(r))
     if (generation !== this.#generation || this.#socket !== socket) return
-    // The end of the log, bytes of a cut record included. An empty store reports 0 and takes the
+    // The end of the whole records written: a record boundary in the master's log, where its
+    // stream starts. The bytes held of a cut record past it come first and are skipped (the
+    // store wants the rest from its replicaEndOffset). An empty store reports 0 and takes the
     // first frame wherever the master's log starts (see #frameHeader).
     const store = this.store
     this.#seeding = store.commitLogMaxOffset === store.commitLogMinOffset && store.replicaEndOffset === store.commitLogMinOffset
-    this.#expected = store.replicaEndOffset
+    const start = Math.min(store.commitLogMaxOffset, store.replicaEndOffset)
+    this.#skip = store.replicaEndOffset - start
+    this.#expected = start
     this.#reported = -1
-    this.#applied = this.#expected
+    this.#applied = start
     this.#started = true
-    this.#report(this.#seeding ? 0 : this.#expected, true)
+    this.#report(this.#seeding ? 0 : start, true)
   }
 
   #scheduleReconnect(): void {
@@ -233,9 +243,19 @@ export class HAReplica {
     let at = 0
     while (at < length) {
       if (this.#bodyLeft > 0) {
-        const n = Math.min(this.#bodyLeft, length - at)
+        let n = Math.min(this.#bodyLeft, length - at)
         this.#bodyLeft -= n
+        if (this.#skip > 0) {
+          const k = Math.min(this.#skip, n)
+          this.#skip -= k
+          this.#bodyAt += k
+          at += k
+          n -= k
+          if (n === 0) continue
+        }
+        if (this.#groupBytes === 0) this.#groupOffset = this.#bodyAt
         this.#addToGroup(d.subarray(at, at + n), generation)
+        this.#bodyAt += n
         at += n
         continue
       }
@@ -270,7 +290,7 @@ export class HAReplica {
       return false
     }
     if (size === 0) return true
-    if (this.#groupBytes === 0) this.#groupOffset = offset
+    this.#bodyAt = offset
     this.#groupFrames++
     this.#expected = offset + size
     this.#bodyLeft = size
