@@ -12,7 +12,8 @@
  * (a record boundary, which the master checks); the bytes the store holds of a cut record past it
  * come again and are skipped. An empty store reports 0 and starts wherever the master's log does
  * (its first files may be gone); a master that does not hold this log's end closes the link
- * before sending anything, which is logged.
+ * before sending anything, which is logged. A master that cannot be reached is logged once per
+ * outage.
  */
 import * as net from 'node:net'
 import type { MessageStore } from '@mqts/store'
@@ -105,6 +106,8 @@ export class HAReplica {
   #timer: NodeJS.Timeout | undefined
   #reconnect: NodeJS.Timeout | undefined
   #stopped = false
+  /** The master could not be reached and that was logged: not again until a link connects. */
+  #unreachableLogged = false
   /** Frames applied since start, for tests and status. */
   framesApplied = 0
   /** Links dropped since start, and why the last one was. */
@@ -156,6 +159,9 @@ export class HAReplica {
     const generation = ++this.#generation
     // Whether the master sent anything on this link (one that closes it at once refused this log).
     let framed = false
+    // Whether the connection was made at all, and why not (a master down, a wrong address).
+    let connected = false
+    let failure: NodeJS.ErrnoException | undefined
     // Reads land in one reused buffer (no allocation per read); #onData copies what it keeps.
     const socket = net.connect({
       host: target.host,
@@ -174,21 +180,40 @@ export class HAReplica {
     this.#headerGot = this.#bodyLeft = this.#groupBytes = this.#groupFrames = this.#skip = 0
     this.#slab = undefined
     socket.on('connect', () => {
+      connected = true
+      if (this.#unreachableLogged) this.#logger.warn('the master is reachable again', { master: addr })
+      this.#unreachableLogged = false
       this.#lastRead = Date.now()
       this.#started = false
       void this.#start(socket, generation)
     })
-    socket.on('error', () => undefined)
+    socket.on('error', (err) => {
+      failure = err
+    })
     socket.on('close', () => {
       if (this.#socket === socket) this.#socket = undefined
-      // A master that does not hold this replica's end closes at once (its log says why).
-      if (!framed && generation === this.#generation && !this.#stopped) {
+      if (!connected) {
+        if (generation === this.#generation && !this.#stopped) this.#unreachable(addr!, failure)
+      } else if (!framed && generation === this.#generation && !this.#stopped) {
+        // A master that does not hold this replica's end closes at once (its log says why).
         this.linksDropped++
         this.lastDropReason = `the master closed the link before sending anything: it may not hold this replica's end ${this.#expected} (a replica behind its master's first CommitLog file must be emptied to be seeded again)`
         this.#logger.warn('link to the master refused', { reason: this.lastDropReason })
       }
       this.#scheduleReconnect()
     })
+  }
+
+  /**
+   * The master's HA port did not take the connection (down, restarting, or a wrong address):
+   * nothing is wrong with this replica's log. Logged once until a link connects again.
+   */
+  #unreachable(addr: string, err: NodeJS.ErrnoException | undefined): void {
+    const code = err?.code ?? 'no error code'
+    this.lastDropReason = `cannot reach the master at ${addr} (${code})`
+    if (this.#unreachableLogged) return
+    this.#unreachableLogged = true
+    this.#logger.warn('cannot reach the master; retrying every reconnect interval', { master: addr, code, error: err?.message, retryMs: this.#options.reconnectDelayMs })
   }
 
   /**

@@ -1,6 +1,6 @@
-// The replica's side of a link's failures: a link that drops while the store holds the bytes of a
-// cut record starts the next one at a record boundary (which the master checks) and skips what it
-// already holds.
+// The replica's side of a link's failures: a master it cannot reach is not a master that refused
+// its log, and a link that drops while the store holds the bytes of a cut record starts the next
+// one at a record boundary (which the master checks) and skips what it already holds.
 import assert from 'node:assert/strict'
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises'
 import * as net from 'node:net'
@@ -37,6 +37,42 @@ async function until(what: string, cond: () => boolean, ms = 20_000): Promise<vo
     await new Promise((r) => setTimeout(r, 10))
   }
 }
+
+/** A loopback port nothing listens on (taken, then released). */
+async function closedPort(): Promise<number> {
+  const s = net.createServer()
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()))
+  const port = (s.address() as net.AddressInfo).port
+  await new Promise((r) => s.close(r))
+  return port
+}
+
+test('a master that cannot be reached is logged once as unreachable (with the error code), not as one that refused this log', { timeout: 30_000 }, async () => {
+  await withDirs(async (root) => {
+    const store = await open(path.join(root, 'r'), 'replica')
+    const log = recording()
+    const port = await closedPort()
+    const follower = HAReplica.start({ store, masterAddress: `127.0.0.1:${port}`, reconnectDelayMs: 20, logger: log })
+    let server: net.Server | undefined
+    try {
+      await until('several attempts', () => /ECONNREFUSED/.test(follower.lastDropReason))
+      await new Promise((r) => setTimeout(r, 300))
+      assert.equal(log.lines.length, 1, log.lines.join('\n'))
+      assert.match(log.lines[0]!, new RegExp(`cannot reach the master.*127\\.0\\.0\\.1:${port}.*ECONNREFUSED`))
+      assert.ok(!log.lines.some((l) => /emptied|refused/.test(l)))
+      assert.match(follower.lastDropReason, new RegExp(`cannot reach the master at 127\\.0\\.0\\.1:${port} \\(ECONNREFUSED\\)`))
+      // A master that takes the connection and closes it before any frame is the other case.
+      server = net.createServer((s) => s.destroy())
+      await new Promise<void>((r) => server!.listen(port, '127.0.0.1', () => r()))
+      await until('the refusal logged', () => log.lines.some((l) => /link to the master refused/.test(l)))
+      assert.ok(log.lines.some((l) => /reachable again/.test(l)))
+    } finally {
+      await follower.stop()
+      server?.close()
+      await store.close()
+    }
+  })
+})
 
 test('links that drop while the replica holds part of a cut record start again at a record boundary and skip what it holds; the replica ends byte-identical', { timeout: 90_000 }, async () => {
   await withDirs(async (root) => {
