@@ -1,13 +1,15 @@
 /**
  * Whether a replica link is in sync (RocketMQ 5's rule for its in-sync state set, with
- * haMaxTimeSlaveNotCatchup): a link joins once it has acknowledged everything the master had
- * when it last sent to it (it caught up), and leaves once part of what the master had
- * `maxTimeNotCaughtUpMs` ago is still unacknowledged, or it is more than `maxGapNotInSync` bytes
- * behind. A connection only counts once it acknowledges what it was sent: one that keeps
- * reporting the same offset never joins, or leaves.
+ * haMaxTimeSlaveNotCatchup): a link caught up at time t when it acknowledged everything the master
+ * had when it sent to it at t. It is in sync while it caught up within the last
+ * `maxTimeNotCaughtUpMs`: it joins once it acknowledges the master's end as of a send that recent,
+ * and leaves once part of what the master had `maxTimeNotCaughtUpMs` ago is still unacknowledged,
+ * or it is `maxGapNotInSync` bytes behind. A connection only counts once it acknowledges what it
+ * was sent: one that keeps reporting the same offset never joins, or leaves.
  *
- * Each time bytes go out the master's end is noted with the time; an acknowledgement drops the
- * notes it reaches, so the oldest note left says since when the replica lacks something.
+ * Each time bytes go out the master's end is noted with the time (also when a link starts); an
+ * acknowledgement spends the notes it reaches, so the oldest note left says since when the replica
+ * lacks something.
  */
 
 interface Note {
@@ -21,11 +23,15 @@ const NOTE_SPACING_MS = 10
 /** At most this many notes; past it they are merged into the last one. */
 const MAX_NOTES = 4096
 
+export type InSyncChange = { joined: true } | { joined: false; why: string }
+
 export class CatchUp {
   inSync = false
   readonly #notes: Note[] = []
   /** Index of the oldest note still unacknowledged (notes before it are spent). */
   #first = 0
+  /** The time of the newest note spent: the replica held everything the master had then. */
+  #caughtUpAt: number | undefined
 
   /** Bytes went out while the master's log ended at `end`. */
   sent(end: number, now: number): void {
@@ -39,9 +45,12 @@ export class CatchUp {
     this.#notes.push({ end, at: now })
   }
 
-  /** The replica acknowledged `offset`; true when it joined the in-sync set now. */
-  acknowledged(offset: number): boolean {
-    while (this.#first < this.#notes.length && this.#notes[this.#first]!.end <= offset) this.#first++
+  /** The replica acknowledged `offset`: the notes it reaches are spent. */
+  acknowledged(offset: number): void {
+    while (this.#first < this.#notes.length && this.#notes[this.#first]!.end <= offset) {
+      this.#caughtUpAt = this.#notes[this.#first]!.at
+      this.#first++
+    }
     if (this.#first === this.#notes.length) {
       this.#notes.length = 0
       this.#first = 0
@@ -49,22 +58,21 @@ export class CatchUp {
       this.#notes.splice(0, this.#first)
       this.#first = 0
     }
-    if (this.inSync || this.#first < this.#notes.length) return false
-    this.inSync = true
-    return true
   }
 
   /**
-   * Whether the link leaves the in-sync set at `now`; the reason when it does. `gap` is how far
-   * its acknowledged offset is behind the master's end (at haMaxGapNotInSync or more it is out).
+   * Moves the link into or out of the in-sync set at `now`; what changed, if anything. `gap` is
+   * how far its acknowledged offset is behind the master's end.
    */
-  leaves(now: number, gap: number, maxTimeNotCaughtUpMs: number, maxGapNotInSync: number): string | undefined {
-    if (!this.inSync) return undefined
+  update(now: number, gap: number, maxTimeNotCaughtUpMs: number, maxGapNotInSync: number): InSyncChange | undefined {
     const oldest = this.#notes[this.#first]
     let why: string | undefined
-    if (gap >= maxGapNotInSync) why = `${gap} bytes behind (haMaxGapNotInSync ${maxGapNotInSync})`
+    if (this.#caughtUpAt === undefined) why = 'it has not caught up yet'
+    else if (gap >= maxGapNotInSync) why = `${gap} bytes behind (haMaxGapNotInSync ${maxGapNotInSync})`
     else if (oldest && now - oldest.at > maxTimeNotCaughtUpMs) why = `it has not caught up for ${now - oldest.at} ms (haMaxTimeSlaveNotCatchup ${maxTimeNotCaughtUpMs})`
-    if (why !== undefined) this.inSync = false
-    return why
+    const inSync = why === undefined
+    if (inSync === this.inSync) return undefined
+    this.inSync = inSync
+    return inSync ? { joined: true } : { joined: false, why: why! }
   }
 }

@@ -9,7 +9,7 @@
  * event, and sends an empty frame as a heartbeat every 5 s.
  *
  * Sync replication (SYNC_MASTER): waitForReplicas(end) resolves once every in-sync replica has
- * acknowledged `end`. A link is in sync once it caught up and until it lags (catch-up.ts). A report
+ * acknowledged `end`. A link is in sync while it has caught up recently (catch-up.ts). A report
  * past what the link was sent is a protocol violation: the link is dropped, the report never counts.
  */
 import * as net from 'node:net'
@@ -119,7 +119,8 @@ class ReplicaLink {
       return
     }
     this.ackOffset = offset
-    if (this.catchUp.acknowledged(offset)) this.master.logger.info?.('replica joined the in-sync set', { replica: this.remoteAddress, acknowledged: offset })
+    this.catchUp.acknowledged(offset)
+    this.master.updateInSync(this, Date.now())
     this.master.acknowledged()
     this.pump()
   }
@@ -290,7 +291,9 @@ export class HAMaster {
       const now = Date.now()
       for (const l of m.#links) l.tick(now)
       // A lagging replica leaves the in-sync set, which may answer waiters the others have acknowledged.
-      if (m.#shrinkInSync(now)) m.acknowledged()
+      let changed = false
+      for (const l of m.#links) changed = m.updateInSync(l, now) || changed
+      if (changed) m.acknowledged()
     }, Math.min(1000, m.heartbeatMs, m.maxTimeNotCaughtUpMs))
     m.#timer.unref()
     return m
@@ -310,16 +313,15 @@ export class HAMaster {
     return !l.closed && l.catchUp.inSync
   }
 
-  /** Links that lag leave the in-sync set (logged); true when one did. */
-  #shrinkInSync(now: number): boolean {
-    let left = false
-    for (const l of this.#links) {
-      const why = l.catchUp.leaves(now, this.store.commitLogMaxOffset - l.ackOffset, this.maxTimeNotCaughtUpMs, this.maxGapNotInSync)
-      if (why === undefined) continue
-      left = true
-      this.logger.warn('replica left the in-sync set', { replica: l.remoteAddress, reason: why, acknowledged: l.ackOffset })
-    }
-    return left
+  /** A link joins or leaves the in-sync set (logged); true when it did. */
+  updateInSync(l: ReplicaLink, now: number): boolean {
+    if (l.ackOffset < 0) return false
+    const change = l.catchUp.update(now, this.store.commitLogMaxOffset - l.ackOffset, this.maxTimeNotCaughtUpMs, this.maxGapNotInSync)
+    if (change === undefined) return false
+    const fields = { replica: l.remoteAddress, acknowledged: l.ackOffset, max: this.store.commitLogMaxOffset }
+    if (change.joined) this.logger.info?.('replica joined the in-sync set', fields)
+    else this.logger.warn('replica left the in-sync set', { ...fields, reason: change.why })
+    return true
   }
 
   #lastAcceptErrorLog = 0
@@ -364,7 +366,8 @@ export class HAMaster {
   }
 
   #check(end: number): SyncResult | undefined {
-    this.#shrinkInSync(Date.now())
+    const now = Date.now()
+    for (const l of this.#links) this.updateInSync(l, now)
     const inSync = [...this.#links].filter((l) => this.#inSync(l))
     if (inSync.length === 0) return 'SLAVE_NOT_AVAILABLE'
     return inSync.every((l) => l.ackOffset >= end) ? 'OK' : undefined
