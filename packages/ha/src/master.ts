@@ -338,6 +338,8 @@ export class HAMaster {
   }
 
   replicas(): ReplicaInfo[] {
+    const now = Date.now()
+    for (const l of this.#links) this.updateInSync(l, now)
     return [...this.#links].map((l) => ({ remoteAddress: l.remoteAddress, ackOffset: l.ackOffset, nextOffset: l.nextOffset, inSync: this.#inSync(l) }))
   }
 

@@ -61,7 +61,8 @@ function recordEndAtOrBelow(store: MessageStore, offset: number): number {
 }
 
 async function logBytes(dir: string): Promise<Buffer> {
-  const names = (await readdir(path.join(dir, 'commitlog'))).sort()
+  // Data files only: an open store may be preparing its next file under a temporary name.
+  const names = (await readdir(path.join(dir, 'commitlog'))).filter((n) => /^\d{20}$/.test(n)).sort()
   return Buffer.concat(await Promise.all(names.map((n) => readFile(path.join(dir, 'commitlog', n)))))
 }
 
