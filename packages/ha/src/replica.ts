@@ -108,6 +108,8 @@ export class HAReplica {
   #stopped = false
   /** The master could not be reached and that was logged: not again until a link connects. */
   #unreachableLogged = false
+  /** Links closed before any frame and that was logged: not again until a link gets a frame. */
+  #refusedLogged = false
   /** Frames applied since start, for tests and status. */
   framesApplied = 0
   /** Links dropped since start, and why the last one was. */
@@ -170,6 +172,7 @@ export class HAReplica {
       onread: {
         buffer: this.#readBuffer,
         callback: (n: number, buf: Uint8Array) => {
+          if (!framed) this.#refusedLogged = false
           framed = true
           this.#onData(buf as Buffer, n, generation)
           return true
@@ -195,10 +198,7 @@ export class HAReplica {
       if (!connected) {
         if (generation === this.#generation && !this.#stopped) this.#unreachable(addr!, failure)
       } else if (!framed && generation === this.#generation && !this.#stopped) {
-        // A master that does not hold this replica's end closes at once (its log says why).
-        this.linksDropped++
-        this.lastDropReason = `the master closed the link before sending anything: it may not hold this replica's end ${this.#expected} (a replica behind its master's first CommitLog file must be emptied to be seeded again)`
-        this.#logger.warn('link to the master refused', { reason: this.lastDropReason })
+        this.#refused(addr!)
       }
       this.#scheduleReconnect()
     })
@@ -214,6 +214,22 @@ export class HAReplica {
     if (this.#unreachableLogged) return
     this.#unreachableLogged = true
     this.#logger.warn('cannot reach the master; retrying every reconnect interval', { master: addr, code, error: err?.message, retryMs: this.#options.reconnectDelayMs })
+  }
+
+  /**
+   * The peer took the connection and closed it before any frame: a master that does not hold this
+   * log's end (its log says why), or not a master's HA port at all. Only the peer's log tells
+   * which, so nothing here advises touching the store (it may be the only copy). Logged once until
+   * a link gets a frame.
+   */
+  #refused(addr: string): void {
+    this.linksDropped++
+    this.lastDropReason = this.#seeding
+      ? `${addr} closed the link before sending anything, though a master takes an empty replica: it is not a master's HA port`
+      : `${addr} closed the link before sending anything: it is not a master's HA port, or that master does not hold this replica's end ${this.#expected} (its log says why)`
+    if (this.#refusedLogged) return
+    this.#refusedLogged = true
+    this.#logger.warn('link to the master refused', { master: addr, reason: this.lastDropReason, retryMs: this.#options.reconnectDelayMs })
   }
 
   /**

@@ -47,7 +47,7 @@ async function closedPort(): Promise<number> {
   return port
 }
 
-test('a master that cannot be reached is logged once as unreachable (with the error code), not as one that refused this log', { timeout: 30_000 }, async () => {
+test('a master that cannot be reached is logged once as unreachable (with the error code), not as one that refused this log; a port that takes the link and closes it is logged once, without advice to empty the store', { timeout: 30_000 }, async () => {
   await withDirs(async (root) => {
     const store = await open(path.join(root, 'r'), 'replica')
     const log = recording()
@@ -64,8 +64,14 @@ test('a master that cannot be reached is logged once as unreachable (with the er
       // A master that takes the connection and closes it before any frame is the other case.
       server = net.createServer((s) => s.destroy())
       await new Promise<void>((r) => server!.listen(port, '127.0.0.1', () => r()))
-      await until('the refusal logged', () => log.lines.some((l) => /link to the master refused/.test(l)))
+      const before = follower.linksDropped
+      await until('refused three times', () => follower.linksDropped >= before + 3)
       assert.ok(log.lines.some((l) => /reachable again/.test(l)))
+      const refusals = log.lines.filter((l) => /link to the master refused/.test(l))
+      assert.equal(refusals.length, 1, `logged once: ${log.lines.join('\n')}`)
+      // It cannot tell a master refusing its log from a port that is not an HA port: no advice to empty its store.
+      assert.match(refusals[0]!, /closed the link before sending anything.*not a master's HA port/)
+      assert.ok(!log.lines.some((l) => /emptied|empty its/.test(l)), log.lines.join('\n'))
     } finally {
       await follower.stop()
       server?.close()
