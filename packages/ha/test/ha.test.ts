@@ -339,7 +339,7 @@ test('HA arguments and options are checked: typed INVALID_ARGUMENT', { timeout: 
     const replica = await MessageStore.open(options(rd!, 'async', 'replica'))
     const invalid = (e: unknown): boolean => (e as { code?: string }).code === 'INVALID_ARGUMENT'
     try {
-      for (const bad of [{ transferBatchBytes: 0 }, { transferBatchBytes: -1 }, { heartbeatMs: 0 }, { maxGapNotInSync: -5 }, { port: 70000 }, { host: 'not a host!' }]) {
+      for (const bad of [{ transferBatchBytes: 0 }, { transferBatchBytes: -1 }, { heartbeatMs: 0 }, { maxGapNotInSync: -5 }, { maxTimeNotCaughtUpMs: 0 }, { maxTimeNotCaughtUpMs: 1.5 }, { port: 70000 }, { host: 'not a host!' }]) {
         await assert.rejects(HAMaster.start({ store: master, ...bad }), invalid, JSON.stringify(bad))
       }
       await assert.rejects(HAMaster.start({ store: replica }), invalid, 'a replica store cannot serve')
