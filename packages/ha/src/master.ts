@@ -233,6 +233,8 @@ export class HAMaster {
   #wakeScheduled = false
   #stopped = false
   #lastCommitted = 0
+  #lastAcceptErrorLog = 0
+  #acceptErrorsSinceLog = 0
 
   private constructor(options: HAMasterOptions) {
     this.store = options.store
@@ -269,6 +271,8 @@ export class HAMaster {
     await new Promise<void>((resolve, reject) => {
       m.#server.once('error', (err) => reject(new HAError('INVALID_ARGUMENT', `cannot listen on ${options.host ?? '127.0.0.1'}:${port}: ${err.message}`, { cause: err })))
       m.#server.listen(port, options.host ?? '127.0.0.1', () => {
+        // From now on an 'error' is an accept that failed (the listen handler above would take
+        // the first silently, and a second with no handler would end the process).
         m.#server.removeAllListeners('error')
         m.#server.on('error', (err) => m.#acceptFailed(err))
         resolve()
@@ -323,9 +327,6 @@ export class HAMaster {
     else this.logger.warn('replica left the in-sync set', { ...fields, reason: change.why })
     return true
   }
-
-  #lastAcceptErrorLog = 0
-  #acceptErrorsSinceLog = 0
 
   /** The HA port could not take a connection (EMFILE, ENFILE): logged, at most every ACCEPT_ERROR_LOG_MS. */
   #acceptFailed(err: Error): void {
