@@ -99,9 +99,9 @@ class Group {
   }
 }
 
-/** Waits until `master` has a replica that reported its offset. */
+/** Waits until `master` has a replica in sync (it reported its offset and holds the master's end). */
 async function replicaConnected(master: Broker): Promise<void> {
-  await until('a replica connected', () => (master.ha.master?.replicas() ?? []).some((r) => r.ackOffset >= 0))
+  await until('a replica in sync', () => (master.ha.master?.replicas() ?? []).some((r) => r.inSync))
 }
 
 /** A forked ha-peer process: its answers in order, and a stop. */

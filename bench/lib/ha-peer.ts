@@ -83,8 +83,8 @@ async function sendRaw(store: MessageStore, port: number): Promise<void> {
 
 /**
  * Serves the store to one replica; times it from its first report to the one that says it holds
- * everything. Until the replica is in sync (within haMaxGapNotInSync) its reports are looked at
- * every IN_SYNC_POLL_MS; then waitForReplicas answers on the report of the end itself.
+ * everything. An empty replica joins the in-sync set only once it holds what the master had when
+ * it connected (here: everything), so waitForReplicas is asked every IN_SYNC_POLL_MS until then.
  */
 async function serveHA(store: MessageStore): Promise<void> {
   const total = store.commitLogMaxOffset

@@ -55,6 +55,8 @@ export interface BrokerConfig {
   syncFlushTimeout: number
   /** A replica copies its master's topics, offsets and groups this often. */
   slaveSyncIntervalMs: number
+  /** An in-sync replica that has not caught up with the master for this long (ms) leaves the in-sync set (RocketMQ 5's haMaxTimeSlaveNotCatchup, 15 s). */
+  haMaxTimeSlaveNotCatchup: number
   /** Pulls may be sent to a replica (RocketMQ's slaveReadEnable, default false): a replica serves them, a master suggests it to slow consumers. */
   slaveReadEnable: boolean
   /** A consumer more than this share (%) of the machine's memory behind the CommitLog's end is slow (RocketMQ's accessMessageInMemoryMaxRatio, 40). */
@@ -90,6 +92,7 @@ export const DEFAULT_BROKER_CONFIG: Readonly<BrokerConfig> = {
   haListenPort: undefined,
   syncFlushTimeout: 5000,
   slaveSyncIntervalMs: 10_000,
+  haMaxTimeSlaveNotCatchup: 15_000,
   slaveReadEnable: false,
   accessMessageInMemoryMaxRatio: 40,
 }
@@ -125,6 +128,7 @@ const KINDS: Record<keyof BrokerConfig, Kind> = {
   haListenPort: 'optional-int',
   syncFlushTimeout: 'int',
   slaveSyncIntervalMs: 'int',
+  haMaxTimeSlaveNotCatchup: 'int',
   slaveReadEnable: 'bool',
   accessMessageInMemoryMaxRatio: 'int',
 }
@@ -199,6 +203,7 @@ export function resolveBrokerConfig(settings: Partial<Record<string, unknown>>, 
   if (out.listenPort > 65535) throw bad('listenPort', out.listenPort, 'a port (0-65535)')
   if (out.accessMessageInMemoryMaxRatio > 100) throw bad('accessMessageInMemoryMaxRatio', out.accessMessageInMemoryMaxRatio, 'a percentage (0-100)')
   if (out.defaultTopicQueueNums < 1) throw bad('defaultTopicQueueNums', out.defaultTopicQueueNums, 'at least 1')
+  if (out.haMaxTimeSlaveNotCatchup < 1) throw bad('haMaxTimeSlaveNotCatchup', out.haMaxTimeSlaveNotCatchup, 'at least 1 (ms)')
   if (out.brokerId === 0 && out.brokerRole === 'SLAVE') throw bad('brokerRole', out.brokerRole, 'ASYNC_MASTER or SYNC_MASTER for brokerId 0')
   if (out.brokerId > 0 && out.brokerRole !== 'SLAVE') throw bad('brokerRole', out.brokerRole, 'SLAVE for brokerId > 0')
   return out

@@ -42,7 +42,8 @@ export class BrokerHAService {
 
   /** Starts the master side; returns the HA port. */
   async startMaster(host: string, port: number): Promise<number> {
-    this.#master = await HAMaster.start({ store: this.parts.store, host, port, logger: this.parts.logger })
+    const maxTimeNotCaughtUpMs = this.parts.config.haMaxTimeSlaveNotCatchup
+    this.#master = await HAMaster.start({ store: this.parts.store, host, port, maxTimeNotCaughtUpMs, logger: this.parts.logger })
     return this.#master.port
   }
 

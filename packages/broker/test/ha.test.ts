@@ -5,11 +5,13 @@
 import assert from 'node:assert/strict'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
+import * as net from 'node:net'
 import * as path from 'node:path'
 import { test } from 'node:test'
 import { NameServer, type TopicRouteData } from '@mqts/namesrv'
 import { RemotingCommand, RequestCode, ResponseCode, silentLogger } from '@mqts/transport'
 import { TcpRemotingClient } from '@mqts/transport-tcp'
+import { encodeReport } from '@mqts/ha'
 import { Broker, type BrokerOptions } from '../src/index.js'
 import { waitUntil } from '@mqts/common/testing'
 import { sendV2, pull as pullRequest } from './helpers.js'
@@ -32,7 +34,7 @@ test('a replica broker follows its SYNC_MASTER: same bytes, same pulls, copied t
   const client = new TcpRemotingClient({ logger: silentLogger })
   try {
     await client.invoke(master.address, RemotingCommand.createRequest(RequestCode.UPDATE_AND_CREATE_TOPIC, { topic: 'Rep', defaultTopic: 'TBW102', readQueueNums: '2', writeQueueNums: '2', perm: '6', topicFilterType: 'SINGLE_TAG', order: 'false' }), T)
-    await until('the replica connected', () => master.ha.master!.replicas().some((r) => r.ackOffset >= 0))
+    await until('the replica in sync', () => master.ha.master!.replicas().some((r) => r.inSync))
     for (let i = 0; i < 40; i++) {
       const r = await client.invoke(master.address, send('Rep', i % 2, `m${i}`.padEnd(200 + i * 10, '.')), T)
       assert.equal(r.code, ResponseCode.SUCCESS, r.remark ?? '')
@@ -71,6 +73,54 @@ test('a replica broker follows its SYNC_MASTER: same bytes, same pulls, copied t
     assert.equal(alone.code, ResponseCode.SLAVE_NOT_AVAILABLE)
     assert.equal(alone.extFields.queueOffset, '20')
   } finally {
+    await client.close()
+    await replica?.stop()
+    await master.stop()
+    await ns.stop()
+    await rm(dir, { recursive: true, force: true })
+  }
+})
+
+test('haMaxTimeSlaveNotCatchup: a SYNC_MASTER waits for a peer on its HA port only while it keeps up; alone with one that never caught up it answers SLAVE_NOT_AVAILABLE', { timeout: 60_000 }, async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'mqts-broker-ha-'))
+  const ns = await NameServer.start({ port: 0, logger: silentLogger })
+  const common: BrokerOptions = { listenPort: 0, namesrvAddr: [ns.address()], logger: silentLogger, store: STORE, slaveSyncIntervalMs: 200, syncFlushTimeout: 10_000, haMaxTimeSlaveNotCatchup: 300 }
+  const master = await Broker.start({ ...common, storePathRootDir: path.join(dir, 'm'), brokerRole: 'SYNC_MASTER' })
+  let replica: Broker | undefined
+  const client = new TcpRemotingClient({ logger: silentLogger })
+  const peers: net.Socket[] = []
+  const timers: NodeJS.Timeout[] = []
+  /** A connection that reports `offset` on the HA port every 100 ms and nothing else. */
+  const rogue = async (offset: number): Promise<void> => {
+    const s = net.connect(master.ha.master!.port, '127.0.0.1')
+    s.on('error', () => undefined).on('data', () => undefined)
+    await new Promise((r) => s.once('connect', r))
+    s.write(encodeReport(offset))
+    timers.push(setInterval(() => s.write(encodeReport(offset)), 100))
+    peers.push(s)
+  }
+  try {
+    assert.equal(master.ha.master!.maxTimeNotCaughtUpMs, 300)
+    await client.invoke(master.address, RemotingCommand.createRequest(RequestCode.UPDATE_AND_CREATE_TOPIC, { topic: 'Rep', defaultTopic: 'TBW102', readQueueNums: '1', writeQueueNums: '1', perm: '6', topicFilterType: 'SINGLE_TAG', order: 'false' }), T)
+    assert.equal((await client.invoke(master.address, send('Rep', 0, 'first'), T)).code, ResponseCode.SLAVE_NOT_AVAILABLE)
+    // Only a peer that reports an empty log and never more: it never caught up, so it is not waited for.
+    await rogue(0)
+    await until('the peer linked', () => master.ha.master!.replicas().length === 1)
+    assert.equal((await client.invoke(master.address, send('Rep', 0, 'rogue alone'), T)).code, ResponseCode.SLAVE_NOT_AVAILABLE)
+    // A real replica, and a peer that reports the master's end once caught up and then nothing more:
+    // sends are answered SUCCESS once it falls behind for 300 ms, and the replica holds them.
+    replica = await Broker.start({ ...common, storePathRootDir: path.join(dir, 'r'), brokerRole: 'SLAVE', brokerId: 1 })
+    await until('the replica in sync', () => master.ha.master!.replicas().some((r) => r.inSync))
+    await rogue(master.store.commitLogMaxOffset)
+    await until('the second peer in sync', () => master.ha.master!.replicas().filter((r) => r.inSync).length === 2)
+    for (let i = 0; i < 3; i++) {
+      const r = await client.invoke(master.address, send('Rep', 0, `sync ${i}`), T)
+      assert.equal(r.code, ResponseCode.SUCCESS, r.remark ?? '')
+      assert.equal(replica.store.commitLogMaxOffset, master.store.commitLogMaxOffset, 'the replica holds it')
+    }
+  } finally {
+    for (const t of timers) clearInterval(t)
+    for (const s of peers) s.destroy()
     await client.close()
     await replica?.stop()
     await master.stop()

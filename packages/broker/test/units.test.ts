@@ -28,6 +28,9 @@ test('broker.conf: key=value lines, comments, RocketMQ names, typed errors for b
   bad({ brokerRole: 'LEADER' }, /brokerRole/)
   bad({ brokerId: 1 }, /SLAVE for brokerId > 0/)
   bad({ autoCreateTopicEnable: 'yes' }, /true or false/)
+  assert.equal(c.haMaxTimeSlaveNotCatchup, 15_000)
+  assert.equal(resolveBrokerConfig(parseBrokerConf('haMaxTimeSlaveNotCatchup=3000\n')).haMaxTimeSlaveNotCatchup, 3000)
+  bad({ haMaxTimeSlaveNotCatchup: '0' }, /haMaxTimeSlaveNotCatchup/)
   assert.throws(() => parseBrokerConf('novalue'), (e: unknown) => e instanceof BrokerError && /line 1/.test(e.message))
 })
 

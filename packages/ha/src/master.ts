@@ -9,15 +9,19 @@
  * event, and sends an empty frame as a heartbeat every 5 s.
  *
  * Sync replication (SYNC_MASTER): waitForReplicas(end) resolves once every in-sync replica has
- * acknowledged `end`; a replica more than maxGapNotInSync behind is not in sync.
+ * acknowledged `end`. A link is in sync while it has caught up recently (catch-up.ts). A report
+ * past what the link was sent is a protocol violation: the link is dropped, the report never counts.
  */
 import * as net from 'node:net'
 import type { MessageStore } from '@mqts/store'
+import { CatchUp } from './catch-up.js'
 import { HAError } from './errors.js'
-import { HOUSEKEEPING_MS, MAX_FRAME_BODY_BYTES, MAX_GAP_NOT_IN_SYNC_BYTES, REPORT_BYTES, REPORT_INTERVAL_MS, TRANSFER_BATCH_BYTES, encodeHeader, readOffset } from './protocol.js'
+import { linkStart } from './start-check.js'
+import { HOUSEKEEPING_MS, MAX_FRAME_BODY_BYTES, MAX_GAP_NOT_IN_SYNC_BYTES, MAX_TIME_NOT_CAUGHT_UP_MS, REPORT_BYTES, REPORT_INTERVAL_MS, TRANSFER_BATCH_BYTES, encodeHeader, readOffset } from './protocol.js'
 
 export interface HALogger {
   warn(message: string, fields?: Record<string, unknown>): void
+  info?(message: string, fields?: Record<string, unknown>): void
 }
 
 export interface HAMasterOptions {
@@ -30,8 +34,10 @@ export interface HAMasterOptions {
   housekeepingMs?: number
   /** An idle link gets an empty frame this often (5 s). */
   heartbeatMs?: number
-  /** A replica further behind than this is not in sync (256 MiB). */
+  /** A replica this far behind or further is not in sync (256 MiB). */
   maxGapNotInSync?: number
+  /** An in-sync replica lacking what this master had this long ago leaves the in-sync set (15 s, RocketMQ's haMaxTimeSlaveNotCatchup). */
+  maxTimeNotCaughtUpMs?: number
   /** Bytes per frame (32 KiB). */
   transferBatchBytes?: number
   logger?: HALogger
@@ -55,6 +61,8 @@ interface Waiter {
 }
 
 const silent: HALogger = { warn: () => {} }
+/** Accept errors on the HA port (EMFILE: out of descriptors) are logged at most this often. */
+const ACCEPT_ERROR_LOG_MS = 10_000
 /**
  * Frames corked into one socket write when a replica is behind (each body still at most
  * transferBatchBytes, RocketMQ's per-transfer size): one writev of 256 KiB instead of eight.
@@ -71,19 +79,19 @@ class ReplicaLink {
   /** The socket's buffer is full: nothing more is written until it drains (one listener waits). */
   #waitingDrain = false
   #closed = false
+  readonly catchUp = new CatchUp()
+  /** "host:port" of the peer, read at accept (a destroyed socket no longer has it). */
+  readonly remoteAddress: string
 
   constructor(
     readonly master: HAMaster,
     readonly socket: net.Socket,
   ) {
+    this.remoteAddress = `${socket.remoteAddress}:${socket.remotePort}`
     socket.setNoDelay(true)
     socket.on('data', (d) => this.#onData(d))
     socket.on('error', () => this.close('socket error'))
     socket.on('close', () => this.close('closed by the replica'))
-  }
-
-  get remoteAddress(): string {
-    return `${this.socket.remoteAddress}:${this.socket.remotePort}`
   }
 
   get closed(): boolean {
@@ -103,25 +111,33 @@ class ReplicaLink {
       return
     }
     if (this.nextOffset < 0) {
-      const store = this.master.store
-      const min = store.commitLogMinOffset
-      // An empty replica (it reports 0) starts where this log does: retention may have deleted
-      // the first files, and the replica's store then starts at the same file.
-      const start = offset === 0 ? min : offset
-      if (start > store.commitLogMaxOffset || start < min) {
-        const why =
-          start < min
-            ? "the replica's log ends below this master's first CommitLog offset (retention deleted the files it lacks): it cannot catch up; empty its store directory to seed it again"
-            : "the replica's log ends past this master's end"
-        this.master.logger.warn(`replica link refused: ${why}`, { replica: this.remoteAddress, offset, min, max: store.commitLogMaxOffset })
-        this.close('offset outside the log')
-        return
-      }
-      this.nextOffset = start
+      if (!this.#begin(offset)) return
+    } else if (offset > this.nextOffset) {
+      // It says it holds bytes this link never sent: whatever it is, its reports cannot be trusted.
+      this.master.logger.warn('replica link dropped: it acknowledged bytes it was not sent', { replica: this.remoteAddress, acknowledged: offset, sent: this.nextOffset })
+      this.close(`acknowledged ${offset} past the ${this.nextOffset} sent`)
+      return
     }
     this.ackOffset = offset
+    this.catchUp.acknowledged(offset)
+    this.master.updateInSync(this, Date.now())
     this.master.acknowledged()
     this.pump()
+  }
+
+  /** The first report: where the stream starts, or the link is refused (false). */
+  #begin(offset: number): boolean {
+    const store = this.master.store
+    const r = linkStart(store, offset)
+    if ('refused' in r) {
+      this.master.logger.warn(`replica link refused: ${r.refused}`, { replica: this.remoteAddress, offset, min: store.commitLogMinOffset, max: store.commitLogMaxOffset })
+      this.close('a start this log does not hold')
+      return false
+    }
+    this.nextOffset = r.start
+    // What the master holds now is what the replica must acknowledge to be caught up.
+    this.catchUp.sent(store.commitLogMaxOffset, Date.now())
+    return true
   }
 
   /**
@@ -173,6 +189,7 @@ class ReplicaLink {
         this.nextOffset += view.length
         sent++
       }
+      if (sent > 0) this.catchUp.sent(store.commitLogMaxOffset, Date.now())
     } finally {
       this.socket.uncork()
     }
@@ -205,6 +222,7 @@ export class HAMaster {
   readonly housekeepingMs: number
   readonly heartbeatMs: number
   readonly maxGapNotInSync: number
+  readonly maxTimeNotCaughtUpMs: number
   readonly transferBatchBytes: number
   readonly logger: HALogger
   readonly #server: net.Server
@@ -215,12 +233,15 @@ export class HAMaster {
   #wakeScheduled = false
   #stopped = false
   #lastCommitted = 0
+  #lastAcceptErrorLog = 0
+  #acceptErrorsSinceLog = 0
 
   private constructor(options: HAMasterOptions) {
     this.store = options.store
     this.housekeepingMs = options.housekeepingMs ?? HOUSEKEEPING_MS
     this.heartbeatMs = options.heartbeatMs ?? REPORT_INTERVAL_MS
     this.maxGapNotInSync = options.maxGapNotInSync ?? MAX_GAP_NOT_IN_SYNC_BYTES
+    this.maxTimeNotCaughtUpMs = options.maxTimeNotCaughtUpMs ?? MAX_TIME_NOT_CAUGHT_UP_MS
     this.transferBatchBytes = options.transferBatchBytes ?? TRANSFER_BATCH_BYTES
     this.logger = options.logger ?? silent
     this.#server = net.createServer((socket) => {
@@ -243,13 +264,17 @@ export class HAMaster {
     positive('housekeepingMs')
     positive('heartbeatMs')
     positive('maxGapNotInSync')
+    positive('maxTimeNotCaughtUpMs')
     positive('transferBatchBytes', MAX_FRAME_BODY_BYTES)
     if (options.store?.role !== 'master') throw new HAError('INVALID_ARGUMENT', `the HA master serves a store in the master role, got ${JSON.stringify(options.store?.role)}`)
     const m = new HAMaster(options)
     await new Promise<void>((resolve, reject) => {
       m.#server.once('error', (err) => reject(new HAError('INVALID_ARGUMENT', `cannot listen on ${options.host ?? '127.0.0.1'}:${port}: ${err.message}`, { cause: err })))
       m.#server.listen(port, options.host ?? '127.0.0.1', () => {
-        m.#server.off('error', reject)
+        // From now on an 'error' is an accept that failed (the listen handler above would take
+        // the first silently, and a second with no handler would end the process).
+        m.#server.removeAllListeners('error')
+        m.#server.on('error', (err) => m.#acceptFailed(err))
         resolve()
       })
     })
@@ -269,7 +294,11 @@ export class HAMaster {
     m.#timer = setInterval(() => {
       const now = Date.now()
       for (const l of m.#links) l.tick(now)
-    }, Math.min(1000, m.heartbeatMs))
+      // A lagging replica leaves the in-sync set, which may answer waiters the others have acknowledged.
+      let changed = false
+      for (const l of m.#links) changed = m.updateInSync(l, now) || changed
+      if (changed) m.acknowledged()
+    }, Math.min(1000, m.heartbeatMs, m.maxTimeNotCaughtUpMs))
     m.#timer.unref()
     return m
   }
@@ -285,10 +314,33 @@ export class HAMaster {
   }
 
   #inSync(l: ReplicaLink): boolean {
-    return !l.closed && l.ackOffset >= 0 && this.store.commitLogMaxOffset - l.ackOffset < this.maxGapNotInSync
+    return !l.closed && l.catchUp.inSync
+  }
+
+  /** A link joins or leaves the in-sync set (logged); true when it did. */
+  updateInSync(l: ReplicaLink, now: number): boolean {
+    if (l.ackOffset < 0) return false
+    const change = l.catchUp.update(now, this.store.commitLogMaxOffset - l.ackOffset, this.maxTimeNotCaughtUpMs, this.maxGapNotInSync)
+    if (change === undefined) return false
+    const fields = { replica: l.remoteAddress, acknowledged: l.ackOffset, max: this.store.commitLogMaxOffset }
+    if (change.joined) this.logger.info?.('replica joined the in-sync set', fields)
+    else this.logger.warn('replica left the in-sync set', { ...fields, reason: change.why })
+    return true
+  }
+
+  /** The HA port could not take a connection (EMFILE, ENFILE): logged, at most every ACCEPT_ERROR_LOG_MS. */
+  #acceptFailed(err: Error): void {
+    this.#acceptErrorsSinceLog++
+    const now = Date.now()
+    if (now - this.#lastAcceptErrorLog < ACCEPT_ERROR_LOG_MS) return
+    this.logger.warn('the HA port failed to accept a connection', { error: err.message, code: (err as NodeJS.ErrnoException).code, failures: this.#acceptErrorsSinceLog, links: this.#links.size })
+    this.#lastAcceptErrorLog = now
+    this.#acceptErrorsSinceLog = 0
   }
 
   replicas(): ReplicaInfo[] {
+    const now = Date.now()
+    for (const l of this.#links) this.updateInSync(l, now)
     return [...this.#links].map((l) => ({ remoteAddress: l.remoteAddress, ackOffset: l.ackOffset, nextOffset: l.nextOffset, inSync: this.#inSync(l) }))
   }
 
@@ -317,6 +369,8 @@ export class HAMaster {
   }
 
   #check(end: number): SyncResult | undefined {
+    const now = Date.now()
+    for (const l of this.#links) this.updateInSync(l, now)
     const inSync = [...this.#links].filter((l) => this.#inSync(l))
     if (inSync.length === 0) return 'SLAVE_NOT_AVAILABLE'
     return inSync.every((l) => l.ackOffset >= end) ? 'OK' : undefined

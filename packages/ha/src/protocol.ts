@@ -17,6 +17,11 @@ export const REPORT_INTERVAL_MS = 5000
 export const HOUSEKEEPING_MS = 20_000
 /** RocketMQ's haMaxGapNotInSync: a replica further behind than this is out of sync. */
 export const MAX_GAP_NOT_IN_SYNC_BYTES = 256 * 1024 * 1024
+/**
+ * RocketMQ 5's haMaxTimeSlaveNotCatchup: an in-sync replica that has not held everything its
+ * master had this long ago leaves the in-sync set.
+ */
+export const MAX_TIME_NOT_CAUGHT_UP_MS = 15_000
 /** A body larger than this in a header is garbage: the link is dropped. */
 export const MAX_FRAME_BODY_BYTES = 4 * 1024 * 1024
 /** The replica waits this long before connecting again after a dropped link. */

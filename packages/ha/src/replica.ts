@@ -8,9 +8,12 @@
  * else at least every MiB; and every 5 s regardless. A frame whose offset is not where the log
  * ends, garbage, a chunk the store refuses, or a master silent for 20 s drops the link; it
  * connects again after a second and resumes from its own end, once the groups of the old link
- * still in flight are applied (or refused). An empty store reports 0 and starts wherever the
- * master's log does (its first files may be gone); a master that does not hold this log's end
- * closes the link before sending anything, which is logged.
+ * still in flight are applied (or refused). A link starts at the end of the whole records written
+ * (a record boundary, which the master checks); the bytes the store holds of a cut record past it
+ * come again and are skipped. An empty store reports 0 and starts wherever the master's log does
+ * (its first files may be gone); a master that does not hold this log's end closes the link
+ * before sending anything, which is logged. A master that cannot be reached is logged once per
+ * outage.
  */
 import * as net from 'node:net'
 import type { MessageStore } from '@mqts/store'
@@ -64,6 +67,10 @@ export class HAReplica {
   #headerGot = 0
   /** Bytes of the current frame's body still to come. */
   #bodyLeft = 0
+  /** Where the next body byte sits in the master's log. */
+  #bodyAt = 0
+  /** Bytes the store already holds (of a cut record) still to come at the link's start: skipped. */
+  #skip = 0
   /** Where the next frame must start. */
   #expected = 0
   /** Body bytes received and not yet handed to the store, copied into a slab, from #groupOffset. */
@@ -99,6 +106,10 @@ export class HAReplica {
   #timer: NodeJS.Timeout | undefined
   #reconnect: NodeJS.Timeout | undefined
   #stopped = false
+  /** The master could not be reached and that was logged: not again until a link connects. */
+  #unreachableLogged = false
+  /** Links closed before any frame and that was logged: not again until a link gets a frame. */
+  #refusedLogged = false
   /** Frames applied since start, for tests and status. */
   framesApplied = 0
   /** Links dropped since start, and why the last one was. */
@@ -150,6 +161,9 @@ export class HAReplica {
     const generation = ++this.#generation
     // Whether the master sent anything on this link (one that closes it at once refused this log).
     let framed = false
+    // Whether the connection was made at all, and why not (a master down, a wrong address).
+    let connected = false
+    let failure: NodeJS.ErrnoException | undefined
     // Reads land in one reused buffer (no allocation per read); #onData copies what it keeps.
     const socket = net.connect({
       host: target.host,
@@ -158,6 +172,7 @@ export class HAReplica {
       onread: {
         buffer: this.#readBuffer,
         callback: (n: number, buf: Uint8Array) => {
+          if (!framed) this.#refusedLogged = false
           framed = true
           this.#onData(buf as Buffer, n, generation)
           return true
@@ -165,24 +180,56 @@ export class HAReplica {
       },
     })
     this.#socket = socket
-    this.#headerGot = this.#bodyLeft = this.#groupBytes = this.#groupFrames = 0
+    this.#headerGot = this.#bodyLeft = this.#groupBytes = this.#groupFrames = this.#skip = 0
     this.#slab = undefined
     socket.on('connect', () => {
+      connected = true
+      if (this.#unreachableLogged) this.#logger.warn('the master is reachable again', { master: addr })
+      this.#unreachableLogged = false
       this.#lastRead = Date.now()
       this.#started = false
       void this.#start(socket, generation)
     })
-    socket.on('error', () => undefined)
+    socket.on('error', (err) => {
+      failure = err
+    })
     socket.on('close', () => {
       if (this.#socket === socket) this.#socket = undefined
-      // A master that does not hold this replica's end closes at once (its log says why).
-      if (!framed && generation === this.#generation && !this.#stopped) {
-        this.linksDropped++
-        this.lastDropReason = `the master closed the link before sending anything: it may not hold this replica's end ${this.#expected} (a replica behind its master's first CommitLog file must be emptied to be seeded again)`
-        this.#logger.warn('link to the master refused', { reason: this.lastDropReason })
+      if (!connected) {
+        if (generation === this.#generation && !this.#stopped) this.#unreachable(addr!, failure)
+      } else if (!framed && generation === this.#generation && !this.#stopped) {
+        this.#refused(addr!)
       }
       this.#scheduleReconnect()
     })
+  }
+
+  /**
+   * The master's HA port did not take the connection (down, restarting, or a wrong address):
+   * nothing is wrong with this replica's log. Logged once until a link connects again.
+   */
+  #unreachable(addr: string, err: NodeJS.ErrnoException | undefined): void {
+    const code = err?.code ?? 'no error code'
+    this.lastDropReason = `cannot reach the master at ${addr} (${code})`
+    if (this.#unreachableLogged) return
+    this.#unreachableLogged = true
+    this.#logger.warn('cannot reach the master; retrying every reconnect interval', { master: addr, code, error: err?.message, retryMs: this.#options.reconnectDelayMs })
+  }
+
+  /**
+   * The peer took the connection and closed it before any frame: a master that does not hold this
+   * log's end (its log says why), or not a master's HA port at all. Only the peer's log tells
+   * which, so nothing here advises touching the store (it may be the only copy). Logged once until
+   * a link gets a frame.
+   */
+  #refused(addr: string): void {
+    this.linksDropped++
+    this.lastDropReason = this.#seeding
+      ? `${addr} closed the link before sending anything, though a master takes an empty replica: it is not a master's HA port`
+      : `${addr} closed the link before sending anything: it is not a master's HA port, or that master does not hold this replica's end ${this.#expected} (its log says why)`
+    if (this.#refusedLogged) return
+    this.#refusedLogged = true
+    this.#logger.warn('link to the master refused', { master: addr, reason: this.lastDropReason, retryMs: this.#options.reconnectDelayMs })
   }
 
   /**
@@ -193,15 +240,19 @@ export class HAReplica {
   async #start(socket: net.Socket, generation: number): Promise<void> {
     if (this.#groupsInFlight > 0) await new Promise<void>((r) => this.#idleWaiters.push(r))
     if (generation !== this.#generation || this.#socket !== socket) return
-    // The end of the log, bytes of a cut record included. An empty store reports 0 and takes the
+    // The end of the whole records written: a record boundary in the master's log, where its
+    // stream starts. The bytes held of a cut record past it come first and are skipped (the
+    // store wants the rest from its replicaEndOffset). An empty store reports 0 and takes the
     // first frame wherever the master's log starts (see #frameHeader).
     const store = this.store
     this.#seeding = store.commitLogMaxOffset === store.commitLogMinOffset && store.replicaEndOffset === store.commitLogMinOffset
-    this.#expected = store.replicaEndOffset
+    const start = Math.min(store.commitLogMaxOffset, store.replicaEndOffset)
+    this.#skip = store.replicaEndOffset - start
+    this.#expected = start
     this.#reported = -1
-    this.#applied = this.#expected
+    this.#applied = start
     this.#started = true
-    this.#report(this.#seeding ? 0 : this.#expected, true)
+    this.#report(this.#seeding ? 0 : start, true)
   }
 
   #scheduleReconnect(): void {
@@ -233,9 +284,19 @@ export class HAReplica {
     let at = 0
     while (at < length) {
       if (this.#bodyLeft > 0) {
-        const n = Math.min(this.#bodyLeft, length - at)
+        let n = Math.min(this.#bodyLeft, length - at)
         this.#bodyLeft -= n
+        if (this.#skip > 0) {
+          const k = Math.min(this.#skip, n)
+          this.#skip -= k
+          this.#bodyAt += k
+          at += k
+          n -= k
+          if (n === 0) continue
+        }
+        if (this.#groupBytes === 0) this.#groupOffset = this.#bodyAt
         this.#addToGroup(d.subarray(at, at + n), generation)
+        this.#bodyAt += n
         at += n
         continue
       }
@@ -270,7 +331,7 @@ export class HAReplica {
       return false
     }
     if (size === 0) return true
-    if (this.#groupBytes === 0) this.#groupOffset = offset
+    this.#bodyAt = offset
     this.#groupFrames++
     this.#expected = offset + size
     this.#bodyLeft = size
