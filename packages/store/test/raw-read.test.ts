@@ -44,7 +44,8 @@ function readAllRaw(store: MessageStore, from: number, chunk: number): { bytes: 
 }
 
 async function commitLogFileBytes(dir: string): Promise<Buffer> {
-  const names = (await readdir(path.join(dir, 'commitlog'))).sort()
+  // Data files only: the next file may still be under its temporary name (renamed meanwhile).
+  const names = (await readdir(path.join(dir, 'commitlog'))).filter((n) => /^\d{20}$/.test(n)).sort()
   return Buffer.concat(await Promise.all(names.map((n) => readFile(path.join(dir, 'commitlog', n)))))
 }
 
