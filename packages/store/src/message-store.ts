@@ -342,7 +342,7 @@ export class MessageStore {
         cleanShutdown,
       )
       // The ConsumeQueues stop at the confirm offset; appends continue past what lies beyond.
-      if (store.#confirm.enabled) await recoverPastConfirm(store, store.#confirm)
+      if (store.#confirm.enabled) await recoverPastConfirm(store, store.#confirm, store.#deletedTopics)
       await store.consumerOffsets.load()
       await finishDeletionsAfterLoad(store.#deletedTopics, store.consumerOffsets, store.commitLog)
       await markOpen(io, abortFile, cleanShutdown)
@@ -1078,7 +1078,7 @@ export class MessageStore {
    * a confirm offset), so puts continue after them instead of reusing their queue offsets.
    */
   #queueOffsetsPastDispatch(): void {
-    if (this.#confirm.enabled) raiseQueueOffsetsPast(this.commitLog, this.dispatcher.reputOffset, Number.POSITIVE_INFINITY)
+    if (this.#confirm.enabled) raiseQueueOffsetsPast(this.commitLog, this.dispatcher.reputOffset, Number.POSITIVE_INFINITY, this.#deletedTopics)
   }
 
   /**
