@@ -1083,7 +1083,7 @@ export class MessageStore {
 
   /**
    * Cuts the CommitLog back to `offset` (the start of a record, a file, or the end of the log:
-   * a no-op), and the ConsumeQueues and the key index with it; later appends continue at
+   * a no-op but for a replica's held part of a cut record, which goes), and the ConsumeQueues and the key index with it; later appends continue at
    * `offset`, each queue densely from its new end. Appends made before go first; appends made
    * meanwhile wait for it. Crash-safe: a kill or power loss part way leaves, after the next open,
    * the old log or the cut one (truncate.ts, docs/design/recovery.md). A failure part way makes
@@ -1118,6 +1118,8 @@ export class MessageStore {
           // A deletion recorded past the new end would hide the topic's records appended next.
           if (this.#deletedTopics.clamp(end)) await this.#deletedTopics.save()
         },
+        // A cut at a replica's written end still drops the part of a record it holds past it.
+        atEnd: () => this.#replication.dropHeld(),
       },
       offset,
     )
