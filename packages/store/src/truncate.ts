@@ -139,6 +139,9 @@ function lowerOffsets(store: TruncatingStore, offset: number): void {
   store.dispatcher.reputOffset = Math.min(store.dispatcher.reputOffset, offset)
   // A confirm offset (when the store has one) is no higher than the log's new end either.
   if (Number.isFinite(store.dispatcher.confirmLimit)) store.dispatcher.confirmLimit = Math.min(store.dispatcher.confirmLimit, offset)
+  // Records written past the cut are new: they must fit their queues, never replace a unit as a
+  // trusted (durable at open) record may.
+  store.consumeQueues.trustedBelow = Math.min(store.consumeQueues.trustedBelow, offset)
   const cp = store.checkpoint.values
   cp.physicalFlushedOffset = Math.min(cp.physicalFlushedOffset, offset)
   cp.logicsFlushedOffset = Math.min(cp.logicsFlushedOffset, offset)
