@@ -2,7 +2,8 @@
 // tags, keys with colliding and repeated ones, properties, UNIQ_KEY and sysFlag values; batches;
 // `get` with tag filters at random offsets; lookups; key queries with time windows; viewMessage;
 // consumer offsets; invalid calls; close + reopen, possibly after deleting consumequeue/ or
-// index/ and with the other flush mode; process kills) run against an in-memory model of what
+// index/ and with the other flush mode; process kills; deleteTopic; truncate; a replica fed,
+// killed and cut back with its master; each kind its share of the steps, see STEP_DECK) run against an in-memory model of what
 // each call must answer, on tiny CommitLog, ConsumeQueue and index files. After every step: each
 // queue's min and max offsets, and a sample of acknowledged messages readable by `lookup`,
 // `get` at their queue offset, `viewMessage` and every key; after every reopen and at the end
