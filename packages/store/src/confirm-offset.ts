@@ -31,6 +31,7 @@ import { takesQueueOffset } from './codec/index.js'
 import { Dispatcher } from './dispatcher.js'
 import { StoreError } from './errors.js'
 import { checkOffset, describe } from './put-input.js'
+import type { DeletedTopics } from './topics.js'
 
 export class ConfirmOffset {
   /** The value the last checkpoint write that was synced carried (see beforeCheckpoint). */
@@ -127,9 +128,10 @@ export class ConfirmOffset {
 export async function recoverPastConfirm(
   store: { commitLog: CommitLog; consumeQueues: ConsumeQueueSet; dispatcher: Dispatcher; index: IndexService | undefined; recovery: RecoveryReport },
   confirm: ConfirmOffset,
+  deleted: DeletedTopics,
 ): Promise<void> {
   const { commitLog: log, dispatcher } = store
-  const torn = raiseQueueOffsetsPast(log, dispatcher.reputOffset, store.recovery.durableOffset)
+  const torn = raiseQueueOffsetsPast(log, dispatcher.reputOffset, store.recovery.durableOffset, deleted)
   if (torn === undefined) return
   const reason = `the record at ${torn.physicalOffset} has queue offset ${torn.queueOffset} where ${torn.topic}/${torn.queueId} continues at ${torn.expected}: its header was torn`
   await log.truncateRecovered(torn.physicalOffset, reason, store.recovery)
@@ -152,9 +154,10 @@ interface TornQueueOffset {
 /**
  * Raises each queue's next offset past the records from `from` (a record boundary) to the end of
  * the log; stops at the first record at or past `durableOffset` that does not continue its queue
- * and returns it.
+ * and returns it. Records of a deleted queue (`deleted`) are skipped: they belong to the queue
+ * before its deletion, whose next offset restarted at 0.
  */
-export function raiseQueueOffsetsPast(log: CommitLog, from: number, durableOffset: number): TornQueueOffset | undefined {
+export function raiseQueueOffsetsPast(log: CommitLog, from: number, durableOffset: number, deleted: DeletedTopics): TornQueueOffset | undefined {
   let torn: TornQueueOffset | undefined
   const follower = new Dispatcher(
     log,
@@ -164,6 +167,7 @@ export function raiseQueueOffsetsPast(log: CommitLog, from: number, durableOffse
         wantsKeys: false,
         dispatch: (req) => {
           if (!takesQueueOffset(req.sysFlag)) return
+          if (!deleted.empty && deleted.drops(req.topic, req.queueId, req.physicalOffset)) return
           const st = log.topics.get(req.topic) ?? log.topicState(req.topic, Buffer.from(req.topic, 'utf8'))
           const next = st.queueOffsets[req.queueId] ?? 0
           if (req.queueOffset !== next && req.physicalOffset >= durableOffset) {

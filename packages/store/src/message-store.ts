@@ -342,7 +342,7 @@ export class MessageStore {
         cleanShutdown,
       )
       // The ConsumeQueues stop at the confirm offset; appends continue past what lies beyond.
-      if (store.#confirm.enabled) await recoverPastConfirm(store, store.#confirm)
+      if (store.#confirm.enabled) await recoverPastConfirm(store, store.#confirm, store.#deletedTopics)
       await store.consumerOffsets.load()
       await finishDeletionsAfterLoad(store.#deletedTopics, store.consumerOffsets, store.commitLog)
       await markOpen(io, abortFile, cleanShutdown)
@@ -1078,12 +1078,12 @@ export class MessageStore {
    * a confirm offset), so puts continue after them instead of reusing their queue offsets.
    */
   #queueOffsetsPastDispatch(): void {
-    if (this.#confirm.enabled) raiseQueueOffsetsPast(this.commitLog, this.dispatcher.reputOffset, Number.POSITIVE_INFINITY)
+    if (this.#confirm.enabled) raiseQueueOffsetsPast(this.commitLog, this.dispatcher.reputOffset, Number.POSITIVE_INFINITY, this.#deletedTopics)
   }
 
   /**
    * Cuts the CommitLog back to `offset` (the start of a record, a file, or the end of the log:
-   * a no-op), and the ConsumeQueues and the key index with it; later appends continue at
+   * a no-op but for a replica's held part of a cut record, which goes), and the ConsumeQueues and the key index with it; later appends continue at
    * `offset`, each queue densely from its new end. Appends made before go first; appends made
    * meanwhile wait for it. Crash-safe: a kill or power loss part way leaves, after the next open,
    * the old log or the cut one (truncate.ts, docs/design/recovery.md). A failure part way makes
@@ -1118,6 +1118,8 @@ export class MessageStore {
           // A deletion recorded past the new end would hide the topic's records appended next.
           if (this.#deletedTopics.clamp(end)) await this.#deletedTopics.save()
         },
+        // A cut at a replica's written end still drops the part of a record it holds past it.
+        atEnd: () => this.#replication.dropHeld(),
       },
       offset,
     )

@@ -38,6 +38,8 @@ export interface TruncatingStore {
    * bookkeeping, topic deletions recorded past the new end) does so durably.
    */
   afterCut?(offset: number): Promise<void>
+  /** A cut at the log's end changes no byte; what is held past the end (a replica's part of a cut record) goes. */
+  atEnd?(): void
 }
 
 /** Cuts the store back to `offset`; see the module comment. */
@@ -47,7 +49,7 @@ export function truncateStore(store: TruncatingStore, offset: number): Promise<v
   return log.holdAppends(async () => {
     if (log.failed) throw log.failed
     checkInLog(log, offset)
-    if (offset === log.wroteOffset) return
+    if (offset === log.wroteOffset) return store.atEnd?.()
     // What was appended before is durable and dispatched: the old state, whole, is on disk.
     await log.flush()
     const dispatchStopped = await drainAbove(store.dispatcher, offset)
@@ -137,6 +139,9 @@ function lowerOffsets(store: TruncatingStore, offset: number): void {
   store.dispatcher.reputOffset = Math.min(store.dispatcher.reputOffset, offset)
   // A confirm offset (when the store has one) is no higher than the log's new end either.
   if (Number.isFinite(store.dispatcher.confirmLimit)) store.dispatcher.confirmLimit = Math.min(store.dispatcher.confirmLimit, offset)
+  // Records written past the cut are new: they must fit their queues, never replace a unit as a
+  // trusted (durable at open) record may.
+  store.consumeQueues.trustedBelow = Math.min(store.consumeQueues.trustedBelow, offset)
   const cp = store.checkpoint.values
   cp.physicalFlushedOffset = Math.min(cp.physicalFlushedOffset, offset)
   cp.logicsFlushedOffset = Math.min(cp.logicsFlushedOffset, offset)

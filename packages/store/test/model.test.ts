@@ -2,7 +2,8 @@
 // tags, keys with colliding and repeated ones, properties, UNIQ_KEY and sysFlag values; batches;
 // `get` with tag filters at random offsets; lookups; key queries with time windows; viewMessage;
 // consumer offsets; invalid calls; close + reopen, possibly after deleting consumequeue/ or
-// index/ and with the other flush mode; process kills) run against an in-memory model of what
+// index/ and with the other flush mode; process kills; deleteTopic; truncate; a replica fed,
+// killed and cut back with its master; each kind its share of the steps, see STEP_DECK) run against an in-memory model of what
 // each call must answer, on tiny CommitLog, ConsumeQueue and index files. After every step: each
 // queue's min and max offsets, and a sample of acknowledged messages readable by `lookup`,
 // `get` at their queue offset, `viewMessage` and every key; after every reopen and at the end
@@ -103,6 +104,9 @@ interface Run {
   doing: string
   /** The confirm offset of a run opened with confirmOffset: true (undefined without). */
   confirm: number | undefined
+  /** The step kinds still to draw (indexes into STEP_KINDS), and how often each was drawn. */
+  deck: number[]
+  picked: number[]
 }
 
 const qkey = (topic: string, queueId: number): string => `${topic}/${queueId}`
@@ -344,13 +348,37 @@ interface ReplicaRun {
   options: MessageStoreOptions
   /** The log was compared with the master's up to here. */
   comparedUpTo: number
+  /** The master's log was cut below the replica's end: where the replica must cut its own. */
+  cutTo?: number
+  /** Per topic: the master's deletion (its CommitLog offset) this replica followed (followTopicDeletion). */
+  followed: Map<string, number>
+  /** Per "topic/queueId": the offset of the last record restarting the queue at 0 the replica dispatched. */
+  restarts: Map<string, number>
+  /** Its records below here were looked at for restarts. */
+  seenTo: number
   cleanup: () => Promise<void>
 }
 
 const replicas = new WeakMap<Run, ReplicaRun>()
 
+/**
+ * The replica of the run, cut back first where its master's log was cut below its end. The
+ * stream offers nothing past the master's end, and the bytes the master writes at the cut are
+ * new ones: a replica that kept the old bytes past it would never match its master again
+ * (packages/ha's master drops its links on a cut and refuses a replica past its end). As
+ * RocketMQ's replicas do (the controller mode's slave truncates to where its log and its new
+ * master's agree), the replica truncates to the cut, or to its written end when the cut falls in
+ * the record it holds part of (the held bytes go with any truncate), then follows again.
+ */
 async function replicaOf(run: Run): Promise<ReplicaRun> {
   let r = replicas.get(run)
+  if (r?.cutTo !== undefined) {
+    const to = Math.min(r.cutTo, r.store.commitLogMaxOffset)
+    await r.store.truncate(to)
+    assert.equal(r.store.replicaEndOffset, to, `the replica cut back to ${to} after its master's cut to ${r.cutTo}`)
+    replicaCut(r, to)
+    r.cutTo = undefined
+  }
   if (r) return r
   const simulated = run.io ? simPath('model-replica') : undefined
   const { dir, cleanup } = simulated ? { dir: simulated, cleanup: async () => assertNothingReal(simulated) } : await tempDir('mqts-store-model-replica-')
@@ -358,9 +386,20 @@ async function replicaOf(run: Run): Promise<ReplicaRun> {
   // The replica shows what it holds: no confirm offset of its own (its master's bounds consumers).
   const options: MessageStoreOptions = { ...run.options, dir, role: 'replica', flush: chance(run, 0.5) ? 'sync' : 'async', confirmOffset: false }
   const store = await MessageStore.open(io ? { ...options, fileIO: io } : options)
-  r = { store, io, options, comparedUpTo: 0, cleanup }
+  r = { store, io, options, comparedUpTo: 0, followed: new Map(), restarts: new Map(), seenTo: 0, cleanup }
   replicas.set(run, r)
   return r
+}
+
+/**
+ * The replica's log now ends at `to`: the deletions it made past it are clamped to it, as the
+ * store clamps them (a record past the new end is a new one); those below stay deleted.
+ */
+function replicaCut(r: ReplicaRun, to: number): void {
+  r.comparedUpTo = Math.min(r.comparedUpTo, to)
+  r.seenTo = Math.min(r.seenTo, to)
+  for (const [topic, d] of r.followed) if (d > to) r.followed.set(topic, to)
+  for (const [k, d] of r.restarts) if (d > to) r.restarts.set(k, to)
 }
 
 async function closeReplica(run: Run): Promise<void> {
@@ -386,9 +425,15 @@ async function checkReplica(run: Run, r: ReplicaRun, what: string): Promise<void
   }
   r.comparedUpTo = end
   const below = run.messages.filter((x) => x.physicalOffset + x.size <= end)
+  if (end < r.seenTo) replicaCut(r, end)
+  for (const x of below) if (x.physicalOffset >= r.seenTo && queued(x) && x.queueOffset === 0) r.restarts.set(qkey(x.topic, x.queueId), x.physicalOffset)
+  r.seenTo = end
+  const inQueue = new Set<Model>()
   for (const topic of TOPICS) {
     for (let q = 0; q < QUEUES; q++) {
-      const n = below.filter((x) => queued(x) && x.topic === topic && x.queueId === q).length
+      const queue = replicaQueue(r, below, topic, q)
+      for (const x of queue) inQueue.add(x)
+      const n = queue.length === 0 ? 0 : queue.at(-1)!.queueOffset + 1
       assert.equal(r.store.maxOffset(topic, q), n, `${what}: replica maxOffset ${topic}/${q}`)
       assert.equal(r.store.maxQueueOffset(topic, q), n, `${what}: replica maxQueueOffset ${topic}/${q}`)
     }
@@ -396,7 +441,7 @@ async function checkReplica(run: Run, r: ReplicaRun, what: string): Promise<void
   for (let k = 0; k < 3 && below.length > 0; k++) {
     const x = k === 0 ? below.at(-1)! : pick(run, below)
     sameMessage(await r.store.lookup(x.physicalOffset), x, `${what}: replica lookup`)
-    if (queued(x)) {
+    if (inQueue.has(x)) {
       const got = await r.store.get({ topic: x.topic, queueId: x.queueId, offset: x.queueOffset, maxMessages: 1 })
       assert.equal(got.status, 'FOUND', `${what}: replica get at its queue offset`)
       sameMessage(got.messages[0]!, x, `${what}: replica get`)
@@ -409,7 +454,37 @@ async function checkReplica(run: Run, r: ReplicaRun, what: string): Promise<void
   }
 }
 
-/** Feeds the replica in random chunks, to the master's end or to a random offset (maybe inside a record). */
+/**
+ * The queue `topic`/`queueId` as the replica holds it, of the records `below` its end. The
+ * master's deleteTopic is not in the bytes; the replica follows it two ways (README, "For a
+ * broker and for replication"; docs/design/replication.md): from the data, a record restarting a
+ * queue at queue offset 0 empties that queue first (r.restarts), and from the master's word
+ * (followTopicDeletion, run by the broker's metadata sync; here by stepReplicate), every record
+ * of the topic below the deletion's offset goes (r.followed). Until one of them, a deleted queue
+ * stays on the replica as it was. Either stays made when a truncate later cuts the log below it
+ * (clamped to the cut, replicaCut), as on the master.
+ */
+function replicaQueue(r: ReplicaRun, below: Model[], topic: string, queueId: number): Model[] {
+  const deletedBelow = Math.max(r.followed.get(topic) ?? 0, r.restarts.get(qkey(topic, queueId)) ?? 0)
+  return below.filter((x) => queued(x) && x.topic === topic && x.queueId === queueId && x.physicalOffset >= deletedBelow)
+}
+
+/** The broker's metadata sync: the replica follows each deletion its master names. */
+async function followDeletions(run: Run, r: ReplicaRun): Promise<string[]> {
+  const followed: string[] = []
+  for (const { topic, offset } of run.store.deletedTopics()) {
+    if (await r.store.followTopicDeletion(topic, offset)) {
+      r.followed.set(topic, offset)
+      followed.push(`${topic}@${offset}`)
+    }
+  }
+  return followed
+}
+
+/**
+ * Feeds the replica in random chunks, to the master's end or to a random offset (maybe inside a
+ * record), and sometimes follows the master's deletions then.
+ */
 async function stepReplicate(run: Run): Promise<string> {
   const r = await replicaOf(run)
   const from = r.store.replicaEndOffset
@@ -422,7 +497,8 @@ async function stepReplicate(run: Run): Promise<string> {
     if (bytes.length === 0) break
     await r.store.appendReplicated(at, bytes)
   }
-  const what = `replicate ${from}..${r.store.replicaEndOffset} in ${chunks} chunks`
+  const followed = chance(run, 0.5) ? await followDeletions(run, r) : []
+  const what = `replicate ${from}..${r.store.replicaEndOffset} in ${chunks} chunks${followed.length > 0 ? `, followed the deletion of ${followed.join(' ')}` : ''}`
   await checkReplica(run, r, what)
   return what
 }
@@ -678,9 +754,11 @@ async function stepInvalid(run: Run): Promise<string> {
  */
 async function stepDeleteTopic(run: Run): Promise<string> {
   const topic = pick(run, TOPICS)
-  const known = [...run.queues.keys()].some((k) => k.startsWith(`${topic}/`)) || [...run.committed.keys()].some((k) => k.split('@')[1] === topic)
+  // A queue a truncate emptied does not make its topic known: a reopen forgets it.
+  const known = [...run.queues].some(([k, queue]) => k.startsWith(`${topic}/`) && queue.length > 0) || [...run.committed.keys()].some((k) => k.split('@')[1] === topic)
   const deleted = await run.store.deleteTopic(topic)
-  // A topic with no queue and no offset may still be known to the store (transaction messages only).
+  // A topic with no queue and no offset may still be known to the store (transaction messages
+  // only, or queues a truncate emptied).
   if (known) assert.equal(deleted, true, `deleteTopic ${topic}: a known topic`)
   for (const [k, queue] of [...run.queues]) {
     if (!k.startsWith(`${topic}/`)) continue
@@ -691,18 +769,29 @@ async function stepDeleteTopic(run: Run): Promise<string> {
     for (const k of [...run.committed.keys()]) if (k.split('@')[1] === topic) run.committed.delete(k)
     run.persisted = new Map(run.committed)
   }
-  const listed = new Map<string, number[]>()
-  for (const k of run.queues.keys()) {
-    const [t, q] = [k.slice(0, k.lastIndexOf('/')), Number(k.slice(k.lastIndexOf('/') + 1))]
-    listed.set(t, [...(listed.get(t) ?? []), q])
-  }
-  const expected = [...listed].map(([t, qs]) => ({ topic: t, queueIds: qs.sort((a, b) => a - b) })).sort((a, b) => (a.topic < b.topic ? -1 : 1))
-  assert.deepEqual(run.store.topics(), expected, `topics() after deleteTopic ${topic}`)
+  checkTopics(run, `topics() after deleteTopic ${topic}`)
   if (!chance(run, 0.5)) return `deleteTopic ${topic} (${deleted})`
   const m = messageFor(run)
   m.put.topic = m.model.topic = topic
   acknowledged(run, await run.store.put(m.put), m.model, `put after deleteTopic ${topic}`)
   return `deleteTopic ${topic} (${deleted}), put`
+}
+
+/**
+ * topics() lists the queues that have ConsumeQueues: every queue with a record consumers see, and
+ * no queue the model does not know. A queue whose records are all past the confirm offset has no
+ * ConsumeQueue yet (dispatch has not reached them); one a truncate emptied keeps its ConsumeQueue
+ * until a reopen rebuilds without it: both may be listed or not.
+ */
+function checkTopics(run: Run, what: string): void {
+  const listed = new Set(run.store.topics().flatMap(({ topic, queueIds }) => queueIds.map((q) => qkey(topic, q))))
+  for (const k of run.queues.keys()) {
+    const [t, q] = [k.slice(0, k.lastIndexOf('/')), Number(k.slice(k.lastIndexOf('/') + 1))]
+    if (visibleQueue(run, t, q).length > 0) assert.ok(listed.has(k), `${what}: ${k} holds visible messages, so it is listed`)
+  }
+  for (const k of listed) assert.ok(run.queues.has(k), `${what}: ${k} is listed, but the model holds no such queue`)
+  const order = run.store.topics().map(({ topic }) => topic)
+  assert.deepEqual(order, [...order].sort(), `${what}: sorted by topic`)
 }
 
 // ---- end of topics ----------------------------------------------------------------------------
@@ -771,9 +860,9 @@ async function reopen(run: Run, how: 'close' | 'kill'): Promise<string> {
   return parts.join(', ')
 }
 
-/** The steps, each with the share of the runs it takes. */
+/** The steps, each with the share of the runs it takes (adding up to 1.0, see STEP_DECK). */
 const STEP_KINDS: [number, string, (run: Run) => Promise<string> | string][] = [
-  [0.33, 'put', stepPut],
+  [0.27, 'put', stepPut],
   [0.12, 'putBatch', stepBatch],
   [0.14, 'get', stepGet],
   [0.12, 'queryByKey', stepQuery],
@@ -817,6 +906,13 @@ async function stepTruncate(run: Run): Promise<string> {
   const dropped = run.messages.filter((m) => m.physicalOffset >= cut).length
   run.messages = run.messages.filter((m) => m.physicalOffset < cut)
   for (const [k, queue] of run.queues) run.queues.set(k, queue.filter((m) => m.physicalOffset < cut))
+  // The confirm offset is lowered with the log (MessageStore.truncate, truncate.ts).
+  if (run.confirm !== undefined && run.confirm > cut) run.confirm = cut
+  assert.equal(run.store.confirmOffset, run.confirm ?? cut, `truncate(${cut}): the confirm offset`)
+  // A replica holding bytes past the cut (written or held of a cut record) no longer follows
+  // this log: it is cut back too before its next step (replicaOf).
+  const r = replicas.get(run)
+  if (r && r.store.replicaEndOffset > cut) r.cutTo = Math.min(r.cutTo ?? cut, cut)
   return `truncate(${cut}) dropped ${dropped}`
 }
 
@@ -826,31 +922,52 @@ STEP_KINDS.push([TRUNCATE_SHARE, 'truncate', stepTruncate])
 /** Share of the steps that replicate a damaged record, taken from the puts' share. */
 const DAMAGED_REPLICATE_SHARE = 0.01
 STEP_KINDS[0]![0] -= DAMAGED_REPLICATE_SHARE
-// Before 'replicate': the steps past the first 1.0 of the shares' running sum are never picked.
-STEP_KINDS.splice(
-  STEP_KINDS.findIndex(([, name]) => name === 'replicate'),
-  0,
-  [DAMAGED_REPLICATE_SHARE, 'replicate a damaged record', stepReplicateDamaged],
-)
+STEP_KINDS.push([DAMAGED_REPLICATE_SHARE, 'replicate a damaged record', stepReplicateDamaged])
 
 // ---------------------------------------------------------------------------------------------
+
+// Step kinds are drawn from a shuffled deck of STEP_DECK cards, each kind holding its share of
+// them: every STEP_DECK steps take each kind exactly its share (the shares once added up to 1.06
+// and were walked as a running sum, so the kinds past its first 1.0 never ran). The deck is
+// checked when the module loads: each share a whole number of cards, at least one, all of them
+// adding up to 1.0.
+const STEP_DECK = 200
+
+function stepDeck(): number[] {
+  const cards: number[] = []
+  STEP_KINDS.forEach(([share, name], kind) => {
+    const n = Math.round(share * STEP_DECK)
+    assert.ok(n >= 1 && Math.abs(n - share * STEP_DECK) < 1e-9, `step kind ${name}: share ${share} is not a whole number of the ${STEP_DECK} cards, at least one`)
+    for (let i = 0; i < n; i++) cards.push(kind)
+  })
+  assert.equal(cards.length, STEP_DECK, `the step kinds' shares add up to ${cards.length / STEP_DECK}, not 1.0`)
+  return cards
+}
+const STEP_CARDS = stepDeck()
+
+/** The next step kind: the next card of the run's deck, shuffled anew (seeded) when it runs out. */
+function nextKind(run: Run): number {
+  if (run.deck.length === 0) {
+    run.deck = [...STEP_CARDS]
+    for (let i = run.deck.length - 1; i > 0; i--) {
+      const j = Math.floor(run.rnd() * (i + 1))
+      ;[run.deck[i], run.deck[j]] = [run.deck[j]!, run.deck[i]!]
+    }
+  }
+  return run.deck.pop()!
+}
 
 /** Runs one random step; `run.doing` names it until it returns its description. */
 async function step(run: Run): Promise<string> {
   run.clock += chance(run, 0.3) ? 0 : int(run, 1, 1500)
-  let r = run.rnd()
-  for (const [share, name, fn] of STEP_KINDS) {
-    if (r < share) {
-      run.doing = name
-      return fn(run)
-    }
-    r -= share
-  }
-  run.doing = 'put'
-  return stepPut(run)
+  const kind = nextKind(run)
+  const [, name, fn] = STEP_KINDS[kind]!
+  run.doing = name
+  run.picked[kind]!++
+  return fn(run)
 }
 
-async function modelRun(seed: number, disk: Disk, steps: number): Promise<{ messages: number; reopens: number }> {
+async function modelRun(seed: number, disk: Disk, steps: number): Promise<{ messages: number; reopens: number; picked: string }> {
   const rnd = seededRandom(seed)
   // On the simulated disk the store's whole directory, index included, is simulated.
   const simulated = disk === 'real' ? undefined : simPath('model')
@@ -869,6 +986,8 @@ async function modelRun(seed: number, disk: Disk, steps: number): Promise<{ mess
     log: [],
     doing: '',
     confirm: seed % 2 === 1 ? 0 : undefined,
+    deck: [],
+    picked: STEP_KINDS.map(() => 0),
     options: undefined as unknown as MessageStoreOptions,
     store: undefined as unknown as MessageStore,
   }
@@ -911,7 +1030,13 @@ async function modelRun(seed: number, disk: Disk, steps: number): Promise<{ mess
       run.log.push(`${i}: ${what}`)
     }
     await checkAll(run, 'at the end')
-    return { messages: run.messages.length, reopens }
+    const picked = STEP_KINDS.map(([, name], kind) => `${name} ${run.picked[kind]}`).join(', ')
+    // A whole deck takes every kind; a shorter run (the real disk's) only prints its counts.
+    if (steps >= STEP_DECK) {
+      const never = STEP_KINDS.filter((_, kind) => run.picked[kind] === 0).map(([, name]) => name)
+      assert.deepEqual(never, [], `seed ${seed}: step kinds never picked in ${steps} steps (${picked})`)
+    }
+    return { messages: run.messages.length, reopens, picked }
   } finally {
     await closeReplica(run).catch(() => undefined)
     if (run.store.status !== 'closed') await run.store.close()
@@ -921,7 +1046,7 @@ async function modelRun(seed: number, disk: Disk, steps: number): Promise<{ mess
 
 for (const { seed, disk, steps } of RUNS) {
   test(`model check of the store's API: random puts, batches, gets, key queries, reopens and kills (seed ${seed}, ${steps} steps, ${disk} disk${seed % 2 === 1 ? ', confirm offset' : ''})`, { timeout: 60_000 + steps * 200 }, async (t) => {
-    const { messages, reopens } = await modelRun(seed, disk, steps)
-    t.diagnostic(`${messages} messages acknowledged, ${reopens} reopens`)
+    const { messages, reopens, picked } = await modelRun(seed, disk, steps)
+    t.diagnostic(`seed ${seed}: ${messages} messages acknowledged, ${reopens} reopens; steps picked: ${picked}`)
   })
 }

@@ -182,3 +182,41 @@ test('a record whose queue id or queue offset lost its sign is refused before an
     await assertSameAnswers(master!, replica!, [['orders', 'k30']], 'after the sign damage')
   })
 })
+
+// After a reopen the store trusts records below its durable offset to replace stale units (a
+// re-dispatch after a crash). A truncate below that offset makes the records written past the
+// cut new ones: a damaged one must still be refused, not replace the unit its queue holds.
+test('a replica reopened, then cut back below its durable end: a damaged record at the cut is still refused', async () => {
+  const m = await tempDir('mqts-refused-')
+  const r = await tempDir('mqts-refused-')
+  const stores: MessageStore[] = []
+  try {
+    const master = await MessageStore.open(storeOptions(m.dir, 'async'))
+    stores.push(master)
+    let replica = await MessageStore.open(storeOptions(r.dir, 'async', { role: 'replica' }))
+    stores.push(replica)
+    const results = await putMany(master, 'orders', 40, 2)
+    await feed(master, replica, seededRandom(SEED))
+    await replica.close()
+    replica = await MessageStore.open(storeOptions(r.dir, 'async', { role: 'replica' }))
+    stores.push(replica)
+    // The master's log is cut at a record of queue offset 15 and written again from there.
+    const cut = results[30]!.physicalOffset
+    await master.truncate(cut)
+    const again = await putMany(master, 'orders', 4, 2, 'again')
+    assert.equal(again[0]!.queueOffset, 15)
+    await replica.truncate(cut)
+    const good = master.readCommitLog(cut, master.commitLogMaxOffset - cut)
+    const chunk = Buffer.from(good)
+    damage(chunk, cut, cut, 'queueOffset') // 15 -> 14, a unit its own record holds
+    assert.equal((await refusal(replica.appendReplicated(cut, chunk))).code, 'CORRUPT_RECORD')
+    assert.equal(replica.replicaEndOffset, cut)
+    assert.equal((await replica.get({ topic: 'orders', queueId: 0, offset: 14, maxMessages: 1 })).messages[0]!.physicalOffset, results[28]!.physicalOffset, 'unit 14 kept')
+    await replica.appendReplicated(cut, good)
+    await assertSameAnswers(master, replica, [['orders', 'k1']], 'after the cut')
+  } finally {
+    for (const s of stores) await s.close().catch(() => undefined)
+    await m.cleanup()
+    await r.cleanup()
+  }
+})

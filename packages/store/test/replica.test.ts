@@ -273,6 +273,26 @@ test('appendReplicated at another offset than the end is OFFSET_MISMATCH and wri
   })
 })
 
+for (const cutAtEnd of [true, false]) {
+  test(`a replica holding part of a record, truncated ${cutAtEnd ? 'at its written end' : 'below it'}: the held bytes go and appends continue at the cut`, async () => {
+    await withPair('async', async (master, replica) => {
+      const rs = await putSome(master, 4, seededRandom(SEED + 5))
+      const [, second, third] = rs
+      // Whole records up to the third one, and part of it held.
+      await replica.appendReplicated(0, master.readCommitLog(0, third!.physicalOffset + 10))
+      assert.equal(replica.commitLogMaxOffset, third!.physicalOffset)
+      assert.equal(replica.replicaEndOffset, third!.physicalOffset + 10)
+      const cut = cutAtEnd ? third!.physicalOffset : second!.physicalOffset
+      await replica.truncate(cut)
+      assert.equal(replica.commitLogMaxOffset, cut)
+      assert.equal(replica.replicaEndOffset, cut, 'the next chunk goes at the cut')
+      await replica.appendReplicated(cut, master.readCommitLog(cut, master.commitLogMaxOffset - cut))
+      assert.equal(replica.commitLogMaxOffset, master.commitLogMaxOffset)
+      assert.ok(replica.readCommitLog(0, master.commitLogMaxOffset).equals(master.readCommitLog(0, master.commitLogMaxOffset)))
+    })
+  })
+}
+
 test('a garbage chunk is CORRUPT_RECORD and nothing of it is written; the right bytes then go in', async () => {
   await withPair('async', async (master, replica, dirs) => {
     const results = await putSome(master, 40, seededRandom(SEED + 5))

@@ -316,3 +316,41 @@ test('deleteTopic on real files: folders gone, a reopen keeps it deleted', { tim
     await cleanup()
   }
 })
+
+// With confirmOffset: true the records past the confirm offset are not dispatched; a truncate, a
+// reopen and a kill raise each queue's next offset past them (confirm-offset.ts). A deleted
+// topic's records among them are not its queues' any more: they must not raise anything.
+for (const how of ['truncate', 'close', 'kill'] as const) {
+  test(`deleteTopic of records past the confirm offset: a ${how} does not bring their queue offsets back`, { timeout: 30_000 }, async (t) => {
+    const dir = simDir(t)
+    let io = new SimFileIO()
+    const options = (): MessageStoreOptions => ({ ...simOptions(dir, io, 'sync'), confirmOffset: true })
+    let store = await MessageStore.open(options())
+    try {
+      await fill(store, 'gone', [3], 2) // past the confirm offset (0): never dispatched
+      assert.equal(store.maxQueueOffset('gone', 3), 2)
+      assert.equal(await store.deleteTopic('gone'), true)
+      assert.equal(store.maxQueueOffset('gone', 3), 0, 'after delete')
+      const other = await store.put({ topic: 'kept', queueId: 0, body: 'k' })
+      if (how === 'truncate') await store.truncate(other.physicalOffset)
+      else if (how === 'close') {
+        await store.close()
+        store = await MessageStore.open(options())
+      } else {
+        const killed = io.processCrash()
+        await store.close()
+        io = killed
+        store = await MessageStore.open(options())
+      }
+      assert.equal(store.maxQueueOffset('gone', 3), 0, `after the ${how}: next queue offset`)
+      assert.equal(store.maxQueueOffset('kept', 0), how === 'truncate' ? 0 : 1, `after the ${how}: another topic's next queue offset`)
+      const again = await store.put({ topic: 'gone', queueId: 3, body: 'again' })
+      assert.equal(again.queueOffset, 0, `after the ${how}: the deleted topic's next put restarts at 0`)
+      store.setConfirmOffset(store.commitLogMaxOffset)
+      await store.whenDispatched()
+      assert.deepEqual(await bodies(store, 'gone', 3), ['again'])
+    } finally {
+      await store.close()
+    }
+  })
+}
