@@ -13,6 +13,7 @@ import { countFromEnv, pick, randomInt, seedFromEnv, seededRandom } from '@mqts/
 import { allocateAveragely } from '../src/allocate.js'
 import type { MessageExt } from '../src/message.js'
 import { Producer } from '../src/producer.js'
+import { queryConsumerOffset, queueOffset } from '../src/pull-api.js'
 import { PushConsumer } from '../src/push-consumer.js'
 import { queueKey, type MessageQueue } from '../src/route.js'
 import { startCluster, waitFor } from './cluster.js'
@@ -136,6 +137,8 @@ interface Delivery {
   member: string
   queueId: number
   queueOffset: number
+  /** Whether the member held the message's queue when its handler was called. */
+  owner: boolean
   /** Membership changes begun before this delivery. */
   epoch: number
   /** Whether the group had settled on the change of `epoch` when this delivery came. */
@@ -196,6 +199,8 @@ test(`live rebalance model: members join, leave and drop while a producer sends 
       settled = false
     }
 
+    // A change only begins here; the caller waits for the group to settle (several changes
+    // may be under way at once).
     const join = async (): Promise<void> => {
       const name = `m${members.length}`
       const member: Member = { name, consumer: new PushConsumer({ namesrv: cluster.namesrv, group: GROUP, consumeFromWhere: 'CONSUME_FROM_FIRST_OFFSET', instanceName: name, ...FAST }), state: 'live' }
@@ -204,21 +209,20 @@ test(`live rebalance model: members join, leave and drop while a producer sends 
         if (member.state === 'dropped') return
         const body = m.body.toString()
         const list = deliveries.get(body) ?? []
-        list.push({ member: name, queueId: m.queueId, queueOffset: m.queueOffset, epoch, settled })
+        const owner = member.consumer.assignedQueues().some((q) => q.topic === m.topic && q.queueId === m.queueId)
+        list.push({ member: name, queueId: m.queueId, queueOffset: m.queueOffset, owner, epoch, settled })
         deliveries.set(body, list)
       })
       members.push(member)
       changeBegins('join')
       log.push(`join ${name}`)
       await member.consumer.start()
-      await settle(`${name} joined`)
     }
     const leave = async (m: Member): Promise<void> => {
       changeBegins('leave')
       log.push(`leave ${m.name}`)
       m.state = 'left'
       await m.consumer.close()
-      await settle(`${m.name} left`)
     }
     const drop = async (m: Member): Promise<void> => {
       changeBegins('drop')
@@ -227,31 +231,67 @@ test(`live rebalance model: members join, leave and drop while a producer sends 
       // Its connections close with no UNREGISTER_CLIENT and no offset commit, as when the
       // process is killed: the broker forgets it when the channel closes.
       await m.consumer.instance.remoting.close()
-      await settle(`${m.name} dropped`)
     }
     const send = async (): Promise<void> => {
       const n = randomInt(rnd, 10, 60)
       log.push(`send ${n}`)
       const bodies: string[] = []
       for (let i = 0; i < n; i++) bodies.push(`r${seq++}`)
+      const sizes: number[] = []
+      for (let left = n; left > 0; left -= sizes[sizes.length - 1]!) sizes.push(Math.min(left, randomInt(rnd, 1, 16)))
       // Batches of random sizes, and single sends.
-      while (bodies.length > 0) {
-        const batch = bodies.splice(0, randomInt(rnd, 1, 16))
+      for (const size of sizes) {
+        const batch = bodies.splice(0, size)
         if (batch.length === 1) await producer.send({ topic: TOPIC, body: batch[0]! })
         else await producer.sendBatch(batch.map((body) => ({ topic: TOPIC, body })))
         for (const b of batch) sent.add(b)
       }
     }
+    /**
+     * One change drawn at random among those possible after the changes already drawn for this
+     * step (`plan` counts the joins and holds the members already leaving or dropped).
+     */
+    const someChange = (plan: { joins: number; taken: Set<Member> }): (() => Promise<void>) | undefined => {
+      const candidates = live().filter((m) => !plan.taken.has(m))
+      const kinds: Array<'join' | 'leave' | 'drop'> = []
+      if (candidates.length + plan.joins < MAX_LIVE) kinds.push('join')
+      if (candidates.length > 0) kinds.push('leave', 'drop')
+      if (kinds.length === 0) return undefined
+      const kind = pick(rnd, kinds)
+      if (kind === 'join') {
+        plan.joins++
+        return join
+      }
+      const m = pick(rnd, candidates)
+      plan.taken.add(m)
+      return kind === 'leave' ? () => leave(m) : () => drop(m)
+    }
 
     await join()
+    await settle('the first join')
     for (let step = 0; step < LIVE_STEPS; step++) {
-      const n = live().length
-      const choices: Array<() => Promise<void>> = [send, send]
-      if (n < MAX_LIVE) choices.push(join)
-      if (n > 0) choices.push(() => leave(pick(rnd, live())), () => drop(pick(rnd, live())))
-      await pick(rnd, choices)()
+      const kind = pick(rnd, ['send', 'send', 'change', 'change', 'change-while-sending', 'burst'] as const)
+      if (kind === 'send') {
+        await send()
+        continue
+      }
+      // Draw every change of the step before running any (each draw sees the members the
+      // earlier draws of the step left live).
+      const changes: Array<() => Promise<void>> = []
+      const plan = { joins: 0, taken: new Set<Member>() }
+      for (let i = kind === 'burst' ? randomInt(rnd, 2, 3) : 1; i > 0; i--) {
+        const c = someChange(plan)
+        if (c) changes.push(c)
+      }
+      const running = changes.map((c) => c())
+      if (kind === 'change-while-sending') running.push(send())
+      await Promise.all(running)
+      await settle(`step ${step} (${kind})`)
     }
-    if (live().length === 0) await join()
+    if (live().length === 0) {
+      await join()
+      await settle('the last join')
+    }
     await send()
 
     const consumed = (): boolean => [...sent].every((b) => deliveries.has(b))
@@ -267,6 +307,10 @@ test(`live rebalance model: members join, leave and drop while a producer sends 
     const duplicates = new Map<string, number>()
     for (const [body, list] of deliveries) {
       assert.ok(sent.has(body), `consumed ${body}, never sent (SEED=${SEED})`)
+      // Once the group settled, a member consumes only the queues it holds (a queue given up
+      // keeps no handler running on what it had cached).
+      const stray = list.find((d) => d.settled && !d.owner)
+      assert.equal(stray, undefined, `${body} consumed by ${stray?.member}, which did not hold queue ${stray?.queueId} after the group settled (SEED=${SEED})\n${log.join('\n')}`)
       for (let i = 1; i < list.length; i++) {
         const kind = kinds[list[i]!.epoch]!
         if (VERBOSE) console.log(`${body} ${JSON.stringify(list)}`)
@@ -280,6 +324,11 @@ test(`live rebalance model: members join, leave and drop while a producer sends 
       }
     }
     if (VERBOSE) console.log(log.join('\n'))
+    // Everything consumed is committed: the group's offset of every queue reaches the queue's end.
+    const probe = live()[0]!.consumer.instance
+    const ends = await Promise.all(allQueues.map((q) => queueOffset(probe, q, 'max')))
+    const committedAll = async (): Promise<boolean> => (await Promise.all(allQueues.map((q) => queryConsumerOffset(probe, GROUP, q)))).every((o, i) => o === ends[i])
+    await waitFor(committedAll, 10_000, `the group's offsets to reach the queue ends ${ends.join(',')} (SEED=${SEED})`)
     console.log(`# rebalance model (seed ${SEED}): ${queueCount} queues, ${members.length} members, ${epoch} changes, ${sent.size} messages, duplicate deliveries after ${JSON.stringify(Object.fromEntries(duplicates))}`)
   } finally {
     for (const m of members) await m.consumer.close().catch(() => undefined)
