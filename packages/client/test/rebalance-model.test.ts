@@ -148,8 +148,14 @@ interface Delivery {
   settled: boolean
 }
 
-test(`live rebalance model: members join, leave and drop while a producer sends (seed ${SEED}; SEED=<n> replays, REBALANCE_MODEL_STEPS=${LIVE_STEPS})`, { timeout: 60_000 + LIVE_STEPS * 15_000 }, async () => {
-  const rnd = seededRandom(SEED ^ 0x5eed)
+test(`live rebalance model: members join, leave, drop and get cut off while a producer sends (seed ${SEED}; SEED=<n> replays, REBALANCE_MODEL_STEPS=${LIVE_STEPS})`, { timeout: 60_000 + LIVE_STEPS * 15_000 }, () => runLive(false))
+
+// Orderly: the broker's queue locks must keep a queue's handler on one member at a time, through
+// every change. No drops: a killed member's locks stay on the broker for its 60 s expiry.
+test(`live rebalance model, orderly: members join, leave and get cut off; one member at a time per queue, in order (seed ${SEED}; SEED=<n> replays, REBALANCE_MODEL_STEPS=${LIVE_STEPS})`, { timeout: 60_000 + LIVE_STEPS * 15_000 }, () => runLive(true))
+
+async function runLive(orderly: boolean): Promise<void> {
+  const rnd = seededRandom((SEED ^ 0x5eed) + (orderly ? 1 : 0))
   const cluster = await startCluster({ brokers: 1 })
   const producer = await Producer.start({ namesrv: cluster.namesrv, group: 'RBM_PG', clientIP: '127.0.0.1' })
   const members: Member[] = []
@@ -161,6 +167,11 @@ test(`live rebalance model: members join, leave and drop while a producer sends 
   /** The kind of each change by epoch (epoch 0: before the first). */
   const kinds: string[] = ['start']
   let seq = 0
+  /** Every delivery in the order the handlers were called. */
+  const inOrder: Delivery[] = []
+  /** Orderly: the member whose handler runs on each queue now, and any overlap seen. */
+  const running = new Map<number, string>()
+  const overlaps: string[] = []
   const live = (): Member[] => members.filter((m) => m.state === 'live')
   try {
     const queueCount = randomInt(rnd, 1, 10)
@@ -211,15 +222,24 @@ test(`live rebalance model: members join, leave and drop while a producer sends 
     // may be under way at once).
     const join = async (): Promise<void> => {
       const name = `m${members.length}`
-      const member: Member = { name, consumer: new PushConsumer({ namesrv: cluster.namesrv, group: GROUP, consumeFromWhere: 'CONSUME_FROM_FIRST_OFFSET', instanceName: name, ...FAST }), state: 'live' }
-      member.consumer.subscribe(TOPIC, '*', (m: MessageExt) => {
+      const member: Member = { name, consumer: new PushConsumer({ namesrv: cluster.namesrv, group: GROUP, consumeFromWhere: 'CONSUME_FROM_FIRST_OFFSET', instanceName: name, orderly, ...FAST }), state: 'live' }
+      member.consumer.subscribe(TOPIC, '*', async (m: MessageExt) => {
         // A dropped member stands for a killed process: what it does afterwards is not seen.
         if (member.state === 'dropped') return
         const body = m.body.toString()
         const list = deliveries.get(body) ?? []
         const owner = member.consumer.assignedQueues().some((q) => q.topic === m.topic && q.queueId === m.queueId)
-        list.push({ member: name, queueId: m.queueId, queueOffset: m.queueOffset, owner, epoch, settled })
+        const delivery = { member: name, queueId: m.queueId, queueOffset: m.queueOffset, owner, epoch, settled }
+        list.push(delivery)
         deliveries.set(body, list)
+        inOrder.push(delivery)
+        const other = running.get(m.queueId)
+        if (orderly && other !== undefined && other !== name) overlaps.push(`${name} and ${other} consumed queue ${m.queueId} at once (${body})`)
+        running.set(m.queueId, name)
+        // A handler that takes a little while, so a change can come while it runs.
+        await new Promise((r) => setImmediate(r))
+        await new Promise((r) => setImmediate(r))
+        if (running.get(m.queueId) === name) running.delete(m.queueId)
       })
       members.push(member)
       changeBegins('join')
@@ -289,7 +309,7 @@ test(`live rebalance model: members join, leave and drop while a producer sends 
       const candidates = live().filter((m) => !plan.taken.has(m))
       const kinds: Array<'join' | 'leave' | 'drop' | 'cut'> = []
       if (candidates.length + plan.joins < MAX_LIVE) kinds.push('join')
-      if (candidates.length > 0) kinds.push('leave', 'drop', 'cut')
+      if (candidates.length > 0) kinds.push(...(orderly ? (['leave', 'cut'] as const) : (['leave', 'drop', 'cut'] as const)))
       if (kinds.length === 0) return undefined
       const kind = pick(rnd, kinds)
       if (kind === 'join') {
@@ -358,15 +378,29 @@ test(`live rebalance model: members join, leave and drop while a producer sends 
       }
     }
     if (VERBOSE) console.log(log.join('\n'))
+    if (orderly) {
+      assert.deepEqual(overlaps, [], `one member at a time per queue (SEED=${SEED})\n${log.join('\n')}`)
+      // Per queue, offsets only go up, except when a change moved the queue (its new owner
+      // starts from the committed offset).
+      const last = new Map<number, Delivery>()
+      for (const d of inOrder) {
+        const before = last.get(d.queueId)
+        if (before && d.queueOffset <= before.queueOffset) {
+          const aroundChange = d.epoch > before.epoch || !before.settled || !d.settled
+          assert.ok(aroundChange, `queue ${d.queueId} went from offset ${before.queueOffset} (${before.member}) back to ${d.queueOffset} (${d.member}) with no change between (SEED=${SEED})\n${log.join('\n')}`)
+        }
+        last.set(d.queueId, d)
+      }
+    }
     // Everything consumed is committed: the group's offset of every queue reaches the queue's end.
     const probe = live()[0]!.consumer.instance
     const ends = await Promise.all(allQueues.map((q) => queueOffset(probe, q, 'max')))
     const committedAll = async (): Promise<boolean> => (await Promise.all(allQueues.map((q) => queryConsumerOffset(probe, GROUP, q)))).every((o, i) => o === ends[i])
     await waitFor(committedAll, 10_000, `the group's offsets to reach the queue ends ${ends.join(',')} (SEED=${SEED})`)
-    console.log(`# rebalance model (seed ${SEED}): ${queueCount} queues, ${members.length} members, ${epoch} changes, ${sent.size} messages, duplicate deliveries after ${JSON.stringify(Object.fromEntries(duplicates))}`)
+    console.log(`# rebalance model${orderly ? ', orderly' : ''} (seed ${SEED}): ${queueCount} queues, ${members.length} members, ${epoch} changes, ${sent.size} messages, duplicate deliveries after ${JSON.stringify(Object.fromEntries(duplicates))}`)
   } finally {
     for (const m of members) await m.consumer.close().catch(() => undefined)
     await producer.close()
     await cluster.stop()
   }
-})
+}
