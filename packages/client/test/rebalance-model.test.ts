@@ -18,7 +18,7 @@ import { queryConsumerOffset, queueOffset } from '../src/pull-api.js'
 import { PushConsumer } from '../src/push-consumer.js'
 import { queueKey, type MessageQueue } from '../src/route.js'
 import type { Channel } from '@mqts/transport'
-import { startCluster, waitFor } from './cluster.js'
+import { startCluster, waitFor, type TestCluster } from './cluster.js'
 
 const SEED = seedFromEnv()
 const ALLOC_CASES = countFromEnv('REBALANCE_ALLOC_CASES', 3000)
@@ -130,6 +130,10 @@ const FAST = { rebalanceIntervalMs: 300, persistOffsetIntervalMs: 200, heartbeat
 const SETTLE_MS = 20_000
 const MAX_LIVE = 4
 
+type ChangeKind = 'join' | 'leave' | 'drop' | 'cut'
+type StepKind = 'send' | 'change' | 'change-while-sending' | 'burst'
+const STEP_KINDS: readonly StepKind[] = ['send', 'send', 'change', 'change', 'change-while-sending', 'burst']
+
 interface Member {
   name: string
   consumer: PushConsumer
@@ -148,6 +152,11 @@ interface Delivery {
   settled: boolean
 }
 
+/** Whether two deliveries (of one message, or of one queue going back) have a change between them. */
+function aroundChange(before: Delivery, after: Delivery): boolean {
+  return after.epoch > before.epoch || !before.settled || !after.settled
+}
+
 test(`live rebalance model: members join, leave, drop and get cut off while a producer sends (seed ${SEED}; SEED=<n> replays, REBALANCE_MODEL_STEPS=${LIVE_STEPS})`, { timeout: 60_000 + LIVE_STEPS * 15_000 }, () => runLive(false))
 
 // Orderly: the broker's queue locks must keep a queue's handler on one member at a time, through
@@ -155,253 +164,299 @@ test(`live rebalance model: members join, leave, drop and get cut off while a pr
 test(`live rebalance model, orderly: members join, leave and get cut off; one member at a time per queue, in order (seed ${SEED}; SEED=<n> replays, REBALANCE_MODEL_STEPS=${LIVE_STEPS})`, { timeout: 60_000 + LIVE_STEPS * 15_000 }, () => runLive(true))
 
 async function runLive(orderly: boolean): Promise<void> {
-  const rnd = seededRandom((SEED ^ 0x5eed) + (orderly ? 1 : 0))
-  // Handler durations (their own stream: handlers run in an order the seed does not fix).
-  const handlerRnd = seededRandom(SEED + 7)
   const cluster = await startCluster({ brokers: 1 })
   const producer = await Producer.start({ namesrv: cluster.namesrv, group: 'RBM_PG', clientIP: '127.0.0.1' })
-  const members: Member[] = []
-  const sent = new Set<string>()
-  const deliveries = new Map<string, Delivery[]>()
-  const log: string[] = []
-  let epoch = 0
-  let settled = true
-  /** The kind of each change by epoch (epoch 0: before the first). */
-  const kinds: string[] = ['start']
-  let seq = 0
-  /** Every delivery in the order the handlers were called. */
-  const inOrder: Delivery[] = []
-  /** Orderly: the member whose handler runs on each queue now, and any overlap seen. */
-  const running = new Map<number, string>()
-  const overlaps: string[] = []
-  const live = (): Member[] => members.filter((m) => m.state === 'live')
+  const run = new LiveRun(cluster, producer, orderly)
   try {
-    const queueCount = randomInt(rnd, 1, 10)
-    await cluster.createTopic(TOPIC, queueCount)
-    const allQueues: MessageQueue[] = []
-    for (let q = 0; q < queueCount; q++) allQueues.push({ topic: TOPIC, brokerName: 'broker-a', queueId: q })
-    log.push(`topic ${TOPIC} with ${queueCount} queues`)
+    await run.play()
+  } finally {
+    await run.closeMembers()
+    await producer.close()
+    await cluster.stop()
+  }
+}
 
-    const held = (m: Member): MessageQueue[] => m.consumer.assignedQueues().filter((q) => q.topic === TOPIC)
-    const settledOnModel = (): boolean => {
-      const ids = live().map((m) => m.consumer.instance.clientId)
-      return live().every((m) => JSON.stringify([...held(m)].sort(modelQueueOrder)) === JSON.stringify(modelAverage(allQueues, ids, m.consumer.instance.clientId)))
-    }
-    const checkDisjointCover = (): void => {
-      if (live().length === 0) return
-      const owner = new Map<string, string>()
-      for (const m of live()) {
-        for (const q of held(m)) {
-          const k = queueKey(q)
-          assert.equal(owner.get(k), undefined, `${k} held by ${owner.get(k)} and ${m.name} (SEED=${SEED})\n${log.join('\n')}`)
-          owner.set(k, m.name)
-        }
-      }
-      assert.deepEqual([...owner.keys()].sort(), allQueues.map(queueKey).sort(), `live members cover every queue (SEED=${SEED})\n${log.join('\n')}`)
-    }
-    const settle = async (what: string): Promise<void> => {
-      try {
-        await waitFor(settledOnModel, SETTLE_MS, `the group to settle after ${what}`)
-      } catch (err) {
-        const state = live().map((m) => `${m.name}=${m.consumer.instance.clientId}: ${held(m).map((q) => q.queueId).join(',')}`)
-        throw new Error(`${(err as Error).message} (SEED=${SEED}); holding: ${state.join('; ')}\n${log.join('\n')}`)
-      }
-      // A rebalance that read the members before the change may still be applying them: one more
-      // round for everyone (a member asked while rebalancing runs again with a fresh list) must
-      // leave the allocation as it is.
-      await Promise.all(live().map((m) => m.consumer.rebalance()))
-      assert.ok(settledOnModel(), `the allocation moved after the group settled on ${what} (SEED=${SEED})\n${log.join('\n')}`)
-      settled = true
-      checkDisjointCover()
-    }
-    const changeBegins = (kind: string): void => {
-      kinds.push(kind)
-      epoch++
-      settled = false
-    }
+/** One seeded run: the steps, the state the checks need, and the checks. */
+class LiveRun {
+  readonly rnd: () => number
+  /** Handler durations (their own stream: handlers run in an order the seed does not fix). */
+  readonly handlerRnd = seededRandom(SEED + 7)
+  readonly members: Member[] = []
+  readonly sent = new Set<string>()
+  readonly deliveries = new Map<string, Delivery[]>()
+  /** Every delivery in the order the handlers were called. */
+  readonly inOrder: Delivery[] = []
+  /** Orderly: the member whose handler runs on each queue now, and any overlap seen. */
+  readonly running = new Map<number, string>()
+  readonly overlaps: string[] = []
+  readonly log: string[] = []
+  /** The kind of each change by epoch (epoch 0: before the first). */
+  readonly kinds: string[] = ['start']
+  readonly queues: MessageQueue[] = []
+  epoch = 0
+  settled = true
+  seq = 0
 
-    // A change only begins here; the caller waits for the group to settle (several changes
-    // may be under way at once).
-    const join = async (): Promise<void> => {
-      const name = `m${members.length}`
-      const member: Member = { name, consumer: new PushConsumer({ namesrv: cluster.namesrv, group: GROUP, consumeFromWhere: 'CONSUME_FROM_FIRST_OFFSET', instanceName: name, orderly, ...FAST }), state: 'live' }
-      member.consumer.subscribe(TOPIC, '*', async (m: MessageExt) => {
-        // A dropped member stands for a killed process: what it does afterwards is not seen.
-        if (member.state === 'dropped') return
-        const body = m.body.toString()
-        const list = deliveries.get(body) ?? []
-        const owner = member.consumer.assignedQueues().some((q) => q.topic === m.topic && q.queueId === m.queueId)
-        const delivery = { member: name, queueId: m.queueId, queueOffset: m.queueOffset, owner, epoch, settled }
-        list.push(delivery)
-        deliveries.set(body, list)
-        inOrder.push(delivery)
-        const other = running.get(m.queueId)
-        if (orderly && other !== undefined && other !== name) overlaps.push(`${name} and ${other} consumed queue ${m.queueId} at once (${body})`)
-        running.set(m.queueId, name)
-        // A handler that takes a little while, so a change can come while it runs.
-        await new Promise((r) => setTimeout(r, randomInt(handlerRnd, 0, 4)))
-        if (running.get(m.queueId) === name) running.delete(m.queueId)
-      })
-      members.push(member)
-      changeBegins('join')
-      log.push(`join ${name}`)
-      await member.consumer.start()
-    }
-    const leave = async (m: Member): Promise<void> => {
-      changeBegins('leave')
-      log.push(`leave ${m.name}`)
-      m.state = 'left'
-      await m.consumer.close()
-    }
-    const drop = async (m: Member): Promise<void> => {
-      changeBegins('drop')
-      log.push(`drop ${m.name}`)
-      m.state = 'dropped'
-      // Its connections close with no UNREGISTER_CLIENT and no offset commit, as when the
-      // process is killed: the broker forgets it when the channel closes.
-      await m.consumer.instance.remoting.close()
-    }
-    const cut = async (m: Member): Promise<void> => {
-      changeBegins('cut')
-      log.push(`cut ${m.name}`)
-      // Its connection to the broker closes under it (a network fault): the broker forgets the
-      // member at once, the member reconnects and is back in the group with its next heartbeat.
-      // The change is over only when both happened, else the group could look settled before it.
-      const broker = cluster.brokers[0]!
-      const id = m.consumer.instance.clientId
-      const channel = await m.consumer.instance.remoting.channel(broker.address)
-      let onClose: ((ch: Channel) => void) | undefined
-      const closedAtBroker = new Promise<void>((resolve) => {
-        onClose = (ch) => {
-          if (ch.remoteAddress === channel.localAddress) resolve()
-        }
-        broker.server.on('close', onClose)
-      })
-      channel.close('cut by the test')
-      let forgotten = false
-      void closedAtBroker.then(() => (forgotten = true))
-      try {
-        await waitFor(() => forgotten, SETTLE_MS, `the broker to see ${m.name}'s connection close`)
-      } finally {
-        broker.server.off('close', onClose!)
-      }
-      await waitFor(() => broker.clients.consumerGroup(GROUP)?.clientIds().includes(id) ?? false, SETTLE_MS, `${m.name} back in the group`)
-    }
-    const send = async (): Promise<void> => {
-      const n = randomInt(rnd, 10, 60)
-      log.push(`send ${n}`)
-      const bodies: string[] = []
-      for (let i = 0; i < n; i++) bodies.push(`r${seq++}`)
-      const sizes: number[] = []
-      for (let left = n; left > 0; left -= sizes[sizes.length - 1]!) sizes.push(Math.min(left, randomInt(rnd, 1, 16)))
-      // Batches of random sizes, and single sends.
-      for (const size of sizes) {
-        const batch = bodies.splice(0, size)
-        if (batch.length === 1) await producer.send({ topic: TOPIC, body: batch[0]! })
-        else await producer.sendBatch(batch.map((body) => ({ topic: TOPIC, body })))
-        for (const b of batch) sent.add(b)
-      }
-    }
-    /**
-     * One change drawn at random among those possible after the changes already drawn for this
-     * step (`plan` counts the joins and holds the members already leaving or dropped).
-     */
-    const someChange = (plan: { joins: number; taken: Set<Member> }): (() => Promise<void>) | undefined => {
-      const candidates = live().filter((m) => !plan.taken.has(m))
-      const kinds: Array<'join' | 'leave' | 'drop' | 'cut'> = []
-      if (candidates.length + plan.joins < MAX_LIVE) kinds.push('join')
-      if (candidates.length > 0) kinds.push(...(orderly ? (['leave', 'cut'] as const) : (['leave', 'drop', 'cut'] as const)))
-      if (kinds.length === 0) return undefined
-      const kind = pick(rnd, kinds)
-      if (kind === 'join') {
-        plan.joins++
-        return join
-      }
-      const m = pick(rnd, candidates)
-      plan.taken.add(m)
-      return kind === 'leave' ? () => leave(m) : kind === 'drop' ? () => drop(m) : () => cut(m)
-    }
+  constructor(
+    readonly cluster: TestCluster,
+    readonly producer: Producer,
+    readonly orderly: boolean,
+  ) {
+    this.rnd = seededRandom((SEED ^ 0x5eed) + (orderly ? 1 : 0))
+  }
 
-    await join()
-    await settle('the first join')
-    for (let step = 0; step < LIVE_STEPS; step++) {
-      const kind = pick(rnd, ['send', 'send', 'change', 'change', 'change-while-sending', 'burst'] as const)
-      if (kind === 'send') {
-        await send()
-        continue
-      }
-      // Draw every change of the step before running any (each draw sees the members the
-      // earlier draws of the step left live).
-      const changes: Array<() => Promise<void>> = []
-      const plan = { joins: 0, taken: new Set<Member>() }
-      for (let i = kind === 'burst' ? randomInt(rnd, 2, 3) : 1; i > 0; i--) {
-        const c = someChange(plan)
-        if (c) changes.push(c)
-      }
-      const running = changes.map((c) => c())
-      if (kind === 'change-while-sending') running.push(send())
-      await Promise.all(running)
-      await settle(`step ${step} (${kind})`)
+  async play(): Promise<void> {
+    const queueCount = randomInt(this.rnd, 1, 10)
+    await this.cluster.createTopic(TOPIC, queueCount)
+    for (let q = 0; q < queueCount; q++) this.queues.push({ topic: TOPIC, brokerName: 'broker-a', queueId: q })
+    this.log.push(`topic ${TOPIC} with ${queueCount} queues`)
+    await this.join()
+    await this.settle('the first join')
+    for (let step = 0; step < LIVE_STEPS; step++) await this.step(step)
+    if (this.live().length === 0) {
+      await this.join()
+      await this.settle('the last join')
     }
-    if (live().length === 0) {
-      await join()
-      await settle('the last join')
-    }
-    await send()
+    await this.send()
+    await this.checkEnd()
+  }
 
-    const consumed = (): boolean => [...sent].every((b) => deliveries.has(b))
+  async step(step: number): Promise<void> {
+    const kind = pick(this.rnd, STEP_KINDS)
+    if (kind === 'send') return this.send()
+    // Draw every change of the step before running any (each draw sees the members the
+    // earlier draws of the step left live).
+    const changes: Array<() => Promise<void>> = []
+    const plan = { joins: 0, taken: new Set<Member>() }
+    for (let i = kind === 'burst' ? randomInt(this.rnd, 2, 3) : 1; i > 0; i--) {
+      const c = this.someChange(plan)
+      if (c) changes.push(c)
+    }
+    const running = changes.map((c) => c())
+    if (kind === 'change-while-sending') running.push(this.send())
+    await Promise.all(running)
+    await this.settle(`step ${step} (${kind})`)
+  }
+
+  /**
+   * One change drawn at random among those possible after the changes already drawn for this
+   * step (`plan` counts the joins and holds the members already taken by a change).
+   */
+  someChange(plan: { joins: number; taken: Set<Member> }): (() => Promise<void>) | undefined {
+    const candidates = this.live().filter((m) => !plan.taken.has(m))
+    const kinds: ChangeKind[] = []
+    if (candidates.length + plan.joins < MAX_LIVE) kinds.push('join')
+    if (candidates.length > 0) kinds.push(...(this.orderly ? (['leave', 'cut'] as const) : (['leave', 'drop', 'cut'] as const)))
+    if (kinds.length === 0) return undefined
+    const kind = pick(this.rnd, kinds)
+    if (kind === 'join') {
+      plan.joins++
+      return () => this.join()
+    }
+    const m = pick(this.rnd, candidates)
+    plan.taken.add(m)
+    return () => this[kind](m)
+  }
+
+  live(): Member[] {
+    return this.members.filter((m) => m.state === 'live')
+  }
+
+  held(m: Member): MessageQueue[] {
+    return m.consumer.assignedQueues().filter((q) => q.topic === TOPIC)
+  }
+
+  fail(message: string): Error {
+    return new Error(`${message} (SEED=${SEED})\n${this.log.join('\n')}`)
+  }
+
+  changeBegins(kind: ChangeKind, name: string): void {
+    this.kinds.push(kind)
+    this.log.push(`${kind} ${name}`)
+    this.epoch++
+    this.settled = false
+  }
+
+  // --- changes: each only begins the change; the step waits for the group to settle ---------
+
+  async join(): Promise<void> {
+    const name = `m${this.members.length}`
+    const consumer = new PushConsumer({ namesrv: this.cluster.namesrv, group: GROUP, consumeFromWhere: 'CONSUME_FROM_FIRST_OFFSET', instanceName: name, orderly: this.orderly, ...FAST })
+    const member: Member = { name, consumer, state: 'live' }
+    consumer.subscribe(TOPIC, '*', (m: MessageExt) => this.consume(member, m))
+    this.members.push(member)
+    this.changeBegins('join', name)
+    await consumer.start()
+  }
+
+  async leave(m: Member): Promise<void> {
+    this.changeBegins('leave', m.name)
+    m.state = 'left'
+    await m.consumer.close()
+  }
+
+  async drop(m: Member): Promise<void> {
+    this.changeBegins('drop', m.name)
+    m.state = 'dropped'
+    // Its connections close with no UNREGISTER_CLIENT and no offset commit, as when the
+    // process is killed: the broker forgets it when the channel closes.
+    await m.consumer.instance.remoting.close()
+  }
+
+  /**
+   * Its connection to the broker closes under it (a network fault): the broker forgets the
+   * member at once, the member reconnects and is back in the group with its next heartbeat. The
+   * change is over only when both happened, else the group could look settled before it.
+   */
+  async cut(m: Member): Promise<void> {
+    this.changeBegins('cut', m.name)
+    const broker = this.cluster.brokers[0]!
+    const channel = await m.consumer.instance.remoting.channel(broker.address)
+    let forgotten = false
+    const onClose = (ch: Channel): void => {
+      if (ch.remoteAddress === channel.localAddress) forgotten = true
+    }
+    broker.server.on('close', onClose)
     try {
-      await waitFor(consumed, 30_000, 'every message sent to be consumed')
+      channel.close('cut by the test')
+      await waitFor(() => forgotten, SETTLE_MS, `the broker to see ${m.name}'s connection close`)
+    } finally {
+      broker.server.off('close', onClose)
+    }
+    const id = m.consumer.instance.clientId
+    await waitFor(() => broker.clients.consumerGroup(GROUP)?.clientIds().includes(id) ?? false, SETTLE_MS, `${m.name} back in the group`)
+  }
+
+  async send(): Promise<void> {
+    const n = randomInt(this.rnd, 10, 60)
+    this.log.push(`send ${n}`)
+    const bodies: string[] = []
+    for (let i = 0; i < n; i++) bodies.push(`r${this.seq++}`)
+    const sizes: number[] = []
+    for (let left = n; left > 0; left -= sizes[sizes.length - 1]!) sizes.push(Math.min(left, randomInt(this.rnd, 1, 16)))
+    // Batches of random sizes, and single sends.
+    for (const size of sizes) {
+      const batch = bodies.splice(0, size)
+      if (batch.length === 1) await this.producer.send({ topic: TOPIC, body: batch[0]! })
+      else await this.producer.sendBatch(batch.map((body) => ({ topic: TOPIC, body })))
+      for (const b of batch) this.sent.add(b)
+    }
+  }
+
+  /** Every member's handler: records the delivery, and in orderly mode any overlap on its queue. */
+  async consume(member: Member, m: MessageExt): Promise<void> {
+    // A dropped member stands for a killed process: what it does afterwards is not seen.
+    if (member.state === 'dropped') return
+    const body = m.body.toString()
+    const owner = this.held(member).some((q) => q.queueId === m.queueId)
+    const delivery: Delivery = { member: member.name, queueId: m.queueId, queueOffset: m.queueOffset, owner, epoch: this.epoch, settled: this.settled }
+    this.deliveries.set(body, [...(this.deliveries.get(body) ?? []), delivery])
+    this.inOrder.push(delivery)
+    const other = this.running.get(m.queueId)
+    if (this.orderly && other !== undefined && other !== member.name) this.overlaps.push(`${member.name} and ${other} consumed queue ${m.queueId} at once (${body})`)
+    this.running.set(m.queueId, member.name)
+    // A handler that takes a little while, so a change can come while it runs.
+    await new Promise((r) => setTimeout(r, randomInt(this.handlerRnd, 0, 4)))
+    if (this.running.get(m.queueId) === member.name) this.running.delete(m.queueId)
+  }
+
+  // --- checks --------------------------------------------------------------------------------
+
+  /** Whether every live member holds exactly its share by the model, with the live members' ids. */
+  onModel(): boolean {
+    const ids = this.live().map((m) => m.consumer.instance.clientId)
+    return this.live().every((m) => JSON.stringify([...this.held(m)].sort(modelQueueOrder)) === JSON.stringify(modelAverage(this.queues, ids, m.consumer.instance.clientId)))
+  }
+
+  async settle(what: string): Promise<void> {
+    try {
+      await waitFor(() => this.onModel(), SETTLE_MS, `the group to settle after ${what}`)
     } catch (err) {
-      const missing = [...sent].filter((b) => !deliveries.has(b))
-      throw new Error(`${(err as Error).message} (SEED=${SEED}): ${missing.length} missing, first ${missing.slice(0, 10).join(',')}\n${log.join('\n')}`)
+      const state = this.live().map((m) => `${m.name}=${m.consumer.instance.clientId}: ${this.held(m).map((q) => q.queueId).join(',')}`)
+      throw this.fail(`${(err as Error).message}; holding: ${state.join('; ')}`)
+    }
+    // A rebalance that read the members before the change may still be applying them: one more
+    // round for everyone (a member asked while rebalancing runs again with a fresh list) must
+    // leave the allocation as it is.
+    await Promise.all(this.live().map((m) => m.consumer.rebalance()))
+    if (!this.onModel()) throw this.fail(`the allocation moved after the group settled on ${what}`)
+    this.settled = true
+    this.checkDisjointCover()
+  }
+
+  checkDisjointCover(): void {
+    if (this.live().length === 0) return
+    const owner = new Map<string, string>()
+    for (const m of this.live()) {
+      for (const q of this.held(m)) {
+        const k = queueKey(q)
+        if (owner.has(k)) throw this.fail(`${k} held by ${owner.get(k)} and ${m.name}`)
+        owner.set(k, m.name)
+      }
+    }
+    assert.deepEqual([...owner.keys()].sort(), this.queues.map(queueKey).sort(), this.fail('live members cover every queue').message)
+  }
+
+  async checkEnd(): Promise<void> {
+    try {
+      await waitFor(() => [...this.sent].every((b) => this.deliveries.has(b)), 30_000, 'every message sent to be consumed')
+    } catch (err) {
+      const missing = [...this.sent].filter((b) => !this.deliveries.has(b))
+      throw this.fail(`${(err as Error).message}: ${missing.length} missing, first ${missing.slice(0, 10).join(',')}`)
     }
     // Let late redeliveries show up before they are judged.
     await new Promise((r) => setTimeout(r, 500))
+    const duplicates = this.checkDeliveries()
+    if (this.orderly) this.checkOrderly()
+    if (VERBOSE) console.log(this.log.join('\n'))
+    await this.checkCommitted()
+    const mode = this.orderly ? ', orderly' : ''
+    console.log(`# rebalance model${mode} (seed ${SEED}): ${this.queues.length} queues, ${this.members.length} members, ${this.epoch} changes, ${this.sent.size} messages, duplicate deliveries after ${JSON.stringify(Object.fromEntries(duplicates))}`)
+  }
 
+  /** Nothing consumed that was not sent; once settled only owners consume; duplicates only across a change. Answers the duplicates by change kind. */
+  checkDeliveries(): Map<string, number> {
     const duplicates = new Map<string, number>()
-    for (const [body, list] of deliveries) {
-      assert.ok(sent.has(body), `consumed ${body}, never sent (SEED=${SEED})`)
+    for (const [body, list] of this.deliveries) {
+      if (!this.sent.has(body)) throw this.fail(`consumed ${body}, never sent`)
       // Once the group settled, a member consumes only the queues it holds (a queue given up
       // keeps no handler running on what it had cached).
       const stray = list.find((d) => d.settled && !d.owner)
-      assert.equal(stray, undefined, `${body} consumed by ${stray?.member}, which did not hold queue ${stray?.queueId} after the group settled (SEED=${SEED})\n${log.join('\n')}`)
+      if (stray) throw this.fail(`${body} consumed by ${stray.member}, which did not hold queue ${stray.queueId} after the group settled`)
       for (let i = 1; i < list.length; i++) {
-        const kind = kinds[list[i]!.epoch]!
         if (VERBOSE) console.log(`${body} ${JSON.stringify(list)}`)
+        const kind = this.kinds[list[i]!.epoch]!
         duplicates.set(kind, (duplicates.get(kind) ?? 0) + 1)
-        const before = list[i - 1]!
-        const again = list[i]!
         // At least once: a message comes again only when ownership may have moved between the
         // two deliveries (a change began, or one came while the group had not settled).
-        const aroundChange = again.epoch > before.epoch || !before.settled || !again.settled
-        assert.ok(aroundChange, `${body} delivered again with no membership change between: ${JSON.stringify(list)} (SEED=${SEED})\n${log.join('\n')}`)
+        if (!aroundChange(list[i - 1]!, list[i]!)) throw this.fail(`${body} delivered again with no membership change between: ${JSON.stringify(list)}`)
       }
     }
-    if (VERBOSE) console.log(log.join('\n'))
-    if (orderly) {
-      assert.deepEqual(overlaps, [], `one member at a time per queue (SEED=${SEED})\n${log.join('\n')}`)
-      // Per queue, offsets only go up, except when a change moved the queue (its new owner
-      // starts from the committed offset).
-      const last = new Map<number, Delivery>()
-      for (const d of inOrder) {
-        const before = last.get(d.queueId)
-        if (before && d.queueOffset <= before.queueOffset) {
-          const aroundChange = d.epoch > before.epoch || !before.settled || !d.settled
-          assert.ok(aroundChange, `queue ${d.queueId} went from offset ${before.queueOffset} (${before.member}) back to ${d.queueOffset} (${d.member}) with no change between (SEED=${SEED})\n${log.join('\n')}`)
-        }
-        last.set(d.queueId, d)
+    return duplicates
+  }
+
+  /** One member at a time per queue; per queue, offsets go back only across a change (its new owner starts from the committed offset). */
+  checkOrderly(): void {
+    if (this.overlaps.length > 0) throw this.fail(`one member at a time per queue: ${this.overlaps.join('; ')}`)
+    const last = new Map<number, Delivery>()
+    for (const d of this.inOrder) {
+      const before = last.get(d.queueId)
+      if (before && d.queueOffset <= before.queueOffset && !aroundChange(before, d)) {
+        throw this.fail(`queue ${d.queueId} went from offset ${before.queueOffset} (${before.member}) back to ${d.queueOffset} (${d.member}) with no change between`)
       }
+      last.set(d.queueId, d)
     }
-    // Everything consumed is committed: the group's offset of every queue reaches the queue's end.
-    const probe = live()[0]!.consumer.instance
-    const ends = await Promise.all(allQueues.map((q) => queueOffset(probe, q, 'max')))
-    const committedAll = async (): Promise<boolean> => (await Promise.all(allQueues.map((q) => queryConsumerOffset(probe, GROUP, q)))).every((o, i) => o === ends[i])
-    await waitFor(committedAll, 10_000, `the group's offsets to reach the queue ends ${ends.join(',')} (SEED=${SEED})`)
-    console.log(`# rebalance model${orderly ? ', orderly' : ''} (seed ${SEED}): ${queueCount} queues, ${members.length} members, ${epoch} changes, ${sent.size} messages, duplicate deliveries after ${JSON.stringify(Object.fromEntries(duplicates))}`)
-  } finally {
-    for (const m of members) await m.consumer.close().catch(() => undefined)
-    await producer.close()
-    await cluster.stop()
+  }
+
+  /** Everything consumed is committed: the group's offset of every queue reaches the queue's end. */
+  async checkCommitted(): Promise<void> {
+    const probe = this.live()[0]!.consumer.instance
+    const ends = await Promise.all(this.queues.map((q) => queueOffset(probe, q, 'max')))
+    const committed = async (): Promise<boolean> => (await Promise.all(this.queues.map((q) => queryConsumerOffset(probe, GROUP, q)))).every((o, i) => o === ends[i])
+    await waitFor(committed, 10_000, `the group's offsets to reach the queue ends ${ends.join(',')} (SEED=${SEED})`)
+  }
+
+  async closeMembers(): Promise<void> {
+    for (const m of this.members) await m.consumer.close().catch(() => undefined)
   }
 }
