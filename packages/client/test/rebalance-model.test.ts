@@ -3,8 +3,9 @@
 // (REBALANCE_ALLOC_CASES cases). Live: members of one clustering group join, leave, drop
 // (connections destroyed, no unregister) and have their connection to the broker cut (they
 // reconnect), alone or several at once, against an in-process nameserver and broker while a
-// producer sends; after each change the group must settle on the model's allocation, and every
-// message sent must be consumed, duplicates only across a change (REBALANCE_MODEL_STEPS steps).
+// producer sends, in concurrent and in orderly mode; after each change the group must settle on
+// the model's allocation, and every message sent must be consumed, duplicates only across a
+// change, an orderly queue never consumed by two members at once (REBALANCE_MODEL_STEPS steps).
 // The seed is in the test names; SEED=<n> replays. A duplicate is counted under the change
 // during which it came (a member dropped right after it joined loses everything it consumed
 // since its last commit; the next owner delivers it again, counted under that owner's join).
