@@ -6,23 +6,30 @@
 // model; every few steps and after each restart the whole state (every queue's records, max and
 // min offsets, consumer offsets, topics) is compared. SEED=<n> replays a run,
 // BROKER_MODEL_STEPS sets its length. Odd seeds run the store with SYNC_FLUSH.
-// Restarts are graceful (stop() then start): a SIGKILL under sync flush is covered by the
-// real-process tests in test/.
+// Restarts are graceful (stop() then start on the same directory); with SYNC_FLUSH some are
+// crashes instead: the broker runs in a child process (model-child.ts), takes
+// a few sends and is SIGKILLed once they are acknowledged, then starts here again.
 import assert from 'node:assert/strict'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import * as path from 'node:path'
 import { test } from 'node:test'
+import { fileURLToPath } from 'node:url'
 import { countFromEnv, pick, randomInt, seedFromEnv, seededRandom } from '@mqts/common'
 import { encodeProperties } from '@mqts/store'
 import { RemotingCommand, RequestCode, ResponseCode, encodeBatchBody, silentLogger } from '@mqts/transport'
 import { TcpRemotingClient } from '@mqts/transport-tcp'
-import { Broker, type BrokerOptions } from '../src/index.js'
+import { Broker } from '../src/index.js'
 import { T, createTopicRequest, pull, records, sendV2 } from './helpers.js'
+import { modelBrokerOptions } from './model-child.js'
 
-const STEPS = countFromEnv('BROKER_MODEL_STEPS', 160)
+const STEPS = countFromEnv('BROKER_MODEL_STEPS', 300)
 /** Full comparisons every this many steps (each reads every queue). */
 const CHECK_EVERY = 10
+
+/** The crash steps' child process: a SYNC_FLUSH broker on a directory until it is killed. */
+const CHILD = fileURLToPath(new URL('./model-child.js', import.meta.url))
 
 const TOPICS = ['MT0', 'MT1', 'MT2']
 const GROUPS = ['G0', 'G1']
@@ -115,22 +122,48 @@ function properties(tags: string | undefined, keys: string[]): Record<string, st
 
 const SEED = seedFromEnv()
 
+/** The child's "ready <address>" line (it failing to start rejects with its stderr). */
+function readyAddress(child: ChildProcess): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let out = ''
+    let err = ''
+    const guard = setTimeout(() => reject(new Error(`the child broker did not start within 20 s: ${err}`)), 20_000)
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()))
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString()
+      const m = /^ready (\S+)\n/m.exec(out)
+      if (m) {
+        clearTimeout(guard)
+        resolve(m[1]!)
+      }
+    })
+    child.on('exit', (code, signal) => {
+      clearTimeout(guard)
+      reject(new Error(`the child broker exited with ${code ?? signal} before it was ready: ${err}`))
+    })
+  })
+}
+
+async function killed(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  child.kill('SIGKILL')
+  await exited
+}
+
 test(`broker model test (seed ${SEED}; SEED=<n> replays, BROKER_MODEL_STEPS=${STEPS})`, { timeout: 600_000 }, async () => {
   const seed = SEED
   const rnd = seededRandom(seed)
   const dir = await mkdtemp(path.join(tmpdir(), 'mqts-broker-model-'))
-  const options: BrokerOptions = {
-    listenPort: 0,
-    storePathRootDir: dir,
-    logger: silentLogger,
-    flushDiskType: seed % 2 === 1 ? 'SYNC_FLUSH' : 'ASYNC_FLUSH',
-    store: { commitLogFileSize: 256 * 1024, maxHashSlotNum: 256, maxIndexNum: 1024 },
-  }
+  const options = modelBrokerOptions(dir, seed % 2 === 1 ? 'SYNC_FLUSH' : 'ASYNC_FLUSH')
   const client = new TcpRemotingClient({ logger: silentLogger })
   let broker = await Broker.start(options)
+  /** Where requests go: the broker here, or the child process during a crash step. */
+  let address = broker.address
+  let child: ChildProcess | undefined
   const model = new Model()
   const log: string[] = []
-  const invoke = (req: RemotingCommand): Promise<RemotingCommand> => client.invoke(broker.address, req, T)
+  const invoke = (req: RemotingCommand): Promise<RemotingCommand> => client.invoke(address, req, T)
 
   /** A single SEND_MESSAGE_V2, or a SEND_BATCH_MESSAGE of 1-4 messages, to a random queue. */
   const send = async (step: number): Promise<void> => {
@@ -144,14 +177,17 @@ test(`broker model test (seed ${SEED}; SEED=<n> replays, BROKER_MODEL_STEPS=${ST
       keys: KEYS.filter(() => rnd() < 0.15),
     }))
     let req: RemotingCommand
+    const v1 = count === 0 && rnd() < 0.2
     if (count === 0) {
       const m = messages[0]!
       req = sendV2(topic, queueId, m.body, properties(m.tags, m.keys))
+      // SEND_MESSAGE: the same header under V1's field names.
+      if (v1) req = RemotingCommand.createRequest(RequestCode.SEND_MESSAGE, { producerGroup: 'PG', topic, defaultTopic: 'TBW102', defaultTopicQueueNums: String(AUTO_QUEUES), queueId: String(queueId), sysFlag: '0', bornTimestamp: String(Date.now()), flag: '0', properties: encodeProperties(properties(m.tags, m.keys)) }, m.body)
     } else {
       const body = encodeBatchBody(messages.map((m) => ({ body: Buffer.from(m.body), flag: 0, properties: encodeProperties(properties(m.tags, m.keys)) })))
       req = RemotingCommand.createRequest(RequestCode.SEND_BATCH_MESSAGE, { a: 'PG', b: topic, c: 'TBW102', d: String(AUTO_QUEUES), e: String(queueId), f: '0', g: String(Date.now()), h: '0', i: '', m: 'true' }, body)
     }
-    log.push(`${step}: ${count === 0 ? 'send' : `batch of ${count}`} ${topic}@${queueId} ${JSON.stringify(messages.map((m) => [m.tags ?? null, m.keys.join(' ')]))}`)
+    log.push(`${step}: ${count === 0 ? (v1 ? 'send v1' : 'send') : `batch of ${count}`} ${topic}@${queueId} ${JSON.stringify(messages.map((m) => [m.tags ?? null, m.keys.join(' ')]))}`)
     const r = await invoke(req)
     // RocketMQ's order: the topic (auto-created from TBW102 when unknown), its write perm, the queue.
     const tc = model.topics.get(topic) ?? { read: AUTO_QUEUES, write: AUTO_QUEUES, perm: 6 }
@@ -281,6 +317,22 @@ test(`broker model test (seed ${SEED}; SEED=<n> replays, BROKER_MODEL_STEPS=${ST
     log.push(`${step}: restart`)
     await broker.stop()
     broker = await Broker.start(options)
+    address = broker.address
+  }
+
+  /** SYNC_FLUSH only: a child broker takes a few acknowledged sends and is SIGKILLed; they must all be there after. */
+  const crash = async (step: number): Promise<void> => {
+    if (options.flushDiskType !== 'SYNC_FLUSH') return restart(step)
+    log.push(`${step}: crash: the broker in a child process`)
+    await broker.stop()
+    child = spawn(process.execPath, [CHILD, dir], { stdio: ['ignore', 'pipe', 'pipe'] })
+    address = await readyAddress(child)
+    for (let i = randomInt(rnd, 1, 6); i > 0; i--) await send(step)
+    await killed(child)
+    child = undefined
+    log.push(`${step}: SIGKILL, start again`)
+    broker = await Broker.start(options)
+    address = broker.address
   }
 
   /** Everything the model knows against the broker: topics, queues, offsets. */
@@ -312,6 +364,10 @@ test(`broker model test (seed ${SEED}; SEED=<n> replays, BROKER_MODEL_STEPS=${ST
         }
       }
     }
+    // A deleted topic's queues are gone (their offsets restart at 0).
+    for (const topic of TOPICS.filter((t) => !model.topics.has(t))) {
+      for (let q = 0; q < 6; q++) assert.equal(broker.store.maxOffset(topic, q), 0, `max offset of deleted ${topic}@${q}`)
+    }
     // Offsets committed for queues no topic names (UPDATE_CONSUMER_OFFSET takes any) are kept too.
     for (const [k, offset] of model.offsets) {
       const [group, topic, q] = k.split('@') as [string, string, string]
@@ -328,6 +384,7 @@ test(`broker model test (seed ${SEED}; SEED=<n> replays, BROKER_MODEL_STEPS=${ST
     [6, queryByKey],
     [6, viewById],
     [2, restart],
+    [2, crash],
   ]
   const total = ops.reduce((s, [w]) => s + w, 0)
   let step = 0
@@ -336,7 +393,7 @@ test(`broker model test (seed ${SEED}; SEED=<n> replays, BROKER_MODEL_STEPS=${ST
       let x = rnd() * total
       const op = ops.find(([w]) => (x -= w) < 0)![1]
       await op(step)
-      if (op === restart || step % CHECK_EVERY === CHECK_EVERY - 1) await checkAll()
+      if (op === restart || op === crash || step % CHECK_EVERY === CHECK_EVERY - 1) await checkAll()
     }
     await checkAll()
   } catch (err) {
@@ -344,6 +401,7 @@ test(`broker model test (seed ${SEED}; SEED=<n> replays, BROKER_MODEL_STEPS=${ST
     e.message = `seed ${seed} (SEED=${seed} replays) failed at step ${step}: ${e.message}\nlast steps:\n${log.slice(-25).join('\n')}`
     throw e
   } finally {
+    if (child) await killed(child)
     await client.close()
     await broker.stop()
     await rm(dir, { recursive: true, force: true })
