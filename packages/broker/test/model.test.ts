@@ -251,12 +251,41 @@ test(`broker model test (seed ${SEED}; SEED=<n> replays, BROKER_MODEL_STEPS=${ST
     const topic = pick(rnd, TOPICS)
     let read = randomInt(rnd, 0, 6)
     let write = randomInt(rnd, 0, 6)
-    if (read + write === 0 || rnd() < 0.6) [read, write] = [Math.max(1, read), Math.max(1, write)]
-    const perm = pick(rnd, [2, 4, 6])
+    if (rnd() < 0.6) [read, write] = [Math.max(1, read), Math.max(1, write)]
+    let perm = pick(rnd, [2, 4, 6])
+    // Now and then a config the broker refuses, changing nothing: counts past the most queues, a perm past 7.
+    if (rnd() < 0.1) [read, write, perm] = pick(rnd, [[1025, 1, perm], [1, -1, perm], [1, 1, 8]] as const)
     log.push(`${step}: update ${topic} read ${read} write ${write} perm ${perm}`)
     const r = await invoke(createTopicRequest(topic, read, write, perm))
+    if (perm > 7) return assert.equal(r.code, ResponseCode.NO_PERMISSION, r.remark ?? '')
+    if (read + write === 0 || read > 1024 || write < 0) return assert.equal(r.code, ResponseCode.SYSTEM_ERROR, r.remark ?? '')
     assert.equal(r.code, ResponseCode.SUCCESS, r.remark ?? '')
     model.topics.set(topic, { read, write, perm })
+  }
+
+  /**
+   * A pull at a queue's end with the suspend flag is held; a send to that queue answers it with
+   * the message (long polling).
+   */
+  const longPoll = async (step: number): Promise<void> => {
+    const both = TOPICS.filter((t) => model.topics.get(t)?.perm === 6 && Math.min(model.topics.get(t)!.read, model.topics.get(t)!.write) > 0)
+    if (both.length === 0) return
+    const topic = pick(rnd, both)
+    const tc = model.topics.get(topic)!
+    const queueId = randomInt(rnd, 0, Math.min(tc.read, tc.write) - 1)
+    const queue = model.queue(topic, queueId)
+    const m = { body: `p${step}`, tags: pick(rnd, TAGS), keys: [] }
+    log.push(`${step}: long poll ${topic}@${queueId} at ${queue.length}, then send ${m.tags ?? ''}`)
+    const held = client.invoke(address, pull(topic, queueId, queue.length, { suspend: 10_000, sub: m.tags ?? '*' }), 15_000)
+    // The pull is held or not yet read: either way it must come back with the message.
+    await new Promise((r) => setTimeout(r, randomInt(rnd, 0, 20)))
+    const sent = await invoke(sendV2(topic, queueId, m.body, properties(m.tags, m.keys)))
+    assert.equal(sent.code, ResponseCode.SUCCESS, sent.remark ?? '')
+    queue.push({ ...m, queueOffset: queue.length, physicalOffset: physicalOffsetOf(sent.extFields.msgId!) })
+    const r = await held
+    assert.equal(r.code, ResponseCode.SUCCESS, `the held pull: ${r.code} ${r.remark ?? ''}`)
+    assert.deepEqual(records(r.body).map(describe), [describe(queue[queue.length - 1]!)])
+    assert.equal(r.extFields.nextBeginOffset, String(queue.length))
   }
 
   const deleteTopic = async (step: number): Promise<void> => {
@@ -432,6 +461,7 @@ test(`broker model test (seed ${SEED}; SEED=<n> replays, BROKER_MODEL_STEPS=${ST
     [30, send],
     [25, pullStep],
     [8, updateTopic],
+    [3, longPoll],
     [3, deleteTopic],
     [8, commitOffset],
     [6, queryByKey],
