@@ -48,6 +48,8 @@ interface ModelMessage {
   keys: string[]
   queueOffset: number
   physicalOffset: number
+  /** The UNIQ_KEY the broker gave a single send (its answer's transactionId). */
+  uniqKey?: string
 }
 
 interface ModelTopic {
@@ -203,7 +205,7 @@ test(`broker model test (seed ${SEED}; SEED=<n> replays, BROKER_MODEL_STEPS=${ST
     assert.equal(r.extFields.queueOffset, String(queue.length), 'queueOffset: the queue\'s next offset')
     const ids = r.extFields.msgId!.split(',')
     assert.equal(ids.length, messages.length)
-    messages.forEach((m, i) => queue.push({ ...m, queueOffset: queue.length, physicalOffset: physicalOffsetOf(ids[i]!) }))
+    messages.forEach((m, i) => queue.push({ ...m, queueOffset: queue.length, physicalOffset: physicalOffsetOf(ids[i]!), uniqKey: r.extFields.transactionId }))
     log[log.length - 1] += ` -> ${q}:${r.extFields.queueOffset}`
   }
 
@@ -329,6 +331,57 @@ test(`broker model test (seed ${SEED}; SEED=<n> replays, BROKER_MODEL_STEPS=${ST
     assert.equal(answered.size, got.length, 'each record once')
     if (live.size + ghosts.size <= QUERY_MAX) for (const at of live.keys()) assert.ok(answered.has(at), `the message at ${at} (${live.get(at)}) has key ${key} and was not answered`)
     else assert.equal(got.length, QUERY_MAX)
+  }
+
+  /** QUERY_MESSAGE with _UNIQUE_KEY_QUERY: a single send's UNIQ_KEY finds it. */
+  const queryByUniqueKey = async (step: number): Promise<void> => {
+    const all = [...model.queues.entries()].flatMap(([k, ms]) => ms.filter((m) => m.uniqKey !== undefined).map((m) => ({ k, m })))
+    if (all.length === 0) return
+    const { k, m } = pick(rnd, all)
+    const topic = k.slice(0, k.lastIndexOf('@'))
+    log.push(`${step}: query ${k}:${m.queueOffset} by unique key ${m.uniqKey}`)
+    const r = await invoke(RemotingCommand.createRequest(RequestCode.QUERY_MESSAGE, { topic, key: m.uniqKey!, maxNum: String(QUERY_MAX), beginTimestamp: '0', endTimestamp: String(Date.now() + 60_000), _UNIQUE_KEY_QUERY: 'true' }))
+    assert.equal(r.code, ResponseCode.SUCCESS, r.remark ?? '')
+    const got = records(r.body).filter((x) => x.physicalOffset === m.physicalOffset)
+    assert.equal(got.length, 1, `the message at ${m.physicalOffset} is answered once`)
+    assert.equal(`${got[0]!.topic}@${got[0]!.queueId}`, k)
+    assert.equal(describe(got[0]!), describe(m))
+  }
+
+  /**
+   * Sends at once (singles and batches to writable queues, several connections' worth on one):
+   * every answer SUCCESS, and per queue their offsets tile the queue's next ones exactly.
+   */
+  const burst = async (step: number): Promise<void> => {
+    const writable = TOPICS.filter((t) => ((model.topics.get(t)?.perm ?? 0) & 2) !== 0 && model.topics.get(t)!.write > 0)
+    if (writable.length === 0) return
+    const sends = Array.from({ length: randomInt(rnd, 2, 12) }, (_, i) => {
+      const topic = pick(rnd, writable)
+      const queueId = randomInt(rnd, 0, model.topics.get(topic)!.write - 1)
+      const messages = Array.from({ length: rnd() < 0.3 ? randomInt(rnd, 2, 4) : 1 }, (_, j) => ({ body: `b${step}.${i}.${j}`, tags: pick(rnd, TAGS), keys: KEYS.filter(() => rnd() < 0.15) }))
+      const req =
+        messages.length === 1
+          ? sendV2(topic, queueId, messages[0]!.body, properties(messages[0]!.tags, messages[0]!.keys))
+          : RemotingCommand.createRequest(RequestCode.SEND_BATCH_MESSAGE, { a: 'PG', b: topic, c: 'TBW102', d: String(AUTO_QUEUES), e: String(queueId), f: '0', g: String(Date.now()), h: '0', i: '', m: 'true' }, encodeBatchBody(messages.map((m) => ({ body: Buffer.from(m.body), flag: 0, properties: encodeProperties(properties(m.tags, m.keys)) }))))
+      return { topic, queueId, messages, req }
+    })
+    log.push(`${step}: burst of ${sends.length}: ${sends.map((x) => `${x.topic}@${x.queueId}x${x.messages.length}`).join(' ')}`)
+    const answers = await Promise.all(sends.map((x) => invoke(x.req)))
+    const placed = new Map<string, Array<{ offset: number; msgIds: string[]; messages: (typeof sends)[number]['messages']; uniqKey?: string }>>()
+    answers.forEach((r, i) => {
+      assert.equal(r.code, ResponseCode.SUCCESS, r.remark ?? '')
+      const x = sends[i]!
+      const k = `${x.topic}@${x.queueId}`
+      if (!placed.has(k)) placed.set(k, [])
+      placed.get(k)!.push({ offset: Number(r.extFields.queueOffset), msgIds: r.extFields.msgId!.split(','), messages: x.messages, uniqKey: r.extFields.transactionId })
+    })
+    for (const [k, sent] of placed) {
+      const queue = model.queue(k.slice(0, k.lastIndexOf('@')), Number(k.slice(k.lastIndexOf('@') + 1)))
+      for (const x of sent.sort((a, b) => a.offset - b.offset)) {
+        assert.equal(x.offset, queue.length, `${k}: the burst's sends take the queue's next offsets, each its own`)
+        x.messages.forEach((m, j) => queue.push({ ...m, queueOffset: queue.length, physicalOffset: physicalOffsetOf(x.msgIds[j]!), uniqKey: x.uniqKey }))
+      }
+    }
   }
 
   const viewById = async (step: number): Promise<void> => {
@@ -466,6 +519,8 @@ test(`broker model test (seed ${SEED}; SEED=<n> replays, BROKER_MODEL_STEPS=${ST
     [8, commitOffset],
     [6, queryByKey],
     [6, viewById],
+    [3, queryByUniqueKey],
+    [4, burst],
     [2, restart],
     [2, crash],
   ]
