@@ -298,6 +298,67 @@ test(`broker model test (seed ${SEED}; SEED=<n> replays, BROKER_MODEL_STEPS=${ST
     model.deleteTopic(topic)
   }
 
+  /**
+   * DELETE_TOPIC_IN_BROKER with sends to the topic at the same time. Each send lands before the
+   * deletion (and goes with it) or after it (auto-creating the topic again from TBW102, its
+   * message at the new queues' first offsets); those sent after the deletion's request all land
+   * after it; every send kept answered SUCCESS at the offset it is stored at.
+   */
+  const deleteWhileSending = async (step: number): Promise<void> => {
+    const topic = pick(rnd, TOPICS)
+    const tc = model.topics.get(topic)
+    // Sends every config of the topic takes (the current one and TBW102's) without refusing.
+    const queues = Math.min(tc?.write ?? AUTO_QUEUES, AUTO_QUEUES)
+    if (tc === undefined || (tc.perm & 2) === 0 || queues === 0) return deleteTopic(step)
+    const sends = Array.from({ length: randomInt(rnd, 1, 4) }, (_, i) => ({ queueId: randomInt(rnd, 0, queues - 1), body: `d${step}.${i}`, tags: pick(rnd, TAGS), keys: KEYS.filter(() => rnd() < 0.15) }))
+    log.push(`${step}: delete ${topic} while sending to ${sends.map((x) => x.queueId).join(',')}`)
+    const at = log.length - 1
+    // Some sends go out before the deletion's request, the others after it (on one connection, so in that order).
+    const first = randomInt(rnd, 0, sends.length)
+    const send = (x: (typeof sends)[number]): Promise<RemotingCommand> => invoke(sendV2(topic, x.queueId, x.body, properties(x.tags, x.keys)))
+    const answers = sends.slice(0, first).map(send)
+    const deleting = invoke(RemotingCommand.createRequest(RequestCode.DELETE_TOPIC_IN_BROKER, { topic }))
+    answers.push(...sends.slice(first).map(send))
+    const del = await deleting
+    const sent = await Promise.all(answers)
+    assert.equal(del.code, ResponseCode.SUCCESS, del.remark ?? '')
+    model.deleteTopic(topic)
+    for (const r of sent) assert.equal(r.code, ResponseCode.SUCCESS, r.remark ?? '')
+    const all = await invoke(RemotingCommand.createRequest(RequestCode.GET_ALL_TOPIC_CONFIG))
+    const now = (JSON.parse(all.body.toString()) as { topicConfigTable: Record<string, { readQueueNums: number; writeQueueNums: number; perm: number }> }).topicConfigTable[topic]
+    if (now) {
+      assert.deepEqual([now.readQueueNums, now.writeQueueNums, now.perm], [AUTO_QUEUES, AUTO_QUEUES, 6], 'made again by a send after the deletion')
+      model.topics.set(topic, { read: AUTO_QUEUES, write: AUTO_QUEUES, perm: 6 })
+    }
+    const kept: string[] = []
+    for (let q = 0; q < Math.max(tc.read, tc.write, AUTO_QUEUES); q++) {
+      const r = await broker.store.get({ topic, queueId: q, offset: 0, maxMessages: 64 })
+      const stored = r.status === 'FOUND' ? r.messages : []
+      if (!now) assert.equal(stored.length, 0, `${topic}@${q}: the topic is deleted, its queue must be empty`)
+      const queue = model.queue(topic, q)
+      for (const m of stored) {
+        const i = sends.findIndex((x) => x.body === m.body.toString())
+        assert.ok(i >= 0, `${topic}@${q}:${m.queueOffset} (${describe(m)}) is no send made after the deletion`)
+        const x = sends[i]!
+        assert.equal(x.queueId, q)
+        assert.equal(describe(m), describe({ ...x, queueOffset: queue.length }), 'kept whole, at the next offset')
+        assert.equal(sent[i]!.extFields.queueOffset, String(m.queueOffset), 'at the offset its answer said')
+        queue.push({ ...x, queueOffset: queue.length, physicalOffset: m.physicalOffset, uniqKey: sent[i]!.extFields.transactionId })
+        kept.push(x.body)
+      }
+      if (queue.length === 0) model.queues.delete(`${topic}@${q}`)
+    }
+    // Those sent after the deletion's request (one connection: read after it) are all kept.
+    for (const x of sends.slice(first)) assert.ok(kept.includes(x.body), `${x.body}, sent after the deletion, is lost`)
+    // The others went with the deletion: only a query by key may still find them.
+    sends.forEach((x, i) => {
+      if (kept.includes(x.body)) return
+      const physicalOffset = physicalOffsetOf(sent[i]!.extFields.msgId!)
+      model.deleted.set(physicalOffset, { topic, queueId: x.queueId, m: { ...x, queueOffset: Number(sent[i]!.extFields.queueOffset), physicalOffset } })
+    })
+    log[at] += ` (${first} before) -> ${now ? `made again, kept ${kept.join(' ') || 'none'}` : 'deleted'}`
+  }
+
   const commitOffset = async (step: number): Promise<void> => {
     const group = pick(rnd, GROUPS)
     const topic = pick(rnd, TOPICS)
@@ -516,6 +577,7 @@ test(`broker model test (seed ${SEED}; SEED=<n> replays, BROKER_MODEL_STEPS=${ST
     [8, updateTopic],
     [3, longPoll],
     [3, deleteTopic],
+    [2, deleteWhileSending],
     [8, commitOffset],
     [6, queryByKey],
     [6, viewById],
