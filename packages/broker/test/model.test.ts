@@ -1,15 +1,18 @@
 // A seeded model test of the broker over TCP: random topic updates (growing and shrinking queue
-// counts, perms 2/4/6), deletions, single and batch sends (to refused queues and topics too, and
-// to deleted topics, which auto-creation brings back), pulls at random offsets with random tag
-// subscriptions, consumer offsets (committed directly and through pulls), queries by key and by
-// id, and graceful restarts on the same directory, each answer checked against a plain in-memory
-// model; every few steps and after each restart the whole state (every queue's records, max and
-// min offsets, consumer offsets, topics) is compared. SEED=<n> replays a run,
-// BROKER_MODEL_STEPS sets its length. Odd seeds run the store with SYNC_FLUSH.
+// counts, perms 2/4/6, configs it refuses), deletions (also with sends to the topic under way),
+// single, V1 and batch sends (to refused queues and topics too, and to deleted topics, which
+// auto-creation brings back), bursts of concurrent sends, pulls at random offsets with random tag
+// subscriptions, pulls held at a queue's end until a send (long polling), consumer offsets
+// (committed directly and through pulls), queries by key, unique key and id, and restarts on the
+// same directory, each answer checked against a plain in-memory model; every few steps and after
+// each restart the whole state (every queue's records, max and min offsets, consumer offsets,
+// topics) is compared. SEED=<n> replays a run, BROKER_MODEL_STEPS sets its length; a failure
+// names the seed, the step and the last steps. Odd seeds run the store with SYNC_FLUSH.
 // Restarts are graceful (stop() then start on the same directory); with SYNC_FLUSH some are
 // crashes instead: the broker runs in a child process (model-child.ts), takes a few sends, and is
 // SIGKILLed while more are under way, then starts here again (what of those was stored depends
 // on timing, so a replay may differ after such a step; every acknowledged one must be there).
+// Not modelled: delayed messages, retries and the DLQ (broker.test.ts covers them by example).
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
