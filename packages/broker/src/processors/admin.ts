@@ -73,8 +73,12 @@ export function adminProcessors(ctx: BrokerContext): Map<number, RequestProcesso
   p.set(RequestCode.DELETE_TOPIC_IN_BROKER, async (req) => {
     const topic = headerString(req, 'topic')
     if (ctx.topics.isSystemTopic(topic)) return RemotingCommand.createResponse(ResponseCode.SYSTEM_ERROR, `The topic[${topic}] is a system topic and cannot be deleted`)
-    await ctx.topics.delete(topic)
-    await ctx.deleteTopicData(topic)
+    // The queues' deletion starts in the same turn as the config's, before the config file is
+    // written: a send arriving meanwhile makes the topic again (auto-creation) and its put waits
+    // for the deletion, instead of landing in the old queues and being deleted with them.
+    const data = ctx.deleteTopicData(topic)
+    const config = ctx.topics.delete(topic)
+    await Promise.all([config, data])
     await ctx.registerNow()
     return ok()
   })
