@@ -8,24 +8,10 @@ import { tmpdir } from 'node:os'
 import * as path from 'node:path'
 import { test } from 'node:test'
 import { MessageStore } from '@mqts/store'
-import { HAMaster, HAReplica, encodeReport, type HALogger } from '../src/index.js'
+import { HAMaster, HAReplica, encodeReport } from '../src/index.js'
+import { recording, until } from './helpers.js'
 
 const FILE = 256 * 1024
-
-interface Recorded extends HALogger {
-  lines: string[]
-  fields: Array<Record<string, unknown>>
-}
-
-function recording(): Recorded {
-  const lines: string[] = []
-  const fields: Array<Record<string, unknown>> = []
-  const add = (message: string, f?: Record<string, unknown>): void => {
-    lines.push(`${message} ${JSON.stringify(f ?? {})}`)
-    fields.push({ message, ...f })
-  }
-  return { lines, fields, warn: add, info: add }
-}
 
 async function withStores(fn: (master: MessageStore, replica: MessageStore) => Promise<void>): Promise<void> {
   const root = await mkdtemp(path.join(tmpdir(), 'mqts-ha-peers-'))
@@ -64,11 +50,16 @@ async function rawPeer(port: number): Promise<{ socket: net.Socket; received: ()
   return { socket, received: () => got, closed, first }
 }
 
-async function until(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms
-  while (!cond()) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 10))
+/** A raw peer that reports `offset` at once and again every 100 ms, whatever it is sent; stop() ends it. */
+async function repeatingPeer(port: number, offset: number): Promise<{ stop: () => void }> {
+  const peer = await rawPeer(port)
+  peer.socket.write(encodeReport(offset))
+  const keep = setInterval(() => peer.socket.write(encodeReport(offset)), 100)
+  return {
+    stop: () => {
+      clearInterval(keep)
+      peer.socket.destroy()
+    },
   }
 }
 
@@ -134,17 +125,14 @@ test('in sync only once caught up: a peer that never acknowledges what it is sen
       await produce(master, 50)
       // Only a peer that reports an empty log and then nothing more: never caught up, never in sync.
       await follower.stop()
-      const rogue = await rawPeer(ha.port)
-      rogue.socket.write(encodeReport(0))
-      const keep = setInterval(() => rogue.socket.write(encodeReport(0)), 100)
+      const rogue = await repeatingPeer(ha.port, 0)
       try {
         await until('the rogue link', () => ha.replicas().length === 1 && ha.replicas()[0]!.ackOffset === 0)
         const p = await master.put({ topic: 'T', queueId: 0, body: 'only a rogue' })
         assert.equal(await ha.waitForReplicas(p.physicalOffset + p.size, 300), 'SLAVE_NOT_AVAILABLE')
         assert.equal(ha.replicas()[0]!.inSync, false)
       } finally {
-        clearInterval(keep)
-        rogue.socket.destroy()
+        rogue.stop()
       }
     } finally {
       await follower.stop()
@@ -163,9 +151,7 @@ test('a peer that caught up once and then stops acknowledging leaves the in-sync
       await until('the replica caught up', () => replicaStore.commitLogMaxOffset === master.commitLogMaxOffset && ha.replicas().every((r) => r.inSync))
       // The peer reports the master's end (a real start: it joins at once), then the same forever.
       const at = master.commitLogMaxOffset
-      const rogue = await rawPeer(ha.port)
-      rogue.socket.write(encodeReport(at))
-      const keep = setInterval(() => rogue.socket.write(encodeReport(at)), 100)
+      const rogue = await repeatingPeer(ha.port, at)
       try {
         await until('the rogue in sync', () => ha.replicas().length === 2 && ha.replicas().every((r) => r.inSync))
         for (let i = 0; i < 5; i++) {
@@ -177,8 +163,7 @@ test('a peer that caught up once and then stops acknowledging leaves the in-sync
         assert.equal(rogueInfo?.inSync, false, 'the rogue left the in-sync set')
         assert.ok(log.lines.some((l) => /replica left the in-sync set/.test(l) && /has not caught up/.test(l)), log.lines.join('\n'))
       } finally {
-        clearInterval(keep)
-        rogue.socket.destroy()
+        rogue.stop()
       }
     } finally {
       await follower.stop()

@@ -2,41 +2,22 @@
 // its log, and a link that drops while the store holds the bytes of a cut record starts the next
 // one at a record boundary (which the master checks) and skips what it already holds.
 import assert from 'node:assert/strict'
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises'
+import { readFile, readdir } from 'node:fs/promises'
 import * as net from 'node:net'
-import { tmpdir } from 'node:os'
 import * as path from 'node:path'
 import { test } from 'node:test'
 import { MessageStore } from '@mqts/store'
-import { HAMaster, HAReplica, encodeHeader, type HALogger } from '../src/index.js'
+import { withTempDir } from '@mqts/common/testing'
+import { HAMaster, HAReplica, encodeHeader } from '../src/index.js'
+import { recording, until } from './helpers.js'
+
+/** These links reconnect and catch up: more time than the helper's default. */
+const WAIT_MS = 20_000
 
 const FILE = 256 * 1024
 
-function recording(): HALogger & { lines: string[] } {
-  const lines: string[] = []
-  const add = (message: string, fields?: Record<string, unknown>): void => void lines.push(`${message} ${JSON.stringify(fields ?? {})}`)
-  return { lines, warn: add, info: add }
-}
-
-async function withDirs(fn: (root: string) => Promise<void>): Promise<void> {
-  const root = await mkdtemp(path.join(tmpdir(), 'mqts-ha-links-'))
-  try {
-    await fn(root)
-  } finally {
-    await rm(root, { recursive: true, force: true })
-  }
-}
-
 const open = (dir: string, role: 'master' | 'replica'): Promise<MessageStore> =>
   MessageStore.open({ dir, flush: 'async', role, commitLogFileSize: FILE, maxHashSlotNum: 1024, maxIndexNum: 8192 })
-
-async function until(what: string, cond: () => boolean, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms
-  while (!cond()) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 10))
-  }
-}
 
 /** A loopback port nothing listens on (taken, then released). */
 async function closedPort(): Promise<number> {
@@ -48,14 +29,14 @@ async function closedPort(): Promise<number> {
 }
 
 test('a master that cannot be reached is logged once as unreachable (with the error code), not as one that refused this log; a port that takes the link and closes it is logged once, without advice to empty the store', { timeout: 30_000 }, async () => {
-  await withDirs(async (root) => {
+  await withTempDir('mqts-ha-links-', async (root) => {
     const store = await open(path.join(root, 'r'), 'replica')
     const log = recording()
     const port = await closedPort()
     const follower = HAReplica.start({ store, masterAddress: `127.0.0.1:${port}`, reconnectDelayMs: 20, logger: log })
     let server: net.Server | undefined
     try {
-      await until('several attempts', () => /ECONNREFUSED/.test(follower.lastDropReason))
+      await until('several attempts', () => /ECONNREFUSED/.test(follower.lastDropReason), WAIT_MS)
       await new Promise((r) => setTimeout(r, 300))
       assert.equal(log.lines.length, 1, log.lines.join('\n'))
       assert.match(log.lines[0]!, new RegExp(`cannot reach the master.*127\\.0\\.0\\.1:${port}.*ECONNREFUSED`))
@@ -65,7 +46,7 @@ test('a master that cannot be reached is logged once as unreachable (with the er
       server = net.createServer((s) => s.destroy())
       await new Promise<void>((r) => server!.listen(port, '127.0.0.1', () => r()))
       const before = follower.linksDropped
-      await until('refused three times', () => follower.linksDropped >= before + 3)
+      await until('refused three times', () => follower.linksDropped >= before + 3, WAIT_MS)
       assert.ok(log.lines.some((l) => /reachable again/.test(l)))
       const refusals = log.lines.filter((l) => /link to the master refused/.test(l))
       assert.equal(refusals.length, 1, `logged once: ${log.lines.join('\n')}`)
@@ -81,7 +62,7 @@ test('a master that cannot be reached is logged once as unreachable (with the er
 })
 
 test('links that drop while the replica holds part of a cut record start again at a record boundary and skip what it holds; the replica ends byte-identical', { timeout: 90_000 }, async () => {
-  await withDirs(async (root) => {
+  await withTempDir('mqts-ha-links-', async (root) => {
     const master = await open(path.join(root, 'm'), 'master')
     const replica = await open(path.join(root, 'r'), 'replica')
     const log = recording()
@@ -111,14 +92,14 @@ test('links that drop while the replica holds part of a cut record start again a
     const follower = HAReplica.start({ store: replica, masterAddress: () => addr, reconnectDelayMs: 20 })
     try {
       for (let link = 1, before = 0; link <= 3; link++, before = replica.replicaEndOffset) {
-        await until(`the stand-in's link ${link} applied`, () => starts.length === link && replica.replicaEndOffset > before)
-        await until(`the stand-in's link ${link} closed`, () => !follower.connected)
+        await until(`the stand-in's link ${link} applied`, () => starts.length === link && replica.replicaEndOffset > before, WAIT_MS)
+        await until(`the stand-in's link ${link} closed`, () => !follower.connected, WAIT_MS)
         assert.ok(replica.replicaEndOffset > replica.commitLogMaxOffset, `link ${link} left a cut record held`)
       }
       // Every link started at the end of the whole records (a record boundary), not inside the cut one.
       for (const s of starts) assert.ok(boundaries.has(s), `link started at ${s}`)
       addr = ha.address()
-      await until('caught up', () => replica.commitLogMaxOffset === master.commitLogMaxOffset)
+      await until('caught up', () => replica.commitLogMaxOffset === master.commitLogMaxOffset, WAIT_MS)
       assert.ok(!log.lines.some((l) => /refused/.test(l)), log.lines.join('\n'))
       assert.equal(replica.replicaEndOffset, replica.commitLogMaxOffset)
     } finally {

@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os'
 import * as path from 'node:path'
 import { test } from 'node:test'
 import { MessageStore, type FlushMode, type MessageStoreOptions } from '@mqts/store'
-import { HAMaster, HAReplica, type HALogger } from '../src/index.js'
+import { HAMaster, HAReplica } from '../src/index.js'
+import { recording } from './helpers.js'
 
 const FILE = 256 * 1024
 const INDEX = { maxHashSlotNum: 1024, maxIndexNum: 8192 }
@@ -68,11 +69,6 @@ async function queues(store: MessageStore): Promise<string[]> {
     }
   }
   return out
-}
-
-function recording(): HALogger & { lines: string[] } {
-  const lines: string[] = []
-  return { lines, warn: (message, fields) => void lines.push(`${message} ${JSON.stringify(fields ?? {})}`) }
 }
 
 for (const flush of ['async', 'sync'] as const) {
