@@ -60,6 +60,11 @@ export interface RouteInfoOptions {
   expiryMs: number
 }
 
+/** Whether a broker last heard from at `lastUpdate` has been silent past its timeout at `now`. */
+function expired(live: { lastUpdate: number; timeoutMs: number }, now: number): boolean {
+  return live.lastUpdate + live.timeoutMs < now
+}
+
 export class RouteInfoManager {
   readonly #topics = new Map<string, Map<string, QueueData>>()
   readonly #groups = new Map<string, BrokerGroup>()
@@ -90,7 +95,7 @@ export class RouteInfoManager {
     let displaced: string | undefined
     if (previous !== undefined && previous !== brokerAddr) {
       const held = this.#live.get(previous)
-      if (held !== undefined && held.lastUpdate + held.timeoutMs >= now) displaced = previous
+      if (held !== undefined && !expired(held, now)) displaced = previous
       this.#forgetLive(previous)
     }
     const firstRegistration = previous === undefined
@@ -193,12 +198,12 @@ export class RouteInfoManager {
    * the caller closes it (RocketMQ closes the channel of an expired broker).
    */
   scanNotActiveBrokers(now: number): Array<{ brokerAddr: string; channelId: string | undefined }> {
-    const expired: Array<{ brokerAddr: string; channelId: string | undefined }> = []
+    const gone: Array<{ brokerAddr: string; channelId: string | undefined }> = []
     for (const [addr, live] of this.#live) {
-      if (live.lastUpdate + live.timeoutMs < now) expired.push({ brokerAddr: addr, channelId: live.channelId })
+      if (expired(live, now)) gone.push({ brokerAddr: addr, channelId: live.channelId })
     }
-    for (const e of expired) this.#removeAddress(e.brokerAddr)
-    return expired
+    for (const e of gone) this.#removeAddress(e.brokerAddr)
+    return gone
   }
 
   #forgetLive(brokerAddr: string): void {
