@@ -19,6 +19,7 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import * as path from 'node:path'
+import type { EventLoopUtilization } from 'node:perf_hooks'
 import { encodeProperties } from '@mqts/store'
 import { type BenchResult, compare, isMain, isQuick, percentile, printEnvironment, printResults, type RunOptions } from './lib/report.js'
 import { batchBody } from './lib/batch.js'
@@ -60,12 +61,15 @@ function nodeFlags(): string[] {
 interface Cpu {
   process: number
   main: number | undefined
+  /** Share of the round's time the broker's event loop was busy (not waiting for I/O). */
+  loop: number | undefined
 }
 
 /** The broker process's CPU µs so far. */
 interface CpuTotals {
   process: number
   main: number | undefined
+  loop: EventLoopUtilization | undefined
 }
 
 /** The least of some CPU figures, two decimals ('-' when unknown). */
@@ -107,7 +111,8 @@ export async function run(opts: RunOptions): Promise<BenchResult[]> {
       const before = await server.call<CpuTotals>('cpu')
       const r = await fn()
       const after = await server.call<CpuTotals>('cpu')
-      return [r, { process: (after.process - before.process) / messages, main: after.main === undefined || before.main === undefined ? undefined : (after.main - before.main) / messages }]
+      const loop = after.loop && before.loop ? (after.loop.active - before.loop.active) / (after.loop.active - before.loop.active + after.loop.idle - before.loop.idle) : undefined
+      return [r, { process: (after.process - before.process) / messages, main: after.main === undefined || before.main === undefined ? undefined : (after.main - before.main) / messages, loop }]
     }
 
     // Batched produce and its baseline, in turns.
@@ -131,7 +136,7 @@ export async function run(opts: RunOptions): Promise<BenchResult[]> {
       produced.push(r)
       brokerCpus.push(cpu)
       loadCpus.push(r.cpuUs)
-      if (process.env.BENCH_BROKER_DEBUG) console.error(`round ${round}: produce ${Math.round(r.perSec)} msg/s broker ${cpu.process.toFixed(2)} (main ${cpu.main?.toFixed(2)}) µs/msg load ${r.cpuUs.toFixed(2)}; putBatch ${Math.round(putBatches[round]!.perSec)} msg/s ${putBatches[round]!.cpuUs.toFixed(2)} (main ${putBatches[round]!.mainUs?.toFixed(2)}) µs/msg`)
+      if (process.env.BENCH_BROKER_DEBUG) console.error(`round ${round}: produce ${Math.round(r.perSec)} msg/s broker ${cpu.process.toFixed(2)} (main ${cpu.main?.toFixed(2)}, event loop busy ${cpu.loop === undefined ? '?' : (cpu.loop * 100).toFixed(0)}%) µs/msg load ${r.cpuUs.toFixed(2)}; putBatch ${Math.round(putBatches[round]!.perSec)} msg/s ${putBatches[round]!.cpuUs.toFixed(2)} (main ${putBatches[round]!.mainUs?.toFixed(2)}) µs/msg`)
     }
     const p = best(produced)
     const b = best(putBatches)

@@ -22,7 +22,7 @@ serveParent({
   /** Waits for the store's background work (see settleStore). */
   settle: () => settleStore(broker!.store),
   /** CPU µs so far: the whole process, and its main thread (the event loop) where known. */
-  cpu: () => ({ process: cpuMicros(), main: mainThreadCpuMicros() }),
+  cpu: () => ({ process: cpuMicros(), main: mainThreadCpuMicros(), loop: performance.eventLoopUtilization() }),
   async stop(): Promise<void> {
     await broker?.stop()
     broker = undefined

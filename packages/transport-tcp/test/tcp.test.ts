@@ -166,6 +166,39 @@ test('frames queued in one tick leave in one socket write', T, async () => {
   }
 })
 
+test('answers settled in different ticks of one turn of the event loop leave in one socket write', T, async () => {
+  const server = new TcpRemotingServer({ host: '127.0.0.1', port: 0, logger: quiet })
+  // Each answer settles `depth` process.nextTick turns and as many microtasks after its request.
+  server.registerProcessor(3, async (request) => {
+    for (let i = 0; i < Number(request.extFields.depth); i++) {
+      await new Promise<void>((resolve) => process.nextTick(resolve))
+      await Promise.resolve()
+    }
+    return RemotingCommand.createResponse(ResponseCode.SUCCESS, undefined, { depth: request.extFields.depth! })
+  })
+  await server.start()
+  const { port } = server.address()
+  const raw = await rawConnect(port)
+  const proto = net.Socket.prototype as unknown as { write: (...args: unknown[]) => boolean }
+  const original = proto.write
+  let serverWrites = 0
+  proto.write = function (this: net.Socket, ...args: unknown[]) {
+    if (this.localPort === port) serverWrites++
+    return original.apply(this, args)
+  }
+  try {
+    // Ten requests in one chunk: read in one callback, answered over ten ticks.
+    raw.socket.write(Buffer.concat(Array.from({ length: 10 }, (_, i) => encodeFrame(RemotingCommand.createRequest(3, { depth: String(i) })))))
+    await until(() => raw.received.length === 10)
+    assert.deepEqual(raw.received.map((r) => r.extFields.depth), Array.from({ length: 10 }, (_, i) => String(i)))
+    assert.equal(serverWrites, 1)
+  } finally {
+    proto.write = original
+    raw.socket.destroy()
+    await server.stop()
+  }
+})
+
 test('frames of several connections interleaved in the write slab, with large bodies and slab roll-overs, all arrive intact', T, async () => {
   const { server, address } = await startServer({ maxInFlightPerConnection: 5000 })
   const clients = Array.from({ length: 3 }, (_, i) => new TcpRemotingClient({ logger: quiet, serializeType: i === 1 ? SerializeType.ROCKETMQ : SerializeType.JSON }))
