@@ -2,3 +2,4 @@
 export * from './tcp-connection.js'
 export * from './tcp-server.js'
 export * from './tcp-client.js'
+export * from './read-arena.js'

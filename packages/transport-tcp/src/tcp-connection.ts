@@ -7,6 +7,7 @@
  * unread (see RemotingConnection.answerMustWait).
  */
 import type { Socket } from 'node:net'
+import { readIntoArena } from './read-arena.js'
 import { FrameDecoder, RemotingConnection, TransportError, type ConnectionOwner, type FrameEncoder, type RemotingCommand } from '@mqts/transport/internal'
 
 /** Default bound on bytes queued for one socket (ours plus Node's) before senders wait. */
@@ -77,11 +78,15 @@ export class TcpConnection extends RemotingConnection {
     owner: ConnectionOwner,
     private readonly socket: Socket,
     private readonly maxBufferedWriteBytes: number,
+    /** Read into an arena (see read-arena.ts): for a server's sockets, accepted paused. */
+    arena = false,
   ) {
     super(owner, formatAddress(socket.localAddress, socket.localPort), formatAddress(socket.remoteAddress, socket.remotePort))
     this.decoder = new FrameDecoder(owner.options.maxFrameBytes)
     socket.setNoDelay(true)
-    socket.on('data', (chunk: Buffer) => this.onData(chunk))
+    if (!arena || !readIntoArena(socket, (chunk) => this.onData(chunk))) socket.on('data', (chunk: Buffer) => this.onData(chunk))
+    // A server's socket is accepted paused (so that the arena is in place before the first read).
+    if (socket.readableFlowing !== true) socket.resume()
     socket.on('drain', () => {
       this.releaseWaiters()
       this.writeProgress()

@@ -8,7 +8,7 @@ import * as net from 'node:net'
 import { test } from 'node:test'
 import { INLINE_BODY_BYTES, RemotingCommand, ResponseCode, SerializeType, TransportError, encodeFrame, randomBytes, randomInt, seededRandom, seedFromEnv } from '@mqts/transport/internal'
 import { TcpRemotingClient, TcpRemotingServer } from '../src/index.js'
-import { WRITE_SLAB_BYTES, type TcpConnection } from '../src/internal.js'
+import { READ_ARENA_SLAB_BYTES, WRITE_SLAB_BYTES, type TcpConnection } from '../src/internal.js'
 import { quiet, rawConnect, recordingLogger, sleep, stalledServer, until } from './helpers.js'
 
 const T = { timeout: 20_000 }
@@ -141,6 +141,63 @@ test('frames written in random chunks (down to single bytes) are all answered in
     raw.socket.destroy()
   } finally {
     await server.stop()
+  }
+})
+
+test('a request split across reads is a view of its connection\'s read arena, not a copy (readArena: false reads as Node does)', T, async () => {
+  for (const readArena of [true, false]) {
+    const bodies: Buffer[] = []
+    const server = new TcpRemotingServer({ host: '127.0.0.1', port: 0, logger: quiet, readArena })
+    server.registerProcessor(1, (request) => {
+      bodies.push(request.body)
+      return RemotingCommand.createResponse(ResponseCode.SUCCESS)
+    })
+    await server.start()
+    const raw = await rawConnect(server.address().port)
+    try {
+      const body = randomBytes(seededRandom(7), 20_000)
+      const frame = encodeFrame(RemotingCommand.createRequest(1, {}, body))
+      raw.socket.write(frame.subarray(0, 5_000))
+      await sleep(30)
+      raw.socket.write(frame.subarray(5_000))
+      await until(() => raw.received.length === 1)
+      assert.ok(bodies[0]!.equals(body))
+      if (readArena) assert.equal(bodies[0]!.buffer.byteLength, READ_ARENA_SLAB_BYTES, 'the body views the arena')
+      else assert.notEqual(bodies[0]!.buffer.byteLength, READ_ARENA_SLAB_BYTES)
+    } finally {
+      raw.socket.destroy()
+      await server.stop()
+    }
+  }
+})
+
+test('seeded: frames of random sizes in random chunks and pauses, across many arena slabs, all arrive intact (both read modes)', T, async () => {
+  const seed = seedFromEnv()
+  for (const readArena of [true, false]) {
+    const rng = seededRandom(seed)
+    const bodies: Buffer[] = []
+    const server = new TcpRemotingServer({ host: '127.0.0.1', port: 0, logger: quiet, readArena, maxInFlightPerConnection: 5000 })
+    server.registerProcessor(1, (request) => {
+      bodies.push(Buffer.from(request.body))
+      return RemotingCommand.createResponse(ResponseCode.SUCCESS)
+    })
+    await server.start()
+    const raw = await rawConnect(server.address().port)
+    try {
+      const sent = Array.from({ length: 150 }, () => randomBytes(rng, rng() < 0.1 ? randomInt(rng, 100_000, 300_000) : randomInt(rng, 0, 30_000)))
+      const stream = Buffer.concat(sent.map((b) => encodeFrame(RemotingCommand.createRequest(1, {}, b))))
+      for (let at = 0; at < stream.length; ) {
+        const n = Math.min(stream.length - at, randomInt(rng, 1, 90_000))
+        raw.socket.write(stream.subarray(at, at + n))
+        at += n
+        if (rng() < 0.2) await sleep(2)
+      }
+      await until(() => raw.received.length === sent.length, 15_000)
+      sent.forEach((b, i) => assert.ok(bodies[i]!.equals(b), `frame ${i} (readArena ${readArena}), seed ${seed}`))
+    } finally {
+      raw.socket.destroy()
+      await server.stop()
+    }
   }
 })
 

@@ -854,26 +854,36 @@ export class FrameDecoder {
         this.drain(chunk, onCommand)
         return
       }
-      this.chunks.push(chunk)
+      // `tail`: the last of the held chunks, which may now run past the pending frame.
+      const last = this.chunks[this.chunks.length - 1]!
+      let tail: Buffer
+      if (last.buffer === chunk.buffer && last.byteOffset + last.length === chunk.byteOffset) {
+        // The chunk continues the last one in memory (reads into one arena): one view of both.
+        tail = Buffer.from(last.buffer, last.byteOffset, last.length + chunk.length)
+        this.chunks[this.chunks.length - 1] = tail
+      } else {
+        tail = chunk
+        this.chunks.push(chunk)
+      }
       this.buffered += chunk.length
       if (this.frameBytes < 0 && this.buffered >= 4) this.frameBytes = checkLength(this.peekLength(), this.maxFrameBytes) + 4
       if (this.frameBytes >= 0 && this.buffered >= this.frameBytes) {
         // Only the last chunk can run past the pending frame. Join just the frame's bytes and
         // decode the rest of the chunk in place, instead of copying the whole chunk along.
         const frameBytes = this.frameBytes
-        const fromChunk = frameBytes - (this.buffered - chunk.length)
+        const fromTail = frameBytes - (this.buffered - tail.length)
         let frame: Buffer
         if (this.chunks.length === 1) {
-          frame = chunk.subarray(0, frameBytes)
+          frame = tail.subarray(0, frameBytes)
         } else {
-          this.chunks[this.chunks.length - 1] = chunk.subarray(0, fromChunk)
+          this.chunks[this.chunks.length - 1] = tail.subarray(0, fromTail)
           frame = Buffer.concat(this.chunks, frameBytes)
         }
         this.chunks = []
         this.buffered = 0
         this.frameBytes = -1
         this.drain(frame, onCommand)
-        if (fromChunk < chunk.length) this.drain(chunk.subarray(fromChunk), onCommand)
+        if (fromTail < tail.length) this.drain(tail.subarray(fromTail), onCommand)
       }
     } catch (err) {
       this.failed = true

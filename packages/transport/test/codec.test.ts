@@ -341,6 +341,44 @@ test('a stream split at every byte boundary decodes identically', { timeout: 30_
       at += n
     }
     assert.deepEqual(decodeChunks(chunks), expected, `random split round ${round}, seed ${SEED}`)
+    // The same chunks as buffers of their own (as Node's reads are): joined by copying.
+    assert.deepEqual(decodeChunks(chunks.map((c) => Buffer.from(c))), expected, `random split round ${round} (copies), seed ${SEED}`)
+  }
+})
+
+test('chunks that continue each other in memory make a frame without a copy; others are joined', { timeout: 10_000 }, () => {
+  const rng = seededRandom(SEED ^ 0xa7e4a)
+  const commands = Array.from({ length: 40 }, (_, i) => RemotingCommand.createRequest(1, { i: String(i) }, Buffer.alloc(1 + Math.floor(rng() * 5000), i)))
+  const stream = Buffer.concat(commands.map((c) => encodeFrame(c)))
+  for (let round = 0; round < 50; round++) {
+    // Cut the stream anywhere; some chunks stay views of it, others are copies.
+    const chunks: Buffer[] = []
+    for (let at = 0; at < stream.length; ) {
+      const n = Math.min(stream.length - at, 1 + Math.floor(rng() * 3000))
+      const view = stream.subarray(at, at + n)
+      chunks.push(rng() < 0.3 ? Buffer.from(view) : view)
+      at += n
+    }
+    const decoder = new FrameDecoder()
+    const got: RemotingCommand[] = []
+    for (const chunk of chunks) decoder.push(chunk, (cmd) => got.push(cmd))
+    assert.equal(got.length, commands.length, `round ${round}, seed ${SEED}`)
+    // Where each frame's bytes start and end in the stream, and which chunks brought them.
+    let start = 0
+    got.forEach((cmd, i) => {
+      assert.equal(cmd.extFields.i, String(i))
+      assert.ok(cmd.body.equals(commands[i]!.body), `round ${round} frame ${i}, seed ${SEED}`)
+      const end = start + encodeFrame(commands[i]!).length
+      let from = 0
+      const covering: Buffer[] = []
+      for (const c of chunks) {
+        if (from + c.length > start && from < end) covering.push(c)
+        from += c.length
+      }
+      // Every chunk of the frame a view of the stream: the body is a view of the stream too.
+      if (covering.every((c) => c.buffer === stream.buffer)) assert.equal(cmd.body.buffer, stream.buffer, `round ${round} frame ${i} copied, seed ${SEED}`)
+      start = end
+    })
   }
 })
 
