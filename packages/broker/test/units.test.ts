@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { StoreError } from '@mqts/store'
+import { createMessageId, parseHost } from '@mqts/message'
 import { ResponseCode, encodeBatchBody, type Channel } from '@mqts/transport'
 import { BrokerError, ClientManager, decodeBatchBody, parseBrokerConf, parseTagExpression, pullAnswer, resolveBrokerConfig } from '../src/index.js'
 import { RebalanceLockManager } from '../src/rebalance-lock.js'
@@ -113,9 +114,11 @@ test('batch bodies: entries decoded, every malformed length refused', () => {
     else assert.throws(() => batchPuts(two.subarray(0, cut), common), { message: expected })
   }
   assert.throws(() => batchPuts(lying, common))
-  const result = (msgId: string) => ({ status: 'PUT_OK' as const, msgId, physicalOffset: 0, queueOffset: 0, storeTimestamp: 0, size: 0 })
-  assert.equal(batchMsgIds([result('A'), result('B'), result('C')]), 'A,B,C')
-  assert.equal(batchMsgIds([result('A')]), 'A')
+  const host = parseHost('10.0.0.1:10911')!
+  const result = (physicalOffset: number) => ({ status: 'PUT_OK' as const, msgId: createMessageId(host, physicalOffset), physicalOffset, queueOffset: 0, storeTimestamp: 0, size: 0 })
+  const rs = [result(0), result(1100), result(2 ** 33 + 7)]
+  assert.equal(batchMsgIds(rs), rs.map((r) => r.msgId).join(','))
+  assert.equal(batchMsgIds([result(5)]), result(5).msgId)
 })
 
 test("store errors answer as RocketMQ's send does", () => {

@@ -38,7 +38,7 @@ export {
 } from './record.js'
 export type { PreparedMessage, PendingBodyCrcs, BodyCopier, StoredMessage, Layout } from './record.js'
 export { PROPERTY, PROPERTY_NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR, MAX_PROPERTIES_BYTES, encodeProperties, decodeProperties } from './properties.js'
-export { hostHexPrefix, offsetHex, createMessageId, MessageIdEncoder, decodeMessageId } from './message-id.js'
+export { hostHexPrefix, offsetHex, createMessageId, MessageIdEncoder, decodeMessageId, joinOffsetMessageIds } from './message-id.js'
 export type { DecodedMessageId } from './message-id.js'
 export { HOST_BYTES_IPV4, HOST_BYTES_IPV6, IPV6_EXTRA_BYTES, MAX_PORT, parseHost, formatHost, hostBytes } from './host.js'
 export type { Host } from './host.js'

@@ -5,16 +5,19 @@ import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { test } from 'node:test'
 import { crc32 } from 'node:zlib'
+import { seedFromEnv, seededRandom } from '@mqts/common'
 import {
   BODY_CRC_PENDING,
   MessageError,
   RECORD,
   SYSFLAG,
+  createMessageId,
   decodeMessageId,
   decodeProperties,
   decodeRecord,
   encodeProperties,
   encodeRecord,
+  joinOffsetMessageIds,
   parseHost,
   prepareRecordOf,
   withHostFlags,
@@ -103,4 +106,21 @@ test("a client's production dependencies hold neither @mqts/store nor a native m
   visit('@mqts/client')
   assert.ok(!seen.has('@mqts/store'))
   assert.ok(seen.has('@mqts/message'))
+})
+
+test('joinOffsetMessageIds equals the ids joined with commas (IPv4 and IPv6 hosts, offsets past 2^32, long lists)', () => {
+  const rng = seededRandom(seedFromEnv())
+  for (const text of ['10.1.2.3:10911', '[2001:db8::7]:10911', '255.255.255.255:65535']) {
+    const host = parseHost(text)!
+    for (let round = 0; round < 50; round++) {
+      const n = round === 0 ? 1 : 1 + Math.floor(rng() * 300)
+      const base = [0, 2 ** 32 - 5, 2 ** 40 + 3, Number.MAX_SAFE_INTEGER - 10_000][round % 4]!
+      const stored = Array.from({ length: n }, (_, i) => {
+        const physicalOffset = base + i * 1000 + Math.floor(rng() * 1000)
+        return { msgId: createMessageId(host, physicalOffset), physicalOffset }
+      })
+      assert.equal(joinOffsetMessageIds(stored), stored.map((s) => s.msgId).join(','), `${text} round ${round}`)
+    }
+  }
+  assert.equal(joinOffsetMessageIds([]), '')
 })

@@ -9,6 +9,7 @@
  */
 import type { PutMessage, PutResult } from '@mqts/store'
 import { walkBatchBody } from '@mqts/transport'
+import { joinOffsetMessageIds } from '@mqts/message'
 
 /** The stored messages of a SEND_BATCH_MESSAGE body (RocketMQ's MessageDecoder.decodesBatch). */
 export function decodeBatchBody(body: Buffer): Array<{ flag: number; body: Buffer; properties: string }> {
@@ -55,11 +56,8 @@ export function batchPuts(body: Buffer, common: BatchCommon): PutMessage[] {
 
 /**
  * A batch answer's msgId: the stored messages' offset message ids joined with commas, as RocketMQ
- * answers it. Array.join writes one flat string; joining with `+` made a tree of pieces that the
- * answer's encoder then had to flatten.
+ * answers it (written as bytes into one flat string: joinOffsetMessageIds).
  */
 export function batchMsgIds(results: readonly PutResult[]): string {
-  const ids = new Array<string>(results.length)
-  for (let i = 0; i < results.length; i++) ids[i] = results[i]!.msgId
-  return ids.join(',')
+  return joinOffsetMessageIds(results)
 }
