@@ -72,6 +72,11 @@ interface CpuTotals {
   loop: EventLoopUtilization | undefined
 }
 
+/** How busy the broker's event loop was in a round, as a percentage ('-' when unknown). */
+function loopBusy(cpu: Cpu): string {
+  return cpu.loop === undefined ? '-' : `${(cpu.loop * 100).toFixed(0)}%`
+}
+
 /** The least of some CPU figures, two decimals ('-' when unknown). */
 function least(values: (number | undefined)[]): string {
   const known = values.filter((v): v is number => v !== undefined)
@@ -141,8 +146,8 @@ export async function run(opts: RunOptions): Promise<BenchResult[]> {
     const p = best(produced)
     const b = best(putBatches)
     rows.push({
-      ...compare({ name: `batched produce (${BATCH} x 1 KiB, ${CONNECTIONS} connections)`, value: Math.round(p.perSec), unit: 'msg/s', mbPerSec: (p.perSec * BODY_BYTES) / 1e6 }, 'putBatch, own process', b.perSec, TARGET_PRODUCE_RATIO),
-      note: `best of ${n.rounds} rounds each (median of the rounds' ratios ${(medianOf(produced.map((r, i) => r.perSec / putBatches[i]!.perSec)) * 100).toFixed(1)}%); CPU µs/msg (least): broker ${least(brokerCpus.map((c) => c.process))} (main thread ${least(brokerCpus.map((c) => c.main))}), load ${least(loadCpus)}, putBatch ${least(putBatches.map((r) => r.cpuUs))} (main thread ${least(putBatches.map((r) => r.mainUs))})`,
+      ...compare({ name: `batched produce (${BATCH} x 1 KiB, ${CONNECTIONS} connections x ${IN_FLIGHT_PER_CONNECTION})`, value: Math.round(p.perSec), unit: 'msg/s', mbPerSec: (p.perSec * BODY_BYTES) / 1e6 }, 'putBatch, own process', b.perSec, TARGET_PRODUCE_RATIO),
+      note: `best of ${n.rounds} rounds each (median of the rounds' ratios ${(medianOf(produced.map((r, i) => r.perSec / putBatches[i]!.perSec)) * 100).toFixed(1)}%); broker event loop busy ${loopBusy(brokerCpus[produced.findIndex((r) => r.perSec === p.perSec)]!)} in the best round; CPU µs/msg (least): broker ${least(brokerCpus.map((c) => c.process))} (main thread ${least(brokerCpus.map((c) => c.main))}), load ${least(loadCpus)}, putBatch ${least(putBatches.map((r) => r.cpuUs))} (main thread ${least(putBatches.map((r) => r.mainUs))})`,
     })
 
     if (process.env.BENCH_BROKER_ROWS === 'produce') return rows

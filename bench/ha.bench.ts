@@ -33,7 +33,7 @@ import { type BenchResult, compare, isMain, isQuick, percentile, printEnvironmen
 import { batchBody } from './lib/batch.js'
 import { type PeerAnswer, type SinkCommand } from './lib/ha-peer.js'
 import { warmPageCache } from './lib/memory.js'
-import { BATCH, BODY_BYTES, CONNECTIONS, FILE_BYTES, IN_FLIGHT_PER_CONNECTION, QUEUES, WARMUP_SENDS } from './lib/produce-load.js'
+import { BATCH, BODY_BYTES, CONNECTIONS, FILE_BYTES, LAG_IN_FLIGHT_PER_CONNECTION, QUEUES, WARMUP_SENDS } from './lib/produce-load.js'
 
 const TARGET_THROUGHPUT_RATIO = 0.8
 const LAG_SAMPLE_MS = 5
@@ -317,7 +317,7 @@ async function produce(master: Broker, clients: TcpRemotingClient[], batches: nu
       if (r.code !== ResponseCode.SUCCESS) throw new Error(`batch send failed: ${r.code} ${r.remark}`)
     }
   }
-  await Promise.all(clients.flatMap((c) => Array.from({ length: IN_FLIGHT_PER_CONNECTION }, () => worker(c))))
+  await Promise.all(clients.flatMap((c) => Array.from({ length: LAG_IN_FLIGHT_PER_CONNECTION }, () => worker(c))))
 }
 
 /** Replication lag while `master` takes batched produce: bytes (sampled) and ms (per commit), sorted. */

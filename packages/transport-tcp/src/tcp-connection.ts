@@ -25,6 +25,38 @@ export const CLOSE_FLUSH_MS = 2_000
  */
 export const WRITE_SLAB_BYTES = 64 * 1024
 
+/**
+ * How long frames may wait for the end of the loop's turn: a turn that has run longer (many
+ * requests read in it) writes what is queued when the next read comes, so a turn of many batched
+ * sends neither holds the first answers for all of it nor leaves the peers without work meanwhile.
+ */
+export const MAX_FLUSH_DELAY_MS = 0.25
+
+/** Connections with frames queued in this turn of the loop, written together at its end. */
+let dirty: TcpConnection[] = []
+/** flushDirty is scheduled (setImmediate) for the end of this turn. */
+let flushPending = false
+/** When the first read of this turn not yet followed by a flush began (performance.now()), or -1. */
+let readsSince = -1
+
+function scheduleFlushDirty(): void {
+  if (flushPending) return
+  flushPending = true
+  setImmediate(flushDirty)
+}
+
+function flushDirty(): void {
+  flushPending = false
+  writeDirty()
+}
+
+function writeDirty(): void {
+  readsSince = -1
+  const list = dirty
+  dirty = []
+  for (let i = 0; i < list.length; i++) list[i]!.flushQueued()
+}
+
 let slab = Buffer.allocUnsafeSlow(0)
 let slabUsed = 0
 
@@ -62,7 +94,6 @@ export class TcpConnection extends RemotingConnection {
   private droppedWaiters = 0
   /** The waiter of each promise waitForSpace returned, for dropWaitingFrame. */
   private readonly waiterOf = new WeakMap<Promise<void>, SpaceWaiter>()
-  private readonly flushBound = () => this.flush()
   private readonly commandBound = (cmd: RemotingCommand) => this.handleCommand(cmd)
   /** The socket holds the process open while connected, and pending requests end with it. */
   protected override readonly timeoutTimerHoldsProcess = false
@@ -236,16 +267,32 @@ export class TcpConnection extends RemotingConnection {
    * flush per tick or per read wrote most answers alone (0.66 writes per batched send under load,
    * 0.3 this way), which also woke the peer once per answer. The wait adds no turn of the loop:
    * the check phase follows the poll phase of the same turn, and the poll does not block while
-   * an immediate is pending.
+   * an immediate is pending. A turn that reads for longer than MAX_FLUSH_DELAY_MS writes what is
+   * queued at its next read, which bounds what the wait adds to an answer.
    */
   private scheduleFlush(): void {
     if (this.flushScheduled) return
     this.flushScheduled = true
-    setImmediate(this.flushBound)
+    dirty.push(this)
+    scheduleFlushDirty()
+  }
+
+  /** For flushDirty: writes what is queued unless a flush came first. */
+  flushQueued(): void {
+    if (this.flushScheduled) this.flush()
   }
 
   private onData(chunk: Buffer): void {
     this.touch()
+    // Answers of the reads before this one in a long turn leave now (see MAX_FLUSH_DELAY_MS).
+    const now = performance.now()
+    if (readsSince < 0) {
+      readsSince = now
+      scheduleFlushDirty()
+    } else if (now - readsSince >= MAX_FLUSH_DELAY_MS) {
+      if (dirty.length > 0) writeDirty()
+      readsSince = now
+    }
     try {
       this.decoder.push(chunk, this.commandBound)
     } catch (err) {

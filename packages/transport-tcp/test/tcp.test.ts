@@ -8,7 +8,7 @@ import * as net from 'node:net'
 import { test } from 'node:test'
 import { INLINE_BODY_BYTES, RemotingCommand, ResponseCode, SerializeType, TransportError, encodeFrame, randomBytes, randomInt, seededRandom, seedFromEnv } from '@mqts/transport/internal'
 import { TcpRemotingClient, TcpRemotingServer } from '../src/index.js'
-import { READ_ARENA_SLAB_BYTES, WRITE_SLAB_BYTES, type TcpConnection } from '../src/internal.js'
+import { MAX_FLUSH_DELAY_MS, READ_ARENA_SLAB_BYTES, WRITE_SLAB_BYTES, type TcpConnection } from '../src/internal.js'
 import { quiet, rawConnect, recordingLogger, sleep, stalledServer, until } from './helpers.js'
 
 const T = { timeout: 20_000 }
@@ -140,6 +140,41 @@ test('frames written in random chunks (down to single bytes) are all answered in
     })
     raw.socket.destroy()
   } finally {
+    await server.stop()
+  }
+})
+
+test('in a long turn of the loop, answers already queued leave before the next read is processed', T, async () => {
+  const events: string[] = []
+  const server = new TcpRemotingServer({ host: '127.0.0.1', port: 0, logger: quiet })
+  server.registerProcessor(1, (request) => {
+    events.push(`process ${request.extFields.who}`)
+    // Longer than MAX_FLUSH_DELAY_MS.
+    const until = performance.now() + 4 * MAX_FLUSH_DELAY_MS + 1
+    while (performance.now() < until);
+    return RemotingCommand.createResponse(ResponseCode.SUCCESS, undefined, { who: request.extFields.who! })
+  })
+  await server.start()
+  const { port } = server.address()
+  const a = await rawConnect(port)
+  const b = await rawConnect(port)
+  const proto = net.Socket.prototype as unknown as { write: (...args: unknown[]) => boolean }
+  const original = proto.write
+  proto.write = function (this: net.Socket, ...args: unknown[]) {
+    if (this.localPort === port) events.push(`write to ${this.remotePort === a.socket.localPort ? 'a' : 'b'}`)
+    return original.apply(this, args)
+  }
+  try {
+    a.socket.write(encodeFrame(RemotingCommand.createRequest(1, { who: 'a' })))
+    b.socket.write(encodeFrame(RemotingCommand.createRequest(1, { who: 'b' })))
+    // Both requests wait in the kernel, so that one turn of the loop reads the two.
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50)
+    await until(() => a.received.length === 1 && b.received.length === 1)
+    assert.deepEqual(events, ['process a', 'write to a', 'process b', 'write to b'])
+  } finally {
+    proto.write = original
+    a.socket.destroy()
+    b.socket.destroy()
     await server.stop()
   }
 })
