@@ -90,7 +90,7 @@ export interface WriterFailure {
 
 /** Test hook: make the writer thread fail a syscall, as the OS would, or take long. */
 export interface WriterFaults {
-  /** Fail the nth (1-based) call of kind `on` the thread makes. */
+  /** Fail the nth (1-based) call of kind `on` the thread makes (a run is two writes: run-write.ts). */
   failCall: number
   /** Which call fails. */
   on: 'write' | 'fdatasync'
@@ -98,6 +98,11 @@ export interface WriterFaults {
   code?: string
   /** The failing (or slow) call first takes this long, as a slow disk would. */
   delayMs?: number
+  /**
+   * With `code`: the failing write first writes only this many of its bytes, as a write a kill
+   * ended early leaves the file.
+   */
+  writeBytes?: number
 }
 
 export interface DurableWriterEvents {
