@@ -1,9 +1,10 @@
 /**
  * The writer thread of ThreadDurableWriter (durable-writer.ts has the protocol). It loops:
  * wait for requests; write every request published so far (one pwrite or pwritev per run that is
- * contiguous in a file, then the run's first 4 bytes: run-write.ts), whether only written ahead (WRITABLE) or submitted to be made durable
- * (SUBMITTED); once submitted ones are written, fdatasync each file they wrote to, publish DONE
- * and wake the main thread unless it is polling DONE.
+ * contiguous in a file, then the run's first 4 bytes: run-write.ts), whether only written ahead
+ * (WRITABLE) or submitted to be made durable (SUBMITTED); once submitted ones are written,
+ * fdatasync each file they wrote to, publish DONE and wake the main thread unless it is polling
+ * DONE.
  */
 import * as fs from 'node:fs'
 import { receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads'

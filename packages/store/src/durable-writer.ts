@@ -8,9 +8,10 @@
  *   position). The main thread fills slots, then start() publishes SUBMITTED and wakes the
  *   thread (WAKE + Atomics.notify), so requests made together are written together.
  * - The thread takes every request published, writes each run that is contiguous in a file with
- *   one pwrite/pwritev, fdatasyncs each file written (the calls of the raw baseline), stores DONE
- *   and, unless the main thread is polling DONE (POLLING), posts a message. The main thread
- *   handles completions as MessagePort events or finds them on its poll.
+ *   one pwrite/pwritev (its first 4 bytes after the rest: run-write.ts), fdatasyncs each file
+ *   written (the calls of the raw baseline), stores DONE and, unless the main thread is polling
+ *   DONE (POLLING), posts a message. The main thread handles completions as MessagePort events
+ *   or finds them on its poll.
  * - Write-ahead: while a group is still being appended, the main thread may publish what is
  *   staged so far in WRITABLE (writeAhead(), no wake-up); a thread that is polling for the group
  *   writes it into the page cache at once, so when the group is submitted only its tail is left

@@ -7,7 +7,8 @@
  * one group instead of splitting into smaller alternating ones). When the FileIO provides a
  * DurableWriter (Node: a dedicated writer thread, durable-writer.ts) the chunks are shared memory
  * it writes from in place; otherwise they are on the heap and go through pwrite and fdatasync on
- * the libuv thread pool. Either way a run's first 4 bytes are written after the rest (run-write.ts). Readers see staged bytes at once (from the chunk) and committed ones through
+ * the libuv thread pool. Either way a run's first 4 bytes are written after the rest
+ * (run-write.ts). Readers see staged bytes at once (from the chunk) and committed ones through
  * the map.
  *
  * `GroupCommit` owns the chunks and the writes in flight; once writes complete (retire) it moves
