@@ -13,6 +13,9 @@
  *   a later `crash()` of the returned disk is a power loss after the kill.
  * - Space is finite when `capacityBytes` is set: allocate() past it fails with ENOSPC.
  * - Faults can be armed: the next writes or datasyncs fail with a given OS code.
+ * - A kill -9 in the middle of a write can be armed (killAt): the write stops at a chosen byte,
+ *   as Linux may end a write to a regular file early on a fatal signal, and `killed` holds the
+ *   disk as the kill left it.
  * - The disk can stall (stall()): writes, syncs and file creations wait until released.
  */
 import * as path from 'node:path'
@@ -59,6 +62,15 @@ export class SimFileIO implements FileIO {
   /** Armed faults: the next N writes / datasyncs (of paths containing `pathIncludes`) fail with `code`. */
   failWrites: { code: string; count: number; pathIncludes?: string } | undefined
   failDatasyncs: { code: string; count: number; pathIncludes?: string } | undefined
+  /**
+   * Armed kill -9 during a write: the first write (plain or durable) to a path containing
+   * `pathIncludes` whose range holds file position `position` writes only its bytes before that
+   * position and the process dies there: `killed` is set to the disk as the kill left it
+   * (processCrash()), and from then on every write and sync of this disk fails with EIO (the dead
+   * process writes nothing more; `killed` is a copy, so nothing done here later changes it).
+   */
+  killAt: { position: number; pathIncludes?: string } | undefined
+  killed: SimFileIO | undefined
   /** Set while the disk is stalled: writes, syncs and file creations wait for it. */
   private stalled: Promise<void> | undefined
 
@@ -235,6 +247,14 @@ export class SimFileIO implements FileIO {
     const io = this
     // A blocking write cannot wait for a stalled disk (as readSync, it goes on); a failure hits it.
     const writeSync = (source: Buffer, sourceOffset: number, length: number, position: number): void => {
+      if (io.killed) throw osError('EIO', `write ${p} after the process was killed`)
+      const kill = io.killAt
+      if (kill && p.includes(kill.pathIncludes ?? '') && kill.position >= position && kill.position < position + length) {
+        io.killAt = undefined
+        source.copy(entry.volatile, position, sourceOffset, sourceOffset + kill.position - position)
+        io.killed = io.processCrash()
+        throw osError('EIO', `write ${p} cut at ${kill.position}: the process was killed`)
+      }
       if (io.failWrites && io.failWrites.count > 0 && p.includes(io.failWrites.pathIncludes ?? '')) {
         io.failWrites.count--
         throw osError(io.failWrites.code, `write ${p}`)
@@ -265,6 +285,7 @@ export class SimFileIO implements FileIO {
       writeSync,
       async datasync() {
         if (io.stalled) await io.waitStall()
+        if (io.killed) throw osError('EIO', `fdatasync ${p} after the process was killed`)
         if (io.failDatasyncs && io.failDatasyncs.count > 0 && p.includes(io.failDatasyncs.pathIncludes ?? '')) {
           io.failDatasyncs.count--
           throw osError(io.failDatasyncs.code, `fdatasync ${p}`)
@@ -278,6 +299,7 @@ export class SimFileIO implements FileIO {
           throw osError(io.failDatasyncs.code, `O_DSYNC write ${p}`)
         }
         await write(source, sourceOffset, length, position)
+        if (io.killed) throw osError('EIO', `O_DSYNC write ${p} after the process was killed`)
         // Written, not yet on disk: a process crash (processCrash) in between keeps the bytes
         // in the page cache only, as a kill during an O_DSYNC write or a write-then-fdatasync does.
         await new Promise((resolve) => setImmediate(resolve))

@@ -201,7 +201,8 @@ export type BodyCopier = (target: Buffer, targetStart: number, source: Uint8Arra
 
 /**
  * Writes `m` at `target[at]` as it will sit at `physicalOffset`. The caller has checked that
- * `m.totalSize` bytes fit. `dv` must view the same bytes as `target` (see dataViewOf).
+ * `m.totalSize` bytes fit. `dv` must view the same bytes as `target` (see dataViewOf). TOTALSIZE,
+ * the first field, is written last: an encode stopped part way leaves it 0.
  */
 export function encodeRecord(
   target: Buffer,
@@ -231,7 +232,6 @@ export function encodeRecord(
     crcs.add(target, at + RECORD.bodyCrc, at + l.body, bodyLength)
     crc = 0
   }
-  dv.setInt32(at + RECORD.totalSize, m.totalSize)
   dv.setInt32(at + RECORD.magicCode, m.magicCode)
   dv.setInt32(at + RECORD.bodyCrc, crc)
   dv.setInt32(at + RECORD.queueId, m.queueId)
@@ -273,6 +273,9 @@ export function encodeRecord(
     if (typeof properties === 'string') target.write(properties, pos, m.propertiesBytes, 'utf8')
     else target.set(properties, pos)
   }
+  // TOTALSIZE last: a kill in the middle of an encode into the map leaves what was written in the
+  // page cache, and a record whose size is still 0 reads as the log's end (recovery cuts there).
+  dv.setInt32(at + RECORD.totalSize, m.totalSize)
 }
 
 /** Address (4 or 16 bytes) then port (an int), as RocketMQ's socketAddress2ByteBuffer. */
@@ -287,9 +290,10 @@ function writeHost(target: Buffer, dv: DataView, at: number, host: Host): void {
   }
 }
 
+/** The end-of-file BLANK record: its size written last, as a record's (see encodeRecord). */
 export function encodeBlank(target: Buffer, at: number, remainingBytes: number): void {
-  target.writeInt32BE(remainingBytes, at)
   target.writeInt32BE(BLANK_MAGIC_CODE, at + 4)
+  target.writeInt32BE(remainingBytes, at)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -124,3 +124,33 @@ test('joinOffsetMessageIds equals the ids joined with commas (IPv4 and IPv6 host
   }
   assert.equal(joinOffsetMessageIds([]), '')
 })
+
+// A kill in the middle of an encode into the CommitLog's map leaves what was written in the page
+// cache: TOTALSIZE must be the last field written, so an encode cut short reads as the log's end.
+test('encodeRecord writes TOTALSIZE last: an encode stopped early leaves it 0', () => {
+  const host = parseHost('127.0.0.1:1')!
+  const body = Buffer.from('torn?')
+  const m = prepare(body, host, host)
+  const stopped = Buffer.alloc(m.totalSize + 3)
+  const stop = new Error('killed while copying the body')
+  const copier = (target: Buffer): void => {
+    assert.equal(target.readInt32BE(3), 0, 'TOTALSIZE not yet written when the body is copied')
+    throw stop
+  }
+  assert.throws(() => encodeRecord(stopped, 3, m, 0, 0, 1, host, undefined, copier), (e: unknown) => e === stop)
+  assert.equal(stopped.readInt32BE(3), 0)
+  assert.notEqual(stopped.readInt32BE(3 + RECORD.magicCode), 0, 'the fields before the body were written')
+
+  // The properties are the last bytes of the record: TOTALSIZE is still 0 when they are written.
+  const raw = prepareRecordOf('Orders', Buffer.from('Orders'), 2, 7, withHostFlags(0, host, host), 1, host, 0, 0, body, Buffer.from('KEYS\u0001k1\u0002'), 0, 'k1', undefined, bodyCrc(body))
+  const buf = Buffer.alloc(raw.totalSize)
+  const seen: number[] = []
+  buf.set = function (this: Buffer, source: ArrayLike<number>, offset?: number): void {
+    seen.push(this.readInt32BE(0))
+    Uint8Array.prototype.set.call(this, source, offset)
+  }
+  encodeRecord(buf, 0, raw, 0, 0, 1, host)
+  assert.deepEqual(seen, [0, 0], 'body and properties copied while TOTALSIZE is 0')
+  assert.equal(buf.readInt32BE(0), raw.totalSize)
+  assert.deepEqual(decodeRecord(buf, 0).keys, ['k1'])
+})

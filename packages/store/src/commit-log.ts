@@ -26,6 +26,7 @@ import { FlushWaiters, GroupCommit } from './group-commit.js'
 import { OS_PAGE_BYTES, type MappedFile } from './mapped-file.js'
 import { MappedFileQueue } from './mapped-file-queue.js'
 import { cutOpenLog, recover, truncateRecovered, type RecoveryReport } from './recovery.js'
+import { writeRunSync } from './run-write.js'
 
 export type { RecoveryReport } from './recovery.js'
 
@@ -442,7 +443,7 @@ export class CommitLog {
     const end = fillsFile ? file.fileSize : file.wrotePosition + bytes.length
     if (this.async) {
       try {
-        file.file.writeSync(bytes, 0, bytes.length, file.wrotePosition)
+        writeRunSync(file.file, bytes, 0, bytes.length, file.wrotePosition)
       } catch (err) {
         throw ioError(`writing replicated bytes to ${file.fileName}`, err)
       }

@@ -1,12 +1,14 @@
 /**
  * The writer thread of ThreadDurableWriter (durable-writer.ts has the protocol). It loops:
  * wait for requests; write every request published so far (one pwrite or pwritev per run that is
- * contiguous in a file), whether only written ahead (WRITABLE) or submitted to be made durable
- * (SUBMITTED); once submitted ones are written, fdatasync each file they wrote to, publish DONE
- * and wake the main thread unless it is polling DONE.
+ * contiguous in a file, then the run's first 4 bytes: run-write.ts), whether only written ahead
+ * (WRITABLE) or submitted to be made durable (SUBMITTED); once submitted ones are written,
+ * fdatasync each file they wrote to, publish DONE and wake the main thread unless it is polling
+ * DONE.
  */
 import * as fs from 'node:fs'
 import { receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads'
+import { RUN_HEAD_BYTES, splitRunHead } from './run-write.js'
 import { CTL, CTL_HEADER_INTS, RING_SLOTS, SLOT_INTS, type WriterFailure, type WriterFaults, type WriterMessage } from './durable-writer.js'
 
 const { ctl: sab, port, faults, spinMicros } = workerData as { ctl: SharedArrayBuffer; port: MessagePort; faults: WriterFaults | undefined; spinMicros: number }
@@ -37,17 +39,19 @@ function drainMessages(): void {
   }
 }
 
-function injected(on: 'write' | 'fdatasync'): void {
+/** Applies the fault armed for this call, if any; `cut` writes the first n bytes of a write first. */
+function injected(on: 'write' | 'fdatasync', cut?: (n: number) => void): void {
   if (!faults) return
   if (++calls[on] === faults.failCall && faults.on === on) {
     if (faults.delayMs) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, faults.delayMs)
+    if (faults.code && faults.writeBytes !== undefined) cut?.(faults.writeBytes)
     if (faults.code) throw Object.assign(new Error(`${faults.code}: injected ${on} failure`), { code: faults.code, syscall: on })
   }
 }
 
 /** pwritev of `parts` at `position`, looping on short writes. */
 function writeAll(fd: number, parts: Buffer[], position: number): void {
-  injected('write')
+  injected('write', (n) => writePrefix(fd, parts, position, n))
   if (parts.length === 1) {
     const b = parts[0]!
     let done = 0
@@ -78,6 +82,17 @@ function writeAll(fd: number, parts: Buffer[], position: number): void {
   }
 }
 
+/** Test hook (WriterFaults.writeBytes): the first `n` bytes of `parts` at `position`. */
+function writePrefix(fd: number, parts: Buffer[], position: number, n: number): void {
+  for (const b of parts) {
+    if (n <= 0) return
+    const part = b.subarray(0, Math.min(n, b.length))
+    fs.writeSync(fd, part, 0, part.length, position)
+    position += part.length
+    n -= part.length
+  }
+}
+
 function slot(i: number, field: number): number {
   return ctl[CTL_HEADER_INTS + ((i >>> 0) % RING_SLOTS) * SLOT_INTS + field]!
 }
@@ -103,8 +118,16 @@ function writeRange(from: number, to: number): void {
       end += length
       i = (i + 1) | 0
     }
-    writeAll(fd, parts, position)
+    writeRun(fd, parts, position)
   }
+}
+
+/** One run, its first record's TOTALSIZE written last (run-write.ts says why). */
+function writeRun(fd: number, parts: Buffer[], position: number): void {
+  const split = splitRunHead(parts)
+  if (!split) return writeAll(fd, parts, position)
+  writeAll(fd, split.rest, position + RUN_HEAD_BYTES)
+  writeAll(fd, [split.head], position)
 }
 
 /** fdatasync of every file that requests [from, to) wrote to, once each. */

@@ -8,9 +8,10 @@
  *   position). The main thread fills slots, then start() publishes SUBMITTED and wakes the
  *   thread (WAKE + Atomics.notify), so requests made together are written together.
  * - The thread takes every request published, writes each run that is contiguous in a file with
- *   one pwrite/pwritev, fdatasyncs each file written (the calls of the raw baseline), stores DONE
- *   and, unless the main thread is polling DONE (POLLING), posts a message. The main thread
- *   handles completions as MessagePort events or finds them on its poll.
+ *   one pwrite/pwritev (its first 4 bytes after the rest: run-write.ts), fdatasyncs each file
+ *   written (the calls of the raw baseline), stores DONE and, unless the main thread is polling
+ *   DONE (POLLING), posts a message. The main thread handles completions as MessagePort events
+ *   or finds them on its poll.
  * - Write-ahead: while a group is still being appended, the main thread may publish what is
  *   staged so far in WRITABLE (writeAhead(), no wake-up); a thread that is polling for the group
  *   writes it into the page cache at once, so when the group is submitted only its tail is left
@@ -90,7 +91,7 @@ export interface WriterFailure {
 
 /** Test hook: make the writer thread fail a syscall, as the OS would, or take long. */
 export interface WriterFaults {
-  /** Fail the nth (1-based) call of kind `on` the thread makes. */
+  /** Fail the nth (1-based) call of kind `on` the thread makes (a run is two writes: run-write.ts). */
   failCall: number
   /** Which call fails. */
   on: 'write' | 'fdatasync'
@@ -98,6 +99,11 @@ export interface WriterFaults {
   code?: string
   /** The failing (or slow) call first takes this long, as a slow disk would. */
   delayMs?: number
+  /**
+   * With `code`: the failing write first writes only this many of its bytes, as a write a kill
+   * ended early leaves the file.
+   */
+  writeBytes?: number
 }
 
 export interface DurableWriterEvents {

@@ -6,8 +6,9 @@
  * previous one is durable, with everything appended meanwhile, so a fixed set of producers stays
  * one group instead of splitting into smaller alternating ones). When the FileIO provides a
  * DurableWriter (Node: a dedicated writer thread, durable-writer.ts) the chunks are shared memory
- * it writes from in place; otherwise they are on the heap and go through O_DSYNC pwrite on the
- * libuv thread pool. Readers see staged bytes at once (from the chunk) and committed ones through
+ * it writes from in place; otherwise they are on the heap and go through pwrite and fdatasync on
+ * the libuv thread pool. Either way a run's first 4 bytes are written after the rest
+ * (run-write.ts). Readers see staged bytes at once (from the chunk) and committed ones through
  * the map.
  *
  * `GroupCommit` owns the chunks and the writes in flight; once writes complete (retire) it moves
@@ -20,6 +21,7 @@ import type { DurableWriter } from './durable-writer.js'
 import type { FileIO } from './file-io.js'
 import { dataViewOf, encodeBlank, END_FILE_MIN_BLANK_LENGTH, type BodyCopier, type PreparedMessage } from './codec/index.js'
 import type { MappedFile } from './mapped-file.js'
+import { writeRun } from './run-write.js'
 import type { AppendResult, CommitLogOptions, TopicState } from './commit-log.js'
 
 /** Size of a staging chunk (sync flush); a larger record gets a chunk of its own size. */
@@ -370,7 +372,10 @@ export class GroupCommit {
       const write: InflightWrite = { chunk, from: chunk.issued, to, done: false }
       chunk.issued = to
       this.inflight.push(write)
-      chunk.file.file.writeDurable(chunk.buf, write.from, write.to - write.from, chunk.fileStart + write.from).then(
+      // The run's first record's TOTALSIZE last, then fdatasync (run-write.ts): one O_DSYNC
+      // pwrite would leave, cut short by a kill, a prefix of the run that could pass as records.
+      const file = chunk.file.file
+      writeRun(file, chunk.buf, write.from, write.to - write.from, chunk.fileStart + write.from).then(() => file.datasync()).then(
         () => {
           write.done = true
           this.retire()

@@ -98,7 +98,7 @@ function nonZeroPages(buf: Buffer, length: number, filePos: number): Array<[numb
  * the log is known good: after a clean shutdown it is the end of the log, and open reads no
  * record when nothing starts at D (a pread of its first bytes says so). After a crash every
  * record from D on is checked (size, magic, recomputed length, own offset, topic bytes, body
- * CRC); what lies below D is trusted as written, as RocketMQ trusts all but its last files
+ * CRC, properties ending with 0x02: only from D on, see verifyRecord); what lies below D is trusted as written, as RocketMQ trusts all but its last files
  * (`verifyOnOpen` checks from the start of the file holding D instead, on every open). The
  * first bad record ends the log (a torn tail: cut there, garbage after the cut zeroed, later
  * files deleted, the cut reported in `truncated`), except when valid records follow it below
@@ -178,7 +178,7 @@ export async function recover(log: RecoveryTarget, cleanShutdown: boolean): Prom
       // of new appends come from the ConsumeQueues, which recovery re-dispatches.
       const later = run !== undefined && pos !== crcInLineAt ? run.crcs : undefined
       const inRun = later ? later.count : 0
-      const v = pos >= dataEnd ? RECORD_END : verifyRecord(file.view, pos, file.fileSize, physical, o.maxRecordBytes, o.checkCrcOnRecover, later)
+      const v = pos >= dataEnd ? RECORD_END : verifyRecord(file.view, pos, file.fileSize, physical, o.maxRecordBytes, o.checkCrcOnRecover, later, physical >= durableOffset)
       if (typeof v === 'number' && v > 0) {
         // Its CRC joined the run (a large body's was checked at once).
         if (later && later.count > inRun) run!.note(inRun, pos, report.recordsScanned, lastAt, lastView)

@@ -1,7 +1,7 @@
 // Real crash test: a child process appends (8 producers, single puts and batches) and prints each
 // acknowledged message; the parent kills it with SIGKILL at a random moment, reopens the store and
-// checks that every acknowledged message is present and intact at its offsets, queue offsets are
-// dense, and nothing follows the tail. Cycles alternate flush 'sync' and 'async' (an async ack is
+// checks that every acknowledged message is present and intact at its offsets, every record kept
+// is whole (acknowledged or not), queue offsets are dense, and nothing follows the tail. Cycles alternate flush 'sync' and 'async' (an async ack is
 // in the page cache, which a process kill does not lose). CRASH_CYCLES (default 30) sets the
 // number of cycles; SEED replays the kill timings and the samples. After each reopen the messages
 // acknowledged in that cycle, and a seeded sample of the earlier ones, are read back by offset,
@@ -88,12 +88,15 @@ interface Walked {
 }
 
 /**
- * Walks the log from `from.offset` to its end: queue offsets dense, nothing after the tail, each
+ * Walks the log from `from.offset` to its end: every record whole, queue offsets dense, nothing after the tail, each
  * ConsumeQueue ending where the CommitLog says. Returns where it stopped, for the next walk.
  */
 async function walkLog(store: MessageStore, from: Walked, where: string): Promise<Walked> {
   const next = new Map(from.next)
-  const offset = await forEachRecord(store, from.offset, (_at, m) => {
+  const offset = await forEachRecord(store, from.offset, (at, m) => {
+    // Acknowledged or not, every record kept is whole: a write the kill cut short is not kept.
+    assert.equal(m.keys.length, 1, `${where}: record at ${at} has its key (${JSON.stringify(m.properties)})`)
+    assert.ok(m.body.equals(expectedBody(m.keys[0]!, m.body.length)), `${where}: record at ${at} is whole`)
     assert.equal(m.queueOffset, next.get(m.queueId) ?? 0, `${where}: dense offsets in queue ${m.queueId}`)
     next.set(m.queueId, m.queueOffset + 1)
   })

@@ -1,8 +1,9 @@
 // A power loss can tear the sector holding part of a record's header past the durable offset.
 // The body CRC does not cover the header, so the recovery scan accepts such a record; the
 // re-dispatch must find that it does not fit its queue, cut the log there, and never let it
-// replace a ConsumeQueue unit. Seeds are printed; SEED=<n> replays the random test,
-// TORN_HEADER_ROUNDS=<n> runs more rounds.
+// replace a ConsumeQueue unit. Properties torn past the durable offset (not ending with 0x02, as
+// every put ends them) are cut by the scan; below it they are kept. Seeds are printed; SEED=<n>
+// replays the random test, TORN_HEADER_ROUNDS=<n> runs more rounds.
 import assert from 'node:assert/strict'
 import * as path from 'node:path'
 import { test } from 'node:test'
@@ -262,6 +263,100 @@ test('a record whose queue id a power loss tore onto another queue leaves no uni
     assert.equal(reopened.maxOffset('a', 1), 0, "a@1 lost the unit pointing at another queue's record")
     assert.equal((await reopened.get({ topic: 'a', queueId: 1, offset: 0 })).messages.length, 0)
     await assertQueuesMatchLog(reopened, 'after the tear')
+  } finally {
+    await reopened.close()
+  }
+})
+
+/** Sets the last byte of a record's properties, in the page cache and on the disk. */
+function setLastPropertyByte(io: SimFileIO, dir: string, p: PutResult, value: number): void {
+  const fileStart = Math.floor(p.physicalOffset / FILE_SIZE) * FILE_SIZE
+  const entry = io.files.get(path.resolve(dir, 'commitlog', String(fileStart).padStart(20, '0')))
+  assert.ok(entry, `CommitLog file at ${fileStart}`)
+  const at = p.physicalOffset - fileStart + p.size - 1
+  assert.equal(entry.volatile[at], 0x02, 'properties end with 0x02')
+  entry.volatile[at] = entry.durable[at] = value
+}
+
+// Torn properties: the body CRC covers the body only, so a record whose properties did not all
+// reach the file has consistent lengths and a valid CRC. Every put ends non-empty properties with
+// 0x02 (as RocketMQ's clients encode them), so past the durable offset one that does not is cut.
+test('a record past the durable offset whose properties do not end with 0x02 is cut at recovery', { timeout: 30_000 }, async (t) => {
+  const dir = simDir(t)
+  const io = new SimFileIO()
+  const options = { dir, commitLogFileSize: FILE_SIZE, fileIO: io, flushIntervalMs: 3_600_000, flushThoroughIntervalMs: 3_600_000, ...SIM_INDEX }
+  const store = await MessageStore.open(options)
+  await putSome(store, 6, 0)
+  await store.flush()
+  const unflushed = await putSome(store, 6, 6)
+  const snapshot = io.processCrash()
+  await store.close()
+  const torn = unflushed[2]!
+  zeroRecordBytes(snapshot, dir, torn, torn.size - 2, 2)
+  const reopened = await MessageStore.open({ ...options, fileIO: snapshot })
+  try {
+    const cut = reopened.recovery.truncated
+    assert.ok(cut, 'the cut is reported')
+    assert.equal(cut.atOffset, torn.physicalOffset)
+    assert.equal(cut.belowDurableOffset, false)
+    assert.match(cut.reason, /0x02/)
+    assert.equal(reopened.maxPhysicalOffset, torn.physicalOffset)
+    await assertQueuesMatchLog(reopened, 'after the cut')
+  } finally {
+    await reopened.close()
+  }
+})
+
+test('below the durable offset a record whose properties do not end with 0x02 is kept (verifyOnOpen too)', { timeout: 30_000 }, async (t) => {
+  const dir = simDir(t)
+  const io = new SimFileIO()
+  const options = { dir, commitLogFileSize: FILE_SIZE, fileIO: io, flushIntervalMs: 3_600_000, flushThoroughIntervalMs: 3_600_000, ...SIM_INDEX }
+  const store = await MessageStore.open(options)
+  const durable = await putSome(store, 6, 0)
+  await store.flush()
+  await putSome(store, 6, 6)
+  const end = store.maxPhysicalOffset
+  const snapshot = io.processCrash()
+  await store.close()
+  // As a writer that left the last 0x02 off would have stored it ("KEYS 0x01 k2x").
+  setLastPropertyByte(snapshot, dir, durable[2]!, 'x'.charCodeAt(0))
+  const reopened = await MessageStore.open({ ...options, fileIO: snapshot, verifyOnOpen: true })
+  try {
+    assert.equal(reopened.recovery.truncated, undefined, 'nothing cut')
+    assert.equal(reopened.maxPhysicalOffset, end)
+    assert.deepEqual((await reopened.lookup(durable[2]!.physicalOffset)).keys, ['k2x'])
+    await assertQueuesMatchLog(reopened, 'after the open')
+  } finally {
+    await reopened.close()
+  }
+})
+
+test('every way a put gives properties stores them ending with 0x02: a crash leaves all of them past the durable offset', { timeout: 30_000 }, async (t) => {
+  const dir = simDir(t)
+  const io = new SimFileIO()
+  const options = { dir, commitLogFileSize: FILE_SIZE, fileIO: io, flushIntervalMs: 3_600_000, flushThoroughIntervalMs: 3_600_000, ...SIM_INDEX }
+  const store = await MessageStore.open(options)
+  const puts: PutResult[] = [
+    await store.put({ topic: 'a', queueId: 0, body: 'object', properties: { x: 'y' } }),
+    await store.put({ topic: 'a', queueId: 0, body: 'tags and keys', tags: 'T', keys: ['k1', 'k2'] }),
+    await store.put({ topic: 'a', queueId: 0, body: 'text', propertiesText: 'TAGS\u0001T\u0002a\u0001b' }),
+    await store.put({ topic: 'a', queueId: 0, body: 'bytes', propertiesBytes: Buffer.from('a\u0001b\u0002c\u0001d') }),
+    await store.put({ topic: 'a', queueId: 0, body: 'none' }),
+    ...(await store.putBatch([
+      { topic: 'a', queueId: 1, body: 'batch text', propertiesText: 'KEYS\u0001b1' },
+      { topic: 'a', queueId: 1, body: 'batch bytes', propertiesBytes: Buffer.from('KEYS\u0001b2') },
+    ])),
+  ]
+  const end = store.maxPhysicalOffset
+  const snapshot = io.processCrash()
+  await store.close()
+  const reopened = await MessageStore.open({ ...options, fileIO: snapshot })
+  try {
+    assert.equal(reopened.recovery.durableOffset, 0, 'nothing was flushed: every record is checked')
+    assert.equal(reopened.recovery.truncated, undefined, 'nothing cut')
+    assert.equal(reopened.maxPhysicalOffset, end)
+    assert.deepEqual((await reopened.lookup(puts[3]!.physicalOffset)).properties, { a: 'b', c: 'd' })
+    assert.deepEqual((await reopened.lookup(puts[6]!.physicalOffset)).keys, ['b2'])
   } finally {
     await reopened.close()
   }

@@ -167,10 +167,12 @@ test('writer thread: the main thread stops polling for a completion after its bu
   }
 })
 
+// The third put's group fails: its fdatasync is the third, its first write the fifth (a run is
+// written in two, its first 4 bytes last: run-write.ts).
 const failures: { faults: WriterFaults; code: string }[] = [
   { faults: { on: 'fdatasync', failCall: 3, code: 'EIO' }, code: 'FLUSH_FAILED' },
-  { faults: { on: 'write', failCall: 3, code: 'EIO' }, code: 'FLUSH_FAILED' },
-  { faults: { on: 'write', failCall: 3, code: 'ENOSPC' }, code: 'DISK_FULL' },
+  { faults: { on: 'write', failCall: 5, code: 'EIO' }, code: 'FLUSH_FAILED' },
+  { faults: { on: 'write', failCall: 5, code: 'ENOSPC' }, code: 'DISK_FULL' },
 ]
 for (const { faults, code } of failures) {
   test(`writer thread: ${faults.code} from ${faults.on} fails the waiting puts with ${code} and refuses further writes`, { timeout: 30_000 }, async () => {

@@ -9,6 +9,7 @@ import {
   BLANK_MAGIC_CODE,
   MESSAGE_MAGIC_CODE_V1,
   MESSAGE_MAGIC_CODE_V2,
+  PROPERTY_SEPARATOR,
   RECORD,
   RECORD_FIXED_BYTES_V1,
   TOPIC_BYTE,
@@ -122,6 +123,12 @@ export function checkRecord(source: Buffer, at: number, limit: number, physicalO
  */
 export const CRC_LATER_MAX_BODY_BYTES = 512
 
+/**
+ * The last byte of non-empty properties: every put ends them with it (RocketMQ's clients end each
+ * entry with 0x02; the put path adds one a caller left off), and so has every mqts version.
+ */
+export const PROPERTIES_LAST_BYTE = PROPERTY_SEPARATOR.charCodeAt(0)
+
 /** verifyRecord: no record, the end of the data (zeros or fewer than 8 bytes left). */
 export const RECORD_END = 0
 /** verifyRecord: an end-of-file BLANK record filling the rest of the file. */
@@ -133,8 +140,20 @@ export const RECORD_BLANK = -1
  *
  * With `crcLater` (and `verifyCrc`) the CRC of a body under CRC_LATER_MAX_BODY_BYTES is not
  * computed but added to it, checked later with the records around it (the recovery scan).
+ * With `propertiesEnd`, non-empty properties must end with PROPERTIES_LAST_BYTE: the body CRC
+ * does not cover them, and a record torn there ends in zeros. Recovery asks it only past the
+ * durable offset (records this version wrote), never of records other writers stored.
  */
-export function verifyRecord(source: Buffer, at: number, limit: number, physicalOffset: number, maxRecordBytes: number, verifyCrc: boolean, crcLater?: BodyCrcCheck): number | string {
+export function verifyRecord(
+  source: Buffer,
+  at: number,
+  limit: number,
+  physicalOffset: number,
+  maxRecordBytes: number,
+  verifyCrc: boolean,
+  crcLater?: BodyCrcCheck,
+  propertiesEnd = false,
+): number | string {
   if (limit - at < 8) return RECORD_END
   const totalSize = source.readInt32BE(at)
   const magic = source.readInt32BE(at + 4)
@@ -167,6 +186,7 @@ export function verifyRecord(source: Buffer, at: number, limit: number, physical
   const propertiesLength = source.readInt16BE(pos)
   pos += 2
   if (propertiesLength < 0 || pos + propertiesLength !== end) return 'recomputed length differs from total size'
+  if (propertiesEnd && propertiesLength > 0 && source[end - 1] !== PROPERTIES_LAST_BYTE) return `properties end with 0x${source[end - 1]!.toString(16)}, not 0x02`
   const storedOffset = readI64(source, at + RECORD.physicalOffset)
   if (storedOffset !== physicalOffset) return `record says physical offset ${storedOffset}`
   // The body CRC does not cover the topic: a torn sector there must not pass as a record.
