@@ -1,23 +1,29 @@
 /**
- * Reads of a server's connection go into an arena of its own instead of a new buffer per read.
+ * A server's connection that carries large requests reads into an arena of its own instead of a
+ * new buffer per read.
  *
  * Node reads a socket into a fresh 64 KiB allocation each time and hands it over as its own
  * buffer. A request that two reads split (most of a 32-message batch of 1 KiB messages, about
  * 33 KiB, when reads take 40-64 KiB) is then copied into one buffer when whole, and every read is
- * a new ArrayBuffer whose bytes V8 counts as external memory, which starts mark-compact
- * collections of an otherwise small heap. Reading into consecutive ranges of one slab instead
- * leaves a split request whole in memory (FrameDecoder joins contiguous chunks without a copy)
- * and allocates once per slab.
+ * a new ArrayBuffer. Reading into consecutive ranges of one slab instead leaves a split request
+ * whole in memory (FrameDecoder joins contiguous chunks without a copy) and allocates once per slab.
+ *
+ * Only connections that need it switch: one whose pending request, cut by a read, is at least
+ * READ_ARENA_MIN_FRAME_BYTES (a producer sending batches), and at most `readArenaConnections` of a
+ * server at once. Idle connections, and those sending heartbeats, pulls and single sends, read as
+ * Node does and hold no read memory between reads (an arena per accepted connection made every
+ * idle connection hold 256 KiB: thousands of them exhausted an address-space limit).
  *
  * Node offers this as the socket option `onread` (a buffer, or a function returning the buffer of
  * the next read), for sockets it creates from options only; a server's sockets are created by
- * Node from accepted handles. readIntoArena sets the same three fields on an accepted socket that
- * has not started reading (the server accepts with pauseOnConnect), found by their descriptions;
- * where a Node release has not these fields it returns false and the connection reads as usual.
+ * Node from accepted handles. readIntoArena sets the same three fields on such a socket between
+ * two reads, found by their descriptions, and gives the handle its first buffer
+ * (`useUserBuffer`), from which on every read goes to the arena; where a Node release has not
+ * these fields it returns false and the connection keeps reading as Node does.
  *
  * Lifetime: a request's body is a view of its slab, so a slab lives while any request read into
  * it is referenced (the same as Node's per-read buffers); the current slab stays with its
- * connection while it is open. Only pages a read filled are resident.
+ * connection while it is open.
  */
 import type { Socket } from 'node:net'
 
@@ -27,6 +33,10 @@ export const READ_ARENA_SLAB_BYTES = 256 * 1024
 export const READ_ARENA_MAX_READ_BYTES = 64 * 1024
 /** A new slab is taken once fewer bytes than this are left in the current one. */
 export const READ_ARENA_MIN_READ_BYTES = 16 * 1024
+/** A connection switches to an arena once a request at least this large is cut by a read. */
+export const READ_ARENA_MIN_FRAME_BYTES = 16 * 1024
+/** Default for how many connections of one server may read into arenas at once (64 MiB of slabs). */
+export const DEFAULT_READ_ARENA_CONNECTIONS = 256
 
 class ReadArena {
   private slab = Buffer.allocUnsafeSlow(READ_ARENA_SLAB_BYTES)
@@ -52,8 +62,9 @@ interface UserBufferHandle {
 }
 
 /**
- * Makes `socket` read into an arena and hand each read's bytes to `onChunk` (instead of 'data'
- * events). Call it before the socket starts reading. False when this Node release cannot.
+ * Makes `socket` read into an arena from its next read on and hand each read's bytes to `onChunk`
+ * (instead of 'data' events). Call it between reads (in a 'data' handler, say). False when this
+ * Node release cannot.
  */
 export function readIntoArena(socket: Socket, onChunk: (chunk: Buffer) => void): boolean {
   const handle = (socket as unknown as { _handle?: Partial<UserBufferHandle> | null })._handle

@@ -7,7 +7,7 @@
  * unread (see RemotingConnection.answerMustWait).
  */
 import type { Socket } from 'node:net'
-import { readIntoArena } from './read-arena.js'
+import { READ_ARENA_MIN_FRAME_BYTES, readIntoArena } from './read-arena.js'
 import { FrameDecoder, RemotingConnection, TransportError, type ConnectionOwner, type FrameEncoder, type RemotingCommand } from '@mqts/transport/internal'
 
 /** Default bound on bytes queued for one socket (ours plus Node's) before senders wait. */
@@ -26,35 +26,51 @@ export const CLOSE_FLUSH_MS = 2_000
 export const WRITE_SLAB_BYTES = 64 * 1024
 
 /**
- * How long frames may wait for the end of the loop's turn: a turn that has run longer (many
- * requests read in it) writes what is queued when the next read comes, so a turn of many batched
- * sends neither holds the first answers for all of it nor leaves the peers without work meanwhile.
+ * How long a connection's answers may wait for its next reads: a connection whose reads come one
+ * after another (a peer pipelining requests faster than they are served) writes its queued
+ * answers at its next read once they have waited this long.
  */
 export const MAX_FLUSH_DELAY_MS = 0.25
 
-/** Connections with frames queued in this turn of the loop, written together at its end. */
+/**
+ * Connections with frames queued while the event loop reads (see scheduleFlush): each is written
+ * when another connection's read comes, when its own next read finds them older than
+ * MAX_FLUSH_DELAY_MS, or at the end of the turn, whichever is first.
+ */
 let dirty: TcpConnection[] = []
-/** flushDirty is scheduled (setImmediate) for the end of this turn. */
-let flushPending = false
-/** When the first read of this turn not yet followed by a flush began (performance.now()), or -1. */
-let readsSince = -1
+/** The end-of-turn write (setImmediate) is scheduled. */
+let turnEndPending = false
+/** A read came in this turn of the loop and its end has not been reached yet. */
+let inReadTurn = false
 
-function scheduleFlushDirty(): void {
-  if (flushPending) return
-  flushPending = true
-  setImmediate(flushDirty)
-}
-
-function flushDirty(): void {
-  flushPending = false
-  writeDirty()
-}
-
-function writeDirty(): void {
-  readsSince = -1
+function onTurnEnd(): void {
+  turnEndPending = false
+  inReadTurn = false
   const list = dirty
   dirty = []
   for (let i = 0; i < list.length; i++) list[i]!.flushQueued()
+}
+
+/**
+ * Before `reader`'s read is processed: every other connection's queued frames leave (nothing ready
+ * waits for another connection's processors), and the reader's own once they are old enough.
+ */
+function writeBeforeRead(reader: TcpConnection, now: number): void {
+  if (!inReadTurn) {
+    inReadTurn = true
+    if (!turnEndPending) {
+      turnEndPending = true
+      setImmediate(onTurnEnd)
+    }
+  }
+  if (dirty.length === 0) return
+  const list = dirty
+  dirty = []
+  for (let i = 0; i < list.length; i++) {
+    const c = list[i]!
+    if (c === reader && now - c.queuedSince < MAX_FLUSH_DELAY_MS) dirty.push(c)
+    else c.flushQueued()
+  }
 }
 
 let slab = Buffer.allocUnsafeSlow(0)
@@ -88,6 +104,9 @@ export class TcpConnection extends RemotingConnection {
   private queue: Buffer[] = []
   private queuedBytes = 0
   private flushScheduled = false
+  /** When the queued frames waiting in `dirty` were queued (performance.now()). */
+  queuedSince = 0
+  private readonly flushBound = () => this.flushQueued()
   private spaceWaiters: SpaceWaiter[] = []
   /** Bytes of the frames in spaceWaiters, dropped ones left out. */
   private waitingBytes = 0
@@ -109,15 +128,13 @@ export class TcpConnection extends RemotingConnection {
     owner: ConnectionOwner,
     private readonly socket: Socket,
     private readonly maxBufferedWriteBytes: number,
-    /** Read into an arena (see read-arena.ts): for a server's sockets, accepted paused. */
-    arena = false,
+    /** A server's arenas (see read-arena.ts) this connection may take one of; none for a client's. */
+    private arenas?: { left: number },
   ) {
     super(owner, formatAddress(socket.localAddress, socket.localPort), formatAddress(socket.remoteAddress, socket.remotePort))
     this.decoder = new FrameDecoder(owner.options.maxFrameBytes)
     socket.setNoDelay(true)
-    if (!arena || !readIntoArena(socket, (chunk) => this.onData(chunk))) socket.on('data', (chunk: Buffer) => this.onData(chunk))
-    // A server's socket is accepted paused (so that the arena is in place before the first read).
-    if (socket.readableFlowing !== true) socket.resume()
+    socket.on('data', (chunk: Buffer) => this.onData(chunk))
     socket.on('drain', () => {
       this.releaseWaiters()
       this.writeProgress()
@@ -260,41 +277,47 @@ export class TcpConnection extends RemotingConnection {
   }
 
   /**
-   * Frames leave once the event loop has run every callback of its poll phase (setImmediate):
-   * the answers to all the requests read in that turn, whether their processors settle at once or
-   * some ticks and microtasks later, go out in one write per connection. A write is a system
-   * call whose cost on loopback is mostly per call (the peer's receive path runs in it), and a
-   * flush per tick or per read wrote most answers alone (0.66 writes per batched send under load,
-   * 0.3 this way), which also woke the peer once per answer. The wait adds no turn of the loop:
-   * the check phase follows the poll phase of the same turn, and the poll does not block while
-   * an immediate is pending. A turn that reads for longer than MAX_FLUSH_DELAY_MS writes what is
-   * queued at its next read, which bounds what the wait adds to an answer.
+   * Frames queued outside the loop's reads (a timer, another I/O callback, a client's invoke
+   * before any answer came in this turn) leave after the current tick (process.nextTick), as one
+   * write per connection. Frames queued while the loop reads (the answers to what a read brought,
+   * whether their processors settle at once or some ticks and microtasks later, and requests a
+   * client makes on an answer) wait until another connection's read comes or the turn ends
+   * (writeBeforeRead, onTurnEnd): a connection whose requests arrive in several reads of one
+   * turn gets its answers in one write. A write is a system call whose cost on loopback is mostly
+   * per call (the peer's receive path runs in it and wakes the peer); writing per read wrote most
+   * answers of a pipelining producer alone. Nothing ready waits for another connection's work.
    */
   private scheduleFlush(): void {
     if (this.flushScheduled) return
     this.flushScheduled = true
+    if (!inReadTurn) {
+      process.nextTick(this.flushBound)
+      return
+    }
+    this.queuedSince = performance.now()
     dirty.push(this)
-    scheduleFlushDirty()
   }
 
-  /** For flushDirty: writes what is queued unless a flush came first. */
+  /** A large request was cut by a read: the following reads go into an arena, if one is left. */
+  private readIntoArena(arenas: { left: number }): void {
+    this.arenas = undefined
+    if (arenas.left <= 0 || this.closed || this.socket.destroyed) return
+    if (!readIntoArena(this.socket, (chunk) => this.onData(chunk))) return
+    arenas.left--
+    this.socket.once('close', () => arenas.left++)
+  }
+
+  /** For the writes of queued frames: writes what is queued unless a flush came first. */
   flushQueued(): void {
     if (this.flushScheduled) this.flush()
   }
 
   private onData(chunk: Buffer): void {
     this.touch()
-    // Answers of the reads before this one in a long turn leave now (see MAX_FLUSH_DELAY_MS).
-    const now = performance.now()
-    if (readsSince < 0) {
-      readsSince = now
-      scheduleFlushDirty()
-    } else if (now - readsSince >= MAX_FLUSH_DELAY_MS) {
-      if (dirty.length > 0) writeDirty()
-      readsSince = now
-    }
+    writeBeforeRead(this, performance.now())
     try {
       this.decoder.push(chunk, this.commandBound)
+      if (this.arenas !== undefined && this.decoder.pendingFrameBytes >= READ_ARENA_MIN_FRAME_BYTES) this.readIntoArena(this.arenas)
     } catch (err) {
       const message = (err as Error).message
       this.owner.options.logger.warn(`closing connection from ${this.remoteAddress}: ${message}`, { code: (err as TransportError).code })

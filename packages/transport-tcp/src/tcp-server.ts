@@ -2,6 +2,7 @@
 import * as net from 'node:net'
 import { AbstractRemotingServer, TransportError, type ConnectionOptions, type RemotingAddress } from '@mqts/transport/internal'
 import { DEFAULT_MAX_BUFFERED_WRITE_BYTES, TcpConnection, formatAddress } from './tcp-connection.js'
+import { DEFAULT_READ_ARENA_CONNECTIONS } from './read-arena.js'
 
 export interface TcpServerOptions extends ConnectionOptions {
   /** Default 0.0.0.0. */
@@ -12,10 +13,13 @@ export interface TcpServerOptions extends ConnectionOptions {
   maxBufferedWriteBytes?: number
   backlog?: number
   /**
-   * Read each connection into an arena of its own (read-arena.ts): a request split by reads is not
-   * copied and reads allocate once per 256 KiB. Default true; false reads as Node does by default.
+   * Let connections that send large requests read into an arena of their own (read-arena.ts): a
+   * request split by reads is not copied and reads allocate once per 256 KiB. Default true; false
+   * reads every connection as Node does by default.
    */
   readArena?: boolean
+  /** How many connections may read into arenas at once (256 KiB each). Default 256. */
+  readArenaConnections?: number
 }
 
 export class TcpRemotingServer extends AbstractRemotingServer {
@@ -24,7 +28,8 @@ export class TcpRemotingServer extends AbstractRemotingServer {
   private readonly port: number
   private readonly backlog: number | undefined
   private readonly maxBufferedWriteBytes: number
-  private readonly readArena: boolean
+  /** Arenas left for connections (see read-arena.ts); undefined: none. */
+  private readonly arenas: { left: number } | undefined
 
   constructor(options: TcpServerOptions = {}) {
     super(options)
@@ -32,9 +37,8 @@ export class TcpRemotingServer extends AbstractRemotingServer {
     this.port = options.port ?? 0
     this.backlog = options.backlog
     this.maxBufferedWriteBytes = options.maxBufferedWriteBytes ?? DEFAULT_MAX_BUFFERED_WRITE_BYTES
-    this.readArena = options.readArena ?? true
-    // Paused until the connection has set up how it reads (see readIntoArena).
-    this.server = net.createServer({ pauseOnConnect: true }, (socket) => this.onSocket(socket))
+    this.arenas = options.readArena === false ? undefined : { left: options.readArenaConnections ?? DEFAULT_READ_ARENA_CONNECTIONS }
+    this.server = net.createServer((socket) => this.onSocket(socket))
     this.server.on('error', (err) => this.connectionError(undefined, err))
   }
 
@@ -67,7 +71,7 @@ export class TcpRemotingServer extends AbstractRemotingServer {
   }
 
   private onSocket(socket: net.Socket): void {
-    const connection = new TcpConnection(this, socket, this.maxBufferedWriteBytes, this.readArena)
+    const connection = new TcpConnection(this, socket, this.maxBufferedWriteBytes, this.arenas)
     this.accepted(connection)
   }
 }

@@ -8,7 +8,7 @@ import * as net from 'node:net'
 import { test } from 'node:test'
 import { INLINE_BODY_BYTES, RemotingCommand, ResponseCode, SerializeType, TransportError, encodeFrame, randomBytes, randomInt, seededRandom, seedFromEnv } from '@mqts/transport/internal'
 import { TcpRemotingClient, TcpRemotingServer } from '../src/index.js'
-import { MAX_FLUSH_DELAY_MS, READ_ARENA_SLAB_BYTES, WRITE_SLAB_BYTES, type TcpConnection } from '../src/internal.js'
+import { MAX_FLUSH_DELAY_MS, READ_ARENA_MIN_FRAME_BYTES, READ_ARENA_SLAB_BYTES, WRITE_SLAB_BYTES, type TcpConnection } from '../src/internal.js'
 import { quiet, rawConnect, recordingLogger, sleep, stalledServer, until } from './helpers.js'
 
 const T = { timeout: 20_000 }
@@ -179,28 +179,44 @@ test('in a long turn of the loop, answers already queued leave before the next r
   }
 })
 
-test('a request split across reads is a view of its connection\'s read arena, not a copy (readArena: false reads as Node does)', T, async () => {
+test('a connection whose large request a read cuts reads into an arena from then on: the next such request is a view of it, not a copy (readArena: false, small requests and connections past readArenaConnections read as Node does)', T, async () => {
+  const isArenaView = (b: Buffer) => b.buffer.byteLength === READ_ARENA_SLAB_BYTES
   for (const readArena of [true, false]) {
     const bodies: Buffer[] = []
-    const server = new TcpRemotingServer({ host: '127.0.0.1', port: 0, logger: quiet, readArena })
+    const server = new TcpRemotingServer({ host: '127.0.0.1', port: 0, logger: quiet, readArena, readArenaConnections: 1 })
     server.registerProcessor(1, (request) => {
       bodies.push(request.body)
       return RemotingCommand.createResponse(ResponseCode.SUCCESS)
     })
     await server.start()
-    const raw = await rawConnect(server.address().port)
+    const first = await rawConnect(server.address().port)
+    const second = await rawConnect(server.address().port)
     try {
-      const body = randomBytes(seededRandom(7), 20_000)
-      const frame = encodeFrame(RemotingCommand.createRequest(1, {}, body))
-      raw.socket.write(frame.subarray(0, 5_000))
-      await sleep(30)
-      raw.socket.write(frame.subarray(5_000))
-      await until(() => raw.received.length === 1)
-      assert.ok(bodies[0]!.equals(body))
-      if (readArena) assert.equal(bodies[0]!.buffer.byteLength, READ_ARENA_SLAB_BYTES, 'the body views the arena')
-      else assert.notEqual(bodies[0]!.buffer.byteLength, READ_ARENA_SLAB_BYTES)
+      const rng = seededRandom(7)
+      const send = async (raw: Awaited<ReturnType<typeof rawConnect>>, size: number): Promise<Buffer> => {
+        const body = randomBytes(rng, size)
+        const frame = encodeFrame(RemotingCommand.createRequest(1, {}, body))
+        const n = raw.received.length
+        raw.socket.write(frame.subarray(0, Math.min(5_000, frame.length - 1)))
+        await sleep(30)
+        raw.socket.write(frame.subarray(Math.min(5_000, frame.length - 1)))
+        await until(() => raw.received.length === n + 1)
+        const got = bodies[bodies.length - 1]!
+        assert.ok(got.equals(body))
+        return got
+      }
+      // Small requests, even cut by a read, leave the connection reading as Node does.
+      assert.equal(isArenaView(await send(first, 8_000)), false)
+      // The first large one cut by a read is joined as before, and switches the connection.
+      assert.equal(isArenaView(await send(first, READ_ARENA_MIN_FRAME_BYTES + 5_000)), false)
+      assert.equal(isArenaView(await send(first, 20_000)), readArena, 'the next large request views the arena')
+      assert.equal(isArenaView(await send(first, 3_000)), readArena, 'and so does a small one after it')
+      // readArenaConnections: 1, taken by the first connection.
+      await send(second, READ_ARENA_MIN_FRAME_BYTES + 5_000)
+      assert.equal(isArenaView(await send(second, 20_000)), false, 'no arena left for a second connection')
     } finally {
-      raw.socket.destroy()
+      first.socket.destroy()
+      second.socket.destroy()
       await server.stop()
     }
   }

@@ -846,6 +846,11 @@ export class FrameDecoder {
     return this.buffered
   }
 
+  /** The whole length of the incomplete frame held, once its length field is in; else -1. */
+  get pendingFrameBytes(): number {
+    return this.buffered === 0 ? -1 : this.frameBytes
+  }
+
   /** Feeds a chunk; calls `onCommand` for each complete frame in order. Throws TransportError on bad input. */
   push(chunk: Buffer, onCommand: (cmd: RemotingCommand) => void): void {
     if (this.failed) throw new TransportError('BAD_FRAME', 'decoder already failed')
