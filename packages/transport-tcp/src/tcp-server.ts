@@ -71,7 +71,7 @@ export class TcpRemotingServer extends AbstractRemotingServer {
   }
 
   private onSocket(socket: net.Socket): void {
-    const connection = new TcpConnection(this, socket, this.maxBufferedWriteBytes, this.arenas)
+    const connection = new TcpConnection(this, socket, this.maxBufferedWriteBytes, this.arenas, true)
     this.accepted(connection)
   }
 }

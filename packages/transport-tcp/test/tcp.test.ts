@@ -179,6 +179,38 @@ test('in a long turn of the loop, answers already queued leave before the next r
   }
 })
 
+test('a client\'s request leaves after the tick it was made in, not after the rest of the loop\'s turn', T, async () => {
+  const { server, address, port } = await startServer()
+  const client = new TcpRemotingClient({ logger: quiet })
+  const events: string[] = []
+  const proto = net.Socket.prototype as unknown as { write: (...args: unknown[]) => boolean }
+  const original = proto.write
+  try {
+    await client.invoke(address, RemotingCommand.createRequest(1, { id: 'warm' }), 3000)
+    proto.write = function (this: net.Socket, ...args: unknown[]) {
+      if (this.remotePort === port) events.push('request written')
+      return original.apply(this, args)
+    }
+    // Two timers of one timers phase: the first invokes, the second works synchronously.
+    let call: Promise<unknown> | undefined
+    await new Promise<void>((resolve) => {
+      setTimeout(() => {
+        call = client.invoke(address, RemotingCommand.createRequest(1, { id: 'x' }), 3000)
+      }, 1)
+      setTimeout(() => {
+        events.push('other timer')
+        resolve()
+      }, 1)
+    })
+    await call
+    assert.deepEqual(events, ['request written', 'other timer'])
+  } finally {
+    proto.write = original
+    await client.close()
+    await server.stop()
+  }
+})
+
 test('a connection whose large request a read cuts reads into an arena from then on: the next such request is a view of it, not a copy (readArena: false, small requests and connections past readArenaConnections read as Node does)', T, async () => {
   const isArenaView = (b: Buffer) => b.buffer.byteLength === READ_ARENA_SLAB_BYTES
   for (const readArena of [true, false]) {
