@@ -63,10 +63,10 @@ interface UserBufferHandle {
 
 /**
  * Makes `socket` read into an arena from its next read on and hand each read's bytes to `onChunk`
- * (instead of 'data' events). Call it between reads (in a 'data' handler, say). False when this
+ * (instead of 'data' events), with whether the read filled its range (more may be waiting). Call it between reads (in a 'data' handler, say). False when this
  * Node release cannot.
  */
-export function readIntoArena(socket: Socket, onChunk: (chunk: Buffer) => void): boolean {
+export function readIntoArena(socket: Socket, onChunk: (chunk: Buffer, full: boolean) => void): boolean {
   const handle = (socket as unknown as { _handle?: Partial<UserBufferHandle> | null })._handle
   if (!handle || typeof handle.useUserBuffer !== 'function') return false
   const symbols = Object.getOwnPropertySymbols(socket)
@@ -84,7 +84,7 @@ export function readIntoArena(socket: Socket, onChunk: (chunk: Buffer) => void):
   // Node passes the range it read into (the last one next() returned) and how much it filled.
   fields[kBufferCb] = (n: number, range: Buffer): void => {
     arena.took(n)
-    onChunk(range.subarray(0, n))
+    onChunk(range.subarray(0, n), n === range.length)
   }
   handle.useUserBuffer(first)
   return true

@@ -32,40 +32,40 @@ export const WRITE_SLAB_BYTES = 64 * 1024
  */
 export const MAX_FLUSH_DELAY_MS = 0.25
 
+/** The buffer Node reads a socket into (libuv's suggested size): a read this long may have left more. */
+export const NODE_READ_BYTES = 64 * 1024
+
 /**
- * Connections with frames queued while the event loop reads (see scheduleFlush): each is written
- * when another connection's read comes, when its own next read finds them older than
- * MAX_FLUSH_DELAY_MS, or at the end of the turn, whichever is first.
+ * Server connections whose answers wait for more of their peer's reads (see scheduleFlush): each
+ * is written when another connection's read comes, when its own next read does not fill its
+ * buffer or finds them older than MAX_FLUSH_DELAY_MS, or at the end of the turn (setImmediate).
  */
 let dirty: TcpConnection[] = []
-/** The end-of-turn write (setImmediate) is scheduled. */
+/** The end-of-turn write is scheduled. */
 let turnEndPending = false
-/** A read came in this turn of the loop and its end has not been reached yet. */
-let inReadTurn = false
 
 function onTurnEnd(): void {
   turnEndPending = false
-  inReadTurn = false
   const list = dirty
   dirty = []
   for (let i = 0; i < list.length; i++) list[i]!.flushQueued()
 }
 
+function waitForMoreReads(c: TcpConnection): void {
+  dirty.push(c)
+  if (turnEndPending) return
+  turnEndPending = true
+  setImmediate(onTurnEnd)
+}
+
 /**
- * Before `reader`'s read is processed: every other connection's queued frames leave (nothing ready
- * waits for another connection's processors), and the reader's own once they are old enough.
+ * Before `reader`'s read is processed: every other connection's waiting answers leave (nothing
+ * ready waits for another connection's processors), and the reader's own once they are old enough.
  */
-function writeBeforeRead(reader: TcpConnection, now: number): void {
-  if (!inReadTurn) {
-    inReadTurn = true
-    if (!turnEndPending) {
-      turnEndPending = true
-      setImmediate(onTurnEnd)
-    }
-  }
-  if (dirty.length === 0) return
+function writeBeforeRead(reader: TcpConnection): void {
   const list = dirty
   dirty = []
+  const now = performance.now()
   for (let i = 0; i < list.length; i++) {
     const c = list[i]!
     if (c === reader && now - c.queuedSince < MAX_FLUSH_DELAY_MS) dirty.push(c)
@@ -104,6 +104,10 @@ export class TcpConnection extends RemotingConnection {
   private queue: Buffer[] = []
   private queuedBytes = 0
   private flushScheduled = false
+  /** The last read filled its buffer: the peer has more waiting, read next in this turn. */
+  private lastReadFull = false
+  /** Queued frames wait in `dirty` for more reads (see scheduleFlush). */
+  private waitsForReads = false
   /** When the queued frames waiting in `dirty` were queued (performance.now()). */
   queuedSince = 0
   private readonly flushBound = () => this.flushQueued()
@@ -141,7 +145,7 @@ export class TcpConnection extends RemotingConnection {
     super(owner, formatAddress(socket.localAddress, socket.localPort), formatAddress(socket.remoteAddress, socket.remotePort))
     this.decoder = new FrameDecoder(owner.options.maxFrameBytes)
     socket.setNoDelay(true)
-    socket.on('data', (chunk: Buffer) => this.onData(chunk))
+    socket.on('data', (chunk: Buffer) => this.onData(chunk, chunk.length >= NODE_READ_BYTES))
     socket.on('drain', () => {
       this.releaseWaiters()
       this.writeProgress()
@@ -285,30 +289,40 @@ export class TcpConnection extends RemotingConnection {
 
   /**
    * Frames leave after the current tick (process.nextTick), as one write per connection, except a
-   * server's answers queued while the loop reads (the answers to what a read brought, whether
-   * their processors settle at once or some ticks and microtasks later): they wait until another
-   * connection's read comes or the turn ends (writeBeforeRead, onTurnEnd), so a connection whose
-   * requests arrive in several reads of one turn gets their answers in one write. A write is a
-   * system call whose cost on loopback is mostly per call (the peer's receive path runs in it and
-   * wakes the peer); writing per read wrote most answers of a pipelining producer alone. Nothing
-   * ready waits for another connection's work.
+   * server's answers to a read that filled its buffer (the peer has more waiting, which the loop
+   * reads next in this turn), whether their processors settle at once or some ticks and
+   * microtasks later: they wait for the connection's next read that does not fill its buffer,
+   * another connection's read, or the end of the turn (writeBeforeRead, onTurnEnd), so a
+   * pipelining producer whose requests arrive in several reads of one turn gets their answers in
+   * one write. A write is a system call whose cost on loopback is mostly per call (the peer's
+   * receive path runs in it and wakes the peer); writing per read wrote most of those answers
+   * alone. A lone request's answer leaves after its tick, and nothing ready waits for another
+   * connection's work.
    */
   private scheduleFlush(): void {
-    if (this.flushScheduled) return
+    if (this.flushScheduled) {
+      // Waiting answers, and now the answer to a read that did not fill its buffer: all leave.
+      if (this.waitsForReads && !this.lastReadFull) {
+        this.waitsForReads = false
+        process.nextTick(this.flushBound)
+      }
+      return
+    }
     this.flushScheduled = true
-    if (!inReadTurn || !this.answersWait) {
+    if (!this.answersWait || !this.lastReadFull) {
       process.nextTick(this.flushBound)
       return
     }
+    this.waitsForReads = true
     this.queuedSince = performance.now()
-    dirty.push(this)
+    waitForMoreReads(this)
   }
 
   /** A large request was cut by a read: the following reads go into an arena, if one is left. */
   private readIntoArena(arenas: { left: number }): void {
     this.arenas = undefined
     if (arenas.left <= 0 || this.closed || this.socket.destroyed) return
-    if (!readIntoArena(this.socket, (chunk) => this.onData(chunk))) return
+    if (!readIntoArena(this.socket, (chunk, full) => this.onData(chunk, full))) return
     arenas.left--
     this.socket.once('close', () => arenas.left++)
   }
@@ -318,9 +332,10 @@ export class TcpConnection extends RemotingConnection {
     if (this.flushScheduled) this.flush()
   }
 
-  private onData(chunk: Buffer): void {
+  private onData(chunk: Buffer, full: boolean): void {
     this.touch()
-    writeBeforeRead(this, performance.now())
+    this.lastReadFull = full
+    if (dirty.length > 0) writeBeforeRead(this)
     try {
       this.decoder.push(chunk, this.commandBound)
       if (this.arenas !== undefined && this.decoder.pendingFrameBytes >= READ_ARENA_MIN_FRAME_BYTES) this.readIntoArena(this.arenas)
@@ -334,6 +349,7 @@ export class TcpConnection extends RemotingConnection {
 
   private flush(): void {
     this.flushScheduled = false
+    this.waitsForReads = false
     if (this.queue.length === 0) {
       // The usual case: nothing but one run of slab bytes, written as one view of them.
       const run = this.runSlab

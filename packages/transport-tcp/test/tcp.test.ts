@@ -306,7 +306,7 @@ test('frames queued in one tick leave in one socket write', T, async () => {
   }
 })
 
-test('answers settled in different ticks of one turn of the event loop leave in one socket write', T, async () => {
+test('answers to a read that filled its buffer wait for the connection\'s next read and leave with its answers in one write; a lone read\'s answers leave after their tick', T, async () => {
   const server = new TcpRemotingServer({ host: '127.0.0.1', port: 0, logger: quiet })
   // Each answer settles `depth` process.nextTick turns and as many microtasks after its request.
   server.registerProcessor(3, async (request) => {
@@ -314,26 +314,53 @@ test('answers settled in different ticks of one turn of the event loop leave in 
       await new Promise<void>((resolve) => process.nextTick(resolve))
       await Promise.resolve()
     }
-    return RemotingCommand.createResponse(ResponseCode.SUCCESS, undefined, { depth: request.extFields.depth! })
+    return RemotingCommand.createResponse(ResponseCode.SUCCESS, undefined, { idx: request.extFields.idx! })
   })
   await server.start()
-  const { port } = server.address()
-  const raw = await rawConnect(port)
-  const proto = net.Socket.prototype as unknown as { write: (...args: unknown[]) => boolean }
-  const original = proto.write
-  let serverWrites = 0
-  proto.write = function (this: net.Socket, ...args: unknown[]) {
-    if (this.localPort === port) serverWrites++
-    return original.apply(this, args)
-  }
+  const raw = await rawConnect(server.address().port)
+  // Answers settle at once or a tick later, as a store's put does.
+  const frames = (from: number, to: number) => Buffer.concat(Array.from({ length: to - from }, (_, i) => encodeFrame(RemotingCommand.createRequest(3, { depth: String((from + i) % 2), idx: String(from + i) }))))
   try {
-    // Ten requests in one chunk: read in one callback, answered over ten ticks.
-    raw.socket.write(Buffer.concat(Array.from({ length: 10 }, (_, i) => encodeFrame(RemotingCommand.createRequest(3, { depth: String(i) })))))
+    await until(() => server.channels().length === 1)
+    const connection = server.channels()[0] as unknown as { socket: net.Socket; onData(chunk: Buffer, full: boolean): void }
+    let writes = 0
+    const original = connection.socket.write.bind(connection.socket) as (...args: unknown[]) => boolean
+    ;(connection.socket as unknown as { write: (...args: unknown[]) => boolean }).write = (...args: unknown[]) => {
+      writes++
+      return original(...args)
+    }
+    // As the loop delivers a burst: reads that filled their buffer, then the rest, in one turn
+    // (each read's answers settled before the next read, as between two I/O callbacks).
+    const settle = async (): Promise<void> => {
+      for (let k = 0; k < 4; k++) {
+        await new Promise<void>((resolve) => process.nextTick(resolve))
+        await Promise.resolve()
+      }
+    }
+    setImmediate(async () => {
+      connection.onData(frames(0, 4), true)
+      await settle()
+      connection.onData(frames(4, 8), true)
+      await settle()
+      connection.onData(frames(8, 10), false)
+    })
     await until(() => raw.received.length === 10)
-    assert.deepEqual(raw.received.map((r) => r.extFields.depth), Array.from({ length: 10 }, (_, i) => String(i)))
-    assert.equal(serverWrites, 1)
+    assert.deepEqual(raw.received.map((r) => Number(r.extFields.idx)).sort((a, b) => a - b), Array.from({ length: 10 }, (_, i) => i))
+    // Reads 1 and 2 wait for read 3, whose answers settle in two ticks: two writes, one more if a
+    // loaded machine made read 2 come MAX_FLUSH_DELAY_MS after read 1 (a write per tick: six).
+    assert.ok(writes <= 3, `${writes} writes for the burst`)
+    // A lone read: its answer leaves after its tick, not at the end of the turn.
+    writes = 0
+    let written = -1
+    setImmediate(async () => {
+      connection.onData(frames(0, 1), false)
+      // Ticks and microtasks only: the turn cannot end meanwhile.
+      await settle()
+      written = writes
+    })
+    await until(() => raw.received.length === 11)
+    assert.equal(written, 1, 'the lone answer was written before the turn ended')
   } finally {
-    proto.write = original
     raw.socket.destroy()
     await server.stop()
   }
