@@ -96,7 +96,8 @@ export class Broker {
     await this.server.start()
     const listened = this.server.address()
     const host = c.brokerIP1 ?? (c.listenHost === '0.0.0.0' || c.listenHost === '::' ? firstIPv4() : c.listenHost)
-    this.#addr = `${host}:${listened.port}`
+    // An IPv6 address in brackets, as the store's host and clients' address parsers take it.
+    this.#addr = host.includes(':') && !host.startsWith('[') ? `[${host}]:${listened.port}` : `${host}:${listened.port}`
     this.store = await MessageStore.open({
       dir: c.storePathRootDir,
       flush: c.flushDiskType === 'SYNC_FLUSH' ? 'sync' : 'async',

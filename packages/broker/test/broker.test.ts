@@ -324,3 +324,24 @@ test('suggestWhichBrokerId: the master unless slaveReadEnable; with it, the slow
   assert.deepEqual(await suggested({ slaveReadEnable: true, accessMessageInMemoryMaxRatio: 0 }), ['1', '1', '1'], 'any backlog is past 0 % of memory')
   assert.deepEqual(await suggested({ slaveReadEnable: true }), ['0', '0', '0'], 'a few bytes are within 40 % of memory')
 })
+
+test('a broker listening on an IPv6 address starts, names itself [address]:port and takes sends and pulls', { timeout: 30_000 }, async (t) => {
+  const probe = await import('node:net').then((net) => new Promise<boolean>((resolve) => {
+    const s = net.createServer().once('error', () => resolve(false)).listen(0, '::1', () => s.close(() => resolve(true)))
+  }))
+  if (!probe) {
+    t.skip('no IPv6 loopback here')
+    return
+  }
+  await withCluster(
+    async (c) => {
+      assert.match(c.broker.address, /^\[::1\]:\d+$/)
+      const sent = await c.client.invoke(c.broker.address, sendV2('V6', 0, 'over ipv6'), T)
+      assert.equal(sent.code, ResponseCode.SUCCESS, sent.remark ?? '')
+      const got = await c.client.invoke(c.broker.address, pull('V6', 0, 0), T)
+      assert.equal(got.code, ResponseCode.SUCCESS)
+      assert.equal(records(got.body)[0]!.body.toString(), 'over ipv6')
+    },
+    { listenHost: '::1' },
+  )
+})

@@ -21,14 +21,21 @@ export interface Cluster {
 
 export async function startCluster(dir: string, options: BrokerOptions = {}): Promise<Cluster> {
   const ns = await NameServer.start({ port: 0, logger: silentLogger })
-  const broker = await Broker.start({
-    listenPort: 0,
-    namesrvAddr: [ns.address()],
-    storePathRootDir: dir,
-    logger: silentLogger,
-    store: { commitLogFileSize: 4 * 1024 * 1024, maxHashSlotNum: 1024, maxIndexNum: 4096 },
-    ...options,
-  })
+  let broker: Broker
+  try {
+    broker = await Broker.start({
+      listenPort: 0,
+      namesrvAddr: [ns.address()],
+      storePathRootDir: dir,
+      logger: silentLogger,
+      store: { commitLogFileSize: 4 * 1024 * 1024, maxHashSlotNum: 1024, maxIndexNum: 4096 },
+      ...options,
+    })
+  } catch (err) {
+    // A broker that fails to start must not leave the nameserver holding the test process open.
+    await ns.stop()
+    throw err
+  }
   return { ns, broker, client: new TcpRemotingClient({ logger: silentLogger }), dir }
 }
 
