@@ -8,7 +8,7 @@ import * as path from 'node:path'
 import { NodeFileIO, UniqueIdGenerator, firstIPv4 } from '@mqts/common'
 import { MessageStore, PROPERTY, SCHEDULE_TOPIC, parseDelayLevels, parseJavaInt, toScheduledMessage, type MessageStoreOptions, type PutMessage } from '@mqts/store'
 import { RemotingCommand, RequestCode, ResponseCode, consoleLogger, type Logger, type RemotingClient, type RemotingServer, type RequestProcessor } from '@mqts/transport'
-import { TcpRemotingClient, TcpRemotingServer } from '@mqts/transport-tcp'
+import { TcpRemotingClient, TcpRemotingServer, formatAddress } from '@mqts/transport-tcp'
 import { ClientManager, type ConsumerGroupInfo } from './client-manager.js'
 import { BrokerHAService } from './ha-service.js'
 import { resolveBrokerConfig, type BrokerConfig } from './config.js'
@@ -97,7 +97,7 @@ export class Broker {
     const listened = this.server.address()
     const host = c.brokerIP1 ?? (c.listenHost === '0.0.0.0' || c.listenHost === '::' ? firstIPv4() : c.listenHost)
     // An IPv6 address in brackets, as the store's host and clients' address parsers take it.
-    this.#addr = host.includes(':') && !host.startsWith('[') ? `[${host}]:${listened.port}` : `${host}:${listened.port}`
+    this.#addr = formatAddress(host, listened.port)
     this.store = await MessageStore.open({
       dir: c.storePathRootDir,
       flush: c.flushDiskType === 'SYNC_FLUSH' ? 'sync' : 'async',

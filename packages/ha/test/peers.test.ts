@@ -50,17 +50,44 @@ async function rawPeer(port: number): Promise<{ socket: net.Socket; received: ()
   return { socket, received: () => got, closed, first }
 }
 
-/** A raw peer that reports `offset` at once and again every 100 ms, whatever it is sent; stop() ends it. */
-async function repeatingPeer(port: number, offset: number): Promise<{ stop: () => void }> {
+/** Runs `fn` while a raw peer reports `offset` at once and again every 100 ms, whatever it is sent. */
+async function withRepeatingPeer(port: number, offset: number, fn: () => Promise<void>): Promise<void> {
   const peer = await rawPeer(port)
   peer.socket.write(encodeReport(offset))
   const keep = setInterval(() => peer.socket.write(encodeReport(offset)), 100)
-  return {
-    stop: () => {
-      clearInterval(keep)
-      peer.socket.destroy()
-    },
+  try {
+    await fn()
+  } finally {
+    clearInterval(keep)
+    peer.socket.destroy()
   }
+}
+
+interface InSyncSetup {
+  master: MessageStore
+  replicaStore: MessageStore
+  ha: HAMaster
+  follower: HAReplica
+  log: ReturnType<typeof recording>
+}
+
+/**
+ * A master whose links leave the in-sync set after 300 ms without catching up (heartbeats every
+ * 100 ms), an honest replica following it, and 50 messages put on the master.
+ */
+async function withInSyncRule(fn: (s: InSyncSetup) => Promise<void>): Promise<void> {
+  await withStores(async (master, replicaStore) => {
+    const log = recording()
+    const ha = await HAMaster.start({ store: master, logger: log, maxTimeNotCaughtUpMs: 300, heartbeatMs: 100 })
+    const follower = HAReplica.start({ store: replicaStore, masterAddress: ha.address(), reconnectDelayMs: 50 })
+    try {
+      await produce(master, 50)
+      await fn({ master, replicaStore, ha, follower, log })
+    } finally {
+      await follower.stop()
+      await ha.stop()
+    }
+  })
 }
 
 test('a peer that acknowledges more than the master sent it is dropped (logged) and its report never counts', { timeout: 30_000 }, async () => {
@@ -117,58 +144,34 @@ test("a first report that is not where a record starts in the master's log is re
 })
 
 test('in sync only once caught up: a peer that never acknowledges what it is sent is not waited for (RocketMQ 5 haMaxTimeSlaveNotCatchup)', { timeout: 60_000 }, async () => {
-  await withStores(async (master, replicaStore) => {
-    const log = recording()
-    const ha = await HAMaster.start({ store: master, logger: log, maxTimeNotCaughtUpMs: 300, heartbeatMs: 100 })
-    const follower = HAReplica.start({ store: replicaStore, masterAddress: ha.address(), reconnectDelayMs: 50 })
-    try {
-      await produce(master, 50)
-      // Only a peer that reports an empty log and then nothing more: never caught up, never in sync.
-      await follower.stop()
-      const rogue = await repeatingPeer(ha.port, 0)
-      try {
-        await until('the rogue link', () => ha.replicas().length === 1 && ha.replicas()[0]!.ackOffset === 0)
-        const p = await master.put({ topic: 'T', queueId: 0, body: 'only a rogue' })
-        assert.equal(await ha.waitForReplicas(p.physicalOffset + p.size, 300), 'SLAVE_NOT_AVAILABLE')
-        assert.equal(ha.replicas()[0]!.inSync, false)
-      } finally {
-        rogue.stop()
-      }
-    } finally {
-      await follower.stop()
-      await ha.stop()
-    }
+  await withInSyncRule(async ({ master, ha, follower }) => {
+    // Only a peer that reports an empty log and then nothing more: never caught up, never in sync.
+    await follower.stop()
+    await withRepeatingPeer(ha.port, 0, async () => {
+      await until('the rogue link', () => ha.replicas().length === 1 && ha.replicas()[0]!.ackOffset === 0)
+      const p = await master.put({ topic: 'T', queueId: 0, body: 'only a rogue' })
+      assert.equal(await ha.waitForReplicas(p.physicalOffset + p.size, 300), 'SLAVE_NOT_AVAILABLE')
+      assert.equal(ha.replicas()[0]!.inSync, false)
+    })
   })
 })
 
 test('a peer that caught up once and then stops acknowledging leaves the in-sync set: sends wait for the real replica only', { timeout: 60_000 }, async () => {
-  await withStores(async (master, replicaStore) => {
-    const log = recording()
-    const ha = await HAMaster.start({ store: master, logger: log, maxTimeNotCaughtUpMs: 300, heartbeatMs: 100 })
-    const follower = HAReplica.start({ store: replicaStore, masterAddress: ha.address(), reconnectDelayMs: 50 })
-    try {
-      await produce(master, 50)
-      await until('the replica caught up', () => replicaStore.commitLogMaxOffset === master.commitLogMaxOffset && ha.replicas().every((r) => r.inSync))
-      // The peer reports the master's end (a real start: it joins at once), then the same forever.
-      const at = master.commitLogMaxOffset
-      const rogue = await repeatingPeer(ha.port, at)
-      try {
-        await until('the rogue in sync', () => ha.replicas().length === 2 && ha.replicas().every((r) => r.inSync))
-        for (let i = 0; i < 5; i++) {
-          const p = await master.put({ topic: 'T', queueId: 0, body: `sync ${i}` })
-          assert.equal(await ha.waitForReplicas(p.physicalOffset + p.size, 10_000), 'OK', `send ${i}`)
-          assert.ok(replicaStore.commitLogMaxOffset >= p.physicalOffset + p.size, 'the real replica holds it')
-        }
-        const rogueInfo = ha.replicas().find((r) => r.ackOffset === at)
-        assert.equal(rogueInfo?.inSync, false, 'the rogue left the in-sync set')
-        assert.ok(log.lines.some((l) => /replica left the in-sync set/.test(l) && /has not caught up/.test(l)), log.lines.join('\n'))
-      } finally {
-        rogue.stop()
+  await withInSyncRule(async ({ master, replicaStore, ha, log }) => {
+    await until('the replica caught up', () => replicaStore.commitLogMaxOffset === master.commitLogMaxOffset && ha.replicas().every((r) => r.inSync))
+    // The peer reports the master's end (a real start: it joins at once), then the same forever.
+    const at = master.commitLogMaxOffset
+    await withRepeatingPeer(ha.port, at, async () => {
+      await until('the rogue in sync', () => ha.replicas().length === 2 && ha.replicas().every((r) => r.inSync))
+      for (let i = 0; i < 5; i++) {
+        const p = await master.put({ topic: 'T', queueId: 0, body: `sync ${i}` })
+        assert.equal(await ha.waitForReplicas(p.physicalOffset + p.size, 10_000), 'OK', `send ${i}`)
+        assert.ok(replicaStore.commitLogMaxOffset >= p.physicalOffset + p.size, 'the real replica holds it')
       }
-    } finally {
-      await follower.stop()
-      await ha.stop()
-    }
+      const rogueInfo = ha.replicas().find((r) => r.ackOffset === at)
+      assert.equal(rogueInfo?.inSync, false, 'the rogue left the in-sync set')
+      assert.ok(log.lines.some((l) => /replica left the in-sync set/.test(l) && /has not caught up/.test(l)), log.lines.join('\n'))
+    })
   })
 })
 

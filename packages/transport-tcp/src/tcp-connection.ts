@@ -1,8 +1,9 @@
 /**
  * One TCP connection: incremental frame decoding on the read side; on the write side, frames are
- * encoded straight into a write slab shared by every connection, frames queued within one turn of
- * the event loop leave in a single write (one contiguous run of the slab, or a writev when large
- * bodies or other connections' frames split it), and senders wait once
+ * encoded straight into a write slab shared by every connection, frames queued within one tick
+ * (or, a server's answers, over reads that filled their buffer: see scheduleFlush) leave in a
+ * single write (one contiguous run of the slab, or a writev when large bodies or other
+ * connections' frames split it), and senders wait once
  * `maxBufferedWriteBytes` are buffered. Reading pauses while the peer leaves too many answers
  * unread (see RemotingConnection.answerMustWait).
  */
@@ -94,9 +95,10 @@ interface SpaceWaiter {
   dropped: boolean
 }
 
+/** "host:port", an IPv6 host in brackets (parseAddress reads it back); a host given bracketed stays so. */
 export function formatAddress(host: string | undefined, port: number | undefined): string {
   const h = host ?? 'unknown'
-  return h.includes(':') ? `[${h}]:${port}` : `${h}:${port}`
+  return h.includes(':') && !h.startsWith('[') ? `[${h}]:${port}` : `${h}:${port}`
 }
 
 export class TcpConnection extends RemotingConnection {
