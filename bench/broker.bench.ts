@@ -36,10 +36,16 @@ interface Sizes {
   /** Batches per produce round (and per putBatch round). */
   roundBatches: number
   rounds: number
+  /**
+   * Produce and putBatch rounds run first and not counted: the broker's path (transport, broker,
+   * store) reaches V8's optimized code and its files their steady state later than putBatch's
+   * store alone, so without them its first rounds measured warm-up.
+   */
+  warmupRounds: number
   sends: number
 }
-const QUICK: Sizes = { roundBatches: 200, rounds: 2, sends: 1_000 }
-const FULL: Sizes = { roundBatches: 2_000, rounds: 8, sends: 10_000 }
+const QUICK: Sizes = { roundBatches: 200, rounds: 2, warmupRounds: 1, sends: 1_000 }
+const FULL: Sizes = { roundBatches: 2_000, rounds: 8, warmupRounds: 2, sends: 10_000 }
 
 /**
  * GC flags of the broker process and of the baselines' (the same, so the ratio measures the
@@ -133,21 +139,23 @@ export async function run(opts: RunOptions): Promise<BenchResult[]> {
       await Promise.all([server.call('settle'), baseline.call('settle')])
       await warmPageCache(dir, roundBytes * 1.25)
     }
-    for (let round = 0; round < n.rounds; round++) {
+    for (let round = -n.warmupRounds; round < n.rounds; round++) {
       await settle()
-      putBatches.push(await baseline.call<Rate>('putBatch', { count: n.roundBatches, messages: BATCH, queues: QUEUES }))
+      const putBatch = await baseline.call<Rate>('putBatch', { count: n.roundBatches, messages: BATCH, queues: QUEUES })
       await settle()
       const [r, cpu] = await brokerCpu(roundMessages, () => load.call<Rate>('produce', { count: n.roundBatches, messagesPerBatch: BATCH, inFlight: IN_FLIGHT_PER_CONNECTION, queues: QUEUES }))
+      if (process.env.BENCH_BROKER_DEBUG) console.error(`round ${round}: produce ${Math.round(r.perSec)} msg/s broker ${cpu.process.toFixed(2)} (main ${cpu.main?.toFixed(2)}, event loop busy ${cpu.loop === undefined ? '?' : (cpu.loop * 100).toFixed(0)}%) µs/msg load ${r.cpuUs.toFixed(2)}; putBatch ${Math.round(putBatch.perSec)} msg/s ${putBatch.cpuUs.toFixed(2)} (main ${putBatch.mainUs?.toFixed(2)}) µs/msg`)
+      if (round < 0) continue
+      putBatches.push(putBatch)
       produced.push(r)
       brokerCpus.push(cpu)
       loadCpus.push(r.cpuUs)
-      if (process.env.BENCH_BROKER_DEBUG) console.error(`round ${round}: produce ${Math.round(r.perSec)} msg/s broker ${cpu.process.toFixed(2)} (main ${cpu.main?.toFixed(2)}, event loop busy ${cpu.loop === undefined ? '?' : (cpu.loop * 100).toFixed(0)}%) µs/msg load ${r.cpuUs.toFixed(2)}; putBatch ${Math.round(putBatches[round]!.perSec)} msg/s ${putBatches[round]!.cpuUs.toFixed(2)} (main ${putBatches[round]!.mainUs?.toFixed(2)}) µs/msg`)
     }
     const p = best(produced)
     const b = best(putBatches)
     rows.push({
       ...compare({ name: `batched produce (${BATCH} x 1 KiB, ${CONNECTIONS} connections x ${IN_FLIGHT_PER_CONNECTION})`, value: Math.round(p.perSec), unit: 'msg/s', mbPerSec: (p.perSec * BODY_BYTES) / 1e6 }, 'putBatch, own process', b.perSec, TARGET_PRODUCE_RATIO),
-      note: `best of ${n.rounds} rounds each (median of the rounds' ratios ${(medianOf(produced.map((r, i) => r.perSec / putBatches[i]!.perSec)) * 100).toFixed(1)}%); broker event loop busy ${loopBusy(brokerCpus[produced.findIndex((r) => r.perSec === p.perSec)]!)} in the best round; CPU µs/msg (least): broker ${least(brokerCpus.map((c) => c.process))} (main thread ${least(brokerCpus.map((c) => c.main))}), load ${least(loadCpus)}, putBatch ${least(putBatches.map((r) => r.cpuUs))} (main thread ${least(putBatches.map((r) => r.mainUs))})`,
+      note: `best of ${n.rounds} rounds each after ${n.warmupRounds} not counted (median of the rounds' ratios ${(medianOf(produced.map((r, i) => r.perSec / putBatches[i]!.perSec)) * 100).toFixed(1)}%); broker event loop busy ${loopBusy(brokerCpus[produced.findIndex((r) => r.perSec === p.perSec)]!)} in the best round; CPU µs/msg (least): broker ${least(brokerCpus.map((c) => c.process))} (main thread ${least(brokerCpus.map((c) => c.main))}), load ${least(loadCpus)}, putBatch ${least(putBatches.map((r) => r.cpuUs))} (main thread ${least(putBatches.map((r) => r.mainUs))})`,
     })
 
     if (process.env.BENCH_BROKER_ROWS === 'produce') return rows
@@ -172,7 +180,7 @@ export async function run(opts: RunOptions): Promise<BenchResult[]> {
     }
 
     // Pull everything back, one caller per queue, against the baseline store's raw get.
-    const total = n.rounds * roundMessages + SEND_TURNS * (Math.ceil(n.sends / SEND_TURNS) + WARMUP_SENDS)
+    const total = (n.warmupRounds + n.rounds) * roundMessages + SEND_TURNS * (Math.ceil(n.sends / SEND_TURNS) + WARMUP_SENDS)
     const [pulled, pullCpu] = await brokerCpu(total, () => load.call<Rate & { pulled: number }>('pullAll', { addr, queues: QUEUES, total }))
     if (pulled.pulled !== total) throw new Error(`pulled ${pulled.pulled} messages, produced ${total}`)
     const got = await baseline.call<Rate & { got: number }>('rawGet', { queues: QUEUES })
