@@ -9,7 +9,7 @@ import { BrokerError, ClientManager, decodeBatchBody, parseBrokerConf, parseTagE
 import { RebalanceLockManager } from '../src/rebalance-lock.js'
 import { recordParts } from '../src/processors/pull.js'
 import { storeErrorResponse } from '../src/processors/send.js'
-import { batchMsgIds, batchPuts } from '../src/processors/batch.js'
+import { batchMsgIds } from '../src/processors/batch.js'
 import { suggestBroker } from '../src/processors/pull-suggest.js'
 
 test('broker.conf: key=value lines, comments, RocketMQ names, typed errors for bad values', () => {
@@ -90,30 +90,6 @@ test('batch bodies: entries decoded, every malformed length refused', () => {
   negativeProps.writeUInt16BE(0x8000, 21)
   assert.throws(() => decodeBatchBody(negativeProps), /properties length -32768 past the end/)
 
-  // The broker's path: the store's puts straight from the bytes, refusing what decodeBatchBody refuses.
-  const common = { topic: 'T', queueId: 2, sysFlag: 0, bornTimestamp: 7, bornHost: '1.2.3.4:5', reconsumeTimes: 1 }
-  const inFrame = Buffer.concat([Buffer.from('header'), two]).subarray(6)
-  const puts = batchPuts(inFrame, common)
-  assert.deepEqual(
-    puts.map((m) => [Buffer.from(m.body as Uint8Array).toString(), Buffer.from(m.propertiesBytes!).toString(), m.flag, m.topic, m.queueId, m.bornTimestamp, m.bornHost, m.reconsumeTimes, m.sysFlag]),
-    [
-      ['a', 'K\u0001V\u0002', 3, 'T', 2, 7, '1.2.3.4:5', 1, 0],
-      ['bcd', '', 0, 'T', 2, 7, '1.2.3.4:5', 1, 0],
-    ],
-  )
-  assert.equal((puts[1]!.body as Uint8Array).buffer, inFrame.buffer, 'bodies are views of the request, not copies')
-  assert.equal(puts[0]!.propertiesBytes!.buffer, inFrame.buffer, 'properties are views of the request, not copies')
-  for (let cut = 1; cut < two.length; cut++) {
-    let expected: string | undefined
-    try {
-      decodeBatchBody(two.subarray(0, cut))
-    } catch (err) {
-      expected = (err as Error).message
-    }
-    if (expected === undefined) assert.equal(batchPuts(two.subarray(0, cut), common).length, 1)
-    else assert.throws(() => batchPuts(two.subarray(0, cut), common), { message: expected })
-  }
-  assert.throws(() => batchPuts(lying, common))
   const host = parseHost('10.0.0.1:10911')!
   const result = (physicalOffset: number) => ({ status: 'PUT_OK' as const, msgId: createMessageId(host, physicalOffset), physicalOffset, queueOffset: 0, storeTimestamp: 0, size: 0 })
   const rs = [result(0), result(1100), result(2 ** 33 + 7)]

@@ -42,5 +42,7 @@ export { hostHexPrefix, offsetHex, createMessageId, MessageIdEncoder, decodeMess
 export type { DecodedMessageId } from './message-id.js'
 export { HOST_BYTES_IPV4, HOST_BYTES_IPV6, IPV6_EXTRA_BYTES, MAX_PORT, parseHost, formatHost, hostBytes } from './host.js'
 export type { Host } from './host.js'
+export { BATCH_ENTRY, BATCH_ENTRY_FIXED_BYTES, encodeBatchBody, readBatchEntry, walkBatchBody } from './batch-body.js'
+export type { BatchEntry, BatchEntryPosition, BatchEntryVisitor } from './batch-body.js'
 export { MessageError } from './errors.js'
 export type { MessageErrorCode } from './errors.js'

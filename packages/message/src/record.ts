@@ -113,8 +113,13 @@ export interface PreparedMessage {
   preparedTransactionOffset: number
   body: Uint8Array
   bodyCrc: number
-  /** The encoded properties (name 0x01 value 0x02, repeated) as text, or as their UTF-8 bytes. */
+  /**
+   * The encoded properties (name 0x01 value 0x02, repeated) as text, or as their UTF-8 bytes:
+   * then the record holds properties[propertiesAt, propertiesAt + propertiesBytes) (a range of a
+   * batch request, say, copied without a view of its own).
+   */
   properties: string | Uint8Array
+  propertiesAt: number
   propertiesBytes: number
   totalSize: number
   magicCode: number
@@ -159,8 +164,11 @@ export function prepareRecordOf(
   keys: string | undefined,
   uniqKey: string | undefined,
   bodyCrc: number,
+  /** For properties as bytes: where they start in `properties`, and end (its length by default). */
+  propertiesAt = 0,
+  propertiesEnd?: number,
 ): PreparedMessage {
-  const propertiesBytes = typeof properties !== 'string' ? properties.length : properties.length === 0 ? 0 : Buffer.byteLength(properties)
+  const propertiesBytes = typeof properties !== 'string' ? (propertiesEnd ?? properties.length) - propertiesAt : properties.length === 0 ? 0 : Buffer.byteLength(properties)
   const magicCode = topicBytes.length > TOPIC_MAX_LENGTH ? MESSAGE_MAGIC_CODE_V2 : MESSAGE_MAGIC_CODE_V1
   // One literal with a fixed field order keeps every PreparedMessage the same hidden class.
   return {
@@ -176,6 +184,7 @@ export function prepareRecordOf(
     body,
     bodyCrc,
     properties,
+    propertiesAt,
     propertiesBytes,
     totalSize: recordSize(body.length, topicBytes.length, propertiesBytes, magicCode, sysFlag),
     magicCode,
@@ -271,11 +280,24 @@ export function encodeRecord(
   if (m.propertiesBytes > 0) {
     const properties = m.properties
     if (typeof properties === 'string') target.write(properties, pos, m.propertiesBytes, 'utf8')
-    else target.set(properties, pos)
+    else if (m.propertiesBytes === properties.length) target.set(properties, pos)
+    else copyRange(properties, m.propertiesAt, m.propertiesBytes, target, pos)
   }
   // TOTALSIZE last: a kill in the middle of an encode into the map leaves what was written in the
   // page cache, and a record whose size is still 0 reads as the log's end (recovery cuts there).
   dv.setInt32(at + RECORD.totalSize, m.totalSize)
+}
+
+/** Up to this many bytes a loop copies a range faster than making a view of it for TypedArray#set. */
+const SHORT_COPY_BYTES = 64
+
+/** source[from, from + length) to target[at...]. */
+function copyRange(source: Uint8Array, from: number, length: number, target: Uint8Array, at: number): void {
+  if (length > SHORT_COPY_BYTES) {
+    target.set(source.subarray(from, from + length), at)
+    return
+  }
+  for (let i = 0; i < length; i++) target[at + i] = source[from + i]!
 }
 
 /** Address (4 or 16 bytes) then port (an int), as RocketMQ's socketAddress2ByteBuffer. */

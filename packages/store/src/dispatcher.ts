@@ -190,10 +190,10 @@ export class Dispatcher {
       req.physicalOffset = r.physicalOffset
       req.size = r.size
       req.tagsCode = m.tagsCode
-      if (req.topic === SCHEDULE_TOPIC && m.properties.length > 0) {
+      if (req.topic === SCHEDULE_TOPIC && m.propertiesBytes > 0) {
         // The delivery time, known only now that the store time is (codec/schedule.ts).
         const p = m.properties
-        const text = typeof p === 'string' ? p : Buffer.from(p.buffer, p.byteOffset, p.length).toString('utf8')
+        const text = typeof p === 'string' ? p : Buffer.from(p.buffer, p.byteOffset + m.propertiesAt, m.propertiesBytes).toString('utf8')
         const deliverAt = deliverTagsCodeOfProperties(text, r.storeTimestamp, this.delayLevelsMs)
         if (deliverAt !== undefined) req.tagsCode = deliverAt
       }

@@ -12,6 +12,7 @@ export { MessageStore, STORE_PATHS, DEFAULT_COMMIT_LOG_FILE_SIZE_BYTES } from '.
 export type {
   MessageStoreOptions,
   PutMessage,
+  EncodedBatch,
   PutResult,
   PutStatus,
   StoreStatus,

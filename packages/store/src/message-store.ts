@@ -36,7 +36,7 @@ import {
   type StoredMessage,
 } from './codec/index.js'
 import { DEFAULT_MAX_QUEUES_PER_TOPIC, checkOffset, checkPutQueueId, checkTopicText, describe } from './put-input.js'
-import { PutPreparer, checkTopicName, type PutMessage } from './put-prepare.js'
+import { PutPreparer, checkTopicName, type EncodedBatch, type PutMessage } from './put-prepare.js'
 import { checkIndexFits, markOpen, recordClaims, recoverConsumeQueues, syncQueueOffsets } from './store-recovery.js'
 import { checkQueueArgs, readQueue, type GetMessageRequest, type GetMessageResult } from './read-path.js'
 import { readCommitLogBytes } from './raw-read.js'
@@ -47,7 +47,7 @@ import { truncateStore } from './truncate.js'
 import { DELETED_TOPICS_FILE, DeletedTopics, deleteTopicData, finishDeletionsAfterLoad, finishDeletionsBeforeLoad, knowsTopic, listTopics, type TopicQueues, type TopicStore } from './topics.js'
 import { followQueueRestart, followTopicDeletion, notAReplica, restartsQueue } from './replica-deletions.js'
 
-export type { PutMessage } from './put-prepare.js'
+export type { EncodedBatch, PutMessage } from './put-prepare.js'
 export type { GetMessageRequest, GetMessageResult, GetMessageStatus, RawRecord } from './read-path.js'
 export type { CommittedListener } from './commit-log.js'
 export type { StoreRole } from './replica.js'
@@ -603,11 +603,39 @@ export class MessageStore {
       prepared[i] = p
       total += p.totalSize
     }
+    return this.#appendBatch(prepared, states, total)
+  }
+
+  /**
+   * Appends the messages of a batch RocketMQ's clients encode (SEND_BATCH_MESSAGE's body), as
+   * RocketMQ's putMessages of a MessageExtBatch: each message's flag, body and encoded properties
+   * copied from the bytes as they are, the fields they share given once. As putBatch otherwise:
+   * contiguous in one file, one flush wait, all or nothing. A malformed body, or one without a
+   * message, is INVALID_ARGUMENT; `batch.body` is read before this returns, not after.
+   */
+  putEncodedBatch(batch: EncodedBatch): Promise<PutResult[]> {
+    if (this.status !== 'open') return Promise.reject(this.#notOpen())
+    if (!this.#replication.takesPuts) return Promise.reject(this.#replication.wrongRole('putEncodedBatch'))
+    if (this.#deleting.size > 0 && this.#deleting.has(batch?.topic)) return this.#afterDeletion(batch.topic, () => this.putEncodedBatch(batch))
+    if ((this.dispatcher.lastError !== undefined || this.#queueOffsetsBehind) && !this.#dispatchCaughtUp()) return Promise.reject(this.#dispatchStopped())
+    try {
+      const b = this.#preparer.prepareEncodedBatch(batch, Date.now())
+      return this.#appendBatch(b.messages, new Array<TopicState>(b.messages.length).fill(b.state), b.total)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
+  /** putBatch's and putEncodedBatch's append: without a promise of its own when nothing waits. */
+  #appendBatch(prepared: PreparedMessage[], states: TopicState[], total: number): Promise<PutResult[]> {
     if (total + END_FILE_MIN_BLANK_LENGTH > this.commitLog.fileSizeBytes) {
       throw new StoreError('MESSAGE_TOO_LARGE', `batch of ${total} bytes does not fit in one CommitLog file of ${this.commitLog.fileSizeBytes} bytes`, { details: { bytes: total } })
     }
-    const appended = await this.commitLog.append(prepared, states, total)
-    return this.#finish(appended)
+    const appended = this.commitLog.append(prepared, states, total)
+    if (!Array.isArray(appended)) return appended.then((rs) => this.#finish(rs))
+    if (this.flushMode !== 'async') return this.#finish(appended)
+    const readable = this.#readable(appended)
+    return Array.isArray(readable) ? Promise.resolve(readable) : readable
   }
 
   /** The message stored at `physicalOffset`, decoded (body copied). */

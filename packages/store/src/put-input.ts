@@ -271,39 +271,53 @@ function textOf(bytes: Uint8Array, start: number, end: number): string {
  */
 export function checkEncodedPropertyBytes(bytes: unknown): EncodedProperties {
   if (!(bytes instanceof Uint8Array)) fail('INVALID_ARGUMENT', `propertiesBytes must be a Uint8Array (the UTF-8 of name 0x01 value 0x02, repeated), got ${describe(bytes)}`, bytes)
-  const len = bytes.length
-  const out: EncodedProperties = { text: bytes, tags: undefined, tagsCode: undefined, keys: undefined, uniqKey: undefined, delay: undefined }
-  if (len === 0) return out
-  if (bytes[len - 1] !== 0x02) {
-    if (!isUtf8(bytes)) fail('INVALID_PROPERTY', 'propertiesBytes is not well-formed UTF-8', bytes)
-    return checkEncodedProperties(textOf(bytes, 0, len))
+  return checkEncodedPropertyRange(bytes, 0, bytes.length, { text: bytes, tags: undefined, tagsCode: undefined, keys: undefined, uniqKey: undefined, delay: undefined })
+}
+
+/**
+ * checkEncodedPropertyBytes over bytes[start, end), into `out` (reused by the caller: a batch's
+ * messages cost no object each). `out.text` is `bytes` when the range is stored as it is, or the
+ * completed text (a new object) when it lacked the last 0x02.
+ */
+export function checkEncodedPropertyRange(bytes: Uint8Array, start: number, end: number, out: EncodedProperties): EncodedProperties {
+  out.text = bytes
+  out.tags = undefined
+  out.tagsCode = undefined
+  out.keys = undefined
+  out.uniqKey = undefined
+  out.delay = undefined
+  if (end === start) return out
+  if (bytes[end - 1] !== 0x02) {
+    const range = bytes.subarray(start, end)
+    if (!isUtf8(range)) fail('INVALID_PROPERTY', 'properties bytes are not well-formed UTF-8', range)
+    return checkEncodedProperties(textOf(bytes, start, end))
   }
   // Every byte but the 0x02s ORed: below 0x80, all ASCII, which is well-formed UTF-8 without asking.
   let high = 0
-  let at = 0
-  while (at < len) {
+  let at = start
+  while (at < end) {
     // One entry: its 0x01 and its end (the 0x02; the last byte is one).
     let sep = -1
-    let end = at
-    for (; ; end++) {
-      const b = bytes[end]!
+    let stop = at
+    for (; ; stop++) {
+      const b = bytes[stop]!
       if (b === 0x02) break
       high |= b
       if (b !== 0x01) continue
-      if (sep >= 0) fail('INVALID_PROPERTY', `property ${JSON.stringify(textOf(bytes, at, sep))} contains a 0x01 or 0x02 separator`, bytes)
-      sep = end
+      if (sep >= 0) fail('INVALID_PROPERTY', `property ${JSON.stringify(textOf(bytes, at, sep))} contains a 0x01 or 0x02 separator`, bytes.subarray(start, end))
+      sep = stop
     }
-    if (sep < 0) fail('INVALID_PROPERTY', `propertiesBytes entry at byte ${at} has no 0x01 between its name and its value, got ${describe(textOf(bytes, at, end))}`, bytes)
-    if (sep === at) fail('INVALID_PROPERTY', `propertiesBytes entry at byte ${at} has an empty name`, bytes)
-    if (sep + 1 === end) fail('INVALID_PROPERTY', `property ${JSON.stringify(textOf(bytes, at, sep))} must have a non-empty value`, bytes)
+    if (sep < 0) fail('INVALID_PROPERTY', `properties entry at byte ${at - start} has no 0x01 between its name and its value, got ${describe(textOf(bytes, at, stop))}`, bytes.subarray(start, end))
+    if (sep === at) fail('INVALID_PROPERTY', `properties entry at byte ${at - start} has an empty name`, bytes.subarray(start, end))
+    if (sep + 1 === stop) fail('INVALID_PROPERTY', `property ${JSON.stringify(textOf(bytes, at, sep))} must have a non-empty value`, bytes.subarray(start, end))
     const c = bytes[at]
     // The tags are only hashed: from the bytes, without their string (every batched message has some).
-    if (c === 0x54 /* T */ && bytesAre(bytes, at, sep, PROPERTY.TAGS)) out.tagsCode = javaHashOfUtf8(bytes, sep + 1, end)
-    else if (c === 0x4b /* K */ && bytesAre(bytes, at, sep, PROPERTY.KEYS)) out.keys = textOf(bytes, sep + 1, end)
-    else if (c === 0x55 /* U */ && bytesAre(bytes, at, sep, PROPERTY.UNIQ_KEY)) out.uniqKey = textOf(bytes, sep + 1, end)
-    else if (c === 0x44 /* D */ && bytesAre(bytes, at, sep, PROPERTY.DELAY)) out.delay = textOf(bytes, sep + 1, end)
-    at = end + 1
+    if (c === 0x54 /* T */ && bytesAre(bytes, at, sep, PROPERTY.TAGS)) out.tagsCode = javaHashOfUtf8(bytes, sep + 1, stop)
+    else if (c === 0x4b /* K */ && bytesAre(bytes, at, sep, PROPERTY.KEYS)) out.keys = textOf(bytes, sep + 1, stop)
+    else if (c === 0x55 /* U */ && bytesAre(bytes, at, sep, PROPERTY.UNIQ_KEY)) out.uniqKey = textOf(bytes, sep + 1, stop)
+    else if (c === 0x44 /* D */ && bytesAre(bytes, at, sep, PROPERTY.DELAY)) out.delay = textOf(bytes, sep + 1, stop)
+    at = stop + 1
   }
-  if (high >= 0x80 && !isUtf8(bytes)) fail('INVALID_PROPERTY', 'propertiesBytes is not well-formed UTF-8', bytes)
+  if (high >= 0x80 && !isUtf8(bytes.subarray(start, end))) fail('INVALID_PROPERTY', 'properties bytes are not well-formed UTF-8', bytes.subarray(start, end))
   return out
 }

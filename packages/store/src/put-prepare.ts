@@ -22,7 +22,21 @@ import {
   type Host,
   type PreparedMessage,
 } from './codec/index.js'
-import { checkEncodedProperties, checkEncodedPropertyBytes, checkInt, checkOffset, checkPutQueueId, checkSysFlag, checkTopicText, describe, encodePutProperties, keysProperty } from './put-input.js'
+import { readBatchEntry, type BatchEntryPosition } from '@mqts/message'
+import {
+  checkEncodedProperties,
+  checkEncodedPropertyBytes,
+  checkEncodedPropertyRange,
+  checkInt,
+  checkOffset,
+  checkPutQueueId,
+  checkSysFlag,
+  checkTopicText,
+  describe,
+  encodePutProperties,
+  keysProperty,
+  type EncodedProperties,
+} from './put-input.js'
 
 export interface PutMessage {
   topic: string
@@ -63,6 +77,33 @@ export interface PutMessage {
   bornHost?: string
   reconsumeTimes?: number
   preparedTransactionOffset?: number
+}
+
+/**
+ * Messages already encoded as RocketMQ's batch body (MessageStore.putEncodedBatch, RocketMQ's
+ * putMessages of a MessageExtBatch): what the messages share, and the body holding each one's
+ * flag, body and encoded properties, which are copied into the records as they are.
+ */
+export interface EncodedBatch {
+  topic: string
+  queueId: number
+  /**
+   * | totalSize 4 | magic 4 | bodyCRC 4 | flag 4 | bodyLength 4 | body | propertiesLength 2 |
+   * properties |, one entry per message, big-endian (MessageDecoder.encodeMessages; magic and
+   * bodyCRC are not read). Each entry's properties are checked as PutMessage.propertiesBytes.
+   */
+  body: Uint8Array
+  sysFlag?: number
+  bornTimestamp?: number
+  bornHost?: string
+  reconsumeTimes?: number
+}
+
+/** An encoded batch's messages prepared: one topic state for all, and the sum of their sizes. */
+export interface PreparedBatch {
+  messages: PreparedMessage[]
+  state: TopicState
+  total: number
 }
 
 export interface PutPreparerOptions {
@@ -107,6 +148,9 @@ export class PutPreparer {
   /** The born host text of the last message and its host: a batch's messages share one string. */
   #lastBornHostText: unknown = undefined
   #lastBornHost: Host = DEFAULT_BORN_HOST
+  /** Reused by prepareEncodedBatch for each entry's position and its checked properties. */
+  readonly #entry: BatchEntryPosition = { flag: 0, bodyStart: 0, bodyEnd: 0, propsStart: 0, propsEnd: 0 }
+  readonly #entryProperties: EncodedProperties = { text: '', tags: undefined, tagsCode: undefined, keys: undefined, uniqKey: undefined, delay: undefined }
 
   constructor(options: PutPreparerOptions) {
     this.#log = options.commitLog
@@ -174,14 +218,82 @@ export class PutPreparer {
       uniqKey,
       this.#crcPending ? BODY_CRC_PENDING : bodyCrc(body),
     )
+    this.#checkMeasured(prepared)
+    this.preparedState = st
+    return prepared
+  }
+
+  /**
+   * Validates and measures the messages of an encoded batch: the shared fields once, then each
+   * entry (its body a view of the batch, its properties a range of it). A malformed entry, or a
+   * batch without one, is INVALID_ARGUMENT.
+   */
+  prepareEncodedBatch(batch: EncodedBatch, now: number): PreparedBatch {
+    if (batch === null || typeof batch !== 'object' || Array.isArray(batch)) throw new StoreError('INVALID_ARGUMENT', `an encoded batch must be an object, got ${describe(batch)}`)
+    const bytes = batch.body
+    if (!(bytes instanceof Uint8Array)) throw new StoreError('INVALID_ARGUMENT', `an encoded batch's body must be a Uint8Array (RocketMQ's batch body), got ${describe(bytes)}`)
+    if (bytes.length === 0) throw new StoreError('INVALID_ARGUMENT', 'the encoded batch holds no message')
+    const st = this.#topicFor(batch.topic)
+    const queueId = checkPutQueueId(batch.queueId, this.#maxQueuesPerTopic)
+    const bornHost = this.#bornHost(batch.bornHost)
+    const sysFlag = withHostFlags(checkSysFlag(batch.sysFlag), bornHost, this.#storeHost)
+    const bornTimestamp = batch.bornTimestamp === undefined ? now : checkOffset('bornTimestamp', batch.bornTimestamp)
+    const reconsumeTimes = batch.reconsumeTimes === undefined ? 0 : checkInt('reconsumeTimes', batch.reconsumeTimes, 0)
+    const messages: PreparedMessage[] = []
+    const entry = this.#entry
+    const buffer = bytes.buffer
+    const base = bytes.byteOffset
+    let total = 0
+    for (let at = 0; at < bytes.length; ) {
+      try {
+        at = readBatchEntry(bytes, at, entry)
+      } catch (err) {
+        throw new StoreError('INVALID_ARGUMENT', `the encoded batch is malformed: ${(err as Error).message}`, { details: { message: messages.length } })
+      }
+      const bodyLength = entry.bodyEnd - entry.bodyStart
+      if (bodyLength > this.#maxMessageSize) {
+        throw new StoreError('MESSAGE_TOO_LARGE', `body of ${bodyLength} bytes exceeds maxMessageSize ${this.#maxMessageSize}`, { details: { bytes: bodyLength, limit: this.#maxMessageSize, message: messages.length } })
+      }
+      const given = checkEncodedPropertyRange(bytes, entry.propsStart, entry.propsEnd, this.#entryProperties)
+      checkScheduledDelay(st.topic, given.delay)
+      // Stored as they are (a range of the batch), or as the text that completed them.
+      const asIs = given.text === bytes
+      const body = new Uint8Array(buffer, base + entry.bodyStart, bodyLength)
+      const prepared = prepareRecordOf(
+        st.topic,
+        st.bytes,
+        queueId,
+        entry.flag,
+        sysFlag,
+        bornTimestamp,
+        bornHost,
+        reconsumeTimes,
+        0,
+        body,
+        given.text,
+        given.tagsCode ?? (given.tags !== undefined ? javaStringHashCode(given.tags) : 0),
+        given.keys,
+        given.uniqKey,
+        this.#crcPending ? BODY_CRC_PENDING : bodyCrc(body),
+        asIs ? entry.propsStart : 0,
+        asIs ? entry.propsEnd : undefined,
+      )
+      this.#checkMeasured(prepared)
+      messages.push(prepared)
+      total += prepared.totalSize
+    }
+    this.preparedState = st
+    return { messages, state: st, total }
+  }
+
+  /** The limits on a measured message's properties and record. */
+  #checkMeasured(prepared: PreparedMessage): void {
     if (prepared.propertiesBytes > MAX_PROPERTIES_BYTES) {
       throw new StoreError('PROPERTIES_TOO_LONG', `properties take ${prepared.propertiesBytes} bytes, the limit is ${MAX_PROPERTIES_BYTES}`)
     }
     if (prepared.totalSize > this.#maxRecordBytes) {
       throw new StoreError('MESSAGE_TOO_LARGE', `record of ${prepared.totalSize} bytes exceeds the limit of ${this.#maxRecordBytes}`, { details: { bytes: prepared.totalSize, limit: this.#maxRecordBytes } })
     }
-    this.preparedState = st
-    return prepared
   }
 
   /** The state of a known topic at the cost of one lookup; a new name is checked once. */

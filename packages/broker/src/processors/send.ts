@@ -24,7 +24,7 @@ import { BrokerError } from '../errors.js'
 import { DEFAULT_REGION_ID, MESSAGE_PROPERTY, SEND_V2_KEY } from '../protocol.js'
 import { DLQ_GROUP_TOPIC_PREFIX, RETRY_GROUP_TOPIC_PREFIX, dlqTopic, isWriteable } from '../topic-config.js'
 import { VERSION_WITH_MAX_RECONSUME_TIMES } from './send-back.js'
-import { batchMsgIds, batchPuts } from './batch.js'
+import { batchMsgIds } from './batch.js'
 
 export interface SendHeader {
   producerGroup: string
@@ -185,16 +185,10 @@ function sendBatch(ctx: BrokerContext, req: RemotingCommand, h: SendHeader, queu
     if (level === undefined) return fail(ResponseCode.SYSTEM_ERROR, `the batch's ${MESSAGE_PROPERTY.DELAY} property is not an integer: ${JSON.stringify(text)}`)
     if (level > 0) return fail(ResponseCode.MESSAGE_ILLEGAL, `a batch cannot be delayed (its ${MESSAGE_PROPERTY.DELAY} is ${level}): send delayed messages one by one`)
   }
-  let messages: PutMessage[]
-  try {
-    messages = batchPuts(req.body, { topic: h.topic, queueId, sysFlag: h.sysFlag, bornTimestamp: h.bornTimestamp, bornHost, reconsumeTimes: h.reconsumeTimes })
-  } catch (err) {
-    return fail(ResponseCode.MESSAGE_ILLEGAL, `the batch is illegal: ${(err as Error).message}`)
-  }
-  if (messages.length === 0) return fail(ResponseCode.MESSAGE_ILLEGAL, 'the batch holds no message')
   let put: Promise<PutResult[]>
   try {
-    put = ctx.store.putBatch(messages)
+    // The store copies each message's body and properties from the request's bytes as they are.
+    put = ctx.store.putEncodedBatch({ topic: h.topic, queueId, body: req.body, sysFlag: h.sysFlag, bornTimestamp: h.bornTimestamp, bornHost, reconsumeTimes: h.reconsumeTimes })
   } catch (err) {
     return storeErrorResponse(err)
   }

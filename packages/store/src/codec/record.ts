@@ -54,7 +54,7 @@ export const RECORD_OVERHEAD_ALLOWANCE_BYTES = 64 * 1024
 
 /** A message measured for its record, its body CRC computed now (prepareRecordOf with fields by name). */
 export function prepareRecord(
-  fields: Omit<PreparedMessage, 'bodyCrc' | 'propertiesBytes' | 'totalSize' | 'magicCode' | 'tagsCode' | 'keys' | 'uniqKey'> &
+  fields: Omit<PreparedMessage, 'bodyCrc' | 'propertiesAt' | 'propertiesBytes' | 'totalSize' | 'magicCode' | 'tagsCode' | 'keys' | 'uniqKey'> &
     Partial<Pick<PreparedMessage, 'tagsCode' | 'keys' | 'uniqKey'>>,
 ): PreparedMessage {
   return prepareRecordOf(
