@@ -8,21 +8,13 @@ import assert from 'node:assert/strict'
 import * as path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { test, type TestContext } from 'node:test'
-import { MessageStore, StoreError, type FlushMode, type MessageStoreOptions, type PutResult } from '../src/index.js'
+import { MessageStore, type FlushMode, type MessageStoreOptions, type PutResult } from '../src/index.js'
 import { CHECKPOINT, RECORD, SimFileIO, decodeCheckpoint, encodeCheckpoint } from '../src/internal.js'
 import { seededRandom } from '@mqts/common'
-import { SIM_INDEX, SMALL_FILE, assertDenseLog, simDir, tempDir } from './helpers.js'
+import { isStoreError as isCode, SIM_INDEX, SMALL_FILE, assertDenseLog, simDir, tempDir } from './helpers.js'
 
 const BASE_SEED = process.env.SEED ? Number(process.env.SEED) : Date.now() % 1_000_000
 const POWER_LOSS_ROUNDS = 6
-
-function isCode(code: string): (e: unknown) => boolean {
-  return (e) => {
-    assert.ok(e instanceof StoreError, `expected StoreError ${code}, got ${String(e)}`)
-    assert.equal(e.code, code, e.message)
-    return true
-  }
-}
 
 const end = (r: PutResult): number => r.physicalOffset + r.size
 

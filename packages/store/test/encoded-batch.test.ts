@@ -6,27 +6,8 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { encodeBatchBody, encodeProperties } from '@mqts/message'
-import { MessageStore, SCHEDULE_TOPIC, StoreError, type PutMessage } from '../src/index.js'
-import { SMALL_FILE, queueUnits, tempDir } from './helpers.js'
-
-async function withStore(flush: 'async' | 'sync', fn: (store: MessageStore) => Promise<void>): Promise<void> {
-  const { dir, cleanup } = await tempDir()
-  const store = await MessageStore.open({ dir, flush, commitLogFileSize: SMALL_FILE })
-  try {
-    await fn(store)
-  } finally {
-    await store.close()
-    await cleanup()
-  }
-}
-
-function isCode(code: string): (err: unknown) => boolean {
-  return (err) => {
-    assert.ok(err instanceof StoreError, `expected a StoreError, got ${String(err)}`)
-    assert.equal(err.code, code, err.message)
-    return true
-  }
-}
+import { SCHEDULE_TOPIC, type PutMessage } from '../src/index.js'
+import { SMALL_FILE, isStoreError as isCode, queueUnits, withTempStore } from './helpers.js'
 
 /** Properties past 64 bytes take the range copy's other path. */
 const LONG = 'v'.repeat(90)
@@ -40,7 +21,7 @@ const ENTRIES = [
 
 for (const flush of ['async', 'sync'] as const) {
   test(`an encoded batch stores what putBatch stores for the same messages (${flush} flush)`, { timeout: 30_000 }, async () => {
-    await withStore(flush, async (store) => {
+    await withTempStore({ flush }, async (store) => {
       // A batch in the middle of a larger buffer, as a request's body sits in its frame.
       const frame = Buffer.concat([Buffer.from('header'), encodeBatchBody(ENTRIES), Buffer.from('tail')])
       const body = frame.subarray(6, frame.length - 4)
@@ -74,7 +55,7 @@ for (const flush of ['async', 'sync'] as const) {
 }
 
 test('a malformed encoded batch is refused whole, before anything is written', { timeout: 30_000 }, async () => {
-  await withStore('async', async (store) => {
+  await withTempStore({}, async (store) => {
     const two = encodeBatchBody(ENTRIES.slice(0, 2))
     const firstLength = encodeBatchBody(ENTRIES.slice(0, 1)).length
     const put = (body: Uint8Array): Promise<unknown> => store.putEncodedBatch({ topic: 'T', queueId: 0, body })
@@ -113,7 +94,7 @@ test('a malformed encoded batch is refused whole, before anything is written', {
 })
 
 test('an encoded batch for the schedule topic gets its delivery time from its properties range', { timeout: 30_000 }, async () => {
-  await withStore('async', async (store) => {
+  await withTempStore({}, async (store) => {
     const props = encodeProperties({ DELAY: '2', REAL_TOPIC: 'T', REAL_QID: '0' })
     const body = Buffer.concat([Buffer.from('pad'), encodeBatchBody([{ body: Buffer.from('later'), flag: 0, properties: props }])]).subarray(3)
     const [r] = await store.putEncodedBatch({ topic: SCHEDULE_TOPIC, queueId: 1, body })

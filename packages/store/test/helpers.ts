@@ -5,7 +5,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import * as path from 'node:path'
 import type { TestContext } from 'node:test'
-import { MessageStore, type MessageStoreOptions, type StoredMessage } from '../src/index.js'
+import { MessageStore, StoreError, type MessageStoreOptions, type StoredMessage } from '../src/index.js'
 
 /** A fresh temp directory, removed by the returned cleanup. */
 export async function tempDir(prefix = 'mqts-store-'): Promise<{ dir: string; cleanup: () => Promise<void> }> {
@@ -20,6 +20,27 @@ export async function reopen(store: MessageStore, options: MessageStoreOptions, 
 }
 
 export const SMALL_FILE = 64 * 1024
+
+/** For assert.rejects/throws: a StoreError with `code` (its message shown when the code differs). */
+export function isStoreError(code: string): (err: unknown) => boolean {
+  return (err) => {
+    assert.ok(err instanceof StoreError, `expected a StoreError ${code}, got ${String(err)}`)
+    assert.equal(err.code, code, `expected ${code}, got ${err.code}: ${err.message}`)
+    return true
+  }
+}
+
+/** A store in a temp directory (SMALL_FILE files unless `options` say otherwise) for `fn`, closed and removed after. */
+export async function withTempStore(options: Partial<MessageStoreOptions>, fn: (store: MessageStore) => Promise<void>): Promise<void> {
+  const { dir, cleanup } = await tempDir()
+  const store = await MessageStore.open({ commitLogFileSize: SMALL_FILE, ...options, dir })
+  try {
+    await fn(store)
+  } finally {
+    await store.close()
+    await cleanup()
+  }
+}
 
 /** A small key index for stores on the simulated disk, which keeps every file whole in memory. */
 export const SIM_INDEX = { maxHashSlotNum: 64, maxIndexNum: 256 } as const

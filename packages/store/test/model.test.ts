@@ -24,11 +24,11 @@ import assert from 'node:assert/strict'
 import { cpSync, renameSync, rmSync } from 'node:fs'
 import * as path from 'node:path'
 import { test } from 'node:test'
-import { MessageStore, StoreError, javaStringHashCode, type EncodedBatch, type MessageStoreOptions, type PutMessage, type PutResult, type StoredMessage } from '../src/index.js'
+import { MessageStore, javaStringHashCode, type EncodedBatch, type MessageStoreOptions, type PutMessage, type PutResult, type StoredMessage } from '../src/index.js'
 import { seededRandom } from '@mqts/common'
 import { encodeBatchBody, encodeProperties } from '@mqts/message'
 import { PROPERTY, RECORD, SimFileIO } from '../src/internal.js'
-import { assertNothingReal, simPath, tempDir } from './helpers.js'
+import { isStoreError, assertNothingReal, simPath, tempDir } from './helpers.js'
 import { chunkSize } from './fixtures/replica-feed.js'
 
 type Disk = 'simulated' | 'real'
@@ -183,14 +183,6 @@ function reopenedConfirm(run: Run, how: 'close' | 'kill', what: string): void {
 }
 
 // ---------------------------------------------------------------------------------------------
-
-function isStoreError(code: string): (e: unknown) => boolean {
-  return (e: unknown) => {
-    assert.ok(e instanceof StoreError, `expected a StoreError ${code}, got ${String(e)}`)
-    assert.equal(e.code, code, `expected ${code}, got ${e.code}: ${e.message}`)
-    return true
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Generators

@@ -4,30 +4,11 @@
  */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { MessageStore, SCHEDULE_TOPIC, StoreError, encodeProperties } from '../src/index.js'
-import { SMALL_FILE, queueUnits, tempDir } from './helpers.js'
-
-async function withStore(fn: (store: MessageStore) => Promise<void>): Promise<void> {
-  const { dir, cleanup } = await tempDir()
-  const store = await MessageStore.open({ dir, commitLogFileSize: SMALL_FILE })
-  try {
-    await fn(store)
-  } finally {
-    await store.close()
-    await cleanup()
-  }
-}
-
-function isCode(code: string): (err: unknown) => boolean {
-  return (err) => {
-    assert.ok(err instanceof StoreError, `expected a StoreError, got ${String(err)}`)
-    assert.equal(err.code, code, err.message)
-    return true
-  }
-}
+import { SCHEDULE_TOPIC, encodeProperties } from '../src/index.js'
+import { isStoreError as isCode, queueUnits, withTempStore } from './helpers.js'
 
 test('encoded properties are stored as given and read back like the object form', { timeout: 30_000 }, async () => {
-  await withStore(async (store) => {
+  await withTempStore({}, async (store) => {
     const props = { TAGS: 'TagA', KEYS: 'k1 k2', UNIQ_KEY: 'AC110001000118B4AAC20000000A', a: 'é ünïcode' }
     const asObject = await store.put({ topic: 't', queueId: 0, body: 'x', properties: props })
     const asText = await store.put({ topic: 't', queueId: 0, body: 'x', propertiesText: encodeProperties(props) })
@@ -46,7 +27,7 @@ test('encoded properties are stored as given and read back like the object form'
 })
 
 test('encoded properties: the last of a repeated name wins, a missing last separator is added, empty is none', { timeout: 30_000 }, async () => {
-  await withStore(async (store) => {
+  await withTempStore({}, async (store) => {
     const r = await store.put({ topic: 't', queueId: 0, body: 'x', propertiesText: 'TAGS\u0001old\u0002a\u0001b\u0002TAGS\u0001new' })
     const m = await store.lookup(r.physicalOffset)
     assert.equal(m.tags, 'new')
@@ -60,7 +41,7 @@ test('encoded properties: the last of a repeated name wins, a missing last separ
 })
 
 test('encoded properties are refused with typed errors as the object form is, and a refused batch stores nothing', { timeout: 30_000 }, async () => {
-  await withStore(async (store) => {
+  await withTempStore({}, async (store) => {
     const put = (propertiesText: unknown, topic = 't') => store.put({ topic, queueId: 0, body: 'x', propertiesText: propertiesText as string })
     await assert.rejects(put(42), isCode('INVALID_ARGUMENT'))
     await assert.rejects(put(null), isCode('INVALID_ARGUMENT'))
@@ -93,7 +74,7 @@ function bytesOf(text: string): Uint8Array {
 }
 
 test('propertiesBytes: stored as the same record as propertiesText, read back, indexed and scheduled alike', { timeout: 30_000 }, async () => {
-  await withStore(async (store) => {
+  await withTempStore({}, async (store) => {
     const cases = [
       encodeProperties({ TAGS: 'TagA', KEYS: 'k1 k2', UNIQ_KEY: 'AC110001000118B4AAC20000000A', a: 'é ünïcode 中文 😀' }),
       'TAGS\u0001old\u0002a\u0001b\u0002TAGS\u0001new\u0002',
@@ -129,7 +110,7 @@ test('propertiesBytes: stored as the same record as propertiesText, read back, i
 })
 
 test('propertiesBytes are refused with the errors propertiesText gets, and ill-formed UTF-8 is INVALID_PROPERTY', { timeout: 30_000 }, async () => {
-  await withStore(async (store) => {
+  await withTempStore({}, async (store) => {
     const put = (propertiesBytes: unknown) => store.put({ topic: 't', queueId: 0, body: 'x', propertiesBytes: propertiesBytes as Uint8Array })
     await assert.rejects(put('a\u0001b\u0002'), isCode('INVALID_ARGUMENT'))
     await assert.rejects(put([0x61, 1, 0x62, 2]), isCode('INVALID_ARGUMENT'))
