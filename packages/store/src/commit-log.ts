@@ -22,7 +22,7 @@ import { StoreError, ioError } from './errors.js'
 import { bodyCrcBatch } from './crc.js'
 import type { FileIO } from './file-io.js'
 import { END_FILE_MIN_BLANK_LENGTH, encodeBlank, encodeRecord, MessageIdEncoder, takesQueueOffset, type BodyCopier, type Host, type PreparedMessage } from './codec/index.js'
-import { FlushWaiters, GroupCommit } from './group-commit.js'
+import { FlushWaiters, GroupCommit, type StageChunk } from './group-commit.js'
 import { OS_PAGE_BYTES, type MappedFile } from './mapped-file.js'
 import { MappedFileQueue } from './mapped-file-queue.js'
 import { cutOpenLog, recover, truncateRecovered, type RecoveryReport } from './recovery.js'
@@ -270,6 +270,7 @@ export class CommitLog {
     let dv: DataView
     let at: number
     let copyBody: BodyCopier | undefined
+    let chunk: StageChunk | undefined
     if (this.async) {
       // Never write a byte through the map that was not prefaulted: on a sparse file that is
       // where a full disk shows up, as an error here instead of a SIGBUS later.
@@ -282,7 +283,7 @@ export class CommitLog {
       dv = file.dataView
       at = file.wrotePosition
     } else {
-      const chunk = this.groupCommit.chunkFor(file, total)
+      chunk = this.groupCommit.chunkFor(file, total)
       copyBody = this.groupCommit.stageCopier
       target = chunk.buf
       dv = chunk.dv
@@ -295,8 +296,9 @@ export class CommitLog {
     const mark = crcs ? crcs.pending : 0
     const results: AppendResult[] = new Array(ms.length)
     let position = file.wrotePosition
+    let i = 0
     try {
-      for (let i = 0; i < ms.length; i++) {
+      for (; i < ms.length; i++) {
         const m = ms[i]!
         const st = states[i]!
         const physicalOffset = file.fileFromOffset + position
@@ -311,6 +313,13 @@ export class CommitLog {
         position += m.totalSize
       }
     } catch (err) {
+      // Nothing of the append counts: the queue offsets it took are given back (else the next
+      // message would leave a gap in its queue) and, with sync flush, the bytes it staged.
+      for (let j = Math.min(i, ms.length - 1); j >= 0; j--) {
+        const m = ms[j]!
+        if (takesQueueOffset(m.sysFlag)) states[j]!.queueOffsets[m.queueId]!--
+      }
+      if (chunk) this.groupCommit.unstaged(chunk, total)
       crcs?.truncate(mark)
       throw err
     }

@@ -300,6 +300,13 @@ export class GroupCommit {
     this.unsubmittedBytes += total
   }
 
+  /** An append that failed while encoding gives back what staged() reserved (none of it reached the disk). */
+  unstaged(chunk: StageChunk, total: number): void {
+    chunk.length -= total
+    this.stagedBytes -= total
+    this.unsubmittedBytes -= total
+  }
+
   /**
    * An append's records are encoded, up to `end`: kept for their dispatch once durable, and with
    * the writer thread handed over ahead of the group's end every WRITE_AHEAD_BYTES.

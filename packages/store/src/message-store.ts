@@ -616,23 +616,34 @@ export class MessageStore {
   putEncodedBatch(batch: EncodedBatch): Promise<PutResult[]> {
     if (this.status !== 'open') return Promise.reject(this.#notOpen())
     if (!this.#replication.takesPuts) return Promise.reject(this.#replication.wrongRole('putEncodedBatch'))
-    if (this.#deleting.size > 0 && this.#deleting.has(batch?.topic)) return this.#afterDeletion(batch.topic, () => this.putEncodedBatch(batch))
+    if (this.#deleting.size > 0 && this.#deleting.has(batch?.topic)) {
+      // Put once the deletion is done, from a copy: the caller may reuse its bytes once this returns.
+      const own = batch.body instanceof Uint8Array ? { ...batch, body: new Uint8Array(batch.body) } : batch
+      return this.#afterDeletion(batch.topic, () => this.putEncodedBatch(own))
+    }
     if ((this.dispatcher.lastError !== undefined || this.#queueOffsetsBehind) && !this.#dispatchCaughtUp()) return Promise.reject(this.#dispatchStopped())
     try {
       const b = this.#preparer.prepareEncodedBatch(batch, Date.now())
-      return this.#appendBatch(b.messages, new Array<TopicState>(b.messages.length).fill(b.state), b.total)
+      return this.#appendBatch(b.messages, new Array<TopicState>(b.messages.length).fill(b.state), b.total, batch.body)
     } catch (err) {
       return Promise.reject(err)
     }
   }
 
-  /** putBatch's and putEncodedBatch's append: without a promise of its own when nothing waits. */
-  #appendBatch(prepared: PreparedMessage[], states: TopicState[], total: number): Promise<PutResult[]> {
+  /**
+   * putBatch's and putEncodedBatch's append: without a promise of its own when nothing waits. An
+   * encoded batch's messages are views of the caller's bytes (`borrowed`): an append that has to
+   * wait (a roll, a full staging area, earlier appends queued) copies them first.
+   */
+  #appendBatch(prepared: PreparedMessage[], states: TopicState[], total: number, borrowed?: Uint8Array): Promise<PutResult[]> {
     if (total + END_FILE_MIN_BLANK_LENGTH > this.commitLog.fileSizeBytes) {
       throw new StoreError('MESSAGE_TOO_LARGE', `batch of ${total} bytes does not fit in one CommitLog file of ${this.commitLog.fileSizeBytes} bytes`, { details: { bytes: total } })
     }
     const appended = this.commitLog.append(prepared, states, total)
-    if (!Array.isArray(appended)) return appended.then((rs) => this.#finish(rs))
+    if (!Array.isArray(appended)) {
+      if (borrowed !== undefined) ownBatchBytes(prepared, borrowed)
+      return appended.then((rs) => this.#finish(rs))
+    }
     if (this.flushMode !== 'async') return this.#finish(appended)
     const readable = this.#readable(appended)
     return Array.isArray(readable) ? Promise.resolve(readable) : readable
@@ -1237,4 +1248,14 @@ export class MessageStore {
   }
 }
 
-
+/**
+ * Points an encoded batch's prepared messages at a copy of `bytes` (their bodies are views of
+ * it, their properties a range of it), for an append that writes them later.
+ */
+function ownBatchBytes(prepared: PreparedMessage[], bytes: Uint8Array): void {
+  const copy = new Uint8Array(bytes) // a copy (Buffer#slice would be a view)
+  for (const m of prepared) {
+    m.body = new Uint8Array(copy.buffer, copy.byteOffset + (m.body.byteOffset - bytes.byteOffset), m.body.length)
+    if (m.properties === bytes) m.properties = copy
+  }
+}

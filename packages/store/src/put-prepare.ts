@@ -14,6 +14,7 @@ import {
   TOPIC_MAX_LENGTH,
   TOPIC_MAX_LENGTH_V2,
   TOPIC_PATTERN,
+  SYSFLAG,
   javaStringHashCode,
   parseHost,
   parseJavaInt,
@@ -82,7 +83,9 @@ export interface PutMessage {
 /**
  * Messages already encoded as RocketMQ's batch body (MessageStore.putEncodedBatch, RocketMQ's
  * putMessages of a MessageExtBatch): what the messages share, and the body holding each one's
- * flag, body and encoded properties, which are copied into the records as they are.
+ * flag, body and encoded properties, which are copied into the records as they are. As RocketMQ's
+ * putMessages: the whole body at most maxMessageSize (MESSAGE_TOO_LARGE), no transaction type in
+ * sysFlag (INVALID_ARGUMENT).
  */
 export interface EncodedBatch {
   topic: string
@@ -233,10 +236,17 @@ export class PutPreparer {
     const bytes = batch.body
     if (!(bytes instanceof Uint8Array)) throw new StoreError('INVALID_ARGUMENT', `an encoded batch's body must be a Uint8Array (RocketMQ's batch body), got ${describe(bytes)}`)
     if (bytes.length === 0) throw new StoreError('INVALID_ARGUMENT', 'the encoded batch holds no message')
+    // RocketMQ's putMessages: the whole body within maxMessageSize, no transaction type.
+    if (bytes.length > this.#maxMessageSize) {
+      throw new StoreError('MESSAGE_TOO_LARGE', `encoded batch of ${bytes.length} bytes exceeds maxMessageSize ${this.#maxMessageSize}`, { details: { bytes: bytes.length, limit: this.#maxMessageSize } })
+    }
     const st = this.#topicFor(batch.topic)
     const queueId = checkPutQueueId(batch.queueId, this.#maxQueuesPerTopic)
     const bornHost = this.#bornHost(batch.bornHost)
     const sysFlag = withHostFlags(checkSysFlag(batch.sysFlag), bornHost, this.#storeHost)
+    if ((sysFlag & SYSFLAG.TRANSACTION_MASK) !== 0) {
+      throw new StoreError('INVALID_ARGUMENT', `an encoded batch cannot be transactional (sysFlag 0x${sysFlag.toString(16)} has transaction type 0x${(sysFlag & SYSFLAG.TRANSACTION_MASK).toString(16)})`)
+    }
     const bornTimestamp = batch.bornTimestamp === undefined ? now : checkOffset('bornTimestamp', batch.bornTimestamp)
     const reconsumeTimes = batch.reconsumeTimes === undefined ? 0 : checkInt('reconsumeTimes', batch.reconsumeTimes, 0)
     const messages: PreparedMessage[] = []

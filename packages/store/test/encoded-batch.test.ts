@@ -103,3 +103,51 @@ test('an encoded batch for the schedule topic gets its delivery time from its pr
     assert.equal(Number(units[1]!.split('/')[2]), r!.storeTimestamp + 5_000)
   })
 })
+
+for (const flush of ['async', 'sync'] as const) {
+  test(`an encoded batch whose append waits (a roll) is stored from a copy: the caller's bytes are free once it returns (${flush} flush)`, { timeout: 30_000 }, async () => {
+    await withTempStore({ flush }, async (store) => {
+      // Nearly a whole file, so the batch waits for the next one.
+      await store.put({ topic: 'T', queueId: 0, body: Buffer.alloc(SMALL_FILE - 2_000, 0x61) })
+      const entries = [{ body: Buffer.alloc(900, 0x41), flag: 0, properties: encodeProperties({ TAGS: 'tagA' }) }, { body: Buffer.alloc(900, 0x42), flag: 0, properties: encodeProperties({ TAGS: 'tagB' }) }]
+      const body = encodeBatchBody(entries)
+      const pending = store.putEncodedBatch({ topic: 'T', queueId: 0, body })
+      body.fill(0x5a) // reused by the caller at once
+      const rs = await pending
+      for (let i = 0; i < entries.length; i++) {
+        const m = await store.lookup(rs[i]!.physicalOffset)
+        assert.deepEqual(Buffer.from(m.body), entries[i]!.body)
+        assert.equal(m.tags, i === 0 ? 'tagA' : 'tagB')
+      }
+      assert.ok(rs[0]!.physicalOffset >= SMALL_FILE, 'the batch went to the next file')
+    })
+  })
+}
+
+test("an encoded batch put while its topic is being deleted is stored from a copy of the caller's bytes", { timeout: 30_000 }, async () => {
+  await withTempStore({}, async (store) => {
+    await store.put({ topic: 'T', queueId: 0, body: 'old' })
+    const deleting = store.deleteTopic('T')
+    const body = encodeBatchBody(ENTRIES.slice(0, 2))
+    const pending = store.putEncodedBatch({ topic: 'T', queueId: 0, body })
+    body.fill(0x5a)
+    await deleting
+    const rs = await pending
+    assert.deepEqual(Buffer.from((await store.lookup(rs[0]!.physicalOffset)).body), ENTRIES[0]!.body)
+    assert.equal(rs[0]!.queueOffset, 0, 'the topic starts over')
+  })
+})
+
+test("an encoded batch follows RocketMQ's putMessages: no transaction type, the whole body within maxMessageSize", { timeout: 30_000 }, async () => {
+  await withTempStore({ maxMessageSize: 4096 }, async (store) => {
+    const body = encodeBatchBody(ENTRIES.slice(0, 2))
+    for (const sysFlag of [0x4, 0x8, 0xc]) {
+      await assert.rejects(store.putEncodedBatch({ topic: 'T', queueId: 0, body, sysFlag }), (err: unknown) => isCode('INVALID_ARGUMENT')(err) && /transactional/.test((err as Error).message))
+    }
+    // Every message within the limit, the batch over it.
+    const big = encodeBatchBody(Array.from({ length: 3 }, () => ({ body: Buffer.alloc(2_000), flag: 0, properties: '' })))
+    await assert.rejects(store.putEncodedBatch({ topic: 'T', queueId: 0, body: big }), isCode('MESSAGE_TOO_LARGE'))
+    assert.equal(store.commitLogMaxOffset, 0, 'nothing was stored')
+    assert.equal((await store.putEncodedBatch({ topic: 'T', queueId: 0, body, sysFlag: 0 })).length, 2)
+  })
+})

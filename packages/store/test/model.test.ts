@@ -597,10 +597,12 @@ async function stepBatch(run: Run): Promise<string> {
  */
 function encodedBatchOf(run: Run, ms: ReturnType<typeof messageFor>[]): EncodedBatch {
   const first = ms[0]!
+  // A batch is never transactional (RocketMQ's putMessages; stepInvalid asks for one).
+  const sysFlag = first.model.sysFlag & ~TRANSACTION_MASK
   for (const m of ms) {
     m.put.topic = m.model.topic = first.model.topic
     m.put.queueId = m.model.queueId = first.model.queueId
-    m.model.sysFlag = first.model.sysFlag
+    m.model.sysFlag = sysFlag
   }
   const entries = ms.map(({ model: x }) => {
     const props: Record<string, string> = {}
@@ -612,7 +614,7 @@ function encodedBatchOf(run: Run, ms: ReturnType<typeof messageFor>[]): EncodedB
   const pad = int(run, 0, 8)
   const body = Buffer.concat([Buffer.alloc(pad, 0xee), encodeBatchBody(entries), Buffer.alloc(3, 0xee)]).subarray(pad, -3)
   const batch: EncodedBatch = { topic: first.model.topic, queueId: first.model.queueId, body }
-  if (first.put.sysFlag !== undefined) batch.sysFlag = first.put.sysFlag
+  if (first.put.sysFlag !== undefined) batch.sysFlag = first.put.sysFlag & ~TRANSACTION_MASK
   if (first.put.bornHost !== undefined) batch.bornHost = first.put.bornHost
   return batch
 }
@@ -740,6 +742,7 @@ async function stepInvalid(run: Run): Promise<string> {
     ['batch with one bad message', () => s.putBatch([{ topic: 'orders', queueId: 0, body: 'fine' }, { topic: '', queueId: 0, body: 'x' }]), 'TOPIC_INVALID'],
     ['batch larger than a file', () => s.putBatch(Array.from({ length: 8 }, () => ({ topic: 'orders', queueId: 0, body: Buffer.alloc(fileSize / 8) }))), 'MESSAGE_TOO_LARGE'],
     ['encoded batch cut short', () => s.putEncodedBatch({ topic: 'orders', queueId: 0, body: encodeBatchBody([{ body: Buffer.from('fine'), flag: 0, properties: '' }, { body: Buffer.from('x'), flag: 0, properties: '' }]).subarray(0, -1) }), 'INVALID_ARGUMENT'],
+    ['transactional encoded batch', () => s.putEncodedBatch({ topic: 'orders', queueId: 0, sysFlag: 0x8, body: encodeBatchBody([{ body: Buffer.from('fine'), flag: 0, properties: '' }]) }), 'INVALID_ARGUMENT'],
     ['encoded batch with one bad message', () => s.putEncodedBatch({ topic: 'orders', queueId: 0, body: encodeBatchBody([{ body: Buffer.from('fine'), flag: 0, properties: '' }, { body: Buffer.from('x'), flag: 0, properties: 'p\u0001\u0002' }]) }), 'INVALID_PROPERTY'],
     ['get with maxMessages 0', () => s.get({ topic: 'orders', queueId: 0, offset: 0, maxMessages: 0 }), 'INVALID_ARGUMENT'],
     ['get at a negative offset', () => s.get({ topic: 'orders', queueId: 0, offset: -1 }), 'INVALID_ARGUMENT'],

@@ -5,7 +5,7 @@ import { readFile, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import * as path from 'node:path'
 import { test } from 'node:test'
 import { MessageStore, StoreError, decodeMessageId, type MessageStoreOptions, type PutMessage, type PutResult } from '../src/index.js'
-import { BLANK_MAGIC_CODE } from '../src/codec/index.js'
+import { BLANK_MAGIC_CODE, SYSFLAG, parseHost, prepareRecord } from '../src/codec/index.js'
 import { SMALL_FILE, reopen, tempDir } from './helpers.js'
 
 async function expectCode(p: Promise<unknown>, code: string): Promise<void> {
@@ -497,3 +497,31 @@ test('get refuses a damaged record with CORRUPT_RECORD instead of serving anothe
     await cleanup()
   }
 })
+
+for (const flush of ['async', 'sync'] as const) {
+  test(`an append that fails while encoding takes no queue offset and stages nothing (${flush} flush)`, { timeout: 30_000 }, async () => {
+    const { dir, cleanup } = await tempDir()
+    const store = await MessageStore.open({ dir, flush, commitLogFileSize: SMALL_FILE })
+    try {
+      await store.put({ topic: 'T', queueId: 0, body: 'first' })
+      const host = parseHost('127.0.0.1:1')!
+      const st = store.commitLog.topicState('T', Buffer.from('T'))
+      const fields = { topic: 'T', topicBytes: Buffer.from('T'), queueId: 0, flag: 0, bornTimestamp: 1, bornHost: host, reconsumeTimes: 0, preparedTransactionOffset: 0, body: Buffer.from('x'), properties: '' }
+      const good = prepareRecord({ ...fields, sysFlag: 0 })
+      // Host bits that do not match the IPv4 born host: the encode refuses the second record.
+      const bad = prepareRecord({ ...fields, sysFlag: SYSFLAG.BORNHOST_V6 })
+      assert.throws(() => store.commitLog.append([good, good, bad], [st, st, st], good.totalSize * 2 + bad.totalSize), /does not match its hosts/)
+      const r = await store.put({ topic: 'T', queueId: 0, body: 'second' })
+      assert.equal(r.queueOffset, 1, 'no offset was taken by the failed append')
+      const got = await store.get({ topic: 'T', queueId: 0, offset: 0, maxMessages: 8 })
+      assert.deepEqual(got.messages!.map((m) => Buffer.from(m.body).toString()), ['first', 'second'])
+      await store.close()
+      const again = await MessageStore.open({ dir, flush, commitLogFileSize: SMALL_FILE })
+      assert.deepEqual((await again.get({ topic: 'T', queueId: 0, offset: 0, maxMessages: 8 })).messages!.map((m) => Buffer.from(m.body).toString()), ['first', 'second'])
+      await again.close()
+    } finally {
+      await store.close().catch(() => undefined)
+      await cleanup()
+    }
+  })
+}
