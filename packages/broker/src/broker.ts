@@ -132,7 +132,7 @@ export class Broker {
     if (c.brokerRole === 'SLAVE') this.ha.startReplica()
     else {
       const haPort = await this.ha.startMaster(c.listenHost, c.haListenPort ?? (c.listenPort === 0 ? 0 : listened.port + 1))
-      this.#haAddr = `${host}:${haPort}`
+      this.#haAddr = formatAddress(host, haPort)
     }
     this.#ready = true
     await this.#register()

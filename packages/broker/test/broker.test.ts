@@ -336,6 +336,7 @@ test('a broker listening on an IPv6 address starts, names itself [address]:port 
   await withCluster(
     async (c) => {
       assert.match(c.broker.address, /^\[::1\]:\d+$/)
+      if (c.broker.haAddress !== '') assert.match(c.broker.haAddress, /^\[::1\]:\d+$/)
       const sent = await c.client.invoke(c.broker.address, sendV2('V6', 0, 'over ipv6'), T)
       assert.equal(sent.code, ResponseCode.SUCCESS, sent.remark ?? '')
       const got = await c.client.invoke(c.broker.address, pull('V6', 0, 0), T)

@@ -4,7 +4,7 @@
 // no delay; one above the highest level is the highest.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { RemotingCommand, RequestCode, ResponseCode } from '@mqts/transport'
+import { RemotingCommand, RequestCode, ResponseCode, encodeBatchBody } from '@mqts/transport'
 import { T, createTopic, pull, records, route, sendV2, withCluster } from './helpers.js'
 
 test('UPDATE_AND_CREATE_TOPIC refuses a perm outside 0-7 and queue counts out of range; nothing is created', { timeout: 30_000 }, async () => {
@@ -100,4 +100,32 @@ test('QUERY_CONSUMER_OFFSET for a group new to a queue: 0 while the queue starts
       { accessMessageInMemoryMaxRatio: ratio },
     )
   }
+})
+
+test("sends RocketMQ refuses: to a system topic (NO_PERMISSION), a transactional batch and a batch over maxMessageSize (MESSAGE_ILLEGAL); nothing stored", { timeout: 30_000 }, async () => {
+  await withCluster(
+    async (c) => {
+      await createTopic(c, 'ReadOnly', 1, 1, 4)
+      await createTopic(c, 'Batches', 1, 1)
+      // A delayed message sent to the schedule topic itself would reach its REAL_TOPIC past its perm.
+      const sched = await c.client.invoke(c.broker.address, sendV2('SCHEDULE_TOPIC_XXXX', 0, 'sneaky', { DELAY: '1', REAL_TOPIC: 'ReadOnly', REAL_QID: '0' }), T)
+      assert.equal(sched.code, ResponseCode.NO_PERMISSION, sched.remark ?? '')
+      assert.match(sched.remark ?? '', /SCHEDULE_TOPIC_XXXX\] is forbidden/)
+      for (const topic of ['RMQ_SYS_TRANS_HALF_TOPIC', 'OFFSET_MOVED_EVENT']) assert.equal((await c.client.invoke(c.broker.address, sendV2(topic, 0, 'x'), T)).code, ResponseCode.NO_PERMISSION, topic)
+      const batch = (body: Buffer, sysFlag: number): RemotingCommand =>
+        RemotingCommand.createRequest(RequestCode.SEND_BATCH_MESSAGE, { a: 'PG', b: 'Batches', c: 'TBW102', d: '4', e: '0', f: String(sysFlag), g: '1', h: '0', m: 'true' }, body)
+      const two = encodeBatchBody([{ body: Buffer.from('a'), flag: 0, properties: '' }, { body: Buffer.from('b'), flag: 0, properties: '' }])
+      for (const sysFlag of [0x8, 0xc]) {
+        const r = await c.client.invoke(c.broker.address, batch(two, sysFlag), T)
+        assert.equal(r.code, ResponseCode.MESSAGE_ILLEGAL, `sysFlag ${sysFlag}: ${r.remark}`)
+      }
+      // Each message within maxMessageSize (4 KiB here), the batch over it.
+      const big = encodeBatchBody(Array.from({ length: 3 }, () => ({ body: Buffer.alloc(2_000, 0x61), flag: 0, properties: '' })))
+      assert.equal((await c.client.invoke(c.broker.address, batch(big, 0), T)).code, ResponseCode.MESSAGE_ILLEGAL)
+      assert.equal((await c.client.invoke(c.broker.address, batch(two, 0), T)).code, ResponseCode.SUCCESS)
+      assert.deepEqual(records((await c.client.invoke(c.broker.address, pull('Batches', 0, 0), T)).body).map((m) => m.body.toString()), ['a', 'b'])
+      assert.equal((await c.client.invoke(c.broker.address, pull('ReadOnly', 0, 0), T)).code, ResponseCode.PULL_NOT_FOUND)
+    },
+    { maxMessageSize: 4096 },
+  )
 })

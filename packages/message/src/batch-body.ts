@@ -5,6 +5,8 @@
  * The encoder and the reader live here once: the client, the broker's tests and the benchmarks
  * encode; the store reads the entries of a batch it is given encoded (putEncodedBatch).
  */
+import { MessageError } from './errors.js'
+import { MAX_PROPERTIES_BYTES } from './properties.js'
 
 /** The bytes of an entry besides its body and properties. */
 export const BATCH_ENTRY_FIXED_BYTES = 4 + 4 + 4 + 4 + 4 + 2
@@ -26,11 +28,20 @@ export interface BatchEntry {
   properties: string
 }
 
-/** The body of a SEND_BATCH_MESSAGE holding `entries` in order. */
+/**
+ * The body of a SEND_BATCH_MESSAGE holding `entries` in order. A flag that is not a Java int, or
+ * properties past MAX_PROPERTIES_BYTES (their length is a short), is a MessageError.
+ */
 export function encodeBatchBody(entries: readonly BatchEntry[]): Buffer {
   const parts: Buffer[] = []
   for (const e of entries) {
+    if (!Number.isInteger(e.flag) || e.flag < -0x80000000 || e.flag > 0x7fffffff) {
+      throw new MessageError('INVALID_ARGUMENT', `a batch entry's flag must be a Java int, got ${String(e.flag)}`)
+    }
     const props = Buffer.from(e.properties, 'utf8')
+    if (props.length > MAX_PROPERTIES_BYTES) {
+      throw new MessageError('INVALID_ARGUMENT', `a batch entry's properties take ${props.length} bytes, the limit is ${MAX_PROPERTIES_BYTES}`)
+    }
     const head = Buffer.alloc(BATCH_ENTRY.BODY)
     head.writeInt32BE(BATCH_ENTRY_FIXED_BYTES + e.body.length + props.length, BATCH_ENTRY.TOTAL_SIZE)
     head.writeInt32BE(e.flag, BATCH_ENTRY.FLAG)

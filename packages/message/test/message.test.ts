@@ -9,6 +9,8 @@ import { seedFromEnv, seededRandom } from '@mqts/common'
 import {
   BODY_CRC_PENDING,
   MessageError,
+  MAX_PROPERTIES_BYTES,
+  encodeBatchBody,
   RECORD,
   SYSFLAG,
   createMessageId,
@@ -153,4 +155,14 @@ test('encodeRecord writes TOTALSIZE last: an encode stopped early leaves it 0', 
   assert.deepEqual(seen, [0, 0], 'body and properties copied while TOTALSIZE is 0')
   assert.equal(buf.readInt32BE(0), raw.totalSize)
   assert.deepEqual(decodeRecord(buf, 0).keys, ['k1'])
+})
+
+test('encodeBatchBody refuses what the batch format cannot hold: a flag that is not a Java int, properties past 32,767 bytes', () => {
+  const ok = { body: Buffer.from('x'), flag: 0, properties: '' }
+  for (const flag of [2 ** 31, -(2 ** 31) - 1, 1.5, Number.NaN]) {
+    assert.throws(() => encodeBatchBody([ok, { ...ok, flag }]), (err: unknown) => err instanceof MessageError && err.code === 'INVALID_ARGUMENT', String(flag))
+  }
+  assert.throws(() => encodeBatchBody([{ ...ok, properties: `a\u0001${'v'.repeat(MAX_PROPERTIES_BYTES)}\u0002` }]), (err: unknown) => err instanceof MessageError && /32767/.test((err as Error).message))
+  const edge = `a\u0001${'v'.repeat(MAX_PROPERTIES_BYTES - 3)}\u0002`
+  assert.equal(encodeBatchBody([{ ...ok, flag: -(2 ** 31), properties: edge }]).length, 22 + 1 + MAX_PROPERTIES_BYTES)
 })

@@ -16,7 +16,7 @@ export { RequestCode, ResponseCode, LanguageCode, CURRENT_VERSION, languageName 
 export type { RequestCodeName, ResponseCodeName, LanguageName } from './codes.js'
 export { TransportError, isTransportError } from './errors.js'
 export { encodeRemotingJson, parseRemotingJson } from './json-body.js'
-export { AUTO_CREATE_TOPIC, DLQ_GROUP_TOPIC_PREFIX, MESSAGE_PROPERTY, PERM, PULL_SYS_FLAG, RETRY_GROUP_TOPIC_PREFIX, SUB_ALL, dlqTopic, retryTopic, splitTagExpression } from './message-const.js'
+export { AUTO_CREATE_TOPIC, DLQ_GROUP_TOPIC_PREFIX, MESSAGE_PROPERTY, NOT_ALLOWED_SEND_TOPICS, PERM, PULL_SYS_FLAG, RETRY_GROUP_TOPIC_PREFIX, SUB_ALL, dlqTopic, retryTopic, splitTagExpression } from './message-const.js'
 export type { BrokerData, QueueData, TopicRouteData } from './message-const.js'
 // SEND_BATCH_MESSAGE's body: its format belongs to the message (@mqts/message), kept here for the client.
 export { BATCH_ENTRY, BATCH_ENTRY_FIXED_BYTES, encodeBatchBody, walkBatchBody, type BatchEntryVisitor } from '@mqts/message'

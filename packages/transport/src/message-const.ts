@@ -23,6 +23,20 @@ export function dlqTopic(group: string): string {
 /** The topic auto-created topics are made from (MixAll.AUTO_CREATE_TOPIC_KEY_TOPIC). */
 export const AUTO_CREATE_TOPIC = 'TBW102'
 
+/**
+ * The system topics no producer may send to (TopicValidator's NOT_ALLOWED_SEND_TOPIC_SET): the
+ * broker writes them itself. A send to SCHEDULE_TOPIC_XXXX would otherwise be delivered, when due,
+ * to whatever REAL_TOPIC it names, past that topic's permissions.
+ */
+export const NOT_ALLOWED_SEND_TOPICS: ReadonlySet<string> = new Set([
+  'SCHEDULE_TOPIC_XXXX',
+  'RMQ_SYS_TRANS_HALF_TOPIC',
+  'RMQ_SYS_TRANS_OP_HALF_TOPIC',
+  'TRANS_CHECK_MAX_TIME_TOPIC',
+  'SELF_TEST_TOPIC',
+  'OFFSET_MOVED_EVENT',
+])
+
 /** Topic permission bits (PermName). */
 export const PERM = {
   PRIORITY: 8,

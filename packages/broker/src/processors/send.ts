@@ -7,6 +7,7 @@
 import { decodeProperties } from '@mqts/message'
 import { StoreError, parseJavaInt, type PutMessage, type PutResult } from '@mqts/store'
 import {
+  NOT_ALLOWED_SEND_TOPICS,
   RemotingCommand,
   RequestCode,
   ResponseCode,
@@ -110,6 +111,7 @@ export function sendProcessor(ctx: BrokerContext): RequestProcessor {
   return (req: RemotingCommand, channel: Channel) => {
     if (ctx.config.brokerRole === 'SLAVE') return fail(ResponseCode.SERVICE_NOT_AVAILABLE, `the broker[${ctx.config.brokerName}] is a replica: send to its master`)
     let h = readSendHeader(req)
+    if (NOT_ALLOWED_SEND_TOPICS.has(h.topic)) return fail(ResponseCode.NO_PERMISSION, `Sending message to topic[${h.topic}] is forbidden.`)
     if ((h.sysFlag & TRANSACTION_TYPE_MASK) === TRANSACTION_PREPARED) {
       return fail(ResponseCode.NO_PERMISSION, `the broker[${ctx.config.brokerName}] does not take transactional messages`)
     }
