@@ -85,7 +85,11 @@ export interface MessageStoreOptions {
   flushThoroughIntervalMs?: number
   /** Sync flush: a put not durable by then resolves with status FLUSH_DISK_TIMEOUT. */
   syncFlushTimeoutMs?: number
-  /** Sync flush: bound on bytes appended but not yet handed to the OS; appends wait beyond it. */
+  /**
+   * Sync flush: bound on bytes staged and not yet durable. An append (or appendReplicated chunk)
+   * waits while they reach it, so the one made below it may pass it by its own bytes; a file's
+   * end-of-file BLANK stages its first 8 bytes, not its padding (the file reads zeros there).
+   */
   stagingLimitBytes?: number
   /** Sync flush: durable writes in flight at once (default 1; more helps on devices that overlap writes). */
   syncFlushConcurrency?: number

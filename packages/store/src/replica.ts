@@ -378,7 +378,9 @@ export class Replication {
       this.parts.dispatcher.reputOffset = offset
     }
     if (bytes.length === 0) return log.wroteOffset
-    // Chunks sent without waiting stage at most stagingLimitBytes ahead of the disk, as puts do.
+    // Chunks sent without waiting stage at most stagingLimitBytes ahead of the disk, as puts do:
+    // this one may pass it by the rest of the held record and its own records (a BLANK stages
+    // its first bytes only, though the end moves past its padding).
     while (log.stagingFull) {
       await log.whenDurable(log.wroteOffset)
       if (log.failed) throw log.failed

@@ -9,7 +9,7 @@ import * as path from 'node:path'
 import { test } from 'node:test'
 import { seededRandom, seedFromEnv } from '@mqts/common'
 import { MessageStore, StoreError, type FlushMode, type MessageStoreOptions, type PutMessage, type PutResult } from '../src/index.js'
-import { NodeFileIO, SimFileIO } from '../src/internal.js'
+import { END_FILE_MIN_BLANK_LENGTH, NodeFileIO, SimFileIO } from '../src/internal.js'
 import { SMALL_FILE, assertDenseLog, tempDir } from './helpers.js'
 import { assertSameAnswers, feed } from './replica-helpers.js'
 
@@ -484,7 +484,53 @@ test('async flush: a replica writes by pwrite; a failed write is DISK_FULL with 
   }
 })
 
-test('sync flush: appendReplicated calls made without waiting stage at most stagingLimitBytes ahead of a slow disk', async () => {
+/**
+ * Puts single messages until less than a batch of eight 1000-byte bodies fits in the master's
+ * file, then that batch: a batch is appended whole in one file, so the file ends with a BLANK
+ * whose padding is several records long (a roll a batch caused, as on a busy master).
+ */
+async function rollOnBatch(master: MessageStore, rnd: () => number): Promise<PutResult[]> {
+  const batch = Array.from({ length: 8 }, (_, k) => ({ topic: TOPICS[0]!, queueId: 1, body: Buffer.alloc(1000, 97 + k), tags: 'B', keys: `b${k}` }))
+  const room = (): number => SMALL_FILE - (master.commitLogMaxOffset % SMALL_FILE)
+  const out: PutResult[] = []
+  // Eight records of 1000-byte bodies take more than 8000 bytes, and the BLANK its 8 after them.
+  for (let i = 0; room() >= 8000 + END_FILE_MIN_BLANK_LENGTH; i++) {
+    out.push(await master.put({ topic: TOPICS[i % TOPICS.length]!, queueId: i % QUEUES, body: Buffer.alloc(20 + Math.floor(rnd() * 900), i % 251), tags: 'R' }))
+  }
+  out.push(...(await master.putBatch(batch)))
+  return out
+}
+
+/**
+ * The BLANKs that end files among `results` (the gaps before a file's first record): where each
+ * starts and its padding, the bytes after its first END_FILE_MIN_BLANK_LENGTH.
+ */
+function blanksOf(results: PutResult[]): Array<{ at: number; padding: number }> {
+  const sorted = [...results].sort((a, b) => a.physicalOffset - b.physicalOffset)
+  const out: Array<{ at: number; padding: number }> = []
+  for (let i = 1; i < sorted.length; i++) {
+    const end = sorted[i - 1]!.physicalOffset + sorted[i - 1]!.size
+    if (sorted[i]!.physicalOffset > end) out.push({ at: end, padding: sorted[i]!.physicalOffset - end - END_FILE_MIN_BLANK_LENGTH })
+  }
+  return out
+}
+
+/**
+ * How far a replica's end may run ahead of its disk when appendReplicated calls of `chunk` bytes
+ * are made without waiting. A call waits while the staged bytes reach the limit, then writes the
+ * rest of the record held from the last chunk (under a record) and its chunk's whole records. A
+ * BLANK's padding is never staged (the zero-filled file reads zeros there: only the BLANK's first
+ * bytes are written) but it moves the end at once, so until the BLANK is durable the end is that
+ * much further ahead. The padding is the room a master's append did not fit in: after a batch,
+ * several records' worth.
+ */
+function stagingBound(limit: number, chunk: number, results: PutResult[]): { bound: number; record: number; padding: number } {
+  const record = Math.max(...results.map((r) => r.size))
+  const padding = Math.max(0, ...blanksOf(results).map((b) => b.padding))
+  return { bound: limit + chunk + record + padding, record, padding }
+}
+
+test(`sync flush: appendReplicated calls made without waiting stage at most stagingLimitBytes ahead of a slow disk (seed ${SEED})`, async () => {
   const limit = 8 * 1024
   const chunk = 1024
   // The second fdatasync (the first group after the first chunk's) takes 800 ms.
@@ -492,7 +538,7 @@ test('sync flush: appendReplicated calls made without waiting stage at most stag
   await withPair(
     'sync',
     async (master, replica) => {
-      await putSome(master, 150, seededRandom(SEED + 16))
+      const results = await putSome(master, 150, seededRandom(SEED + 16))
       const end = master.commitLogMaxOffset
       await replica.appendReplicated(0, master.readCommitLog(0, chunk))
       let most = 0
@@ -512,14 +558,63 @@ test('sync flush: appendReplicated calls made without waiting stage at most stag
       } finally {
         clearInterval(sample)
       }
-      // A chunk writes at most itself and the rest of a record it completes (the messages here
-      // are under 1.2 KB), and a BLANK moves the end past its padding (under a record's size).
-      const bound = limit + chunk + 2 * 1200
-      assert.ok(most <= bound, `staged at most ${bound} bytes ahead of the disk, saw ${most}`)
+      // Not limit + chunk + two records: a batch that did not fit leaves a BLANK whose padding
+      // is larger than a record (SEED=1280464891: 3017 bytes, the end 11745 bytes ahead).
+      const { bound, record, padding } = stagingBound(limit, chunk, results)
+      assert.ok(most <= bound, `at most ${bound} bytes ahead of the disk (limit ${limit} + chunk ${chunk} + record ${record} + a BLANK's padding ${padding}), saw ${most}`)
       assert.equal(replica.commitLogMaxOffset, end)
     },
     { stagingLimitBytes: limit, fileIO: io },
   )
+})
+
+test(`sync flush, stalled disk: appendReplicated stages at most stagingLimitBytes and a call's bytes; a BLANK's padding is never staged (seed ${SEED})`, async () => {
+  const limit = 8 * 1024
+  const chunk = 1024
+  const m = await tempDir('mqts-master-')
+  const master = await MessageStore.open(storeOptions(m.dir, 'sync', { messageIndexEnable: false }))
+  const io = new SimFileIO()
+  const replica = await MessageStore.open(storeOptions('/sim/replica-staging', 'sync', { role: 'replica', fileIO: io, messageIndexEnable: false, stagingLimitBytes: limit }))
+  let release = (): void => {}
+  try {
+    const rnd = seededRandom(SEED + 17)
+    const results = [...(await putSome(master, 40, rnd)), ...(await rollOnBatch(master, rnd)), ...(await putSome(master, 20, rnd, 40))]
+    const end = master.commitLogMaxOffset
+    const blanks = blanksOf(results)
+    assert.equal(blanks.length, 1, 'the log crosses one file end')
+    const { bound, record, padding } = stagingBound(limit, chunk, results)
+    assert.ok(padding > chunk + 2 * record, `the BLANK's padding (${padding}) is several records (${record}) long`)
+    // Durable up to a little before the BLANK, with the next file allocated ahead (a stalled disk
+    // makes no file), then the disk stalls and the rest is sent without waiting.
+    for (let at = 0; at < blanks[0]!.at - 2 * chunk; at = replica.replicaEndOffset) await replica.appendReplicated(at, master.readCommitLog(at, chunk))
+    await replica.commitLog.queue.whenIdle()
+    release = io.stall()
+    const calls: Array<{ settled: boolean; promise: Promise<void> }> = []
+    for (let at = replica.replicaEndOffset; at < end; ) {
+      const bytes = master.readCommitLog(at, chunk)
+      const call = { settled: false, promise: replica.appendReplicated(at, bytes) }
+      call.promise.then(() => (call.settled = true), () => (call.settled = true))
+      calls.push(call)
+      at += bytes.length
+    }
+    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r))
+    const log = replica.commitLog
+    const ahead = log.wroteOffset - log.committedOffset
+    assert.ok(log.wroteOffset > blanks[0]!.at + padding, 'the BLANK and records after it are written, not durable')
+    assert.ok(log.stagingFull, 'the staging area is full: the calls left wait for it')
+    assert.ok(calls.every((c) => !c.settled), 'nothing is durable while the disk is stalled')
+    // The staged bytes (the end less the BLANK's padding) are within the limit and one call's.
+    assert.ok(ahead - padding <= limit + chunk + record, `staged at most ${limit} + ${chunk} + ${record} bytes, saw ${ahead - padding}`)
+    assert.ok(ahead <= bound, `at most ${bound} bytes ahead of the disk, saw ${ahead}`)
+    release()
+    await Promise.all(calls.map((c) => c.promise))
+    assert.equal(replica.commitLogMaxOffset, end)
+  } finally {
+    release()
+    await replica.close()
+    await master.close()
+    await m.cleanup()
+  }
 })
 
 test('role is checked at open and by setRole', async () => {
