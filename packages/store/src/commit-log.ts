@@ -296,6 +296,7 @@ export class CommitLog {
     const mark = crcs ? crcs.pending : 0
     const results: AppendResult[] = new Array(ms.length)
     let position = file.wrotePosition
+    const firstAt = at
     let i = 0
     try {
       for (; i < ms.length; i++) {
@@ -320,6 +321,9 @@ export class CommitLog {
         if (takesQueueOffset(m.sysFlag)) states[j]!.queueOffsets[m.queueId]!--
       }
       if (chunk) this.groupCommit.unstaged(chunk, total)
+      // The records encoded before the failure are whole in the map: a size of 0 at the first
+      // keeps recovery (after a crash before the next append overwrites them) from taking them.
+      else dv.setInt32(firstAt, 0)
       crcs?.truncate(mark)
       throw err
     }

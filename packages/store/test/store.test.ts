@@ -510,7 +510,13 @@ for (const flush of ['async', 'sync'] as const) {
       const good = prepareRecord({ ...fields, sysFlag: 0 })
       // Host bits that do not match the IPv4 born host: the encode refuses the second record.
       const bad = prepareRecord({ ...fields, sysFlag: SYSFLAG.BORNHOST_V6 })
+      const end = store.commitLogMaxOffset
       assert.throws(() => store.commitLog.append([good, good, bad], [st, st, st], good.totalSize * 2 + bad.totalSize), /does not match its hosts/)
+      if (flush === 'async') {
+        // The two records encoded before the failure are in the map; the first one's size is 0.
+        const last = store.commitLog.queue.last!
+        assert.equal(last.view.readInt32BE(end - last.fileFromOffset), 0, 'no size at the failed append')
+      }
       const r = await store.put({ topic: 'T', queueId: 0, body: 'second' })
       assert.equal(r.queueOffset, 1, 'no offset was taken by the failed append')
       const got = await store.get({ topic: 'T', queueId: 0, offset: 0, maxMessages: 8 })
