@@ -53,39 +53,16 @@ export class MessageIdEncoder {
   }
 }
 
-/** Uppercase hex digits as bytes, for joinOffsetMessageIds. */
-const HEX_DIGIT_BYTES = Buffer.from('0123456789ABCDEF', 'latin1')
-/** Reused by joinOffsetMessageIds (grown when a longer list comes). */
-let joined = Buffer.allocUnsafe(64 * 33)
-
 /**
- * The offset message ids of one store's messages joined with commas, as a batch's answer carries
- * them: written as bytes into one flat string, where joining the ids' strings walked each id's
- * pieces. Every id must be the one the store made for its physicalOffset (one host prefix).
+ * The offset message ids of stored messages joined with commas, as a batch's answer carries them
+ * (Array#join: about 0.35 µs less per 32 ids than writing the ids' digits as bytes into one string,
+ * measured with ids fresh from MessageIdEncoder and the answer's plain-text check and copy after it).
  */
-export function joinOffsetMessageIds(stored: ReadonlyArray<{ msgId: string; physicalOffset: number }>): string {
-  const n = stored.length
-  if (n === 0) return ''
-  const first = stored[0]!.msgId
-  if (n === 1) return first
-  const idLength = first.length
-  const prefixLength = idLength - 16
-  const total = n * (idLength + 1) - 1
-  if (joined.length < total) joined = Buffer.allocUnsafe(total * 2)
-  const out = joined
-  out.write(first, 0, idLength, 'latin1')
-  let at = idLength
-  for (let i = 1; i < n; i++) {
-    out[at++] = 0x2c // ,
-    for (let k = 0; k < prefixLength; k++) out[at + k] = out[k]!
-    at += prefixLength
-    const offset = stored[i]!.physicalOffset
-    const hi = Math.floor(offset / TWO_POW_32)
-    const lo = offset >>> 0
-    for (let shift = 28; shift >= 0; shift -= 4) out[at++] = HEX_DIGIT_BYTES[(hi >>> shift) & 15]!
-    for (let shift = 28; shift >= 0; shift -= 4) out[at++] = HEX_DIGIT_BYTES[(lo >>> shift) & 15]!
-  }
-  return out.toString('latin1', 0, total)
+export function joinOffsetMessageIds(stored: ReadonlyArray<{ msgId: string }>): string {
+  if (stored.length === 1) return stored[0]!.msgId
+  const ids: string[] = new Array(stored.length)
+  for (let i = 0; i < stored.length; i++) ids[i] = stored[i]!.msgId
+  return ids.join(',')
 }
 
 export interface DecodedMessageId {

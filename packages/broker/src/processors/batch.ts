@@ -20,7 +20,7 @@ export function decodeBatchBody(body: Buffer): Array<{ flag: number; body: Buffe
 
 /**
  * A batch answer's msgId: the stored messages' offset message ids joined with commas, as RocketMQ
- * answers it (written as bytes into one flat string: joinOffsetMessageIds).
+ * answers it (joinOffsetMessageIds).
  */
 export function batchMsgIds(results: readonly PutResult[]): string {
   return joinOffsetMessageIds(results)
