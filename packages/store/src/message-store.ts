@@ -580,6 +580,7 @@ export class MessageStore {
         // their dispatch failed: readable rejects the put then).
         return this.commitLog.waitFlushed(r).then(this.#readableOne)
       }
+      ownMessageBytes(prepared)
       return appended.then((rs) => this.#finishOne(rs[0]!))
     } catch (err) {
       return Promise.reject(err)
@@ -636,8 +637,9 @@ export class MessageStore {
 
   /**
    * putBatch's and putEncodedBatch's append: without a promise of its own when nothing waits. An
-   * encoded batch's messages are views of the caller's bytes (`borrowed`): an append that has to
-   * wait (a roll, a full staging area, earlier appends queued) copies them first.
+   * append that has to wait (a roll, a full staging area, earlier appends queued) copies the
+   * caller's bytes first: an encoded batch's (`borrowed`: its messages are views of it), or each
+   * message's body and properties.
    */
   #appendBatch(prepared: PreparedMessage[], states: TopicState[], total: number, borrowed?: Uint8Array): Promise<PutResult[]> {
     if (total + END_FILE_MIN_BLANK_LENGTH > this.commitLog.fileSizeBytes) {
@@ -646,6 +648,7 @@ export class MessageStore {
     const appended = this.commitLog.append(prepared, states, total)
     if (!Array.isArray(appended)) {
       if (borrowed !== undefined) ownBatchBytes(prepared, borrowed)
+      else for (const m of prepared) ownMessageBytes(m)
       return appended.then((rs) => this.#finish(rs))
     }
     if (this.flushMode !== 'async') return this.#finish(appended)
@@ -1249,6 +1252,19 @@ export class MessageStore {
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close()
+  }
+}
+
+/**
+ * Points a prepared message at copies of the caller's bytes it refers to (its body, properties
+ * given as bytes), for an append that writes it later: a put reads its message before it returns.
+ */
+function ownMessageBytes(m: PreparedMessage): void {
+  m.body = new Uint8Array(m.body)
+  const p = m.properties
+  if (typeof p !== 'string') {
+    m.properties = new Uint8Array(p.subarray(m.propertiesAt, m.propertiesAt + m.propertiesBytes))
+    m.propertiesAt = 0
   }
 }
 

@@ -531,3 +531,34 @@ for (const flush of ['async', 'sync'] as const) {
     }
   })
 }
+
+for (const flush of ['async', 'sync'] as const) {
+  test(`put and putBatch read the caller's bytes before they return, also when the append waits for a roll (${flush} flush)`, { timeout: 30_000 }, async () => {
+    const { dir, cleanup } = await tempDir()
+    const store = await MessageStore.open({ dir, flush, commitLogFileSize: SMALL_FILE })
+    try {
+      // Nearly a whole file: the next appends wait for the next one.
+      await store.put({ topic: 'T', queueId: 0, body: Buffer.alloc(SMALL_FILE - 1_200, 0x61) })
+      const body = Buffer.alloc(1_000, 0x41)
+      const props = Buffer.from('TAGS\u0001tagA\u0002')
+      const one = store.put({ topic: 'T', queueId: 0, body, propertiesBytes: props })
+      const bodies = [Buffer.alloc(900, 0x42), Buffer.alloc(900, 0x43)]
+      const batch = store.putBatch(bodies.map((b) => ({ topic: 'T', queueId: 0, body: b, propertiesBytes: props })))
+      // The caller reuses its buffers at once.
+      body.fill(0x5a)
+      props.fill(0x01)
+      for (const b of bodies) b.fill(0x5a)
+      const stored = [await one, ...(await batch)]
+      assert.ok(stored[0]!.physicalOffset >= SMALL_FILE, 'the put waited for the next file')
+      const want = [Buffer.alloc(1_000, 0x41), Buffer.alloc(900, 0x42), Buffer.alloc(900, 0x43)]
+      for (let i = 0; i < stored.length; i++) {
+        const m = await store.lookup(stored[i]!.physicalOffset)
+        assert.deepEqual(Buffer.from(m.body), want[i], `message ${i}`)
+        assert.equal(m.tags, 'tagA', `message ${i}`)
+      }
+    } finally {
+      await store.close()
+      await cleanup()
+    }
+  })
+}
