@@ -316,7 +316,7 @@ export class CommitLog {
     } catch (err) {
       // Nothing of the append counts: the queue offsets it took are given back (else the next
       // message would leave a gap in its queue) and, with sync flush, the bytes it staged.
-      for (let j = Math.min(i, ms.length - 1); j >= 0; j--) {
+      for (let j = i; j >= 0; j--) {
         const m = ms[j]!
         if (takesQueueOffset(m.sysFlag)) states[j]!.queueOffsets[m.queueId]!--
       }

@@ -260,10 +260,8 @@ export class PutPreparer {
       } catch (err) {
         throw new StoreError('INVALID_ARGUMENT', `the encoded batch is malformed: ${(err as Error).message}`, { details: { message: messages.length } })
       }
+      // Each body is within maxMessageSize: the whole batch is (checked above).
       const bodyLength = entry.bodyEnd - entry.bodyStart
-      if (bodyLength > this.#maxMessageSize) {
-        throw new StoreError('MESSAGE_TOO_LARGE', `body of ${bodyLength} bytes exceeds maxMessageSize ${this.#maxMessageSize}`, { details: { bytes: bodyLength, limit: this.#maxMessageSize, message: messages.length } })
-      }
       const given = checkEncodedPropertyRange(bytes, entry.propsStart, entry.propsEnd, this.#entryProperties)
       checkScheduledDelay(st.topic, given.delay)
       // Stored as they are (a range of the batch), or as the text that completed them.

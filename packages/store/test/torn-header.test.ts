@@ -6,8 +6,8 @@
 // replays the random test, TORN_HEADER_ROUNDS=<n> runs more rounds.
 import assert from 'node:assert/strict'
 import * as path from 'node:path'
-import { test } from 'node:test'
-import { MessageStore, StoreError, type PutResult } from '../src/index.js'
+import { test, type TestContext } from 'node:test'
+import { MessageStore, StoreError, type MessageStoreOptions, type PutResult } from '../src/index.js'
 import { seededRandom } from '@mqts/common'
 import { RECORD, SimFileIO } from '../src/internal.js'
 import { assertDenseLog, SIM_INDEX, simDir } from './helpers.js'
@@ -16,6 +16,16 @@ const BASE_SEED = process.env.SEED ? Number(process.env.SEED) : Date.now() % 1_0
 const ROUNDS = Number(process.env.TORN_HEADER_ROUNDS ?? 40)
 const FILE_SIZE = 16 * 1024
 const QUEUES = 3
+
+/**
+ * A store on the simulated disk with no background flush: the durable offset is where flush()
+ * left it, so a test decides what a power loss keeps.
+ */
+function simStoreOptions(t: TestContext, extra: Partial<MessageStoreOptions> = {}): { dir: string; io: SimFileIO; options: MessageStoreOptions } {
+  const dir = simDir(t)
+  const io = new SimFileIO()
+  return { dir, io, options: { dir, commitLogFileSize: FILE_SIZE, fileIO: io, flushIntervalMs: 3_600_000, flushThoroughIntervalMs: 3_600_000, ...SIM_INDEX, ...extra } }
+}
 
 /** The bytes of a CommitLog record in `io`'s page cache (its durable image after a crash()). */
 function recordBytes(io: SimFileIO, dir: string, p: PutResult): Buffer {
@@ -62,10 +72,7 @@ async function putSome(store: MessageStore, n: number, from: number): Promise<Pu
 
 for (const field of ['queueOffset', 'queueId'] as const) {
   test(`a record past the durable offset whose ${field} a power loss zeroed is cut at recovery, not dispatched`, { timeout: 30_000 }, async (t) => {
-    const dir = simDir(t)
-    const io = new SimFileIO()
-    // No background flush: the durable offset is where flush() left it.
-    const options = { dir, commitLogFileSize: FILE_SIZE, fileIO: io, flushIntervalMs: 3_600_000, flushThoroughIntervalMs: 3_600_000, ...SIM_INDEX }
+    const { dir, io, options } = simStoreOptions(t)
     const store = await MessageStore.open(options)
     const durable = await putSome(store, 12, 0)
     await store.flush()
@@ -115,9 +122,7 @@ for (const field of ['queueOffset', 'queueId'] as const) {
 }
 
 test('a torn ConsumeQueue unit past the durable offset is repaired from the CommitLog, which keeps every record', { timeout: 30_000 }, async (t) => {
-  const dir = simDir(t)
-  const io = new SimFileIO()
-  const options = { dir, commitLogFileSize: FILE_SIZE, fileIO: io, flushIntervalMs: 3_600_000, flushThoroughIntervalMs: 3_600_000, ...SIM_INDEX }
+  const { dir, io, options } = simStoreOptions(t)
   const store = await MessageStore.open(options)
   await putSome(store, 12, 0)
   await store.flush()
@@ -248,9 +253,7 @@ test(`sim power loss, async flush, torn headers: no record past the durable offs
 })
 
 test('a record whose queue id a power loss tore onto another queue leaves no unit in its old queue', { timeout: 30_000 }, async (t) => {
-  const dir = simDir(t)
-  const io = new SimFileIO()
-  const options = { dir, commitLogFileSize: FILE_SIZE, fileIO: io, flushIntervalMs: 3_600_000, flushThoroughIntervalMs: 3_600_000, messageIndexEnable: false }
+  const { dir, io, options } = simStoreOptions(t, { messageIndexEnable: false })
   const store = await MessageStore.open(options)
   // Nothing flushed: the durable offset stays 0. The killed process left a@1's unit 0 behind.
   const p = await store.put({ topic: 'a', queueId: 1, body: 'moved by a tear' })
@@ -282,9 +285,7 @@ function setLastPropertyByte(io: SimFileIO, dir: string, p: PutResult, value: nu
 // reach the file has consistent lengths and a valid CRC. Every put ends non-empty properties with
 // 0x02 (as RocketMQ's clients encode them), so past the durable offset one that does not is cut.
 test('a record past the durable offset whose properties do not end with 0x02 is cut at recovery', { timeout: 30_000 }, async (t) => {
-  const dir = simDir(t)
-  const io = new SimFileIO()
-  const options = { dir, commitLogFileSize: FILE_SIZE, fileIO: io, flushIntervalMs: 3_600_000, flushThoroughIntervalMs: 3_600_000, ...SIM_INDEX }
+  const { dir, io, options } = simStoreOptions(t)
   const store = await MessageStore.open(options)
   await putSome(store, 6, 0)
   await store.flush()
@@ -308,9 +309,7 @@ test('a record past the durable offset whose properties do not end with 0x02 is 
 })
 
 test('below the durable offset a record whose properties do not end with 0x02 is kept (verifyOnOpen too)', { timeout: 30_000 }, async (t) => {
-  const dir = simDir(t)
-  const io = new SimFileIO()
-  const options = { dir, commitLogFileSize: FILE_SIZE, fileIO: io, flushIntervalMs: 3_600_000, flushThoroughIntervalMs: 3_600_000, ...SIM_INDEX }
+  const { dir, io, options } = simStoreOptions(t)
   const store = await MessageStore.open(options)
   const durable = await putSome(store, 6, 0)
   await store.flush()
@@ -332,9 +331,7 @@ test('below the durable offset a record whose properties do not end with 0x02 is
 })
 
 test('every way a put gives properties stores them ending with 0x02: a crash leaves all of them past the durable offset', { timeout: 30_000 }, async (t) => {
-  const dir = simDir(t)
-  const io = new SimFileIO()
-  const options = { dir, commitLogFileSize: FILE_SIZE, fileIO: io, flushIntervalMs: 3_600_000, flushThoroughIntervalMs: 3_600_000, ...SIM_INDEX }
+  const { io, options } = simStoreOptions(t)
   const store = await MessageStore.open(options)
   const puts: PutResult[] = [
     await store.put({ topic: 'a', queueId: 0, body: 'object', properties: { x: 'y' } }),
