@@ -568,7 +568,11 @@ export class MessageStore {
   put(message: PutMessage): Promise<PutResult> {
     if (this.status !== 'open') return Promise.reject(this.#notOpen())
     if (!this.#replication.takesPuts) return Promise.reject(this.#replication.wrongRole('put'))
-    if (this.#deleting.size > 0 && this.#deleting.has(message?.topic)) return this.#afterDeletion(message.topic, () => this.put(message))
+    if (this.#deleting.size > 0 && this.#deleting.has(message?.topic)) {
+      // Put once the deletion is done, from a copy: the caller may reuse its bytes once this returns.
+      const own = ownPutMessage(message)
+      return this.#afterDeletion(message.topic, () => this.put(own))
+    }
     if ((this.dispatcher.lastError !== undefined || this.#queueOffsetsBehind) && !this.#dispatchCaughtUp()) return Promise.reject(this.#dispatchStopped())
     try {
       const prepared = this.#preparer.prepare(message, Date.now())
@@ -595,7 +599,10 @@ export class MessageStore {
     if (messages.length === 0) return []
     if (this.#deleting.size > 0) {
       const deleting = messages.find((m) => this.#deleting.has(m?.topic))
-      if (deleting) return this.#afterDeletion(deleting.topic, () => this.putBatch(messages))
+      if (deleting) {
+        const own = messages.map(ownPutMessage)
+        return this.#afterDeletion(deleting.topic, () => this.putBatch(own))
+      }
     }
     if ((this.dispatcher.lastError !== undefined || this.#queueOffsetsBehind) && !this.#dispatchCaughtUp()) throw this.#dispatchStopped()
     const states: TopicState[] = new Array(messages.length)
@@ -1253,6 +1260,17 @@ export class MessageStore {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close()
   }
+}
+
+/** A put's message with copies of what the caller may change (bytes, keys, properties), for a put made later. */
+function ownPutMessage(m: PutMessage): PutMessage {
+  if (m === null || typeof m !== 'object' || Array.isArray(m)) return m
+  const own = { ...m }
+  if (m.body instanceof Uint8Array) own.body = new Uint8Array(m.body)
+  if (m.propertiesBytes instanceof Uint8Array) own.propertiesBytes = new Uint8Array(m.propertiesBytes)
+  if (Array.isArray(m.keys)) own.keys = [...m.keys]
+  if (m.properties !== null && typeof m.properties === 'object' && !Array.isArray(m.properties)) own.properties = { ...m.properties }
+  return own
 }
 
 /**

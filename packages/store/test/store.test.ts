@@ -562,3 +562,34 @@ for (const flush of ['async', 'sync'] as const) {
     }
   })
 }
+
+test("put and putBatch made while their topic is being deleted are stored from copies of the caller's bytes", { timeout: 30_000 }, async () => {
+  const { dir, cleanup } = await tempDir()
+  const store = await MessageStore.open({ dir, commitLogFileSize: SMALL_FILE })
+  try {
+    await store.put({ topic: 'D', queueId: 0, body: 'old' })
+    const deleting = store.deleteTopic('D')
+    const body = Buffer.alloc(100, 0x41)
+    const props = Buffer.from('TAGS\u0001tagA\u0002')
+    const keys = ['k1']
+    const one = store.put({ topic: 'D', queueId: 0, body, propertiesBytes: props })
+    const batchBody = Buffer.alloc(100, 0x42)
+    const batch = store.putBatch([{ topic: 'D', queueId: 0, body: batchBody, keys }])
+    body.fill(0x5a)
+    props.fill(0x01)
+    batchBody.fill(0x5a)
+    keys[0] = 'changed'
+    await deleting
+    const [a, b] = [await one, (await batch)[0]!]
+    assert.equal(a.queueOffset, 0, 'the topic starts over')
+    const ma = await store.lookup(a.physicalOffset)
+    assert.deepEqual(Buffer.from(ma.body), Buffer.alloc(100, 0x41))
+    assert.equal(ma.tags, 'tagA')
+    const mb = await store.lookup(b.physicalOffset)
+    assert.deepEqual(Buffer.from(mb.body), Buffer.alloc(100, 0x42))
+    assert.deepEqual(mb.keys, ['k1'])
+  } finally {
+    await store.close()
+    await cleanup()
+  }
+})
